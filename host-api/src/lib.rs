@@ -1,0 +1,44 @@
+//! Airlock's host API: the capabilities a guest can reach and the policy that bounds them.
+//!
+//! This crate knows policy, not the CLI or the server: the runtime builds a [`HostState`] per
+//! invocation, and [`add_to_linker`] links every capability a guest may import.
+//!
+//! # Layout
+//! - [`bindings`]: the single `bindgen!` for the `airlock:integration` world.
+//! - [`policy`]: pure, wasm-free policy values (limits, units), parsed once at load.
+//! - [`state`]: [`HostState`], the store data of one invocation.
+//! - [`log`], [`stdio`]: the guest log (the `log` import plus captured stdout and stderr).
+//! - [`config`]: the `config` import.
+//! - [`limiter`]: the per-store memory ceiling and peak.
+//! - [`wasi`]: WASI p2 linked deny-by-default, and the import check.
+
+pub mod bindings;
+pub mod config;
+pub mod limiter;
+pub mod log;
+pub mod policy;
+pub mod state;
+pub mod stdio;
+pub mod wasi;
+
+use wasmtime::component::{HasData, Linker};
+
+pub use state::HostState;
+
+/// Links every capability a guest may import: airlock's interfaces and deny-by-default WASI.
+pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    wasi::add_to_linker(linker)?;
+    bindings::log::add_to_linker::<HostState, LogCap>(linker, |s| &mut s.log)?;
+    bindings::config::add_to_linker::<HostState, ConfigCap>(linker, |s| &mut s.config)?;
+    Ok(())
+}
+
+struct LogCap;
+impl HasData for LogCap {
+    type Data<'a> = &'a mut log::LogCtx;
+}
+
+struct ConfigCap;
+impl HasData for ConfigCap {
+    type Data<'a> = &'a mut config::ConfigCtx;
+}
