@@ -1,0 +1,147 @@
+//! `airlock-examples/hostile`: one action per way an untrusted component can misbehave.
+//!
+//! Each attack must end as a clean, typed outcome in the host (timeout, memory limit, trap,
+//! output limit, capped logs, an empty sandbox), never as a hung or crashed host. Every action
+//! takes `{}`. `black_box` keeps the optimizer from proving an attack pointless and deleting it.
+
+use std::fmt::Write as _;
+use std::hint::black_box;
+use std::io::Write as _;
+
+use airlock_guest::{Error, Guest, Level, export};
+use serde::Serialize;
+
+struct Hostile;
+
+impl Guest for Hostile {
+    fn invoke(action: String, _input: String) -> Result<String, Error> {
+        match action.as_str() {
+            "spin-forever" => spin_forever(),
+            "grow-memory" => grow_memory(),
+            "recurse-forever" => Ok(format!(r#"{{"depth": {}}}"#, recurse(0))),
+            "huge-output" => Ok(huge_output()),
+            "flood-log" => Ok(flood_log()),
+            "read-env" => airlock_guest::to_output(&read_env()),
+            "read-files" => airlock_guest::to_output(&read_files()),
+            other => Err(Error::unknown_action(other)),
+        }
+    }
+}
+
+export!(Hostile);
+
+/// Burns CPU forever: only the host's timeout (epoch or fuel interruption) can stop it.
+fn spin_forever() -> ! {
+    let mut counter = 0u64;
+    loop {
+        counter = black_box(counter.wrapping_add(1));
+    }
+}
+
+/// Allocates and touches 1 MiB chunks forever, keeping them all: only the memory limit stops it.
+fn grow_memory() -> ! {
+    let mut hoard = Vec::new();
+    loop {
+        let mut chunk = vec![0u8; 1 << 20];
+        for page in chunk.chunks_mut(4096) {
+            page[0] = 1;
+        }
+        hoard.push(black_box(chunk));
+    }
+}
+
+/// Recurses without bound until the host's wasm stack limit traps.
+///
+/// Not a tail call: the result passes through `black_box` after the call returns, so LLVM can
+/// neither turn the recursion into a loop nor drop it, and the opaque base case keeps it from
+/// proving the function never returns. Frames hold only wasm locals, so it is the engine's stack
+/// that overflows, not the shadow stack in linear memory.
+#[inline(never)]
+fn recurse(depth: u64) -> u64 {
+    if black_box(depth) == u64::MAX {
+        return 0;
+    }
+    black_box(recurse(depth + 1)).wrapping_add(depth)
+}
+
+/// Returns 8 MiB of valid JSON: eight times the manifest's 1 MiB output limit but a quarter of
+/// its 32 MiB memory limit, so only the output limit can refuse it.
+fn huge_output() -> String {
+    const PAYLOAD: usize = 8 << 20;
+    let mut json = Vec::with_capacity(PAYLOAD + 16);
+    json.extend_from_slice(b"{\"data\": \"");
+    json.resize(json.len() + PAYLOAD, b'x');
+    json.extend_from_slice(b"\"}");
+    String::from_utf8(json).expect("ASCII is UTF-8")
+}
+
+/// Calls `log` a million times with 100-byte lines and writes 10,000 lines each to stdout and
+/// stderr, then claims success: the host must cap what it keeps. The guest side stays cheap (one
+/// reused buffer, no fields) so that the host's own cost is what decides whether the flood ends
+/// within the timeout.
+///
+/// Write errors are ignored on purpose: `println!` panics (and so traps) once the host stops
+/// accepting output, while a hostile guest just keeps going.
+fn flood_log() -> String {
+    let mut stdout = std::io::stdout().lock();
+    let mut stderr = std::io::stderr().lock();
+    let padding = "x".repeat(86);
+    let mut line = String::with_capacity(128);
+    for i in 0..1_000_000u32 {
+        line.clear();
+        let _ = write!(line, "flood {i:07} {padding}"); // 100 bytes
+        airlock_guest::log(Level::Info, &line, &[]);
+        if i % 100 == 0 {
+            let _ = writeln!(stdout, "{line}");
+            let _ = writeln!(stderr, "{line}");
+        }
+    }
+    r#"{"done": true}"#.to_owned()
+}
+
+/// What the guest can see of its process environment (names only).
+#[derive(Serialize)]
+struct Environment {
+    vars: Vec<String>,
+    args: Vec<String>,
+}
+
+/// Reports environment variable names and arguments: the host should hand over none.
+fn read_env() -> Environment {
+    Environment {
+        vars: std::env::vars_os()
+            .map(|(name, _)| name.to_string_lossy().into_owned())
+            .collect(),
+        args: std::env::args_os()
+            .map(|arg| arg.to_string_lossy().into_owned())
+            .collect(),
+    }
+}
+
+/// Which paths the guest could read, and why the others failed.
+#[derive(Serialize)]
+struct FileProbe {
+    read: Vec<String>,
+    errors: Vec<String>,
+}
+
+/// Tries to read files and list directories: with no preopens, every attempt should fail.
+fn read_files() -> FileProbe {
+    let mut probe = FileProbe {
+        read: Vec::new(),
+        errors: Vec::new(),
+    };
+    for path in ["/etc/passwd", "/", ".", "/proc/self/environ"] {
+        match std::fs::read(path) {
+            Ok(_) => probe.read.push(path.to_owned()),
+            Err(e) => probe.errors.push(format!("read {path}: {}", e.kind())),
+        }
+    }
+    for path in ["/", "."] {
+        match std::fs::read_dir(path) {
+            Ok(_) => probe.read.push(format!("{path} (read_dir)")),
+            Err(e) => probe.errors.push(format!("read_dir {path}: {}", e.kind())),
+        }
+    }
+    probe
+}
