@@ -1,0 +1,22 @@
+//! Small filesystem helpers for files that hold key material.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::Path;
+
+/// Creates `path` with mode 0600 and writes `bytes`, refusing to overwrite an existing file.
+///
+/// `create_new` closes the race where two processes would both create a key and one would
+/// silently lose it.
+pub fn write_private_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}

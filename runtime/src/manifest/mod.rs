@@ -1,0 +1,254 @@
+//! `airlock.toml`: the manifest every integration ships.
+//!
+//! Parsing is strict: every table denies unknown keys, and every value with rules of its own is
+//! a validating newtype ([`IntegrationId`], [`ActionName`], [`SupportContact`], [`HttpsUrl`],
+//! [`RelativePath`], [`ByteSize`], [`HumanDuration`]) whose `Deserialize` impl rejects bad input
+//! with `serde::de::Error::custom`, so the `toml` crate attaches the span of the offending key
+//! or value. [`ManifestError::Parse`] turns that span into a 1-based line and column, and names
+//! the key at fault, e.g.
+//!
+//! ```text
+//! integrations/acme/airlock.toml:16:1: unknown field `memroy`, expected one of `memory`, `timeout`, `output` (in `limits`)
+//! ```
+//!
+//! Strings from the manifest are untrusted: messages are single-line and control characters in
+//! them are escaped.
+//!
+//! # Layout
+//! - `fields`, `urls`: the validating newtypes.
+//! - `checks`: rules for plain fields, run inside deserialization so errors carry a span.
+//! - `locate`: toml error span → line, column and the key at fault.
+
+mod checks;
+mod fields;
+mod locate;
+mod urls;
+
+use std::collections::BTreeMap;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+pub use crate::units::{ByteSize, HumanDuration};
+pub use checks::MAX_DESCRIPTION_CHARS;
+pub use fields::{ActionName, IntegrationId, InvalidValue, MAX_NAME_CHARS, RelativePath};
+pub use urls::{HttpsUrl, MAX_URL_BYTES, SupportContact};
+
+/// The manifest's file name inside an integration directory.
+pub const MANIFEST_FILE_NAME: &str = "airlock.toml";
+
+/// Manifests larger than this are refused before parsing.
+pub const MAX_MANIFEST_BYTES: u64 = 1024 * 1024;
+
+/// A parsed `airlock.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Manifest {
+    pub integration: Integration,
+    pub publisher: Publisher,
+    #[serde(default)]
+    pub limits: ManifestLimits,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<ConfigSection>,
+    /// At least one action.
+    #[serde(deserialize_with = "checks::actions")]
+    pub actions: BTreeMap<ActionName, Action>,
+}
+
+/// `[integration]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Integration {
+    pub id: IntegrationId,
+    #[serde(with = "checks::semver_version")]
+    pub version: semver::Version,
+    /// Non-empty, at most [`MAX_DESCRIPTION_CHARS`] characters.
+    #[serde(deserialize_with = "checks::description")]
+    pub description: String,
+    /// Relative to the manifest's directory; ends in `.wasm`.
+    #[serde(deserialize_with = "checks::component")]
+    pub component: RelativePath,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<BuildSection>,
+}
+
+/// `[integration.build]`: how `airlock build` produces the component.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct BuildSection {
+    /// Non-empty.
+    #[serde(deserialize_with = "checks::command")]
+    pub command: String,
+}
+
+/// `[publisher]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Publisher {
+    /// Non-empty, no control characters.
+    #[serde(deserialize_with = "checks::publisher_name")]
+    pub name: String,
+    pub support: SupportContact,
+    pub privacy_policy: HttpsUrl,
+}
+
+/// `[limits]`: each key optional. Sizes must be greater than zero.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ManifestLimits {
+    #[serde(
+        default,
+        deserialize_with = "checks::positive_size",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub memory: Option<ByteSize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<HumanDuration>,
+    #[serde(
+        default,
+        deserialize_with = "checks::positive_size",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub output: Option<ByteSize>,
+}
+
+/// `[config]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ConfigSection {
+    /// JSON Schema for the integration's configuration.
+    pub schema: RelativePath,
+}
+
+/// `[actions.<name>]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Action {
+    /// Non-empty, at most [`MAX_DESCRIPTION_CHARS`] characters.
+    #[serde(deserialize_with = "checks::description")]
+    pub description: String,
+    /// JSON Schema for the action's input.
+    pub input: RelativePath,
+    /// JSON Schema for the action's output.
+    pub output: RelativePath,
+}
+
+/// Why a manifest could not be loaded. `Display` is one line, led by `path:line:column` for
+/// parse errors.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ManifestError {
+    /// The file could not be read (missing, unreadable, too large, or a directory without an
+    /// `airlock.toml`).
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: Arc<std::io::Error>,
+    },
+    /// The file is not a valid manifest. `line` and `column` are 1-based; the column counts
+    /// characters. `message` names the key at fault.
+    #[error("{}:{line}:{column}: {message}", path.display())]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+}
+
+impl ManifestError {
+    fn io(path: &Path, source: std::io::Error) -> Self {
+        ManifestError::Io {
+            path: path.to_path_buf(),
+            source: Arc::new(source),
+        }
+    }
+}
+
+/// A parsed manifest plus where it lives, so relative paths resolve against its directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct LoadedManifest {
+    /// The manifest file.
+    pub path: PathBuf,
+    /// The directory containing it (`.` when `path` has no parent).
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+}
+
+impl LoadedManifest {
+    /// Accepts a directory (uses DIR/airlock.toml) or a path to a manifest file.
+    pub fn load(path: &Path) -> Result<LoadedManifest, ManifestError> {
+        let is_dir = path.is_dir();
+        let file = if is_dir {
+            path.join(MANIFEST_FILE_NAME)
+        } else {
+            path.to_path_buf()
+        };
+        let bytes = match read_capped(&file) {
+            Ok(bytes) => bytes,
+            Err(e) if is_dir && e.kind() == std::io::ErrorKind::NotFound => {
+                let message = format!(
+                    "the directory {} contains no {MANIFEST_FILE_NAME}",
+                    path.display()
+                );
+                return Err(ManifestError::io(
+                    &file,
+                    std::io::Error::new(std::io::ErrorKind::NotFound, message),
+                ));
+            }
+            Err(e) => return Err(ManifestError::io(&file, e)),
+        };
+        let text = String::from_utf8(bytes).map_err(|e| {
+            let offset = e.utf8_error().valid_up_to();
+            let text = String::from_utf8_lossy(e.as_bytes());
+            let (line, column) = locate::line_column(&text, offset);
+            ManifestError::Parse {
+                path: file.clone(),
+                line,
+                column,
+                message: "the file is not valid UTF-8".into(),
+            }
+        })?;
+        Self::parse(&file, &text)
+    }
+
+    /// Parses `text` as the manifest at `path` without touching the file system (for tests and
+    /// bundles). `path` is used for error messages and to derive `dir`.
+    pub fn parse(path: &Path, text: &str) -> Result<LoadedManifest, ManifestError> {
+        let manifest: Manifest =
+            toml::from_str(text).map_err(|e| locate::parse_error(path, text, &e))?;
+        let dir = match path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        Ok(LoadedManifest {
+            path: path.to_path_buf(),
+            dir,
+            manifest,
+        })
+    }
+
+    /// `dir.join(rel)`.
+    pub fn resolve(&self, rel: &RelativePath) -> PathBuf {
+        self.dir.join(rel.as_path())
+    }
+}
+
+/// Reads at most [`MAX_MANIFEST_BYTES`]; a larger file is an error.
+fn read_capped(path: &Path) -> std::io::Result<Vec<u8>> {
+    let file = std::fs::File::open(path)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_MANIFEST_BYTES + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_MANIFEST_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("manifest is larger than {}", ByteSize(MAX_MANIFEST_BYTES)),
+        ));
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests;

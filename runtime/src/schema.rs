@@ -1,0 +1,644 @@
+//! Compiled JSON Schemas for every input, output and config crossing the Airlock boundary.
+//!
+//! jsonschema's defaults suit trusted schemas, not ours (security catalogue, section IV), so
+//! [`Schema::compile`] always builds with:
+//! - a retriever that refuses every URI: a `$ref` (or `$schema`) outside the document fails to
+//!   compile with [`SchemaError::ExternalRef`]; nothing is ever read from disk or the network;
+//! - the linear-time `regex` engine for `pattern`/`patternProperties` (no ReDoS); patterns it
+//!   cannot compile (look-around, backreferences) fail to compile instead of being skipped;
+//! - `format` as an assertion in every draft, and unknown formats refused, so `format: email`
+//!   (or a typo of it) never silently means nothing;
+//! - the draft named by `$schema`, or 2020-12 without one; the schema must pass its meta-schema.
+//!
+//! Violations never carry instance values, which may be customer data: each names the instance
+//! location, the keyword and the constraint as the *schema* states it.
+
+use std::error::Error;
+use std::fmt;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use jsonschema::error::{TypeKind, ValidationErrorKind};
+use jsonschema::{PatternOptions, ReferencingError, Retrieve, Uri, ValidationError, Validator};
+use serde_json::Value;
+
+use crate::json::{self, JsonError, display_pointer};
+
+/// Largest schema file accepted: schemas are small, and reading stops here.
+const MAX_SCHEMA_BYTES: usize = 1 << 20;
+/// Most violations reported for one instance; the rest are summarised as `truncated`.
+const MAX_VIOLATIONS: usize = 16;
+
+/// A schema compiled with Airlock's safe options, ready to validate many instances.
+#[derive(Clone)]
+pub struct Schema {
+    validator: Validator,
+    origin: String,
+}
+
+/// Why a schema could not be loaded or compiled. Every message names the file (or origin).
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    /// The file could not be read (or is not UTF-8).
+    #[error("cannot read schema file {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The file is too large, or not strict JSON (see [`json::parse_strict`]).
+    #[error("schema file {} is not strict JSON: {source}", path.display())]
+    Json { path: PathBuf, source: JsonError },
+    /// Not a valid schema for its draft, or a `pattern` the linear-time engine cannot compile.
+    #[error("schema {origin} is invalid: {reason}")]
+    Invalid { origin: String, reason: String },
+    /// The schema points outside itself; Airlock schemas must be self-contained.
+    #[error("schema {origin} refers to {uri:?} outside itself; external schemas are never fetched")]
+    ExternalRef { origin: String, uri: String },
+}
+
+/// One way an instance fails its schema, safe to log and to show to the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// RFC 6901 pointer to the failing part of the instance; `""` is the root (shown as `/`).
+    pub pointer: String,
+    /// The schema keyword that failed (`type`, `required`, `format`, …).
+    pub keyword: String,
+    /// The constraint as the schema states it; never a value from the instance.
+    pub detail: String,
+}
+
+/// Every violation of one instance (at most 16; `truncated` says more were found).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violations {
+    /// In jsonschema's evaluation order.
+    pub list: Vec<Violation>,
+    /// More violations were found than `list` holds.
+    pub truncated: bool,
+}
+
+impl Schema {
+    /// Reads, strictly parses (json::parse_strict, cap 1 MiB) and compiles a schema file.
+    ///
+    /// Schema files come with integrations, so they get the same duplicate-key and size checks
+    /// as any other untrusted JSON.
+    pub fn load(path: &Path) -> Result<Schema, SchemaError> {
+        let io = |source| SchemaError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let bad_json = |source| SchemaError::Json {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = std::fs::File::open(path).map_err(io)?;
+        let size = file.metadata().map_err(io)?.len();
+        if size > MAX_SCHEMA_BYTES as u64 {
+            let size = usize::try_from(size).unwrap_or(usize::MAX);
+            let limit = MAX_SCHEMA_BYTES;
+            return Err(bad_json(JsonError::TooLarge { size, limit }));
+        }
+        // Read at most one byte past the cap, in case the file grew or its size was not known.
+        let mut bytes = Vec::new();
+        let mut capped = file.take(MAX_SCHEMA_BYTES as u64 + 1);
+        capped.read_to_end(&mut bytes).map_err(io)?;
+        let text = String::from_utf8(bytes)
+            .map_err(|error| io(std::io::Error::new(std::io::ErrorKind::InvalidData, error)))?;
+        let value = json::parse_strict(&text, MAX_SCHEMA_BYTES).map_err(bad_json)?;
+        Self::compile(&path.display().to_string(), &value)
+    }
+
+    /// Compiles an already parsed schema; `origin` names it in errors.
+    pub fn compile(origin: &str, schema: &Value) -> Result<Schema, SchemaError> {
+        compile_with(origin, schema, RefuseRetrieval)
+    }
+
+    /// Where this schema came from (the file path for [`Schema::load`]).
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// Validates an instance; on failure returns every violation (cap at 16, note if more).
+    pub fn validate(&self, instance: &Value) -> Result<(), Violations> {
+        // jsonschema collects all errors eagerly; the boolean check is much cheaper when valid.
+        if self.validator.is_valid(instance) {
+            return Ok(());
+        }
+        let mut errors = self.validator.iter_errors(instance);
+        let list: Vec<Violation> = errors
+            .by_ref()
+            .take(MAX_VIOLATIONS)
+            .map(|error| violation(&error))
+            .collect();
+        let truncated = errors.next().is_some();
+        Err(Violations { list, truncated })
+    }
+}
+
+impl fmt::Debug for Schema {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Schema")
+            .field("origin", &self.origin)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Refuses every URI, so compiling a schema never touches the disk or the network.
+struct RefuseRetrieval;
+
+impl Retrieve for RefuseRetrieval {
+    fn retrieve(&self, uri: &Uri<String>) -> Result<Value, Box<dyn Error + Send + Sync>> {
+        Err(format!("retrieving {uri} refused: schemas must be self-contained").into())
+    }
+}
+
+fn compile_with(
+    origin: &str,
+    schema: &Value,
+    retriever: impl Retrieve + 'static,
+) -> Result<Schema, SchemaError> {
+    let validator = jsonschema::options()
+        .with_retriever(retriever)
+        .with_pattern_options(PatternOptions::regex())
+        .should_validate_formats(true)
+        .should_ignore_unknown_formats(false)
+        .build(schema)
+        .map_err(|error| build_error(origin, &error))?;
+    Ok(Schema {
+        validator,
+        origin: origin.to_owned(),
+    })
+}
+
+/// Explains a build failure. Quoting jsonschema here is fine: its "instance" is the schema.
+fn build_error(origin: &str, error: &ValidationError<'_>) -> SchemaError {
+    let origin = origin.to_owned();
+    let at = display_pointer(error.instance_path().as_str());
+    let reason = match error.kind() {
+        ValidationErrorKind::Referencing(ReferencingError::Unretrievable { uri, .. })
+        | ValidationErrorKind::Referencing(ReferencingError::UnknownSpecification {
+            specification: uri,
+        }) => {
+            let uri = uri.clone();
+            return SchemaError::ExternalRef { origin, uri };
+        }
+        ValidationErrorKind::Format { format } if format == "regex" => format!(
+            "at {at}: {} is not a pattern the linear-time regex engine accepts \
+             (no look-around or backreferences)",
+            error.instance()
+        ),
+        _ => format!("at {at}: {error}"),
+    };
+    SchemaError::Invalid { origin, reason }
+}
+
+fn violation(error: &ValidationError<'_>) -> Violation {
+    let kind = error.kind();
+    // jsonschema reports e.g. a lone `additionalProperties: false` as a `false` subschema that
+    // failed; name the keyword holding it (unless that segment is a property or `$defs` name).
+    let mut segments = error.schema_path().as_str().rsplit('/');
+    let holder = segments.next().unwrap_or_default();
+    let holder = match segments.next() {
+        Some("properties" | "patternProperties" | "$defs" | "definitions") => "",
+        _ => holder,
+    };
+    let (keyword, detail) = match (kind, holder) {
+        (ValidationErrorKind::FalseSchema, "additionalProperties") => {
+            (holder, "no additional properties allowed".to_owned())
+        }
+        (ValidationErrorKind::FalseSchema, "unevaluatedProperties") => {
+            (holder, "no unevaluated properties allowed".to_owned())
+        }
+        (ValidationErrorKind::FalseSchema, "items" | "additionalItems" | "unevaluatedItems") => {
+            (holder, "no additional items allowed".to_owned())
+        }
+        (ValidationErrorKind::FalseSchema, "propertyNames") => {
+            (holder, "no properties allowed".to_owned())
+        }
+        _ => (kind.keyword(), detail(kind)),
+    };
+    Violation {
+        pointer: error.instance_path().as_str().to_owned(),
+        keyword: keyword.to_owned(),
+        detail,
+    }
+}
+
+/// Describes a failed constraint from the schema side only. Anything not special-cased gets a
+/// generic line: jsonschema's own messages quote the instance and must not be used.
+fn detail(kind: &ValidationErrorKind) -> String {
+    use ValidationErrorKind as K;
+    match kind {
+        K::AdditionalItems { limit } => format!("at most {limit} items allowed"),
+        K::AdditionalProperties { .. } => "no additional properties allowed".to_owned(),
+        K::UnevaluatedProperties { .. } => "no unevaluated properties allowed".to_owned(),
+        K::UnevaluatedItems { .. } => "no unevaluated items allowed".to_owned(),
+        K::AnyOf { .. } => "must match at least one schema in `anyOf`".to_owned(),
+        K::OneOfNotValid { .. } => "must match exactly one schema in `oneOf`, matches none".into(),
+        K::OneOfMultipleValid { .. } => "must match exactly one schema in `oneOf`".to_owned(),
+        K::Not { .. } => "must not match the `not` schema".to_owned(),
+        K::Constant { expected_value } => format!("must equal {}", brief(expected_value)),
+        K::Enum { options } => format!("must be one of {}", brief(options)),
+        K::Contains => "must contain an item matching `contains`".to_owned(),
+        K::ContentEncoding { content_encoding } => format!("must be {content_encoding:?} encoded"),
+        K::ContentMediaType { content_media_type } => {
+            format!("must be of media type {content_media_type:?}")
+        }
+        K::FalseSchema => "no value allowed here".to_owned(),
+        K::Format { format } => format!("must match format {format:?}"),
+        K::Pattern { pattern } => format!("must match pattern {pattern:?}"),
+        K::MaxItems { limit } => format!("must have at most {limit} items"),
+        K::MinItems { limit } => format!("must have at least {limit} items"),
+        K::MaxLength { limit } => format!("length must be at most {limit}"),
+        K::MinLength { limit } => format!("length must be at least {limit}"),
+        K::MaxProperties { limit } => format!("must have at most {limit} properties"),
+        K::MinProperties { limit } => format!("must have at least {limit} properties"),
+        K::Maximum { limit } => format!("must be at most {limit}"),
+        K::Minimum { limit } => format!("must be at least {limit}"),
+        K::ExclusiveMaximum { limit } => format!("must be less than {limit}"),
+        K::ExclusiveMinimum { limit } => format!("must be greater than {limit}"),
+        K::MultipleOf { multiple_of } => format!("must be a multiple of {multiple_of}"),
+        K::PropertyNames { error } => format!("property names: {}", detail(error.kind())),
+        K::Required { property } => match property.as_str() {
+            Some(name) => format!("missing required property {name:?}"),
+            None => format!("missing required property {}", brief(property)),
+        },
+        K::Type { kind } => match kind {
+            TypeKind::Single(one) => format!("expected type {one}"),
+            TypeKind::Multiple(set) => {
+                let names: Vec<String> = set.iter().map(|t| t.to_string()).collect();
+                format!("expected one of types {}", names.join(", "))
+            }
+        },
+        K::UniqueItems => "items must be unique".to_owned(),
+        other => format!("fails `{}`", other.keyword()),
+    }
+}
+
+/// A schema value for a message, cut short so a large `enum` cannot flood the log.
+fn brief(value: &Value) -> String {
+    const MAX_CHARS: usize = 80;
+    let text = value.to_string();
+    match text.char_indices().nth(MAX_CHARS) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
+    }
+}
+
+impl fmt::Display for Violations {
+    /// One line per violation: `/contact/email: must match format "email" (format)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (index, v) in self.list.iter().enumerate() {
+            if index > 0 {
+                f.write_str("\n")?;
+            }
+            write!(
+                f,
+                "{}: {} ({})",
+                display_pointer(&v.pointer),
+                v.detail,
+                v.keyword
+            )?;
+        }
+        if self.truncated {
+            write!(
+                f,
+                "\n… more violations not shown (first {MAX_VIOLATIONS} listed)"
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl Error for Violations {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    fn j(text: &str) -> Value {
+        serde_json::from_str(text).expect("test JSON")
+    }
+
+    fn compile(schema: &str) -> Result<Schema, SchemaError> {
+        Schema::compile("conn/in.json", &j(schema))
+    }
+
+    fn violations(schema: &str, instance: &str) -> Violations {
+        let schema = compile(schema).expect("schema compiles");
+        schema
+            .validate(&j(instance))
+            .expect_err("instance is invalid")
+    }
+
+    /// The cells of a ` | `-separated table, one row per non-blank line.
+    fn rows<const N: usize>(table: &str) -> impl Iterator<Item = [&str; N]> {
+        let lines = table.lines().map(str::trim).filter(|line| !line.is_empty());
+        lines.map(|row| {
+            let cells: Vec<&str> = row.split(" | ").map(str::trim).collect();
+            cells
+                .try_into()
+                .unwrap_or_else(|_| panic!("row needs {N} cells: {row}"))
+        })
+    }
+
+    #[test]
+    fn violations_name_pointer_keyword_and_schema_side_detail() {
+        let table = r#"
+            {"type": "integer"} | "abc" |  | type | expected type integer
+            {"type": ["integer", "null"]} | "x" |  | type | expected one of types null, integer
+            {"required": ["email"]} | {} |  | required | missing required property "email"
+            {"properties": {"c": {"properties": {"e": {"format": "email"}}}}} | {"c": {"e": "x"}} | /c/e | format | must match format "email"
+            {"format": "date-time"} | "today" |  | format | must match format "date-time"
+            {"minLength": 3} | "ab" |  | minLength | length must be at least 3
+            {"items": {"maximum": 5}} | [1, 9] | /1 | maximum | must be at most 5
+            {"additionalProperties": false} | {"a": 1} |  | additionalProperties | no additional properties allowed
+            {"properties": {"a": {}}, "additionalProperties": false} | {"b": 1} |  | additionalProperties | no additional properties allowed
+            {"prefixItems": [{}], "items": false} | [1, 2] | /1 | items | no additional items allowed
+            {"pattern": "^[a-z]+$"} | "A1" |  | pattern | must match pattern "^[a-z]+$"
+            {"enum": ["a", 1]} | "b" |  | enum | must be one of ["a",1]
+            {"const": "on"} | "off" |  | const | must equal "on"
+            {"properties": {"a/b": false}} | {"a/b": 1} | /a~1b | falseSchema | no value allowed here
+            {"properties": {"items": false}} | {"items": 1} | /items | falseSchema | no value allowed here
+            {"propertyNames": {"maxLength": 2}} | {"abc": 1} |  | propertyNames | property names: length must be at most 2
+        "#;
+        for [schema, instance, pointer, keyword, detail] in rows(table) {
+            let (pointer, keyword, detail) = (pointer.into(), keyword.into(), detail.into());
+            let expected = Violation {
+                pointer,
+                keyword,
+                detail,
+            };
+            assert_eq!(violations(schema, instance).list, [expected], "{schema}");
+        }
+    }
+
+    #[test]
+    fn violations_never_contain_instance_values() {
+        let schema = r#"{"properties": {"n": {"type": "integer"}, "short": {"maxLength": 3},
+            "mail": {"format": "email"}, "id": {"pattern": "^[0-9]+$"}, "mode": {"enum": ["a"]},
+            "on": {"const": true}, "any": {"anyOf": [{"type": "null"}, {"minLength": 99}]},
+            "uniq": {"uniqueItems": true}, "not": {"not": {"type": "string"}},
+            "keys": {"propertyNames": {"maxLength": 1}}}, "additionalProperties": {"type": "null"}}"#;
+        let fields = [
+            "n", "short", "mail", "id", "mode", "on", "any", "not", "extra",
+        ];
+        let mut instance = serde_json::Map::new();
+        for field in fields {
+            instance.insert(field.into(), "SECRET-CANARY-1234".into());
+        }
+        instance.insert(
+            "uniq".into(),
+            j(r#"["SECRET-CANARY-1234", "SECRET-CANARY-1234"]"#),
+        );
+        instance.insert("keys".into(), j(r#"{"xy": "SECRET-CANARY-1234"}"#));
+        let instance = Value::Object(instance);
+        let found = compile(schema)
+            .expect("compiles")
+            .validate(&instance)
+            .expect_err("invalid");
+        assert_eq!(found.list.len(), 11, "{found}");
+        for shown in [found.to_string(), format!("{found:?}")] {
+            assert!(
+                !shown.contains("SECRET-CANARY-1234"),
+                "instance value leaked: {shown}"
+            );
+        }
+    }
+
+    #[test]
+    fn display_is_one_line_per_violation() {
+        let schema = r#"{"properties": {"contact": {"properties": {"email": {"format": "email"}}}},
+            "required": ["id"]}"#;
+        let shown = violations(schema, r#"{"contact": {"email": "x"}}"#).to_string();
+        let mut lines: Vec<&str> = shown.lines().collect();
+        lines.sort_unstable();
+        let expected = [
+            r#"/: missing required property "id" (required)"#,
+            r#"/contact/email: must match format "email" (format)"#,
+        ];
+        assert_eq!(lines, expected);
+    }
+
+    #[test]
+    fn violations_are_capped_and_marked_truncated() {
+        let cases = [
+            (3, 3, false),
+            (16, 16, false),
+            (17, 16, true),
+            (500, 16, true),
+        ];
+        for (items, listed, truncated) in cases {
+            let instance = format!("{:?}", vec![0; items]);
+            let found = violations(r#"{"items": {"type": "string"}}"#, &instance);
+            let shown = found.to_string();
+            assert_eq!(found.list.len(), listed, "{items}");
+            assert_eq!(
+                (found.truncated, shown.contains("more violations")),
+                (truncated, truncated)
+            );
+        }
+    }
+
+    #[test]
+    fn remote_ref_is_refused_at_compile() {
+        let table = r#"
+            {"$ref": "https://evil.example/s.json"} | https://evil.example/s.json
+            {"$ref": "file:///etc/passwd"} | file:///etc/passwd
+            {"properties": {"a": {"items": {"$ref": "http://10.0.0.1/x#/y"}}}} | http://10.0.0.1/x
+            {"$id": "https://ex.com/root.json", "$ref": "b.json"} | https://ex.com/b.json
+            {"$schema": "https://evil.example/meta", "type": "string"} | https://evil.example/meta
+        "#;
+        for [schema, uri] in rows(table) {
+            let error = compile(schema).expect_err(schema);
+            let message = error.to_string();
+            assert!(matches!(&error, SchemaError::ExternalRef { uri: u, .. } if u == uri));
+            assert!(
+                message.contains("conn/in.json") && message.contains(uri),
+                "{message}"
+            );
+        }
+    }
+
+    /// Records what it is asked for, then refuses like the real retriever.
+    struct Recording(Arc<Mutex<Vec<String>>>);
+
+    impl Retrieve for Recording {
+        fn retrieve(&self, uri: &Uri<String>) -> Result<Value, Box<dyn Error + Send + Sync>> {
+            self.0.lock().expect("lock").push(uri.to_string());
+            RefuseRetrieval.retrieve(uri)
+        }
+    }
+
+    #[test]
+    fn retriever_refuses_and_nothing_is_fetched() {
+        // A listening socket that would see any attempt to fetch the reference.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let uri = format!("http://{}/s.json", listener.local_addr().expect("addr"));
+        let asked = Arc::new(Mutex::new(Vec::new()));
+        let schema = serde_json::json!({"$ref": uri});
+        let result = compile_with("t", &schema, Recording(asked.clone()));
+        assert!(matches!(result, Err(SchemaError::ExternalRef { uri: ref u, .. }) if *u == uri));
+        assert_eq!(*asked.lock().expect("lock"), [uri.as_str()]);
+        let accepted = listener.accept().map(|_| ());
+        assert!(matches!(&accepted, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock));
+        let parsed = jsonschema::uri::from_str(&uri).expect("uri");
+        assert!(RefuseRetrieval.retrieve(&parsed).is_err());
+    }
+
+    #[test]
+    fn internal_refs_resolve() {
+        let schema = r##"{"$ref": "#/$defs/node", "$defs": {"id": {"minLength": 1}, "node":
+            {"properties": {"id": {"$ref": "#/$defs/id"}, "next": {"$ref": "#/$defs/node"}}}}}"##;
+        let schema = compile(schema).expect("compiles");
+        assert!(
+            schema
+                .validate(&j(r#"{"id": "a", "next": {"id": "b"}}"#))
+                .is_ok()
+        );
+        let found = schema
+            .validate(&j(r#"{"next": {"id": ""}}"#))
+            .expect_err("invalid");
+        assert_eq!(found.list[0].pointer, "/next/id");
+        let missing = compile(r##"{"$ref": "#/$defs/nope"}"##);
+        assert!(
+            matches!(missing, Err(SchemaError::Invalid { .. })),
+            "{missing:?}"
+        );
+    }
+
+    #[test]
+    fn redos_pattern_is_linear_time() {
+        let schema = compile(r#"{"pattern": "^(a+)+$"}"#).expect("compiles");
+        let started = Instant::now();
+        let found = schema.validate(&j(r#""aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa!""#));
+        let elapsed = started.elapsed();
+        assert!(elapsed < Duration::from_secs(1), "took {elapsed:?}");
+        assert_eq!(found.expect_err("no match").list[0].keyword, "pattern");
+        assert!(schema.validate(&Value::String("a".repeat(100_000))).is_ok());
+    }
+
+    #[test]
+    fn pattern_the_linear_engine_cannot_compile_is_rejected() {
+        let table = r#"
+            {"pattern": "(?=x)"} | /pattern
+            {"pattern": "(a)\\1"} | /pattern
+            {"properties": {"p": {"pattern": "(?<!x)y"}}} | /properties/p/pattern
+            {"patternProperties": {"^(?!tmp)": {}}} | /patternProperties/^(?!tmp)
+            {"pattern": "[unclosed"} | /pattern
+        "#;
+        for [schema, at] in rows(table) {
+            let message = compile(schema).expect_err(schema).to_string();
+            let prefix = format!("schema conn/in.json is invalid: at {at}: ");
+            assert!(message.starts_with(&prefix), "{message}");
+            assert!(message.contains("linear-time regex engine"), "{message}");
+        }
+    }
+
+    #[test]
+    fn invalid_schema_is_a_clear_error() {
+        let table = r#"
+            {"type": 12} | /type
+            {"minLength": -1} | /minLength
+            {"properties": {"a": {"required": "x"}}} | /properties/a/required
+            {"format": "emial"} | /format
+        "#;
+        for [schema, at] in rows(table) {
+            let message = compile(schema).expect_err(schema).to_string();
+            let prefix = format!("schema conn/in.json is invalid: at {at}: ");
+            assert!(message.starts_with(&prefix), "{message}");
+        }
+    }
+
+    #[test]
+    fn format_is_asserted_in_every_draft() {
+        let table = r#"
+            {"format": "email"} | "a@example.com" | "an email"
+            {"format": "date-time"} | "2024-05-01T10:00:00Z" | "May 1st"
+            {"$schema": "https://json-schema.org/draft/2020-12/schema", "format": "email"} | "a@b.c" | "@"
+            {"$schema": "https://json-schema.org/draft/2019-09/schema", "format": "email"} | "a@b.c" | "@"
+            {"$schema": "http://json-schema.org/draft-07/schema#", "format": "date-time"} | "2024-05-01T10:00:00Z" | "1"
+            {"$schema": "http://json-schema.org/draft-04/schema#", "format": "email"} | "a@b.c" | "@"
+        "#;
+        for [schema, good, bad] in rows(table) {
+            let schema_ = compile(schema).expect(schema);
+            assert!(schema_.validate(&j(good)).is_ok(), "{schema} {good}");
+            assert_eq!(
+                violations(schema, bad).list[0].keyword,
+                "format",
+                "{schema} {bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn draft_follows_dollar_schema_else_2020_12() {
+        // Draft 4's boolean `exclusiveMaximum` is a meta-schema error in 2020-12.
+        let draft4 = r#"{"$schema": "http://json-schema.org/draft-04/schema#", "maximum": 5,
+            "exclusiveMaximum": true}"#;
+        assert_eq!(
+            violations(draft4, "5").list[0].detail,
+            "must be less than 5"
+        );
+        let unmarked = compile(r#"{"maximum": 5, "exclusiveMaximum": true}"#);
+        assert!(
+            matches!(unmarked, Err(SchemaError::Invalid { .. })),
+            "{unmarked:?}"
+        );
+        // `prefixItems` exists from 2020-12 only; draft 7 ignores it.
+        assert_eq!(
+            violations(r#"{"prefixItems": [false]}"#, "[1]").list.len(),
+            1
+        );
+        let draft7 =
+            r#"{"$schema": "http://json-schema.org/draft-07/schema#", "prefixItems": [false]}"#;
+        assert!(
+            compile(draft7)
+                .expect("compiles")
+                .validate(&j("[1]"))
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn load_reads_strictly_parses_and_names_the_file() {
+        let dir = std::env::temp_dir().join(format!("airlock-schema-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let big = format!(r#"{{"description": "{}"}}"#, "x".repeat(MAX_SCHEMA_BYTES));
+        let cases = [
+            ("good.json", Some(r#"{"type": "string"}"#), "Ok"),
+            ("missing.json", None, "Io"),
+            (
+                "dup.json",
+                Some(r#"{"type": "string", "type": "integer"}"#),
+                "DuplicateKey",
+            ),
+            ("big.json", Some(&big), "TooLarge"),
+            ("bad.json", Some(r#"{"type": 12}"#), "Invalid"),
+        ];
+        for (name, contents, expected) in cases {
+            let path = dir.join(name);
+            if let Some(text) = contents {
+                std::fs::write(&path, text).expect("write");
+            }
+            let shown = path.display().to_string();
+            match Schema::load(&path) {
+                Ok(schema) => assert_eq!((expected, schema.origin()), ("Ok", shown.as_str())),
+                Err(error) => {
+                    assert!(format!("{error:?}").contains(expected), "{name}: {error:?}");
+                    assert!(error.to_string().contains(&shown), "{error}");
+                }
+            }
+        }
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn schema_is_shareable_across_threads() {
+        fn shareable<T: Send + Sync + Clone>() {}
+        shareable::<Schema>();
+        shareable::<Violations>();
+    }
+}
