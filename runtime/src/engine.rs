@@ -1,0 +1,160 @@
+//! The wasmtime engine every integration runs on, and the epoch ticker behind timeouts.
+//!
+//! Settings follow measurements on this project's target machine (docs/benchmarks.md): the
+//! pooling allocator with copy-on-write images, epochs rather than fuel for wall-clock limits,
+//! and every wasm proposal we do not need switched off so components using them fail to load.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use airlock_host_api::policy::Ceilings;
+use wasmtime::{
+    Config, Enabled, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig, WasmFeatures,
+};
+
+/// How often the engine's epoch advances: the granularity of every timeout.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+/// The deepest wasm stack a guest may use; overflow traps instead of touching host stack.
+pub const MAX_WASM_STACK: usize = 512 * 1024;
+/// Fiber stack for async calls: wasm's maximum plus room for host code running on it.
+const ASYNC_STACK: usize = MAX_WASM_STACK + 1024 * 1024;
+
+/// Proposals integrations do not need, off so that components using them fail to load.
+///
+/// The wasmtime advisories of 2026 cluster in exactly these (threads, GC, exceptions, stack
+/// switching, component-model async); what stays on is what Rust's `wasm32-wasip2` emits
+/// (bulk memory, reference types, multi-value, sign extension, SIMD) and the component model.
+const DISABLED_PROPOSALS: WasmFeatures = WasmFeatures::THREADS
+    .union(WasmFeatures::SHARED_EVERYTHING_THREADS)
+    .union(WasmFeatures::MEMORY64)
+    .union(WasmFeatures::MULTI_MEMORY)
+    .union(WasmFeatures::GC)
+    .union(WasmFeatures::GC_TYPES)
+    .union(WasmFeatures::FUNCTION_REFERENCES)
+    .union(WasmFeatures::EXCEPTIONS)
+    .union(WasmFeatures::LEGACY_EXCEPTIONS)
+    .union(WasmFeatures::STACK_SWITCHING)
+    .union(WasmFeatures::TAIL_CALL)
+    .union(WasmFeatures::RELAXED_SIMD)
+    .union(WasmFeatures::CUSTOM_PAGE_SIZES)
+    .union(WasmFeatures::WIDE_ARITHMETIC)
+    .union(WasmFeatures::MEMORY_CONTROL)
+    .union(WasmFeatures::CM_ASYNC)
+    .union(WasmFeatures::CM_ASYNC_STACKFUL)
+    .union(WasmFeatures::CM_MORE_ASYNC_BUILTINS)
+    .union(WasmFeatures::CM_THREADING)
+    .union(WasmFeatures::CM_ERROR_CONTEXT)
+    .union(WasmFeatures::CM_GC);
+
+/// What an operator chooses about the engine as a whole.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    pub ceilings: Ceilings,
+    /// Sandboxes that may exist at once; sizes the pooling allocator.
+    pub max_concurrent: u32,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        Self {
+            ceilings: Ceilings::default(),
+            max_concurrent: 256,
+        }
+    }
+}
+
+/// Builds the engine with a running epoch ticker.
+pub(crate) fn build(
+    settings: &EngineSettings,
+) -> wasmtime::Result<(wasmtime::Engine, EpochTicker)> {
+    let engine = wasmtime::Engine::new(&config(settings))?;
+    let ticker = EpochTicker::start(engine.clone());
+    Ok((engine, ticker))
+}
+
+fn config(settings: &EngineSettings) -> Config {
+    let mut config = Config::new();
+    config
+        .wasm_component_model(true)
+        .epoch_interruption(true)
+        .max_wasm_stack(MAX_WASM_STACK)
+        .async_stack_size(ASYNC_STACK)
+        .cranelift_opt_level(OptLevel::Speed)
+        .wasm_features(DISABLED_PROPOSALS, false);
+
+    let memory = usize::try_from(settings.ceilings.memory).unwrap_or(usize::MAX);
+    let mut pool = PoolingAllocationConfig::new();
+    // A Rust component instantiates a handful of core instances, each with at most one memory.
+    let per_component = 8;
+    pool.total_component_instances(settings.max_concurrent)
+        .total_stacks(settings.max_concurrent)
+        .total_core_instances(settings.max_concurrent * per_component)
+        .total_memories(settings.max_concurrent * per_component)
+        .total_tables(settings.max_concurrent * per_component)
+        .max_core_instances_per_component(per_component * 2)
+        .max_memories_per_component(per_component)
+        .max_tables_per_component(per_component * 2)
+        .max_memory_size(memory)
+        .linear_memory_keep_resident(64 * 1024)
+        .table_keep_resident(16 * 1024)
+        .pagemap_scan(Enabled::Auto);
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    config
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] until dropped.
+pub struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    fn start(engine: wasmtime::Engine) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("airlock-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .ok();
+        Self { stop, thread }
+    }
+
+    /// Whether the ticker thread is running; without it no timeout can fire.
+    pub fn is_running(&self) -> bool {
+        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Epoch ticks that cover `timeout`, rounded up, plus one for the tick already in progress.
+pub(crate) fn deadline_ticks(timeout: Duration) -> u64 {
+    let tick = EPOCH_TICK.as_nanos();
+    (timeout.as_nanos().div_ceil(tick) as u64).saturating_add(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadline_covers_the_timeout() {
+        assert_eq!(deadline_ticks(Duration::from_millis(10)), 2);
+        assert_eq!(deadline_ticks(Duration::from_millis(15)), 3);
+        assert_eq!(deadline_ticks(Duration::from_secs(1)), 101);
+    }
+}

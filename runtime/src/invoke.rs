@@ -1,0 +1,270 @@
+//! One invocation end to end: validate input, fresh sandbox under limits, call, classify,
+//! validate output.
+//!
+//! Every call gets a new `Store`: after a trap an instance is poisoned, and nothing one call
+//! leaves in memory may be seen by the next.
+
+use std::time::{Duration, Instant};
+
+use airlock_host_api::HostState;
+use airlock_host_api::limiter::LimitTripped;
+use airlock_host_api::log::GuestLog;
+use serde::Serialize;
+use serde_json::Value;
+use wasmtime::{Store, Trap};
+
+use crate::engine::deadline_ticks;
+use crate::ids::InvocationId;
+use crate::json::{self, JsonError};
+use crate::loader::{Integration, ValidatedConfig};
+use crate::runtime::Runtime;
+use crate::schema::Violations;
+use crate::units::{ByteSize, HumanDuration};
+
+/// Extra wall-clock time past the guest's timeout before the host abandons the call itself.
+///
+/// Epoch interruption stops wasm code; this backstop covers time spent in host calls.
+const HOST_GRACE: Duration = Duration::from_secs(1);
+
+/// What one invocation produced: its result, plus metadata that is safe to record.
+#[derive(Debug)]
+pub struct Invocation {
+    pub id: InvocationId,
+    pub action: String,
+    pub duration: Duration,
+    /// Highest total linear memory the sandbox reached, in bytes.
+    pub memory_peak: u64,
+    /// What the guest logged or printed: for the caller only, never for the audit trail.
+    pub log: GuestLog,
+    pub result: Result<Value, InvokeError>,
+}
+
+/// Why an invocation did not produce valid output.
+#[derive(Debug, thiserror::Error)]
+pub enum InvokeError {
+    #[error("unknown action `{action}`; this integration has: {available}")]
+    UnknownAction { action: String, available: String },
+    #[error("input is not valid JSON: {0}")]
+    InputJson(JsonError),
+    #[error("input does not match the `{action}` input schema:\n{violations}")]
+    Input {
+        action: String,
+        violations: Violations,
+    },
+    #[error("output is not valid JSON: {0}")]
+    OutputJson(JsonError),
+    #[error("output does not match the `{action}` output schema:\n{violations}")]
+    Output {
+        action: String,
+        violations: Violations,
+    },
+    #[error("the action returned an error [{code}]: {message}")]
+    Guest { code: String, message: String },
+    #[error("the guest trapped: {0}")]
+    Trap(String),
+    #[error("stopped by a limit: {0}")]
+    Limit(LimitKind),
+    #[error("host failure: {0}")]
+    Host(String),
+}
+
+/// Which limit stopped the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum LimitKind {
+    #[error("timeout of {0} reached")]
+    Timeout(HumanDuration),
+    #[error("memory limit of {0} reached")]
+    Memory(ByteSize),
+    #[error("wasm stack exhausted")]
+    Stack,
+    #[error("table limit reached")]
+    Table,
+    #[error("output of {size} exceeds the limit of {limit}")]
+    Output { size: ByteSize, limit: ByteSize },
+}
+
+impl InvokeError {
+    /// The CLI exit code for this failure, as documented in the README.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::UnknownAction { .. } => 2,
+            Self::InputJson(_) | Self::Input { .. } | Self::OutputJson(_) | Self::Output { .. } => {
+                3
+            }
+            Self::Guest { .. } | Self::Trap(_) => 4,
+            Self::Limit(_) => 5,
+            Self::Host(_) => 1,
+        }
+    }
+
+    /// A stable, metadata-only class name for summaries, metrics and (later) the audit trail.
+    pub fn class(&self) -> &'static str {
+        match self {
+            Self::UnknownAction { .. } => "unknown-action",
+            Self::InputJson(_) | Self::Input { .. } => "input-rejected",
+            Self::OutputJson(_) | Self::Output { .. } => "output-rejected",
+            Self::Guest { .. } => "guest-error",
+            Self::Trap(_) => "guest-trap",
+            Self::Limit(LimitKind::Timeout(_)) => "limit-timeout",
+            Self::Limit(LimitKind::Memory(_)) => "limit-memory",
+            Self::Limit(LimitKind::Stack) => "limit-stack",
+            Self::Limit(LimitKind::Table) => "limit-table",
+            Self::Limit(LimitKind::Output { .. }) => "limit-output",
+            Self::Host(_) => "host-failure",
+        }
+    }
+}
+
+/// A one-line, metadata-only account of an invocation (what `--json` prints).
+#[derive(Debug, Serialize)]
+pub struct Summary<'a> {
+    pub invocation: &'a InvocationId,
+    pub integration: String,
+    pub action: &'a str,
+    pub outcome: &'static str,
+    pub exit_code: u8,
+    pub duration_us: u128,
+    pub memory_peak_bytes: u64,
+    pub log_lines: usize,
+    pub log_dropped: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Invocation {
+    /// The summary of this invocation of `integration`.
+    pub fn summary(&self, integration: &Integration) -> Summary<'_> {
+        let (outcome, exit_code, error) = match &self.result {
+            Ok(_) => ("ok", 0, None),
+            Err(e) => (e.class(), e.exit_code(), Some(e.to_string())),
+        };
+        Summary {
+            invocation: &self.id,
+            integration: integration.label(),
+            action: &self.action,
+            outcome,
+            exit_code,
+            duration_us: self.duration.as_micros(),
+            memory_peak_bytes: self.memory_peak,
+            log_lines: self.log.lines.len(),
+            log_dropped: self.log.dropped,
+            error,
+        }
+    }
+}
+
+impl Runtime {
+    /// Runs `action` of `integration` on `input` (JSON text) in a fresh sandbox.
+    pub async fn invoke(
+        &self,
+        integration: &Integration,
+        config: &ValidatedConfig,
+        action: &str,
+        input: &str,
+    ) -> Invocation {
+        let started = Instant::now();
+        let limits = integration.limits();
+        let mut store = Store::new(&self.engine, HostState::new(limits, config.json.clone()));
+        store.limiter(|state| state.limiter());
+        store.set_epoch_deadline(deadline_ticks(limits.timeout));
+        store.epoch_deadline_trap();
+
+        let result = self.run(integration, &mut store, action, input).await;
+        let state = store.data_mut();
+        Invocation {
+            id: InvocationId::new(),
+            action: action.to_string(),
+            duration: started.elapsed(),
+            memory_peak: state.limiter().peak(),
+            log: state.log().take(),
+            result,
+        }
+    }
+
+    async fn run(
+        &self,
+        integration: &Integration,
+        store: &mut Store<HostState>,
+        action: &str,
+        input: &str,
+    ) -> Result<Value, InvokeError> {
+        let limits = *integration.limits();
+        let schemas = integration
+            .action(action)
+            .ok_or_else(|| InvokeError::UnknownAction {
+                action: action.to_string(),
+                available: integration.action_names().join(", "),
+            })?;
+        let input_value =
+            json::parse_strict(input, limits.input as usize).map_err(InvokeError::InputJson)?;
+        schemas
+            .input
+            .validate(&input_value)
+            .map_err(|violations| InvokeError::Input {
+                action: action.to_string(),
+                violations,
+            })?;
+
+        let call = async {
+            let instance = integration.pre.instantiate_async(&mut *store).await?;
+            instance
+                .airlock_integration_handler()
+                .call_invoke(&mut *store, action, input)
+                .await
+        };
+        let returned = match tokio::time::timeout(limits.timeout + HOST_GRACE, call).await {
+            Err(_elapsed) => Err(InvokeError::Limit(LimitKind::Timeout(HumanDuration(
+                limits.timeout,
+            )))),
+            Ok(Err(error)) => Err(classify_trap(&error, store.data_mut(), &limits)),
+            Ok(Ok(Err(guest))) => Err(InvokeError::Guest {
+                code: guest.code,
+                message: guest.message,
+            }),
+            Ok(Ok(Ok(output))) => Ok(output),
+        }?;
+
+        if returned.len() as u64 > limits.output {
+            return Err(InvokeError::Limit(LimitKind::Output {
+                size: ByteSize(returned.len() as u64),
+                limit: ByteSize(limits.output),
+            }));
+        }
+        let output = json::parse_strict(&returned, limits.output as usize)
+            .map_err(InvokeError::OutputJson)?;
+        schemas
+            .output
+            .validate(&output)
+            .map_err(|violations| InvokeError::Output {
+                action: action.to_string(),
+                violations,
+            })?;
+        Ok(output)
+    }
+}
+
+/// Turns a failed call into the limit that stopped it, or a trap with its root cause.
+fn classify_trap(
+    error: &wasmtime::Error,
+    state: &mut HostState,
+    limits: &airlock_host_api::policy::Limits,
+) -> InvokeError {
+    match state.limiter().tripped() {
+        Some(LimitTripped::Memory) => {
+            return InvokeError::Limit(LimitKind::Memory(ByteSize(limits.memory)));
+        }
+        Some(LimitTripped::Table) => return InvokeError::Limit(LimitKind::Table),
+        None => {}
+    }
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => {
+            InvokeError::Limit(LimitKind::Timeout(HumanDuration(limits.timeout)))
+        }
+        Some(Trap::StackOverflow) => InvokeError::Limit(LimitKind::Stack),
+        Some(trap) => InvokeError::Trap(trap.to_string()),
+        None => match error.downcast_ref::<wasmtime_wasi::I32Exit>() {
+            Some(exit) => InvokeError::Trap(format!("the guest exited with status {}", exit.0)),
+            None => InvokeError::Trap(error.root_cause().to_string()),
+        },
+    }
+}

@@ -1,0 +1,32 @@
+//! Airlock's runtime: loads integration components and runs each invocation in a fresh,
+//! limited sandbox with its input, output and config validated at the boundary.
+//!
+//! # Layout
+//! - [`engine`]: the wasmtime configuration (pooling, epochs, proposals off) and epoch ticker.
+//! - [`runtime`]: [`Runtime`], the engine, linker and compile cache shared by invocations.
+//! - [`manifest`]: `airlock.toml` parsed strictly, with located errors.
+//! - [`json`], [`schema`]: strict JSON parsing and safe JSON Schema validation.
+//! - [`loader`]: manifest → limits → schemas → compile (or cache) → import check → pre-instance.
+//! - [`cache`]: the MAC-bound compiled-artifact cache.
+//! - [`invoke`]: one invocation end to end, and how failures are classified.
+//! - [`cli`]: the `airlock` command line, one file per verb.
+
+pub mod cache;
+pub mod cli;
+pub mod digest;
+pub mod engine;
+mod fsutil;
+pub mod ids;
+pub mod invoke;
+pub mod json;
+pub mod loader;
+pub mod manifest;
+pub mod runtime;
+pub mod schema;
+pub mod toolchain;
+
+pub use airlock_host_api::policy::units;
+pub use engine::EngineSettings;
+pub use invoke::{Invocation, InvokeError, LimitKind};
+pub use loader::{Integration, LoadError, ValidatedConfig};
+pub use runtime::Runtime;

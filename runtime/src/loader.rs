@@ -1,0 +1,289 @@
+//! From a manifest on disk to a ready-to-instantiate integration: manifest, limits, schemas,
+//! component bytes, compile (or verified cache), import check, pre-instantiation.
+//!
+//! Everything that can be checked once is checked here, so an invocation does no parsing
+//! beyond its own input.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use airlock_host_api::HostState;
+use airlock_host_api::bindings::IntegrationPre;
+use airlock_host_api::policy::{LimitError, Limits, RequestedLimits};
+use airlock_host_api::wasi::{UnlinkedImport, check_import};
+use serde::Serialize;
+use wasmtime::component::Component;
+
+use crate::cache::CacheOutcome;
+use crate::digest::Digest;
+use crate::json::{self, JsonError};
+use crate::manifest::{LoadedManifest, ManifestError};
+use crate::runtime::Runtime;
+use crate::schema::{Schema, SchemaError, Violations};
+
+/// Largest component file accepted, checked before reading it whole.
+const MAX_COMPONENT_BYTES: u64 = 64 << 20;
+
+/// A loaded integration: validated manifest, compiled schemas and a pre-instantiated component.
+pub struct Integration {
+    manifest: LoadedManifest,
+    digest: Digest,
+    limits: Limits,
+    config_schema: Option<Schema>,
+    actions: BTreeMap<String, ActionSchemas>,
+    imports: Vec<String>,
+    cache: CacheOutcome,
+    pub(crate) pre: IntegrationPre<HostState>,
+}
+
+/// The input and output schemas of one action.
+pub(crate) struct ActionSchemas {
+    pub input: Schema,
+    pub output: Schema,
+}
+
+/// Config that passed the integration's config schema; the only kind an invocation accepts.
+#[derive(Debug, Clone)]
+pub struct ValidatedConfig {
+    pub(crate) json: Arc<str>,
+}
+
+/// Why an integration could not be loaded. Each names the file at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error("{path}: {source}")]
+    Limits { path: PathBuf, source: LimitError },
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
+    #[error("cannot read component {path}: {source}{hint}")]
+    ComponentIo {
+        path: PathBuf,
+        source: std::io::Error,
+        hint: &'static str,
+    },
+    #[error("component {path} is {size} bytes; the most accepted is {max}")]
+    ComponentTooLarge { path: PathBuf, size: u64, max: u64 },
+    #[error("{path} is not a loadable component: {reason}")]
+    Compile { path: PathBuf, reason: String },
+    #[error("{path}: {source}")]
+    Import {
+        path: PathBuf,
+        source: UnlinkedImport,
+    },
+    #[error("{path} does not fit the airlock:integration world: {reason}")]
+    World { path: PathBuf, reason: String },
+}
+
+/// Why config was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config is not valid JSON: {0}")]
+    Json(#[from] JsonError),
+    #[error("config does not match {schema}:\n{violations}")]
+    Schema {
+        schema: PathBuf,
+        violations: Violations,
+    },
+    #[error("this integration declares no [config] section, so it takes no config")]
+    NotDeclared,
+}
+
+impl Runtime {
+    /// Loads the integration whose manifest is at `path` (a directory or an `airlock.toml`).
+    pub fn load(&self, path: &Path) -> Result<Integration, LoadError> {
+        let manifest = LoadedManifest::load(path)?;
+        let m = &manifest.manifest;
+        let requested = RequestedLimits {
+            memory: m.limits.memory.map(|b| b.0),
+            timeout: m.limits.timeout.map(|d| d.0),
+            output: m.limits.output.map(|b| b.0),
+        };
+        let limits = Limits::resolve(requested, &self.settings.ceilings).map_err(|source| {
+            LoadError::Limits {
+                path: manifest.path.clone(),
+                source,
+            }
+        })?;
+        let config_schema = m
+            .config
+            .as_ref()
+            .map(|c| Schema::load(&manifest.resolve(&c.schema)))
+            .transpose()?;
+        let mut actions = BTreeMap::new();
+        for (name, action) in &m.actions {
+            let schemas = ActionSchemas {
+                input: Schema::load(&manifest.resolve(&action.input))?,
+                output: Schema::load(&manifest.resolve(&action.output))?,
+            };
+            actions.insert(name.to_string(), schemas);
+        }
+
+        let component_path = manifest.resolve(&m.integration.component);
+        let bytes = read_component(&component_path)?;
+        let digest = Digest::of(&bytes);
+        let (component, cache) = self
+            .cache
+            .load_or_compile(&self.engine, &digest, &bytes)
+            .map_err(|e| LoadError::Compile {
+                path: component_path.clone(),
+                reason: format!("{e:#}"),
+            })?;
+        let imports =
+            check_imports(&self.engine, &component).map_err(|source| LoadError::Import {
+                path: component_path.clone(),
+                source,
+            })?;
+        let world = |e: wasmtime::Error| LoadError::World {
+            path: component_path.clone(),
+            reason: format!("{e:#}"),
+        };
+        let instance_pre = self.linker.instantiate_pre(&component).map_err(world)?;
+        let pre = IntegrationPre::new(instance_pre).map_err(world)?;
+        Ok(Integration {
+            manifest,
+            digest,
+            limits,
+            config_schema,
+            actions,
+            imports,
+            cache,
+            pre,
+        })
+    }
+}
+
+fn read_component(path: &Path) -> Result<Vec<u8>, LoadError> {
+    let io = |source: std::io::Error| {
+        let hint = if source.kind() == std::io::ErrorKind::NotFound {
+            " (build it first: `airlock build <dir>`)"
+        } else {
+            ""
+        };
+        LoadError::ComponentIo {
+            path: path.to_path_buf(),
+            source,
+            hint,
+        }
+    };
+    let size = std::fs::metadata(path).map_err(io)?.len();
+    if size > MAX_COMPONENT_BYTES {
+        return Err(LoadError::ComponentTooLarge {
+            path: path.to_path_buf(),
+            size,
+            max: MAX_COMPONENT_BYTES,
+        });
+    }
+    std::fs::read(path).map_err(io)
+}
+
+/// Checks every import against what the host links; returns the import names, sorted.
+fn check_imports(
+    engine: &wasmtime::Engine,
+    component: &Component,
+) -> Result<Vec<String>, UnlinkedImport> {
+    let mut names: Vec<String> = component
+        .component_type()
+        .imports(engine)
+        .map(|(name, _)| name.to_string())
+        .collect();
+    names.sort();
+    for name in &names {
+        check_import(name)?;
+    }
+    Ok(names)
+}
+
+impl Integration {
+    /// Validates config text (`None` means `{}`) against the config schema.
+    pub fn validate_config(&self, text: Option<&str>) -> Result<ValidatedConfig, ConfigError> {
+        let Some(schema) = &self.config_schema else {
+            return match text {
+                None => Ok(ValidatedConfig { json: "{}".into() }),
+                Some(_) => Err(ConfigError::NotDeclared),
+            };
+        };
+        let value = json::parse_strict(text.unwrap_or("{}"), self.limits.input as usize)?;
+        schema
+            .validate(&value)
+            .map_err(|violations| ConfigError::Schema {
+                schema: self.config_schema_path().unwrap_or_default(),
+                violations,
+            })?;
+        Ok(ValidatedConfig {
+            json: value.to_string().into(),
+        })
+    }
+
+    fn config_schema_path(&self) -> Option<PathBuf> {
+        let section = self.manifest.manifest.config.as_ref()?;
+        Some(self.manifest.resolve(&section.schema))
+    }
+
+    pub(crate) fn action(&self, name: &str) -> Option<&ActionSchemas> {
+        self.actions.get(name)
+    }
+
+    /// The names of the declared actions, sorted.
+    pub fn action_names(&self) -> Vec<&str> {
+        self.actions.keys().map(String::as_str).collect()
+    }
+
+    /// The parsed manifest and where it lives.
+    pub fn manifest(&self) -> &LoadedManifest {
+        &self.manifest
+    }
+
+    /// SHA-256 of the component bytes that were compiled.
+    pub fn digest(&self) -> &Digest {
+        &self.digest
+    }
+
+    /// The limits every invocation of this integration runs under.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Every import of the component, all of them checked against what the host links.
+    pub fn imports(&self) -> &[String] {
+        &self.imports
+    }
+
+    /// Whether the compiled artifact came from the cache.
+    pub fn cache_outcome(&self) -> CacheOutcome {
+        self.cache
+    }
+
+    /// `publisher/name@version`, for messages.
+    pub fn label(&self) -> String {
+        let i = &self.manifest.manifest.integration;
+        format!("{}@{}", i.id, i.version)
+    }
+
+    /// A machine-readable account of what the integration declares, for `airlock check`.
+    pub fn describe(&self) -> IntegrationSummary<'_> {
+        IntegrationSummary {
+            manifest: self.manifest.path.as_path(),
+            id: self.label(),
+            digest: self.digest,
+            limits: self.limits,
+            actions: self.action_names(),
+            config: self.config_schema.is_some(),
+            imports: &self.imports,
+        }
+    }
+}
+
+/// What `airlock check` reports.
+#[derive(Debug, Serialize)]
+pub struct IntegrationSummary<'a> {
+    pub manifest: &'a Path,
+    pub id: String,
+    pub digest: Digest,
+    pub limits: Limits,
+    pub actions: Vec<&'a str>,
+    pub config: bool,
+    pub imports: &'a [String],
+}
