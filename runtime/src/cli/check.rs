@@ -1,0 +1,64 @@
+//! `airlock check`: load an integration without running it and show what it declares.
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+
+use super::{EXIT_INVALID, fail};
+use crate::engine::EngineSettings;
+use crate::runtime::Runtime;
+use crate::units::{ByteSize, HumanDuration};
+
+#[derive(Debug, Args)]
+pub(crate) struct CheckArgs {
+    /// Integration directory, or the path of its airlock.toml
+    path: PathBuf,
+    /// Print the result as JSON
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) fn check(args: CheckArgs, data: &Path) -> anyhow::Result<u8> {
+    let runtime = Runtime::new(data, EngineSettings::default())?;
+    let integration = runtime
+        .load(&args.path)
+        .map_err(|e| fail(EXIT_INVALID, e))?;
+    let summary = integration.describe();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+        return Ok(0);
+    }
+    let manifest = &integration.manifest().manifest;
+    let publisher = &manifest.publisher;
+    println!("{} — {}", summary.id, manifest.integration.description);
+    println!("  manifest   {}", summary.manifest.display());
+    println!("  component  {}", summary.digest);
+    println!(
+        "  publisher  {} (support {}, privacy {})",
+        publisher.name, publisher.support, publisher.privacy_policy
+    );
+    let limits = summary.limits;
+    println!(
+        "  limits     memory {}, timeout {}, output {}, input {}",
+        ByteSize(limits.memory),
+        HumanDuration(limits.timeout),
+        ByteSize(limits.output),
+        ByteSize(limits.input)
+    );
+    println!(
+        "  config     {}",
+        if summary.config {
+            "validated by its schema"
+        } else {
+            "none declared"
+        }
+    );
+    for (name, action) in &manifest.actions {
+        println!("  action     {name}: {}", action.description);
+    }
+    for import in summary.imports {
+        println!("  import     {import}");
+    }
+    println!("ok: {} is ready to run", summary.id);
+    Ok(0)
+}

@@ -1,0 +1,187 @@
+//! `airlock demo`: builds the example integrations and shows the runtime's promises end to
+//! end. Every step checks what it shows, so the demo fails loudly if a promise breaks.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::engine::EngineSettings;
+use crate::invoke::Invocation;
+use crate::loader::Integration;
+use crate::runtime::Runtime;
+use crate::toolchain;
+use crate::units::ByteSize;
+
+#[derive(Debug, Args)]
+pub(crate) struct DemoArgs {
+    /// The guest-examples workspace to build and run
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../guest-examples"))]
+    examples: PathBuf,
+    /// Fresh sandboxes to time for the speed step
+    #[arg(long, default_value_t = 500)]
+    iterations: usize,
+}
+
+pub(crate) async fn demo(args: DemoArgs, data: &Path) -> anyhow::Result<u8> {
+    let examples = args.examples.canonicalize().map_err(|e| {
+        anyhow::anyhow!(
+            "cannot find the examples at {}: {e}",
+            args.examples.display()
+        )
+    })?;
+    step("Building the example integrations (Rust → wasm32-wasip2 components)");
+    toolchain::ensure_wasm_target(&examples)?;
+    let status = toolchain::guest_build(&examples).status()?;
+    anyhow::ensure!(status.success(), "building the examples failed ({status})");
+
+    let runtime = Runtime::new(data, EngineSettings::default())?;
+    let mut demo = Demo::default();
+
+    step("Loading acme/contact-mapper: manifest, schemas, limits, component imports");
+    let mapper = runtime.load(&examples.join("contact-mapper"))?;
+    println!(
+        "  {} ({}), {} imports, all linked deny-by-default; compiled: {:?}",
+        mapper.label(),
+        mapper.digest(),
+        mapper.imports().len(),
+        mapper.cache_outcome()
+    );
+    let config_text = std::fs::read_to_string(examples.join("contact-mapper/sample-config.json"))?;
+    let config = mapper.validate_config(Some(&config_text))?;
+    let sample = std::fs::read_to_string(examples.join("contact-mapper/sample-input.json"))?;
+
+    step("Running map-contact on a CRM record (input and output checked against schemas)");
+    let ran = runtime
+        .invoke(&mapper, &config, "map-contact", &sample)
+        .await;
+    if let Ok(output) = &ran.result {
+        println!("{}", indent(&serde_json::to_string_pretty(output)?));
+    }
+    demo.expect(&ran, "ok");
+
+    step("Invalid input is refused at the boundary; the guest never sees it");
+    let invalid = std::fs::read_to_string(examples.join("contact-mapper/invalid-input.json"))?;
+    let refused = runtime
+        .invoke(&mapper, &config, "map-contact", &invalid)
+        .await;
+    demo.expect(&refused, "input-rejected");
+
+    step("A hostile guest tries to escape its limits");
+    let hostile = runtime.load(&examples.join("hostile"))?;
+    let none = hostile.validate_config(None)?;
+    for (action, expected) in [
+        ("spin-forever", "limit-timeout"),
+        ("grow-memory", "limit-memory"),
+        ("recurse-forever", "limit-stack"),
+        ("huge-output", "limit-output"),
+        ("flood-log", "ok"),
+        ("read-env", "ok"),
+        ("read-files", "ok"),
+    ] {
+        let attempt = runtime.invoke(&hostile, &none, action, "{}").await;
+        demo.expect(&attempt, expected);
+        if let Ok(output) = &attempt.result {
+            println!("      output: {output}");
+        }
+    }
+
+    step("A component that imports wasi:sockets is refused before it runs");
+    match runtime.load(&examples.join("hostile-sockets")) {
+        Ok(_) => demo.failed("hostile-sockets loaded, but it imports wasi:sockets"),
+        Err(e) => println!("  refused: {e}"),
+    }
+
+    step("Speed: a fresh sandbox for every invocation");
+    let median = time_invocations(&runtime, &mapper, &config, &sample, args.iterations).await?;
+    println!(
+        "  {} invocations of map-contact, each in a new Store: median {:.1} µs",
+        args.iterations,
+        median.as_secs_f64() * 1e6
+    );
+
+    if demo.failures.is_empty() {
+        println!("\nDemo complete: every promise held.");
+        Ok(0)
+    } else {
+        for failure in &demo.failures {
+            eprintln!("demo failure: {failure}");
+        }
+        Ok(1)
+    }
+}
+
+#[derive(Default)]
+struct Demo {
+    failures: Vec<String>,
+}
+
+impl Demo {
+    fn expect(&mut self, invocation: &Invocation, expected: &str) {
+        let outcome = invocation.result.as_ref().err().map_or("ok", |e| e.class());
+        let detail = match &invocation.result {
+            Err(e) => format!(" — {}", first_line(&e.to_string())),
+            Ok(_) => String::new(),
+        };
+        let mark = if outcome == expected { "✓" } else { "✗" };
+        println!(
+            "  {mark} {:<16} {outcome:<15} {:>8.1} ms, memory peak {}, {} log line(s){}{detail}",
+            invocation.action,
+            invocation.duration.as_secs_f64() * 1000.0,
+            ByteSize(invocation.memory_peak),
+            invocation.log.lines.len(),
+            if invocation.log.dropped > 0 {
+                format!(" (+{} dropped)", invocation.log.dropped)
+            } else {
+                String::new()
+            },
+        );
+        if outcome != expected {
+            self.failed(&format!(
+                "{}: expected {expected}, got {outcome}",
+                invocation.action
+            ));
+        }
+    }
+
+    fn failed(&mut self, what: &str) {
+        self.failures.push(what.to_string());
+    }
+}
+
+async fn time_invocations(
+    runtime: &Runtime,
+    integration: &Integration,
+    config: &crate::loader::ValidatedConfig,
+    input: &str,
+    iterations: usize,
+) -> anyhow::Result<Duration> {
+    let mut times = Vec::with_capacity(iterations);
+    for _ in 0..iterations.max(1) {
+        let invocation = runtime
+            .invoke(integration, config, "map-contact", input)
+            .await;
+        if let Err(e) = invocation.result {
+            anyhow::bail!("timed invocation failed: {e}");
+        }
+        times.push(invocation.duration);
+    }
+    times.sort();
+    Ok(times[times.len() / 2])
+}
+
+fn step(title: &str) {
+    println!("\n▶ {title}");
+}
+
+fn indent(text: &str) -> String {
+    text.lines()
+        .map(|l| format!("    {l}\n"))
+        .collect::<String>()
+        .trim_end()
+        .to_string()
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or_default()
+}

@@ -1,0 +1,115 @@
+//! The `airlock` command line: thin adapters over the library, one file per verb.
+//!
+//! Exit codes (documented in the README): 0 success; 1 host failure; 2 usage or invalid
+//! manifest/config; 3 input or output rejected by a schema; 4 the guest returned an error or
+//! trapped; 5 the guest was stopped by a limit; 6 reserved for trust failures.
+
+mod build;
+mod check;
+mod demo;
+mod input;
+mod report;
+mod run;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Run untrusted integration components under declared limits, with validated I/O.
+#[derive(Debug, Parser)]
+#[command(name = "airlock", version)]
+struct Cli {
+    /// Directory for Airlock's state (compile cache and keys) [default: the platform's
+    /// per-user data directory]
+    #[arg(long, global = true, env = "AIRLOCK_DATA", value_name = "DIR")]
+    data: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run one action of an integration and print its output
+    Run(run::RunArgs),
+    /// Check an integration: manifest, schemas, limits and component imports
+    Check(check::CheckArgs),
+    /// Build an integration's component with its `[integration.build] command`
+    Build(build::BuildArgs),
+    /// Build the example integrations and show them end to end
+    Demo(demo::DemoArgs),
+}
+
+/// An error that carries the exit code the README documents for it.
+#[derive(Debug, thiserror::Error)]
+#[error("{error:#}")]
+pub(crate) struct Failure {
+    code: u8,
+    error: anyhow::Error,
+}
+
+/// Wraps an error with the exit code it should produce.
+pub(crate) fn fail(code: u8, error: impl Into<anyhow::Error>) -> anyhow::Error {
+    Failure {
+        code,
+        error: error.into(),
+    }
+    .into()
+}
+
+/// Exit code 2: the usage, manifest or config was wrong.
+pub(crate) const EXIT_INVALID: u8 = 2;
+
+/// Parses arguments, runs the command and maps the result to an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("AIRLOCK_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(dispatch(cli)));
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => {
+            let code = error.downcast_ref::<Failure>().map_or(1, |f| f.code);
+            eprintln!("error: {error:#}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
+    let data = || data_dir(cli.data.clone());
+    match cli.command {
+        Command::Run(args) => run::run(args, &data()?).await,
+        Command::Check(args) => check::check(args, &data()?),
+        Command::Build(args) => build::build(args),
+        Command::Demo(args) => demo::demo(args, &data()?).await,
+    }
+}
+
+/// `--data`, else `$AIRLOCK_DATA` (both via clap), else the platform's per-user data dir.
+fn data_dir(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    let dir = match explicit {
+        Some(dir) => dir,
+        None => directories::ProjectDirs::from("dev", "airlock", "airlock")
+            .map(|p| p.data_dir().to_path_buf())
+            .ok_or_else(|| {
+                fail(
+                    EXIT_INVALID,
+                    anyhow::anyhow!("no home directory to keep state in; pass --data DIR"),
+                )
+            })?,
+    };
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| anyhow::anyhow!("cannot create data dir {}: {e}", dir.display()))?;
+    Ok(dir)
+}

@@ -1,0 +1,50 @@
+//! How invocations are shown to a person: the guest log and a one-line summary on stderr, the
+//! output alone on stdout so it can be piped.
+
+use airlock_host_api::log::GuestLog;
+
+use crate::invoke::Invocation;
+use crate::loader::Integration;
+use crate::units::ByteSize;
+
+/// Prints the guest's log lines (already escaped by the host) to stderr.
+pub(crate) fn print_guest_log(log: &GuestLog) {
+    for line in &log.lines {
+        let mut text = format!("[guest {:<6}] {}", line.source.label(), line.message);
+        for (key, value) in &line.fields {
+            text.push_str(&format!(" {key}={value}"));
+        }
+        eprintln!("{text}");
+    }
+    if log.dropped > 0 {
+        eprintln!(
+            "[guest] … {} more line(s) dropped: the guest log is capped per invocation",
+            log.dropped
+        );
+    }
+}
+
+/// Prints the summary: a human line, or one JSON object with `--json`.
+pub(crate) fn print_summary(
+    invocation: &Invocation,
+    integration: &Integration,
+    json: bool,
+) -> anyhow::Result<()> {
+    let summary = invocation.summary(integration);
+    if json {
+        eprintln!("{}", serde_json::to_string(&summary)?);
+        return Ok(());
+    }
+    if let Some(error) = &summary.error {
+        eprintln!("error: {error}");
+    }
+    eprintln!(
+        "airlock: {} · {} · {} in {:.2} ms · memory peak {}",
+        summary.outcome,
+        summary.integration,
+        summary.action,
+        invocation.duration.as_secs_f64() * 1000.0,
+        ByteSize(summary.memory_peak_bytes),
+    );
+    Ok(())
+}
