@@ -1,0 +1,109 @@
+//! A hostile guest tries every way out of its limits; each attempt ends in its documented
+//! class and the host stays healthy for the next invocation.
+
+use std::time::Duration;
+
+use crate::support::{invoke, load, mapper_config, outcome, read_example};
+
+/// The hostile example's manifest timeout and memory limit.
+const TIMEOUT: Duration = Duration::from_secs(1);
+const MEMORY: u64 = 32 << 20;
+
+async fn attack(action: &str) -> airlock_runtime::Invocation {
+    let hostile = load("hostile");
+    let none = hostile.validate_config(None).expect("no config needed");
+    invoke(&hostile, &none, action, "{}").await
+}
+
+/// After any attack, an ordinary invocation on the same runtime still succeeds.
+async fn assert_host_healthy() {
+    let mapper = load("contact-mapper");
+    let config = mapper_config(&mapper);
+    let sample = read_example("contact-mapper", "sample-input.json");
+    let next = invoke(&mapper, &config, "map-contact", &sample).await;
+    assert_eq!(outcome(&next), "ok", "{:?}", next.result);
+}
+
+#[tokio::test]
+async fn spin_forever_is_stopped_within_the_timeout_plus_100ms() {
+    let ran = attack("spin-forever").await;
+    assert_eq!(outcome(&ran), "limit-timeout", "{:?}", ran.result);
+    assert!(ran.duration >= TIMEOUT, "stopped early: {:?}", ran.duration);
+    assert!(
+        ran.duration <= TIMEOUT + Duration::from_millis(100),
+        "stopped late: {:?}",
+        ran.duration
+    );
+    assert_host_healthy().await;
+}
+
+#[tokio::test]
+async fn grow_memory_fails_at_the_ceiling() {
+    let ran = attack("grow-memory").await;
+    assert_eq!(outcome(&ran), "limit-memory", "{:?}", ran.result);
+    assert!(
+        ran.memory_peak <= MEMORY,
+        "peak {} over the limit",
+        ran.memory_peak
+    );
+    assert!(
+        ran.memory_peak > MEMORY / 2,
+        "peak {} never neared the limit",
+        ran.memory_peak
+    );
+    assert_host_healthy().await;
+}
+
+#[tokio::test]
+async fn recurse_forever_exhausts_the_wasm_stack() {
+    let ran = attack("recurse-forever").await;
+    assert_eq!(outcome(&ran), "limit-stack", "{:?}", ran.result);
+    assert_host_healthy().await;
+}
+
+#[tokio::test]
+async fn huge_output_is_refused_by_the_output_limit() {
+    let ran = attack("huge-output").await;
+    assert_eq!(outcome(&ran), "limit-output", "{:?}", ran.result);
+    assert_host_healthy().await;
+}
+
+#[tokio::test]
+async fn flood_log_is_capped_and_counted() {
+    let ran = attack("flood-log").await;
+    assert_eq!(outcome(&ran), "ok", "{:?}", ran.result);
+    let kept: usize = ran
+        .log
+        .lines
+        .iter()
+        .map(|l| {
+            l.message.len()
+                + l.fields
+                    .iter()
+                    .map(|(k, v)| k.len() + v.len())
+                    .sum::<usize>()
+        })
+        .sum();
+    assert!(kept <= (1 << 20) + 8, "kept {kept} bytes of guest log");
+    assert!(ran.log.dropped > 0, "a million lines must overflow the cap");
+    assert_host_healthy().await;
+}
+
+#[tokio::test]
+async fn read_env_sees_no_host_environment_or_arguments() {
+    // The host certainly has an environment (PATH at least); the guest must see none of it.
+    assert!(std::env::var_os("PATH").is_some());
+    let ran = attack("read-env").await;
+    let output = ran.result.expect("read-env returns what it saw");
+    assert_eq!(output["vars"], serde_json::json!([]), "{output}");
+    assert_eq!(output["args"], serde_json::json!([]), "{output}");
+}
+
+#[tokio::test]
+async fn read_files_can_open_nothing() {
+    let ran = attack("read-files").await;
+    let output = ran.result.expect("read-files returns what it saw");
+    assert_eq!(output["read"], serde_json::json!([]), "{output}");
+    let errors = output["errors"].as_array().expect("errors list");
+    assert!(errors.len() >= 4, "every attempt should fail: {output}");
+}

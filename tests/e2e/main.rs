@@ -1,0 +1,10 @@
+//! End-to-end tests: real components built from `guest-examples/`, real stores in temp dirs,
+//! and the real `airlock` binary.
+
+mod support;
+
+mod cache;
+mod cli;
+mod hostile;
+mod loading;
+mod validation;

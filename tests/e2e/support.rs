@@ -1,0 +1,154 @@
+//! Shared fixtures: the example integrations, runtimes in temp dirs, and the `airlock` binary.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use airlock_runtime::{EngineSettings, Integration, Invocation, Runtime, ValidatedConfig};
+use tempfile::TempDir;
+
+/// The guest-examples workspace, built by this crate's build script.
+pub fn examples() -> PathBuf {
+    PathBuf::from(env!("AIRLOCK_GUEST_EXAMPLES"))
+}
+
+pub fn example(name: &str) -> PathBuf {
+    examples().join(name)
+}
+
+pub fn read_example(name: &str, file: &str) -> String {
+    std::fs::read_to_string(example(name).join(file))
+        .unwrap_or_else(|e| panic!("cannot read {name}/{file}: {e}"))
+}
+
+/// One runtime shared by the tests that need no fresh state, so components compile once.
+pub fn shared() -> &'static Runtime {
+    static RUNTIME: OnceLock<(TempDir, Runtime)> = OnceLock::new();
+    &RUNTIME.get_or_init(fresh).1
+}
+
+/// A runtime with its own empty data dir.
+pub fn fresh() -> (TempDir, Runtime) {
+    let dir = TempDir::new().expect("temp dir");
+    let runtime = Runtime::new(dir.path(), EngineSettings::default()).expect("runtime starts");
+    (dir, runtime)
+}
+
+pub fn load(name: &str) -> Integration {
+    shared()
+        .load(&example(name))
+        .unwrap_or_else(|e| panic!("{name} loads: {e}"))
+}
+
+pub fn mapper_config(integration: &Integration) -> ValidatedConfig {
+    integration
+        .validate_config(Some(&read_example("contact-mapper", "sample-config.json")))
+        .expect("sample config is valid")
+}
+
+/// Runs one action on the shared runtime.
+pub async fn invoke(
+    integration: &Integration,
+    config: &ValidatedConfig,
+    action: &str,
+    input: &str,
+) -> Invocation {
+    shared().invoke(integration, config, action, input).await
+}
+
+/// The outcome class of an invocation: `ok` or the error's class.
+pub fn outcome(invocation: &Invocation) -> &'static str {
+    invocation.result.as_ref().err().map_or("ok", |e| e.class())
+}
+
+/// An integration directory in a temp dir: a copy of `example`'s schemas and built component,
+/// with the manifest text given (its `component` should be `"component.wasm"`).
+pub fn custom_integration(example_name: &str, wasm: &str, manifest: &str) -> TempDir {
+    let dir = TempDir::new().expect("temp dir");
+    let source = example(example_name);
+    let schemas = source.join("schemas");
+    if schemas.is_dir() {
+        std::fs::create_dir(dir.path().join("schemas")).expect("schemas dir");
+        for entry in std::fs::read_dir(&schemas).expect("read schemas") {
+            let entry = entry.expect("schema entry");
+            std::fs::copy(
+                entry.path(),
+                dir.path().join("schemas").join(entry.file_name()),
+            )
+            .expect("copy schema");
+        }
+    }
+    let built = examples().join("target/wasm32-wasip2/release").join(wasm);
+    std::fs::copy(&built, dir.path().join("component.wasm")).expect("copy component");
+    std::fs::write(dir.path().join("airlock.toml"), manifest).expect("write manifest");
+    dir
+}
+
+/// The contact-mapper manifest with `component = "component.wasm"` and `extra` appended.
+pub fn mapper_manifest(extra_limits: &str) -> String {
+    let original = read_example("contact-mapper", "airlock.toml");
+    let mut out = String::new();
+    for line in original.lines() {
+        if line.trim_start().starts_with("component") {
+            out.push_str("component = \"component.wasm\"\n");
+        } else {
+            out.push_str(line);
+            out.push('\n');
+            if line.trim() == "[limits]" {
+                out.push_str(extra_limits);
+            }
+        }
+    }
+    out
+}
+
+/// The `airlock` binary, built once (same profile as these tests) from this workspace.
+pub fn airlock_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let exe = std::env::current_exe().expect("test executable path");
+        // target/<profile>/deps/e2e-<hash> → target/<profile>
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("test binary lives in target/<profile>/deps");
+        let release = profile_dir.file_name().is_some_and(|n| n == "release");
+        let mut build = Command::new(env!("CARGO"));
+        build.args([
+            "build",
+            "--quiet",
+            "-p",
+            "airlock-runtime",
+            "--bin",
+            "airlock",
+        ]);
+        if release {
+            build.arg("--release");
+        }
+        let status = build
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building the airlock binary failed");
+        profile_dir.join("airlock")
+    })
+}
+
+/// Runs `airlock ARGS` with its own data dir; returns the output.
+pub fn airlock(data: &Path, args: &[&str]) -> Output {
+    Command::new(airlock_bin())
+        .arg("--data")
+        .arg(data)
+        .args(args)
+        .env_remove("AIRLOCK_DATA")
+        .output()
+        .expect("airlock runs")
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
