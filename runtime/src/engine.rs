@@ -54,6 +54,11 @@ pub struct EngineSettings {
     pub ceilings: Ceilings,
     /// Sandboxes that may exist at once; sizes the pooling allocator.
     pub max_concurrent: u32,
+    /// A deterministic per-invocation budget of fuel (roughly, wasm instructions).
+    ///
+    /// Off by default: metering costs 25–45% on CPU-heavy guests, and the epoch deadline
+    /// already bounds wall-clock time. Turn it on where determinism is asked for.
+    pub fuel: Option<u64>,
 }
 
 impl Default for EngineSettings {
@@ -61,6 +66,7 @@ impl Default for EngineSettings {
         Self {
             ceilings: Ceilings::default(),
             max_concurrent: 256,
+            fuel: None,
         }
     }
 }
@@ -79,6 +85,7 @@ fn config(settings: &EngineSettings) -> Config {
     config
         .wasm_component_model(true)
         .epoch_interruption(true)
+        .consume_fuel(settings.fuel.is_some())
         .max_wasm_stack(MAX_WASM_STACK)
         .async_stack_size(ASYNC_STACK)
         .cranelift_opt_level(OptLevel::Speed)

@@ -34,6 +34,8 @@ pub struct Invocation {
     pub duration: Duration,
     /// Highest total linear memory the sandbox reached, in bytes.
     pub memory_peak: u64,
+    /// Fuel consumed, when the runtime meters fuel.
+    pub fuel_used: Option<u64>,
     /// What the guest logged or printed: for the caller only, never for the audit trail.
     pub log: GuestLog,
     pub result: Result<Value, InvokeError>,
@@ -79,6 +81,8 @@ pub enum LimitKind {
     Stack,
     #[error("table limit reached")]
     Table,
+    #[error("fuel budget of {0} exhausted")]
+    Fuel(u64),
     #[error("output of {size} exceeds the limit of {limit}")]
     Output { size: ByteSize, limit: ByteSize },
 }
@@ -109,6 +113,7 @@ impl InvokeError {
             Self::Limit(LimitKind::Memory(_)) => "limit-memory",
             Self::Limit(LimitKind::Stack) => "limit-stack",
             Self::Limit(LimitKind::Table) => "limit-table",
+            Self::Limit(LimitKind::Fuel(_)) => "limit-fuel",
             Self::Limit(LimitKind::Output { .. }) => "limit-output",
             Self::Host(_) => "host-failure",
         }
@@ -125,6 +130,8 @@ pub struct Summary<'a> {
     pub exit_code: u8,
     pub duration_us: u128,
     pub memory_peak_bytes: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fuel_used: Option<u64>,
     pub log_lines: usize,
     pub log_dropped: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -146,6 +153,7 @@ impl Invocation {
             exit_code,
             duration_us: self.duration.as_micros(),
             memory_peak_bytes: self.memory_peak,
+            fuel_used: self.fuel_used,
             log_lines: self.log.lines.len(),
             log_dropped: self.log.dropped,
             error,
@@ -168,14 +176,24 @@ impl Runtime {
         store.limiter(|state| state.limiter());
         store.set_epoch_deadline(deadline_ticks(limits.timeout));
         store.epoch_deadline_trap();
+        if let Some(fuel) = self.settings.fuel {
+            store
+                .set_fuel(fuel)
+                .expect("the engine meters fuel whenever a budget is set");
+        }
 
         let result = self.run(integration, &mut store, action, input).await;
+        let fuel_used = self
+            .settings
+            .fuel
+            .map(|budget| budget.saturating_sub(store.get_fuel().unwrap_or(0)));
         let state = store.data_mut();
         Invocation {
             id: InvocationId::new(),
             action: action.to_string(),
             duration: started.elapsed(),
             memory_peak: state.limiter().peak(),
+            fuel_used,
             log: state.log().take(),
             result,
         }
@@ -216,7 +234,7 @@ impl Runtime {
             Err(_elapsed) => Err(InvokeError::Limit(LimitKind::Timeout(HumanDuration(
                 limits.timeout,
             )))),
-            Ok(Err(error)) => Err(classify_trap(&error, store.data_mut(), &limits)),
+            Ok(Err(error)) => Err(self.classify_trap(&error, store.data_mut(), &limits)),
             Ok(Ok(Err(guest))) => Err(InvokeError::Guest {
                 code: guest.code,
                 message: guest.message,
@@ -241,30 +259,34 @@ impl Runtime {
             })?;
         Ok(output)
     }
-}
 
-/// Turns a failed call into the limit that stopped it, or a trap with its root cause.
-fn classify_trap(
-    error: &wasmtime::Error,
-    state: &mut HostState,
-    limits: &airlock_host_api::policy::Limits,
-) -> InvokeError {
-    match state.limiter().tripped() {
-        Some(LimitTripped::Memory) => {
-            return InvokeError::Limit(LimitKind::Memory(ByteSize(limits.memory)));
+    /// Turns a failed call into the limit that stopped it, or a trap with its root cause.
+    fn classify_trap(
+        &self,
+        error: &wasmtime::Error,
+        state: &mut HostState,
+        limits: &airlock_host_api::policy::Limits,
+    ) -> InvokeError {
+        match state.limiter().tripped() {
+            Some(LimitTripped::Memory) => {
+                return InvokeError::Limit(LimitKind::Memory(ByteSize(limits.memory)));
+            }
+            Some(LimitTripped::Table) => return InvokeError::Limit(LimitKind::Table),
+            None => {}
         }
-        Some(LimitTripped::Table) => return InvokeError::Limit(LimitKind::Table),
-        None => {}
-    }
-    match error.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => {
-            InvokeError::Limit(LimitKind::Timeout(HumanDuration(limits.timeout)))
+        match error.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => {
+                InvokeError::Limit(LimitKind::Timeout(HumanDuration(limits.timeout)))
+            }
+            Some(Trap::StackOverflow) => InvokeError::Limit(LimitKind::Stack),
+            Some(Trap::OutOfFuel) => {
+                InvokeError::Limit(LimitKind::Fuel(self.settings.fuel.unwrap_or(0)))
+            }
+            Some(trap) => InvokeError::Trap(trap.to_string()),
+            None => match error.downcast_ref::<wasmtime_wasi::I32Exit>() {
+                Some(exit) => InvokeError::Trap(format!("the guest exited with status {}", exit.0)),
+                None => InvokeError::Trap(error.root_cause().to_string()),
+            },
         }
-        Some(Trap::StackOverflow) => InvokeError::Limit(LimitKind::Stack),
-        Some(trap) => InvokeError::Trap(trap.to_string()),
-        None => match error.downcast_ref::<wasmtime_wasi::I32Exit>() {
-            Some(exit) => InvokeError::Trap(format!("the guest exited with status {}", exit.0)),
-            None => InvokeError::Trap(error.root_cause().to_string()),
-        },
     }
 }

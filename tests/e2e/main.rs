@@ -5,6 +5,7 @@ mod support;
 
 mod cache;
 mod cli;
+mod fuel;
 mod hostile;
 mod loading;
 mod validation;

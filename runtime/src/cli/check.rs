@@ -18,8 +18,8 @@ pub(crate) struct CheckArgs {
     json: bool,
 }
 
-pub(crate) fn check(args: CheckArgs, data: &Path) -> anyhow::Result<u8> {
-    let runtime = Runtime::new(data, EngineSettings::default())?;
+pub(crate) fn check(args: CheckArgs, data: &Path, settings: EngineSettings) -> anyhow::Result<u8> {
+    let runtime = Runtime::new(data, settings)?;
     let integration = runtime
         .load(&args.path)
         .map_err(|e| fail(EXIT_INVALID, e))?;

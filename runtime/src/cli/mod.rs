@@ -16,6 +16,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::engine::EngineSettings;
+
 /// Run untrusted integration components under declared limits, with validated I/O.
 #[derive(Debug, Parser)]
 #[command(name = "airlock", version)]
@@ -24,6 +26,11 @@ struct Cli {
     /// per-user data directory]
     #[arg(long, global = true, env = "AIRLOCK_DATA", value_name = "DIR")]
     data: Option<PathBuf>,
+
+    /// Meter fuel: give each invocation this deterministic budget (roughly, wasm
+    /// instructions). Costs 25-45% on CPU-heavy guests; the timeout applies either way
+    #[arg(long, global = true, value_name = "N")]
+    fuel: Option<u64>,
 
     #[command(subcommand)]
     command: Command,
@@ -88,11 +95,15 @@ pub fn main() -> ExitCode {
 
 async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     let data = || data_dir(cli.data.clone());
+    let settings = EngineSettings {
+        fuel: cli.fuel,
+        ..EngineSettings::default()
+    };
     match cli.command {
-        Command::Run(args) => run::run(args, &data()?).await,
-        Command::Check(args) => check::check(args, &data()?),
+        Command::Run(args) => run::run(args, &data()?, settings).await,
+        Command::Check(args) => check::check(args, &data()?, settings),
         Command::Build(args) => build::build(args),
-        Command::Demo(args) => demo::demo(args, &data()?).await,
+        Command::Demo(args) => demo::demo(args, &data()?, settings).await,
     }
 }
 

@@ -28,8 +28,12 @@ pub(crate) struct RunArgs {
     json: bool,
 }
 
-pub(crate) async fn run(args: RunArgs, data: &Path) -> anyhow::Result<u8> {
-    let runtime = Runtime::new(data, EngineSettings::default())?;
+pub(crate) async fn run(
+    args: RunArgs,
+    data: &Path,
+    settings: EngineSettings,
+) -> anyhow::Result<u8> {
+    let runtime = Runtime::new(data, settings)?;
     let integration = runtime
         .load(&args.path)
         .map_err(|e| fail(EXIT_INVALID, e))?;
