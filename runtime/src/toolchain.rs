@@ -14,30 +14,37 @@ pub const WASM_TARGET: &str = "wasm32-wasip2";
 /// Installs the wasm target with rustup if it is missing. Without rustup, does nothing: the
 /// build that follows reports a missing target itself.
 pub fn ensure_wasm_target(dir: &Path) -> io::Result<()> {
-    let listed = Command::new("rustup")
-        .args(["target", "list", "--installed"])
-        .current_dir(dir)
-        .output();
-    let Ok(listed) = listed else {
-        return Ok(());
-    };
-    if String::from_utf8_lossy(&listed.stdout)
-        .lines()
-        .any(|t| t.trim() == WASM_TARGET)
-    {
-        return Ok(());
+    match target_installed(dir) {
+        Some(false) => {}
+        // Installed, or no rustup to ask: the build reports a missing target itself.
+        Some(true) | None => return Ok(()),
     }
     eprintln!("airlock: installing the {WASM_TARGET} target with rustup (one time)");
     let status = Command::new("rustup")
         .args(["target", "add", WASM_TARGET])
         .current_dir(dir)
         .status()?;
-    if !status.success() {
+    // A concurrent build may have installed it first, which fails our add: check again.
+    if !status.success() && target_installed(dir) != Some(true) {
         return Err(io::Error::other(format!(
             "`rustup target add {WASM_TARGET}` failed ({status})"
         )));
     }
     Ok(())
+}
+
+/// Whether rustup lists the wasm target for the toolchain used in `dir`; `None` without rustup.
+fn target_installed(dir: &Path) -> Option<bool> {
+    let listed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .current_dir(dir)
+        .output()
+        .ok()?;
+    Some(
+        String::from_utf8_lossy(&listed.stdout)
+            .lines()
+            .any(|t| t.trim() == WASM_TARGET),
+    )
 }
 
 /// `cargo build --release --target wasm32-wasip2` for the guest workspace or crate at `dir`.
