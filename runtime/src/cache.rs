@@ -35,6 +35,16 @@ pub enum CacheOutcome {
     Replaced,
 }
 
+impl std::fmt::Display for CacheOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Hit => "loaded from the verified compile cache",
+            Self::Compiled => "compiled now and cached",
+            Self::Replaced => "recompiled: the cache entry failed verification",
+        })
+    }
+}
+
 /// The compiled-artifact cache under one data dir.
 pub struct CompileCache {
     dir: PathBuf,

@@ -23,7 +23,11 @@ pub(crate) struct DemoArgs {
     iterations: usize,
 }
 
-pub(crate) async fn demo(args: DemoArgs, data: &Path) -> anyhow::Result<u8> {
+pub(crate) async fn demo(
+    args: DemoArgs,
+    data: &Path,
+    settings: EngineSettings,
+) -> anyhow::Result<u8> {
     let examples = args.examples.canonicalize().map_err(|e| {
         anyhow::anyhow!(
             "cannot find the examples at {}: {e}",
@@ -35,13 +39,13 @@ pub(crate) async fn demo(args: DemoArgs, data: &Path) -> anyhow::Result<u8> {
     let status = toolchain::guest_build(&examples).status()?;
     anyhow::ensure!(status.success(), "building the examples failed ({status})");
 
-    let runtime = Runtime::new(data, EngineSettings::default())?;
+    let runtime = Runtime::new(data, settings)?;
     let mut demo = Demo::default();
 
     step("Loading acme/contact-mapper: manifest, schemas, limits, component imports");
     let mapper = runtime.load(&examples.join("contact-mapper"))?;
     println!(
-        "  {} ({}), {} imports, all linked deny-by-default; compiled: {:?}",
+        "  {} ({}), {} imports, all linked deny-by-default; {}",
         mapper.label(),
         mapper.digest(),
         mapper.imports().len(),
@@ -120,7 +124,7 @@ impl Demo {
     fn expect(&mut self, invocation: &Invocation, expected: &str) {
         let outcome = invocation.result.as_ref().err().map_or("ok", |e| e.class());
         let detail = match &invocation.result {
-            Err(e) => format!(" — {}", first_line(&e.to_string())),
+            Err(e) => format!(" — {}", e.to_string().replace('\n', " ")),
             Ok(_) => String::new(),
         };
         let mark = if outcome == expected { "✓" } else { "✗" };
@@ -180,8 +184,4 @@ fn indent(text: &str) -> String {
         .collect::<String>()
         .trim_end()
         .to_string()
-}
-
-fn first_line(text: &str) -> &str {
-    text.lines().next().unwrap_or_default()
 }
