@@ -67,33 +67,24 @@ impl Limits {
     /// A request above a ceiling is refused rather than clamped: an integration that silently
     /// runs with less than it declared fails later in ways that are hard to diagnose.
     pub fn resolve(requested: RequestedLimits, ceilings: &Ceilings) -> Result<Self, LimitError> {
-        let memory = requested
-            .memory
-            .unwrap_or(Self::DEFAULT_MEMORY.min(ceilings.memory));
-        if memory > ceilings.memory {
-            return Err(LimitError::Memory {
-                requested: ByteSize(memory),
-                ceiling: ByteSize(ceilings.memory),
-            });
-        }
-        let timeout = requested
-            .timeout
-            .unwrap_or(Self::DEFAULT_TIMEOUT.min(ceilings.timeout));
-        if timeout > ceilings.timeout {
-            return Err(LimitError::Timeout {
-                requested: HumanDuration(timeout),
-                ceiling: HumanDuration(ceilings.timeout),
-            });
-        }
-        let output = requested
-            .output
-            .unwrap_or(Self::DEFAULT_OUTPUT.min(ceilings.output));
-        if output > ceilings.output {
-            return Err(LimitError::Output {
-                requested: ByteSize(output),
-                ceiling: ByteSize(ceilings.output),
-            });
-        }
+        let memory = within(requested.memory, Self::DEFAULT_MEMORY, ceilings.memory).map_err(
+            |(requested, ceiling)| LimitError::Memory {
+                requested: ByteSize(requested),
+                ceiling: ByteSize(ceiling),
+            },
+        )?;
+        let timeout = within(requested.timeout, Self::DEFAULT_TIMEOUT, ceilings.timeout).map_err(
+            |(requested, ceiling)| LimitError::Timeout {
+                requested: HumanDuration(requested),
+                ceiling: HumanDuration(ceiling),
+            },
+        )?;
+        let output = within(requested.output, Self::DEFAULT_OUTPUT, ceilings.output).map_err(
+            |(requested, ceiling)| LimitError::Output {
+                requested: ByteSize(requested),
+                ceiling: ByteSize(ceiling),
+            },
+        )?;
         Ok(Self {
             memory,
             timeout,
@@ -101,6 +92,17 @@ impl Limits {
             input: ceilings.input,
             guest_log: ceilings.guest_log,
         })
+    }
+}
+
+/// The requested value, or the default capped at the ceiling; `Err((requested, ceiling))` when
+/// the request is above the ceiling.
+fn within<T: PartialOrd + Copy>(requested: Option<T>, default: T, ceiling: T) -> Result<T, (T, T)> {
+    match requested {
+        Some(value) if value > ceiling => Err((value, ceiling)),
+        Some(value) => Ok(value),
+        None if default > ceiling => Ok(ceiling),
+        None => Ok(default),
     }
 }
 
