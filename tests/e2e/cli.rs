@@ -4,32 +4,24 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-use crate::support::{airlock, custom_integration, example, mapper_manifest, stderr, stdout};
+use crate::support::{
+    airlock, custom_integration, example, example_arg, examples, mapper_manifest, run_hostile,
+    run_mapper, stderr, stdout,
+};
 
 fn path(name: &str) -> String {
     example(name).display().to_string()
 }
 
-fn at(name: &str, file: &str) -> String {
-    format!("@{}", example(name).join(file).display())
+fn sample_config() -> String {
+    example_arg("contact-mapper", "sample-config.json")
 }
 
 #[test]
 fn run_prints_valid_output_and_a_summary() {
     let data = TempDir::new().expect("temp");
-    let out = airlock(
-        data.path(),
-        &[
-            "run",
-            &path("contact-mapper"),
-            "--action",
-            "map-contact",
-            "--input",
-            &at("contact-mapper", "sample-input.json"),
-            "--config",
-            &at("contact-mapper", "sample-config.json"),
-        ],
-    );
+    let input = example_arg("contact-mapper", "sample-input.json");
+    let out = run_mapper(data.path(), &input, &sample_config(), &[]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let output: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("stdout is JSON");
     assert!(output["email"].is_string(), "{output}");
@@ -39,20 +31,8 @@ fn run_prints_valid_output_and_a_summary() {
 #[test]
 fn run_json_summary_is_one_machine_readable_line() {
     let data = TempDir::new().expect("temp");
-    let out = airlock(
-        data.path(),
-        &[
-            "run",
-            &path("contact-mapper"),
-            "--action",
-            "map-contact",
-            "--input",
-            &at("contact-mapper", "invalid-input.json"),
-            "--config",
-            &at("contact-mapper", "sample-config.json"),
-            "--json",
-        ],
-    );
+    let input = example_arg("contact-mapper", "invalid-input.json");
+    let out = run_mapper(data.path(), &input, &sample_config(), &["--json"]);
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     assert!(stdout(&out).is_empty(), "no output on rejection");
     let last = stderr(&out).lines().last().unwrap_or_default().to_string();
@@ -68,17 +48,7 @@ fn spin_forever_exits_5_within_the_timeout_plus_a_second() {
     let check = airlock(data.path(), &["check", &path("hostile")]);
     assert_eq!(check.status.code(), Some(0), "{}", stderr(&check));
     let started = Instant::now();
-    let out = airlock(
-        data.path(),
-        &[
-            "run",
-            &path("hostile"),
-            "--action",
-            "spin-forever",
-            "--input",
-            "{}",
-        ],
-    );
+    let out = run_hostile(data.path(), &[], "spin-forever");
     assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
     assert!(
         started.elapsed() < Duration::from_secs(2),
@@ -91,17 +61,7 @@ fn spin_forever_exits_5_within_the_timeout_plus_a_second() {
 #[test]
 fn grow_memory_exits_5() {
     let data = TempDir::new().expect("temp");
-    let out = airlock(
-        data.path(),
-        &[
-            "run",
-            &path("hostile"),
-            "--action",
-            "grow-memory",
-            "--input",
-            "{}",
-        ],
-    );
+    let out = run_hostile(data.path(), &[], "grow-memory");
     assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
     assert!(stderr(&out).contains("memory limit"), "{}", stderr(&out));
 }
@@ -109,21 +69,35 @@ fn grow_memory_exits_5() {
 #[test]
 fn guest_error_exits_4() {
     let data = TempDir::new().expect("temp");
-    let out = airlock(
-        data.path(),
-        &[
-            "run",
-            &path("contact-mapper"),
-            "--action",
-            "map-contact",
-            "--input",
-            r#"{"Id": "003-no-contact", "FirstName": "Nobody", "LastName": "Reachable"}"#,
-            "--config",
-            &at("contact-mapper", "sample-config.json"),
-        ],
-    );
+    let unreachable = r#"{"Id": "003-no-contact", "FirstName": "Nobody", "LastName": "Reachable"}"#;
+    let out = run_mapper(data.path(), unreachable, &sample_config(), &[]);
     assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
     assert!(stderr(&out).contains("invalid-input"), "{}", stderr(&out));
+}
+
+#[test]
+fn invalid_config_exits_2() {
+    let data = TempDir::new().expect("temp");
+    let input = example_arg("contact-mapper", "sample-input.json");
+    let out = run_mapper(data.path(), &input, "{\"tag_prefix\": 7}", &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
+
+#[test]
+fn input_file_that_does_not_exist_exits_2() {
+    let data = TempDir::new().expect("temp");
+    let out = run_mapper(
+        data.path(),
+        "@/nonexistent/input.json",
+        &sample_config(),
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("/nonexistent/input.json"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -152,54 +126,76 @@ fn check_lists_what_the_integration_declares() {
 #[test]
 fn bad_manifest_exits_2_with_file_line_and_column() {
     let data = TempDir::new().expect("temp");
-    let dir = custom_integration(
-        "contact-mapper",
-        "contact_mapper.wasm",
-        &mapper_manifest("timeout = \"-5s\"\n"),
-    );
+    let manifest = mapper_manifest("").replace("timeout = \"10s\"", "timeout = \"-5s\"");
+    let line = manifest
+        .lines()
+        .position(|l| l.starts_with("timeout = \"-5s\""))
+        .expect("inserted")
+        + 1;
+    let dir = custom_integration("contact-mapper", "contact_mapper.wasm", &manifest);
     let out = airlock(data.path(), &["check", &dir.path().display().to_string()]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let message = stderr(&out);
-    assert!(message.contains("airlock.toml:"), "{message}");
+    assert!(
+        message.contains(&format!("airlock.toml:{line}:")),
+        "{message}"
+    );
+    assert!(message.contains("timeout"), "{message}");
 }
 
 #[test]
-fn invalid_config_exits_2() {
+fn build_runs_the_declared_command_and_finds_the_component() {
     let data = TempDir::new().expect("temp");
-    let out = airlock(
-        data.path(),
-        &[
-            "run",
-            &path("contact-mapper"),
-            "--action",
-            "map-contact",
-            "--input",
-            &at("contact-mapper", "sample-input.json"),
-            "--config",
-            "{\"tag_prefix\": 7}",
-        ],
-    );
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let out = airlock(data.path(), &["build", &path("contact-mapper")]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).contains("built "), "{}", stderr(&out));
 }
 
 #[test]
-fn input_file_that_does_not_exist_exits_2() {
+fn build_without_a_build_command_exits_2() {
     let data = TempDir::new().expect("temp");
-    let out = airlock(
-        data.path(),
-        &[
-            "run",
-            &path("hostile"),
-            "--action",
-            "read-env",
-            "--input",
-            "@/nonexistent/input.json",
-        ],
-    );
+    let manifest = mapper_manifest("")
+        .replace("[integration.build]\n", "")
+        .replace(
+            "command = \"cargo build --release --target wasm32-wasip2\"\n",
+            "",
+        );
+    let dir = custom_integration("contact-mapper", "contact_mapper.wasm", &manifest);
+    let out = airlock(data.path(), &["build", &dir.path().display().to_string()]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("/nonexistent/input.json"),
+        stderr(&out).contains("[integration.build]"),
         "{}",
         stderr(&out)
     );
+}
+
+#[test]
+fn demo_shows_every_promise_holding() {
+    let data = TempDir::new().expect("temp");
+    let examples = examples().display().to_string();
+    let out = airlock(
+        data.path(),
+        &["demo", "--examples", &examples, "--iterations", "20"],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let shown = stdout(&out);
+    let classes = [
+        "limit-timeout",
+        "limit-memory",
+        "limit-stack",
+        "limit-output",
+        "input-rejected",
+    ];
+    for class in classes {
+        assert!(shown.contains(class), "demo shows {class}:\n{shown}");
+    }
+    assert!(shown.contains("wasi:sockets/"), "{shown}");
+    assert!(!shown.contains('✗'), "{shown}");
 }

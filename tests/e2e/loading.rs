@@ -3,7 +3,9 @@
 
 use airlock_runtime::LoadError;
 
-use crate::support::{custom_integration, example, mapper_manifest, shared};
+use crate::support::{
+    custom_integration, example, mapper_copy, mapper_manifest, mapper_with, shared,
+};
 
 fn load_error(dir: &std::path::Path) -> LoadError {
     match shared().load(dir) {
@@ -50,16 +52,10 @@ fn limits_above_the_operator_ceiling_are_refused() {
 
 #[test]
 fn schema_with_a_remote_ref_is_refused_at_load() {
-    let dir = custom_integration(
-        "contact-mapper",
-        "contact_mapper.wasm",
-        &mapper_manifest(""),
+    let dir = mapper_with(
+        "schemas/map-contact.in.json",
+        br#"{"$ref": "https://schemas.example/contact.json"}"#,
     );
-    std::fs::write(
-        dir.path().join("schemas/map-contact.in.json"),
-        r#"{"$ref": "https://schemas.example/contact.json"}"#,
-    )
-    .expect("write schema");
     let message = load_error(dir.path()).to_string();
     assert!(
         message.contains("https://schemas.example/contact.json"),
@@ -69,11 +65,7 @@ fn schema_with_a_remote_ref_is_refused_at_load() {
 
 #[test]
 fn missing_component_suggests_building_it() {
-    let dir = custom_integration(
-        "contact-mapper",
-        "contact_mapper.wasm",
-        &mapper_manifest(""),
-    );
+    let dir = mapper_copy();
     std::fs::remove_file(dir.path().join("component.wasm")).expect("remove");
     let message = load_error(dir.path()).to_string();
     assert!(
@@ -84,12 +76,47 @@ fn missing_component_suggests_building_it() {
 
 #[test]
 fn bytes_that_are_not_a_component_are_refused() {
-    let dir = custom_integration(
-        "contact-mapper",
-        "contact_mapper.wasm",
-        &mapper_manifest(""),
-    );
-    std::fs::write(dir.path().join("component.wasm"), b"\0asm\x01\0\0\0garbage").expect("write");
+    let dir = mapper_with("component.wasm", b"\0asm\x01\0\0\0garbage");
     let error = load_error(dir.path());
     assert!(matches!(error, LoadError::Compile { .. }), "{error:?}");
+}
+
+#[test]
+fn components_using_disabled_proposals_are_refused_at_compile() {
+    let cases = [
+        ("memory64", "(component (core module (memory i64 1)))"),
+        ("threads", "(component (core module (memory 1 1 shared)))"),
+        ("gc", "(component (core module (type (struct))))"),
+        ("exceptions", "(component (core module (tag)))"),
+        (
+            "multi-memory",
+            "(component (core module (memory 1) (memory 1)))",
+        ),
+        (
+            "tail calls",
+            "(component (core module (func $f (return_call $f))))",
+        ),
+    ];
+    for (proposal, text) in cases {
+        let wasm = wat::parse_str(text).unwrap_or_else(|e| panic!("{proposal}: {e}"));
+        let dir = mapper_with("component.wasm", &wasm);
+        let error = load_error(dir.path());
+        assert!(
+            matches!(error, LoadError::Compile { .. }),
+            "{proposal} should be refused by the compiler, got: {error}"
+        );
+    }
+}
+
+#[test]
+fn a_plain_component_passes_compile_and_fails_only_for_its_missing_export() {
+    // The control for the test above: what the proposals cases refuse is the proposal.
+    let wasm = wat::parse_str("(component (core module (memory 1)))").expect("wat");
+    let dir = mapper_with("component.wasm", &wasm);
+    let error = load_error(dir.path());
+    assert!(matches!(error, LoadError::World { .. }), "{error:?}");
+    assert!(
+        error.to_string().contains("airlock:integration/handler"),
+        "{error}"
+    );
 }

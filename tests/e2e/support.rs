@@ -145,6 +145,44 @@ pub fn airlock(data: &Path, args: &[&str]) -> Output {
         .expect("airlock runs")
 }
 
+/// `@PATH` of an example's file, as `--input`/`--config` take it.
+pub fn example_arg(name: &str, file: &str) -> String {
+    format!("@{}", example(name).join(file).display())
+}
+
+/// `airlock [GLOBAL…] run <hostile> --action ACTION --input {}`.
+pub fn run_hostile(data: &Path, global: &[&str], action: &str) -> Output {
+    let hostile = example("hostile").display().to_string();
+    let mut args = global.to_vec();
+    args.extend(["run", &hostile, "--action", action, "--input", "{}"]);
+    airlock(data, &args)
+}
+
+/// `airlock run <contact-mapper> --action map-contact --input INPUT --config CONFIG [EXTRA…]`.
+pub fn run_mapper(data: &Path, input: &str, config: &str, extra: &[&str]) -> Output {
+    let mapper = example("contact-mapper").display().to_string();
+    let mut args = vec!["run", &mapper, "--action", "map-contact", "--input", input];
+    args.extend(["--config", config]);
+    args.extend(extra);
+    airlock(data, &args)
+}
+
+/// A copy of contact-mapper (manifest, schemas, built component) in a temp dir.
+pub fn mapper_copy() -> TempDir {
+    custom_integration(
+        "contact-mapper",
+        "contact_mapper.wasm",
+        &mapper_manifest(""),
+    )
+}
+
+/// [`mapper_copy`] with `file` replaced by `contents`.
+pub fn mapper_with(file: &str, contents: &[u8]) -> TempDir {
+    let dir = mapper_copy();
+    std::fs::write(dir.path().join(file), contents).expect("write replacement");
+    dir
+}
+
 pub fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }

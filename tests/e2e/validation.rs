@@ -1,9 +1,7 @@
 //! Inputs, outputs and config are checked at the boundary; invalid data is refused with the
 //! JSON pointer and keyword named, never the offending value.
 
-use crate::support::{
-    custom_integration, invoke, load, mapper_config, mapper_manifest, outcome, read_example, shared,
-};
+use crate::support::{invoke, load, mapper_config, mapper_with, outcome, read_example, shared};
 
 const CANARY: &str = "CANARY-7f3a-not-for-errors";
 
@@ -117,16 +115,10 @@ async fn config_is_refused_when_none_is_declared() {
 #[tokio::test]
 async fn output_that_breaks_its_schema_is_refused() {
     // The real contact-mapper component, with an output schema it cannot satisfy.
-    let dir = custom_integration(
-        "contact-mapper",
-        "contact_mapper.wasm",
-        &mapper_manifest(""),
+    let dir = mapper_with(
+        "schemas/map-contact.out.json",
+        br#"{"type": "object", "required": ["never-produced"]}"#,
     );
-    std::fs::write(
-        dir.path().join("schemas/map-contact.out.json"),
-        r#"{"type": "object", "required": ["never-produced"]}"#,
-    )
-    .expect("write schema");
     let mapper = shared().load(dir.path()).expect("loads");
     let config = mapper_config(&mapper);
     let sample = read_example("contact-mapper", "sample-input.json");
