@@ -9,11 +9,13 @@
 //! - [`state`]: [`HostState`], the store data of one invocation.
 //! - [`log`], [`stdio`]: the guest log (the `log` import plus captured stdout and stderr).
 //! - [`config`]: the `config` import.
+//! - [`egress`]: brokered egress (the address classifier so far).
 //! - [`limiter`]: the per-store memory ceiling and peak.
 //! - [`wasi`]: WASI p2 linked deny-by-default, and the import check.
 
 pub mod bindings;
 pub mod config;
+pub mod egress;
 pub mod limiter;
 pub mod log;
 pub mod policy;

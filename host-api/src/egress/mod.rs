@@ -1,0 +1,6 @@
+//! Brokered egress: the guest's only way out, and every check on the way.
+//!
+//! # Layout
+//! - [`ip`]: the address classifier applied after resolution (the second SSRF layer).
+
+pub mod ip;
