@@ -2,6 +2,7 @@
 //!
 //! Empty means deny; every value here is bounded by the operator's ceilings.
 
+pub mod egress;
 mod limits;
 pub mod units;
 
