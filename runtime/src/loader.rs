@@ -18,7 +18,7 @@ use wasmtime::component::Component;
 use crate::cache::CacheOutcome;
 use crate::digest::Digest;
 use crate::json::{self, JsonError};
-use crate::manifest::{LoadedManifest, ManifestError};
+use crate::manifest::{CredentialDecl, EgressEntry, LoadedManifest, ManifestError};
 use crate::runtime::Runtime;
 use crate::schema::{Schema, SchemaError, Violations};
 
@@ -271,6 +271,14 @@ impl Integration {
             limits: self.limits,
             actions: self.action_names(),
             config: self.config_schema.is_some(),
+            egress: &self.manifest.manifest.egress,
+            credentials: self
+                .manifest
+                .manifest
+                .credentials
+                .iter()
+                .map(|(name, decl)| (name.as_str(), decl.get_ref()))
+                .collect(),
             imports: &self.imports,
         }
     }
@@ -285,5 +293,7 @@ pub struct IntegrationSummary<'a> {
     pub limits: Limits,
     pub actions: Vec<&'a str>,
     pub config: bool,
+    pub egress: &'a [EgressEntry],
+    pub credentials: BTreeMap<&'a str, &'a CredentialDecl>,
     pub imports: &'a [String],
 }

@@ -199,3 +199,31 @@ fn demo_shows_every_promise_holding() {
     assert!(shown.contains("wasi:sockets/"), "{shown}");
     assert!(!shown.contains('✗'), "{shown}");
 }
+
+#[test]
+fn check_shows_egress_rules_and_credentials_for_review() {
+    let data = TempDir::new().expect("temp");
+    let manifest = format!(
+        "{}\n[[egress]]\nurl = \"https://api.crm.example/v2\"\nmethods = [\"GET\", \"POST\"]\ncredential = \"crm\"\n\
+         [credentials.crm]\ntype = \"oauth2\"\ngrant = \"client-credentials\"\n\
+         token-url = \"https://auth.crm.example/token\"\nscopes = [\"contacts.read\"]\n",
+        mapper_manifest("")
+    );
+    let dir = custom_integration("contact-mapper", "contact_mapper.wasm", &manifest);
+    let path = dir.path().display().to_string();
+    let out = airlock(data.path(), &["check", &path]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("egress     GET,POST https://api.crm.example/v2 with credential `crm`"),
+        "{text}"
+    );
+    assert!(
+        text.contains("credential crm: OAuth 2.0 client-credentials grant"),
+        "{text}"
+    );
+    let out = airlock(data.path(), &["check", &path, "--json"]);
+    let summary: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("JSON");
+    assert_eq!(summary["egress"][0]["credential"], "crm");
+    assert_eq!(summary["credentials"]["crm"]["type"], "oauth2");
+}

@@ -6,6 +6,7 @@ use clap::Args;
 
 use super::{EXIT_INVALID, fail};
 use crate::engine::EngineSettings;
+use crate::manifest::{ApiKey, CredentialDecl, Grant};
 use crate::runtime::Runtime;
 use crate::units::{ByteSize, HumanDuration};
 
@@ -56,9 +57,46 @@ pub(crate) fn check(args: CheckArgs, data: &Path, settings: EngineSettings) -> a
     for (name, action) in &manifest.actions {
         println!("  action     {name}: {}", action.description);
     }
+    if summary.egress.is_empty() {
+        println!("  egress     none: the integration has no network access");
+    }
+    for entry in summary.egress {
+        let rule = entry.rule();
+        let methods: Vec<&str> = rule.methods().iter().map(|m| m.as_str()).collect();
+        let credential = rule
+            .credential()
+            .map_or(String::new(), |c| format!(" with credential `{c}`"));
+        println!(
+            "  egress     {} {}{credential}",
+            methods.join(","),
+            rule.url()
+        );
+    }
+    for (name, decl) in &summary.credentials {
+        println!("  credential {name}: {}", describe_credential(decl));
+    }
     for import in summary.imports {
         println!("  import     {import}");
     }
     println!("ok: {} is ready to run", summary.id);
     Ok(0)
+}
+
+/// One line on how a declared credential is used, for the operator who must approve it.
+fn describe_credential(decl: &CredentialDecl) -> String {
+    match decl {
+        CredentialDecl::Bearer {} => "bearer token (Authorization: Bearer)".into(),
+        CredentialDecl::Basic {} => "basic auth (Authorization: Basic)".into(),
+        CredentialDecl::ApiKey(ApiKey::Header(h)) => format!("api key in header `{h}`"),
+        CredentialDecl::ApiKey(ApiKey::Query(q)) => format!("api key in query parameter `{q}`"),
+        CredentialDecl::Oauth2(o) => format!(
+            "OAuth 2.0 {} grant at {}, scopes [{}]",
+            match o.grant {
+                Grant::ClientCredentials => "client-credentials",
+                Grant::AuthorizationCode => "authorization-code",
+            },
+            o.token_url,
+            o.scopes.join(", ")
+        ),
+    }
 }

@@ -16,10 +16,12 @@
 //!
 //! # Layout
 //! - `fields`, `urls`: the validating newtypes.
+//! - `egress`: `[[egress]]` rules and `[credentials.<name>]` declarations.
 //! - `checks`: rules for plain fields, run inside deserialization so errors carry a span.
 //! - `locate`: toml error span → line, column and the key at fault.
 
 mod checks;
+mod egress;
 mod fields;
 mod locate;
 mod urls;
@@ -33,6 +35,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::units::{ByteSize, HumanDuration};
 pub use checks::MAX_DESCRIPTION_CHARS;
+pub use egress::{ApiKey, CredentialDecl, CredentialName, EgressEntry, Grant, OAuth2};
 pub use fields::{ActionName, IntegrationId, InvalidValue, MAX_NAME_CHARS, RelativePath};
 pub use urls::{HttpsUrl, MAX_URL_BYTES, SupportContact};
 
@@ -55,6 +58,21 @@ pub struct Manifest {
     /// At least one action.
     #[serde(deserialize_with = "checks::actions")]
     pub actions: BTreeMap<ActionName, Action>,
+    /// `[[egress]]`: the only places the integration may send requests; none means no network.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub egress: Vec<EgressEntry>,
+    /// `[credentials.<name>]`: declared credentials, each used by at least one egress rule.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub credentials: BTreeMap<CredentialName, toml::Spanned<CredentialDecl>>,
+}
+
+impl Manifest {
+    /// The egress policy the broker enforces for this integration.
+    pub fn egress_policy(&self) -> airlock_host_api::policy::egress::EgressPolicy {
+        airlock_host_api::policy::egress::EgressPolicy::new(
+            self.egress.iter().map(|e| e.rule().clone()).collect(),
+        )
+    }
 }
 
 /// `[integration]`.
@@ -219,6 +237,17 @@ impl LoadedManifest {
     pub fn parse(path: &Path, text: &str) -> Result<LoadedManifest, ManifestError> {
         let manifest: Manifest =
             toml::from_str(text).map_err(|e| locate::parse_error(path, text, &e))?;
+        egress::check_links(&manifest.egress, &manifest.credentials).map_err(
+            |(span, message)| {
+                let (line, column) = locate::line_column(text, span.start);
+                ManifestError::Parse {
+                    path: path.to_path_buf(),
+                    line,
+                    column,
+                    message,
+                }
+            },
+        )?;
         let dir = match path.parent() {
             Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
             _ => PathBuf::from("."),

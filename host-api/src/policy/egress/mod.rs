@@ -33,7 +33,7 @@ pub use denial::{Denial, DenyReason};
 pub use host::{HostError, MAX_HOST_LEN, MAX_LABEL_LEN, METADATA_HOSTS};
 pub use method::Method;
 pub use path::PathError;
-pub use rule::{EgressRule, HTTPS_PORT, HostPattern, RuleOrigin};
+pub use rule::{EgressRule, HTTPS_PORT, HostPattern, RuleOrigin, parse_credential};
 pub use rule_error::{
     CredentialNameError, EgressRuleError, MAX_CREDENTIAL_NAME_LEN, PortError, RuleMethodsError,
     RuleUrlError, WildcardError,

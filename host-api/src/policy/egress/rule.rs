@@ -287,7 +287,9 @@ fn parse_methods(tokens: &[String]) -> Result<Vec<Method>, RuleMethodsError> {
     Ok(methods)
 }
 
-fn parse_credential(name: &str) -> Result<String, CredentialNameError> {
+/// Checks a credential name (`[a-z0-9-]`, starting with a letter): the same rule for the
+/// `credential` of an egress rule and the `[credentials.<name>]` table that declares it.
+pub fn parse_credential(name: &str) -> Result<String, CredentialNameError> {
     let first = name.chars().next().ok_or(CredentialNameError::Empty)?;
     if name.len() > MAX_CREDENTIAL_NAME_LEN {
         return Err(CredentialNameError::TooLong);
