@@ -8,4 +8,5 @@ mod cli;
 mod fuel;
 mod hostile;
 mod loading;
+mod policy;
 mod validation;

@@ -2,5 +2,7 @@
 //!
 //! # Layout
 //! - [`ip`]: the address classifier applied after resolution (the second SSRF layer).
+//! - [`resolve`]: `--resolve HOST=IP[:PORT]` pins for development and tests.
 
 pub mod ip;
+pub mod resolve;

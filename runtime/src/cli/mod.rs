@@ -2,12 +2,14 @@
 //!
 //! Exit codes (documented in the README): 0 success; 1 host failure; 2 usage or invalid
 //! manifest/config; 3 input or output rejected by a schema; 4 the guest returned an error or
-//! trapped; 5 the guest was stopped by a limit; 6 reserved for trust failures.
+//! trapped (and `policy check`: the request would be denied); 5 the guest was stopped by a
+//! limit; 6 reserved for trust failures.
 
 mod build;
 mod check;
 mod demo;
 mod input;
+mod policy;
 mod report;
 mod run;
 
@@ -46,6 +48,8 @@ enum Command {
     Build(build::BuildArgs),
     /// Build the example integrations and show them end to end
     Demo(demo::DemoArgs),
+    /// Ask the egress policy of an integration
+    Policy(policy::PolicyArgs),
 }
 
 /// An error that carries the exit code the README documents for it.
@@ -104,6 +108,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Check(args) => check::check(args, &data()?, settings),
         Command::Build(args) => build::build(args),
         Command::Demo(args) => demo::demo(args, &data()?, settings).await,
+        Command::Policy(args) => policy::policy(args),
     }
 }
 

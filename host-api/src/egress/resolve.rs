@@ -1,0 +1,127 @@
+//! Pinned name resolution overrides: the `--resolve HOST=IP[:PORT]` development switch, as in
+//! curl, so tests and local runs can point an allowed name at a mock without touching DNS.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr;
+
+/// One pin: requests for `host` dial `addr` (on `port`, or the URL's port when absent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolveOverride {
+    host: String,
+    addr: IpAddr,
+    port: Option<u16>,
+}
+
+/// A `--resolve` value that is not `HOST=IP`, `HOST=IP:PORT` or `HOST=[IPv6]:PORT`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("--resolve {input:?}: {reason}")]
+pub struct ResolveOverrideError {
+    input: String,
+    reason: &'static str,
+}
+
+impl ResolveOverride {
+    /// The pinned host name (lowercase, without a trailing dot).
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// Whether this pin applies to a canonical host name.
+    pub fn matches(&self, host: &str) -> bool {
+        self.host == host
+    }
+
+    /// The address to dial for a request to this host on `url_port`.
+    pub fn socket_addr(&self, url_port: u16) -> SocketAddr {
+        SocketAddr::new(self.addr, self.port.unwrap_or(url_port))
+    }
+}
+
+impl FromStr for ResolveOverride {
+    type Err = ResolveOverrideError;
+
+    fn from_str(input: &str) -> Result<Self, Self::Err> {
+        let error = |reason| ResolveOverrideError {
+            input: input.to_string(),
+            reason,
+        };
+        let (host, target) = input
+            .split_once('=')
+            .ok_or_else(|| error("expected HOST=IP or HOST=IP:PORT"))?;
+        let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
+        let valid_host = !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b));
+        if !valid_host {
+            return Err(error("the host must be a DNS name"));
+        }
+        let (addr, port) = if let Ok(addr) = target.parse::<IpAddr>() {
+            (addr, None)
+        } else if let Ok(socket) = target.parse::<SocketAddr>() {
+            (socket.ip(), Some(socket.port()))
+        } else {
+            return Err(error("the target must be IP, IP:PORT or [IPv6]:PORT"));
+        };
+        if port == Some(0) {
+            return Err(error("port 0 cannot be dialed"));
+        }
+        Ok(Self { host, addr, port })
+    }
+}
+
+impl fmt::Display for ResolveOverride {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.port {
+            Some(port) => write!(f, "{}={}", self.host, SocketAddr::new(self.addr, port)),
+            None => write!(f, "{}={}", self.host, self.addr),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pins_parse_like_curl_resolve() {
+        /// Ok((host, address dialed for port 443)) or Err(a fragment of the message).
+        type Expected = Result<(&'static str, &'static str), &'static str>;
+        let cases: &[(&str, Expected)] = &[
+            (
+                "api.example.com=10.0.0.5",
+                Ok(("api.example.com", "10.0.0.5:443")),
+            ),
+            (
+                "API.Example.com.=127.0.0.1:8443",
+                Ok(("api.example.com", "127.0.0.1:8443")),
+            ),
+            (
+                "api.example.com=[::1]:9000",
+                Ok(("api.example.com", "[::1]:9000")),
+            ),
+            ("api.example.com=::1", Ok(("api.example.com", "[::1]:443"))),
+            ("api.example.com", Err("expected HOST=IP")),
+            ("=10.0.0.1", Err("DNS name")),
+            ("a b=10.0.0.1", Err("DNS name")),
+            ("api.example.com=localhost", Err("IP, IP:PORT")),
+            ("api.example.com=10.0.0.1:0", Err("port 0")),
+            ("api.example.com=10.0.0.1:70000", Err("IP, IP:PORT")),
+        ];
+        for (input, expected) in cases {
+            let got = input.parse::<ResolveOverride>();
+            match (expected, got) {
+                (Ok((host, addr)), Ok(pin)) => {
+                    assert_eq!(pin.host(), *host, "{input}");
+                    assert_eq!(pin.socket_addr(443).to_string(), *addr, "{input}");
+                    assert_eq!(pin.to_string().parse::<ResolveOverride>(), Ok(pin));
+                }
+                (Err(fragment), Err(e)) => {
+                    assert!(e.to_string().contains(fragment), "{input}: {e}")
+                }
+                (expected, got) => panic!("{input}: expected {expected:?}, got {got:?}"),
+            }
+        }
+    }
+}
