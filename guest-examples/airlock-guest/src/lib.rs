@@ -18,10 +18,16 @@
 //!
 //! airlock_guest::export!(Mapper);
 //! ```
+//!
+//! Connectors that call HTTP APIs use [`http`], a small blocking client over the world's
+//! `wasi:http/outgoing-handler` import (the host judges every request against the manifest's
+//! egress rules and injects credentials itself).
 
 use std::fmt::Display;
 
 use serde::{Serialize, de::DeserializeOwned};
+
+pub mod http;
 
 /// Generated bindings for the `integration` world (`wit/` at the repository root).
 ///
@@ -33,6 +39,8 @@ pub mod bindings {
         world: "integration",
         pub_export_macro: true,
         default_bindings_module: "airlock_guest::bindings",
+        // The world imports wasi:http, which pulls in wasi:io and wasi:clocks types.
+        generate_all,
     });
 }
 
