@@ -9,7 +9,7 @@
 //! - [`state`]: [`HostState`], the store data of one invocation.
 //! - [`log`], [`stdio`]: the guest log (the `log` import plus captured stdout and stderr).
 //! - [`config`]: the `config` import.
-//! - [`egress`]: brokered egress (the address classifier so far).
+//! - [`egress`]: brokered `wasi:http`: admission, pinned resolution, address checks, limits.
 //! - [`limiter`]: the per-store memory ceiling and peak.
 //! - [`wasi`]: WASI p2 linked deny-by-default, and the import check.
 
@@ -27,9 +27,11 @@ use wasmtime::component::{HasData, Linker};
 
 pub use state::HostState;
 
-/// Links every capability a guest may import: airlock's interfaces and deny-by-default WASI.
+/// Links every capability a guest may import: airlock's interfaces, brokered `wasi:http` and
+/// deny-by-default WASI.
 pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     wasi::add_to_linker(linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)?;
     bindings::log::add_to_linker::<HostState, LogCap>(linker, |s| &mut s.log)?;
     bindings::config::add_to_linker::<HostState, ConfigCap>(linker, |s| &mut s.config)?;
     Ok(())

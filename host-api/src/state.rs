@@ -4,8 +4,10 @@ use std::sync::Arc;
 
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::config::ConfigCtx;
+use crate::egress::BrokeredHttp;
 use crate::limiter::StoreLimiter;
 use crate::log::LogCtx;
 use crate::policy::Limits;
@@ -18,12 +20,17 @@ pub struct HostState {
     pub(crate) log: LogCtx,
     pub(crate) config: ConfigCtx,
     limiter: StoreLimiter,
+    http: WasiHttpCtx,
+    broker: BrokeredHttp,
 }
+
+/// Largest in-memory size of one guest `fields` (headers) resource.
+const FIELD_SIZE_LIMIT: usize = 64 * 1024;
 
 impl HostState {
     /// Builds the state for one invocation: empty environment and arguments, no preopens,
-    /// stdio captured into the guest log, and the given validated config.
-    pub fn new(limits: &Limits, config_json: Arc<str>) -> Self {
+    /// stdio captured into the guest log, the given validated config, and HTTP through `broker`.
+    pub fn new(limits: &Limits, config_json: Arc<str>, broker: BrokeredHttp) -> Self {
         let log = LogCtx::new(limits.guest_log);
         let wasi = WasiCtx::builder()
             .stdout(GuestStdio::stdout(log.clone()))
@@ -35,7 +42,18 @@ impl HostState {
             log,
             config: ConfigCtx::new(config_json),
             limiter: StoreLimiter::new(limits.memory),
+            http: {
+                let mut http = WasiHttpCtx::new();
+                http.set_field_size_limit(FIELD_SIZE_LIMIT);
+                http
+            },
+            broker,
         }
+    }
+
+    /// The broker: what the guest's requests did.
+    pub fn broker(&self) -> &BrokeredHttp {
+        &self.broker
     }
 
     /// The guest log: what the guest logged and printed.
@@ -61,5 +79,15 @@ impl WasiView for HostState {
 impl wasmtime_wasi_io::IoView for HostState {
     fn table(&mut self) -> &mut ResourceTable {
         &mut self.table
+    }
+}
+
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.broker,
+        }
     }
 }

@@ -37,6 +37,8 @@ pub const LINKED_WASI: &[&str] = &[
     "wasi:cli/terminal-stderr",
     "wasi:filesystem/types",
     "wasi:filesystem/preopens",
+    "wasi:http/types",
+    "wasi:http/outgoing-handler",
 ];
 
 /// The airlock interfaces a guest may import (at any `0.1.x` version).
@@ -130,7 +132,8 @@ mod tests {
             ("airlock:integration/log@0.1.0", Ok(())),
             ("wasi:sockets/tcp@0.2.0", Err("never linked")),
             ("wasi:sockets/ip-name-lookup@0.2.0", Err("never linked")),
-            ("wasi:http/outgoing-handler@0.2.0", Err("not part of")),
+            ("wasi:http/outgoing-handler@0.2.0", Ok(())),
+            ("wasi:http/incoming-handler@0.2.0", Err("not part of")),
             ("wasi:cli/environment@0.3.0", Err("only version 0.2.x")),
             ("wasi:cli/environment@0.20.0", Err("only version 0.2.x")),
             ("wasi:cli/environment", Err("only version 0.2.x")),

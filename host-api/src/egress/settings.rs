@@ -1,0 +1,96 @@
+//! Operator-level egress configuration, built once per runtime: limits, the address
+//! classifier, `--resolve` pins and the TLS client configuration.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::CertificateDer;
+
+use super::ip::{AllowRanges, IpClassifier};
+use super::resolve::ResolveOverride;
+
+/// Per-invocation egress limits (security catalogue §4, "Egress" rows).
+#[derive(Debug, Clone, Copy)]
+pub struct EgressLimits {
+    /// Requests one invocation may make.
+    pub requests: u32,
+    /// Requests of one invocation in flight at once.
+    pub concurrent: usize,
+    /// Largest request body a guest may send.
+    pub request_body: u64,
+    /// Largest response body a guest may receive.
+    pub response_body: u64,
+    pub dns_timeout: Duration,
+    pub connect_timeout: Duration,
+    /// From sending the request to the response head.
+    pub first_byte_timeout: Duration,
+    /// Longest silence while reading the response body.
+    pub between_bytes_timeout: Duration,
+}
+
+impl Default for EgressLimits {
+    fn default() -> Self {
+        Self {
+            requests: 64,
+            concurrent: 8,
+            request_body: 10 << 20,
+            response_body: 10 << 20,
+            dns_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(10),
+            first_byte_timeout: Duration::from_secs(30),
+            between_bytes_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What every brokered request of a runtime shares.
+pub struct EgressSettings {
+    pub limits: EgressLimits,
+    pub(crate) classifier: IpClassifier,
+    pub(crate) resolve: Vec<ResolveOverride>,
+    pub(crate) tls: Arc<rustls::ClientConfig>,
+}
+
+/// The TLS client configuration could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot configure TLS for egress: {0}")]
+pub struct EgressSetupError(String);
+
+impl EgressSettings {
+    /// Secure defaults plus the operator's development switches: `resolve` pins names to
+    /// addresses, `allow` exempts private ranges, `extra_roots` adds trusted CAs (for mocks).
+    pub fn new(
+        resolve: Vec<ResolveOverride>,
+        allow: AllowRanges,
+        extra_roots: Vec<CertificateDer<'static>>,
+    ) -> Result<Self, EgressSetupError> {
+        let mut roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        for root in extra_roots {
+            roots
+                .add(root)
+                .map_err(|e| EgressSetupError(format!("extra root CA rejected: {e}")))?;
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| EgressSetupError(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Self {
+            limits: EgressLimits::default(),
+            classifier: IpClassifier::new(allow),
+            resolve,
+            tls: Arc::new(tls),
+        })
+    }
+}
+
+impl Default for EgressSettings {
+    fn default() -> Self {
+        Self::new(Vec::new(), AllowRanges::none(), Vec::new())
+            .expect("the bundled web PKI roots and ring's defaults always configure")
+    }
+}
