@@ -5,9 +5,11 @@
 //! that matters; absolute times depend on the machine.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use airlock_host_api::HostState;
 use airlock_host_api::bindings::IntegrationPre;
+use airlock_host_api::egress::{BrokeredHttp, EgressSettings, IntegrationEgress};
 use airlock_runtime::toolchain;
 use airlock_runtime::{EngineSettings, Runtime};
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -54,7 +56,9 @@ fn fresh_sandbox(c: &mut Criterion) {
     let component = Component::from_file(engine, wasm).expect("compile");
     let pre = IntegrationPre::new(linker.instantiate_pre(&component).expect("pre")).expect("world");
     let limits = *mapper.limits();
-    let config_json: std::sync::Arc<str> = read("sample-config.json").into();
+    let config_json: Arc<str> = read("sample-config.json").into();
+    let no_egress = Arc::new(IntegrationEgress::default());
+    let egress_settings = Arc::new(EgressSettings::default());
 
     let mut group = c.benchmark_group("fresh-sandbox-map-contact");
     group.bench_function("airlock-invoke", |b| {
@@ -66,7 +70,9 @@ fn fresh_sandbox(c: &mut Criterion) {
     group.bench_function("bare-wasmtime", |b| {
         b.iter(|| {
             rt.block_on(async {
-                let mut store = Store::new(engine, HostState::new(&limits, config_json.clone()));
+                let broker = BrokeredHttp::new(no_egress.clone(), egress_settings.clone());
+                let state = HostState::new(&limits, config_json.clone(), broker);
+                let mut store = Store::new(engine, state);
                 store.set_epoch_deadline(1_000_000);
                 let instance = pre
                     .instantiate_async(&mut store)

@@ -9,6 +9,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use std::path::PathBuf;
+
+use airlock_host_api::egress::ip::AllowRanges;
+use airlock_host_api::egress::resolve::ResolveOverride;
 use airlock_host_api::policy::Ceilings;
 use wasmtime::{
     Config, Enabled, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig, WasmFeatures,
@@ -59,6 +63,20 @@ pub struct EngineSettings {
     /// Off by default: metering costs 25–45% on CPU-heavy guests, and the epoch deadline
     /// already bounds wall-clock time. Turn it on where determinism is asked for.
     pub fuel: Option<u64>,
+    /// Development and test switches for egress; all empty by default.
+    pub egress: EgressOptions,
+}
+
+/// Loosenings of egress for development and tests. Each is loud where it is set (the CLI warns)
+/// and none of them ever lets a credential go out over plain http.
+#[derive(Debug, Clone, Default)]
+pub struct EgressOptions {
+    /// `--resolve HOST=IP[:PORT]`: dial this address for this name instead of resolving it.
+    pub resolve: Vec<ResolveOverride>,
+    /// `--allow-private CIDR`: exempt these ranges from the private-address denials.
+    pub allow_private: AllowRanges,
+    /// `--extra-root-ca FILE`: also trust the CA certificates in these PEM files.
+    pub extra_roots: Vec<PathBuf>,
 }
 
 impl Default for EngineSettings {
@@ -67,6 +85,7 @@ impl Default for EngineSettings {
             ceilings: Ceilings::default(),
             max_concurrent: 256,
             fuel: None,
+            egress: EgressOptions::default(),
         }
     }
 }

@@ -7,6 +7,7 @@
 use std::time::{Duration, Instant};
 
 use airlock_host_api::HostState;
+use airlock_host_api::egress::{BrokeredHttp, EgressEvent};
 use airlock_host_api::limiter::LimitTripped;
 use airlock_host_api::log::GuestLog;
 use serde::Serialize;
@@ -38,6 +39,8 @@ pub struct Invocation {
     pub fuel_used: Option<u64>,
     /// What the guest logged or printed: for the caller only, never for the audit trail.
     pub log: GuestLog,
+    /// Every request the guest attempted, metadata only.
+    pub egress: Vec<EgressEvent>,
     pub result: Result<Value, InvokeError>,
 }
 
@@ -134,6 +137,8 @@ pub struct Summary<'a> {
     pub fuel_used: Option<u64>,
     pub log_lines: usize,
     pub log_dropped: u64,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub egress: &'a [EgressEvent],
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -156,6 +161,7 @@ impl Invocation {
             fuel_used: self.fuel_used,
             log_lines: self.log.lines.len(),
             log_dropped: self.log.dropped,
+            egress: &self.egress,
             error,
         }
     }
@@ -172,7 +178,9 @@ impl Runtime {
     ) -> Invocation {
         let started = Instant::now();
         let limits = integration.limits();
-        let mut store = Store::new(&self.engine, HostState::new(limits, config.json.clone()));
+        let broker = BrokeredHttp::new(integration.egress.clone(), self.egress.clone());
+        let state = HostState::new(limits, config.json.clone(), broker);
+        let mut store = Store::new(&self.engine, state);
         store.limiter(|state| state.limiter());
         store.set_epoch_deadline(deadline_ticks(limits.timeout));
         store.epoch_deadline_trap();
@@ -195,6 +203,7 @@ impl Runtime {
             memory_peak: state.limiter().peak(),
             fuel_used,
             log: state.log().take(),
+            egress: state.broker().log().take(),
             result,
         }
     }

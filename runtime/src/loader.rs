@@ -10,15 +10,19 @@ use std::sync::Arc;
 
 use airlock_host_api::HostState;
 use airlock_host_api::bindings::IntegrationPre;
+use airlock_host_api::egress::IntegrationEgress;
 use airlock_host_api::policy::{LimitError, Limits, RequestedLimits};
 use airlock_host_api::wasi::{UnlinkedImport, check_import};
+use http::HeaderName;
 use serde::Serialize;
 use wasmtime::component::Component;
 
 use crate::cache::CacheOutcome;
 use crate::digest::Digest;
 use crate::json::{self, JsonError};
-use crate::manifest::{CredentialDecl, EgressEntry, LoadedManifest, ManifestError};
+use crate::manifest::{
+    ApiKey, CredentialDecl, EgressEntry, LoadedManifest, Manifest, ManifestError,
+};
 use crate::runtime::Runtime;
 use crate::schema::{Schema, SchemaError, Violations};
 
@@ -34,6 +38,7 @@ pub struct Integration {
     actions: BTreeMap<String, ActionSchemas>,
     imports: Vec<String>,
     cache: CacheOutcome,
+    pub(crate) egress: Arc<IntegrationEgress>,
     pub(crate) pre: IntegrationPre<HostState>,
 }
 
@@ -142,7 +147,9 @@ impl Runtime {
         };
         let instance_pre = self.linker.instantiate_pre(&component).map_err(world)?;
         let pre = IntegrationPre::new(instance_pre).map_err(world)?;
+        let egress = Arc::new(integration_egress(&manifest.manifest));
         Ok(Integration {
+            egress,
             manifest,
             digest,
             limits,
@@ -152,6 +159,24 @@ impl Runtime {
             cache,
             pre,
         })
+    }
+}
+
+/// The broker's view of an integration: its rules, and the headers its api keys travel in.
+fn integration_egress(manifest: &Manifest) -> IntegrationEgress {
+    let credential_headers = manifest
+        .credentials
+        .values()
+        .filter_map(|decl| match decl.get_ref() {
+            CredentialDecl::ApiKey(ApiKey::Header(name)) => {
+                HeaderName::from_bytes(name.as_bytes()).ok()
+            }
+            _ => None,
+        })
+        .collect();
+    IntegrationEgress {
+        policy: manifest.egress_policy(),
+        credential_headers,
     }
 }
 

@@ -2,7 +2,12 @@
 
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
 use airlock_host_api::HostState;
+use airlock_host_api::egress::EgressSettings;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 use wasmtime::component::Linker;
 
 use crate::cache::{CacheError, CompileCache};
@@ -14,6 +19,7 @@ pub struct Runtime {
     pub(crate) linker: Linker<HostState>,
     pub(crate) cache: CompileCache,
     pub(crate) settings: EngineSettings,
+    pub(crate) egress: Arc<EgressSettings>,
     data_dir: PathBuf,
     _ticker: EpochTicker,
 }
@@ -27,6 +33,8 @@ pub enum RuntimeError {
     Link(String),
     #[error(transparent)]
     Cache(#[from] CacheError),
+    #[error("cannot configure egress: {0}")]
+    Egress(String),
 }
 
 impl Runtime {
@@ -38,10 +46,12 @@ impl Runtime {
         airlock_host_api::add_to_linker(&mut linker)
             .map_err(|e| RuntimeError::Link(format!("{e:#}")))?;
         let cache = CompileCache::open(data_dir, &engine)?;
+        let egress = Arc::new(egress_settings(&settings)?);
         Ok(Self {
             engine,
             linker,
             cache,
+            egress,
             settings,
             data_dir: data_dir.to_path_buf(),
             _ticker: ticker,
@@ -62,4 +72,27 @@ impl Runtime {
     pub fn engine(&self) -> &wasmtime::Engine {
         &self.engine
     }
+}
+
+fn egress_settings(settings: &EngineSettings) -> Result<EgressSettings, RuntimeError> {
+    let options = &settings.egress;
+    let mut roots = Vec::new();
+    for path in &options.extra_roots {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+            .and_then(|certs| certs.collect())
+            .map_err(|e| RuntimeError::Egress(format!("{}: {e}", path.display())))?;
+        if certs.is_empty() {
+            return Err(RuntimeError::Egress(format!(
+                "{}: no PEM certificate in the file",
+                path.display()
+            )));
+        }
+        roots.extend(certs);
+    }
+    EgressSettings::new(
+        options.resolve.clone(),
+        options.allow_private.clone(),
+        roots,
+    )
+    .map_err(|e| RuntimeError::Egress(e.to_string()))
 }

@@ -18,7 +18,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::engine::EngineSettings;
+use airlock_host_api::egress::ip::AllowRanges;
+use airlock_host_api::egress::resolve::ResolveOverride;
+
+use crate::engine::{EgressOptions, EngineSettings};
 
 /// Run untrusted integration components under declared limits, with validated I/O.
 #[derive(Debug, Parser)]
@@ -33,6 +36,18 @@ struct Cli {
     /// instructions). Costs 25-45% on CPU-heavy guests; the timeout applies either way
     #[arg(long, global = true, value_name = "N")]
     fuel: Option<u64>,
+
+    /// DEV ONLY: dial IP (and PORT) for HOST instead of resolving it, like curl; repeatable
+    #[arg(long = "resolve", global = true, value_name = "HOST=IP[:PORT]")]
+    resolve: Vec<ResolveOverride>,
+
+    /// DEV ONLY: let egress reach addresses in CIDR that are otherwise denied as private
+    #[arg(long, global = true, value_name = "CIDR")]
+    allow_private: Vec<AllowRanges>,
+
+    /// DEV ONLY: also trust the CA certificates in this PEM file for egress TLS
+    #[arg(long, global = true, value_name = "FILE")]
+    extra_root_ca: Vec<PathBuf>,
 
     #[command(subcommand)]
     command: Command,
@@ -101,6 +116,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     let data = || data_dir(cli.data.clone());
     let settings = EngineSettings {
         fuel: cli.fuel,
+        egress: egress_options(cli.resolve, cli.allow_private, cli.extra_root_ca),
         ..EngineSettings::default()
     };
     match cli.command {
@@ -108,7 +124,36 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Check(args) => check::check(args, &data()?, settings),
         Command::Build(args) => build::build(args),
         Command::Demo(args) => demo::demo(args, &data()?, settings).await,
-        Command::Policy(args) => policy::policy(args),
+        Command::Policy(args) => policy::policy(args, settings.egress),
+    }
+}
+
+/// The egress dev switches, each announced on stderr: they loosen secure defaults.
+fn egress_options(
+    resolve: Vec<ResolveOverride>,
+    allow_private: Vec<AllowRanges>,
+    extra_roots: Vec<PathBuf>,
+) -> EgressOptions {
+    let allow_private: AllowRanges = allow_private.into_iter().collect();
+    for pin in &resolve {
+        eprintln!("warning: dev switch --resolve {pin}: this name is not resolved through DNS");
+    }
+    if !allow_private.is_empty() {
+        eprintln!(
+            "warning: dev switch --allow-private {allow_private}: egress may reach these private \
+             addresses; for development and tests only"
+        );
+    }
+    for root in &extra_roots {
+        eprintln!(
+            "warning: dev switch --extra-root-ca {}: egress TLS trusts this CA too",
+            root.display()
+        );
+    }
+    EgressOptions {
+        resolve,
+        allow_private,
+        extra_roots,
     }
 }
 

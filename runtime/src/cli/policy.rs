@@ -4,12 +4,12 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use airlock_host_api::egress::ip::{AllowRanges, IpClassifier};
-use airlock_host_api::egress::resolve::ResolveOverride;
+use airlock_host_api::egress::ip::IpClassifier;
 use clap::{Args, Subcommand};
 use serde_json::json;
 
 use super::{EXIT_INVALID, fail};
+use crate::engine::EgressOptions;
 use crate::manifest::LoadedManifest;
 
 /// Exit code when the request would be denied.
@@ -35,27 +35,16 @@ struct CheckArgs {
     method: String,
     /// The full request URL, as the guest would send it
     url: String,
-    /// Check the request as if HOST resolved to IP (like curl's --resolve); repeatable
-    #[arg(long, value_name = "HOST=IP[:PORT]")]
-    resolve: Vec<ResolveOverride>,
-    /// DEV ONLY: let egress reach addresses in CIDR that are otherwise denied as private
-    #[arg(long, value_name = "CIDR")]
-    allow_private: Vec<AllowRanges>,
     /// Print the answer as JSON
     #[arg(long)]
     json: bool,
 }
 
-pub(crate) fn policy(args: PolicyArgs) -> anyhow::Result<u8> {
+/// Answers with the global `--resolve` pins (checked as the broker would dial them) and
+/// `--allow-private` ranges taken from `egress`.
+pub(crate) fn policy(args: PolicyArgs, egress: EgressOptions) -> anyhow::Result<u8> {
     let PolicyCommand::Check(args) = args.command;
     let manifest = LoadedManifest::load(&args.path).map_err(|e| fail(EXIT_INVALID, e))?;
-    let allow: AllowRanges = args.allow_private.into_iter().collect();
-    if !allow.is_empty() {
-        eprintln!(
-            "warning: --allow-private {allow} lets egress reach private addresses; \
-             for development and tests only"
-        );
-    }
     let policy = manifest.manifest.egress_policy();
     let allowed = match policy.check(&args.method, &args.url) {
         Ok(allowed) => allowed,
@@ -80,7 +69,7 @@ pub(crate) fn policy(args: PolicyArgs) -> anyhow::Result<u8> {
         credential
     );
 
-    let pinned: Vec<SocketAddr> = args
+    let pinned: Vec<SocketAddr> = egress
         .resolve
         .iter()
         .filter(|pin| pin.matches(target.host()))
@@ -99,7 +88,7 @@ pub(crate) fn policy(args: PolicyArgs) -> anyhow::Result<u8> {
             &human,
         );
     }
-    match IpClassifier::new(allow).filter(&pinned) {
+    match IpClassifier::new(egress.allow_private).filter(&pinned) {
         Ok(dial) => {
             let addrs: Vec<String> = dial.iter().map(ToString::to_string).collect();
             let human = format!(

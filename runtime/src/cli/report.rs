@@ -1,6 +1,7 @@
 //! How invocations are shown to a person: the guest log and a one-line summary on stderr, the
 //! output alone on stdout so it can be piped.
 
+use airlock_host_api::egress::EgressEvent;
 use airlock_host_api::log::GuestLog;
 
 use crate::invoke::Invocation;
@@ -20,6 +21,27 @@ pub(crate) fn print_guest_log(log: &GuestLog) {
         eprintln!(
             "[guest] … {} more line(s) dropped: the guest log is capped per invocation",
             log.dropped
+        );
+    }
+}
+
+/// Prints one line per egress attempt (metadata only: never bodies, header values or queries).
+pub(crate) fn print_egress(events: &[EgressEvent]) {
+    for event in events {
+        let target = event.target.as_deref().unwrap_or("(refused)");
+        let outcome = match (&event.status, &event.reason) {
+            (Some(status), _) => format!("→ {status}"),
+            (None, Some(reason)) => format!("({reason})"),
+            (None, None) => String::new(),
+        };
+        let rule = event
+            .rule
+            .map_or(String::new(), |r| format!(" rule #{}", r + 1));
+        eprintln!(
+            "[egress {:<7}] {} {target} {outcome}{rule} {:.1} ms",
+            format!("{:?}", event.decision).to_lowercase(),
+            event.method,
+            event.duration_us as f64 / 1000.0
         );
     }
 }

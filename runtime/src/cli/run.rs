@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 
 use super::input::read_arg;
-use super::report::{print_guest_log, print_summary};
+use super::report::{print_egress, print_guest_log, print_summary};
 use super::{EXIT_INVALID, fail};
 use crate::engine::EngineSettings;
 use crate::runtime::Runtime;
@@ -52,6 +52,9 @@ pub(crate) async fn run(
         .invoke(&integration, &config, &args.action, &input)
         .await;
     print_guest_log(&invocation.log);
+    if !args.json {
+        print_egress(&invocation.egress);
+    }
     if let Ok(output) = &invocation.result {
         println!("{}", serde_json::to_string_pretty(output)?);
     }
