@@ -5,8 +5,10 @@ mod support;
 
 mod cache;
 mod cli;
+mod egress;
 mod fuel;
 mod hostile;
 mod loading;
+mod mock;
 mod policy;
 mod validation;

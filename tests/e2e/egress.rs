@@ -1,0 +1,319 @@
+//! Brokered egress end to end: real guests (`exfil`, `github-issues`) make wasi:http requests
+//! through the broker to a TLS mock on loopback, while an "internal victim" listener proves that
+//! refused requests never connect anywhere (security catalogue §5.2, §7).
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use airlock_runtime::engine::EgressOptions;
+use airlock_runtime::{EngineSettings, Integration, Invocation, Runtime};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+use crate::mock::{MockResponse, MockUpstream, TestCa, Victim};
+use crate::support::{airlock, example, stderr, stdout};
+
+const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+/// The "public upstream" lives on another loopback address than the victim.
+const UPSTREAM_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+
+struct Egress {
+    _data: TempDir,
+    runtime: Runtime,
+}
+
+impl Egress {
+    /// A runtime with the given dev switches: `pins` as `--resolve`, loopback allowed when
+    /// `allow_loopback`, and `ca` trusted for TLS.
+    fn new(pins: &[String], allow_loopback: bool, ca: Option<&TestCa>) -> Self {
+        let data = TempDir::new().expect("temp dir");
+        let egress = EgressOptions {
+            resolve: pins.iter().map(|p| p.parse().expect("pin")).collect(),
+            allow_private: if allow_loopback {
+                "127.0.0.0/8".parse().expect("cidr")
+            } else {
+                Default::default()
+            },
+            extra_roots: ca
+                .map(|ca| vec![ca.write_pem(data.path())])
+                .unwrap_or_default(),
+        };
+        let settings = EngineSettings {
+            egress,
+            ..EngineSettings::default()
+        };
+        let runtime = Runtime::new(data.path(), settings).expect("runtime");
+        Self {
+            _data: data,
+            runtime,
+        }
+    }
+
+    fn load(&self, name: &str) -> Integration {
+        self.runtime.load(&example(name)).expect("loads")
+    }
+
+    async fn run(&self, name: &str, action: &str, input: Value) -> Invocation {
+        let integration = self.load(name);
+        let config = integration.validate_config(None).expect("no config");
+        self.runtime
+            .invoke(&integration, &config, action, &input.to_string())
+            .await
+    }
+}
+
+/// The `outcome` of each attempt in an exfil report.
+fn outcomes(invocation: &Invocation) -> Vec<String> {
+    let output = invocation
+        .result
+        .as_ref()
+        .expect("exfil reports, never fails");
+    output["attempts"]
+        .as_array()
+        .expect("attempts")
+        .iter()
+        .map(|a| a["outcome"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+fn reasons(invocation: &Invocation) -> Vec<String> {
+    invocation
+        .egress
+        .iter()
+        .map(|e| e.reason.clone().unwrap_or_default())
+        .collect()
+}
+
+#[tokio::test]
+async fn ssrf_attempts_are_denied_and_never_connect() {
+    let victim = Victim::start(LOOPBACK);
+    let port = victim.addr().port();
+    // Even with loopback allowed (the loosest dev setting), literals and tricks stay denied.
+    let egress = Egress::new(&[], true, None);
+    for action in [
+        "ip-literals",
+        "metadata",
+        "userinfo",
+        "plain-http",
+        "undeclared-host",
+    ] {
+        let ran = egress.run("exfil", action, json!({})).await;
+        let outcomes = outcomes(&ran);
+        assert!(!outcomes.is_empty());
+        assert!(
+            outcomes.iter().all(|o| o == "HttpRequestDenied"),
+            "{action}: {outcomes:?}"
+        );
+    }
+    let aimed_at_victim = [
+        format!("https://127.0.0.1:{port}/"),
+        format!("https://[::ffff:127.0.0.1]:{port}/"),
+        format!("https://2130706433:{port}/"),
+        format!("https://0x7f.1:{port}/"),
+        format!("https://localhost:{port}/"),
+        format!("https://api.allowed.test@127.0.0.1:{port}/"),
+        format!("http://api.allowed.test:{port}/"),
+        format!("https://api.allowed.test:{port}/"),
+    ];
+    for url in &aimed_at_victim {
+        let ran = egress.run("exfil", "fetch", json!({ "url": url })).await;
+        assert_eq!(outcomes(&ran), ["HttpRequestDenied"], "{url}");
+    }
+    assert_eq!(
+        victim.accepts(),
+        0,
+        "nothing may connect to the internal victim"
+    );
+}
+
+#[tokio::test]
+async fn an_allowed_name_pinned_to_loopback_is_denied_by_address() {
+    let ca = TestCa::new();
+    let mock = MockUpstream::start(&ca, &["api.allowed.test"], UPSTREAM_IP, |_| {
+        MockResponse::json(200, json!({"reached": true}))
+    });
+    let pin = format!("api.allowed.test={}", mock.addr());
+    let egress = Egress::new(&[pin], false, Some(&ca));
+    let ran = egress
+        .run(
+            "exfil",
+            "fetch",
+            json!({"url": "https://api.allowed.test/"}),
+        )
+        .await;
+    assert_eq!(outcomes(&ran), ["DestinationIpProhibited"]);
+    assert_eq!(reasons(&ran), ["destination-ip-prohibited:loopback"]);
+    assert_eq!(mock.accepts(), 0);
+}
+
+#[tokio::test]
+async fn a_brokered_request_reaches_the_upstream_in_canonical_form() {
+    let ca = TestCa::new();
+    let mock = MockUpstream::start(&ca, &["api.allowed.test"], UPSTREAM_IP, |_| {
+        MockResponse::json(200, json!({"reached": true}))
+    });
+    let pin = format!("api.allowed.test={}", mock.addr());
+    let egress = Egress::new(&[pin], true, Some(&ca));
+    let ran = egress
+        .run(
+            "exfil",
+            "fetch",
+            json!({"url": "https://API.Allowed.test./items?page=2"}),
+        )
+        .await;
+    assert_eq!(outcomes(&ran), ["ok 200"], "{:?}", ran.result);
+    let seen = mock.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].header("host"), ["api.allowed.test"]);
+    assert_eq!(seen[0].sni.as_deref(), Some("api.allowed.test"));
+    assert_eq!(seen[0].path_and_query, "/items?page=2");
+    let event = &ran.egress[0];
+    assert_eq!(event.status, Some(200));
+    assert_eq!(event.rule, Some(0));
+    assert_eq!(
+        event.target.as_deref(),
+        Some("https://api.allowed.test/items"),
+        "no query in events"
+    );
+}
+
+#[tokio::test]
+async fn redirects_go_back_to_the_guest_and_its_follow_up_is_judged_anew() {
+    let victim = Victim::start(LOOPBACK);
+    let ca = TestCa::new();
+    let location = format!(
+        "https://127.0.0.1:{}/latest/meta-data/",
+        victim.addr().port()
+    );
+    let mock = MockUpstream::start(&ca, &["api.allowed.test"], UPSTREAM_IP, move |_| {
+        MockResponse::redirect(302, &location)
+    });
+    let pin = format!("api.allowed.test={}", mock.addr());
+    let egress = Egress::new(&[pin], true, Some(&ca));
+    let ran = egress
+        .run(
+            "exfil",
+            "follow-redirect",
+            json!({"url": "https://api.allowed.test/start"}),
+        )
+        .await;
+    assert_eq!(
+        outcomes(&ran),
+        ["ok 302", "HttpRequestDenied"],
+        "{:?}",
+        ran.result
+    );
+    assert_eq!(
+        mock.requests().len(),
+        1,
+        "the host never follows a redirect"
+    );
+    assert_eq!(victim.accepts(), 0);
+}
+
+#[tokio::test]
+async fn an_untrusted_certificate_fails_the_handshake() {
+    let ca = TestCa::new();
+    let mock = MockUpstream::start(&ca, &["api.allowed.test"], UPSTREAM_IP, |_| {
+        MockResponse::status(200)
+    });
+    let pin = format!("api.allowed.test={}", mock.addr());
+    let egress = Egress::new(&[pin], true, None);
+    let ran = egress
+        .run(
+            "exfil",
+            "fetch",
+            json!({"url": "https://api.allowed.test/"}),
+        )
+        .await;
+    assert_eq!(outcomes(&ran), ["TlsCertificateError"]);
+    assert_eq!(reasons(&ran), ["tls-certificate"]);
+    assert!(mock.requests().is_empty());
+}
+
+#[tokio::test]
+async fn the_guest_cannot_set_credential_headers() {
+    let ca = TestCa::new();
+    let mock = MockUpstream::start(
+        &ca,
+        &["api.allowed.test"],
+        UPSTREAM_IP,
+        MockResponse::echo_headers,
+    );
+    let pin = format!("api.allowed.test={}", mock.addr());
+    let egress = Egress::new(&[pin], true, Some(&ca));
+    let ran = egress.run("exfil", "set-authorization", json!({})).await;
+    let outcomes = outcomes(&ran);
+    assert!(
+        outcomes.iter().all(|o| o == "HeaderForbidden"),
+        "{outcomes:?}"
+    );
+    assert!(
+        mock.requests()
+            .iter()
+            .all(|r| r.header("authorization").is_empty())
+    );
+}
+
+#[tokio::test]
+async fn a_request_needing_a_credential_fails_closed_until_injection_lands() {
+    let ca = TestCa::new();
+    let mock = MockUpstream::start(&ca, &["api.github.com"], UPSTREAM_IP, |_| {
+        MockResponse::json(200, json!([]))
+    });
+    let pin = format!("api.github.com={}", mock.addr());
+    let egress = Egress::new(&[pin], true, Some(&ca));
+    let ran = egress
+        .run(
+            "github-issues",
+            "list-open",
+            json!({"owner": "acme", "repo": "widgets"}),
+        )
+        .await;
+    assert_eq!(reasons(&ran), ["credential-unavailable"]);
+    let error = ran.result.expect_err("no credential can be injected yet");
+    assert_eq!(error.class(), "guest-error", "{error}");
+    assert_eq!(mock.accepts(), 0, "nothing goes out without its credential");
+}
+
+#[test]
+fn cli_dev_switches_are_loud_and_reach_a_mock() {
+    let ca = TestCa::new();
+    let mock = MockUpstream::start(&ca, &["api.allowed.test"], UPSTREAM_IP, |_| {
+        MockResponse::json(200, json!({"ok": true}))
+    });
+    let data = TempDir::new().expect("temp");
+    let ca_path = ca.write_pem(data.path()).display().to_string();
+    let pin = format!("api.allowed.test={}", mock.addr());
+    let exfil = example("exfil").display().to_string();
+    let out = airlock(
+        data.path(),
+        &[
+            "--resolve",
+            &pin,
+            "--allow-private",
+            "127.0.0.0/8",
+            "--extra-root-ca",
+            &ca_path,
+            "run",
+            &exfil,
+            "--action",
+            "fetch",
+            "--input",
+            r#"{"url": "https://api.allowed.test/"}"#,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let err = stderr(&out);
+    for switch in ["--resolve", "--allow-private", "--extra-root-ca"] {
+        assert!(
+            err.contains(&format!("warning: dev switch {switch}")),
+            "{err}"
+        );
+    }
+    assert!(
+        err.contains("[egress allowed] GET https://api.allowed.test/ → 200"),
+        "{err}"
+    );
+    assert!(stdout(&out).contains("ok 200"), "{}", stdout(&out));
+    assert_eq!(mock.requests().len(), 1);
+}
