@@ -197,6 +197,18 @@ fn demo_shows_every_promise_holding() {
         assert!(shown.contains(class), "demo shows {class}:\n{shown}");
     }
     assert!(shown.contains("wasi:sockets/"), "{shown}");
+    for reason in [
+        "no-matching-rule",
+        "ip-literal",
+        "metadata-host",
+        "userinfo",
+        "scheme-not-allowed",
+    ] {
+        assert!(
+            shown.contains(reason),
+            "demo shows the egress denial {reason}:\n{shown}"
+        );
+    }
     assert!(!shown.contains('✗'), "{shown}");
 }
 

@@ -90,6 +90,38 @@ pub(crate) async fn demo(
         }
     }
 
+    step("Egress is brokered: requests go only where the manifest allows, checked by the host");
+    let exfil = runtime.load(&examples.join("exfil"))?;
+    let none = exfil.validate_config(None)?;
+    for action in [
+        "undeclared-host",
+        "ip-literals",
+        "metadata",
+        "userinfo",
+        "plain-http",
+    ] {
+        let attempt = runtime.invoke(&exfil, &none, action, "{}").await;
+        let denied = !attempt.egress.is_empty()
+            && attempt
+                .egress
+                .iter()
+                .all(|e| e.decision == airlock_host_api::egress::Decision::Denied);
+        let reasons: Vec<&str> = attempt
+            .egress
+            .iter()
+            .filter_map(|e| e.reason.as_deref())
+            .collect();
+        let mark = if denied { "✓" } else { "✗" };
+        println!(
+            "  {mark} {action:<16} {} request(s) denied: {}",
+            attempt.egress.len(),
+            reasons.join(", ")
+        );
+        if !denied {
+            demo.failed(&format!("exfil {action}: a request was not denied"));
+        }
+    }
+
     step("A component that imports wasi:sockets is refused before it runs");
     match runtime.load(&examples.join("hostile-sockets")) {
         Ok(_) => demo.failed("hostile-sockets loaded, but it imports wasi:sockets"),
