@@ -61,6 +61,21 @@ impl Egress {
     }
 }
 
+/// A TLS mock for `name` on the upstream address, and a runtime pinning `name` to it; loopback
+/// is allowed when `allow_loopback`, and the mock's CA trusted when `trusted`.
+fn upstream(
+    name: &str,
+    allow_loopback: bool,
+    trusted: bool,
+    respond: impl Fn(&crate::mock::Recorded) -> MockResponse + Send + Sync + 'static,
+) -> (MockUpstream, Egress) {
+    let ca = TestCa::new();
+    let mock = MockUpstream::start(&ca, &[name], UPSTREAM_IP, respond);
+    let pin = format!("{name}={}", mock.addr());
+    let egress = Egress::new(&[pin], allow_loopback, trusted.then_some(&ca));
+    (mock, egress)
+}
+
 /// The `outcome` of each attempt in an exfil report.
 fn outcomes(invocation: &Invocation) -> Vec<String> {
     let output = invocation
@@ -127,12 +142,9 @@ async fn ssrf_attempts_are_denied_and_never_connect() {
 
 #[tokio::test]
 async fn an_allowed_name_pinned_to_loopback_is_denied_by_address() {
-    let ca = TestCa::new();
-    let mock = MockUpstream::start(&ca, &["api.allowed.test"], UPSTREAM_IP, |_| {
+    let (mock, egress) = upstream("api.allowed.test", false, true, |_| {
         MockResponse::json(200, json!({"reached": true}))
     });
-    let pin = format!("api.allowed.test={}", mock.addr());
-    let egress = Egress::new(&[pin], false, Some(&ca));
     let ran = egress
         .run(
             "exfil",
@@ -147,12 +159,9 @@ async fn an_allowed_name_pinned_to_loopback_is_denied_by_address() {
 
 #[tokio::test]
 async fn a_brokered_request_reaches_the_upstream_in_canonical_form() {
-    let ca = TestCa::new();
-    let mock = MockUpstream::start(&ca, &["api.allowed.test"], UPSTREAM_IP, |_| {
+    let (mock, egress) = upstream("api.allowed.test", true, true, |_| {
         MockResponse::json(200, json!({"reached": true}))
     });
-    let pin = format!("api.allowed.test={}", mock.addr());
-    let egress = Egress::new(&[pin], true, Some(&ca));
     let ran = egress
         .run(
             "exfil",
@@ -179,16 +188,13 @@ async fn a_brokered_request_reaches_the_upstream_in_canonical_form() {
 #[tokio::test]
 async fn redirects_go_back_to_the_guest_and_its_follow_up_is_judged_anew() {
     let victim = Victim::start(LOOPBACK);
-    let ca = TestCa::new();
     let location = format!(
         "https://127.0.0.1:{}/latest/meta-data/",
         victim.addr().port()
     );
-    let mock = MockUpstream::start(&ca, &["api.allowed.test"], UPSTREAM_IP, move |_| {
+    let (mock, egress) = upstream("api.allowed.test", true, true, move |_| {
         MockResponse::redirect(302, &location)
     });
-    let pin = format!("api.allowed.test={}", mock.addr());
-    let egress = Egress::new(&[pin], true, Some(&ca));
     let ran = egress
         .run(
             "exfil",
@@ -212,12 +218,9 @@ async fn redirects_go_back_to_the_guest_and_its_follow_up_is_judged_anew() {
 
 #[tokio::test]
 async fn an_untrusted_certificate_fails_the_handshake() {
-    let ca = TestCa::new();
-    let mock = MockUpstream::start(&ca, &["api.allowed.test"], UPSTREAM_IP, |_| {
+    let (mock, egress) = upstream("api.allowed.test", true, false, |_| {
         MockResponse::status(200)
     });
-    let pin = format!("api.allowed.test={}", mock.addr());
-    let egress = Egress::new(&[pin], true, None);
     let ran = egress
         .run(
             "exfil",
@@ -232,15 +235,7 @@ async fn an_untrusted_certificate_fails_the_handshake() {
 
 #[tokio::test]
 async fn the_guest_cannot_set_credential_headers() {
-    let ca = TestCa::new();
-    let mock = MockUpstream::start(
-        &ca,
-        &["api.allowed.test"],
-        UPSTREAM_IP,
-        MockResponse::echo_headers,
-    );
-    let pin = format!("api.allowed.test={}", mock.addr());
-    let egress = Egress::new(&[pin], true, Some(&ca));
+    let (mock, egress) = upstream("api.allowed.test", true, true, MockResponse::echo_headers);
     let ran = egress.run("exfil", "set-authorization", json!({})).await;
     let outcomes = outcomes(&ran);
     assert!(
@@ -256,12 +251,9 @@ async fn the_guest_cannot_set_credential_headers() {
 
 #[tokio::test]
 async fn a_request_needing_a_credential_fails_closed_until_injection_lands() {
-    let ca = TestCa::new();
-    let mock = MockUpstream::start(&ca, &["api.github.com"], UPSTREAM_IP, |_| {
+    let (mock, egress) = upstream("api.github.com", true, true, |_| {
         MockResponse::json(200, json!([]))
     });
-    let pin = format!("api.github.com={}", mock.addr());
-    let egress = Egress::new(&[pin], true, Some(&ca));
     let ran = egress
         .run(
             "github-issues",
