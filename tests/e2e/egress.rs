@@ -52,6 +52,11 @@ impl Egress {
         self.runtime.load(&example(name)).expect("loads")
     }
 
+    /// The exfil guest's `fetch`: one GET of `url`.
+    async fn fetch(&self, url: &str) -> Invocation {
+        self.run("exfil", "fetch", json!({ "url": url })).await
+    }
+
     async fn run(&self, name: &str, action: &str, input: Value) -> Invocation {
         let integration = self.load(name);
         let config = integration.validate_config(None).expect("no config");
@@ -130,7 +135,7 @@ async fn ssrf_attempts_are_denied_and_never_connect() {
         format!("https://api.allowed.test:{port}/"),
     ];
     for url in &aimed_at_victim {
-        let ran = egress.run("exfil", "fetch", json!({ "url": url })).await;
+        let ran = egress.fetch(url).await;
         assert_eq!(outcomes(&ran), ["HttpRequestDenied"], "{url}");
     }
     assert_eq!(
@@ -145,13 +150,7 @@ async fn an_allowed_name_pinned_to_loopback_is_denied_by_address() {
     let (mock, egress) = upstream("api.allowed.test", false, true, |_| {
         MockResponse::json(200, json!({"reached": true}))
     });
-    let ran = egress
-        .run(
-            "exfil",
-            "fetch",
-            json!({"url": "https://api.allowed.test/"}),
-        )
-        .await;
+    let ran = egress.fetch("https://api.allowed.test/").await;
     assert_eq!(outcomes(&ran), ["DestinationIpProhibited"]);
     assert_eq!(reasons(&ran), ["destination-ip-prohibited:loopback"]);
     assert_eq!(mock.accepts(), 0);
@@ -162,13 +161,7 @@ async fn a_brokered_request_reaches_the_upstream_in_canonical_form() {
     let (mock, egress) = upstream("api.allowed.test", true, true, |_| {
         MockResponse::json(200, json!({"reached": true}))
     });
-    let ran = egress
-        .run(
-            "exfil",
-            "fetch",
-            json!({"url": "https://API.Allowed.test./items?page=2"}),
-        )
-        .await;
+    let ran = egress.fetch("https://API.Allowed.test./items?page=2").await;
     assert_eq!(outcomes(&ran), ["ok 200"], "{:?}", ran.result);
     let seen = mock.requests();
     assert_eq!(seen.len(), 1);
@@ -221,13 +214,7 @@ async fn an_untrusted_certificate_fails_the_handshake() {
     let (mock, egress) = upstream("api.allowed.test", true, false, |_| {
         MockResponse::status(200)
     });
-    let ran = egress
-        .run(
-            "exfil",
-            "fetch",
-            json!({"url": "https://api.allowed.test/"}),
-        )
-        .await;
+    let ran = egress.fetch("https://api.allowed.test/").await;
     assert_eq!(outcomes(&ran), ["TlsCertificateError"]);
     assert_eq!(reasons(&ran), ["tls-certificate"]);
     assert!(mock.requests().is_empty());
