@@ -17,7 +17,7 @@ use wasmtime::{Store, Trap};
 use crate::engine::deadline_ticks;
 use crate::ids::InvocationId;
 use crate::json::{self, JsonError};
-use crate::loader::{Integration, ValidatedConfig};
+use crate::loader::{ActionSchemas, Integration, ValidatedConfig};
 use crate::runtime::Runtime;
 use crate::schema::Violations;
 use crate::units::{ByteSize, HumanDuration};
@@ -177,6 +177,22 @@ impl Runtime {
         input: &str,
     ) -> Invocation {
         let started = Instant::now();
+        // Refused input never gets a sandbox: validate before building any per-call state.
+        let schemas = match admit_input(integration, action, input) {
+            Ok(schemas) => schemas,
+            Err(error) => {
+                return Invocation {
+                    id: InvocationId::new(),
+                    action: action.to_string(),
+                    duration: started.elapsed(),
+                    memory_peak: 0,
+                    fuel_used: None,
+                    log: GuestLog::default(),
+                    egress: Vec::new(),
+                    result: Err(error),
+                };
+            }
+        };
         let limits = integration.limits();
         let broker = BrokeredHttp::new(integration.egress.clone(), self.egress.clone());
         let state = HostState::new(limits, config.json.clone(), broker);
@@ -190,7 +206,9 @@ impl Runtime {
                 .expect("the engine meters fuel whenever a budget is set");
         }
 
-        let result = self.run(integration, &mut store, action, input).await;
+        let result = self
+            .run(integration, schemas, &mut store, action, input)
+            .await;
         let fuel_used = self
             .settings
             .fuel
@@ -208,30 +226,16 @@ impl Runtime {
         }
     }
 
+    /// Calls the guest on input that passed its schema, then checks what it returned.
     async fn run(
         &self,
         integration: &Integration,
+        schemas: &ActionSchemas,
         store: &mut Store<HostState>,
         action: &str,
         input: &str,
     ) -> Result<Value, InvokeError> {
         let limits = *integration.limits();
-        let schemas = integration
-            .action(action)
-            .ok_or_else(|| InvokeError::UnknownAction {
-                action: action.to_string(),
-                available: integration.action_names().join(", "),
-            })?;
-        let input_value =
-            json::parse_strict(input, limits.input as usize).map_err(InvokeError::InputJson)?;
-        schemas
-            .input
-            .validate(&input_value)
-            .map_err(|violations| InvokeError::Input {
-                action: action.to_string(),
-                violations,
-            })?;
-
         let call = async {
             let instance = integration.pre.instantiate_async(&mut *store).await?;
             instance
@@ -298,4 +302,28 @@ impl Runtime {
             },
         }
     }
+}
+
+/// Finds the action and checks the input (size, strict JSON, schema) before any sandbox exists.
+fn admit_input<'a>(
+    integration: &'a Integration,
+    action: &str,
+    input: &str,
+) -> Result<&'a ActionSchemas, InvokeError> {
+    let schemas = integration
+        .action(action)
+        .ok_or_else(|| InvokeError::UnknownAction {
+            action: action.to_string(),
+            available: integration.action_names().join(", "),
+        })?;
+    let value = json::parse_strict(input, integration.limits().input as usize)
+        .map_err(InvokeError::InputJson)?;
+    schemas
+        .input
+        .validate(&value)
+        .map_err(|violations| InvokeError::Input {
+            action: action.to_string(),
+            violations,
+        })?;
+    Ok(schemas)
 }
