@@ -9,12 +9,15 @@
 //! - [`state`]: [`HostState`], the store data of one invocation.
 //! - [`log`], [`stdio`]: the guest log (the `log` import plus captured stdout and stderr).
 //! - [`config`]: the `config` import.
-//! - [`egress`]: brokered `wasi:http`: admission, pinned resolution, address checks, limits.
+//! - [`egress`]: brokered `wasi:http`: admission, pinned resolution, address checks, limits,
+//!   credential injection and response redaction.
+//! - [`credentials`]: credential values, their injection, OAuth tokens, encryption at rest.
 //! - [`limiter`]: the per-store memory ceiling and peak.
 //! - [`wasi`]: WASI p2 linked deny-by-default, and the import check.
 
 pub mod bindings;
 pub mod config;
+pub mod credentials;
 pub mod egress;
 pub mod limiter;
 pub mod log;

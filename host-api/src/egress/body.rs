@@ -1,13 +1,18 @@
 //! Bodies with limits: a request body the guest streams out and a response body it reads, each
-//! capped in size, the response also in silence between chunks.
+//! capped in size, the response also in silence between chunks; and the redacted response body
+//! of a request that carried a credential.
 
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use wasmtime_wasi_http::{Error, WasiBody};
+
+use super::redact::{BodyFilter, RedactError, Redactor};
 
 /// The guest's request body, failing once it exceeds `limit` bytes.
 pub(crate) struct LimitedRequestBody {
@@ -114,5 +119,102 @@ impl Body for LimitedResponseBody {
 
     fn size_hint(&self) -> SizeHint {
         self.incoming.size_hint()
+    }
+}
+
+/// A response body after a credential went out: decoded if the upstream compressed it anyway,
+/// and scrubbed of every form of the credential, across chunk boundaries, before the guest
+/// reads a byte. Trailers are scrubbed like headers.
+pub(crate) struct RedactedResponseBody {
+    inner: LimitedResponseBody,
+    filter: BodyFilter,
+    redactor: Redactor,
+    /// Replacements already added to `total`.
+    counted: usize,
+    total: Arc<AtomicU64>,
+    finished: bool,
+}
+
+impl RedactedResponseBody {
+    pub(crate) fn new(
+        inner: LimitedResponseBody,
+        filter: BodyFilter,
+        redactor: Redactor,
+        total: Arc<AtomicU64>,
+    ) -> Self {
+        Self {
+            inner,
+            filter,
+            redactor,
+            counted: 0,
+            total,
+            finished: false,
+        }
+    }
+
+    fn account(&mut self) {
+        let now = self.filter.count();
+        self.total
+            .fetch_add((now - self.counted) as u64, Ordering::Relaxed);
+        self.counted = now;
+    }
+}
+
+impl Body for RedactedResponseBody {
+    type Data = Bytes;
+    type Error = Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        let decode_error = |e: RedactError| match e {
+            RedactError::TooLarge { limit } => Error::HttpResponseBodySize(Some(limit)),
+            _ => Error::HttpProtocolError,
+        };
+        loop {
+            if self.finished {
+                return Poll::Ready(None);
+            }
+            let frame = ready!(Pin::new(&mut self.inner).poll_frame(cx));
+            let out = match frame {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => self
+                        .filter
+                        .push(&data)
+                        .map(|out| Frame::data(Bytes::from(out))),
+                    Err(frame) => match frame.into_trailers() {
+                        Ok(mut trailers) => {
+                            let n = super::broker::redact_headers(&self.redactor, &mut trailers);
+                            self.total.fetch_add(n, Ordering::Relaxed);
+                            Ok(Frame::trailers(trailers))
+                        }
+                        Err(_) => continue,
+                    },
+                },
+                Some(Err(e)) => return Poll::Ready(Some(Err(e))),
+                None => {
+                    self.finished = true;
+                    self.filter
+                        .finish()
+                        .map(|out| Frame::data(Bytes::from(out)))
+                }
+            };
+            self.account();
+            match out {
+                Err(e) => {
+                    self.finished = true;
+                    return Poll::Ready(Some(Err(decode_error(e))));
+                }
+                // Held back (a possible partial match) or consumed by the decoder: read on.
+                Ok(frame) if frame.data_ref().is_some_and(|d| d.is_empty()) => continue,
+                Ok(frame) => return Poll::Ready(Some(Ok(frame))),
+            }
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        // Redaction and decoding change the length: promise nothing.
+        SizeHint::default()
     }
 }

@@ -6,35 +6,69 @@
 //! taken from a `--resolve` pin) and every address classified; only a checked address is
 //! dialed, over TLS verified for the canonical name. Redirects are never followed and proxy
 //! variables never read: a 3xx goes back to the guest, whose follow-up is judged anew.
+//!
+//! A request matched by a rule that names a credential gets it from the [`CredentialBroker`],
+//! over https only, on exactly that request; the response's headers and body are then redacted
+//! of every form of the value before the guest reads a byte.
 
+use std::collections::BTreeMap;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
-use http::header::{HOST, HeaderName, HeaderValue};
+use http::header::{
+    ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_LENGTH, HOST, HeaderName, HeaderValue,
+};
 use http::{Request, Response};
 use http_body_util::BodyExt;
-use rustls::pki_types::ServerName;
-use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
-use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::{
     DEFAULT_FORBIDDEN_HEADERS, Error, ForbiddenHeaderFilter, RequestOptions, WasiBody,
     WasiHttpHooks,
 };
 
-use super::body::{LimitedRequestBody, LimitedResponseBody};
+use super::body::{LimitedRequestBody, RedactedResponseBody};
 use super::event::{Decision, EgressEvent, EgressLog};
+use super::redact::{BodyFilter, Encoding, Redactor};
 use super::settings::EgressSettings;
+use super::transport::{self, DialError, IoFuture, Timeouts};
+use crate::credentials::{CredentialBroker, CredentialSpec, Injection};
 use crate::policy::egress::EgressPolicy;
 
-/// What one integration may reach: its rules, and the header names its credentials travel in
-/// (which the guest may therefore never set itself).
+/// What one integration may reach: its rules, and the credentials those rules name.
 #[derive(Debug, Clone, Default)]
 pub struct IntegrationEgress {
-    pub policy: EgressPolicy,
-    pub credential_headers: Vec<HeaderName>,
+    policy: EgressPolicy,
+    credentials: BTreeMap<String, CredentialSpec>,
+    /// Header names the credentials travel in, which the guest may therefore never set.
+    credential_headers: Vec<HeaderName>,
+}
+
+impl IntegrationEgress {
+    pub fn new(policy: EgressPolicy, credentials: BTreeMap<String, CredentialSpec>) -> Self {
+        let credential_headers = credentials
+            .values()
+            .filter_map(|spec| match spec {
+                CredentialSpec::ApiKeyHeader(name) => Some(name.clone()),
+                _ => None,
+            })
+            .collect();
+        Self {
+            policy,
+            credentials,
+            credential_headers,
+        }
+    }
+
+    pub fn policy(&self) -> &EgressPolicy {
+        &self.policy
+    }
+
+    /// The declared credentials, by name.
+    pub fn credentials(&self) -> &BTreeMap<String, CredentialSpec> {
+        &self.credentials
+    }
 }
 
 /// Headers a guest may never set: they carry credentials or would re-route the request.
@@ -52,18 +86,26 @@ const GUEST_FORBIDDEN: [&str; 7] = [
 pub struct BrokeredHttp {
     egress: Arc<IntegrationEgress>,
     settings: Arc<EgressSettings>,
+    credentials: Arc<dyn CredentialBroker>,
     log: EgressLog,
+    redactions: Arc<AtomicU64>,
     sent: u32,
     in_flight: Arc<Semaphore>,
 }
 
 impl BrokeredHttp {
-    pub fn new(egress: Arc<IntegrationEgress>, settings: Arc<EgressSettings>) -> Self {
+    pub fn new(
+        egress: Arc<IntegrationEgress>,
+        settings: Arc<EgressSettings>,
+        credentials: Arc<dyn CredentialBroker>,
+    ) -> Self {
         let in_flight = Arc::new(Semaphore::new(settings.limits.concurrent));
         Self {
             egress,
             settings,
+            credentials,
             log: EgressLog::default(),
+            redactions: Arc::default(),
             sent: 0,
             in_flight,
         }
@@ -72,6 +114,11 @@ impl BrokeredHttp {
     /// The events of this invocation's requests.
     pub fn log(&self) -> &EgressLog {
         &self.log
+    }
+
+    /// How many echoes of injected credentials were scrubbed from responses so far.
+    pub fn redactions(&self) -> u64 {
+        self.redactions.load(Ordering::Relaxed)
     }
 
     /// Decides a request before anything touches the network, rewriting it to its canonical
@@ -83,6 +130,7 @@ impl BrokeredHttp {
                 method: method.clone(),
                 target,
                 rule,
+                credential: None,
                 decision: Decision::Denied,
                 reason: Some(reason.to_string()),
                 status: None,
@@ -106,16 +154,26 @@ impl BrokeredHttp {
             .check(request.method().as_str(), &uri)
             .map_err(|denial| deny(denial.code(), None, None, Error::HttpRequestDenied))?;
         let target = allowed.target.to_string();
-        if allowed.rule.credential().is_some() {
-            // Credentials are injected only together with response redaction; until both are
-            // wired, a request that needs one fails closed rather than going out without it.
-            return Err(deny(
-                "credential-unavailable",
-                Some(target),
-                Some(allowed.rule_index),
-                Error::HttpRequestDenied,
-            ));
-        }
+        let credential = match allowed.rule.credential() {
+            None => None,
+            Some(name) => {
+                // Never over plain http, whatever switches are on (CR-18, EG-15).
+                let spec = self
+                    .egress
+                    .credentials
+                    .get(name)
+                    .filter(|_| allowed.target.scheme() == "https");
+                let Some(spec) = spec else {
+                    return Err(deny(
+                        "credential-unavailable",
+                        Some(target),
+                        Some(allowed.rule_index),
+                        Error::HttpRequestDenied,
+                    ));
+                };
+                Some((name.to_string(), spec.clone()))
+            }
+        };
         let invalid = || deny("invalid-url", None, None, Error::HttpRequestUriInvalid);
         *request.uri_mut() = allowed
             .target
@@ -130,6 +188,7 @@ impl BrokeredHttp {
             target,
             rule: allowed.rule_index,
             method,
+            credential,
         })
     }
 }
@@ -144,9 +203,10 @@ struct Admitted {
     target: String,
     rule: usize,
     method: String,
+    /// The credential to inject: its name and how it travels.
+    credential: Option<(String, CredentialSpec)>,
 }
 
-type IoFuture = Box<dyn Future<Output = Result<(), Error>> + Send>;
 type SendFuture = Box<dyn Future<Output = Result<(Response<WasiBody>, IoFuture), Error>> + Send>;
 
 impl WasiHttpHooks for BrokeredHttp {
@@ -177,6 +237,8 @@ impl WasiHttpHooks for BrokeredHttp {
         let admitted = self.admit(&mut request);
         let log = self.log.clone();
         let settings = self.settings.clone();
+        let credentials = self.credentials.clone();
+        let redactions = self.redactions.clone();
         let in_flight = self.in_flight.clone();
         Box::new(async move {
             let admitted = match admitted {
@@ -191,25 +253,31 @@ impl WasiHttpHooks for BrokeredHttp {
                 method: admitted.method.clone(),
                 target: Some(admitted.target.clone()),
                 rule: Some(admitted.rule),
+                credential: admitted.credential.as_ref().map(|(name, _)| name.clone()),
                 decision: Decision::Allowed,
                 reason: None,
                 status: None,
                 duration_us: 0,
             };
             let result = match in_flight.try_acquire_owned() {
-                Ok(permit) => {
-                    exchange(&settings, &admitted, request, options)
-                        .await
-                        .map(|(response, io)| {
-                            // The permit lives as long as the connection: the body is still
-                            // being read after the response head.
-                            let io: IoFuture = Box::new(async move {
-                                let _permit = permit;
-                                Box::into_pin(io).await
-                            });
-                            (response, io)
-                        })
-                }
+                Ok(permit) => send(
+                    &settings,
+                    credentials.as_ref(),
+                    &admitted,
+                    request,
+                    options,
+                    redactions,
+                )
+                .await
+                .map(|(response, io)| {
+                    // The permit lives as long as the connection: the body is still being
+                    // read after the response head.
+                    let io: IoFuture = Box::new(async move {
+                        let _permit = permit;
+                        Box::into_pin(io).await
+                    });
+                    (response, io)
+                }),
                 Err(_) => Err((
                     Error::ConnectionLimitReached,
                     "concurrency-limit".to_string(),
@@ -222,7 +290,9 @@ impl WasiHttpHooks for BrokeredHttp {
                     Ok((response, io))
                 }
                 Err((error, reason)) => {
-                    event.decision = if reason.starts_with("destination-ip") {
+                    event.decision = if reason.starts_with("destination-ip")
+                        || reason.starts_with("credential-")
+                    {
                         Decision::Denied
                     } else {
                         Decision::Failed
@@ -237,143 +307,92 @@ impl WasiHttpHooks for BrokeredHttp {
     }
 }
 
-/// Resolves, classifies, dials a checked address, negotiates TLS and exchanges the request.
-/// Errors carry the guest-visible code and a reason code for the event.
-async fn exchange(
+/// Injects the credential (if the rule names one), exchanges the request, and wraps the
+/// response in the redactor when a credential went out.
+async fn send(
     settings: &EgressSettings,
+    credentials: &dyn CredentialBroker,
     admitted: &Admitted,
-    request: Request<WasiBody>,
+    mut request: Request<WasiBody>,
     options: Option<RequestOptions>,
-) -> Result<
-    (
-        Response<WasiBody>,
-        Box<dyn Future<Output = Result<(), Error>> + Send>,
-    ),
-    (Error, String),
-> {
-    let limits = &settings.limits;
-    let clamp = |asked: Option<Duration>, max: Duration| {
-        asked.map_or(max, |d| d.clamp(Duration::from_millis(1), max))
+    redactions: Arc<AtomicU64>,
+) -> Result<(Response<WasiBody>, IoFuture), DialError> {
+    let redactor = match &admitted.credential {
+        None => None,
+        Some((name, spec)) => {
+            let refused = |code: &str| (Error::HttpRequestDenied, code.to_string());
+            let secret = credentials
+                .current(name, spec)
+                .await
+                .map_err(|e| refused(e.code()))?;
+            let injection =
+                Injection::new(spec, &secret).map_err(|_| refused("credential-malformed"))?;
+            let path = request
+                .uri()
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .to_string();
+            let rewritten = injection.apply(request.headers_mut(), &path);
+            *request.uri_mut() = rewritten
+                .parse()
+                .map_err(|_| refused("credential-malformed"))?;
+            // Ask for a plain body: the redactor must see the bytes the guest will read.
+            request
+                .headers_mut()
+                .insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+            // No redactor means no injection: never send a value we could not scrub.
+            Some(Redactor::new(injection.forms()).ok_or_else(|| refused("credential-malformed"))?)
+        }
     };
-    let connect_timeout = clamp(
-        options.and_then(|o| o.connect_timeout),
-        limits.connect_timeout,
-    );
-    let first_byte = clamp(
-        options.and_then(|o| o.first_byte_timeout),
-        limits.first_byte_timeout,
-    );
-    let idle = clamp(
-        options.and_then(|o| o.between_bytes_timeout),
-        limits.between_bytes_timeout,
-    );
-
-    let resolved = resolve(settings, &admitted.host, admitted.port).await?;
-    let dial = settings.classifier.filter(&resolved).map_err(|reason| {
+    let limits = &settings.limits;
+    let request = request.map(|body| LimitedRequestBody::new(body, limits.request_body));
+    let timeouts = Timeouts::clamped(limits, options);
+    let (response, io) =
+        transport::exchange(settings, &admitted.host, admitted.port, request, timeouts).await?;
+    let Some(redactor) = redactor else {
+        return Ok((response.map(|body| body.boxed_unsync()), io));
+    };
+    let (mut parts, body) = response.into_parts();
+    let encoding = Encoding::from_header(
+        parts
+            .headers
+            .get(CONTENT_ENCODING)
+            .map(|v| v.to_str().unwrap_or("invalid")),
+    )
+    .map_err(|_| {
         (
-            Error::DestinationIpProhibited,
-            format!("destination-ip-prohibited:{}", reason.code()),
+            Error::HttpProtocolError,
+            "unsupported-content-encoding".to_string(),
         )
     })?;
-    let tcp = connect(&dial, connect_timeout).await?;
-    let name = ServerName::try_from(admitted.host.clone())
-        .map_err(|_| (Error::HttpRequestUriInvalid, "invalid-url".to_string()))?;
-    let tls = tokio::time::timeout(
-        connect_timeout,
-        tokio_rustls::TlsConnector::from(settings.tls.clone()).connect(name, tcp),
-    )
-    .await
-    .map_err(|_| (Error::ConnectionTimeout, "tls-timeout".to_string()))?
-    .map_err(|e| {
-        let certificate = e
-            .get_ref()
-            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-            .is_some_and(|e| matches!(e, rustls::Error::InvalidCertificate(_)));
-        if certificate {
-            (Error::TlsCertificateError, "tls-certificate".to_string())
-        } else {
-            (Error::TlsProtocolError, "tls-protocol".to_string())
-        }
-    })?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-        .await
-        .map_err(|e| (Error::from(e), "http-handshake".to_string()))?;
-
-    let request = request.map(|body| LimitedRequestBody::new(body, limits.request_body));
-    let mut connection = Box::pin(connection);
-    let mut send = Box::pin(tokio::time::timeout(
-        first_byte,
-        sender.send_request(request),
-    ));
-    // Drive the connection while waiting for the response head.
-    let response = loop {
-        tokio::select! {
-            sent = &mut send => break sent,
-            done = &mut connection => {
-                if let Err(e) = done {
-                    return Err((Error::from(e), "connection-failed".to_string()));
-                }
-            }
-        }
-    };
-    let response = response
-        .map_err(|_| {
-            (
-                Error::ConnectionReadTimeout,
-                "first-byte-timeout".to_string(),
-            )
-        })?
-        .map_err(|e| (Error::from(e), "exchange-failed".to_string()))?;
-    let limit = limits.response_body;
-    let response =
-        response.map(|incoming| LimitedResponseBody::new(incoming, limit, idle).boxed_unsync());
-    Ok((
-        response,
-        Box::new(async move { connection.await.map_err(Error::from) }),
-    ))
+    let scrubbed = redact_headers(&redactor, &mut parts.headers);
+    redactions.fetch_add(scrubbed, Ordering::Relaxed);
+    if !matches!(encoding, Encoding::Identity) {
+        // The guest gets the decoded body, so the framing headers no longer describe it.
+        parts.headers.remove(CONTENT_ENCODING);
+    }
+    // Redaction changes the length.
+    parts.headers.remove(CONTENT_LENGTH);
+    let filter = BodyFilter::new(&redactor, encoding, limits.response_body);
+    let body = RedactedResponseBody::new(body, filter, redactor, redactions);
+    Ok((Response::from_parts(parts, body.boxed_unsync()), io))
 }
 
-/// The addresses to try: the `--resolve` pins for this host, else one system resolution.
-async fn resolve(
-    settings: &EgressSettings,
-    host: &str,
-    port: u16,
-) -> Result<Vec<SocketAddr>, (Error, String)> {
-    let pinned: Vec<SocketAddr> = settings
-        .resolve
-        .iter()
-        .filter(|pin| pin.matches(host))
-        .map(|pin| pin.socket_addr(port))
-        .collect();
-    if !pinned.is_empty() {
-        return Ok(pinned);
-    }
-    let lookup = tokio::net::lookup_host((host, port));
-    match tokio::time::timeout(settings.limits.dns_timeout, lookup).await {
-        Err(_) => Err((Error::DnsTimeout, "dns-timeout".to_string())),
-        Ok(Err(_)) => Err((
-            Error::DnsError {
-                rcode: None,
-                info_code: None,
-            },
-            "dns-error".to_string(),
-        )),
-        Ok(Ok(addrs)) => Ok(addrs.collect()),
-    }
-}
-
-/// Connects to the first checked address that answers.
-async fn connect(addrs: &[SocketAddr], timeout: Duration) -> Result<TcpStream, (Error, String)> {
-    let mut last = (Error::DestinationUnavailable, "no-address".to_string());
-    for addr in addrs {
-        match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-            Ok(Ok(stream)) => return Ok(stream),
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                last = (Error::ConnectionRefused, "connection-refused".to_string());
+/// Replaces every echo of the credential in header values (`Location` included: CR-08);
+/// returns how many were replaced.
+pub(crate) fn redact_headers(redactor: &Redactor, headers: &mut http::HeaderMap) -> u64 {
+    let mut count = 0;
+    for value in headers.values_mut() {
+        let (redacted, n) = redactor.redact(value.as_bytes());
+        if n > 0 {
+            count += n as u64;
+            // Redaction only replaces bytes with `[REDACTED]`: still a valid header value.
+            if let Ok(v) = HeaderValue::from_bytes(&redacted) {
+                *value = v;
+            } else {
+                *value = HeaderValue::from_static("[REDACTED]");
             }
-            Ok(Err(_)) => last = (Error::DestinationUnavailable, "connect-failed".to_string()),
-            Err(_) => last = (Error::ConnectionTimeout, "connect-timeout".to_string()),
         }
     }
-    Err(last)
+    count
 }

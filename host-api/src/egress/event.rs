@@ -27,6 +27,9 @@ pub struct EgressEvent {
     /// Position of the matching rule in the manifest, from 0.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rule: Option<usize>,
+    /// The name (never the value) of the credential the rule injects.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
     pub decision: Decision,
     /// Stable reason code for a denial or failure.
     #[serde(skip_serializing_if = "Option::is_none")]

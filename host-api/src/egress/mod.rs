@@ -6,14 +6,18 @@
 //! - [`resolve`]: `--resolve HOST=IP[:PORT]` pins for development and tests.
 //! - [`settings`]: limits, pins, classifier and TLS, shared by a runtime's invocations.
 //! - [`event`]: one metadata-only record per request attempt.
-//! - `body`: request and response bodies with size and idle limits.
+//! - [`redact`]: scrubbing injected credentials from responses, streamed and decoded.
+//! - `transport`: resolve, check, dial, TLS and one HTTP/1.1 exchange (guest and host requests).
+//! - `body`: request and response bodies with size and idle limits, and the redacted body.
 
 mod body;
 pub mod broker;
 pub mod event;
 pub mod ip;
+pub mod redact;
 pub mod resolve;
 pub mod settings;
+pub(crate) mod transport;
 
 pub use broker::{BrokeredHttp, IntegrationEgress};
 pub use event::{Decision, EgressEvent, EgressLog};

@@ -1,0 +1,98 @@
+//! Where credential values come from ([`SecretSource`]: the encrypted store, or the secrets a
+//! local run was given) and [`Credentials`], the broker that reads them for one installation
+//! and runs OAuth for oauth2 credentials.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::{
+    BoxFuture, CredentialBroker, CredentialError, CredentialSpec, CredentialType, OAuthTokens,
+    Secret,
+};
+
+/// Whose credentials: one installation of one tenant. Token caches and stores key on it, so one
+/// tenant's value is never used for another's request (CR-13).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CredentialScope {
+    pub tenant: String,
+    pub installation: String,
+}
+
+impl CredentialScope {
+    /// The scope of a local `airlock run`: its own tenant, never an operator's.
+    pub fn local() -> Self {
+        Self {
+            tenant: "local".into(),
+            installation: "local".into(),
+        }
+    }
+}
+
+/// Stored credential values of one scope.
+pub trait SecretSource: Send + Sync {
+    /// The value of credential `name`, validated as `kind`; `None` when it is not set.
+    fn get(&self, name: &str, kind: CredentialType) -> Result<Option<Secret>, CredentialError>;
+}
+
+/// Values given to one local run (`--secret`, `--secrets-file`), already validated.
+#[derive(Debug, Default, Clone)]
+pub struct StaticSecrets(BTreeMap<String, Secret>);
+
+impl StaticSecrets {
+    pub fn new(values: BTreeMap<String, Secret>) -> Self {
+        Self(values)
+    }
+}
+
+impl SecretSource for StaticSecrets {
+    fn get(&self, name: &str, _kind: CredentialType) -> Result<Option<Secret>, CredentialError> {
+        Ok(self.0.get(name).cloned())
+    }
+}
+
+/// The credential broker of one installation.
+pub struct Credentials {
+    scope: CredentialScope,
+    source: Arc<dyn SecretSource>,
+    tokens: Arc<OAuthTokens>,
+}
+
+impl Credentials {
+    pub fn new(
+        scope: CredentialScope,
+        source: Arc<dyn SecretSource>,
+        tokens: Arc<OAuthTokens>,
+    ) -> Self {
+        Self {
+            scope,
+            source,
+            tokens,
+        }
+    }
+
+    fn stored(&self, name: &str, kind: CredentialType) -> Result<Secret, CredentialError> {
+        self.source
+            .get(name, kind)?
+            .ok_or_else(|| CredentialError::Missing(name.to_string()))
+    }
+}
+
+impl CredentialBroker for Credentials {
+    fn current<'a>(
+        &'a self,
+        name: &'a str,
+        spec: &'a CredentialSpec,
+    ) -> BoxFuture<'a, Result<Secret, CredentialError>> {
+        Box::pin(async move {
+            match spec {
+                CredentialSpec::OAuth2(oauth) => {
+                    let stored = || self.stored(name, CredentialType::OAuth2);
+                    self.tokens
+                        .access_token(&self.scope, name, oauth, stored)
+                        .await
+                }
+                _ => self.stored(name, spec.credential_type()),
+            }
+        })
+    }
+}

@@ -1,0 +1,192 @@
+//! The wire: resolve once (or take a `--resolve` pin), classify every address, connect to the
+//! first checked one that answers, negotiate TLS for the canonical name, exchange one request
+//! over HTTP/1.1 under the first-byte timeout, and hand back a size- and idle-limited body.
+//!
+//! Shared by guest requests and the host's own (OAuth token calls), so both pass the same
+//! address checks: a token URL is no way around the SSRF defence.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use wasmtime_wasi_http::RequestOptions;
+use wasmtime_wasi_http::io::TokioIo;
+
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use wasmtime_wasi_http::Error;
+
+use super::body::LimitedResponseBody;
+use super::settings::{EgressLimits, EgressSettings};
+
+/// A failure after admission: the guest-visible error and a reason code for the event.
+pub(crate) type DialError = (Error, String);
+
+/// Drives the connection after the response head, until the body is read.
+pub(crate) type IoFuture = Box<dyn Future<Output = Result<(), Error>> + Send>;
+
+/// The timeouts of one exchange.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timeouts {
+    pub connect: Duration,
+    pub first_byte: Duration,
+    pub idle: Duration,
+}
+
+impl Timeouts {
+    /// The operator's limits, shortened (never lengthened) by what the guest asked for.
+    pub(crate) fn clamped(limits: &EgressLimits, options: Option<RequestOptions>) -> Self {
+        let clamp = |asked: Option<Duration>, max: Duration| {
+            asked.map_or(max, |d| d.clamp(Duration::from_millis(1), max))
+        };
+        Self {
+            connect: clamp(
+                options.and_then(|o| o.connect_timeout),
+                limits.connect_timeout,
+            ),
+            first_byte: clamp(
+                options.and_then(|o| o.first_byte_timeout),
+                limits.first_byte_timeout,
+            ),
+            idle: clamp(
+                options.and_then(|o| o.between_bytes_timeout),
+                limits.between_bytes_timeout,
+            ),
+        }
+    }
+}
+
+/// Dials `host:port` (see [`dial`]) and exchanges `request`; the response body is capped at
+/// the operator's response-body limit.
+pub(crate) async fn exchange<B>(
+    settings: &EgressSettings,
+    host: &str,
+    port: u16,
+    request: Request<B>,
+    timeouts: Timeouts,
+) -> Result<(Response<LimitedResponseBody>, IoFuture), DialError>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let tls = dial(settings, host, port, timeouts.connect).await?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .map_err(|e| (Error::from(e), "http-handshake".to_string()))?;
+    let mut connection = Box::pin(connection);
+    let mut send = Box::pin(tokio::time::timeout(
+        timeouts.first_byte,
+        sender.send_request(request),
+    ));
+    // Drive the connection while waiting for the response head.
+    let response = loop {
+        tokio::select! {
+            sent = &mut send => break sent,
+            done = &mut connection => {
+                if let Err(e) = done {
+                    return Err((Error::from(e), "connection-failed".to_string()));
+                }
+            }
+        }
+    };
+    let response = response
+        .map_err(|_| {
+            (
+                Error::ConnectionReadTimeout,
+                "first-byte-timeout".to_string(),
+            )
+        })?
+        .map_err(|e| (Error::from(e), "exchange-failed".to_string()))?;
+    let limit = settings.limits.response_body;
+    let response =
+        response.map(|incoming| LimitedResponseBody::new(incoming, limit, timeouts.idle));
+    Ok((
+        response,
+        Box::new(async move { connection.await.map_err(Error::from) }),
+    ))
+}
+
+/// Resolves `host`, checks every address, connects to a checked one and verifies its
+/// certificate for `host`.
+pub(crate) async fn dial(
+    settings: &EgressSettings,
+    host: &str,
+    port: u16,
+    timeout: Duration,
+) -> Result<TlsStream<TcpStream>, DialError> {
+    let resolved = resolve(settings, host, port).await?;
+    let checked = settings.classifier.filter(&resolved).map_err(|reason| {
+        (
+            Error::DestinationIpProhibited,
+            format!("destination-ip-prohibited:{}", reason.code()),
+        )
+    })?;
+    let tcp = connect(&checked, timeout).await?;
+    let name = ServerName::try_from(host.to_string())
+        .map_err(|_| (Error::HttpRequestUriInvalid, "invalid-url".to_string()))?;
+    tokio::time::timeout(
+        timeout,
+        tokio_rustls::TlsConnector::from(settings.tls.clone()).connect(name, tcp),
+    )
+    .await
+    .map_err(|_| (Error::ConnectionTimeout, "tls-timeout".to_string()))?
+    .map_err(|e| {
+        let certificate = e
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+            .is_some_and(|e| matches!(e, rustls::Error::InvalidCertificate(_)));
+        if certificate {
+            (Error::TlsCertificateError, "tls-certificate".to_string())
+        } else {
+            (Error::TlsProtocolError, "tls-protocol".to_string())
+        }
+    })
+}
+
+/// The addresses to try: the `--resolve` pins for this host, else one system resolution.
+async fn resolve(
+    settings: &EgressSettings,
+    host: &str,
+    port: u16,
+) -> Result<Vec<SocketAddr>, (Error, String)> {
+    let pinned: Vec<SocketAddr> = settings
+        .resolve
+        .iter()
+        .filter(|pin| pin.matches(host))
+        .map(|pin| pin.socket_addr(port))
+        .collect();
+    if !pinned.is_empty() {
+        return Ok(pinned);
+    }
+    let lookup = tokio::net::lookup_host((host, port));
+    match tokio::time::timeout(settings.limits.dns_timeout, lookup).await {
+        Err(_) => Err((Error::DnsTimeout, "dns-timeout".to_string())),
+        Ok(Err(_)) => Err((
+            Error::DnsError {
+                rcode: None,
+                info_code: None,
+            },
+            "dns-error".to_string(),
+        )),
+        Ok(Ok(addrs)) => Ok(addrs.collect()),
+    }
+}
+
+/// Connects to the first checked address that answers.
+async fn connect(addrs: &[SocketAddr], timeout: Duration) -> Result<TcpStream, (Error, String)> {
+    let mut last = (Error::DestinationUnavailable, "no-address".to_string());
+    for addr in addrs {
+        match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => return Ok(stream),
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                last = (Error::ConnectionRefused, "connection-refused".to_string());
+            }
+            Ok(Err(_)) => last = (Error::DestinationUnavailable, "connect-failed".to_string()),
+            Err(_) => last = (Error::ConnectionTimeout, "connect-timeout".to_string()),
+        }
+    }
+    Err(last)
+}
