@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use airlock_host_api::HostState;
 use airlock_host_api::bindings::IntegrationPre;
+use airlock_host_api::credentials::{CredentialBroker, NoCredentials};
 use airlock_host_api::egress::{BrokeredHttp, EgressSettings, IntegrationEgress};
 use airlock_runtime::toolchain;
 use airlock_runtime::{EngineSettings, Runtime};
@@ -58,6 +59,7 @@ fn fresh_sandbox(c: &mut Criterion) {
     let limits = *mapper.limits();
     let config_json: Arc<str> = read("sample-config.json").into();
     let no_egress = Arc::new(IntegrationEgress::default());
+    let no_credentials: Arc<dyn CredentialBroker> = Arc::new(NoCredentials);
     let egress_settings = Arc::new(EgressSettings::default());
 
     let mut group = c.benchmark_group("fresh-sandbox-map-contact");
@@ -70,7 +72,11 @@ fn fresh_sandbox(c: &mut Criterion) {
     group.bench_function("bare-wasmtime", |b| {
         b.iter(|| {
             rt.block_on(async {
-                let broker = BrokeredHttp::new(no_egress.clone(), egress_settings.clone());
+                let broker = BrokeredHttp::new(
+                    no_egress.clone(),
+                    egress_settings.clone(),
+                    no_credentials.clone(),
+                );
                 let state = HostState::new(&limits, config_json.clone(), broker);
                 let mut store = Store::new(engine, state);
                 store.set_epoch_deadline(1_000_000);

@@ -31,3 +31,96 @@ impl fmt::Debug for InvocationId {
         write!(f, "InvocationId({})", self.0)
     }
 }
+
+/// Why a tenant or installation id was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{kind} id {value:?} is invalid: use 1 to 64 lowercase letters, digits and '-', starting with a letter or digit"
+)]
+pub struct IdError {
+    kind: &'static str,
+    value: String,
+}
+
+/// Checks the shared id grammar: short, lowercase, and free of the separators store keys use.
+fn check_id(kind: &'static str, value: &str) -> Result<(), IdError> {
+    let valid = (1..=64).contains(&value.len())
+        && value.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if valid {
+        Ok(())
+    } else {
+        Err(IdError {
+            kind,
+            value: value.chars().take(80).collect(),
+        })
+    }
+}
+
+/// Declares a validated string id type.
+macro_rules! string_id {
+    ($(#[$doc:meta])* $name:ident, $kind:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = IdError;
+
+            fn from_str(s: &str) -> Result<Self, IdError> {
+                check_id($kind, s).map(|()| Self(s.to_string()))
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+string_id!(
+    /// A tenant: the unit of isolation, with its own data key and credentials.
+    TenantId,
+    "tenant"
+);
+string_id!(
+    /// One installation of an integration for one tenant.
+    InstallationId,
+    "installation"
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_follow_one_grammar() {
+        for ok in ["acme", "a", "0day", "acme-prod-2", &"a".repeat(64)] {
+            assert!(ok.parse::<TenantId>().is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "-acme",
+            "Acme",
+            "a b",
+            "a/b",
+            "a\0b",
+            "ä",
+            &"a".repeat(65),
+        ] {
+            let e = bad.parse::<InstallationId>().expect_err(bad);
+            assert!(e.to_string().starts_with("installation id"), "{e}");
+        }
+    }
+}

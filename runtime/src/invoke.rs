@@ -4,9 +4,11 @@
 //! Every call gets a new `Store`: after a trap an instance is poisoned, and nothing one call
 //! leaves in memory may be seen by the next.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use airlock_host_api::HostState;
+use airlock_host_api::credentials::CredentialBroker;
 use airlock_host_api::egress::{BrokeredHttp, EgressEvent};
 use airlock_host_api::limiter::LimitTripped;
 use airlock_host_api::log::GuestLog;
@@ -41,6 +43,8 @@ pub struct Invocation {
     pub log: GuestLog,
     /// Every request the guest attempted, metadata only.
     pub egress: Vec<EgressEvent>,
+    /// Echoes of injected credentials scrubbed from responses before the guest saw them.
+    pub redactions: u64,
     pub result: Result<Value, InvokeError>,
 }
 
@@ -139,8 +143,14 @@ pub struct Summary<'a> {
     pub log_dropped: u64,
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     pub egress: &'a [EgressEvent],
+    #[serde(skip_serializing_if = "is_zero")]
+    pub redactions: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Invocation {
@@ -162,17 +172,38 @@ impl Invocation {
             log_lines: self.log.lines.len(),
             log_dropped: self.log.dropped,
             egress: &self.egress,
+            redactions: self.redactions,
             error,
         }
     }
 }
 
 impl Runtime {
-    /// Runs `action` of `integration` on `input` (JSON text) in a fresh sandbox.
+    /// Runs `action` of `integration` on `input` (JSON text) in a fresh sandbox, with no
+    /// credentials: requests under rules that name one are refused.
     pub async fn invoke(
         &self,
         integration: &Integration,
         config: &ValidatedConfig,
+        action: &str,
+        input: &str,
+    ) -> Invocation {
+        self.invoke_with(
+            integration,
+            config,
+            self.no_credentials.clone(),
+            action,
+            input,
+        )
+        .await
+    }
+
+    /// Runs `action` as [`Self::invoke`] does, injecting credentials from `credentials`.
+    pub async fn invoke_with(
+        &self,
+        integration: &Integration,
+        config: &ValidatedConfig,
+        credentials: Arc<dyn CredentialBroker>,
         action: &str,
         input: &str,
     ) -> Invocation {
@@ -189,12 +220,14 @@ impl Runtime {
                     fuel_used: None,
                     log: GuestLog::default(),
                     egress: Vec::new(),
+                    redactions: 0,
                     result: Err(error),
                 };
             }
         };
         let limits = integration.limits();
-        let broker = BrokeredHttp::new(integration.egress.clone(), self.egress.clone());
+        let broker =
+            BrokeredHttp::new(integration.egress.clone(), self.egress.clone(), credentials);
         let state = HostState::new(limits, config.json.clone(), broker);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| state.limiter());
@@ -222,6 +255,7 @@ impl Runtime {
             fuel_used,
             log: state.log().take(),
             egress: state.broker().log().take(),
+            redactions: state.broker().redactions(),
             result,
         }
     }

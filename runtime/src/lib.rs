@@ -9,10 +9,12 @@
 //! - [`loader`]: manifest → limits → schemas → compile (or cache) → import check → pre-instance.
 //! - [`cache`]: the MAC-bound compiled-artifact cache.
 //! - [`invoke`]: one invocation end to end, and how failures are classified.
+//! - [`store`]: the sled database: sealed credentials and per-tenant data keys.
 //! - [`cli`]: the `airlock` command line, one file per verb.
 
 pub mod cache;
 pub mod cli;
+pub mod clock;
 pub mod digest;
 pub mod engine;
 mod fsutil;
@@ -23,6 +25,7 @@ pub mod loader;
 pub mod manifest;
 pub mod runtime;
 pub mod schema;
+pub mod store;
 pub mod toolchain;
 
 pub use airlock_host_api::policy::units;

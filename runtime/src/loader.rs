@@ -10,10 +10,10 @@ use std::sync::Arc;
 
 use airlock_host_api::HostState;
 use airlock_host_api::bindings::IntegrationPre;
+use airlock_host_api::credentials::{CredentialSpec, OAuthGrant, OAuthSpec};
 use airlock_host_api::egress::IntegrationEgress;
 use airlock_host_api::policy::{LimitError, Limits, RequestedLimits};
 use airlock_host_api::wasi::{UnlinkedImport, check_import};
-use http::HeaderName;
 use serde::Serialize;
 use wasmtime::component::Component;
 
@@ -21,7 +21,7 @@ use crate::cache::CacheOutcome;
 use crate::digest::Digest;
 use crate::json::{self, JsonError};
 use crate::manifest::{
-    ApiKey, CredentialDecl, EgressEntry, LoadedManifest, Manifest, ManifestError,
+    ApiKey, CredentialDecl, EgressEntry, Grant, LoadedManifest, Manifest, ManifestError,
 };
 use crate::runtime::Runtime;
 use crate::schema::{Schema, SchemaError, Violations};
@@ -162,21 +162,31 @@ impl Runtime {
     }
 }
 
-/// The broker's view of an integration: its rules, and the headers its api keys travel in.
+/// The broker's view of an integration: its rules, and how each declared credential travels.
 fn integration_egress(manifest: &Manifest) -> IntegrationEgress {
-    let credential_headers = manifest
+    let credentials = manifest
         .credentials
-        .values()
-        .filter_map(|decl| match decl.get_ref() {
-            CredentialDecl::ApiKey(ApiKey::Header(name)) => {
-                HeaderName::from_bytes(name.as_bytes()).ok()
-            }
-            _ => None,
-        })
+        .iter()
+        .map(|(name, decl)| (name.as_str().to_string(), credential_spec(decl.get_ref())))
         .collect();
-    IntegrationEgress {
-        policy: manifest.egress_policy(),
-        credential_headers,
+    IntegrationEgress::new(manifest.egress_policy(), credentials)
+}
+
+/// A declaration as the broker needs it. Header names were checked when the manifest parsed.
+pub(crate) fn credential_spec(decl: &CredentialDecl) -> CredentialSpec {
+    match decl {
+        CredentialDecl::Bearer {} => CredentialSpec::Bearer,
+        CredentialDecl::Basic {} => CredentialSpec::Basic,
+        CredentialDecl::ApiKey(ApiKey::Header(name)) => CredentialSpec::ApiKeyHeader(name.clone()),
+        CredentialDecl::ApiKey(ApiKey::Query(name)) => CredentialSpec::ApiKeyQuery(name.clone()),
+        CredentialDecl::Oauth2(oauth) => CredentialSpec::OAuth2(OAuthSpec {
+            grant: match oauth.grant {
+                Grant::ClientCredentials => OAuthGrant::ClientCredentials,
+                Grant::AuthorizationCode => OAuthGrant::AuthorizationCode,
+            },
+            token_url: oauth.token_url.to_string(),
+            scopes: oauth.scopes.clone(),
+        }),
     }
 }
 
@@ -267,6 +277,11 @@ impl Integration {
     }
 
     /// The limits every invocation of this integration runs under.
+    /// The declared credentials and how each travels.
+    pub fn credentials(&self) -> &BTreeMap<String, CredentialSpec> {
+        self.egress.credentials()
+    }
+
     pub fn limits(&self) -> &Limits {
         &self.limits
     }

@@ -5,6 +5,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use airlock_host_api::HostState;
+use airlock_host_api::credentials::{
+    CredentialBroker, CredentialScope, Credentials, NoCredentials, OAuthTokens, SecretSource,
+};
 use airlock_host_api::egress::EgressSettings;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
@@ -20,6 +23,9 @@ pub struct Runtime {
     pub(crate) cache: CompileCache,
     pub(crate) settings: EngineSettings,
     pub(crate) egress: Arc<EgressSettings>,
+    /// OAuth access tokens, shared by every invocation of every installation (keyed by scope).
+    oauth: Arc<OAuthTokens>,
+    pub(crate) no_credentials: Arc<dyn CredentialBroker>,
     data_dir: PathBuf,
     _ticker: EpochTicker,
 }
@@ -51,6 +57,8 @@ impl Runtime {
             engine,
             linker,
             cache,
+            oauth: Arc::new(OAuthTokens::new(egress.clone())),
+            no_credentials: Arc::new(NoCredentials),
             egress,
             settings,
             data_dir: data_dir.to_path_buf(),
@@ -66,6 +74,16 @@ impl Runtime {
     /// The engine settings this runtime was built with.
     pub fn settings(&self) -> &EngineSettings {
         &self.settings
+    }
+
+    /// The credential broker for one installation's values in `source`; OAuth tokens are
+    /// cached runtime-wide under `scope`.
+    pub fn credentials(
+        &self,
+        scope: CredentialScope,
+        source: Arc<dyn SecretSource>,
+    ) -> Arc<dyn CredentialBroker> {
+        Arc::new(Credentials::new(scope, source, self.oauth.clone()))
     }
 
     /// The wasmtime engine, for callers (benchmarks) that compare against bare wasmtime.

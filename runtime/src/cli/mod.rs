@@ -7,11 +7,13 @@
 
 mod build;
 mod check;
+mod credentials;
 mod demo;
 mod input;
 mod policy;
 mod report;
 mod run;
+mod secrets;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,6 +33,17 @@ struct Cli {
     /// per-user data directory]
     #[arg(long, global = true, env = "AIRLOCK_DATA", value_name = "DIR")]
     data: Option<PathBuf>,
+
+    /// The master key file that wraps tenants' data keys; keep it outside the data dir in
+    /// production. AIRLOCK_MASTER_KEY (the key itself, base64) takes precedence
+    /// [default: DIR/master.key, created 0600 when first needed]
+    #[arg(
+        long,
+        global = true,
+        env = "AIRLOCK_MASTER_KEY_FILE",
+        value_name = "FILE"
+    )]
+    master_key: Option<PathBuf>,
 
     /// Meter fuel: give each invocation this deterministic budget (roughly, wasm
     /// instructions). Costs 25-45% on CPU-heavy guests; the timeout applies either way
@@ -65,6 +78,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Ask the egress policy of an integration
     Policy(policy::PolicyArgs),
+    /// Manage an installation's credentials (stored encrypted; values read from stdin)
+    Credentials(credentials::CredentialsArgs),
 }
 
 /// An error that carries the exit code the README documents for it.
@@ -120,7 +135,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         ..EngineSettings::default()
     };
     match cli.command {
-        Command::Run(args) => run::run(args, &data()?, settings).await,
+        Command::Run(args) => run::run(args, &data()?, cli.master_key.as_deref(), settings).await,
+        Command::Credentials(args) => {
+            credentials::credentials(args, &data()?, cli.master_key.as_deref())
+        }
         Command::Check(args) => check::check(args, &data()?, settings),
         Command::Build(args) => build::build(args),
         Command::Demo(args) => demo::demo(args, &data()?, settings).await,

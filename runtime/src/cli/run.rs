@@ -6,6 +6,7 @@ use clap::Args;
 
 use super::input::read_arg;
 use super::report::{print_egress, print_guest_log, print_summary};
+use super::secrets::SecretArgs;
 use super::{EXIT_INVALID, fail};
 use crate::engine::EngineSettings;
 use crate::runtime::Runtime;
@@ -23,6 +24,8 @@ pub(crate) struct RunArgs {
     /// Config JSON, or @FILE; validated against the manifest's config schema
     #[arg(long, value_name = "JSON|@FILE")]
     config: Option<String>,
+    #[command(flatten)]
+    secrets: SecretArgs,
     /// Print the run summary as one JSON object (on stderr; stdout carries only the output)
     #[arg(long)]
     json: bool,
@@ -31,6 +34,7 @@ pub(crate) struct RunArgs {
 pub(crate) async fn run(
     args: RunArgs,
     data: &Path,
+    master_key: Option<&Path>,
     settings: EngineSettings,
 ) -> anyhow::Result<u8> {
     let runtime = Runtime::new(data, settings)?;
@@ -47,9 +51,13 @@ pub(crate) async fn run(
         .validate_config(config.as_deref())
         .map_err(|e| fail(EXIT_INVALID, e))?;
     let input = read_arg("input", &args.input, limit)?;
+    let credentials = args
+        .secrets
+        .broker(&runtime, integration.credentials(), master_key)
+        .map_err(|e| fail(EXIT_INVALID, e))?;
 
     let invocation = runtime
-        .invoke(&integration, &config, &args.action, &input)
+        .invoke_with(&integration, &config, credentials, &args.action, &input)
         .await;
     print_guest_log(&invocation.log);
     if !args.json {

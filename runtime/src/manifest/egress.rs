@@ -99,8 +99,8 @@ pub enum CredentialDecl {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(try_from = "RawApiKey", into = "RawApiKey")]
 pub enum ApiKey {
-    /// Lowercase header name, e.g. `x-api-key`.
-    Header(String),
+    /// Header name, e.g. `x-api-key` (lowercased).
+    Header(http::HeaderName),
     /// Query parameter name, e.g. `api_key`; audit records always omit queries.
     Query(String),
 }
@@ -135,22 +135,14 @@ impl TryFrom<RawApiKey> for ApiKey {
     fn try_from(raw: RawApiKey) -> Result<Self, String> {
         match (raw.header, raw.query) {
             (Some(header), None) => {
-                let lower = header.to_ascii_lowercase();
-                let token = !lower.is_empty()
-                    && lower
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-                if !token {
-                    return Err(format!(
-                        "api-key header {header:?} is not a valid header name"
-                    ));
-                }
-                if RESERVED_HEADERS.contains(&lower.as_str()) {
+                let name = http::HeaderName::from_bytes(header.as_bytes())
+                    .map_err(|_| format!("api-key header {header:?} is not a valid header name"))?;
+                if RESERVED_HEADERS.contains(&name.as_str()) {
                     return Err(format!(
                         "api-key header {header:?} is reserved; name another"
                     ));
                 }
-                Ok(Self::Header(lower))
+                Ok(Self::Header(name))
             }
             (None, Some(query)) => {
                 let valid = !query.is_empty()
@@ -174,7 +166,7 @@ impl From<ApiKey> for RawApiKey {
     fn from(key: ApiKey) -> Self {
         match key {
             ApiKey::Header(h) => Self {
-                header: Some(h),
+                header: Some(h.as_str().to_string()),
                 query: None,
             },
             ApiKey::Query(q) => Self {
@@ -381,7 +373,7 @@ scopes = ["chat:write"]
             ("type = \"basic\"", CredentialDecl::Basic {}),
             (
                 "type = \"api-key\"\nheader = \"X-Api-Key\"",
-                CredentialDecl::ApiKey(ApiKey::Header("x-api-key".into())),
+                CredentialDecl::ApiKey(ApiKey::Header(http::HeaderName::from_static("x-api-key"))),
             ),
             (
                 "type = \"api-key\"\nquery = \"api_key\"",

@@ -67,6 +67,19 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// The origins credential `name` is sent to: those of the rules naming it, deduplicated.
+    pub fn credential_origins(&self, name: &str) -> Vec<String> {
+        let mut origins: Vec<String> = self
+            .egress
+            .iter()
+            .filter(|e| e.rule().credential() == Some(name))
+            .map(|e| e.rule().origin().to_string())
+            .collect();
+        origins.sort();
+        origins.dedup();
+        origins
+    }
+
     /// The egress policy the broker enforces for this integration.
     pub fn egress_policy(&self) -> airlock_host_api::policy::egress::EgressPolicy {
         airlock_host_api::policy::egress::EgressPolicy::new(

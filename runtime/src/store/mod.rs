@@ -1,0 +1,72 @@
+//! The embedded store: one sled database under the data dir, one tree per concern.
+//!
+//! Secrets are sealed with per-tenant data keys wrapped by a master key that never enters the
+//! database (architecture §6). The master key is read only when a secret is, so commands that
+//! touch no secret neither need nor create it. Acknowledged writes are flushed.
+//!
+//! # Layout
+//! - [`keys`]: the master key's location and the per-tenant data keys.
+//! - [`credentials`]: sealed credential records and the [`StoredSecrets`] source.
+
+pub mod credentials;
+pub mod keys;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use airlock_host_api::credentials::vault::{MasterKey, VaultError};
+
+pub use credentials::{CredentialInfo, StoredSecrets};
+
+/// Name of the database directory inside the data dir.
+const DB_DIR: &str = "db";
+
+/// Why the store failed. Never carries a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "cannot open the database at {path}: {source} (is another airlock process using this data dir?)"
+    )]
+    Open { path: PathBuf, source: sled::Error },
+    #[error("database error: {0}")]
+    Db(#[from] sled::Error),
+    #[error("master key: {0}")]
+    MasterKey(#[from] VaultError),
+    #[error("stored {what} is unreadable (the database may be damaged)")]
+    Corrupt { what: String },
+    #[error(
+        "the {what} cannot be decrypted: the master key is not the one it was sealed with, or the record was tampered with"
+    )]
+    Decrypt { what: String },
+}
+
+/// The store, shared by the CLI verbs and (later) the server. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    master_path: PathBuf,
+    master: Arc<Mutex<Option<Arc<MasterKey>>>>,
+}
+
+impl Store {
+    /// Opens (or creates) the store under `data_dir`. The master key is taken from
+    /// `AIRLOCK_MASTER_KEY`, else the file at `master_key` (default `<data_dir>/master.key`),
+    /// created with mode 0600 the first time a secret is stored.
+    pub fn open(data_dir: &Path, master_key: Option<&Path>) -> Result<Self, StoreError> {
+        let path = data_dir.join(DB_DIR);
+        let db = sled::Config::new()
+            .path(&path)
+            .open()
+            .map_err(|source| StoreError::Open { path, source })?;
+        Ok(Self {
+            db,
+            master_path: master_key
+                .map_or_else(|| data_dir.join(keys::MASTER_KEY_FILE), Path::to_path_buf),
+            master: Arc::default(),
+        })
+    }
+
+    fn tree(&self, name: &str) -> Result<sled::Tree, StoreError> {
+        Ok(self.db.open_tree(name)?)
+    }
+}
