@@ -3,7 +3,9 @@
 //! refused requests never connect anywhere (security catalogue §5.2, §7).
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
 
+use airlock_host_api::credentials::{CredentialScope, Secret, StaticSecrets};
 use airlock_runtime::engine::EgressOptions;
 use airlock_runtime::{EngineSettings, Integration, Invocation, Runtime};
 use serde_json::{Value, json};
@@ -16,15 +18,15 @@ const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 /// The "public upstream" lives on another loopback address than the victim.
 const UPSTREAM_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
 
-struct Egress {
+pub(crate) struct Egress {
     _data: TempDir,
-    runtime: Runtime,
+    pub(crate) runtime: Runtime,
 }
 
 impl Egress {
     /// A runtime with the given dev switches: `pins` as `--resolve`, loopback allowed when
     /// `allow_loopback`, and `ca` trusted for TLS.
-    fn new(pins: &[String], allow_loopback: bool, ca: Option<&TestCa>) -> Self {
+    pub(crate) fn new(pins: &[String], allow_loopback: bool, ca: Option<&TestCa>) -> Self {
         let data = TempDir::new().expect("temp dir");
         let egress = EgressOptions {
             resolve: pins.iter().map(|p| p.parse().expect("pin")).collect(),
@@ -48,7 +50,7 @@ impl Egress {
         }
     }
 
-    fn load(&self, name: &str) -> Integration {
+    pub(crate) fn load(&self, name: &str) -> Integration {
         self.runtime.load(&example(name)).expect("loads")
     }
 
@@ -58,10 +60,51 @@ impl Egress {
     }
 
     async fn run(&self, name: &str, action: &str, input: Value) -> Invocation {
+        self.run_with(name, action, input, &[]).await
+    }
+
+    /// Runs with these credential values (name, value), as `airlock run --secret` would.
+    pub(crate) async fn run_with(
+        &self,
+        name: &str,
+        action: &str,
+        input: Value,
+        secrets: &[(&str, &str)],
+    ) -> Invocation {
+        self.run_as(CredentialScope::local(), name, action, input, secrets)
+            .await
+    }
+
+    /// Runs as one tenant's installation (`scope`) holding these credential values.
+    pub(crate) async fn run_as(
+        &self,
+        scope: CredentialScope,
+        name: &str,
+        action: &str,
+        input: Value,
+        secrets: &[(&str, &str)],
+    ) -> Invocation {
         let integration = self.load(name);
         let config = integration.validate_config(None).expect("no config");
+        let values = secrets
+            .iter()
+            .map(|(name, value)| {
+                let kind = integration.credentials()[*name].credential_type();
+                let secret = Secret::new(kind, value.to_string()).expect("valid test secret");
+                (name.to_string(), secret)
+            })
+            .collect();
+        let credentials = self
+            .runtime
+            .credentials(scope, Arc::new(StaticSecrets::new(values)));
         self.runtime
-            .invoke(&integration, &config, action, &input.to_string())
+            .invoke_with(
+                &integration,
+                &config,
+                credentials,
+                action,
+                &input.to_string(),
+            )
             .await
     }
 }
@@ -79,6 +122,21 @@ fn upstream(
     let pin = format!("{name}={}", mock.addr());
     let egress = Egress::new(&[pin], allow_loopback, trusted.then_some(&ca));
     (mock, egress)
+}
+
+/// One trusted TLS mock serving every name in `names` (each pinned to it, whatever the port
+/// asked), with loopback allowed: the usual setup for credential tests.
+pub(crate) fn upstreams(
+    names: &[&str],
+    respond: impl Fn(&crate::mock::Recorded) -> MockResponse + Send + Sync + 'static,
+) -> (MockUpstream, Egress) {
+    let ca = TestCa::new();
+    let mock = MockUpstream::start(&ca, names, UPSTREAM_IP, respond);
+    let pins: Vec<String> = names
+        .iter()
+        .map(|name| format!("{name}={}", mock.addr()))
+        .collect();
+    (mock, Egress::new(&pins, true, Some(&ca)))
 }
 
 /// The `outcome` of each attempt in an exfil report.
@@ -237,7 +295,7 @@ async fn the_guest_cannot_set_credential_headers() {
 }
 
 #[tokio::test]
-async fn a_request_needing_a_credential_fails_closed_until_injection_lands() {
+async fn a_request_whose_credential_is_not_set_fails_closed() {
     let (mock, egress) = upstream("api.github.com", true, true, |_| {
         MockResponse::json(200, json!([]))
     });
@@ -248,8 +306,9 @@ async fn a_request_needing_a_credential_fails_closed_until_injection_lands() {
             json!({"owner": "acme", "repo": "widgets"}),
         )
         .await;
-    assert_eq!(reasons(&ran), ["credential-unavailable"]);
-    let error = ran.result.expect_err("no credential can be injected yet");
+    assert_eq!(reasons(&ran), ["credential-missing"]);
+    assert_eq!(ran.egress[0].credential.as_deref(), Some("github"));
+    let error = ran.result.expect_err("no credential, no request");
     assert_eq!(error.class(), "guest-error", "{error}");
     assert_eq!(mock.accepts(), 0, "nothing goes out without its credential");
 }

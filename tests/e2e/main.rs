@@ -5,10 +5,13 @@ mod support;
 
 mod cache;
 mod cli;
+mod credentials;
 mod egress;
 mod fuel;
 mod hostile;
 mod loading;
 mod mock;
+mod oauth;
 mod policy;
 mod validation;
+mod vault;

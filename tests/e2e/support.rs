@@ -145,6 +145,30 @@ pub fn airlock(data: &Path, args: &[&str]) -> Output {
         .expect("airlock runs")
 }
 
+/// `airlock --data DATA ARGS…` with `stdin` piped in and extra environment variables.
+pub fn airlock_with(data: &Path, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(airlock_bin())
+        .arg("--data")
+        .arg(data)
+        .args(args)
+        .env_remove("AIRLOCK_DATA")
+        .env_remove("AIRLOCK_MASTER_KEY")
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("airlock starts");
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("airlock runs")
+}
+
 /// `@PATH` of an example's file, as `--input`/`--config` take it.
 pub fn example_arg(name: &str, file: &str) -> String {
     format!("@{}", example(name).join(file).display())

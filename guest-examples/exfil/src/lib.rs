@@ -1,8 +1,11 @@
 //! `airlock-examples/exfil`: tries, one action per trick, to reach what its egress rules do not
 //! allow or to smuggle its own credentials, and records what the host let through.
 //!
-//! The manifest allows only `https://api.allowed.test` (GET, POST) and
-//! `https://echo.allowed.test` (GET), with no credential. Every action returns
+//! The manifest allows `https://api.allowed.test` (GET, POST) and `https://echo.allowed.test`
+//! (GET) with no credential, and four hosts the host authenticates for it: `vault` (bearer),
+//! `keyed` (api-key header), `query` (api-key query parameter), `basic` (basic auth) and `oauth`
+//! (OAuth client credentials), each `.allowed.test`; `vault.allowed.test:8443` is allowed
+//! without one. Every action returns
 //! `{"attempts": [{"url", "outcome", …}]}` where `outcome` is `"ok <status>"` or the
 //! [`HttpError::code`] (`HttpRequestDenied`, `HeaderForbidden`, `DnsError`, …), and never fails
 //! itself: the tests judge the host by these records (and by what their listeners received).
@@ -58,6 +61,12 @@ struct Report {
     /// `read-echo` and `fetch`: the last response body as text, cut to 16 KiB.
     #[serde(skip_serializing_if = "Option::is_none")]
     body: Option<String>,
+    /// `fetch`: the last response's headers, values as text.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    headers: Vec<(String, String)>,
+    /// `fetch` with `scan`: places in this guest's whole linear memory holding the canary.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    memory_hits: Option<usize>,
 }
 
 /// One request and what became of it.
@@ -176,20 +185,67 @@ struct FetchInput {
     url: String,
     #[serde(default = "get")]
     method: String,
+    /// Headers to set; refused ones make the attempt `HeaderForbidden`.
+    #[serde(default)]
+    headers: Vec<(String, String)>,
+    /// After the request, search this guest's memory for a canary.
+    scan: Option<Scan>,
+}
+
+/// A canary given XOR-masked, so that searching for it never puts it in memory.
+#[derive(Deserialize)]
+struct Scan {
+    /// The canary's bytes XOR `mask`, in hex.
+    masked: String,
+    mask: u8,
 }
 
 fn get() -> String {
     "GET".to_owned()
 }
 
-/// One request with any method and URL, for ad-hoc tests.
+/// One request with any method, URL and headers, for ad-hoc tests; then, if asked, a search
+/// of the guest's own memory for the secret the host injected (catalogue CR-01).
 fn fetch(input: FetchInput) -> Report {
     let mut report = Report::default();
-    let request = Request::new(http::method_from_name(&input.method), input.url);
+    let mut request = Request::new(http::method_from_name(&input.method), input.url);
+    for (name, value) in &input.headers {
+        request = request.header(name.as_str(), value.as_bytes());
+    }
     if let Some(response) = report.attempt(request, None) {
         report.body = Some(quote(&response.body));
+        report.headers = response
+            .headers
+            .iter()
+            .map(|(name, value)| (name.clone(), String::from_utf8_lossy(value).into_owned()))
+            .collect();
+    }
+    if let Some(scan) = input.scan {
+        report.memory_hits = Some(scan_memory(&scan));
     }
     report
+}
+
+/// Counts the places in linear memory where the masked canary appears unmasked.
+fn scan_memory(scan: &Scan) -> usize {
+    let masked: Vec<u8> = (0..scan.masked.len() / 2)
+        .filter_map(|i| u8::from_str_radix(&scan.masked[2 * i..2 * i + 2], 16).ok())
+        .collect();
+    if masked.is_empty() {
+        return 0;
+    }
+    let end = core::arch::wasm32::memory_size::<0>() * 65536;
+    let mut hits = 0;
+    for start in 1..end.saturating_sub(masked.len()) {
+        // SAFETY: every address below the memory size is readable; volatile reads keep the
+        // compiler from reasoning about memory it did not allocate.
+        let matches = masked.iter().enumerate().all(|(j, m)| {
+            let byte = unsafe { core::ptr::read_volatile((start + j) as *const u8) };
+            byte ^ scan.mask == *m
+        });
+        hits += usize::from(matches);
+    }
+    hits
 }
 
 /// The body as text, cut to [`MAX_QUOTED_BODY`] bytes on a character boundary.

@@ -1,0 +1,332 @@
+//! Credential injection end to end (security catalogue §5.3): the `exfil` and `github-issues`
+//! guests call TLS mocks on loopback; the host injects each credential on exactly the requests
+//! its rule matches and scrubs every echo of it before the guest reads a byte. A canary value
+//! must never reach guest output, guest memory or the guest log.
+
+use std::io::Write;
+
+use airlock_runtime::Invocation;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::{Value, json};
+
+use crate::egress::upstreams;
+use crate::mock::{MockResponse, Recorded};
+
+const CANARY: &str = "canary-7f3a9c2e-tok";
+
+/// The exfil report, which every exfil action returns.
+fn report(ran: &Invocation) -> &Value {
+    ran.result.as_ref().expect("exfil reports, never fails")
+}
+
+/// Asserts `needle` appears nowhere the guest could have put it: output, log, or (when the
+/// report holds a memory scan) its linear memory.
+fn assert_unseen(ran: &Invocation, needle: &str) {
+    let output = format!("{:?}", ran.result);
+    assert!(
+        !output.contains(needle),
+        "guest output holds {needle:?}: {output}"
+    );
+    let log = format!("{:?}", ran.log);
+    assert!(!log.contains(needle), "guest log holds {needle:?}");
+    if let Ok(report) = &ran.result
+        && let Some(hits) = report.get("memory_hits")
+    {
+        assert_eq!(hits, 0, "guest memory holds {needle:?}");
+    }
+}
+
+/// A `fetch` input that also scans guest memory for `canary`.
+fn fetch_scanning(url: &str, canary: &str) -> Value {
+    let mask = 0x5a;
+    let masked: String = canary
+        .bytes()
+        .map(|b| format!("{:02x}", b ^ mask))
+        .collect();
+    json!({"url": url, "scan": {"masked": masked, "mask": mask}})
+}
+
+/// Echoes the request headers in the body, in a response header and in `Location`.
+fn echo_everywhere(request: &Recorded) -> MockResponse {
+    let auth = request.header("authorization").join(",");
+    MockResponse::echo_headers(request)
+        .header("x-echo", &auth)
+        .header("location", &format!("https://evil.test/?t={auth}"))
+        .chunked()
+}
+
+#[tokio::test]
+async fn a_bearer_token_goes_out_once_and_every_echo_is_redacted() {
+    let (mock, egress) = upstreams(&["vault.allowed.test"], echo_everywhere);
+    let ran = egress
+        .run_with(
+            "exfil",
+            "fetch",
+            fetch_scanning("https://vault.allowed.test/headers", CANARY),
+            &[("token", CANARY)],
+        )
+        .await;
+    let report = report(&ran);
+    assert_eq!(report["attempts"][0]["outcome"], "ok 200", "{report}");
+    let seen = mock.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(
+        seen[0].header("authorization"),
+        [format!("Bearer {CANARY}")],
+        "exactly one injected header"
+    );
+    assert_eq!(seen[0].header("accept-encoding"), ["identity"]);
+    assert_unseen(&ran, CANARY);
+    assert_eq!(report["memory_hits"], 0);
+    let body = report["body"].as_str().expect("body");
+    assert!(body.contains("Bearer [REDACTED]"), "{body}");
+    let headers = report["headers"].to_string();
+    assert!(
+        headers.contains("https://evil.test/?t=Bearer [REDACTED]"),
+        "{headers}"
+    );
+    assert_eq!(ran.redactions, 3, "body, x-echo and location");
+    assert_eq!(ran.egress[0].credential.as_deref(), Some("token"));
+
+    // The scan finds what is there: the redacted echo the guest did receive.
+    let control = egress
+        .run_with(
+            "exfil",
+            "fetch",
+            fetch_scanning("https://vault.allowed.test/headers", "Bearer [REDACTED]"),
+            &[("token", CANARY)],
+        )
+        .await;
+    assert!(self::report(&control)["memory_hits"].as_u64() > Some(0));
+}
+
+#[tokio::test]
+async fn a_compressed_echo_is_decoded_and_redacted() {
+    let (mock, egress) = upstreams(&["vault.allowed.test"], |request| {
+        let echo = format!("token={}", request.header("authorization").join(","));
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(echo.repeat(500).as_bytes()).expect("gzip");
+        MockResponse::bytes(200, gz.finish().expect("gzip"))
+            .header("content-encoding", "gzip")
+            .chunked()
+    });
+    let ran = egress
+        .run_with(
+            "exfil",
+            "fetch",
+            json!({"url": "https://vault.allowed.test/gz"}),
+            &[("token", CANARY)],
+        )
+        .await;
+    let report = report(&ran);
+    assert_eq!(report["attempts"][0]["outcome"], "ok 200", "{report}");
+    assert_eq!(mock.requests().len(), 1);
+    let body = report["body"].as_str().expect("decoded body");
+    assert!(body.starts_with("token=Bearer [REDACTED]"), "{body}");
+    assert_unseen(&ran, CANARY);
+    assert_eq!(ran.redactions, 500);
+    let headers = report["headers"].to_string();
+    assert!(!headers.contains("content-encoding"), "{headers}");
+}
+
+#[tokio::test]
+async fn a_credential_is_sent_only_to_its_rules_exact_origin() {
+    let (mock, egress) = upstreams(&["vault.allowed.test", "api.allowed.test"], |_| {
+        MockResponse::status(204)
+    });
+    // Same host on another port, and another allowed host: both allowed, neither credentialed.
+    for url in [
+        "https://vault.allowed.test:8443/",
+        "https://api.allowed.test/",
+        "https://vault.allowed.test/",
+    ] {
+        let ran = egress
+            .run_with("exfil", "fetch", json!({"url": url}), &[("token", CANARY)])
+            .await;
+        assert_eq!(report(&ran)["attempts"][0]["outcome"], "ok 204", "{url}");
+    }
+    let seen: Vec<Vec<String>> = mock
+        .requests()
+        .iter()
+        .map(|r| {
+            r.header("authorization")
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [vec![], vec![], vec![format!("Bearer {CANARY}")]],
+        "only https://vault.allowed.test:443 gets the token"
+    );
+    // Plain http to the credentialed host is refused outright (EG-15, CR-18).
+    let ran = egress
+        .run_with(
+            "exfil",
+            "fetch",
+            json!({"url": "http://vault.allowed.test/"}),
+            &[("token", CANARY)],
+        )
+        .await;
+    assert_eq!(report(&ran)["attempts"][0]["outcome"], "HttpRequestDenied");
+    assert_eq!(mock.requests().len(), 3);
+}
+
+#[tokio::test]
+async fn the_guest_cannot_set_or_choose_the_injected_header() {
+    let (mock, egress) = upstreams(&["keyed.allowed.test"], MockResponse::echo_headers);
+    for header in [
+        "X-Api-Key",
+        "x-api-key",
+        "Authorization",
+        "Proxy-Authorization",
+        "Cookie",
+    ] {
+        let input = json!({
+            "url": "https://keyed.allowed.test/",
+            "headers": [[header, "attacker"]],
+        });
+        let ran = egress
+            .run_with("exfil", "fetch", input, &[("key", CANARY)])
+            .await;
+        assert_eq!(
+            report(&ran)["attempts"][0]["outcome"],
+            "HeaderForbidden",
+            "{header}"
+        );
+    }
+    assert!(
+        mock.requests().is_empty(),
+        "refused before anything was sent"
+    );
+    let ran = egress
+        .run_with(
+            "exfil",
+            "fetch",
+            json!({"url": "https://keyed.allowed.test/"}),
+            &[("key", CANARY)],
+        )
+        .await;
+    let seen = mock.requests();
+    assert_eq!(seen[0].header("x-api-key"), [CANARY]);
+    assert!(seen[0].header("authorization").is_empty());
+    assert_unseen(&ran, CANARY);
+    assert!(
+        report(&ran)["body"]
+            .as_str()
+            .expect("body")
+            .contains("[REDACTED]")
+    );
+}
+
+#[tokio::test]
+async fn a_query_key_replaces_the_guests_own_and_never_reaches_events() {
+    let secret = "k/ey+with=chars";
+    let (mock, egress) = upstreams(&["query.allowed.test"], |request| {
+        MockResponse::json(200, json!({"path": request.path_and_query}))
+    });
+    let ran = egress
+        .run_with(
+            "exfil",
+            "fetch",
+            json!({"url": "https://query.allowed.test/items?api_key=evil&page=2"}),
+            &[("query-key", secret)],
+        )
+        .await;
+    assert_eq!(
+        mock.requests()[0].path_and_query,
+        "/items?page=2&api_key=k%2Fey%2Bwith%3Dchars"
+    );
+    assert_unseen(&ran, secret);
+    assert_unseen(&ran, "k%2Fey%2Bwith%3Dchars");
+    let events = serde_json::to_string(&ran.egress).expect("events serialise");
+    assert!(!events.contains("api_key"), "{events}");
+    assert_eq!(
+        ran.egress[0].target.as_deref(),
+        Some("https://query.allowed.test/items")
+    );
+}
+
+#[tokio::test]
+async fn basic_auth_is_encoded_once_and_its_forms_are_redacted() {
+    let login = "alice:open sesame";
+    let encoded = STANDARD.encode(login);
+    let (mock, egress) = upstreams(&["basic.allowed.test"], |request| {
+        let auth = request.header("authorization").join(",");
+        MockResponse::status(200).body(format!("{auth} / password=open sesame"))
+    });
+    let ran = egress
+        .run_with(
+            "exfil",
+            "fetch",
+            json!({"url": "https://basic.allowed.test/"}),
+            &[("login", login)],
+        )
+        .await;
+    assert_eq!(
+        mock.requests()[0].header("authorization"),
+        [format!("Basic {encoded}")]
+    );
+    assert_unseen(&ran, &encoded);
+    assert_unseen(&ran, "open sesame");
+    assert_eq!(
+        report(&ran)["body"],
+        "Basic [REDACTED] / password=[REDACTED]"
+    );
+}
+
+#[tokio::test]
+async fn github_issues_lists_every_page_with_the_injected_token() {
+    let (mock, egress) = upstreams(&["api.github.com"], |request| {
+        let page2 = request.path_and_query.contains("page=2");
+        let issues = if page2 {
+            json!([{"number": 2, "title": "second", "html_url": "https://github.com/acme/widgets/issues/2"}])
+        } else {
+            json!([
+                {"number": 1, "title": "first", "html_url": "https://github.com/acme/widgets/issues/1"},
+                {"number": 3, "title": "a PR", "html_url": "https://github.com/acme/widgets/pull/3", "pull_request": {}}
+            ])
+        };
+        let response = MockResponse::json(200, issues);
+        if page2 {
+            response
+        } else {
+            response.header(
+                "link",
+                "<https://api.github.com/repositories/42/issues?state=open&page=2>; rel=\"next\"",
+            )
+        }
+    });
+    let ran = egress
+        .run_with(
+            "github-issues",
+            "list-open",
+            json!({"owner": "acme", "repo": "widgets"}),
+            &[("github", CANARY)],
+        )
+        .await;
+    let output = ran.result.as_ref().expect("lists issues");
+    assert_eq!(output["pages"], 2, "{output}");
+    let numbers: Vec<&Value> = output["issues"]
+        .as_array()
+        .expect("issues")
+        .iter()
+        .map(|i| &i["number"])
+        .collect();
+    assert_eq!(numbers, [&json!(1), &json!(2)]);
+    let seen = mock.requests();
+    assert_eq!(seen.len(), 2);
+    for request in &seen {
+        assert_eq!(
+            request.header("authorization"),
+            [format!("Bearer {CANARY}")]
+        );
+    }
+    assert_eq!(
+        seen[1].path_and_query,
+        "/repositories/42/issues?state=open&page=2"
+    );
+    assert_unseen(&ran, CANARY);
+}

@@ -1,0 +1,235 @@
+//! OAuth 2.0 run by the host (catalogue CR-11…13): tokens come from a mock authorization
+//! server on loopback TLS, one token call serves every concurrent request of a credential,
+//! tenants never share tokens, and a revoked refresh token fails closed without a retry storm.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use airlock_host_api::credentials::CredentialScope;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::json;
+
+use crate::egress::{Egress, upstreams};
+use crate::mock::{MockResponse, Recorded};
+
+const TOKEN_PATH: &str = "/oauth/token";
+
+/// A client-credentials value for `client`.
+fn client_secret(client: &str) -> String {
+    json!({"client_id": client, "client_secret": format!("cs-{client}-canary")}).to_string()
+}
+
+/// The value of `name=` in a form body.
+fn form_value(request: &Recorded, name: &str) -> Option<String> {
+    String::from_utf8_lossy(&request.body)
+        .split('&')
+        .find_map(|pair| pair.strip_prefix(&format!("{name}=")).map(str::to_string))
+}
+
+/// An authorization server that issues `at-<n>-<client>` tokens after `delay`, and an API
+/// that echoes request headers.
+fn server(delay: Duration) -> impl Fn(&Recorded) -> MockResponse + Send + Sync + 'static {
+    let issued = AtomicUsize::new(0);
+    move |request| {
+        if request.path_and_query != TOKEN_PATH {
+            return MockResponse::echo_headers(request);
+        }
+        let basic = request.header("authorization").join("");
+        let decoded = basic
+            .strip_prefix("Basic ")
+            .and_then(|b| STANDARD.decode(b).ok())
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        let client = decoded.split(':').next().unwrap_or("none").to_string();
+        let n = issued.fetch_add(1, Ordering::SeqCst);
+        MockResponse::json(
+            200,
+            json!({"access_token": format!("at-{n}-{client}"), "token_type": "Bearer", "expires_in": 3600}),
+        )
+        .delay(delay)
+    }
+}
+
+fn token_calls(requests: &[Recorded]) -> Vec<&Recorded> {
+    requests
+        .iter()
+        .filter(|r| r.path_and_query == TOKEN_PATH)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_concurrent_invocations_cause_one_token_call() {
+    let (mock, egress) = upstreams(
+        &["oauth.allowed.test", "auth.allowed.test"],
+        server(Duration::from_millis(300)),
+    );
+    let egress = Arc::new(egress);
+    let mut runs = tokio::task::JoinSet::new();
+    for _ in 0..50 {
+        let egress = egress.clone();
+        runs.spawn(async move {
+            let input = json!({"url": "https://oauth.allowed.test/items"});
+            let secret = client_secret("acme");
+            egress
+                .run_with("exfil", "fetch", input, &[("service", &secret)])
+                .await
+        });
+    }
+    let mut outputs = Vec::new();
+    while let Some(ran) = runs.join_next().await {
+        let ran = ran.expect("invocation task");
+        let report = ran.result.expect("exfil reports");
+        assert_eq!(report["attempts"][0]["outcome"], "ok 200", "{report}");
+        outputs.push(report.to_string());
+    }
+    let requests = mock.requests();
+    let tokens = token_calls(&requests);
+    assert_eq!(
+        tokens.len(),
+        1,
+        "single flight: one token call for 50 requests"
+    );
+    let token = &tokens[0];
+    assert_eq!(token.method, "POST");
+    assert_eq!(
+        form_value(token, "grant_type").as_deref(),
+        Some("client_credentials")
+    );
+    assert_eq!(
+        form_value(token, "scope").as_deref(),
+        Some("items%3Aread%20items%3Awrite")
+    );
+    let api: Vec<&Recorded> = requests
+        .iter()
+        .filter(|r| r.path_and_query != TOKEN_PATH)
+        .collect();
+    assert_eq!(api.len(), 50);
+    for request in api {
+        assert_eq!(request.header("authorization"), ["Bearer at-0-acme"]);
+    }
+    for output in outputs {
+        assert!(
+            !output.contains("at-0-acme"),
+            "the token reached the guest: {output}"
+        );
+        assert!(!output.contains("cs-acme-canary"));
+    }
+}
+
+#[tokio::test]
+async fn tenants_never_share_a_token() {
+    let (mock, egress) = upstreams(
+        &["oauth.allowed.test", "auth.allowed.test"],
+        server(Duration::ZERO),
+    );
+    for tenant in ["acme", "globex", "acme"] {
+        let scope = CredentialScope {
+            tenant: tenant.into(),
+            installation: "crm-sync".into(),
+        };
+        let secret = client_secret(tenant);
+        let ran = egress
+            .run_as(
+                scope,
+                "exfil",
+                "fetch",
+                json!({"url": "https://oauth.allowed.test/"}),
+                &[("service", &secret)],
+            )
+            .await;
+        assert!(ran.result.is_ok(), "{:?}", ran.result);
+    }
+    let requests = mock.requests();
+    assert_eq!(
+        token_calls(&requests).len(),
+        2,
+        "one per tenant; acme's is reused"
+    );
+    let sent: Vec<String> = requests
+        .iter()
+        .filter(|r| r.path_and_query != TOKEN_PATH)
+        .map(|r| r.header("authorization").join(""))
+        .collect();
+    assert_eq!(
+        sent,
+        ["Bearer at-0-acme", "Bearer at-1-globex", "Bearer at-0-acme"]
+    );
+}
+
+/// Slack: `oauth.v2.access` refreshes a rotating token (answering with Slack's `bot` type), and
+/// `chat.postMessage` must see the refreshed token.
+fn slack(revoked: bool) -> impl Fn(&Recorded) -> MockResponse + Send + Sync + 'static {
+    move |request| match request.path_and_query.as_str() {
+        "/api/oauth.v2.access" if revoked => {
+            MockResponse::json(200, json!({"ok": false, "error": "invalid_refresh_token"}))
+        }
+        "/api/oauth.v2.access" => MockResponse::json(
+            200,
+            json!({"ok": true, "access_token": "xoxe.xoxb-fresh", "token_type": "bot",
+                   "expires_in": 43200, "refresh_token": "xoxe-1-rotated"}),
+        ),
+        _ => MockResponse::json(
+            200,
+            json!({"ok": true, "channel": "C024BE91L", "ts": "1700000000.000100"}),
+        ),
+    }
+}
+
+/// Runs slack-notifier's `post-alert` with a stored refresh token.
+async fn post_alert(egress: &Egress) -> airlock_runtime::Invocation {
+    let secret = json!({"client_id": "111.222", "client_secret": "slack-cs",
+                        "refresh_token": "xoxe-1-original"})
+    .to_string();
+    let alert = json!({"channel": "C024BE91L", "text": "disk full", "severity": "critical"});
+    egress
+        .run_with("slack-notifier", "post-alert", alert, &[("slack", &secret)])
+        .await
+}
+
+#[tokio::test]
+async fn slack_notifier_posts_with_a_refreshed_token_it_never_sees() {
+    let (mock, egress) = upstreams(&["slack.com"], slack(false));
+    let ran = post_alert(&egress).await;
+    let output = ran.result.as_ref().expect("posted");
+    assert_eq!(output["ts"], "1700000000.000100");
+    let requests = mock.requests();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(requests[0].path_and_query, "/api/oauth.v2.access");
+    assert_eq!(
+        form_value(&requests[0], "refresh_token").as_deref(),
+        Some("xoxe-1-original")
+    );
+    assert_eq!(requests[1].path_and_query, "/api/chat.postMessage");
+    assert_eq!(
+        requests[1].header("authorization"),
+        ["Bearer xoxe.xoxb-fresh"]
+    );
+    assert!(!format!("{:?} {:?}", ran.result, ran.log).contains("xoxe"));
+}
+
+#[tokio::test]
+async fn a_revoked_refresh_token_fails_closed_once() {
+    let (mock, egress) = upstreams(&["slack.com"], slack(true));
+    for _ in 0..3 {
+        let ran = post_alert(&egress).await;
+        let error = ran.result.expect_err("cannot post without a token");
+        assert_eq!(error.class(), "guest-error");
+        assert_eq!(
+            ran.egress[0].reason.as_deref(),
+            Some("credential-needs-reauth")
+        );
+    }
+    let requests = mock.requests();
+    assert_eq!(
+        requests.len(),
+        1,
+        "one refused refresh, then no retry storm"
+    );
+    assert!(
+        requests
+            .iter()
+            .all(|r| r.path_and_query != "/api/chat.postMessage")
+    );
+}
