@@ -11,9 +11,10 @@ use airlock_host_api::HostState;
 use airlock_host_api::bindings::IntegrationPre;
 use airlock_host_api::credentials::{CredentialBroker, NoCredentials};
 use airlock_host_api::egress::{BrokeredHttp, EgressSettings, IntegrationEgress};
-use airlock_runtime::toolchain;
 use airlock_runtime::{EngineSettings, Runtime};
 use criterion::{Criterion, criterion_group, criterion_main};
+
+mod common;
 use wasmtime::Store;
 use wasmtime::component::{Component, Linker};
 
@@ -26,14 +27,7 @@ fn read(file: &str) -> String {
 }
 
 fn fresh_sandbox(c: &mut Criterion) {
-    let examples = examples();
-    toolchain::ensure_wasm_target(&examples).expect("wasm target");
-    assert!(
-        toolchain::guest_build(&examples)
-            .status()
-            .expect("cargo")
-            .success()
-    );
+    let examples = common::built_examples();
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

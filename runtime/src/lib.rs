@@ -10,6 +10,8 @@
 //! - [`cache`]: the MAC-bound compiled-artifact cache.
 //! - [`invoke`]: one invocation end to end, and how failures are classified.
 //! - [`store`]: the sled database: sealed credentials and per-tenant data keys.
+//! - [`loopback`]: a stand-in API on loopback TLS for the demo and benchmarks.
+//! - [`hardening`]: no core dumps of a process that holds secrets.
 //! - [`cli`]: the `airlock` command line, one file per verb.
 
 pub mod cache;
@@ -18,10 +20,12 @@ pub mod clock;
 pub mod digest;
 pub mod engine;
 mod fsutil;
+pub mod hardening;
 pub mod ids;
 pub mod invoke;
 pub mod json;
 pub mod loader;
+pub mod loopback;
 pub mod manifest;
 pub mod runtime;
 pub mod schema;

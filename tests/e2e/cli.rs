@@ -203,12 +203,21 @@ fn demo_shows_every_promise_holding() {
         "metadata-host",
         "userinfo",
         "scheme-not-allowed",
+        "credential-missing",
     ] {
         assert!(
             shown.contains(reason),
             "demo shows the egress denial {reason}:\n{shown}"
         );
     }
+    assert!(
+        shown.contains("→ 200, credential `github` injected by the host"),
+        "{shown}"
+    );
+    assert!(
+        !shown.contains("ghp_demo"),
+        "the demo token never shows:\n{shown}"
+    );
     assert!(!shown.contains('✗'), "{shown}");
 }
 

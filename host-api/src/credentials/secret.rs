@@ -45,9 +45,11 @@ impl Secret {
             return Err(SecretError::TooLong { len: value.len() });
         }
         match kind {
-            CredentialType::Bearer | CredentialType::ApiKey | CredentialType::OAuth2 => {
+            CredentialType::Bearer | CredentialType::ApiKey => {
                 visible_ascii(&value, 0, false)?;
             }
+            // A JSON object the host parses; its strings travel form-encoded, never raw.
+            CredentialType::OAuth2 => visible_ascii(&value, 0, true)?,
             CredentialType::Basic => {
                 let (user, password) = value
                     .split_once(':')
@@ -172,6 +174,14 @@ mod tests {
             ),
             (T::Bearer, &long, Err(SecretError::TooLong { len: 8193 })),
             (T::Basic, "alice:s3cret pass:word", Ok(())),
+            (T::OAuth2, r#"{"client_id": "a", "client_secret": "b"}"#, Ok(())),
+            (
+                T::OAuth2,
+                r#"{"client_id": "a"}"#,
+                Err(SecretError::OAuth2(
+                    "with client_id, client_secret and optionally refresh_token (invalid at column 18)".into(),
+                )),
+            ),
             (T::Basic, "alice:", Ok(())),
             (
                 T::Basic,

@@ -104,6 +104,10 @@ pub(crate) const EXIT_INVALID: u8 = 2;
 
 /// Parses arguments, runs the command and maps the result to an exit code.
 pub fn main() -> ExitCode {
+    if let Err(e) = crate::hardening::disable_core_dumps() {
+        eprintln!("error: cannot disable core dumps (a crash could write secrets to disk): {e}");
+        return ExitCode::from(1);
+    }
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -141,7 +145,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Check(args) => check::check(args, &data()?, settings),
         Command::Build(args) => build::build(args),
-        Command::Demo(args) => demo::demo(args, &data()?, settings).await,
+        Command::Demo(args) => {
+            demo::demo(args, &data()?, cli.master_key.as_deref(), settings).await
+        }
         Command::Policy(args) => policy::policy(args, settings.egress),
     }
 }

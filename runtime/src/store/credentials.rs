@@ -230,3 +230,86 @@ impl SecretSource for StoredSecrets {
             .credential_value(&self.tenant, &self.installation, name, kind)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(tenant: &str, installation: &str) -> (TenantId, InstallationId) {
+        (
+            tenant.parse().expect("tenant"),
+            installation.parse().expect("installation"),
+        )
+    }
+
+    #[test]
+    fn a_sealed_value_opens_only_under_its_own_key() {
+        let dir = tempfile::TempDir::new().expect("temp");
+        let store = Store::open(dir.path(), None).expect("store");
+        let (acme, i1) = ids("acme", "i1");
+        let secret = Secret::new(CredentialType::Bearer, "tok-1".into()).expect("valid");
+        let kind = CredentialType::Bearer;
+        store
+            .set_credential(&acme, &i1, "token", vec![], &secret, kind)
+            .expect("set");
+        let read =
+            |t: &TenantId, i: &InstallationId, name: &str| store.credential_value(t, i, name, kind);
+        assert_eq!(
+            read(&acme, &i1, "token")
+                .expect("opens")
+                .map(|s| s.expose().to_string()),
+            Some("tok-1".into())
+        );
+
+        // The same ciphertext moved to another name, installation or tenant does not open.
+        let (globex, i2) = ids("globex", "i2");
+        store
+            .set_credential(&globex, &i2, "token", vec![], &secret, kind)
+            .expect("globex has a data key too");
+        let tree = store.tree(CREDENTIALS).expect("tree");
+        let bytes = tree
+            .get(record_key(&acme, &i1, "token"))
+            .expect("get")
+            .expect("record");
+        for (t, i, name) in [
+            (&acme, &i1, "other"),
+            (&acme, &i2, "token"),
+            (&globex, &i2, "token"),
+        ] {
+            tree.insert(record_key(t, i, name), bytes.clone())
+                .expect("copy");
+            let err = read(t, i, name).expect_err("moved ciphertext must not open");
+            assert_eq!(err.code(), "credential-store", "{t}/{i}/{name}: {err}");
+        }
+        assert!(read(&acme, &i2, "missing").expect("no record").is_none());
+    }
+
+    #[test]
+    fn a_value_stored_as_another_type_is_never_injected() {
+        let dir = tempfile::TempDir::new().expect("temp");
+        let store = Store::open(dir.path(), None).expect("store");
+        let (acme, i1) = ids("acme", "i1");
+        let secret = Secret::new(CredentialType::Basic, "alice:pw".into()).expect("valid");
+        store
+            .set_credential(&acme, &i1, "login", vec![], &secret, CredentialType::Basic)
+            .expect("set");
+        // Declared as bearer now: the stored type disagrees, nothing is injected.
+        let err = store
+            .credential_value(&acme, &i1, "login", CredentialType::Bearer)
+            .expect_err("type mismatch");
+        assert_eq!(err.code(), "credential-store");
+        let listed = store.list_credentials(&acme, &i1).expect("list");
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].credential_type, CredentialType::Basic);
+        assert!(
+            store
+                .delete_credential(&acme, &i1, "login")
+                .expect("delete")
+        );
+        assert!(
+            !store
+                .delete_credential(&acme, &i1, "login")
+                .expect("delete")
+        );
+    }
+}

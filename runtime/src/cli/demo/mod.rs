@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use clap::Args;
 
+mod credentials;
+
 use crate::engine::EngineSettings;
 use crate::invoke::Invocation;
 use crate::loader::Integration;
@@ -26,6 +28,7 @@ pub(crate) struct DemoArgs {
 pub(crate) async fn demo(
     args: DemoArgs,
     data: &Path,
+    master_key: Option<&Path>,
     settings: EngineSettings,
 ) -> anyhow::Result<u8> {
     let examples = args.examples.canonicalize().map_err(|e| {
@@ -39,7 +42,7 @@ pub(crate) async fn demo(
     let status = toolchain::guest_build(&examples).status()?;
     anyhow::ensure!(status.success(), "building the examples failed ({status})");
 
-    let runtime = Runtime::new(data, settings)?;
+    let runtime = Runtime::new(data, settings.clone())?;
     let mut demo = Demo::default();
 
     step("Loading acme/contact-mapper: manifest, schemas, limits, component imports");
@@ -121,6 +124,9 @@ pub(crate) async fn demo(
             demo.failed(&format!("exfil {action}: a request was not denied"));
         }
     }
+
+    step("Credentials stay with the host: injected on the wire, redacted from every echo");
+    credentials::show(&mut demo, &examples, data, master_key, &settings).await?;
 
     step("A component that imports wasi:sockets is refused before it runs");
     match runtime.load(&examples.join("hostile-sockets")) {

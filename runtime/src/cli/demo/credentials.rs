@@ -1,0 +1,171 @@
+//! The demo's credential step: `github-issues` lists issues from a loopback stand-in for
+//! api.github.com with a token the operator stored encrypted. The host injects it; the
+//! stand-in echoes it back; the guest sees only `[REDACTED]`. Without a stored credential the
+//! same request never leaves.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use airlock_host_api::credentials::{CredentialScope, CredentialType, Secret};
+use airlock_host_api::egress::EgressEvent;
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+
+use super::Demo;
+use crate::engine::{EgressOptions, EngineSettings};
+use crate::ids::{InstallationId, TenantId};
+use crate::loopback::LoopbackApi;
+use crate::runtime::Runtime;
+use crate::store::{Store, StoredSecrets};
+
+const GITHUB: &str = "api.github.com";
+
+/// Runs the step; failures are recorded in `demo`.
+pub(super) async fn show(
+    demo: &mut Demo,
+    examples: &Path,
+    data: &Path,
+    master_key: Option<&Path>,
+    settings: &EngineSettings,
+) -> anyhow::Result<()> {
+    let token = format!("ghp_demo{}", hex::encode(rand::random::<[u8; 12]>()));
+    let authorized = Arc::new(AtomicUsize::new(0));
+    let api = LoopbackApi::start(&[GITHUB], stand_in(&token, authorized.clone())).await?;
+    println!(
+        "  a stand-in for {GITHUB} listens on {} (TLS, its own CA); this runtime pins the name to it",
+        api.addr()
+    );
+    let settings = EngineSettings {
+        egress: EgressOptions {
+            resolve: vec![format!("{GITHUB}={}", api.addr()).parse()?],
+            allow_private: "127.0.0.0/8".parse()?,
+            extra_roots: vec![api.write_ca(data)?],
+        },
+        ..settings.clone()
+    };
+    let runtime = Runtime::new(data, settings)?;
+    let github = runtime.load(&examples.join("github-issues"))?;
+    let none = github.validate_config(None)?;
+
+    let tenant: TenantId = "demo".parse()?;
+    let installation: InstallationId = "github-issues".parse()?;
+    let store = Store::open(data, master_key)?;
+    let secret = Secret::new(CredentialType::Bearer, token.clone())?;
+    let origins = github.manifest().manifest.credential_origins("github");
+    store.set_credential(
+        &tenant,
+        &installation,
+        "github",
+        origins,
+        &secret,
+        CredentialType::Bearer,
+    )?;
+    println!("  the operator stored the `github` token for tenant demo, encrypted at rest");
+
+    let scope = CredentialScope {
+        tenant: tenant.to_string(),
+        installation: installation.to_string(),
+    };
+    let credentials = runtime.credentials(
+        scope,
+        Arc::new(StoredSecrets::new(store, tenant, installation)),
+    );
+    let input = r#"{"owner": "acme", "repo": "widgets"}"#;
+    let ran = runtime
+        .invoke_with(&github, &none, credentials, "list-open", input)
+        .await;
+    demo.expect(&ran, "ok");
+    print_events(&ran.egress);
+    let output = ran
+        .result
+        .as_ref()
+        .map(|o| o.to_string())
+        .unwrap_or_default();
+    println!(
+        "  the stand-in saw the token {} time(s) and echoed it back; the guest saw `[REDACTED]` \
+         ({} redaction(s)), never the token",
+        authorized.load(Ordering::Relaxed),
+        ran.redactions
+    );
+    let leaked = output.contains(&token) || format!("{:?}", ran.log).contains(&token);
+    if leaked || authorized.load(Ordering::Relaxed) != 1 || ran.redactions == 0 {
+        demo.failed("the credential was not injected exactly once and redacted");
+    }
+
+    println!("  the same request with no stored credential is refused before it leaves:");
+    let refused = runtime.invoke(&github, &none, "list-open", input).await;
+    demo.expect(&refused, "guest-error");
+    print_events(&refused.egress);
+    let reasons: Vec<_> = refused
+        .egress
+        .iter()
+        .filter_map(|e| e.reason.as_deref())
+        .collect();
+    if reasons != ["credential-missing"] || authorized.load(Ordering::Relaxed) != 1 {
+        demo.failed("a request without its credential was not refused");
+    }
+    Ok(())
+}
+
+/// The stand-in: issues for a request bearing `token` (counted), 401 otherwise; either way it
+/// echoes the `Authorization` it received, as careless APIs do.
+fn stand_in(token: &str, authorized: Arc<AtomicUsize>) -> crate::loopback::Handler {
+    let expected = format!("Bearer {token}");
+    Arc::new(move |request: &Request<Bytes>| {
+        let auth = request
+            .headers()
+            .get_all("authorization")
+            .iter()
+            .collect::<Vec<_>>();
+        let ok = auth.len() == 1 && auth[0] == expected.as_str();
+        if ok {
+            authorized.fetch_add(1, Ordering::Relaxed);
+        }
+        let echo = auth
+            .first()
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("none")
+            .to_string();
+        let (status, body) = if ok {
+            let issues = serde_json::json!([
+                {"number": 7, "title": "Sync stalls on 429", "html_url": "https://github.com/acme/widgets/issues/7"},
+                {"number": 9, "title": "Support custom fields", "html_url": "https://github.com/acme/widgets/issues/9"}
+            ]);
+            (StatusCode::OK, issues.to_string())
+        } else {
+            (
+                StatusCode::UNAUTHORIZED,
+                r#"{"message":"Bad credentials"}"#.to_string(),
+            )
+        };
+        Response::builder()
+            .status(status)
+            .header("content-type", "application/json")
+            .header("x-echo-authorization", echo)
+            .body(Bytes::from(body))
+            .unwrap_or_default()
+    })
+}
+
+fn print_events(events: &[EgressEvent]) {
+    for e in events {
+        let target = e.target.as_deref().unwrap_or("(refused URL)");
+        let credential = e
+            .credential
+            .as_deref()
+            .map_or(String::new(), |c| format!(", credential `{c}`"));
+        match (&e.status, &e.reason) {
+            (Some(status), _) => println!(
+                "      {:?} {} {target} → {status}{credential} injected by the host",
+                e.decision, e.method
+            ),
+            (None, reason) => println!(
+                "      {:?} {} {target}{credential}: {}",
+                e.decision,
+                e.method,
+                reason.as_deref().unwrap_or("?")
+            ),
+        }
+    }
+}
