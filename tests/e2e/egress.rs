@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 
 use crate::mock::{MockResponse, MockUpstream, TestCa, Victim};
-use crate::support::{airlock, example, stderr, stdout};
+use crate::support::{airlock, airlock_with, example, stderr, stdout};
 
 const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 /// The "public upstream" lives on another loopback address than the victim.
@@ -354,4 +354,47 @@ fn cli_dev_switches_are_loud_and_reach_a_mock() {
     );
     assert!(stdout(&out).contains("ok 200"), "{}", stdout(&out));
     assert_eq!(mock.requests().len(), 1);
+}
+
+#[test]
+fn proxy_variables_are_never_used() {
+    let victim = Victim::start(LOOPBACK);
+    let proxy = format!("http://127.0.0.1:{}", victim.addr().port());
+    let ca = TestCa::new();
+    let mock = MockUpstream::start(&ca, &["api.allowed.test"], UPSTREAM_IP, |_| {
+        MockResponse::status(204)
+    });
+    let data = TempDir::new().expect("temp");
+    let ca_path = ca.write_pem(data.path()).display().to_string();
+    let pin = format!("api.allowed.test={}", mock.addr());
+    let exfil = example("exfil").display().to_string();
+    let out = airlock_with(
+        data.path(),
+        &[
+            "--resolve",
+            &pin,
+            "--allow-private",
+            "127.0.0.0/8",
+            "--extra-root-ca",
+            &ca_path,
+            "run",
+            &exfil,
+            "--action",
+            "fetch",
+            "--input",
+            r#"{"url": "https://api.allowed.test/"}"#,
+        ],
+        "",
+        &[
+            ("HTTPS_PROXY", &proxy),
+            ("https_proxy", &proxy),
+            ("HTTP_PROXY", &proxy),
+            ("ALL_PROXY", &proxy),
+            ("NO_PROXY", ""),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("ok 204"), "{}", stdout(&out));
+    assert_eq!(mock.requests().len(), 1, "the request went direct");
+    assert_eq!(victim.accepts(), 0, "the proxy was never contacted");
 }
