@@ -7,6 +7,8 @@
 //! - [`manifest`]: `airlock.toml` parsed strictly, with located errors.
 //! - [`json`], [`schema`]: strict JSON parsing and safe JSON Schema validation.
 //! - [`loader`]: manifest → limits → schemas → compile (or cache) → import check → pre-instance.
+//! - [`bundle`]: signed bundles: format, keys, signing, verification, trusted loading.
+//! - [`trust`]: the publisher keys this host trusts.
 //! - [`cache`]: the MAC-bound compiled-artifact cache.
 //! - [`invoke`]: one invocation end to end, and how failures are classified.
 //! - [`store`]: the sled database: sealed credentials and per-tenant data keys.
@@ -14,6 +16,7 @@
 //! - [`hardening`]: no core dumps of a process that holds secrets.
 //! - [`cli`]: the `airlock` command line, one file per verb.
 
+pub mod bundle;
 pub mod cache;
 pub mod cli;
 pub mod clock;
@@ -31,6 +34,7 @@ pub mod runtime;
 pub mod schema;
 pub mod store;
 pub mod toolchain;
+pub mod trust;
 
 pub use airlock_host_api::policy::units;
 pub use engine::EngineSettings;

@@ -21,7 +21,8 @@ use crate::cache::CacheOutcome;
 use crate::digest::Digest;
 use crate::json::{self, JsonError};
 use crate::manifest::{
-    ApiKey, CredentialDecl, EgressEntry, Grant, LoadedManifest, Manifest, ManifestError,
+    ApiKey, CredentialDecl, EgressEntry, Grant, LoadedManifest, MANIFEST_FILE_NAME, Manifest,
+    ManifestError, RelativePath,
 };
 use crate::runtime::Runtime;
 use crate::schema::{Schema, SchemaError, Violations};
@@ -40,6 +41,8 @@ pub struct Integration {
     cache: CacheOutcome,
     pub(crate) egress: Arc<IntegrationEgress>,
     pub(crate) pre: IntegrationPre<HostState>,
+    /// Set when loaded from a verified bundle.
+    signed: Option<SignedIdentity>,
 }
 
 /// The input and output schemas of one action.
@@ -80,6 +83,28 @@ pub enum LoadError {
     },
     #[error("{path} does not fit the airlock:integration world: {reason}")]
     World { path: PathBuf, reason: String },
+    #[error("{path} is named by the manifest but missing from the bundle")]
+    MissingFromBundle { path: PathBuf },
+    #[error("{path} declares {declared}, but the signature covers {signed}")]
+    Identity {
+        path: PathBuf,
+        declared: Box<SignedIdentity>,
+        signed: Box<SignedIdentity>,
+    },
+}
+
+/// Who signed a bundle, and for what: the manifest must declare exactly this.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SignedIdentity {
+    pub publisher: String,
+    pub id: String,
+    pub version: String,
+}
+
+impl std::fmt::Display for SignedIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} by {:?}", self.id, self.version, self.publisher)
+    }
 }
 
 /// Why config was refused.
@@ -96,10 +121,97 @@ pub enum ConfigError {
     NotDeclared,
 }
 
+/// Where the loader reads an integration's files: a directory on disk (development), or the
+/// files of a verified bundle in memory, so that what was verified is exactly what compiles.
+enum Files<'a> {
+    Disk,
+    Bundle(&'a BTreeMap<String, Vec<u8>>),
+}
+
+impl Files<'_> {
+    fn schema(&self, manifest: &LoadedManifest, rel: &RelativePath) -> Result<Schema, LoadError> {
+        let path = manifest.resolve(rel);
+        match self {
+            Files::Disk => Ok(Schema::load(&path)?),
+            Files::Bundle(files) => {
+                let bytes = files
+                    .get(rel.as_str())
+                    .ok_or(LoadError::MissingFromBundle { path: path.clone() })?;
+                Ok(Schema::parse(&path, bytes.clone())?)
+            }
+        }
+    }
+
+    /// The component's bytes and the path that names it in errors.
+    fn component(&self, manifest: &LoadedManifest) -> Result<(PathBuf, Vec<u8>), LoadError> {
+        match self {
+            Files::Disk => {
+                let path = manifest.resolve(&manifest.manifest.integration.component);
+                let bytes = read_component(&path)?;
+                Ok((path, bytes))
+            }
+            Files::Bundle(files) => {
+                let path = manifest.dir.join(crate::bundle::COMPONENT);
+                let bytes = files
+                    .get(crate::bundle::COMPONENT)
+                    .ok_or(LoadError::MissingFromBundle { path: path.clone() })?;
+                Ok((path, bytes.clone()))
+            }
+        }
+    }
+}
+
 impl Runtime {
     /// Loads the integration whose manifest is at `path` (a directory or an `airlock.toml`).
     pub fn load(&self, path: &Path) -> Result<Integration, LoadError> {
-        let manifest = LoadedManifest::load(path)?;
+        self.load_files(LoadedManifest::load(path)?, &Files::Disk)
+    }
+
+    /// Loads an integration from a verified bundle's files; `origin` (the bundle's path) names
+    /// it in errors. Nothing is read from disk, and nothing compiles unless the manifest's
+    /// publisher, id and version are the ones the signature covers.
+    pub fn load_bundle(
+        &self,
+        origin: &Path,
+        files: &BTreeMap<String, Vec<u8>>,
+        signed: &SignedIdentity,
+    ) -> Result<Integration, LoadError> {
+        let manifest_path = origin.join(MANIFEST_FILE_NAME);
+        let text = files
+            .get(MANIFEST_FILE_NAME)
+            .ok_or(LoadError::MissingFromBundle {
+                path: manifest_path.clone(),
+            })?;
+        let text = std::str::from_utf8(text).map_err(|_| {
+            ManifestError::io(
+                &manifest_path,
+                std::io::Error::new(std::io::ErrorKind::InvalidData, "not valid UTF-8"),
+            )
+        })?;
+        let manifest = LoadedManifest::parse(&manifest_path, text)?;
+        let m = &manifest.manifest;
+        let declared = SignedIdentity {
+            publisher: m.publisher.name.clone(),
+            id: m.integration.id.to_string(),
+            version: m.integration.version.to_string(),
+        };
+        if &declared != signed {
+            return Err(LoadError::Identity {
+                path: manifest_path,
+                declared: Box::new(declared),
+                signed: Box::new(signed.clone()),
+            });
+        }
+        let mut integration = self.load_files(manifest, &Files::Bundle(files))?;
+        integration.signed = Some(signed.clone());
+        Ok(integration)
+    }
+
+    fn load_files(
+        &self,
+        manifest: LoadedManifest,
+        files: &Files,
+    ) -> Result<Integration, LoadError> {
         let m = &manifest.manifest;
         let requested = RequestedLimits {
             memory: m.limits.memory.map(|b| b.0),
@@ -115,19 +227,18 @@ impl Runtime {
         let config_schema = m
             .config
             .as_ref()
-            .map(|c| Schema::load(&manifest.resolve(&c.schema)))
+            .map(|c| files.schema(&manifest, &c.schema))
             .transpose()?;
         let mut actions = BTreeMap::new();
         for (name, action) in &m.actions {
             let schemas = ActionSchemas {
-                input: Schema::load(&manifest.resolve(&action.input))?,
-                output: Schema::load(&manifest.resolve(&action.output))?,
+                input: files.schema(&manifest, &action.input)?,
+                output: files.schema(&manifest, &action.output)?,
             };
             actions.insert(name.to_string(), schemas);
         }
 
-        let component_path = manifest.resolve(&m.integration.component);
-        let bytes = read_component(&component_path)?;
+        let (component_path, bytes) = files.component(&manifest)?;
         let digest = Digest::of(&bytes);
         let (component, cache) = self
             .cache
@@ -158,6 +269,7 @@ impl Runtime {
             imports,
             cache,
             pre,
+            signed: None,
         })
     }
 }
@@ -277,6 +389,11 @@ impl Integration {
     }
 
     /// The limits every invocation of this integration runs under.
+    /// The verified signer, for integrations loaded from a bundle.
+    pub fn signed(&self) -> Option<&SignedIdentity> {
+        self.signed.as_ref()
+    }
+
     /// The declared credentials and how each travels.
     pub fn credentials(&self) -> &BTreeMap<String, CredentialSpec> {
         self.egress.credentials()

@@ -86,24 +86,35 @@ impl Schema {
             path: path.to_path_buf(),
             source,
         };
-        let bad_json = |source| SchemaError::Json {
-            path: path.to_path_buf(),
-            source,
-        };
         let file = std::fs::File::open(path).map_err(io)?;
         let size = file.metadata().map_err(io)?.len();
         if size > MAX_SCHEMA_BYTES as u64 {
             let size = usize::try_from(size).unwrap_or(usize::MAX);
             let limit = MAX_SCHEMA_BYTES;
-            return Err(bad_json(JsonError::TooLarge { size, limit }));
+            return Err(SchemaError::Json {
+                path: path.to_path_buf(),
+                source: JsonError::TooLarge { size, limit },
+            });
         }
         // Read at most one byte past the cap, in case the file grew or its size was not known.
         let mut bytes = Vec::new();
         let mut capped = file.take(MAX_SCHEMA_BYTES as u64 + 1);
         capped.read_to_end(&mut bytes).map_err(io)?;
-        let text = String::from_utf8(bytes)
-            .map_err(|error| io(std::io::Error::new(std::io::ErrorKind::InvalidData, error)))?;
-        let value = json::parse_strict(&text, MAX_SCHEMA_BYTES).map_err(bad_json)?;
+        Self::parse(path, bytes)
+    }
+
+    /// Strictly parses and compiles schema file bytes already in memory (from a bundle);
+    /// `path` names them in errors.
+    pub fn parse(path: &Path, bytes: Vec<u8>) -> Result<Schema, SchemaError> {
+        let text = String::from_utf8(bytes).map_err(|error| SchemaError::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, error),
+        })?;
+        let value =
+            json::parse_strict(&text, MAX_SCHEMA_BYTES).map_err(|source| SchemaError::Json {
+                path: path.to_path_buf(),
+                source,
+            })?;
         Self::compile(&path.display().to_string(), &value)
     }
 

@@ -13,5 +13,6 @@ mod loading;
 mod mock;
 mod oauth;
 mod policy;
+mod trust;
 mod validation;
 mod vault;

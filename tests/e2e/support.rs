@@ -178,14 +178,30 @@ pub fn example_arg(name: &str, file: &str) -> String {
 pub fn run_hostile(data: &Path, global: &[&str], action: &str) -> Output {
     let hostile = example("hostile").display().to_string();
     let mut args = global.to_vec();
-    args.extend(["run", &hostile, "--action", action, "--input", "{}"]);
+    args.extend([
+        "run",
+        "--allow-unsigned",
+        &hostile,
+        "--action",
+        action,
+        "--input",
+        "{}",
+    ]);
     airlock(data, &args)
 }
 
 /// `airlock run <contact-mapper> --action map-contact --input INPUT --config CONFIG [EXTRA…]`.
 pub fn run_mapper(data: &Path, input: &str, config: &str, extra: &[&str]) -> Output {
     let mapper = example("contact-mapper").display().to_string();
-    let mut args = vec!["run", &mapper, "--action", "map-contact", "--input", input];
+    let mut args = vec![
+        "run",
+        "--allow-unsigned",
+        &mapper,
+        "--action",
+        "map-contact",
+        "--input",
+        input,
+    ];
     args.extend(["--config", config]);
     args.extend(extra);
     airlock(data, &args)

@@ -43,7 +43,14 @@ fn fetch(
     let input = json!({"url": format!("https://{UPSTREAM}/")}).to_string();
     let mut args: Vec<&str> = switches.iter().map(String::as_str).collect();
     args.extend([
-        "run", &exfil, "--action", "fetch", "--input", &input, "--json",
+        "run",
+        "--allow-unsigned",
+        &exfil,
+        "--action",
+        "fetch",
+        "--input",
+        &input,
+        "--json",
     ]);
     args.extend(extra);
     airlock_with(data, &args, "", env)

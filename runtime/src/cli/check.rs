@@ -6,7 +6,9 @@ use clap::Args;
 
 use super::{EXIT_INVALID, fail};
 use crate::engine::EngineSettings;
-use crate::manifest::{ApiKey, CredentialDecl, Grant};
+use airlock_host_api::policy::Limits;
+
+use crate::manifest::{ApiKey, CredentialDecl, Grant, Manifest};
 use crate::runtime::Runtime;
 use crate::units::{ByteSize, HumanDuration};
 
@@ -30,15 +32,25 @@ pub(crate) fn check(args: CheckArgs, data: &Path, settings: EngineSettings) -> a
         return Ok(0);
     }
     let manifest = &integration.manifest().manifest;
-    let publisher = &manifest.publisher;
     println!("{} — {}", summary.id, manifest.integration.description);
     println!("  manifest   {}", summary.manifest.display());
     println!("  component  {}", summary.digest);
+    print_capabilities(manifest, &summary.limits);
+    for import in summary.imports {
+        println!("  import     {import}");
+    }
+    println!("ok: {} is ready to run", summary.id);
+    Ok(0)
+}
+
+/// What an operator must approve: publisher identity, limits, config, actions, egress rules and
+/// credentials. Shared by `check` and `inspect`.
+pub(super) fn print_capabilities(manifest: &Manifest, limits: &Limits) {
+    let publisher = &manifest.publisher;
     println!(
         "  publisher  {} (support {}, privacy {})",
         publisher.name, publisher.support, publisher.privacy_policy
     );
-    let limits = summary.limits;
     println!(
         "  limits     memory {}, timeout {}, output {}, input {}",
         ByteSize(limits.memory),
@@ -48,7 +60,7 @@ pub(crate) fn check(args: CheckArgs, data: &Path, settings: EngineSettings) -> a
     );
     println!(
         "  config     {}",
-        if summary.config {
+        if manifest.config.is_some() {
             "validated by its schema"
         } else {
             "none declared"
@@ -57,10 +69,10 @@ pub(crate) fn check(args: CheckArgs, data: &Path, settings: EngineSettings) -> a
     for (name, action) in &manifest.actions {
         println!("  action     {name}: {}", action.description);
     }
-    if summary.egress.is_empty() {
+    if manifest.egress.is_empty() {
         println!("  egress     none: the integration has no network access");
     }
-    for entry in summary.egress {
+    for entry in &manifest.egress {
         let rule = entry.rule();
         let methods: Vec<&str> = rule.methods().iter().map(|m| m.as_str()).collect();
         let credential = rule
@@ -72,14 +84,12 @@ pub(crate) fn check(args: CheckArgs, data: &Path, settings: EngineSettings) -> a
             rule.url()
         );
     }
-    for (name, decl) in &summary.credentials {
-        println!("  credential {name}: {}", describe_credential(decl));
+    for (name, decl) in &manifest.credentials {
+        println!(
+            "  credential {name}: {}",
+            describe_credential(decl.get_ref())
+        );
     }
-    for import in summary.imports {
-        println!("  import     {import}");
-    }
-    println!("ok: {} is ready to run", summary.id);
-    Ok(0)
 }
 
 /// One line on how a declared credential is used, for the operator who must approve it.

@@ -3,17 +3,20 @@
 //! Exit codes (documented in the README): 0 success; 1 host failure; 2 usage or invalid
 //! manifest/config; 3 input or output rejected by a schema; 4 the guest returned an error or
 //! trapped (and `policy check`: the request would be denied); 5 the guest was stopped by a
-//! limit; 6 reserved for trust failures.
+//! limit; 6 unsigned or untrusted code.
 
 mod build;
 mod check;
 mod credentials;
 mod demo;
 mod input;
+mod inspect;
 mod policy;
 mod report;
 mod run;
 mod secrets;
+mod sign;
+mod trust;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -80,6 +83,14 @@ enum Command {
     Policy(policy::PolicyArgs),
     /// Manage an installation's credentials (stored encrypted; values read from stdin)
     Credentials(credentials::CredentialsArgs),
+    /// Make a publisher key pair (Ed25519)
+    Keygen(trust::KeygenArgs),
+    /// Pack an integration into one signed bundle
+    Sign(sign::SignArgs),
+    /// Show what a bundle would be allowed to do, and who signed it, before trusting it
+    Inspect(inspect::InspectArgs),
+    /// Manage the publisher keys this host trusts
+    Trust(trust::TrustArgs),
 }
 
 /// An error that carries the exit code the README documents for it.
@@ -101,6 +112,8 @@ pub(crate) fn fail(code: u8, error: impl Into<anyhow::Error>) -> anyhow::Error {
 
 /// Exit code 2: the usage, manifest or config was wrong.
 pub(crate) const EXIT_INVALID: u8 = 2;
+/// Exit code 6: the code is unsigned, or its signature, key or publisher is not trusted.
+pub(crate) const EXIT_TRUST: u8 = 6;
 
 /// Parses arguments, runs the command and maps the result to an exit code.
 pub fn main() -> ExitCode {
@@ -140,6 +153,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     };
     match cli.command {
         Command::Run(args) => run::run(args, &data()?, cli.master_key.as_deref(), settings).await,
+        Command::Keygen(args) => trust::keygen(args),
+        Command::Sign(args) => sign::sign(args),
+        Command::Inspect(args) => inspect::inspect(args, &data()?),
+        Command::Trust(args) => trust::trust(args, &data()?),
         Command::Credentials(args) => {
             credentials::credentials(args, &data()?, cli.master_key.as_deref())
         }

@@ -7,14 +7,22 @@ use clap::Args;
 use super::input::read_arg;
 use super::report::{print_egress, print_guest_log, print_summary};
 use super::secrets::SecretArgs;
-use super::{EXIT_INVALID, fail};
+use super::{EXIT_INVALID, EXIT_TRUST, fail};
+use crate::bundle::load_trusted;
 use crate::engine::EngineSettings;
+use crate::loader::Integration;
+use crate::manifest::MANIFEST_FILE_NAME;
 use crate::runtime::Runtime;
+use crate::trust::TrustStore;
 
 #[derive(Debug, Args)]
 pub(crate) struct RunArgs {
-    /// Integration directory, or the path of its airlock.toml
+    /// A signed bundle (`.airlock`); or, with --allow-unsigned, an integration directory or
+    /// its airlock.toml
     path: PathBuf,
+    /// DEV ONLY: run an unsigned integration directory
+    #[arg(long)]
+    allow_unsigned: bool,
     /// The action to run
     #[arg(long)]
     action: String,
@@ -38,9 +46,7 @@ pub(crate) async fn run(
     settings: EngineSettings,
 ) -> anyhow::Result<u8> {
     let runtime = Runtime::new(data, settings)?;
-    let integration = runtime
-        .load(&args.path)
-        .map_err(|e| fail(EXIT_INVALID, e))?;
+    let integration = load(&runtime, &args.path, args.allow_unsigned, data)?;
     let limit = integration.limits().input;
     let config = args
         .config
@@ -72,4 +78,47 @@ pub(crate) async fn run(
         .as_ref()
         .err()
         .map_or(0, |e| e.exit_code()))
+}
+
+/// Loads a signed bundle verified against the trust store, or (with `allow_unsigned`) a plain
+/// directory. Trust failures exit 6 before anything compiles.
+pub(crate) fn load(
+    runtime: &Runtime,
+    path: &Path,
+    allow_unsigned: bool,
+    data: &Path,
+) -> anyhow::Result<Integration> {
+    if is_bundle(path) {
+        let trust = TrustStore::open(data)?;
+        let (integration, _) = load_trusted(runtime, path, &trust).map_err(|e| {
+            let code = if e.trust_reason().is_some() {
+                EXIT_TRUST
+            } else {
+                EXIT_INVALID
+            };
+            fail(code, e)
+        })?;
+        return Ok(integration);
+    }
+    if !allow_unsigned {
+        return Err(fail(
+            EXIT_TRUST,
+            anyhow::anyhow!(
+                "{} is not a signed bundle (unsigned): only signed bundles run; sign it with \
+                 `airlock sign`, or pass --allow-unsigned for local development",
+                path.display()
+            ),
+        ));
+    }
+    eprintln!(
+        "warning: dev switch --allow-unsigned: running unsigned code from {}; no signature, \
+         publisher or trust check applies",
+        path.display()
+    );
+    runtime.load(path).map_err(|e| fail(EXIT_INVALID, e))
+}
+
+/// A regular file that is not a manifest is taken for a bundle.
+fn is_bundle(path: &Path) -> bool {
+    path.is_file() && path.file_name().is_none_or(|n| n != MANIFEST_FILE_NAME)
 }

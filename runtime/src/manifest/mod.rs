@@ -189,7 +189,7 @@ pub enum ManifestError {
 }
 
 impl ManifestError {
-    fn io(path: &Path, source: std::io::Error) -> Self {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
         ManifestError::Io {
             path: path.to_path_buf(),
             source: Arc::new(source),

@@ -12,7 +12,7 @@ use airlock_host_api::egress::EgressEvent;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 
-use super::Demo;
+use super::{Demo, Signer};
 use crate::engine::{EgressOptions, EngineSettings};
 use crate::ids::{InstallationId, TenantId};
 use crate::loopback::LoopbackApi;
@@ -24,6 +24,7 @@ const GITHUB: &str = "api.github.com";
 /// Runs the step; failures are recorded in `demo`.
 pub(super) async fn show(
     demo: &mut Demo,
+    signer: &Signer,
     examples: &Path,
     data: &Path,
     master_key: Option<&Path>,
@@ -45,7 +46,7 @@ pub(super) async fn show(
         ..settings.clone()
     };
     let runtime = Runtime::new(data, settings)?;
-    let github = runtime.load(&examples.join("github-issues"))?;
+    let github = signer.load(&runtime, &examples.join("github-issues"))?;
     let none = github.validate_config(None)?;
 
     let tenant: TenantId = "demo".parse()?;

@@ -8,9 +8,11 @@ use clap::Args;
 
 mod credentials;
 
+use crate::bundle::{self, PublicKey, SigningKey};
 use crate::engine::EngineSettings;
 use crate::invoke::Invocation;
-use crate::loader::Integration;
+use crate::loader::{Integration, SignedIdentity};
+use crate::manifest::LoadedManifest;
 use crate::runtime::Runtime;
 use crate::toolchain;
 use crate::units::ByteSize;
@@ -44,9 +46,14 @@ pub(crate) async fn demo(
 
     let runtime = Runtime::new(data, settings.clone())?;
     let mut demo = Demo::default();
+    let signer = Signer::fresh();
 
-    step("Loading acme/contact-mapper: manifest, schemas, limits, component imports");
-    let mapper = runtime.load(&examples.join("contact-mapper"))?;
+    step("Signing the examples with a fresh demo key; only verified bundles are loaded");
+    println!(
+        "  demo publisher key {} (in memory only; trusted for this run, never stored)",
+        signer.key_id()
+    );
+    let mapper = signer.load(&runtime, &examples.join("contact-mapper"))?;
     println!(
         "  {} ({}), {} imports, all linked deny-by-default; {}",
         mapper.label(),
@@ -75,7 +82,7 @@ pub(crate) async fn demo(
     demo.expect(&refused, "input-rejected");
 
     step("A hostile guest tries to escape its limits");
-    let hostile = runtime.load(&examples.join("hostile"))?;
+    let hostile = signer.load(&runtime, &examples.join("hostile"))?;
     let none = hostile.validate_config(None)?;
     for (action, expected) in [
         ("spin-forever", "limit-timeout"),
@@ -94,7 +101,7 @@ pub(crate) async fn demo(
     }
 
     step("Egress is brokered: requests go only where the manifest allows, checked by the host");
-    let exfil = runtime.load(&examples.join("exfil"))?;
+    let exfil = signer.load(&runtime, &examples.join("exfil"))?;
     let none = exfil.validate_config(None)?;
     for action in [
         "undeclared-host",
@@ -126,10 +133,10 @@ pub(crate) async fn demo(
     }
 
     step("Credentials stay with the host: injected on the wire, redacted from every echo");
-    credentials::show(&mut demo, &examples, data, master_key, &settings).await?;
+    credentials::show(&mut demo, &signer, &examples, data, master_key, &settings).await?;
 
     step("A component that imports wasi:sockets is refused before it runs");
-    match runtime.load(&examples.join("hostile-sockets")) {
+    match signer.load(&runtime, &examples.join("hostile-sockets")) {
         Ok(_) => demo.failed("hostile-sockets loaded, but it imports wasi:sockets"),
         Err(e) => println!("  refused: {e}"),
     }
@@ -150,6 +157,39 @@ pub(crate) async fn demo(
             eprintln!("demo failure: {failure}");
         }
         Ok(1)
+    }
+}
+
+/// The demo's publisher: a key made for this run, which signs each example into a bundle in
+/// memory that is verified before it is loaded, as a trusted operator key's would be.
+pub(super) struct Signer {
+    key: SigningKey,
+    public: PublicKey,
+}
+
+impl Signer {
+    fn fresh() -> Self {
+        let key = SigningKey::generate(&mut rand_core::OsRng);
+        let public = PublicKey::from_verifying_key(key.verifying_key());
+        Self { key, public }
+    }
+
+    fn key_id(&self) -> &str {
+        self.public.key_id()
+    }
+
+    /// Signs the integration in `dir`, verifies the bundle against this key, and loads it.
+    pub(super) fn load(&self, runtime: &Runtime, dir: &Path) -> anyhow::Result<Integration> {
+        let manifest = LoadedManifest::load(dir)?;
+        // sign_dir verifies the bytes against this (the trusted) key before returning them.
+        let verified = bundle::sign_dir(&manifest, &self.key)?.verified;
+        let identity = SignedIdentity {
+            publisher: verified.publisher.clone(),
+            id: verified.id.clone(),
+            version: verified.version.clone(),
+        };
+        let origin = dir.join(bundle::file_name(&verified.id, &verified.version));
+        Ok(runtime.load_bundle(&origin, &verified.files, &identity)?)
     }
 }
 

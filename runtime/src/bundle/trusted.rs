@@ -1,0 +1,77 @@
+//! Opening a bundle to run it: read once into memory, verify against the trust store, then
+//! load from those same bytes (no second read a swapped file could slip into: ST-08).
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use super::{BundleError, VerifiedBundle, verify};
+use crate::loader::{Integration, LoadError, SignedIdentity};
+use crate::runtime::Runtime;
+use crate::trust::TrustStore;
+
+/// Largest bundle read.
+pub const MAX_BUNDLE_BYTES: u64 = 128 << 20;
+
+/// Why a bundle was not loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot read bundle {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("bundle {} refused ({}): {source}", path.display(), source.reason())]
+    Refused { path: PathBuf, source: BundleError },
+    #[error(transparent)]
+    Load(#[from] LoadError),
+}
+
+impl OpenError {
+    /// The trust failure's reason code, when the refusal is about trust (CLI exit code 6).
+    pub fn trust_reason(&self) -> Option<&'static str> {
+        match self {
+            Self::Refused { source, .. } => Some(source.reason()),
+            Self::Load(LoadError::Identity { .. }) => Some("publisher-mismatch"),
+            _ => None,
+        }
+    }
+}
+
+/// Reads and verifies the bundle at `path`; nothing is compiled.
+pub fn open_verified(path: &Path, trust: &TrustStore) -> Result<VerifiedBundle, OpenError> {
+    let io = |source| OpenError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .map_err(io)?
+        .take(MAX_BUNDLE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() as u64 > MAX_BUNDLE_BYTES {
+        return Err(io(std::io::Error::other(format!(
+            "larger than {MAX_BUNDLE_BYTES} bytes"
+        ))));
+    }
+    verify(&bytes, |key_id| trust.lookup(key_id)).map_err(|source| OpenError::Refused {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Verifies the bundle at `path` and loads it into `runtime`.
+pub fn load_trusted(
+    runtime: &Runtime,
+    path: &Path,
+    trust: &TrustStore,
+) -> Result<(Integration, VerifiedBundle), OpenError> {
+    let verified = open_verified(path, trust)?;
+    let signed = SignedIdentity {
+        publisher: verified.publisher.clone(),
+        id: verified.id.clone(),
+        version: verified.version.clone(),
+    };
+    let integration = runtime.load_bundle(path, &verified.files, &signed)?;
+    Ok((integration, verified))
+}
