@@ -6,13 +6,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use airlock_host_api::credentials::CredentialScope;
+use airlock_host_api::credentials::{CredentialScope, CredentialType, Secret};
+use airlock_runtime::ids::{InstallationId, TenantId};
+use airlock_runtime::store::{Store, StoredSecrets};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::json;
+use tempfile::TempDir;
 
 use crate::egress::{Egress, upstreams};
-use crate::mock::{MockResponse, Recorded};
+use crate::mock::{MockResponse, MockUpstream, Recorded, TestCa};
 
 const TOKEN_PATH: &str = "/oauth/token";
 
@@ -232,4 +235,83 @@ async fn a_revoked_refresh_token_fails_closed_once() {
             .iter()
             .all(|r| r.path_and_query != "/api/chat.postMessage")
     );
+}
+
+/// An authorization server with strict rotation: only the latest refresh token works, each use
+/// issues the next (`rt-1`, `rt-2`, …), and reuse is `invalid_grant`.
+fn rotating() -> impl Fn(&Recorded) -> MockResponse + Send + Sync + 'static {
+    let latest = std::sync::Mutex::new(0u32);
+    move |request| {
+        if request.path_and_query != "/api/oauth.v2.access" {
+            return MockResponse::json(200, json!({"ok": true, "ts": "1700000000.000200"}));
+        }
+        let mut latest = latest.lock().expect("lock");
+        if form_value(request, "refresh_token") != Some(format!("rt-{latest}")) {
+            return MockResponse::json(400, json!({"error": "invalid_grant"}));
+        }
+        *latest += 1;
+        MockResponse::json(
+            200,
+            json!({"access_token": format!("at-{latest}"), "token_type": "bot",
+                   "expires_in": 3600, "refresh_token": format!("rt-{latest}")}),
+        )
+    }
+}
+
+#[tokio::test]
+async fn a_rotated_refresh_token_is_stored_for_the_next_process() {
+    let ca = TestCa::new();
+    let mock = MockUpstream::start(
+        &ca,
+        &["slack.com"],
+        "127.0.0.2".parse().expect("ip"),
+        rotating(),
+    );
+    let pins = [format!("slack.com={}", mock.addr())];
+    let data = TempDir::new().expect("temp");
+    let store = Store::open(data.path(), None).expect("store");
+    let (tenant, installation): (TenantId, InstallationId) =
+        ("acme".parse().expect("id"), "slack-1".parse().expect("id"));
+    let value = json!({"client_id": "111.222", "client_secret": "cs", "refresh_token": "rt-0"});
+    let secret = Secret::new(CredentialType::OAuth2, value.to_string()).expect("valid");
+    store
+        .set_credential(
+            &tenant,
+            &installation,
+            "slack",
+            vec![],
+            &secret,
+            CredentialType::OAuth2,
+        )
+        .expect("stored");
+    let alert = json!({"channel": "C024BE91L", "text": "disk full"});
+    // Two runtimes with their own token caches stand for a host restarting between calls.
+    for expected in ["Bearer at-1", "Bearer at-2"] {
+        let egress = Egress::new(&pins, true, Some(&ca));
+        let scope = CredentialScope {
+            tenant: tenant.to_string(),
+            installation: installation.to_string(),
+        };
+        let source = StoredSecrets::new(store.clone(), tenant.clone(), installation.clone());
+        let credentials = egress.runtime.credentials(scope, Arc::new(source));
+        let integration = egress.load("slack-notifier");
+        let config = integration.validate_config(None).expect("no config");
+        let ran = egress
+            .runtime
+            .invoke_with(
+                &integration,
+                &config,
+                credentials,
+                "post-alert",
+                &alert.to_string(),
+            )
+            .await;
+        assert!(ran.result.is_ok(), "{:?} {:?}", ran.result, ran.egress);
+        let posted = mock.requests().pop().expect("posted");
+        assert_eq!(posted.header("authorization"), [expected]);
+    }
+    let listed = store
+        .list_credentials(&tenant, &installation)
+        .expect("list");
+    assert!(listed[0].rotated.is_some(), "the rotation is recorded");
 }

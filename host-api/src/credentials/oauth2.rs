@@ -19,7 +19,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use tokio::time::Instant;
 use zeroize::Zeroizing;
 
-use super::{CredentialError, CredentialScope, CredentialType, Secret, SecretError};
+use super::{CredentialError, CredentialScope, CredentialType, Secret, SecretError, SecretSource};
 use crate::egress::EgressSettings;
 use crate::egress::transport::{self, Timeouts};
 use crate::policy::egress::RequestTarget;
@@ -62,16 +62,25 @@ pub struct OAuthSpec {
 
 /// What an oauth2 credential stores: `{"client_id": …, "client_secret": …,
 /// "refresh_token": …}` (the refresh token only for the authorization-code grant).
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct OAuthClientSecret {
     client_id: String,
     client_secret: Zeroizing<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     refresh_token: Option<Zeroizing<String>>,
 }
 
 impl OAuthClientSecret {
+    /// The same client holding `refresh_token`, to store after a rotation.
+    fn with_refresh_token(&self, refresh_token: Zeroizing<String>) -> Self {
+        Self {
+            client_id: self.client_id.clone(),
+            client_secret: self.client_secret.clone(),
+            refresh_token: Some(refresh_token),
+        }
+    }
+
     pub(crate) fn parse(secret: &Secret) -> Result<Self, SecretError> {
         let parsed: Self = serde_json::from_str(secret.expose()).map_err(|e| {
             // serde's message may quote the input: report only where it failed.
@@ -132,13 +141,14 @@ impl OAuthTokens {
 
     /// A current access token for `credential` of `scope`: the cached one unless it is due for
     /// refresh, else one new token call (which concurrent callers wait for and share).
-    /// `stored` is read only when a call is needed.
+    /// `source` is read only when a call is needed, and written when the server rotates the
+    /// refresh token (the old one may already be dead: CR-11).
     pub async fn access_token(
         &self,
         scope: &CredentialScope,
         credential: &str,
         spec: &OAuthSpec,
-        stored: impl FnOnce() -> Result<Secret, CredentialError>,
+        source: &dyn SecretSource,
     ) -> Result<Secret, CredentialError> {
         let key = TokenKey {
             scope: scope.clone(),
@@ -160,7 +170,10 @@ impl OAuthTokens {
         if state.needs_reauth {
             return Err(CredentialError::NeedsReauth(credential.to_string()));
         }
-        let client = OAuthClientSecret::parse(&stored()?)
+        let stored = source
+            .get(credential, CredentialType::OAuth2)?
+            .ok_or_else(|| CredentialError::Missing(credential.to_string()))?;
+        let client = OAuthClientSecret::parse(&stored)
             .map_err(|e| CredentialError::Malformed(credential.to_string(), e))?;
         let refresh = match spec.grant {
             OAuthGrant::ClientCredentials => None,
@@ -188,8 +201,20 @@ impl OAuthTokens {
             }
         };
         state.access = Some((issued.access.clone(), issued.refresh_at));
-        if issued.refresh.is_some() {
-            state.refresh = issued.refresh;
+        if let Some(rotated) = issued.refresh {
+            state.refresh = Some(rotated.clone());
+            // Kept in memory first: if storing fails, this process still holds the live token.
+            let value = client.with_refresh_token(rotated);
+            let value = serde_json::to_string(&value)
+                .map_err(|e| CredentialError::Store {
+                    name: credential.to_string(),
+                    reason: e.to_string(),
+                })
+                .and_then(|json| {
+                    Secret::new(CredentialType::OAuth2, json)
+                        .map_err(|e| CredentialError::Malformed(credential.to_string(), e))
+                })?;
+            source.replace(credential, &value)?;
         }
         Ok(issued.access)
     }

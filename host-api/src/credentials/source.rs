@@ -32,6 +32,10 @@ impl CredentialScope {
 pub trait SecretSource: Send + Sync {
     /// The value of credential `name`, validated as `kind`; `None` when it is not set.
     fn get(&self, name: &str, kind: CredentialType) -> Result<Option<Secret>, CredentialError>;
+
+    /// Replaces the value of `name` with one the host derived (an OAuth client holding a
+    /// rotated refresh token), keeping the credential's metadata.
+    fn replace(&self, name: &str, value: &Secret) -> Result<(), CredentialError>;
 }
 
 /// Values given to one local run (`--secret`, `--secrets-file`), already validated.
@@ -47,6 +51,12 @@ impl StaticSecrets {
 impl SecretSource for StaticSecrets {
     fn get(&self, name: &str, _kind: CredentialType) -> Result<Option<Secret>, CredentialError> {
         Ok(self.0.get(name).cloned())
+    }
+
+    /// A local run's values live as long as the process: the token cache keeps the rotated
+    /// refresh token, and there is nowhere to write it back to.
+    fn replace(&self, _name: &str, _value: &Secret) -> Result<(), CredentialError> {
+        Ok(())
     }
 }
 
@@ -86,9 +96,8 @@ impl CredentialBroker for Credentials {
         Box::pin(async move {
             match spec {
                 CredentialSpec::OAuth2(oauth) => {
-                    let stored = || self.stored(name, CredentialType::OAuth2);
                     self.tokens
-                        .access_token(&self.scope, name, oauth, stored)
+                        .access_token(&self.scope, name, oauth, self.source.as_ref())
                         .await
                 }
                 _ => self.stored(name, spec.credential_type()),

@@ -106,6 +106,27 @@ impl Store {
         })
     }
 
+    /// Replaces the value of an existing credential, keeping its type and origins.
+    pub fn reseal_credential(
+        &self,
+        tenant: &TenantId,
+        installation: &InstallationId,
+        name: &str,
+        secret: &Secret,
+    ) -> Result<(), StoreError> {
+        let tree = self.tree(CREDENTIALS)?;
+        let previous = tree
+            .get(record_key(tenant, installation, name))?
+            .map(|b| decode(&b, name))
+            .transpose()?
+            .ok_or_else(|| StoreError::Corrupt {
+                what: format!("credential `{name}` (deleted while in use)"),
+            })?;
+        let kind = previous.credential_type;
+        self.set_credential(tenant, installation, name, previous.origins, secret, kind)
+            .map(|_| ())
+    }
+
     /// The installation's credentials, by name, without values.
     pub fn list_credentials(
         &self,
@@ -228,6 +249,15 @@ impl SecretSource for StoredSecrets {
     fn get(&self, name: &str, kind: CredentialType) -> Result<Option<Secret>, CredentialError> {
         self.store
             .credential_value(&self.tenant, &self.installation, name, kind)
+    }
+
+    fn replace(&self, name: &str, value: &Secret) -> Result<(), CredentialError> {
+        self.store
+            .reseal_credential(&self.tenant, &self.installation, name, value)
+            .map_err(|e| CredentialError::Store {
+                name: name.to_string(),
+                reason: e.to_string(),
+            })
     }
 }
 
