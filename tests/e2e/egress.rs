@@ -400,3 +400,26 @@ fn proxy_variables_are_never_used() {
     assert_eq!(mock.requests().len(), 1, "the request went direct");
     assert_eq!(victim.accepts(), 0, "the proxy was never contacted");
 }
+
+#[tokio::test]
+async fn a_response_head_over_64_kib_is_refused() {
+    let (mock, egress) = upstream("api.allowed.test", true, true, |request| {
+        let size = if request.path_and_query == "/big" {
+            70
+        } else {
+            60
+        };
+        MockResponse::status(200).header("x-filler", &"a".repeat(size << 10))
+    });
+    let ran = egress.fetch("https://api.allowed.test/small").await;
+    assert_eq!(outcomes(&ran), ["ok 200"], "{:?}", ran.result);
+    let ran = egress.fetch("https://api.allowed.test/big").await;
+    let outcome = &outcomes(&ran)[0];
+    assert!(!outcome.starts_with("ok"), "{outcome}");
+    eprintln!("OUTCOME {outcome} {:?}", ran.egress[0].reason);
+    assert_eq!(
+        ran.egress[0].decision,
+        airlock_host_api::egress::Decision::Failed
+    );
+    assert_eq!(mock.requests().len(), 2);
+}

@@ -20,6 +20,8 @@ pub struct EgressLimits {
     pub request_body: u64,
     /// Largest response body a guest may receive.
     pub response_body: u64,
+    /// Largest response head (status line and headers; also trailers).
+    pub response_head: usize,
     pub dns_timeout: Duration,
     pub connect_timeout: Duration,
     /// From sending the request to the response head.
@@ -35,6 +37,7 @@ impl Default for EgressLimits {
             concurrent: 8,
             request_body: 10 << 20,
             response_body: 10 << 20,
+            response_head: 64 << 10,
             dns_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(10),
             first_byte_timeout: Duration::from_secs(30),

@@ -73,7 +73,9 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let tls = dial(settings, host, port, timeouts.connect).await?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+    let (mut sender, connection) = hyper::client::conn::http1::Builder::new()
+        .max_header_size(settings.limits.response_head)
+        .handshake(TokioIo::new(tls))
         .await
         .map_err(|e| (Error::from(e), "http-handshake".to_string()))?;
     let mut connection = Box::pin(connection);
@@ -99,7 +101,17 @@ where
                 "first-byte-timeout".to_string(),
             )
         })?
-        .map_err(|e| (Error::from(e), "exchange-failed".to_string()))?;
+        .map_err(|e| {
+            if e.is_parse_too_large() {
+                let limit = u32::try_from(settings.limits.response_head).ok();
+                (
+                    Error::HttpResponseHeaderSectionSize(limit),
+                    "response-head-too-large".to_string(),
+                )
+            } else {
+                (Error::from(e), "exchange-failed".to_string())
+            }
+        })?;
     let limit = settings.limits.response_body;
     let response =
         response.map(|incoming| LimitedResponseBody::new(incoming, limit, timeouts.idle));
