@@ -12,7 +12,7 @@ use airlock_host_api::HostState;
 use airlock_host_api::bindings::IntegrationPre;
 use airlock_host_api::credentials::{CredentialSpec, OAuthGrant, OAuthSpec};
 use airlock_host_api::egress::IntegrationEgress;
-use airlock_host_api::policy::{LimitError, Limits, RequestedLimits};
+use airlock_host_api::policy::{LimitError, Limits};
 use airlock_host_api::wasi::{UnlinkedImport, check_import};
 use serde::Serialize;
 use wasmtime::component::Component;
@@ -213,17 +213,13 @@ impl Runtime {
         files: &Files,
     ) -> Result<Integration, LoadError> {
         let m = &manifest.manifest;
-        let requested = RequestedLimits {
-            memory: m.limits.memory.map(|b| b.0),
-            timeout: m.limits.timeout.map(|d| d.0),
-            output: m.limits.output.map(|b| b.0),
-        };
-        let limits = Limits::resolve(requested, &self.settings.ceilings).map_err(|source| {
-            LoadError::Limits {
-                path: manifest.path.clone(),
-                source,
-            }
-        })?;
+        let limits =
+            Limits::resolve(m.requested_limits(), &self.settings.ceilings).map_err(|source| {
+                LoadError::Limits {
+                    path: manifest.path.clone(),
+                    source,
+                }
+            })?;
         let config_schema = m
             .config
             .as_ref()

@@ -37,8 +37,8 @@ impl OpenError {
     }
 }
 
-/// Reads and verifies the bundle at `path`; nothing is compiled.
-pub fn open_verified(path: &Path, trust: &TrustStore) -> Result<VerifiedBundle, OpenError> {
+/// Reads the bundle at `path` into memory, once, refusing more than [`MAX_BUNDLE_BYTES`].
+pub fn read_bundle(path: &Path) -> Result<Vec<u8>, OpenError> {
     let io = |source| OpenError::Io {
         path: path.to_path_buf(),
         source,
@@ -54,7 +54,16 @@ pub fn open_verified(path: &Path, trust: &TrustStore) -> Result<VerifiedBundle, 
             "larger than {MAX_BUNDLE_BYTES} bytes"
         ))));
     }
-    verify(&bytes, |key_id| trust.lookup(key_id)).map_err(|source| OpenError::Refused {
+    Ok(bytes)
+}
+
+/// Verifies bundle `bytes` (read from `path`) against the trust store; nothing is compiled.
+pub fn verify_trusted(
+    path: &Path,
+    bytes: &[u8],
+    trust: &TrustStore,
+) -> Result<VerifiedBundle, OpenError> {
+    verify(bytes, |key_id| trust.lookup(key_id)).map_err(|source| OpenError::Refused {
         path: path.to_path_buf(),
         source,
     })
@@ -66,7 +75,7 @@ pub fn load_trusted(
     path: &Path,
     trust: &TrustStore,
 ) -> Result<(Integration, VerifiedBundle), OpenError> {
-    let verified = open_verified(path, trust)?;
+    let verified = verify_trusted(path, &read_bundle(path)?, trust)?;
     let signed = SignedIdentity {
         publisher: verified.publisher.clone(),
         id: verified.id.clone(),

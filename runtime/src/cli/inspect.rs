@@ -5,13 +5,13 @@
 
 use std::path::{Path, PathBuf};
 
-use airlock_host_api::policy::{Limits, RequestedLimits};
+use airlock_host_api::policy::Limits;
 use clap::Args;
 use serde_json::json;
 
 use super::check::print_capabilities;
 use super::{EXIT_INVALID, EXIT_TRUST, fail};
-use crate::bundle::{OpenError, open_verified, read_unverified};
+use crate::bundle::{OpenError, read_bundle, read_unverified, verify_trusted};
 use crate::engine::EngineSettings;
 use crate::manifest::{LoadedManifest, MANIFEST_FILE_NAME};
 use crate::trust::TrustStore;
@@ -28,10 +28,10 @@ pub(crate) struct InspectArgs {
 pub(crate) fn inspect(args: InspectArgs, data: &Path) -> anyhow::Result<u8> {
     let trust = TrustStore::open(data)?;
     // Verified, or refused and read unverified so the operator still sees what it asks for.
-    let (files, key_id, status, digest) = match open_verified(&args.bundle, &trust) {
+    let bytes = read_bundle(&args.bundle).map_err(|e| fail(EXIT_INVALID, e))?;
+    let (files, key_id, status, digest) = match verify_trusted(&args.bundle, &bytes, &trust) {
         Ok(v) => (v.files, v.key_id, "trusted", Some(hex::encode(v.digest))),
         Err(e @ OpenError::Refused { .. }) => {
-            let bytes = std::fs::read(&args.bundle)?;
             let (files, signature) = read_unverified(&bytes).map_err(|e| fail(EXIT_TRUST, e))?;
             let status = e.trust_reason().unwrap_or("refused");
             (files, signature.key_id, status, None)
@@ -51,12 +51,7 @@ pub(crate) fn inspect(args: InspectArgs, data: &Path) -> anyhow::Result<u8> {
     let manifest = LoadedManifest::parse(&args.bundle.join(MANIFEST_FILE_NAME), text)
         .map_err(|e| fail(EXIT_INVALID, e))?;
     let m = &manifest.manifest;
-    let requested = RequestedLimits {
-        memory: m.limits.memory.map(|b| b.0),
-        timeout: m.limits.timeout.map(|d| d.0),
-        output: m.limits.output.map(|b| b.0),
-    };
-    let limits = Limits::resolve(requested, &EngineSettings::default().ceilings)
+    let limits = Limits::resolve(m.requested_limits(), &EngineSettings::default().ceilings)
         .map_err(|e| fail(EXIT_INVALID, e))?;
     if args.json {
         let summary = json!({

@@ -67,6 +67,15 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// The limits this manifest asks for, before the operator's ceilings apply.
+    pub fn requested_limits(&self) -> airlock_host_api::policy::RequestedLimits {
+        airlock_host_api::policy::RequestedLimits {
+            memory: self.limits.memory.map(|b| b.0),
+            timeout: self.limits.timeout.map(|d| d.0),
+            output: self.limits.output.map(|b| b.0),
+        }
+    }
+
     /// The origins credential `name` is sent to: those of the rules naming it, deduplicated.
     pub fn credential_origins(&self, name: &str) -> Vec<String> {
         let mut origins: Vec<String> = self
