@@ -11,10 +11,12 @@
 //! - [`config`]: the `config` import.
 //! - [`egress`]: brokered `wasi:http`: admission, pinned resolution, address checks, limits,
 //!   credential injection and response redaction.
+//! - [`audit`]: the metadata-only events of the audit trail, and the egress journal.
 //! - [`credentials`]: credential values, their injection, OAuth tokens, encryption at rest.
 //! - [`limiter`]: the per-store memory ceiling and peak.
 //! - [`wasi`]: WASI p2 linked deny-by-default, and the import check.
 
+pub mod audit;
 pub mod bindings;
 pub mod config;
 pub mod credentials;

@@ -52,10 +52,10 @@ fn brokered_vs_reqwest(c: &mut Criterion) {
     let config = exfil.validate_config(None).expect("config");
     let secret =
         Secret::new(CredentialType::Bearer, "bench-token-0123456789".into()).expect("secret");
-    let credentials = runtime.credentials(
+    let caller = runtime.local_caller(runtime.credentials(
         CredentialScope::local(),
         Arc::new(StaticSecrets::new([("token".to_string(), secret)].into())),
-    );
+    ));
     let url = format!("https://{HOST}/items");
     let input = serde_json::json!({ "url": url }).to_string();
 
@@ -81,7 +81,7 @@ fn brokered_vs_reqwest(c: &mut Criterion) {
     group.bench_function("airlock-brokered", |b| {
         b.to_async(&rt).iter(|| async {
             let ran = runtime
-                .invoke_with(&exfil, &config, credentials.clone(), "fetch", &input)
+                .invoke_as(&exfil, &config, &caller, "fetch", &input)
                 .await;
             let report = ran.result.expect("fetch reports");
             assert_eq!(report["attempts"][0]["outcome"], "ok 200");

@@ -8,9 +8,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use airlock_host_api::HostState;
+use airlock_host_api::audit::NoJournal;
 use airlock_host_api::bindings::IntegrationPre;
 use airlock_host_api::credentials::{CredentialBroker, NoCredentials};
 use airlock_host_api::egress::{BrokeredHttp, EgressSettings, IntegrationEgress};
+use airlock_runtime::audit::{AuditDir, AuditTrail};
+use airlock_runtime::store::Store as Db;
 use airlock_runtime::{EngineSettings, Runtime};
 use criterion::{Criterion, criterion_group, criterion_main};
 
@@ -56,11 +59,30 @@ fn fresh_sandbox(c: &mut Criterion) {
     let no_credentials: Arc<dyn CredentialBroker> = Arc::new(NoCredentials);
     let egress_settings = Arc::new(EgressSettings::default());
 
+    // The same runtime with an audit trail: every invocation's record is flushed to disk.
+    let audit_home = tempfile::TempDir::new().expect("temp dir");
+    let db = Db::open(data.path(), None).expect("store");
+    let dir = AuditDir::open(audit_home.path(), data.path()).expect("audit dir");
+    let trail = AuditTrail::open(&db, dir).expect("audit trail");
+    let audited = Runtime::new(data.path(), EngineSettings::default())
+        .expect("runtime")
+        .with_audit(trail);
+    let audited_mapper = audited
+        .load(&examples.join("contact-mapper"))
+        .expect("loads");
+
     let mut group = c.benchmark_group("fresh-sandbox-map-contact");
     group.bench_function("airlock-invoke", |b| {
         b.iter(|| {
             let invocation = rt.block_on(runtime.invoke(&mapper, &config, "map-contact", &input));
             assert!(invocation.result.is_ok());
+        })
+    });
+    group.bench_function("airlock-invoke-audited", |b| {
+        b.iter(|| {
+            let invocation =
+                rt.block_on(audited.invoke(&audited_mapper, &config, "map-contact", &input));
+            assert!(invocation.record.is_some());
         })
     });
     group.bench_function("bare-wasmtime", |b| {
@@ -70,6 +92,7 @@ fn fresh_sandbox(c: &mut Criterion) {
                     no_egress.clone(),
                     egress_settings.clone(),
                     no_credentials.clone(),
+                    Arc::new(NoJournal),
                 );
                 let state = HostState::new(&limits, config_json.clone(), broker);
                 let mut store = Store::new(engine, state);

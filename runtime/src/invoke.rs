@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use airlock_host_api::HostState;
+use airlock_host_api::audit::{EgressJournal, NoJournal, Subject, Trigger};
 use airlock_host_api::credentials::CredentialBroker;
 use airlock_host_api::egress::{BrokeredHttp, EgressEvent};
 use airlock_host_api::limiter::LimitTripped;
@@ -16,6 +17,8 @@ use serde::Serialize;
 use serde_json::Value;
 use wasmtime::{Store, Trap};
 
+use crate::audit::InvocationJournal;
+use crate::audit::journal::invocation_record;
 use crate::engine::deadline_ticks;
 use crate::ids::InvocationId;
 use crate::json::{self, JsonError};
@@ -45,7 +48,17 @@ pub struct Invocation {
     pub egress: Vec<EgressEvent>,
     /// Echoes of injected credentials scrubbed from responses before the guest saw them.
     pub redactions: u64,
+    /// The sequence number of this invocation's audit record, when the runtime keeps a trail.
+    pub record: Option<u64>,
     pub result: Result<Value, InvokeError>,
+}
+
+/// Who an invocation runs for, how it was started, and the credentials its requests may use.
+#[derive(Clone)]
+pub struct Caller {
+    pub subject: Subject,
+    pub trigger: Trigger,
+    pub credentials: Arc<dyn CredentialBroker>,
 }
 
 /// Why an invocation did not produce valid output.
@@ -75,6 +88,9 @@ pub enum InvokeError {
     Limit(LimitKind),
     #[error("host failure: {0}")]
     Host(String),
+    /// The result is withheld: it could not be recorded.
+    #[error("{0}; the result is withheld")]
+    Audit(String),
 }
 
 /// Which limit stopped the guest.
@@ -104,7 +120,7 @@ impl InvokeError {
             }
             Self::Guest { .. } | Self::Trap(_) => 4,
             Self::Limit(_) => 5,
-            Self::Host(_) => 1,
+            Self::Host(_) | Self::Audit(_) => 1,
         }
     }
 
@@ -123,6 +139,7 @@ impl InvokeError {
             Self::Limit(LimitKind::Fuel(_)) => "limit-fuel",
             Self::Limit(LimitKind::Output { .. }) => "limit-output",
             Self::Host(_) => "host-failure",
+            Self::Audit(_) => "audit-unavailable",
         }
     }
 }
@@ -145,6 +162,9 @@ pub struct Summary<'a> {
     pub egress: &'a [EgressEvent],
     #[serde(skip_serializing_if = "is_zero")]
     pub redactions: u64,
+    /// Sequence number of the audit record.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audit_record: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -173,14 +193,15 @@ impl Invocation {
             log_dropped: self.log.dropped,
             egress: &self.egress,
             redactions: self.redactions,
+            audit_record: self.record,
             error,
         }
     }
 }
 
 impl Runtime {
-    /// Runs `action` of `integration` on `input` (JSON text) in a fresh sandbox, with no
-    /// credentials: requests under rules that name one are refused.
+    /// Runs `action` of `integration` on `input` (JSON text) in a fresh sandbox, for a local
+    /// CLI caller with no credentials: requests under rules that name one are refused.
     pub async fn invoke(
         &self,
         integration: &Integration,
@@ -188,32 +209,64 @@ impl Runtime {
         action: &str,
         input: &str,
     ) -> Invocation {
-        self.invoke_with(
-            integration,
-            config,
-            self.no_credentials.clone(),
-            action,
-            input,
-        )
-        .await
+        let caller = self.local_caller(self.no_credentials.clone());
+        self.invoke_as(integration, config, &caller, action, input)
+            .await
     }
 
-    /// Runs `action` as [`Self::invoke`] does, injecting credentials from `credentials`.
-    pub async fn invoke_with(
+    /// A local CLI caller (tenant and installation `local`) with `credentials`.
+    pub fn local_caller(&self, credentials: Arc<dyn CredentialBroker>) -> Caller {
+        Caller {
+            subject: Subject {
+                tenant: "local".into(),
+                installation: "local".into(),
+            },
+            trigger: Trigger::Cli,
+            credentials,
+        }
+    }
+
+    /// Runs `action` as [`Self::invoke`] does, for `caller`. With an audit trail, each request
+    /// is recorded before it is sent and the invocation before its result is returned; when
+    /// the trail cannot take a record, the request or the result is refused.
+    pub async fn invoke_as(
         &self,
         integration: &Integration,
         config: &ValidatedConfig,
-        credentials: Arc<dyn CredentialBroker>,
+        caller: &Caller,
+        action: &str,
+        input: &str,
+    ) -> Invocation {
+        let mut invocation = self
+            .execute(integration, config, caller, action, input)
+            .await;
+        if let Some(trail) = &self.audit {
+            let record =
+                invocation_record(&invocation, integration, &caller.subject, caller.trigger);
+            match trail.append(record).await {
+                Ok(seq) => invocation.record = Some(seq),
+                Err(unavailable) => invocation.result = Err(InvokeError::Audit(unavailable.0)),
+            }
+        }
+        invocation
+    }
+
+    async fn execute(
+        &self,
+        integration: &Integration,
+        config: &ValidatedConfig,
+        caller: &Caller,
         action: &str,
         input: &str,
     ) -> Invocation {
         let started = Instant::now();
+        let id = InvocationId::new();
         // Refused input never gets a sandbox: validate before building any per-call state.
         let schemas = match admit_input(integration, action, input) {
             Ok(schemas) => schemas,
             Err(error) => {
                 return Invocation {
-                    id: InvocationId::new(),
+                    id,
                     action: action.to_string(),
                     duration: started.elapsed(),
                     memory_peak: 0,
@@ -221,13 +274,26 @@ impl Runtime {
                     log: GuestLog::default(),
                     egress: Vec::new(),
                     redactions: 0,
+                    record: None,
                     result: Err(error),
                 };
             }
         };
         let limits = integration.limits();
-        let broker =
-            BrokeredHttp::new(integration.egress.clone(), self.egress.clone(), credentials);
+        let journal: Arc<dyn EgressJournal> = match &self.audit {
+            Some(trail) => Arc::new(InvocationJournal::new(
+                trail.clone(),
+                id.to_string(),
+                caller.subject.clone(),
+            )),
+            None => Arc::new(NoJournal),
+        };
+        let broker = BrokeredHttp::new(
+            integration.egress.clone(),
+            self.egress.clone(),
+            caller.credentials.clone(),
+            journal,
+        );
         let state = HostState::new(limits, config.json.clone(), broker);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| state.limiter());
@@ -248,7 +314,7 @@ impl Runtime {
             .map(|budget| budget.saturating_sub(store.get_fuel().unwrap_or(0)));
         let state = store.data_mut();
         Invocation {
-            id: InvocationId::new(),
+            id,
             action: action.to_string(),
             duration: started.elapsed(),
             memory_peak: state.limiter().peak(),
@@ -256,6 +322,7 @@ impl Runtime {
             log: state.log().take(),
             egress: state.broker().log().take(),
             redactions: state.broker().redactions(),
+            record: None,
             result,
         }
     }

@@ -7,6 +7,7 @@
 //! - [`manifest`]: `airlock.toml` parsed strictly, with located errors.
 //! - [`json`], [`schema`]: strict JSON parsing and safe JSON Schema validation.
 //! - [`loader`]: manifest → limits → schemas → compile (or cache) → import check → pre-instance.
+//! - [`audit`]: the hash-chained, checkpoint-signed audit trail and metrics from it.
 //! - [`bundle`]: signed bundles: format, keys, signing, verification, trusted loading.
 //! - [`trust`]: the publisher keys this host trusts.
 //! - [`cache`]: the MAC-bound compiled-artifact cache.
@@ -16,6 +17,7 @@
 //! - [`hardening`]: no core dumps of a process that holds secrets.
 //! - [`cli`]: the `airlock` command line, one file per verb.
 
+pub mod audit;
 pub mod bundle;
 pub mod cache;
 pub mod cli;
@@ -38,6 +40,6 @@ pub mod trust;
 
 pub use airlock_host_api::policy::units;
 pub use engine::EngineSettings;
-pub use invoke::{Invocation, InvokeError, LimitKind};
+pub use invoke::{Caller, Invocation, InvokeError, LimitKind};
 pub use loader::{Integration, LoadError, ValidatedConfig};
 pub use runtime::Runtime;

@@ -26,6 +26,7 @@ use crate::manifest::{
 };
 use crate::runtime::Runtime;
 use crate::schema::{Schema, SchemaError, Violations};
+use airlock_host_api::audit::CodeIdentity;
 
 /// Largest component file accepted, checked before reading it whole.
 const MAX_COMPONENT_BYTES: u64 = 64 << 20;
@@ -43,6 +44,8 @@ pub struct Integration {
     pub(crate) pre: IntegrationPre<HostState>,
     /// Set when loaded from a verified bundle.
     signed: Option<SignedIdentity>,
+    /// The signing key id and statement digest, when loaded through the trust store.
+    provenance: Option<(String, String)>,
 }
 
 /// The input and output schemas of one action.
@@ -266,6 +269,7 @@ impl Runtime {
             cache,
             pre,
             signed: None,
+            provenance: None,
         })
     }
 }
@@ -407,6 +411,30 @@ impl Integration {
     /// Whether the compiled artifact came from the cache.
     pub fn cache_outcome(&self) -> CacheOutcome {
         self.cache
+    }
+
+    /// Records which trusted key signed this integration's bundle, and the bundle's digest.
+    pub(crate) fn set_provenance(&mut self, key_id: &str, digest: &[u8; 32]) {
+        self.provenance = Some((
+            key_id.to_string(),
+            format!("sha256:{}", hex::encode(digest)),
+        ));
+    }
+
+    /// What the audit trail names this code by: id, version, the digest of the signed
+    /// bundle (of the component, for unsigned development runs) and the signing key.
+    pub fn code_identity(&self) -> CodeIdentity {
+        let i = &self.manifest.manifest.integration;
+        let (key, digest) = match &self.provenance {
+            Some((key, digest)) => (Some(key.clone()), digest.clone()),
+            None => (None, self.digest.to_string()),
+        };
+        CodeIdentity {
+            id: i.id.to_string(),
+            version: i.version.to_string(),
+            digest,
+            key,
+        }
     }
 
     /// `publisher/name@version`, for messages.

@@ -13,6 +13,7 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use wasmtime::component::Linker;
 
+use crate::audit::AuditTrail;
 use crate::cache::{CacheError, CompileCache};
 use crate::engine::{self, EngineSettings, EpochTicker};
 
@@ -26,6 +27,8 @@ pub struct Runtime {
     /// OAuth access tokens, shared by every invocation of every installation (keyed by scope).
     oauth: Arc<OAuthTokens>,
     pub(crate) no_credentials: Arc<dyn CredentialBroker>,
+    /// Where invocations are recorded; `None` only for hosts that keep no trail.
+    pub(crate) audit: Option<AuditTrail>,
     data_dir: PathBuf,
     _ticker: EpochTicker,
 }
@@ -61,9 +64,21 @@ impl Runtime {
             no_credentials: Arc::new(NoCredentials),
             egress,
             settings,
+            audit: None,
             data_dir: data_dir.to_path_buf(),
             _ticker: ticker,
         })
+    }
+
+    /// Records every invocation, and every request before it is sent, in `trail`.
+    pub fn with_audit(mut self, trail: AuditTrail) -> Self {
+        self.audit = Some(trail);
+        self
+    }
+
+    /// The audit trail invocations are recorded in, if any.
+    pub fn audit(&self) -> Option<&AuditTrail> {
+        self.audit.as_ref()
     }
 
     /// The directory holding this runtime's state.

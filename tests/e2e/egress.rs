@@ -3,20 +3,24 @@
 //! refused requests never connect anywhere (security catalogue §5.2, §7).
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
 use std::sync::Arc;
 
+use airlock_host_api::audit::{Subject, Trigger};
 use airlock_host_api::credentials::{CredentialScope, Secret, StaticSecrets};
+use airlock_runtime::audit::{AuditDir, AuditTrail};
 use airlock_runtime::engine::EgressOptions;
-use airlock_runtime::{EngineSettings, Integration, Invocation, Runtime};
+use airlock_runtime::store::Store;
+use airlock_runtime::{Caller, EngineSettings, Integration, Invocation, Runtime};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
 use crate::mock::{MockResponse, MockUpstream, TestCa, Victim};
-use crate::support::{airlock, airlock_with, example, stderr, stdout};
+use crate::support::{airlock, airlock_with, example, run_against_mocks, stderr, stdout};
 
 const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 /// The "public upstream" lives on another loopback address than the victim.
-const UPSTREAM_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+pub(crate) const UPSTREAM_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
 
 pub(crate) struct Egress {
     _data: TempDir,
@@ -48,6 +52,24 @@ impl Egress {
             _data: data,
             runtime,
         }
+    }
+
+    /// The same runtime, recording into an audit trail in its data dir (checkpoint key in
+    /// `audit_home`).
+    pub(crate) fn with_audit(self, audit_home: &Path) -> (Self, AuditTrail) {
+        let store = Store::open(self._data.path(), None).expect("store");
+        let dir = AuditDir::open(audit_home, self._data.path()).expect("audit dir");
+        let trail = AuditTrail::open(&store, dir).expect("audit trail");
+        let egress = Self {
+            runtime: self.runtime.with_audit(trail.clone()),
+            _data: self._data,
+        };
+        (egress, trail)
+    }
+
+    /// The data dir.
+    pub(crate) fn data(&self) -> &Path {
+        self._data.path()
     }
 
     pub(crate) fn load(&self, name: &str) -> Integration {
@@ -94,17 +116,18 @@ impl Egress {
                 (name.to_string(), secret)
             })
             .collect();
-        let credentials = self
-            .runtime
-            .credentials(scope, Arc::new(StaticSecrets::new(values)));
+        let caller = Caller {
+            subject: Subject {
+                tenant: scope.tenant.clone(),
+                installation: scope.installation.clone(),
+            },
+            trigger: Trigger::Cli,
+            credentials: self
+                .runtime
+                .credentials(scope, Arc::new(StaticSecrets::new(values))),
+        };
         self.runtime
-            .invoke_with(
-                &integration,
-                &config,
-                credentials,
-                action,
-                &input.to_string(),
-            )
+            .invoke_as(&integration, &config, &caller, action, &input.to_string())
             .await
     }
 }
@@ -320,27 +343,14 @@ fn cli_dev_switches_are_loud_and_reach_a_mock() {
         MockResponse::json(200, json!({"ok": true}))
     });
     let data = TempDir::new().expect("temp");
-    let ca_path = ca.write_pem(data.path()).display().to_string();
-    let pin = format!("api.allowed.test={}", mock.addr());
-    let exfil = example("exfil").display().to_string();
-    let out = airlock(
-        data.path(),
-        &[
-            "--resolve",
-            &pin,
-            "--allow-private",
-            "127.0.0.0/8",
-            "--extra-root-ca",
-            &ca_path,
-            "run",
-            "--allow-unsigned",
-            &exfil,
-            "--action",
-            "fetch",
-            "--input",
-            r#"{"url": "https://api.allowed.test/"}"#,
-        ],
-    );
+    let pins = [format!("api.allowed.test={}", mock.addr())];
+    let mut args = run_against_mocks(&pins, &ca.write_pem(data.path()), "exfil", "fetch");
+    args.extend([
+        "--input".into(),
+        r#"{"url": "https://api.allowed.test/"}"#.into(),
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = airlock(data.path(), &args);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let err = stderr(&out);
     for switch in ["--resolve", "--allow-private", "--extra-root-ca"] {

@@ -298,10 +298,10 @@ async fn a_rotated_refresh_token_is_stored_for_the_next_process() {
         let config = integration.validate_config(None).expect("no config");
         let ran = egress
             .runtime
-            .invoke_with(
+            .invoke_as(
                 &integration,
                 &config,
-                credentials,
+                &egress.runtime.local_caller(credentials),
                 "post-alert",
                 &alert.to_string(),
             )

@@ -134,6 +134,12 @@ pub fn airlock_bin() -> &'static Path {
     })
 }
 
+/// The audit dir the CLI under test uses: shared by every test (checkpoint files are named by
+/// chain, one chain per data dir), under cargo's target tmp dir, never inside a data dir.
+pub fn audit_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("audit")
+}
+
 /// Runs `airlock ARGS` with its own data dir; returns the output.
 pub fn airlock(data: &Path, args: &[&str]) -> Output {
     Command::new(airlock_bin())
@@ -141,6 +147,7 @@ pub fn airlock(data: &Path, args: &[&str]) -> Output {
         .arg(data)
         .args(args)
         .env_remove("AIRLOCK_DATA")
+        .env("AIRLOCK_AUDIT_DIR", audit_dir())
         .output()
         .expect("airlock runs")
 }
@@ -154,6 +161,7 @@ pub fn airlock_with(data: &Path, args: &[&str], stdin: &str, env: &[(&str, &str)
         .args(args)
         .env_remove("AIRLOCK_DATA")
         .env_remove("AIRLOCK_MASTER_KEY")
+        .env("AIRLOCK_AUDIT_DIR", audit_dir())
         .envs(env.iter().copied())
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -167,6 +175,38 @@ pub fn airlock_with(data: &Path, args: &[&str], stdin: &str, env: &[(&str, &str)
         .write_all(stdin.as_bytes())
         .expect("write stdin");
     child.wait_with_output().expect("airlock runs")
+}
+
+/// `airlock` arguments that run `action` of the unsigned example `name` against TLS mocks:
+/// `--resolve` for each pin, loopback allowed, and the mock CA (PEM file `ca`) trusted.
+pub fn run_against_mocks(pins: &[String], ca: &Path, name: &str, action: &str) -> Vec<String> {
+    let mut args = Vec::new();
+    for pin in pins {
+        args.extend(["--resolve".to_string(), pin.clone()]);
+    }
+    args.extend(["--allow-private".into(), "127.0.0.0/8".into()]);
+    args.extend(["--extra-root-ca".into(), ca.display().to_string()]);
+    args.extend(["run".into(), "--allow-unsigned".into()]);
+    args.extend([
+        example(name).display().to_string(),
+        "--action".into(),
+        action.into(),
+    ]);
+    args
+}
+
+/// Every file under `dir`, recursively.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("read dir") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
 }
 
 /// `@PATH` of an example's file, as `--input`/`--config` take it.

@@ -9,7 +9,7 @@ use serde_json::json;
 use tempfile::TempDir;
 
 use crate::mock::{MockResponse, MockUpstream, TestCa};
-use crate::support::{airlock_with, example, stderr, stdout};
+use crate::support::{airlock_with, example, files_under, stderr, stdout};
 
 const CANARY: &str = "canary-51d0e9-vault";
 const UPSTREAM: &str = "vault.allowed.test";
@@ -54,20 +54,6 @@ fn fetch(
     ]);
     args.extend(extra);
     airlock_with(data, &args, "", env)
-}
-
-/// Every file under `dir`, recursively.
-fn files(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).expect("read dir") {
-        let path = entry.expect("entry").path();
-        if path.is_dir() {
-            out.extend(files(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }
 
 fn assert_no_canary(what: &str, bytes: &[u8]) {
@@ -192,7 +178,7 @@ fn stored_credentials_are_sealed_injected_and_scoped_to_their_tenant() {
     );
     assert_eq!(mock.requests().len(), 1);
 
-    for file in files(data.path()) {
+    for file in files_under(data.path()) {
         assert_no_canary(
             &file.display().to_string(),
             &std::fs::read(&file).expect("read"),

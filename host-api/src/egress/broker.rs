@@ -33,6 +33,7 @@ use super::event::{Decision, EgressEvent, EgressLog};
 use super::redact::{BodyFilter, Encoding, Redactor};
 use super::settings::EgressSettings;
 use super::transport::{self, DialError, IoFuture, Timeouts};
+use crate::audit::EgressJournal;
 use crate::credentials::{CredentialBroker, CredentialSpec, Injection};
 use crate::policy::egress::EgressPolicy;
 
@@ -87,6 +88,7 @@ pub struct BrokeredHttp {
     egress: Arc<IntegrationEgress>,
     settings: Arc<EgressSettings>,
     credentials: Arc<dyn CredentialBroker>,
+    journal: Arc<dyn EgressJournal>,
     log: EgressLog,
     redactions: Arc<AtomicU64>,
     sent: u32,
@@ -94,16 +96,20 @@ pub struct BrokeredHttp {
 }
 
 impl BrokeredHttp {
+    /// A broker for one invocation: `journal` makes each request's intent durable before it
+    /// is sent.
     pub fn new(
         egress: Arc<IntegrationEgress>,
         settings: Arc<EgressSettings>,
         credentials: Arc<dyn CredentialBroker>,
+        journal: Arc<dyn EgressJournal>,
     ) -> Self {
         let in_flight = Arc::new(Semaphore::new(settings.limits.concurrent));
         Self {
             egress,
             settings,
             credentials,
+            journal,
             log: EgressLog::default(),
             redactions: Arc::default(),
             sent: 0,
@@ -238,6 +244,7 @@ impl WasiHttpHooks for BrokeredHttp {
         let log = self.log.clone();
         let settings = self.settings.clone();
         let credentials = self.credentials.clone();
+        let journal = self.journal.clone();
         let redactions = self.redactions.clone();
         let in_flight = self.in_flight.clone();
         Box::new(async move {
@@ -259,6 +266,22 @@ impl WasiHttpHooks for BrokeredHttp {
                 status: None,
                 duration_us: 0,
             };
+            // No record, no request (AL-06/07).
+            let durable = journal
+                .intent(
+                    &admitted.method,
+                    &admitted.target,
+                    admitted.rule,
+                    event.credential.as_deref(),
+                )
+                .await;
+            if durable.is_err() {
+                event.decision = Decision::Denied;
+                event.reason = Some("audit-unavailable".to_string());
+                event.duration_us = started.elapsed().as_micros() as u64;
+                log.push(event);
+                return Err(Error::HttpRequestDenied);
+            }
             let result = match in_flight.try_acquire_owned() {
                 Ok(permit) => send(
                     &settings,

@@ -81,6 +81,7 @@ pub fn load_trusted(
         id: verified.id.clone(),
         version: verified.version.clone(),
     };
-    let integration = runtime.load_bundle(path, &verified.files, &signed)?;
+    let mut integration = runtime.load_bundle(path, &verified.files, &signed)?;
+    integration.set_provenance(&verified.key_id, &verified.digest);
     Ok((integration, verified))
 }

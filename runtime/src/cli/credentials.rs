@@ -4,14 +4,16 @@
 //! the origins each is sent to, and when it was created and last rotated.
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+
+use airlock_host_api::audit::{AuditEvent, Change};
 
 use airlock_host_api::credentials::{MAX_SECRET_LEN, Secret};
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use zeroize::Zeroizing;
 
-use super::{EXIT_INVALID, fail};
+use super::{EXIT_INVALID, State, fail};
 use crate::clock::rfc3339;
 use crate::ids::{InstallationId, TenantId};
 use crate::loader::credential_spec;
@@ -65,11 +67,7 @@ enum CredentialsCommand {
     },
 }
 
-pub(crate) fn credentials(
-    args: CredentialsArgs,
-    data: &Path,
-    master_key: Option<&Path>,
-) -> anyhow::Result<u8> {
+pub(crate) fn credentials(args: CredentialsArgs, state: &State) -> anyhow::Result<u8> {
     match args.command {
         CredentialsCommand::Set {
             scope,
@@ -105,7 +103,7 @@ pub(crate) fn credentials(
                     format!("credential `{name}` is not a valid {} value", kind.as_str())
                 })
                 .map_err(|e| fail(EXIT_INVALID, e))?;
-            let store = Store::open(data, master_key)?;
+            let (store, trail) = state.open()?;
             let outcome = store.set_credential(
                 &scope.tenant,
                 &scope.installation,
@@ -114,6 +112,7 @@ pub(crate) fn credentials(
                 &secret,
                 kind,
             )?;
+            trail.append_blocking(changed(&scope, &name, Change::Set))?;
             let verb = match outcome {
                 SetOutcome::Created => "stored",
                 SetOutcome::Rotated => "rotated",
@@ -127,7 +126,7 @@ pub(crate) fn credentials(
             Ok(0)
         }
         CredentialsCommand::List { scope, json } => {
-            let store = Store::open(data, master_key)?;
+            let store = Store::open(&state.data, state.master_key.as_deref())?;
             let list = store.list_credentials(&scope.tenant, &scope.installation)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
@@ -155,8 +154,9 @@ pub(crate) fn credentials(
             Ok(0)
         }
         CredentialsCommand::Delete { scope, name } => {
-            let store = Store::open(data, master_key)?;
+            let (store, trail) = state.open()?;
             if store.delete_credential(&scope.tenant, &scope.installation, &name)? {
+                trail.append_blocking(changed(&scope, &name, Change::Deleted))?;
                 eprintln!("deleted credential `{name}`");
                 Ok(0)
             } else {
@@ -170,6 +170,16 @@ pub(crate) fn credentials(
                 ))
             }
         }
+    }
+}
+
+/// The security event for a change to `name` in `scope` (its name, never its value).
+fn changed(scope: &Scope, name: &str, change: Change) -> AuditEvent {
+    AuditEvent::CredentialChanged {
+        tenant: scope.tenant.to_string(),
+        installation: scope.installation.to_string(),
+        credential: name.to_string(),
+        change,
     }
 }
 

@@ -5,6 +5,7 @@
 //! trapped (and `policy check`: the request would be denied); 5 the guest was stopped by a
 //! limit; 6 unsigned or untrusted code.
 
+mod audit;
 mod build;
 mod check;
 mod credentials;
@@ -47,6 +48,11 @@ struct Cli {
         value_name = "FILE"
     )]
     master_key: Option<PathBuf>,
+
+    /// Directory for the audit checkpoint key and signed checkpoints; must be outside the data
+    /// dir [default: the platform's per-user config dir, e.g. ~/.config/airlock/audit]
+    #[arg(long, global = true, env = "AIRLOCK_AUDIT_DIR", value_name = "DIR")]
+    audit_dir: Option<PathBuf>,
 
     /// Meter fuel: give each invocation this deterministic budget (roughly, wasm
     /// instructions). Costs 25-45% on CPU-heavy guests; the timeout applies either way
@@ -91,6 +97,10 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Manage the publisher keys this host trusts
     Trust(trust::TrustArgs),
+    /// Read and verify the audit trail
+    Audit(audit::AuditArgs),
+    /// Print metrics (Prometheus text format) derived from the audit trail
+    Metrics(audit::MetricsArgs),
 }
 
 /// An error that carries the exit code the README documents for it.
@@ -151,21 +161,45 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         egress: egress_options(cli.resolve, cli.allow_private, cli.extra_root_ca),
         ..EngineSettings::default()
     };
+    let state = || -> anyhow::Result<State> {
+        Ok(State {
+            data: data()?,
+            master_key: cli.master_key.clone(),
+            audit_dir: cli.audit_dir.clone(),
+        })
+    };
     match cli.command {
-        Command::Run(args) => run::run(args, &data()?, cli.master_key.as_deref(), settings).await,
+        Command::Run(args) => run::run(args, &state()?, settings).await,
         Command::Keygen(args) => trust::keygen(args),
         Command::Sign(args) => sign::sign(args),
         Command::Inspect(args) => inspect::inspect(args, &data()?),
-        Command::Trust(args) => trust::trust(args, &data()?),
-        Command::Credentials(args) => {
-            credentials::credentials(args, &data()?, cli.master_key.as_deref())
-        }
+        Command::Trust(args) => trust::trust(args, &state()?),
+        Command::Credentials(args) => credentials::credentials(args, &state()?),
         Command::Check(args) => check::check(args, &data()?, settings),
         Command::Build(args) => build::build(args),
-        Command::Demo(args) => {
-            demo::demo(args, &data()?, cli.master_key.as_deref(), settings).await
-        }
+        Command::Demo(args) => demo::demo(args, &state()?, settings).await,
         Command::Policy(args) => policy::policy(args, settings.egress),
+        Command::Audit(args) => audit::audit(args, &state()?),
+        Command::Metrics(args) => audit::metrics(args, &state()?),
+    }
+}
+
+/// Where a verb's state lives: the data dir, the master key and the audit dir.
+pub(crate) struct State {
+    pub data: PathBuf,
+    pub master_key: Option<PathBuf>,
+    pub audit_dir: Option<PathBuf>,
+}
+
+impl State {
+    /// Opens the store and its audit trail: every verb that changes state or runs code
+    /// records it.
+    pub(crate) fn open(&self) -> anyhow::Result<(crate::store::Store, crate::audit::AuditTrail)> {
+        audit::open_trail(
+            &self.data,
+            self.master_key.as_deref(),
+            self.audit_dir.as_deref(),
+        )
     }
 }
 

@@ -2,17 +2,21 @@
 
 use std::path::{Path, PathBuf};
 
+use airlock_host_api::audit::{AuditEvent, Trigger};
 use clap::Args;
 
 use super::input::read_arg;
 use super::report::{print_egress, print_guest_log, print_summary};
 use super::secrets::SecretArgs;
-use super::{EXIT_INVALID, EXIT_TRUST, fail};
+use super::{EXIT_INVALID, EXIT_TRUST, State, fail};
+use crate::audit::AuditTrail;
 use crate::bundle::load_trusted;
 use crate::engine::EngineSettings;
+use crate::invoke::Caller;
 use crate::loader::Integration;
 use crate::manifest::MANIFEST_FILE_NAME;
 use crate::runtime::Runtime;
+use crate::store::Store;
 use crate::trust::TrustStore;
 
 #[derive(Debug, Args)]
@@ -41,12 +45,29 @@ pub(crate) struct RunArgs {
 
 pub(crate) async fn run(
     args: RunArgs,
-    data: &Path,
-    master_key: Option<&Path>,
+    state: &State,
     settings: EngineSettings,
 ) -> anyhow::Result<u8> {
-    let runtime = Runtime::new(data, settings)?;
-    let integration = load(&runtime, &args.path, args.allow_unsigned, data)?;
+    let (store, trail) = state.open()?;
+    let runtime = Runtime::new(&state.data, settings)?.with_audit(trail.clone());
+    let integration = load(
+        &runtime,
+        &args.path,
+        args.allow_unsigned,
+        &state.data,
+        &trail,
+    )?;
+    let code = invoke(&args, &runtime, &integration, &store).await;
+    trail.checkpoint()?;
+    code
+}
+
+async fn invoke(
+    args: &RunArgs,
+    runtime: &Runtime,
+    integration: &Integration,
+    store: &Store,
+) -> anyhow::Result<u8> {
     let limit = integration.limits().input;
     let config = args
         .config
@@ -59,11 +80,15 @@ pub(crate) async fn run(
     let input = read_arg("input", &args.input, limit)?;
     let credentials = args
         .secrets
-        .broker(&runtime, integration.credentials(), master_key)
+        .broker(runtime, integration.credentials(), store)
         .map_err(|e| fail(EXIT_INVALID, e))?;
-
+    let caller = Caller {
+        subject: args.secrets.subject(),
+        trigger: Trigger::Cli,
+        credentials,
+    };
     let invocation = runtime
-        .invoke_with(&integration, &config, credentials, &args.action, &input)
+        .invoke_as(integration, &config, &caller, &args.action, &input)
         .await;
     print_guest_log(&invocation.log);
     if !args.json {
@@ -72,7 +97,7 @@ pub(crate) async fn run(
     if let Ok(output) = &invocation.result {
         println!("{}", serde_json::to_string_pretty(output)?);
     }
-    print_summary(&invocation, &integration, args.json)?;
+    print_summary(&invocation, integration, args.json)?;
     Ok(invocation
         .result
         .as_ref()
@@ -87,20 +112,35 @@ pub(crate) fn load(
     path: &Path,
     allow_unsigned: bool,
     data: &Path,
+    trail: &AuditTrail,
 ) -> anyhow::Result<Integration> {
+    // Refusals are security events: recorded, and signed over, before the error is returned.
+    let refuse = |reason: &str| -> anyhow::Result<()> {
+        let artifact = path
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        trail.append_blocking(AuditEvent::TrustRefused {
+            artifact,
+            reason: reason.to_string(),
+        })?;
+        trail.checkpoint()?;
+        Ok(())
+    };
     if is_bundle(path) {
         let trust = TrustStore::open(data)?;
-        let (integration, _) = load_trusted(runtime, path, &trust).map_err(|e| {
-            let code = if e.trust_reason().is_some() {
-                EXIT_TRUST
-            } else {
-                EXIT_INVALID
-            };
-            fail(code, e)
-        })?;
-        return Ok(integration);
+        return match load_trusted(runtime, path, &trust) {
+            Ok((integration, _)) => Ok(integration),
+            Err(e) => match e.trust_reason() {
+                Some(reason) => {
+                    refuse(reason)?;
+                    Err(fail(EXIT_TRUST, e))
+                }
+                None => Err(fail(EXIT_INVALID, e)),
+            },
+        };
     }
     if !allow_unsigned {
+        refuse("unsigned")?;
         return Err(fail(
             EXIT_TRUST,
             anyhow::anyhow!(

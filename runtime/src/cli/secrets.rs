@@ -19,6 +19,8 @@ use anyhow::{Context, bail};
 use clap::Args;
 use zeroize::Zeroizing;
 
+use airlock_host_api::audit::Subject;
+
 use crate::ids::{InstallationId, TenantId};
 use crate::runtime::Runtime;
 use crate::store::{Store, StoredSecrets};
@@ -77,16 +79,30 @@ impl FromStr for SecretRef {
 }
 
 impl SecretArgs {
+    /// Whom this run acts for: the stored installation's tenant, else `local`.
+    pub(crate) fn subject(&self) -> Subject {
+        match (&self.tenant, &self.installation) {
+            (Some(tenant), Some(installation)) => Subject {
+                tenant: tenant.to_string(),
+                installation: installation.to_string(),
+            },
+            _ => Subject {
+                tenant: "local".into(),
+                installation: "local".into(),
+            },
+        }
+    }
+
     /// The credential broker for this run: the given values, each checked against the
     /// credential `declared` under its name.
     pub(crate) fn broker(
         &self,
         runtime: &Runtime,
         declared: &BTreeMap<String, CredentialSpec>,
-        master_key: Option<&Path>,
+        store: &Store,
     ) -> anyhow::Result<Arc<dyn CredentialBroker>> {
         if let (Some(tenant), Some(installation)) = (&self.tenant, &self.installation) {
-            let store = Store::open(runtime.data_dir(), master_key)?;
+            let store = store.clone();
             let scope = CredentialScope {
                 tenant: tenant.to_string(),
                 installation: installation.to_string(),

@@ -1,11 +1,13 @@
 //! `airlock keygen` and `airlock trust add|list|revoke`: publisher keys and which of them this
 //! host trusts.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+
+use airlock_host_api::audit::{AuditEvent, Change};
 
 use clap::{Args, Subcommand};
 
-use super::{EXIT_INVALID, fail};
+use super::{EXIT_INVALID, State, fail};
 use crate::bundle::{PublicKey, generate};
 use crate::clock::rfc3339;
 use crate::trust::TrustStore;
@@ -53,8 +55,8 @@ enum TrustCommand {
     Revoke { key_id: String },
 }
 
-pub(crate) fn trust(args: TrustArgs, data: &Path) -> anyhow::Result<u8> {
-    let mut store = TrustStore::open(data)?;
+pub(crate) fn trust(args: TrustArgs, state: &State) -> anyhow::Result<u8> {
+    let mut store = TrustStore::open(&state.data)?;
     match args.command {
         TrustCommand::Add {
             public_key,
@@ -66,9 +68,15 @@ pub(crate) fn trust(args: TrustArgs, data: &Path) -> anyhow::Result<u8> {
                 None => public_key,
             };
             let key = PublicKey::parse_line(line.trim()).map_err(|e| fail(EXIT_INVALID, e))?;
+            let (_db, trail) = state.open()?;
             let added = store
                 .add(&key, &publisher)
                 .map_err(|e| fail(EXIT_INVALID, e))?;
+            trail.append_blocking(AuditEvent::TrustChanged {
+                key: added.key_id.clone(),
+                publisher: added.publisher.clone(),
+                change: Change::Set,
+            })?;
             eprintln!(
                 "trusted key {} for publisher {:?}",
                 added.key_id, added.publisher
@@ -96,7 +104,18 @@ pub(crate) fn trust(args: TrustArgs, data: &Path) -> anyhow::Result<u8> {
             }
         }
         TrustCommand::Revoke { key_id } => {
+            let (_db, trail) = state.open()?;
             store.revoke(&key_id).map_err(|e| fail(EXIT_INVALID, e))?;
+            let publisher = store
+                .keys()
+                .iter()
+                .find(|k| k.key_id == key_id)
+                .map_or(String::new(), |k| k.publisher.clone());
+            trail.append_blocking(AuditEvent::TrustChanged {
+                key: key_id.clone(),
+                publisher,
+                change: Change::Revoked,
+            })?;
             eprintln!("revoked key {key_id}: bundles it signed no longer run");
         }
     }

@@ -66,6 +66,11 @@ impl Store {
         })
     }
 
+    /// The database, for stores of other concerns (the audit trail) that share its file lock.
+    pub(crate) fn db(&self) -> &sled::Db {
+        &self.db
+    }
+
     fn tree(&self, name: &str) -> Result<sled::Tree, StoreError> {
         Ok(self.db.open_tree(name)?)
     }

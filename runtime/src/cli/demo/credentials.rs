@@ -7,14 +7,17 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use airlock_host_api::audit::{Subject, Trigger};
 use airlock_host_api::credentials::{CredentialScope, CredentialType, Secret};
 use airlock_host_api::egress::EgressEvent;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 
 use super::{Demo, Signer};
+use crate::audit::AuditTrail;
 use crate::engine::{EgressOptions, EngineSettings};
 use crate::ids::{InstallationId, TenantId};
+use crate::invoke::Caller;
 use crate::loopback::LoopbackApi;
 use crate::runtime::Runtime;
 use crate::store::{Store, StoredSecrets};
@@ -27,7 +30,7 @@ pub(super) async fn show(
     signer: &Signer,
     examples: &Path,
     data: &Path,
-    master_key: Option<&Path>,
+    (store, trail): (&Store, &AuditTrail),
     settings: &EngineSettings,
 ) -> anyhow::Result<()> {
     let token = format!("ghp_demo{}", hex::encode(rand::random::<[u8; 12]>()));
@@ -45,13 +48,12 @@ pub(super) async fn show(
         },
         ..settings.clone()
     };
-    let runtime = Runtime::new(data, settings)?;
+    let runtime = Runtime::new(data, settings)?.with_audit(trail.clone());
     let github = signer.load(&runtime, &examples.join("github-issues"))?;
     let none = github.validate_config(None)?;
 
     let tenant: TenantId = "demo".parse()?;
     let installation: InstallationId = "github-issues".parse()?;
-    let store = Store::open(data, master_key)?;
     let secret = Secret::new(CredentialType::Bearer, token.clone())?;
     let origins = github.manifest().manifest.credential_origins("github");
     store.set_credential(
@@ -68,13 +70,20 @@ pub(super) async fn show(
         tenant: tenant.to_string(),
         installation: installation.to_string(),
     };
-    let credentials = runtime.credentials(
-        scope,
-        Arc::new(StoredSecrets::new(store, tenant, installation)),
-    );
+    let caller = Caller {
+        subject: Subject {
+            tenant: tenant.to_string(),
+            installation: installation.to_string(),
+        },
+        trigger: Trigger::Cli,
+        credentials: runtime.credentials(
+            scope,
+            Arc::new(StoredSecrets::new(store.clone(), tenant, installation)),
+        ),
+    };
     let input = r#"{"owner": "acme", "repo": "widgets"}"#;
     let ran = runtime
-        .invoke_with(&github, &none, credentials, "list-open", input)
+        .invoke_as(&github, &none, &caller, "list-open", input)
         .await;
     demo.expect(&ran, "ok");
     print_events(&ran.egress);

@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use clap::Args;
 
+mod audit;
 mod credentials;
 
+use super::State;
 use crate::bundle::{self, PublicKey, SigningKey};
 use crate::engine::EngineSettings;
 use crate::invoke::Invocation;
@@ -29,10 +31,10 @@ pub(crate) struct DemoArgs {
 
 pub(crate) async fn demo(
     args: DemoArgs,
-    data: &Path,
-    master_key: Option<&Path>,
+    state: &State,
     settings: EngineSettings,
 ) -> anyhow::Result<u8> {
+    let data = state.data.as_path();
     let examples = args.examples.canonicalize().map_err(|e| {
         anyhow::anyhow!(
             "cannot find the examples at {}: {e}",
@@ -44,7 +46,9 @@ pub(crate) async fn demo(
     let status = toolchain::guest_build(&examples).status()?;
     anyhow::ensure!(status.success(), "building the examples failed ({status})");
 
-    let runtime = Runtime::new(data, settings.clone())?;
+    let (store, trail) = state.open()?;
+    let first_record = trail.lines().count() as u64;
+    let runtime = Runtime::new(data, settings.clone())?.with_audit(trail.clone());
     let mut demo = Demo::default();
     let signer = Signer::fresh();
 
@@ -133,7 +137,15 @@ pub(crate) async fn demo(
     }
 
     step("Credentials stay with the host: injected on the wire, redacted from every echo");
-    credentials::show(&mut demo, &signer, &examples, data, master_key, &settings).await?;
+    credentials::show(
+        &mut demo,
+        &signer,
+        &examples,
+        data,
+        (&store, &trail),
+        &settings,
+    )
+    .await?;
 
     step("A component that imports wasi:sockets is refused before it runs");
     match signer.load(&runtime, &examples.join("hostile-sockets")) {
@@ -148,6 +160,9 @@ pub(crate) async fn demo(
         args.iterations,
         median.as_secs_f64() * 1e6
     );
+
+    step("Every invocation and every request left a metadata-only, hash-chained audit record");
+    audit::show(&mut demo, &trail, first_record)?;
 
     if demo.failures.is_empty() {
         println!("\nDemo complete: every promise held.");
@@ -189,7 +204,9 @@ impl Signer {
             version: verified.version.clone(),
         };
         let origin = dir.join(bundle::file_name(&verified.id, &verified.version));
-        Ok(runtime.load_bundle(&origin, &verified.files, &identity)?)
+        let mut integration = runtime.load_bundle(&origin, &verified.files, &identity)?;
+        integration.set_provenance(self.key_id(), &verified.digest);
+        Ok(integration)
     }
 }
 

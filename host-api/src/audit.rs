@@ -1,0 +1,205 @@
+//! Audit events: what the trail records about every execution, and nothing else.
+//!
+//! Metadata only (catalogue AL-01/02): ids, names declared in signed manifests, reason codes,
+//! numbers. Never an input, an output, a body, a header value, a query string, a secret or a
+//! line the guest logged. The runtime chains, stores and signs these; this module only says
+//! what they are, and lets the egress broker make an intent durable before a request leaves.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use serde::{Deserialize, Serialize};
+
+use crate::egress::EgressEvent;
+
+/// One event in the trail.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum AuditEvent {
+    /// An invocation finished (or was refused), with its egress outcomes.
+    Invocation(Box<InvocationRecord>),
+    /// A request passed policy and is about to leave: written durably before it is sent, so
+    /// that every request an upstream saw has a record even if the host dies mid-call (AL-06).
+    EgressIntent(EgressIntent),
+    /// Code was refused before compiling: unsigned, unknown or revoked key, bad digest, ….
+    TrustRefused {
+        /// The bundle's file name (never its full path).
+        artifact: String,
+        reason: String,
+    },
+    /// A stored credential value was set or deleted.
+    CredentialChanged {
+        tenant: String,
+        installation: String,
+        credential: String,
+        change: Change,
+    },
+    /// A publisher key was trusted or revoked.
+    TrustChanged {
+        key: String,
+        publisher: String,
+        change: Change,
+    },
+    /// The wall clock went backwards between two records (AL-10); sequence numbers did not.
+    ClockRegression { previous: String },
+}
+
+/// What happened to a stored item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Change {
+    Set,
+    Deleted,
+    Revoked,
+}
+
+impl AuditEvent {
+    /// Security events are the ones an operator must always see and count (OWASP "always
+    /// log"): denials, refusals, limit kills, schema rejections, key and credential changes.
+    pub fn is_security(&self) -> bool {
+        match self {
+            Self::Invocation(record) => record.is_security(),
+            Self::EgressIntent(_) => false,
+            Self::TrustRefused { .. }
+            | Self::CredentialChanged { .. }
+            | Self::TrustChanged { .. }
+            | Self::ClockRegression { .. } => true,
+        }
+    }
+
+    /// The event's `type` tag, as stored.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Invocation(_) => "invocation",
+            Self::EgressIntent(_) => "egress-intent",
+            Self::TrustRefused { .. } => "trust-refused",
+            Self::CredentialChanged { .. } => "credential-changed",
+            Self::TrustChanged { .. } => "trust-changed",
+            Self::ClockRegression { .. } => "clock-regression",
+        }
+    }
+}
+
+/// How an invocation was started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Trigger {
+    Cli,
+    Api,
+    Webhook,
+}
+
+/// Who an invocation ran for. Tenant and installation are validated ids, never free text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subject {
+    pub tenant: String,
+    pub installation: String,
+}
+
+/// Which code ran: as the signed manifest names it, and the digest of what was loaded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CodeIdentity {
+    pub id: String,
+    pub version: String,
+    pub digest: String,
+    /// The key that signed the bundle; absent for unsigned development runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+/// One invocation, metadata only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InvocationRecord {
+    pub invocation: String,
+    #[serde(flatten)]
+    pub subject: Subject,
+    pub integration: CodeIdentity,
+    pub trigger: Trigger,
+    /// The action, when the integration declares it; an unknown name the caller sent is
+    /// caller data and is not recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    /// `ok` or the error class (`input-rejected`, `limit-timeout`, …).
+    pub outcome: String,
+    pub duration_us: u64,
+    pub memory_peak_bytes: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fuel_used: Option<u64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub egress: Vec<EgressEvent>,
+    #[serde(default)]
+    pub redactions: u64,
+    /// Where the input or output failed its schema.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation: Option<ValidationFailure>,
+}
+
+impl InvocationRecord {
+    /// Denied egress, limit kills, schema rejections and scrubbed secret echoes are security
+    /// events; so is an invocation the audit trail itself could not cover.
+    pub fn is_security(&self) -> bool {
+        self.outcome.starts_with("limit-")
+            || self.outcome.ends_with("-rejected")
+            || self.outcome == "audit-unavailable"
+            || self.redactions > 0
+            || self
+                .egress
+                .iter()
+                .any(|e| e.decision == crate::egress::Decision::Denied)
+    }
+}
+
+/// The first schema violation of a rejected input or output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValidationFailure {
+    /// `input` or `output`.
+    pub direction: String,
+    /// RFC 6901 pointer into the instance; `""` is the root.
+    pub pointer: String,
+    /// The failing schema keyword.
+    pub keyword: String,
+}
+
+/// A request about to be sent: the parts of the target that identify the system reached.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EgressIntent {
+    pub invocation: String,
+    #[serde(flatten)]
+    pub subject: Subject,
+    pub method: String,
+    /// The canonical target without its query.
+    pub target: String,
+    pub rule: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+}
+
+/// The audit trail could not take a record: the action it would cover must not happen.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("the audit trail is unavailable: {0}")]
+pub struct AuditUnavailable(pub String);
+
+/// A future that settles once an intent is durable (or cannot be).
+pub type IntentFuture = Pin<Box<dyn Future<Output = Result<(), AuditUnavailable>> + Send>>;
+
+/// Where the egress broker records an intent before a request leaves. A failure keeps the
+/// request from being sent (fail closed, AL-07).
+pub trait EgressJournal: Send + Sync {
+    /// Makes durable that `method target` (under `rule`, with `credential`) is about to be sent.
+    fn intent(
+        &self,
+        method: &str,
+        target: &str,
+        rule: usize,
+        credential: Option<&str>,
+    ) -> IntentFuture;
+}
+
+/// A journal that records nothing: for hosts that keep no trail (benchmark floors, `check`).
+pub struct NoJournal;
+
+impl EgressJournal for NoJournal {
+    fn intent(&self, _: &str, _: &str, _: usize, _: Option<&str>) -> IntentFuture {
+        Box::pin(std::future::ready(Ok(())))
+    }
+}

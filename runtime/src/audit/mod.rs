@@ -1,0 +1,51 @@
+//! The audit trail: metadata-only, hash-chained records in sled, anchored by checkpoints
+//! signed with a key kept outside the data dir (catalogue 2.4, AL-01…10).
+//!
+//! # Layout
+//! - [`record`]: one record's line format and hash.
+//! - [`trail`]: [`AuditTrail`], appends (durable before acknowledged, fail closed) and
+//!   checkpoints.
+//! - [`checkpoint`]: the audit dir, its signing key and signed checkpoints.
+//! - [`verify`]: the chain walk behind `airlock audit verify`.
+//! - [`journal`]: what one invocation writes: egress intents and its record.
+//! - [`metrics`]: Prometheus counters derived from records.
+
+pub mod checkpoint;
+pub mod journal;
+pub mod metrics;
+pub mod record;
+pub mod trail;
+pub mod verify;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::PathBuf;
+
+pub use checkpoint::{AuditDir, Checkpoint};
+pub use journal::InvocationJournal;
+pub use trail::AuditTrail;
+
+use crate::bundle::keys::KeyError;
+
+/// The audit trail or its anchors could not be opened or written.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "the audit dir {} is inside the data dir; the checkpoint key must live apart from the \
+         records it protects (pass --audit-dir or AIRLOCK_AUDIT_DIR)",
+        dir.display()
+    )]
+    InsideDataDir { dir: PathBuf },
+    #[error("audit checkpoint key: {0}")]
+    Key(#[from] KeyError),
+    #[error("audit database: {0}")]
+    Db(#[from] sled::Error),
+    #[error("the audit trail's metadata is damaged")]
+    Meta,
+}

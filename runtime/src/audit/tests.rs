@@ -1,0 +1,346 @@
+//! AL-04/05/10 against a real sled store in a temp dir: every tampering is reported at the
+//! record where it happened, a recomputed chain fails its signed checkpoint, and a clock that
+//! goes backwards is recorded without breaking the chain.
+
+use airlock_host_api::audit::{AuditEvent, Change};
+use rand::Rng;
+use tempfile::TempDir;
+
+use super::checkpoint::AuditDir;
+use super::record::{self, Envelope};
+use super::trail::AuditTrail;
+use super::verify::{Report, verify};
+use crate::store::Store;
+
+/// A trail with `n` records and a checkpoint over all of them.
+struct Fixture {
+    _data: TempDir,
+    _audit: TempDir,
+    store: Store,
+    trail: AuditTrail,
+}
+
+impl Fixture {
+    fn new(n: u64) -> Self {
+        let data = TempDir::new().expect("temp dir");
+        let audit = TempDir::new().expect("temp dir");
+        let store = Store::open(data.path(), None).expect("store opens");
+        let trail = AuditTrail::open(
+            &store,
+            AuditDir::open(audit.path(), data.path()).expect("audit dir"),
+        )
+        .expect("trail opens");
+        for i in 0..n {
+            trail.append_blocking(event(i)).expect("appended");
+        }
+        trail.checkpoint().expect("checkpoint signed");
+        Self {
+            _data: data,
+            _audit: audit,
+            store,
+            trail,
+        }
+    }
+
+    fn tree(&self) -> sled::Tree {
+        self.store.db().open_tree("audit").expect("audit tree")
+    }
+
+    fn lines(&self) -> Vec<(u64, Vec<u8>)> {
+        self.trail
+            .lines()
+            .collect::<Result<_, _>>()
+            .expect("records read")
+    }
+
+    fn verify(&self) -> Report {
+        self.verify_lines(self.lines())
+    }
+
+    fn verify_lines(&self, lines: Vec<(u64, Vec<u8>)>) -> Report {
+        let dir = self.trail.dir();
+        let checkpoints = dir
+            .checkpoints(self.trail.chain())
+            .expect("checkpoints read");
+        verify(
+            lines,
+            &checkpoints,
+            &dir.public_key().expect("public key"),
+            self.trail.checkpointed(),
+        )
+    }
+}
+
+fn event(i: u64) -> AuditEvent {
+    AuditEvent::CredentialChanged {
+        tenant: format!("tenant-{i}"),
+        installation: "crm".into(),
+        credential: "token".into(),
+        change: Change::Set,
+    }
+}
+
+fn broken_at(report: &Report) -> Option<u64> {
+    report.broken.as_ref().map(|b| b.seq)
+}
+
+/// Seals a well-formed record `seq` that links to `prev` (what an attacker with the database
+/// can always do: the chain's hash is not secret).
+fn forge(seq: u64, prev: &str) -> Vec<u8> {
+    record::seal(&Envelope {
+        seq,
+        time: "2026-11-29T00:00:00.000Z".into(),
+        prev: prev.to_string(),
+        security: false,
+        event: event(999),
+    })
+    .0
+}
+
+fn hash_of(line: &[u8]) -> String {
+    hex::encode(record::open(line).expect("a sealed record opens").hash)
+}
+
+#[test]
+fn an_untouched_trail_verifies_and_is_covered_by_its_checkpoint() {
+    let f = Fixture::new(20);
+    let report = f.verify();
+    assert!(report.is_ok(), "{report:?}");
+    assert_eq!((report.verified, report.covered), (20, 20));
+}
+
+#[test]
+fn a_flipped_byte_is_reported_at_its_record() {
+    let f = Fixture::new(20);
+    let tree = f.tree();
+    let mut line = tree
+        .get(7u64.to_be_bytes())
+        .expect("read")
+        .expect("record present")
+        .to_vec();
+    let at = line.len() / 2;
+    line[at] ^= 0x20;
+    tree.insert(7u64.to_be_bytes(), line).expect("write");
+    assert_eq!(broken_at(&f.verify()), Some(7));
+}
+
+#[test]
+fn a_deleted_record_is_reported_at_its_place() {
+    let f = Fixture::new(20);
+    f.tree().remove(7u64.to_be_bytes()).expect("remove");
+    assert_eq!(broken_at(&f.verify()), Some(7));
+}
+
+#[test]
+fn swapped_records_are_reported_at_the_first() {
+    let f = Fixture::new(20);
+    let tree = f.tree();
+    let a = tree
+        .get(7u64.to_be_bytes())
+        .expect("read")
+        .expect("record present");
+    let b = tree
+        .get(8u64.to_be_bytes())
+        .expect("read")
+        .expect("record present");
+    tree.insert(7u64.to_be_bytes(), b).expect("write");
+    tree.insert(8u64.to_be_bytes(), a).expect("write");
+    assert_eq!(broken_at(&f.verify()), Some(7));
+}
+
+#[test]
+fn an_inserted_record_is_reported_at_its_place() {
+    let f = Fixture::new(20);
+    let tree = f.tree();
+    for seq in (7..20u64).rev() {
+        let line = tree
+            .get(seq.to_be_bytes())
+            .expect("read")
+            .expect("record present");
+        tree.insert((seq + 1).to_be_bytes(), line).expect("write");
+    }
+    let prev = hash_of(
+        &tree
+            .get(6u64.to_be_bytes())
+            .expect("read")
+            .expect("record present"),
+    );
+    tree.insert(7u64.to_be_bytes(), forge(7, &prev))
+        .expect("write");
+    assert_eq!(broken_at(&f.verify()), Some(7));
+}
+
+#[test]
+fn a_truncated_tail_is_caught_by_the_checkpoint() {
+    let f = Fixture::new(20);
+    for seq in 10..20u64 {
+        f.tree().remove(seq.to_be_bytes()).expect("remove");
+    }
+    let report = f.verify();
+    assert_eq!(broken_at(&report), Some(10));
+    assert!(
+        report
+            .broken
+            .expect("broken")
+            .reason
+            .contains("cut from the end")
+    );
+}
+
+#[test]
+fn a_chain_recomputed_by_someone_with_the_database_fails_its_checkpoint() {
+    // AL-05: every link is valid again, but the signed head is not.
+    let f = Fixture::new(20);
+    let tree = f.tree();
+    let mut prev = hash_of(
+        &tree
+            .get(4u64.to_be_bytes())
+            .expect("read")
+            .expect("record present"),
+    );
+    for seq in 5..20u64 {
+        let line = forge(seq, &prev);
+        prev = hash_of(&line);
+        tree.insert(seq.to_be_bytes(), line).expect("write");
+    }
+    let report = f.verify();
+    let broken = report.broken.expect("detected");
+    assert!(broken.reason.contains("rewritten"), "{}", broken.reason);
+}
+
+#[test]
+fn a_forged_or_removed_checkpoint_is_a_problem() {
+    let f = Fixture::new(5);
+    let path = f
+        .trail
+        .dir()
+        .path()
+        .join(format!("{}.checkpoints", f.trail.chain()));
+    let text = std::fs::read_to_string(&path).expect("checkpoint file");
+    std::fs::write(&path, text.replace("\"count\":5", "\"count\":4")).expect("write");
+    assert!(!f.verify().is_ok(), "an altered checkpoint passed");
+    std::fs::remove_file(&path).expect("remove");
+    let report = f.verify();
+    assert!(
+        report.anchor_problems.iter().any(|p| p.contains("removed")),
+        "{report:?}"
+    );
+}
+
+#[test]
+fn random_tampering_is_always_found_at_the_right_record() {
+    // FZ-9 in miniature: flip, delete, swap, insert and truncate at random places.
+    let f = Fixture::new(40);
+    let clean = f.lines();
+    let mut rng = rand::rng();
+    for round in 0..2_000 {
+        let mut lines = clean.clone();
+        let k = rng.random_range(1..lines.len() - 1);
+        let expected = match round % 5 {
+            0 => {
+                let line = &mut lines[k].1;
+                let at = rng.random_range(0..line.len());
+                line[at] ^= 1 << rng.random_range(0..7);
+                k as u64
+            }
+            1 => {
+                lines.remove(k);
+                for (key, _) in lines.iter_mut().skip(k) {
+                    *key -= 1; // even renumbered keys do not hide a deletion
+                }
+                k as u64
+            }
+            2 => {
+                let (a, b) = (lines[k].1.clone(), lines[k + 1].1.clone());
+                lines[k].1 = b;
+                lines[k + 1].1 = a;
+                k as u64
+            }
+            3 => {
+                let prev = hash_of(&lines[k - 1].1);
+                lines.insert(k, (k as u64, forge(k as u64, &prev)));
+                for (key, _) in lines.iter_mut().skip(k + 1) {
+                    *key += 1;
+                }
+                k as u64
+            }
+            _ => {
+                lines.truncate(k);
+                k as u64
+            }
+        };
+        let report = f.verify_lines(lines);
+        assert_eq!(
+            broken_at(&report),
+            Some(expected),
+            "round {round} (mutation {}) at {k}: {report:?}",
+            round % 5
+        );
+    }
+}
+
+#[test]
+fn a_clock_that_goes_back_is_recorded_and_the_chain_still_verifies() {
+    let f = Fixture::new(3);
+    f.trail
+        .pretend_last_record_at(crate::clock::now_unix_ms() + 3_600_000);
+    f.trail.append_blocking(event(3)).expect("appended");
+    let lines = f.lines();
+    let kinds: Vec<&str> = lines
+        .iter()
+        .map(|(_, line)| {
+            record::open(line)
+                .expect("a sealed record opens")
+                .envelope
+                .event
+                .kind()
+        })
+        .collect();
+    assert_eq!(kinds[3..], ["clock-regression", "credential-changed"]);
+    f.trail.checkpoint().expect("checkpoint signed");
+    let report = f.verify();
+    assert!(report.is_ok(), "{report:?}");
+    assert_eq!(report.verified, 5);
+}
+
+#[test]
+fn a_reopened_trail_continues_the_chain() {
+    let data = TempDir::new().expect("temp dir");
+    let audit = TempDir::new().expect("temp dir");
+    for _ in 0..2 {
+        let store = Store::open(data.path(), None).expect("store opens");
+        let dir = AuditDir::open(audit.path(), data.path()).expect("audit dir");
+        let trail = AuditTrail::open(&store, dir).expect("trail opens");
+        trail.append_blocking(event(1)).expect("appended");
+        trail.checkpoint().expect("checkpoint signed");
+    }
+    let store = Store::open(data.path(), None).expect("store opens");
+    let trail = AuditTrail::open(
+        &store,
+        AuditDir::open(audit.path(), data.path()).expect("audit dir"),
+    )
+    .expect("trail opens");
+    let lines: Vec<_> = trail
+        .lines()
+        .collect::<Result<_, _>>()
+        .expect("records read");
+    let dir = trail.dir();
+    let report = verify(
+        lines,
+        &dir.checkpoints(trail.chain()).expect("checkpoints read"),
+        &dir.public_key().expect("public key"),
+        trail.checkpointed(),
+    );
+    assert!(report.is_ok(), "{report:?}");
+    assert_eq!((report.verified, report.checkpoints), (2, 2));
+}
+
+#[test]
+fn the_audit_dir_must_not_be_inside_the_data_dir() {
+    let data = TempDir::new().expect("temp dir");
+    let inside = data.path().join("audit");
+    assert!(matches!(
+        AuditDir::open(&inside, data.path()),
+        Err(super::AuditError::InsideDataDir { .. })
+    ));
+}

@@ -1,0 +1,270 @@
+//! [`AuditTrail`]: the append-only, hash-chained record store in sled, and its checkpoints.
+//!
+//! Appends are serialized (one chain head), then flushed to disk before they are acknowledged:
+//! concurrent appenders share a flush. The first write or flush that fails marks the trail
+//! failed for the life of the process, and every later append is refused, so nothing that needs
+//! a record (an egress request, an invocation result) happens without one (AL-07).
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use airlock_host_api::audit::{AuditEvent, AuditUnavailable};
+
+use super::AuditError;
+use super::checkpoint::{AuditDir, Checkpoint, CheckpointSigner};
+use super::record::{self, Envelope, GENESIS};
+use crate::clock;
+use crate::store::Store;
+
+/// A checkpoint is due after this many records…
+pub const CHECKPOINT_RECORDS: u64 = 1_000;
+/// …or this long after the previous one, whichever comes first.
+pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(60);
+
+const RECORDS_TREE: &str = "audit";
+const META_TREE: &str = "audit-meta";
+const CHAIN_KEY: &[u8] = b"chain";
+/// How many records the checkpoints written so far cover (u64 big-endian).
+const CHECKPOINTED_KEY: &[u8] = b"checkpointed";
+
+/// The audit trail of one data dir. Cheap to clone; clones share the chain head.
+#[derive(Clone)]
+pub struct AuditTrail {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: sled::Db,
+    records: sled::Tree,
+    meta: sled::Tree,
+    chain: String,
+    dir: AuditDir,
+    signer: CheckpointSigner,
+    state: Mutex<State>,
+}
+
+struct State {
+    next: u64,
+    head: [u8; 32],
+    last_ms: u64,
+    checkpointed: u64,
+    checkpoint_at: Instant,
+    /// Why the trail stopped taking records, once it has.
+    failed: Option<String>,
+}
+
+impl AuditTrail {
+    /// Opens the trail in `store`, signing checkpoints with the key in `dir`.
+    ///
+    /// A damaged last record does not stop the trail: new records chain onto the hash it
+    /// carries, so `airlock audit verify` still points at the damage.
+    pub fn open(store: &Store, dir: AuditDir) -> Result<Self, AuditError> {
+        let db = store.db().clone();
+        let records = db.open_tree(RECORDS_TREE)?;
+        let meta = db.open_tree(META_TREE)?;
+        let chain = match meta.get(CHAIN_KEY)? {
+            Some(id) => String::from_utf8(id.to_vec()).map_err(|_| AuditError::Meta)?,
+            None => {
+                let id = hex::encode(rand::random::<[u8; 16]>());
+                meta.compare_and_swap(CHAIN_KEY, None as Option<&[u8]>, Some(id.as_bytes()))?
+                    .map_err(|_| AuditError::Meta)?;
+                db.flush()?;
+                id
+            }
+        };
+        if !is_chain_id(&chain) {
+            return Err(AuditError::Meta);
+        }
+        let (next, head) = match records.last()? {
+            None => (0, GENESIS),
+            Some((key, line)) => (seq_of(&key)? + 1, tail_hash(&line)),
+        };
+        let checkpointed = match meta.get(CHECKPOINTED_KEY)? {
+            Some(v) => seq_of(&v)?,
+            None => 0,
+        };
+        let signer = dir.signer()?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                db,
+                records,
+                meta,
+                chain,
+                dir,
+                signer,
+                state: Mutex::new(State {
+                    next,
+                    head,
+                    last_ms: 0,
+                    checkpointed,
+                    checkpoint_at: Instant::now(),
+                    failed: None,
+                }),
+            }),
+        })
+    }
+
+    /// The random id that names this chain (and its checkpoint file).
+    pub fn chain(&self) -> &str {
+        &self.inner.chain
+    }
+
+    /// The audit dir holding the checkpoint key and files.
+    pub fn dir(&self) -> &AuditDir {
+        &self.inner.dir
+    }
+
+    /// Why the trail refuses records, if it does.
+    pub fn failure(&self) -> Option<String> {
+        self.state().failed.clone()
+    }
+
+    /// Appends `event` and returns its sequence number once it is on disk.
+    pub async fn append(&self, event: AuditEvent) -> Result<u64, AuditUnavailable> {
+        let seq = self.write(event)?;
+        let flushed = self.inner.db.flush_async().await;
+        self.settle(seq, flushed)
+    }
+
+    /// [`Self::append`] for callers outside an async context (the CLI's store verbs).
+    pub fn append_blocking(&self, event: AuditEvent) -> Result<u64, AuditUnavailable> {
+        let seq = self.write(event)?;
+        let flushed = self.inner.db.flush();
+        self.settle(seq, flushed)
+    }
+
+    /// Signs a checkpoint over everything appended so far, unless the last one already does.
+    pub fn checkpoint(&self) -> Result<Option<Checkpoint>, AuditError> {
+        let mut state = self.state();
+        self.checkpoint_locked(&mut state)
+    }
+
+    /// Every stored line, in sequence order, with its key.
+    pub fn lines(&self) -> impl Iterator<Item = Result<(u64, Vec<u8>), AuditError>> + use<> {
+        self.inner.records.iter().map(|entry| {
+            let (key, line) = entry?;
+            Ok((seq_of(&key)?, line.to_vec()))
+        })
+    }
+
+    /// How many records the database says checkpoints were written for.
+    pub fn checkpointed(&self) -> u64 {
+        self.state().checkpointed
+    }
+
+    /// Makes the trail believe its last record was written at `ms` (to test AL-10).
+    #[cfg(test)]
+    pub(crate) fn pretend_last_record_at(&self, ms: u64) {
+        self.state().last_ms = ms;
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Chains and inserts `event` (not yet durable); a clock that went backwards gets its own
+    /// record first.
+    fn write(&self, event: AuditEvent) -> Result<u64, AuditUnavailable> {
+        let mut state = self.state();
+        if let Some(reason) = &state.failed {
+            return Err(AuditUnavailable(reason.clone()));
+        }
+        let now = clock::now_unix_ms();
+        if now < state.last_ms {
+            let previous = clock::rfc3339_ms(state.last_ms);
+            self.insert(&mut state, now, AuditEvent::ClockRegression { previous })?;
+        }
+        state.last_ms = now;
+        self.insert(&mut state, now, event)
+    }
+
+    fn insert(
+        &self,
+        state: &mut State,
+        now_ms: u64,
+        event: AuditEvent,
+    ) -> Result<u64, AuditUnavailable> {
+        let seq = state.next;
+        let envelope = Envelope {
+            seq,
+            time: clock::rfc3339_ms(now_ms),
+            prev: hex::encode(state.head),
+            security: event.is_security(),
+            event,
+        };
+        let (line, hash) = record::seal(&envelope);
+        if let Err(e) = self.inner.records.insert(seq.to_be_bytes(), line) {
+            return Err(fail(state, &e));
+        }
+        state.next = seq + 1;
+        state.head = hash;
+        Ok(seq)
+    }
+
+    /// Turns the flush result into the append's result, and checkpoints when one is due.
+    fn settle(&self, seq: u64, flushed: sled::Result<usize>) -> Result<u64, AuditUnavailable> {
+        let mut state = self.state();
+        if let Err(e) = flushed {
+            return Err(fail(&mut state, &e));
+        }
+        let due = state.next - state.checkpointed >= CHECKPOINT_RECORDS
+            || state.checkpoint_at.elapsed() >= CHECKPOINT_INTERVAL;
+        if due && let Err(e) = self.checkpoint_locked(&mut state) {
+            return Err(fail(&mut state, &e));
+        }
+        Ok(seq)
+    }
+
+    fn checkpoint_locked(&self, state: &mut State) -> Result<Option<Checkpoint>, AuditError> {
+        state.checkpoint_at = Instant::now();
+        if state.next == 0 || state.next == state.checkpointed {
+            return Ok(None);
+        }
+        let checkpoint = self.inner.signer.sign(
+            &self.inner.chain,
+            state.next,
+            &hex::encode(state.head),
+            &clock::rfc3339_ms(clock::now_unix_ms()),
+        );
+        self.inner.dir.append(&checkpoint)?;
+        self.inner
+            .meta
+            .insert(CHECKPOINTED_KEY, &state.next.to_be_bytes())?;
+        self.inner.db.flush()?;
+        state.checkpointed = state.next;
+        Ok(Some(checkpoint))
+    }
+}
+
+/// Marks the trail failed (for good: a store that lost one write may lose the next) and says so.
+fn fail(state: &mut State, error: &dyn std::fmt::Display) -> AuditUnavailable {
+    let reason = format!("cannot write the audit trail: {error}");
+    tracing::error!(%reason, "audit trail failed; refusing egress and invocation results");
+    state.failed = Some(reason.clone());
+    AuditUnavailable(reason)
+}
+
+fn seq_of(bytes: &[u8]) -> Result<u64, AuditError> {
+    let raw: [u8; 8] = bytes.try_into().map_err(|_| AuditError::Meta)?;
+    Ok(u64::from_be_bytes(raw))
+}
+
+/// The hash a stored line carries, trusted or not: the next record links to it.
+fn tail_hash(line: &[u8]) -> [u8; 32] {
+    let mut hash = [0u8; 32];
+    let field = line
+        .len()
+        .checked_sub(66)
+        .map(|start| &line[start..line.len() - 2]);
+    if let Some(hex_hash) = field {
+        let _ = hex::decode_to_slice(hex_hash, &mut hash);
+    }
+    hash
+}
+
+fn is_chain_id(id: &str) -> bool {
+    id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())
+}

