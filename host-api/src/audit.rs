@@ -10,7 +10,7 @@ use std::pin::Pin;
 
 use serde::{Deserialize, Serialize};
 
-use crate::egress::EgressEvent;
+use crate::egress::{EgressEvent, Suppressed};
 
 /// One event in the trail.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -40,6 +40,16 @@ pub enum AuditEvent {
         publisher: String,
         change: Change,
     },
+    /// A tenant was created or deleted (with its data key: crypto-shredding).
+    TenantChanged { tenant: String, change: Change },
+    /// An installation was created, upgraded, held for approval, or approved.
+    InstallationChanged {
+        tenant: String,
+        installation: String,
+        integration: String,
+        version: String,
+        change: InstallChange,
+    },
     /// The wall clock went backwards between two records (AL-10); sequence numbers did not.
     ClockRegression { previous: String },
 }
@@ -53,6 +63,20 @@ pub enum Change {
     Revoked,
 }
 
+/// What happened to an installation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InstallChange {
+    Installed,
+    Upgraded,
+    /// Downgraded with the operator's explicit `--allow-downgrade`.
+    Downgraded,
+    /// The new version asks for more; it waits for approval.
+    Pending,
+    /// The same version with a new grant or config.
+    Reconfigured,
+}
+
 impl AuditEvent {
     /// Security events are the ones an operator must always see and count (OWASP "always
     /// log"): denials, refusals, limit kills, schema rejections, key and credential changes.
@@ -63,6 +87,8 @@ impl AuditEvent {
             Self::TrustRefused { .. }
             | Self::CredentialChanged { .. }
             | Self::TrustChanged { .. }
+            | Self::TenantChanged { .. }
+            | Self::InstallationChanged { .. }
             | Self::ClockRegression { .. } => true,
         }
     }
@@ -75,6 +101,8 @@ impl AuditEvent {
             Self::TrustRefused { .. } => "trust-refused",
             Self::CredentialChanged { .. } => "credential-changed",
             Self::TrustChanged { .. } => "trust-changed",
+            Self::TenantChanged { .. } => "tenant-changed",
+            Self::InstallationChanged { .. } => "installation-changed",
             Self::ClockRegression { .. } => "clock-regression",
         }
     }
@@ -127,6 +155,9 @@ pub struct InvocationRecord {
     pub fuel_used: Option<u64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub egress: Vec<EgressEvent>,
+    /// Attempts past the detailed ones, counted by decision and reason (AL-08).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub egress_suppressed: Vec<Suppressed>,
     #[serde(default)]
     pub redactions: u64,
     /// Where the input or output failed its schema.
@@ -146,6 +177,10 @@ impl InvocationRecord {
                 .egress
                 .iter()
                 .any(|e| e.decision == crate::egress::Decision::Denied)
+            || self
+                .egress_suppressed
+                .iter()
+                .any(|s| s.decision == crate::egress::Decision::Denied)
     }
 }
 

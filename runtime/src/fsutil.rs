@@ -24,7 +24,11 @@ pub fn write_private_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// Replaces `path` with `bytes` atomically: a crash leaves the old file or the new one, never
 /// a mix. Writes a sibling temp file, syncs it, renames it over `path`, then syncs the directory.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
+    // A bare file name's parent is the empty path: that is the current directory.
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
     let mut temp = tempfile::NamedTempFile::new_in(dir)?;
     temp.write_all(bytes)?;
     temp.as_file().sync_all()?;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use airlock_host_api::HostState;
 use airlock_host_api::audit::{EgressJournal, NoJournal, Subject, Trigger};
 use airlock_host_api::credentials::CredentialBroker;
-use airlock_host_api::egress::{BrokeredHttp, EgressEvent};
+use airlock_host_api::egress::{BrokeredHttp, EgressEvent, Suppressed};
 use airlock_host_api::limiter::LimitTripped;
 use airlock_host_api::log::GuestLog;
 use serde::Serialize;
@@ -44,8 +44,11 @@ pub struct Invocation {
     pub fuel_used: Option<u64>,
     /// What the guest logged or printed: for the caller only, never for the audit trail.
     pub log: GuestLog,
-    /// Every request the guest attempted, metadata only.
+    /// The requests the guest attempted, metadata only: the first
+    /// [`MAX_DETAILED_EVENTS`](airlock_host_api::egress::MAX_DETAILED_EVENTS) in detail…
     pub egress: Vec<EgressEvent>,
+    /// …and the rest counted by decision and reason.
+    pub egress_suppressed: Vec<Suppressed>,
     /// Echoes of injected credentials scrubbed from responses before the guest saw them.
     pub redactions: u64,
     /// The sequence number of this invocation's audit record, when the runtime keeps a trail.
@@ -160,6 +163,8 @@ pub struct Summary<'a> {
     pub log_dropped: u64,
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     pub egress: &'a [EgressEvent],
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub egress_suppressed: &'a [Suppressed],
     #[serde(skip_serializing_if = "is_zero")]
     pub redactions: u64,
     /// Sequence number of the audit record.
@@ -192,6 +197,7 @@ impl Invocation {
             log_lines: self.log.lines.len(),
             log_dropped: self.log.dropped,
             egress: &self.egress,
+            egress_suppressed: &self.egress_suppressed,
             redactions: self.redactions,
             audit_record: self.record,
             error,
@@ -273,6 +279,7 @@ impl Runtime {
                     fuel_used: None,
                     log: GuestLog::default(),
                     egress: Vec::new(),
+                    egress_suppressed: Vec::new(),
                     redactions: 0,
                     record: None,
                     result: Err(error),
@@ -313,14 +320,18 @@ impl Runtime {
             .fuel
             .map(|budget| budget.saturating_sub(store.get_fuel().unwrap_or(0)));
         let state = store.data_mut();
+        let (egress, egress_suppressed) = state.broker().log().take();
+        let mut log = state.log().take();
+        state.broker().scrub_log(&mut log);
         Invocation {
             id,
             action: action.to_string(),
             duration: started.elapsed(),
             memory_peak: state.limiter().peak(),
             fuel_used,
-            log: state.log().take(),
-            egress: state.broker().log().take(),
+            log,
+            egress,
+            egress_suppressed,
             redactions: state.broker().redactions(),
             record: None,
             result,

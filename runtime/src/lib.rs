@@ -10,6 +10,7 @@
 //! - [`audit`]: the hash-chained, checkpoint-signed audit trail and metrics from it.
 //! - [`bundle`]: signed bundles: format, keys, signing, verification, trusted loading.
 //! - [`trust`]: the publisher keys this host trusts.
+//! - [`install`]: tenants' installations: grants, upgrades, rollback protection.
 //! - [`cache`]: the MAC-bound compiled-artifact cache.
 //! - [`invoke`]: one invocation end to end, and how failures are classified.
 //! - [`store`]: the sled database: sealed credentials and per-tenant data keys.
@@ -27,6 +28,7 @@ pub mod engine;
 mod fsutil;
 pub mod hardening;
 pub mod ids;
+pub mod install;
 pub mod invoke;
 pub mod json;
 pub mod loader;

@@ -19,6 +19,7 @@ use wasmtime::component::Component;
 
 use crate::cache::CacheOutcome;
 use crate::digest::Digest;
+use crate::install::GrantError;
 use crate::json::{self, JsonError};
 use crate::manifest::{
     ApiKey, CredentialDecl, EgressEntry, Grant, LoadedManifest, MANIFEST_FILE_NAME, Manifest,
@@ -27,6 +28,7 @@ use crate::manifest::{
 use crate::runtime::Runtime;
 use crate::schema::{Schema, SchemaError, Violations};
 use airlock_host_api::audit::CodeIdentity;
+use airlock_host_api::policy::egress::EgressPolicy;
 
 /// Largest component file accepted, checked before reading it whole.
 const MAX_COMPONENT_BYTES: u64 = 64 << 20;
@@ -276,12 +278,15 @@ impl Runtime {
 
 /// The broker's view of an integration: its rules, and how each declared credential travels.
 fn integration_egress(manifest: &Manifest) -> IntegrationEgress {
-    let credentials = manifest
+    IntegrationEgress::new(manifest.egress_policy(), credential_specs(manifest))
+}
+
+fn credential_specs(manifest: &Manifest) -> BTreeMap<String, CredentialSpec> {
+    manifest
         .credentials
         .iter()
         .map(|(name, decl)| (name.as_str().to_string(), credential_spec(decl.get_ref())))
-        .collect();
-    IntegrationEgress::new(manifest.egress_policy(), credentials)
+        .collect()
 }
 
 /// A declaration as the broker needs it. Header names were checked when the manifest parsed.
@@ -411,6 +416,18 @@ impl Integration {
     /// Whether the compiled artifact came from the cache.
     pub fn cache_outcome(&self) -> CacheOutcome {
         self.cache
+    }
+
+    /// Cuts egress down to what `grant` approves (a subset of the manifest, or an error naming
+    /// the first entry that is not).
+    pub fn restrict_egress(&mut self, grant: &crate::install::Grant) -> Result<(), GrantError> {
+        let manifest = &self.manifest.manifest;
+        let rules = grant.apply(manifest.egress_policy().rules())?;
+        self.egress = Arc::new(IntegrationEgress::new(
+            EgressPolicy::new(rules),
+            credential_specs(manifest),
+        ));
+        Ok(())
     }
 
     /// Records which trusted key signed this integration's bundle, and the bundle's digest.

@@ -12,7 +12,9 @@ use tempfile::TempDir;
 use airlock_host_api::audit::AuditEvent;
 use airlock_runtime::InvokeError;
 
-use crate::egress::{UPSTREAM_IP, upstreams};
+use airlock_host_api::egress::{Decision, MAX_DETAILED_EVENTS, Suppressed};
+
+use crate::egress::{Egress, UPSTREAM_IP, upstreams};
 use crate::mock::{MockResponse, MockUpstream, TestCa};
 use crate::support::{
     airlock, airlock_with, audit_dir, example, example_arg, files_under, run_against_mocks,
@@ -397,4 +399,54 @@ async fn disk_full_child() {
         ran.result
     );
     assert!(ran.record.is_none());
+}
+
+#[tokio::test]
+async fn a_flood_of_denied_requests_is_counted_not_kept() {
+    // AL-08: 5,000 denied requests in one invocation leave 128 detailed attempts and counts.
+    let audit_home = TempDir::new().expect("temp dir");
+    let (egress, trail) = Egress::new(&[], false, None).with_audit(audit_home.path());
+    let exfil = egress.load("exfil");
+    let config = exfil.validate_config(None).expect("no config");
+    let ran = egress
+        .runtime
+        .invoke(&exfil, &config, "flood-denied", r#"{"count": 5000}"#)
+        .await;
+    assert!(ran.result.is_ok(), "{:?}", ran.result);
+    assert_eq!(ran.egress.len(), MAX_DETAILED_EVENTS);
+    let limit = Some("request-limit".to_string());
+    assert_eq!(
+        ran.egress_suppressed,
+        [Suppressed {
+            decision: Decision::Denied,
+            reason: limit,
+            count: 5000 - MAX_DETAILED_EVENTS as u64,
+        }]
+    );
+    let lines: Vec<(u64, Vec<u8>)> = trail
+        .lines()
+        .collect::<Result<_, _>>()
+        .expect("records read");
+    assert_eq!(lines.len(), 1, "one record for the invocation");
+    assert!(lines[0].1.len() < 64 * 1024, "{} bytes", lines[0].1.len());
+}
+
+#[tokio::test]
+async fn an_exchange_records_its_peer_and_its_bytes() {
+    let body = json!({"items": [1, 2, 3]});
+    let expected = body.to_string().len() as u64;
+    let (_mock, egress) = upstreams(&["api.allowed.test"], move |_| {
+        MockResponse::json(200, body.clone())
+    });
+    let exfil = egress.load("exfil");
+    let config = exfil.validate_config(None).expect("no config");
+    let input = json!({"url": "https://api.allowed.test/items", "method": "POST"}).to_string();
+    let ran = egress
+        .runtime
+        .invoke(&exfil, &config, "fetch", &input)
+        .await;
+    let event = &ran.egress[0];
+    assert_eq!(event.status, Some(200), "{event:?}");
+    assert_eq!(event.address, Some(UPSTREAM_IP));
+    assert_eq!(event.bytes_in, expected);
 }

@@ -10,6 +10,7 @@ mod credentials;
 mod egress;
 mod fuel;
 mod hostile;
+mod install;
 mod loading;
 mod mock;
 mod oauth;

@@ -254,3 +254,30 @@ fn every_tampering_is_refused_before_anything_compiles() {
     assert_eq!(compiled, 0, "no tampered bundle compiled");
     ok(&run(s.data.path(), &s.bundle, &[]));
 }
+
+#[test]
+fn sign_writes_its_default_output_in_the_current_directory() {
+    let dir = TempDir::new().expect("temp");
+    let key = dir.path().join("publisher.key");
+    ok(&airlock(
+        dir.path(),
+        &["keygen", "--out", &key.display().to_string()],
+    ));
+    let out = std::process::Command::new(crate::support::airlock_bin())
+        .current_dir(dir.path())
+        .args([
+            "sign",
+            &example("contact-mapper").display().to_string(),
+            "--key",
+        ])
+        .arg(&key)
+        .env("AIRLOCK_AUDIT_DIR", crate::support::audit_dir())
+        .output()
+        .expect("airlock runs");
+    ok(&out);
+    assert!(
+        dir.path()
+            .join("acme_contact-mapper-0.1.0.airlock")
+            .is_file()
+    );
+}

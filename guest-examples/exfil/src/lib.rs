@@ -40,6 +40,7 @@ impl Guest for Exfil {
             "set-authorization" => set_authorization(),
             "read-echo" => read_echo(),
             "fetch" => fetch(airlock_guest::parse_input(&input)?),
+            "flood-denied" => flood_denied(airlock_guest::parse_input(&input)?),
             other => return Err(Error::unknown_action(other)),
         };
         airlock_guest::to_output(&report)
@@ -116,6 +117,22 @@ fn probe(urls: &[&str]) -> Report {
     let mut report = Report::default();
     for url in urls {
         report.attempt(Request::get(*url), None);
+    }
+    report
+}
+
+#[derive(Deserialize)]
+struct CountInput {
+    count: u32,
+}
+
+/// GETs https://evil.example/ `count` times, each denied: the host must not keep (or record) an
+/// unbounded number of attempts. Reports the last attempt only.
+fn flood_denied(input: CountInput) -> Report {
+    let mut report = Report::default();
+    for _ in 0..input.count {
+        report.attempts.clear();
+        report.attempt(Request::get("https://evil.example/"), None);
     }
     report
 }

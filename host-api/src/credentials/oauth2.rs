@@ -269,6 +269,7 @@ impl OAuthTokens {
             target.port(),
             request,
             timeouts,
+            Default::default(),
         )
         .await
         .map_err(|(_, reason)| fail(&reason))?;

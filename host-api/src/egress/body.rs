@@ -12,6 +12,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use wasmtime_wasi_http::{Error, WasiBody};
 
+use super::event::Traffic;
 use super::redact::{BodyFilter, RedactError, Redactor};
 
 /// The guest's request body, failing once it exceeds `limit` bytes.
@@ -19,14 +20,16 @@ pub(crate) struct LimitedRequestBody {
     inner: WasiBody,
     sent: u64,
     limit: u64,
+    traffic: Arc<Traffic>,
 }
 
 impl LimitedRequestBody {
-    pub(crate) fn new(inner: WasiBody, limit: u64) -> Self {
+    pub(crate) fn new(inner: WasiBody, limit: u64, traffic: Arc<Traffic>) -> Self {
         Self {
             inner,
             sent: 0,
             limit,
+            traffic,
         }
     }
 }
@@ -44,6 +47,7 @@ impl Body for LimitedRequestBody {
             && let Some(data) = frame.data_ref()
         {
             self.sent += data.len() as u64;
+            self.traffic.add_sent(data.len());
             if self.sent > self.limit {
                 return Poll::Ready(Some(Err(Error::HttpRequestBodySize(Some(self.limit)))));
             }
@@ -68,16 +72,23 @@ pub(crate) struct LimitedResponseBody {
     limit: u64,
     idle: Duration,
     timer: Pin<Box<tokio::time::Sleep>>,
+    traffic: Arc<Traffic>,
 }
 
 impl LimitedResponseBody {
-    pub(crate) fn new(incoming: hyper::body::Incoming, limit: u64, idle: Duration) -> Self {
+    pub(crate) fn new(
+        incoming: hyper::body::Incoming,
+        limit: u64,
+        idle: Duration,
+        traffic: Arc<Traffic>,
+    ) -> Self {
         Self {
             incoming,
             received: 0,
             limit,
             idle,
             timer: Box::pin(tokio::time::sleep(idle)),
+            traffic,
         }
     }
 }
@@ -94,6 +105,7 @@ impl Body for LimitedResponseBody {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     self.received += data.len() as u64;
+                    self.traffic.add_received(data.len());
                     if self.received > self.limit {
                         return Poll::Ready(Some(Err(Error::HttpResponseBodySize(Some(
                             self.limit,

@@ -13,8 +13,8 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use http::header::{
@@ -29,12 +29,13 @@ use wasmtime_wasi_http::{
 };
 
 use super::body::{LimitedRequestBody, RedactedResponseBody};
-use super::event::{Decision, EgressEvent, EgressLog};
+use super::event::{Decision, EgressEvent, EgressLog, Traffic};
 use super::redact::{BodyFilter, Encoding, Redactor};
 use super::settings::EgressSettings;
 use super::transport::{self, DialError, IoFuture, Timeouts};
 use crate::audit::EgressJournal;
 use crate::credentials::{CredentialBroker, CredentialSpec, Injection};
+use crate::log::GuestLog;
 use crate::policy::egress::EgressPolicy;
 
 /// What one integration may reach: its rules, and the credentials those rules name.
@@ -91,6 +92,8 @@ pub struct BrokeredHttp {
     journal: Arc<dyn EgressJournal>,
     log: EgressLog,
     redactions: Arc<AtomicU64>,
+    /// The redactor of every credential injected so far, to scrub the guest log with.
+    injected: Arc<Mutex<Vec<Redactor>>>,
     sent: u32,
     in_flight: Arc<Semaphore>,
 }
@@ -112,6 +115,7 @@ impl BrokeredHttp {
             journal,
             log: EgressLog::default(),
             redactions: Arc::default(),
+            injected: Arc::default(),
             sent: 0,
             in_flight,
         }
@@ -125,6 +129,18 @@ impl BrokeredHttp {
     /// How many echoes of injected credentials were scrubbed from responses so far.
     pub fn redactions(&self) -> u64 {
         self.redactions.load(Ordering::Relaxed)
+    }
+
+    /// Scrubs every form of every credential injected in this invocation from `log`, counting
+    /// each as a redaction. The guest should never have held one (responses are scrubbed before
+    /// it reads them); this covers what response redaction cannot see, such as a value an
+    /// upstream split across two headers and the guest joined.
+    pub fn scrub_log(&self, log: &mut GuestLog) {
+        let injected = self.injected.lock().unwrap_or_else(PoisonError::into_inner);
+        for redactor in injected.iter() {
+            let scrubbed = redactor.scrub_log(log);
+            self.redactions.fetch_add(scrubbed, Ordering::Relaxed);
+        }
     }
 
     /// Decides a request before anything touches the network, rewriting it to its canonical
@@ -141,6 +157,9 @@ impl BrokeredHttp {
                 reason: Some(reason.to_string()),
                 status: None,
                 duration_us: 0,
+                address: None,
+                bytes_out: 0,
+                bytes_in: 0,
             };
             Box::new((error, event))
         };
@@ -245,14 +264,14 @@ impl WasiHttpHooks for BrokeredHttp {
         let settings = self.settings.clone();
         let credentials = self.credentials.clone();
         let journal = self.journal.clone();
-        let redactions = self.redactions.clone();
+        let redactions = (self.redactions.clone(), self.injected.clone());
         let in_flight = self.in_flight.clone();
         Box::new(async move {
             let admitted = match admitted {
                 Ok(admitted) => admitted,
                 Err(refused) => {
                     let (error, event) = *refused;
-                    log.push(event);
+                    log.push(event, None);
                     return Err(error);
                 }
             };
@@ -265,6 +284,9 @@ impl WasiHttpHooks for BrokeredHttp {
                 reason: None,
                 status: None,
                 duration_us: 0,
+                address: None,
+                bytes_out: 0,
+                bytes_in: 0,
             };
             // No record, no request (AL-06/07).
             let durable = journal
@@ -279,17 +301,18 @@ impl WasiHttpHooks for BrokeredHttp {
                 event.decision = Decision::Denied;
                 event.reason = Some("audit-unavailable".to_string());
                 event.duration_us = started.elapsed().as_micros() as u64;
-                log.push(event);
+                log.push(event, None);
                 return Err(Error::HttpRequestDenied);
             }
+            let traffic = Arc::new(Traffic::default());
             let result = match in_flight.try_acquire_owned() {
                 Ok(permit) => send(
                     &settings,
                     credentials.as_ref(),
                     &admitted,
-                    request,
-                    options,
+                    (request, options),
                     redactions,
+                    traffic.clone(),
                 )
                 .await
                 .map(|(response, io)| {
@@ -324,7 +347,7 @@ impl WasiHttpHooks for BrokeredHttp {
                     Err(error)
                 }
             };
-            log.push(event);
+            log.push(event, Some(traffic));
             outcome
         })
     }
@@ -336,9 +359,9 @@ async fn send(
     settings: &EgressSettings,
     credentials: &dyn CredentialBroker,
     admitted: &Admitted,
-    mut request: Request<WasiBody>,
-    options: Option<RequestOptions>,
-    redactions: Arc<AtomicU64>,
+    (mut request, options): (Request<WasiBody>, Option<RequestOptions>),
+    (redactions, injected): (Arc<AtomicU64>, Arc<Mutex<Vec<Redactor>>>),
+    traffic: Arc<Traffic>,
 ) -> Result<(Response<WasiBody>, IoFuture), DialError> {
     let redactor = match &admitted.credential {
         None => None,
@@ -364,14 +387,28 @@ async fn send(
                 .headers_mut()
                 .insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
             // No redactor means no injection: never send a value we could not scrub.
-            Some(Redactor::new(injection.forms()).ok_or_else(|| refused("credential-malformed"))?)
+            let redactor =
+                Redactor::new(injection.forms()).ok_or_else(|| refused("credential-malformed"))?;
+            injected
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(redactor.clone());
+            Some(redactor)
         }
     };
     let limits = &settings.limits;
-    let request = request.map(|body| LimitedRequestBody::new(body, limits.request_body));
+    let request =
+        request.map(|body| LimitedRequestBody::new(body, limits.request_body, traffic.clone()));
     let timeouts = Timeouts::clamped(limits, options);
-    let (response, io) =
-        transport::exchange(settings, &admitted.host, admitted.port, request, timeouts).await?;
+    let (response, io) = transport::exchange(
+        settings,
+        &admitted.host,
+        admitted.port,
+        request,
+        timeouts,
+        traffic,
+    )
+    .await?;
     let Some(redactor) = redactor else {
         return Ok((response.map(|body| body.boxed_unsync()), io));
     };

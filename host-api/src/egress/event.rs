@@ -1,12 +1,19 @@
 //! Egress events: one metadata-only record per request attempt, for the invocation summary and
 //! the audit trail. Never a body, a header value, a query string or a secret.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use serde::{Deserialize, Serialize};
 
+/// Attempts recorded in detail per invocation; later ones are only counted (AL-08): a guest
+/// looping on denied requests must not grow host memory or the audit trail without bound.
+pub const MAX_DETAILED_EVENTS: usize = 128;
+
 /// What became of one request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Decision {
     /// Sent, and a response head came back.
@@ -37,22 +44,92 @@ pub struct EgressEvent {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
     pub duration_us: u64,
+    /// The checked address the connection went to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<IpAddr>,
+    /// Request body bytes sent.
+    #[serde(default)]
+    pub bytes_out: u64,
+    /// Response body bytes received, as they came off the wire.
+    #[serde(default)]
+    pub bytes_in: u64,
+}
+
+/// Attempts past [`MAX_DETAILED_EVENTS`] with the same decision and reason, counted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Suppressed {
+    pub decision: Decision,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub count: u64,
+}
+
+/// What one exchange moved, filled in while its bodies stream; read when the log is taken.
+#[derive(Debug, Default)]
+pub(crate) struct Traffic {
+    pub(crate) sent: AtomicU64,
+    pub(crate) received: AtomicU64,
+    pub(crate) peer: OnceLock<IpAddr>,
+}
+
+impl Traffic {
+    pub(crate) fn add_sent(&self, n: usize) {
+        self.sent.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn add_received(&self, n: usize) {
+        self.received.fetch_add(n as u64, Ordering::Relaxed);
+    }
 }
 
 /// The events of one invocation, shared with the futures that complete them.
 #[derive(Debug, Clone, Default)]
-pub struct EgressLog(Arc<Mutex<Vec<EgressEvent>>>);
+pub struct EgressLog(Arc<Mutex<Entries>>);
+
+#[derive(Debug, Default)]
+struct Entries {
+    detailed: Vec<(EgressEvent, Option<Arc<Traffic>>)>,
+    suppressed: BTreeMap<(Decision, Option<String>), u64>,
+}
 
 impl EgressLog {
-    pub(crate) fn push(&self, event: EgressEvent) {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(event);
+    pub(crate) fn push(&self, event: EgressEvent, traffic: Option<Arc<Traffic>>) {
+        let mut entries = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if entries.detailed.len() < MAX_DETAILED_EVENTS {
+            entries.detailed.push((event, traffic));
+        } else {
+            *entries
+                .suppressed
+                .entry((event.decision, event.reason))
+                .or_default() += 1;
+        }
     }
 
-    /// Takes the events recorded so far.
-    pub fn take(&self) -> Vec<EgressEvent> {
-        std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner))
+    /// Takes the events recorded so far, with their byte counts as of now, and the counts of
+    /// the attempts past the detailed ones.
+    pub fn take(&self) -> (Vec<EgressEvent>, Vec<Suppressed>) {
+        let entries = std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner));
+        let events = entries
+            .detailed
+            .into_iter()
+            .map(|(mut event, traffic)| {
+                if let Some(traffic) = traffic {
+                    event.bytes_out = traffic.sent.load(Ordering::Relaxed);
+                    event.bytes_in = traffic.received.load(Ordering::Relaxed);
+                    event.address = traffic.peer.get().copied();
+                }
+                event
+            })
+            .collect();
+        let suppressed = entries
+            .suppressed
+            .into_iter()
+            .map(|((decision, reason), count)| Suppressed {
+                decision,
+                reason,
+                count,
+            })
+            .collect();
+        (events, suppressed)
     }
 }

@@ -20,5 +20,5 @@ pub mod settings;
 pub(crate) mod transport;
 
 pub use broker::{BrokeredHttp, IntegrationEgress};
-pub use event::{Decision, EgressEvent, EgressLog};
+pub use event::{Decision, EgressEvent, EgressLog, MAX_DETAILED_EVENTS, Suppressed};
 pub use settings::{EgressLimits, EgressSettings, EgressSetupError};

@@ -19,6 +19,8 @@ use flate2::write::{GzDecoder, ZlibDecoder};
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use zeroize::Zeroizing;
 
+use crate::log::GuestLog;
+
 /// Compressed input is fed to the decoder in slices of this size so the decoded-size limit is
 /// checked often; each `write` call also emits at most one 32 KiB flate2 buffer.
 const WRITE_SLICE: usize = 8 * 1024;
@@ -138,6 +140,26 @@ impl Redactor {
         let pos = self.scrub(input, usize::MAX, &mut out, &mut count);
         out.extend_from_slice(&input[pos..]);
         (out, count)
+    }
+
+    /// Redacts every message and field value of `log`; returns the replacement count.
+    pub fn scrub_log(&self, log: &mut GuestLog) -> u64 {
+        let mut count = 0;
+        let mut scrub = |text: &mut String| {
+            let (out, n) = self.redact(text.as_bytes());
+            if n > 0 {
+                // Forms and the mark are ASCII: cutting them out keeps the text UTF-8.
+                *text = String::from_utf8_lossy(&out).into_owned();
+                count += n as u64;
+            }
+        };
+        for line in &mut log.lines {
+            scrub(&mut line.message);
+            for (_, value) in &mut line.fields {
+                scrub(value);
+            }
+        }
+        count
     }
 
     /// Starts redacting a body that arrives in chunks.

@@ -7,6 +7,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -20,6 +21,7 @@ use tokio_rustls::client::TlsStream;
 use wasmtime_wasi_http::Error;
 
 use super::body::LimitedResponseBody;
+use super::event::Traffic;
 use super::settings::{EgressLimits, EgressSettings};
 
 /// A failure after admission: the guest-visible error and a reason code for the event.
@@ -60,19 +62,23 @@ impl Timeouts {
 }
 
 /// Dials `host:port` (see [`dial`]) and exchanges `request`; the response body is capped at
-/// the operator's response-body limit.
+/// the operator's response-body limit. The peer address and body bytes go into `traffic`.
 pub(crate) async fn exchange<B>(
     settings: &EgressSettings,
     host: &str,
     port: u16,
     request: Request<B>,
     timeouts: Timeouts,
+    traffic: Arc<Traffic>,
 ) -> Result<(Response<LimitedResponseBody>, IoFuture), DialError>
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let tls = dial(settings, host, port, timeouts.connect).await?;
+    if let Ok(peer) = tls.get_ref().0.peer_addr() {
+        let _ = traffic.peer.set(peer.ip());
+    }
     let (mut sender, connection) = hyper::client::conn::http1::Builder::new()
         .max_header_size(settings.limits.response_head)
         .handshake(TokioIo::new(tls))
@@ -114,7 +120,7 @@ where
         })?;
     let limit = settings.limits.response_body;
     let response =
-        response.map(|incoming| LimitedResponseBody::new(incoming, limit, timeouts.idle));
+        response.map(|incoming| LimitedResponseBody::new(incoming, limit, timeouts.idle, traffic));
     Ok((
         response,
         Box::new(async move { connection.await.map_err(Error::from) }),

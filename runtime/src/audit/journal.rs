@@ -76,6 +76,7 @@ pub fn invocation_record(
         memory_peak_bytes: invocation.memory_peak,
         fuel_used: invocation.fuel_used,
         egress: invocation.egress.clone(),
+        egress_suppressed: invocation.egress_suppressed.clone(),
         redactions: invocation.redactions,
         validation,
     }))

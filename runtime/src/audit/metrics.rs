@@ -53,17 +53,29 @@ impl Metrics {
         self.duration_sum += seconds;
         self.duration_count += 1;
         self.redactions += record.redactions;
-        for event in &record.egress {
-            let decision = match event.decision {
-                Decision::Allowed => "allowed",
-                Decision::Denied => "denied",
-                Decision::Failed => "failed",
-            };
-            *self.egress.entry(decision.to_string()).or_default() += 1;
-            if event.decision == Decision::Denied {
-                let reason = event.reason.as_deref().unwrap_or("unspecified");
-                *self.denials.entry(label(reason)).or_default() += 1;
-            }
+        let detailed = record
+            .egress
+            .iter()
+            .map(|e| (e.decision, e.reason.as_deref(), 1));
+        let suppressed = record
+            .egress_suppressed
+            .iter()
+            .map(|s| (s.decision, s.reason.as_deref(), s.count));
+        for (decision, reason, count) in detailed.chain(suppressed) {
+            self.count_egress(decision, reason, count);
+        }
+    }
+
+    fn count_egress(&mut self, decision: Decision, reason: Option<&str>, count: u64) {
+        let name = match decision {
+            Decision::Allowed => "allowed",
+            Decision::Denied => "denied",
+            Decision::Failed => "failed",
+        };
+        *self.egress.entry(name.to_string()).or_default() += count;
+        if decision == Decision::Denied {
+            let reason = label(reason.unwrap_or("unspecified"));
+            *self.denials.entry(reason).or_default() += count;
         }
     }
 

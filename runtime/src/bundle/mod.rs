@@ -54,7 +54,7 @@ pub use ed25519_dalek::SigningKey;
 pub use keys::{KeyError, PublicKey, generate, key_id, load_signing_key, write_signing_key};
 pub use pack::{PackError, SignedBundle, collect, sign_dir};
 pub use statement::{Statement, StatementError, statement};
-pub use trusted::{OpenError, load_trusted, read_bundle, verify_trusted};
+pub use trusted::{OpenError, load_trusted, load_verified, read_bundle, verify_trusted};
 pub use verify::{BundleError, SignatureFile, Trust, VerifiedBundle, sign, verify};
 
 /// Name of the signature entry.

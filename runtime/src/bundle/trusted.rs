@@ -75,7 +75,17 @@ pub fn load_trusted(
     path: &Path,
     trust: &TrustStore,
 ) -> Result<(Integration, VerifiedBundle), OpenError> {
-    let verified = verify_trusted(path, &read_bundle(path)?, trust)?;
+    load_verified(runtime, path, &read_bundle(path)?, trust)
+}
+
+/// Verifies bundle `bytes` (read from `path`) against the trust store and loads them.
+pub fn load_verified(
+    runtime: &Runtime,
+    path: &Path,
+    bytes: &[u8],
+    trust: &TrustStore,
+) -> Result<(Integration, VerifiedBundle), OpenError> {
+    let verified = verify_trusted(path, bytes, trust)?;
     let signed = SignedIdentity {
         publisher: verified.publisher.clone(),
         id: verified.id.clone(),

@@ -230,7 +230,9 @@ fn tenant_of(event: &AuditEvent) -> Option<&str> {
     match event {
         AuditEvent::Invocation(r) => Some(&r.subject.tenant),
         AuditEvent::EgressIntent(i) => Some(&i.subject.tenant),
-        AuditEvent::CredentialChanged { tenant, .. } => Some(tenant),
+        AuditEvent::CredentialChanged { tenant, .. }
+        | AuditEvent::TenantChanged { tenant, .. }
+        | AuditEvent::InstallationChanged { tenant, .. } => Some(tenant),
         _ => None,
     }
 }
@@ -271,6 +273,14 @@ fn print_record(e: &Envelope) {
                     event.reason.as_deref().unwrap_or(""),
                 );
             }
+            for s in &r.egress_suppressed {
+                println!(
+                    "         egress {:?} × {} more ({})",
+                    s.decision,
+                    s.count,
+                    s.reason.as_deref().unwrap_or("no reason")
+                );
+            }
         }
         AuditEvent::EgressIntent(i) => println!(
             "{head} egress-intent {} {}/{} {} {} rule #{}{}",
@@ -301,6 +311,18 @@ fn print_record(e: &Envelope) {
         } => println!(
             "{head} trust-changed key {key} publisher {} {change:?}",
             publisher.escape_debug()
+        ),
+        AuditEvent::TenantChanged { tenant, change } => {
+            println!("{head} tenant-changed {tenant} {change:?}")
+        }
+        AuditEvent::InstallationChanged {
+            tenant,
+            installation,
+            integration,
+            version,
+            change,
+        } => println!(
+            "{head} installation-changed {tenant}/{installation} {integration}@{version} {change:?}"
         ),
         AuditEvent::ClockRegression { previous } => {
             println!("{head} clock-regression (previous record at {previous})")

@@ -12,11 +12,13 @@ mod credentials;
 mod demo;
 mod input;
 mod inspect;
+mod install;
 mod policy;
 mod report;
 mod run;
 mod secrets;
 mod sign;
+mod tenant;
 mod trust;
 
 use std::path::PathBuf;
@@ -87,6 +89,10 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Ask the egress policy of an integration
     Policy(policy::PolicyArgs),
+    /// Manage tenants
+    Tenant(tenant::TenantArgs),
+    /// Install a signed bundle for a tenant, granting it a subset of what it declares
+    Install(install::InstallArgs),
     /// Manage an installation's credentials (stored encrypted; values read from stdin)
     Credentials(credentials::CredentialsArgs),
     /// Make a publisher key pair (Ed25519)
@@ -180,6 +186,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Demo(args) => demo::demo(args, &state()?, settings).await,
         Command::Policy(args) => policy::policy(args, settings.egress),
         Command::Audit(args) => audit::audit(args, &state()?),
+        Command::Tenant(args) => tenant::tenant(args, &state()?),
+        Command::Install(args) => {
+            let state = state()?;
+            let runtime = crate::runtime::Runtime::new(&state.data, settings)?;
+            install::install(args, &state, runtime)
+        }
         Command::Metrics(args) => audit::metrics(args, &state()?),
     }
 }

@@ -1,7 +1,7 @@
 //! How invocations are shown to a person: the guest log and a one-line summary on stderr, the
 //! output alone on stdout so it can be piped.
 
-use airlock_host_api::egress::EgressEvent;
+use airlock_host_api::egress::{EgressEvent, Suppressed};
 use airlock_host_api::log::GuestLog;
 
 use crate::invoke::Invocation;
@@ -25,8 +25,9 @@ pub(crate) fn print_guest_log(log: &GuestLog) {
     }
 }
 
-/// Prints one line per egress attempt (metadata only: never bodies, header values or queries).
-pub(crate) fn print_egress(events: &[EgressEvent]) {
+/// Prints one line per egress attempt (metadata only: never bodies, header values or queries),
+/// then the counts of attempts past the detailed ones.
+pub(crate) fn print_egress(events: &[EgressEvent], suppressed: &[Suppressed]) {
     for event in events {
         let target = event.target.as_deref().unwrap_or("(refused)");
         let outcome = match (&event.status, &event.reason) {
@@ -42,6 +43,14 @@ pub(crate) fn print_egress(events: &[EgressEvent]) {
             format!("{:?}", event.decision).to_lowercase(),
             event.method,
             event.duration_us as f64 / 1000.0
+        );
+    }
+    for s in suppressed {
+        eprintln!(
+            "[egress {:<7}] … {} more attempt(s) ({}), counted, not detailed",
+            format!("{:?}", s.decision).to_lowercase(),
+            s.count,
+            s.reason.as_deref().unwrap_or("no reason")
         );
     }
 }

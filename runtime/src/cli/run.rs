@@ -12,6 +12,7 @@ use super::{EXIT_INVALID, EXIT_TRUST, State, fail};
 use crate::audit::AuditTrail;
 use crate::bundle::load_trusted;
 use crate::engine::EngineSettings;
+use crate::install::Installer;
 use crate::invoke::Caller;
 use crate::loader::Integration;
 use crate::manifest::MANIFEST_FILE_NAME;
@@ -22,8 +23,10 @@ use crate::trust::TrustStore;
 #[derive(Debug, Args)]
 pub(crate) struct RunArgs {
     /// A signed bundle (`.airlock`); or, with --allow-unsigned, an integration directory or
-    /// its airlock.toml
-    path: PathBuf,
+    /// its airlock.toml. Omit it to run what --tenant's --installation has installed, with
+    /// its grant and config
+    #[arg(required_unless_present = "installation")]
+    path: Option<PathBuf>,
     /// DEV ONLY: run an unsigned integration directory
     #[arg(long)]
     allow_unsigned: bool,
@@ -50,16 +53,67 @@ pub(crate) async fn run(
 ) -> anyhow::Result<u8> {
     let (store, trail) = state.open()?;
     let runtime = Runtime::new(&state.data, settings)?.with_audit(trail.clone());
-    let integration = load(
-        &runtime,
-        &args.path,
-        args.allow_unsigned,
-        &state.data,
-        &trail,
-    )?;
-    let code = invoke(&args, &runtime, &integration, &store).await;
+    let (integration, installed_config) = match &args.path {
+        Some(path) => {
+            if let Some((tenant, installation)) = args.secrets.scope()
+                && store.installation(tenant, installation)?.is_some()
+            {
+                return Err(fail(
+                    EXIT_INVALID,
+                    anyhow::anyhow!(
+                        "tenant {tenant} has installed {installation}: run it by name                          (`airlock run --tenant {tenant} --installation {installation}`); its                          credentials never go to a bundle given on the command line"
+                    ),
+                ));
+            }
+            let loaded = load(&runtime, path, args.allow_unsigned, &state.data, &trail)?;
+            (loaded, None)
+        }
+        None => load_installed(&args, &runtime, &store, &trail, &state.data)?,
+    };
+    let code = invoke(&args, &runtime, &integration, &store, installed_config).await;
     trail.checkpoint()?;
     code
+}
+
+/// What `--tenant T --installation I` has installed: its stored bundle verified again, its
+/// egress cut to its grant, and its config.
+fn load_installed(
+    args: &RunArgs,
+    runtime: &Runtime,
+    store: &Store,
+    trail: &AuditTrail,
+    data: &Path,
+) -> anyhow::Result<(Integration, Option<String>)> {
+    let (tenant, installation) = args.secrets.scope().ok_or_else(|| {
+        fail(
+            EXIT_INVALID,
+            anyhow::anyhow!("name --tenant and --installation"),
+        )
+    })?;
+    let trust = TrustStore::open(data)?;
+    let installer = Installer {
+        runtime,
+        store,
+        trust: &trust,
+        trail,
+    };
+    let record = installer
+        .get(tenant, installation)
+        .map_err(|e| fail(EXIT_INVALID, e))?;
+    match installer.load(&record) {
+        Ok(integration) => Ok((integration, record.config)),
+        Err(e) => match e.trust_reason() {
+            Some(reason) => {
+                trail.append_blocking(AuditEvent::TrustRefused {
+                    artifact: format!("{}.airlock", record.bundle),
+                    reason: reason.to_string(),
+                })?;
+                trail.checkpoint()?;
+                Err(fail(EXIT_TRUST, e))
+            }
+            None => Err(fail(EXIT_INVALID, e)),
+        },
+    }
 }
 
 async fn invoke(
@@ -67,13 +121,13 @@ async fn invoke(
     runtime: &Runtime,
     integration: &Integration,
     store: &Store,
+    installed_config: Option<String>,
 ) -> anyhow::Result<u8> {
     let limit = integration.limits().input;
-    let config = args
-        .config
-        .as_deref()
-        .map(|c| read_arg("config", c, limit))
-        .transpose()?;
+    let config = match args.config.as_deref() {
+        Some(c) => Some(read_arg("config", c, limit)?),
+        None => installed_config,
+    };
     let config = integration
         .validate_config(config.as_deref())
         .map_err(|e| fail(EXIT_INVALID, e))?;
@@ -92,7 +146,7 @@ async fn invoke(
         .await;
     print_guest_log(&invocation.log);
     if !args.json {
-        print_egress(&invocation.egress);
+        print_egress(&invocation.egress, &invocation.egress_suppressed);
     }
     if let Ok(output) = &invocation.result {
         println!("{}", serde_json::to_string_pretty(output)?);

@@ -79,6 +79,11 @@ impl FromStr for SecretRef {
 }
 
 impl SecretArgs {
+    /// The stored installation named, if any.
+    pub(crate) fn scope(&self) -> Option<(&TenantId, &InstallationId)> {
+        self.tenant.as_ref().zip(self.installation.as_ref())
+    }
+
     /// Whom this run acts for: the stored installation's tenant, else `local`.
     pub(crate) fn subject(&self) -> Subject {
         match (&self.tenant, &self.installation) {

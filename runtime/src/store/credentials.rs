@@ -13,7 +13,7 @@ use super::{Store, StoreError};
 use crate::clock::now_unix;
 use crate::ids::{InstallationId, TenantId};
 
-const CREDENTIALS: &str = "credentials";
+pub(super) const CREDENTIALS: &str = "credentials";
 /// Version of the data key that seals values (one per tenant for now; rotation bumps it).
 const DATA_KEY_VERSION: u32 = 1;
 

@@ -27,6 +27,12 @@ impl Store {
         Ok(key)
     }
 
+    /// Removes the tenant's wrapped data key: what it sealed can never be opened again.
+    pub(crate) fn shred_tenant_key(&self, tenant: &TenantId) -> Result<(), StoreError> {
+        self.tree(TENANT_KEYS)?.remove(tenant.as_str())?;
+        Ok(())
+    }
+
     /// The tenant's data key; created (and stored wrapped) when `create` and there is none.
     pub(crate) fn tenant_key(
         &self,

@@ -7,9 +7,13 @@
 //! # Layout
 //! - [`keys`]: the master key's location and the per-tenant data keys.
 //! - [`credentials`]: sealed credential records and the [`StoredSecrets`] source.
+//! - [`tenants`]: tenants, and their deletion by crypto-shredding.
+//! - [`installations`]: installed bundles with their grants, config and pending upgrades.
 
 pub mod credentials;
+pub mod installations;
 pub mod keys;
+pub mod tenants;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -34,6 +38,13 @@ pub enum StoreError {
     MasterKey(#[from] VaultError),
     #[error("stored {what} is unreadable (the database may be damaged)")]
     Corrupt { what: String },
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{what} already exists")]
+    Exists { what: String },
     #[error(
         "the {what} cannot be decrypted: the master key is not the one it was sealed with, or the record was tampered with"
     )]
@@ -44,6 +55,7 @@ pub enum StoreError {
 #[derive(Clone)]
 pub struct Store {
     db: sled::Db,
+    data_dir: PathBuf,
     master_path: PathBuf,
     master: Arc<Mutex<Option<Arc<MasterKey>>>>,
 }
@@ -60,6 +72,7 @@ impl Store {
             .map_err(|source| StoreError::Open { path, source })?;
         Ok(Self {
             db,
+            data_dir: data_dir.to_path_buf(),
             master_path: master_key
                 .map_or_else(|| data_dir.join(keys::MASTER_KEY_FILE), Path::to_path_buf),
             master: Arc::default(),

@@ -502,3 +502,20 @@ fn compressed_output_is_not_delayed() {
         assert_eq!(out, body);
     }
 }
+
+#[test]
+fn a_secret_the_guest_pieced_together_is_scrubbed_from_its_log() {
+    use crate::log::{LogLine, LogSource};
+    let r = redactor(&SecretForms::token("TOPSECRET"));
+    let mut log = GuestLog {
+        lines: vec![LogLine {
+            source: LogSource::Stdout,
+            message: "joined: TOPSECRET … café".into(),
+            fields: vec![("token".into(), "Bearer TOPSECRET".into())],
+        }],
+        dropped: 0,
+    };
+    assert_eq!(r.scrub_log(&mut log), 2);
+    assert_eq!(log.lines[0].message, "joined: [REDACTED] … café");
+    assert_eq!(log.lines[0].fields[0].1, "Bearer [REDACTED]");
+}

@@ -1,0 +1,79 @@
+//! `airlock tenant create|list|delete`.
+
+use airlock_host_api::audit::{AuditEvent, Change};
+use clap::{Args, Subcommand};
+
+use super::{EXIT_INVALID, State, fail};
+use crate::clock::rfc3339;
+use crate::ids::TenantId;
+
+#[derive(Debug, Args)]
+pub(crate) struct TenantArgs {
+    #[command(subcommand)]
+    command: TenantCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum TenantCommand {
+    /// Create a tenant
+    Create { tenant: TenantId },
+    /// List tenants and how many installations each has
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a tenant: its data key first (its secrets become unreadable at once), then its
+    /// installations and credentials
+    Delete { tenant: TenantId },
+}
+
+pub(crate) fn tenant(args: TenantArgs, state: &State) -> anyhow::Result<u8> {
+    let (store, trail) = state.open()?;
+    let record = |tenant: &TenantId, change| {
+        trail.append_blocking(AuditEvent::TenantChanged {
+            tenant: tenant.to_string(),
+            change,
+        })
+    };
+    match args.command {
+        TenantCommand::Create { tenant } => {
+            store
+                .create_tenant(&tenant)
+                .map_err(|e| fail(EXIT_INVALID, e))?;
+            record(&tenant, Change::Set)?;
+            eprintln!("created tenant {tenant}");
+        }
+        TenantCommand::List { json } => {
+            let tenants = store.tenants()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&tenants)?);
+            } else if tenants.is_empty() {
+                eprintln!("no tenants (create one with `airlock tenant create NAME`)");
+            } else {
+                for t in tenants {
+                    let id: TenantId = t.id.parse()?;
+                    let installations = store.installations(Some(&id))?.len();
+                    println!(
+                        "{:<24} created {}  {installations} installation(s)",
+                        t.id,
+                        rfc3339(t.created)
+                    );
+                }
+            }
+        }
+        TenantCommand::Delete { tenant } => {
+            if !store.delete_tenant(&tenant)? {
+                return Err(fail(
+                    EXIT_INVALID,
+                    anyhow::anyhow!("tenant {tenant} does not exist"),
+                ));
+            }
+            record(&tenant, Change::Deleted)?;
+            eprintln!(
+                "deleted tenant {tenant}: its data key is gone, so its stored secrets can never \
+                 be decrypted again; its installations and credentials are removed"
+            );
+        }
+    }
+    Ok(0)
+}

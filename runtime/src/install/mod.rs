@@ -1,0 +1,388 @@
+//! Installing signed bundles for tenants (rule 5, least privilege): a grant no wider than the
+//! manifest, upgrades that ask for more wait for approval, and no rollback unless asked for.
+//!
+//! Every install verifies the bundle against the trust store and loads it fully (compile,
+//! import check, config schema) before anything is stored; every load of an installation
+//! verifies the stored bundle again, so a revoked key stops it from running.
+//!
+//! # Layout
+//! - [`grant`]: the grant format and the subset check.
+//! - [`diff`]: what an upgrade asks for beyond the installed version.
+
+pub mod diff;
+pub mod grant;
+
+use std::path::PathBuf;
+
+use airlock_host_api::audit::{AuditEvent, AuditUnavailable, InstallChange};
+
+pub use grant::{Grant, GrantError, GrantedEgress};
+
+use crate::audit::AuditTrail;
+use crate::bundle::{OpenError, VerifiedBundle, load_verified};
+use crate::clock::now_unix;
+use crate::ids::{IdError, InstallationId, TenantId};
+use crate::loader::{ConfigError, Integration};
+use crate::runtime::Runtime;
+use crate::store::installations::{InstallationRecord, PendingUpgrade};
+use crate::store::{Store, StoreError};
+use crate::trust::TrustStore;
+
+/// Why an install, an approval or a load of an installation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    #[error("tenant {0} does not exist (create it with `airlock tenant create {0}`)")]
+    NoTenant(TenantId),
+    #[error("installation {installation} of tenant {tenant} does not exist")]
+    NoInstallation {
+        tenant: TenantId,
+        installation: InstallationId,
+    },
+    #[error("installation {installation} of tenant {tenant} has no upgrade waiting")]
+    NoPending {
+        tenant: TenantId,
+        installation: InstallationId,
+    },
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    #[error(transparent)]
+    Grant(#[from] GrantError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("the integration id {0:?} makes no installation id; pass --installation")]
+    InstallationId(String, #[source] IdError),
+    #[error(
+        "installation {installation} runs {installed}; a bundle of {offered} cannot replace it"
+    )]
+    OtherIntegration {
+        installation: InstallationId,
+        installed: String,
+        offered: String,
+    },
+    #[error(
+        "{id} {offered} is older than the installed {installed} (rollback); pass \
+         --allow-downgrade to install it anyway"
+    )]
+    Rollback {
+        id: String,
+        offered: String,
+        installed: String,
+    },
+    #[error(
+        "{id} {version} is already installed with different contents: a changed bundle needs a \
+         new version"
+    )]
+    SameVersion { id: String, version: String },
+    #[error("the stored bundle of installation {0} is missing or unreadable")]
+    MissingBundle(InstallationId, #[source] OpenError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Audit(#[from] AuditUnavailable),
+}
+
+impl InstallError {
+    /// The trust failure's reason code (CLI exit code 6): the bundle's own, or `rollback`.
+    pub fn trust_reason(&self) -> Option<&'static str> {
+        match self {
+            Self::Open(e) | Self::MissingBundle(_, e) => e.trust_reason(),
+            Self::Rollback { .. } => Some("rollback"),
+            _ => None,
+        }
+    }
+}
+
+/// What to install.
+pub struct InstallRequest {
+    pub tenant: TenantId,
+    /// Defaults to the last segment of the integration id (`acme/github-issues` →
+    /// `github-issues`).
+    pub installation: Option<InstallationId>,
+    /// The bundle file's bytes, read once, and where they were read from.
+    pub bundle: Vec<u8>,
+    pub origin: PathBuf,
+    /// The operator's approval; none grants no egress. Required in effect for an upgrade that
+    /// asks for more: without one it waits.
+    pub grant: Option<Grant>,
+    pub config: Option<String>,
+    pub allow_downgrade: bool,
+}
+
+/// What an install did.
+#[derive(Debug)]
+pub enum Outcome {
+    Installed(InstallationRecord),
+    /// Replaced an older (or, with `allow_downgrade`, newer) version.
+    Replaced {
+        from: String,
+        record: InstallationRecord,
+    },
+    /// The new version asks for more than the installed one; it waits for approval.
+    Pending(InstallationRecord),
+    /// The same bundle, with a new grant or config.
+    Reconfigured(InstallationRecord),
+    /// The same bundle was already installed, with the same grant and config.
+    Unchanged(InstallationRecord),
+}
+
+/// How a replacement is approved.
+enum Approval {
+    /// Nothing said: an upgrade that asks for more waits.
+    None,
+    /// This grant, checked against the new manifest.
+    Grant(Grant),
+    /// The installed grant, cut to what the new manifest still declares.
+    CarryOver,
+}
+
+/// Installs, upgrades and loads installations: the one code path for the CLI and the server.
+pub struct Installer<'a> {
+    pub runtime: &'a Runtime,
+    pub store: &'a Store,
+    pub trust: &'a TrustStore,
+    pub trail: &'a AuditTrail,
+}
+
+impl Installer<'_> {
+    /// Verifies, loads and installs `request`.
+    pub fn install(&self, request: InstallRequest) -> Result<Outcome, InstallError> {
+        let tenant = &request.tenant;
+        if !self.store.tenant_exists(tenant)? {
+            return Err(InstallError::NoTenant(tenant.clone()));
+        }
+        let (integration, verified) =
+            load_verified(self.runtime, &request.origin, &request.bundle, self.trust)?;
+        integration.validate_config(request.config.as_deref())?;
+        let installation = match &request.installation {
+            Some(id) => id.clone(),
+            None => default_installation(&verified.id)?,
+        };
+        let declared = integration.manifest().manifest.egress_policy();
+        let Some(installed) = self.store.installation(tenant, &installation)? else {
+            let grant = request.grant.clone().unwrap_or_default();
+            grant.apply(declared.rules())?;
+            let now = now_unix();
+            let record = InstallationRecord {
+                tenant: tenant.to_string(),
+                installation: installation.to_string(),
+                integration: verified.id.clone(),
+                version: verified.version.clone(),
+                bundle: self.store.put_bundle(&request.bundle)?,
+                key: verified.key_id.clone(),
+                grant,
+                config: request.config.clone(),
+                created: now,
+                updated: now,
+                pending: None,
+            };
+            self.commit(&record, InstallChange::Installed)?;
+            return Ok(Outcome::Installed(record));
+        };
+        let approval = request
+            .grant
+            .clone()
+            .map_or(Approval::None, Approval::Grant);
+        self.replace(request, approval, installed, &integration, &verified)
+    }
+
+    /// Installs over an existing installation: same integration, newer version (or
+    /// `allow_downgrade`), and either nothing new asked for, a grant given, or it waits.
+    fn replace(
+        &self,
+        request: InstallRequest,
+        approval: Approval,
+        installed: InstallationRecord,
+        integration: &Integration,
+        verified: &VerifiedBundle,
+    ) -> Result<Outcome, InstallError> {
+        if installed.integration != verified.id {
+            return Err(InstallError::OtherIntegration {
+                installation: installed
+                    .installation
+                    .parse()
+                    .map_err(|e| InstallError::InstallationId(installed.installation.clone(), e))?,
+                installed: installed.integration,
+                offered: verified.id.clone(),
+            });
+        }
+        let offered = semver::Version::parse(&verified.version);
+        let current = semver::Version::parse(&installed.version);
+        let older = matches!((&offered, &current), (Ok(o), Ok(c)) if o < c);
+        let digest = self.store.put_bundle(&request.bundle)?;
+        if verified.version == installed.version {
+            if digest != installed.bundle {
+                return Err(InstallError::SameVersion {
+                    id: installed.integration,
+                    version: installed.version,
+                });
+            }
+            return self.reconfigure(request, approval, installed, integration);
+        }
+        if older && !request.allow_downgrade {
+            return Err(InstallError::Rollback {
+                id: installed.integration,
+                offered: verified.version.clone(),
+                installed: installed.version,
+            });
+        }
+        let old = self.load(&installed)?;
+        let additions = diff::additions(&old.manifest().manifest, &integration.manifest().manifest);
+        let declared = integration.manifest().manifest.egress_policy();
+        let grant = match approval {
+            Approval::Grant(grant) => grant,
+            Approval::CarryOver => installed.grant.carried_to(declared.rules()),
+            Approval::None if additions.is_empty() => installed.grant.carried_to(declared.rules()),
+            Approval::None => {
+                let record = InstallationRecord {
+                    pending: Some(PendingUpgrade {
+                        version: verified.version.clone(),
+                        bundle: digest,
+                        key: verified.key_id.clone(),
+                        additions,
+                        requested: now_unix(),
+                    }),
+                    ..installed
+                };
+                self.commit(&record, InstallChange::Pending)?;
+                return Ok(Outcome::Pending(record));
+            }
+        };
+        grant.apply(declared.rules())?;
+        let from = installed.version.clone();
+        let record = InstallationRecord {
+            version: verified.version.clone(),
+            bundle: digest,
+            key: verified.key_id.clone(),
+            grant,
+            config: request.config.or(installed.config),
+            updated: now_unix(),
+            pending: None,
+            ..installed
+        };
+        let change = if older {
+            InstallChange::Downgraded
+        } else {
+            InstallChange::Upgraded
+        };
+        self.commit(&record, change)?;
+        Ok(Outcome::Replaced { from, record })
+    }
+
+    /// The same bundle again: a new grant or config replaces the installed one.
+    fn reconfigure(
+        &self,
+        request: InstallRequest,
+        approval: Approval,
+        installed: InstallationRecord,
+        integration: &Integration,
+    ) -> Result<Outcome, InstallError> {
+        let grant = match approval {
+            Approval::Grant(grant) => grant,
+            Approval::None | Approval::CarryOver => installed.grant.clone(),
+        };
+        let config = request.config.or_else(|| installed.config.clone());
+        if grant == installed.grant && config == installed.config {
+            return Ok(Outcome::Unchanged(installed));
+        }
+        grant.apply(integration.manifest().manifest.egress_policy().rules())?;
+        let record = InstallationRecord {
+            grant,
+            config,
+            updated: now_unix(),
+            ..installed
+        };
+        self.commit(&record, InstallChange::Reconfigured)?;
+        Ok(Outcome::Reconfigured(record))
+    }
+
+    /// Approves the upgrade waiting on an installation, with `grant` (or the installed grant,
+    /// carried over, when none is given: then the additions stay ungranted).
+    pub fn approve(
+        &self,
+        tenant: &TenantId,
+        installation: &InstallationId,
+        grant: Option<Grant>,
+    ) -> Result<Outcome, InstallError> {
+        let installed = self.get(tenant, installation)?;
+        let Some(pending) = installed.pending.clone() else {
+            return Err(InstallError::NoPending {
+                tenant: tenant.clone(),
+                installation: installation.clone(),
+            });
+        };
+        let origin = self.store.bundle_path(&pending.bundle);
+        let bundle = crate::bundle::read_bundle(&origin)
+            .map_err(|e| InstallError::MissingBundle(installation.clone(), e))?;
+        let (integration, verified) = load_verified(self.runtime, &origin, &bundle, self.trust)?;
+        let request = InstallRequest {
+            tenant: tenant.clone(),
+            installation: Some(installation.clone()),
+            bundle,
+            origin,
+            grant: None,
+            config: None,
+            allow_downgrade: false,
+        };
+        let approval = grant.map_or(Approval::CarryOver, Approval::Grant);
+        self.replace(request, approval, installed, &integration, &verified)
+    }
+
+    /// The installation's record.
+    pub fn get(
+        &self,
+        tenant: &TenantId,
+        installation: &InstallationId,
+    ) -> Result<InstallationRecord, InstallError> {
+        self.store
+            .installation(tenant, installation)?
+            .ok_or_else(|| InstallError::NoInstallation {
+                tenant: tenant.clone(),
+                installation: installation.clone(),
+            })
+    }
+
+    /// Loads what an installation runs: its stored bundle, verified again against the trust
+    /// store, with egress cut down to its grant.
+    pub fn load(&self, record: &InstallationRecord) -> Result<Integration, InstallError> {
+        let installation: InstallationId = record
+            .installation
+            .parse()
+            .map_err(|e| InstallError::InstallationId(record.installation.clone(), e))?;
+        let path = self.store.bundle_path(&record.bundle);
+        let bundle = crate::bundle::read_bundle(&path)
+            .map_err(|e| InstallError::MissingBundle(installation, e))?;
+        let (mut integration, _) = load_verified(self.runtime, &path, &bundle, self.trust)?;
+        integration.restrict_egress(&record.grant)?;
+        Ok(integration)
+    }
+
+    /// Stores `record` and records the change, in that order: an audit failure after the store
+    /// write is reported, and the next command sees the installation as stored.
+    fn commit(
+        &self,
+        record: &InstallationRecord,
+        change: InstallChange,
+    ) -> Result<(), InstallError> {
+        self.store.put_installation(record)?;
+        let version = match (&record.pending, change) {
+            (Some(pending), InstallChange::Pending) => pending.version.clone(),
+            _ => record.version.clone(),
+        };
+        self.trail
+            .append_blocking(AuditEvent::InstallationChanged {
+                tenant: record.tenant.clone(),
+                installation: record.installation.clone(),
+                integration: record.integration.clone(),
+                version,
+                change,
+            })?;
+        Ok(())
+    }
+}
+
+/// `acme/github-issues` → `github-issues`.
+fn default_installation(integration_id: &str) -> Result<InstallationId, InstallError> {
+    let name = integration_id.rsplit('/').next().unwrap_or(integration_id);
+    name.parse()
+        .map_err(|e| InstallError::InstallationId(integration_id.to_string(), e))
+}

@@ -1,0 +1,81 @@
+//! Tenants: who installations, credentials and keys belong to.
+//!
+//! Deleting a tenant removes its wrapped data key first (crypto-shredding: every secret it
+//! sealed is unreadable from that moment, including copies in old database segments), then its
+//! installations and credential records.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Store, StoreError};
+use crate::clock::now_unix;
+use crate::ids::TenantId;
+
+const TENANTS: &str = "tenants";
+
+/// A tenant as `tenant list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantInfo {
+    pub id: String,
+    pub created: u64,
+}
+
+impl Store {
+    /// Creates `tenant`; refused if it exists.
+    pub fn create_tenant(&self, tenant: &TenantId) -> Result<TenantInfo, StoreError> {
+        let info = TenantInfo {
+            id: tenant.to_string(),
+            created: now_unix(),
+        };
+        let bytes = serde_json::to_vec(&info).map_err(|_| StoreError::Corrupt {
+            what: format!("tenant {tenant}"),
+        })?;
+        self.tree(TENANTS)?
+            .compare_and_swap(tenant.as_str(), None as Option<&[u8]>, Some(bytes))?
+            .map_err(|_| StoreError::Exists {
+                what: format!("tenant {tenant}"),
+            })?;
+        self.db.flush()?;
+        Ok(info)
+    }
+
+    /// Whether `tenant` exists.
+    pub fn tenant_exists(&self, tenant: &TenantId) -> Result<bool, StoreError> {
+        Ok(self.tree(TENANTS)?.contains_key(tenant.as_str())?)
+    }
+
+    /// Every tenant, by id.
+    pub fn tenants(&self) -> Result<Vec<TenantInfo>, StoreError> {
+        self.tree(TENANTS)?
+            .iter()
+            .map(|entry| {
+                let (key, bytes) = entry?;
+                serde_json::from_slice(&bytes).map_err(|_| StoreError::Corrupt {
+                    what: format!("tenant {}", String::from_utf8_lossy(&key)),
+                })
+            })
+            .collect()
+    }
+
+    /// Deletes `tenant`: its data key (so its sealed values become unreadable at once), its
+    /// installations and its credential records. Returns false if there was no such tenant.
+    pub fn delete_tenant(&self, tenant: &TenantId) -> Result<bool, StoreError> {
+        if !self.tenant_exists(tenant)? {
+            return Ok(false);
+        }
+        self.shred_tenant_key(tenant)?;
+        self.db.flush()?;
+        let prefix = format!("{tenant}\0");
+        for tree in [
+            super::credentials::CREDENTIALS,
+            super::installations::INSTALLATIONS,
+        ] {
+            let tree = self.tree(tree)?;
+            for key in tree.scan_prefix(prefix.as_bytes()).keys() {
+                tree.remove(key?)?;
+            }
+        }
+        self.tree(TENANTS)?.remove(tenant.as_str())?;
+        self.db.flush()?;
+        Ok(true)
+    }
+}
