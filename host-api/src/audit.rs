@@ -40,6 +40,14 @@ pub enum AuditEvent {
         publisher: String,
         change: Change,
     },
+    /// An API key was created or revoked (its id, never the key).
+    ApiKeyChanged {
+        key: String,
+        /// `None` for the operator's admin key.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tenant: Option<String>,
+        change: Change,
+    },
     /// A tenant was created or deleted (with its data key: crypto-shredding).
     TenantChanged { tenant: String, change: Change },
     /// An installation was created, upgraded, held for approval, or approved.
@@ -89,6 +97,7 @@ impl AuditEvent {
             | Self::TrustChanged { .. }
             | Self::TenantChanged { .. }
             | Self::InstallationChanged { .. }
+            | Self::ApiKeyChanged { .. }
             | Self::ClockRegression { .. } => true,
         }
     }
@@ -102,6 +111,7 @@ impl AuditEvent {
             Self::CredentialChanged { .. } => "credential-changed",
             Self::TrustChanged { .. } => "trust-changed",
             Self::TenantChanged { .. } => "tenant-changed",
+            Self::ApiKeyChanged { .. } => "api-key-changed",
             Self::InstallationChanged { .. } => "installation-changed",
             Self::ClockRegression { .. } => "clock-regression",
         }

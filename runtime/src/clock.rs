@@ -44,6 +44,21 @@ pub fn rfc3339(secs: u64) -> String {
     )
 }
 
+/// Parses a span such as `90s`, `15m`, `2h` or `90d` into seconds.
+pub fn parse_span_secs(text: &str) -> Option<u64> {
+    let split = text.len().checked_sub(1)?;
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().ok()?;
+    let unit = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        _ => return None,
+    };
+    n.checked_mul(unit)
+}
+
 /// Parses `YYYY-MM-DDTHH:MM:SS[.mmm]Z` (UTC only) into milliseconds since the epoch.
 pub fn parse_rfc3339_ms(text: &str) -> Option<u64> {
     let text = text.strip_suffix('Z')?;

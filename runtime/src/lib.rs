@@ -7,6 +7,7 @@
 //! - [`manifest`]: `airlock.toml` parsed strictly, with located errors.
 //! - [`json`], [`schema`]: strict JSON parsing and safe JSON Schema validation.
 //! - [`loader`]: manifest → limits → schemas → compile (or cache) → import check → pre-instance.
+//! - [`apikey`]: API keys for Airlock's own API: format, scopes, constant-time check.
 //! - [`audit`]: the hash-chained, checkpoint-signed audit trail and metrics from it.
 //! - [`bundle`]: signed bundles: format, keys, signing, verification, trusted loading.
 //! - [`trust`]: the publisher keys this host trusts.
@@ -18,6 +19,7 @@
 //! - [`hardening`]: no core dumps of a process that holds secrets.
 //! - [`cli`]: the `airlock` command line, one file per verb.
 
+pub mod apikey;
 pub mod audit;
 pub mod bundle;
 pub mod cache;

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod apikey;
 mod audit;
 mod cache;
 mod cli;

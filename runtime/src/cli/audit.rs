@@ -210,16 +210,7 @@ fn parse_since(text: &str) -> anyhow::Result<String> {
     let millis = match clock::parse_rfc3339_ms(text) {
         Some(ms) => ms,
         None => {
-            let split = text.len().saturating_sub(1);
-            let (number, unit) = text.split_at(split);
-            let n: u64 = number.parse().map_err(|_| bad())?;
-            let seconds = match unit {
-                "s" => n,
-                "m" => n * 60,
-                "h" => n * 3_600,
-                "d" => n * 86_400,
-                _ => return Err(bad()),
-            };
+            let seconds = clock::parse_span_secs(text).ok_or_else(bad)?;
             clock::now_unix_ms().saturating_sub(seconds.saturating_mul(1000))
         }
     };
@@ -233,6 +224,7 @@ fn tenant_of(event: &AuditEvent) -> Option<&str> {
         AuditEvent::CredentialChanged { tenant, .. }
         | AuditEvent::TenantChanged { tenant, .. }
         | AuditEvent::InstallationChanged { tenant, .. } => Some(tenant),
+        AuditEvent::ApiKeyChanged { tenant, .. } => tenant.as_deref(),
         _ => None,
     }
 }
@@ -311,6 +303,14 @@ fn print_record(e: &Envelope) {
         } => println!(
             "{head} trust-changed key {key} publisher {} {change:?}",
             publisher.escape_debug()
+        ),
+        AuditEvent::ApiKeyChanged {
+            key,
+            tenant,
+            change,
+        } => println!(
+            "{head} api-key-changed {key} {} {change:?}",
+            tenant.as_deref().unwrap_or("(admin)")
         ),
         AuditEvent::TenantChanged { tenant, change } => {
             println!("{head} tenant-changed {tenant} {change:?}")

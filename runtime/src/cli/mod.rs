@@ -5,6 +5,7 @@
 //! trapped (and `policy check`: the request would be denied); 5 the guest was stopped by a
 //! limit; 6 unsigned or untrusted code.
 
+mod apikey;
 mod audit;
 mod build;
 mod check;
@@ -91,6 +92,8 @@ enum Command {
     Policy(policy::PolicyArgs),
     /// Manage tenants
     Tenant(tenant::TenantArgs),
+    /// Manage API keys for Airlock's own API (one tenant each, or the admin key)
+    ApiKey(apikey::ApiKeyArgs),
     /// Install a signed bundle for a tenant, granting it a subset of what it declares
     Install(install::InstallArgs),
     /// Manage an installation's credentials (stored encrypted; values read from stdin)
@@ -187,6 +190,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Policy(args) => policy::policy(args, settings.egress),
         Command::Audit(args) => audit::audit(args, &state()?),
         Command::Tenant(args) => tenant::tenant(args, &state()?),
+        Command::ApiKey(args) => apikey::api_key(args, &state()?),
         Command::Install(args) => {
             let state = state()?;
             let runtime = crate::runtime::Runtime::new(&state.data, settings)?;

@@ -6,10 +6,12 @@
 //!
 //! # Layout
 //! - [`keys`]: the master key's location and the per-tenant data keys.
+//! - [`api_keys`]: API key records (hashes only).
 //! - [`credentials`]: sealed credential records and the [`StoredSecrets`] source.
 //! - [`tenants`]: tenants, and their deletion by crypto-shredding.
 //! - [`installations`]: installed bundles with their grants, config and pending upgrades.
 
+pub mod api_keys;
 pub mod credentials;
 pub mod installations;
 pub mod keys;

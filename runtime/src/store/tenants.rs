@@ -56,13 +56,14 @@ impl Store {
             .collect()
     }
 
-    /// Deletes `tenant`: its data key (so its sealed values become unreadable at once), its
-    /// installations and its credential records. Returns false if there was no such tenant.
+    /// Deletes `tenant`: its data key (so its sealed values become unreadable at once) and its
+    /// API keys, then its installations and its credential records. Returns false if there was no such tenant.
     pub fn delete_tenant(&self, tenant: &TenantId) -> Result<bool, StoreError> {
         if !self.tenant_exists(tenant)? {
             return Ok(false);
         }
         self.shred_tenant_key(tenant)?;
+        self.delete_api_keys_of(tenant)?;
         self.db.flush()?;
         let prefix = format!("{tenant}\0");
         for tree in [

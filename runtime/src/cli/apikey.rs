@@ -1,0 +1,147 @@
+//! `airlock api-key create|list|revoke`: keys for Airlock's own API, one tenant each (or the
+//! operator's admin key). A key is printed once, when made; only a hash is kept.
+
+use airlock_host_api::audit::{AuditEvent, Change};
+use clap::{Args, Subcommand};
+
+use super::{EXIT_INVALID, State, fail};
+use crate::apikey::{self, Scope};
+use crate::clock::{self, rfc3339};
+use crate::ids::TenantId;
+
+#[derive(Debug, Args)]
+pub(crate) struct ApiKeyArgs {
+    #[command(subcommand)]
+    command: ApiKeyCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum ApiKeyCommand {
+    /// Make a key and print it once (stdout); only its hash is stored
+    Create {
+        /// The tenant the key acts for
+        #[arg(long, required_unless_present = "admin", conflicts_with = "admin")]
+        tenant: Option<TenantId>,
+        /// The operator's admin key (every tenant, every operation)
+        #[arg(long)]
+        admin: bool,
+        /// What the key may do, comma-separated: invoke, credentials:write,
+        /// installations:read, installations:write, audit:read
+        #[arg(
+            long,
+            value_delimiter = ',',
+            required_unless_present = "admin",
+            conflicts_with = "admin"
+        )]
+        scope: Vec<Scope>,
+        /// Expire after this long: 90d, 12h, …
+        #[arg(long, value_name = "SPAN")]
+        expires: Option<String>,
+    },
+    /// List keys (ids, scopes, dates; never the keys)
+    List {
+        #[arg(long)]
+        tenant: Option<TenantId>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key by its id: it stops working at once
+    Revoke { id: String },
+}
+
+pub(crate) fn api_key(args: ApiKeyArgs, state: &State) -> anyhow::Result<u8> {
+    let (store, trail) = state.open()?;
+    let now = clock::now_unix();
+    match args.command {
+        ApiKeyCommand::Create {
+            tenant,
+            admin: _,
+            mut scope,
+            expires,
+        } => {
+            if let Some(tenant) = &tenant
+                && !store.tenant_exists(tenant)?
+            {
+                return Err(fail(
+                    EXIT_INVALID,
+                    anyhow::anyhow!("tenant {tenant} does not exist"),
+                ));
+            }
+            let expires = expires
+                .map(|span| {
+                    clock::parse_span_secs(&span)
+                        .map(|s| now + s)
+                        .ok_or_else(|| {
+                            fail(
+                                EXIT_INVALID,
+                                anyhow::anyhow!(
+                                    "--expires {span:?}: expected a span such as 90d or 12h"
+                                ),
+                            )
+                        })
+                })
+                .transpose()?;
+            scope.sort();
+            scope.dedup();
+            let new = apikey::generate(tenant.map(|t| t.to_string()), scope, now, expires);
+            store.put_api_key(&new.record)?;
+            trail.append_blocking(AuditEvent::ApiKeyChanged {
+                key: new.record.id.clone(),
+                tenant: new.record.tenant.clone(),
+                change: Change::Set,
+            })?;
+            eprintln!(
+                "made key {} for {}; it is shown once, below: keep it secret (Authorization: \
+                 Bearer …)",
+                new.record.id,
+                new.record
+                    .tenant
+                    .as_deref()
+                    .unwrap_or("the operator (admin)")
+            );
+            println!("{}", new.key.as_str());
+        }
+        ApiKeyCommand::List { tenant, json } => {
+            let keys = store.api_keys(tenant.as_ref())?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&keys)?);
+                return Ok(0);
+            }
+            for k in keys {
+                let scopes: Vec<&str> = k.scopes.iter().map(|s| s.as_str()).collect();
+                let state = match (k.revoked, k.expires) {
+                    (Some(at), _) => format!("revoked {}", rfc3339(at)),
+                    (None, Some(at)) if at <= now => format!("expired {}", rfc3339(at)),
+                    (None, Some(at)) => format!("expires {}", rfc3339(at)),
+                    (None, None) => "no expiry".to_string(),
+                };
+                println!(
+                    "{}  {:<20} {:<40} created {}  last used {}  {state}",
+                    k.id,
+                    k.tenant.as_deref().unwrap_or("(admin)"),
+                    if scopes.is_empty() {
+                        "all".to_string()
+                    } else {
+                        scopes.join(",")
+                    },
+                    rfc3339(k.created),
+                    k.last_used.map_or("never".to_string(), rfc3339),
+                );
+            }
+        }
+        ApiKeyCommand::Revoke { id } => {
+            let Some(record) = store.api_key(&id)? else {
+                return Err(fail(EXIT_INVALID, anyhow::anyhow!("no API key {id}")));
+            };
+            store.revoke_api_key(&id, now)?;
+            trail.append_blocking(AuditEvent::ApiKeyChanged {
+                key: id.clone(),
+                tenant: record.tenant,
+                change: Change::Revoked,
+            })?;
+            eprintln!("revoked key {id}");
+        }
+    }
+    trail.checkpoint()?;
+    Ok(0)
+}
