@@ -279,7 +279,7 @@ async fn a_rotated_refresh_token_is_stored_for_the_next_process() {
             &tenant,
             &installation,
             "slack",
-            vec![],
+            vec!["https://slack.com".to_string()],
             &secret,
             CredentialType::OAuth2,
         )

@@ -9,7 +9,9 @@ use serde_json::json;
 use tempfile::TempDir;
 
 use crate::mock::{MockResponse, MockUpstream, TestCa};
-use crate::support::{airlock_with, example, files_under, stderr, stdout};
+use crate::support::{
+    airlock_with, custom_integration, example, files_under, read_example, stderr, stdout,
+};
 
 const CANARY: &str = "canary-51d0e9-vault";
 const UPSTREAM: &str = "vault.allowed.test";
@@ -163,6 +165,40 @@ fn stored_credentials_are_sealed_injected_and_scoped_to_their_tenant() {
         "{}",
         stdout(&run)
     );
+
+    // A manifest that binds the same credential name to another origin does not get it: the
+    // stored value is bound to the origins it was set for.
+    let rebound = read_example("exfil", "airlock.toml")
+        .replace(
+            "component = \"../target/wasm32-wasip2/release/exfil.wasm\"",
+            "component = \"component.wasm\"",
+        )
+        .replace(
+            "url = \"https://api.allowed.test\"\nmethods = [\"GET\", \"POST\"]\n",
+            "url = \"https://api.allowed.test\"\nmethods = [\"GET\", \"POST\"]\ncredential = \"token\"\n",
+        );
+    assert!(rebound.contains("credential = \"token\"\n\n[[egress]]\nurl = \"https://echo"));
+    let dir = custom_integration("exfil", "exfil.wasm", &rebound);
+    let input = json!({"url": "https://api.allowed.test/"}).to_string();
+    let mut args: Vec<&str> = switches.iter().map(String::as_str).collect();
+    let dir_arg = dir.path().display().to_string();
+    args.extend(["run", "--allow-unsigned", &dir_arg, "--action", "fetch"]);
+    args.extend([
+        "--input",
+        &input,
+        "--tenant",
+        "acme",
+        "--installation",
+        "exfil-1",
+    ]);
+    let out = airlock_with(data.path(), &args, "", &[]);
+    assert!(
+        stderr(&out).contains("credential-unbound"),
+        "{}",
+        stderr(&out)
+    );
+    assert_no_canary("rebound run", &out.stdout);
+    assert_eq!(mock.requests().len(), 1);
 
     // Another tenant's installation of the same name has no such credential.
     let other = fetch(

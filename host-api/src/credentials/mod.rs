@@ -93,6 +93,9 @@ pub enum CredentialError {
     Token { name: String, reason: String },
     #[error("credential `{0}` needs to be connected again (its refresh token was refused)")]
     NeedsReauth(String),
+    /// The stored value is bound to other origins than the rule's (set for another manifest).
+    #[error("credential `{name}` is not bound to {origin}")]
+    Unbound { name: String, origin: String },
 }
 
 impl CredentialError {
@@ -104,6 +107,7 @@ impl CredentialError {
             Self::Store { .. } => "credential-store",
             Self::Token { .. } => "credential-token",
             Self::NeedsReauth(_) => "credential-needs-reauth",
+            Self::Unbound { .. } => "credential-unbound",
         }
     }
 }
@@ -114,10 +118,12 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// Hands the egress broker the current value of a credential. One per invocation scope
 /// (tenant and installation); implementations cache and refresh as they see fit.
 pub trait CredentialBroker: Send + Sync {
+    /// The value of `name` for a request under a rule whose origin is `origin`.
     fn current<'a>(
         &'a self,
         name: &'a str,
         spec: &'a CredentialSpec,
+        origin: &'a str,
     ) -> BoxFuture<'a, Result<Secret, CredentialError>>;
 }
 
@@ -130,6 +136,7 @@ impl CredentialBroker for NoCredentials {
         &'a self,
         name: &'a str,
         _spec: &'a CredentialSpec,
+        _origin: &'a str,
     ) -> BoxFuture<'a, Result<Secret, CredentialError>> {
         Box::pin(async move { Err(CredentialError::Missing(name.to_string())) })
     }

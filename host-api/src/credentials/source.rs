@@ -36,6 +36,14 @@ pub trait SecretSource: Send + Sync {
     /// Replaces the value of `name` with one the host derived (an OAuth client holding a
     /// rotated refresh token), keeping the credential's metadata.
     fn replace(&self, name: &str, value: &Secret) -> Result<(), CredentialError>;
+
+    /// The origins `name` was stored for (those of the rules naming it when it was set), or
+    /// `None` when values are not bound to origins (a local run's own). A bound value is never
+    /// sent to another origin, whatever a later manifest says.
+    fn origins(&self, name: &str) -> Result<Option<Vec<String>>, CredentialError> {
+        let _ = name;
+        Ok(None)
+    }
 }
 
 /// Values given to one local run (`--secret`, `--secrets-file`), already validated.
@@ -92,8 +100,18 @@ impl CredentialBroker for Credentials {
         &'a self,
         name: &'a str,
         spec: &'a CredentialSpec,
+        origin: &'a str,
     ) -> BoxFuture<'a, Result<Secret, CredentialError>> {
         Box::pin(async move {
+            // Before the token cache: a cached token is bound like the value it came from.
+            if let Some(bound) = self.source.origins(name)?
+                && !bound.iter().any(|o| o == origin)
+            {
+                return Err(CredentialError::Unbound {
+                    name: name.to_string(),
+                    origin: origin.to_string(),
+                });
+            }
             match spec {
                 CredentialSpec::OAuth2(oauth) => {
                     self.tokens

@@ -212,6 +212,7 @@ impl BrokeredHttp {
             port: allowed.target.port(),
             target,
             rule: allowed.rule_index,
+            rule_origin: allowed.rule.origin().to_string(),
             method,
             credential,
         })
@@ -227,6 +228,8 @@ struct Admitted {
     port: u16,
     target: String,
     rule: usize,
+    /// The matched rule's origin, which a stored credential must be bound to.
+    rule_origin: String,
     method: String,
     /// The credential to inject: its name and how it travels.
     credential: Option<(String, CredentialSpec)>,
@@ -368,7 +371,7 @@ async fn send(
         Some((name, spec)) => {
             let refused = |code: &str| (Error::HttpRequestDenied, code.to_string());
             let secret = credentials
-                .current(name, spec)
+                .current(name, spec, &admitted.rule_origin)
                 .await
                 .map_err(|e| refused(e.code()))?;
             let injection =

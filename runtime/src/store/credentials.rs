@@ -251,6 +251,22 @@ impl SecretSource for StoredSecrets {
             .credential_value(&self.tenant, &self.installation, name, kind)
     }
 
+    fn origins(&self, name: &str) -> Result<Option<Vec<String>>, CredentialError> {
+        let read = || -> Result<Option<Vec<String>>, StoreError> {
+            let tree = self.store.tree(CREDENTIALS)?;
+            let key = record_key(&self.tenant, &self.installation, name);
+            match tree.get(key)? {
+                None => Ok(None),
+                Some(bytes) => Ok(Some(decode(&bytes, name)?.origins)),
+            }
+        };
+        // A value that is not stored has no binding to check: `get` reports it missing.
+        read().map_err(|e| CredentialError::Store {
+            name: name.to_string(),
+            reason: e.to_string(),
+        })
+    }
+
     fn replace(&self, name: &str, value: &Secret) -> Result<(), CredentialError> {
         self.store
             .reseal_credential(&self.tenant, &self.installation, name, value)
