@@ -134,6 +134,16 @@ pub struct Subject {
     pub installation: String,
 }
 
+impl Subject {
+    /// A local CLI run's own subject (tenant and installation `local`), never an operator's.
+    pub fn local() -> Self {
+        Self {
+            tenant: "local".into(),
+            installation: "local".into(),
+        }
+    }
+}
+
 /// Which code ran: as the signed manifest names it, and the digest of what was loaded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CodeIdentity {

@@ -223,10 +223,7 @@ impl Runtime {
     /// A local CLI caller (tenant and installation `local`) with `credentials`.
     pub fn local_caller(&self, credentials: Arc<dyn CredentialBroker>) -> Caller {
         Caller {
-            subject: Subject {
-                tenant: "local".into(),
-                installation: "local".into(),
-            },
+            subject: Subject::local(),
             trigger: Trigger::Cli,
             credentials,
         }

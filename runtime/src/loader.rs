@@ -181,19 +181,8 @@ impl Runtime {
         files: &BTreeMap<String, Vec<u8>>,
         signed: &SignedIdentity,
     ) -> Result<Integration, LoadError> {
-        let manifest_path = origin.join(MANIFEST_FILE_NAME);
-        let text = files
-            .get(MANIFEST_FILE_NAME)
-            .ok_or(LoadError::MissingFromBundle {
-                path: manifest_path.clone(),
-            })?;
-        let text = std::str::from_utf8(text).map_err(|_| {
-            ManifestError::io(
-                &manifest_path,
-                std::io::Error::new(std::io::ErrorKind::InvalidData, "not valid UTF-8"),
-            )
-        })?;
-        let manifest = LoadedManifest::parse(&manifest_path, text)?;
+        let manifest = bundle_manifest(origin, files)?;
+        let manifest_path = manifest.path.clone();
         let m = &manifest.manifest;
         let declared = SignedIdentity {
             publisher: m.publisher.name.clone(),
@@ -274,6 +263,24 @@ impl Runtime {
             provenance: None,
         })
     }
+}
+
+/// Parses the manifest among a verified bundle's `files` (`origin` names the bundle).
+pub(crate) fn bundle_manifest(
+    origin: &Path,
+    files: &BTreeMap<String, Vec<u8>>,
+) -> Result<LoadedManifest, LoadError> {
+    let path = origin.join(MANIFEST_FILE_NAME);
+    let text = files
+        .get(MANIFEST_FILE_NAME)
+        .ok_or(LoadError::MissingFromBundle { path: path.clone() })?;
+    let text = std::str::from_utf8(text).map_err(|_| {
+        ManifestError::io(
+            &path,
+            std::io::Error::new(std::io::ErrorKind::InvalidData, "not valid UTF-8"),
+        )
+    })?;
+    Ok(LoadedManifest::parse(&path, text)?)
 }
 
 /// The broker's view of an integration: its rules, and how each declared credential travels.

@@ -336,6 +336,17 @@ async fn a_request_whose_credential_is_not_set_fails_closed() {
     assert_eq!(mock.accepts(), 0, "nothing goes out without its credential");
 }
 
+/// `airlock` arguments for exfil's `fetch` of https://api.allowed.test/, pinned to `mock`.
+fn fetch_api_through_the_cli(mock: &MockUpstream, ca: &TestCa, data: &Path) -> Vec<String> {
+    let pins = [format!("api.allowed.test={}", mock.addr())];
+    let mut args = run_against_mocks(&pins, &ca.write_pem(data), "exfil", "fetch");
+    args.extend([
+        "--input".into(),
+        r#"{"url": "https://api.allowed.test/"}"#.into(),
+    ]);
+    args
+}
+
 #[test]
 fn cli_dev_switches_are_loud_and_reach_a_mock() {
     let ca = TestCa::new();
@@ -343,12 +354,7 @@ fn cli_dev_switches_are_loud_and_reach_a_mock() {
         MockResponse::json(200, json!({"ok": true}))
     });
     let data = TempDir::new().expect("temp");
-    let pins = [format!("api.allowed.test={}", mock.addr())];
-    let mut args = run_against_mocks(&pins, &ca.write_pem(data.path()), "exfil", "fetch");
-    args.extend([
-        "--input".into(),
-        r#"{"url": "https://api.allowed.test/"}"#.into(),
-    ]);
+    let args = fetch_api_through_the_cli(&mock, &ca, data.path());
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = airlock(data.path(), &args);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -376,26 +382,11 @@ fn proxy_variables_are_never_used() {
         MockResponse::status(204)
     });
     let data = TempDir::new().expect("temp");
-    let ca_path = ca.write_pem(data.path()).display().to_string();
-    let pin = format!("api.allowed.test={}", mock.addr());
-    let exfil = example("exfil").display().to_string();
+    let args = fetch_api_through_the_cli(&mock, &ca, data.path());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = airlock_with(
         data.path(),
-        &[
-            "--resolve",
-            &pin,
-            "--allow-private",
-            "127.0.0.0/8",
-            "--extra-root-ca",
-            &ca_path,
-            "run",
-            "--allow-unsigned",
-            &exfil,
-            "--action",
-            "fetch",
-            "--input",
-            r#"{"url": "https://api.allowed.test/"}"#,
-        ],
+        &args,
         "",
         &[
             ("HTTPS_PROXY", &proxy),

@@ -60,16 +60,26 @@ pub fn seal(envelope: &Envelope) -> (Vec<u8>, [u8; 32]) {
     (line, hash)
 }
 
+/// Splits a stored line into its body without the closing brace, and its hash field's hex.
+fn split(line: &[u8]) -> Option<(&[u8], &[u8])> {
+    let start = line.len().checked_sub(HASH_FIELD_LEN).filter(|s| *s >= 2)?;
+    let (head, field) = line.split_at(start);
+    let hex_hash = field.strip_prefix(HASH_PREFIX)?.strip_suffix(HASH_SUFFIX)?;
+    Some((head, hex_hash))
+}
+
+/// The hash a stored line carries, checked or not (the next record links to it even when this
+/// one is damaged); `None` when the line has no hash field.
+pub fn carried_hash(line: &[u8]) -> Option<[u8; 32]> {
+    let (_, hex_hash) = split(line)?;
+    let mut hash = [0u8; 32];
+    hex::decode_to_slice(hex_hash, &mut hash).ok()?;
+    Some(hash)
+}
+
 /// Parses a stored line, checking it against its own hash before trusting any field.
 pub fn open(line: &[u8]) -> Result<Record, RecordError> {
-    if line.len() < HASH_FIELD_LEN + 2 {
-        return Err(RecordError::NoHash);
-    }
-    let (head, field) = line.split_at(line.len() - HASH_FIELD_LEN);
-    let hex_hash = field
-        .strip_prefix(HASH_PREFIX)
-        .and_then(|rest| rest.strip_suffix(HASH_SUFFIX))
-        .ok_or(RecordError::NoHash)?;
+    let (head, hex_hash) = split(line).ok_or(RecordError::NoHash)?;
     let mut body = Vec::with_capacity(head.len() + 1);
     body.extend_from_slice(head);
     body.push(b'}');

@@ -77,7 +77,10 @@ impl AuditTrail {
         }
         let (next, head) = match records.last()? {
             None => (0, GENESIS),
-            Some((key, line)) => (seq_of(&key)? + 1, tail_hash(&line)),
+            Some((key, line)) => (
+                seq_of(&key)? + 1,
+                record::carried_hash(&line).unwrap_or_default(),
+            ),
         };
         let checkpointed = match meta.get(CHECKPOINTED_KEY)? {
             Some(v) => seq_of(&v)?,
@@ -250,19 +253,6 @@ fn fail(state: &mut State, error: &dyn std::fmt::Display) -> AuditUnavailable {
 fn seq_of(bytes: &[u8]) -> Result<u64, AuditError> {
     let raw: [u8; 8] = bytes.try_into().map_err(|_| AuditError::Meta)?;
     Ok(u64::from_be_bytes(raw))
-}
-
-/// The hash a stored line carries, trusted or not: the next record links to it.
-fn tail_hash(line: &[u8]) -> [u8; 32] {
-    let mut hash = [0u8; 32];
-    let field = line
-        .len()
-        .checked_sub(66)
-        .map(|start| &line[start..line.len() - 2]);
-    if let Some(hex_hash) = field {
-        let _ = hex::decode_to_slice(hex_hash, &mut hash);
-    }
-    hash
 }
 
 fn is_chain_id(id: &str) -> bool {

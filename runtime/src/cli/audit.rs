@@ -5,7 +5,7 @@ use std::path::Path;
 use airlock_host_api::audit::AuditEvent;
 use clap::{Args, Subcommand, ValueEnum};
 
-use super::{EXIT_INVALID, State, fail};
+use super::{EXIT_INVALID, EXIT_TRUST, State, fail};
 use crate::audit::metrics::Metrics;
 use crate::audit::record::{self, Envelope};
 use crate::audit::{AuditDir, AuditTrail, verify};
@@ -42,6 +42,38 @@ pub(crate) fn open_trail(
     let store = Store::open(data, master_key)?;
     let trail = AuditTrail::open(&store, audit_dir(audit, data)?)?;
     Ok((store, trail))
+}
+
+/// The error for a refusal: exit 6 when it has a trust `reason` — recorded first as a
+/// `trust-refused` security event for `artifact` (its file name only), with a checkpoint over
+/// it — else exit 2.
+pub(crate) fn refusal(
+    trail: &AuditTrail,
+    artifact: &Path,
+    reason: Option<&str>,
+    error: impl Into<anyhow::Error>,
+) -> anyhow::Error {
+    let Some(reason) = reason else {
+        return fail(EXIT_INVALID, error);
+    };
+    let error = error.into();
+    let artifact = artifact
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let recorded = trail
+        .append_blocking(AuditEvent::TrustRefused {
+            artifact,
+            reason: reason.to_string(),
+        })
+        .map_err(anyhow::Error::from)
+        .and_then(|_| trail.checkpoint().map(drop).map_err(anyhow::Error::from));
+    match recorded {
+        Ok(()) => fail(EXIT_TRUST, error),
+        Err(audit) => fail(
+            EXIT_TRUST,
+            anyhow::anyhow!("{error:#}; and it could not be recorded: {audit:#}"),
+        ),
+    }
 }
 
 #[derive(Debug, Args)]

@@ -3,15 +3,15 @@
 
 use std::path::PathBuf;
 
-use airlock_host_api::audit::AuditEvent;
 use clap::Args;
 
+use super::audit::refusal;
 use super::input::read_arg;
-use super::{EXIT_INVALID, EXIT_TRUST, State, fail};
+use super::{EXIT_INVALID, State, fail};
 use crate::bundle::read_bundle;
 use crate::clock::rfc3339;
 use crate::ids::{InstallationId, TenantId};
-use crate::install::{Grant, InstallError, InstallRequest, Installer, Outcome};
+use crate::install::{Grant, InstallRequest, Installer, Outcome};
 use crate::runtime::Runtime;
 use crate::store::installations::InstallationRecord;
 use crate::trust::TrustStore;
@@ -99,36 +99,11 @@ pub(crate) fn install(args: InstallArgs, state: &State, runtime: Runtime) -> any
         };
         installer.install(request)
     };
-    let outcome = outcome.map_err(|e| refuse(&trail, &args, e))?;
+    let artifact = args.bundle.clone().unwrap_or_default();
+    let outcome = outcome.map_err(|e| refusal(&trail, &artifact, e.trust_reason(), e))?;
     report(&installer, &outcome)?;
     trail.checkpoint()?;
     Ok(0)
-}
-
-/// Maps a refusal to its exit code; trust refusals (6) are recorded as security events.
-fn refuse(trail: &crate::audit::AuditTrail, args: &InstallArgs, e: InstallError) -> anyhow::Error {
-    let Some(reason) = e.trust_reason() else {
-        return fail(EXIT_INVALID, e);
-    };
-    let artifact = args
-        .bundle
-        .as_ref()
-        .and_then(|p| p.file_name())
-        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-    let recorded = trail
-        .append_blocking(AuditEvent::TrustRefused {
-            artifact,
-            reason: reason.to_string(),
-        })
-        .map_err(anyhow::Error::from)
-        .and_then(|_| trail.checkpoint().map_err(anyhow::Error::from));
-    match recorded {
-        Ok(_) => fail(EXIT_TRUST, e),
-        Err(audit) => fail(
-            EXIT_TRUST,
-            anyhow::anyhow!("{e}; and it could not be recorded: {audit}"),
-        ),
-    }
 }
 
 fn read_grant(path: &std::path::Path) -> anyhow::Result<Grant> {

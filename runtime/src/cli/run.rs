@@ -2,13 +2,14 @@
 
 use std::path::{Path, PathBuf};
 
-use airlock_host_api::audit::{AuditEvent, Trigger};
+use airlock_host_api::audit::Trigger;
 use clap::Args;
 
+use super::audit::refusal;
 use super::input::read_arg;
 use super::report::{print_egress, print_guest_log, print_summary};
 use super::secrets::SecretArgs;
-use super::{EXIT_INVALID, EXIT_TRUST, State, fail};
+use super::{EXIT_INVALID, State, fail};
 use crate::audit::AuditTrail;
 use crate::bundle::load_trusted;
 use crate::engine::EngineSettings;
@@ -102,17 +103,10 @@ fn load_installed(
         .map_err(|e| fail(EXIT_INVALID, e))?;
     match installer.load(&record) {
         Ok(integration) => Ok((integration, record.config)),
-        Err(e) => match e.trust_reason() {
-            Some(reason) => {
-                trail.append_blocking(AuditEvent::TrustRefused {
-                    artifact: format!("{}.airlock", record.bundle),
-                    reason: reason.to_string(),
-                })?;
-                trail.checkpoint()?;
-                Err(fail(EXIT_TRUST, e))
-            }
-            None => Err(fail(EXIT_INVALID, e)),
-        },
+        Err(e) => {
+            let stored = store.bundle_path(&record.bundle);
+            Err(refusal(trail, &stored, e.trust_reason(), e))
+        }
     }
 }
 
@@ -168,35 +162,18 @@ pub(crate) fn load(
     data: &Path,
     trail: &AuditTrail,
 ) -> anyhow::Result<Integration> {
-    // Refusals are security events: recorded, and signed over, before the error is returned.
-    let refuse = |reason: &str| -> anyhow::Result<()> {
-        let artifact = path
-            .file_name()
-            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-        trail.append_blocking(AuditEvent::TrustRefused {
-            artifact,
-            reason: reason.to_string(),
-        })?;
-        trail.checkpoint()?;
-        Ok(())
-    };
     if is_bundle(path) {
         let trust = TrustStore::open(data)?;
         return match load_trusted(runtime, path, &trust) {
             Ok((integration, _)) => Ok(integration),
-            Err(e) => match e.trust_reason() {
-                Some(reason) => {
-                    refuse(reason)?;
-                    Err(fail(EXIT_TRUST, e))
-                }
-                None => Err(fail(EXIT_INVALID, e)),
-            },
+            Err(e) => Err(refusal(trail, path, e.trust_reason(), e)),
         };
     }
     if !allow_unsigned {
-        refuse("unsigned")?;
-        return Err(fail(
-            EXIT_TRUST,
+        return Err(refusal(
+            trail,
+            path,
+            Some("unsigned"),
             anyhow::anyhow!(
                 "{} is not a signed bundle (unsigned): only signed bundles run; sign it with \
                  `airlock sign`, or pass --allow-unsigned for local development",

@@ -91,10 +91,7 @@ impl SecretArgs {
                 tenant: tenant.to_string(),
                 installation: installation.to_string(),
             },
-            _ => Subject {
-                tenant: "local".into(),
-                installation: "local".into(),
-            },
+            _ => Subject::local(),
         }
     }
 

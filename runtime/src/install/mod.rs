@@ -19,12 +19,13 @@ use airlock_host_api::audit::{AuditEvent, AuditUnavailable, InstallChange};
 pub use grant::{Grant, GrantError, GrantedEgress};
 
 use crate::audit::AuditTrail;
-use crate::bundle::{OpenError, VerifiedBundle, load_verified};
+use crate::bundle::{OpenError, VerifiedBundle, load_verified, read_bundle, verify_trusted};
 use crate::clock::now_unix;
 use crate::ids::{IdError, InstallationId, TenantId};
-use crate::loader::{ConfigError, Integration};
+use crate::loader::{ConfigError, Integration, bundle_manifest};
+use crate::manifest::LoadedManifest;
 use crate::runtime::Runtime;
-use crate::store::installations::{InstallationRecord, PendingUpgrade};
+use crate::store::installations::{InstallationRecord, PendingUpgrade, bundle_digest};
 use crate::store::{Store, StoreError};
 use crate::trust::TrustStore;
 
@@ -167,7 +168,7 @@ impl Installer<'_> {
                 installation: installation.to_string(),
                 integration: verified.id.clone(),
                 version: verified.version.clone(),
-                bundle: self.store.put_bundle(&request.bundle)?,
+                bundle: bundle_digest(&request.bundle),
                 key: verified.key_id.clone(),
                 grant,
                 config: request.config.clone(),
@@ -175,7 +176,7 @@ impl Installer<'_> {
                 updated: now,
                 pending: None,
             };
-            self.commit(&record, InstallChange::Installed)?;
+            self.commit(&record, InstallChange::Installed, &request.bundle)?;
             return Ok(Outcome::Installed(record));
         };
         let approval = request
@@ -208,7 +209,8 @@ impl Installer<'_> {
         let offered = semver::Version::parse(&verified.version);
         let current = semver::Version::parse(&installed.version);
         let older = matches!((&offered, &current), (Ok(o), Ok(c)) if o < c);
-        let digest = self.store.put_bundle(&request.bundle)?;
+        // Nothing is stored until the install is accepted.
+        let digest = bundle_digest(&request.bundle);
         if verified.version == installed.version {
             if digest != installed.bundle {
                 return Err(InstallError::SameVersion {
@@ -225,8 +227,8 @@ impl Installer<'_> {
                 installed: installed.version,
             });
         }
-        let old = self.load(&installed)?;
-        let additions = diff::additions(&old.manifest().manifest, &integration.manifest().manifest);
+        let old = self.installed_manifest(&installed)?;
+        let additions = diff::additions(&old.manifest, &integration.manifest().manifest);
         let declared = integration.manifest().manifest.egress_policy();
         let grant = match approval {
             Approval::Grant(grant) => grant,
@@ -243,7 +245,7 @@ impl Installer<'_> {
                     }),
                     ..installed
                 };
-                self.commit(&record, InstallChange::Pending)?;
+                self.commit(&record, InstallChange::Pending, &request.bundle)?;
                 return Ok(Outcome::Pending(record));
             }
         };
@@ -264,7 +266,7 @@ impl Installer<'_> {
         } else {
             InstallChange::Upgraded
         };
-        self.commit(&record, change)?;
+        self.commit(&record, change, &request.bundle)?;
         Ok(Outcome::Replaced { from, record })
     }
 
@@ -291,7 +293,7 @@ impl Installer<'_> {
             updated: now_unix(),
             ..installed
         };
-        self.commit(&record, InstallChange::Reconfigured)?;
+        self.commit(&record, InstallChange::Reconfigured, &request.bundle)?;
         Ok(Outcome::Reconfigured(record))
     }
 
@@ -310,9 +312,7 @@ impl Installer<'_> {
                 installation: installation.clone(),
             });
         };
-        let origin = self.store.bundle_path(&pending.bundle);
-        let bundle = crate::bundle::read_bundle(&origin)
-            .map_err(|e| InstallError::MissingBundle(installation.clone(), e))?;
+        let (origin, bundle) = self.stored_bundle(&installed.installation, &pending.bundle)?;
         let (integration, verified) = load_verified(self.runtime, &origin, &bundle, self.trust)?;
         let request = InstallRequest {
             tenant: tenant.clone(),
@@ -344,25 +344,50 @@ impl Installer<'_> {
     /// Loads what an installation runs: its stored bundle, verified again against the trust
     /// store, with egress cut down to its grant.
     pub fn load(&self, record: &InstallationRecord) -> Result<Integration, InstallError> {
-        let installation: InstallationId = record
-            .installation
-            .parse()
-            .map_err(|e| InstallError::InstallationId(record.installation.clone(), e))?;
-        let path = self.store.bundle_path(&record.bundle);
-        let bundle = crate::bundle::read_bundle(&path)
-            .map_err(|e| InstallError::MissingBundle(installation, e))?;
+        let (path, bundle) = self.stored_bundle(&record.installation, &record.bundle)?;
         let (mut integration, _) = load_verified(self.runtime, &path, &bundle, self.trust)?;
         integration.restrict_egress(&record.grant)?;
         Ok(integration)
     }
 
-    /// Stores `record` and records the change, in that order: an audit failure after the store
+    /// What the installed version declares, for the upgrade diff: its stored bundle verified
+    /// again, its manifest parsed, nothing compiled.
+    fn installed_manifest(
+        &self,
+        record: &InstallationRecord,
+    ) -> Result<LoadedManifest, InstallError> {
+        let (path, bundle) = self.stored_bundle(&record.installation, &record.bundle)?;
+        let verified = verify_trusted(&path, &bundle, self.trust)?;
+        Ok(bundle_manifest(&path, &verified.files).map_err(OpenError::from)?)
+    }
+
+    /// The stored bundle with hex SHA-256 `digest`, read once, and its path.
+    fn stored_bundle(
+        &self,
+        installation: &str,
+        digest: &str,
+    ) -> Result<(PathBuf, Vec<u8>), InstallError> {
+        let path = self.store.bundle_path(digest);
+        match read_bundle(&path) {
+            Ok(bytes) => Ok((path, bytes)),
+            Err(e) => {
+                let id = installation
+                    .parse()
+                    .map_err(|id| InstallError::InstallationId(installation.to_string(), id))?;
+                Err(InstallError::MissingBundle(id, e))
+            }
+        }
+    }
+
+    /// Stores `bundle` and `record` and records the change, in that order: an audit failure after the store
     /// write is reported, and the next command sees the installation as stored.
     fn commit(
         &self,
         record: &InstallationRecord,
         change: InstallChange,
+        bundle: &[u8],
     ) -> Result<(), InstallError> {
+        self.store.put_bundle(bundle)?;
         self.store.put_installation(record)?;
         let version = match (&record.pending, change) {
             (Some(pending), InstallChange::Pending) => pending.version.clone(),

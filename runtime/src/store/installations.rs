@@ -90,7 +90,7 @@ impl Store {
 
     /// Keeps `bytes` as a bundle (once per content); returns its hex SHA-256.
     pub fn put_bundle(&self, bytes: &[u8]) -> Result<String, StoreError> {
-        let digest = hex::encode(Sha256::digest(bytes));
+        let digest = bundle_digest(bytes);
         let path = self.bundle_path(&digest);
         if !path.exists() {
             let io = |e: std::io::Error| StoreError::Io {
@@ -109,6 +109,11 @@ impl Store {
             .join(BUNDLES_DIR)
             .join(format!("{digest}.airlock"))
     }
+}
+
+/// The name a bundle is kept under: hex SHA-256 of its bytes.
+pub fn bundle_digest(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
 }
 
 fn decode(bytes: &[u8]) -> Result<InstallationRecord, StoreError> {
