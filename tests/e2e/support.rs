@@ -113,15 +113,10 @@ pub fn airlock_bin() -> &'static Path {
             .and_then(Path::parent)
             .expect("test binary lives in target/<profile>/deps");
         let release = profile_dir.file_name().is_some_and(|n| n == "release");
+        // `--workspace --tests` resolves features exactly as `cargo test --workspace` did, so
+        // the binary links the libraries already built instead of a second copy of them all.
         let mut build = Command::new(env!("CARGO"));
-        build.args([
-            "build",
-            "--quiet",
-            "-p",
-            "airlock-runtime",
-            "--bin",
-            "airlock",
-        ]);
+        build.args(["build", "--quiet", "--workspace", "--tests", "--bins"]);
         if release {
             build.arg("--release");
         }
