@@ -102,31 +102,9 @@ pub fn mapper_manifest(extra_limits: &str) -> String {
     out
 }
 
-/// The `airlock` binary, built once (same profile as these tests) from this workspace.
+/// The `airlock` CLI as this package builds it (`src/bin/airlock-under-test.rs`).
 pub fn airlock_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let exe = std::env::current_exe().expect("test executable path");
-        // target/<profile>/deps/e2e-<hash> → target/<profile>
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("test binary lives in target/<profile>/deps");
-        let release = profile_dir.file_name().is_some_and(|n| n == "release");
-        // `--workspace --tests` resolves features exactly as `cargo test --workspace` did, so
-        // the binary links the libraries already built instead of a second copy of them all.
-        let mut build = Command::new(env!("CARGO"));
-        build.args(["build", "--quiet", "--workspace", "--tests", "--bins"]);
-        if release {
-            build.arg("--release");
-        }
-        let status = build
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "building the airlock binary failed");
-        profile_dir.join("airlock")
-    })
+    Path::new(env!("CARGO_BIN_EXE_airlock-under-test"))
 }
 
 /// The audit dir the CLI under test uses: shared by every test (checkpoint files are named by
