@@ -344,3 +344,30 @@ fn the_audit_dir_must_not_be_inside_the_data_dir() {
         Err(super::AuditError::InsideDataDir { .. })
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn many_concurrent_appends_share_flushes_and_all_become_durable() {
+    // sled's flush_async deadlocked here once every sled I/O thread waited on a flush.
+    let fixture = Fixture::new(0);
+    let mut tasks = Vec::new();
+    for i in 0..400 {
+        let trail = fixture.trail.clone();
+        tasks.push(tokio::spawn(async move { trail.append(event(i)).await }));
+    }
+    let appended = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        let mut seqs = Vec::new();
+        for task in tasks {
+            seqs.push(task.await.expect("task").expect("appended"));
+        }
+        seqs
+    })
+    .await
+    .expect("every append completes");
+    let mut seqs = appended;
+    seqs.sort_unstable();
+    assert_eq!(seqs, (0..400).collect::<Vec<u64>>());
+    fixture.trail.checkpoint().expect("checkpoint");
+    let report = fixture.verify();
+    assert!(report.is_ok(), "{report:?}");
+    assert_eq!(report.verified, 400);
+}

@@ -1,10 +1,13 @@
 //! [`AuditTrail`]: the append-only, hash-chained record store in sled, and its checkpoints.
 //!
 //! Appends are serialized (one chain head), then flushed to disk before they are acknowledged:
-//! concurrent appenders share a flush. The first write or flush that fails marks the trail
+//! concurrent appenders share a flush (group commit: one appender flushes everything written so
+//! far while the others wait for it, on a blocking thread; sled's own `flush_async` deadlocked
+//! under concurrent invocations when every sled I/O thread waited on a flush). The first write or flush that fails marks the trail
 //! failed for the life of the process, and every later append is refused, so nothing that needs
 //! a record (an egress request, an invocation result) happens without one (AL-07).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -35,6 +38,10 @@ pub struct AuditTrail {
 
 struct Inner {
     db: sled::Db,
+    /// How many records are known to be on disk (sequence numbers below it are durable).
+    durable: tokio::sync::watch::Sender<u64>,
+    /// Whether an appender is flushing for everyone.
+    flushing: AtomicBool,
     records: sled::Tree,
     meta: sled::Tree,
     chain: String,
@@ -89,6 +96,8 @@ impl AuditTrail {
         let signer = dir.signer()?;
         Ok(Self {
             inner: Arc::new(Inner {
+                durable: tokio::sync::watch::Sender::new(next),
+                flushing: AtomicBool::new(false),
                 db,
                 records,
                 meta,
@@ -125,15 +134,56 @@ impl AuditTrail {
     /// Appends `event` and returns its sequence number once it is on disk.
     pub async fn append(&self, event: AuditEvent) -> Result<u64, AuditUnavailable> {
         let seq = self.write(event)?;
-        let flushed = self.inner.db.flush_async().await;
-        self.settle(seq, flushed)
+        self.durable(seq).await?;
+        self.settle(seq)
     }
 
     /// [`Self::append`] for callers outside an async context (the CLI's store verbs).
     pub fn append_blocking(&self, event: AuditEvent) -> Result<u64, AuditUnavailable> {
         let seq = self.write(event)?;
-        let flushed = self.inner.db.flush();
-        self.settle(seq, flushed)
+        if let Err(e) = self.inner.db.flush() {
+            return Err(fail(&mut self.state(), &e));
+        }
+        self.settle(seq)
+    }
+
+    /// Waits until record `seq` is on disk: flushes everything written so far if no one else is
+    /// flushing, else waits for that flush (and flushes again if it did not cover `seq`).
+    async fn durable(&self, seq: u64) -> Result<(), AuditUnavailable> {
+        let mut durable = self.inner.durable.subscribe();
+        loop {
+            if *durable.borrow_and_update() > seq {
+                return Ok(());
+            }
+            if let Some(reason) = self.failure() {
+                return Err(AuditUnavailable(reason));
+            }
+            let leader = self
+                .inner
+                .flushing
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok();
+            if !leader {
+                // The leader always publishes when it is done, even on failure.
+                let _ = durable.changed().await;
+                continue;
+            }
+            let target = self.state().next;
+            let db = self.inner.db.clone();
+            let flushed = tokio::task::spawn_blocking(move || db.flush()).await;
+            let result = match flushed {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(fail(&mut self.state(), &e)),
+                Err(e) => Err(fail(&mut self.state(), &e)),
+            };
+            self.inner.flushing.store(false, Ordering::Release);
+            self.inner.durable.send_modify(|d| {
+                if result.is_ok() {
+                    *d = (*d).max(target);
+                }
+            });
+            result?;
+        }
     }
 
     /// Signs a checkpoint over everything appended so far, unless the last one already does.
@@ -144,10 +194,21 @@ impl AuditTrail {
 
     /// Every stored line, in sequence order, with its key.
     pub fn lines(&self) -> impl Iterator<Item = Result<(u64, Vec<u8>), AuditError>> + use<> {
-        self.inner.records.iter().map(|entry| {
-            let (key, line) = entry?;
-            Ok((seq_of(&key)?, line.to_vec()))
-        })
+        self.lines_from(0)
+    }
+
+    /// The stored lines from sequence number `first` on.
+    pub fn lines_from(
+        &self,
+        first: u64,
+    ) -> impl Iterator<Item = Result<(u64, Vec<u8>), AuditError>> + use<> {
+        self.inner
+            .records
+            .range(first.to_be_bytes()..)
+            .map(|entry| {
+                let (key, line) = entry?;
+                Ok((seq_of(&key)?, line.to_vec()))
+            })
     }
 
     /// How many records the database says checkpoints were written for.
@@ -207,12 +268,9 @@ impl AuditTrail {
         Ok(seq)
     }
 
-    /// Turns the flush result into the append's result, and checkpoints when one is due.
-    fn settle(&self, seq: u64, flushed: sled::Result<usize>) -> Result<u64, AuditUnavailable> {
+    /// After record `seq` is on disk: checkpoints when one is due.
+    fn settle(&self, seq: u64) -> Result<u64, AuditUnavailable> {
         let mut state = self.state();
-        if let Err(e) = flushed {
-            return Err(fail(&mut state, &e));
-        }
         let due = state.next - state.checkpointed >= CHECKPOINT_RECORDS
             || state.checkpoint_at.elapsed() >= CHECKPOINT_INTERVAL;
         if due && let Err(e) = self.checkpoint_locked(&mut state) {
