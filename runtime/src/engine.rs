@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use std::path::PathBuf;
 
@@ -15,7 +15,8 @@ use airlock_host_api::egress::ip::AllowRanges;
 use airlock_host_api::egress::resolve::ResolveOverride;
 use airlock_host_api::policy::Ceilings;
 use wasmtime::{
-    Config, Enabled, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig, WasmFeatures,
+    Config, Enabled, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig, UpdateDeadline,
+    WasmFeatures,
 };
 
 /// How often the engine's epoch advances: the granularity of every timeout.
@@ -167,20 +168,20 @@ impl Drop for EpochTicker {
     }
 }
 
-/// Epoch ticks that cover `timeout`, rounded up, plus one for the tick already in progress.
-pub(crate) fn deadline_ticks(timeout: Duration) -> u64 {
-    let tick = EPOCH_TICK.as_nanos();
-    (timeout.as_nanos().div_ceil(tick) as u64).saturating_add(1)
-}
+/// Epoch ticks a guest runs before it yields its thread to other tasks: a guest that spins
+/// cannot hold a worker thread (and another tenant's invocation) for more than ~20 ms.
+const SLICE_TICKS: u64 = 2;
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn deadline_covers_the_timeout() {
-        assert_eq!(deadline_ticks(Duration::from_millis(10)), 2);
-        assert_eq!(deadline_ticks(Duration::from_millis(15)), 3);
-        assert_eq!(deadline_ticks(Duration::from_secs(1)), 101);
-    }
+/// Runs `store`'s guest in slices, yielding to the async executor between them, and interrupts
+/// it (`Trap::Interrupt`) at the first slice boundary after `timeout` has passed.
+pub(crate) fn schedule<T>(store: &mut wasmtime::Store<T>, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    store.set_epoch_deadline(SLICE_TICKS);
+    store.epoch_deadline_callback(move |_| {
+        Ok(if Instant::now() >= deadline {
+            UpdateDeadline::Interrupt
+        } else {
+            UpdateDeadline::Yield(SLICE_TICKS)
+        })
+    });
 }

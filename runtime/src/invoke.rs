@@ -19,7 +19,7 @@ use wasmtime::{Store, Trap};
 
 use crate::audit::InvocationJournal;
 use crate::audit::journal::invocation_record;
-use crate::engine::deadline_ticks;
+use crate::engine::schedule;
 use crate::ids::InvocationId;
 use crate::json::{self, JsonError};
 use crate::loader::{ActionSchemas, Integration, ValidatedConfig};
@@ -301,8 +301,7 @@ impl Runtime {
         let state = HostState::new(limits, config.json.clone(), broker);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| state.limiter());
-        store.set_epoch_deadline(deadline_ticks(limits.timeout));
-        store.epoch_deadline_trap();
+        schedule(&mut store, limits.timeout);
         if let Some(fuel) = self.settings.fuel {
             store
                 .set_fuel(fuel)
