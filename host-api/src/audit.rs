@@ -60,6 +60,21 @@ pub enum AuditEvent {
     },
     /// The wall clock went backwards between two records (AL-10); sequence numbers did not.
     ClockRegression { previous: String },
+    /// A request to Airlock's API was refused: no key, a bad, expired or revoked key, a
+    /// missing scope, or too many failures from one peer.
+    AccessRefused {
+        /// The key id the request claimed, if it had the shape of a key.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key: Option<String>,
+        /// The tenant of the (valid) key, for scope refusals.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tenant: Option<String>,
+        reason: String,
+        /// The method and route template (`POST /v1/installations/{id}/actions/{action}`).
+        route: String,
+        /// The peer's IP address.
+        peer: String,
+    },
 }
 
 /// What happened to a stored item.
@@ -98,7 +113,8 @@ impl AuditEvent {
             | Self::TenantChanged { .. }
             | Self::InstallationChanged { .. }
             | Self::ApiKeyChanged { .. }
-            | Self::ClockRegression { .. } => true,
+            | Self::ClockRegression { .. }
+            | Self::AccessRefused { .. } => true,
         }
     }
 
@@ -114,6 +130,24 @@ impl AuditEvent {
             Self::ApiKeyChanged { .. } => "api-key-changed",
             Self::InstallationChanged { .. } => "installation-changed",
             Self::ClockRegression { .. } => "clock-regression",
+            Self::AccessRefused { .. } => "access-refused",
+        }
+    }
+
+    /// The tenant the event is about, if any: what a tenant's own view of the trail keeps.
+    pub fn tenant(&self) -> Option<&str> {
+        match self {
+            Self::Invocation(r) => Some(&r.subject.tenant),
+            Self::EgressIntent(i) => Some(&i.subject.tenant),
+            Self::CredentialChanged { tenant, .. }
+            | Self::TenantChanged { tenant, .. }
+            | Self::InstallationChanged { tenant, .. } => Some(tenant),
+            Self::ApiKeyChanged { tenant, .. } | Self::AccessRefused { tenant, .. } => {
+                tenant.as_deref()
+            }
+            Self::TrustRefused { .. }
+            | Self::TrustChanged { .. }
+            | Self::ClockRegression { .. } => None,
         }
     }
 }

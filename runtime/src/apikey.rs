@@ -16,6 +16,13 @@ use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
+use airlock_host_api::audit::{AuditEvent, AuditUnavailable, Change};
+
+use crate::audit::AuditTrail;
+use crate::clock::now_unix;
+use crate::ids::TenantId;
+use crate::store::{Store, StoreError};
+
 const PREFIX: &str = "airlock_";
 const SECRET_BYTES: usize = 32;
 
@@ -186,6 +193,61 @@ pub fn check(presented: &str, record: &ApiKeyRecord, now: u64) -> Result<(), Key
         return Err(KeyRefusal::Expired);
     }
     Ok(())
+}
+
+/// Why a key was not issued or revoked.
+#[derive(Debug, thiserror::Error)]
+pub enum IssueError {
+    #[error("tenant {0} does not exist")]
+    NoTenant(TenantId),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Audit(#[from] AuditUnavailable),
+}
+
+/// Makes a key for `tenant` (or the admin key, with no scopes: it has them all), stores its
+/// hash and records the change. The CLI and the server issue keys only here.
+pub fn issue(
+    store: &Store,
+    trail: &AuditTrail,
+    tenant: Option<&TenantId>,
+    mut scopes: Vec<Scope>,
+    expires: Option<u64>,
+) -> Result<NewKey, IssueError> {
+    if let Some(tenant) = tenant
+        && !store.tenant_exists(tenant)?
+    {
+        return Err(IssueError::NoTenant(tenant.clone()));
+    }
+    scopes.sort();
+    scopes.dedup();
+    let new = generate(tenant.map(|t| t.to_string()), scopes, now_unix(), expires);
+    store.put_api_key(&new.record)?;
+    trail.append_blocking(AuditEvent::ApiKeyChanged {
+        key: new.record.id.clone(),
+        tenant: new.record.tenant.clone(),
+        change: Change::Set,
+    })?;
+    Ok(new)
+}
+
+/// Revokes key `id` and records it; `None` if there is no such key.
+pub fn revoke(
+    store: &Store,
+    trail: &AuditTrail,
+    id: &str,
+) -> Result<Option<ApiKeyRecord>, IssueError> {
+    let Some(record) = store.api_key(id)? else {
+        return Ok(None);
+    };
+    store.revoke_api_key(id, now_unix())?;
+    trail.append_blocking(AuditEvent::ApiKeyChanged {
+        key: id.to_string(),
+        tenant: record.tenant.clone(),
+        change: Change::Revoked,
+    })?;
+    Ok(Some(record))
 }
 
 fn hash(secret: &[u8]) -> String {

@@ -16,6 +16,7 @@
 //! - [`invoke`]: one invocation end to end, and how failures are classified.
 //! - [`store`]: the sled database: sealed credentials and per-tenant data keys.
 //! - [`loopback`]: a stand-in API on loopback TLS for the demo and benchmarks.
+//! - [`server`]: `airlock serve`, the operator's HTTP API.
 //! - [`hardening`]: no core dumps of a process that holds secrets.
 //! - [`cli`]: the `airlock` command line, one file per verb.
 
@@ -38,6 +39,7 @@ pub mod loopback;
 pub mod manifest;
 pub mod runtime;
 pub mod schema;
+pub mod server;
 pub mod store;
 pub mod toolchain;
 pub mod trust;

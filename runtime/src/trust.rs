@@ -64,9 +64,14 @@ pub struct TrustStore {
 }
 
 impl TrustStore {
+    /// Where the store of `data_dir` lives.
+    pub fn path(data_dir: &Path) -> PathBuf {
+        data_dir.join(TRUST_FILE)
+    }
+
     /// Reads the store; a missing file is an empty store (nothing trusted).
     pub fn open(data_dir: &Path) -> Result<Self, TrustError> {
-        let path = data_dir.join(TRUST_FILE);
+        let path = Self::path(data_dir);
         let read = |reason: String| TrustError::Read {
             path: path.clone(),
             reason,

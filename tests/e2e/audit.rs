@@ -16,6 +16,7 @@ use airlock_host_api::egress::{Decision, MAX_DETAILED_EVENTS, Suppressed};
 
 use crate::egress::{Egress, UPSTREAM_IP, upstreams};
 use crate::mock::{MockResponse, MockUpstream, TestCa};
+use crate::operator::Operator;
 use crate::support::{
     airlock, airlock_with, audit_dir, example, example_arg, files_under, run_against_mocks,
     run_mapper, stderr, stdout,
@@ -187,13 +188,12 @@ fn canaries_never_reach_the_trail_the_metrics_or_the_disk() {
         echo = echo.header("x-upstream", &upstream_canary);
         echo
     });
-    let data = TempDir::new().expect("temp dir");
+    let op = Operator::new();
     let elsewhere = TempDir::new().expect("temp dir");
     let pins: Vec<String> = names
         .iter()
         .map(|n| format!("{n}={}", mock.addr()))
         .collect();
-    let exfil = example("exfil").display().to_string();
     let ca_pem = ca.write_pem(elsewhere.path());
     let mut outputs: Vec<Output> = Vec::new();
     let fetch = |input: Value, extra: &[&str], env: &[(&str, &str)]| {
@@ -201,7 +201,7 @@ fn canaries_never_reach_the_trail_the_metrics_or_the_disk() {
         args.extend(["--json".into(), "--input".into(), input.to_string()]);
         args.extend(extra.iter().map(|a| a.to_string()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        airlock_with(data.path(), &args, "", env)
+        airlock_with(op.data(), &args, "", env)
     };
     let with_query = |host: &str| {
         json!({
@@ -222,28 +222,36 @@ fn canaries_never_reach_the_trail_the_metrics_or_the_disk() {
         &[],
     ));
 
-    let stored = airlock_with(
-        data.path(),
-        &[
-            "credentials",
-            "set",
+    op.install_granted(
+        &op.exfil("0.1.0", ""),
+        "[[egress]]\nurl = \"https://vault.allowed.test\"\nmethods = [\"GET\"]\n",
+    );
+    let stored = op.set_credential("acme", "exfil", "token", &c.stored);
+    assert_eq!(stored.status.code(), Some(0), "{}", stderr(&stored));
+    let mut args: Vec<String> = pins
+        .iter()
+        .flat_map(|pin| ["--resolve".to_string(), pin.clone()])
+        .collect();
+    args.extend(["--allow-private".into(), "127.0.0.0/8".into()]);
+    args.extend(["--extra-root-ca".into(), ca_pem.display().to_string()]);
+    let input = with_query("vault.allowed.test").to_string();
+    args.extend(
+        [
+            "run",
             "--tenant",
             "acme",
             "--installation",
             "exfil",
-            "--integration",
-            &exfil,
-            "token",
-        ],
-        &c.stored,
-        &[],
+            "--action",
+            "fetch",
+            "--json",
+            "--input",
+            &input,
+        ]
+        .map(String::from),
     );
-    assert_eq!(stored.status.code(), Some(0), "{}", stderr(&stored));
-    outputs.push(fetch(
-        with_query("vault.allowed.test"),
-        &["--tenant", "acme", "--installation", "exfil"],
-        &[],
-    ));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    outputs.push(airlock_with(op.data(), &args, "", &[]));
 
     let mapper_input = json!({
         "Id": "003A",
@@ -253,9 +261,9 @@ fn canaries_never_reach_the_trail_the_metrics_or_the_disk() {
     })
     .to_string();
     let config = example_arg("contact-mapper", "sample-config.json");
-    outputs.push(run_mapper(data.path(), &mapper_input, &config, &["--json"]));
+    outputs.push(run_mapper(op.data(), &mapper_input, &config, &["--json"]));
     let bad_input = json!({"Id": c.input, "Email": 42}).to_string();
-    outputs.push(run_mapper(data.path(), &bad_input, &config, &["--json"]));
+    outputs.push(run_mapper(op.data(), &bad_input, &config, &["--json"]));
 
     // The runs did what they should, so the sweep below is not vacuous.
     // vault, api and the stored-credential vault; the forged path is refused by policy.
@@ -273,8 +281,8 @@ fn canaries_never_reach_the_trail_the_metrics_or_the_disk() {
     );
     assert_eq!(outputs[6].status.code(), Some(3));
 
-    let export = audit(data.path(), &["export"], 0);
-    let kept = records(data.path());
+    let export = audit(op.data(), &["export"], 0);
+    let kept = records(op.data());
     let invocations = kept.iter().filter(|r| r["type"] == "invocation").count();
     assert_eq!(invocations, 7, "{export}");
     assert!(
@@ -286,7 +294,7 @@ fn canaries_never_reach_the_trail_the_metrics_or_the_disk() {
         let record: Value = serde_json::from_str(line).expect("one record per line");
         assert!(record.get("seq").is_some());
     }
-    let list = audit(data.path(), &["list"], 0);
+    let list = audit(op.data(), &["list"], 0);
     assert!(!list.lines().any(|l| l.starts_with("FAKE")), "{list}");
 
     let mut sinks: Vec<(String, Vec<u8>)> = vec![
@@ -294,14 +302,14 @@ fn canaries_never_reach_the_trail_the_metrics_or_the_disk() {
         ("audit list".into(), list.into_bytes()),
         (
             "audit list --json".into(),
-            audit(data.path(), &["list", "--json"], 0).into_bytes(),
+            audit(op.data(), &["list", "--json"], 0).into_bytes(),
         ),
         (
             "metrics".into(),
-            stdout(&airlock(data.path(), &["metrics"])).into_bytes(),
+            stdout(&airlock(op.data(), &["metrics"])).into_bytes(),
         ),
     ];
-    for file in files_under(data.path())
+    for file in files_under(op.data())
         .into_iter()
         .chain(files_under(&audit_dir()))
     {

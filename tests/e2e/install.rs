@@ -2,95 +2,12 @@
 //! operator grants, never more than the signed manifest declares; an upgrade that asks for more
 //! waits for approval; a rollback is refused; deleting the tenant removes everything it had.
 
-use std::path::{Path, PathBuf};
 use std::process::Output;
-
-use serde_json::Value;
-use tempfile::TempDir;
 
 use crate::egress::UPSTREAM_IP;
 use crate::mock::{MockResponse, MockUpstream, TestCa};
-use crate::support::{airlock, custom_integration, read_example, stderr, stdout};
-
-/// A data dir with a trusted publisher key for the examples, and a tenant `acme`.
-struct Operator {
-    data: TempDir,
-    keys: TempDir,
-}
-
-impl Operator {
-    fn new() -> Self {
-        let data = TempDir::new().expect("temp dir");
-        let keys = TempDir::new().expect("temp dir");
-        let key = keys.path().join("publisher.key").display().to_string();
-        let out = airlock(data.path(), &["keygen", "--out", &key]);
-        let public = stdout(&out).trim().to_string();
-        let op = Self { data, keys };
-        op.ok(&["trust", "add", &public, "--publisher", "Airlock Examples"]);
-        op.ok(&["tenant", "create", "acme"]);
-        op
-    }
-
-    fn airlock(&self, args: &[&str]) -> Output {
-        airlock(self.data.path(), args)
-    }
-
-    fn ok(&self, args: &[&str]) -> Output {
-        let out = self.airlock(args);
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "airlock {args:?}\n{}\n{}",
-            stdout(&out),
-            stderr(&out)
-        );
-        out
-    }
-
-    /// Signs exfil as `version`, with `extra` appended to its egress rules.
-    fn exfil(&self, version: &str, extra: &str) -> PathBuf {
-        let manifest = read_example("exfil", "airlock.toml")
-            .replace(
-                "component = \"../target/wasm32-wasip2/release/exfil.wasm\"",
-                "component = \"component.wasm\"",
-            )
-            .replace("version = \"0.1.0\"", &format!("version = \"{version}\""))
-            .replace(
-                "[credentials.token]",
-                &format!("{extra}\n[credentials.token]"),
-            );
-        let dir = custom_integration("exfil", "exfil.wasm", &manifest);
-        let bundle = self.keys.path().join(format!("exfil-{version}.airlock"));
-        let key = self.keys.path().join("publisher.key");
-        self.ok(&[
-            "sign",
-            &dir.path().display().to_string(),
-            "--key",
-            &key.display().to_string(),
-            "--out",
-            &bundle.display().to_string(),
-        ]);
-        bundle
-    }
-
-    fn grant(&self, name: &str, text: &str) -> String {
-        let path = self.keys.path().join(name);
-        std::fs::write(&path, text).expect("write grant");
-        path.display().to_string()
-    }
-
-    fn install(&self, bundle: &Path, extra: &[&str]) -> Output {
-        let bundle = bundle.display().to_string();
-        let mut args = vec!["install", "--tenant", "acme", &bundle];
-        args.extend(extra);
-        self.airlock(&args)
-    }
-
-    fn installations(&self) -> Vec<Value> {
-        let out = self.ok(&["install", "--list", "--json"]);
-        serde_json::from_str(&stdout(&out)).expect("JSON list")
-    }
-}
+use crate::operator::Operator;
+use crate::support::{stderr, stdout};
 
 /// Asserts the command's stderr says `text`.
 fn says(out: &Output, text: &str) {
@@ -142,15 +59,7 @@ fn an_installation_reaches_only_what_is_granted() {
     let out = op.install(&v1, &["--grant", &wider]);
     assert_eq!(out.status.code(), Some(2));
     says(&out, "grants DELETE");
-    let grant = op.grant("api.toml", API_GET);
-    op.ok(&[
-        "install",
-        "--tenant",
-        "acme",
-        &v1.display().to_string(),
-        "--grant",
-        &grant,
-    ]);
+    op.install_granted(&v1, API_GET);
 
     // The installation runs by name, with its grant: the granted rule reaches the mock, a
     // declared but ungranted one is denied.
@@ -200,15 +109,7 @@ fn an_installation_reaches_only_what_is_granted() {
 #[test]
 fn upgrades_that_ask_for_more_wait_and_rollbacks_are_refused() {
     let op = Operator::new();
-    let grant = op.grant("api.toml", API_GET);
-    op.ok(&[
-        "install",
-        "--tenant",
-        "acme",
-        &op.exfil("0.1.0", "").display().to_string(),
-        "--grant",
-        &grant,
-    ]);
+    op.install_granted(&op.exfil("0.1.0", ""), API_GET);
 
     // Nothing new asked for: replaced at once, the grant carried over.
     let out = op.install(&op.exfil("0.2.0", ""), &[]);

@@ -9,29 +9,27 @@ use serde_json::json;
 use tempfile::TempDir;
 
 use crate::mock::{MockResponse, MockUpstream, TestCa};
-use crate::support::{
-    airlock_with, custom_integration, example, files_under, read_example, stderr, stdout,
-};
+use crate::operator::Operator;
+use crate::support::{airlock_with, example, files_under, stderr, stdout};
 
 const CANARY: &str = "canary-51d0e9-vault";
 const UPSTREAM: &str = "vault.allowed.test";
 
-/// An echoing TLS mock for `vault.allowed.test`, an empty data dir, and the dev switches that
-/// point the name at the mock and trust its CA.
-fn setup() -> (MockUpstream, TempDir, Vec<String>) {
+/// An echoing TLS mock for `vault.allowed.test`, and the dev switches that point the name at
+/// the mock and trust its CA (written into `data`).
+fn setup(data: &Path) -> (MockUpstream, Vec<String>) {
     let ca = TestCa::new();
     let ip = "127.0.0.2".parse().expect("ip");
     let mock = MockUpstream::start(&ca, &[UPSTREAM], ip, MockResponse::echo_headers);
-    let data = TempDir::new().expect("temp");
     let switches = vec![
         "--resolve".into(),
         format!("{UPSTREAM}={}", mock.addr()),
         "--allow-private".into(),
         "127.0.0.0/8".into(),
         "--extra-root-ca".into(),
-        ca.write_pem(data.path()).display().to_string(),
+        ca.write_pem(data).display().to_string(),
     ];
-    (mock, data, switches)
+    (mock, switches)
 }
 
 /// `airlock <switches> run exfil --action fetch` against the vault host, plus `extra`.
@@ -63,44 +61,82 @@ fn assert_no_canary(what: &str, bytes: &[u8]) {
     assert!(!hit, "{what} holds the canary in plaintext");
 }
 
-fn set(data: &Path, tenant: &str, name: &str, value: &str) -> std::process::Output {
-    let exfil = example("exfil").display().to_string();
-    airlock_with(
-        data,
-        &[
-            "credentials",
-            "set",
-            "--tenant",
-            tenant,
-            "--installation",
-            "exfil-1",
-            "--integration",
-            &exfil,
-            name,
-        ],
-        value,
-        &[],
-    )
+/// `airlock <switches> run --tenant T --installation exfil-1 --action fetch` of `url`.
+fn fetch_installed(
+    op: &Operator,
+    switches: &[String],
+    tenant: &str,
+    url: &str,
+    env: &[(&str, &str)],
+) -> std::process::Output {
+    let input = json!({ "url": url }).to_string();
+    let mut args: Vec<&str> = switches.iter().map(String::as_str).collect();
+    args.extend([
+        "run",
+        "--tenant",
+        tenant,
+        "--installation",
+        "exfil-1",
+        "--action",
+        "fetch",
+        "--input",
+        &input,
+        "--json",
+    ]);
+    airlock_with(op.data(), &args, "", env)
 }
+
+/// The vault's URL.
+const VAULT: &str = "https://vault.allowed.test/";
+
+/// The vault rule of exfil, granted.
+const VAULT_GRANT: &str = "[[egress]]\nurl = \"https://vault.allowed.test\"\nmethods = [\"GET\"]\n";
 
 #[test]
 fn stored_credentials_are_sealed_injected_and_scoped_to_their_tenant() {
-    let (mock, data, switches) = setup();
+    let op = Operator::new();
+    let (mock, switches) = setup(op.data());
+    let v1 = op.exfil("0.1.0", "");
+    let grant = op.grant("vault.toml", VAULT_GRANT);
+    op.ok(&["tenant", "create", "globex"]);
+    let bundle = v1.display().to_string();
+    for tenant in ["acme", "globex"] {
+        op.ok(&[
+            "install",
+            "--tenant",
+            tenant,
+            &bundle,
+            "--installation",
+            "exfil-1",
+            "--grant",
+            &grant,
+        ]);
+    }
+    let set = |name: &str, value: &str| op.set_credential("acme", "exfil-1", name, value);
 
-    let out = set(data.path(), "acme", "token", &format!("{CANARY}\n"));
+    // Only an installation that exists takes credentials.
+    let out = op.set_credential("acme", "nowhere", "token", CANARY);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("installation nowhere of tenant acme does not exist"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = set("token", &format!("{CANARY}\n"));
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("stored credential `token` (bearer)"),
         "{}",
         stderr(&out)
     );
-    let out = set(data.path(), "acme", "token", CANARY);
+    let out = set("token", CANARY);
     assert!(
         stderr(&out).contains("rotated credential `token`"),
         "{}",
         stderr(&out)
     );
-    let key = data.path().join("master.key");
+    let key = op.data().join("master.key");
     let mode = std::fs::metadata(&key)
         .expect("master key")
         .permissions()
@@ -109,7 +145,7 @@ fn stored_credentials_are_sealed_injected_and_scoped_to_their_tenant() {
     assert_eq!(mode, 0o600);
 
     // A value that could split a header is refused, naming the problem, and nothing is stored.
-    let out = set(data.path(), "acme", "key", "abc\r\nX-Evil: 1");
+    let out = set("key", "abc\r\nX-Evil: 1");
     assert_eq!(out.status.code(), Some(2));
     assert!(
         stderr(&out).contains("carriage return at byte 3"),
@@ -117,7 +153,7 @@ fn stored_credentials_are_sealed_injected_and_scoped_to_their_tenant() {
         stderr(&out)
     );
     assert!(!stderr(&out).contains("X-Evil"));
-    let out = set(data.path(), "acme", "nope", CANARY);
+    let out = set("nope", CANARY);
     assert_eq!(out.status.code(), Some(2));
     assert!(
         stderr(&out).contains("declares no credential `nope`"),
@@ -125,20 +161,15 @@ fn stored_credentials_are_sealed_injected_and_scoped_to_their_tenant() {
         stderr(&out)
     );
 
-    let list = airlock_with(
-        data.path(),
-        &[
-            "credentials",
-            "list",
-            "--tenant",
-            "acme",
-            "--installation",
-            "exfil-1",
-            "--json",
-        ],
-        "",
-        &[],
-    );
+    let list = op.ok(&[
+        "credentials",
+        "list",
+        "--tenant",
+        "acme",
+        "--installation",
+        "exfil-1",
+        "--json",
+    ]);
     let listed: serde_json::Value = serde_json::from_slice(&list.stdout).expect("list JSON");
     assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
     assert_eq!(listed[0]["name"], "token");
@@ -147,12 +178,7 @@ fn stored_credentials_are_sealed_injected_and_scoped_to_their_tenant() {
     assert!(listed[0]["rotated"].is_u64());
     assert_no_canary("credentials list", &list.stdout);
 
-    let run = fetch(
-        data.path(),
-        &switches,
-        &["--tenant", "acme", "--installation", "exfil-1"],
-        &[],
-    );
+    let run = fetch_installed(&op, &switches, "acme", VAULT, &[]);
     assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
     assert_eq!(
         mock.requests()[0].header("authorization"),
@@ -166,32 +192,43 @@ fn stored_credentials_are_sealed_injected_and_scoped_to_their_tenant() {
         stdout(&run)
     );
 
-    // A manifest that binds the same credential name to another origin does not get it: the
+    // Another tenant's installation of the same name has no such credential.
+    let other = fetch_installed(&op, &switches, "globex", VAULT, &[]);
+    assert!(
+        stderr(&other).contains("credential-missing"),
+        "{}",
+        stderr(&other)
+    );
+    assert_eq!(mock.requests().len(), 1);
+
+    // An upgrade that binds the same credential name to another origin does not get it: the
     // stored value is bound to the origins it was set for.
-    let rebound = read_example("exfil", "airlock.toml")
-        .replace(
-            "component = \"../target/wasm32-wasip2/release/exfil.wasm\"",
-            "component = \"component.wasm\"",
-        )
-        .replace(
-            "url = \"https://api.allowed.test\"\nmethods = [\"GET\", \"POST\"]\n",
-            "url = \"https://api.allowed.test\"\nmethods = [\"GET\", \"POST\"]\ncredential = \"token\"\n",
-        );
-    assert!(rebound.contains("credential = \"token\"\n\n[[egress]]\nurl = \"https://echo"));
-    let dir = custom_integration("exfil", "exfil.wasm", &rebound);
-    let input = json!({"url": "https://api.allowed.test/"}).to_string();
-    let mut args: Vec<&str> = switches.iter().map(String::as_str).collect();
-    let dir_arg = dir.path().display().to_string();
-    args.extend(["run", "--allow-unsigned", &dir_arg, "--action", "fetch"]);
-    args.extend([
-        "--input",
-        &input,
+    let v2 = op.exfil(
+        "0.2.0",
+        "[[egress]]\nurl = \"https://rebound.allowed.test\"\nmethods = [\"GET\"]\ncredential = \"token\"\n",
+    );
+    let both = op.grant(
+        "rebound.toml",
+        &format!(
+            "{VAULT_GRANT}[[egress]]\nurl = \"https://rebound.allowed.test\"\nmethods = [\"GET\"]\n"
+        ),
+    );
+    op.ok(&[
+        "install",
         "--tenant",
         "acme",
+        &v2.display().to_string(),
         "--installation",
         "exfil-1",
+        "--grant",
+        &both,
     ]);
-    let out = airlock_with(data.path(), &args, "", &[]);
+    let mut rebound = switches.clone();
+    rebound.extend([
+        "--resolve".to_string(),
+        format!("rebound.allowed.test={}", mock.addr()),
+    ]);
+    let out = fetch_installed(&op, &rebound, "acme", "https://rebound.allowed.test/", &[]);
     assert!(
         stderr(&out).contains("credential-unbound"),
         "{}",
@@ -200,21 +237,7 @@ fn stored_credentials_are_sealed_injected_and_scoped_to_their_tenant() {
     assert_no_canary("rebound run", &out.stdout);
     assert_eq!(mock.requests().len(), 1);
 
-    // Another tenant's installation of the same name has no such credential.
-    let other = fetch(
-        data.path(),
-        &switches,
-        &["--tenant", "globex", "--installation", "exfil-1"],
-        &[],
-    );
-    assert!(
-        stderr(&other).contains("credential-missing"),
-        "{}",
-        stderr(&other)
-    );
-    assert_eq!(mock.requests().len(), 1);
-
-    for file in files_under(data.path()) {
+    for file in files_under(op.data()) {
         assert_no_canary(
             &file.display().to_string(),
             &std::fs::read(&file).expect("read"),
@@ -223,10 +246,11 @@ fn stored_credentials_are_sealed_injected_and_scoped_to_their_tenant() {
 
     // Under another master key the sealed value does not open: the request fails closed.
     let wrong = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
-    let run = fetch(
-        data.path(),
+    let run = fetch_installed(
+        &op,
         &switches,
-        &["--tenant", "acme", "--installation", "exfil-1"],
+        "acme",
+        VAULT,
         &[("AIRLOCK_MASTER_KEY", wrong)],
     );
     assert!(
@@ -236,27 +260,16 @@ fn stored_credentials_are_sealed_injected_and_scoped_to_their_tenant() {
     );
     assert_eq!(mock.requests().len(), 1);
 
-    let out = airlock_with(
-        data.path(),
-        &[
-            "credentials",
-            "delete",
-            "--tenant",
-            "acme",
-            "--installation",
-            "exfil-1",
-            "token",
-        ],
-        "",
-        &[],
-    );
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let run = fetch(
-        data.path(),
-        &switches,
-        &["--tenant", "acme", "--installation", "exfil-1"],
-        &[],
-    );
+    op.ok(&[
+        "credentials",
+        "delete",
+        "--tenant",
+        "acme",
+        "--installation",
+        "exfil-1",
+        "token",
+    ]);
+    let run = fetch_installed(&op, &switches, "acme", VAULT, &[]);
     assert!(
         stderr(&run).contains("credential-missing"),
         "{}",
@@ -266,7 +279,8 @@ fn stored_credentials_are_sealed_injected_and_scoped_to_their_tenant() {
 
 #[test]
 fn local_runs_take_secrets_from_the_environment_or_a_private_file_only() {
-    let (mock, data, switches) = setup();
+    let data = TempDir::new().expect("temp");
+    let (mock, switches) = setup(data.path());
 
     let run = fetch(
         data.path(),

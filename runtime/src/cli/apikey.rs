@@ -1,7 +1,6 @@
 //! `airlock api-key create|list|revoke`: keys for Airlock's own API, one tenant each (or the
 //! operator's admin key). A key is printed once, when made; only a hash is kept.
 
-use airlock_host_api::audit::{AuditEvent, Change};
 use clap::{Args, Subcommand};
 
 use super::{EXIT_INVALID, State, fail};
@@ -56,17 +55,9 @@ pub(crate) fn api_key(args: ApiKeyArgs, state: &State) -> anyhow::Result<u8> {
         ApiKeyCommand::Create {
             tenant,
             admin: _,
-            mut scope,
+            scope,
             expires,
         } => {
-            if let Some(tenant) = &tenant
-                && !store.tenant_exists(tenant)?
-            {
-                return Err(fail(
-                    EXIT_INVALID,
-                    anyhow::anyhow!("tenant {tenant} does not exist"),
-                ));
-            }
             let expires = expires
                 .map(|span| {
                     clock::parse_span_secs(&span)
@@ -81,15 +72,12 @@ pub(crate) fn api_key(args: ApiKeyArgs, state: &State) -> anyhow::Result<u8> {
                         })
                 })
                 .transpose()?;
-            scope.sort();
-            scope.dedup();
-            let new = apikey::generate(tenant.map(|t| t.to_string()), scope, now, expires);
-            store.put_api_key(&new.record)?;
-            trail.append_blocking(AuditEvent::ApiKeyChanged {
-                key: new.record.id.clone(),
-                tenant: new.record.tenant.clone(),
-                change: Change::Set,
-            })?;
+            let new = apikey::issue(&store, &trail, tenant.as_ref(), scope, expires).map_err(
+                |e| match e {
+                    apikey::IssueError::NoTenant(_) => fail(EXIT_INVALID, e),
+                    other => other.into(),
+                },
+            )?;
             eprintln!(
                 "made key {} for {}; it is shown once, below: keep it secret (Authorization: \
                  Bearer …)",
@@ -130,15 +118,9 @@ pub(crate) fn api_key(args: ApiKeyArgs, state: &State) -> anyhow::Result<u8> {
             }
         }
         ApiKeyCommand::Revoke { id } => {
-            let Some(record) = store.api_key(&id)? else {
+            if apikey::revoke(&store, &trail, &id)?.is_none() {
                 return Err(fail(EXIT_INVALID, anyhow::anyhow!("no API key {id}")));
-            };
-            store.revoke_api_key(&id, now)?;
-            trail.append_blocking(AuditEvent::ApiKeyChanged {
-                key: id.clone(),
-                tenant: record.tenant,
-                change: Change::Revoked,
-            })?;
+            }
             eprintln!("revoked key {id}");
         }
     }

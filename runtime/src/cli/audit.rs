@@ -141,7 +141,7 @@ pub(crate) fn audit(args: AuditArgs, state: &State) -> anyhow::Result<u8> {
                     && since.as_ref().is_none_or(|t| e.time.as_str() >= t.as_str())
                     && tenant
                         .as_deref()
-                        .is_none_or(|t| tenant_of(&e.event) == Some(t));
+                        .is_none_or(|t| e.event.tenant() == Some(t));
                 if !keep {
                     continue;
                 }
@@ -239,26 +239,7 @@ fn parse_since(text: &str) -> anyhow::Result<String> {
             ),
         )
     };
-    let millis = match clock::parse_rfc3339_ms(text) {
-        Some(ms) => ms,
-        None => {
-            let seconds = clock::parse_span_secs(text).ok_or_else(bad)?;
-            clock::now_unix_ms().saturating_sub(seconds.saturating_mul(1000))
-        }
-    };
-    Ok(clock::rfc3339_ms(millis))
-}
-
-fn tenant_of(event: &AuditEvent) -> Option<&str> {
-    match event {
-        AuditEvent::Invocation(r) => Some(&r.subject.tenant),
-        AuditEvent::EgressIntent(i) => Some(&i.subject.tenant),
-        AuditEvent::CredentialChanged { tenant, .. }
-        | AuditEvent::TenantChanged { tenant, .. }
-        | AuditEvent::InstallationChanged { tenant, .. } => Some(tenant),
-        AuditEvent::ApiKeyChanged { tenant, .. } => tenant.as_deref(),
-        _ => None,
-    }
+    clock::since(text).ok_or_else(bad)
 }
 
 /// One human line per record (plus one per egress attempt). Every value is metadata, and
@@ -359,5 +340,17 @@ fn print_record(e: &Envelope) {
         AuditEvent::ClockRegression { previous } => {
             println!("{head} clock-regression (previous record at {previous})")
         }
+        AuditEvent::AccessRefused {
+            key,
+            tenant,
+            reason,
+            route,
+            peer,
+        } => println!(
+            "{head} access-refused {reason} {} from {peer} key {} tenant {}",
+            route.escape_debug(),
+            key.as_deref().unwrap_or("-"),
+            tenant.as_deref().unwrap_or("-")
+        ),
     }
 }

@@ -1,23 +1,21 @@
-//! `airlock credentials set|list|delete`: an installation's credentials in the encrypted store.
+//! `airlock credentials set|list|delete`: an installation's credentials in the encrypted store,
+//! under the names its installed version declares.
 //!
 //! Values are read from stdin, never argv, and never printed back: `list` shows names, types,
 //! the origins each is sent to, and when it was created and last rotated.
 
 use std::io::Read;
-use std::path::PathBuf;
 
-use airlock_host_api::audit::{AuditEvent, Change};
-
-use airlock_host_api::credentials::{MAX_SECRET_LEN, Secret};
+use airlock_host_api::credentials::MAX_SECRET_LEN;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use zeroize::Zeroizing;
 
-use super::{EXIT_INVALID, State, fail};
+use super::{EXIT_INVALID, EXIT_TRUST, State, fail};
 use crate::clock::rfc3339;
+use crate::engine::EngineSettings;
 use crate::ids::{InstallationId, TenantId};
-use crate::loader::credential_spec;
-use crate::manifest::LoadedManifest;
+use crate::install::{CredentialSetError, InstallError};
 use crate::store::Store;
 use crate::store::credentials::SetOutcome;
 
@@ -44,11 +42,7 @@ enum CredentialsCommand {
     Set {
         #[command(flatten)]
         scope: Scope,
-        /// The integration the installation runs (directory or airlock.toml): its manifest
-        /// declares the credential's type and where it is sent
-        #[arg(long, value_name = "PATH")]
-        integration: PathBuf,
-        /// The credential name, as declared in `[credentials.<name>]`
+        /// The credential name, as the installed version declares it in `[credentials.<name>]`
         name: String,
     },
     /// List an installation's credentials (never their values)
@@ -69,50 +63,21 @@ enum CredentialsCommand {
 
 pub(crate) fn credentials(args: CredentialsArgs, state: &State) -> anyhow::Result<u8> {
     match args.command {
-        CredentialsCommand::Set {
-            scope,
-            integration,
-            name,
-        } => {
-            let manifest = LoadedManifest::load(&integration).map_err(|e| fail(EXIT_INVALID, e))?;
-            let manifest = &manifest.manifest;
-            let decl = manifest
-                .credentials
-                .iter()
-                .find(|(n, _)| n.as_str() == name)
-                .map(|(_, d)| d.get_ref())
-                .ok_or_else(|| {
-                    let known: Vec<&str> =
-                        manifest.credentials.keys().map(|k| k.as_str()).collect();
-                    fail(
-                        EXIT_INVALID,
-                        anyhow::anyhow!(
-                            "{} declares no credential `{name}`; it declares: {}",
-                            manifest.integration.id,
-                            if known.is_empty() {
-                                "none".to_string()
-                            } else {
-                                known.join(", ")
-                            }
-                        ),
-                    )
+        CredentialsCommand::Set { scope, name } => {
+            let value = read_stdin()?;
+            let opened = state.open_installations(EngineSettings::default())?;
+            let (outcome, kind) = opened
+                .installer()
+                .set_credential(&scope.tenant, &scope.installation, &name, value)
+                .map_err(|e| match &e {
+                    CredentialSetError::Install(i) if i.trust_reason().is_some() => {
+                        fail(EXIT_TRUST, e)
+                    }
+                    CredentialSetError::Install(
+                        InstallError::Store(_) | InstallError::Audit(_),
+                    ) => e.into(),
+                    _ => fail(EXIT_INVALID, e),
                 })?;
-            let kind = credential_spec(decl).credential_type();
-            let secret = Secret::from_line(kind, read_stdin()?)
-                .with_context(|| {
-                    format!("credential `{name}` is not a valid {} value", kind.as_str())
-                })
-                .map_err(|e| fail(EXIT_INVALID, e))?;
-            let (store, trail) = state.open()?;
-            let outcome = store.set_credential(
-                &scope.tenant,
-                &scope.installation,
-                &name,
-                manifest.credential_origins(&name),
-                &secret,
-                kind,
-            )?;
-            trail.append_blocking(changed(&scope, &name, Change::Set))?;
             let verb = match outcome {
                 SetOutcome::Created => "stored",
                 SetOutcome::Rotated => "rotated",
@@ -123,6 +88,7 @@ pub(crate) fn credentials(args: CredentialsArgs, state: &State) -> anyhow::Resul
                 scope.tenant,
                 scope.installation
             );
+            opened.trail.checkpoint()?;
             Ok(0)
         }
         CredentialsCommand::List { scope, json } => {
@@ -154,10 +120,11 @@ pub(crate) fn credentials(args: CredentialsArgs, state: &State) -> anyhow::Resul
             Ok(0)
         }
         CredentialsCommand::Delete { scope, name } => {
-            let (store, trail) = state.open()?;
-            if store.delete_credential(&scope.tenant, &scope.installation, &name)? {
-                trail.append_blocking(changed(&scope, &name, Change::Deleted))?;
+            let opened = state.open_installations(EngineSettings::default())?;
+            let installer = opened.installer();
+            if installer.delete_credential(&scope.tenant, &scope.installation, &name)? {
                 eprintln!("deleted credential `{name}`");
+                opened.trail.checkpoint()?;
                 Ok(0)
             } else {
                 Err(fail(
@@ -173,27 +140,19 @@ pub(crate) fn credentials(args: CredentialsArgs, state: &State) -> anyhow::Resul
     }
 }
 
-/// The security event for a change to `name` in `scope` (its name, never its value).
-fn changed(scope: &Scope, name: &str, change: Change) -> AuditEvent {
-    AuditEvent::CredentialChanged {
-        tenant: scope.tenant.to_string(),
-        installation: scope.installation.to_string(),
-        credential: name.to_string(),
-        change,
-    }
-}
-
 /// Reads the value from stdin, refusing more than a value could be before reading it all.
-fn read_stdin() -> anyhow::Result<String> {
+fn read_stdin() -> anyhow::Result<Zeroizing<String>> {
     let mut bytes = Zeroizing::new(Vec::new());
     std::io::stdin()
         .take(MAX_SECRET_LEN as u64 + 3)
         .read_to_end(&mut bytes)
         .context("cannot read the value from stdin")?;
-    String::from_utf8(bytes.to_vec()).map_err(|_| {
-        fail(
-            EXIT_INVALID,
-            anyhow::anyhow!("the value on stdin is not UTF-8 text"),
-        )
-    })
+    String::from_utf8(bytes.to_vec())
+        .map(Zeroizing::new)
+        .map_err(|_| {
+            fail(
+                EXIT_INVALID,
+                anyhow::anyhow!("the value on stdin is not UTF-8 text"),
+            )
+        })
 }

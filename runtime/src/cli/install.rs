@@ -7,14 +7,12 @@ use clap::Args;
 
 use super::audit::refusal;
 use super::input::read_arg;
-use super::{EXIT_INVALID, State, fail};
+use super::{EXIT_INVALID, Opened, fail};
 use crate::bundle::read_bundle;
 use crate::clock::rfc3339;
 use crate::ids::{InstallationId, TenantId};
 use crate::install::{Grant, InstallRequest, Installer, Outcome};
-use crate::runtime::Runtime;
 use crate::store::installations::InstallationRecord;
-use crate::trust::TrustStore;
 
 /// Largest config accepted on the command line or from a file.
 const MAX_CONFIG: u64 = 1 << 20;
@@ -55,15 +53,9 @@ pub(crate) struct InstallArgs {
     json: bool,
 }
 
-pub(crate) fn install(args: InstallArgs, state: &State, runtime: Runtime) -> anyhow::Result<u8> {
-    let (store, trail) = state.open()?;
-    let trust = TrustStore::open(&state.data)?;
-    let installer = Installer {
-        runtime: &runtime,
-        store: &store,
-        trust: &trust,
-        trail: &trail,
-    };
+pub(crate) fn install(args: InstallArgs, opened: &Opened) -> anyhow::Result<u8> {
+    let (store, trail) = (&opened.store, &opened.trail);
+    let installer = opened.installer();
     if args.pending || args.list {
         let records: Vec<InstallationRecord> = store
             .installations(args.tenant.as_ref())?
@@ -100,7 +92,7 @@ pub(crate) fn install(args: InstallArgs, state: &State, runtime: Runtime) -> any
         installer.install(request)
     };
     let artifact = args.bundle.clone().unwrap_or_default();
-    let outcome = outcome.map_err(|e| refusal(&trail, &artifact, e.trust_reason(), e))?;
+    let outcome = outcome.map_err(|e| refusal(trail, &artifact, e.trust_reason(), e))?;
     report(&installer, &outcome)?;
     trail.checkpoint()?;
     Ok(0)

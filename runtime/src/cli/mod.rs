@@ -18,6 +18,7 @@ mod policy;
 mod report;
 mod run;
 mod secrets;
+mod serve;
 mod sign;
 mod tenant;
 mod trust;
@@ -110,6 +111,8 @@ enum Command {
     Audit(audit::AuditArgs),
     /// Print metrics (Prometheus text format) derived from the audit trail
     Metrics(audit::MetricsArgs),
+    /// Serve the operator's HTTP API (docs/api.md)
+    Serve(serve::ServeArgs),
 }
 
 /// An error that carries the exit code the README documents for it.
@@ -191,12 +194,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Audit(args) => audit::audit(args, &state()?),
         Command::Tenant(args) => tenant::tenant(args, &state()?),
         Command::ApiKey(args) => apikey::api_key(args, &state()?),
-        Command::Install(args) => {
-            let state = state()?;
-            let runtime = crate::runtime::Runtime::new(&state.data, settings)?;
-            install::install(args, &state, runtime)
-        }
+        Command::Install(args) => install::install(args, &state()?.open_installations(settings)?),
         Command::Metrics(args) => audit::metrics(args, &state()?),
+        Command::Serve(args) => serve::serve(args, &state()?, settings).await,
     }
 }
 
@@ -216,6 +216,38 @@ impl State {
             self.master_key.as_deref(),
             self.audit_dir.as_deref(),
         )
+    }
+}
+
+/// What the verbs that act on installations open.
+pub(crate) struct Opened {
+    pub store: crate::store::Store,
+    pub trail: crate::audit::AuditTrail,
+    pub trust: crate::trust::TrustStore,
+    pub runtime: crate::runtime::Runtime,
+}
+
+impl Opened {
+    pub(crate) fn installer(&self) -> crate::install::Installer<'_> {
+        crate::install::Installer {
+            runtime: &self.runtime,
+            store: &self.store,
+            trust: &self.trust,
+            trail: &self.trail,
+        }
+    }
+}
+
+impl State {
+    /// The store, its trail, the trust store and a runtime with `settings`.
+    pub(crate) fn open_installations(&self, settings: EngineSettings) -> anyhow::Result<Opened> {
+        let (store, trail) = self.open()?;
+        Ok(Opened {
+            trust: crate::trust::TrustStore::open(&self.data)?,
+            runtime: crate::runtime::Runtime::new(&self.data, settings)?,
+            store,
+            trail,
+        })
     }
 }
 

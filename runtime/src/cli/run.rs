@@ -56,13 +56,13 @@ pub(crate) async fn run(
     let runtime = Runtime::new(&state.data, settings)?.with_audit(trail.clone());
     let (integration, installed_config) = match &args.path {
         Some(path) => {
-            if let Some((tenant, installation)) = args.secrets.scope()
-                && store.installation(tenant, installation)?.is_some()
-            {
+            if let Some((tenant, installation)) = args.secrets.scope() {
                 return Err(fail(
                     EXIT_INVALID,
                     anyhow::anyhow!(
-                        "tenant {tenant} has installed {installation}: run it by name                          (`airlock run --tenant {tenant} --installation {installation}`); its                          credentials never go to a bundle given on the command line"
+                        "--tenant {tenant} --installation {installation} runs what is installed \
+                         (`airlock run --tenant {tenant} --installation {installation}`), with its \
+                         grant and credentials; they never go to code given on the command line"
                     ),
                 ));
             }

@@ -8,7 +8,9 @@
 //! # Layout
 //! - [`grant`]: the grant format and the subset check.
 //! - [`diff`]: what an upgrade asks for beyond the installed version.
+//! - [`credentials`]: an installation's credentials, checked against what it declares.
 
+pub mod credentials;
 pub mod diff;
 pub mod grant;
 
@@ -16,6 +18,7 @@ use std::path::PathBuf;
 
 use airlock_host_api::audit::{AuditEvent, AuditUnavailable, InstallChange};
 
+pub use credentials::CredentialSetError;
 pub use grant::{Grant, GrantError, GrantedEgress};
 
 use crate::audit::AuditTrail;
@@ -312,7 +315,38 @@ impl Installer<'_> {
                 installation: installation.clone(),
             });
         };
-        let (origin, bundle) = self.stored_bundle(&installed.installation, &pending.bundle)?;
+        let (request, integration, verified) =
+            self.reinstall(tenant, installation, &pending.bundle, None)?;
+        let approval = grant.map_or(Approval::CarryOver, Approval::Grant);
+        self.replace(request, approval, installed, &integration, &verified)
+    }
+
+    /// Gives an installation a new grant or config (or both), keeping its version.
+    pub fn update(
+        &self,
+        tenant: &TenantId,
+        installation: &InstallationId,
+        grant: Option<Grant>,
+        config: Option<String>,
+    ) -> Result<Outcome, InstallError> {
+        let installed = self.get(tenant, installation)?;
+        let (request, integration, _) =
+            self.reinstall(tenant, installation, &installed.bundle, config)?;
+        integration.validate_config(request.config.as_deref())?;
+        let approval = grant.map_or(Approval::None, Approval::Grant);
+        self.reconfigure(request, approval, installed, &integration)
+    }
+
+    /// The installation's stored bundle `digest`, verified and loaded again, as a request to
+    /// install it over the installation (with `config`).
+    fn reinstall(
+        &self,
+        tenant: &TenantId,
+        installation: &InstallationId,
+        digest: &str,
+        config: Option<String>,
+    ) -> Result<(InstallRequest, Integration, VerifiedBundle), InstallError> {
+        let (origin, bundle) = self.stored_bundle(installation.as_str(), digest)?;
         let (integration, verified) = load_verified(self.runtime, &origin, &bundle, self.trust)?;
         let request = InstallRequest {
             tenant: tenant.clone(),
@@ -320,11 +354,10 @@ impl Installer<'_> {
             bundle,
             origin,
             grant: None,
-            config: None,
+            config,
             allow_downgrade: false,
         };
-        let approval = grant.map_or(Approval::CarryOver, Approval::Grant);
-        self.replace(request, approval, installed, &integration, &verified)
+        Ok((request, integration, verified))
     }
 
     /// The installation's record.

@@ -5,6 +5,8 @@ use crate::apikey::{self, ApiKeyRecord, KeyRefusal};
 use crate::ids::TenantId;
 
 pub(super) const API_KEYS: &str = "api-keys";
+/// `last_used` is kept to the minute.
+const LAST_USED_GRANULARITY: u64 = 60;
 
 impl Store {
     /// Stores `record` (created or replaced) and flushes it.
@@ -56,8 +58,8 @@ impl Store {
         Ok(())
     }
 
-    /// Checks a presented key at `now`: its record on success (with `last_used` updated), else
-    /// why it was refused. An unknown id and a wrong secret are the same refusal.
+    /// Checks a presented key at `now`: its record on success (with `last_used` updated to the
+    /// minute), else why it was refused. An unknown id and a wrong secret are the same refusal.
     pub fn authenticate(
         &self,
         presented: &str,
@@ -72,8 +74,14 @@ impl Store {
         if let Err(refusal) = apikey::check(presented, &record, now) {
             return Ok(Err(refusal));
         }
-        record.last_used = Some(now);
-        self.put_api_key(&record)?;
+        // Coarse on purpose: a write and flush per request would cost more than the request.
+        if record
+            .last_used
+            .is_none_or(|at| now >= at + LAST_USED_GRANULARITY)
+        {
+            record.last_used = Some(now);
+            self.put_api_key(&record)?;
+        }
         Ok(Ok(record))
     }
 }

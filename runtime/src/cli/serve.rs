@@ -1,0 +1,134 @@
+//! `airlock serve`: the operator's HTTP API (docs/api.md) on one data dir.
+//!
+//! Secure by default: it listens on loopback; plain HTTP on any other address, and the egress
+//! dev switches (`--resolve`, `--allow-private`, `--extra-root-ca`), are refused unless the
+//! operator says so twice (the switch itself, and `--dev-insecure`).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use clap::Args;
+
+use super::{EXIT_INVALID, State, fail};
+use crate::engine::EngineSettings;
+use crate::runtime::Runtime;
+use crate::server::{AdmissionLimits, App, ServeLimits};
+use crate::units::ByteSize;
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// Address to listen on (port 0 picks a free one; the address is printed on stdout)
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Invocations running at once, across tenants
+    #[arg(long, default_value_t = 64)]
+    max_concurrent: usize,
+    /// Invocations running at once for one tenant
+    #[arg(long, default_value_t = 8)]
+    tenant_concurrent: usize,
+    /// Invocations of one tenant waiting for a slot; more are refused with 429
+    #[arg(long, default_value_t = 64)]
+    tenant_queue: usize,
+    /// Largest request body (bundle uploads aside)
+    #[arg(long, default_value = "1MiB")]
+    max_body: ByteSize,
+    /// DEV ONLY: serve plain HTTP on a non-loopback address (API keys would cross the network
+    /// in clear; put a TLS-terminating proxy in front instead)
+    #[arg(long)]
+    insecure_plain_http: bool,
+    /// Confirms DEV ONLY switches: without it the server refuses to start with any of them
+    #[arg(long)]
+    dev_insecure: bool,
+}
+
+pub(crate) async fn serve(
+    args: ServeArgs,
+    state: &State,
+    settings: EngineSettings,
+) -> anyhow::Result<u8> {
+    let loosened = loosened(&args, &settings);
+    if !loosened.is_empty() && !args.dev_insecure {
+        return Err(fail(
+            EXIT_INVALID,
+            anyhow::anyhow!(
+                "airlock serve refuses {}: it loosens a secure default for every tenant. For \
+                 development and tests only, confirm with --dev-insecure",
+                loosened.join(", ")
+            ),
+        ));
+    }
+    if !args.listen.ip().is_loopback() && !args.insecure_plain_http {
+        return Err(fail(
+            EXIT_INVALID,
+            anyhow::anyhow!(
+                "--listen {}: not a loopback address, and the server speaks plain HTTP: API keys \
+                 would cross the network in clear. Listen on loopback behind a TLS-terminating \
+                 proxy",
+                args.listen
+            ),
+        ));
+    }
+    for switch in &loosened {
+        eprintln!("warning: DEV ONLY {switch} is on (--dev-insecure)");
+    }
+    let (store, trail) = state.open()?;
+    let runtime = Runtime::new(&state.data, settings)?;
+    let limits = ServeLimits {
+        admission: AdmissionLimits {
+            global: args.max_concurrent,
+            tenant: args.tenant_concurrent,
+            queue: args.tenant_queue,
+            ..AdmissionLimits::default()
+        },
+        max_body: usize::try_from(args.max_body.bytes()).unwrap_or(usize::MAX),
+        ..ServeLimits::default()
+    };
+    let app = Arc::new(App::new(runtime, store, trail, limits)?);
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
+    let bound = listener.local_addr()?;
+    println!("listening on http://{bound}");
+    eprintln!(
+        "airlock serve: data {}; stop with Ctrl-C or SIGTERM",
+        state.data.display()
+    );
+    crate::server::serve(listener, app, shutdown()).await?;
+    eprintln!("stopped: in-flight requests finished, audit checkpoint signed");
+    Ok(0)
+}
+
+/// The DEV ONLY switches in effect.
+fn loosened(args: &ServeArgs, settings: &EngineSettings) -> Vec<&'static str> {
+    let egress = &settings.egress;
+    let mut on = Vec::new();
+    if !egress.resolve.is_empty() {
+        on.push("--resolve");
+    }
+    if !egress.allow_private.is_empty() {
+        on.push("--allow-private");
+    }
+    if !egress.extra_roots.is_empty() {
+        on.push("--extra-root-ca");
+    }
+    if args.insecure_plain_http {
+        on.push("--insecure-plain-http");
+    }
+    on
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+}

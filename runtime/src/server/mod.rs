@@ -1,0 +1,85 @@
+//! `airlock serve`: the operator's HTTP API over the same store, trust store, installer and
+//! runtime the CLI uses.
+//!
+//! Every request is authorized from its API key alone (`Authorization: Bearer`): the key's
+//! tenant is the only tenant it can name, and its scopes are the only operations it can run.
+//! Invocations are admitted per tenant and globally, with bounded queues (`429` beyond them),
+//! and guests yield their thread every few milliseconds, so one tenant's busy loops cannot hold
+//! another tenant's invocation.
+//!
+//! # Layout
+//! - [`app`]: the shared state: store, trail, trust store, loaded installations, metrics.
+//! - [`admission`]: per-tenant and global concurrency caps with bounded queues.
+//! - [`auth`]: API keys from the `Authorization` header, scopes, failed-attempt limiting.
+//! - [`error`]: one JSON error shape, with the status each failure maps to.
+//! - [`routes`]: the `/v1` API, `/healthz` and `/metrics`, one file per resource.
+
+pub mod admission;
+pub mod app;
+mod auth;
+mod error;
+mod routes;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tower::ServiceExt as _;
+
+pub use admission::AdmissionLimits;
+pub use app::{App, ServeLimits};
+
+/// How long a client may take to send a request's headers (slow-loris defence).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves `app` on `listener` until `shutdown` resolves, then stops accepting, lets in-flight
+/// requests (and their invocations) finish, and signs a final audit checkpoint.
+pub async fn serve(
+    listener: TcpListener,
+    app: Arc<App>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> std::io::Result<()> {
+    let router = routes::router(app.clone());
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let service = router
+            .clone()
+            .map_request(move |mut request: axum::extract::Request<_>| {
+                request.extensions_mut().insert(ConnectInfo(peer));
+                request
+            });
+        let connection = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, %peer, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    app.close();
+    Ok(())
+}

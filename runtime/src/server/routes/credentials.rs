@@ -1,0 +1,84 @@
+//! `/v1/installations/{installation}/credentials`: write-only values. A value goes in (for a
+//! name the installed version declares, checked against its type) and never comes out: the
+//! list shows names, types, origins and dates.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use zeroize::Zeroizing;
+
+use super::installations::scope;
+use super::{TenantQuery, json_body};
+use crate::apikey::Scope;
+use crate::server::app::App;
+use crate::server::auth::Principal;
+use crate::server::error::ApiError;
+use crate::store::credentials::SetOutcome;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NewValue {
+    value: Zeroizing<String>,
+}
+
+pub(super) async fn list(
+    State(app): State<Arc<App>>,
+    principal: Principal,
+    Path(installation): Path<String>,
+    Query(query): Query<TenantQuery>,
+) -> Result<Json<Value>, ApiError> {
+    principal.require(&app, Scope::InstallationsRead).await?;
+    let (tenant, installation) = scope(&principal, &query, &installation)?;
+    if app.store.installation(&tenant, &installation)?.is_none() {
+        return Err(ApiError::not_found(format!("installation {installation}")));
+    }
+    let list = app.store.list_credentials(&tenant, &installation)?;
+    Ok(Json(json!({ "credentials": list })))
+}
+
+pub(super) async fn set(
+    State(app): State<Arc<App>>,
+    principal: Principal,
+    Path((installation, name)): Path<(String, String)>,
+    Query(query): Query<TenantQuery>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    principal.require(&app, Scope::CredentialsWrite).await?;
+    let (tenant, installation) = scope(&principal, &query, &installation)?;
+    let new: NewValue = json_body(raw, "credential (`{\"value\": \"…\"}`)")?;
+    let (outcome, kind) = app
+        .installing(move |i| i.set_credential(&tenant, &installation, &name, new.value))
+        .await??;
+    let (status, word) = match outcome {
+        SetOutcome::Created => (StatusCode::CREATED, "stored"),
+        SetOutcome::Rotated => (StatusCode::OK, "rotated"),
+    };
+    Ok((
+        status,
+        Json(json!({ "outcome": word, "type": kind.as_str() })),
+    ))
+}
+
+pub(super) async fn delete(
+    State(app): State<Arc<App>>,
+    principal: Principal,
+    Path((installation, name)): Path<(String, String)>,
+    Query(query): Query<TenantQuery>,
+) -> Result<StatusCode, ApiError> {
+    principal.require(&app, Scope::CredentialsWrite).await?;
+    let (tenant, installation) = scope(&principal, &query, &installation)?;
+    let gone = app
+        .installing(move |i| i.delete_credential(&tenant, &installation, &name))
+        .await??;
+    if gone {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found("credential"))
+    }
+}

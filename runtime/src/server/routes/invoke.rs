@@ -1,0 +1,98 @@
+//! `POST /v1/installations/{installation}/actions/{action}`: the body is the input; the
+//! response is the output, or a typed error whose status follows the CLI's exit-code classes
+//! (see `docs/api.md`).
+//!
+//! The invocation runs on its own thread: a client that disconnects does not cut it short, so
+//! its egress and its audit record are whole.
+
+use std::sync::Arc;
+
+use airlock_host_api::audit::{Subject, Trigger};
+use airlock_host_api::credentials::CredentialScope;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderValue;
+use axum::response::{IntoResponse, Response};
+
+use super::installations::scope;
+use super::{TenantQuery, body};
+use crate::apikey::Scope;
+use crate::invoke::Caller;
+use crate::server::app::App;
+use crate::server::auth::Principal;
+use crate::server::error::ApiError;
+use crate::store::StoredSecrets;
+
+/// The response header naming the invocation (as its audit record does).
+const INVOCATION_HEADER: &str = "airlock-invocation";
+/// The response header with the sequence number of the invocation's audit record.
+const RECORD_HEADER: &str = "airlock-audit-record";
+
+pub(super) async fn invoke(
+    State(app): State<Arc<App>>,
+    principal: Principal,
+    Path((installation, action)): Path<(String, String)>,
+    Query(query): Query<TenantQuery>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    principal.require(&app, Scope::Invoke).await?;
+    let (tenant, installation) = scope(&principal, &query, &installation)?;
+    let input = String::from_utf8(body(raw)?.to_vec())
+        .map_err(|_| ApiError::bad_request("the input is not UTF-8 JSON".to_string()))?;
+    let admitted = app
+        .admission
+        .admit(tenant.as_str())
+        .await
+        .map_err(ApiError::busy)?;
+    let loaded = app.installed(&tenant, &installation).await?;
+    let credentials = app.runtime.credentials(
+        CredentialScope {
+            tenant: tenant.to_string(),
+            installation: installation.to_string(),
+        },
+        Arc::new(StoredSecrets::new(
+            app.store.clone(),
+            tenant.clone(),
+            installation.clone(),
+        )),
+    );
+    let caller = Caller {
+        subject: Subject {
+            tenant: tenant.to_string(),
+            installation: installation.to_string(),
+        },
+        trigger: Trigger::Api,
+        credentials,
+    };
+    // Guest code runs on a thread of its own, scheduled by the kernel, never on the workers
+    // that serve requests: a tenant's busy loops take a fair share of the CPU, not the I/O
+    // every other tenant's requests wait on.
+    let runtime = tokio::runtime::Handle::current();
+    let task = tokio::task::spawn_blocking(move || {
+        let invocation = runtime.block_on(app.runtime.invoke_as(
+            &loaded.integration,
+            &loaded.config,
+            &caller,
+            &action,
+            &input,
+        ));
+        drop(admitted);
+        invocation
+    });
+    let invocation = task.await.map_err(ApiError::internal)?;
+    let id = invocation.id.to_string();
+    let mut response = match invocation.result {
+        Ok(output) => Json(output).into_response(),
+        Err(error) => ApiError::invocation(&error, &id).into_response(),
+    };
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        headers.insert(INVOCATION_HEADER, value);
+    }
+    if let Some(seq) = invocation.record {
+        headers.insert(RECORD_HEADER, HeaderValue::from(seq));
+    }
+    Ok(response)
+}

@@ -1,0 +1,157 @@
+//! An operator's data dir for tests: a trusted publisher key for the examples, a tenant
+//! `acme`, and helpers to sign example bundles and install them.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+use crate::support::{airlock, airlock_with, custom_integration, read_example, stderr, stdout};
+
+/// A data dir with a trusted publisher key for the examples, and a tenant `acme`.
+pub struct Operator {
+    pub data: TempDir,
+    /// The publisher key, signed bundles and grant files.
+    pub keys: TempDir,
+}
+
+impl Operator {
+    pub fn new() -> Self {
+        let data = TempDir::new().expect("temp dir");
+        let keys = TempDir::new().expect("temp dir");
+        let key = keys.path().join("publisher.key").display().to_string();
+        let out = airlock(data.path(), &["keygen", "--out", &key]);
+        let public = stdout(&out).trim().to_string();
+        let op = Self { data, keys };
+        op.ok(&["trust", "add", &public, "--publisher", "Airlock Examples"]);
+        op.ok(&["tenant", "create", "acme"]);
+        op
+    }
+
+    pub fn data(&self) -> &Path {
+        self.data.path()
+    }
+
+    pub fn airlock(&self, args: &[&str]) -> Output {
+        airlock(self.data.path(), args)
+    }
+
+    /// Runs `airlock ARGS…` and asserts it succeeds.
+    pub fn ok(&self, args: &[&str]) -> Output {
+        let out = self.airlock(args);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "airlock {args:?}\n{}\n{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        out
+    }
+
+    /// Signs the example `name` (component `wasm`) with `manifest`, as `file`.
+    pub fn sign(&self, name: &str, wasm: &str, manifest: &str, file: &str) -> PathBuf {
+        let manifest = manifest.replace(
+            &format!("component = \"../target/wasm32-wasip2/release/{wasm}\""),
+            "component = \"component.wasm\"",
+        );
+        let dir = custom_integration(name, wasm, &manifest);
+        let bundle = self.keys.path().join(file);
+        let key = self.keys.path().join("publisher.key");
+        self.ok(&[
+            "sign",
+            &dir.path().display().to_string(),
+            "--key",
+            &key.display().to_string(),
+            "--out",
+            &bundle.display().to_string(),
+        ]);
+        bundle
+    }
+
+    /// The example `name`, published as "Airlock Examples" (the trusted key's publisher).
+    pub fn example(&self, name: &str, wasm: &str) -> PathBuf {
+        let mut manifest = String::new();
+        let mut in_publisher = false;
+        for line in read_example(name, "airlock.toml").lines() {
+            if line.starts_with('[') {
+                in_publisher = line == "[publisher]";
+            }
+            if in_publisher && line.starts_with("name = ") {
+                manifest.push_str("name = \"Airlock Examples\"\n");
+            } else {
+                manifest.push_str(line);
+                manifest.push('\n');
+            }
+        }
+        self.sign(name, wasm, &manifest, &format!("{name}.airlock"))
+    }
+
+    /// Signs exfil as `version`, with `extra` appended to its egress rules.
+    pub fn exfil(&self, version: &str, extra: &str) -> PathBuf {
+        let manifest = read_example("exfil", "airlock.toml")
+            .replace("version = \"0.1.0\"", &format!("version = \"{version}\""))
+            .replace(
+                "[credentials.token]",
+                &format!("{extra}\n[credentials.token]"),
+            );
+        self.sign(
+            "exfil",
+            "exfil.wasm",
+            &manifest,
+            &format!("exfil-{version}.airlock"),
+        )
+    }
+
+    /// Writes a grant file and returns its path.
+    pub fn grant(&self, name: &str, text: &str) -> String {
+        let path = self.keys.path().join(name);
+        std::fs::write(&path, text).expect("write grant");
+        path.display().to_string()
+    }
+
+    /// `airlock install --tenant acme BUNDLE EXTRA…`.
+    pub fn install(&self, bundle: &Path, extra: &[&str]) -> Output {
+        let bundle = bundle.display().to_string();
+        let mut args = vec!["install", "--tenant", "acme", &bundle];
+        args.extend(extra);
+        self.airlock(&args)
+    }
+
+    /// Installs `bundle` for acme with the grant `text` and asserts it succeeds.
+    pub fn install_granted(&self, bundle: &Path, text: &str) -> Output {
+        let grant = self.grant("grant.toml", text);
+        let bundle = bundle.display().to_string();
+        self.ok(&["install", "--tenant", "acme", &bundle, "--grant", &grant])
+    }
+
+    /// `airlock credentials set --tenant T --installation I NAME` with `value` on stdin.
+    pub fn set_credential(
+        &self,
+        tenant: &str,
+        installation: &str,
+        name: &str,
+        value: &str,
+    ) -> Output {
+        airlock_with(
+            self.data.path(),
+            &[
+                "credentials",
+                "set",
+                "--tenant",
+                tenant,
+                "--installation",
+                installation,
+                name,
+            ],
+            value,
+            &[],
+        )
+    }
+
+    pub fn installations(&self) -> Vec<Value> {
+        let out = self.ok(&["install", "--list", "--json"]);
+        serde_json::from_str(&stdout(&out)).expect("JSON list")
+    }
+}

@@ -1,0 +1,909 @@
+//! `airlock serve` end to end: the real binary on 127.0.0.1 (port 0), a real HTTP client, real
+//! signed bundles. Every request is authorized from its key alone; another tenant's ids are not
+//! found; load and a noisy neighbour lose no audit record and hold no one else up.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::{Client, Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::operator::Operator;
+use crate::support::{airlock_bin, audit_dir, read_example, stdout};
+
+/// A running server over an operator's data dir, with the admin key.
+struct Server {
+    child: Child,
+    base: String,
+    admin: String,
+    http: Client,
+    log: std::path::PathBuf,
+}
+
+/// A response: status, headers we look at, and the JSON body (or `Null`).
+struct Reply {
+    status: StatusCode,
+    retry_after: Option<String>,
+    authenticate: Option<String>,
+    record: Option<u64>,
+    body: Value,
+}
+
+impl Server {
+    /// Makes the admin key with the CLI (the server holds the store once it runs), then starts
+    /// `airlock serve --listen 127.0.0.1:0 EXTRA…`.
+    fn start(op: &Operator, global: &[&str], extra: &[&str]) -> Self {
+        let out = op.ok(&["api-key", "create", "--admin"]);
+        let admin = stdout(&out).trim().to_string();
+        let log = op.data().join("serve.log");
+        let mut child = Command::new(airlock_bin())
+            .arg("--data")
+            .arg(op.data())
+            .args(global)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .env_remove("AIRLOCK_DATA")
+            .env_remove("AIRLOCK_MASTER_KEY")
+            .env("AIRLOCK_AUDIT_DIR", audit_dir())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("airlock serve starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("piped stdout"))
+            .read_line(&mut line)
+            .expect("read the address");
+        let base = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| {
+                panic!(
+                    "no address: {line:?}\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                )
+            })
+            .to_string();
+        Self {
+            child,
+            base,
+            admin,
+            http: Client::new(),
+            log,
+        }
+    }
+
+    async fn call(&self, method: Method, path: &str, key: Option<&str>, body: Body) -> Reply {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(key) = key {
+            request = request.header("authorization", format!("Bearer {key}"));
+        }
+        request = match body {
+            Body::None => request,
+            Body::Json(v) => request
+                .header("content-type", "application/json")
+                .body(v.to_string()),
+            Body::Raw(bytes) => request.body(bytes),
+        };
+        let response = request.send().await.expect("the server answers");
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let status = response.status();
+        let retry_after = header("retry-after");
+        let authenticate = header("www-authenticate");
+        let record = header("airlock-audit-record").and_then(|v| v.parse().ok());
+        let bytes = response.bytes().await.expect("body");
+        Reply {
+            status,
+            retry_after,
+            authenticate,
+            record,
+            body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        }
+    }
+
+    async fn get(&self, path: &str, key: &str) -> Reply {
+        self.call(Method::GET, path, Some(key), Body::None).await
+    }
+
+    async fn post(&self, path: &str, key: &str, body: Value) -> Reply {
+        self.call(Method::POST, path, Some(key), Body::Json(body))
+            .await
+    }
+
+    /// Uploads a bundle file with the admin key; returns its digest.
+    async fn upload(&self, bundle: &Path) -> String {
+        let bytes = std::fs::read(bundle).expect("bundle");
+        let reply = self
+            .call(
+                Method::POST,
+                "/v1/bundles",
+                Some(&self.admin),
+                Body::Raw(bytes),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+        reply.body["bundle"].as_str().expect("digest").to_string()
+    }
+
+    /// Creates tenant `id` and a key for it with `scopes`; returns the key.
+    async fn tenant(&self, id: &str, scopes: &[&str]) -> String {
+        let reply = self
+            .post("/v1/tenants", &self.admin, json!({"id": id}))
+            .await;
+        assert!(
+            reply.status == StatusCode::CREATED || reply.status == StatusCode::CONFLICT,
+            "{}",
+            reply.body
+        );
+        self.key(id, scopes, None).await
+    }
+
+    async fn key(&self, tenant: &str, scopes: &[&str], expires: Option<&str>) -> String {
+        let mut request = json!({"tenant": tenant, "scopes": scopes});
+        if let Some(span) = expires {
+            request["expires"] = json!(span);
+        }
+        let reply = self.post("/v1/api-keys", &self.admin, request).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+        reply.body["key"].as_str().expect("key").to_string()
+    }
+
+    /// Stops the server with SIGTERM and asserts it drained and exited cleanly.
+    fn stop(mut self) {
+        // SAFETY: kill(2) on our own child's pid; no memory is involved.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let status = self.child.wait().expect("server exits");
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        assert!(status.success(), "server exit {status}\n{log}");
+        assert!(log.contains("audit checkpoint signed"), "{log}");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+enum Body {
+    None,
+    Json(Value),
+    Raw(Vec<u8>),
+}
+
+/// The mapper's sample input.
+fn mapper_input() -> Value {
+    serde_json::from_str(&read_example("contact-mapper", "sample-input.json")).expect("JSON")
+}
+
+fn mapper_config() -> Value {
+    serde_json::from_str(&read_example("contact-mapper", "sample-config.json")).expect("JSON")
+}
+
+/// `audit verify` on the data dir (after the server stopped) exits 0.
+fn assert_trail_verifies(op: &Operator) {
+    op.ok(&["audit", "verify"]);
+}
+
+/// The records of `type` in the trail, read with the CLI after the server stopped.
+fn records_of(op: &Operator, kind: &str) -> Vec<Value> {
+    let out = op.ok(&["audit", "export"]);
+    stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("record"))
+        .filter(|r| r["type"] == kind)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_request_is_authorized_from_its_key_alone() {
+    let op = Operator::new();
+    let mapper = op.example("contact-mapper", "contact_mapper.wasm");
+    let server = Server::start(&op, &[], &[]);
+    let digest = server.upload(&mapper).await;
+    let acme = server
+        .tenant(
+            "acme",
+            &[
+                "invoke",
+                "installations:read",
+                "installations:write",
+                "audit:read",
+            ],
+        )
+        .await;
+    let globex = server
+        .tenant("globex", &["invoke", "installations:read", "audit:read"])
+        .await;
+    let invoke_only = server.key("acme", &["invoke"], None).await;
+    let expiring = server.key("acme", &["invoke"], Some("1s")).await;
+    let revoked = server.key("acme", &["invoke"], None).await;
+    let revoked_id = revoked.split('_').nth(1).expect("key id").to_string();
+    let reply = server
+        .call(
+            Method::DELETE,
+            &format!("/v1/api-keys/{revoked_id}"),
+            Some(&server.admin),
+            Body::None,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT);
+
+    let installed = server
+        .post(
+            "/v1/installations",
+            &acme,
+            json!({"bundle": digest, "installation": "mapper", "config": mapper_config()}),
+        )
+        .await;
+    assert_eq!(installed.status, StatusCode::CREATED, "{}", installed.body);
+    assert_eq!(installed.body["installation"]["tenant"], "acme");
+    let action = "/v1/installations/mapper/actions/map-contact";
+    let ok = server.post(action, &invoke_only, mapper_input()).await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
+    assert_eq!(ok.body["email"], "ada@example.com", "{}", ok.body);
+    assert!(ok.record.is_some(), "the audit record's number is returned");
+
+    // No key, another scheme, a malformed, expired or revoked key: 401, and nothing runs.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let unauthorized: [(Option<String>, &str); 5] = [
+        (None, "send an API key"),
+        (Some("Basic YWRtaW46YWRtaW4=".into()), "only Bearer"),
+        (Some("Bearer airlock_nonsense".into()), "not valid"),
+        (Some(format!("Bearer {expiring}")), "expired"),
+        (Some(format!("Bearer {revoked}")), "revoked"),
+    ];
+    for (header, says) in &unauthorized {
+        let mut request = server
+            .http
+            .post(format!("{}{action}", server.base))
+            .body(mapper_input().to_string());
+        if let Some(h) = header {
+            request = request.header("authorization", h);
+        }
+        let response = request.send().await.expect("answer");
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{header:?}");
+        assert!(response.headers().contains_key("www-authenticate"));
+        let body: Value = response.json_body().await;
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(says)),
+            "{header:?}: {body}"
+        );
+    }
+
+    // A valid key without the scope, or not the admin's: 403.
+    let reply = server.get("/v1/installations", &invoke_only).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.body);
+    assert!(
+        reply.body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("installations:read"))
+    );
+    let reply = server
+        .post("/v1/tenants", &acme, json!({"id": "mine"}))
+        .await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    let reply = server.get("/metrics", &acme).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+
+    // Another tenant's installation id is not found (not forbidden: existence is not told),
+    // and naming the other tenant is refused whatever exists.
+    let reply = server.post(action, &globex, mapper_input()).await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND, "{}", reply.body);
+    let missing = server
+        .post(
+            "/v1/installations/nothing-here/actions/map-contact",
+            &globex,
+            mapper_input(),
+        )
+        .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        reply.body["error"]["message"]
+            .as_str()
+            .map(|m| m.replace("mapper", "X")),
+        missing.body["error"]["message"]
+            .as_str()
+            .map(|m| m.replace("nothing-here", "X")),
+        "the same answer for another tenant's id and for none"
+    );
+    let reply = server.get("/v1/installations/mapper", &globex).await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    let reply = server
+        .post(&format!("{action}?tenant=acme"), &globex, mapper_input())
+        .await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    let reply = server.get("/v1/installations", &globex).await;
+    assert_eq!(reply.body["installations"], json!([]), "{}", reply.body);
+
+    // Audit is scoped to the key's tenant; a filter cannot widen it.
+    let mine = server.get("/v1/audit", &globex).await;
+    let records = mine.body["records"].as_array().expect("records");
+    assert!(
+        records.iter().all(|r| r.to_string().contains("globex")),
+        "{}",
+        mine.body
+    );
+    let widened = server.get("/v1/audit?tenant=acme", &globex).await;
+    assert_eq!(widened.status, StatusCode::FORBIDDEN);
+    let theirs = server.get("/v1/audit", &acme).await;
+    assert!(
+        theirs.body["records"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|r| r["type"] == "invocation")),
+        "{}",
+        theirs.body
+    );
+
+    // The admin sees the refusals, each a security event with its reason.
+    let refused = server
+        .get("/v1/audit?security=true&limit=1000", &server.admin)
+        .await;
+    let reasons: Vec<String> = refused.body["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .filter(|r| r["type"] == "access-refused")
+        .map(|r| r["reason"].as_str().unwrap_or_default().to_string())
+        .collect();
+    for reason in [
+        "no-key",
+        "not-bearer",
+        "invalid-key",
+        "expired-key",
+        "revoked-key",
+        "admin-only",
+    ] {
+        assert!(
+            reasons.iter().any(|r| r == reason),
+            "{reason} in {reasons:?}"
+        );
+    }
+    assert!(
+        reasons.iter().any(|r| r.starts_with("missing-scope:")),
+        "{reasons:?}"
+    );
+
+    // Failed attempts from one address are limited: after 10 a minute, 429 with Retry-After.
+    let mut limited = None;
+    for _ in 0..12 {
+        let reply = server
+            .get("/v1/installations", "airlock_0000000000000000_bad")
+            .await;
+        if reply.status == StatusCode::TOO_MANY_REQUESTS {
+            limited = Some(reply);
+            break;
+        }
+    }
+    let limited = limited.expect("limited within 12 failures");
+    assert!(limited.retry_after.is_some());
+    assert_eq!(limited.authenticate, None);
+    server.stop();
+    assert_trail_verifies(&op);
+    let refused = records_of(&op, "access-refused");
+    assert_eq!(
+        refused
+            .iter()
+            .filter(|r| r["reason"]
+                .as_str()
+                .is_some_and(|s| s.contains("now limited")))
+            .count(),
+        1,
+        "crossing the limit is recorded once"
+    );
+}
+
+/// JSON of a reqwest response.
+trait JsonBody {
+    async fn json_body(self) -> Value;
+}
+
+impl JsonBody for reqwest::Response {
+    async fn json_body(self) -> Value {
+        let bytes = self.bytes().await.expect("body");
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+    }
+}
+
+const CANARY: &str = "canary-7f31c2-serve";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn installations_get_only_their_grant_and_credentials_go_in_but_never_out() {
+    let op = Operator::new();
+    let ca = crate::mock::TestCa::new();
+    let mock = crate::mock::MockUpstream::start(
+        &ca,
+        &["vault.allowed.test"],
+        crate::egress::UPSTREAM_IP,
+        crate::mock::MockResponse::echo_headers,
+    );
+    let pem = ca.write_pem(op.data()).display().to_string();
+    let pin = format!("vault.allowed.test={}", mock.addr());
+    let global = [
+        "--resolve",
+        &pin,
+        "--allow-private",
+        "127.0.0.0/8",
+        "--extra-root-ca",
+        &pem,
+    ];
+
+    // Dev switches are refused unless confirmed, and so is plain HTTP beyond loopback.
+    let mut args = global.to_vec();
+    args.extend(["serve", "--listen", "127.0.0.1:0"]);
+    let out = op.airlock(&args);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(crate::support::stderr(&out).contains("--dev-insecure"));
+    let out = op.airlock(&["serve", "--listen", "0.0.0.0:0"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(crate::support::stderr(&out).contains("not a loopback address"));
+
+    let v1 = op.exfil("0.1.0", "");
+    let v2 = op.exfil(
+        "0.2.0",
+        "[[egress]]\nurl = \"https://more.allowed.test\"\nmethods = [\"GET\"]\n",
+    );
+    let server = Server::start(&op, &global, &["--dev-insecure"]);
+    let (d1, d2) = (server.upload(&v1).await, server.upload(&v2).await);
+    let key = server
+        .tenant(
+            "acme",
+            &[
+                "invoke",
+                "installations:read",
+                "installations:write",
+                "credentials:write",
+            ],
+        )
+        .await;
+    let vault = json!({"egress": [{"url": "https://vault.allowed.test", "methods": ["GET"]}]});
+
+    // A grant wider than the manifest is refused, naming the entry.
+    for (grant, says) in [
+        (
+            json!({"egress": [{"url": "https://evil.test", "methods": ["GET"]}]}),
+            "https://evil.test",
+        ),
+        (
+            json!({"egress": [{"url": "https://vault.allowed.test", "methods": ["DELETE"]}]}),
+            "DELETE",
+        ),
+    ] {
+        let reply = server
+            .post(
+                "/v1/installations",
+                &key,
+                json!({"bundle": d1, "grant": grant}),
+            )
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{}",
+            reply.body
+        );
+        assert_eq!(reply.body["error"]["code"], "grant-refused");
+        assert!(
+            reply.body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(says))
+        );
+    }
+    let reply = server
+        .post(
+            "/v1/installations",
+            &key,
+            json!({"bundle": d1, "grant": vault}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    let reply = server
+        .post(
+            "/v1/installations",
+            &key,
+            json!({"bundle": "00".repeat(32)}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND, "{}", reply.body);
+    let reply = server
+        .post(
+            "/v1/installations",
+            &key,
+            json!({"bundle": "../../etc/passwd"}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+
+    // Credentials: stored for a declared name, typed, never shown.
+    let token = "/v1/installations/exfil/credentials/token";
+    let put = async |path: &str, value: &str| {
+        server
+            .call(
+                Method::PUT,
+                path,
+                Some(&key),
+                Body::Json(json!({"value": value})),
+            )
+            .await
+    };
+    assert_eq!(put(token, CANARY).await.status, StatusCode::CREATED);
+    let rotated = put(token, CANARY).await;
+    assert_eq!(rotated.body["outcome"], "rotated");
+    let bad = put(token, "abc\r\nX-Evil: 1").await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        bad.body.to_string().contains("carriage return at byte 3"),
+        "{}",
+        bad.body
+    );
+    assert!(!bad.body.to_string().contains("X-Evil"));
+    let undeclared = put("/v1/installations/exfil/credentials/nope", CANARY).await;
+    assert_eq!(undeclared.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let list = server
+        .get("/v1/installations/exfil/credentials", &key)
+        .await;
+    assert_eq!(
+        list.body["credentials"][0]["name"], "token",
+        "{}",
+        list.body
+    );
+    assert!(!list.body.to_string().contains(CANARY));
+
+    // The host injects it; the guest's view is redacted; the caller never sees it.
+    let fetch = server
+        .post(
+            "/v1/installations/exfil/actions/fetch",
+            &key,
+            json!({"url": "https://vault.allowed.test/"}),
+        )
+        .await;
+    assert_eq!(fetch.status, StatusCode::OK, "{}", fetch.body);
+    assert_eq!(
+        mock.requests()[0].header("authorization"),
+        [format!("Bearer {CANARY}")]
+    );
+    assert!(!fetch.body.to_string().contains(CANARY), "{}", fetch.body);
+    let denied = server
+        .post(
+            "/v1/installations/exfil/actions/fetch",
+            &key,
+            json!({"url": "https://api.allowed.test/"}),
+        )
+        .await;
+    assert_eq!(denied.status, StatusCode::OK, "{}", denied.body);
+    assert!(
+        denied.body.to_string().contains("HttpRequestDenied"),
+        "{}",
+        denied.body
+    );
+    assert_eq!(
+        mock.requests().len(),
+        1,
+        "declared but not granted: never sent"
+    );
+
+    // An upgrade that asks for more waits; the old version keeps running until approved.
+    let reply = server
+        .post("/v1/installations", &key, json!({"bundle": d2}))
+        .await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.body);
+    assert_eq!(reply.body["outcome"], "pending");
+    let shown = server.get("/v1/installations/exfil", &key).await;
+    assert_eq!(shown.body["version"], "0.1.0");
+    assert!(
+        shown.body["pending"]["additions"]
+            .to_string()
+            .contains("more.allowed.test"),
+        "{}",
+        shown.body
+    );
+    let reply = server
+        .post(
+            "/v1/installations",
+            &key,
+            json!({"bundle": d1, "allow_downgrade": true}),
+        )
+        .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::FORBIDDEN,
+        "downgrades are the operator's call"
+    );
+    let approved = server
+        .post(
+            "/v1/installations/exfil/approve",
+            &key,
+            json!({"grant": vault}),
+        )
+        .await;
+    assert_eq!(approved.status, StatusCode::OK, "{}", approved.body);
+    assert_eq!(approved.body["installation"]["version"], "0.2.0");
+    let again = server
+        .post(
+            "/v1/installations/exfil/actions/fetch",
+            &key,
+            json!({"url": "https://vault.allowed.test/"}),
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.body);
+    assert_eq!(mock.requests().len(), 2);
+
+    // A change of config or grant alone: PATCH.
+    let patched = server
+        .call(
+            Method::PATCH,
+            "/v1/installations/exfil",
+            Some(&key),
+            Body::Json(json!({"grant": {"egress": []}})),
+        )
+        .await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.body);
+    assert_eq!(patched.body["outcome"], "reconfigured");
+
+    // Revoking the publisher key through the API stops the installation at once.
+    let keys = server.get("/v1/trust", &server.admin).await;
+    let id = keys.body["keys"][0]["key_id"]
+        .as_str()
+        .expect("key id")
+        .to_string();
+    let revoked = server
+        .call(
+            Method::DELETE,
+            &format!("/v1/trust/{id}"),
+            Some(&server.admin),
+            Body::None,
+        )
+        .await;
+    assert_eq!(revoked.status, StatusCode::NO_CONTENT, "{}", revoked.body);
+    let refused = server
+        .post(
+            "/v1/installations/exfil/actions/fetch",
+            &key,
+            json!({"url": "https://vault.allowed.test/"}),
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    assert_eq!(
+        refused.body["error"]["reason"], "revoked-key",
+        "{}",
+        refused.body
+    );
+    assert_eq!(mock.requests().len(), 2);
+    server.stop();
+    assert_trail_verifies(&op);
+    for file in crate::support::files_under(op.data()) {
+        let bytes = std::fs::read(&file).expect("read");
+        assert!(
+            !bytes.windows(CANARY.len()).any(|w| w == CANARY.as_bytes()),
+            "{} holds the canary",
+            file.display()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_thousand_invocations_from_twenty_clients_lose_nothing() {
+    const TENANTS: usize = 4;
+    const CLIENTS: usize = 20;
+    const EACH: usize = 100;
+    let op = Operator::new();
+    let mapper = op.example("contact-mapper", "contact_mapper.wasm");
+    let server = Server::start(&op, &[], &[]);
+    let digest = server.upload(&mapper).await;
+    let mut keys = Vec::new();
+    for t in 0..TENANTS {
+        let key = server
+            .tenant(&format!("load-{t}"), &["invoke", "installations:write"])
+            .await;
+        let reply = server
+            .post(
+                "/v1/installations",
+                &key,
+                json!({"bundle": digest, "installation": "mapper", "config": mapper_config()}),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+        keys.push(key);
+    }
+    let server = std::sync::Arc::new(server);
+    let started = Instant::now();
+    let mut clients = Vec::new();
+    for c in 0..CLIENTS {
+        let server = server.clone();
+        let key = keys[c % TENANTS].clone();
+        clients.push(tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(EACH);
+            let mut failures = Vec::new();
+            for _ in 0..EACH {
+                let at = Instant::now();
+                let reply = server
+                    .post(
+                        "/v1/installations/mapper/actions/map-contact",
+                        &key,
+                        mapper_input(),
+                    )
+                    .await;
+                latencies.push(at.elapsed());
+                if reply.status != StatusCode::OK {
+                    failures.push(format!("{} {}", reply.status, reply.body));
+                }
+            }
+            (latencies, failures)
+        }));
+    }
+    let mut latencies = Vec::new();
+    let mut failures = Vec::new();
+    for client in clients {
+        let (l, f) = client.await.expect("client task");
+        latencies.extend(l);
+        failures.extend(f);
+    }
+    let elapsed = started.elapsed();
+    assert!(
+        failures.is_empty(),
+        "{} failures: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    latencies.sort();
+    let total = CLIENTS * EACH;
+    let p = |q: f64| latencies[((total as f64 * q) as usize).min(total - 1)];
+    eprintln!(
+        "load: {total} invocations, {CLIENTS} clients, {TENANTS} tenants in {elapsed:.2?}: \
+         {:.0}/s, p50 {:.2?}, p99 {:.2?}, max {:.2?}",
+        total as f64 / elapsed.as_secs_f64(),
+        p(0.50),
+        p(0.99),
+        latencies[total - 1]
+    );
+    let server = std::sync::Arc::into_inner(server).expect("clients are done");
+    server.stop();
+    assert_trail_verifies(&op);
+    let invocations: Vec<Value> = records_of(&op, "invocation")
+        .into_iter()
+        .filter(|r| r["trigger"] == "api")
+        .collect();
+    assert_eq!(invocations.len(), total, "one audit record per invocation");
+    for t in 0..TENANTS {
+        let tenant = format!("load-{t}");
+        let n = invocations
+            .iter()
+            .filter(|r| r["tenant"] == tenant.as_str())
+            .count();
+        assert_eq!(n, total / TENANTS, "{tenant}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_noisy_tenant_fills_its_own_queue_and_holds_no_one_else_up() {
+    let op = Operator::new();
+    let hostile = op.example("hostile", "hostile.wasm");
+    let mapper = op.example("contact-mapper", "contact_mapper.wasm");
+    let server = Server::start(
+        &op,
+        &[],
+        &["--tenant-concurrent", "2", "--tenant-queue", "2"],
+    );
+    let (dh, dm) = (server.upload(&hostile).await, server.upload(&mapper).await);
+    let noisy = server
+        .tenant("noisy", &["invoke", "installations:write"])
+        .await;
+    let quiet = server
+        .tenant("quiet", &["invoke", "installations:write"])
+        .await;
+    let reply = server
+        .post("/v1/installations", &noisy, json!({"bundle": dh}))
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    let reply = server
+        .post(
+            "/v1/installations",
+            &quiet,
+            json!({"bundle": dm, "installation": "mapper", "config": mapper_config()}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+
+    // Eight infinite loops at once: two run, two wait, four are refused at once.
+    let server = std::sync::Arc::new(server);
+    let mut loops = Vec::new();
+    for _ in 0..8 {
+        let (server, noisy) = (server.clone(), noisy.clone());
+        loops.push(tokio::spawn(async move {
+            let reply = server
+                .post(
+                    "/v1/installations/hostile/actions/spin-forever",
+                    &noisy,
+                    json!({}),
+                )
+                .await;
+            (Instant::now(), reply)
+        }));
+    }
+    // Wait until both of its slots are busy.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let metrics = server
+            .http
+            .get(format!("{}/metrics", server.base))
+            .bearer_auth(&server.admin)
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        if metrics.contains("airlock_server_invocations_running 2") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the loops never started:\n{metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Meanwhile the quiet tenant's invocations run, each done long before the first loop is.
+    let mut quiet_done = Vec::new();
+    let quiet_start = Instant::now();
+    for _ in 0..10 {
+        let reply = server
+            .post(
+                "/v1/installations/mapper/actions/map-contact",
+                &quiet,
+                mapper_input(),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        quiet_done.push(Instant::now());
+    }
+    let mut busy = 0;
+    let mut first_loop_done = None::<Instant>;
+    for handle in loops {
+        let (at, reply) = handle.await.expect("loop task");
+        match reply.status {
+            StatusCode::TOO_MANY_REQUESTS => {
+                busy += 1;
+                assert_eq!(reply.retry_after.as_deref(), Some("1"));
+                assert_eq!(reply.body["error"]["code"], "busy");
+            }
+            StatusCode::GATEWAY_TIMEOUT => {
+                assert_eq!(
+                    reply.body["error"]["code"], "limit-timeout",
+                    "{}",
+                    reply.body
+                );
+                first_loop_done = Some(first_loop_done.map_or(at, |t| t.min(at)));
+            }
+            other => panic!("unexpected {other}: {}", reply.body),
+        }
+    }
+    assert_eq!(busy, 4, "two run, two queue, the rest are refused");
+    let first_loop_done = first_loop_done.expect("the loops ended by their timeout");
+    let last_quiet = *quiet_done.last().expect("quiet calls");
+    eprintln!(
+        "quiet: {:?}; first loop stopped after {:?}",
+        quiet_done
+            .iter()
+            .map(|t| t.duration_since(quiet_start))
+            .collect::<Vec<_>>(),
+        first_loop_done.duration_since(quiet_start)
+    );
+    assert!(
+        last_quiet < first_loop_done,
+        "the quiet tenant finished before the noisy one's first loop was stopped"
+    );
+    let server = std::sync::Arc::into_inner(server).expect("tasks are done");
+    server.stop();
+}
