@@ -214,6 +214,9 @@ pub struct InvocationRecord {
     pub egress_suppressed: Vec<Suppressed>,
     #[serde(default)]
     pub redactions: u64,
+    /// kv calls, counted (never keys or values).
+    #[serde(default, skip_serializing_if = "crate::kv::KvUse::is_empty")]
+    pub kv: crate::kv::KvUse,
     /// Where the input or output failed its schema.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validation: Option<ValidationFailure>,

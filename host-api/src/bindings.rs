@@ -17,5 +17,5 @@ wasmtime::component::bindgen!({
     require_store_data_send: true,
 });
 
-pub use self::airlock::integration::{config, log, types};
+pub use self::airlock::integration::{config, kv, log, types};
 pub use self::exports::airlock::integration::handler;

@@ -9,6 +9,7 @@
 //! - [`state`]: [`HostState`], the store data of one invocation.
 //! - [`log`], [`stdio`]: the guest log (the `log` import plus captured stdout and stderr).
 //! - [`config`]: the `config` import.
+//! - [`kv`]: the `kv` import: a per-installation key-value namespace behind a quota.
 //! - [`egress`]: brokered `wasi:http`: admission, pinned resolution, address checks, limits,
 //!   credential injection and response redaction.
 //! - [`audit`]: the metadata-only events of the audit trail, and the egress journal.
@@ -21,6 +22,7 @@ pub mod bindings;
 pub mod config;
 pub mod credentials;
 pub mod egress;
+pub mod kv;
 pub mod limiter;
 pub mod log;
 pub mod policy;
@@ -39,6 +41,7 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)?;
     bindings::log::add_to_linker::<HostState, LogCap>(linker, |s| &mut s.log)?;
     bindings::config::add_to_linker::<HostState, ConfigCap>(linker, |s| &mut s.config)?;
+    bindings::kv::add_to_linker::<HostState, KvCap>(linker, |s| &mut s.kv)?;
     Ok(())
 }
 
@@ -50,4 +53,9 @@ impl HasData for LogCap {
 struct ConfigCap;
 impl HasData for ConfigCap {
     type Data<'a> = &'a mut config::ConfigCtx;
+}
+
+struct KvCap;
+impl HasData for KvCap {
+    type Data<'a> = &'a mut kv::KvCtx;
 }

@@ -8,6 +8,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::config::ConfigCtx;
 use crate::egress::BrokeredHttp;
+use crate::kv::KvCtx;
 use crate::limiter::StoreLimiter;
 use crate::log::LogCtx;
 use crate::policy::Limits;
@@ -19,6 +20,7 @@ pub struct HostState {
     table: ResourceTable,
     pub(crate) log: LogCtx,
     pub(crate) config: ConfigCtx,
+    pub(crate) kv: KvCtx,
     limiter: StoreLimiter,
     http: WasiHttpCtx,
     broker: BrokeredHttp,
@@ -29,8 +31,9 @@ const FIELD_SIZE_LIMIT: usize = 64 * 1024;
 
 impl HostState {
     /// Builds the state for one invocation: empty environment and arguments, no preopens,
-    /// stdio captured into the guest log, the given validated config, and HTTP through `broker`.
-    pub fn new(limits: &Limits, config_json: Arc<str>, broker: BrokeredHttp) -> Self {
+    /// stdio captured into the guest log, the given validated config, HTTP through `broker`,
+    /// and the installation's `kv` namespace.
+    pub fn new(limits: &Limits, config_json: Arc<str>, broker: BrokeredHttp, kv: KvCtx) -> Self {
         let log = LogCtx::new(limits.guest_log);
         let wasi = WasiCtx::builder()
             .stdout(GuestStdio::stdout(log.clone()))
@@ -41,6 +44,7 @@ impl HostState {
             table: ResourceTable::new(),
             log,
             config: ConfigCtx::new(config_json),
+            kv,
             limiter: StoreLimiter::new(limits.memory),
             http: {
                 let mut http = WasiHttpCtx::new();
@@ -54,6 +58,11 @@ impl HostState {
     /// The broker: what the guest's requests did.
     pub fn broker(&self) -> &BrokeredHttp {
         &self.broker
+    }
+
+    /// The kv namespace: what the guest did with it.
+    pub fn kv(&self) -> &KvCtx {
+        &self.kv
     }
 
     /// The guest log: what the guest logged and printed.

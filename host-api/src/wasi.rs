@@ -46,6 +46,7 @@ pub const LINKED_AIRLOCK: &[&str] = &[
     "airlock:integration/types",
     "airlock:integration/log",
     "airlock:integration/config",
+    "airlock:integration/kv",
 ];
 
 pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
@@ -139,7 +140,8 @@ mod tests {
             ("wasi:cli/environment", Err("only version 0.2.x")),
             ("airlock:integration/log@1.0.0", Err("only version 0.1.x")),
             ("evil:pkg/iface@0.1.0", Err("not part of")),
-            ("airlock:integration/kv@0.1.0", Err("not part of")),
+            ("airlock:integration/kv@0.1.0", Ok(())),
+            ("airlock:integration/kv-admin@0.1.0", Err("not part of")),
         ];
         for (name, expected) in cases {
             let got = check_import(name).map_err(|e| e.to_string());

@@ -12,6 +12,7 @@ use airlock_host_api::audit::NoJournal;
 use airlock_host_api::bindings::IntegrationPre;
 use airlock_host_api::credentials::{CredentialBroker, NoCredentials};
 use airlock_host_api::egress::{BrokeredHttp, EgressSettings, IntegrationEgress};
+use airlock_host_api::kv::KvCtx;
 use airlock_runtime::audit::{AuditDir, AuditTrail};
 use airlock_runtime::store::Store as Db;
 use airlock_runtime::{EngineSettings, Runtime};
@@ -94,7 +95,7 @@ fn fresh_sandbox(c: &mut Criterion) {
                     no_credentials.clone(),
                     Arc::new(NoJournal),
                 );
-                let state = HostState::new(&limits, config_json.clone(), broker);
+                let state = HostState::new(&limits, config_json.clone(), broker, KvCtx::new(None));
                 let mut store = Store::new(engine, state);
                 store.set_epoch_deadline(1_000_000);
                 let instance = pre

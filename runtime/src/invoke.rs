@@ -11,6 +11,7 @@ use airlock_host_api::HostState;
 use airlock_host_api::audit::{EgressJournal, NoJournal, Subject, Trigger};
 use airlock_host_api::credentials::CredentialBroker;
 use airlock_host_api::egress::{BrokeredHttp, EgressEvent, Suppressed};
+use airlock_host_api::kv::{KvBackend, KvCtx, KvUse};
 use airlock_host_api::limiter::LimitTripped;
 use airlock_host_api::log::GuestLog;
 use serde::Serialize;
@@ -51,17 +52,21 @@ pub struct Invocation {
     pub egress_suppressed: Vec<Suppressed>,
     /// Echoes of injected credentials scrubbed from responses before the guest saw them.
     pub redactions: u64,
+    /// What the guest did with its kv namespace: counts only.
+    pub kv: KvUse,
     /// The sequence number of this invocation's audit record, when the runtime keeps a trail.
     pub record: Option<u64>,
     pub result: Result<Value, InvokeError>,
 }
 
-/// Who an invocation runs for, how it was started, and the credentials its requests may use.
+/// Who an invocation runs for, how it was started, the credentials its requests may use, and
+/// the kv namespace it reads and writes (when the integration declares `[kv]`).
 #[derive(Clone)]
 pub struct Caller {
     pub subject: Subject,
     pub trigger: Trigger,
     pub credentials: Arc<dyn CredentialBroker>,
+    pub kv: Option<Arc<dyn KvBackend>>,
 }
 
 /// Why an invocation did not produce valid output.
@@ -226,6 +231,7 @@ impl Runtime {
             subject: Subject::local(),
             trigger: Trigger::Cli,
             credentials,
+            kv: None,
         }
     }
 
@@ -278,6 +284,7 @@ impl Runtime {
                     egress: Vec::new(),
                     egress_suppressed: Vec::new(),
                     redactions: 0,
+                    kv: KvUse::default(),
                     record: None,
                     result: Err(error),
                 };
@@ -298,7 +305,8 @@ impl Runtime {
             caller.credentials.clone(),
             journal,
         );
-        let state = HostState::new(limits, config.json.clone(), broker);
+        let kv = KvCtx::new(caller.kv.clone().zip(integration.kv_quota()));
+        let state = HostState::new(limits, config.json.clone(), broker, kv);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| state.limiter());
         schedule(&mut store, limits.timeout);
@@ -329,6 +337,7 @@ impl Runtime {
             egress,
             egress_suppressed,
             redactions: state.broker().redactions(),
+            kv: state.kv().used(),
             record: None,
             result,
         }

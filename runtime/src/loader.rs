@@ -12,6 +12,7 @@ use airlock_host_api::HostState;
 use airlock_host_api::bindings::IntegrationPre;
 use airlock_host_api::credentials::{CredentialSpec, OAuthGrant, OAuthSpec};
 use airlock_host_api::egress::IntegrationEgress;
+use airlock_host_api::kv::KvQuota;
 use airlock_host_api::policy::{LimitError, Limits};
 use airlock_host_api::wasi::{UnlinkedImport, check_import};
 use serde::Serialize;
@@ -38,6 +39,8 @@ pub struct Integration {
     manifest: LoadedManifest,
     digest: Digest,
     limits: Limits,
+    /// The kv quota, when the manifest declares `[kv]`.
+    kv: Option<KvQuota>,
     config_schema: Option<Schema>,
     actions: BTreeMap<String, ActionSchemas>,
     imports: Vec<String>,
@@ -214,6 +217,13 @@ impl Runtime {
                     source,
                 }
             })?;
+        let kv =
+            m.kv.map(|kv| KvQuota::resolve(kv.requested(), &self.settings.ceilings))
+                .transpose()
+                .map_err(|source| LoadError::Limits {
+                    path: manifest.path.clone(),
+                    source,
+                })?;
         let config_schema = m
             .config
             .as_ref()
@@ -254,6 +264,7 @@ impl Runtime {
             manifest,
             digest,
             limits,
+            kv,
             config_schema,
             actions,
             imports,
@@ -409,6 +420,11 @@ impl Integration {
     /// The declared credentials and how each travels.
     pub fn credentials(&self) -> &BTreeMap<String, CredentialSpec> {
         self.egress.credentials()
+    }
+
+    /// The kv quota, when the integration declares `[kv]`.
+    pub fn kv_quota(&self) -> Option<KvQuota> {
+        self.kv
     }
 
     pub fn limits(&self) -> &Limits {

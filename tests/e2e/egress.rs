@@ -125,6 +125,7 @@ impl Egress {
             credentials: self
                 .runtime
                 .credentials(scope, Arc::new(StaticSecrets::new(values))),
+            kv: None,
         };
         self.runtime
             .invoke_as(&integration, &config, &caller, action, &input.to_string())

@@ -44,6 +44,7 @@ pub mod bindings {
     });
 }
 
+pub use bindings::airlock::integration::kv;
 pub use bindings::airlock::integration::log::Level;
 pub use bindings::airlock::integration::types::Error;
 pub use bindings::export;

@@ -1,20 +1,21 @@
 //! `airlock-examples/hostile`: one action per way an untrusted component can misbehave.
 //!
 //! Each attack must end as a clean, typed outcome in the host (timeout, memory limit, trap,
-//! output limit, capped logs, an empty sandbox), never as a hung or crashed host. Every action
-//! takes `{}`. `black_box` keeps the optimizer from proving an attack pointless and deleting it.
+//! output limit, capped logs, an empty sandbox, a kv quota), never as a hung or crashed host.
+//! Every action but `kv` takes `{}`. `black_box` keeps the optimizer from proving an attack pointless and deleting it.
 
 use std::fmt::Write as _;
 use std::hint::black_box;
 use std::io::Write as _;
 
+use airlock_guest::kv::{self, KvError};
 use airlock_guest::{Error, Guest, Level, export};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 struct Hostile;
 
 impl Guest for Hostile {
-    fn invoke(action: String, _input: String) -> Result<String, Error> {
+    fn invoke(action: String, input: String) -> Result<String, Error> {
         match action.as_str() {
             "spin-forever" => spin_forever(),
             "grow-memory" => grow_memory(),
@@ -23,6 +24,8 @@ impl Guest for Hostile {
             "flood-log" => Ok(flood_log()),
             "read-env" => airlock_guest::to_output(&read_env()),
             "read-files" => airlock_guest::to_output(&read_files()),
+            "kv" => airlock_guest::handle(&input, kv_op),
+            "kv-fill" => airlock_guest::to_output(&kv_fill()),
             other => Err(Error::unknown_action(other)),
         }
     }
@@ -144,4 +147,94 @@ fn read_files() -> FileProbe {
         }
     }
     probe
+}
+
+/// One kv call, as the `kv` action's input names it.
+#[derive(Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+enum KvOp {
+    Get {
+        key: String,
+    },
+    Set {
+        key: String,
+        value: String,
+    },
+    Delete {
+        key: String,
+    },
+    List {
+        prefix: String,
+        after: Option<String>,
+    },
+}
+
+/// What a kv call returned, or why it did nothing.
+#[derive(Serialize, Default)]
+struct KvResult {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    found: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    keys: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+fn kv_error(e: KvError) -> String {
+    match e {
+        KvError::Unavailable(m) => format!("unavailable: {m}"),
+        KvError::InvalidKey(m) => format!("invalid-key: {m}"),
+        KvError::QuotaExceeded(m) => format!("quota-exceeded: {m}"),
+    }
+}
+
+/// Runs one kv call; a refusal is reported in the output, not as an error.
+fn kv_op(op: KvOp) -> Result<KvResult, Error> {
+    let result = match op {
+        KvOp::Get { key } => kv::get(&key).map(|value| KvResult {
+            found: Some(value.is_some()),
+            value: value.map(|v| String::from_utf8_lossy(&v).into_owned()),
+            ..KvResult::default()
+        }),
+        KvOp::Set { key, value } => kv::set(&key, value.as_bytes()).map(|()| KvResult::default()),
+        KvOp::Delete { key } => kv::delete(&key).map(|found| KvResult {
+            found: Some(found),
+            ..KvResult::default()
+        }),
+        KvOp::List { prefix, after } => {
+            kv::list_keys(&prefix, after.as_deref(), 1_000).map(|keys| KvResult {
+                keys: Some(keys),
+                ..KvResult::default()
+            })
+        }
+    };
+    Ok(result.unwrap_or_else(|e| KvResult {
+        error: Some(kv_error(e)),
+        ..KvResult::default()
+    }))
+}
+
+#[derive(Serialize)]
+struct Filled {
+    written: u32,
+    error: Option<String>,
+}
+
+/// Writes 1 KiB values under new keys until the host refuses one: only the quota stops it.
+fn kv_fill() -> Filled {
+    let value = vec![b'x'; 1024];
+    let mut written = 0;
+    loop {
+        match kv::set(&format!("fill-{written:06}"), &value) {
+            Ok(()) => written += 1,
+            Err(e) => {
+                return Filled {
+                    written,
+                    error: Some(kv_error(e)),
+                };
+            }
+        }
+    }
 }

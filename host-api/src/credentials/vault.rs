@@ -39,6 +39,7 @@ const MAX_KEY_FILE_LEN: u64 = 128;
 /// Domain-separation labels: a secret's AAD can never equal a wrapped DEK's.
 const SECRET_LABEL: &[u8] = b"airlock/secret/v1";
 const DEK_LABEL: &[u8] = b"airlock/dek/v1";
+const KV_LABEL: &[u8] = b"airlock/kv/v1";
 
 /// Everything that can go wrong; no variant ever carries key material or plaintext.
 #[derive(Debug, thiserror::Error)]
@@ -271,10 +272,10 @@ impl DataKey {
     ///
     /// # Panics
     /// Only if `plaintext` exceeds XChaCha20-Poly1305's limit of ~256 GiB.
-    pub fn seal(&self, aad: &SecretAad<'_>, plaintext: &[u8]) -> Sealed {
+    pub fn seal(&self, aad: &impl Aad, plaintext: &[u8]) -> Sealed {
         let (nonce, ciphertext) = encrypt(&self.0, &aad.encode(), plaintext);
         Sealed {
-            key_version: aad.key_version,
+            key_version: aad.key_version(),
             nonce,
             ciphertext,
         }
@@ -282,11 +283,7 @@ impl DataKey {
 
     /// Decrypts a secret; fails with [`VaultError::Decrypt`] unless `aad`
     /// matches the one it was sealed with exactly.
-    pub fn open(
-        &self,
-        aad: &SecretAad<'_>,
-        sealed: &Sealed,
-    ) -> Result<Zeroizing<Vec<u8>>, VaultError> {
+    pub fn open(&self, aad: &impl Aad, sealed: &Sealed) -> Result<Zeroizing<Vec<u8>>, VaultError> {
         decrypt(&self.0, &aad.encode(), &sealed.nonce, &sealed.ciphertext)
     }
 }
@@ -300,13 +297,47 @@ pub struct SecretAad<'a> {
     pub key_version: u32,
 }
 
-impl SecretAad<'_> {
+/// What a sealed value is bound to: a domain label, where it lives, and the DEK version.
+pub trait Aad {
+    fn encode(&self) -> Vec<u8>;
+    fn key_version(&self) -> u32;
+}
+
+impl Aad for SecretAad<'_> {
     fn encode(&self) -> Vec<u8> {
         encode_aad(
             SECRET_LABEL,
             &[self.tenant, self.installation, self.credential],
             self.key_version,
         )
+    }
+
+    fn key_version(&self) -> u32 {
+        self.key_version
+    }
+}
+
+/// Binds a kv value to its tenant, installation and key (a domain of its own: a kv value can
+/// never open as a credential, nor the reverse).
+#[derive(Clone, Copy, Debug)]
+pub struct KvAad<'a> {
+    pub tenant: &'a str,
+    pub installation: &'a str,
+    pub key: &'a str,
+    pub key_version: u32,
+}
+
+impl Aad for KvAad<'_> {
+    fn encode(&self) -> Vec<u8> {
+        encode_aad(
+            KV_LABEL,
+            &[self.tenant, self.installation, self.key],
+            self.key_version,
+        )
+    }
+
+    fn key_version(&self) -> u32 {
+        self.key_version
     }
 }
 

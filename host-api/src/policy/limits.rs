@@ -31,6 +31,10 @@ pub struct Ceilings {
     pub input: u64,
     /// Largest total of guest log text and stdio kept per invocation; the rest is dropped.
     pub guest_log: u64,
+    /// Largest kv store (keys and values) one installation may declare.
+    pub kv_bytes: u64,
+    /// Most kv keys one installation may declare.
+    pub kv_keys: u64,
 }
 
 impl Default for Ceilings {
@@ -41,6 +45,8 @@ impl Default for Ceilings {
             output: 16 << 20,
             input: 1 << 20,
             guest_log: 1 << 20,
+            kv_bytes: 64 << 20,
+            kv_keys: 100_000,
         }
     }
 }
@@ -123,6 +129,18 @@ pub enum LimitError {
     Output {
         requested: ByteSize,
         ceiling: ByteSize,
+    },
+    #[error("kv.max-bytes = {requested} exceeds the operator's ceiling of {ceiling}")]
+    KvBytes {
+        requested: ByteSize,
+        ceiling: ByteSize,
+    },
+    #[error("kv.max-keys = {requested} exceeds the operator's ceiling of {ceiling}")]
+    KvKeys { requested: u64, ceiling: u64 },
+    #[error("kv.max-value-bytes = {requested} is more than kv.max-bytes = {total}")]
+    KvValue {
+        requested: ByteSize,
+        total: ByteSize,
     },
 }
 

@@ -78,6 +78,7 @@ pub fn invocation_record(
         egress: invocation.egress.clone(),
         egress_suppressed: invocation.egress_suppressed.clone(),
         redactions: invocation.redactions,
+        kv: invocation.kv,
         validation,
     }))
 }

@@ -66,6 +66,20 @@ pub(super) fn print_capabilities(manifest: &Manifest, limits: &Limits) {
             "none declared"
         }
     );
+    let ceilings = airlock_host_api::policy::Ceilings::default();
+    match manifest
+        .kv
+        .map(|kv| airlock_host_api::kv::KvQuota::resolve(kv.requested(), &ceilings))
+    {
+        Some(Ok(q)) => println!(
+            "  kv         store of at most {}, {} keys, {} per value",
+            ByteSize(q.max_bytes),
+            q.max_keys,
+            ByteSize(q.max_value_bytes)
+        ),
+        Some(Err(e)) => println!("  kv         {e}"),
+        None => println!("  kv         none declared"),
+    }
     for (name, action) in &manifest.actions {
         println!("  action     {name}: {}", action.description);
     }

@@ -67,6 +67,7 @@ pub(crate) fn inspect(args: InspectArgs, data: &Path) -> anyhow::Result<u8> {
             "limits": limits,
             "actions": m.actions.keys().map(|a| a.to_string()).collect::<Vec<_>>(),
             "egress": m.egress,
+            "kv": m.kv,
             "credentials": m.credentials.iter().map(|(k, v)| (k.as_str().to_string(), v.get_ref().clone())).collect::<std::collections::BTreeMap<_, _>>(),
         });
         println!("{}", serde_json::to_string_pretty(&summary)?);

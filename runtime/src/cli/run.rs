@@ -1,8 +1,10 @@
 //! `airlock run`: one action of one integration, end to end.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use airlock_host_api::audit::Trigger;
+use airlock_host_api::kv::KvBackend;
 use clap::Args;
 
 use super::audit::refusal;
@@ -19,6 +21,7 @@ use crate::loader::Integration;
 use crate::manifest::MANIFEST_FILE_NAME;
 use crate::runtime::Runtime;
 use crate::store::Store;
+use crate::store::kv::StoredKv;
 use crate::trust::TrustStore;
 
 #[derive(Debug, Args)]
@@ -134,6 +137,7 @@ async fn invoke(
         subject: args.secrets.subject(),
         trigger: Trigger::Cli,
         credentials,
+        kv: kv_namespace(args, integration, store),
     };
     let invocation = runtime
         .invoke_as(integration, &config, &caller, &args.action, &input)
@@ -151,6 +155,26 @@ async fn invoke(
         .as_ref()
         .err()
         .map_or(0, |e| e.exit_code()))
+}
+
+/// The kv namespace of this run: the installation's, or for a local run the data dir's
+/// `local` tenant under the integration's name (kept between local runs, apart from every
+/// installation).
+fn kv_namespace(
+    args: &RunArgs,
+    integration: &Integration,
+    store: &Store,
+) -> Option<Arc<dyn KvBackend>> {
+    integration.kv_quota()?;
+    let (tenant, installation) = match args.secrets.scope() {
+        Some((tenant, installation)) => (tenant.clone(), installation.clone()),
+        None => {
+            let id = &integration.manifest().manifest.integration.id;
+            let name = id.as_str().rsplit('/').next().unwrap_or_default();
+            ("local".parse().ok()?, name.parse().ok()?)
+        }
+    };
+    Some(StoredKv::new(store.clone(), tenant, installation))
 }
 
 /// Loads a signed bundle verified against the trust store, or (with `allow_unsigned`) a plain

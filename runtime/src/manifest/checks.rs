@@ -76,6 +76,13 @@ pub(super) fn component<'de, D: Deserializer<'de>>(
 pub(super) fn positive_size<'de, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Option<ByteSize>, D::Error> {
+    required_positive_size(deserializer).map(Some)
+}
+
+/// [`positive_size`] for a key that must be present.
+pub(super) fn required_positive_size<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<ByteSize, D::Error> {
     let size = ByteSize::deserialize(deserializer)?;
     if size.bytes() == 0 {
         return Err(de::Error::custom(format!(
@@ -83,7 +90,7 @@ pub(super) fn positive_size<'de, D: Deserializer<'de>>(
             size.to_string()
         )));
     }
-    Ok(Some(size))
+    Ok(size)
 }
 
 pub(super) fn actions<'de, D: Deserializer<'de>>(

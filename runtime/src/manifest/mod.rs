@@ -64,6 +64,9 @@ pub struct Manifest {
     /// `[credentials.<name>]`: declared credentials, each used by at least one egress rule.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub credentials: BTreeMap<CredentialName, toml::Spanned<CredentialDecl>>,
+    /// `[kv]`: a key-value store that outlives invocations; none means no store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv: Option<KvSection>,
 }
 
 impl Manifest {
@@ -152,6 +155,34 @@ pub struct ManifestLimits {
         skip_serializing_if = "Option::is_none"
     )]
     pub output: Option<ByteSize>,
+}
+
+/// `[kv]`: the quota of the installation's key-value store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct KvSection {
+    /// Keys and values together.
+    #[serde(deserialize_with = "checks::required_positive_size")]
+    pub max_bytes: ByteSize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_keys: Option<u64>,
+    #[serde(
+        default,
+        deserialize_with = "checks::positive_size",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_value_bytes: Option<ByteSize>,
+}
+
+impl KvSection {
+    /// The quota asked for, before the operator's ceilings apply.
+    pub fn requested(&self) -> airlock_host_api::kv::RequestedKv {
+        airlock_host_api::kv::RequestedKv {
+            max_bytes: self.max_bytes.bytes(),
+            max_keys: self.max_keys,
+            max_value_bytes: self.max_value_bytes.map(|b| b.bytes()),
+        }
+    }
 }
 
 /// `[config]`.

@@ -9,13 +9,12 @@ use airlock_host_api::credentials::vault::{Sealed, SecretAad};
 use airlock_host_api::credentials::{CredentialError, CredentialType, Secret, SecretSource};
 use serde::{Deserialize, Serialize};
 
+use super::keys::DATA_KEY_VERSION;
 use super::{Store, StoreError};
 use crate::clock::now_unix;
 use crate::ids::{InstallationId, TenantId};
 
 pub(super) const CREDENTIALS: &str = "credentials";
-/// Version of the data key that seals values (one per tenant for now; rotation bumps it).
-const DATA_KEY_VERSION: u32 = 1;
 
 /// One stored credential.
 #[derive(Serialize, Deserialize)]

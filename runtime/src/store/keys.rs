@@ -14,6 +14,9 @@ use crate::ids::TenantId;
 pub const MASTER_KEY_FILE: &str = "master.key";
 const TENANT_KEYS: &str = "tenant-keys";
 
+/// Version of the data key that seals values (one per tenant for now; rotation bumps it).
+pub(super) const DATA_KEY_VERSION: u32 = 1;
+
 impl Store {
     /// The master key, resolved once per process.
     pub(crate) fn master(&self) -> Result<Arc<MasterKey>, StoreError> {

@@ -10,11 +10,13 @@
 //! - [`credentials`]: sealed credential records and the [`StoredSecrets`] source.
 //! - [`tenants`]: tenants, and their deletion by crypto-shredding.
 //! - [`installations`]: installed bundles with their grants, config and pending upgrades.
+//! - [`kv`]: guests' key-value namespaces, sealed, with usage kept for quotas.
 
 pub mod api_keys;
 pub mod credentials;
 pub mod installations;
 pub mod keys;
+pub mod kv;
 pub mod tenants;
 
 use std::path::{Path, PathBuf};

@@ -80,6 +80,7 @@ pub(super) async fn show(
             scope,
             Arc::new(StoredSecrets::new(store.clone(), tenant, installation)),
         ),
+        kv: None,
     };
     let input = r#"{"owner": "acme", "repo": "widgets"}"#;
     let ran = runtime

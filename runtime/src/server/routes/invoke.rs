@@ -24,6 +24,7 @@ use crate::server::app::App;
 use crate::server::auth::Principal;
 use crate::server::error::ApiError;
 use crate::store::StoredSecrets;
+use crate::store::kv::StoredKv;
 
 /// The response header naming the invocation (as its audit record does).
 const INVOCATION_HEADER: &str = "airlock-invocation";
@@ -65,6 +66,7 @@ pub(super) async fn invoke(
         },
         trigger: Trigger::Api,
         credentials,
+        kv: Some(StoredKv::new(app.store.clone(), tenant, installation)),
     };
     // Guest code runs on a thread of its own, scheduled by the kernel, never on the workers
     // that serve requests: a tenant's busy loops take a fair share of the CPU, not the I/O
