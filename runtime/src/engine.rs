@@ -66,6 +66,10 @@ pub struct EngineSettings {
     pub fuel: Option<u64>,
     /// Development and test switches for egress; all empty by default.
     pub egress: EgressOptions,
+    /// Lower the CPU priority of the thread running an invocation once it has run this long,
+    /// so that long-running guests yield to short ones (TI-05). Only for callers that give each
+    /// invocation a thread of its own (the server): the priority cannot be raised again.
+    pub demote_after: Option<Duration>,
 }
 
 /// Loosenings of egress for development and tests. Each is loud where it is set (the CLI warns)
@@ -87,6 +91,7 @@ impl Default for EngineSettings {
             max_concurrent: 256,
             fuel: None,
             egress: EgressOptions::default(),
+            demote_after: None,
         }
     }
 }
@@ -173,15 +178,44 @@ impl Drop for EpochTicker {
 const SLICE_TICKS: u64 = 2;
 
 /// Runs `store`'s guest in slices, yielding to the async executor between them, and interrupts
-/// it (`Trap::Interrupt`) at the first slice boundary after `timeout` has passed.
-pub(crate) fn schedule<T>(store: &mut wasmtime::Store<T>, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
+/// it (`Trap::Interrupt`) at the first slice boundary after `timeout` has passed. With
+/// `demote_after`, the thread running it drops to the lowest CPU priority once it has run that
+/// long.
+pub(crate) fn schedule<T>(
+    store: &mut wasmtime::Store<T>,
+    timeout: Duration,
+    demote_after: Option<Duration>,
+) {
+    let started = Instant::now();
+    let deadline = started + timeout;
+    let mut demote = demote_after;
     store.set_epoch_deadline(SLICE_TICKS);
     store.epoch_deadline_callback(move |_| {
-        Ok(if Instant::now() >= deadline {
-            UpdateDeadline::Interrupt
-        } else {
-            UpdateDeadline::Yield(SLICE_TICKS)
-        })
+        let now = Instant::now();
+        if now >= deadline {
+            return Ok(UpdateDeadline::Interrupt);
+        }
+        if demote.is_some_and(|after| now >= started + after) {
+            demote = None;
+            lower_thread_priority();
+        }
+        Ok(UpdateDeadline::Yield(SLICE_TICKS))
     });
+}
+
+/// Sets this thread's nice value to 19, the lowest priority the kernel schedules normally: the
+/// thread still runs whenever a core is idle, but a normal-priority thread preempts it.
+fn lower_thread_priority() {
+    // SAFETY: gettid and setpriority take plain integers and touch no memory of ours; on Linux,
+    // PRIO_PROCESS with a thread id changes that thread only.
+    let result = unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19)
+    };
+    if result != 0 {
+        tracing::warn!(
+            error = %std::io::Error::last_os_error(),
+            "cannot lower the priority of a long-running guest"
+        );
+    }
 }

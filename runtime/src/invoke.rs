@@ -309,7 +309,7 @@ impl Runtime {
         let state = HostState::new(limits, config.json.clone(), broker, kv);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| state.limiter());
-        schedule(&mut store, limits.timeout);
+        schedule(&mut store, limits.timeout, self.settings.demote_after);
         if let Some(fuel) = self.settings.fuel {
             store
                 .set_fuel(fuel)

@@ -405,6 +405,25 @@ async fn every_request_is_authorized_from_its_key_alone() {
     );
 }
 
+/// `n` sequential mapper invocations by `key`; their latencies, sorted.
+async fn quiet_calls(server: &Server, key: &str, n: usize) -> Vec<Duration> {
+    let mut latencies = Vec::with_capacity(n);
+    for _ in 0..n {
+        let at = Instant::now();
+        let reply = server
+            .post(
+                "/v1/installations/mapper/actions/map-contact",
+                key,
+                mapper_input(),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        latencies.push(at.elapsed());
+    }
+    latencies.sort();
+    latencies
+}
+
 /// JSON of a reqwest response.
 trait JsonBody {
     async fn json_body(self) -> Value;
@@ -816,6 +835,8 @@ async fn a_noisy_tenant_fills_its_own_queue_and_holds_no_one_else_up() {
         .await;
     assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
 
+    let baseline = quiet_calls(&server, &quiet, 20).await;
+
     // Eight infinite loops at once: two run, two wait, four are refused at once.
     let server = std::sync::Arc::new(server);
     let mut loops = Vec::new();
@@ -855,19 +876,9 @@ async fn a_noisy_tenant_fills_its_own_queue_and_holds_no_one_else_up() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // Meanwhile the quiet tenant's invocations run, each done long before the first loop is.
-    let mut quiet_done = Vec::new();
     let quiet_start = Instant::now();
-    for _ in 0..10 {
-        let reply = server
-            .post(
-                "/v1/installations/mapper/actions/map-contact",
-                &quiet,
-                mapper_input(),
-            )
-            .await;
-        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
-        quiet_done.push(Instant::now());
-    }
+    let under_load = quiet_calls(&server, &quiet, 20).await;
+    let last_quiet = Instant::now();
     let mut busy = 0;
     let mut first_loop_done = None::<Instant>;
     for handle in loops {
@@ -891,13 +902,13 @@ async fn a_noisy_tenant_fills_its_own_queue_and_holds_no_one_else_up() {
     }
     assert_eq!(busy, 4, "two run, two queue, the rest are refused");
     let first_loop_done = first_loop_done.expect("the loops ended by their timeout");
-    let last_quiet = *quiet_done.last().expect("quiet calls");
     eprintln!(
-        "quiet: {:?}; first loop stopped after {:?}",
-        quiet_done
-            .iter()
-            .map(|t| t.duration_since(quiet_start))
-            .collect::<Vec<_>>(),
+        "noisy neighbour: quiet tenant p50 {:?} / max {:?} alone, p50 {:?} / max {:?} beside two \
+         infinite loops; first loop stopped after {:?}",
+        baseline[baseline.len() / 2],
+        baseline[baseline.len() - 1],
+        under_load[under_load.len() / 2],
+        under_load[under_load.len() - 1],
         first_loop_done.duration_since(quiet_start)
     );
     assert!(

@@ -15,6 +15,10 @@ use crate::runtime::Runtime;
 use crate::server::{AdmissionLimits, App, ServeLimits};
 use crate::units::ByteSize;
 
+/// How long an invocation runs at normal CPU priority before its thread is demoted: longer
+/// than almost every real call, short enough that a busy loop soon stops competing.
+const DEMOTE_AFTER: std::time::Duration = std::time::Duration::from_millis(50);
+
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
     /// Address to listen on (port 0 picks a free one; the address is printed on stdout)
@@ -72,6 +76,10 @@ pub(crate) async fn serve(
         eprintln!("warning: DEV ONLY {switch} is on (--dev-insecure)");
     }
     let (store, trail) = state.open()?;
+    let settings = EngineSettings {
+        demote_after: Some(DEMOTE_AFTER),
+        ..settings
+    };
     let runtime = Runtime::new(&state.data, settings)?;
     let limits = ServeLimits {
         admission: AdmissionLimits {

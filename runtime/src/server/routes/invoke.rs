@@ -69,20 +69,24 @@ pub(super) async fn invoke(
         kv: Some(StoredKv::new(app.store.clone(), tenant, installation)),
     };
     // Guest code runs on a thread of its own, scheduled by the kernel, never on the workers
-    // that serve requests: a tenant's busy loops take a fair share of the CPU, not the I/O
-    // every other tenant's requests wait on.
+    // that serve requests: a tenant's busy loops get at most their share of the CPU, at the
+    // lowest priority once they run long (`demote_after`), and the thread ends with the call.
     let runtime = tokio::runtime::Handle::current();
-    let task = tokio::task::spawn_blocking(move || {
-        let invocation = runtime.block_on(app.runtime.invoke_as(
-            &loaded.integration,
-            &loaded.config,
-            &caller,
-            &action,
-            &input,
-        ));
-        drop(admitted);
-        invocation
-    });
+    let (done, task) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("airlock-guest".into())
+        .spawn(move || {
+            let invocation = runtime.block_on(app.runtime.invoke_as(
+                &loaded.integration,
+                &loaded.config,
+                &caller,
+                &action,
+                &input,
+            ));
+            drop(admitted);
+            let _ = done.send(invocation);
+        })
+        .map_err(ApiError::internal)?;
     let invocation = task.await.map_err(ApiError::internal)?;
     let id = invocation.id.to_string();
     let mut response = match invocation.result {
