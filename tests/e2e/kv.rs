@@ -2,6 +2,8 @@
 //! of one tenant, is sealed at rest, is bounded by the manifest's quota, and dies with the
 //! tenant.
 
+use std::process::Output;
+
 use serde_json::{Value, json};
 
 use crate::operator::Operator;
@@ -136,21 +138,28 @@ fn kv_belongs_to_one_installation_outlives_invocations_and_is_bounded() {
     );
 }
 
+/// `airlock GLOBAL… run --allow-unsigned PATH --action kv --input INPUT`.
+fn run_unsigned(op: &Operator, global: &[&str], path: &str, input: &Value) -> Output {
+    let input = input.to_string();
+    let mut args = global.to_vec();
+    args.extend([
+        "run",
+        "--allow-unsigned",
+        path,
+        "--action",
+        "kv",
+        "--input",
+        &input,
+    ]);
+    op.airlock(&args)
+}
+
 #[test]
 fn a_local_run_keeps_its_own_store_and_an_integration_without_kv_has_none() {
     let op = Operator::new();
     let hostile = example("hostile").display().to_string();
     let local = |input: Value| {
-        let input = input.to_string();
-        let out = op.airlock(&[
-            "run",
-            "--allow-unsigned",
-            &hostile,
-            "--action",
-            "kv",
-            "--input",
-            &input,
-        ]);
+        let out = run_unsigned(&op, &[], &hostile, &input);
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
         serde_json::from_str::<Value>(&stdout(&out)).expect("JSON output")
     };
@@ -158,6 +167,22 @@ fn a_local_run_keeps_its_own_store_and_an_integration_without_kv_has_none() {
     assert_eq!(
         local(json!({"op": "get", "key": "k"})),
         json!({"found": true, "value": "v"})
+    );
+
+    // The operator bounds the quota: a manifest asking for more than the ceiling does not load.
+    let get = json!({"op": "get", "key": "k"});
+    let out = run_unsigned(&op, &["--ceiling-kv-bytes", "32 KiB"], &hostile, &get);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("kv.max-bytes = 64 KiB exceeds the operator's ceiling of 32 KiB"),
+        "{}",
+        stderr(&out)
+    );
+    let out = op.ok(&["check", &hostile]);
+    assert!(
+        stdout(&out).contains("kv         store of at most 64 KiB, 100 keys, 4 KiB per value"),
+        "{}",
+        stdout(&out)
     );
 
     // The same component under a manifest with no [kv] gets `unavailable`.
@@ -172,16 +197,7 @@ fn a_local_run_keeps_its_own_store_and_an_integration_without_kv_has_none() {
     );
     let dir = crate::support::custom_integration("hostile", "hostile.wasm", &manifest);
     let path = dir.path().display().to_string();
-    let input = json!({"op": "get", "key": "k"}).to_string();
-    let out = op.airlock(&[
-        "run",
-        "--allow-unsigned",
-        &path,
-        "--action",
-        "kv",
-        "--input",
-        &input,
-    ]);
+    let out = run_unsigned(&op, &[], &path, &get);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(
         stdout(&out).contains("unavailable: this integration declares no [kv] store"),

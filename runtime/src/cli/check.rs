@@ -6,7 +6,7 @@ use clap::Args;
 
 use super::{EXIT_INVALID, fail};
 use crate::engine::EngineSettings;
-use airlock_host_api::policy::Limits;
+use airlock_host_api::policy::{Ceilings, Limits};
 
 use crate::manifest::{ApiKey, CredentialDecl, Grant, Manifest};
 use crate::runtime::Runtime;
@@ -35,7 +35,7 @@ pub(crate) fn check(args: CheckArgs, data: &Path, settings: EngineSettings) -> a
     println!("{} — {}", summary.id, manifest.integration.description);
     println!("  manifest   {}", summary.manifest.display());
     println!("  component  {}", summary.digest);
-    print_capabilities(manifest, &summary.limits);
+    print_capabilities(manifest, &summary.limits, &runtime.settings().ceilings);
     for import in summary.imports {
         println!("  import     {import}");
     }
@@ -45,7 +45,7 @@ pub(crate) fn check(args: CheckArgs, data: &Path, settings: EngineSettings) -> a
 
 /// What an operator must approve: publisher identity, limits, config, actions, egress rules and
 /// credentials. Shared by `check` and `inspect`.
-pub(super) fn print_capabilities(manifest: &Manifest, limits: &Limits) {
+pub(super) fn print_capabilities(manifest: &Manifest, limits: &Limits, ceilings: &Ceilings) {
     let publisher = &manifest.publisher;
     println!(
         "  publisher  {} (support {}, privacy {})",
@@ -66,10 +66,9 @@ pub(super) fn print_capabilities(manifest: &Manifest, limits: &Limits) {
             "none declared"
         }
     );
-    let ceilings = airlock_host_api::policy::Ceilings::default();
     match manifest
         .kv
-        .map(|kv| airlock_host_api::kv::KvQuota::resolve(kv.requested(), &ceilings))
+        .map(|kv| airlock_host_api::kv::KvQuota::resolve(kv.requested(), ceilings))
     {
         Some(Ok(q)) => println!(
             "  kv         store of at most {}, {} keys, {} per value",

@@ -5,14 +5,13 @@
 
 use std::path::{Path, PathBuf};
 
-use airlock_host_api::policy::Limits;
+use airlock_host_api::policy::{Ceilings, Limits};
 use clap::Args;
 use serde_json::json;
 
 use super::check::print_capabilities;
 use super::{EXIT_INVALID, EXIT_TRUST, fail};
 use crate::bundle::{OpenError, read_bundle, read_unverified, verify_trusted};
-use crate::engine::EngineSettings;
 use crate::manifest::{LoadedManifest, MANIFEST_FILE_NAME};
 use crate::trust::TrustStore;
 
@@ -25,7 +24,7 @@ pub(crate) struct InspectArgs {
     json: bool,
 }
 
-pub(crate) fn inspect(args: InspectArgs, data: &Path) -> anyhow::Result<u8> {
+pub(crate) fn inspect(args: InspectArgs, data: &Path, ceilings: &Ceilings) -> anyhow::Result<u8> {
     let trust = TrustStore::open(data)?;
     // Verified, or refused and read unverified so the operator still sees what it asks for.
     let bytes = read_bundle(&args.bundle).map_err(|e| fail(EXIT_INVALID, e))?;
@@ -51,8 +50,8 @@ pub(crate) fn inspect(args: InspectArgs, data: &Path) -> anyhow::Result<u8> {
     let manifest = LoadedManifest::parse(&args.bundle.join(MANIFEST_FILE_NAME), text)
         .map_err(|e| fail(EXIT_INVALID, e))?;
     let m = &manifest.manifest;
-    let limits = Limits::resolve(m.requested_limits(), &EngineSettings::default().ceilings)
-        .map_err(|e| fail(EXIT_INVALID, e))?;
+    let limits =
+        Limits::resolve(m.requested_limits(), ceilings).map_err(|e| fail(EXIT_INVALID, e))?;
     if args.json {
         let summary = json!({
             "bundle": args.bundle,
@@ -86,7 +85,7 @@ pub(crate) fn inspect(args: InspectArgs, data: &Path) -> anyhow::Result<u8> {
         if let Some(digest) = &digest {
             println!("  digest     sha256:{digest}");
         }
-        print_capabilities(m, &limits);
+        print_capabilities(m, &limits, ceilings);
     }
     Ok(if trusted { 0 } else { EXIT_TRUST })
 }

@@ -63,6 +63,11 @@ struct Cli {
     #[arg(long, global = true, value_name = "N")]
     fuel: Option<u64>,
 
+    /// The operator's ceilings: the most any manifest may ask for. A manifest asking for more
+    /// is refused, not clamped
+    #[command(flatten)]
+    ceilings: CeilingArgs,
+
     /// DEV ONLY: dial IP (and PORT) for HOST instead of resolving it, like curl; repeatable
     #[arg(long = "resolve", global = true, value_name = "HOST=IP[:PORT]")]
     resolve: Vec<ResolveOverride>,
@@ -77,6 +82,49 @@ struct Cli {
 
     #[command(subcommand)]
     command: Command,
+}
+
+/// `--ceiling-*`: the operator's bounds on what manifests may declare.
+#[derive(Debug, clap::Args)]
+struct CeilingArgs {
+    /// Most linear memory per invocation [default: 256 MiB]
+    #[arg(long, global = true, value_name = "SIZE")]
+    ceiling_memory: Option<crate::units::ByteSize>,
+    /// Longest timeout per invocation [default: 1m]
+    #[arg(long, global = true, value_name = "DURATION")]
+    ceiling_timeout: Option<crate::units::HumanDuration>,
+    /// Largest output per invocation [default: 16 MiB]
+    #[arg(long, global = true, value_name = "SIZE")]
+    ceiling_output: Option<crate::units::ByteSize>,
+    /// Largest kv store (keys and values) per installation [default: 64 MiB]
+    #[arg(long, global = true, value_name = "SIZE")]
+    ceiling_kv_bytes: Option<crate::units::ByteSize>,
+    /// Most kv keys per installation [default: 100000]
+    #[arg(long, global = true, value_name = "N")]
+    ceiling_kv_keys: Option<u64>,
+}
+
+impl CeilingArgs {
+    /// The defaults, with what was given in their place.
+    fn ceilings(&self) -> airlock_host_api::policy::Ceilings {
+        let mut c = airlock_host_api::policy::Ceilings::default();
+        if let Some(size) = self.ceiling_memory {
+            c.memory = size.bytes();
+        }
+        if let Some(duration) = self.ceiling_timeout {
+            c.timeout = duration.0;
+        }
+        if let Some(size) = self.ceiling_output {
+            c.output = size.bytes();
+        }
+        if let Some(size) = self.ceiling_kv_bytes {
+            c.kv_bytes = size.bytes();
+        }
+        if let Some(keys) = self.ceiling_kv_keys {
+            c.kv_keys = keys;
+        }
+        c
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -169,6 +217,7 @@ pub fn main() -> ExitCode {
 async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     let data = || data_dir(cli.data.clone());
     let settings = EngineSettings {
+        ceilings: cli.ceilings.ceilings(),
         fuel: cli.fuel,
         egress: egress_options(cli.resolve, cli.allow_private, cli.extra_root_ca),
         ..EngineSettings::default()
@@ -184,7 +233,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Run(args) => run::run(args, &state()?, settings).await,
         Command::Keygen(args) => trust::keygen(args),
         Command::Sign(args) => sign::sign(args),
-        Command::Inspect(args) => inspect::inspect(args, &data()?),
+        Command::Inspect(args) => inspect::inspect(args, &data()?, &settings.ceilings),
         Command::Trust(args) => trust::trust(args, &state()?),
         Command::Credentials(args) => credentials::credentials(args, &state()?),
         Command::Check(args) => check::check(args, &data()?, settings),
