@@ -253,6 +253,17 @@ async fn every_request_is_authorized_from_its_key_alone() {
     assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
     assert_eq!(ok.body["email"], "ada@example.com", "{}", ok.body);
     assert!(ok.record.is_some(), "the audit record's number is returned");
+    // The caller may ask for the guest's log with the result; it is kept nowhere.
+    let logged = server
+        .post(&format!("{action}?log=true"), &invoke_only, mapper_input())
+        .await;
+    assert_eq!(logged.status, StatusCode::OK, "{}", logged.body);
+    assert_eq!(logged.body["output"]["email"], "ada@example.com");
+    assert_eq!(
+        logged.body["log"]["lines"][0]["message"], "mapped contact",
+        "{}",
+        logged.body
+    );
 
     // No key, another scheme, a malformed, expired or revoked key: 401, and nothing runs.
     tokio::time::sleep(Duration::from_millis(1_100)).await;

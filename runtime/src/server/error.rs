@@ -98,8 +98,9 @@ impl ApiError {
         )
     }
 
-    /// An invocation's failure: its class as the code, the CLI's exit-code class as the status.
-    pub fn invocation(error: &InvokeError, invocation: &str) -> Self {
+    /// An invocation's failure: its class as the code, the CLI's exit-code class as the status,
+    /// and the guest's log when the caller asked for it.
+    pub fn invocation(error: &InvokeError, invocation: &str, log: Option<Value>) -> Self {
         let status = match error.exit_code() {
             2 => StatusCode::NOT_FOUND,
             3 => StatusCode::UNPROCESSABLE_ENTITY,
@@ -108,10 +109,14 @@ impl ApiError {
             _ if matches!(error, InvokeError::Audit(_)) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        Self::new(status, error.class(), error.to_string()).with_detail(json!({
+        let mut detail = json!({
             "invocation": invocation,
             "exit_code": error.exit_code(),
-        }))
+        });
+        if let Some(log) = log {
+            detail["log"] = log;
+        }
+        Self::new(status, error.class(), error.to_string()).with_detail(detail)
     }
 }
 

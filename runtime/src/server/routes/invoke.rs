@@ -2,6 +2,8 @@
 //! response is the output, or a typed error whose status follows the CLI's exit-code classes
 //! (see `docs/api.md`).
 //!
+//! With `?log=true` the output comes as `{"output", "log"}` (and an error carries `log`).
+//!
 //! The invocation runs on its own thread: a client that disconnects does not cut it short, so
 //! its egress and its audit record are whole.
 
@@ -15,6 +17,8 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
 
 use super::installations::scope;
 use super::{TenantQuery, body};
@@ -26,6 +30,15 @@ use crate::server::error::ApiError;
 use crate::store::StoredSecrets;
 use crate::store::kv::StoredKv;
 
+/// `?tenant=` as on every route, and `?log=true`: the guest's log lines (scrubbed of injected
+/// credentials) come back with the result, to the caller who ran it, and are kept nowhere.
+#[derive(Deserialize)]
+pub(super) struct InvokeQuery {
+    tenant: Option<String>,
+    #[serde(default)]
+    log: bool,
+}
+
 /// The response header naming the invocation (as its audit record does).
 const INVOCATION_HEADER: &str = "airlock-invocation";
 /// The response header with the sequence number of the invocation's audit record.
@@ -35,11 +48,14 @@ pub(super) async fn invoke(
     State(app): State<Arc<App>>,
     principal: Principal,
     Path((installation, action)): Path<(String, String)>,
-    Query(query): Query<TenantQuery>,
+    Query(query): Query<InvokeQuery>,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     principal.require(&app, Scope::Invoke).await?;
-    let (tenant, installation) = scope(&principal, &query, &installation)?;
+    let tenant_query = TenantQuery {
+        tenant: query.tenant,
+    };
+    let (tenant, installation) = scope(&principal, &tenant_query, &installation)?;
     let input = String::from_utf8(body(raw)?.to_vec())
         .map_err(|_| ApiError::bad_request("the input is not UTF-8 JSON".to_string()))?;
     let admitted = app
@@ -89,9 +105,11 @@ pub(super) async fn invoke(
         .map_err(ApiError::internal)?;
     let invocation = task.await.map_err(ApiError::internal)?;
     let id = invocation.id.to_string();
-    let mut response = match invocation.result {
-        Ok(output) => Json(output).into_response(),
-        Err(error) => ApiError::invocation(&error, &id).into_response(),
+    let log = query.log.then(|| json!(invocation.log));
+    let mut response = match (invocation.result, log) {
+        (Ok(output), None) => Json(output).into_response(),
+        (Ok(output), Some(log)) => Json(json!({ "output": output, "log": log })).into_response(),
+        (Err(error), log) => ApiError::invocation(&error, &id, log).into_response(),
     };
     let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&id) {
