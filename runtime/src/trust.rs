@@ -129,19 +129,21 @@ impl TrustStore {
         Ok(&self.file.keys[self.file.keys.len() - 1])
     }
 
-    /// Revokes key `key_id`: bundles it signed stop verifying at once.
-    pub fn revoke(&mut self, key_id: &str) -> Result<(), TrustError> {
+    /// Revokes key `key_id`: bundles it signed stop verifying at once. Returns the publisher
+    /// it was trusted for.
+    pub fn revoke(&mut self, key_id: &str) -> Result<String, TrustError> {
         let key = self
             .file
             .keys
             .iter_mut()
             .find(|k| k.key_id == key_id)
             .ok_or_else(|| TrustError::UnknownKey(key_id.to_string()))?;
+        let publisher = key.publisher.clone();
         if key.revoked.is_none() {
             key.revoked = Some(now_unix());
             self.save()?;
         }
-        Ok(())
+        Ok(publisher)
     }
 
     /// What the store says of `key_id`, for bundle verification.

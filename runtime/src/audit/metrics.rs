@@ -11,7 +11,8 @@ use std::fmt::Write as _;
 use airlock_host_api::audit::AuditEvent;
 use airlock_host_api::egress::Decision;
 
-use super::record::Envelope;
+use super::record::{self, Envelope};
+use super::{AuditError, AuditTrail};
 
 /// Upper bounds (seconds) of the invocation duration histogram.
 const BUCKETS: [f64; 10] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0];
@@ -31,6 +32,20 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Counts the trail's records from sequence number `from` on (damaged ones are skipped:
+    /// `audit verify` reports them); returns the next sequence number to count.
+    pub fn count(&mut self, trail: &AuditTrail, from: u64) -> Result<u64, AuditError> {
+        let mut next = from;
+        for line in trail.lines_from(from) {
+            let (seq, line) = line?;
+            if let Ok(record) = record::open(&line) {
+                self.observe(&record.envelope);
+            }
+            next = seq + 1;
+        }
+        Ok(next)
+    }
+
     /// Counts one record.
     pub fn observe(&mut self, envelope: &Envelope) {
         self.records += 1;

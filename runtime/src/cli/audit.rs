@@ -218,12 +218,7 @@ pub(crate) struct MetricsArgs {}
 pub(crate) fn metrics(_args: MetricsArgs, state: &State) -> anyhow::Result<u8> {
     let (_store, trail) = state.open()?;
     let mut metrics = Metrics::default();
-    for line in trail.lines() {
-        let (_, line) = line?;
-        if let Ok(record) = record::open(&line) {
-            metrics.observe(&record.envelope);
-        }
-    }
+    metrics.count(&trail, 0)?;
     print!("{}", metrics.render());
     Ok(0)
 }

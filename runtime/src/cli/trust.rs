@@ -105,12 +105,7 @@ pub(crate) fn trust(args: TrustArgs, state: &State) -> anyhow::Result<u8> {
         }
         TrustCommand::Revoke { key_id } => {
             let (_db, trail) = state.open()?;
-            store.revoke(&key_id).map_err(|e| fail(EXIT_INVALID, e))?;
-            let publisher = store
-                .keys()
-                .iter()
-                .find(|k| k.key_id == key_id)
-                .map_or(String::new(), |k| k.publisher.clone());
+            let publisher = store.revoke(&key_id).map_err(|e| fail(EXIT_INVALID, e))?;
             trail.append_blocking(AuditEvent::TrustChanged {
                 key: key_id.clone(),
                 publisher,

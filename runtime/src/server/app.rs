@@ -15,8 +15,8 @@ use airlock_host_api::audit::AuditEvent;
 use super::admission::{Admission, AdmissionLimits};
 use super::auth::FailureLimiter;
 use super::error::ApiError;
+use crate::audit::AuditTrail;
 use crate::audit::metrics::Metrics;
-use crate::audit::{AuditTrail, record};
 use crate::bundle::Trust;
 use crate::ids::{InstallationId, TenantId};
 use crate::install::{InstallError, Installer};
@@ -190,13 +190,9 @@ impl App {
     pub(crate) fn metrics(&self) -> Result<String, ApiError> {
         let mut guard = self.metrics.lock().unwrap_or_else(PoisonError::into_inner);
         let (metrics, next) = &mut *guard;
-        for line in self.trail.lines_from(*next) {
-            let (seq, line) = line.map_err(ApiError::internal)?;
-            if let Ok(record) = record::open(&line) {
-                metrics.observe(&record.envelope);
-            }
-            *next = seq + 1;
-        }
+        *next = metrics
+            .count(&self.trail, *next)
+            .map_err(ApiError::internal)?;
         let mut text = metrics.render();
         text.push_str(&format!(
             "# HELP airlock_server_invocations_running Invocations running now.\n\

@@ -64,14 +64,7 @@ pub(super) async fn revoke(
 ) -> Result<StatusCode, ApiError> {
     principal.require_admin(&app).await?;
     let publisher = app
-        .change_trust(|store| {
-            store.revoke(&key)?;
-            Ok(store
-                .keys()
-                .iter()
-                .find(|k| k.key_id == key)
-                .map_or(String::new(), |k| k.publisher.clone()))
-        })
+        .change_trust(|store| store.revoke(&key))
         .map_err(refused)?;
     app.trail
         .append(AuditEvent::TrustChanged {
