@@ -75,6 +75,23 @@ pub enum AuditEvent {
         /// The peer's IP address.
         peer: String,
     },
+    /// A webhook endpoint was created, had its secret rotated, or was deleted.
+    WebhookChanged {
+        tenant: String,
+        installation: String,
+        endpoint: String,
+        action: String,
+        change: Change,
+    },
+    /// A delivery to a webhook endpoint was refused before anything parsed it: a missing or
+    /// wrong signature, a timestamp outside the tolerance, a replayed delivery id.
+    WebhookRefused {
+        tenant: String,
+        endpoint: String,
+        reason: String,
+        /// The peer's IP address.
+        peer: String,
+    },
 }
 
 /// What happened to a stored item.
@@ -84,6 +101,8 @@ pub enum Change {
     Set,
     Deleted,
     Revoked,
+    /// Replaced by a new value (a webhook secret: the old one verifies until its overlap ends).
+    Rotated,
 }
 
 /// What happened to an installation.
@@ -114,7 +133,9 @@ impl AuditEvent {
             | Self::InstallationChanged { .. }
             | Self::ApiKeyChanged { .. }
             | Self::ClockRegression { .. }
-            | Self::AccessRefused { .. } => true,
+            | Self::AccessRefused { .. }
+            | Self::WebhookChanged { .. }
+            | Self::WebhookRefused { .. } => true,
         }
     }
 
@@ -131,6 +152,8 @@ impl AuditEvent {
             Self::InstallationChanged { .. } => "installation-changed",
             Self::ClockRegression { .. } => "clock-regression",
             Self::AccessRefused { .. } => "access-refused",
+            Self::WebhookChanged { .. } => "webhook-changed",
+            Self::WebhookRefused { .. } => "webhook-refused",
         }
     }
 
@@ -141,7 +164,9 @@ impl AuditEvent {
             Self::EgressIntent(i) => Some(&i.subject.tenant),
             Self::CredentialChanged { tenant, .. }
             | Self::TenantChanged { tenant, .. }
-            | Self::InstallationChanged { tenant, .. } => Some(tenant),
+            | Self::InstallationChanged { tenant, .. }
+            | Self::WebhookChanged { tenant, .. }
+            | Self::WebhookRefused { tenant, .. } => Some(tenant),
             Self::ApiKeyChanged { tenant, .. } | Self::AccessRefused { tenant, .. } => {
                 tenant.as_deref()
             }

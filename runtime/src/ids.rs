@@ -99,6 +99,19 @@ string_id!(
     InstallationId,
     "installation"
 );
+string_id!(
+    /// A webhook endpoint: `/v1/hooks/{id}`. Random, so one endpoint's id says nothing about
+    /// another's; the signature, not the id, authenticates a delivery.
+    EndpointId,
+    "webhook endpoint"
+);
+
+impl EndpointId {
+    /// A fresh id: `wh-` and 128 random bits in hex.
+    pub fn generate() -> Self {
+        Self(format!("wh-{}", hex::encode(rand::random::<[u8; 16]>())))
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -17,6 +17,7 @@
 //! - [`store`]: the sled database: sealed credentials and per-tenant data keys.
 //! - [`loopback`]: a stand-in API on loopback TLS for the demo and benchmarks.
 //! - [`server`]: `airlock serve`, the operator's HTTP API.
+//! - [`webhook`]: inbound webhooks: signing secrets and signature schemes.
 //! - [`hardening`]: no core dumps of a process that holds secrets.
 //! - [`cli`]: the `airlock` command line, one file per verb.
 
@@ -43,6 +44,7 @@ pub mod server;
 pub mod store;
 pub mod toolchain;
 pub mod trust;
+pub mod webhook;
 
 pub use airlock_host_api::policy::units;
 pub use engine::EngineSettings;

@@ -20,6 +20,8 @@ mod operator;
 mod policy;
 mod readme;
 mod server;
+mod serving;
 mod trust;
 mod validation;
 mod vault;
+mod webhooks;

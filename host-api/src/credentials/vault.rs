@@ -40,6 +40,7 @@ const MAX_KEY_FILE_LEN: u64 = 128;
 const SECRET_LABEL: &[u8] = b"airlock/secret/v1";
 const DEK_LABEL: &[u8] = b"airlock/dek/v1";
 const KV_LABEL: &[u8] = b"airlock/kv/v1";
+const WEBHOOK_LABEL: &[u8] = b"airlock/webhook/v1";
 
 /// Everything that can go wrong; no variant ever carries key material or plaintext.
 #[derive(Debug, thiserror::Error)]
@@ -332,6 +333,28 @@ impl Aad for KvAad<'_> {
         encode_aad(
             KV_LABEL,
             &[self.tenant, self.installation, self.key],
+            self.key_version,
+        )
+    }
+
+    fn key_version(&self) -> u32 {
+        self.key_version
+    }
+}
+
+/// Binds a webhook signing secret to its tenant and endpoint (a domain of its own).
+#[derive(Clone, Copy, Debug)]
+pub struct WebhookAad<'a> {
+    pub tenant: &'a str,
+    pub endpoint: &'a str,
+    pub key_version: u32,
+}
+
+impl Aad for WebhookAad<'_> {
+    fn encode(&self) -> Vec<u8> {
+        encode_aad(
+            WEBHOOK_LABEL,
+            &[self.tenant, self.endpoint],
             self.key_version,
         )
     }

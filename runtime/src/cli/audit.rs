@@ -347,5 +347,20 @@ fn print_record(e: &Envelope) {
             key.as_deref().unwrap_or("-"),
             tenant.as_deref().unwrap_or("-")
         ),
+        AuditEvent::WebhookChanged {
+            tenant,
+            installation,
+            endpoint,
+            action,
+            change,
+        } => println!(
+            "{head} webhook-changed {tenant}/{installation} {endpoint} action {action} {change:?}"
+        ),
+        AuditEvent::WebhookRefused {
+            tenant,
+            endpoint,
+            reason,
+            peer,
+        } => println!("{head} webhook-refused {tenant} {endpoint} {reason} from {peer}"),
     }
 }

@@ -141,7 +141,7 @@ pub(crate) fn credentials(args: CredentialsArgs, state: &State) -> anyhow::Resul
 }
 
 /// Reads the value from stdin, refusing more than a value could be before reading it all.
-fn read_stdin() -> anyhow::Result<Zeroizing<String>> {
+pub(super) fn read_stdin() -> anyhow::Result<Zeroizing<String>> {
     let mut bytes = Zeroizing::new(Vec::new());
     std::io::stdin()
         .take(MAX_SECRET_LEN as u64 + 3)

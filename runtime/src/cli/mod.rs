@@ -22,6 +22,7 @@ mod serve;
 mod sign;
 mod tenant;
 mod trust;
+mod webhook;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -161,6 +162,8 @@ enum Command {
     Metrics(audit::MetricsArgs),
     /// Serve the operator's HTTP API (docs/api.md)
     Serve(serve::ServeArgs),
+    /// Manage webhook endpoints: signed deliveries that run an installation's action
+    Webhook(webhook::WebhookArgs),
 }
 
 /// An error that carries the exit code the README documents for it.
@@ -246,6 +249,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Install(args) => install::install(args, &state()?.open_installations(settings)?),
         Command::Metrics(args) => audit::metrics(args, &state()?),
         Command::Serve(args) => serve::serve(args, &state()?, settings).await,
+        Command::Webhook(args) => webhook::webhook(args, &state()?),
     }
 }
 

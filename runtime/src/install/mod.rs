@@ -13,6 +13,7 @@
 pub mod credentials;
 pub mod diff;
 pub mod grant;
+pub mod webhooks;
 
 use std::path::PathBuf;
 
@@ -20,6 +21,7 @@ use airlock_host_api::audit::{AuditEvent, AuditUnavailable, InstallChange};
 
 pub use credentials::CredentialSetError;
 pub use grant::{Grant, GrantError, GrantedEgress};
+pub use webhooks::{CreatedWebhook, WebhookError};
 
 use crate::audit::AuditTrail;
 use crate::bundle::{OpenError, VerifiedBundle, load_verified, read_bundle, verify_trusted};

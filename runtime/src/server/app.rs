@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
@@ -60,6 +61,9 @@ pub struct App {
     pub(crate) trail: AuditTrail,
     pub(crate) admission: Admission,
     pub(crate) failures: FailureLimiter,
+    /// Webhook refusals recorded per endpoint, and those beyond the limit (counted only).
+    pub(crate) hook_refusals: FailureLimiter<String>,
+    pub(crate) hook_refusals_unrecorded: AtomicU64,
     pub(crate) limits: ServeLimits,
     trust: TrustCache,
     loaded: Mutex<HashMap<(TenantId, InstallationId), Arc<Loaded>>>,
@@ -79,6 +83,8 @@ impl App {
             trust: TrustCache::open(runtime.data_dir().to_path_buf())?,
             admission: Admission::new(limits.admission),
             failures: FailureLimiter::default(),
+            hook_refusals: FailureLimiter::default(),
+            hook_refusals_unrecorded: AtomicU64::new(0),
             loaded: Mutex::new(HashMap::new()),
             metrics: Mutex::new((Metrics::default(), 0)),
             runtime: runtime.with_audit(trail.clone()),
@@ -203,10 +209,14 @@ impl App {
              airlock_server_busy_total {}\n\
              # HELP airlock_audit_available Whether the audit trail takes records (0 means every invocation is refused).\n\
              # TYPE airlock_audit_available gauge\n\
-             airlock_audit_available {}\n",
+             airlock_audit_available {}\n\
+             # HELP airlock_webhook_refusals_unrecorded_total Webhook deliveries refused beyond an endpoint's per-minute audit limit (counted, not recorded).\n\
+             # TYPE airlock_webhook_refusals_unrecorded_total counter\n\
+             airlock_webhook_refusals_unrecorded_total {}\n",
             self.admission.running(),
             self.admission.refused(),
             u8::from(self.trail.failure().is_none()),
+            self.hook_refusals_unrecorded.load(Ordering::Relaxed),
         ));
         Ok(text)
     }

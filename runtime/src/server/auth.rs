@@ -6,6 +6,7 @@
 //! bad keys cannot flood the trail.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -21,40 +22,50 @@ use crate::apikey::{self, KeyRefusal, Scope};
 use crate::clock::now_unix;
 use crate::ids::TenantId;
 
-/// Failed attempts one peer address may make per window…
-const MAX_FAILURES: u32 = 10;
+/// Failed attempts one peer address (or one webhook endpoint) may make per window…
+pub(crate) const MAX_FAILURES: u32 = 10;
 /// …and the window.
 const FAILURE_WINDOW: Duration = Duration::from_secs(60);
-/// Peers tracked at most; the oldest windows are dropped first.
+/// Keys tracked at most; the oldest windows are dropped first.
 const MAX_TRACKED: usize = 10_000;
 
-/// Failed authentication attempts by peer address, in fixed windows.
-#[derive(Default)]
-pub struct FailureLimiter {
-    peers: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+/// Failures by key (a peer address, an endpoint), in fixed windows.
+pub struct FailureLimiter<K = IpAddr> {
+    keys: Mutex<HashMap<K, (Instant, u32)>>,
 }
 
-impl FailureLimiter {
-    /// Seconds until `peer` may try again, if it is over the limit.
-    fn blocked(&self, peer: IpAddr) -> Option<u64> {
-        let peers = self.peers.lock().unwrap_or_else(PoisonError::into_inner);
-        let (start, failures) = peers.get(&peer)?;
+impl<K> Default for FailureLimiter<K> {
+    fn default() -> Self {
+        Self {
+            keys: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<K: Hash + Eq + Clone> FailureLimiter<K> {
+    /// Seconds until `key` may try again, if it is over the limit.
+    pub(crate) fn blocked(&self, key: &K) -> Option<u64> {
+        let keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+        let (start, failures) = keys.get(key)?;
         let left = FAILURE_WINDOW.checked_sub(start.elapsed())?;
         (*failures >= MAX_FAILURES).then(|| left.as_secs().max(1))
     }
 
     /// Counts a failure; true if it is the one that crosses the limit.
-    fn fail(&self, peer: IpAddr) -> bool {
-        let mut peers = self.peers.lock().unwrap_or_else(PoisonError::into_inner);
-        if peers.len() >= MAX_TRACKED && !peers.contains_key(&peer) {
-            peers.retain(|_, (start, _)| start.elapsed() < FAILURE_WINDOW);
-            if peers.len() >= MAX_TRACKED
-                && let Some(oldest) = peers.iter().min_by_key(|(_, (s, _))| *s).map(|(p, _)| *p)
+    pub(crate) fn fail(&self, key: &K) -> bool {
+        let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+        if keys.len() >= MAX_TRACKED && !keys.contains_key(key) {
+            keys.retain(|_, (start, _)| start.elapsed() < FAILURE_WINDOW);
+            if keys.len() >= MAX_TRACKED
+                && let Some(oldest) = keys
+                    .iter()
+                    .min_by_key(|(_, (s, _))| *s)
+                    .map(|(k, _)| k.clone())
             {
-                peers.remove(&oldest);
+                keys.remove(&oldest);
             }
         }
-        let entry = peers.entry(peer).or_insert((Instant::now(), 0));
+        let entry = keys.entry(key.clone()).or_insert((Instant::now(), 0));
         if entry.0.elapsed() >= FAILURE_WINDOW {
             *entry = (Instant::now(), 0);
         }
@@ -149,7 +160,7 @@ impl FromRequestParts<Arc<App>> for Principal {
                 .get::<MatchedPath>()
                 .map_or("(unmatched)", |m| m.as_str())
         );
-        if let Some(retry) = app.failures.blocked(peer) {
+        if let Some(retry) = app.failures.blocked(&peer) {
             return Err(ApiError::too_many_failures(retry));
         }
         let presented = parts
@@ -180,7 +191,7 @@ impl FromRequestParts<Arc<App>> for Principal {
                 peer,
             }),
             Err((reason, refusal)) => {
-                let crossed = app.failures.fail(peer);
+                let crossed = app.failures.fail(&peer);
                 let reason = if crossed {
                     format!("{reason}; peer reached {MAX_FAILURES} failures, now limited")
                 } else {
@@ -237,16 +248,16 @@ mod tests {
 
     #[test]
     fn a_peer_is_limited_after_its_failures_until_the_window_ends() {
-        let limiter = FailureLimiter::default();
+        let limiter: FailureLimiter = FailureLimiter::default();
         let peer: IpAddr = "192.0.2.1".parse().expect("ip");
         let other: IpAddr = "192.0.2.2".parse().expect("ip");
         for i in 1..MAX_FAILURES {
-            assert!(!limiter.fail(peer), "failure {i}");
-            assert_eq!(limiter.blocked(peer), None);
+            assert!(!limiter.fail(&peer), "failure {i}");
+            assert_eq!(limiter.blocked(&peer), None);
         }
-        assert!(limiter.fail(peer), "the limit is crossed once");
-        assert!(limiter.blocked(peer).is_some_and(|s| s <= 60));
-        assert_eq!(limiter.blocked(other), None);
-        assert!(!limiter.fail(peer), "crossing is reported once");
+        assert!(limiter.fail(&peer), "the limit is crossed once");
+        assert!(limiter.blocked(&peer).is_some_and(|s| s <= 60));
+        assert_eq!(limiter.blocked(&other), None);
+        assert!(!limiter.fail(&peer), "crossing is reported once");
     }
 }

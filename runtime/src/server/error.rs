@@ -10,10 +10,12 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::admission::{Busy, RETRY_AFTER_SECS};
+use crate::install::WebhookError;
 use crate::install::{CredentialSetError, InstallError};
 use crate::invoke::InvokeError;
 use crate::store::StoreError;
 use crate::trust::TrustError;
+use crate::webhook::SecretRefused;
 
 /// A refusal or failure, as the API reports it.
 #[derive(Debug)]
@@ -197,6 +199,23 @@ impl From<CredentialSetError> for ApiError {
             other => Self::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "credential-rejected",
+                other.to_string(),
+            ),
+        }
+    }
+}
+
+impl From<WebhookError> for ApiError {
+    fn from(e: WebhookError) -> Self {
+        match e {
+            WebhookError::Install(e) => e.into(),
+            WebhookError::NotFound(_) => Self::not_found("webhook endpoint"),
+            WebhookError::Secret(SecretRefused::InUse) => {
+                Self::new(StatusCode::CONFLICT, "exists", e.to_string())
+            }
+            other => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "webhook-rejected",
                 other.to_string(),
             ),
         }

@@ -37,6 +37,8 @@ pub use app::{App, ServeLimits};
 
 /// How long a client may take to send a request's headers (slow-loris defence).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often webhook delivery ids past their retention are dropped.
+const PURGE_EVERY: Duration = Duration::from_secs(60);
 
 /// Serves `app` on `listener` until `shutdown` resolves, then stops accepting, lets in-flight
 /// requests (and their invocations) finish, and signs a final audit checkpoint.
@@ -46,6 +48,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
     let router = routes::router(app.clone());
+    let purge = tokio::spawn(purge_deliveries(app.clone()));
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -80,6 +83,22 @@ pub async fn serve(
     }
     drop(listener);
     graceful.shutdown().await;
+    purge.abort();
     app.close();
     Ok(())
+}
+
+/// Drops remembered webhook delivery ids once their retention ends, every [`PURGE_EVERY`].
+async fn purge_deliveries(app: Arc<App>) {
+    let mut every = tokio::time::interval(PURGE_EVERY);
+    loop {
+        every.tick().await;
+        let store = app.store.clone();
+        let now = crate::clock::now_unix();
+        match tokio::task::spawn_blocking(move || store.purge_deliveries(now)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot purge webhook delivery ids"),
+            Err(e) => tracing::warn!(error = %e, "webhook delivery purge failed"),
+        }
+    }
 }

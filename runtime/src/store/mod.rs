@@ -11,6 +11,7 @@
 //! - [`tenants`]: tenants, and their deletion by crypto-shredding.
 //! - [`installations`]: installed bundles with their grants, config and pending upgrades.
 //! - [`kv`]: guests' key-value namespaces, sealed, with usage kept for quotas.
+//! - [`webhooks`]: webhook endpoints with sealed signing secrets, and delivery ids seen.
 
 pub mod api_keys;
 pub mod credentials;
@@ -18,6 +19,7 @@ pub mod installations;
 pub mod keys;
 pub mod kv;
 pub mod tenants;
+pub mod webhooks;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

@@ -57,7 +57,7 @@ impl Store {
     }
 
     /// Deletes `tenant`: its data key (so its sealed values become unreadable at once) and its
-    /// API keys, then its kv values, installations and credential records. Returns false if there was no such tenant.
+    /// API keys, then its kv values, webhook endpoints, installations and credential records. Returns false if there was no such tenant.
     pub fn delete_tenant(&self, tenant: &TenantId) -> Result<bool, StoreError> {
         if !self.tenant_exists(tenant)? {
             return Ok(false);
@@ -66,6 +66,7 @@ impl Store {
         self.delete_api_keys_of(tenant)?;
         self.db.flush()?;
         self.delete_kv_of(tenant)?;
+        self.delete_webhooks_of(tenant)?;
         let prefix = format!("{tenant}\0");
         for tree in [
             super::credentials::CREDENTIALS,

@@ -5,7 +5,8 @@
 //! With `?log=true` the output comes as `{"output", "log"}` (and an error carries `log`).
 //!
 //! The invocation runs on its own thread: a client that disconnects does not cut it short, so
-//! its egress and its audit record are whole.
+//! its egress and its audit record are whole. Webhook deliveries run through the same steps
+//! ([`prepare`], [`run`], [`respond`]).
 
 use std::sync::Arc;
 
@@ -23,8 +24,10 @@ use serde_json::json;
 use super::installations::scope;
 use super::{TenantQuery, body};
 use crate::apikey::Scope;
-use crate::invoke::Caller;
-use crate::server::app::App;
+use crate::ids::{InstallationId, TenantId};
+use crate::invoke::{Caller, Invocation};
+use crate::server::admission::Admitted;
+use crate::server::app::{App, Loaded};
 use crate::server::auth::Principal;
 use crate::server::error::ApiError;
 use crate::store::StoredSecrets;
@@ -58,6 +61,26 @@ pub(super) async fn invoke(
     let (tenant, installation) = scope(&principal, &tenant_query, &installation)?;
     let input = String::from_utf8(body(raw)?.to_vec())
         .map_err(|_| ApiError::bad_request("the input is not UTF-8 JSON".to_string()))?;
+    let ready = prepare(&app, tenant, installation, Trigger::Api).await?;
+    let invocation = run(app, ready, action, input).await?;
+    Ok(respond(invocation, query.log))
+}
+
+/// An invocation admitted and ready to run: a slot, the loaded installation, its caller.
+pub(super) struct Ready {
+    admitted: Admitted,
+    loaded: Arc<Loaded>,
+    caller: Caller,
+}
+
+/// Waits for an admission slot of `tenant`, then loads the installation (refused if its code
+/// is no longer trusted) and its credential and kv scopes.
+pub(super) async fn prepare(
+    app: &Arc<App>,
+    tenant: TenantId,
+    installation: InstallationId,
+    trigger: Trigger,
+) -> Result<Ready, ApiError> {
     let admitted = app
         .admission
         .admit(tenant.as_str())
@@ -80,18 +103,38 @@ pub(super) async fn invoke(
             tenant: tenant.to_string(),
             installation: installation.to_string(),
         },
-        trigger: Trigger::Api,
+        trigger,
         credentials,
         kv: Some(StoredKv::new(app.store.clone(), tenant, installation)),
     };
-    // Guest code runs on a thread of its own, scheduled by the kernel, never on the workers
-    // that serve requests: a tenant's busy loops get at most their share of the CPU, at the
-    // lowest priority once they run long (`demote_after`), and the thread ends with the call.
+    Ok(Ready {
+        admitted,
+        loaded,
+        caller,
+    })
+}
+
+/// Runs `action` with `input`.
+///
+/// Guest code runs on a thread of its own, scheduled by the kernel, never on the workers that
+/// serve requests: a tenant's busy loops get at most their share of the CPU, at the lowest
+/// priority once they run long (`demote_after`), and the thread ends with the call.
+pub(super) async fn run(
+    app: Arc<App>,
+    ready: Ready,
+    action: String,
+    input: String,
+) -> Result<Invocation, ApiError> {
     let runtime = tokio::runtime::Handle::current();
     let (done, task) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name("airlock-guest".into())
         .spawn(move || {
+            let Ready {
+                admitted,
+                loaded,
+                caller,
+            } = ready;
             let invocation = runtime.block_on(app.runtime.invoke_as(
                 &loaded.integration,
                 &loaded.config,
@@ -103,9 +146,14 @@ pub(super) async fn invoke(
             let _ = done.send(invocation);
         })
         .map_err(ApiError::internal)?;
-    let invocation = task.await.map_err(ApiError::internal)?;
+    task.await.map_err(ApiError::internal)
+}
+
+/// The output (with the guest's log if asked for), or the typed error; headers name the
+/// invocation and its audit record.
+pub(super) fn respond(invocation: Invocation, with_log: bool) -> Response {
     let id = invocation.id.to_string();
-    let log = query.log.then(|| json!(invocation.log));
+    let log = with_log.then(|| json!(invocation.log));
     let mut response = match (invocation.result, log) {
         (Ok(output), None) => Json(output).into_response(),
         (Ok(output), Some(log)) => Json(json!({ "output": output, "log": log })).into_response(),
@@ -118,5 +166,5 @@ pub(super) async fn invoke(
     if let Some(seq) = invocation.record {
         headers.insert(RECORD_HEADER, HeaderValue::from(seq));
     }
-    Ok(response)
+    response
 }

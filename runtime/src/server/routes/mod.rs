@@ -6,6 +6,7 @@ mod audit;
 mod bundles;
 mod credentials;
 mod health;
+mod hooks;
 mod installations;
 mod invoke;
 mod keys;
@@ -13,6 +14,7 @@ mod tenants;
 #[cfg(test)]
 mod tests;
 mod trust;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -33,6 +35,10 @@ pub(crate) fn router(app: Arc<App>) -> Router {
     let bundles = Router::new()
         .route("/v1/bundles", post(bundles::upload))
         .layer(DefaultBodyLimit::max(app.limits.max_bundle));
+    // Deliveries read their own body (raw, capped, with a read timeout) before any check.
+    let hooks = Router::new()
+        .route("/v1/hooks/{endpoint}", post(hooks::deliver))
+        .layer(DefaultBodyLimit::max(hooks::MAX_DELIVERY));
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/metrics", get(health::metrics))
@@ -69,9 +75,16 @@ pub(crate) fn router(app: Arc<App>) -> Router {
             "/v1/installations/{installation}/actions/{action}",
             post(invoke::invoke),
         )
+        .route("/v1/webhooks", post(webhooks::create).get(webhooks::list))
+        .route(
+            "/v1/webhooks/{endpoint}",
+            axum::routing::delete(webhooks::delete),
+        )
+        .route("/v1/webhooks/{endpoint}/rotate", post(webhooks::rotate))
         .route("/v1/audit", get(audit::list))
         .layer(DefaultBodyLimit::max(app.limits.max_body))
         .merge(bundles)
+        .merge(hooks)
         .fallback(|| async { ApiError::not_found("route") })
         .with_state(app)
 }

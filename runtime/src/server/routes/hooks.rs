@@ -1,0 +1,134 @@
+//! `POST /v1/hooks/{endpoint}`: a webhook delivery. No API key: the signature authenticates it.
+//!
+//! In this order, so nothing reads, parses or runs what is not authentic (WH-10, WH-12):
+//! 1. the body is read raw, at most [`MAX_DELIVERY`] bytes (a larger `Content-Length` is refused
+//!    before reading) within [`READ_TIMEOUT`];
+//! 2. the endpoint is looked up (an unknown one is a plain 404);
+//! 3. the signature is verified on those bytes under the endpoint's live secrets;
+//! 4. an admission slot and the installation are obtained (a busy tenant gets 429 and the
+//!    sender's retry is not mistaken for a replay);
+//! 5. the delivery id is recorded, first writer wins (a replay gets 409);
+//! 6. the action runs with the body as input, which its schema validates like any input, and
+//!    is audited with trigger `webhook`. The response is the action's, so a sender that reads
+//!    it (Slack's URL verification) gets the output.
+//!
+//! Refusals are security events, at most ten per endpoint a minute; the rest are
+//! counted in `/metrics`, so a flood of forged deliveries cannot flood the trail.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use airlock_host_api::audit::{AuditEvent, Trigger};
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::header::CONTENT_LENGTH;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde_json::json;
+
+use super::id;
+use super::invoke::{prepare, respond, run};
+use crate::clock::now_unix;
+use crate::ids::{EndpointId, InstallationId, TenantId};
+use crate::server::app::App;
+use crate::server::error::ApiError;
+use crate::store::webhooks::EndpointInfo;
+use crate::webhook::{self, Refusal};
+
+/// Largest delivery body.
+pub(crate) const MAX_DELIVERY: usize = 1 << 20;
+/// Longest a sender may take to send the body.
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub(super) async fn deliver(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(endpoint): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_DELIVERY as u64) {
+        return Err(too_large());
+    }
+    let raw =
+        match tokio::time::timeout(READ_TIMEOUT, axum::body::to_bytes(body, MAX_DELIVERY)).await {
+            Ok(Ok(raw)) => raw,
+            Ok(Err(_)) => return Err(too_large()),
+            Err(_) => {
+                return Err(ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "timeout",
+                    format!(
+                        "the body did not arrive within {} s",
+                        READ_TIMEOUT.as_secs()
+                    ),
+                ));
+            }
+        };
+    let endpoint: EndpointId = id(&endpoint)?;
+    let now = now_unix();
+    let (info, keys) = app
+        .store
+        .webhook_keys(&endpoint, now)?
+        .ok_or_else(|| ApiError::not_found("webhook endpoint"))?;
+    let verified = match webhook::verify::verify(info.scheme, &keys, &headers, &raw, now) {
+        Ok(verified) => verified,
+        Err(refusal) => return Err(refuse(&app, &info, &refusal, peer).await),
+    };
+    drop(keys);
+    let tenant: TenantId = id(&info.tenant)?;
+    let installation: InstallationId = id(&info.installation)?;
+    let ready = prepare(&app, tenant, installation, Trigger::Webhook).await?;
+    let retention = webhook::retention(info.scheme).as_secs();
+    if !app
+        .store
+        .first_delivery(&endpoint, &verified.delivery, retention, now)?
+    {
+        return Err(refuse(&app, &info, &Refusal::Replayed, peer).await);
+    }
+    let input = String::from_utf8(raw.to_vec())
+        .map_err(|_| ApiError::bad_request("the delivery body is not UTF-8 JSON".to_string()))?;
+    let invocation = run(app, ready, info.action, input).await?;
+    Ok(respond(invocation, false))
+}
+
+fn too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too-large",
+        format!("a delivery body may be at most {MAX_DELIVERY} bytes"),
+    )
+}
+
+/// Records the refusal (within the endpoint's limit) and answers 401, or 409 for a replay.
+async fn refuse(app: &App, info: &EndpointInfo, refusal: &Refusal, peer: SocketAddr) -> ApiError {
+    if app.hook_refusals.blocked(&info.id).is_none() {
+        app.hook_refusals.fail(&info.id);
+        let recorded = app
+            .trail
+            .append(AuditEvent::WebhookRefused {
+                tenant: info.tenant.clone(),
+                endpoint: info.id.clone(),
+                reason: refusal.reason(),
+                peer: peer.ip().to_string(),
+            })
+            .await;
+        if let Err(e) = recorded {
+            return e.into();
+        }
+    } else {
+        app.hook_refusals_unrecorded.fetch_add(1, Ordering::Relaxed);
+    }
+    let (status, code) = match refusal {
+        Refusal::Replayed => (StatusCode::CONFLICT, "duplicate-delivery"),
+        _ => (StatusCode::UNAUTHORIZED, "signature-refused"),
+    };
+    ApiError::new(status, code, refusal.to_string())
+        .with_detail(json!({ "reason": refusal.code() }))
+}

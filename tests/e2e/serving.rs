@@ -1,0 +1,223 @@
+//! A running `airlock serve` for end-to-end tests: the real binary on 127.0.0.1 (port 0) over
+//! an operator's data dir, with the admin key and a real HTTP client.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use reqwest::{Client, Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::operator::Operator;
+use crate::support::{airlock_bin, audit_dir, read_example, stdout};
+
+/// Every scope a tenant key can have.
+pub const TENANT_SCOPES: [&str; 4] = [
+    "invoke",
+    "installations:read",
+    "installations:write",
+    "audit:read",
+];
+
+/// A running server over an operator's data dir, with the admin key.
+pub struct Server {
+    child: Child,
+    pub base: String,
+    pub admin: String,
+    pub http: Client,
+    log: std::path::PathBuf,
+}
+
+/// A response: status, headers we look at, and the JSON body (or `Null`).
+pub struct Reply {
+    pub status: StatusCode,
+    pub retry_after: Option<String>,
+    pub authenticate: Option<String>,
+    pub record: Option<u64>,
+    pub body: Value,
+}
+
+impl Server {
+    /// Makes the admin key with the CLI (the server holds the store once it runs), then starts
+    /// `airlock serve --listen 127.0.0.1:0 EXTRA…`.
+    pub fn start(op: &Operator, global: &[&str], extra: &[&str]) -> Self {
+        let out = op.ok(&["api-key", "create", "--admin"]);
+        let admin = stdout(&out).trim().to_string();
+        let log = op.data().join("serve.log");
+        let mut child = Command::new(airlock_bin())
+            .arg("--data")
+            .arg(op.data())
+            .args(global)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .env_remove("AIRLOCK_DATA")
+            .env_remove("AIRLOCK_MASTER_KEY")
+            .env("AIRLOCK_AUDIT_DIR", audit_dir())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("airlock serve starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("piped stdout"))
+            .read_line(&mut line)
+            .expect("read the address");
+        let base = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| {
+                panic!(
+                    "no address: {line:?}\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                )
+            })
+            .to_string();
+        Self {
+            child,
+            base,
+            admin,
+            http: Client::new(),
+            log,
+        }
+    }
+
+    pub async fn call(&self, method: Method, path: &str, key: Option<&str>, body: Body) -> Reply {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(key) = key {
+            request = request.header("authorization", format!("Bearer {key}"));
+        }
+        request = match body {
+            Body::None => request,
+            Body::Json(v) => request
+                .header("content-type", "application/json")
+                .body(v.to_string()),
+            Body::Raw(bytes) => request.body(bytes),
+        };
+        let response = request.send().await.expect("the server answers");
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let status = response.status();
+        let retry_after = header("retry-after");
+        let authenticate = header("www-authenticate");
+        let record = header("airlock-audit-record").and_then(|v| v.parse().ok());
+        let bytes = response.bytes().await.expect("body");
+        Reply {
+            status,
+            retry_after,
+            authenticate,
+            record,
+            body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        }
+    }
+
+    pub async fn get(&self, path: &str, key: &str) -> Reply {
+        self.call(Method::GET, path, Some(key), Body::None).await
+    }
+
+    pub async fn post(&self, path: &str, key: &str, body: Value) -> Reply {
+        self.call(Method::POST, path, Some(key), Body::Json(body))
+            .await
+    }
+
+    /// Uploads a bundle file with the admin key; returns its digest.
+    pub async fn upload(&self, bundle: &Path) -> String {
+        let bytes = std::fs::read(bundle).expect("bundle");
+        let reply = self
+            .call(
+                Method::POST,
+                "/v1/bundles",
+                Some(&self.admin),
+                Body::Raw(bytes),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+        reply.body["bundle"].as_str().expect("digest").to_string()
+    }
+
+    /// Creates tenant `id` and a key for it with `scopes`; returns the key.
+    pub async fn tenant(&self, id: &str, scopes: &[&str]) -> String {
+        let reply = self
+            .post("/v1/tenants", &self.admin, json!({"id": id}))
+            .await;
+        assert!(
+            reply.status == StatusCode::CREATED || reply.status == StatusCode::CONFLICT,
+            "{}",
+            reply.body
+        );
+        self.key(id, scopes, None).await
+    }
+
+    pub async fn key(&self, tenant: &str, scopes: &[&str], expires: Option<&str>) -> String {
+        let mut request = json!({"tenant": tenant, "scopes": scopes});
+        if let Some(span) = expires {
+            request["expires"] = json!(span);
+        }
+        let reply = self.post("/v1/api-keys", &self.admin, request).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+        reply.body["key"].as_str().expect("key").to_string()
+    }
+
+    /// Installs the uploaded contact-mapper bundle `digest` as `mapper`, with its sample
+    /// config, for the tenant of `key`.
+    pub async fn install_mapper(&self, key: &str, digest: &str) -> Reply {
+        self.post(
+            "/v1/installations",
+            key,
+            json!({"bundle": digest, "installation": "mapper", "config": mapper_config()}),
+        )
+        .await
+    }
+
+    /// Stops the server with SIGTERM and asserts it drained and exited cleanly.
+    pub fn stop(mut self) {
+        // SAFETY: kill(2) on our own child's pid; no memory is involved.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let status = self.child.wait().expect("server exits");
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        assert!(status.success(), "server exit {status}\n{log}");
+        assert!(log.contains("audit checkpoint signed"), "{log}");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub enum Body {
+    None,
+    Json(Value),
+    Raw(Vec<u8>),
+}
+
+/// The mapper's sample input.
+pub fn mapper_input() -> Value {
+    serde_json::from_str(&read_example("contact-mapper", "sample-input.json")).expect("JSON")
+}
+
+pub fn mapper_config() -> Value {
+    serde_json::from_str(&read_example("contact-mapper", "sample-config.json")).expect("JSON")
+}
+
+/// `audit verify` on the data dir (after the server stopped) exits 0.
+pub fn assert_trail_verifies(op: &Operator) {
+    op.ok(&["audit", "verify"]);
+}
+
+/// The records of `type` in the trail, read with the CLI after the server stopped.
+pub fn records_of(op: &Operator, kind: &str) -> Vec<Value> {
+    let out = op.ok(&["audit", "export"]);
+    stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("record"))
+        .filter(|r| r["type"] == kind)
+        .collect()
+}
