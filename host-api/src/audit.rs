@@ -75,6 +75,31 @@ pub enum AuditEvent {
         /// The peer's IP address.
         peer: String,
     },
+    /// An OAuth connection (a person's consent for one credential of an installation, for the
+    /// tenant or one user) was made, lost its consent, or was removed. Scopes are names the
+    /// manifest declares or the server returned; tokens never appear.
+    ConnectionChanged {
+        tenant: String,
+        installation: String,
+        credential: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user: Option<String>,
+        change: ConnectionChange,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        scopes: Vec<String>,
+        /// Scopes the server granted beyond those asked for.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        widened: Vec<String>,
+    },
+    /// An OAuth callback was refused: unknown, replayed or expired state, consent denied at the
+    /// provider, or a failed code exchange.
+    ConnectionRefused {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tenant: Option<String>,
+        reason: String,
+        /// The peer's IP address.
+        peer: String,
+    },
     /// A webhook endpoint was created, had its secret rotated, or was deleted.
     WebhookChanged {
         tenant: String,
@@ -103,6 +128,16 @@ pub enum Change {
     Revoked,
     /// Replaced by a new value (a webhook secret: the old one verifies until its overlap ends).
     Rotated,
+}
+
+/// What happened to an OAuth connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConnectionChange {
+    Connected,
+    /// The refresh token was refused: the person must connect again.
+    NeedsReconsent,
+    Disconnected,
 }
 
 /// What happened to an installation.
@@ -135,7 +170,9 @@ impl AuditEvent {
             | Self::ClockRegression { .. }
             | Self::AccessRefused { .. }
             | Self::WebhookChanged { .. }
-            | Self::WebhookRefused { .. } => true,
+            | Self::WebhookRefused { .. }
+            | Self::ConnectionChanged { .. }
+            | Self::ConnectionRefused { .. } => true,
         }
     }
 
@@ -153,6 +190,8 @@ impl AuditEvent {
             Self::ClockRegression { .. } => "clock-regression",
             Self::AccessRefused { .. } => "access-refused",
             Self::WebhookChanged { .. } => "webhook-changed",
+            Self::ConnectionChanged { .. } => "connection-changed",
+            Self::ConnectionRefused { .. } => "connection-refused",
             Self::WebhookRefused { .. } => "webhook-refused",
         }
     }
@@ -166,10 +205,11 @@ impl AuditEvent {
             | Self::TenantChanged { tenant, .. }
             | Self::InstallationChanged { tenant, .. }
             | Self::WebhookChanged { tenant, .. }
-            | Self::WebhookRefused { tenant, .. } => Some(tenant),
-            Self::ApiKeyChanged { tenant, .. } | Self::AccessRefused { tenant, .. } => {
-                tenant.as_deref()
-            }
+            | Self::WebhookRefused { tenant, .. }
+            | Self::ConnectionChanged { tenant, .. } => Some(tenant),
+            Self::ApiKeyChanged { tenant, .. }
+            | Self::AccessRefused { tenant, .. }
+            | Self::ConnectionRefused { tenant, .. } => tenant.as_deref(),
             Self::TrustRefused { .. }
             | Self::TrustChanged { .. }
             | Self::ClockRegression { .. } => None,
@@ -191,15 +231,23 @@ pub enum Trigger {
 pub struct Subject {
     pub tenant: String,
     pub installation: String,
+    /// The end user the invocation ran for (per-user credentials), if it named one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
 }
 
 impl Subject {
+    pub fn new(tenant: impl Into<String>, installation: impl Into<String>) -> Self {
+        Self {
+            tenant: tenant.into(),
+            installation: installation.into(),
+            user: None,
+        }
+    }
+
     /// A local CLI run's own subject (tenant and installation `local`), never an operator's.
     pub fn local() -> Self {
-        Self {
-            tenant: "local".into(),
-            installation: "local".into(),
-        }
+        Self::new("local", "local")
     }
 }
 

@@ -113,6 +113,45 @@ impl EndpointId {
     }
 }
 
+/// An end user of a tenant (the platform's own id for them, such as `U024BE7LH` or an email
+/// address): whose per-user credentials an invocation uses. Never a tenant's: user ids are
+/// looked up only within the tenant of the key that names them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(transparent)]
+pub struct UserId(String);
+
+impl UserId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for UserId {
+    type Err = UserIdError;
+
+    fn from_str(s: &str) -> Result<Self, UserIdError> {
+        let valid = (1..=128).contains(&s.len())
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._@+-".contains(&b));
+        if valid {
+            Ok(Self(s.to_string()))
+        } else {
+            Err(UserIdError(s.chars().take(80).collect()))
+        }
+    }
+}
+
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Why a user id was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("user id {0:?} is invalid: use 1 to 128 ASCII letters, digits and `.`, `_`, `@`, `+`, `-`")]
+pub struct UserIdError(String);
+
 #[cfg(test)]
 mod tests {
     use super::*;

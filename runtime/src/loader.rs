@@ -321,6 +321,7 @@ pub(crate) fn credential_spec(decl: &CredentialDecl) -> CredentialSpec {
             },
             token_url: oauth.token_url.to_string(),
             scopes: oauth.scopes.clone(),
+            per_user: oauth.per_user,
         }),
     }
 }

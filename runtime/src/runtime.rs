@@ -101,6 +101,12 @@ impl Runtime {
         Arc::new(Credentials::new(scope, source, self.oauth.clone()))
     }
 
+    /// The runtime-wide OAuth token cache and client: code exchanges for new connections, and
+    /// forgetting what a replaced connection held.
+    pub fn oauth(&self) -> &OAuthTokens {
+        &self.oauth
+    }
+
     /// The wasmtime engine, for callers (benchmarks) that compare against bare wasmtime.
     pub fn engine(&self) -> &wasmtime::Engine {
         &self.engine

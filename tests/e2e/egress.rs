@@ -117,10 +117,7 @@ impl Egress {
             })
             .collect();
         let caller = Caller {
-            subject: Subject {
-                tenant: scope.tenant.clone(),
-                installation: scope.installation.clone(),
-            },
+            subject: Subject::new(scope.tenant.clone(), scope.installation.clone()),
             trigger: Trigger::Cli,
             credentials: self
                 .runtime

@@ -7,6 +7,7 @@ mod apikey;
 mod audit;
 mod cache;
 mod cli;
+mod connect;
 mod credentials;
 mod egress;
 mod fuel;

@@ -128,10 +128,7 @@ async fn tenants_never_share_a_token() {
         server(Duration::ZERO),
     );
     for tenant in ["acme", "globex", "acme"] {
-        let scope = CredentialScope {
-            tenant: tenant.into(),
-            installation: "crm-sync".into(),
-        };
+        let scope = CredentialScope::new(tenant, "crm-sync");
         let secret = client_secret(tenant);
         let ran = egress
             .run_as(
@@ -288,10 +285,7 @@ async fn a_rotated_refresh_token_is_stored_for_the_next_process() {
     // Two runtimes with their own token caches stand for a host restarting between calls.
     for expected in ["Bearer at-1", "Bearer at-2"] {
         let egress = Egress::new(&pins, true, Some(&ca));
-        let scope = CredentialScope {
-            tenant: tenant.to_string(),
-            installation: installation.to_string(),
-        };
+        let scope = CredentialScope::new(tenant.to_string(), installation.to_string());
         let source = StoredSecrets::new(store.clone(), tenant.clone(), installation.clone());
         let credentials = egress.runtime.credentials(scope, Arc::new(source));
         let integration = egress.load("slack-notifier");

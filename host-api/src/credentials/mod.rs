@@ -10,8 +10,8 @@
 //! - [`inject`]: [`Injection`], one credential turned into what goes on the wire.
 //! - [`source`]: [`SecretSource`] (where values live) and [`Credentials`], the broker that
 //!   reads them and runs OAuth for oauth2 credentials.
-//! - [`oauth2`]: the host's OAuth 2.0 client: client-credentials and refresh-token grants,
-//!   cached and single-flight per credential.
+//! - [`oauth2`]: the host's OAuth 2.0 client: client-credentials, authorization-code (PKCE)
+//!   and refresh-token grants, cached and single-flight per credential and user.
 //! - [`vault`]: envelope encryption at rest (master key, per-tenant data keys).
 
 pub mod inject;
@@ -26,7 +26,7 @@ use std::pin::Pin;
 use http::HeaderName;
 
 pub use inject::Injection;
-pub use oauth2::{OAuthGrant, OAuthSpec, OAuthTokens};
+pub use oauth2::{ConnectionTokens, Exchanged, OAuthClient, OAuthGrant, OAuthSpec, OAuthTokens};
 pub use secret::{MAX_SECRET_LEN, Secret, SecretError};
 pub use source::{CredentialScope, Credentials, SecretSource, StaticSecrets};
 
@@ -93,6 +93,8 @@ pub enum CredentialError {
     Token { name: String, reason: String },
     #[error("credential `{0}` needs to be connected again (its refresh token was refused)")]
     NeedsReauth(String),
+    #[error("credential `{0}` is per user, and this invocation names no user")]
+    NoUser(String),
     /// The stored value is bound to other origins than the rule's (set for another manifest).
     #[error("credential `{name}` is not bound to {origin}")]
     Unbound { name: String, origin: String },
@@ -107,6 +109,7 @@ impl CredentialError {
             Self::Store { .. } => "credential-store",
             Self::Token { .. } => "credential-token",
             Self::NeedsReauth(_) => "credential-needs-reauth",
+            Self::NoUser(_) => "credential-no-user",
             Self::Unbound { .. } => "credential-unbound",
         }
     }

@@ -1,6 +1,11 @@
 //! The host's OAuth 2.0 client: it holds the client secret and refresh token, asks the
 //! declared token endpoint for access tokens, and keeps them until shortly before expiry.
 //!
+//! Tokens come from one of three places: the client-credentials grant; a connection (the
+//! tokens a person's consent produced through the authorization-code flow with PKCE, stored
+//! per tenant or per user, see [`ConnectionTokens`]); or a refresh token stored with the client
+//! itself. A refresh token the server refuses marks the connection as needing re-consent.
+//!
 //! One token call at a time per (tenant, installation, credential) (CR-11, CR-13): concurrent
 //! requests wait for the one in flight and share its token. Token calls go through the same
 //! transport as guest requests, so the token URL passes the same address checks.
@@ -58,20 +63,43 @@ pub struct OAuthSpec {
     /// An https URL; checked like any egress target when used.
     pub token_url: String,
     pub scopes: Vec<String>,
+    /// Each end user connects their own account; an invocation without a user has none.
+    pub per_user: bool,
 }
 
-/// What an oauth2 credential stores: `{"client_id": …, "client_secret": …,
-/// "refresh_token": …}` (the refresh token only for the authorization-code grant).
+/// What a connection holds: the tokens one consent produced, as the store keeps them.
+#[derive(Clone, Default)]
+pub struct ConnectionTokens {
+    pub access: Option<Secret>,
+    /// Unix seconds; `None` when the server gave no expiry (the token lives until revoked).
+    pub expires_at: Option<u64>,
+    pub refresh: Option<Zeroizing<String>>,
+    /// The scopes the server says it granted.
+    pub scopes: Vec<String>,
+    /// The refresh token was refused: the person must connect again.
+    pub needs_reauth: bool,
+}
+
+/// The token endpoint's answer to a code exchange.
+pub struct Exchanged {
+    pub tokens: ConnectionTokens,
+    /// Seconds until the access token expires, if the server said.
+    pub lifetime: Option<u64>,
+}
+
+/// What an oauth2 credential stores: the client the operator registered, `{"client_id": …,
+/// "client_secret": …}`, and optionally a `refresh_token` pasted in by hand (connections made
+/// through the consent flow keep their tokens apart, per tenant or user).
 #[derive(serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct OAuthClientSecret {
+pub struct OAuthClient {
     client_id: String,
     client_secret: Zeroizing<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     refresh_token: Option<Zeroizing<String>>,
 }
 
-impl OAuthClientSecret {
+impl OAuthClient {
     /// The same client holding `refresh_token`, to store after a rotation.
     fn with_refresh_token(&self, refresh_token: Zeroizing<String>) -> Self {
         Self {
@@ -81,7 +109,11 @@ impl OAuthClientSecret {
         }
     }
 
-    pub(crate) fn parse(secret: &Secret) -> Result<Self, SecretError> {
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    pub fn parse(secret: &Secret) -> Result<Self, SecretError> {
         let parsed: Self = serde_json::from_str(secret.expose()).map_err(|e| {
             // serde's message may quote the input: report only where it failed.
             SecretError::OAuth2(format!(
@@ -120,7 +152,39 @@ struct TokenState {
 struct Issued {
     access: Secret,
     refresh: Option<Zeroizing<String>>,
-    refresh_at: Instant,
+    /// Seconds until the access token expires, if the server said.
+    lifetime: Option<u64>,
+    /// The scopes granted, if the server said (else those asked for).
+    scopes: Option<Vec<String>>,
+}
+
+impl Issued {
+    /// When to ask again: a margin before expiry (at most half the token's life).
+    fn refresh_at(&self) -> Instant {
+        refresh_at(self.lifetime.map_or(DEFAULT_LIFETIME, Duration::from_secs))
+    }
+}
+
+fn refresh_at(lifetime: Duration) -> Instant {
+    Instant::now() + lifetime - REFRESH_MARGIN.min(lifetime / 2)
+}
+
+/// The form of one token call.
+enum TokenForm<'a> {
+    ClientCredentials,
+    Refresh(&'a str),
+    Code {
+        code: &'a str,
+        verifier: &'a str,
+        redirect_uri: &'a str,
+    },
+}
+
+/// Seconds since the Unix epoch.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 type Slot = Arc<tokio::sync::Mutex<TokenState>>;
@@ -139,6 +203,19 @@ impl OAuthTokens {
         }
     }
 
+    fn slot(&self, scope: &CredentialScope, credential: &str) -> Slot {
+        let key = TokenKey {
+            scope: scope.clone(),
+            credential: credential.to_string(),
+        };
+        self.slots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(key)
+            .or_default()
+            .clone()
+    }
+
     /// A current access token for `credential` of `scope`: the cached one unless it is due for
     /// refresh, else one new token call (which concurrent callers wait for and share).
     /// `source` is read only when a call is needed, and written when the server rotates the
@@ -150,17 +227,7 @@ impl OAuthTokens {
         spec: &OAuthSpec,
         source: &dyn SecretSource,
     ) -> Result<Secret, CredentialError> {
-        let key = TokenKey {
-            scope: scope.clone(),
-            credential: credential.to_string(),
-        };
-        let slot = self
-            .slots
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(key)
-            .or_default()
-            .clone();
+        let slot = self.slot(scope, credential);
         let mut state = slot.lock().await;
         if let Some((token, refresh_at)) = &state.access
             && Instant::now() < *refresh_at
@@ -170,42 +237,84 @@ impl OAuthTokens {
         if state.needs_reauth {
             return Err(CredentialError::NeedsReauth(credential.to_string()));
         }
+        let user = scope.user.as_deref();
         let stored = source
             .get(credential, CredentialType::OAuth2)?
             .ok_or_else(|| CredentialError::Missing(credential.to_string()))?;
-        let client = OAuthClientSecret::parse(&stored)
+        let client = OAuthClient::parse(&stored)
             .map_err(|e| CredentialError::Malformed(credential.to_string(), e))?;
+        let connection = match spec.grant {
+            OAuthGrant::ClientCredentials => None,
+            OAuthGrant::AuthorizationCode => source.connection(credential, user)?,
+        };
+        if let Some(connection) = &connection {
+            if connection.needs_reauth {
+                state.needs_reauth = true;
+                return Err(CredentialError::NeedsReauth(credential.to_string()));
+            }
+            // A stored access token still good for longer than the margin is used as it is.
+            if let Some(access) = &connection.access {
+                let left = connection
+                    .expires_at
+                    .map(|at| Duration::from_secs(at.saturating_sub(unix_now())));
+                if left.is_none_or(|left| left > REFRESH_MARGIN) {
+                    let refresh_at = refresh_at(left.unwrap_or(DEFAULT_LIFETIME));
+                    state.access = Some((access.clone(), refresh_at));
+                    return Ok(access.clone());
+                }
+            }
+        }
         let refresh = match spec.grant {
             OAuthGrant::ClientCredentials => None,
-            OAuthGrant::AuthorizationCode => Some(
-                state
+            OAuthGrant::AuthorizationCode => {
+                let held = state
                     .refresh
                     .clone()
-                    .or(client.refresh_token.clone())
-                    .ok_or_else(|| CredentialError::NeedsReauth(credential.to_string()))?,
-            ),
+                    .or_else(|| connection.as_ref().and_then(|c| c.refresh.clone()))
+                    .or(client.refresh_token.clone());
+                if held.is_none() {
+                    // Expired, and nothing to renew it with: only the person can.
+                    if connection.is_some() {
+                        state.needs_reauth = true;
+                        source.mark_needs_reauth(credential, user)?;
+                    }
+                    return Err(CredentialError::NeedsReauth(credential.to_string()));
+                }
+                held
+            }
         };
-        let issued = self
-            .request(
-                credential,
-                spec,
-                &client,
-                refresh.as_deref().map(String::as_str),
-            )
-            .await;
-        let issued = match issued {
+        let form = match &refresh {
+            None => TokenForm::ClientCredentials,
+            Some(token) => TokenForm::Refresh(token),
+        };
+        let issued = match self.request(credential, spec, &client, form).await {
             Ok(issued) => issued,
             Err(e) => {
-                state.needs_reauth = matches!(e, CredentialError::NeedsReauth(_));
+                if matches!(e, CredentialError::NeedsReauth(_)) {
+                    state.needs_reauth = true;
+                    if connection.is_some() {
+                        source.mark_needs_reauth(credential, user)?;
+                    }
+                }
                 return Err(e);
             }
         };
-        state.access = Some((issued.access.clone(), issued.refresh_at));
-        if let Some(rotated) = issued.refresh {
+        state.access = Some((issued.access.clone(), issued.refresh_at()));
+        if let Some(rotated) = &issued.refresh {
             state.refresh = Some(rotated.clone());
-            // Kept in memory first: if storing fails, this process still holds the live token.
-            let value = client.with_refresh_token(rotated);
-            let value = serde_json::to_string(&value)
+        }
+        // Kept in memory first: if storing fails, this process still holds the live token.
+        if let Some(connection) = connection {
+            let tokens = ConnectionTokens {
+                access: Some(issued.access.clone()),
+                expires_at: issued.lifetime.map(|l| unix_now() + l),
+                refresh: issued.refresh.clone().or(connection.refresh),
+                scopes: issued.scopes.clone().unwrap_or(connection.scopes),
+                needs_reauth: false,
+            };
+            source.update_connection(credential, user, &tokens)?;
+        } else if let Some(rotated) = issued.refresh.clone() {
+            let value = serde_json::to_string(&client.with_refresh_token(rotated))
                 .map_err(|e| CredentialError::Store {
                     name: credential.to_string(),
                     reason: e.to_string(),
@@ -219,13 +328,49 @@ impl OAuthTokens {
         Ok(issued.access)
     }
 
-    /// One token call: `client_credentials`, or `refresh_token` when `refresh` is given.
+    /// Exchanges an authorization `code` (with its PKCE `verifier`) for the tokens of a new
+    /// connection. Nothing is cached or stored: the caller stores them, then [`Self::prime`]s.
+    pub async fn exchange_code(
+        &self,
+        credential: &str,
+        spec: &OAuthSpec,
+        client: &OAuthClient,
+        code: &str,
+        verifier: &str,
+        redirect_uri: &str,
+    ) -> Result<Exchanged, CredentialError> {
+        let form = TokenForm::Code {
+            code,
+            verifier,
+            redirect_uri,
+        };
+        let issued = self.request(credential, spec, client, form).await?;
+        Ok(Exchanged {
+            tokens: ConnectionTokens {
+                expires_at: issued.lifetime.map(|l| unix_now() + l),
+                scopes: issued.scopes.clone().unwrap_or_else(|| spec.scopes.clone()),
+                access: Some(issued.access),
+                refresh: issued.refresh,
+                needs_reauth: false,
+            },
+            lifetime: issued.lifetime,
+        })
+    }
+
+    /// Forgets what is held for `credential` of `scope` (a new connection was just made, or
+    /// the old one removed): the next request reads the store afresh.
+    pub async fn forget(&self, scope: &CredentialScope, credential: &str) {
+        let slot = self.slot(scope, credential);
+        *slot.lock().await = TokenState::default();
+    }
+
+    /// One token call.
     async fn request(
         &self,
         credential: &str,
         spec: &OAuthSpec,
-        client: &OAuthClientSecret,
-        refresh: Option<&str>,
+        client: &OAuthClient,
+        form: TokenForm<'_>,
     ) -> Result<Issued, CredentialError> {
         let fail = |reason: &str| CredentialError::Token {
             name: credential.to_string(),
@@ -233,13 +378,26 @@ impl OAuthTokens {
         };
         let target = RequestTarget::parse(&spec.token_url).map_err(|d| fail(d.code()))?;
         let encode = |s: &str| utf8_percent_encode(s, FORM).to_string();
-        let mut form = Zeroizing::new(match refresh {
-            None => "grant_type=client_credentials".to_string(),
-            Some(token) => format!("grant_type=refresh_token&refresh_token={}", encode(token)),
+        let refreshing = matches!(form, TokenForm::Refresh(_));
+        let mut body = Zeroizing::new(match form {
+            TokenForm::ClientCredentials => "grant_type=client_credentials".to_string(),
+            TokenForm::Refresh(token) => {
+                format!("grant_type=refresh_token&refresh_token={}", encode(token))
+            }
+            TokenForm::Code {
+                code,
+                verifier,
+                redirect_uri,
+            } => format!(
+                "grant_type=authorization_code&code={}&redirect_uri={}&code_verifier={}",
+                encode(code),
+                encode(redirect_uri),
+                encode(verifier)
+            ),
         });
-        if !spec.scopes.is_empty() && refresh.is_none() {
-            form.push_str("&scope=");
-            form.push_str(&encode(&spec.scopes.join(" ")));
+        if !spec.scopes.is_empty() && spec.grant == OAuthGrant::ClientCredentials {
+            body.push_str("&scope=");
+            body.push_str(&encode(&spec.scopes.join(" ")));
         }
         // RFC 6749 §2.3.1: id and secret are form-encoded, then sent as HTTP Basic.
         let basic = Zeroizing::new(format!(
@@ -260,7 +418,7 @@ impl OAuthTokens {
             .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
             .header(ACCEPT, "application/json")
             .header(AUTHORIZATION, authorization)
-            .body(Full::new(Bytes::from(form.as_bytes().to_vec())))
+            .body(Full::new(Bytes::from(body.as_bytes().to_vec())))
             .map_err(|_| fail("invalid-url"))?;
         let timeouts = Timeouts::clamped(&self.settings.limits, None);
         let (response, io) = transport::exchange(
@@ -284,7 +442,7 @@ impl OAuthTokens {
             serde_json::from_slice(&body).map_err(|_| fail("token-response-invalid"))?;
         if !status.is_success() || body.access_token.is_none() {
             let code = body.error.as_deref().unwrap_or("no-access-token");
-            if refresh.is_some() && REVOKED.contains(&code) {
+            if refreshing && REVOKED.contains(&code) {
                 return Err(CredentialError::NeedsReauth(credential.to_string()));
             }
             // Only the RFC 6749 error code, and only if it looks like one: never free text.
@@ -311,14 +469,18 @@ impl OAuthTokens {
             .transpose()
             .map_err(|e| CredentialError::Malformed(credential.to_string(), e))?
             .ok_or_else(|| fail("no-access-token"))?;
-        let lifetime = body
-            .expires_in
-            .map_or(DEFAULT_LIFETIME, Duration::from_secs);
-        let margin = REFRESH_MARGIN.min(lifetime / 2);
+        // RFC 6749 §5.1 separates scopes with spaces; Slack with commas.
+        let scopes = body.scope.map(|s| {
+            s.split([' ', ','])
+                .filter(|t| !t.is_empty())
+                .map(str::to_string)
+                .collect()
+        });
         Ok(Issued {
             access,
             refresh: body.refresh_token,
-            refresh_at: Instant::now() + lifetime - margin,
+            lifetime: body.expires_in,
+            scopes,
         })
     }
 }
@@ -329,5 +491,6 @@ struct TokenResponse {
     token_type: Option<String>,
     expires_in: Option<u64>,
     refresh_token: Option<Zeroizing<String>>,
+    scope: Option<String>,
     error: Option<String>,
 }

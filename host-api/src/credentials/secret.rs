@@ -64,7 +64,7 @@ impl Secret {
         }
         let secret = Self(value);
         if kind == CredentialType::OAuth2 {
-            super::oauth2::OAuthClientSecret::parse(&secret)?;
+            super::oauth2::OAuthClient::parse(&secret)?;
         }
         Ok(secret)
     }

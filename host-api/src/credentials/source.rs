@@ -6,25 +6,33 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::{
-    BoxFuture, CredentialBroker, CredentialError, CredentialSpec, CredentialType, OAuthTokens,
-    Secret,
+    BoxFuture, ConnectionTokens, CredentialBroker, CredentialError, CredentialSpec, CredentialType,
+    OAuthTokens, Secret,
 };
 
-/// Whose credentials: one installation of one tenant. Token caches and stores key on it, so one
-/// tenant's value is never used for another's request (CR-13).
+/// Whose credentials: one installation of one tenant, and the end user an invocation runs for,
+/// if any. Token caches and stores key on it, so one tenant's or user's value is never used for
+/// another's request (CR-13).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CredentialScope {
     pub tenant: String,
     pub installation: String,
+    /// Used only by credentials declared per user; the others are the installation's.
+    pub user: Option<String>,
 }
 
 impl CredentialScope {
+    pub fn new(tenant: impl Into<String>, installation: impl Into<String>) -> Self {
+        Self {
+            tenant: tenant.into(),
+            installation: installation.into(),
+            user: None,
+        }
+    }
+
     /// The scope of a local `airlock run`: its own tenant, never an operator's.
     pub fn local() -> Self {
-        Self {
-            tenant: "local".into(),
-            installation: "local".into(),
-        }
+        Self::new("local", "local")
     }
 }
 
@@ -43,6 +51,35 @@ pub trait SecretSource: Send + Sync {
     fn origins(&self, name: &str) -> Result<Option<Vec<String>>, CredentialError> {
         let _ = name;
         Ok(None)
+    }
+
+    /// The tokens of the connection (consent) of `name` for `user` (`None`: the
+    /// installation's own), if one was made. Sources without connections have none.
+    fn connection(
+        &self,
+        name: &str,
+        user: Option<&str>,
+    ) -> Result<Option<ConnectionTokens>, CredentialError> {
+        let _ = (name, user);
+        Ok(None)
+    }
+
+    /// Stores refreshed tokens of an existing connection.
+    fn update_connection(
+        &self,
+        name: &str,
+        user: Option<&str>,
+        tokens: &ConnectionTokens,
+    ) -> Result<(), CredentialError> {
+        let _ = (name, user, tokens);
+        Ok(())
+    }
+
+    /// Marks the connection as needing the person's consent again (its refresh token was
+    /// refused), so the status shows it and no process keeps asking.
+    fn mark_needs_reauth(&self, name: &str, user: Option<&str>) -> Result<(), CredentialError> {
+        let _ = (name, user);
+        Ok(())
     }
 }
 
@@ -114,8 +151,21 @@ impl CredentialBroker for Credentials {
             }
             match spec {
                 CredentialSpec::OAuth2(oauth) => {
+                    // A per-user credential is the invoking user's, and there is none without
+                    // one; any other is the installation's, whoever invokes.
+                    let scope = if oauth.per_user {
+                        if self.scope.user.is_none() {
+                            return Err(CredentialError::NoUser(name.to_string()));
+                        }
+                        self.scope.clone()
+                    } else {
+                        CredentialScope {
+                            user: None,
+                            ..self.scope.clone()
+                        }
+                    };
                     self.tokens
-                        .access_token(&self.scope, name, oauth, self.source.as_ref())
+                        .access_token(&scope, name, oauth, self.source.as_ref())
                         .await
                 }
                 _ => self.stored(name, spec.credential_type()),

@@ -41,6 +41,7 @@ const SECRET_LABEL: &[u8] = b"airlock/secret/v1";
 const DEK_LABEL: &[u8] = b"airlock/dek/v1";
 const KV_LABEL: &[u8] = b"airlock/kv/v1";
 const WEBHOOK_LABEL: &[u8] = b"airlock/webhook/v1";
+const CONNECTION_LABEL: &[u8] = b"airlock/oauth-connection/v1";
 
 /// Everything that can go wrong; no variant ever carries key material or plaintext.
 #[derive(Debug, thiserror::Error)]
@@ -355,6 +356,39 @@ impl Aad for WebhookAad<'_> {
         encode_aad(
             WEBHOOK_LABEL,
             &[self.tenant, self.endpoint],
+            self.key_version,
+        )
+    }
+
+    fn key_version(&self) -> u32 {
+        self.key_version
+    }
+}
+
+/// Binds an OAuth connection's sealed values to their tenant, installation, credential and user
+/// (empty for the installation's own), and to their purpose (the tokens, or a PKCE verifier
+/// waiting for its callback), so neither opens as the other or anywhere else.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnectionAad<'a> {
+    pub tenant: &'a str,
+    pub installation: &'a str,
+    pub credential: &'a str,
+    pub user: &'a str,
+    pub purpose: &'a str,
+    pub key_version: u32,
+}
+
+impl Aad for ConnectionAad<'_> {
+    fn encode(&self) -> Vec<u8> {
+        encode_aad(
+            CONNECTION_LABEL,
+            &[
+                self.purpose,
+                self.tenant,
+                self.installation,
+                self.credential,
+                self.user,
+            ],
             self.key_version,
         )
     }

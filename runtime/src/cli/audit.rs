@@ -347,6 +347,32 @@ fn print_record(e: &Envelope) {
             key.as_deref().unwrap_or("-"),
             tenant.as_deref().unwrap_or("-")
         ),
+        AuditEvent::ConnectionChanged {
+            tenant,
+            installation,
+            credential,
+            user,
+            change,
+            scopes,
+            widened,
+        } => println!(
+            "{head} connection-changed {tenant}/{installation} {credential} user {} {change:?} scopes [{}]{}",
+            user.as_deref().unwrap_or("-").escape_debug(),
+            scopes.join(" ").escape_debug(),
+            if widened.is_empty() {
+                String::new()
+            } else {
+                format!(" WIDENED [{}]", widened.join(" ").escape_debug())
+            }
+        ),
+        AuditEvent::ConnectionRefused {
+            tenant,
+            reason,
+            peer,
+        } => println!(
+            "{head} connection-refused {reason} from {peer} tenant {}",
+            tenant.as_deref().unwrap_or("-")
+        ),
         AuditEvent::WebhookChanged {
             tenant,
             installation,

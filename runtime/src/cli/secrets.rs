@@ -87,10 +87,9 @@ impl SecretArgs {
     /// Whom this run acts for: the stored installation's tenant, else `local`.
     pub(crate) fn subject(&self) -> Subject {
         match (&self.tenant, &self.installation) {
-            (Some(tenant), Some(installation)) => Subject {
-                tenant: tenant.to_string(),
-                installation: installation.to_string(),
-            },
+            (Some(tenant), Some(installation)) => {
+                Subject::new(tenant.to_string(), installation.to_string())
+            }
             _ => Subject::local(),
         }
     }
@@ -105,10 +104,7 @@ impl SecretArgs {
     ) -> anyhow::Result<Arc<dyn CredentialBroker>> {
         if let (Some(tenant), Some(installation)) = (&self.tenant, &self.installation) {
             let store = store.clone();
-            let scope = CredentialScope {
-                tenant: tenant.to_string(),
-                installation: installation.to_string(),
-            };
+            let scope = CredentialScope::new(tenant.to_string(), installation.to_string());
             let source = StoredSecrets::new(store, tenant.clone(), installation.clone());
             return Ok(runtime.credentials(scope, Arc::new(source)));
         }

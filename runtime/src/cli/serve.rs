@@ -40,6 +40,11 @@ pub(crate) struct ServeArgs {
     /// in clear; put a TLS-terminating proxy in front instead)
     #[arg(long)]
     insecure_plain_http: bool,
+    /// The URL browsers and webhook senders reach this server at (behind its TLS proxy), e.g.
+    /// https://airlock.example.com; OAuth providers send people back to its
+    /// /v1/oauth/callback. Default: http:// and the listening address (loopback only)
+    #[arg(long)]
+    public_url: Option<String>,
     /// Confirms DEV ONLY switches: without it the server refuses to start with any of them
     #[arg(long)]
     dev_insecure: bool,
@@ -60,6 +65,9 @@ pub(crate) async fn serve(
                 loosened.join(", ")
             ),
         ));
+    }
+    if let Some(url) = &args.public_url {
+        check_public_url(url)?;
     }
     if !args.listen.ip().is_loopback() && !args.insecure_plain_http {
         return Err(fail(
@@ -91,11 +99,15 @@ pub(crate) async fn serve(
         max_body: usize::try_from(args.max_body.bytes()).unwrap_or(usize::MAX),
         ..ServeLimits::default()
     };
-    let app = Arc::new(App::new(runtime, store, trail, limits)?);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
     let bound = listener.local_addr()?;
+    let public_url = args
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{bound}"));
+    let app = Arc::new(App::new(runtime, store, trail, limits, &public_url)?);
     println!("listening on http://{bound}");
     eprintln!(
         "airlock serve: data {}; stop with Ctrl-C or SIGTERM",
@@ -104,6 +116,28 @@ pub(crate) async fn serve(
     crate::server::serve(listener, app, shutdown()).await?;
     eprintln!("stopped: in-flight requests finished, audit checkpoint signed");
     Ok(0)
+}
+
+/// A public URL is https (OAuth codes and webhook bodies cross the network to it), or plain
+/// http on a loopback host, with no path, query or credentials.
+fn check_public_url(text: &str) -> anyhow::Result<()> {
+    let invalid = |why: &str| fail(EXIT_INVALID, anyhow::anyhow!("--public-url {text}: {why}"));
+    let url = url::Url::parse(text).map_err(|e| invalid(&e.to_string()))?;
+    let loopback = match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(name)) => name == "localhost",
+        None => false,
+    };
+    match url.scheme() {
+        "https" => {}
+        "http" if loopback => {}
+        _ => return Err(invalid("use https (plain http only on a loopback host)")),
+    }
+    if url.path() != "/" || url.query().is_some() || !url.username().is_empty() {
+        return Err(invalid("give scheme, host and port only"));
+    }
+    Ok(())
 }
 
 /// The DEV ONLY switches in effect.

@@ -186,6 +186,9 @@ pub struct OAuth2 {
     /// Present exactly for the authorization-code grant.
     pub authorize_url: Option<HttpsUrl>,
     pub scopes: Vec<String>,
+    /// Authorization-code only: each end user connects their own account, and an invocation
+    /// uses the account of the user it names.
+    pub per_user: bool,
 }
 
 /// How the host obtains tokens.
@@ -207,6 +210,8 @@ struct RawOAuth2 {
     authorize_url: Option<HttpsUrl>,
     #[serde(default)]
     scopes: Vec<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    per_user: bool,
 }
 
 impl TryFrom<RawOAuth2> for OAuth2 {
@@ -219,6 +224,13 @@ impl TryFrom<RawOAuth2> for OAuth2 {
             }
             (Grant::ClientCredentials, Some(_)) => {
                 return Err("`authorize-url` is only used by the authorization-code grant".into());
+            }
+            (Grant::ClientCredentials, None) if raw.per_user => {
+                return Err(
+                    "`per-user` needs the authorization-code grant: a client's own \
+                            tokens belong to no user"
+                        .into(),
+                );
             }
             _ => {}
         }
@@ -240,6 +252,7 @@ impl TryFrom<RawOAuth2> for OAuth2 {
             token_url: raw.token_url,
             authorize_url: raw.authorize_url,
             scopes: raw.scopes,
+            per_user: raw.per_user,
         })
     }
 }
@@ -251,6 +264,7 @@ impl From<OAuth2> for RawOAuth2 {
             token_url: o.token_url,
             authorize_url: o.authorize_url,
             scopes: o.scopes,
+            per_user: o.per_user,
         }
     }
 }
@@ -449,6 +463,11 @@ scopes = ["chat:write"]
                 format!("\n{rule}[credentials.k]\ntype = \"oauth2\"\ngrant = \"authorization-code\"\ntoken-url = \"https://a.example/t\"\n"),
                 (6, 1),
                 "needs `authorize-url`",
+            ),
+            (
+                format!("\n{rule}[credentials.k]\ntype = \"oauth2\"\ngrant = \"client-credentials\"\ntoken-url = \"https://a.example/t\"\nper-user = true\n"),
+                (6, 1),
+                "`per-user` needs the authorization-code grant",
             ),
             (
                 format!("\n{rule}[credentials.k]\ntype = \"oauth2\"\ngrant = \"client-credentials\"\ntoken-url = \"https://a.example/t\"\nscopes = [\"a b\"]\n"),

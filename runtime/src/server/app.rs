@@ -65,6 +65,8 @@ pub struct App {
     pub(crate) hook_refusals: FailureLimiter<String>,
     pub(crate) hook_refusals_unrecorded: AtomicU64,
     pub(crate) limits: ServeLimits,
+    /// Where providers send a person back after consent: `{public_url}/v1/oauth/callback`.
+    redirect_uri: String,
     trust: TrustCache,
     loaded: Mutex<HashMap<(TenantId, InstallationId), Arc<Loaded>>>,
     /// Metrics counted from the trail so far, and the next record to count.
@@ -72,14 +74,17 @@ pub struct App {
 }
 
 impl App {
-    /// Serves `store` with `runtime` (which records to `trail`).
+    /// Serves `store` with `runtime` (which records to `trail`), reachable by browsers and
+    /// webhook senders at `public_url` (scheme, host and port, no path).
     pub fn new(
         runtime: Runtime,
         store: Store,
         trail: AuditTrail,
         limits: ServeLimits,
+        public_url: &str,
     ) -> Result<Self, TrustError> {
         Ok(Self {
+            redirect_uri: format!("{}/v1/oauth/callback", public_url.trim_end_matches('/')),
             trust: TrustCache::open(runtime.data_dir().to_path_buf())?,
             admission: Admission::new(limits.admission),
             failures: FailureLimiter::default(),
@@ -92,6 +97,11 @@ impl App {
             trail,
             limits,
         })
+    }
+
+    /// The OAuth redirect URI this server registers with providers.
+    pub(crate) fn redirect_uri(&self) -> String {
+        self.redirect_uri.clone()
     }
 
     /// The trust store as it is on disk now.

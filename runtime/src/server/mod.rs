@@ -37,7 +37,8 @@ pub use app::{App, ServeLimits};
 
 /// How long a client may take to send a request's headers (slow-loris defence).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// How often webhook delivery ids past their retention are dropped.
+/// How often webhook delivery ids past their retention, and OAuth consents past their ten
+/// minutes, are dropped.
 const PURGE_EVERY: Duration = Duration::from_secs(60);
 
 /// Serves `app` on `listener` until `shutdown` resolves, then stops accepting, lets in-flight
@@ -48,7 +49,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
     let router = routes::router(app.clone());
-    let purge = tokio::spawn(purge_deliveries(app.clone()));
+    let purge = tokio::spawn(purge_expired(app.clone()));
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -88,17 +89,25 @@ pub async fn serve(
     Ok(())
 }
 
-/// Drops remembered webhook delivery ids once their retention ends, every [`PURGE_EVERY`].
-async fn purge_deliveries(app: Arc<App>) {
+/// Drops remembered webhook delivery ids once their retention ends, and OAuth consents never
+/// completed, every [`PURGE_EVERY`].
+async fn purge_expired(app: Arc<App>) {
     let mut every = tokio::time::interval(PURGE_EVERY);
     loop {
         every.tick().await;
         let store = app.store.clone();
         let now = crate::clock::now_unix();
-        match tokio::task::spawn_blocking(move || store.purge_deliveries(now)).await {
+        let purged = tokio::task::spawn_blocking(move || {
+            store.purge_deliveries(now)?;
+            store.purge_consents(now)
+        })
+        .await;
+        match purged {
             Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "cannot purge webhook delivery ids"),
-            Err(e) => tracing::warn!(error = %e, "webhook delivery purge failed"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot purge expired delivery ids or consents")
+            }
+            Err(e) => tracing::warn!(error = %e, "the purge of expired records failed"),
         }
     }
 }

@@ -6,13 +6,16 @@
 //! (`credential-malformed`) instead of reaching a header (CR-05).
 
 use airlock_host_api::credentials::vault::{Sealed, SecretAad};
-use airlock_host_api::credentials::{CredentialError, CredentialType, Secret, SecretSource};
+use airlock_host_api::credentials::{
+    ConnectionTokens, CredentialError, CredentialType, Secret, SecretSource,
+};
 use serde::{Deserialize, Serialize};
 
+use super::connections::ConnectionKey;
 use super::keys::DATA_KEY_VERSION;
 use super::{Store, StoreError};
 use crate::clock::now_unix;
-use crate::ids::{InstallationId, TenantId};
+use crate::ids::{InstallationId, TenantId, UserId};
 
 pub(super) const CREDENTIALS: &str = "credentials";
 
@@ -269,11 +272,71 @@ impl SecretSource for StoredSecrets {
     fn replace(&self, name: &str, value: &Secret) -> Result<(), CredentialError> {
         self.store
             .reseal_credential(&self.tenant, &self.installation, name, value)
-            .map_err(|e| CredentialError::Store {
-                name: name.to_string(),
-                reason: e.to_string(),
-            })
+            .map_err(|e| store_error(name, e))
     }
+
+    fn connection(
+        &self,
+        name: &str,
+        user: Option<&str>,
+    ) -> Result<Option<ConnectionTokens>, CredentialError> {
+        let user = parse_user(name, user)?;
+        self.store
+            .connection(self.connection_key(name, user.as_ref()))
+            .map_err(|e| store_error(name, e))
+    }
+
+    fn update_connection(
+        &self,
+        name: &str,
+        user: Option<&str>,
+        tokens: &ConnectionTokens,
+    ) -> Result<(), CredentialError> {
+        let user = parse_user(name, user)?;
+        self.store
+            .put_connection(self.connection_key(name, user.as_ref()), tokens, now_unix())
+            .map_err(|e| store_error(name, e))
+    }
+
+    fn mark_needs_reauth(&self, name: &str, user: Option<&str>) -> Result<(), CredentialError> {
+        let user = parse_user(name, user)?;
+        self.store
+            .mark_needs_reconsent(self.connection_key(name, user.as_ref()), now_unix())
+            .map(|_| ())
+            .map_err(|e| store_error(name, e))
+    }
+}
+
+impl StoredSecrets {
+    fn connection_key<'a>(&'a self, name: &'a str, user: Option<&'a UserId>) -> ConnectionKey<'a> {
+        ConnectionKey {
+            tenant: &self.tenant,
+            installation: &self.installation,
+            credential: name,
+            user,
+        }
+    }
+}
+
+fn store_error(name: &str, e: StoreError) -> CredentialError {
+    CredentialError::Store {
+        name: name.to_string(),
+        reason: e.to_string(),
+    }
+}
+
+/// The user a scope names, as the store keys it (the server checked it on entry).
+fn parse_user(name: &str, user: Option<&str>) -> Result<Option<UserId>, CredentialError> {
+    user.map(str::parse)
+        .transpose()
+        .map_err(|e: crate::ids::UserIdError| {
+            store_error(
+                name,
+                StoreError::Corrupt {
+                    what: e.to_string(),
+                },
+            )
+        })
 }
 
 #[cfg(test)]

@@ -8,12 +8,14 @@
 //! - [`keys`]: the master key's location and the per-tenant data keys.
 //! - [`api_keys`]: API key records (hashes only).
 //! - [`credentials`]: sealed credential records and the [`StoredSecrets`] source.
+//! - [`connections`]: OAuth connections (tokens from consent) and consents under way.
 //! - [`tenants`]: tenants, and their deletion by crypto-shredding.
 //! - [`installations`]: installed bundles with their grants, config and pending upgrades.
 //! - [`kv`]: guests' key-value namespaces, sealed, with usage kept for quotas.
 //! - [`webhooks`]: webhook endpoints with sealed signing secrets, and delivery ids seen.
 
 pub mod api_keys;
+pub mod connections;
 pub mod credentials;
 pub mod installations;
 pub mod keys;

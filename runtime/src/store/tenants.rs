@@ -67,6 +67,7 @@ impl Store {
         self.db.flush()?;
         self.delete_kv_of(tenant)?;
         self.delete_webhooks_of(tenant)?;
+        self.delete_connections_of(tenant)?;
         let prefix = format!("{tenant}\0");
         for tree in [
             super::credentials::CREDENTIALS,

@@ -66,15 +66,9 @@ pub(super) async fn show(
     )?;
     println!("  the operator stored the `github` token for tenant demo, encrypted at rest");
 
-    let scope = CredentialScope {
-        tenant: tenant.to_string(),
-        installation: installation.to_string(),
-    };
+    let scope = CredentialScope::new(tenant.to_string(), installation.to_string());
     let caller = Caller {
-        subject: Subject {
-            tenant: tenant.to_string(),
-            installation: installation.to_string(),
-        },
+        subject: Subject::new(tenant.to_string(), installation.to_string()),
         trigger: Trigger::Cli,
         credentials: runtime.credentials(
             scope,

@@ -1,6 +1,7 @@
 //! `/v1/installations/{installation}/credentials`: write-only values. A value goes in (for a
 //! name the installed version declares, checked against its type) and never comes out: the
-//! list shows names, types, origins and dates.
+//! list shows names, types, origins and dates, and the OAuth connections made by consent
+//! (status, scopes, expiry).
 
 use std::sync::Arc;
 
@@ -39,7 +40,10 @@ pub(super) async fn list(
         return Err(ApiError::not_found(format!("installation {installation}")));
     }
     let list = app.store.list_credentials(&tenant, &installation)?;
-    Ok(Json(json!({ "credentials": list })))
+    let connections = app.store.connections_of(&tenant, &installation)?;
+    Ok(Json(
+        json!({ "credentials": list, "connections": connections }),
+    ))
 }
 
 pub(super) async fn set(

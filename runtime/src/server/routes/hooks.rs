@@ -84,7 +84,7 @@ pub(super) async fn deliver(
     drop(keys);
     let tenant: TenantId = id(&info.tenant)?;
     let installation: InstallationId = id(&info.installation)?;
-    let ready = prepare(&app, tenant, installation, Trigger::Webhook).await?;
+    let ready = prepare(&app, tenant, installation, None, Trigger::Webhook).await?;
     let retention = webhook::retention(info.scheme).as_secs();
     if !app
         .store

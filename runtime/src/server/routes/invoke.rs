@@ -24,7 +24,7 @@ use serde_json::json;
 use super::installations::scope;
 use super::{TenantQuery, body};
 use crate::apikey::Scope;
-use crate::ids::{InstallationId, TenantId};
+use crate::ids::{InstallationId, TenantId, UserId};
 use crate::invoke::{Caller, Invocation};
 use crate::server::admission::Admitted;
 use crate::server::app::{App, Loaded};
@@ -33,13 +33,15 @@ use crate::server::error::ApiError;
 use crate::store::StoredSecrets;
 use crate::store::kv::StoredKv;
 
-/// `?tenant=` as on every route, and `?log=true`: the guest's log lines (scrubbed of injected
+/// `?tenant=` as on every route, `?user=`, and `?log=true`: the guest's log lines (scrubbed of injected
 /// credentials) come back with the result, to the caller who ran it, and are kept nowhere.
 #[derive(Deserialize)]
 pub(super) struct InvokeQuery {
     tenant: Option<String>,
     #[serde(default)]
     log: bool,
+    /// The end user the invocation runs for: per-user credentials are that user's.
+    user: Option<String>,
 }
 
 /// The response header naming the invocation (as its audit record does).
@@ -61,7 +63,12 @@ pub(super) async fn invoke(
     let (tenant, installation) = scope(&principal, &tenant_query, &installation)?;
     let input = String::from_utf8(body(raw)?.to_vec())
         .map_err(|_| ApiError::bad_request("the input is not UTF-8 JSON".to_string()))?;
-    let ready = prepare(&app, tenant, installation, Trigger::Api).await?;
+    let user: Option<UserId> = query
+        .user
+        .as_deref()
+        .map(|u| u.parse().map_err(ApiError::invalid))
+        .transpose()?;
+    let ready = prepare(&app, tenant, installation, user, Trigger::Api).await?;
     let invocation = run(app, ready, action, input).await?;
     Ok(respond(invocation, query.log))
 }
@@ -74,11 +81,13 @@ pub(super) struct Ready {
 }
 
 /// Waits for an admission slot of `tenant`, then loads the installation (refused if its code
-/// is no longer trusted) and its credential and kv scopes.
+/// is no longer trusted) and its credential and kv scopes, for `user` if one is named (a
+/// user id means something only within its tenant, which the key already fixed).
 pub(super) async fn prepare(
     app: &Arc<App>,
     tenant: TenantId,
     installation: InstallationId,
+    user: Option<UserId>,
     trigger: Trigger,
 ) -> Result<Ready, ApiError> {
     let admitted = app
@@ -87,10 +96,11 @@ pub(super) async fn prepare(
         .await
         .map_err(ApiError::busy)?;
     let loaded = app.installed(&tenant, &installation).await?;
+    let user = user.map(|u| u.to_string());
     let credentials = app.runtime.credentials(
         CredentialScope {
-            tenant: tenant.to_string(),
-            installation: installation.to_string(),
+            user: user.clone(),
+            ..CredentialScope::new(tenant.to_string(), installation.to_string())
         },
         Arc::new(StoredSecrets::new(
             app.store.clone(),
@@ -100,8 +110,8 @@ pub(super) async fn prepare(
     );
     let caller = Caller {
         subject: Subject {
-            tenant: tenant.to_string(),
-            installation: installation.to_string(),
+            user,
+            ..Subject::new(tenant.to_string(), installation.to_string())
         },
         trigger,
         credentials,

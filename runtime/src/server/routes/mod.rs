@@ -10,6 +10,7 @@ mod hooks;
 mod installations;
 mod invoke;
 mod keys;
+mod oauth;
 mod tenants;
 #[cfg(test)]
 mod tests;
@@ -71,6 +72,15 @@ pub(crate) fn router(app: Arc<App>) -> Router {
             "/v1/installations/{installation}/credentials/{name}",
             put(credentials::set).delete(credentials::delete),
         )
+        .route(
+            "/v1/installations/{installation}/credentials/{name}/connect",
+            post(oauth::connect),
+        )
+        .route(
+            "/v1/installations/{installation}/credentials/{name}/connection",
+            axum::routing::delete(oauth::disconnect),
+        )
+        .route("/v1/oauth/callback", get(oauth::callback))
         .route(
             "/v1/installations/{installation}/actions/{action}",
             post(invoke::invoke),

@@ -84,7 +84,16 @@ async fn the_router_serves_exactly_what_openapi_documents() {
     )
     .expect("trail");
     let runtime = Runtime::new(data.path(), EngineSettings::default()).expect("runtime");
-    let app = Arc::new(App::new(runtime, store, trail, ServeLimits::default()).expect("app"));
+    let app = Arc::new(
+        App::new(
+            runtime,
+            store,
+            trail,
+            ServeLimits::default(),
+            "http://127.0.0.1:1",
+        )
+        .expect("app"),
+    );
     let router = router(app);
     let documented = documented();
     assert!(documented.len() >= 14, "{documented:?}");

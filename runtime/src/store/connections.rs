@@ -1,0 +1,482 @@
+//! OAuth connections: the tokens a person's consent produced for one credential of an
+//! installation (for the tenant, or for one of its users), and the consents under way.
+//!
+//! A consent under way is kept under the SHA-256 of its `state` (the state itself is never
+//! stored), with its PKCE verifier sealed, for ten minutes; taking it removes it, so a state
+//! works once. Connection tokens are sealed with the tenant's data key and bound to tenant,
+//! installation, credential, user and purpose. The status (connected, needs re-consent),
+//! scopes and expiry are kept in clear for listing; tokens never leave the store except to
+//! the egress broker.
+
+use airlock_host_api::credentials::vault::{ConnectionAad, Sealed};
+use airlock_host_api::credentials::{ConnectionTokens, CredentialType, Secret};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use zeroize::Zeroizing;
+
+use super::keys::DATA_KEY_VERSION;
+use super::{Store, StoreError};
+use crate::ids::{InstallationId, TenantId, UserId};
+
+const CONNECTIONS: &str = "oauth-connections";
+const PENDING: &str = "oauth-pending";
+const TOKENS: &str = "tokens";
+const VERIFIER: &str = "pkce-verifier";
+
+/// Which connection: a credential of an installation, for the tenant or one user.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionKey<'a> {
+    pub tenant: &'a TenantId,
+    pub installation: &'a InstallationId,
+    pub credential: &'a str,
+    pub user: Option<&'a UserId>,
+}
+
+impl ConnectionKey<'_> {
+    fn bytes(&self) -> Vec<u8> {
+        format!(
+            "{}\0{}\0{}\0{}",
+            self.tenant,
+            self.installation,
+            self.credential,
+            self.user.map_or("", UserId::as_str)
+        )
+        .into_bytes()
+    }
+
+    fn aad(&self, purpose: &'static str) -> ConnectionAad<'_> {
+        ConnectionAad {
+            tenant: self.tenant.as_str(),
+            installation: self.installation.as_str(),
+            credential: self.credential,
+            user: self.user.map_or("", UserId::as_str),
+            purpose,
+            key_version: DATA_KEY_VERSION,
+        }
+    }
+}
+
+/// A connection's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConnectionStatus {
+    Connected,
+    /// The refresh token was refused: the person must connect again.
+    NeedsReconsent,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Record {
+    status: ConnectionStatus,
+    scopes: Vec<String>,
+    connected: u64,
+    updated: u64,
+    expires_at: Option<u64>,
+    refreshable: bool,
+    sealed: Sealed,
+}
+
+/// The sealed part: the tokens.
+#[derive(Serialize, Deserialize)]
+struct Tokens {
+    access: Option<Zeroizing<String>>,
+    refresh: Option<Zeroizing<String>>,
+}
+
+/// A connection as listed: never a token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConnectionInfo {
+    pub credential: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    pub status: ConnectionStatus,
+    pub scopes: Vec<String>,
+    pub connected: u64,
+    pub updated: u64,
+    /// When the current access token expires (unix seconds), if it does.
+    pub expires_at: Option<u64>,
+    /// Whether a refresh token is held (the connection renews itself).
+    pub refreshable: bool,
+}
+
+/// A consent under way, between `connect` and the provider's callback.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingConsent {
+    pub tenant: String,
+    pub installation: String,
+    pub credential: String,
+    pub user: Option<String>,
+    /// The scopes asked for.
+    pub scopes: Vec<String>,
+    pub redirect_uri: String,
+    /// Unix seconds.
+    pub expires: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct PendingRecord {
+    consent: PendingConsent,
+    verifier: Sealed,
+}
+
+/// What a state found when it was taken.
+pub enum TakenState {
+    /// Unknown, or already used.
+    Unknown,
+    Expired(PendingConsent),
+    Valid(PendingConsent, Zeroizing<String>),
+}
+
+fn state_key(state: &str) -> Vec<u8> {
+    Sha256::digest(state.as_bytes()).to_vec()
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Corrupt {
+        what: what.to_string(),
+    }
+}
+
+impl Store {
+    /// Keeps a consent under way under `state`, its PKCE `verifier` sealed.
+    pub fn begin_consent(
+        &self,
+        key: ConnectionKey<'_>,
+        consent: PendingConsent,
+        state: &str,
+        verifier: &str,
+    ) -> Result<(), StoreError> {
+        let data_key = self
+            .tenant_key(key.tenant, true)?
+            .ok_or_else(|| corrupt("tenant data key"))?;
+        let record = PendingRecord {
+            consent,
+            verifier: data_key.seal(&key.aad(VERIFIER), verifier.as_bytes()),
+        };
+        let bytes = serde_json::to_vec(&record).map_err(|_| corrupt("OAuth consent"))?;
+        self.tree(PENDING)?.insert(state_key(state), bytes)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Takes the consent under way for `state`: removed whatever it holds, so no state is
+    /// used twice.
+    pub fn take_consent(&self, state: &str, now: u64) -> Result<TakenState, StoreError> {
+        let Some(bytes) = self.tree(PENDING)?.remove(state_key(state))? else {
+            return Ok(TakenState::Unknown);
+        };
+        self.db.flush()?;
+        let record: PendingRecord =
+            serde_json::from_slice(&bytes).map_err(|_| corrupt("OAuth consent"))?;
+        let consent = record.consent;
+        if now >= consent.expires {
+            return Ok(TakenState::Expired(consent));
+        }
+        let (tenant, installation, user) = parse_ids(&consent)?;
+        let key = ConnectionKey {
+            tenant: &tenant,
+            installation: &installation,
+            credential: &consent.credential,
+            user: user.as_ref(),
+        };
+        let data_key = self
+            .tenant_key(&tenant, false)?
+            .ok_or_else(|| corrupt("tenant data key"))?;
+        let verifier = data_key
+            .open(&key.aad(VERIFIER), &record.verifier)
+            .map_err(|_| StoreError::Decrypt {
+                what: "PKCE verifier".into(),
+            })?;
+        let verifier =
+            String::from_utf8(verifier.to_vec()).map_err(|_| corrupt("PKCE verifier"))?;
+        Ok(TakenState::Valid(consent, Zeroizing::new(verifier)))
+    }
+
+    /// Stores the tokens of a connection, connected as of `now`.
+    pub fn put_connection(
+        &self,
+        key: ConnectionKey<'_>,
+        tokens: &ConnectionTokens,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        let tree = self.tree(CONNECTIONS)?;
+        let previous = tree.get(key.bytes())?.map(|b| decode(&b)).transpose()?;
+        let connected = match &previous {
+            Some(p) if !tokens.needs_reauth && p.status == ConnectionStatus::Connected => {
+                p.connected
+            }
+            _ => now,
+        };
+        let data_key = self
+            .tenant_key(key.tenant, true)?
+            .ok_or_else(|| corrupt("tenant data key"))?;
+        let sealed = Tokens {
+            access: tokens
+                .access
+                .as_ref()
+                .map(|a| Zeroizing::new(a.expose().to_string())),
+            refresh: tokens.refresh.clone(),
+        };
+        let plain = Zeroizing::new(serde_json::to_vec(&sealed).map_err(|_| corrupt("tokens"))?);
+        let record = Record {
+            status: if tokens.needs_reauth {
+                ConnectionStatus::NeedsReconsent
+            } else {
+                ConnectionStatus::Connected
+            },
+            scopes: tokens.scopes.clone(),
+            connected,
+            updated: now,
+            expires_at: tokens.expires_at,
+            refreshable: tokens.refresh.is_some(),
+            sealed: data_key.seal(&key.aad(TOKENS), &plain),
+        };
+        let bytes = serde_json::to_vec(&record).map_err(|_| corrupt("OAuth connection"))?;
+        tree.insert(key.bytes(), bytes)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// The connection's tokens and status, opened; `None` if there is none.
+    pub fn connection(
+        &self,
+        key: ConnectionKey<'_>,
+    ) -> Result<Option<ConnectionTokens>, StoreError> {
+        let Some(bytes) = self.tree(CONNECTIONS)?.get(key.bytes())? else {
+            return Ok(None);
+        };
+        let record = decode(&bytes)?;
+        let Some(data_key) = self.tenant_key(key.tenant, false)? else {
+            return Ok(None);
+        };
+        let plain = data_key
+            .open(&key.aad(TOKENS), &record.sealed)
+            .map_err(|_| StoreError::Decrypt {
+                what: format!("OAuth connection of credential `{}`", key.credential),
+            })?;
+        let tokens: Tokens = serde_json::from_slice(&plain).map_err(|_| corrupt("tokens"))?;
+        let access = tokens
+            .access
+            .map(|a| Secret::new(CredentialType::Bearer, a.to_string()))
+            .transpose()
+            .map_err(|_| corrupt("stored access token"))?;
+        Ok(Some(ConnectionTokens {
+            access,
+            expires_at: record.expires_at,
+            refresh: tokens.refresh,
+            scopes: record.scopes,
+            needs_reauth: record.status == ConnectionStatus::NeedsReconsent,
+        }))
+    }
+
+    /// Marks the connection as needing re-consent; false if there is none.
+    pub fn mark_needs_reconsent(
+        &self,
+        key: ConnectionKey<'_>,
+        now: u64,
+    ) -> Result<bool, StoreError> {
+        let tree = self.tree(CONNECTIONS)?;
+        let Some(bytes) = tree.get(key.bytes())? else {
+            return Ok(false);
+        };
+        let mut record = decode(&bytes)?;
+        record.status = ConnectionStatus::NeedsReconsent;
+        record.updated = now;
+        let updated = serde_json::to_vec(&record).map_err(|_| corrupt("OAuth connection"))?;
+        tree.insert(key.bytes(), updated)?;
+        self.db.flush()?;
+        Ok(true)
+    }
+
+    /// The installation's connections, for every credential and user.
+    pub fn connections_of(
+        &self,
+        tenant: &TenantId,
+        installation: &InstallationId,
+    ) -> Result<Vec<ConnectionInfo>, StoreError> {
+        let prefix = format!("{tenant}\0{installation}\0").into_bytes();
+        self.tree(CONNECTIONS)?
+            .scan_prefix(&prefix)
+            .map(|entry| {
+                let (key, bytes) = entry?;
+                let rest = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+                let (credential, user) = rest.split_once('\0').unwrap_or((&rest, ""));
+                let record = decode(&bytes)?;
+                Ok(ConnectionInfo {
+                    credential: credential.to_string(),
+                    user: (!user.is_empty()).then(|| user.to_string()),
+                    status: record.status,
+                    scopes: record.scopes,
+                    connected: record.connected,
+                    updated: record.updated,
+                    expires_at: record.expires_at,
+                    refreshable: record.refreshable,
+                })
+            })
+            .collect()
+    }
+
+    /// Removes the connection; false if there was none.
+    pub fn delete_connection(&self, key: ConnectionKey<'_>) -> Result<bool, StoreError> {
+        let removed = self.tree(CONNECTIONS)?.remove(key.bytes())?.is_some();
+        self.db.flush()?;
+        Ok(removed)
+    }
+
+    /// Deletes every connection and consent under way of `tenant`.
+    pub(super) fn delete_connections_of(&self, tenant: &TenantId) -> Result<(), StoreError> {
+        let connections = self.tree(CONNECTIONS)?;
+        for key in connections.scan_prefix(format!("{tenant}\0")).keys() {
+            connections.remove(key?)?;
+        }
+        let pending = self.tree(PENDING)?;
+        for entry in pending.iter() {
+            let (key, bytes) = entry?;
+            let of_tenant = serde_json::from_slice::<PendingRecord>(&bytes)
+                .map_or(true, |r| r.consent.tenant == tenant.as_str());
+            if of_tenant {
+                pending.remove(key)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops consents whose ten minutes are over; returns how many.
+    pub fn purge_consents(&self, now: u64) -> Result<usize, StoreError> {
+        let pending = self.tree(PENDING)?;
+        let mut purged = 0;
+        for entry in pending.iter() {
+            let (key, bytes) = entry?;
+            let expired = serde_json::from_slice::<PendingRecord>(&bytes)
+                .map_or(true, |r| r.consent.expires <= now);
+            if expired && pending.remove(key)?.is_some() {
+                purged += 1;
+            }
+        }
+        Ok(purged)
+    }
+}
+
+/// The typed ids a stored consent names.
+fn parse_ids(
+    consent: &PendingConsent,
+) -> Result<(TenantId, InstallationId, Option<UserId>), StoreError> {
+    let bad = |_| corrupt("OAuth consent");
+    Ok((
+        consent.tenant.parse().map_err(bad)?,
+        consent.installation.parse().map_err(bad)?,
+        consent
+            .user
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(|_| corrupt("OAuth consent"))?,
+    ))
+}
+
+fn decode(bytes: &[u8]) -> Result<Record, StoreError> {
+    serde_json::from_slice(bytes).map_err(|_| corrupt("OAuth connection"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_consent_is_taken_once_expires_and_its_tokens_open_only_in_place() {
+        let dir = tempfile::TempDir::new().expect("temp");
+        let store = Store::open(dir.path(), None).expect("store");
+        let tenant: TenantId = "acme".parse().expect("tenant");
+        store.create_tenant(&tenant).expect("tenant");
+        let installation: InstallationId = "slack".parse().expect("installation");
+        let alice: UserId = "alice".parse().expect("user");
+        let key = ConnectionKey {
+            tenant: &tenant,
+            installation: &installation,
+            credential: "slack",
+            user: Some(&alice),
+        };
+        let consent = |expires| PendingConsent {
+            tenant: "acme".into(),
+            installation: "slack".into(),
+            credential: "slack".into(),
+            user: Some("alice".into()),
+            scopes: vec!["chat:write".into()],
+            redirect_uri: "https://airlock.example/v1/oauth/callback".into(),
+            expires,
+        };
+        store
+            .begin_consent(key, consent(700), "state-1", "verifier-1")
+            .expect("begin");
+        store
+            .begin_consent(key, consent(700), "state-2", "verifier-2")
+            .expect("begin");
+        match store.take_consent("state-1", 100).expect("take") {
+            TakenState::Valid(c, verifier) => {
+                assert_eq!(c, consent(700));
+                assert_eq!(verifier.as_str(), "verifier-1");
+            }
+            _ => panic!("state-1 is valid"),
+        }
+        assert!(matches!(
+            store.take_consent("state-1", 100),
+            Ok(TakenState::Unknown)
+        ));
+        assert!(matches!(
+            store.take_consent("state-2", 700),
+            Ok(TakenState::Expired(_))
+        ));
+        store
+            .begin_consent(key, consent(50), "state-3", "v")
+            .expect("begin");
+        assert_eq!(store.purge_consents(100).expect("purge"), 1);
+        // The state itself is not stored, only its hash.
+        let raw: Vec<u8> = store
+            .tree(PENDING)
+            .expect("tree")
+            .iter()
+            .flat_map(|e| {
+                let (k, v) = e.expect("entry");
+                [k.to_vec(), v.to_vec()].concat()
+            })
+            .collect();
+        assert!(!String::from_utf8_lossy(&raw).contains("state-"));
+
+        let tokens = ConnectionTokens {
+            access: Some(Secret::new(CredentialType::Bearer, "xoxb-alice".into()).expect("token")),
+            refresh: Some(Zeroizing::new("xoxe-alice".into())),
+            expires_at: Some(1000),
+            scopes: vec!["chat:write".into()],
+            needs_reauth: false,
+        };
+        store.put_connection(key, &tokens, 100).expect("put");
+        let read = store.connection(key).expect("read").expect("connected");
+        assert_eq!(
+            read.access.map(|a| a.expose().to_string()).as_deref(),
+            Some("xoxb-alice")
+        );
+        // Bob has none, and Alice's record copied under Bob's name does not open.
+        let bob: UserId = "bob".parse().expect("user");
+        let bobs = ConnectionKey {
+            user: Some(&bob),
+            ..key
+        };
+        assert!(store.connection(bobs).expect("read").is_none());
+        let tree = store.tree(CONNECTIONS).expect("tree");
+        let bytes = tree.get(key.bytes()).expect("get").expect("record");
+        tree.insert(bobs.bytes(), bytes).expect("copy");
+        assert!(matches!(
+            store.connection(bobs),
+            Err(StoreError::Decrypt { .. })
+        ));
+        tree.remove(bobs.bytes()).expect("remove");
+
+        assert!(store.mark_needs_reconsent(key, 200).expect("mark"));
+        let listed = store.connections_of(&tenant, &installation).expect("list");
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].status, ConnectionStatus::NeedsReconsent);
+        assert_eq!(listed[0].user.as_deref(), Some("alice"));
+        assert!(store.delete_tenant(&tenant).expect("deleted"));
+        assert!(store.tree(CONNECTIONS).expect("tree").is_empty());
+    }
+}

@@ -1,0 +1,565 @@
+//! OAuth connections through the real server (issue 7; catalogue CR-11…13): a mock Slack on
+//! loopback TLS plays authorization server and API; this test plays the person's browser. The
+//! connect flow with PKCE and a single-use state, its refusals, one refresh for fifty
+//! concurrent invocations, a revoked refresh token, and per-user connections.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
+
+use crate::egress::UPSTREAM_IP;
+use crate::mock::{MockResponse, MockUpstream, Recorded, TestCa};
+use crate::operator::Operator;
+use crate::serving::{Body, Server, TENANT_SCOPES, records_of};
+use crate::support::read_example;
+
+const CLIENT: &str = r#"{"client_id": "111.222", "client_secret": "cs-canary-7f3a"}"#;
+const TOKEN_PATH: &str = "/api/oauth.v2.access";
+
+/// What the mock authorization server knows.
+#[derive(Default)]
+struct Provider {
+    /// Codes it issued: code → (PKCE challenge, whose account).
+    codes: HashMap<String, (String, String)>,
+    /// Live refresh tokens → whose account.
+    refresh: HashMap<String, String>,
+    /// Lifetime of the access tokens it issues.
+    lifetime: u64,
+    /// Scopes it says it granted.
+    granted: String,
+    /// Refuse every refresh (the person revoked the app).
+    revoked: bool,
+    issued: u32,
+}
+
+impl Provider {
+    fn issue(&mut self, who: &str) -> MockResponse {
+        self.issued += 1;
+        let refresh = format!("xoxe-1-{who}-{}", self.issued);
+        self.refresh.insert(refresh.clone(), who.to_string());
+        MockResponse::json(
+            200,
+            json!({"ok": true, "access_token": format!("xoxb-{who}-{}", self.issued),
+                   "token_type": "bot", "expires_in": self.lifetime,
+                   "refresh_token": refresh, "scope": self.granted}),
+        )
+    }
+
+    fn answer(&mut self, request: &Recorded) -> MockResponse {
+        if request.path_and_query != TOKEN_PATH {
+            return MockResponse::json(
+                200,
+                json!({"ok": true, "channel": "C024BE91L", "ts": "1700000000.000100"}),
+            );
+        }
+        let form = form(request);
+        let refused = || MockResponse::json(200, json!({"ok": false, "error": "invalid_grant"}));
+        match form.get("grant_type").map(String::as_str) {
+            Some("authorization_code") => {
+                let Some((challenge, who)) = form.get("code").and_then(|c| self.codes.remove(c))
+                else {
+                    return refused();
+                };
+                let verifier = form.get("code_verifier").cloned().unwrap_or_default();
+                let computed = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+                if computed != challenge {
+                    return refused();
+                }
+                self.issue(&who)
+            }
+            Some("refresh_token") if !self.revoked => {
+                // Strict rotation: a refresh token works once.
+                match form
+                    .get("refresh_token")
+                    .and_then(|r| self.refresh.remove(r))
+                {
+                    Some(who) => self.issue(&who),
+                    None => refused(),
+                }
+            }
+            _ => refused(),
+        }
+    }
+}
+
+/// A form body's fields, percent-decoded.
+fn form(request: &Recorded) -> HashMap<String, String> {
+    String::from_utf8_lossy(&request.body)
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| (k.to_string(), decode(v)))
+        .collect()
+}
+
+fn decode(text: &str) -> String {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < text.len() {
+        let byte = text.as_bytes()[i];
+        if byte == b'%'
+            && let Some(b) = text
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(if byte == b'+' { b' ' } else { byte });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The query parameters of a URL.
+fn query(url: &str) -> HashMap<String, String> {
+    url.split_once('?')
+        .map_or("", |(_, q)| q)
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| (k.to_string(), decode(v)))
+        .collect()
+}
+
+/// A server whose egress reaches the mock Slack, an operator with slack-notifier installed for
+/// acme as `slack` (and, per user, as `slack-users`), and acme's key.
+struct Setup {
+    op: Operator,
+    server: Server,
+    key: String,
+    mock: MockUpstream,
+    provider: Arc<Mutex<Provider>>,
+    _ca: TestCa,
+}
+
+async fn setup() -> Setup {
+    let ca = TestCa::new();
+    let provider = Arc::new(Mutex::new(Provider {
+        lifetime: 43_200,
+        granted: "chat:write".into(),
+        ..Provider::default()
+    }));
+    let answering = provider.clone();
+    let mock = MockUpstream::start(&ca, &["slack.com"], UPSTREAM_IP, move |request| {
+        answering.lock().expect("provider").answer(request)
+    });
+    let op = Operator::new();
+    let ca_pem = ca.write_pem(op.keys.path());
+    let tenant_bundle = op.example("slack-notifier", "slack_notifier.wasm");
+    let manifest = read_example("slack-notifier", "airlock.toml")
+        .replace(
+            "scopes = [\"chat:write\"]",
+            "scopes = [\"chat:write\"]\nper-user = true",
+        )
+        .replace("version = \"0.1.0\"", "version = \"0.1.1\"")
+        .replace(
+            "[publisher]\nname = \"Acme Integrations\"",
+            "[publisher]\nname = \"Airlock Examples\"",
+        );
+    let users_bundle = op.sign(
+        "slack-notifier",
+        "slack_notifier.wasm",
+        &manifest,
+        "users.airlock",
+    );
+    let resolve = format!("slack.com={}", mock.addr());
+    let ca_path = ca_pem.display().to_string();
+    let server = Server::start(
+        &op,
+        &[
+            "--resolve",
+            &resolve,
+            "--allow-private",
+            "127.0.0.0/8",
+            "--extra-root-ca",
+            &ca_path,
+        ],
+        &["--dev-insecure"],
+    );
+    let mut scopes = TENANT_SCOPES.to_vec();
+    scopes.push("credentials:write");
+    let key = server.tenant("acme", &scopes).await;
+    for (bundle, installation) in [(&tenant_bundle, "slack"), (&users_bundle, "slack-users")] {
+        let digest = server.upload(bundle).await;
+        let installed = server
+            .post(
+                "/v1/installations",
+                &key,
+                json!({"bundle": digest, "installation": installation,
+                       "grant": {"egress": [{"url": "https://slack.com/api/chat.postMessage", "methods": ["POST"]}]}}),
+            )
+            .await;
+        assert_eq!(installed.status, StatusCode::CREATED, "{}", installed.body);
+        let registered = server
+            .call(
+                Method::PUT,
+                &format!("/v1/installations/{installation}/credentials/slack"),
+                Some(&key),
+                Body::Json(json!({ "value": CLIENT })),
+            )
+            .await;
+        assert_eq!(
+            registered.status,
+            StatusCode::CREATED,
+            "{}",
+            registered.body
+        );
+    }
+    Setup {
+        op,
+        server,
+        key,
+        mock,
+        provider,
+        _ca: ca,
+    }
+}
+
+impl Setup {
+    /// Starts a consent; returns the authorization URL's parameters.
+    async fn connect(&self, installation: &str, request: Value) -> HashMap<String, String> {
+        let reply = self
+            .server
+            .post(
+                &format!("/v1/installations/{installation}/credentials/slack/connect"),
+                &self.key,
+                request,
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+        let url = reply.body["authorization_url"].as_str().expect("url");
+        assert!(
+            url.starts_with("https://slack.com/oauth/v2/authorize?"),
+            "{url}"
+        );
+        query(url)
+    }
+
+    /// The person consents: the provider issues `code` for `who` under `challenge`.
+    fn consent(&self, code: &str, challenge: &str, who: &str) {
+        self.provider
+            .lock()
+            .expect("provider")
+            .codes
+            .insert(code.into(), (challenge.into(), who.into()));
+    }
+
+    /// The browser comes back to the callback.
+    async fn callback(&self, redirect_uri: &str, params: &[(&str, &str)]) -> (StatusCode, Value) {
+        let url = reqwest::Url::parse_with_params(redirect_uri, params).expect("url");
+        let response = self.server.http.get(url).send().await.expect("answers");
+        let status = response.status();
+        let bytes = response.bytes().await.expect("body");
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    /// The refusal reason of a callback with `code` (or the provider's `error=`) on a fresh
+    /// consent's state.
+    async fn refused_after(&self, answer: (&str, &str)) -> String {
+        let params = self.connect("slack", json!({})).await;
+        let (status, body) = self
+            .callback(
+                &params["redirect_uri"],
+                &[answer, ("state", &params["state"])],
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        body["error"]["reason"].as_str().unwrap_or("").to_string()
+    }
+
+    /// Connects `installation` (for `user`) as `who`; asserts it worked.
+    async fn connected(&self, installation: &str, user: Option<&str>, who: &str) -> Value {
+        let request = user.map_or(json!({}), |u| json!({ "user": u }));
+        let params = self.connect(installation, request).await;
+        let code = format!("code-{who}");
+        self.consent(&code, &params["code_challenge"], who);
+        let (status, body) = self
+            .callback(
+                &params["redirect_uri"],
+                &[("code", &code), ("state", &params["state"])],
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+
+    async fn post_alert(&self, installation: &str, user: Option<&str>) -> (StatusCode, Value) {
+        let path = match user {
+            Some(u) => format!("/v1/installations/{installation}/actions/post-alert?user={u}"),
+            None => format!("/v1/installations/{installation}/actions/post-alert"),
+        };
+        let reply = self
+            .server
+            .post(
+                &path,
+                &self.key,
+                json!({"channel": "C024BE91L", "text": "disk full", "severity": "critical"}),
+            )
+            .await;
+        (reply.status, reply.body)
+    }
+
+    /// The bearer tokens chat.postMessage saw, in order.
+    fn posted_with(&self) -> Vec<String> {
+        self.mock
+            .requests()
+            .iter()
+            .filter(|r| r.path_and_query == "/api/chat.postMessage")
+            .map(|r| r.header("authorization").join(","))
+            .collect()
+    }
+
+    fn token_calls(&self) -> usize {
+        self.mock
+            .requests()
+            .iter()
+            .filter(|r| r.path_and_query == TOKEN_PATH)
+            .count()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_connects_through_consent_and_posts_with_a_token_it_never_sees() {
+    let s = setup().await;
+    let params = s.connect("slack", json!({})).await;
+    assert_eq!(params["response_type"], "code");
+    assert_eq!(params["client_id"], "111.222");
+    assert_eq!(params["scope"], "chat:write");
+    assert_eq!(params["code_challenge_method"], "S256");
+    assert_eq!(params["code_challenge"].len(), 43);
+    assert!(params["state"].len() >= 43, "32 random bytes");
+    assert!(params["redirect_uri"].ends_with("/v1/oauth/callback"));
+
+    // Wrong state, then a code obtained under someone else's PKCE challenge (an injected code):
+    // refused, and the real state is untouched by either.
+    let (status, body) = s
+        .callback(
+            &params["redirect_uri"],
+            &[("code", "x"), ("state", "forged")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["reason"], "unknown-state");
+    s.consent("stolen", "attackers-own-challenge", "mallory");
+    assert_eq!(s.refused_after(("code", "stolen")).await, "exchange-failed");
+    // An expired (unknown to the provider) code; the person declining at the provider.
+    assert_eq!(
+        s.refused_after(("code", "expired")).await,
+        "exchange-failed"
+    );
+    assert_eq!(
+        s.refused_after(("error", "access_denied")).await,
+        "provider-access-denied"
+    );
+
+    // The real consent, once; its state does not work a second time.
+    s.consent("code-acme", &params["code_challenge"], "acme");
+    let back = [("code", "code-acme"), ("state", params["state"].as_str())];
+    let (status, body) = s.callback(&params["redirect_uri"], &back).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["scopes"], json!(["chat:write"]));
+    let (status, body) = s.callback(&params["redirect_uri"], &back).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["reason"], "unknown-state");
+
+    let (status, output) = s.post_alert("slack", None).await;
+    assert_eq!(status, StatusCode::OK, "{output}");
+    assert_eq!(s.posted_with(), ["Bearer xoxb-acme-1"]);
+    let connections = s
+        .server
+        .get("/v1/installations/slack/credentials", &s.key)
+        .await;
+    let listed = &connections.body["connections"][0];
+    assert_eq!(listed["status"], "connected", "{}", connections.body);
+    assert_eq!(listed["refreshable"], true);
+    let everything = format!("{} {}", connections.body, output);
+    assert!(!everything.contains("xox"), "{everything}");
+
+    // A provider that grants more than was asked: connected, and recorded as widened.
+    s.provider.lock().expect("provider").granted = "chat:write,admin".into();
+    let widened = s.connected("slack", None, "acme").await;
+    assert_eq!(widened["widened"], json!(["admin"]));
+
+    s.server.stop();
+    let changes = records_of(&s.op, "connection-changed");
+    assert_eq!(changes.len(), 2);
+    assert_eq!(changes[1]["widened"], json!(["admin"]));
+    let refusals: Vec<String> = records_of(&s.op, "connection-refused")
+        .iter()
+        .map(|r| r["reason"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(
+        refusals,
+        [
+            "unknown-state",
+            "exchange-failed",
+            "exchange-failed",
+            "provider-access-denied",
+            "unknown-state"
+        ]
+    );
+    let trail = crate::support::stdout(&s.op.ok(&["audit", "export"]));
+    for secret in [
+        "xoxb-",
+        "xoxe-",
+        "cs-canary-7f3a",
+        &params["state"],
+        &params["code_challenge"],
+    ] {
+        assert!(!trail.contains(secret), "{secret} in the trail");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_invocations_at_expiry_share_one_refresh_and_a_revoked_one_asks_for_consent() {
+    let s = setup().await;
+    // Tokens that are due for refresh at once (less than the 60 s margin left).
+    s.provider.lock().expect("provider").lifetime = 30;
+    s.connected("slack", None, "acme").await;
+    let before = s.token_calls();
+    let mut runs = Vec::new();
+    let s = Arc::new(s);
+    for _ in 0..50 {
+        let s = s.clone();
+        runs.push(tokio::spawn(
+            async move { s.post_alert("slack", None).await },
+        ));
+    }
+    for run in runs {
+        let (status, body) = run.await.expect("joined");
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    assert_eq!(
+        s.token_calls() - before,
+        1,
+        "one refresh for fifty invocations"
+    );
+    let posted = s.posted_with();
+    assert_eq!(posted.len(), 50);
+    assert!(
+        posted.iter().all(|t| t == "Bearer xoxb-acme-2"),
+        "{posted:?}"
+    );
+
+    // The person revokes the app: the next refresh is refused, the connection needs consent
+    // again, the guest gets a typed error, and nobody keeps asking.
+    s.provider.lock().expect("provider").lifetime = 1;
+    s.connected("slack", None, "acme").await;
+    s.provider.lock().expect("provider").revoked = true;
+    let before = s.token_calls();
+    for _ in 0..3 {
+        let (status, body) = s.post_alert("slack", None).await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+        assert_eq!(body["error"]["code"], "guest-error");
+    }
+    assert_eq!(
+        s.token_calls() - before,
+        1,
+        "one refused refresh, no retry storm"
+    );
+    let connections = s
+        .server
+        .get("/v1/installations/slack/credentials", &s.key)
+        .await;
+    assert_eq!(
+        connections.body["connections"][0]["status"], "needs-reconsent",
+        "{}",
+        connections.body
+    );
+    // Consent again: it works again.
+    s.provider.lock().expect("provider").revoked = false;
+    s.provider.lock().expect("provider").lifetime = 3600;
+    s.connected("slack", None, "acme").await;
+    let (status, body) = s.post_alert("slack", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_user_posts_with_their_own_connection_and_never_anothers() {
+    let s = setup().await;
+    // A per-user credential needs a user, a tenant-wide one refuses one, and no one may ask
+    // for more than is declared.
+    for (installation, request) in [
+        ("slack-users", json!({})),
+        ("slack", json!({"user": "alice"})),
+        (
+            "slack-users",
+            json!({"user": "alice", "scopes": ["chat:write", "admin"]}),
+        ),
+    ] {
+        let path = format!("/v1/installations/{installation}/credentials/slack/connect");
+        let reply = s.server.post(&path, &s.key, request).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{}",
+            reply.body
+        );
+    }
+
+    s.connected("slack-users", Some("alice"), "alice").await;
+    s.connected("slack-users", Some("bob@example.com"), "bob")
+        .await;
+    for (user, want) in [
+        ("alice", "Bearer xoxb-alice-1"),
+        ("bob@example.com", "Bearer xoxb-bob-2"),
+        ("alice", "Bearer xoxb-alice-1"),
+    ] {
+        let (status, body) = s.post_alert("slack-users", Some(user)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(s.posted_with().last().map(String::as_str), Some(want));
+    }
+    // Without a user, or as a user who never connected: nothing is sent.
+    let sent = s.posted_with().len();
+    let (status, _) = s.post_alert("slack-users", None).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    let (status, _) = s.post_alert("slack-users", Some("carol")).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    assert_eq!(s.posted_with().len(), sent);
+    let connections = s
+        .server
+        .get("/v1/installations/slack-users/credentials", &s.key)
+        .await;
+    let users: Vec<&str> = connections.body["connections"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|c| c["user"].as_str())
+        .collect();
+    assert_eq!(users, ["alice", "bob@example.com"]);
+    // Bob disconnects: his invocations stop, Alice's go on.
+    let gone = s
+        .server
+        .call(
+            Method::DELETE,
+            "/v1/installations/slack-users/credentials/slack/connection?user=bob@example.com",
+            Some(&s.key),
+            Body::None,
+        )
+        .await;
+    assert_eq!(gone.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        s.post_alert("slack-users", Some("bob@example.com")).await.0,
+        StatusCode::BAD_GATEWAY
+    );
+    assert_eq!(
+        s.post_alert("slack-users", Some("alice")).await.0,
+        StatusCode::OK
+    );
+    let Setup { op, server, .. } = s;
+    server.stop();
+    let users: Vec<Value> = records_of(&op, "invocation")
+        .iter()
+        .map(|r| r["user"].clone())
+        .collect();
+    assert!(users.contains(&json!("alice")), "{users:?}");
+    assert!(users.contains(&json!("bob@example.com")), "{users:?}");
+}
