@@ -218,6 +218,20 @@ fn demo_shows_every_promise_holding() {
         !shown.contains("ghp_demo"),
         "the demo token never shows:\n{shown}"
     );
+    // The operator step: OAuth consent through the server, a webhook run, a replay refused.
+    for line in [
+        "the callback exchanged the code with the PKCE verifier: connected",
+        "the same callback again is refused: \"unknown-state\"",
+        "post-alert posted with the brokered token",
+        "a signed delivery ran map-contact",
+        "the same delivery again: 409 \"duplicate-delivery\"",
+    ] {
+        assert!(shown.contains(line), "demo shows {line}:\n{shown}");
+    }
+    assert!(
+        !shown.contains("xoxb-demo"),
+        "the Slack token never shows:\n{shown}"
+    );
     assert!(!shown.contains('✗'), "{shown}");
 }
 

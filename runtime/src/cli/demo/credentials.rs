@@ -13,9 +13,9 @@ use airlock_host_api::egress::EgressEvent;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 
-use super::{Demo, Signer};
+use super::{Demo, Signer, pinned_to};
 use crate::audit::AuditTrail;
-use crate::engine::{EgressOptions, EngineSettings};
+use crate::engine::EngineSettings;
 use crate::ids::{InstallationId, TenantId};
 use crate::invoke::Caller;
 use crate::loopback::LoopbackApi;
@@ -40,14 +40,7 @@ pub(super) async fn show(
         "  a stand-in for {GITHUB} listens on {} (TLS, its own CA); this runtime pins the name to it",
         api.addr()
     );
-    let settings = EngineSettings {
-        egress: EgressOptions {
-            resolve: vec![format!("{GITHUB}={}", api.addr()).parse()?],
-            allow_private: "127.0.0.0/8".parse()?,
-            extra_roots: vec![api.write_ca(data)?],
-        },
-        ..settings.clone()
-    };
+    let settings = pinned_to(settings, GITHUB, &api, data)?;
     let runtime = Runtime::new(data, settings)?.with_audit(trail.clone());
     let github = signer.load(&runtime, &examples.join("github-issues"))?;
     let none = github.validate_config(None)?;

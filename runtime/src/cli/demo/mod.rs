@@ -8,6 +8,7 @@ use clap::Args;
 
 mod audit;
 mod credentials;
+mod operator;
 
 use super::State;
 use crate::bundle::{self, PublicKey, SigningKey};
@@ -147,6 +148,8 @@ pub(crate) async fn demo(
     )
     .await?;
 
+    operator::show(&mut demo, &signer, &examples, &settings).await?;
+
     step("A component that imports wasi:sockets is refused before it runs");
     match signer.load(&runtime, &examples.join("hostile-sockets")) {
         Ok(_) => demo.failed("hostile-sockets loaded, but it imports wasi:sockets"),
@@ -179,7 +182,7 @@ pub(crate) async fn demo(
 /// memory that is verified before it is loaded, as a trusted operator key's would be.
 pub(super) struct Signer {
     key: SigningKey,
-    public: PublicKey,
+    pub(super) public: PublicKey,
 }
 
 impl Signer {
@@ -191,6 +194,14 @@ impl Signer {
 
     fn key_id(&self) -> &str {
         self.public.key_id()
+    }
+
+    /// The integration in `dir` as a signed bundle's bytes, and the file name it would have.
+    pub(super) fn bundle(&self, dir: &Path) -> anyhow::Result<(Vec<u8>, PathBuf)> {
+        let manifest = LoadedManifest::load(dir)?;
+        let signed = bundle::sign_dir(&manifest, &self.key)?;
+        let name = bundle::file_name(&signed.verified.id, &signed.verified.version);
+        Ok((signed.bytes, dir.join(name)))
     }
 
     /// Signs the integration in `dir`, verifies the bundle against this key, and loads it.
@@ -243,6 +254,14 @@ impl Demo {
         }
     }
 
+    /// Prints `what` with its mark; a failed check fails the demo.
+    fn check(&mut self, held: bool, what: &str) {
+        println!("  {} {what}", if held { "✓" } else { "✗" });
+        if !held {
+            self.failed(what);
+        }
+    }
+
     fn failed(&mut self, what: &str) {
         self.failures.push(what.to_string());
     }
@@ -267,6 +286,24 @@ async fn time_invocations(
     }
     times.sort();
     Ok(times[times.len() / 2])
+}
+
+/// `settings` with egress to `name` pinned to the loopback stand-in `api` (whose CA is written
+/// to `dir` and trusted): the demo's dev switches, set in code, never on the command line.
+fn pinned_to(
+    settings: &EngineSettings,
+    name: &str,
+    api: &crate::loopback::LoopbackApi,
+    dir: &Path,
+) -> anyhow::Result<EngineSettings> {
+    Ok(EngineSettings {
+        egress: crate::engine::EgressOptions {
+            resolve: vec![format!("{name}={}", api.addr()).parse()?],
+            allow_private: "127.0.0.0/8".parse()?,
+            extra_roots: vec![api.write_ca(dir)?],
+        },
+        ..settings.clone()
+    })
 }
 
 fn step(title: &str) {
