@@ -563,3 +563,31 @@ async fn each_user_posts_with_their_own_connection_and_never_anothers() {
     assert!(users.contains(&json!("alice")), "{users:?}");
     assert!(users.contains(&json!("bob@example.com")), "{users:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_callbacks_are_cut_off_before_they_flood_the_trail() {
+    let op = Operator::new();
+    let server = Server::start(&op, &[], &[]);
+    let mut statuses = Vec::new();
+    for n in 0..15 {
+        let path = format!("/v1/oauth/callback?code=c&state=forged-{n}");
+        statuses.push(
+            server
+                .call(Method::GET, &path, None, Body::None)
+                .await
+                .status,
+        );
+    }
+    assert!(
+        statuses[..10].iter().all(|s| *s == StatusCode::BAD_REQUEST),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses[10..]
+            .iter()
+            .all(|s| *s == StatusCode::TOO_MANY_REQUESTS),
+        "{statuses:?}"
+    );
+    server.stop();
+    assert_eq!(records_of(&op, "connection-refused").len(), 10);
+}

@@ -246,7 +246,13 @@ pub(super) async fn callback(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Query(callback): Query<Callback>,
 ) -> Result<Json<Value>, ApiError> {
+    // Refusals count against the peer like failed API keys: a flood of forged states is
+    // cut off (429) before it can flood the trail.
+    if let Some(retry) = app.failures.blocked(&peer.ip()) {
+        return Err(ApiError::too_many_failures(retry));
+    }
     let refuse = async |tenant: Option<String>, reason: &str, message: String| {
+        app.failures.fail(&peer.ip());
         let recorded = app
             .trail
             .append(AuditEvent::ConnectionRefused {
