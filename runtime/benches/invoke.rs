@@ -4,34 +4,14 @@
 //! `cargo bench -p airlock-runtime --bench invoke`. The ratio of the two medians is the figure
 //! that matters; absolute times depend on the machine.
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-
-use airlock_host_api::HostState;
-use airlock_host_api::audit::NoJournal;
-use airlock_host_api::bindings::IntegrationPre;
-use airlock_host_api::credentials::{CredentialBroker, NoCredentials};
-use airlock_host_api::egress::{BrokeredHttp, EgressSettings, IntegrationEgress};
-use airlock_host_api::kv::KvCtx;
-use airlock_runtime::audit::{AuditDir, AuditTrail};
-use airlock_runtime::store::Store as Db;
 use airlock_runtime::{EngineSettings, Runtime};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 mod common;
-use wasmtime::Store;
-use wasmtime::component::{Component, Linker};
-
-fn examples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-examples")
-}
-
-fn read(file: &str) -> String {
-    std::fs::read_to_string(examples().join("contact-mapper").join(file)).expect("example file")
-}
 
 fn fresh_sandbox(c: &mut Criterion) {
     let examples = common::built_examples();
+    let read = |file: &str| common::mapper_file(&examples, file);
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -48,26 +28,17 @@ fn fresh_sandbox(c: &mut Criterion) {
     let input = read("sample-input.json");
 
     // Bare wasmtime: same engine and host functions; no validation, limits or classification.
-    let engine = runtime.engine();
-    let mut linker = Linker::new(engine);
-    airlock_host_api::add_to_linker(&mut linker).expect("link");
     let wasm = examples.join("target/wasm32-wasip2/release/contact_mapper.wasm");
-    let component = Component::from_file(engine, wasm).expect("compile");
-    let pre = IntegrationPre::new(linker.instantiate_pre(&component).expect("pre")).expect("world");
-    let limits = *mapper.limits();
-    let config_json: Arc<str> = read("sample-config.json").into();
-    let no_egress = Arc::new(IntegrationEgress::default());
-    let no_credentials: Arc<dyn CredentialBroker> = Arc::new(NoCredentials);
-    let egress_settings = Arc::new(EgressSettings::default());
+    let bare = common::bare::Bare::new(
+        &runtime,
+        &wasm,
+        *mapper.limits(),
+        &read("sample-config.json"),
+    );
 
     // The same runtime with an audit trail: every invocation's record is flushed to disk.
     let audit_home = tempfile::TempDir::new().expect("temp dir");
-    let db = Db::open(data.path(), None).expect("store");
-    let dir = AuditDir::open(audit_home.path(), data.path()).expect("audit dir");
-    let trail = AuditTrail::open(&db, dir).expect("audit trail");
-    let audited = Runtime::new(data.path(), EngineSettings::default())
-        .expect("runtime")
-        .with_audit(trail);
+    let audited = common::audited_runtime(data.path(), audit_home.path());
     let audited_mapper = audited
         .load(&examples.join("contact-mapper"))
         .expect("loads");
@@ -87,29 +58,7 @@ fn fresh_sandbox(c: &mut Criterion) {
         })
     });
     group.bench_function("bare-wasmtime", |b| {
-        b.iter(|| {
-            rt.block_on(async {
-                let broker = BrokeredHttp::new(
-                    no_egress.clone(),
-                    egress_settings.clone(),
-                    no_credentials.clone(),
-                    Arc::new(NoJournal),
-                );
-                let state = HostState::new(&limits, config_json.clone(), broker, KvCtx::new(None));
-                let mut store = Store::new(engine, state);
-                store.set_epoch_deadline(1_000_000);
-                let instance = pre
-                    .instantiate_async(&mut store)
-                    .await
-                    .expect("instantiate");
-                let output = instance
-                    .airlock_integration_handler()
-                    .call_invoke(&mut store, "map-contact", &input)
-                    .await
-                    .expect("call");
-                assert!(output.is_ok());
-            })
-        })
+        b.iter(|| rt.block_on(bare.call("map-contact", &input)))
     });
     group.finish();
 }

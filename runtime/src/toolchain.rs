@@ -11,30 +11,35 @@ use std::process::Command;
 /// The target every guest is built for.
 pub const WASM_TARGET: &str = "wasm32-wasip2";
 
-/// Installs the wasm target with rustup if it is missing. Without rustup, does nothing: the
-/// build that follows reports a missing target itself.
+/// Installs the guests' wasm target with rustup if it is missing.
 pub fn ensure_wasm_target(dir: &Path) -> io::Result<()> {
-    match target_installed(dir) {
+    ensure_target(dir, WASM_TARGET)
+}
+
+/// Installs `target` with rustup if it is missing. Without rustup, does nothing: the build
+/// that follows reports a missing target itself.
+pub fn ensure_target(dir: &Path, target: &str) -> io::Result<()> {
+    match target_installed(dir, target) {
         Some(false) => {}
         // Installed, or no rustup to ask: the build reports a missing target itself.
         Some(true) | None => return Ok(()),
     }
-    eprintln!("airlock: installing the {WASM_TARGET} target with rustup (one time)");
+    eprintln!("airlock: installing the {target} target with rustup (one time)");
     let status = Command::new("rustup")
-        .args(["target", "add", WASM_TARGET])
+        .args(["target", "add", target])
         .current_dir(dir)
         .status()?;
     // A concurrent build may have installed it first, which fails our add: check again.
-    if !status.success() && target_installed(dir) != Some(true) {
+    if !status.success() && target_installed(dir, target) != Some(true) {
         return Err(io::Error::other(format!(
-            "`rustup target add {WASM_TARGET}` failed ({status})"
+            "`rustup target add {target}` failed ({status})"
         )));
     }
     Ok(())
 }
 
-/// Whether rustup lists the wasm target for the toolchain used in `dir`; `None` without rustup.
-fn target_installed(dir: &Path) -> Option<bool> {
+/// Whether rustup lists `target` for the toolchain used in `dir`; `None` without rustup.
+fn target_installed(dir: &Path, target: &str) -> Option<bool> {
     let listed = Command::new("rustup")
         .args(["target", "list", "--installed"])
         .current_dir(dir)
@@ -43,7 +48,7 @@ fn target_installed(dir: &Path) -> Option<bool> {
     Some(
         String::from_utf8_lossy(&listed.stdout)
             .lines()
-            .any(|t| t.trim() == WASM_TARGET),
+            .any(|t| t.trim() == target),
     )
 }
 

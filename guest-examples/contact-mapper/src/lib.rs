@@ -1,10 +1,13 @@
 //! `acme/contact-mapper`: maps a CRM contact export into a normalized contact record.
 //!
 //! Shows the shape of a well-behaved connector: typed input, output and config, business-rule
-//! failures as typed errors, and logs that carry ids and counts but never customer data.
+//! failures as typed errors, and logs that carry ids and counts but never customer data. The
+//! mapping itself is plain Rust in [`mapping`].
+
+pub mod mapping;
 
 use airlock_guest::{Error, Guest, Level, export};
-use serde::{Deserialize, Serialize};
+use mapping::{Config, Contact, CrmContact};
 
 struct ContactMapper;
 
@@ -19,66 +22,10 @@ impl Guest for ContactMapper {
 
 export!(ContactMapper);
 
-/// The installation's settings (`schemas/config.json`).
-#[derive(Deserialize)]
-struct Config {
-    /// Country calling code for numbers written in national form, e.g. `"44"`.
-    default_country_code: String,
-    /// Prepended to every tag so they stay distinguishable from tags of other sources.
-    #[serde(default)]
-    tag_prefix: String,
-}
-
-/// A contact as the CRM exports it (`schemas/map-contact.in.json`).
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct CrmContact {
-    id: String,
-    first_name: Option<String>,
-    last_name: Option<String>,
-    email: Option<String>,
-    phone: Option<String>,
-    company: Option<String>,
-    #[serde(default)]
-    tags: Vec<String>,
-}
-
-/// The normalized contact (`schemas/map-contact.out.json`). Every key is always present, `null`
-/// when unknown, so consumers need not tell "missing" from "empty".
-#[derive(Serialize)]
-struct Contact {
-    external_id: String,
-    full_name: Option<String>,
-    email: Option<String>,
-    phone: Option<String>,
-    company: Option<String>,
-    tags: Vec<String>,
-}
-
 fn map_contact(crm: CrmContact) -> Result<Contact, Error> {
     let config: Config = airlock_guest::config()?;
-    let email = non_blank(crm.email).map(|email| email.to_lowercase());
-    let phone = non_blank(crm.phone)
-        .map(|phone| to_e164(&phone, &config.default_country_code))
-        .transpose()?;
-    if email.is_none() && phone.is_none() {
-        return Err(Error::invalid_input(
-            "the contact has neither an email nor a phone number",
-        ));
-    }
-    let name = [crm.first_name, crm.last_name]
-        .into_iter()
-        .flatten()
-        .collect::<Vec<_>>()
-        .join(" ");
-    let contact = Contact {
-        external_id: crm.id.trim().to_owned(),
-        full_name: non_blank(Some(title_case(&name))),
-        email,
-        phone,
-        company: non_blank(crm.company),
-        tags: normalize_tags(crm.tags, &config.tag_prefix),
-    };
+    let contact =
+        mapping::map(crm, &config).map_err(|mapping::Invalid(why)| Error::invalid_input(why))?;
     airlock_guest::log(
         Level::Info,
         "mapped contact",
@@ -90,116 +37,4 @@ fn map_contact(crm: CrmContact) -> Result<Contact, Error> {
         ],
     );
     Ok(contact)
-}
-
-/// Trims a CRM field, treating blank as absent (CRMs export empty fields as `""` or `null`).
-fn non_blank(field: Option<String>) -> Option<String> {
-    field.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
-}
-
-/// Title-cases a name: each word starts upper-case, the rest is lower-case, and `-` and `'` start
-/// a new word (`"o'neil-SMITH"` → `"O'Neil-Smith"`). Whitespace runs collapse to one space.
-fn title_case(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    for word in name.split_whitespace() {
-        if !out.is_empty() {
-            out.push(' ');
-        }
-        let mut word_start = true;
-        for c in word.chars() {
-            if word_start {
-                out.extend(c.to_uppercase());
-            } else {
-                out.extend(c.to_lowercase());
-            }
-            word_start = matches!(c, '-' | '\'');
-        }
-    }
-    out
-}
-
-/// Normalizes a phone number to E.164: `+`, then 8 to 15 digits, the first not `0`.
-///
-/// Accepts `+44 20 …`, `0044 20 …` and the national `020 …`, whose trunk `0` is dropped before
-/// `country_code` is prepended; a `(0)` (the trunk digit in `+44 (0)20 …`) is dropped; spaces, dots,
-/// dashes, slashes and brackets are ignored. Anything else (letters, extensions) is refused rather
-/// than guessed at. A production connector would use
-/// a numbering-plan library: trunk prefixes differ by country.
-fn to_e164(phone: &str, country_code: &str) -> Result<String, Error> {
-    let refuse = || Error::invalid_input("Phone is not a phone number this connector understands");
-    let phone = phone.replace("(0)", "");
-    let (international, rest) = match phone.strip_prefix('+') {
-        Some(rest) => (true, rest),
-        None => (false, phone.as_str()),
-    };
-    let mut digits = String::with_capacity(rest.len());
-    for c in rest.chars() {
-        match c {
-            '0'..='9' => digits.push(c),
-            ' ' | '.' | '-' | '/' | '(' | ')' => {}
-            _ => return Err(refuse()),
-        }
-    }
-    let number = if international {
-        digits
-    } else if let Some(subscriber) = digits.strip_prefix("00") {
-        subscriber.to_owned()
-    } else {
-        let national = digits.strip_prefix('0').unwrap_or(&digits);
-        format!("{country_code}{national}")
-    };
-    if (8..=15).contains(&number.len()) && !number.starts_with('0') {
-        Ok(format!("+{number}"))
-    } else {
-        Err(refuse())
-    }
-}
-
-/// Trims and lower-cases tags, drops blank ones and duplicates (keeping first-seen order), and
-/// prefixes them with `prefix`.
-fn normalize_tags(tags: Vec<String>, prefix: &str) -> Vec<String> {
-    let mut out: Vec<String> = Vec::with_capacity(tags.len());
-    for tag in tags {
-        let tag = tag.trim().to_lowercase();
-        if tag.is_empty() {
-            continue;
-        }
-        let tag = format!("{prefix}{tag}");
-        if !out.contains(&tag) {
-            out.push(tag);
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn title_cases_names() {
-        assert_eq!(title_case("  ada   LOVELACE "), "Ada Lovelace");
-        assert_eq!(title_case("o'neil-SMITH"), "O'Neil-Smith");
-        assert_eq!(title_case(""), "");
-    }
-
-    #[test]
-    fn normalizes_phones_to_e164() {
-        let e164 = |phone| to_e164(phone, "44").ok();
-        assert_eq!(e164("020 7946 0958").as_deref(), Some("+442079460958"));
-        assert_eq!(
-            e164("+44 (0)20 7946 0958").as_deref(),
-            Some("+442079460958")
-        );
-        assert_eq!(e164("+1 415-555-0100").as_deref(), Some("+14155550100"));
-        assert_eq!(e164("0049 30 901820").as_deref(), Some("+4930901820"));
-        assert_eq!(e164("020 7946 0958 ext 12"), None);
-        assert_eq!(e164("12"), None);
-    }
-
-    #[test]
-    fn normalizes_tags() {
-        let tags = vec![" VIP ".into(), "vip".into(), "".into(), "Newsletter".into()];
-        assert_eq!(normalize_tags(tags, "crm:"), ["crm:vip", "crm:newsletter"]);
-    }
 }
