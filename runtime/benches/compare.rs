@@ -477,12 +477,7 @@ fn https_get(plan: &Plan, examples: &Path, rt: &tokio::runtime::Runtime) -> (Sta
     let runtime = pinned_runtime(data.path(), api.addr(), &api, 256);
     let exfil = runtime.load(&examples.join("exfil")).expect("loads");
     let config = exfil.validate_config(None).expect("config");
-    let secret =
-        Secret::new(CredentialType::Bearer, "bench-token-0123456789".into()).expect("secret");
-    let caller = runtime.local_caller(runtime.credentials(
-        CredentialScope::local(),
-        Arc::new(StaticSecrets::new([("token".to_string(), secret)].into())),
-    ));
+    let caller = runtime.local_caller(bench_token(&runtime));
     let url = format!("https://{HOST}/items");
     let input = serde_json::json!({ "url": url }).to_string();
     let client = |pooled: bool| {
@@ -521,6 +516,16 @@ fn https_get(plan: &Plan, examples: &Path, rt: &tokio::runtime::Runtime) -> (Sta
     let native = sample(n, || get(&fresh));
     let kept_alive = sample(n, || get(&pooled));
     (brokered, native, kept_alive)
+}
+
+/// The credential broker of a local run holding the `exfil` guest's bearer token.
+fn bench_token(runtime: &Runtime) -> Arc<dyn airlock_host_api::credentials::CredentialBroker> {
+    let secret =
+        Secret::new(CredentialType::Bearer, "bench-token-0123456789".into()).expect("secret");
+    runtime.credentials(
+        CredentialScope::local(),
+        Arc::new(StaticSecrets::new([("token".to_string(), secret)].into())),
+    )
 }
 
 /// A runtime whose egress to [`HOST`] goes to `addr`, trusting `api`'s CA.
@@ -562,12 +567,7 @@ fn parked_memory(plan: &Plan, examples: &Path, rt: &tokio::runtime::Runtime) -> 
     let exfil = Arc::new(runtime.load(&examples.join("exfil")).expect("loads"));
     let config = Arc::new(exfil.validate_config(None).expect("config"));
     let input = serde_json::json!({ "url": format!("https://{HOST}/slow") }).to_string();
-    // One to warm up and to learn the guest's memory; its request times out at the handshake.
-    let caller = || {
-        runtime.local_caller(
-            runtime.credentials(CredentialScope::local(), Arc::new(StaticSecrets::default())),
-        )
-    };
+    let caller = || runtime.local_caller(bench_token(&runtime));
     let base = rss_bytes();
     let mut parked = tokio::task::JoinSet::new();
     for _ in 0..plan.parked {
@@ -591,6 +591,13 @@ fn parked_memory(plan: &Plan, examples: &Path, rt: &tokio::runtime::Runtime) -> 
     }
     std::thread::sleep(Duration::from_millis(200));
     let during = rss_bytes();
+    eprintln!(
+        "parked: {} connections held, {} invocations running, RSS {} → {} KiB",
+        held.lock().expect("held").len(),
+        parked.len(),
+        base / 1024,
+        during / 1024
+    );
     // Close the held connections: every parked fetch fails at once and its invocation ends.
     held.lock().expect("held").clear();
     let peaks: Vec<u64> = rt.block_on(async {
