@@ -517,7 +517,25 @@ async fn each_user_posts_with_their_own_connection_and_never_anothers() {
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(s.posted_with().last().map(String::as_str), Some(want));
     }
-    // Without a user, or as a user who never connected: nothing is sent.
+    // Without a user, or as a user who never connected: nothing is sent, even when the
+    // client record holds a live installation-wide refresh token (never a user's).
+    s.provider
+        .lock()
+        .expect("provider")
+        .refresh
+        .insert("xoxe-1-shared".into(), "shared".into());
+    let with_refresh = json!({"client_id": "111.222", "client_secret": "cs-canary-7f3a",
+                              "refresh_token": "xoxe-1-shared"});
+    let stored = s
+        .server
+        .call(
+            Method::PUT,
+            "/v1/installations/slack-users/credentials/slack",
+            Some(&s.key),
+            Body::Json(json!({ "value": with_refresh.to_string() })),
+        )
+        .await;
+    assert_eq!(stored.status, StatusCode::OK, "{}", stored.body);
     let sent = s.posted_with().len();
     let (status, _) = s.post_alert("slack-users", None).await;
     assert_eq!(status, StatusCode::BAD_GATEWAY);
@@ -588,6 +606,9 @@ async fn forged_callbacks_are_cut_off_before_they_flood_the_trail() {
             .all(|s| *s == StatusCode::TOO_MANY_REQUESTS),
         "{statuses:?}"
     );
+    // Only callbacks are cut off: the same address still reaches the API with a good key.
+    let api = server.get("/v1/tenants", &server.admin).await;
+    assert_eq!(api.status, StatusCode::OK, "{}", api.body);
     server.stop();
     assert_eq!(records_of(&op, "connection-refused").len(), 10);
 }

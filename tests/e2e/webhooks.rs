@@ -388,7 +388,7 @@ async fn rotation_overlaps_then_retires_the_old_secret() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn github_deliveries_made_with_the_cli_are_deduplicated_by_delivery_id() {
+async fn github_deliveries_made_with_the_cli_are_deduplicated_by_signature() {
     let op = Operator::new();
     let mapper = op.example("contact-mapper", "contact_mapper.wasm");
     let config = op.keys.path().join("config.json");
@@ -445,9 +445,14 @@ async fn github_deliveries_made_with_the_cli_are_deduplicated_by_delivery_id() {
     let headers = github(&secret, "72d3162e-cc78-11e3-81ab-4c9367dc0958", &body);
     let ok = deliver(&server, &path, &headers, &body).await;
     assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
-    // WH-05: GitHub signs no timestamp; the delivery id is remembered for 7 days.
+    // WH-05: GitHub signs no timestamp and no delivery id; the signature is remembered for 7
+    // days, so a replay under a fresh `X-GitHub-Delivery` is refused too.
     let replay = deliver(&server, &path, &headers, &body).await;
     assert_eq!(replay.status, StatusCode::CONFLICT);
+    let mut renamed = headers.clone();
+    renamed[0].1 = "a-brand-new-delivery-id".into();
+    let replay = deliver(&server, &path, &renamed, &body).await;
+    assert_eq!(replay.status, StatusCode::CONFLICT, "{}", replay.body);
     let sha1 = vec![
         ("x-github-delivery", "d-2".to_string()),
         ("x-hub-signature", format!("sha1={}", "0".repeat(40))),

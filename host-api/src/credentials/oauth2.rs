@@ -46,6 +46,8 @@ const BEARER_TYPES: [&str; 3] = ["bearer", "bot", "user"];
 const REVOKED: [&str; 3] = ["invalid_grant", "invalid_refresh_token", "token_revoked"];
 /// Lifetime assumed when the server gives no `expires_in`.
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(15 * 60);
+/// The longest `expires_in` believed: a larger one (up to u64::MAX) would overflow the clock.
+const MAX_LIFETIME: u64 = 366 * 24 * 3600;
 
 /// How the host obtains tokens for one credential.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -267,11 +269,13 @@ impl OAuthTokens {
         let refresh = match spec.grant {
             OAuthGrant::ClientCredentials => None,
             OAuthGrant::AuthorizationCode => {
+                // A refresh token stored with the client is the installation's, never a user's.
+                let installation_wide = client.refresh_token.clone().filter(|_| user.is_none());
                 let held = state
                     .refresh
                     .clone()
                     .or_else(|| connection.as_ref().and_then(|c| c.refresh.clone()))
-                    .or(client.refresh_token.clone());
+                    .or(installation_wide);
                 if held.is_none() {
                     // Expired, and nothing to renew it with: only the person can.
                     if connection.is_some() {
@@ -479,7 +483,7 @@ impl OAuthTokens {
         Ok(Issued {
             access,
             refresh: body.refresh_token,
-            lifetime: body.expires_in,
+            lifetime: body.expires_in.map(|s| s.min(MAX_LIFETIME)),
             scopes,
         })
     }

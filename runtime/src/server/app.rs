@@ -61,6 +61,9 @@ pub struct App {
     pub(crate) trail: AuditTrail,
     pub(crate) admission: Admission,
     pub(crate) failures: FailureLimiter,
+    /// Refused OAuth callbacks per peer: apart from API-key failures, so a page that makes a
+    /// browser load forged callbacks cannot lock its user out of the API.
+    pub(crate) callback_failures: FailureLimiter,
     /// Webhook refusals recorded per endpoint, and those beyond the limit (counted only).
     pub(crate) hook_refusals: FailureLimiter<String>,
     pub(crate) hook_refusals_unrecorded: AtomicU64,
@@ -88,6 +91,7 @@ impl App {
             trust: TrustCache::open(runtime.data_dir().to_path_buf())?,
             admission: Admission::new(limits.admission),
             failures: FailureLimiter::default(),
+            callback_failures: FailureLimiter::default(),
             hook_refusals: FailureLimiter::default(),
             hook_refusals_unrecorded: AtomicU64::new(0),
             loaded: Mutex::new(HashMap::new()),

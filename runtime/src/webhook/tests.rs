@@ -179,12 +179,15 @@ fn github_signatures_need_sha256_in_lowercase_hex_and_a_delivery_id() {
         verify(Scheme::Github, &keys, &headers(&h), BODY, 0)
     };
     let good = ("x-hub-signature-256", format!("sha256={hex}"));
-    assert_eq!(
-        check(good.clone(), Some("72d3162e-cc78-11e3-81ab-4c9367dc0958")),
-        Ok(Verified {
-            delivery: "72d3162e-cc78-11e3-81ab-4c9367dc0958".into()
-        })
-    );
+    // The unsigned delivery id is not the dedupe key: any id gives the same key.
+    for id in ["72d3162e-cc78-11e3-81ab-4c9367dc0958", "another-id"] {
+        assert_eq!(
+            check(good.clone(), Some(id)),
+            Ok(Verified {
+                delivery: format!("sha256={hex}")
+            })
+        );
+    }
     assert_eq!(
         check(good, None),
         Err(Refusal::Missing("x-github-delivery"))

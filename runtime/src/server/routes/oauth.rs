@@ -246,13 +246,13 @@ pub(super) async fn callback(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Query(callback): Query<Callback>,
 ) -> Result<Json<Value>, ApiError> {
-    // Refusals count against the peer like failed API keys: a flood of forged states is
+    // Refusals count against the peer (on a limiter of their own): a flood of forged states is
     // cut off (429) before it can flood the trail.
-    if let Some(retry) = app.failures.blocked(&peer.ip()) {
+    if let Some(retry) = app.callback_failures.blocked(&peer.ip()) {
         return Err(ApiError::too_many_failures(retry));
     }
     let refuse = async |tenant: Option<String>, reason: &str, message: String| {
-        app.failures.fail(&peer.ip());
+        app.callback_failures.fail(&peer.ip());
         let recorded = app
             .trail
             .append(AuditEvent::ConnectionRefused {
