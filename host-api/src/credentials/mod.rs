@@ -26,7 +26,7 @@ use std::pin::Pin;
 use http::HeaderName;
 
 pub use inject::Injection;
-pub use oauth2::{ConnectionTokens, Exchanged, OAuthClient, OAuthGrant, OAuthSpec, OAuthTokens};
+pub use oauth2::{ConnectionTokens, OAuthClient, OAuthGrant, OAuthSpec, OAuthTokens};
 pub use secret::{MAX_SECRET_LEN, Secret, SecretError};
 pub use source::{CredentialScope, Credentials, SecretSource, StaticSecrets};
 

@@ -82,13 +82,6 @@ pub struct ConnectionTokens {
     pub needs_reauth: bool,
 }
 
-/// The token endpoint's answer to a code exchange.
-pub struct Exchanged {
-    pub tokens: ConnectionTokens,
-    /// Seconds until the access token expires, if the server said.
-    pub lifetime: Option<u64>,
-}
-
 /// What an oauth2 credential stores: the client the operator registered, `{"client_id": …,
 /// "client_secret": …}`, and optionally a `refresh_token` pasted in by hand (connections made
 /// through the consent flow keep their tokens apart, per tenant or user).
@@ -342,22 +335,19 @@ impl OAuthTokens {
         code: &str,
         verifier: &str,
         redirect_uri: &str,
-    ) -> Result<Exchanged, CredentialError> {
+    ) -> Result<ConnectionTokens, CredentialError> {
         let form = TokenForm::Code {
             code,
             verifier,
             redirect_uri,
         };
         let issued = self.request(credential, spec, client, form).await?;
-        Ok(Exchanged {
-            tokens: ConnectionTokens {
-                expires_at: issued.lifetime.map(|l| unix_now() + l),
-                scopes: issued.scopes.clone().unwrap_or_else(|| spec.scopes.clone()),
-                access: Some(issued.access),
-                refresh: issued.refresh,
-                needs_reauth: false,
-            },
-            lifetime: issued.lifetime,
+        Ok(ConnectionTokens {
+            expires_at: issued.lifetime.map(|l| unix_now() + l),
+            scopes: issued.scopes.clone().unwrap_or_else(|| spec.scopes.clone()),
+            access: Some(issued.access),
+            refresh: issued.refresh,
+            needs_reauth: false,
         })
     }
 

@@ -361,7 +361,6 @@ pub(super) async fn callback(
         }
     };
     let widened: Vec<String> = exchanged
-        .tokens
         .scopes
         .iter()
         .filter(|s| !consent.scopes.contains(s))
@@ -373,8 +372,7 @@ pub(super) async fn callback(
         credential: &consent.credential,
         user: user.as_ref(),
     };
-    app.store
-        .put_connection(key, &exchanged.tokens, now_unix())?;
+    app.store.put_connection(key, &exchanged, now_unix())?;
     let mut scope = CredentialScope::new(consent.tenant.clone(), consent.installation.clone());
     scope.user = consent.user.clone();
     app.runtime
@@ -388,7 +386,7 @@ pub(super) async fn callback(
             credential: consent.credential.clone(),
             user: consent.user.clone(),
             change: ConnectionChange::Connected,
-            scopes: exchanged.tokens.scopes.clone(),
+            scopes: exchanged.scopes.clone(),
             widened: widened.clone(),
         })
         .await?;
@@ -397,9 +395,9 @@ pub(super) async fn callback(
         "installation": consent.installation,
         "credential": consent.credential,
         "user": consent.user,
-        "scopes": exchanged.tokens.scopes,
+        "scopes": exchanged.scopes,
         "widened": widened,
-        "expires_at": exchanged.tokens.expires_at,
+        "expires_at": exchanged.expires_at,
     })))
 }
 
