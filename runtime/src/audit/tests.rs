@@ -188,6 +188,21 @@ fn a_truncated_tail_is_caught_by_the_checkpoint() {
 }
 
 #[test]
+fn a_quiet_trail_is_checkpointed_when_the_interval_is_over() {
+    let f = Fixture::new(3);
+    f.trail.append_blocking(event(3)).expect("appended");
+    f.trail.checkpoint_if_due().expect("not due yet");
+    assert_eq!(f.trail.checkpointed(), 3, "the fourth record waits");
+    f.trail
+        .pretend_checkpointed_ago(super::trail::CHECKPOINT_INTERVAL);
+    f.trail.checkpoint_if_due().expect("due");
+    assert_eq!(f.trail.checkpointed(), 4);
+    // Cut after the timer's checkpoint: caught.
+    f.tree().remove(3u64.to_be_bytes()).expect("remove");
+    assert_eq!(broken_at(&f.verify()), Some(3));
+}
+
+#[test]
 fn a_chain_recomputed_by_someone_with_the_database_fails_its_checkpoint() {
     // AL-05: every link is valid again, but the signed head is not.
     let f = Fixture::new(20);

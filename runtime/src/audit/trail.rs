@@ -216,6 +216,14 @@ impl AuditTrail {
         self.state().checkpointed
     }
 
+    /// Makes the trail believe its last checkpoint was signed `ago` (to test the timer).
+    #[cfg(test)]
+    pub(crate) fn pretend_checkpointed_ago(&self, ago: Duration) {
+        if let Some(at) = Instant::now().checked_sub(ago) {
+            self.state().checkpoint_at = at;
+        }
+    }
+
     /// Makes the trail believe its last record was written at `ms` (to test AL-10).
     #[cfg(test)]
     pub(crate) fn pretend_last_record_at(&self, ms: u64) {
@@ -270,13 +278,23 @@ impl AuditTrail {
 
     /// After record `seq` is on disk: checkpoints when one is due.
     fn settle(&self, seq: u64) -> Result<u64, AuditUnavailable> {
+        self.checkpoint_if_due().map(|()| seq)
+    }
+
+    /// Signs a checkpoint when one is due ([`CHECKPOINT_RECORDS`] records or
+    /// [`CHECKPOINT_INTERVAL`] since the last). Appends call it; so does the server's timer, so
+    /// the tail of a trail that went quiet is signed too. A failure fails the trail.
+    pub fn checkpoint_if_due(&self) -> Result<(), AuditUnavailable> {
         let mut state = self.state();
+        if let Some(reason) = &state.failed {
+            return Err(AuditUnavailable(reason.clone()));
+        }
         let due = state.next - state.checkpointed >= CHECKPOINT_RECORDS
             || state.checkpoint_at.elapsed() >= CHECKPOINT_INTERVAL;
         if due && let Err(e) = self.checkpoint_locked(&mut state) {
             return Err(fail(&mut state, &e));
         }
-        Ok(seq)
+        Ok(())
     }
 
     fn checkpoint_locked(&self, state: &mut State) -> Result<Option<Checkpoint>, AuditError> {

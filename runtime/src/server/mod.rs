@@ -37,9 +37,9 @@ pub use app::{App, ServeLimits};
 
 /// How long a client may take to send a request's headers (slow-loris defence).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// How often webhook delivery ids past their retention, and OAuth consents past their ten
-/// minutes, are dropped.
-const PURGE_EVERY: Duration = Duration::from_secs(60);
+/// How often a due audit checkpoint is signed, and webhook delivery ids past their retention
+/// and OAuth consents past their ten minutes are dropped.
+const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(15);
 
 /// Serves `app` on `listener` until `shutdown` resolves, then stops accepting, lets in-flight
 /// requests (and their invocations) finish, and signs a final audit checkpoint.
@@ -49,7 +49,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
     let router = routes::router(app.clone());
-    let purge = tokio::spawn(purge_expired(app.clone()));
+    let housekeeping = tokio::spawn(housekeeping(app.clone()));
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -84,30 +84,35 @@ pub async fn serve(
     }
     drop(listener);
     graceful.shutdown().await;
-    purge.abort();
+    housekeeping.abort();
     app.close();
     Ok(())
 }
 
-/// Drops remembered webhook delivery ids once their retention ends, and OAuth consents never
-/// completed, every [`PURGE_EVERY`].
-async fn purge_expired(app: Arc<App>) {
-    let mut every = tokio::time::interval(PURGE_EVERY);
+/// Every [`HOUSEKEEPING_EVERY`]: signs the audit checkpoint a quiet trail is due (appends
+/// only checkpoint when they happen), and drops webhook delivery ids past their retention and
+/// OAuth consents never completed.
+async fn housekeeping(app: Arc<App>) {
+    let mut every = tokio::time::interval(HOUSEKEEPING_EVERY);
     loop {
         every.tick().await;
-        let store = app.store.clone();
-        let now = crate::clock::now_unix();
-        let purged = tokio::task::spawn_blocking(move || {
-            store.purge_deliveries(now)?;
-            store.purge_consents(now)
+        let app = app.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            if let Err(e) = app.trail.checkpoint_if_due() {
+                tracing::error!(error = %e, "cannot sign the audit checkpoint");
+            }
+            let now = crate::clock::now_unix();
+            let purged = app
+                .store
+                .purge_deliveries(now)
+                .and_then(|_| app.store.purge_consents(now));
+            if let Err(e) = purged {
+                tracing::warn!(error = %e, "cannot purge expired delivery ids or consents");
+            }
         })
         .await;
-        match purged {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "cannot purge expired delivery ids or consents")
-            }
-            Err(e) => tracing::warn!(error = %e, "the purge of expired records failed"),
+        if let Err(e) = done {
+            tracing::warn!(error = %e, "housekeeping failed");
         }
     }
 }
