@@ -1,9 +1,11 @@
 //! OAuth connections through the real server (issue 7; catalogue CR-11…13): a mock Slack on
 //! loopback TLS plays authorization server and API; this test plays the person's browser. The
 //! connect flow with PKCE and a single-use state, its refusals, one refresh for fifty
-//! concurrent invocations, a revoked refresh token, and per-user connections.
+//! concurrent invocations, a revoked refresh token, per-user connections, and tokens that do
+//! not outlive their client or tenant.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
@@ -185,30 +187,7 @@ async fn setup() -> Setup {
     scopes.push("credentials:write");
     let key = server.tenant("acme", &scopes).await;
     for (bundle, installation) in [(&tenant_bundle, "slack"), (&users_bundle, "slack-users")] {
-        let digest = server.upload(bundle).await;
-        let installed = server
-            .post(
-                "/v1/installations",
-                &key,
-                json!({"bundle": digest, "installation": installation,
-                       "grant": {"egress": [{"url": "https://slack.com/api/chat.postMessage", "methods": ["POST"]}]}}),
-            )
-            .await;
-        assert_eq!(installed.status, StatusCode::CREATED, "{}", installed.body);
-        let registered = server
-            .call(
-                Method::PUT,
-                &format!("/v1/installations/{installation}/credentials/slack"),
-                Some(&key),
-                Body::Json(json!({ "value": CLIENT })),
-            )
-            .await;
-        assert_eq!(
-            registered.status,
-            StatusCode::CREATED,
-            "{}",
-            registered.body
-        );
+        install_slack(&server, &key, bundle, installation).await;
     }
     Setup {
         op,
@@ -218,6 +197,35 @@ async fn setup() -> Setup {
         provider,
         _ca: ca,
     }
+}
+
+/// Installs the slack-notifier `bundle` as `installation` for `key`'s tenant and registers
+/// the OAuth client.
+async fn install_slack(server: &Server, key: &str, bundle: &Path, installation: &str) {
+    let digest = server.upload(bundle).await;
+    let installed = server
+        .post(
+            "/v1/installations",
+            key,
+            json!({"bundle": digest, "installation": installation,
+                   "grant": {"egress": [{"url": "https://slack.com/api/chat.postMessage", "methods": ["POST"]}]}}),
+        )
+        .await;
+    assert_eq!(installed.status, StatusCode::CREATED, "{}", installed.body);
+    let registered = server
+        .call(
+            Method::PUT,
+            &format!("/v1/installations/{installation}/credentials/slack"),
+            Some(key),
+            Body::Json(json!({ "value": CLIENT })),
+        )
+        .await;
+    assert_eq!(
+        registered.status,
+        StatusCode::CREATED,
+        "{}",
+        registered.body
+    );
 }
 
 impl Setup {
@@ -388,9 +396,65 @@ async fn a_tenant_connects_through_consent_and_posts_with_a_token_it_never_sees(
     let widened = s.connected("slack", None, "acme").await;
     assert_eq!(widened["widened"], json!(["admin"]));
 
+    // The client deleted: the token held for it goes too, so nothing more is sent.
+    let (status, _) = s.post_alert("slack", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let sent = s.posted_with().len();
+    let deleted = s
+        .server
+        .call(
+            Method::DELETE,
+            "/v1/installations/slack/credentials/slack",
+            Some(&s.key),
+            Body::None,
+        )
+        .await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{}", deleted.body);
+    let (status, body) = s.post_alert("slack", None).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert_eq!(s.posted_with().len(), sent);
+    // The tenant deleted and made again under the same ids, with the client registered but
+    // never connected: it inherits no token.
+    s.server
+        .call(
+            Method::PUT,
+            "/v1/installations/slack/credentials/slack",
+            Some(&s.key),
+            Body::Json(json!({ "value": CLIENT })),
+        )
+        .await;
+    s.connected("slack", None, "acme").await;
+    assert_eq!(s.post_alert("slack", None).await.0, StatusCode::OK);
+    let sent = s.posted_with().len();
+    let gone = s
+        .server
+        .call(
+            Method::DELETE,
+            "/v1/tenants/acme",
+            Some(&s.server.admin),
+            Body::None,
+        )
+        .await;
+    assert_eq!(gone.status, StatusCode::NO_CONTENT, "{}", gone.body);
+    let mut scopes = TENANT_SCOPES.to_vec();
+    scopes.push("credentials:write");
+    let key = s.server.tenant("acme", &scopes).await;
+    let bundle = s.op.example("slack-notifier", "slack_notifier.wasm");
+    install_slack(&s.server, &key, &bundle, "slack").await;
+    let reply = s
+        .server
+        .post(
+            "/v1/installations/slack/actions/post-alert",
+            &key,
+            json!({"channel": "C024BE91L", "text": "disk full", "severity": "critical"}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_GATEWAY, "{}", reply.body);
+    assert_eq!(s.posted_with().len(), sent);
+
     s.server.stop();
     let changes = records_of(&s.op, "connection-changed");
-    assert_eq!(changes.len(), 2);
+    assert_eq!(changes.len(), 3);
     assert_eq!(changes[1]["widened"], json!(["admin"]));
     let refusals: Vec<String> = records_of(&s.op, "connection-refused")
         .iter()

@@ -242,6 +242,18 @@ async fn signed_deliveries_run_the_action_once_and_everything_else_is_refused_un
         signed.body
     );
     assert_eq!(signed.code(), "input-rejected", "{}", signed.body);
+    // A delivery the action refused stays consumed; one that failed on our side (5xx: here
+    // the guest's own error) is released, so the sender's retry runs instead of meeting 409.
+    let again = malformed_under(&secret, "msg_5").await;
+    assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.body);
+    let unreachable =
+        serde_json::to_vec(&json!({"Id": "c-9", "FirstName": "Nobody"})).expect("JSON");
+    let headers = standard(&secret, "msg_6", now(), &unreachable);
+    for _ in 0..2 {
+        let failed = deliver(&server, &path, &headers, &unreachable).await;
+        assert_eq!(failed.status, StatusCode::BAD_GATEWAY, "{}", failed.body);
+        assert_eq!(failed.code(), "guest-error", "{}", failed.body);
+    }
 
     // WH-11: another tenant cannot see or manage the endpoint; unknown ids are not found.
     let globex = server
@@ -271,8 +283,9 @@ async fn signed_deliveries_run_the_action_once_and_everything_else_is_refused_un
         .into_iter()
         .filter(|r| r["trigger"] == "webhook")
         .collect();
-    // msg_1, the 299-s-old one, and msg_5 (refused by the input schema, but run).
-    assert_eq!(runs.len(), 3, "{runs:#?}");
+    // msg_1, the 299-s-old one, msg_5 (refused by the input schema, but run), and msg_6 twice
+    // (its guest error released it).
+    assert_eq!(runs.len(), 5, "{runs:#?}");
     let refused = records_of(&op, "webhook-refused");
     let reasons: Vec<&str> = refused
         .iter()

@@ -95,6 +95,10 @@ pub enum CredentialError {
     NeedsReauth(String),
     #[error("credential `{0}` is per user, and this invocation names no user")]
     NoUser(String),
+    /// The connection was removed or made anew while its token was refreshed: the refreshed
+    /// token belongs to a grant that is no longer current, so it is not used.
+    #[error("credential `{0}` was disconnected or reconnected while its token was refreshed")]
+    Changed(String),
     /// The stored value is bound to other origins than the rule's (set for another manifest).
     #[error("credential `{name}` is not bound to {origin}")]
     Unbound { name: String, origin: String },
@@ -110,6 +114,7 @@ impl CredentialError {
             Self::Token { .. } => "credential-token",
             Self::NeedsReauth(_) => "credential-needs-reauth",
             Self::NoUser(_) => "credential-no-user",
+            Self::Changed(_) => "credential-changed",
             Self::Unbound { .. } => "credential-unbound",
         }
     }

@@ -80,6 +80,9 @@ pub struct ConnectionTokens {
     pub scopes: Vec<String>,
     /// The refresh token was refused: the person must connect again.
     pub needs_reauth: bool,
+    /// Which write of the connection these tokens were read from (set by the store): a
+    /// refresh names it, so it cannot overwrite a newer consent or resurrect a removed one.
+    pub revision: u64,
 }
 
 /// What an oauth2 credential stores: the client the operator registered, `{"client_id": …,
@@ -271,9 +274,9 @@ impl OAuthTokens {
                     .or(installation_wide);
                 if held.is_none() {
                     // Expired, and nothing to renew it with: only the person can.
-                    if connection.is_some() {
+                    if let Some(connection) = &connection {
                         state.needs_reauth = true;
-                        source.mark_needs_reauth(credential, user)?;
+                        source.mark_needs_reauth(credential, user, connection.revision)?;
                     }
                     return Err(CredentialError::NeedsReauth(credential.to_string()));
                 }
@@ -289,8 +292,8 @@ impl OAuthTokens {
             Err(e) => {
                 if matches!(e, CredentialError::NeedsReauth(_)) {
                     state.needs_reauth = true;
-                    if connection.is_some() {
-                        source.mark_needs_reauth(credential, user)?;
+                    if let Some(connection) = &connection {
+                        source.mark_needs_reauth(credential, user, connection.revision)?;
                     }
                 }
                 return Err(e);
@@ -308,8 +311,12 @@ impl OAuthTokens {
                 refresh: issued.refresh.clone().or(connection.refresh),
                 scopes: issued.scopes.clone().unwrap_or(connection.scopes),
                 needs_reauth: false,
+                revision: 0,
             };
-            source.update_connection(credential, user, &tokens)?;
+            if !source.update_connection(credential, user, connection.revision, &tokens)? {
+                *state = TokenState::default();
+                return Err(CredentialError::Changed(credential.to_string()));
+            }
         } else if let Some(rotated) = issued.refresh.clone() {
             let value = serde_json::to_string(&client.with_refresh_token(rotated))
                 .map_err(|e| CredentialError::Store {
@@ -348,14 +355,32 @@ impl OAuthTokens {
             access: Some(issued.access),
             refresh: issued.refresh,
             needs_reauth: false,
+            revision: 0,
         })
     }
 
     /// Forgets what is held for `credential` of `scope` (a new connection was just made, or
     /// the old one removed): the next request reads the store afresh.
     pub async fn forget(&self, scope: &CredentialScope, credential: &str) {
-        let slot = self.slot(scope, credential);
-        *slot.lock().await = TokenState::default();
+        self.forget_where(|s, c| s == scope && c == credential)
+            .await;
+    }
+
+    /// Forgets what is held for every credential `matches` selects (its client was set or
+    /// deleted, its tenant deleted), so a tenant or installation made again under the same
+    /// name never inherits a token. A token call in flight is waited for, then dropped.
+    pub async fn forget_where(&self, matches: impl Fn(&CredentialScope, &str) -> bool) {
+        let slots: Vec<Slot> = self
+            .slots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter(|(key, _)| matches(&key.scope, &key.credential))
+            .map(|(_, slot)| slot.clone())
+            .collect();
+        for slot in slots {
+            *slot.lock().await = TokenState::default();
+        }
     }
 
     /// One token call.

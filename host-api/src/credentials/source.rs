@@ -64,21 +64,28 @@ pub trait SecretSource: Send + Sync {
         Ok(None)
     }
 
-    /// Stores refreshed tokens of an existing connection.
+    /// Stores refreshed tokens in place of the connection's revision `replaces`; false (and
+    /// nothing stored) when the connection was removed or replaced since it was read.
     fn update_connection(
         &self,
         name: &str,
         user: Option<&str>,
+        replaces: u64,
         tokens: &ConnectionTokens,
-    ) -> Result<(), CredentialError> {
-        let _ = (name, user, tokens);
-        Ok(())
+    ) -> Result<bool, CredentialError> {
+        let _ = (name, user, replaces, tokens);
+        Ok(false)
     }
 
-    /// Marks the connection as needing the person's consent again (its refresh token was
-    /// refused), so the status shows it and no process keeps asking.
-    fn mark_needs_reauth(&self, name: &str, user: Option<&str>) -> Result<(), CredentialError> {
-        let _ = (name, user);
+    /// Marks revision `replaces` of the connection as needing the person's consent again (its
+    /// refresh token was refused), so the status shows it and no process keeps asking.
+    fn mark_needs_reauth(
+        &self,
+        name: &str,
+        user: Option<&str>,
+        replaces: u64,
+    ) -> Result<(), CredentialError> {
+        let _ = (name, user, replaces);
         Ok(())
     }
 }

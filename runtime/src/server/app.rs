@@ -200,9 +200,14 @@ impl App {
         error.into()
     }
 
-    /// Drops every loaded installation of `tenant` (deleted, or changed).
-    pub(crate) fn forget(&self, tenant: &TenantId) {
+    /// Drops everything held for a deleted `tenant`: its loaded installations and OAuth
+    /// tokens, so a tenant made again under the same id inherits nothing.
+    pub(crate) async fn forget_tenant(&self, tenant: &TenantId) {
         self.cached().retain(|(t, _), _| t != tenant);
+        self.runtime
+            .oauth()
+            .forget_where(|scope, _| scope.tenant == tenant.as_str())
+            .await;
     }
 
     /// The Prometheus text: counts from the audit trail (new records counted on each scrape)

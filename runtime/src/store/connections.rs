@@ -73,6 +73,8 @@ struct Record {
     updated: u64,
     expires_at: Option<u64>,
     refreshable: bool,
+    /// Random, new on every write: names the version a refresh replaces.
+    revision: u64,
     sealed: Sealed,
 }
 
@@ -192,21 +194,41 @@ impl Store {
         Ok(TakenState::Valid(consent, Zeroizing::new(verifier)))
     }
 
-    /// Stores the tokens of a connection, connected as of `now`.
+    /// Stores the tokens of a new connection (a consent just made), connected as of `now`.
     pub fn put_connection(
         &self,
         key: ConnectionKey<'_>,
         tokens: &ConnectionTokens,
         now: u64,
     ) -> Result<(), StoreError> {
-        let tree = self.tree(CONNECTIONS)?;
-        let previous = tree.get(key.bytes())?.map(|b| decode(&b)).transpose()?;
-        let connected = match &previous {
-            Some(p) if !tokens.needs_reauth && p.status == ConnectionStatus::Connected => {
-                p.connected
-            }
-            _ => now,
-        };
+        let seal = self.sealer(key, tokens)?;
+        self.update_record(key, |previous| Ok(Some(seal(previous, now)?)))?;
+        Ok(())
+    }
+
+    /// Stores refreshed tokens in place of revision `replaces`; false (nothing written) when
+    /// the connection was removed or replaced meanwhile, so a refresh that was in flight never
+    /// resurrects a removed connection or overwrites a newer consent.
+    pub fn replace_connection(
+        &self,
+        key: ConnectionKey<'_>,
+        replaces: u64,
+        tokens: &ConnectionTokens,
+        now: u64,
+    ) -> Result<bool, StoreError> {
+        let seal = self.sealer(key, tokens)?;
+        self.update_record(key, |previous| match previous {
+            Some(p) if p.revision == replaces => Ok(Some(seal(Some(p), now)?)),
+            _ => Ok(None),
+        })
+    }
+
+    /// A function sealing `tokens` into the record that follows `previous`.
+    fn sealer<'a>(
+        &self,
+        key: ConnectionKey<'a>,
+        tokens: &'a ConnectionTokens,
+    ) -> Result<impl Fn(Option<Record>, u64) -> Result<Record, StoreError> + 'a, StoreError> {
         let data_key = self
             .tenant_key(key.tenant, true)?
             .ok_or_else(|| corrupt("tenant data key"))?;
@@ -218,23 +240,50 @@ impl Store {
             refresh: tokens.refresh.clone(),
         };
         let plain = Zeroizing::new(serde_json::to_vec(&sealed).map_err(|_| corrupt("tokens"))?);
-        let record = Record {
-            status: if tokens.needs_reauth {
-                ConnectionStatus::NeedsReconsent
-            } else {
-                ConnectionStatus::Connected
-            },
-            scopes: tokens.scopes.clone(),
-            connected,
-            updated: now,
-            expires_at: tokens.expires_at,
-            refreshable: tokens.refresh.is_some(),
-            sealed: data_key.seal(&key.aad(TOKENS), &plain),
-        };
-        let bytes = serde_json::to_vec(&record).map_err(|_| corrupt("OAuth connection"))?;
-        tree.insert(key.bytes(), bytes)?;
-        self.db.flush()?;
-        Ok(())
+        Ok(move |previous: Option<Record>, now: u64| {
+            let connected = match &previous {
+                Some(p) if !tokens.needs_reauth && p.status == ConnectionStatus::Connected => {
+                    p.connected
+                }
+                _ => now,
+            };
+            Ok(Record {
+                status: if tokens.needs_reauth {
+                    ConnectionStatus::NeedsReconsent
+                } else {
+                    ConnectionStatus::Connected
+                },
+                scopes: tokens.scopes.clone(),
+                connected,
+                updated: now,
+                expires_at: tokens.expires_at,
+                refreshable: tokens.refresh.is_some(),
+                revision: rand::random(),
+                sealed: data_key.seal(&key.aad(TOKENS), &plain),
+            })
+        })
+    }
+
+    /// Writes what `change` makes of the current record; `None` writes nothing (false). The
+    /// write is a compare-and-swap, retried when another write came between.
+    fn update_record(
+        &self,
+        key: ConnectionKey<'_>,
+        change: impl Fn(Option<Record>) -> Result<Option<Record>, StoreError>,
+    ) -> Result<bool, StoreError> {
+        let tree = self.tree(CONNECTIONS)?;
+        let key = key.bytes();
+        loop {
+            let current = tree.get(&key)?;
+            let Some(next) = change(current.as_deref().map(decode).transpose()?)? else {
+                return Ok(false);
+            };
+            let bytes = serde_json::to_vec(&next).map_err(|_| corrupt("OAuth connection"))?;
+            if tree.compare_and_swap(&key, current, Some(bytes))?.is_ok() {
+                self.db.flush()?;
+                return Ok(true);
+            }
+        }
     }
 
     /// The connection's tokens and status, opened; `None` if there is none.
@@ -266,26 +315,27 @@ impl Store {
             refresh: tokens.refresh,
             scopes: record.scopes,
             needs_reauth: record.status == ConnectionStatus::NeedsReconsent,
+            revision: record.revision,
         }))
     }
 
-    /// Marks the connection as needing re-consent; false if there is none.
+    /// Marks revision `replaces` of the connection as needing re-consent; false if the
+    /// connection is gone or was replaced meanwhile (a new consent is not marked for the old
+    /// one's refused token).
     pub fn mark_needs_reconsent(
         &self,
         key: ConnectionKey<'_>,
+        replaces: u64,
         now: u64,
     ) -> Result<bool, StoreError> {
-        let tree = self.tree(CONNECTIONS)?;
-        let Some(bytes) = tree.get(key.bytes())? else {
-            return Ok(false);
-        };
-        let mut record = decode(&bytes)?;
-        record.status = ConnectionStatus::NeedsReconsent;
-        record.updated = now;
-        let updated = serde_json::to_vec(&record).map_err(|_| corrupt("OAuth connection"))?;
-        tree.insert(key.bytes(), updated)?;
-        self.db.flush()?;
-        Ok(true)
+        self.update_record(key, |previous| {
+            Ok(previous.filter(|p| p.revision == replaces).map(|p| Record {
+                status: ConnectionStatus::NeedsReconsent,
+                updated: now,
+                revision: rand::random(),
+                ..p
+            }))
+        })
     }
 
     /// The installation's connections, for every credential and user.
@@ -448,6 +498,7 @@ mod tests {
             expires_at: Some(1000),
             scopes: vec!["chat:write".into()],
             needs_reauth: false,
+            revision: 0,
         };
         store.put_connection(key, &tokens, 100).expect("put");
         let read = store.connection(key).expect("read").expect("connected");
@@ -471,12 +522,80 @@ mod tests {
         ));
         tree.remove(bobs.bytes()).expect("remove");
 
-        assert!(store.mark_needs_reconsent(key, 200).expect("mark"));
+        let revision = store.connection(key).expect("read").expect("kept").revision;
+        assert!(
+            !store
+                .mark_needs_reconsent(key, revision ^ 1, 200)
+                .expect("stale")
+        );
+        assert!(
+            store
+                .mark_needs_reconsent(key, revision, 200)
+                .expect("mark")
+        );
         let listed = store.connections_of(&tenant, &installation).expect("list");
         assert_eq!(listed.len(), 1);
         assert_eq!(listed[0].status, ConnectionStatus::NeedsReconsent);
         assert_eq!(listed[0].user.as_deref(), Some("alice"));
         assert!(store.delete_tenant(&tenant).expect("deleted"));
         assert!(store.tree(CONNECTIONS).expect("tree").is_empty());
+    }
+
+    #[test]
+    fn a_refresh_replaces_only_the_connection_it_read() {
+        let dir = tempfile::TempDir::new().expect("temp");
+        let store = Store::open(dir.path(), None).expect("store");
+        let tenant: TenantId = "acme".parse().expect("tenant");
+        store.create_tenant(&tenant).expect("tenant");
+        let installation: InstallationId = "slack".parse().expect("installation");
+        let key = ConnectionKey {
+            tenant: &tenant,
+            installation: &installation,
+            credential: "slack",
+            user: None,
+        };
+        let tokens = |access: &str| ConnectionTokens {
+            access: Some(Secret::new(CredentialType::Bearer, access.into()).expect("token")),
+            refresh: Some(Zeroizing::new(format!("refresh-{access}"))),
+            ..ConnectionTokens::default()
+        };
+        let access = |store: &Store| {
+            store
+                .connection(key)
+                .expect("read")
+                .and_then(|t| t.access)
+                .map(|a| a.expose().to_string())
+        };
+        store
+            .put_connection(key, &tokens("first"), 10)
+            .expect("put");
+        let read = store.connection(key).expect("read").expect("connected");
+        assert!(
+            store
+                .replace_connection(key, read.revision, &tokens("refreshed"), 20)
+                .expect("refresh")
+        );
+        assert_eq!(access(&store).as_deref(), Some("refreshed"));
+        // A second refresh from the same read lost the race: the first one's tokens stay.
+        assert!(
+            !store
+                .replace_connection(key, read.revision, &tokens("stale"), 30)
+                .expect("refresh")
+        );
+        assert_eq!(access(&store).as_deref(), Some("refreshed"));
+        // A refresh in flight while the connection is removed does not bring it back.
+        let read = store.connection(key).expect("read").expect("connected");
+        assert!(store.delete_connection(key).expect("delete"));
+        assert!(
+            !store
+                .replace_connection(key, read.revision, &tokens("zombie"), 40)
+                .expect("refresh")
+        );
+        assert!(
+            !store
+                .mark_needs_reconsent(key, read.revision, 40)
+                .expect("mark")
+        );
+        assert_eq!(access(&store), None);
     }
 }

@@ -290,18 +290,33 @@ impl SecretSource for StoredSecrets {
         &self,
         name: &str,
         user: Option<&str>,
+        replaces: u64,
         tokens: &ConnectionTokens,
-    ) -> Result<(), CredentialError> {
+    ) -> Result<bool, CredentialError> {
         let user = parse_user(name, user)?;
         self.store
-            .put_connection(self.connection_key(name, user.as_ref()), tokens, now_unix())
+            .replace_connection(
+                self.connection_key(name, user.as_ref()),
+                replaces,
+                tokens,
+                now_unix(),
+            )
             .map_err(|e| store_error(name, e))
     }
 
-    fn mark_needs_reauth(&self, name: &str, user: Option<&str>) -> Result<(), CredentialError> {
+    fn mark_needs_reauth(
+        &self,
+        name: &str,
+        user: Option<&str>,
+        replaces: u64,
+    ) -> Result<(), CredentialError> {
         let user = parse_user(name, user)?;
         self.store
-            .mark_needs_reconsent(self.connection_key(name, user.as_ref()), now_unix())
+            .mark_needs_reconsent(
+                self.connection_key(name, user.as_ref()),
+                replaces,
+                now_unix(),
+            )
             .map(|_| ())
             .map_err(|e| store_error(name, e))
     }

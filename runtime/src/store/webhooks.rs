@@ -325,6 +325,14 @@ impl Store {
         }
     }
 
+    /// Forgets delivery id `delivery` of endpoint `id` (its run failed on our side), so the
+    /// sender's retry is taken as new.
+    pub fn release_delivery(&self, id: &EndpointId, delivery: &str) -> Result<(), StoreError> {
+        self.tree(DELIVERIES)?
+            .remove(delivery_key(id.as_str(), delivery))?;
+        Ok(())
+    }
+
     /// Drops delivery ids whose retention ended; returns how many.
     pub fn purge_deliveries(&self, now: u64) -> Result<usize, StoreError> {
         let tree = self.tree(DELIVERIES)?;

@@ -17,6 +17,7 @@ use zeroize::Zeroizing;
 use super::installations::scope;
 use super::{TenantQuery, json_body};
 use crate::apikey::Scope;
+use crate::ids::{InstallationId, TenantId};
 use crate::server::app::App;
 use crate::server::auth::Principal;
 use crate::server::error::ApiError;
@@ -56,9 +57,12 @@ pub(super) async fn set(
     principal.require(&app, Scope::CredentialsWrite).await?;
     let (tenant, installation) = scope(&principal, &query, &installation)?;
     let new: NewValue = json_body(raw, "credential (`{\"value\": \"…\"}`)")?;
-    let (outcome, kind) = app
-        .installing(move |i| i.set_credential(&tenant, &installation, &name, new.value))
-        .await??;
+    let (outcome, kind) = {
+        let (tenant, installation, name) = (tenant.clone(), installation.clone(), name.clone());
+        app.installing(move |i| i.set_credential(&tenant, &installation, &name, new.value))
+            .await??
+    };
+    forget_tokens(&app, &tenant, &installation, &name).await;
     let (status, word) = match outcome {
         SetOutcome::Created => (StatusCode::CREATED, "stored"),
         SetOutcome::Rotated => (StatusCode::OK, "rotated"),
@@ -77,12 +81,28 @@ pub(super) async fn delete(
 ) -> Result<StatusCode, ApiError> {
     principal.require(&app, Scope::CredentialsWrite).await?;
     let (tenant, installation) = scope(&principal, &query, &installation)?;
-    let gone = app
-        .installing(move |i| i.delete_credential(&tenant, &installation, &name))
-        .await??;
+    let gone = {
+        let (tenant, installation, name) = (tenant.clone(), installation.clone(), name.clone());
+        app.installing(move |i| i.delete_credential(&tenant, &installation, &name))
+            .await??
+    };
+    forget_tokens(&app, &tenant, &installation, &name).await;
     if gone {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found("credential"))
     }
+}
+
+/// Drops the tokens held for credential `name` of the installation, for every user: they were
+/// issued to the client that was just replaced or deleted.
+async fn forget_tokens(app: &App, tenant: &TenantId, installation: &InstallationId, name: &str) {
+    app.runtime
+        .oauth()
+        .forget_where(|scope, credential| {
+            scope.tenant == tenant.as_str()
+                && scope.installation == installation.as_str()
+                && credential == name
+        })
+        .await;
 }

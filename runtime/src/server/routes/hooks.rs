@@ -10,7 +10,9 @@
 //! 5. the delivery id is recorded, first writer wins (a replay gets 409);
 //! 6. the action runs with the body as input, which its schema validates like any input, and
 //!    is audited with trigger `webhook`. The response is the action's, so a sender that reads
-//!    it (Slack's URL verification) gets the output.
+//!    it (Slack's URL verification) gets the output. When the run fails on our side (a 5xx:
+//!    the guest failed or trapped, a limit, the trail), the delivery id is released, so the
+//!    sender's retry runs; a delivery the action refused (4xx) stays consumed.
 //!
 //! Refusals are security events, at most ten per endpoint a minute; the rest are
 //! counted in `/metrics`, so a flood of forged deliveries cannot flood the trail.
@@ -94,8 +96,17 @@ pub(super) async fn deliver(
     }
     let input = String::from_utf8(raw.to_vec())
         .map_err(|_| ApiError::bad_request("the delivery body is not UTF-8 JSON".to_string()))?;
-    let invocation = run(app, ready, info.action, input).await?;
-    Ok(respond(invocation, false))
+    let response = run(app.clone(), ready, info.action, input)
+        .await
+        .map(|invocation| respond(invocation, false));
+    // A sender retries what failed on our side (5xx); its retry must run, not meet a 409.
+    let failed = response
+        .as_ref()
+        .map_or(true, |r| r.status().is_server_error());
+    if failed {
+        app.store.release_delivery(&endpoint, &verified.delivery)?;
+    }
+    response
 }
 
 fn too_large() -> ApiError {

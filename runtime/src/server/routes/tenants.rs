@@ -61,7 +61,7 @@ pub(super) async fn delete(
     if !app.store.delete_tenant(&tenant)? {
         return Err(ApiError::not_found(format!("tenant {tenant}")));
     }
-    app.forget(&tenant);
+    app.forget_tenant(&tenant).await;
     app.trail
         .append(AuditEvent::TenantChanged {
             tenant: tenant.to_string(),
