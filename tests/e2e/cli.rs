@@ -233,6 +233,26 @@ fn demo_shows_every_promise_holding() {
         "the Slack token never shows:\n{shown}"
     );
     assert!(!shown.contains('✗'), "{shown}");
+
+    // What the demo did is in the data dir's trail: every invocation and egress decision,
+    // and the chain verifies.
+    let list = airlock(data.path(), &["audit", "list"]);
+    assert_eq!(list.status.code(), Some(0), "{}", stderr(&list));
+    let list = stdout(&list);
+    for shown in [
+        "acme/contact-mapper",
+        "acme/github-issues",
+        "limit-timeout",
+        "no-matching-rule",
+        "metadata-host",
+        "credential-missing",
+        "GET https://api.github.com/repos/",
+    ] {
+        assert!(list.contains(shown), "audit list shows {shown}:\n{list}");
+    }
+    assert!(!list.contains("ghp_demo"), "{list}");
+    let verified = airlock(data.path(), &["audit", "verify"]);
+    assert_eq!(verified.status.code(), Some(0), "{}", stderr(&verified));
 }
 
 #[test]

@@ -1,11 +1,14 @@
 //! Only trusted code runs (security catalogue §5.6): `airlock keygen`, `sign`, `trust` and
 //! `inspect` through the binary, then every tampering of a signed bundle refused with exit 6,
-//! the reason named, and nothing compiled.
+//! the reason named, and nothing compiled, by `run`, `install` and the server alike.
 
 use std::path::{Path, PathBuf};
 
+use reqwest::{Method, StatusCode};
 use tempfile::TempDir;
 
+use crate::operator::Operator;
+use crate::serving::{Body, Server, records_of};
 use crate::support::{airlock, example, example_arg, stderr, stdout};
 
 const PUBLISHER: &str = "Acme Integrations";
@@ -96,9 +99,20 @@ fn refused(out: &std::process::Output, reason: &str, data: &Path) {
         "expected {reason}: {}",
         stderr(out)
     );
-    let compiled = data.join("compiled");
-    let entries = std::fs::read_dir(&compiled).map_or(0, |d| d.count());
-    assert_eq!(entries, 0, "nothing may be compiled for refused code");
+    assert!(
+        compiled_entries(data).is_empty(),
+        "nothing may be compiled for refused code"
+    );
+}
+
+/// The compiled components cached in `data`.
+fn compiled_entries(data: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(data.join("compiled")).map_or(Vec::new(), |dir| {
+        dir.filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "cwasm"))
+            .collect()
+    })
 }
 
 /// The (name, data offset, size) of each entry of a ustar archive.
@@ -221,14 +235,17 @@ fn every_tampering_is_refused_before_anything_compiles() {
     let tampered = s.data.path().join("tampered.airlock");
     let mut cases: Vec<(String, Vec<u8>, &[&str])> = Vec::new();
     for (name, offset, size) in &layout {
+        // A flip in signed content is a digest mismatch; one in the signature itself may
+        // also break its JSON or base64.
+        let reasons: &[&str] = if name == "SIGNATURE" {
+            &["digest-mismatch", "malformed"]
+        } else {
+            &["digest-mismatch"]
+        };
         for at in [*offset, offset + size / 2, offset + size - 1] {
             let mut bytes = original.clone();
             bytes[at] ^= 0x01;
-            cases.push((
-                format!("flip in {name} at {at}"),
-                bytes,
-                &["digest-mismatch", "malformed"],
-            ));
+            cases.push((format!("flip in {name} at {at}"), bytes, reasons));
         }
     }
     let mut appended = original.clone();
@@ -250,8 +267,10 @@ fn every_tampering_is_refused_before_anything_compiles() {
         let err = stderr(&out);
         assert!(reasons.iter().any(|r| err.contains(r)), "{what}: {err}");
     }
-    let compiled = std::fs::read_dir(s.data.path().join("compiled")).map_or(0, |d| d.count());
-    assert_eq!(compiled, 0, "no tampered bundle compiled");
+    assert!(
+        compiled_entries(s.data.path()).is_empty(),
+        "no tampered bundle compiled"
+    );
     ok(&run(s.data.path(), &s.bundle, &[]));
 }
 
@@ -280,4 +299,112 @@ fn sign_writes_its_default_output_in_the_current_directory() {
             .join("acme_contact-mapper-0.1.0.airlock")
             .is_file()
     );
+}
+
+/// `bundle` with its SIGNATURE entry (the last) taken from `donor`.
+fn with_signature_of(bundle: &[u8], donor: &[u8]) -> Vec<u8> {
+    let header = |bytes: &[u8]| {
+        let (name, offset, _) = entries(bytes).pop().expect("entries");
+        assert_eq!(name, "SIGNATURE");
+        offset - 512
+    };
+    let mut swapped = bundle[..header(bundle)].to_vec();
+    swapped.extend_from_slice(&donor[header(donor)..]);
+    swapped
+}
+
+/// `bytes` with the one occurrence of `from` replaced by `to` (same length: the archive stays
+/// well-formed, only the signed content changes).
+fn edited(bytes: &[u8], from: &str, to: &str) -> Vec<u8> {
+    assert_eq!(from.len(), to.len());
+    let at = bytes
+        .windows(from.len())
+        .position(|w| w == from.as_bytes())
+        .expect("text present");
+    let mut out = bytes.to_vec();
+    out[at..at + to.len()].copy_from_slice(to.as_bytes());
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn install_and_the_server_refuse_swapped_widened_and_unsigned_code() {
+    let op = Operator::new();
+    let v1 = std::fs::read(op.exfil("0.1.0", "")).expect("bundle");
+    let v2 = std::fs::read(op.exfil("0.1.1", "")).expect("bundle");
+    // ST-04: a valid signature by the same publisher, for another version; ST-03: the
+    // manifest edited to send egress to another host.
+    let cases = [
+        (
+            "swapped signature",
+            with_signature_of(&v1, &v2),
+            "digest-mismatch",
+        ),
+        (
+            "widened egress",
+            edited(&v1, "api.allowed.test", "evil.example.com"),
+            "digest-mismatch",
+        ),
+    ];
+    for (what, bytes, reason) in &cases {
+        let path = op.keys.path().join("tampered.airlock");
+        std::fs::write(&path, bytes).expect("write");
+        let out = op.install(&path, &[]);
+        assert_eq!(out.status.code(), Some(6), "{what}: {}", stderr(&out));
+        assert!(stderr(&out).contains(reason), "{what}: {}", stderr(&out));
+    }
+    let out = op.install(&example("exfil"), &[]);
+    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+    assert!(stderr(&out).contains("unsigned"), "{}", stderr(&out));
+    assert!(op.installations().is_empty());
+
+    let server = Server::start(&op, &[], &[]);
+    for (what, bytes, reason) in cases {
+        let reply = server
+            .call(
+                Method::POST,
+                "/v1/bundles",
+                Some(&server.admin),
+                Body::Raw(bytes),
+            )
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::FORBIDDEN,
+            "{what}: {}",
+            reply.body
+        );
+        assert_eq!(reply.body["error"]["code"], "untrusted", "{}", reply.body);
+        assert!(reply.body.to_string().contains(reason), "{}", reply.body);
+    }
+    // The genuine bundle is accepted, so the refusals above were about the tampering.
+    server
+        .upload(&op.keys.path().join("exfil-0.1.0.airlock"))
+        .await;
+    server.stop();
+    assert_eq!(
+        compiled_entries(op.data()).len(),
+        1,
+        "only the genuine bundle was compiled"
+    );
+    let refused = records_of(&op, "trust-refused");
+    assert_eq!(refused.len(), 5, "{refused:#?}");
+}
+
+#[test]
+fn a_tampered_cache_entry_of_a_signed_bundle_is_rebuilt_from_the_bundle() {
+    let s = signed();
+    trust(s.data.path(), &s.public_key, PUBLISHER);
+    ok(&run(s.data.path(), &s.bundle, &[]));
+    let entry = compiled_entries(s.data.path())
+        .pop()
+        .expect("one compiled entry");
+    let mut bytes = std::fs::read(&entry).expect("entry");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&entry, &bytes).expect("tamper");
+    let out = run(s.data.path(), &s.bundle, &[]);
+    ok(&out);
+    assert!(stdout(&out).contains("\"crm:vip\""), "{}", stdout(&out));
+    let rebuilt = std::fs::read(&entry).expect("entry");
+    assert_ne!(rebuilt, bytes, "the tampered entry was replaced, not used");
 }

@@ -80,6 +80,18 @@ pub(crate) fn install(args: InstallArgs, opened: &Opened) -> anyhow::Result<u8> 
             .as_deref()
             .map(|c| read_arg("config", c, MAX_CONFIG))
             .transpose()?;
+        if path.is_dir() {
+            return Err(refusal(
+                trail,
+                &path,
+                Some("unsigned"),
+                anyhow::anyhow!(
+                    "{} is a directory, not a signed bundle (unsigned): only signed bundles are \
+                     installed; make one with `airlock sign`",
+                    path.display()
+                ),
+            ));
+        }
         let request = InstallRequest {
             tenant,
             installation: args.installation.clone(),
