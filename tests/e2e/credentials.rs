@@ -87,6 +87,7 @@ async fn a_bearer_token_goes_out_once_and_every_echo_is_redacted() {
         "{headers}"
     );
     assert_eq!(ran.redactions, 3, "body, x-echo and location");
+    assert_eq!(ran.egress[0].redactions, 3, "counted on the exchange too");
     assert_eq!(ran.egress[0].credential.as_deref(), Some("token"));
 
     // The scan finds what is there: the redacted echo the guest did receive.

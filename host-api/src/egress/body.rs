@@ -4,7 +4,6 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -12,7 +11,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use wasmtime_wasi_http::{Error, WasiBody};
 
-use super::event::Traffic;
+use super::event::{RedactionTally, Traffic};
 use super::redact::{BodyFilter, RedactError, Redactor};
 
 /// The guest's request body, failing once it exceeds `limit` bytes.
@@ -141,9 +140,9 @@ pub(crate) struct RedactedResponseBody {
     inner: LimitedResponseBody,
     filter: BodyFilter,
     redactor: Redactor,
-    /// Replacements already added to `total`.
+    /// Replacements already added to `tally`.
     counted: usize,
-    total: Arc<AtomicU64>,
+    tally: RedactionTally,
     finished: bool,
 }
 
@@ -152,22 +151,21 @@ impl RedactedResponseBody {
         inner: LimitedResponseBody,
         filter: BodyFilter,
         redactor: Redactor,
-        total: Arc<AtomicU64>,
+        tally: RedactionTally,
     ) -> Self {
         Self {
             inner,
             filter,
             redactor,
             counted: 0,
-            total,
+            tally,
             finished: false,
         }
     }
 
     fn account(&mut self) {
         let now = self.filter.count();
-        self.total
-            .fetch_add((now - self.counted) as u64, Ordering::Relaxed);
+        self.tally.add((now - self.counted) as u64);
         self.counted = now;
     }
 }
@@ -198,7 +196,7 @@ impl Body for RedactedResponseBody {
                     Err(frame) => match frame.into_trailers() {
                         Ok(mut trailers) => {
                             let n = super::broker::redact_headers(&self.redactor, &mut trailers);
-                            self.total.fetch_add(n, Ordering::Relaxed);
+                            self.tally.add(n);
                             Ok(Frame::trailers(trailers))
                         }
                         Err(_) => continue,

@@ -29,7 +29,7 @@ use wasmtime_wasi_http::{
 };
 
 use super::body::{LimitedRequestBody, RedactedResponseBody};
-use super::event::{Decision, EgressEvent, EgressLog, Traffic};
+use super::event::{Decision, EgressEvent, EgressLog, RedactionTally, Traffic};
 use super::redact::{BodyFilter, Encoding, Redactor};
 use super::settings::EgressSettings;
 use super::transport::{self, DialError, IoFuture, Timeouts};
@@ -160,6 +160,7 @@ impl BrokeredHttp {
                 address: None,
                 bytes_out: 0,
                 bytes_in: 0,
+                redactions: 0,
             };
             Box::new((error, event))
         };
@@ -290,6 +291,7 @@ impl WasiHttpHooks for BrokeredHttp {
                 address: None,
                 bytes_out: 0,
                 bytes_in: 0,
+                redactions: 0,
             };
             // No record, no request (AL-06/07).
             let durable = journal
@@ -409,7 +411,7 @@ async fn send(
         admitted.port,
         request,
         timeouts,
-        traffic,
+        traffic.clone(),
     )
     .await?;
     let Some(redactor) = redactor else {
@@ -428,8 +430,11 @@ async fn send(
             "unsupported-content-encoding".to_string(),
         )
     })?;
-    let scrubbed = redact_headers(&redactor, &mut parts.headers);
-    redactions.fetch_add(scrubbed, Ordering::Relaxed);
+    let tally = RedactionTally {
+        invocation: redactions,
+        exchange: traffic,
+    };
+    tally.add(redact_headers(&redactor, &mut parts.headers));
     if !matches!(encoding, Encoding::Identity) {
         // The guest gets the decoded body, so the framing headers no longer describe it.
         parts.headers.remove(CONTENT_ENCODING);
@@ -437,7 +442,7 @@ async fn send(
     // Redaction changes the length.
     parts.headers.remove(CONTENT_LENGTH);
     let filter = BodyFilter::new(&redactor, encoding, limits.response_body);
-    let body = RedactedResponseBody::new(body, filter, redactor, redactions);
+    let body = RedactedResponseBody::new(body, filter, redactor, tally);
     Ok((Response::from_parts(parts, body.boxed_unsync()), io))
 }
 

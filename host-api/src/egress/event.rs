@@ -53,6 +53,13 @@ pub struct EgressEvent {
     /// Response body bytes received, as they came off the wire.
     #[serde(default)]
     pub bytes_in: u64,
+    /// Echoes of the injected credential scrubbed from this exchange's response.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub redactions: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Attempts past [`MAX_DETAILED_EVENTS`] with the same decision and reason, counted.
@@ -69,6 +76,7 @@ pub struct Suppressed {
 pub(crate) struct Traffic {
     pub(crate) sent: AtomicU64,
     pub(crate) received: AtomicU64,
+    pub(crate) redacted: AtomicU64,
     pub(crate) peer: OnceLock<IpAddr>,
 }
 
@@ -79,6 +87,20 @@ impl Traffic {
 
     pub(crate) fn add_received(&self, n: usize) {
         self.received.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
+/// Where redactions are counted: the invocation's total and the exchange's own.
+#[derive(Debug, Clone)]
+pub(crate) struct RedactionTally {
+    pub(crate) invocation: Arc<AtomicU64>,
+    pub(crate) exchange: Arc<Traffic>,
+}
+
+impl RedactionTally {
+    pub(crate) fn add(&self, n: u64) {
+        self.invocation.fetch_add(n, Ordering::Relaxed);
+        self.exchange.redacted.fetch_add(n, Ordering::Relaxed);
     }
 }
 
@@ -116,6 +138,7 @@ impl EgressLog {
                 if let Some(traffic) = traffic {
                     event.bytes_out = traffic.sent.load(Ordering::Relaxed);
                     event.bytes_in = traffic.received.load(Ordering::Relaxed);
+                    event.redactions = traffic.redacted.load(Ordering::Relaxed);
                     event.address = traffic.peer.get().copied();
                 }
                 event
