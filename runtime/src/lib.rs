@@ -14,6 +14,8 @@
 //! - [`install`]: tenants' installations: grants, upgrades, rollback protection.
 //! - [`cache`]: the MAC-bound compiled-artifact cache.
 //! - [`invoke`]: one invocation end to end, and how failures are classified.
+//! - [`fixtures`]: `airlock test`: fixture cases run offline through the real egress path.
+//! - [`privileges`]: which declared egress and credentials were used, and what to cut.
 //! - [`store`]: the sled database: sealed credentials and per-tenant data keys.
 //! - [`loopback`]: a stand-in API on loopback TLS for the demo and benchmarks.
 //! - [`server`]: `airlock serve`, the operator's HTTP API.
@@ -29,6 +31,7 @@ pub mod cli;
 pub mod clock;
 pub mod digest;
 pub mod engine;
+pub mod fixtures;
 mod fsutil;
 pub mod hardening;
 pub mod ids;
@@ -38,6 +41,7 @@ pub mod json;
 pub mod loader;
 pub mod loopback;
 pub mod manifest;
+pub mod privileges;
 pub mod runtime;
 pub mod schema;
 pub mod server;

@@ -63,7 +63,10 @@ impl LoopbackApi {
                         let handler = handler.clone();
                         async move { Ok::<_, Infallible>(answer(&handler, request).await) }
                     });
+                    // No `Date`: an answer is exactly what the handler made, so fixture
+                    // runs see the same bytes every time.
                     let _ = hyper::server::conn::http1::Builder::new()
+                        .auto_date_header(false)
                         .serve_connection(TokioIo::new(tls), service)
                         .await;
                 });

@@ -10,6 +10,7 @@ mod cli;
 mod connect;
 mod credentials;
 mod egress;
+mod fixtures;
 mod fuel;
 mod hostile;
 mod install;

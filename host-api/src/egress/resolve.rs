@@ -21,15 +21,28 @@ pub struct ResolveOverrideError {
     reason: &'static str,
 }
 
+/// The host of a pin that applies to every name.
+const EVERY_HOST: &str = "*";
+
 impl ResolveOverride {
-    /// The pinned host name (lowercase, without a trailing dot).
+    /// A pin for every host name, to `addr`: what `airlock test` uses so that no request of a
+    /// fixture run leaves the machine, whatever name it asks for. Never parsed from a flag.
+    pub fn every_host(addr: SocketAddr) -> Self {
+        Self {
+            host: EVERY_HOST.to_string(),
+            addr: addr.ip(),
+            port: Some(addr.port()),
+        }
+    }
+
+    /// The pinned host name (lowercase, without a trailing dot), or `*` for every name.
     pub fn host(&self) -> &str {
         &self.host
     }
 
     /// Whether this pin applies to a canonical host name.
     pub fn matches(&self, host: &str) -> bool {
-        self.host == host
+        self.host == host || self.host == EVERY_HOST
     }
 
     /// The address to dial for a request to this host on `url_port`.
@@ -123,5 +136,16 @@ mod tests {
                 (expected, got) => panic!("{input}: expected {expected:?}, got {got:?}"),
             }
         }
+        // `*` is only ever built in code: as a flag it is not a DNS name.
+        assert!("*=127.0.0.1".parse::<ResolveOverride>().is_err());
+    }
+
+    #[test]
+    fn an_every_host_pin_matches_every_name_on_its_own_port() {
+        let pin = ResolveOverride::every_host("127.0.0.1:4443".parse().expect("address"));
+        for host in ["api.github.com", "slack.com", "x.y.example"] {
+            assert!(pin.matches(host));
+        }
+        assert_eq!(pin.socket_addr(443).to_string(), "127.0.0.1:4443");
     }
 }

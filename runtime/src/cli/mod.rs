@@ -21,6 +21,7 @@ mod secrets;
 mod serve;
 mod sign;
 mod tenant;
+mod test;
 mod trust;
 mod webhook;
 
@@ -136,6 +137,8 @@ enum Command {
     Check(check::CheckArgs),
     /// Build an integration's component with its `[integration.build] command`
     Build(build::BuildArgs),
+    /// Run an integration's fixture cases (tests/*.toml) offline, through the real egress path
+    Test(test::TestArgs),
     /// Build the example integrations and show them end to end
     Demo(demo::DemoArgs),
     /// Ask the egress policy of an integration
@@ -241,6 +244,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Credentials(args) => credentials::credentials(args, &state()?),
         Command::Check(args) => check::check(args, &data()?, settings),
         Command::Build(args) => build::build(args),
+        Command::Test(args) => test::test(args, &state()?, settings).await,
         Command::Demo(args) => demo::demo(args, &state()?, settings).await,
         Command::Policy(args) => policy::policy(args, settings.egress),
         Command::Audit(args) => audit::audit(args, &state()?),

