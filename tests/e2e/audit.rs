@@ -14,16 +14,17 @@ use airlock_runtime::InvokeError;
 
 use airlock_host_api::egress::{Decision, MAX_DETAILED_EVENTS, Suppressed};
 
+use crate::canary::{Canaries, contains, sinks};
 use crate::egress::{Egress, UPSTREAM_IP, upstreams};
 use crate::mock::{MockResponse, MockUpstream, TestCa};
 use crate::operator::Operator;
 use crate::support::{
-    airlock, airlock_with, audit_dir, example, example_arg, files_under, run_against_mocks,
-    run_mapper, stderr, stdout,
+    airlock, airlock_with, dev_switches, example, example_arg, run_against_mocks, run_mapper,
+    stderr, stdout,
 };
 
 /// `airlock audit ARGS` on `data`; asserts it exits `code`, returns stdout.
-fn audit(data: &Path, args: &[&str], code: i32) -> String {
+pub(crate) fn audit(data: &Path, args: &[&str], code: i32) -> String {
     let mut all = vec!["audit"];
     all.extend(args);
     let out = airlock(data, &all);
@@ -32,7 +33,7 @@ fn audit(data: &Path, args: &[&str], code: i32) -> String {
 }
 
 /// The stored records, parsed.
-fn records(data: &Path) -> Vec<Value> {
+pub(crate) fn records(data: &Path) -> Vec<Value> {
     audit(data, &["export"], 0)
         .lines()
         .map(|line| serde_json::from_str(line).expect("every exported line is one JSON record"))
@@ -124,56 +125,6 @@ fn metrics_count_what_the_trail_holds() {
     );
 }
 
-/// Distinct canaries, one per place data travels.
-struct Canaries {
-    secret: String,
-    stored: String,
-    query: String,
-    header: String,
-    upstream: String,
-    input: String,
-}
-
-impl Canaries {
-    fn new() -> Self {
-        let make = |what: &str| format!("canary{what}{}", random_hex());
-        Self {
-            secret: make("secret"),
-            stored: make("stored"),
-            query: make("query"),
-            header: make("header"),
-            upstream: make("upstream"),
-            input: make("input"),
-        }
-    }
-
-    fn all(&self) -> [&str; 6] {
-        [
-            &self.secret,
-            &self.stored,
-            &self.query,
-            &self.header,
-            &self.upstream,
-            &self.input,
-        ]
-    }
-}
-
-/// 64 random bits as hex (std's per-process random hash keys; no extra dependency).
-fn random_hex() -> String {
-    use std::hash::{BuildHasher, RandomState};
-    format!(
-        "{:016x}",
-        RandomState::new().hash_one(std::time::SystemTime::now())
-    )
-}
-
-fn contains(haystack: &[u8], needle: &str) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|window| window == needle.as_bytes())
-}
-
 #[test]
 fn canaries_never_reach_the_trail_the_metrics_or_the_disk() {
     // AL-01 across success and error paths: credentials injected from a flag and from the
@@ -228,12 +179,7 @@ fn canaries_never_reach_the_trail_the_metrics_or_the_disk() {
     );
     let stored = op.set_credential("acme", "exfil", "token", &c.stored);
     assert_eq!(stored.status.code(), Some(0), "{}", stderr(&stored));
-    let mut args: Vec<String> = pins
-        .iter()
-        .flat_map(|pin| ["--resolve".to_string(), pin.clone()])
-        .collect();
-    args.extend(["--allow-private".into(), "127.0.0.0/8".into()]);
-    args.extend(["--extra-root-ca".into(), ca_pem.display().to_string()]);
+    let mut args = dev_switches(&pins, &ca_pem);
     let input = with_query("vault.allowed.test").to_string();
     args.extend(
         [
@@ -297,30 +243,7 @@ fn canaries_never_reach_the_trail_the_metrics_or_the_disk() {
     let list = audit(op.data(), &["list"], 0);
     assert!(!list.lines().any(|l| l.starts_with("FAKE")), "{list}");
 
-    let mut sinks: Vec<(String, Vec<u8>)> = vec![
-        ("audit export".into(), export.into_bytes()),
-        ("audit list".into(), list.into_bytes()),
-        (
-            "audit list --json".into(),
-            audit(op.data(), &["list", "--json"], 0).into_bytes(),
-        ),
-        (
-            "metrics".into(),
-            stdout(&airlock(op.data(), &["metrics"])).into_bytes(),
-        ),
-    ];
-    for file in files_under(op.data())
-        .into_iter()
-        .chain(files_under(&audit_dir()))
-    {
-        let bytes = std::fs::read(&file).expect("file reads");
-        sinks.push((file.display().to_string(), bytes));
-    }
-    for canary in c.all() {
-        for (sink, bytes) in &sinks {
-            assert!(!contains(bytes, canary), "{canary} reached {sink}");
-        }
-    }
+    c.assert_absent(&sinks(op.data()));
     // Secrets reach no output of any run either; the guest log and summary are on stderr.
     for out in &outputs {
         for secret in [&c.secret, &c.stored] {

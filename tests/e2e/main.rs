@@ -6,6 +6,7 @@ mod support;
 mod apikey;
 mod audit;
 mod cache;
+mod canary;
 mod cli;
 mod connect;
 mod credentials;

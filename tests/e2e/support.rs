@@ -150,15 +150,22 @@ pub fn airlock_with(data: &Path, args: &[&str], stdin: &str, env: &[(&str, &str)
     child.wait_with_output().expect("airlock runs")
 }
 
-/// `airlock` arguments that run `action` of the unsigned example `name` against TLS mocks:
-/// `--resolve` for each pin, loopback allowed, and the mock CA (PEM file `ca`) trusted.
-pub fn run_against_mocks(pins: &[String], ca: &Path, name: &str, action: &str) -> Vec<String> {
+/// The dev switches that point `airlock` at TLS mocks: `--resolve` for each pin, loopback
+/// allowed, and the mock CA (PEM file `ca`) trusted.
+pub fn dev_switches(pins: &[String], ca: &Path) -> Vec<String> {
     let mut args = Vec::new();
     for pin in pins {
         args.extend(["--resolve".to_string(), pin.clone()]);
     }
     args.extend(["--allow-private".into(), "127.0.0.0/8".into()]);
     args.extend(["--extra-root-ca".into(), ca.display().to_string()]);
+    args
+}
+
+/// `airlock` arguments that run `action` of the unsigned example `name` against TLS mocks
+/// (see [`dev_switches`]).
+pub fn run_against_mocks(pins: &[String], ca: &Path, name: &str, action: &str) -> Vec<String> {
+    let mut args = dev_switches(pins, ca);
     args.extend(["run".into(), "--allow-unsigned".into()]);
     args.extend([
         example(name).display().to_string(),

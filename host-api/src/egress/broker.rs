@@ -36,7 +36,7 @@ use super::transport::{self, DialError, IoFuture, Timeouts};
 use crate::audit::EgressJournal;
 use crate::credentials::{CredentialBroker, CredentialSpec, Injection};
 use crate::log::GuestLog;
-use crate::policy::egress::EgressPolicy;
+use crate::policy::egress::{EgressPolicy, Method};
 
 /// What one integration may reach: its rules, and the credentials those rules name.
 #[derive(Debug, Clone, Default)]
@@ -146,7 +146,11 @@ impl BrokeredHttp {
     /// Decides a request before anything touches the network, rewriting it to its canonical
     /// form. On refusal, returns the guest-visible error and the event to record.
     fn admit(&mut self, request: &mut Request<WasiBody>) -> Result<Admitted, Box<Refusal>> {
-        let method = request.method().as_str().to_string();
+        // Only a method a rule could allow is kept as sent: any other token is the guest's
+        // own text (it could carry data) and is recorded as `OTHER`.
+        let method = Method::from_request(request.method().as_str())
+            .map_or("OTHER", Method::as_str)
+            .to_string();
         let deny = |reason: &str, target: Option<String>, rule: Option<usize>, error: Error| {
             let event = EgressEvent {
                 method: method.clone(),
