@@ -16,6 +16,7 @@
 //! - [`invoke`]: one invocation end to end, and how failures are classified.
 //! - [`fixtures`]: `airlock test`: fixture cases run offline through the real egress path.
 //! - [`privileges`]: which declared egress and credentials were used, and what to cut.
+//! - [`scaffold`]: `airlock new`: a ready integration crate from a template.
 //! - [`store`]: the sled database: sealed credentials and per-tenant data keys.
 //! - [`loopback`]: a stand-in API on loopback TLS for the demo and benchmarks.
 //! - [`server`]: `airlock serve`, the operator's HTTP API.
@@ -43,6 +44,7 @@ pub mod loopback;
 pub mod manifest;
 pub mod privileges;
 pub mod runtime;
+pub mod scaffold;
 pub mod schema;
 pub mod server;
 pub mod store;

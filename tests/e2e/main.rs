@@ -22,6 +22,7 @@ mod oauth;
 mod operator;
 mod policy;
 mod readme;
+mod scaffold;
 mod server;
 mod serving;
 mod trust;

@@ -14,6 +14,7 @@ mod demo;
 mod input;
 mod inspect;
 mod install;
+mod new;
 mod policy;
 mod report;
 mod run;
@@ -139,6 +140,8 @@ enum Command {
     Build(build::BuildArgs),
     /// Run an integration's fixture cases (tests/*.toml) offline, through the real egress path
     Test(test::TestArgs),
+    /// Make a new integration crate that builds and passes its own tests as it is
+    New(new::NewArgs),
     /// Build the example integrations and show them end to end
     Demo(demo::DemoArgs),
     /// Ask the egress policy of an integration
@@ -245,6 +248,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Check(args) => check::check(args, &data()?, settings),
         Command::Build(args) => build::build(args),
         Command::Test(args) => test::test(args, &state()?, settings).await,
+        Command::New(args) => new::new(args),
         Command::Demo(args) => demo::demo(args, &state()?, settings).await,
         Command::Policy(args) => policy::policy(args, settings.egress),
         Command::Audit(args) => audit::audit(args, &state()?),

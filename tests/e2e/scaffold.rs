@@ -1,0 +1,67 @@
+//! `airlock new` from an empty directory: the new crate builds with `airlock build` and passes
+//! its own fixture cases with `airlock test`, for each template, with no edits.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use tempfile::TempDir;
+
+use crate::support::{airlock_bin, audit_dir, stderr, stdout};
+
+/// `airlock --data DATA ARGS…` run in `dir`.
+fn airlock_in(dir: &Path, data: &Path, args: &[&str]) -> Output {
+    Command::new(airlock_bin())
+        .current_dir(dir)
+        .arg("--data")
+        .arg(data)
+        .args(args)
+        .env_remove("AIRLOCK_DATA")
+        .env("AIRLOCK_AUDIT_DIR", audit_dir())
+        .output()
+        .expect("airlock runs")
+}
+
+fn ok(out: &Output, what: &str) {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{what}\n{}\n{}",
+        stdout(out),
+        stderr(out)
+    );
+}
+
+#[test]
+fn a_new_integration_builds_and_passes_its_tests_as_it_is() {
+    let data = TempDir::new().expect("temp");
+    for (name, template, cases) in [("demo-conn", "http", 3), ("normalizer", "transform", 3)] {
+        let empty = TempDir::new().expect("temp");
+        let out = airlock_in(
+            empty.path(),
+            data.path(),
+            &["new", name, "--template", template],
+        );
+        ok(&out, "new");
+        let dir = empty.path().join(name);
+        for file in ["Cargo.toml", "airlock.toml", "src/lib.rs", ".gitignore"] {
+            assert!(dir.join(file).is_file(), "{name}: {file}");
+        }
+        ok(&airlock_in(&dir, data.path(), &["build"]), "build");
+        let out = airlock_in(&dir, data.path(), &["test"]);
+        ok(&out, "test");
+        assert!(
+            stdout(&out).contains(&format!("test result: ok. {cases} passed, 0 failed")),
+            "{name}: {}",
+            stdout(&out)
+        );
+        // The name is taken now: refused, and the crate is left as it was.
+        let again = airlock_in(empty.path(), data.path(), &["new", name]);
+        assert_eq!(again.status.code(), Some(2));
+        assert!(
+            stderr(&again).contains("already exists"),
+            "{}",
+            stderr(&again)
+        );
+        assert!(dir.join("target").is_dir(), "the built crate is untouched");
+    }
+}
