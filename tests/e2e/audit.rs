@@ -381,3 +381,83 @@ async fn an_exchange_records_its_peer_and_its_bytes() {
     assert_eq!(event.address, Some(UPSTREAM_IP));
     assert_eq!(event.bytes_in, expected);
 }
+
+#[test]
+fn privileges_from_the_trail_name_what_an_installation_never_used() {
+    let ca = TestCa::new();
+    let mock = MockUpstream::start(&ca, &["vault.allowed.test"], UPSTREAM_IP, |_| {
+        MockResponse::bytes(200, b"{}".to_vec())
+    });
+    let op = Operator::new();
+    op.install_granted(
+        &op.exfil("0.1.0", ""),
+        "[[egress]]\nurl = \"https://vault.allowed.test\"\nmethods = [\"GET\", \"POST\"]\n",
+    );
+    let stored = op.set_credential("acme", "exfil", "token", "canary-token");
+    assert_eq!(stored.status.code(), Some(0), "{}", stderr(&stored));
+    let keys = TempDir::new().expect("temp dir");
+    let pins = [format!("vault.allowed.test={}", mock.addr())];
+    let mut args = dev_switches(&pins, &ca.write_pem(keys.path()));
+    let input = json!({"url": "https://vault.allowed.test/items"}).to_string();
+    args.extend(
+        [
+            "run",
+            "--tenant",
+            "acme",
+            "--installation",
+            "exfil",
+            "--action",
+            "fetch",
+            "--input",
+            &input,
+        ]
+        .map(String::from),
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let ran = airlock(op.data(), &args);
+    assert_eq!(ran.status.code(), Some(0), "{}", stderr(&ran));
+    assert_eq!(mock.requests().len(), 1);
+
+    let report = audit(
+        op.data(),
+        &["privileges", "--tenant", "acme", "--installation", "exfil"],
+        0,
+    );
+    for line in [
+        "acme/exfil runs airlock-examples/exfil@0.1.0",
+        "least privilege, from 1 invocation(s)",
+        "egress     GET,POST https://vault.allowed.test — used; never POST",
+        "egress     GET,POST https://api.allowed.test — UNUSED",
+        "credential token (bearer) — used",
+        "credential key (api-key) — UNUSED",
+        "[[egress]]\nurl = \"https://vault.allowed.test\"\nmethods = [\"GET\"]\ncredential = \"token\"",
+    ] {
+        assert!(report.contains(line), "missing {line:?} in:\n{report}");
+    }
+    let json: Value = serde_json::from_str(&audit(
+        op.data(),
+        &[
+            "privileges",
+            "--tenant",
+            "acme",
+            "--installation",
+            "exfil",
+            "--json",
+        ],
+        0,
+    ))
+    .expect("JSON");
+    assert_eq!(json["invocations"], 1);
+    // Another tenant's installation is not found, whatever the trail holds.
+    audit(
+        op.data(),
+        &[
+            "privileges",
+            "--tenant",
+            "globex",
+            "--installation",
+            "exfil",
+        ],
+        2,
+    );
+}

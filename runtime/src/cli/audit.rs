@@ -1,4 +1,5 @@
-//! `airlock audit list|verify|export` and `airlock metrics`: read the trail of a data dir.
+//! `airlock audit list|verify|export|privileges` and `airlock metrics`: read the trail of a
+//! data dir.
 
 use std::path::Path;
 
@@ -11,6 +12,8 @@ use crate::audit::record::{self, Envelope};
 use crate::audit::{AuditDir, AuditTrail, verify};
 use crate::bundle::PublicKey;
 use crate::clock;
+use crate::ids::{InstallationId, TenantId};
+use crate::privileges::{Report, Usage};
 use crate::store::Store;
 
 /// Exit code 7: the audit trail does not verify.
@@ -112,6 +115,17 @@ enum AuditCommand {
         #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
         format: ExportFormat,
     },
+    /// Least privilege from production history: which egress rules, methods and credentials
+    /// the installed version declares but the installation's recorded invocations never used
+    Privileges {
+        #[arg(long)]
+        tenant: TenantId,
+        #[arg(long)]
+        installation: InstallationId,
+        /// Print the report as JSON
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -121,7 +135,7 @@ enum ExportFormat {
 }
 
 pub(crate) fn audit(args: AuditArgs, state: &State) -> anyhow::Result<u8> {
-    let (_store, trail) = state.open()?;
+    let trail = || state.open().map(|(_store, trail)| trail);
     match args.command {
         AuditCommand::List {
             tenant,
@@ -130,7 +144,7 @@ pub(crate) fn audit(args: AuditArgs, state: &State) -> anyhow::Result<u8> {
             json,
         } => {
             let since = since.as_deref().map(parse_since).transpose()?;
-            for line in trail.lines() {
+            for line in trail()?.lines() {
                 let (seq, line) = line?;
                 let Ok(record) = record::open(&line) else {
                     println!("#{seq} DAMAGED (run `airlock audit verify`)");
@@ -153,13 +167,18 @@ pub(crate) fn audit(args: AuditArgs, state: &State) -> anyhow::Result<u8> {
             }
             Ok(0)
         }
-        AuditCommand::Verify { key } => verify_trail(&trail, key),
+        AuditCommand::Verify { key } => verify_trail(&trail()?, key),
+        AuditCommand::Privileges {
+            tenant,
+            installation,
+            json,
+        } => privileges(state, &tenant, &installation, json),
         AuditCommand::Export {
             format: ExportFormat::Jsonl,
         } => {
             use std::io::Write;
             let mut out = std::io::stdout().lock();
-            for line in trail.lines() {
+            for line in trail()?.lines() {
                 let (_, line) = line?;
                 out.write_all(&line)?;
                 out.write_all(b"\n")?;
@@ -209,6 +228,53 @@ fn verify_trail(trail: &AuditTrail, key: Option<String>) -> anyhow::Result<u8> {
     } else {
         Ok(EXIT_AUDIT)
     }
+}
+
+/// The least-privilege report of one installation: its installed manifest against the egress
+/// of every invocation the trail holds for it (of any version: requests are matched again
+/// against the installed version's rules).
+fn privileges(
+    state: &State,
+    tenant: &TenantId,
+    installation: &InstallationId,
+    json: bool,
+) -> anyhow::Result<u8> {
+    let opened = state.open_installations(crate::engine::EngineSettings::default())?;
+    let installer = opened.installer();
+    let record = installer
+        .get(tenant, installation)
+        .map_err(|e| fail(EXIT_INVALID, e))?;
+    let manifest = installer
+        .installed_manifest(&record)
+        .map_err(|e| fail(EXIT_INVALID, e))?;
+    let mut usage = Usage::default();
+    for line in opened.trail.lines() {
+        let (_, line) = line?;
+        let Ok(record) = record::open(&line) else {
+            continue;
+        };
+        if let AuditEvent::Invocation(r) = &record.envelope.event
+            && r.subject.tenant == tenant.as_str()
+            && r.subject.installation == installation.as_str()
+        {
+            usage.record(&manifest.manifest, &r.egress);
+        }
+    }
+    let report = Report::new(&manifest.manifest, &usage);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(0);
+    }
+    println!(
+        "{tenant}/{installation} runs {}@{}",
+        record.integration, record.version
+    );
+    print!("{}", report.render());
+    match report.tightened() {
+        Some(fragment) => println!("\n{fragment}"),
+        None => println!("everything declared was used"),
+    }
+    Ok(0)
 }
 
 #[derive(Debug, Args)]

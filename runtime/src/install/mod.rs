@@ -385,9 +385,9 @@ impl Installer<'_> {
         Ok(integration)
     }
 
-    /// What the installed version declares, for the upgrade diff: its stored bundle verified
-    /// again, its manifest parsed, nothing compiled.
-    fn installed_manifest(
+    /// What the installed version declares (for the upgrade diff and the privileges report):
+    /// its stored bundle verified again, its manifest parsed, nothing compiled.
+    pub fn installed_manifest(
         &self,
         record: &InstallationRecord,
     ) -> Result<LoadedManifest, InstallError> {
