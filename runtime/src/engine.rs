@@ -82,6 +82,8 @@ pub struct EgressOptions {
     pub allow_private: AllowRanges,
     /// `--extra-root-ca FILE`: also trust the CA certificates in these PEM files.
     pub extra_roots: Vec<PathBuf>,
+    /// `airlock test --record` only: every exchange in full (it holds bodies).
+    pub tap: Option<airlock_host_api::egress::tap::Tap>,
 }
 
 impl Default for EngineSettings {

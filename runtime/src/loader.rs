@@ -299,7 +299,7 @@ fn integration_egress(manifest: &Manifest) -> IntegrationEgress {
     IntegrationEgress::new(manifest.egress_policy(), credential_specs(manifest))
 }
 
-fn credential_specs(manifest: &Manifest) -> BTreeMap<String, CredentialSpec> {
+pub(crate) fn credential_specs(manifest: &Manifest) -> BTreeMap<String, CredentialSpec> {
     manifest
         .credentials
         .iter()

@@ -128,10 +128,12 @@ fn egress_settings(settings: &EngineSettings) -> Result<EgressSettings, RuntimeE
         }
         roots.extend(certs);
     }
-    EgressSettings::new(
+    let mut egress = EgressSettings::new(
         options.resolve.clone(),
         options.allow_private.clone(),
         roots,
     )
-    .map_err(|e| RuntimeError::Egress(e.to_string()))
+    .map_err(|e| RuntimeError::Egress(e.to_string()))?;
+    egress.tap = options.tap.clone();
+    Ok(egress)
 }

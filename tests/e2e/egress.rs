@@ -42,6 +42,7 @@ impl Egress {
             extra_roots: ca
                 .map(|ca| vec![ca.write_pem(data.path())])
                 .unwrap_or_default(),
+            tap: None,
         };
         let settings = EngineSettings {
             egress,

@@ -1,12 +1,21 @@
 //! `airlock test` through the binary: every example's fixture cases pass; cases that must fail
 //! (an undeclared host, a request that never comes, a wrong output) fail with a readable
-//! report; the privileges report names what a narrower run never used.
+//! report; the privileges report names what a narrower run never used; `--record` writes what
+//! a live run exchanged, with no secret in it, and the recording passes offline.
 
 use std::path::Path;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::json;
 use tempfile::TempDir;
 
-use crate::support::{airlock, custom_integration, example, examples, read_example, stdout};
+use crate::egress::UPSTREAM_IP;
+use crate::mock::{MockResponse, MockUpstream, TestCa};
+use crate::support::{
+    airlock, airlock_with, custom_integration, dev_switches, example, examples, read_example,
+    stderr, stdout,
+};
 
 /// `airlock test ARGS…` with a data dir of its own; returns (exit code, stdout).
 fn test(data: &Path, args: &[&str]) -> (Option<i32>, String) {
@@ -169,15 +178,15 @@ output = { attempts = [{ url = "https://evil.example/collect?d=1", outcome = "ok
     // A fixture that is not one: a usage error naming the file and the case.
     std::fs::write(
         dir.path().join("tests/cases.toml"),
-        "[[case]]\nname = \"x\"\naction = \"create\"\ninput = {}\n",
+        "[[case]]\nname = \"x\"\naction = \"create\"\ninput = {}\noutput = {}\nerror = \"guest-error\"\n",
     )
     .expect("fixture");
     let (code, _) = test(data.path(), &[&dir.path().display().to_string()]);
     assert_eq!(code, Some(2));
     let out = airlock(data.path(), &["test", &dir.path().display().to_string()]);
-    let err = crate::support::stderr(&out);
+    let err = stderr(&out);
     assert!(
-        err.contains("cases.toml") && err.contains("expects neither an output nor an error"),
+        err.contains("cases.toml") && err.contains("expects both an output and an error"),
         "{err}"
     );
 }
@@ -206,4 +215,112 @@ fn the_privileges_report_names_what_was_never_used() {
     assert_eq!(code, Some(0), "{out}");
     assert!(!out.contains("UNUSED"), "{out}");
     assert!(!out.contains("# least privilege"), "{out}");
+}
+
+#[test]
+fn a_recorded_case_holds_no_secret_and_passes_offline() {
+    let ca = TestCa::new();
+    let secret = format!("recsecret{}", std::process::id());
+    let key = format!("reckey{}", std::process::id());
+    let (echo_secret, echo_key) = (secret.clone(), key.clone());
+    // The "real" upstream: it echoes whatever credential it got, in a header and the body.
+    let mock = MockUpstream::start(
+        &ca,
+        &["vault.allowed.test", "query.allowed.test"],
+        UPSTREAM_IP,
+        move |request| {
+            let auth = request.header("authorization").join(",");
+            let seen = format!("{auth} {}", request.path_and_query);
+            assert!(
+                seen.contains(&echo_secret) || seen.contains(&echo_key),
+                "{seen}"
+            );
+            MockResponse::json(200, json!({"items": [1, 2], "you_sent": seen}))
+                .header("x-echo", &auth)
+        },
+    );
+    let fixture = r#"# Recorded against the upstream; kept offline.
+[[case]]
+name = "vault items"
+action = "fetch"
+input = { url = "https://vault.allowed.test/items?page=1" }
+
+[[case]]
+name = "query items"
+action = "fetch"
+input = { url = "https://query.allowed.test/items" }
+"#;
+    let dir = example_with("exfil", "exfil.wasm", fixture);
+    let data = TempDir::new().expect("temp");
+    let keys = TempDir::new().expect("temp");
+    let mut switches = dev_switches(
+        &[
+            format!("vault.allowed.test={}", mock.addr()),
+            format!("query.allowed.test={}", mock.addr()),
+        ],
+        &ca.write_pem(keys.path()),
+    );
+    let path = dir.path().display().to_string();
+    switches.extend(["test".to_string(), path.clone(), "--record".into()]);
+    for (case, credential) in [("vault items", "token"), ("query items", "query-key")] {
+        let mut args: Vec<&str> = switches.iter().map(String::as_str).collect();
+        let secret_arg = format!("{credential}=env:RECORD_SECRET");
+        args.extend(["--case", case, "--secret", &secret_arg]);
+        let value = if credential == "token" { &secret } else { &key };
+        let out = airlock_with(data.path(), &args, "", &[("RECORD_SECRET", value)]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}\n{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        let shown = stdout(&out);
+        assert!(shown.contains("1 exchange(s), outcome ok"), "{shown}");
+        assert!(shown.contains("replayed offline: ok"), "{shown}");
+    }
+    assert_eq!(mock.requests().len(), 2);
+    let recorded = std::fs::read_to_string(dir.path().join("tests/cases.toml")).expect("read");
+    assert!(
+        recorded.starts_with("# Recorded against the upstream"),
+        "{recorded}"
+    );
+    for (form, what) in [
+        (secret.clone(), "the token"),
+        (key.clone(), "the query key"),
+        (STANDARD.encode(&secret), "the token in base64"),
+    ] {
+        assert!(
+            !recorded.contains(&form),
+            "{what} is in the recording:\n{recorded}"
+        );
+    }
+    // The query key stands in the URL as a placeholder, and the echoes read as redacted.
+    assert!(
+        recorded.contains("https://query.allowed.test/items?api_key={{credential.query-key}}"),
+        "{recorded}"
+    );
+    assert!(recorded.contains("[REDACTED]"), "{recorded}");
+    // With no upstream and no secret, the recorded cases pass on their own.
+    let (code, out) = test(data.path(), &[&path]);
+    assert_eq!(code, Some(0), "{out}\n{recorded}");
+    assert!(out.contains("test result: ok. 2 passed, 0 failed"), "{out}");
+
+    // A secret the host could not scrub (the guest puts it in the URL itself) is never
+    // written: the recording is refused and the file left as it was.
+    let leak = format!(
+        "[[case]]\nname = \"leak\"\naction = \"fetch\"\ninput = {{ url = \"https://vault.allowed.test/x?c={secret}\" }}\n"
+    );
+    std::fs::write(dir.path().join("tests/cases.toml"), &leak).expect("fixture");
+    let mut args: Vec<&str> = switches.iter().map(String::as_str).collect();
+    args.extend(["--case", "leak", "--secret", "token=env:RECORD_SECRET"]);
+    let out = airlock_with(data.path(), &args, "", &[("RECORD_SECRET", &secret)]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("nothing was written"),
+        "{}",
+        stderr(&out)
+    );
+    let after = std::fs::read_to_string(dir.path().join("tests/cases.toml")).expect("read");
+    assert_eq!(after, leak);
 }

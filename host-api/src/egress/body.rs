@@ -47,6 +47,9 @@ impl Body for LimitedRequestBody {
         {
             self.sent += data.len() as u64;
             self.traffic.add_sent(data.len());
+            if let Some(capture) = &self.traffic.capture {
+                capture.add_request(data);
+            }
             if self.sent > self.limit {
                 return Poll::Ready(Some(Err(Error::HttpRequestBodySize(Some(self.limit)))));
             }

@@ -32,6 +32,7 @@ use super::body::{LimitedRequestBody, RedactedResponseBody};
 use super::event::{Decision, EgressEvent, EgressLog, RedactionTally, Traffic};
 use super::redact::{BodyFilter, Encoding, Redactor};
 use super::settings::EgressSettings;
+use super::tap::{Capture, TapBody};
 use super::transport::{self, DialError, IoFuture, Timeouts};
 use crate::audit::EgressJournal;
 use crate::credentials::{CredentialBroker, CredentialSpec, Injection};
@@ -313,7 +314,10 @@ impl WasiHttpHooks for BrokeredHttp {
                 log.push(event, None);
                 return Err(Error::HttpRequestDenied);
             }
-            let traffic = Arc::new(Traffic::default());
+            let traffic = Arc::new(Traffic {
+                capture: settings.tap.clone().map(Capture::new),
+                ..Traffic::default()
+            });
             let result = match in_flight.try_acquire_owned() {
                 Ok(permit) => send(
                     &settings,
@@ -406,6 +410,15 @@ async fn send(
         }
     };
     let limits = &settings.limits;
+    let sent_path = request
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_string();
+    let capture = traffic.capture.clone();
+    let scrub = redactor
+        .clone()
+        .zip(admitted.credential.as_ref().map(|(name, _)| name.clone()));
     let request =
         request.map(|body| LimitedRequestBody::new(body, limits.request_body, traffic.clone()));
     let timeouts = Timeouts::clamped(limits, options);
@@ -419,7 +432,8 @@ async fn send(
     )
     .await?;
     let Some(redactor) = redactor else {
-        return Ok((response.map(|body| body.boxed_unsync()), io));
+        let response = response.map(|body| body.boxed_unsync());
+        return Ok((tapped(response, capture, admitted, &sent_path, scrub), io));
     };
     let (mut parts, body) = response.into_parts();
     let encoding = Encoding::from_header(
@@ -447,7 +461,34 @@ async fn send(
     parts.headers.remove(CONTENT_LENGTH);
     let filter = BodyFilter::new(&redactor, encoding, limits.response_body);
     let body = RedactedResponseBody::new(body, filter, redactor, tally);
-    Ok((Response::from_parts(parts, body.boxed_unsync()), io))
+    let response = Response::from_parts(parts, body.boxed_unsync());
+    Ok((tapped(response, capture, admitted, &sent_path, scrub), io))
+}
+
+/// With a tap (recording only), the response body is copied for it as the guest reads it.
+fn tapped(
+    response: Response<WasiBody>,
+    capture: Option<Arc<Capture>>,
+    admitted: &Admitted,
+    path: &str,
+    scrub: Option<(Redactor, String)>,
+) -> Response<WasiBody> {
+    let Some(capture) = capture else {
+        return response;
+    };
+    let scheme = if admitted.target.starts_with("http://") {
+        "http"
+    } else {
+        "https"
+    };
+    let port = match (scheme, admitted.port) {
+        ("https", 443) | ("http", 80) => String::new(),
+        (_, port) => format!(":{port}"),
+    };
+    let url = format!("{scheme}://{}{port}{path}", admitted.host);
+    let (parts, body) = response.into_parts();
+    capture.set_head(&admitted.method, url, &parts, scrub);
+    Response::from_parts(parts, TapBody::new(body, capture).boxed_unsync())
 }
 
 /// Replaces every echo of the credential in header values (`Location` included: CR-08);

@@ -78,6 +78,8 @@ pub(crate) struct Traffic {
     pub(crate) received: AtomicU64,
     pub(crate) redacted: AtomicU64,
     pub(crate) peer: OnceLock<IpAddr>,
+    /// The exchange in full, when a recording tap is set.
+    pub(crate) capture: Option<Arc<super::tap::Capture>>,
 }
 
 impl Traffic {

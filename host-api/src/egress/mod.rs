@@ -7,6 +7,7 @@
 //! - [`settings`]: limits, pins, classifier and TLS, shared by a runtime's invocations.
 //! - [`event`]: one metadata-only record per request attempt.
 //! - [`redact`]: scrubbing injected credentials from responses, streamed and decoded.
+//! - [`tap`]: whole exchanges, credential scrubbed, for `airlock test --record` only.
 //! - `transport`: resolve, check, dial, TLS and one HTTP/1.1 exchange (guest and host requests).
 //! - `body`: request and response bodies with size and idle limits, and the redacted body.
 
@@ -17,6 +18,7 @@ pub mod ip;
 pub mod redact;
 pub mod resolve;
 pub mod settings;
+pub mod tap;
 pub(crate) mod transport;
 
 pub use broker::{BrokeredHttp, IntegrationEgress};

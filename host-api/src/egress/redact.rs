@@ -135,9 +135,15 @@ impl Redactor {
 
     /// Redacts a complete value (e.g. a header); returns the result and the replacement count.
     pub fn redact(&self, input: &[u8]) -> (Vec<u8>, usize) {
+        self.replace(input, Self::MARK)
+    }
+
+    /// Like [`Self::redact`], with `mark` in place of each match (a recorded fixture's
+    /// `{{credential.NAME}}`).
+    pub fn replace(&self, input: &[u8], mark: &[u8]) -> (Vec<u8>, usize) {
         let mut out = Vec::with_capacity(input.len());
         let mut count = 0;
-        let pos = self.scrub(input, usize::MAX, &mut out, &mut count);
+        let pos = self.scrub(input, usize::MAX, mark, &mut out, &mut count);
         out.extend_from_slice(&input[pos..]);
         (out, count)
     }
@@ -173,14 +179,21 @@ impl Redactor {
 
     /// Appends `buf` with every match starting at or before `last_start` replaced, up to the end
     /// of the last such match, whose offset is returned; the rest of `buf` is left to the caller.
-    fn scrub(&self, buf: &[u8], last_start: usize, out: &mut Vec<u8>, count: &mut usize) -> usize {
+    fn scrub(
+        &self,
+        buf: &[u8],
+        last_start: usize,
+        mark: &[u8],
+        out: &mut Vec<u8>,
+        count: &mut usize,
+    ) -> usize {
         let mut pos = 0;
         for m in self.matcher.find_iter(buf) {
             if m.start() > last_start {
                 break;
             }
             out.extend_from_slice(&buf[pos..m.start()]);
-            out.extend_from_slice(Self::MARK);
+            out.extend_from_slice(mark);
             pos = m.end();
             *count += 1;
         }
@@ -234,9 +247,10 @@ impl StreamRedactor {
         // A match starting at or before `len - L` is final: every form starting there fits, and
         // nothing further left can still be incomplete. Later starts might grow with more input.
         let pos = match len.checked_sub(max) {
-            Some(last_start) => self
-                .redactor
-                .scrub(&self.held, last_start, out, &mut self.count),
+            Some(last_start) => {
+                self.redactor
+                    .scrub(&self.held, last_start, Redactor::MARK, out, &mut self.count)
+            }
             None => 0,
         };
         // No match starts in `pos..=len - L`, so those bytes are clean; only `L - 1` may be a prefix.

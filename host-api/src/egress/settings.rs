@@ -49,6 +49,8 @@ impl Default for EgressLimits {
 /// What every brokered request of a runtime shares.
 pub struct EgressSettings {
     pub limits: EgressLimits,
+    /// Recording only (`airlock test --record`): every exchange in full, credential scrubbed.
+    pub tap: Option<super::tap::Tap>,
     pub(crate) classifier: IpClassifier,
     pub(crate) resolve: Vec<ResolveOverride>,
     pub(crate) tls: Arc<rustls::ClientConfig>,
@@ -84,6 +86,7 @@ impl EgressSettings {
         tls.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Self {
             limits: EgressLimits::default(),
+            tap: None,
             classifier: IpClassifier::new(allow),
             resolve,
             tls: Arc::new(tls),

@@ -338,6 +338,7 @@ fn egress_options(
         resolve,
         allow_private,
         extra_roots,
+        tap: None,
     }
 }
 

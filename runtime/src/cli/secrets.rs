@@ -85,6 +85,11 @@ impl SecretArgs {
     }
 
     /// Whom this run acts for: the stored installation's tenant, else `local`.
+    /// Whether any local secret (`--secret`, `--secrets-file`) was given.
+    pub(crate) fn is_given(&self) -> bool {
+        !self.secrets.is_empty() || self.secrets_file.is_some()
+    }
+
     pub(crate) fn subject(&self) -> Subject {
         match (&self.tenant, &self.installation) {
             (Some(tenant), Some(installation)) => {
@@ -108,6 +113,18 @@ impl SecretArgs {
             let source = StoredSecrets::new(store, tenant.clone(), installation.clone());
             return Ok(runtime.credentials(scope, Arc::new(source)));
         }
+        Ok(runtime.credentials(
+            CredentialScope::local(),
+            Arc::new(StaticSecrets::new(self.local_values(declared)?)),
+        ))
+    }
+
+    /// The values `--secret` and `--secrets-file` give, each checked against the credential
+    /// `declared` under its name.
+    pub(crate) fn local_values(
+        &self,
+        declared: &BTreeMap<String, CredentialSpec>,
+    ) -> anyhow::Result<BTreeMap<String, Secret>> {
         let mut raw: Vec<(String, String, Zeroizing<String>)> = Vec::new();
         if let Some(path) = &self.secrets_file {
             for (name, value) in read_secrets_file(path)? {
@@ -154,10 +171,7 @@ impl SecretArgs {
                 bail!("credential `{name}` is given twice");
             }
         }
-        Ok(runtime.credentials(
-            CredentialScope::local(),
-            Arc::new(StaticSecrets::new(values)),
-        ))
+        Ok(values)
     }
 }
 

@@ -6,10 +6,12 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
+use super::secrets::SecretArgs;
 use super::{EXIT_INVALID, State, fail};
 use crate::engine::EngineSettings;
-use crate::fixtures::runner::{CaseOutcome, Runner};
-use crate::fixtures::{FixtureFile, fixture_files};
+use crate::fixtures::record::{self, Recorder};
+use crate::fixtures::runner::{CaseOutcome, Runner, RunnerError, Upstream};
+use crate::fixtures::{Case, FixtureFile, fixture_files};
 use crate::manifest::LoadedManifest;
 use crate::privileges::{Report, Usage};
 
@@ -28,6 +30,13 @@ pub(crate) struct TestArgs {
     /// print the manifest fragment without the rest
     #[arg(long)]
     privileges: bool,
+    /// Run the one case --case names against the real upstream (secrets from --secret or
+    /// --secrets-file) and write the exchanges it made, and its outcome, into its fixture,
+    /// every injected secret scrubbed; then replay it offline
+    #[arg(long, requires = "case")]
+    record: bool,
+    #[command(flatten)]
+    secrets: SecretArgs,
 }
 
 pub(crate) async fn test(
@@ -53,7 +62,25 @@ pub(crate) async fn test(
         .collect::<Result<_, crate::fixtures::FixtureError>>()
         .map_err(|e| fail(EXIT_INVALID, e))?;
     let only: Vec<FixtureFile> = loaded.iter().map(|(_, f)| f.clone()).collect();
-    let started = Runner::start(&state.data, &settings, &manifest.dir, &only).await;
+    if args.record {
+        return record(&args, &manifest, &loaded, state, &settings).await;
+    }
+    if args.secrets.is_given() {
+        return Err(fail(
+            EXIT_INVALID,
+            anyhow::anyhow!(
+                "fixture runs use dummy credentials; --secret and --secrets-file go with --record"
+            ),
+        ));
+    }
+    let started = Runner::start(
+        &state.data,
+        &settings,
+        &manifest.dir,
+        &only,
+        Upstream::Fixtures,
+    )
+    .await;
     if let Some((path, expected)) = loaded
         .iter()
         .find_map(|(path, f)| f.load_error.as_ref().map(|e| (path, e)))
@@ -107,6 +134,127 @@ pub(crate) async fn test(
         }
     }
     Ok(if failed.is_empty() { 0 } else { EXIT_FAILED })
+}
+
+/// `--record`: the one case `--case` names, run live, written back, then replayed offline.
+async fn record(
+    args: &TestArgs,
+    manifest: &LoadedManifest,
+    loaded: &[(PathBuf, FixtureFile)],
+    state: &State,
+    settings: &EngineSettings,
+) -> anyhow::Result<u8> {
+    let wanted = args.case.as_deref().unwrap_or_default();
+    let (path, file, case) = only_case(loaded, wanted)?;
+    if args.secrets.scope().is_some() {
+        return Err(fail(
+            EXIT_INVALID,
+            anyhow::anyhow!(
+                "--record takes local secrets (--secret, --secrets-file), never an installation's"
+            ),
+        ));
+    }
+    let declared = crate::loader::credential_specs(&manifest.manifest);
+    let secrets = args
+        .secrets
+        .local_values(&declared)
+        .map_err(|e| fail(EXIT_INVALID, e))?;
+    let recorder = Recorder::new();
+    let tap = airlock_host_api::egress::tap::Tap(recorder.clone());
+    let upstream = Upstream::Live {
+        secrets: secrets.clone(),
+        tap,
+    };
+    let runner = Runner::start(&state.data, settings, &manifest.dir, &[], upstream)
+        .await
+        .map_err(|e| fail(EXIT_INVALID, e))?;
+    let invocation = runner
+        .invoke(file, case)
+        .await
+        .map_err(|e| fail(EXIT_INVALID, anyhow::anyhow!(e)))?;
+    let exchanges = recorder.take();
+    let with_specs: Vec<_> = secrets
+        .into_iter()
+        .filter_map(|(name, secret)| {
+            let spec = declared.get(&name)?.clone();
+            Some((name, spec, secret))
+        })
+        .collect();
+    let written = record::write(path, &case.name, &invocation, &exchanges, &with_specs)
+        .map_err(|e| fail(EXIT_INVALID, e))?;
+    let outcome = match &invocation.result {
+        Ok(_) => "ok".to_string(),
+        Err(e) => e.class().to_string(),
+    };
+    println!(
+        "recorded {:?}: {written} exchange(s), outcome {outcome}, into {}",
+        case.name,
+        path.display()
+    );
+    // The recording must pass offline, as it will from now on.
+    let file = FixtureFile::load(path).map_err(|e| fail(EXIT_INVALID, e))?;
+    let Some(case) = file.cases.iter().find(|c| c.name == case.name) else {
+        return Err(anyhow::anyhow!(
+            "the recorded case is gone from {}",
+            path.display()
+        ));
+    };
+    let runner = Runner::start(
+        &state.data,
+        settings,
+        &manifest.dir,
+        std::slice::from_ref(&file),
+        Upstream::Fixtures,
+    )
+    .await
+    .map_err(|e: RunnerError| fail(EXIT_INVALID, e))?;
+    let replayed = runner.run(&file, case).await;
+    if replayed.passed() {
+        println!("replayed offline: ok");
+        Ok(0)
+    } else {
+        println!("replayed offline: FAILED");
+        for problem in &replayed.problems {
+            println!("{problem}");
+        }
+        Ok(EXIT_FAILED)
+    }
+}
+
+/// The one case named `wanted` (exactly, or else the only one whose name contains it).
+fn only_case<'a>(
+    loaded: &'a [(PathBuf, FixtureFile)],
+    wanted: &str,
+) -> anyhow::Result<(&'a Path, &'a FixtureFile, &'a Case)> {
+    let all = || {
+        loaded
+            .iter()
+            .flat_map(|(path, file)| file.cases.iter().map(move |c| (path.as_path(), file, c)))
+    };
+    let exact: Vec<_> = all().filter(|(_, _, c)| c.name == wanted).collect();
+    let found: Vec<_> = if exact.is_empty() {
+        all().filter(|(_, _, c)| c.name.contains(wanted)).collect()
+    } else {
+        exact
+    };
+    match found.as_slice() {
+        [one] => Ok(*one),
+        [] => Err(fail(
+            EXIT_INVALID,
+            anyhow::anyhow!("no case is named {wanted:?}"),
+        )),
+        many => {
+            let names: Vec<&str> = many.iter().map(|(_, _, c)| c.name.as_str()).collect();
+            Err(fail(
+                EXIT_INVALID,
+                anyhow::anyhow!(
+                    "--record runs one case, and {wanted:?} names {}: {}",
+                    names.len(),
+                    names.join(", ")
+                ),
+            ))
+        }
+    }
 }
 
 /// The verdict on a fixture file that expects the integration to be refused at load.
