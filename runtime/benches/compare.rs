@@ -23,6 +23,8 @@ use std::time::{Duration, Instant};
 
 use airlock_host_api::credentials::{CredentialScope, CredentialType, Secret, StaticSecrets};
 use airlock_runtime::bundle::{self, PublicKey, SigningKey};
+use airlock_runtime::cache::{CacheOutcome, CompileCache};
+use airlock_runtime::digest::Digest;
 use airlock_runtime::engine::EgressOptions;
 use airlock_runtime::loopback::LoopbackApi;
 use airlock_runtime::manifest::LoadedManifest;
@@ -190,6 +192,35 @@ fn rss_bytes() -> u64 {
         .map_or(0, |kib| kib * 1024)
 }
 
+/// Resident bytes of wasmtime's pooled sandboxes: its large anonymous reservations (linear
+/// memories, tables, fiber stacks) and the copy-on-write memory images mapped into them. The
+/// rest of the resident set is the host's.
+fn pooled_rss_bytes() -> u64 {
+    const LARGE_KIB: u64 = 128 * 1024;
+    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
+        return 0;
+    };
+    let (mut total_kib, mut size_kib) = (0, 0);
+    let (mut anonymous, mut image) = (false, false);
+    for line in smaps.lines() {
+        let mut words = line.split_whitespace();
+        let first = words.next().unwrap_or("");
+        let kib = |value: Option<&str>| value.and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        if first.contains('-') && first.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+            // A mapping's header: `start-end perms offset dev inode [path]`.
+            let path = line.split_whitespace().nth(5).unwrap_or("");
+            anonymous = path.is_empty();
+            image = path.contains("wasm-memory-image");
+            size_kib = 0;
+        } else if first == "Size:" {
+            size_kib = kib(words.next());
+        } else if first == "Rss:" && (image || (anonymous && size_kib >= LARGE_KIB)) {
+            total_kib += kib(words.next());
+        }
+    }
+    total_kib * 1024
+}
+
 fn main() {
     let plan = Plan::from_args();
     let examples = common::built_examples();
@@ -291,18 +322,21 @@ fn main() {
         );
     }
 
-    // 6: cold start of a signed bundle.
-    let (cold, warm) = cold_start(&plan, &examples, &settings, &input, &config_text, &current);
+    // 6: cold start of a signed bundle, and where the warm one's time goes.
+    let starts = cold_start(&plan, &examples, &settings, &input, &config_text, &current);
     table.row(
         "cold start, empty compiled cache: verify + compile + pre-instantiate + first call",
-        micros(cold.median),
+        micros(starts.cold.median),
         "",
     );
     table.row(
         "cold start, warm cache: verify + deserialize + pre-instantiate + first call",
-        micros(warm.median),
+        micros(starts.warm.median),
         "",
     );
+    for (what, stats) in &starts.phases {
+        table.row(&format!("… {what}"), micros(stats.median), "timed apart");
+    }
 
     // 7: one brokered HTTPS GET against native reqwest.
     let (brokered, reqwest_fresh, reqwest_pooled) = https_get(&plan, &examples, &multi);
@@ -323,17 +357,30 @@ fn main() {
     );
 
     // 8: memory of invocations parked in a host call.
-    let (per_parked, guest_memory) = parked_memory(&plan, &examples, &multi);
+    let parked = parked_memory(&plan, &examples, &multi);
     table.row(
         &format!(
             "resident memory per invocation parked in a host call ({} at once)",
             plan.parked
         ),
-        format!("{:.0} KiB", per_parked / 1024.0),
+        format!("{:.0} KiB", parked.total / 1024.0),
         &format!(
             "the guest's linear memory is {:.0} KiB in size, resident only where touched",
-            guest_memory / 1024.0
+            parked.guest_memory / 1024.0
         ),
+    );
+    table.row(
+        "… of which in its pooled sandbox (touched linear memory, tables, fiber stack)",
+        format!("{:.0} KiB", parked.pooled / 1024.0),
+        "/proc/self/smaps: the pool's reservations and memory images",
+    );
+    table.row(
+        "… of which the host's own (store, WASI and HTTP state, TLS client, task)",
+        format!(
+            "{:.0} KiB",
+            (parked.total - parked.pooled).max(0.0) / 1024.0
+        ),
+        "target ≤ 64 KiB",
     );
 
     println!(
@@ -420,8 +467,16 @@ fn audited_latency(
     })
 }
 
-/// A new signed bundle's first invocation on a fresh runtime: with an empty compiled cache,
-/// and again with the cache the first run filled.
+/// Cold starts: with an empty compiled cache, with a warm one, and the warm one's phases
+/// timed apart (each on its own; they add up to about the whole).
+struct ColdStarts {
+    cold: Stats,
+    warm: Stats,
+    phases: Vec<(&'static str, Stats)>,
+}
+
+/// A new signed bundle's first invocation on a running runtime: with an empty compiled cache,
+/// and again with the cache the first load filled.
 fn cold_start(
     plan: &Plan,
     examples: &Path,
@@ -429,7 +484,7 @@ fn cold_start(
     input: &str,
     config_text: &str,
     rt: &tokio::runtime::Runtime,
-) -> (Stats, Stats) {
+) -> ColdStarts {
     let key = SigningKey::generate(&mut rand_core::OsRng);
     let public = PublicKey::from_verifying_key(key.verifying_key());
     let manifest = LoadedManifest::load(&examples.join("contact-mapper")).expect("manifest");
@@ -437,25 +492,79 @@ fn cold_start(
     let origin = examples.join("contact-mapper.airlock");
     let mut cold = Vec::new();
     let mut warm = Vec::new();
+    let mut phases: [(&'static str, Vec<Duration>); 5] = [
+        (
+            "of which: verify the bundle (archive, SHA-256 digest, Ed25519)",
+            Vec::new(),
+        ),
+        (
+            "of which: the component's digest (the cache key)",
+            Vec::new(),
+        ),
+        (
+            "of which: read, HMAC-check and deserialize the cached artifact",
+            Vec::new(),
+        ),
+        (
+            "of which: the rest of loading (manifest, schemas, imports, pre-instantiate)",
+            Vec::new(),
+        ),
+        ("of which: config validation and the first call", Vec::new()),
+    ];
     for _ in 0..plan.starts {
         let data = tempfile::TempDir::new().expect("temp dir");
         let mut trust = TrustStore::open(data.path()).expect("trust");
         trust
             .add(&public, &manifest.manifest.publisher.name)
             .expect("trusted");
+        // One runtime, as on a running host: the first load compiles, the second finds the
+        // artifact the first cached (the runtime keeps no loaded component in memory).
+        let runtime = Runtime::new(data.path(), settings.clone()).expect("runtime");
         for times in [&mut cold, &mut warm] {
-            let runtime = Runtime::new(data.path(), settings.clone()).expect("runtime");
             let start = Instant::now();
             let (mapper, _) =
                 bundle::trusted::load_verified(&runtime, &origin, &signed.bytes, &trust)
                     .expect("verified and loaded");
+            let loaded = start.elapsed();
             let config = mapper.validate_config(Some(config_text)).expect("config");
             let ran = rt.block_on(runtime.invoke(&mapper, &config, "map-contact", input));
-            times.push(start.elapsed());
+            let total = start.elapsed();
+            times.push(total);
             assert!(ran.result.is_ok());
+            phases[4].1.push(total - loaded);
         }
+        // The warm start's phases, each timed on its own with the same runtime and cache.
+        let start = Instant::now();
+        let verified = bundle::verify_trusted(&origin, &signed.bytes, &trust).expect("verified");
+        phases[0].1.push(start.elapsed());
+        let wasm = &verified.files["component.wasm"];
+        let start = Instant::now();
+        let digest = Digest::of(wasm);
+        phases[1].1.push(start.elapsed());
+        let cache = CompileCache::open(data.path(), runtime.engine()).expect("cache");
+        let start = Instant::now();
+        let (_, outcome) = cache
+            .load_or_compile(runtime.engine(), &digest, wasm)
+            .expect("deserialized");
+        phases[2].1.push(start.elapsed());
+        assert_eq!(outcome, CacheOutcome::Hit);
     }
-    (Stats::of(cold), Stats::of(warm))
+    let warm_stats = Stats::of(warm.clone());
+    let others: Duration = phases[..3]
+        .iter()
+        .map(|(_, times)| Stats::of(times.clone()).median)
+        .sum::<Duration>()
+        + Stats::of(phases[4].1.clone()).median;
+    let rest = warm_stats.median.saturating_sub(others);
+    phases[3].1.push(rest);
+    ColdStarts {
+        cold: Stats::of(cold),
+        warm: warm_stats,
+        phases: phases
+            .into_iter()
+            .map(|(what, times)| (what, Stats::of(times)))
+            .collect(),
+    }
 }
 
 /// One GET through the `exfil` guest's `fetch`, and the same GET from reqwest with a new
@@ -545,7 +654,7 @@ fn pinned_runtime(data: &Path, addr: SocketAddr, api: &LoopbackApi, sandboxes: u
 
 /// Resident memory per invocation while `plan.parked` of them wait in a host call (a TLS
 /// handshake with a server that accepts and never answers), and the guest's linear memory.
-fn parked_memory(plan: &Plan, examples: &Path, rt: &tokio::runtime::Runtime) -> (f64, f64) {
+fn parked_memory(plan: &Plan, examples: &Path, rt: &tokio::runtime::Runtime) -> Parked {
     let api = rt
         .block_on(LoopbackApi::start(
             &[HOST],
@@ -569,7 +678,7 @@ fn parked_memory(plan: &Plan, examples: &Path, rt: &tokio::runtime::Runtime) -> 
     let config = Arc::new(exfil.validate_config(None).expect("config"));
     let input = serde_json::json!({ "url": format!("https://{HOST}/slow") }).to_string();
     let caller = || runtime.local_caller(bench_token(&runtime));
-    let base = rss_bytes();
+    let (base, pooled_base) = (rss_bytes(), pooled_rss_bytes());
     let mut parked = tokio::task::JoinSet::new();
     for _ in 0..plan.parked {
         let (r, e, c, i) = (
@@ -591,13 +700,16 @@ fn parked_memory(plan: &Plan, examples: &Path, rt: &tokio::runtime::Runtime) -> 
         std::thread::sleep(Duration::from_millis(20));
     }
     std::thread::sleep(Duration::from_millis(200));
-    let during = rss_bytes();
+    let (during, pooled_during) = (rss_bytes(), pooled_rss_bytes());
     eprintln!(
-        "parked: {} connections held, {} invocations running, RSS {} → {} KiB",
+        "parked: {} connections held, {} invocations running, RSS {} → {} KiB, of which in \
+         the sandbox pool {} → {} KiB",
         held.lock().expect("held").len(),
         parked.len(),
         base / 1024,
-        during / 1024
+        during / 1024,
+        pooled_base / 1024,
+        pooled_during / 1024
     );
     // Close the held connections: every parked fetch fails at once and its invocation ends.
     held.lock().expect("held").clear();
@@ -608,7 +720,18 @@ fn parked_memory(plan: &Plan, examples: &Path, rt: &tokio::runtime::Runtime) -> 
         }
         peaks
     });
-    let guest = peaks.iter().sum::<u64>() as f64 / peaks.len().max(1) as f64;
-    let per = during.saturating_sub(base) as f64 / plan.parked as f64;
-    (per, guest)
+    let n = plan.parked as f64;
+    Parked {
+        total: during.saturating_sub(base) as f64 / n,
+        pooled: pooled_during.saturating_sub(pooled_base) as f64 / n,
+        guest_memory: peaks.iter().sum::<u64>() as f64 / peaks.len().max(1) as f64,
+    }
+}
+
+/// Resident memory per parked invocation: in all, in its pooled sandbox, and the size of its
+/// linear memory.
+struct Parked {
+    total: f64,
+    pooled: f64,
+    guest_memory: f64,
 }
