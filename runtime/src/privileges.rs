@@ -43,10 +43,6 @@ impl Usage {
             }
         }
     }
-
-    pub fn invocations(&self) -> u64 {
-        self.invocations
-    }
 }
 
 /// One declared rule and what of it was used.

@@ -128,12 +128,11 @@ fn egress_settings(settings: &EngineSettings) -> Result<EgressSettings, RuntimeE
         }
         roots.extend(certs);
     }
-    let mut egress = EgressSettings::new(
+    EgressSettings::new(
         options.resolve.clone(),
         options.allow_private.clone(),
         roots,
     )
-    .map_err(|e| RuntimeError::Egress(e.to_string()))?;
-    egress.tap = options.tap.clone();
-    Ok(egress)
+    .map(|egress| egress.with_tap(options.tap.clone()))
+    .map_err(|e| RuntimeError::Egress(e.to_string()))
 }

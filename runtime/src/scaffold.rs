@@ -8,6 +8,7 @@
 //! the target and renamed into place, so a failure leaves nothing half-written.
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// Which kind of integration to start from.
@@ -153,11 +154,23 @@ pub fn create(dir: &Path, name: &str, template: Template) -> Result<Vec<String>,
     if dir.exists() {
         return Err(ScaffoldError::Exists(dir.to_path_buf()));
     }
+    // The staging directory was made private (0700); the crate is an ordinary directory.
+    fs::set_permissions(staging.path(), fs::Permissions::from_mode(0o755))
+        .map_err(io(staging.path()))?;
     // On failure the staging directory is removed when `staging` drops; after the rename
     // there is nothing left at its old path to remove.
     fs::rename(staging.path(), dir).map_err(io(dir))?;
     Ok(files.into_iter().map(|(path, _)| path).collect())
 }
+
+/// Names cargo refuses for a package (Rust keywords that fit the name rule).
+const RUST_KEYWORDS: &[&str] = &[
+    "as", "async", "await", "box", "break", "const", "continue", "crate", "do", "dyn", "else",
+    "enum", "extern", "false", "final", "fn", "for", "gen", "if", "impl", "in", "let", "loop",
+    "macro", "match", "mod", "move", "mut", "override", "priv", "pub", "ref", "return", "self",
+    "static", "struct", "super", "trait", "true", "try", "type", "typeof", "unsafe", "unsized",
+    "use", "virtual", "where", "while", "yield",
+];
 
 /// Lower-case letters, digits and single dashes, starting with a letter: a crate name, a
 /// directory name and the name half of an integration id alike.
@@ -169,7 +182,8 @@ fn check_name(name: &str) -> Result<(), ScaffoldError> {
         && name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && name != "airlock-guest";
+        && name != "airlock-guest"
+        && !RUST_KEYWORDS.contains(&name);
     if ok {
         Ok(())
     } else {
@@ -305,7 +319,7 @@ mod tests {
             "left for airlock test"
         );
         let ignored = fs::read_to_string(dir.join(".gitignore")).expect("gitignore");
-        assert!(ignored.contains("*.key") && ignored.contains("secrets.env"));
+        assert!(ignored.contains("*.key") && ignored.contains("secrets.toml"));
         // Again: refused, and nothing of the first is touched.
         let again = create(&dir, "demo-conn", Template::Transform);
         assert!(matches!(again, Err(ScaffoldError::Exists(_))));

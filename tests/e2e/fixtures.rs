@@ -210,6 +210,9 @@ fn the_privileges_report_names_what_was_never_used() {
     ] {
         assert!(out.contains(line), "missing {line:?} in:\n{out}");
     }
+    // A selection that names nothing is a mistake, not a pass.
+    let (code, _) = test(data.path(), &[&dir, "--case", "no such case"]);
+    assert_eq!(code, Some(2));
     // With every case, everything declared is used and nothing is cut.
     let (code, out) = test(data.path(), &[&dir, "--privileges"]);
     assert_eq!(code, Some(0), "{out}");
@@ -315,7 +318,7 @@ input = { url = "https://query.allowed.test/items" }
     let mut args: Vec<&str> = switches.iter().map(String::as_str).collect();
     args.extend(["--case", "leak", "--secret", "token=env:RECORD_SECRET"]);
     let out = airlock_with(data.path(), &args, "", &[("RECORD_SECRET", &secret)]);
-    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     assert!(
         stderr(&out).contains("nothing was written"),
         "{}",

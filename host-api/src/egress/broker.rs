@@ -416,6 +416,12 @@ async fn send(
         .map_or("/", |p| p.as_str())
         .to_string();
     let capture = traffic.capture.clone();
+    if capture.is_some() {
+        // A recording keeps the body the guest read, which must be the plain one.
+        request
+            .headers_mut()
+            .insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+    }
     let scrub = redactor
         .clone()
         .zip(admitted.credential.as_ref().map(|(name, _)| name.clone()));

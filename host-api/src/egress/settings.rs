@@ -50,7 +50,7 @@ impl Default for EgressLimits {
 pub struct EgressSettings {
     pub limits: EgressLimits,
     /// Recording only (`airlock test --record`): every exchange in full, credential scrubbed.
-    pub tap: Option<super::tap::Tap>,
+    pub(crate) tap: Option<super::tap::Tap>,
     pub(crate) classifier: IpClassifier,
     pub(crate) resolve: Vec<ResolveOverride>,
     pub(crate) tls: Arc<rustls::ClientConfig>,
@@ -91,6 +91,15 @@ impl EgressSettings {
             resolve,
             tls: Arc::new(tls),
         })
+    }
+}
+
+impl EgressSettings {
+    /// Hands every exchange, bodies included, to `tap`: for `airlock test --record` only,
+    /// never a server or an ordinary run.
+    pub fn with_tap(mut self, tap: Option<super::tap::Tap>) -> Self {
+        self.tap = tap;
+        self
     }
 }
 

@@ -4,7 +4,8 @@
 //! It holds bodies, so nothing but a recording run sets one ([`EgressSettings::tap`]); the
 //! audit trail and logs never see what it sees. The response is what the guest read (already
 //! redacted); the request is what went on the wire, scrubbed here of the injected credential
-//! in every form the redactor knows.
+//! in every form the redactor knows, and the redactor is handed on so a recorder can scrub the
+//! other exchanges of the run with it too.
 //!
 //! [`EgressSettings::tap`]: super::EgressSettings::tap
 
@@ -26,7 +27,7 @@ pub trait ExchangeTap: Send + Sync {
 }
 
 /// One exchange, scrubbed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct TappedExchange {
     pub method: String,
     /// `https://host[:port]/path?query` as sent.
@@ -35,8 +36,13 @@ pub struct TappedExchange {
     pub status: u16,
     /// In order, names lower-case.
     pub response_headers: Vec<(String, String)>,
-    /// What the guest read of the body: all of it, unless it stopped early.
+    /// What the guest read of the body.
     pub response_body: Vec<u8>,
+    /// Whether the body was read to its end without error (else it is cut short).
+    pub complete: bool,
+    /// The credential injected on this exchange (its name, and its forms as a redactor), so a
+    /// recorder can scrub it from the other exchanges too.
+    pub injected: Option<(String, Redactor)>,
 }
 
 /// A tap shared by a runtime's exchanges.
@@ -55,6 +61,7 @@ pub(crate) struct Capture {
     head: OnceLock<Head>,
     request: Mutex<Vec<u8>>,
     response: Mutex<Vec<u8>>,
+    complete: AtomicBool,
     emitted: AtomicBool,
 }
 
@@ -81,6 +88,7 @@ impl Capture {
             head: OnceLock::new(),
             request: Mutex::default(),
             response: Mutex::default(),
+            complete: AtomicBool::new(false),
             emitted: AtomicBool::new(false),
         })
     }
@@ -133,17 +141,19 @@ impl Capture {
             None => bytes.to_vec(),
         };
         let text = |bytes: Vec<u8>| String::from_utf8_lossy(&bytes).into_owned();
+        // The response was redacted before the guest read it; the request went out as sent.
         self.tap.0.exchange(TappedExchange {
             method: head.method.clone(),
             url: text(scrub(head.url.as_bytes())),
             request_body: scrub(&lock(&self.request)),
             status: head.status,
-            response_headers: head
-                .headers
-                .iter()
-                .map(|(name, value)| (name.clone(), text(scrub(value.as_bytes()))))
-                .collect(),
-            response_body: scrub(&lock(&self.response)),
+            response_headers: head.headers.clone(),
+            response_body: lock(&self.response).clone(),
+            complete: self.complete.load(Ordering::Acquire),
+            injected: head
+                .scrub
+                .as_ref()
+                .map(|(redactor, name)| (name.clone(), redactor.clone())),
         });
     }
 }
@@ -180,7 +190,11 @@ impl<B: Body<Data = Bytes, Error = Error> + Unpin> Body for TapBody<B> {
                     lock(&self.capture.response).extend_from_slice(data);
                 }
             }
-            _ => self.capture.emit(),
+            Some(Err(_)) => self.capture.emit(),
+            None => {
+                self.capture.complete.store(true, Ordering::Release);
+                self.capture.emit();
+            }
         }
         Poll::Ready(frame)
     }

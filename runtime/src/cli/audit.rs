@@ -248,17 +248,27 @@ fn privileges(
         .installed_manifest(&record)
         .map_err(|e| fail(EXIT_INVALID, e))?;
     let mut usage = Usage::default();
+    let mut damaged = 0;
     for line in opened.trail.lines() {
         let (_, line) = line?;
-        let Ok(record) = record::open(&line) else {
+        let Ok(entry) = record::open(&line) else {
+            damaged += 1;
             continue;
         };
-        if let AuditEvent::Invocation(r) = &record.envelope.event
+        // This installation's runs of this integration: a name reused for another integration
+        // after a delete does not count.
+        if let AuditEvent::Invocation(r) = &entry.envelope.event
             && r.subject.tenant == tenant.as_str()
             && r.subject.installation == installation.as_str()
+            && r.integration.id == record.integration
         {
             usage.record(&manifest.manifest, &r.egress);
         }
+    }
+    if damaged > 0 {
+        eprintln!(
+            "warning: {damaged} record(s) do not open and were left out; run `airlock audit verify`"
+        );
     }
     let report = Report::new(&manifest.manifest, &usage);
     if json {

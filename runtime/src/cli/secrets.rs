@@ -84,12 +84,12 @@ impl SecretArgs {
         self.tenant.as_ref().zip(self.installation.as_ref())
     }
 
-    /// Whom this run acts for: the stored installation's tenant, else `local`.
     /// Whether any local secret (`--secret`, `--secrets-file`) was given.
     pub(crate) fn is_given(&self) -> bool {
         !self.secrets.is_empty() || self.secrets_file.is_some()
     }
 
+    /// Whom this run acts for: the stored installation's tenant, else `local`.
     pub(crate) fn subject(&self) -> Subject {
         match (&self.tenant, &self.installation) {
             (Some(tenant), Some(installation)) => {

@@ -8,6 +8,7 @@ use clap::Args;
 
 use super::secrets::SecretArgs;
 use super::{EXIT_INVALID, State, fail};
+use crate::audit::AuditTrail;
 use crate::engine::EngineSettings;
 use crate::fixtures::record::{self, Recorder};
 use crate::fixtures::runner::{CaseOutcome, Runner, RunnerError, Upstream};
@@ -62,9 +63,74 @@ pub(crate) async fn test(
         .collect::<Result<_, crate::fixtures::FixtureError>>()
         .map_err(|e| fail(EXIT_INVALID, e))?;
     let only: Vec<FixtureFile> = loaded.iter().map(|(_, f)| f.clone()).collect();
-    if args.record {
-        return record(&args, &manifest, &loaded, state, &settings).await;
+    let load_error = loaded
+        .iter()
+        .find_map(|(path, f)| f.load_error.as_ref().map(|e| (path, e)));
+    if let (Some((path, _)), Some((other, _))) =
+        (load_error, loaded.iter().find(|(_, f)| !f.cases.is_empty()))
+    {
+        return Err(fail(
+            EXIT_INVALID,
+            anyhow::anyhow!(
+                "{} expects the integration to be refused at load, and {} has cases to run in \
+                 it: one of them is wrong",
+                path.display(),
+                other.display()
+            ),
+        ));
     }
+    let selected = |name: &str| args.case.as_deref().is_none_or(|c| name.contains(c));
+    let total: usize = loaded
+        .iter()
+        .map(|(_, f)| f.cases.iter().filter(|c| selected(&c.name)).count())
+        .sum();
+    if total == 0 && load_error.is_none() {
+        return Err(fail(
+            EXIT_INVALID,
+            anyhow::anyhow!(
+                "no case to run{}",
+                args.case
+                    .as_deref()
+                    .map_or(String::new(), |c| format!(": no case name contains {c:?}"))
+            ),
+        ));
+    }
+    let (_store, trail) = state.open()?;
+    let verdict = if args.record {
+        record(&args, &manifest, &loaded, state, &settings, &trail).await
+    } else {
+        let cases = Cases {
+            loaded: &loaded,
+            only: &only,
+            total,
+        };
+        run_cases(&args, &manifest, cases, state, &settings, &trail).await
+    };
+    trail.checkpoint()?;
+    verdict
+}
+
+/// The fixture files, their parsed contents, and how many cases the selection runs.
+struct Cases<'a> {
+    loaded: &'a [(PathBuf, FixtureFile)],
+    only: &'a [FixtureFile],
+    total: usize,
+}
+
+/// Runs the selected cases and prints the report.
+async fn run_cases(
+    args: &TestArgs,
+    manifest: &LoadedManifest,
+    cases: Cases<'_>,
+    state: &State,
+    settings: &EngineSettings,
+    trail: &AuditTrail,
+) -> anyhow::Result<u8> {
+    let Cases {
+        loaded,
+        only,
+        total,
+    } = cases;
     if args.secrets.is_given() {
         return Err(fail(
             EXIT_INVALID,
@@ -75,9 +141,10 @@ pub(crate) async fn test(
     }
     let started = Runner::start(
         &state.data,
-        &settings,
+        settings,
+        trail,
         &manifest.dir,
-        &only,
+        only,
         Upstream::Fixtures,
     )
     .await;
@@ -89,15 +156,11 @@ pub(crate) async fn test(
     }
     let runner = started.map_err(|e| fail(EXIT_INVALID, e))?;
     let selected = |name: &str| args.case.as_deref().is_none_or(|c| name.contains(c));
-    let total: usize = loaded
-        .iter()
-        .map(|(_, f)| f.cases.iter().filter(|c| selected(&c.name)).count())
-        .sum();
     println!("\nrunning {total} case(s)");
     let mut failed: Vec<(String, CaseOutcome)> = Vec::new();
     let mut passed = 0;
     let mut usage = Usage::default();
-    for (path, file) in &loaded {
+    for (path, file) in loaded {
         let stem = file_stem(path);
         for case in file.cases.iter().filter(|c| selected(&c.name)) {
             let outcome = runner.run(file, case).await;
@@ -143,6 +206,7 @@ async fn record(
     loaded: &[(PathBuf, FixtureFile)],
     state: &State,
     settings: &EngineSettings,
+    trail: &AuditTrail,
 ) -> anyhow::Result<u8> {
     let wanted = args.case.as_deref().unwrap_or_default();
     let (path, file, case) = only_case(loaded, wanted)?;
@@ -165,7 +229,7 @@ async fn record(
         secrets: secrets.clone(),
         tap,
     };
-    let runner = Runner::start(&state.data, settings, &manifest.dir, &[], upstream)
+    let runner = Runner::start(&state.data, settings, trail, &manifest.dir, &[], upstream)
         .await
         .map_err(|e| fail(EXIT_INVALID, e))?;
     let invocation = runner
@@ -180,8 +244,17 @@ async fn record(
             Some((name, spec, secret))
         })
         .collect();
-    let written = record::write(path, &case.name, &invocation, &exchanges, &with_specs)
-        .map_err(|e| fail(EXIT_INVALID, e))?;
+    let written =
+        record::write(path, &case.name, &invocation, &exchanges, &with_specs).map_err(|e| {
+            // A run that cannot be recorded safely is a failed run, not a usage error.
+            let code = match e {
+                record::RecordError::Secret(_)
+                | record::RecordError::Incomplete(..)
+                | record::RecordError::Binary(..) => EXIT_FAILED,
+                _ => EXIT_INVALID,
+            };
+            fail(code, e)
+        })?;
     let outcome = match &invocation.result {
         Ok(_) => "ok".to_string(),
         Err(e) => e.class().to_string(),
@@ -202,6 +275,7 @@ async fn record(
     let runner = Runner::start(
         &state.data,
         settings,
+        trail,
         &manifest.dir,
         std::slice::from_ref(&file),
         Upstream::Fixtures,
