@@ -17,7 +17,7 @@ use airlock_host_api::egress::{Decision, MAX_DETAILED_EVENTS, Suppressed};
 use crate::canary::{Canaries, contains, sinks};
 use crate::egress::{Egress, UPSTREAM_IP, upstreams};
 use crate::mock::{MockResponse, MockUpstream, TestCa};
-use crate::operator::Operator;
+use crate::operator::{Operator, RUN_FETCH};
 use crate::support::{
     airlock, airlock_with, dev_switches, example, example_arg, run_against_mocks, run_mapper,
     stderr, stdout,
@@ -181,21 +181,8 @@ fn canaries_never_reach_the_trail_the_metrics_or_the_disk() {
     assert_eq!(stored.status.code(), Some(0), "{}", stderr(&stored));
     let mut args = dev_switches(&pins, &ca_pem);
     let input = with_query("vault.allowed.test").to_string();
-    args.extend(
-        [
-            "run",
-            "--tenant",
-            "acme",
-            "--installation",
-            "exfil",
-            "--action",
-            "fetch",
-            "--json",
-            "--input",
-            &input,
-        ]
-        .map(String::from),
-    );
+    args.extend(RUN_FETCH.map(String::from));
+    args.extend(["--json", "--input", &input].map(String::from));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     outputs.push(airlock_with(op.data(), &args, "", &[]));
 
@@ -399,20 +386,8 @@ fn privileges_from_the_trail_name_what_an_installation_never_used() {
     let pins = [format!("vault.allowed.test={}", mock.addr())];
     let mut args = dev_switches(&pins, &ca.write_pem(keys.path()));
     let input = json!({"url": "https://vault.allowed.test/items"}).to_string();
-    args.extend(
-        [
-            "run",
-            "--tenant",
-            "acme",
-            "--installation",
-            "exfil",
-            "--action",
-            "fetch",
-            "--input",
-            &input,
-        ]
-        .map(String::from),
-    );
+    args.extend(RUN_FETCH.map(String::from));
+    args.extend(["--input".to_string(), input]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let ran = airlock(op.data(), &args);
     assert_eq!(ran.status.code(), Some(0), "{}", stderr(&ran));

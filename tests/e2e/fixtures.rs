@@ -62,6 +62,13 @@ fn every_example_passes_its_fixture_cases() {
     );
 }
 
+/// Asserts `out` shows every one of `lines`.
+fn shows(out: &str, lines: &[&str]) {
+    for line in lines {
+        assert!(out.contains(line), "missing {line:?} in:\n{out}");
+    }
+}
+
 /// The example `name` (component `wasm`) in a temp dir, with `fixture` as its only fixture
 /// file.
 fn example_with(name: &str, wasm: &str, fixture: &str) -> TempDir {
@@ -131,19 +138,20 @@ output = { number = 4, url = "https://github.com/acme/widgets/issues/4" }
         out.contains("test result: FAILED. 1 passed, 2 failed"),
         "{out}"
     );
-    for line in [
-        "case cases::a passing case ... ok",
-        "case cases::a request that never comes ... FAILED",
-        // The request that never comes.
-        "expected request never happened: POST https://api.github.com/repos/acme/widgets/labels",
-        // The wrong output, as a diff; and a header mismatch that never quotes the value sent.
-        "output differs (- expected, + actual)",
-        "-   \"number\": 2,",
-        "+   \"number\": 3,",
-        "header `authorization` is not the expected value (1 value(s) sent)",
-    ] {
-        assert!(out.contains(line), "missing {line:?} in:\n{out}");
-    }
+    shows(
+        &out,
+        &[
+            "case cases::a passing case ... ok",
+            "case cases::a request that never comes ... FAILED",
+            // The request that never comes.
+            "expected request never happened: POST https://api.github.com/repos/acme/widgets/labels",
+            // The wrong output, as a diff; and a header mismatch that never quotes the value sent.
+            "output differs (- expected, + actual)",
+            "-   \"number\": 2,",
+            "+   \"number\": 3,",
+            "header `authorization` is not the expected value (1 value(s) sent)",
+        ],
+    );
     assert!(
         !out.contains("airlocktest"),
         "dummy credentials never show:\n{out}"
@@ -165,15 +173,16 @@ output = { attempts = [{ url = "https://evil.example/collect?d=1", outcome = "ok
     let exfil = example_with("exfil", "exfil.wasm", undeclared);
     let (code, out) = test(data.path(), &[&exfil.path().display().to_string()]);
     assert_eq!(code, Some(1), "{out}");
-    for line in [
-        "case cases::an undeclared host ... FAILED",
-        "+       \"outcome\": \"HttpRequestDenied\",",
-        "expected request never happened: GET https://evil.example/collect?d=1",
-        "egress denied: GET (the URL is not kept) (no-matching-rule)",
-        "test result: FAILED. 0 passed, 1 failed",
-    ] {
-        assert!(out.contains(line), "missing {line:?} in:\n{out}");
-    }
+    shows(
+        &out,
+        &[
+            "case cases::an undeclared host ... FAILED",
+            "+       \"outcome\": \"HttpRequestDenied\",",
+            "expected request never happened: GET https://evil.example/collect?d=1",
+            "egress denied: GET (the URL is not kept) (no-matching-rule)",
+            "test result: FAILED. 0 passed, 1 failed",
+        ],
+    );
 
     // A fixture that is not one: a usage error naming the file and the case.
     std::fs::write(
@@ -200,16 +209,17 @@ fn the_privileges_report_names_what_was_never_used() {
         &[&dir, "--case", "list-open skips", "--privileges"],
     );
     assert_eq!(code, Some(0), "{out}");
-    for line in [
-        "running 1 case(s)",
-        "egress     GET,POST https://api.github.com/repos — used; never POST",
-        "egress     GET https://api.github.com/repositories — UNUSED",
-        "credential github (bearer) — used",
-        "# removed, never used: https://api.github.com/repositories",
-        "[[egress]]\nurl = \"https://api.github.com/repos\"\nmethods = [\"GET\"]\ncredential = \"github\"",
-    ] {
-        assert!(out.contains(line), "missing {line:?} in:\n{out}");
-    }
+    shows(
+        &out,
+        &[
+            "running 1 case(s)",
+            "egress     GET,POST https://api.github.com/repos — used; never POST",
+            "egress     GET https://api.github.com/repositories — UNUSED",
+            "credential github (bearer) — used",
+            "# removed, never used: https://api.github.com/repositories",
+            "[[egress]]\nurl = \"https://api.github.com/repos\"\nmethods = [\"GET\"]\ncredential = \"github\"",
+        ],
+    );
     // A selection that names nothing is a mistake, not a pass.
     let (code, _) = test(data.path(), &[&dir, "--case", "no such case"]);
     assert_eq!(code, Some(2));

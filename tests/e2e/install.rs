@@ -6,7 +6,7 @@ use std::process::Output;
 
 use crate::egress::UPSTREAM_IP;
 use crate::mock::{MockResponse, MockUpstream, TestCa};
-use crate::operator::Operator;
+use crate::operator::{Operator, RUN_FETCH};
 use crate::support::{stderr, stdout};
 
 /// Asserts the command's stderr says `text`.
@@ -26,17 +26,6 @@ fn prints(out: &Output, text: &str) {
         stdout(out)
     );
 }
-
-/// `run` of the `exfil` installation's `fetch`.
-const RUN_FETCH: [&str; 7] = [
-    "run",
-    "--tenant",
-    "acme",
-    "--installation",
-    "exfil",
-    "--action",
-    "fetch",
-];
 
 const API_GET: &str = "[[egress]]\nurl = \"https://api.allowed.test\"\nmethods = [\"GET\"]\n";
 

@@ -9,6 +9,17 @@ use tempfile::TempDir;
 
 use crate::support::{airlock, airlock_with, custom_integration, read_example, stderr, stdout};
 
+/// `run` of acme's `exfil` installation's `fetch`.
+pub const RUN_FETCH: [&str; 7] = [
+    "run",
+    "--tenant",
+    "acme",
+    "--installation",
+    "exfil",
+    "--action",
+    "fetch",
+];
+
 /// A data dir with a trusted publisher key for the examples, and a tenant `acme`.
 pub struct Operator {
     pub data: TempDir,

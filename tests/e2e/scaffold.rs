@@ -1,25 +1,11 @@
 //! `airlock new` from an empty directory: the new crate builds with `airlock build` and passes
 //! its own fixture cases with `airlock test`, for each template, with no edits.
 
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use tempfile::TempDir;
 
-use crate::support::{airlock_bin, audit_dir, stderr, stdout};
-
-/// `airlock --data DATA ARGS…` run in `dir`.
-fn airlock_in(dir: &Path, data: &Path, args: &[&str]) -> Output {
-    Command::new(airlock_bin())
-        .current_dir(dir)
-        .arg("--data")
-        .arg(data)
-        .args(args)
-        .env_remove("AIRLOCK_DATA")
-        .env("AIRLOCK_AUDIT_DIR", audit_dir())
-        .output()
-        .expect("airlock runs")
-}
+use crate::support::{airlock_in, stderr, stdout};
 
 fn ok(out: &Output, what: &str) {
     assert_eq!(

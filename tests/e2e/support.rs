@@ -113,14 +113,29 @@ pub fn audit_dir() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("audit")
 }
 
-/// Runs `airlock ARGS` with its own data dir; returns the output.
-pub fn airlock(data: &Path, args: &[&str]) -> Output {
-    Command::new(airlock_bin())
+/// `airlock --data DATA ARGS…`, with the tests' audit dir and none of the caller's
+/// `AIRLOCK_DATA` or `AIRLOCK_MASTER_KEY`.
+fn airlock_command(data: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(airlock_bin());
+    command
         .arg("--data")
         .arg(data)
         .args(args)
         .env_remove("AIRLOCK_DATA")
-        .env("AIRLOCK_AUDIT_DIR", audit_dir())
+        .env_remove("AIRLOCK_MASTER_KEY")
+        .env("AIRLOCK_AUDIT_DIR", audit_dir());
+    command
+}
+
+/// Runs `airlock ARGS` with its own data dir; returns the output.
+pub fn airlock(data: &Path, args: &[&str]) -> Output {
+    airlock_command(data, args).output().expect("airlock runs")
+}
+
+/// [`airlock`] with `dir` as the working directory.
+pub fn airlock_in(dir: &Path, data: &Path, args: &[&str]) -> Output {
+    airlock_command(data, args)
+        .current_dir(dir)
         .output()
         .expect("airlock runs")
 }
@@ -128,13 +143,7 @@ pub fn airlock(data: &Path, args: &[&str]) -> Output {
 /// `airlock --data DATA ARGS…` with `stdin` piped in and extra environment variables.
 pub fn airlock_with(data: &Path, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Output {
     use std::io::Write;
-    let mut child = Command::new(airlock_bin())
-        .arg("--data")
-        .arg(data)
-        .args(args)
-        .env_remove("AIRLOCK_DATA")
-        .env_remove("AIRLOCK_MASTER_KEY")
-        .env("AIRLOCK_AUDIT_DIR", audit_dir())
+    let mut child = airlock_command(data, args)
         .envs(env.iter().copied())
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())

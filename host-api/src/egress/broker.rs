@@ -410,21 +410,18 @@ async fn send(
         }
     };
     let limits = &settings.limits;
-    let sent_path = request
-        .uri()
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_string();
     let capture = traffic.capture.clone();
-    if capture.is_some() {
+    if let Some(capture) = &capture {
         // A recording keeps the body the guest read, which must be the plain one.
         request
             .headers_mut()
             .insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+        let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
+        let scrub = redactor
+            .clone()
+            .zip(admitted.credential.as_ref().map(|(name, _)| name.clone()));
+        capture.set_request(&admitted.method, sent_url(admitted, path), scrub);
     }
-    let scrub = redactor
-        .clone()
-        .zip(admitted.credential.as_ref().map(|(name, _)| name.clone()));
     let request =
         request.map(|body| LimitedRequestBody::new(body, limits.request_body, traffic.clone()));
     let timeouts = Timeouts::clamped(limits, options);
@@ -439,7 +436,7 @@ async fn send(
     .await?;
     let Some(redactor) = redactor else {
         let response = response.map(|body| body.boxed_unsync());
-        return Ok((tapped(response, capture, admitted, &sent_path, scrub), io));
+        return Ok((tapped(response, capture), io));
     };
     let (mut parts, body) = response.into_parts();
     let encoding = Encoding::from_header(
@@ -468,20 +465,22 @@ async fn send(
     let filter = BodyFilter::new(&redactor, encoding, limits.response_body);
     let body = RedactedResponseBody::new(body, filter, redactor, tally);
     let response = Response::from_parts(parts, body.boxed_unsync());
-    Ok((tapped(response, capture, admitted, &sent_path, scrub), io))
+    Ok((tapped(response, capture), io))
 }
 
 /// With a tap (recording only), the response body is copied for it as the guest reads it.
-fn tapped(
-    response: Response<WasiBody>,
-    capture: Option<Arc<Capture>>,
-    admitted: &Admitted,
-    path: &str,
-    scrub: Option<(Redactor, String)>,
-) -> Response<WasiBody> {
+fn tapped(response: Response<WasiBody>, capture: Option<Arc<Capture>>) -> Response<WasiBody> {
     let Some(capture) = capture else {
         return response;
     };
+    let (parts, body) = response.into_parts();
+    capture.set_response(&parts);
+    Response::from_parts(parts, TapBody::new(body, capture).boxed_unsync())
+}
+
+/// The URL a request went to, as a recording names it: scheme, host, the port unless it is the
+/// default, then `path` (and query) as sent.
+fn sent_url(admitted: &Admitted, path: &str) -> String {
     let scheme = if admitted.target.starts_with("http://") {
         "http"
     } else {
@@ -491,10 +490,7 @@ fn tapped(
         ("https", 443) | ("http", 80) => String::new(),
         (_, port) => format!(":{port}"),
     };
-    let url = format!("{scheme}://{}{port}{path}", admitted.host);
-    let (parts, body) = response.into_parts();
-    capture.set_head(&admitted.method, url, &parts, scrub);
-    Response::from_parts(parts, TapBody::new(body, capture).boxed_unsync())
+    format!("{scheme}://{}{port}{path}", admitted.host)
 }
 
 /// Replaces every echo of the credential in header values (`Location` included: CR-08);

@@ -58,18 +58,17 @@ impl fmt::Debug for Tap {
 /// One exchange being captured, shared by its request and response bodies.
 pub(crate) struct Capture {
     tap: Tap,
-    head: OnceLock<Head>,
+    request_head: OnceLock<RequestHead>,
+    response_head: OnceLock<(u16, Vec<(String, String)>)>,
     request: Mutex<Vec<u8>>,
     response: Mutex<Vec<u8>>,
     complete: AtomicBool,
     emitted: AtomicBool,
 }
 
-struct Head {
+struct RequestHead {
     method: String,
     url: String,
-    status: u16,
-    headers: Vec<(String, String)>,
     /// The injected credential's forms and its name.
     scrub: Option<(Redactor, String)>,
 }
@@ -85,7 +84,8 @@ impl Capture {
     pub(crate) fn new(tap: Tap) -> Arc<Self> {
         Arc::new(Self {
             tap,
-            head: OnceLock::new(),
+            request_head: OnceLock::new(),
+            response_head: OnceLock::new(),
             request: Mutex::default(),
             response: Mutex::default(),
             complete: AtomicBool::new(false),
@@ -97,14 +97,17 @@ impl Capture {
         lock(&self.request).extend_from_slice(data);
     }
 
-    /// The response head arrived: what the exchange was, and the credential to scrub.
-    pub(crate) fn set_head(
-        &self,
-        method: &str,
-        url: String,
-        response: &http::response::Parts,
-        scrub: Option<(Redactor, String)>,
-    ) {
+    /// The request is about to go: what it is, and the credential to scrub from it.
+    pub(crate) fn set_request(&self, method: &str, url: String, scrub: Option<(Redactor, String)>) {
+        let _ = self.request_head.set(RequestHead {
+            method: method.to_string(),
+            url,
+            scrub,
+        });
+    }
+
+    /// The response head arrived.
+    pub(crate) fn set_response(&self, response: &http::response::Parts) {
         let headers = response
             .headers
             .iter()
@@ -115,18 +118,14 @@ impl Capture {
                 )
             })
             .collect();
-        let _ = self.head.set(Head {
-            method: method.to_string(),
-            url,
-            status: response.status.as_u16(),
-            headers,
-            scrub,
-        });
+        let _ = self.response_head.set((response.status.as_u16(), headers));
     }
 
     /// Hands the exchange to the tap, once.
     fn emit(&self) {
-        let Some(head) = self.head.get() else {
+        let (Some(head), Some((status, headers))) =
+            (self.request_head.get(), self.response_head.get())
+        else {
             return;
         };
         if self.emitted.swap(true, Ordering::AcqRel) {
@@ -146,8 +145,8 @@ impl Capture {
             method: head.method.clone(),
             url: text(scrub(head.url.as_bytes())),
             request_body: scrub(&lock(&self.request)),
-            status: head.status,
-            response_headers: head.headers.clone(),
+            status: *status,
+            response_headers: headers.clone(),
             response_body: lock(&self.response).clone(),
             complete: self.complete.load(Ordering::Acquire),
             injected: head

@@ -62,7 +62,6 @@ pub(crate) async fn test(
         .map(|path| Ok((path.clone(), FixtureFile::load(path)?)))
         .collect::<Result<_, crate::fixtures::FixtureError>>()
         .map_err(|e| fail(EXIT_INVALID, e))?;
-    let only: Vec<FixtureFile> = loaded.iter().map(|(_, f)| f.clone()).collect();
     let load_error = loaded
         .iter()
         .find_map(|(path, f)| f.load_error.as_ref().map(|e| (path, e)));
@@ -101,7 +100,6 @@ pub(crate) async fn test(
     } else {
         let cases = Cases {
             loaded: &loaded,
-            only: &only,
             total,
         };
         run_cases(&args, &manifest, cases, state, &settings, &trail).await
@@ -110,10 +108,9 @@ pub(crate) async fn test(
     verdict
 }
 
-/// The fixture files, their parsed contents, and how many cases the selection runs.
+/// The fixture files with their parsed contents, and how many cases the selection runs.
 struct Cases<'a> {
     loaded: &'a [(PathBuf, FixtureFile)],
-    only: &'a [FixtureFile],
     total: usize,
 }
 
@@ -126,11 +123,8 @@ async fn run_cases(
     settings: &EngineSettings,
     trail: &AuditTrail,
 ) -> anyhow::Result<u8> {
-    let Cases {
-        loaded,
-        only,
-        total,
-    } = cases;
+    let Cases { loaded, total } = cases;
+    let files: Vec<&FixtureFile> = loaded.iter().map(|(_, file)| file).collect();
     if args.secrets.is_given() {
         return Err(fail(
             EXIT_INVALID,
@@ -144,7 +138,7 @@ async fn run_cases(
         settings,
         trail,
         &manifest.dir,
-        only,
+        &files,
         Upstream::Fixtures,
     )
     .await;
@@ -277,7 +271,7 @@ async fn record(
         settings,
         trail,
         &manifest.dir,
-        std::slice::from_ref(&file),
+        &[&file],
         Upstream::Fixtures,
     )
     .await

@@ -37,9 +37,11 @@ pub use app::{App, ServeLimits};
 
 /// How long a client may take to send a request's headers (slow-loris defence).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// How often a due audit checkpoint is signed, and webhook delivery ids past their retention
-/// and OAuth consents past their ten minutes are dropped.
+/// How often a due audit checkpoint is signed.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(15);
+/// How many housekeeping rounds between purges of webhook delivery ids past their retention
+/// and OAuth consents past their ten minutes (each purge scans its whole tree): every 60 s.
+const PURGE_ROUNDS: u32 = 4;
 
 /// Serves `app` on `listener` until `shutdown` resolves, then stops accepting, lets in-flight
 /// requests (and their invocations) finish, and signs a final audit checkpoint.
@@ -90,16 +92,20 @@ pub async fn serve(
 }
 
 /// Every [`HOUSEKEEPING_EVERY`]: signs the audit checkpoint a quiet trail is due (appends
-/// only checkpoint when they happen), and drops webhook delivery ids past their retention and
-/// OAuth consents never completed.
+/// only checkpoint when they happen); every [`PURGE_ROUNDS`] rounds, also drops webhook
+/// delivery ids past their retention and OAuth consents never completed.
 async fn housekeeping(app: Arc<App>) {
     let mut every = tokio::time::interval(HOUSEKEEPING_EVERY);
-    loop {
+    for round in 0u32.. {
         every.tick().await;
         let app = app.clone();
+        let purge = round % PURGE_ROUNDS == 0;
         let done = tokio::task::spawn_blocking(move || {
             if let Err(e) = app.trail.checkpoint_if_due() {
                 tracing::error!(error = %e, "cannot sign the audit checkpoint");
+            }
+            if !purge {
+                return;
             }
             let now = crate::clock::now_unix();
             let purged = app
