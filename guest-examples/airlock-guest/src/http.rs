@@ -524,7 +524,8 @@ pub struct UrlParts<'a> {
 }
 
 impl UrlParts<'_> {
-    fn scheme(&self) -> Scheme {
+    /// The scheme as `wasi:http` names it.
+    pub fn scheme(&self) -> Scheme {
         match self.scheme.as_str() {
             "https" => Scheme::Https,
             "http" => Scheme::Http,

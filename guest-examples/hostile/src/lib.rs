@@ -2,7 +2,7 @@
 //!
 //! Each attack must end as a clean, typed outcome in the host (timeout, memory limit, trap,
 //! output limit, capped logs, an empty sandbox, a kv quota), never as a hung or crashed host.
-//! Every action but `kv` takes `{}`. `black_box` keeps the optimizer from proving an attack pointless and deleting it.
+//! Every action but `kv` and those of [`host`] takes `{}`. `black_box` keeps the optimizer from proving an attack pointless and deleting it.
 
 use std::fmt::Write as _;
 use std::hint::black_box;
@@ -11,6 +11,8 @@ use std::io::Write as _;
 use airlock_guest::kv::{self, KvError};
 use airlock_guest::{Error, Guest, Level, export};
 use serde::{Deserialize, Serialize};
+
+mod host;
 
 struct Hostile;
 
@@ -26,6 +28,15 @@ impl Guest for Hostile {
             "read-files" => airlock_guest::to_output(&read_files()),
             "kv" => airlock_guest::handle(&input, kv_op),
             "kv-fill" => airlock_guest::to_output(&kv_fill()),
+            "stream-after-handle" => airlock_guest::handle(&input, host::stream_after_handle),
+            "await-response" => airlock_guest::handle(&input, host::await_response),
+            "sleep" => airlock_guest::handle(&input, host::sleep),
+            "poll-many" => airlock_guest::handle(&input, host::poll_many),
+            "flood-calls" => airlock_guest::handle(&input, host::flood_calls),
+            "hoard" => airlock_guest::handle(&input, host::hoard),
+            "hoard-responses" => airlock_guest::handle(&input, host::hoard_responses),
+            "random-bytes" => airlock_guest::handle(&input, host::random_bytes),
+            "log-fields" => airlock_guest::handle(&input, host::log_fields),
             other => Err(Error::unknown_action(other)),
         }
     }
