@@ -278,6 +278,10 @@ pub struct InvocationRecord {
     pub outcome: String,
     pub duration_us: u64,
     pub memory_peak_bytes: u64,
+    /// The most the host held for the guest at once outside its linear memory (records made
+    /// before host budgets were kept read as 0).
+    #[serde(default)]
+    pub host_memory_peak_bytes: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fuel_used: Option<u64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -15,10 +15,13 @@
 //! - [`audit`]: the metadata-only events of the audit trail, and the egress journal.
 //! - [`credentials`]: credential values, their injection, OAuth tokens, encryption at rest.
 //! - [`limiter`]: the per-store memory ceiling and peak.
+//! - [`budget`]: what the host holds and does for a guest outside its linear memory, bounded.
+//! - [`random`]: `wasi:random`, charged to that budget.
 //! - [`wasi`]: WASI p2 linked deny-by-default, and the import check.
 
 pub mod audit;
 pub mod bindings;
+pub mod budget;
 pub mod config;
 pub mod credentials;
 pub mod egress;
@@ -26,6 +29,7 @@ pub mod kv;
 pub mod limiter;
 pub mod log;
 pub mod policy;
+pub mod random;
 pub mod state;
 pub mod stdio;
 pub mod wasi;

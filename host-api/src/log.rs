@@ -79,14 +79,26 @@ pub struct LogCtx {
 #[derive(Debug)]
 struct Buffer {
     log: GuestLog,
-    /// Bytes of escaped text kept so far, against `cap`.
+    /// Bytes of escaped text kept so far, with each line's overhead, against `cap`.
     used: u64,
     cap: u64,
     /// Unterminated stdout/stderr text waiting for its newline.
     partial: [Vec<u8>; 2],
 }
 
+/// What a kept line costs besides its text (the `LogLine` and its strings' headers), and each
+/// field's pair of strings.
+const LINE_OVERHEAD: u64 = 64;
+const FIELD_OVERHEAD: u64 = 48;
+
 impl LogCtx {
+    /// Bytes the host holds for this log: kept lines with their overhead, and stdio text
+    /// waiting for its newline. Bounded by the cap (twice over, at most, with pending stdio).
+    pub fn held(&self) -> u64 {
+        let buf = self.lock();
+        buf.used + buf.partial.iter().map(|p| p.capacity() as u64).sum::<u64>()
+    }
+
     /// A buffer that keeps at most `cap` bytes of escaped text.
     pub fn new(cap: u64) -> Self {
         Self {
@@ -152,11 +164,13 @@ impl Buffer {
         }
         let mut budget = remaining as usize;
         let message = escape(message, &mut budget);
-        let fields = fields
+        let fields: Vec<_> = fields
             .iter()
             .map(|(k, v)| (escape(k, &mut budget), escape(v, &mut budget)))
             .collect();
-        self.used += (remaining as usize - budget) as u64;
+        // A line costs its bookkeeping too, so a flood of empty lines meets the cap as well.
+        let overhead = LINE_OVERHEAD + FIELD_OVERHEAD * fields.len() as u64;
+        self.used += (remaining as usize - budget) as u64 + overhead;
         self.log.lines.push(LogLine {
             source,
             message,

@@ -6,12 +6,14 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+use crate::budget::{FIELD_SIZE_LIMIT, Held, HostBudget, HostLimitExceeded, MAX_RESOURCES};
 use crate::config::ConfigCtx;
 use crate::egress::BrokeredHttp;
 use crate::kv::KvCtx;
 use crate::limiter::StoreLimiter;
 use crate::log::LogCtx;
 use crate::policy::Limits;
+use crate::random::RandomCtx;
 use crate::stdio::GuestStdio;
 
 /// Everything one invocation's `Store` holds. Built fresh per call and dropped with it.
@@ -22,12 +24,12 @@ pub struct HostState {
     pub(crate) config: ConfigCtx,
     pub(crate) kv: KvCtx,
     limiter: StoreLimiter,
+    budget: HostBudget,
+    /// `wasi:random/insecure-seed`: fixed for the invocation, as the interface asks.
+    seed: (u64, u64),
     http: WasiHttpCtx,
     broker: BrokeredHttp,
 }
-
-/// Largest in-memory size of one guest `fields` (headers) resource.
-const FIELD_SIZE_LIMIT: usize = 64 * 1024;
 
 impl HostState {
     /// Builds the state for one invocation: empty environment and arguments, no preopens,
@@ -39,13 +41,17 @@ impl HostState {
             .stdout(GuestStdio::stdout(log.clone()))
             .stderr(GuestStdio::stderr(log.clone()))
             .build();
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_RESOURCES);
         Self {
             wasi,
-            table: ResourceTable::new(),
+            table,
             log,
             config: ConfigCtx::new(config_json),
             kv,
             limiter: StoreLimiter::new(limits.memory),
+            budget: HostBudget::new(limits.host_memory),
+            seed: rand::random(),
             http: {
                 let mut http = WasiHttpCtx::new();
                 http.set_field_size_limit(FIELD_SIZE_LIMIT);
@@ -73,6 +79,28 @@ impl HostState {
     /// The store's limiter, for `Store::limiter` and for reading the peak afterwards.
     pub fn limiter(&mut self) -> &mut StoreLimiter {
         &mut self.limiter
+    }
+
+    /// What the host held and did for the guest: peaks, and the limit that stopped it.
+    pub fn budget(&mut self) -> &mut HostBudget {
+        &mut self.budget
+    }
+
+    /// Re-measures what the host holds for the guest after one of its host calls (the store's
+    /// call hook); an error ends the invocation.
+    pub fn after_host_call(&mut self) -> Result<(), HostLimitExceeded> {
+        let held = Held {
+            log: self.log.held(),
+            egress: self.broker.held(),
+        };
+        self.budget.after_call(&mut self.table, held)
+    }
+
+    pub(crate) fn random(&mut self) -> RandomCtx<'_> {
+        RandomCtx {
+            budget: &mut self.budget,
+            seed: self.seed,
+        }
     }
 }
 

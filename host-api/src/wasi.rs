@@ -6,14 +6,20 @@
 //! into the guest log, and a filesystem with no preopens. Sockets and name lookup are never
 //! linked, so a component that imports them fails to load instead of failing at first use.
 
-use wasmtime::component::Linker;
+use wasmtime::component::{HasData, Linker};
 use wasmtime_wasi::cli::WasiCliView;
 use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView};
 use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView};
 use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random};
-use wasmtime_wasi::random::{WasiRandom, WasiRandomView};
 
+use crate::random::RandomCtx;
 use crate::state::HostState;
+
+/// `wasi:random` through [`RandomCtx`], which charges what it hands out to the host budget.
+struct BudgetedRandom;
+impl HasData for BudgetedRandom {
+    type Data<'a> = RandomCtx<'a>;
+}
 
 /// The WASI interfaces linked for guests (all at any `0.2.x` version).
 pub const LINKED_WASI: &[&str] = &[
@@ -55,9 +61,9 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
     wasmtime_wasi_io::add_to_linker_async(l)?;
     clocks::wall_clock::add_to_linker::<T, WasiClocks>(l, T::clocks)?;
     clocks::monotonic_clock::add_to_linker::<T, WasiClocks>(l, T::clocks)?;
-    random::random::add_to_linker::<T, WasiRandom>(l, T::random)?;
-    random::insecure::add_to_linker::<T, WasiRandom>(l, T::random)?;
-    random::insecure_seed::add_to_linker::<T, WasiRandom>(l, T::random)?;
+    random::random::add_to_linker::<T, BudgetedRandom>(l, T::random)?;
+    random::insecure::add_to_linker::<T, BudgetedRandom>(l, T::random)?;
+    random::insecure_seed::add_to_linker::<T, BudgetedRandom>(l, T::random)?;
     cli::exit::add_to_linker::<T, wasmtime_wasi::cli::WasiCli>(l, T::cli)?;
     cli::environment::add_to_linker::<T, wasmtime_wasi::cli::WasiCli>(l, T::cli)?;
     cli::stdin::add_to_linker::<T, wasmtime_wasi::cli::WasiCli>(l, T::cli)?;

@@ -180,16 +180,17 @@ impl Drop for EpochTicker {
 const SLICE_TICKS: u64 = 2;
 
 /// Runs `store`'s guest in slices, yielding to the async executor between them, and interrupts
-/// it (`Trap::Interrupt`) at the first slice boundary after `timeout` has passed. With
-/// `demote_after`, the thread running it drops to the lowest CPU priority once it has run that
-/// long.
+/// it (`Trap::Interrupt`) at the first slice boundary after `deadline`. With `demote_after`,
+/// the thread running it drops to the lowest CPU priority once it has run that long.
+///
+/// This stops wasm code only; a guest blocked in a host call is stopped by the caller's own
+/// timer at the same deadline (`invoke`).
 pub(crate) fn schedule<T>(
     store: &mut wasmtime::Store<T>,
-    timeout: Duration,
+    deadline: Instant,
     demote_after: Option<Duration>,
 ) {
     let started = Instant::now();
-    let deadline = started + timeout;
     let mut demote = demote_after;
     store.set_epoch_deadline(SLICE_TICKS);
     store.epoch_deadline_callback(move |_| {

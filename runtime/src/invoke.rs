@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use airlock_host_api::HostState;
 use airlock_host_api::audit::{EgressJournal, NoJournal, Subject, Trigger};
+use airlock_host_api::budget::{HostLimitExceeded, MAX_HOST_CALLS, MAX_RESOURCES};
 use airlock_host_api::credentials::CredentialBroker;
 use airlock_host_api::egress::{BrokeredHttp, EgressEvent, Suppressed};
 use airlock_host_api::kv::{KvBackend, KvCtx, KvUse};
@@ -16,7 +17,8 @@ use airlock_host_api::limiter::LimitTripped;
 use airlock_host_api::log::GuestLog;
 use serde::Serialize;
 use serde_json::Value;
-use wasmtime::{Store, Trap};
+use wasmtime::component::ResourceTableError;
+use wasmtime::{CallHook, Store, Trap};
 
 use crate::audit::InvocationJournal;
 use crate::audit::journal::invocation_record;
@@ -28,10 +30,11 @@ use crate::runtime::Runtime;
 use crate::schema::Violations;
 use crate::units::{ByteSize, HumanDuration};
 
-/// Extra wall-clock time past the guest's timeout before the host abandons the call itself.
-///
-/// Epoch interruption stops wasm code; this backstop covers time spent in host calls.
-const HOST_GRACE: Duration = Duration::from_secs(1);
+/// How long past its timeout an invocation may take to end, whatever the guest is doing:
+/// wasm code is interrupted at the first epoch slice past the deadline (20 ms), a host call is
+/// abandoned at the deadline itself, and tearing down the sandbox and its requests takes the
+/// rest. Documented in docs/security-model.md; the e2e deadline tests hold every attack to it.
+pub const DEADLINE_GRACE: Duration = Duration::from_millis(250);
 
 /// What one invocation produced: its result, plus metadata that is safe to record.
 #[derive(Debug)]
@@ -41,6 +44,8 @@ pub struct Invocation {
     pub duration: Duration,
     /// Highest total linear memory the sandbox reached, in bytes.
     pub memory_peak: u64,
+    /// Most the host held for the guest at once outside its linear memory, in bytes.
+    pub host_memory_peak: u64,
     /// Fuel consumed, when the runtime meters fuel.
     pub fuel_used: Option<u64>,
     /// What the guest logged or printed: for the caller only, never for the audit trail.
@@ -116,6 +121,12 @@ pub enum LimitKind {
     Fuel(u64),
     #[error("output of {size} exceeds the limit of {limit}")]
     Output { size: ByteSize, limit: ByteSize },
+    #[error("host memory budget of {0} reached")]
+    HostMemory(ByteSize),
+    #[error("more than {MAX_RESOURCES} host resources held at once")]
+    HostResources,
+    #[error("more than {MAX_HOST_CALLS} host calls")]
+    HostCalls,
 }
 
 impl InvokeError {
@@ -146,6 +157,8 @@ impl InvokeError {
             Self::Limit(LimitKind::Table) => "limit-table",
             Self::Limit(LimitKind::Fuel(_)) => "limit-fuel",
             Self::Limit(LimitKind::Output { .. }) => "limit-output",
+            Self::Limit(LimitKind::HostMemory(_) | LimitKind::HostResources) => "limit-host-memory",
+            Self::Limit(LimitKind::HostCalls) => "limit-host-calls",
             Self::Host(_) => "host-failure",
             Self::Audit(_) => "audit-unavailable",
         }
@@ -162,6 +175,7 @@ pub struct Summary<'a> {
     pub exit_code: u8,
     pub duration_us: u128,
     pub memory_peak_bytes: u64,
+    pub host_memory_peak_bytes: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fuel_used: Option<u64>,
     pub log_lines: usize,
@@ -198,6 +212,7 @@ impl Invocation {
             exit_code,
             duration_us: self.duration.as_micros(),
             memory_peak_bytes: self.memory_peak,
+            host_memory_peak_bytes: self.host_memory_peak,
             fuel_used: self.fuel_used,
             log_lines: self.log.lines.len(),
             log_dropped: self.log.dropped,
@@ -279,6 +294,7 @@ impl Runtime {
                     action: action.to_string(),
                     duration: started.elapsed(),
                     memory_peak: 0,
+                    host_memory_peak: 0,
                     fuel_used: None,
                     log: GuestLog::default(),
                     egress: Vec::new(),
@@ -309,7 +325,17 @@ impl Runtime {
         let state = HostState::new(limits, config.json.clone(), broker, kv);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| state.limiter());
-        schedule(&mut store, limits.timeout, self.settings.demote_after);
+        store.call_hook(|mut store, hook| {
+            if matches!(hook, CallHook::ReturningFromHost) {
+                store
+                    .data_mut()
+                    .after_host_call()
+                    .map_err(wasmtime::Error::new)?;
+            }
+            Ok(())
+        });
+        let deadline = Instant::now() + limits.timeout;
+        schedule(&mut store, deadline, self.settings.demote_after);
         if let Some(fuel) = self.settings.fuel {
             store
                 .set_fuel(fuel)
@@ -317,8 +343,10 @@ impl Runtime {
         }
 
         let result = self
-            .run(integration, schemas, &mut store, action, input)
+            .run(integration, schemas, &mut store, deadline, action, input)
             .await;
+        // Whatever the guest left in flight stops now, and is recorded as aborted.
+        store.data().broker().end();
         let fuel_used = self
             .settings
             .fuel
@@ -332,6 +360,7 @@ impl Runtime {
             action: action.to_string(),
             duration: started.elapsed(),
             memory_peak: state.limiter().peak(),
+            host_memory_peak: state.budget().peak(),
             fuel_used,
             log,
             egress,
@@ -349,6 +378,7 @@ impl Runtime {
         integration: &Integration,
         schemas: &ActionSchemas,
         store: &mut Store<HostState>,
+        deadline: Instant,
         action: &str,
         input: &str,
     ) -> Result<Value, InvokeError> {
@@ -360,7 +390,9 @@ impl Runtime {
                 .call_invoke(&mut *store, action, input)
                 .await
         };
-        let returned = match tokio::time::timeout(limits.timeout + HOST_GRACE, call).await {
+        // Epoch interruption stops wasm code; this stops a guest blocked in a host call, at the
+        // same deadline. Dropping the call unwinds the guest without running any more of it.
+        let returned = match tokio::time::timeout_at(deadline.into(), call).await {
             Err(_elapsed) => Err(InvokeError::Limit(LimitKind::Timeout(HumanDuration(
                 limits.timeout,
             )))),
@@ -402,6 +434,25 @@ impl Runtime {
                 return InvokeError::Limit(LimitKind::Memory(ByteSize(limits.memory)));
             }
             Some(LimitTripped::Table) => return InvokeError::Limit(LimitKind::Table),
+            None => {}
+        }
+        let table_full = error.chain().any(|cause| {
+            matches!(
+                cause.downcast_ref::<ResourceTableError>(),
+                Some(ResourceTableError::Full)
+            )
+        });
+        if table_full {
+            state.budget().resources_exhausted();
+        }
+        match state.budget().tripped() {
+            Some(HostLimitExceeded::Memory { limit, .. }) => {
+                return InvokeError::Limit(LimitKind::HostMemory(limit));
+            }
+            Some(HostLimitExceeded::Resources) => {
+                return InvokeError::Limit(LimitKind::HostResources);
+            }
+            Some(HostLimitExceeded::Calls) => return InvokeError::Limit(LimitKind::HostCalls),
             None => {}
         }
         match error.downcast_ref::<Trap>() {

@@ -490,19 +490,8 @@ impl MockUpstream {
         ip: IpAddr,
         respond: impl Fn(&Recorded) -> MockResponse + Send + Sync + 'static,
     ) -> MockUpstream {
-        let (chain, key) = ca.issue(names);
-        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("ring supports the default TLS versions")
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .expect("server certificate and key match");
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-
         let state = Arc::new(UpstreamState {
-            tls: TlsAcceptor::from(Arc::new(config)),
+            tls: server_tls(ca, names),
             respond: Box::new(respond),
             requests: Mutex::new(Vec::new()),
         });
@@ -547,6 +536,21 @@ impl MockUpstream {
     pub fn accepts(&self) -> usize {
         self.acceptor.accepts()
     }
+}
+
+/// A TLS acceptor with a certificate from `ca` for `names`, offering HTTP/1.1 only.
+fn server_tls(ca: &TestCa, names: &[&str]) -> TlsAcceptor {
+    let (chain, key) = ca.issue(names);
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("ring supports the default TLS versions")
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .expect("server certificate and key match");
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    TlsAcceptor::from(Arc::new(config))
 }
 
 /// One connection: TLS handshake (failures just close it), then HTTP/1.1 with keep-alive.
@@ -613,6 +617,161 @@ async fn answer(
         tokio::time::sleep(delay).await;
     }
     response.into_response()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tarpit
+// ---------------------------------------------------------------------------------------------
+
+/// How a [`Tarpit`] wastes a client's time once the TLS handshake is done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stall {
+    /// Reads nothing and answers nothing: the client's writes fill the socket buffers.
+    Silent,
+    /// Reads and discards everything, never answers.
+    Swallow,
+    /// Reads the request head, then sends a response head one byte at a time, never ending it.
+    DripHead,
+    /// Reads the request head, answers `200` with a chunked body of one byte at a time, never
+    /// ending it.
+    DripBody,
+}
+
+/// An HTTPS listener on loopback that completes TLS for `names` and then stalls each
+/// connection as its [`Stall`] says, keeping it open until the client goes or the tarpit is
+/// dropped.
+pub struct Tarpit {
+    acceptor: Arc<Acceptor>,
+    _shutdown: watch::Sender<()>,
+}
+
+/// How long a dripping tarpit waits between bytes.
+const DRIP: Duration = Duration::from_millis(50);
+
+impl Tarpit {
+    pub fn start(ca: &TestCa, names: &[&str], ip: IpAddr, stall: Stall) -> Tarpit {
+        let tls = server_tls(ca, names);
+        let (shutdown, shutdown_rx) = watch::channel(());
+        let on_accept = Box::new(move |stream: StdTcpStream| {
+            let tls = tls.clone();
+            let mut shutdown = shutdown_rx.clone();
+            mock_runtime().spawn(async move {
+                tokio::select! {
+                    _ = shutdown.changed() => {}
+                    _ = stall_connection(tls, stream, stall) => {}
+                }
+            });
+        });
+        let acceptor = Acceptor::start(ip, on_accept, shutdown.subscribe());
+        Tarpit {
+            acceptor,
+            _shutdown: shutdown,
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.acceptor.addr
+    }
+
+    /// Connections accepted so far.
+    pub fn accepts(&self) -> usize {
+        self.acceptor.accepts()
+    }
+}
+
+/// How many sockets this process holds open to `peer`, from `/proc/self/fd` and
+/// `/proc/net/tcp`. A client that closed its end no longer holds one, even while the kernel
+/// still tries to deliver what it wrote to a peer that never reads (so the peer cannot tell).
+pub fn sockets_to(peer: SocketAddr) -> usize {
+    let IpAddr::V4(ip) = peer.ip() else {
+        panic!("IPv4 peers only, not {peer}");
+    };
+    let remote = format!(
+        "{:08X}:{:04X}",
+        u32::from_le_bytes(ip.octets()),
+        peer.port()
+    );
+    let table = std::fs::read_to_string("/proc/self/net/tcp").expect("read /proc/self/net/tcp");
+    let inodes: Vec<String> = table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            (fields.get(2) == Some(&remote.as_str())).then(|| fields.get(9).map(|s| s.to_string()))
+        })
+        .flatten()
+        .collect();
+    std::fs::read_dir("/proc/self/fd")
+        .expect("read /proc/self/fd")
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter(|target| {
+            let target = target.to_string_lossy();
+            inodes
+                .iter()
+                .any(|inode| target == format!("socket:[{inode}]").as_str())
+        })
+        .count()
+}
+
+async fn stall_connection(tls: TlsAcceptor, stream: StdTcpStream, stall: Stall) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    if stream.set_nonblocking(true).is_err() {
+        return;
+    }
+    let Ok(stream) = tokio::net::TcpStream::from_std(stream) else {
+        return;
+    };
+    let Ok(mut tls) = tls.accept(stream).await else {
+        return;
+    };
+    let mut buf = vec![0u8; 16 * 1024];
+    if stall == Stall::Silent {
+        // Hold the connection, reading nothing, until the tarpit is dropped.
+        return std::future::pending().await;
+    }
+    // Read up to the end of the request head.
+    let mut head = Vec::new();
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match tls.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+        if stall == Stall::Swallow {
+            break;
+        }
+    }
+    match stall {
+        Stall::Silent => {}
+        Stall::Swallow => loop {
+            match tls.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        },
+        Stall::DripHead => {
+            for byte in b"HTTP/1.1 200 OK\r\nx-drip: "
+                .iter()
+                .chain(std::iter::repeat(&b'x'))
+            {
+                if tls.write_all(&[*byte]).await.is_err() || tls.flush().await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(DRIP).await;
+            }
+        }
+        Stall::DripBody => {
+            let head = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n";
+            if tls.write_all(head).await.is_err() {
+                return;
+            }
+            loop {
+                if tls.write_all(b"1\r\nx\r\n").await.is_err() || tls.flush().await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(DRIP).await;
+            }
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

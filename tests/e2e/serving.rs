@@ -80,6 +80,21 @@ impl Server {
         }
     }
 
+    /// The server process's memory, from `/proc/PID/status`: (resident now, resident peak),
+    /// in bytes.
+    pub fn resident(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("the server's /proc status");
+        let kib = |field: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(field))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                .unwrap_or_else(|| panic!("no {field} in /proc status"))
+        };
+        (kib("VmRSS:") * 1024, kib("VmHWM:") * 1024)
+    }
+
     pub async fn call(&self, method: Method, path: &str, key: Option<&str>, body: Body) -> Reply {
         let mut request = self.http.request(method, format!("{}{path}", self.base));
         if let Some(key) = key {

@@ -84,6 +84,9 @@ impl LimitedResponseBody {
         idle: Duration,
         traffic: Arc<Traffic>,
     ) -> Self {
+        if incoming.is_end_stream() {
+            traffic.settle();
+        }
         Self {
             incoming,
             received: 0,
@@ -92,6 +95,14 @@ impl LimitedResponseBody {
             timer: Box::pin(tokio::time::sleep(idle)),
             traffic,
         }
+    }
+}
+
+impl Drop for LimitedResponseBody {
+    /// A body the guest dropped is no longer in flight, read or not; one dropped with its
+    /// invocation's store was in flight when the invocation ended, and was recorded so first.
+    fn drop(&mut self) {
+        self.traffic.settle();
     }
 }
 
@@ -105,10 +116,14 @@ impl Body for LimitedResponseBody {
     ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
         match Pin::new(&mut self.incoming).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
+                if self.incoming.is_end_stream() {
+                    self.traffic.settle();
+                }
                 if let Some(data) = frame.data_ref() {
                     self.received += data.len() as u64;
                     self.traffic.add_received(data.len());
                     if self.received > self.limit {
+                        self.traffic.settle();
                         return Poll::Ready(Some(Err(Error::HttpResponseBodySize(Some(
                             self.limit,
                         )))));
@@ -118,10 +133,17 @@ impl Body for LimitedResponseBody {
                 self.timer.as_mut().reset(deadline);
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Error::from(e)))),
-            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Ready(Some(Err(e))) => {
+                self.traffic.settle();
+                Poll::Ready(Some(Err(Error::from(e))))
+            }
+            Poll::Ready(None) => {
+                self.traffic.settle();
+                Poll::Ready(None)
+            }
             Poll::Pending => {
                 ready!(self.timer.as_mut().poll(cx));
+                self.traffic.settle();
                 Poll::Ready(Some(Err(Error::ConnectionReadTimeout)))
             }
         }

@@ -23,6 +23,7 @@ use http::header::{
 use http::{Request, Response};
 use http_body_util::BodyExt;
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 use wasmtime_wasi_http::{
     DEFAULT_FORBIDDEN_HEADERS, Error, ForbiddenHeaderFilter, RequestOptions, WasiBody,
     WasiHttpHooks,
@@ -35,6 +36,7 @@ use super::settings::EgressSettings;
 use super::tap::{Capture, TapBody};
 use super::transport::{self, DialError, IoFuture, Timeouts};
 use crate::audit::EgressJournal;
+use crate::budget::{BODY_BUFFER_CHUNKS, BODY_CHUNK_SIZE};
 use crate::credentials::{CredentialBroker, CredentialSpec, Injection};
 use crate::log::GuestLog;
 use crate::policy::egress::{EgressPolicy, Method};
@@ -97,7 +99,13 @@ pub struct BrokeredHttp {
     injected: Arc<Mutex<Vec<Redactor>>>,
     sent: u32,
     in_flight: Arc<Semaphore>,
+    /// Cancelled when the invocation ends: every request and connection still open stops.
+    ended: CancellationToken,
 }
+
+/// What the host holds per request in flight, charged to the host budget: the connection's
+/// read buffer (response head and one body chunk), TLS records, one request body chunk.
+pub const PER_EXCHANGE: u64 = 256 * 1024;
 
 impl BrokeredHttp {
     /// A broker for one invocation: `journal` makes each request's intent durable before it
@@ -119,7 +127,24 @@ impl BrokeredHttp {
             injected: Arc::default(),
             sent: 0,
             in_flight,
+            ended: CancellationToken::new(),
         }
+    }
+
+    /// Aborts every request still waiting for its response and every connection still
+    /// streaming a body: the invocation is over. [`EgressLog::take`] records them as aborted.
+    pub fn end(&self) {
+        self.ended.cancel();
+    }
+
+    /// Bytes the host holds for requests in flight (see [`PER_EXCHANGE`]).
+    pub fn held(&self) -> u64 {
+        let busy = self
+            .settings
+            .limits
+            .concurrent
+            .saturating_sub(self.in_flight.available_permits());
+        busy as u64 * PER_EXCHANGE
     }
 
     /// The events of this invocation's requests.
@@ -225,6 +250,14 @@ impl BrokeredHttp {
     }
 }
 
+impl Drop for BrokeredHttp {
+    /// A store dropped without [`BrokeredHttp::end`] (a cancelled invocation) still stops its
+    /// requests.
+    fn drop(&mut self) {
+        self.ended.cancel();
+    }
+}
+
 /// A refused request: the guest-visible error and the event to record.
 type Refusal = (Error, EgressEvent);
 
@@ -261,6 +294,16 @@ impl WasiHttpHooks for BrokeredHttp {
         false
     }
 
+    // What an outgoing body buffers while nobody reads it is host memory: keep it small and
+    // charged (wasmtime-wasi-http's defaults are one chunk of 1 MiB, twice).
+    fn p2_outgoing_body_buffer_chunks(&mut self) -> usize {
+        BODY_BUFFER_CHUNKS
+    }
+
+    fn p2_outgoing_body_chunk_size(&mut self) -> usize {
+        BODY_CHUNK_SIZE
+    }
+
     fn send_request(
         &mut self,
         mut request: Request<WasiBody>,
@@ -275,6 +318,7 @@ impl WasiHttpHooks for BrokeredHttp {
         let journal = self.journal.clone();
         let redactions = (self.redactions.clone(), self.injected.clone());
         let in_flight = self.in_flight.clone();
+        let ended = self.ended.clone();
         Box::new(async move {
             let admitted = match admitted {
                 Ok(admitted) => admitted,
@@ -298,28 +342,33 @@ impl WasiHttpHooks for BrokeredHttp {
                 bytes_in: 0,
                 redactions: 0,
             };
-            // No record, no request (AL-06/07).
-            let durable = journal
-                .intent(
-                    &admitted.method,
-                    &admitted.target,
-                    admitted.rule,
-                    event.credential.as_deref(),
-                )
-                .await;
-            if durable.is_err() {
-                event.decision = Decision::Denied;
-                event.reason = Some("audit-unavailable".to_string());
-                event.duration_us = started.elapsed().as_micros() as u64;
-                log.push(event, None);
-                return Err(Error::HttpRequestDenied);
-            }
+            // Registered first: if the invocation ends before this request does, it is recorded
+            // as aborted, and the request stops with it.
+            let pending = log.start(event.clone(), started);
             let traffic = Arc::new(Traffic {
                 capture: settings.tap.clone().map(Capture::new),
                 ..Traffic::default()
             });
-            let result = match in_flight.try_acquire_owned() {
-                Ok(permit) => send(
+            let exchange = async {
+                // No record, no request (AL-06/07).
+                let durable = journal
+                    .intent(
+                        &admitted.method,
+                        &admitted.target,
+                        admitted.rule,
+                        event.credential.as_deref(),
+                    )
+                    .await;
+                if durable.is_err() {
+                    return Err((Error::HttpRequestDenied, "audit-unavailable".to_string()));
+                }
+                let Ok(permit) = in_flight.try_acquire_owned() else {
+                    return Err((
+                        Error::ConnectionLimitReached,
+                        "concurrency-limit".to_string(),
+                    ));
+                };
+                let (response, io) = send(
                     &settings,
                     credentials.as_ref(),
                     &admitted,
@@ -327,20 +376,25 @@ impl WasiHttpHooks for BrokeredHttp {
                     redactions,
                     traffic.clone(),
                 )
-                .await
-                .map(|(response, io)| {
-                    // The permit lives as long as the connection: the body is still being
-                    // read after the response head.
-                    let io: IoFuture = Box::new(async move {
-                        let _permit = permit;
-                        Box::into_pin(io).await
-                    });
-                    (response, io)
-                }),
-                Err(_) => Err((
-                    Error::ConnectionLimitReached,
-                    "concurrency-limit".to_string(),
-                )),
+                .await?;
+                // The permit lives as long as the connection: the body is still being read
+                // after the response head. The connection ends with the invocation too.
+                let ended = ended.clone();
+                let io: IoFuture = Box::new(async move {
+                    let _permit = permit;
+                    tokio::select! {
+                        biased;
+                        () = ended.cancelled() => Ok(()),
+                        done = Box::into_pin(io) => done,
+                    }
+                });
+                Ok((response, io))
+            };
+            let result = tokio::select! {
+                biased;
+                // Left pending in the log, which records it as aborted.
+                () = ended.cancelled() => return Err(Error::ConnectionTerminated),
+                result = exchange => result,
             };
             event.duration_us = started.elapsed().as_micros() as u64;
             let outcome = match result {
@@ -351,6 +405,7 @@ impl WasiHttpHooks for BrokeredHttp {
                 Err((error, reason)) => {
                     event.decision = if reason.starts_with("destination-ip")
                         || reason.starts_with("credential-")
+                        || reason == "audit-unavailable"
                     {
                         Decision::Denied
                     } else {
@@ -360,7 +415,7 @@ impl WasiHttpHooks for BrokeredHttp {
                     Err(error)
                 }
             };
-            log.push(event, Some(traffic));
+            log.finish(pending, event, traffic);
             outcome
         })
     }

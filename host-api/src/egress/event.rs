@@ -3,8 +3,9 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
@@ -80,9 +81,15 @@ pub(crate) struct Traffic {
     pub(crate) peer: OnceLock<IpAddr>,
     /// The exchange in full, when a recording tap is set.
     pub(crate) capture: Option<Arc<super::tap::Capture>>,
+    /// The response body reached its end, or was dropped by the guest: nothing is in flight.
+    pub(crate) settled: AtomicBool,
 }
 
 impl Traffic {
+    pub(crate) fn settle(&self) {
+        self.settled.store(true, Ordering::Relaxed);
+    }
+
     pub(crate) fn add_sent(&self, n: usize) {
         self.sent.fetch_add(n as u64, Ordering::Relaxed);
     }
@@ -114,25 +121,73 @@ pub struct EgressLog(Arc<Mutex<Entries>>);
 struct Entries {
     detailed: Vec<(EgressEvent, Option<Arc<Traffic>>)>,
     suppressed: BTreeMap<(Decision, Option<String>), u64>,
+    /// Requests sent and not yet answered or failed, by [`Pending`] slot.
+    pending: Vec<Option<(EgressEvent, Instant)>>,
 }
 
-impl EgressLog {
-    pub(crate) fn push(&self, event: EgressEvent, traffic: Option<Arc<Traffic>>) {
-        let mut entries = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if entries.detailed.len() < MAX_DETAILED_EVENTS {
-            entries.detailed.push((event, traffic));
+impl Entries {
+    fn record(&mut self, event: EgressEvent, traffic: Option<Arc<Traffic>>) {
+        if self.detailed.len() < MAX_DETAILED_EVENTS {
+            self.detailed.push((event, traffic));
         } else {
-            *entries
+            *self
                 .suppressed
                 .entry((event.decision, event.reason))
                 .or_default() += 1;
         }
     }
+}
+
+/// The reason recorded for a request still in flight when its invocation ended: the host
+/// aborted it (a response head never came, or its body was still being read).
+pub const ABORTED: &str = "aborted";
+
+/// A request in flight, registered so that an invocation ending first still records it.
+#[derive(Debug)]
+pub(crate) struct Pending(usize);
+
+impl EgressLog {
+    /// Registers a request about to be sent; [`Self::finish`] records how it ended.
+    pub(crate) fn start(&self, event: EgressEvent, started: Instant) -> Pending {
+        let mut entries = self.lock();
+        entries.pending.push(Some((event, started)));
+        Pending(entries.pending.len() - 1)
+    }
+
+    /// Records how a request registered with [`Self::start`] ended, unless the invocation's
+    /// events were already taken (it ended first and recorded the request as aborted).
+    pub(crate) fn finish(&self, pending: Pending, event: EgressEvent, traffic: Arc<Traffic>) {
+        let mut entries = self.lock();
+        if entries
+            .pending
+            .get_mut(pending.0)
+            .and_then(Option::take)
+            .is_some()
+        {
+            entries.record(event, Some(traffic));
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn push(&self, event: EgressEvent, traffic: Option<Arc<Traffic>>) {
+        self.lock().record(event, traffic);
+    }
 
     /// Takes the events recorded so far, with their byte counts as of now, and the counts of
-    /// the attempts past the detailed ones.
+    /// the attempts past the detailed ones. Called when the invocation ends: a request still
+    /// waiting for its response, or whose response body was still being read, is recorded as
+    /// [`ABORTED`] (the broker aborts them: [`super::BrokeredHttp::end`]).
     pub fn take(&self) -> (Vec<EgressEvent>, Vec<Suppressed>) {
-        let entries = std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner));
+        let mut entries = std::mem::take(&mut *self.lock());
+        for (mut event, started) in std::mem::take(&mut entries.pending).into_iter().flatten() {
+            event.decision = Decision::Failed;
+            event.reason = Some(ABORTED.to_string());
+            event.duration_us = started.elapsed().as_micros() as u64;
+            entries.record(event, None);
+        }
         let events = entries
             .detailed
             .into_iter()
@@ -142,6 +197,11 @@ impl EgressLog {
                     event.bytes_in = traffic.received.load(Ordering::Relaxed);
                     event.redactions = traffic.redacted.load(Ordering::Relaxed);
                     event.address = traffic.peer.get().copied();
+                    let in_flight = event.decision == Decision::Allowed
+                        && !traffic.settled.load(Ordering::Relaxed);
+                    if in_flight {
+                        event.reason = Some(ABORTED.to_string());
+                    }
                 }
                 event
             })

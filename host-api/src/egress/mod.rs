@@ -22,5 +22,5 @@ pub mod tap;
 pub(crate) mod transport;
 
 pub use broker::{BrokeredHttp, IntegrationEgress};
-pub use event::{Decision, EgressEvent, EgressLog, MAX_DETAILED_EVENTS, Suppressed};
+pub use event::{ABORTED, Decision, EgressEvent, EgressLog, MAX_DETAILED_EVENTS, Suppressed};
 pub use settings::{EgressLimits, EgressSettings, EgressSetupError};

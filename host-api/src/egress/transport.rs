@@ -81,6 +81,9 @@ where
     }
     let (mut sender, connection) = hyper::client::conn::http1::Builder::new()
         .max_header_size(settings.limits.response_head)
+        // The read buffer holds the response head, then one body chunk at a time: bounded, as
+        // the host budget charges it (`PER_EXCHANGE`).
+        .max_buf_size(settings.limits.response_head.max(8 * 1024) + 16 * 1024)
         .handshake(TokioIo::new(tls))
         .await
         .map_err(|e| (Error::from(e), "http-handshake".to_string()))?;

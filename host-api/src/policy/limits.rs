@@ -13,6 +13,7 @@ pub struct RequestedLimits {
     pub memory: Option<u64>,
     pub timeout: Option<Duration>,
     pub output: Option<u64>,
+    pub host_memory: Option<u64>,
 }
 
 /// The operator's ceilings: no integration gets more than this, whatever its manifest says.
@@ -35,6 +36,8 @@ pub struct Ceilings {
     pub kv_bytes: u64,
     /// Most kv keys one installation may declare.
     pub kv_keys: u64,
+    /// Most memory the host may hold on one invocation's behalf (resources, buffers, log).
+    pub host_memory: u64,
 }
 
 impl Default for Ceilings {
@@ -47,6 +50,7 @@ impl Default for Ceilings {
             guest_log: 1 << 20,
             kv_bytes: 64 << 20,
             kv_keys: 100_000,
+            host_memory: 64 << 20,
         }
     }
 }
@@ -60,6 +64,8 @@ pub struct Limits {
     pub output: u64,
     pub input: u64,
     pub guest_log: u64,
+    /// What the host may hold for the guest outside its linear memory (`budget`).
+    pub host_memory: u64,
 }
 
 impl Limits {
@@ -67,6 +73,9 @@ impl Limits {
     pub const DEFAULT_MEMORY: u64 = 64 << 20;
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
     pub const DEFAULT_OUTPUT: u64 = 1 << 20;
+    /// Room for the capped guest log, eight requests in flight and headers, with margin; a
+    /// small share of the default memory limit.
+    pub const DEFAULT_HOST_MEMORY: u64 = 8 << 20;
 
     /// Resolves requested limits against the operator's ceilings.
     ///
@@ -91,12 +100,22 @@ impl Limits {
                 ceiling: ByteSize(ceiling),
             },
         )?;
+        let host_memory = within(
+            requested.host_memory,
+            Self::DEFAULT_HOST_MEMORY,
+            ceilings.host_memory,
+        )
+        .map_err(|(requested, ceiling)| LimitError::HostMemory {
+            requested: ByteSize(requested),
+            ceiling: ByteSize(ceiling),
+        })?;
         Ok(Self {
             memory,
             timeout,
             output,
             input: ceilings.input,
             guest_log: ceilings.guest_log,
+            host_memory,
         })
     }
 }
@@ -127,6 +146,11 @@ pub enum LimitError {
     },
     #[error("limits.output = {requested} exceeds the operator's ceiling of {ceiling}")]
     Output {
+        requested: ByteSize,
+        ceiling: ByteSize,
+    },
+    #[error("limits.host-memory = {requested} exceeds the operator's ceiling of {ceiling}")]
+    HostMemory {
         requested: ByteSize,
         ceiling: ByteSize,
     },
@@ -170,6 +194,7 @@ mod tests {
                     memory: Some(32 * MIB),
                     timeout: Some(Duration::from_millis(1500)),
                     output: Some(2 * MIB),
+                    host_memory: None,
                 },
                 Ok((32 * MIB, 1500, 2 * MIB)),
             ),
@@ -194,6 +219,13 @@ mod tests {
                 },
                 Err("limits.output = 17 MiB exceeds the operator's ceiling of 16 MiB"),
             ),
+            (
+                RequestedLimits {
+                    host_memory: Some(65 * MIB),
+                    ..Default::default()
+                },
+                Err("limits.host-memory = 65 MiB exceeds the operator's ceiling of 64 MiB"),
+            ),
         ];
         for (requested, expected) in cases {
             let got = Limits::resolve(*requested, &ceilings)
@@ -215,5 +247,25 @@ mod tests {
         assert_eq!(limits.memory, 16 * MIB);
         assert_eq!(limits.timeout, Duration::from_secs(2));
         assert_eq!(limits.output, 1024);
+    }
+
+    #[test]
+    fn host_memory_defaults_to_a_small_share_and_is_declared_within_its_ceiling() {
+        let ceilings = Ceilings::default();
+        let default = Limits::resolve(RequestedLimits::default(), &ceilings).expect("defaults");
+        assert_eq!(default.host_memory, 8 * MIB);
+        assert!(default.host_memory * 4 <= default.memory);
+        let asked = RequestedLimits {
+            host_memory: Some(2 * MIB),
+            ..Default::default()
+        };
+        let limits = Limits::resolve(asked, &ceilings).expect("within the ceiling");
+        assert_eq!(limits.host_memory, 2 * MIB);
+        let lower = Ceilings {
+            host_memory: MIB,
+            ..Ceilings::default()
+        };
+        let capped = Limits::resolve(RequestedLimits::default(), &lower).expect("default capped");
+        assert_eq!(capped.host_memory, MIB);
     }
 }

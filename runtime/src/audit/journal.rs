@@ -74,6 +74,7 @@ pub fn invocation_record(
         outcome: outcome.to_string(),
         duration_us: invocation.duration.as_micros() as u64,
         memory_peak_bytes: invocation.memory_peak,
+        host_memory_peak_bytes: invocation.host_memory_peak,
         fuel_used: invocation.fuel_used,
         egress: invocation.egress.clone(),
         egress_suppressed: invocation.egress_suppressed.clone(),

@@ -52,11 +52,12 @@ pub(super) fn print_capabilities(manifest: &Manifest, limits: &Limits, ceilings:
         publisher.name, publisher.support, publisher.privacy_policy
     );
     println!(
-        "  limits     memory {}, timeout {}, output {}, input {}",
+        "  limits     memory {}, timeout {}, output {}, input {}, host memory {}",
         ByteSize(limits.memory),
         HumanDuration(limits.timeout),
         ByteSize(limits.output),
-        ByteSize(limits.input)
+        ByteSize(limits.input),
+        ByteSize(limits.host_memory)
     );
     println!(
         "  config     {}",

@@ -105,6 +105,9 @@ struct CeilingArgs {
     /// Most kv keys per installation [default: 100000]
     #[arg(long, global = true, value_name = "N")]
     ceiling_kv_keys: Option<u64>,
+    /// Most memory the host holds for one invocation outside its linear memory [default: 64 MiB]
+    #[arg(long, global = true, value_name = "SIZE")]
+    ceiling_host_memory: Option<crate::units::ByteSize>,
 }
 
 impl CeilingArgs {
@@ -125,6 +128,9 @@ impl CeilingArgs {
         }
         if let Some(keys) = self.ceiling_kv_keys {
             c.kv_keys = keys;
+        }
+        if let Some(size) = self.ceiling_host_memory {
+            c.host_memory = size.bytes();
         }
         c
     }

@@ -70,12 +70,13 @@ pub(crate) fn print_summary(
         eprintln!("error: {error}");
     }
     eprintln!(
-        "airlock: {} · {} · {} in {:.2} ms · memory peak {}",
+        "airlock: {} · {} · {} in {:.2} ms · memory peak {} · host memory peak {}",
         summary.outcome,
         summary.integration,
         summary.action,
         invocation.duration.as_secs_f64() * 1000.0,
         ByteSize(summary.memory_peak_bytes),
+        ByteSize(summary.host_memory_peak_bytes),
     );
     Ok(())
 }

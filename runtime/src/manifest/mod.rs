@@ -76,6 +76,7 @@ impl Manifest {
             memory: self.limits.memory.map(|b| b.0),
             timeout: self.limits.timeout.map(|d| d.0),
             output: self.limits.output.map(|b| b.0),
+            host_memory: self.limits.host_memory.map(|b| b.0),
         }
     }
 
@@ -155,6 +156,13 @@ pub struct ManifestLimits {
         skip_serializing_if = "Option::is_none"
     )]
     pub output: Option<ByteSize>,
+    /// What the host may hold for one invocation outside its linear memory.
+    #[serde(
+        default,
+        deserialize_with = "checks::positive_size",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub host_memory: Option<ByteSize>,
 }
 
 /// `[kv]`: the quota of the installation's key-value store.
