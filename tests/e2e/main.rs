@@ -12,6 +12,7 @@ mod connect;
 mod credentials;
 mod egress;
 mod fixtures;
+mod frontdoor;
 mod fuel;
 mod hostile;
 mod install;

@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use airlock_host_api::egress::ip::AllowRanges;
 use clap::Args;
 
 use super::{EXIT_INVALID, State, fail};
@@ -36,6 +37,11 @@ pub(crate) struct ServeArgs {
     /// Largest request body (bundle uploads aside)
     #[arg(long, default_value = "1MiB")]
     max_body: ByteSize,
+    /// The TLS-terminating proxy in front, by address or CIDR (repeatable): from these peers
+    /// only, X-Forwarded-For or Forwarded names the client (the rightmost address outside these
+    /// ranges), which failure limits count against and the audit trail records
+    #[arg(long, value_name = "CIDR")]
+    trusted_proxy: Vec<AllowRanges>,
     /// DEV ONLY: serve plain HTTP on a non-loopback address (API keys would cross the network
     /// in clear; put a TLS-terminating proxy in front instead)
     #[arg(long)]
@@ -83,6 +89,7 @@ pub(crate) async fn serve(
     for switch in &loosened {
         eprintln!("warning: DEV ONLY {switch} is on (--dev-insecure)");
     }
+    let trusted_proxies: AllowRanges = args.trusted_proxy.iter().cloned().collect();
     let (store, trail) = state.open()?;
     let settings = EngineSettings {
         demote_after: Some(DEMOTE_AFTER),
@@ -107,7 +114,15 @@ pub(crate) async fn serve(
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{bound}"));
-    let app = Arc::new(App::new(runtime, store, trail, limits, &public_url)?);
+    if !trusted_proxies.is_empty() {
+        eprintln!(
+            "airlock serve: client addresses taken from X-Forwarded-For or Forwarded sent by \
+             {trusted_proxies}"
+        );
+    }
+    let app = Arc::new(
+        App::new(runtime, store, trail, limits, &public_url)?.with_trusted_proxies(trusted_proxies),
+    );
     println!("listening on http://{bound}");
     eprintln!(
         "airlock serve: data {}; stop with Ctrl-C or SIGTERM",

@@ -11,12 +11,14 @@
 //! - [`app`]: the shared state: store, trail, trust store, loaded installations, metrics.
 //! - [`admission`]: per-tenant and global concurrency caps with bounded queues.
 //! - [`auth`]: API keys from the `Authorization` header, scopes, failed-attempt limiting.
+//! - [`client`]: the client's address, from a trusted proxy's forwarding header or the peer.
 //! - [`error`]: one JSON error shape, with the status each failure maps to.
 //! - [`routes`]: the `/v1` API, `/healthz` and `/metrics`, one file per resource.
 
 pub mod admission;
 pub mod app;
 mod auth;
+mod client;
 mod error;
 mod routes;
 

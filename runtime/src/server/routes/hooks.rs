@@ -17,14 +17,13 @@
 //! Refusals are security events, at most ten per endpoint a minute; the rest are
 //! counted in `/metrics`, so a flood of forged deliveries cannot flood the trail.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use airlock_host_api::audit::{AuditEvent, Trigger};
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{Path, State};
 use axum::http::header::CONTENT_LENGTH;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -35,6 +34,7 @@ use super::invoke::{prepare, respond, run};
 use crate::clock::now_unix;
 use crate::ids::{EndpointId, InstallationId, TenantId};
 use crate::server::app::App;
+use crate::server::client::Client;
 use crate::server::error::ApiError;
 use crate::store::webhooks::EndpointInfo;
 use crate::webhook::{self, Refusal};
@@ -46,7 +46,7 @@ const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub(super) async fn deliver(
     State(app): State<Arc<App>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    client: Client,
     Path(endpoint): Path<String>,
     headers: HeaderMap,
     body: Body,
@@ -81,7 +81,7 @@ pub(super) async fn deliver(
         .ok_or_else(|| ApiError::not_found("webhook endpoint"))?;
     let verified = match webhook::verify::verify(info.scheme, &keys, &headers, &raw, now) {
         Ok(verified) => verified,
-        Err(refusal) => return Err(refuse(&app, &info, &refusal, peer).await),
+        Err(refusal) => return Err(refuse(&app, &info, &refusal, client).await),
     };
     drop(keys);
     let tenant: TenantId = id(&info.tenant)?;
@@ -92,7 +92,7 @@ pub(super) async fn deliver(
         .store
         .first_delivery(&endpoint, &verified.delivery, retention, now)?
     {
-        return Err(refuse(&app, &info, &Refusal::Replayed, peer).await);
+        return Err(refuse(&app, &info, &Refusal::Replayed, client).await);
     }
     let input = String::from_utf8(raw.to_vec())
         .map_err(|_| ApiError::bad_request("the delivery body is not UTF-8 JSON".to_string()))?;
@@ -118,7 +118,7 @@ fn too_large() -> ApiError {
 }
 
 /// Records the refusal (within the endpoint's limit) and answers 401, or 409 for a replay.
-async fn refuse(app: &App, info: &EndpointInfo, refusal: &Refusal, peer: SocketAddr) -> ApiError {
+async fn refuse(app: &App, info: &EndpointInfo, refusal: &Refusal, client: Client) -> ApiError {
     if app.hook_refusals.blocked(&info.id).is_none() {
         app.hook_refusals.fail(&info.id);
         let recorded = app
@@ -127,7 +127,7 @@ async fn refuse(app: &App, info: &EndpointInfo, refusal: &Refusal, peer: SocketA
                 tenant: info.tenant.clone(),
                 endpoint: info.id.clone(),
                 reason: refusal.reason(),
-                peer: peer.ip().to_string(),
+                peer: client.to_string(),
             })
             .await;
         if let Err(e) = recorded {
