@@ -1,10 +1,11 @@
 //! `POST /v1/hooks/{endpoint}`: a webhook delivery. No API key: the signature authenticates it.
 //!
 //! In this order, so nothing reads, parses or runs what is not authentic (WH-10, WH-12):
-//! 1. the body is read raw, at most [`MAX_DELIVERY`] bytes (a larger `Content-Length` is refused
-//!    before reading) within [`READ_TIMEOUT`];
-//! 2. the endpoint is looked up (an unknown one is a plain 404);
-//! 3. the signature is verified on those bytes under the endpoint's live secrets;
+//! 1. the endpoint is looked up (an unknown one is a plain 404, its body never read), and a
+//!    `Content-Length` over [`MAX_DELIVERY`] is refused;
+//! 2. the body is read raw, at most [`MAX_DELIVERY`] bytes, within [`READ_TIMEOUT`];
+//! 3. the signature is verified on those bytes under the endpoint's live secrets (read after
+//!    the body, so a rotation or deletion meanwhile counts);
 //! 4. an admission slot and the installation are obtained (a busy tenant gets 429 and the
 //!    sender's retry is not mistaken for a replay);
 //! 5. the delivery id is recorded, first writer wins (a replay gets 409);
@@ -51,6 +52,11 @@ pub(super) async fn deliver(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let endpoint: EndpointId = id(&endpoint)?;
+    let unknown = || ApiError::not_found("webhook endpoint");
+    if !app.store.webhook_exists(&endpoint)? {
+        return Err(unknown());
+    }
     let declared = headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -73,12 +79,11 @@ pub(super) async fn deliver(
                 ));
             }
         };
-    let endpoint: EndpointId = id(&endpoint)?;
     let now = now_unix();
     let (info, keys) = app
         .store
         .webhook_keys(&endpoint, now)?
-        .ok_or_else(|| ApiError::not_found("webhook endpoint"))?;
+        .ok_or_else(unknown)?;
     let verified = match webhook::verify::verify(info.scheme, &keys, &headers, &raw, now) {
         Ok(verified) => verified,
         Err(refusal) => return Err(refuse(&app, &info, &refusal, client).await),
