@@ -1,10 +1,14 @@
 //! The server's front door, end to end against the real `airlock serve`: which client a request
 //! comes from (the peer, or behind `--trusted-proxy` the forwarding header), failure limits
-//! that stop the client or key id that fails and never a key that verifies.
+//! that stop the client or key id that fails and never a key that verifies, and connections
+//! that are capped and let go of slow or idle clients.
 
+use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
 
 use crate::operator::Operator;
 use crate::serving::{Server, TENANT_SCOPES, assert_trail_verifies, mapper_input, records_of};
@@ -274,4 +278,127 @@ async fn without_a_trusted_proxy_forwarding_headers_are_ignored_and_valid_keys_s
             "{extra:?}: {refused:?}"
         );
     }
+}
+
+/// The address of `server`, for raw connections.
+fn address(server: &Server) -> String {
+    server.base.trim_start_matches("http://").to_string()
+}
+
+/// Reads from `stream` until `within` has passed or the peer closes: what arrived, and
+/// whether it closed.
+async fn read_for(stream: &mut TcpStream, within: Duration) -> (String, bool) {
+    let deadline = Instant::now() + within;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return (String::from_utf8_lossy(&got).into_owned(), true),
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+            Err(_) => return (String::from_utf8_lossy(&got).into_owned(), false),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_are_capped_and_idle_or_slow_clients_are_let_go() {
+    let op = Operator::new();
+    let server = Server::start(&op, &[], &["--max-connections", "3"]);
+    let address = address(&server);
+    let healthz = "GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n";
+
+    // Three connections that send nothing hold every slot: a fourth waits, unanswered, until
+    // one of them goes.
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(TcpStream::connect(&address).await.expect("connect"));
+    }
+    let mut fourth = TcpStream::connect(&address).await.expect("backlog");
+    fourth.write_all(healthz.as_bytes()).await.expect("send");
+    let (early, closed) = read_for(&mut fourth, Duration::from_secs(1)).await;
+    assert!(
+        early.is_empty() && !closed,
+        "answered past the cap: {early:?}"
+    );
+    drop(held.pop());
+    let (answer, _) = read_for(&mut fourth, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+    drop(fourth);
+    drop(held);
+
+    let started = Instant::now();
+    // An idle kept-alive connection is closed within the header timeout (10 s).
+    let mut idle = TcpStream::connect(&address).await.expect("connect");
+    idle.write_all(healthz.as_bytes()).await.expect("send");
+    let idle = async {
+        let (answer, closed) = read_for(&mut idle, Duration::from_secs(15)).await;
+        (answer, closed, started.elapsed())
+    };
+    // A body sent a byte every 2 s (never idle for long) still has to end within 30 s.
+    let mut slow = TcpStream::connect(&address).await.expect("connect");
+    let head = format!(
+        "POST /v1/tenants HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\n\
+         content-type: application/json\r\ncontent-length: 100\r\n\r\n{{",
+        server.admin
+    );
+    slow.write_all(head.as_bytes()).await.expect("send");
+    let slow = async {
+        for _ in 0..40 {
+            let (answer, closed) = read_for(&mut slow, Duration::from_secs(2)).await;
+            if !answer.is_empty() || closed {
+                return (answer, started.elapsed());
+            }
+            if slow.write_all(b" ").await.is_err() {
+                let (answer, _) = read_for(&mut slow, Duration::from_secs(2)).await;
+                return (answer, started.elapsed());
+            }
+        }
+        (String::new(), started.elapsed())
+    };
+    // A client that pipelines requests (no key needed) and never reads the answers: once the
+    // server's writes make no progress for 30 s, it drops the connection, and the client's
+    // own writes fail.
+    let unread = TcpSocket::new_v4().expect("socket");
+    unread.set_recv_buffer_size(4096).expect("small buffer");
+    let mut unread = unread
+        .connect(address.parse().expect("address"))
+        .await
+        .expect("connect");
+    let unread = async {
+        let pipelined = healthz.repeat(1_000);
+        for _ in 0..1_000 {
+            let sent = tokio::time::timeout(
+                Duration::from_secs(60),
+                unread.write_all(pipelined.as_bytes()),
+            )
+            .await;
+            match sent {
+                Ok(Ok(())) => continue,
+                Ok(Err(_)) => return Some(started.elapsed()),
+                Err(_) => return None,
+            }
+        }
+        None
+    };
+    let ((idle_answer, idle_closed, idle_after), (slow_answer, slow_after), unread_after) =
+        tokio::join!(idle, slow, unread);
+    assert!(idle_answer.starts_with("HTTP/1.1 200"), "{idle_answer:?}");
+    assert!(
+        idle_closed,
+        "an idle connection is let go within the header timeout"
+    );
+    assert!(idle_after < Duration::from_secs(15), "{idle_after:?}");
+    assert!(
+        slow_answer.starts_with("HTTP/1.1 408"),
+        "{slow_answer:?} after {slow_after:?}"
+    );
+    assert!(
+        slow_answer.contains("did not arrive within 30 s"),
+        "{slow_answer:?}"
+    );
+    assert!(slow_after < Duration::from_secs(40), "{slow_after:?}");
+    let unread_after = unread_after.expect("the server let go of a client that reads nothing");
+    assert!(unread_after < Duration::from_secs(45), "{unread_after:?}");
+    server.stop();
 }

@@ -36,6 +36,8 @@ pub struct ServeLimits {
     pub max_body: usize,
     /// Largest bundle upload.
     pub max_bundle: usize,
+    /// Client connections open at once; more wait to be accepted.
+    pub max_connections: usize,
 }
 
 impl Default for ServeLimits {
@@ -44,6 +46,7 @@ impl Default for ServeLimits {
             admission: AdmissionLimits::default(),
             max_body: 1 << 20,
             max_bundle: crate::bundle::trusted::MAX_BUNDLE_BYTES as usize,
+            max_connections: 512,
         }
     }
 }
