@@ -140,6 +140,11 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
+    setup_with(&[]).await
+}
+
+/// [`setup`] with `airlock serve` given `serve` as well.
+async fn setup_with(serve: &[&str]) -> Setup {
     let ca = TestCa::new();
     let provider = Arc::new(Mutex::new(Provider {
         lifetime: 43_200,
@@ -181,7 +186,7 @@ async fn setup() -> Setup {
             "--extra-root-ca",
             &ca_path,
         ],
-        &["--dev-insecure"],
+        &[&["--dev-insecure"], serve].concat(),
     );
     let mut scopes = TENANT_SCOPES.to_vec();
     scopes.push("credentials:write");
@@ -675,4 +680,73 @@ async fn forged_callbacks_are_cut_off_before_they_flood_the_trail() {
     assert_eq!(api.status, StatusCode::OK, "{}", api.body);
     server.stop();
     assert_eq!(records_of(&op, "connection-refused").len(), 10);
+}
+
+/// Forged callbacks from one client, behind the proxy or straight to the server, are limited;
+/// a real consent still completes, from any client, that one included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_callbacks_never_stop_a_real_consent() {
+    let s = setup_with(&["--trusted-proxy", "127.0.0.1/32"]).await;
+    let callback = async |params: &[(&str, &str)], client: Option<&str>| {
+        let url = reqwest::Url::parse_with_params(
+            &format!("{}/v1/oauth/callback", s.server.base),
+            params,
+        )
+        .expect("url");
+        let mut request = s.server.http.get(url);
+        if let Some(client) = client {
+            request = request.header("x-forwarded-for", client);
+        }
+        request.send().await.expect("answers").status()
+    };
+    let forge_until_limited = async |client: Option<&str>| {
+        for n in 0..12 {
+            let status =
+                callback(&[("code", "c"), ("state", &format!("forged-{n}"))], client).await;
+            if status == StatusCode::TOO_MANY_REQUESTS {
+                assert_eq!(n, 10, "{client:?} limited after ten forgeries");
+                return;
+            }
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{client:?} forgery {n}");
+        }
+        panic!("{client:?} never limited");
+    };
+    let consent = async |client: Option<&str>, who: &str| {
+        let params = s.connect("slack", json!({})).await;
+        let code = format!("code-{who}");
+        s.consent(&code, &params["code_challenge"], who);
+        callback(&[("code", &code), ("state", &params["state"])], client).await
+    };
+
+    // Behind the proxy: the forging client is limited, and real consents complete from
+    // another client and from the forging client itself.
+    forge_until_limited(Some("203.0.113.7")).await;
+    assert_eq!(consent(Some("198.51.100.1"), "ada").await, StatusCode::OK);
+    assert_eq!(consent(Some("203.0.113.7"), "bob").await, StatusCode::OK);
+    // Straight to the server (the peer is the client): the same.
+    forge_until_limited(None).await;
+    assert_eq!(consent(None, "cy").await, StatusCode::OK);
+    let forged = callback(
+        &[("code", "c"), ("state", "forged-late")],
+        Some("203.0.113.7"),
+    )
+    .await;
+    assert_eq!(forged, StatusCode::TOO_MANY_REQUESTS);
+
+    s.server.stop();
+    let refused = records_of(&s.op, "connection-refused");
+    assert_eq!(refused.len(), 20, "limited forgeries are not recorded");
+    assert_eq!(
+        refused
+            .iter()
+            .filter(|r| r["peer"] == "203.0.113.7")
+            .count(),
+        10
+    );
+    assert_eq!(
+        refused.iter().filter(|r| r["peer"] == "127.0.0.1").count(),
+        10
+    );
+    let connected = records_of(&s.op, "connection-changed");
+    assert_eq!(connected.len(), 3, "{connected:?}");
 }

@@ -13,6 +13,7 @@ mod credentials;
 mod deadlines;
 mod egress;
 mod fixtures;
+mod frontdoor;
 mod fuel;
 mod host_memory;
 mod hostile;

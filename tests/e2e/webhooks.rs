@@ -257,7 +257,10 @@ async fn signed_deliveries_run_the_action_once_and_everything_else_is_refused_un
 
     // WH-11: another tenant cannot see or manage the endpoint; unknown ids are not found.
     let globex = server
-        .tenant("globex", &["installations:read", "installations:write"])
+        .tenant(
+            "globex",
+            &["invoke", "installations:read", "installations:write"],
+        )
         .await;
     let theirs = server
         .call(
@@ -543,4 +546,65 @@ async fn github_deliveries_made_with_the_cli_are_deduplicated_by_signature() {
     let listed = stdout(&op.ok(&["webhook", "list", "--tenant", "acme", "--json"]));
     assert_eq!(listed.trim(), "[]");
     assert_trail_verifies(&op);
+}
+
+/// An endpoint's secret lets its holder run the action, so a key that may not invoke can
+/// neither make an endpoint nor rotate one; and a delivery to no endpoint is refused before
+/// its body is read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_secret_needs_the_invoke_scope_and_unknown_endpoints_read_no_body() {
+    let op = Operator::new();
+    let (server, acme) = mapper_server(&op).await;
+    let manager = server
+        .key("acme", &["installations:read", "installations:write"], None)
+        .await;
+    let request = json!({"installation": "mapper", "action": "map-contact"});
+    let refused = server.post("/v1/webhooks", &manager, request).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    assert!(
+        refused.body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("`invoke`")),
+        "{}",
+        refused.body
+    );
+    let (path, secret, id) = mapper_endpoint(&server, &acme).await;
+    let rotate = format!("/v1/webhooks/{id}/rotate");
+    let refused = server
+        .call(Method::POST, &rotate, Some(&manager), Body::None)
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    // Managing without a secret still works with installations:write alone.
+    let listed = server.get("/v1/webhooks", &manager).await;
+    assert_eq!(listed.body["webhooks"][0]["id"], id.as_str());
+    let body = serde_json::to_vec(&mapper_input()).expect("JSON");
+    let headers = standard(&secret, "msg_1", now(), &body);
+    assert_eq!(
+        deliver(&server, &path, &headers, &body).await.status,
+        StatusCode::OK,
+        "the secret from creation still verifies"
+    );
+
+    // The head of a delivery to an endpoint that does not exist, its body never sent: 404 at
+    // once, not a wait for the body.
+    let unknown = format!("/v1/hooks/wh-{}", "0".repeat(32));
+    let started = Instant::now();
+    let head = format!("POST {unknown} HTTP/1.1\r\nhost: x\r\ncontent-length: 1000\r\n\r\n");
+    let address = server.base.trim_start_matches("http://").to_string();
+    let status_line = raw_exchange(address, head).await;
+    assert!(status_line.contains("404"), "{status_line}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "answered before the body timeout"
+    );
+    server.stop();
+    assert_trail_verifies(&op);
+    let reasons: Vec<Value> = records_of(&op, "access-refused")
+        .into_iter()
+        .map(|r| r["reason"].clone())
+        .collect();
+    assert_eq!(
+        reasons,
+        vec![json!("missing-scope:invoke"), json!("missing-scope:invoke")]
+    );
 }

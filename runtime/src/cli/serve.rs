@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use airlock_host_api::egress::ip::AllowRanges;
 use clap::Args;
 
 use super::{EXIT_INVALID, State, fail};
@@ -36,6 +37,14 @@ pub(crate) struct ServeArgs {
     /// Largest request body (bundle uploads aside)
     #[arg(long, default_value = "1MiB")]
     max_body: ByteSize,
+    /// Client connections open at once; the next waits until one closes
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
+    /// The TLS-terminating proxy in front, by address or CIDR (repeatable): from these peers
+    /// only, X-Forwarded-For or Forwarded names the client (the rightmost address outside these
+    /// ranges), which failure limits count against and the audit trail records
+    #[arg(long, value_name = "CIDR")]
+    trusted_proxy: Vec<AllowRanges>,
     /// DEV ONLY: serve plain HTTP on a non-loopback address (API keys would cross the network
     /// in clear; put a TLS-terminating proxy in front instead)
     #[arg(long)]
@@ -83,6 +92,9 @@ pub(crate) async fn serve(
     for switch in &loosened {
         eprintln!("warning: DEV ONLY {switch} is on (--dev-insecure)");
     }
+    let max_connections = usize::try_from(args.max_connections).unwrap_or(usize::MAX);
+    descriptors_for(max_connections)?;
+    let trusted_proxies: AllowRanges = args.trusted_proxy.iter().cloned().collect();
     let (store, trail) = state.open()?;
     let settings = EngineSettings {
         demote_after: Some(DEMOTE_AFTER),
@@ -97,6 +109,7 @@ pub(crate) async fn serve(
             ..AdmissionLimits::default()
         },
         max_body: usize::try_from(args.max_body.bytes()).unwrap_or(usize::MAX),
+        max_connections,
         ..ServeLimits::default()
     };
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -107,7 +120,15 @@ pub(crate) async fn serve(
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{bound}"));
-    let app = Arc::new(App::new(runtime, store, trail, limits, &public_url)?);
+    if !trusted_proxies.is_empty() {
+        eprintln!(
+            "airlock serve: client addresses taken from X-Forwarded-For or Forwarded sent by \
+             {trusted_proxies}"
+        );
+    }
+    let app = Arc::new(
+        App::new(runtime, store, trail, limits, &public_url)?.with_trusted_proxies(trusted_proxies),
+    );
     println!("listening on http://{bound}");
     eprintln!(
         "airlock serve: data {}; stop with Ctrl-C or SIGTERM",
@@ -116,6 +137,44 @@ pub(crate) async fn serve(
     crate::server::serve(listener, app, shutdown()).await?;
     eprintln!("stopped: in-flight requests finished, audit checkpoint signed");
     Ok(0)
+}
+
+/// Makes sure the process may open twice `connections` file descriptors (the other half for
+/// egress, storage and the engine), raising its soft limit up to the hard one if it must.
+fn descriptors_for(connections: usize) -> anyhow::Result<()> {
+    let needed = u64::try_from(connections)
+        .unwrap_or(u64::MAX)
+        .saturating_mul(2);
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(std::io::Error::last_os_error().into());
+    }
+    if limit.rlim_cur >= needed {
+        return Ok(());
+    }
+    if limit.rlim_max >= needed {
+        let raised = libc::rlimit {
+            rlim_cur: needed,
+            ..limit
+        };
+        // SAFETY: setrlimit reads the struct we own; a soft limit up to the hard one is allowed.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            return Ok(());
+        }
+    }
+    Err(fail(
+        EXIT_INVALID,
+        anyhow::anyhow!(
+            "--max-connections {connections}: needs {needed} file descriptors (half of them for \
+             egress, storage and the engine), but this process may open {} (ulimit -n); lower \
+             --max-connections or raise the limit",
+            limit.rlim_max
+        ),
+    ))
 }
 
 /// A public URL is https (OAuth codes and webhook bodies cross the network to it), or plain

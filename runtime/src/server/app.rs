@@ -12,9 +12,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
 use airlock_host_api::audit::AuditEvent;
+use airlock_host_api::egress::ip::AllowRanges;
 
 use super::admission::{Admission, AdmissionLimits};
-use super::auth::FailureLimiter;
+use super::auth::{FailureLimiter, KeyFailures};
 use super::error::ApiError;
 use crate::audit::AuditTrail;
 use crate::audit::metrics::Metrics;
@@ -35,6 +36,8 @@ pub struct ServeLimits {
     pub max_body: usize,
     /// Largest bundle upload.
     pub max_bundle: usize,
+    /// Client connections open at once; more wait to be accepted.
+    pub max_connections: usize,
 }
 
 impl Default for ServeLimits {
@@ -43,6 +46,7 @@ impl Default for ServeLimits {
             admission: AdmissionLimits::default(),
             max_body: 1 << 20,
             max_bundle: crate::bundle::trusted::MAX_BUNDLE_BYTES as usize,
+            max_connections: 512,
         }
     }
 }
@@ -60,10 +64,12 @@ pub struct App {
     pub(crate) store: Store,
     pub(crate) trail: AuditTrail,
     pub(crate) admission: Admission,
-    pub(crate) failures: FailureLimiter,
-    /// Refused OAuth callbacks per peer: apart from API-key failures, so a page that makes a
+    pub(crate) failures: KeyFailures,
+    /// Refused OAuth callbacks per client: apart from API-key failures, so a page that makes a
     /// browser load forged callbacks cannot lock its user out of the API.
     pub(crate) callback_failures: FailureLimiter,
+    /// Peers whose forwarding headers name the client (`--trusted-proxy`).
+    trusted_proxies: AllowRanges,
     /// Webhook refusals recorded per endpoint, and those beyond the limit (counted only).
     pub(crate) hook_refusals: FailureLimiter<String>,
     pub(crate) hook_refusals_unrecorded: AtomicU64,
@@ -90,10 +96,11 @@ impl App {
             redirect_uri: format!("{}/v1/oauth/callback", public_url.trim_end_matches('/')),
             trust: TrustCache::open(runtime.data_dir().to_path_buf())?,
             admission: Admission::new(limits.admission),
-            failures: FailureLimiter::default(),
+            failures: KeyFailures::default(),
             callback_failures: FailureLimiter::default(),
             hook_refusals: FailureLimiter::default(),
             hook_refusals_unrecorded: AtomicU64::new(0),
+            trusted_proxies: AllowRanges::none(),
             loaded: Mutex::new(HashMap::new()),
             metrics: Mutex::new((Metrics::default(), 0)),
             runtime: runtime.with_audit(trail.clone()),
@@ -101,6 +108,17 @@ impl App {
             trail,
             limits,
         })
+    }
+
+    /// Believes `X-Forwarded-For` and `Forwarded` from peers in `proxies` (none by default).
+    pub fn with_trusted_proxies(mut self, proxies: AllowRanges) -> Self {
+        self.trusted_proxies = proxies;
+        self
+    }
+
+    /// Peers whose forwarding headers name the client.
+    pub(crate) fn trusted_proxies(&self) -> &AllowRanges {
+        &self.trusted_proxies
     }
 
     /// The OAuth redirect URI this server registers with providers.

@@ -74,7 +74,7 @@ impl ApiError {
             ..Self::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "too-many-failures",
-                "too many failed attempts from this address; retry later",
+                "too many failed attempts from this client or on this key; retry later",
             )
         }
     }

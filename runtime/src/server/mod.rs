@@ -11,12 +11,16 @@
 //! - [`app`]: the shared state: store, trail, trust store, loaded installations, metrics.
 //! - [`admission`]: per-tenant and global concurrency caps with bounded queues.
 //! - [`auth`]: API keys from the `Authorization` header, scopes, failed-attempt limiting.
+//! - [`client`]: the client's address, from a trusted proxy's forwarding header or the peer.
+//! - [`deadline`]: what a slow client may hold: bodies by a deadline, responses taken.
 //! - [`error`]: one JSON error shape, with the status each failure maps to.
 //! - [`routes`]: the `/v1` API, `/healthz` and `/metrics`, one file per resource.
 
 pub mod admission;
 pub mod app;
 mod auth;
+mod client;
+mod deadline;
 mod error;
 mod routes;
 
@@ -30,12 +34,15 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tower::ServiceExt as _;
 
 pub use admission::AdmissionLimits;
 pub use app::{App, ServeLimits};
 
-/// How long a client may take to send a request's headers (slow-loris defence).
+/// How long a client may take to send a request's headers (slow-loris defence), and so also
+/// how long a kept-alive connection may sit idle: hyper starts this clock as soon as it waits
+/// for the next request's head.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often a due audit checkpoint is signed.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(15);
@@ -45,6 +52,11 @@ const PURGE_ROUNDS: u32 = 4;
 
 /// Serves `app` on `listener` until `shutdown` resolves, then stops accepting, lets in-flight
 /// requests (and their invocations) finish, and signs a final audit checkpoint.
+///
+/// At most `max_connections` connections are open at once: the next is accepted when one
+/// closes, and until then waits in the listen backlog. Slow clients cannot hold a connection
+/// for long: headers (and the idle time before them) within [`HEADER_READ_TIMEOUT`], bodies
+/// within their deadline, responses taken ([`deadline`]).
 pub async fn serve(
     listener: TcpListener,
     app: Arc<App>,
@@ -53,8 +65,18 @@ pub async fn serve(
     let router = routes::router(app.clone());
     let housekeeping = tokio::spawn(housekeeping(app.clone()));
     let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(
+        app.limits.max_connections.min(Semaphore::MAX_PERMITS),
+    ));
     tokio::pin!(shutdown);
     loop {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -76,12 +98,16 @@ pub async fn serve(
         let connection = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(HEADER_READ_TIMEOUT)
-            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+            .serve_connection(
+                TokioIo::new(deadline::Taken::new(stream)),
+                TowerToHyperService::new(service),
+            );
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, %peer, "connection ended with an error");
             }
+            drop(slot);
         });
     }
     drop(listener);

@@ -1,5 +1,7 @@
 //! API key records, by key id. Only a hash of each key's secret is stored.
 
+use sled::IVec;
+
 use super::{Store, StoreError};
 use crate::apikey::{self, ApiKeyRecord, KeyRefusal};
 use crate::ids::TenantId;
@@ -11,20 +13,37 @@ const LAST_USED_GRANULARITY: u64 = 60;
 impl Store {
     /// Stores `record` (created or replaced) and flushes it.
     pub fn put_api_key(&self, record: &ApiKeyRecord) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec(record).map_err(|_| StoreError::Corrupt {
-            what: format!("API key {}", record.id),
-        })?;
-        self.tree(API_KEYS)?.insert(record.id.as_bytes(), bytes)?;
+        self.tree(API_KEYS)?
+            .insert(record.id.as_bytes(), encode(record)?)?;
         self.db.flush()?;
         Ok(())
     }
 
     /// The key record with `id`.
     pub fn api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
+        Ok(self.read_api_key(id)?.map(|(_, record)| record))
+    }
+
+    /// The key record with `id`, and its stored bytes for [`Self::replace_api_key`].
+    fn read_api_key(&self, id: &str) -> Result<Option<(IVec, ApiKeyRecord)>, StoreError> {
         self.tree(API_KEYS)?
             .get(id.as_bytes())?
-            .map(|bytes| decode(&bytes))
+            .map(|bytes| decode(&bytes).map(|record| (bytes, record)))
             .transpose()
+    }
+
+    /// Stores `record` over the one read as `read`, flushed; false, storing nothing, if the
+    /// stored record is no longer `read` (changed, or deleted: a record is never brought back).
+    fn replace_api_key(&self, read: &IVec, record: &ApiKeyRecord) -> Result<bool, StoreError> {
+        let swapped = self.tree(API_KEYS)?.compare_and_swap(
+            record.id.as_bytes(),
+            Some(read),
+            Some(encode(record)?),
+        )?;
+        if swapped.is_ok() {
+            self.db.flush()?;
+        }
+        Ok(swapped.is_ok())
     }
 
     /// Every key record, or `tenant`'s only.
@@ -39,14 +58,21 @@ impl Store {
         Ok(keys)
     }
 
-    /// Marks key `id` revoked at `now`; false if there is no such key.
+    /// Marks key `id` revoked at `now`; false if there is no such key (or it was deleted
+    /// meanwhile: a revoke never brings a key back).
     pub fn revoke_api_key(&self, id: &str, now: u64) -> Result<bool, StoreError> {
-        let Some(mut record) = self.api_key(id)? else {
-            return Ok(false);
-        };
-        record.revoked.get_or_insert(now);
-        self.put_api_key(&record)?;
-        Ok(true)
+        loop {
+            let Some((read, mut record)) = self.read_api_key(id)? else {
+                return Ok(false);
+            };
+            if record.revoked.is_some() {
+                return Ok(true);
+            }
+            record.revoked = Some(now);
+            if self.replace_api_key(&read, &record)? {
+                return Ok(true);
+            }
+        }
     }
 
     /// Removes every key of `tenant` (with the tenant).
@@ -60,6 +86,10 @@ impl Store {
 
     /// Checks a presented key at `now`: its record on success (with `last_used` updated to the
     /// minute), else why it was refused. An unknown id and a wrong secret are the same refusal.
+    ///
+    /// `last_used` is written only over the record that was checked: if a revoke or deletion
+    /// came in between, nothing is written (the revoke stands, the key stays gone) and the key
+    /// is checked again against what is stored now.
     pub fn authenticate(
         &self,
         presented: &str,
@@ -68,22 +98,32 @@ impl Store {
         let Some(id) = apikey::claimed_id(presented) else {
             return Ok(Err(KeyRefusal::Invalid));
         };
-        let Some(mut record) = self.api_key(id)? else {
-            return Ok(Err(KeyRefusal::Invalid));
-        };
-        if let Err(refusal) = apikey::check(presented, &record, now) {
-            return Ok(Err(refusal));
-        }
-        // Coarse on purpose: a write and flush per request would cost more than the request.
-        if record
-            .last_used
-            .is_none_or(|at| now >= at + LAST_USED_GRANULARITY)
-        {
+        loop {
+            let Some((read, mut record)) = self.read_api_key(id)? else {
+                return Ok(Err(KeyRefusal::Invalid));
+            };
+            if let Err(refusal) = apikey::check(presented, &record, now) {
+                return Ok(Err(refusal));
+            }
+            // Coarse on purpose: a write and flush per request would cost more than the request.
+            if record
+                .last_used
+                .is_some_and(|at| now < at.saturating_add(LAST_USED_GRANULARITY))
+            {
+                return Ok(Ok(record));
+            }
             record.last_used = Some(now);
-            self.put_api_key(&record)?;
+            if self.replace_api_key(&read, &record)? {
+                return Ok(Ok(record));
+            }
         }
-        Ok(Ok(record))
     }
+}
+
+fn encode(record: &ApiKeyRecord) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(record).map_err(|_| StoreError::Corrupt {
+        what: format!("API key {}", record.id),
+    })
 }
 
 fn decode(bytes: &[u8]) -> Result<ApiKeyRecord, StoreError> {
@@ -119,5 +159,62 @@ mod tests {
         let tenant: TenantId = "acme".parse().expect("id");
         store.delete_api_keys_of(&tenant).expect("deleted");
         assert!(store.api_keys(None).expect("listed").is_empty());
+    }
+
+    /// `authenticate` reads, checks, then writes `last_used`; here a revoke and then a
+    /// deletion land between its read and its write, as they can under concurrent requests.
+    #[test]
+    fn a_use_in_flight_never_undoes_a_revoke_or_brings_a_deleted_key_back() {
+        let data = tempfile::TempDir::new().expect("temp dir");
+        let store = Store::open(data.path(), None).expect("store");
+        let new = generate(Some("acme".into()), vec![Scope::Invoke], 100, None);
+        let id = new.record.id.clone();
+        store.put_api_key(&new.record).expect("stored");
+
+        let (read, mut used) = store.read_api_key(&id).expect("read").expect("there");
+        used.last_used = Some(200);
+        assert!(store.revoke_api_key(&id, 150).expect("revoked"));
+        assert!(!store.replace_api_key(&read, &used).expect("store works"));
+        let stored = store.api_key(&id).expect("read").expect("there");
+        assert_eq!((stored.revoked, stored.last_used), (Some(150), None));
+        assert_eq!(
+            store.authenticate(&new.key, 300).expect("store works"),
+            Err(KeyRefusal::Revoked)
+        );
+
+        let (read, mut revoked) = store.read_api_key(&id).expect("read").expect("there");
+        let tenant: TenantId = "acme".parse().expect("id");
+        store.delete_api_keys_of(&tenant).expect("deleted");
+        assert!(!store.revoke_api_key(&id, 400).expect("store works"));
+        revoked.last_used = Some(400);
+        assert!(!store.replace_api_key(&read, &revoked).expect("store works"));
+        assert_eq!(store.api_key(&id).expect("read"), None, "not brought back");
+
+        // Many uses racing one revoke, again and again: once the revoke is stored, it holds.
+        for round in 0..20 {
+            let again = generate(Some("acme".into()), vec![Scope::Invoke], 100, None);
+            store.put_api_key(&again.record).expect("stored");
+            std::thread::scope(|s| {
+                for t in 0..4u64 {
+                    let (store, key) = (&store, &again.key);
+                    s.spawn(move || {
+                        for i in 1..=50u64 {
+                            let now = 1_000 + (t * 50 + i) * LAST_USED_GRANULARITY;
+                            store.authenticate(key, now).expect("store works").ok();
+                        }
+                    });
+                }
+                s.spawn(|| store.revoke_api_key(&again.record.id, 5).expect("revoked"));
+            });
+            let stored = store
+                .api_key(&again.record.id)
+                .expect("read")
+                .expect("there");
+            assert_eq!(
+                stored.revoked,
+                Some(5),
+                "round {round}: a use undid the revoke"
+            );
+        }
     }
 }

@@ -179,6 +179,12 @@ impl Store {
         Ok(found)
     }
 
+    /// Whether endpoint `id` exists (of any tenant): a delivery to none is refused before its
+    /// body is read.
+    pub fn webhook_exists(&self, id: &EndpointId) -> Result<bool, StoreError> {
+        Ok(self.tree(WEBHOOKS)?.contains_key(id.as_str())?)
+    }
+
     /// The endpoint `id` (of any tenant: a delivery names only the endpoint) with the signing
     /// keys of its live secrets.
     pub fn webhook_keys(

@@ -1,10 +1,11 @@
 //! `POST /v1/hooks/{endpoint}`: a webhook delivery. No API key: the signature authenticates it.
 //!
 //! In this order, so nothing reads, parses or runs what is not authentic (WH-10, WH-12):
-//! 1. the body is read raw, at most [`MAX_DELIVERY`] bytes (a larger `Content-Length` is refused
-//!    before reading) within [`READ_TIMEOUT`];
-//! 2. the endpoint is looked up (an unknown one is a plain 404);
-//! 3. the signature is verified on those bytes under the endpoint's live secrets;
+//! 1. the endpoint is looked up (an unknown one is a plain 404, its body never read), and a
+//!    `Content-Length` over [`MAX_DELIVERY`] is refused;
+//! 2. the body is read raw, at most [`MAX_DELIVERY`] bytes, within [`READ_TIMEOUT`];
+//! 3. the signature is verified on those bytes under the endpoint's live secrets (read after
+//!    the body, so a rotation or deletion meanwhile counts);
 //! 4. an admission slot and the installation are obtained (a busy tenant gets 429 and the
 //!    sender's retry is not mistaken for a replay);
 //! 5. the delivery id is recorded, first writer wins (a replay gets 409);
@@ -17,14 +18,13 @@
 //! Refusals are security events, at most ten per endpoint a minute; the rest are
 //! counted in `/metrics`, so a flood of forged deliveries cannot flood the trail.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use airlock_host_api::audit::{AuditEvent, Trigger};
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{Path, State};
 use axum::http::header::CONTENT_LENGTH;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -35,6 +35,7 @@ use super::invoke::{prepare, respond, run};
 use crate::clock::now_unix;
 use crate::ids::{EndpointId, InstallationId, TenantId};
 use crate::server::app::App;
+use crate::server::client::Client;
 use crate::server::error::ApiError;
 use crate::store::webhooks::EndpointInfo;
 use crate::webhook::{self, Refusal};
@@ -46,11 +47,16 @@ const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub(super) async fn deliver(
     State(app): State<Arc<App>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    client: Client,
     Path(endpoint): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let endpoint: EndpointId = id(&endpoint)?;
+    let unknown = || ApiError::not_found("webhook endpoint");
+    if !app.store.webhook_exists(&endpoint)? {
+        return Err(unknown());
+    }
     let declared = headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -73,15 +79,14 @@ pub(super) async fn deliver(
                 ));
             }
         };
-    let endpoint: EndpointId = id(&endpoint)?;
     let now = now_unix();
     let (info, keys) = app
         .store
         .webhook_keys(&endpoint, now)?
-        .ok_or_else(|| ApiError::not_found("webhook endpoint"))?;
+        .ok_or_else(unknown)?;
     let verified = match webhook::verify::verify(info.scheme, &keys, &headers, &raw, now) {
         Ok(verified) => verified,
-        Err(refusal) => return Err(refuse(&app, &info, &refusal, peer).await),
+        Err(refusal) => return Err(refuse(&app, &info, &refusal, client).await),
     };
     drop(keys);
     let tenant: TenantId = id(&info.tenant)?;
@@ -92,7 +97,7 @@ pub(super) async fn deliver(
         .store
         .first_delivery(&endpoint, &verified.delivery, retention, now)?
     {
-        return Err(refuse(&app, &info, &Refusal::Replayed, peer).await);
+        return Err(refuse(&app, &info, &Refusal::Replayed, client).await);
     }
     let input = String::from_utf8(raw.to_vec())
         .map_err(|_| ApiError::bad_request("the delivery body is not UTF-8 JSON".to_string()))?;
@@ -118,7 +123,7 @@ fn too_large() -> ApiError {
 }
 
 /// Records the refusal (within the endpoint's limit) and answers 401, or 409 for a replay.
-async fn refuse(app: &App, info: &EndpointInfo, refusal: &Refusal, peer: SocketAddr) -> ApiError {
+async fn refuse(app: &App, info: &EndpointInfo, refusal: &Refusal, client: Client) -> ApiError {
     if app.hook_refusals.blocked(&info.id).is_none() {
         app.hook_refusals.fail(&info.id);
         let recorded = app
@@ -127,7 +132,7 @@ async fn refuse(app: &App, info: &EndpointInfo, refusal: &Refusal, peer: SocketA
                 tenant: info.tenant.clone(),
                 endpoint: info.id.clone(),
                 reason: refusal.reason(),
-                peer: peer.ip().to_string(),
+                peer: client.to_string(),
             })
             .await;
         if let Err(e) = recorded {

@@ -24,18 +24,23 @@ use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
 use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
+use axum::middleware::map_request;
 use axum::routing::{get, post, put};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use super::app::App;
+use super::deadline::{self, BODY_DEADLINE, BUNDLE_DEADLINE};
 use super::error::ApiError;
 
 /// Every route; the OpenAPI file (`docs/openapi.json`) lists exactly these.
 pub(crate) fn router(app: Arc<App>) -> Router {
     let bundles = Router::new()
         .route("/v1/bundles", post(bundles::upload))
-        .layer(DefaultBodyLimit::max(app.limits.max_bundle));
+        .layer(DefaultBodyLimit::max(app.limits.max_bundle))
+        .layer(map_request(|r| async {
+            deadline::within(BUNDLE_DEADLINE, r)
+        }));
     // Deliveries read their own body (raw, capped, with a read timeout) before any check.
     let hooks = Router::new()
         .route("/v1/hooks/{endpoint}", post(hooks::deliver))
@@ -93,6 +98,9 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/v1/webhooks/{endpoint}/rotate", post(webhooks::rotate))
         .route("/v1/audit", get(audit::list))
         .layer(DefaultBodyLimit::max(app.limits.max_body))
+        .layer(map_request(|r| async {
+            deadline::within(BODY_DEADLINE, r)
+        }))
         .merge(bundles)
         .merge(hooks)
         .fallback(|| async { ApiError::not_found("route") })
@@ -105,9 +113,12 @@ pub(crate) struct TenantQuery {
     tenant: Option<String>,
 }
 
-/// The body, or why it could not be read (too large: 413).
+/// The body, or why it could not be read (too large: 413; too slow: 408).
 fn body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     body.map_err(|e| {
+        if let Some(missed) = deadline::missed(&e) {
+            return ApiError::new(StatusCode::REQUEST_TIMEOUT, "timeout", missed.to_string());
+        }
         let status = e.status();
         let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
             "too-large"

@@ -14,7 +14,6 @@
 //!   and expiry with the credentials; `DELETE …/credentials/{name}/connection` removes one.
 //!   Tokens never come out.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use airlock_host_api::audit::{AuditEvent, ConnectionChange};
@@ -25,7 +24,7 @@ use airlock_host_api::credentials::{
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -43,6 +42,7 @@ use crate::ids::{InstallationId, TenantId, UserId};
 use crate::manifest::CredentialDecl;
 use crate::server::app::App;
 use crate::server::auth::Principal;
+use crate::server::client::Client;
 use crate::server::error::ApiError;
 use crate::store::StoredSecrets;
 use crate::store::connections::{ConnectionKey, PendingConsent, TakenState};
@@ -243,22 +243,16 @@ fn random_token() -> String {
 
 pub(super) async fn callback(
     State(app): State<Arc<App>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    client: Client,
     Query(callback): Query<Callback>,
 ) -> Result<Json<Value>, ApiError> {
-    // Refusals count against the peer (on a limiter of their own): a flood of forged states is
-    // cut off (429) before it can flood the trail.
-    if let Some(retry) = app.callback_failures.blocked(&peer.ip()) {
-        return Err(ApiError::too_many_failures(retry));
-    }
     let refuse = async |tenant: Option<String>, reason: &str, message: String| {
-        app.callback_failures.fail(&peer.ip());
         let recorded = app
             .trail
             .append(AuditEvent::ConnectionRefused {
                 tenant,
                 reason: reason.to_string(),
-                peer: peer.ip().to_string(),
+                peer: client.to_string(),
             })
             .await;
         match recorded {
@@ -267,18 +261,23 @@ pub(super) async fn callback(
                 .with_detail(json!({ "reason": reason })),
         }
     };
+    // A state that is not there counts against the client (on a limiter of its own); past the
+    // limit such refusals are 429, unrecorded, so forged states cannot flood the trail. A real
+    // state is never refused by the limiter: forgeries from one client, or from anyone behind
+    // the same proxy, cannot stop another's consent.
+    let forged = async |reason: &str, message: String| {
+        if let Some(retry) = app.callback_failures.blocked(&client.bucket()) {
+            return ApiError::too_many_failures(retry);
+        }
+        app.callback_failures.fail(&client.bucket());
+        refuse(None, reason, message).await
+    };
     let Some(state) = callback.state.filter(|s| !s.is_empty() && s.len() <= 256) else {
-        return Err(refuse(
-            None,
-            "missing-state",
-            "the callback carries no state".into(),
-        )
-        .await);
+        return Err(forged("missing-state", "the callback carries no state".into()).await);
     };
     let (consent, verifier) = match app.store.take_consent(&state, now_unix())? {
         TakenState::Unknown => {
-            return Err(refuse(
-                None,
+            return Err(forged(
                 "unknown-state",
                 "this state is unknown or was already used: start again with connect".into(),
             )

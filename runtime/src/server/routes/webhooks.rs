@@ -1,5 +1,7 @@
 //! `/v1/webhooks`: a tenant's webhook endpoints. The signing secret is in the response that
-//! creates or rotates an endpoint, and nowhere else, ever.
+//! creates or rotates an endpoint, and nowhere else, ever. Whoever holds it can run the
+//! endpoint's action, so creating and rotating need the `invoke` scope as well as
+//! `installations:write`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,6 +59,7 @@ pub(super) async fn create(
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     principal.require(&app, Scope::InstallationsWrite).await?;
+    principal.require(&app, Scope::Invoke).await?;
     let tenant = principal.tenant(query.tenant.as_deref())?;
     let new: NewEndpoint = json_body(
         raw,
@@ -91,6 +94,7 @@ pub(super) async fn rotate(
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     principal.require(&app, Scope::InstallationsWrite).await?;
+    principal.require(&app, Scope::Invoke).await?;
     let tenant = principal.tenant(query.tenant.as_deref())?;
     let endpoint: EndpointId = id(&endpoint)?;
     let raw = super::body(raw)?;
