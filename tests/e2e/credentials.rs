@@ -181,6 +181,8 @@ async fn the_guest_cannot_set_or_choose_the_injected_header() {
     for header in [
         "X-Api-Key",
         "x-api-key",
+        // Read as `X-Api-Key` by servers that turn both into `HTTP_X_API_KEY`.
+        "X_Api_Key",
         "Authorization",
         "Proxy-Authorization",
         "Cookie",
@@ -223,7 +225,7 @@ async fn the_guest_cannot_set_or_choose_the_injected_header() {
 }
 
 #[tokio::test]
-async fn a_query_key_replaces_the_guests_own_and_never_reaches_events() {
+async fn a_query_key_is_the_hosts_alone_and_never_reaches_events() {
     let secret = "k/ey+with=chars";
     let (mock, egress) = upstreams(&["query.allowed.test"], |request| {
         MockResponse::json(200, json!({"path": request.path_and_query}))
@@ -232,7 +234,7 @@ async fn a_query_key_replaces_the_guests_own_and_never_reaches_events() {
         .run_with(
             "exfil",
             "fetch",
-            json!({"url": "https://query.allowed.test/items?api_key=evil&page=2"}),
+            json!({"url": "https://query.allowed.test/items?page=2"}),
             &[("query-key", secret)],
         )
         .await;
@@ -248,34 +250,106 @@ async fn a_query_key_replaces_the_guests_own_and_never_reaches_events() {
         ran.egress[0].target.as_deref(),
         Some("https://query.allowed.test/items")
     );
+    // A parameter of the injected name the guest sent itself, however encoded, is refused.
+    for url in [
+        "https://query.allowed.test/items?api_key=evil&page=2",
+        "https://query.allowed.test/items?page=2&API%5FKEY=evil",
+    ] {
+        let ran = egress
+            .run_with(
+                "exfil",
+                "fetch",
+                json!({"url": url}),
+                &[("query-key", secret)],
+            )
+            .await;
+        assert_eq!(report(&ran)["attempts"][0]["outcome"], "HttpRequestDenied");
+        assert_eq!(ran.egress[0].reason.as_deref(), Some("guest-credential"));
+    }
+    assert_eq!(mock.requests().len(), 1);
 }
 
+/// On a request the host injects a credential into, a credential of the guest's own (another
+/// header or query parameter an upstream reads one from) could make the upstream act as another
+/// account: the request is refused. Cursors and data keys are not credentials; a request with
+/// no injected credential may carry the guest's own.
 #[tokio::test]
-async fn basic_auth_is_encoded_once_and_its_forms_are_redacted() {
-    let login = "alice:open sesame";
-    let encoded = STANDARD.encode(login);
-    let (mock, egress) = upstreams(&["basic.allowed.test"], |request| {
-        let auth = request.header("authorization").join(",");
-        MockResponse::status(200).body(format!("{auth} / password=open sesame"))
-    });
-    let ran = egress
-        .run_with(
-            "exfil",
-            "fetch",
-            json!({"url": "https://basic.allowed.test/"}),
-            &[("login", login)],
-        )
-        .await;
-    assert_eq!(
-        mock.requests()[0].header("authorization"),
-        [format!("Basic {encoded}")]
+async fn a_credentialed_request_carrying_the_guests_own_credential_is_refused() {
+    let (mock, egress) = upstreams(
+        &["vault.allowed.test", "api.allowed.test"],
+        MockResponse::echo_headers,
     );
-    assert_unseen(&ran, &encoded);
-    assert_unseen(&ran, "open sesame");
+    let fetch = |input: Value| egress.run_with("exfil", "fetch", input, &[("token", CANARY)]);
+    let headers = [
+        "X-Auth-Token",
+        "X-Access-Token",
+        "Private-Token",
+        "X-Amz-Security-Token",
+        "Ocp-Apim-Subscription-Key",
+        "X-Goog-Api-Key",
+        "X-Client-Secret",
+        "x_vault_token",
+    ];
+    for header in headers {
+        let url = "https://vault.allowed.test/items";
+        let ran = fetch(json!({"url": url, "headers": [[header, "attacker"]]})).await;
+        assert_eq!(
+            report(&ran)["attempts"][0]["outcome"],
+            "HttpRequestDenied",
+            "{header}"
+        );
+        assert_eq!(ran.egress[0].reason.as_deref(), Some("guest-credential"));
+        assert_eq!(
+            ran.egress[0].rule,
+            Some(2),
+            "judged against the credentialed rule"
+        );
+    }
+    let params = [
+        "access_token",
+        "api_key",
+        "apiKey",
+        "key",
+        "token",
+        "client_secret",
+        "X-Amz-Signature",
+        "AWSAccessKeyId",
+        "api%5Fkey",
+    ];
+    for param in params {
+        let url = format!("https://vault.allowed.test/items?page=2&{param}=attacker");
+        let ran = fetch(json!({"url": url})).await;
+        assert_eq!(
+            report(&ran)["attempts"][0]["outcome"],
+            "HttpRequestDenied",
+            "{param}"
+        );
+        assert_eq!(ran.egress[0].reason.as_deref(), Some("guest-credential"));
+    }
+    assert_eq!(mock.accepts(), 0, "nothing went out");
+
+    let ran = fetch(json!({
+        "url": "https://vault.allowed.test/items?page_token=p2&nextPageToken=n&author=a&sort_key=s",
+        "headers": [["Idempotency-Key", "i-1"], ["X-Request-Id", "r-1"]],
+    }))
+    .await;
+    assert_eq!(report(&ran)["attempts"][0]["outcome"], "ok 200");
+    let ran = fetch(json!({
+        "url": "https://api.allowed.test/items?api_key=own",
+        "headers": [["X-Auth-Token", "own"]],
+    }))
+    .await;
+    assert_eq!(report(&ran)["attempts"][0]["outcome"], "ok 200");
+    let seen = mock.requests();
+    assert_eq!(seen.len(), 2);
     assert_eq!(
-        report(&ran)["body"],
-        "Basic [REDACTED] / password=[REDACTED]"
+        seen[0].header("authorization"),
+        [format!("Bearer {CANARY}")]
     );
+    assert_eq!(seen[0].header("idempotency-key"), ["i-1"]);
+    assert_eq!(seen[1].header("authorization"), Vec::<&str>::new());
+    assert_eq!(seen[1].header("x-auth-token"), ["own"]);
+    assert_eq!(seen[1].path_and_query, "/items?api_key=own");
 }
 
 #[tokio::test]
