@@ -37,6 +37,12 @@ fn assert_unseen(ran: &Invocation, needle: &str) {
     }
 }
 
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(data).expect("gzip");
+    gz.finish().expect("gzip")
+}
+
 /// A `fetch` input that also scans guest memory for `canary`.
 fn fetch_scanning(url: &str, canary: &str) -> Value {
     let mask = 0x5a;
@@ -106,9 +112,7 @@ async fn a_bearer_token_goes_out_once_and_every_echo_is_redacted() {
 async fn a_compressed_echo_is_decoded_and_redacted() {
     let (mock, egress) = upstreams(&["vault.allowed.test"], |request| {
         let echo = format!("token={}", request.header("authorization").join(","));
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        gz.write_all(echo.repeat(500).as_bytes()).expect("gzip");
-        MockResponse::bytes(200, gz.finish().expect("gzip"))
+        MockResponse::bytes(200, gzip(echo.repeat(500).as_bytes()))
             .header("content-encoding", "gzip")
             .chunked()
     });
@@ -350,6 +354,108 @@ async fn a_credentialed_request_carrying_the_guests_own_credential_is_refused() 
     assert_eq!(seen[1].header("authorization"), Vec::<&str>::new());
     assert_eq!(seen[1].header("x-auth-token"), ["own"]);
     assert_eq!(seen[1].path_and_query, "/items?api_key=own");
+}
+
+/// A response in two content codings, or in a transfer coding the HTTP client does not remove,
+/// would reach the guest still encoded after the redactor read it: refused when a credential
+/// went out. Without one there is nothing to redact, and it passes as sent.
+#[tokio::test]
+async fn a_response_in_more_than_one_coding_is_refused_not_half_decoded() {
+    let (mock, egress) = upstreams(&["vault.allowed.test", "api.allowed.test"], |request| {
+        let echo = format!("token={}", request.header("authorization").join(","));
+        let once = gzip(echo.as_bytes());
+        let twice = gzip(&once);
+        match request.path_and_query.as_str() {
+            "/repeated" => MockResponse::bytes(200, twice)
+                .header("content-encoding", "gzip")
+                .header("content-encoding", "gzip"),
+            "/listed" => MockResponse::bytes(200, twice).header("content-encoding", "gzip, gzip"),
+            "/identity-first" => MockResponse::bytes(200, once)
+                .header("content-encoding", "identity")
+                .header("content-encoding", "gzip"),
+            // Deliberately framed by hand: hyper chunks it and leaves the gzip coding on.
+            "/transfer-coded" => {
+                MockResponse::bytes(200, once).header("transfer-encoding", "gzip, chunked")
+            }
+            _ => MockResponse::bytes(200, once).header("content-encoding", "gzip"),
+        }
+    });
+    for (path, reason) in [
+        ("/repeated", "unsupported-content-encoding"),
+        ("/listed", "unsupported-content-encoding"),
+        ("/identity-first", "unsupported-content-encoding"),
+        ("/transfer-coded", "unsupported-transfer-encoding"),
+    ] {
+        let url = format!("https://vault.allowed.test{path}");
+        let ran = egress
+            .run_with("exfil", "fetch", json!({"url": url}), &[("token", CANARY)])
+            .await;
+        assert_eq!(
+            report(&ran)["attempts"][0]["outcome"],
+            "HttpProtocolError",
+            "{path}: {}",
+            report(&ran)
+        );
+        assert_eq!(ran.egress[0].reason.as_deref(), Some(reason), "{path}");
+        assert_unseen(&ran, CANARY);
+    }
+    // One coding is decoded and redacted.
+    let ran = egress
+        .run_with(
+            "exfil",
+            "fetch",
+            json!({"url": "https://vault.allowed.test/once"}),
+            &[("token", CANARY)],
+        )
+        .await;
+    assert_eq!(report(&ran)["body"], "token=Bearer [REDACTED]");
+    // No credential: the guest gets the body and both codings to undo itself.
+    let ran = egress
+        .run_with(
+            "exfil",
+            "fetch",
+            json!({"url": "https://api.allowed.test/repeated"}),
+            &[("token", CANARY)],
+        )
+        .await;
+    assert_eq!(report(&ran)["attempts"][0]["outcome"], "ok 200");
+    let codings: Vec<&Value> = report(&ran)["headers"]
+        .as_array()
+        .expect("headers")
+        .iter()
+        .filter(|pair| pair[0] == "content-encoding")
+        .map(|pair| &pair[1])
+        .collect();
+    assert_eq!(codings, [&json!("gzip"), &json!("gzip")]);
+    assert_eq!(mock.requests().len(), 6);
+}
+
+#[tokio::test]
+async fn basic_auth_is_encoded_once_and_its_forms_are_redacted() {
+    let login = "alice:open sesame";
+    let encoded = STANDARD.encode(login);
+    let (mock, egress) = upstreams(&["basic.allowed.test"], |request| {
+        let auth = request.header("authorization").join(",");
+        MockResponse::status(200).body(format!("{auth} / password=open sesame"))
+    });
+    let ran = egress
+        .run_with(
+            "exfil",
+            "fetch",
+            json!({"url": "https://basic.allowed.test/"}),
+            &[("login", login)],
+        )
+        .await;
+    assert_eq!(
+        mock.requests()[0].header("authorization"),
+        [format!("Basic {encoded}")]
+    );
+    assert_unseen(&ran, &encoded);
+    assert_unseen(&ran, "open sesame");
+    assert_eq!(
+        report(&ran)["body"],
+        "Basic [REDACTED] / password=[REDACTED]"
+    );
 }
 
 #[tokio::test]

@@ -28,7 +28,7 @@ use wasmtime_wasi_http::{Error, ForbiddenHeaderFilter, RequestOptions, WasiBody,
 use super::body::{LimitedRequestBody, RedactedResponseBody};
 use super::event::{Decision, EgressEvent, EgressLog, RedactionTally, Traffic};
 use super::fields;
-use super::redact::{BodyFilter, Encoding, Redactor};
+use super::redact::{BodyFilter, Encoding, RedactError, Redactor};
 use super::settings::EgressSettings;
 use super::tap::{Capture, TapBody};
 use super::transport::{self, DialError, IoFuture, Timeouts};
@@ -465,17 +465,12 @@ async fn send(
         return Ok((tapped(response, capture), io));
     };
     let (mut parts, body) = response.into_parts();
-    let encoding = Encoding::from_header(
-        parts
-            .headers
-            .get(CONTENT_ENCODING)
-            .map(|v| v.to_str().unwrap_or("invalid")),
-    )
-    .map_err(|_| {
-        (
-            Error::HttpProtocolError,
-            "unsupported-content-encoding".to_string(),
-        )
+    let encoding = Encoding::of_response(&parts.headers).map_err(|e| {
+        let reason = match e {
+            RedactError::UnsupportedTransferEncoding => "unsupported-transfer-encoding",
+            _ => "unsupported-content-encoding",
+        };
+        (Error::HttpProtocolError, reason.to_string())
     })?;
     let tally = RedactionTally {
         invocation: redactions,

@@ -16,6 +16,8 @@ use aho_corasick::{AhoCorasick, MatchKind};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use flate2::write::{GzDecoder, ZlibDecoder};
+use http::HeaderMap;
+use http::header::{CONTENT_ENCODING, TRANSFER_ENCODING};
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use zeroize::Zeroizing;
 
@@ -270,14 +272,36 @@ pub enum Encoding {
 }
 
 impl Encoding {
-    /// Parses the header value. Anything not decodable here (`br`, `zstd`, lists such as
-    /// `gzip, br`, an empty value) is rejected: passing it through would let the guest decode a
-    /// body that was never scanned.
-    pub fn from_header(value: Option<&str>) -> Result<Self, RedactError> {
-        let Some(value) = value else {
+    /// The encoding of a response body the broker must decode to redact, from its headers.
+    ///
+    /// Exactly one content coding is accepted, and it must be decodable here: anything else
+    /// (`br`, `zstd`, an empty value, a list such as `gzip, br`, or `Content-Encoding` repeated)
+    /// is refused, because decoding one layer or none would hand the guest a body it can still
+    /// decode but the redactor never read. For the same reason a transfer coding other than
+    /// `chunked` (which the HTTP client removes) is refused.
+    pub fn of_response(headers: &HeaderMap) -> Result<Self, RedactError> {
+        for value in headers.get_all(TRANSFER_ENCODING) {
+            let value = value
+                .to_str()
+                .map_err(|_| RedactError::UnsupportedTransferEncoding)?;
+            if !value
+                .split(',')
+                .all(|coding| coding.trim().eq_ignore_ascii_case("chunked"))
+            {
+                return Err(RedactError::UnsupportedTransferEncoding);
+            }
+        }
+        let mut values = headers.get_all(CONTENT_ENCODING).iter();
+        let Some(value) = values.next() else {
             return Ok(Self::Identity);
         };
-        let value = value.trim();
+        if values.next().is_some() {
+            return Err(RedactError::UnsupportedEncoding);
+        }
+        let value = value
+            .to_str()
+            .map_err(|_| RedactError::UnsupportedEncoding)?
+            .trim();
         if value.eq_ignore_ascii_case("identity") {
             Ok(Self::Identity)
         } else if value.eq_ignore_ascii_case("gzip") || value.eq_ignore_ascii_case("x-gzip") {
@@ -295,6 +319,8 @@ impl Encoding {
 pub enum RedactError {
     #[error("unsupported content-encoding")]
     UnsupportedEncoding,
+    #[error("unsupported transfer-encoding")]
+    UnsupportedTransferEncoding,
     #[error("invalid or truncated compressed body")]
     Corrupt,
     #[error("decoded body exceeds {limit} bytes")]
