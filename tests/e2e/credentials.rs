@@ -458,6 +458,53 @@ async fn basic_auth_is_encoded_once_and_its_forms_are_redacted() {
     );
 }
 
+/// The username of a basic credential is scrubbed too: on its own when it is at least
+/// `SecretForms::MIN_USERNAME` (8) bytes long, and always within `user:password`, percent-encoded
+/// or not; a shorter one on its own is left, as it could be any word of the body.
+#[tokio::test]
+async fn a_basic_username_is_redacted_as_well_as_its_password() {
+    let (_mock, egress) = upstreams(&["basic.allowed.test"], |_| {
+        MockResponse::json(
+            200,
+            json!({
+                "user": "svc-acme@sync.test",
+                "query": "u=svc-acme%40sync.test",
+                "pair": "svc-acme%40sync.test%3Apw-9f2e1c",
+                "short": "bob",
+                "short-pair": "bob:pw-9f2e1c",
+            }),
+        )
+        .header("x-user", "svc-acme@sync.test")
+    });
+    let url = json!({"url": "https://basic.allowed.test/me"});
+    let ran = egress
+        .run_with(
+            "exfil",
+            "fetch",
+            url.clone(),
+            &[("login", "svc-acme@sync.test:pw-9f2e1c")],
+        )
+        .await;
+    let body: Value =
+        serde_json::from_str(report(&ran)["body"].as_str().expect("body")).expect("JSON body");
+    assert_eq!(body["user"], "[REDACTED]");
+    assert_eq!(body["query"], "u=[REDACTED]");
+    assert_eq!(body["pair"], "[REDACTED]");
+    assert_eq!(body["short"], "bob");
+    assert_unseen(&ran, "svc-acme@sync.test");
+    assert_unseen(&ran, "svc-acme%40sync.test");
+    assert_unseen(&ran, "pw-9f2e1c");
+
+    let ran = egress
+        .run_with("exfil", "fetch", url, &[("login", "bob:pw-9f2e1c")])
+        .await;
+    let body: Value =
+        serde_json::from_str(report(&ran)["body"].as_str().expect("body")).expect("JSON body");
+    assert_eq!(body["short"], "bob", "a short username alone is left");
+    assert_eq!(body["short-pair"], "[REDACTED]");
+    assert_unseen(&ran, "bob:pw-9f2e1c");
+}
+
 #[tokio::test]
 async fn github_issues_lists_every_page_with_the_injected_token() {
     let (mock, egress) = upstreams(&["api.github.com"], |request| {
