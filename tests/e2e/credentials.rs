@@ -37,6 +37,12 @@ fn assert_unseen(ran: &Invocation, needle: &str) {
     }
 }
 
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(data).expect("gzip");
+    gz.finish().expect("gzip")
+}
+
 /// A `fetch` input that also scans guest memory for `canary`.
 fn fetch_scanning(url: &str, canary: &str) -> Value {
     let mask = 0x5a;
@@ -106,9 +112,7 @@ async fn a_bearer_token_goes_out_once_and_every_echo_is_redacted() {
 async fn a_compressed_echo_is_decoded_and_redacted() {
     let (mock, egress) = upstreams(&["vault.allowed.test"], |request| {
         let echo = format!("token={}", request.header("authorization").join(","));
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        gz.write_all(echo.repeat(500).as_bytes()).expect("gzip");
-        MockResponse::bytes(200, gz.finish().expect("gzip"))
+        MockResponse::bytes(200, gzip(echo.repeat(500).as_bytes()))
             .header("content-encoding", "gzip")
             .chunked()
     });
@@ -181,6 +185,8 @@ async fn the_guest_cannot_set_or_choose_the_injected_header() {
     for header in [
         "X-Api-Key",
         "x-api-key",
+        // Read as `X-Api-Key` by servers that turn both into `HTTP_X_API_KEY`.
+        "X_Api_Key",
         "Authorization",
         "Proxy-Authorization",
         "Cookie",
@@ -223,7 +229,7 @@ async fn the_guest_cannot_set_or_choose_the_injected_header() {
 }
 
 #[tokio::test]
-async fn a_query_key_replaces_the_guests_own_and_never_reaches_events() {
+async fn a_query_key_is_the_hosts_alone_and_never_reaches_events() {
     let secret = "k/ey+with=chars";
     let (mock, egress) = upstreams(&["query.allowed.test"], |request| {
         MockResponse::json(200, json!({"path": request.path_and_query}))
@@ -232,7 +238,7 @@ async fn a_query_key_replaces_the_guests_own_and_never_reaches_events() {
         .run_with(
             "exfil",
             "fetch",
-            json!({"url": "https://query.allowed.test/items?api_key=evil&page=2"}),
+            json!({"url": "https://query.allowed.test/items?page=2"}),
             &[("query-key", secret)],
         )
         .await;
@@ -248,6 +254,180 @@ async fn a_query_key_replaces_the_guests_own_and_never_reaches_events() {
         ran.egress[0].target.as_deref(),
         Some("https://query.allowed.test/items")
     );
+    // A parameter of the injected name the guest sent itself, however encoded, is refused.
+    for url in [
+        "https://query.allowed.test/items?api_key=evil&page=2",
+        "https://query.allowed.test/items?page=2&API%5FKEY=evil",
+    ] {
+        let ran = egress
+            .run_with(
+                "exfil",
+                "fetch",
+                json!({"url": url}),
+                &[("query-key", secret)],
+            )
+            .await;
+        assert_eq!(report(&ran)["attempts"][0]["outcome"], "HttpRequestDenied");
+        assert_eq!(ran.egress[0].reason.as_deref(), Some("guest-credential"));
+    }
+    assert_eq!(mock.requests().len(), 1);
+}
+
+/// On a request the host injects a credential into, a credential of the guest's own (another
+/// header or query parameter an upstream reads one from) could make the upstream act as another
+/// account: the request is refused. Cursors and data keys are not credentials; a request with
+/// no injected credential may carry the guest's own.
+#[tokio::test]
+async fn a_credentialed_request_carrying_the_guests_own_credential_is_refused() {
+    let (mock, egress) = upstreams(
+        &["vault.allowed.test", "api.allowed.test"],
+        MockResponse::echo_headers,
+    );
+    let fetch = |input: Value| egress.run_with("exfil", "fetch", input, &[("token", CANARY)]);
+    let headers = [
+        "X-Auth-Token",
+        "X-Access-Token",
+        "Private-Token",
+        "X-Amz-Security-Token",
+        "Ocp-Apim-Subscription-Key",
+        "X-Goog-Api-Key",
+        "X-Client-Secret",
+        "x_vault_token",
+    ];
+    for header in headers {
+        let url = "https://vault.allowed.test/items";
+        let ran = fetch(json!({"url": url, "headers": [[header, "attacker"]]})).await;
+        assert_eq!(
+            report(&ran)["attempts"][0]["outcome"],
+            "HttpRequestDenied",
+            "{header}"
+        );
+        assert_eq!(ran.egress[0].reason.as_deref(), Some("guest-credential"));
+        assert_eq!(
+            ran.egress[0].rule,
+            Some(2),
+            "judged against the credentialed rule"
+        );
+    }
+    let params = [
+        "access_token",
+        "api_key",
+        "apiKey",
+        "key",
+        "token",
+        "client_secret",
+        "X-Amz-Signature",
+        "AWSAccessKeyId",
+        "api%5Fkey",
+    ];
+    for param in params {
+        let url = format!("https://vault.allowed.test/items?page=2&{param}=attacker");
+        let ran = fetch(json!({"url": url})).await;
+        assert_eq!(
+            report(&ran)["attempts"][0]["outcome"],
+            "HttpRequestDenied",
+            "{param}"
+        );
+        assert_eq!(ran.egress[0].reason.as_deref(), Some("guest-credential"));
+    }
+    assert_eq!(mock.accepts(), 0, "nothing went out");
+
+    let ran = fetch(json!({
+        "url": "https://vault.allowed.test/items?page_token=p2&nextPageToken=n&author=a&sort_key=s",
+        "headers": [["Idempotency-Key", "i-1"], ["X-Request-Id", "r-1"]],
+    }))
+    .await;
+    assert_eq!(report(&ran)["attempts"][0]["outcome"], "ok 200");
+    let ran = fetch(json!({
+        "url": "https://api.allowed.test/items?api_key=own",
+        "headers": [["X-Auth-Token", "own"]],
+    }))
+    .await;
+    assert_eq!(report(&ran)["attempts"][0]["outcome"], "ok 200");
+    let seen = mock.requests();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(
+        seen[0].header("authorization"),
+        [format!("Bearer {CANARY}")]
+    );
+    assert_eq!(seen[0].header("idempotency-key"), ["i-1"]);
+    assert_eq!(seen[1].header("authorization"), Vec::<&str>::new());
+    assert_eq!(seen[1].header("x-auth-token"), ["own"]);
+    assert_eq!(seen[1].path_and_query, "/items?api_key=own");
+}
+
+/// A response in two content codings, or in a transfer coding the HTTP client does not remove,
+/// would reach the guest still encoded after the redactor read it: refused when a credential
+/// went out. Without one there is nothing to redact, and it passes as sent.
+#[tokio::test]
+async fn a_response_in_more_than_one_coding_is_refused_not_half_decoded() {
+    let (mock, egress) = upstreams(&["vault.allowed.test", "api.allowed.test"], |request| {
+        let echo = format!("token={}", request.header("authorization").join(","));
+        let once = gzip(echo.as_bytes());
+        let twice = gzip(&once);
+        match request.path_and_query.as_str() {
+            "/repeated" => MockResponse::bytes(200, twice)
+                .header("content-encoding", "gzip")
+                .header("content-encoding", "gzip"),
+            "/listed" => MockResponse::bytes(200, twice).header("content-encoding", "gzip, gzip"),
+            "/identity-first" => MockResponse::bytes(200, once)
+                .header("content-encoding", "identity")
+                .header("content-encoding", "gzip"),
+            // Deliberately framed by hand: hyper chunks it and leaves the gzip coding on.
+            "/transfer-coded" => {
+                MockResponse::bytes(200, once).header("transfer-encoding", "gzip, chunked")
+            }
+            _ => MockResponse::bytes(200, once).header("content-encoding", "gzip"),
+        }
+    });
+    for (path, reason) in [
+        ("/repeated", "unsupported-content-encoding"),
+        ("/listed", "unsupported-content-encoding"),
+        ("/identity-first", "unsupported-content-encoding"),
+        ("/transfer-coded", "unsupported-transfer-encoding"),
+    ] {
+        let url = format!("https://vault.allowed.test{path}");
+        let ran = egress
+            .run_with("exfil", "fetch", json!({"url": url}), &[("token", CANARY)])
+            .await;
+        assert_eq!(
+            report(&ran)["attempts"][0]["outcome"],
+            "HttpProtocolError",
+            "{path}: {}",
+            report(&ran)
+        );
+        assert_eq!(ran.egress[0].reason.as_deref(), Some(reason), "{path}");
+        assert_unseen(&ran, CANARY);
+    }
+    // One coding is decoded and redacted.
+    let ran = egress
+        .run_with(
+            "exfil",
+            "fetch",
+            json!({"url": "https://vault.allowed.test/once"}),
+            &[("token", CANARY)],
+        )
+        .await;
+    assert_eq!(report(&ran)["body"], "token=Bearer [REDACTED]");
+    // No credential: the guest gets the body and both codings to undo itself.
+    let ran = egress
+        .run_with(
+            "exfil",
+            "fetch",
+            json!({"url": "https://api.allowed.test/repeated"}),
+            &[("token", CANARY)],
+        )
+        .await;
+    assert_eq!(report(&ran)["attempts"][0]["outcome"], "ok 200");
+    let codings: Vec<&Value> = report(&ran)["headers"]
+        .as_array()
+        .expect("headers")
+        .iter()
+        .filter(|pair| pair[0] == "content-encoding")
+        .map(|pair| &pair[1])
+        .collect();
+    assert_eq!(codings, [&json!("gzip"), &json!("gzip")]);
+    assert_eq!(mock.requests().len(), 6);
 }
 
 #[tokio::test]
@@ -276,6 +456,53 @@ async fn basic_auth_is_encoded_once_and_its_forms_are_redacted() {
         report(&ran)["body"],
         "Basic [REDACTED] / password=[REDACTED]"
     );
+}
+
+/// The username of a basic credential is scrubbed too: on its own when it is at least
+/// `SecretForms::MIN_USERNAME` (8) bytes long, and always within `user:password`, percent-encoded
+/// or not; a shorter one on its own is left, as it could be any word of the body.
+#[tokio::test]
+async fn a_basic_username_is_redacted_as_well_as_its_password() {
+    let (_mock, egress) = upstreams(&["basic.allowed.test"], |_| {
+        MockResponse::json(
+            200,
+            json!({
+                "user": "svc-acme@sync.test",
+                "query": "u=svc-acme%40sync.test",
+                "pair": "svc-acme%40sync.test%3Apw-9f2e1c",
+                "short": "bob",
+                "short-pair": "bob:pw-9f2e1c",
+            }),
+        )
+        .header("x-user", "svc-acme@sync.test")
+    });
+    let url = json!({"url": "https://basic.allowed.test/me"});
+    let ran = egress
+        .run_with(
+            "exfil",
+            "fetch",
+            url.clone(),
+            &[("login", "svc-acme@sync.test:pw-9f2e1c")],
+        )
+        .await;
+    let body: Value =
+        serde_json::from_str(report(&ran)["body"].as_str().expect("body")).expect("JSON body");
+    assert_eq!(body["user"], "[REDACTED]");
+    assert_eq!(body["query"], "u=[REDACTED]");
+    assert_eq!(body["pair"], "[REDACTED]");
+    assert_eq!(body["short"], "bob");
+    assert_unseen(&ran, "svc-acme@sync.test");
+    assert_unseen(&ran, "svc-acme%40sync.test");
+    assert_unseen(&ran, "pw-9f2e1c");
+
+    let ran = egress
+        .run_with("exfil", "fetch", url, &[("login", "bob:pw-9f2e1c")])
+        .await;
+    let body: Value =
+        serde_json::from_str(report(&ran)["body"].as_str().expect("body")).expect("JSON body");
+    assert_eq!(body["short"], "bob", "a short username alone is left");
+    assert_eq!(body["short-pair"], "[REDACTED]");
+    assert_unseen(&ran, "bob:pw-9f2e1c");
 }
 
 #[tokio::test]

@@ -316,6 +316,133 @@ async fn the_guest_cannot_set_credential_headers() {
     );
 }
 
+/// Fields upstream frameworks and proxies honour to change a request's method, path, host,
+/// scheme or client identity after the broker judged it, and hop-by-hop fields the broker's own
+/// client owns: each is refused when the guest sets it, however it is spelled, and the upstream
+/// never sees a request carrying one.
+#[tokio::test]
+async fn routing_and_override_headers_are_refused_and_never_reach_the_upstream() {
+    let (mock, egress) = upstream("api.allowed.test", true, true, MockResponse::echo_headers);
+    let refused = [
+        ("X-HTTP-Method-Override", "DELETE"),
+        ("X-HTTP-Method", "DELETE"),
+        ("X-Method-Override", "DELETE"),
+        ("X-Original-Method", "DELETE"),
+        ("X-Original-URL", "/admin"),
+        ("X-Original-URI", "/admin"),
+        ("X-Rewrite-URL", "/admin"),
+        ("X-Override-URL", "/admin"),
+        ("X-Envoy-Original-Path", "/admin"),
+        ("Forwarded", "for=10.0.0.1;host=internal.test;proto=http"),
+        ("X-Forwarded-For", "10.0.0.1"),
+        ("X-Forwarded-Host", "internal.test"),
+        ("X-Forwarded-Proto", "http"),
+        ("X-Forwarded-Prefix", "/admin"),
+        ("X-Forwarded-Port", "8080"),
+        ("X-Forwarded-Server", "internal.test"),
+        ("X-Forwarded-Scheme", "http"),
+        ("X-Forwarded-Uri", "/admin"),
+        ("X-Forwarded-Client-Cert", "Hash=00"),
+        ("X-Host", "internal.test"),
+        ("X-Real-IP", "10.0.0.1"),
+        ("True-Client-IP", "10.0.0.1"),
+        ("X-Client-IP", "10.0.0.1"),
+        ("CF-Connecting-IP", "10.0.0.1"),
+        ("X-Goog-Authenticated-User-Email", "admin@acme.test"),
+        ("X-Remote-User", "admin"),
+        ("Via", "1.1 internal"),
+        ("TE", "trailers"),
+        ("Trailer", "X-Auth-Token"),
+        ("Expect", "100-continue"),
+        ("Max-Forwards", "0"),
+        ("Connection", "X-Api-Key"),
+        ("Keep-Alive", "timeout=5"),
+        ("Upgrade", "h2c"),
+        ("Transfer-Encoding", "chunked"),
+        ("Proxy", "http://10.0.0.1:3128"),
+        ("Cookie2", "$Version=1"),
+        // As servers that read `_` as `-` still honour them, and in any case.
+        ("X_Forwarded_For", "10.0.0.1"),
+        ("x_HTTP_method_OVERRIDE", "DELETE"),
+        ("X-ORIGINAL-url", "/admin"),
+    ];
+    for (name, value) in refused {
+        let input = json!({
+            "url": "https://api.allowed.test/items",
+            "headers": [["Accept", "*/*"], [name, value]],
+        });
+        let ran = egress.run("exfil", "fetch", input).await;
+        let attempt = &ran.result.as_ref().expect("exfil reports")["attempts"][0];
+        assert_eq!(attempt["outcome"], "HeaderForbidden", "{name}: {attempt}");
+        assert_eq!(
+            attempt["detail"],
+            format!("HeaderForbidden: header {name:?}"),
+            "the refusal names the header"
+        );
+    }
+    // A folded value, or a length no body follows, never makes a request either.
+    for (name, value, outcome) in [
+        ("X-Note", "a\r\n b", "HeaderInvalidSyntax"),
+        ("Content-Length", "5", "HttpRequestBodySize"),
+    ] {
+        let input = json!({"url": "https://api.allowed.test/items", "headers": [[name, value]]});
+        let ran = egress.run("exfil", "fetch", input).await;
+        assert_eq!(outcomes(&ran), [outcome], "{name}");
+    }
+    assert_eq!(mock.accepts(), 0, "nothing was sent: {:?}", mock.requests());
+
+    // The same request without them goes out as the broker judged it.
+    let input = json!({
+        "url": "https://api.allowed.test/items",
+        "headers": [["Accept", "*/*"], ["X-Request-Id", "r-1"]],
+    });
+    let ran = egress.run("exfil", "fetch", input).await;
+    assert_eq!(outcomes(&ran), ["ok 200"], "{:?}", ran.result);
+    let seen = mock.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(
+        (seen[0].method.as_str(), seen[0].path_and_query.as_str()),
+        ("GET", "/items")
+    );
+    assert_eq!(seen[0].header("x-request-id"), ["r-1"]);
+}
+
+/// `_method` (Rails, Laravel, Symfony, Express) and method-override names in the query would
+/// turn an allowed POST into a DELETE upstream: the broker refuses the request.
+#[tokio::test]
+async fn a_method_override_in_the_query_is_refused() {
+    let (mock, egress) = upstream("api.allowed.test", true, true, |_| {
+        MockResponse::status(204)
+    });
+    for query in [
+        "_method=DELETE",
+        "page=2&%5Fmethod=DELETE",
+        "_METHOD=PUT",
+        "page=2;_method=DELETE",
+        "X-HTTP-Method-Override=DELETE",
+        "x_http_method=DELETE",
+    ] {
+        let url = format!("https://api.allowed.test/items?{query}");
+        let ran = egress
+            .run("exfil", "fetch", json!({"url": url, "method": "POST"}))
+            .await;
+        assert_eq!(outcomes(&ran), ["HttpRequestDenied"], "{query}");
+        assert_eq!(reasons(&ran), ["method-override"], "{query}");
+        assert_eq!(ran.egress[0].rule, Some(0), "judged after its rule matched");
+    }
+    assert_eq!(mock.accepts(), 0);
+    // `method` itself is data.
+    let url = "https://api.allowed.test/items?method=card&payment_method=sepa";
+    let ran = egress
+        .run("exfil", "fetch", json!({"url": url, "method": "POST"}))
+        .await;
+    assert_eq!(outcomes(&ran), ["ok 204"], "{:?}", ran.result);
+    assert_eq!(
+        mock.requests()[0].path_and_query,
+        "/items?method=card&payment_method=sepa"
+    );
+}
+
 #[tokio::test]
 async fn a_request_whose_credential_is_not_set_fails_closed() {
     let (mock, egress) = upstream("api.github.com", true, true, |_| {

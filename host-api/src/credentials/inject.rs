@@ -8,9 +8,10 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use http::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
-use percent_encoding::{NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 
 use super::{CredentialSpec, Secret, SecretError};
+use crate::egress::fields::param_name;
 use crate::egress::redact::SecretForms;
 
 /// Where the value goes.
@@ -93,7 +94,8 @@ impl Injection {
 }
 
 /// `path_and_query` without any `name=` parameter (however the guest encoded the name), plus
-/// `name=value` at the end.
+/// `name=value` at the end. The broker refuses a request that already carries the name
+/// (`guest-credential`); this keeps the injection to one copy whoever calls it.
 fn with_query_param(path_and_query: &str, name: &str, value: &str) -> String {
     let (path, query) = path_and_query
         .split_once('?')
@@ -101,9 +103,7 @@ fn with_query_param(path_and_query: &str, name: &str, value: &str) -> String {
     let mut out = String::from(path);
     out.push('?');
     for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let key = pair.split_once('=').map_or(pair, |(k, _)| k);
-        let key = key.replace('+', " ");
-        if percent_decode_str(&key).decode_utf8_lossy() != name {
+        if param_name(pair) != name {
             out.push_str(pair);
             out.push('&');
         }

@@ -24,14 +24,12 @@ use http::{Request, Response};
 use http_body_util::BodyExt;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use wasmtime_wasi_http::{
-    DEFAULT_FORBIDDEN_HEADERS, Error, ForbiddenHeaderFilter, RequestOptions, WasiBody,
-    WasiHttpHooks,
-};
+use wasmtime_wasi_http::{Error, ForbiddenHeaderFilter, RequestOptions, WasiBody, WasiHttpHooks};
 
 use super::body::{LimitedRequestBody, RedactedResponseBody};
 use super::event::{Decision, EgressEvent, EgressLog, RedactionTally, Traffic};
-use super::redact::{BodyFilter, Encoding, Redactor};
+use super::fields;
+use super::redact::{BodyFilter, Encoding, RedactError, Redactor};
 use super::settings::EgressSettings;
 use super::tap::{Capture, TapBody};
 use super::transport::{self, DialError, IoFuture, Timeouts};
@@ -39,7 +37,7 @@ use crate::audit::EgressJournal;
 use crate::budget::{BODY_BUFFER_CHUNKS, BODY_CHUNK_SIZE};
 use crate::credentials::{CredentialBroker, CredentialSpec, Injection};
 use crate::log::GuestLog;
-use crate::policy::egress::{EgressPolicy, Method};
+use crate::policy::egress::{EgressPolicy, Method, RequestTarget};
 
 /// What one integration may reach: its rules, and the credentials those rules name.
 #[derive(Debug, Clone, Default)]
@@ -75,17 +73,6 @@ impl IntegrationEgress {
         &self.credentials
     }
 }
-
-/// Headers a guest may never set: they carry credentials or would re-route the request.
-const GUEST_FORBIDDEN: [&str; 7] = [
-    "authorization",
-    "proxy-authorization",
-    "cookie",
-    "forwarded",
-    "x-forwarded-for",
-    "x-forwarded-host",
-    "x-forwarded-proto",
-];
 
 /// The per-invocation broker behind the guest's `wasi:http/outgoing-handler`.
 pub struct BrokeredHttp {
@@ -230,6 +217,14 @@ impl BrokeredHttp {
                 Some((name.to_string(), spec.clone()))
             }
         };
+        if let Some(reason) = guest_smuggles(request, &allowed.target, credential.as_ref()) {
+            return Err(deny(
+                reason,
+                Some(target),
+                Some(allowed.rule_index),
+                Error::HttpRequestDenied,
+            ));
+        }
         let invalid = || deny("invalid-url", None, None, Error::HttpRequestUriInvalid);
         *request.uri_mut() = allowed
             .target
@@ -258,6 +253,36 @@ impl Drop for BrokeredHttp {
     }
 }
 
+/// Why a request must not go out as the guest built it, judged once its rule is known (the
+/// header names refused outright never get this far: docs/security-model.md):
+/// `method-override` when a query parameter overrides the method the rule allowed;
+/// `guest-credential` when a request the host injects `credential` into also carries one of the
+/// guest's own, in a header or a query parameter (including the injected parameter's own name).
+fn guest_smuggles(
+    request: &Request<WasiBody>,
+    target: &RequestTarget,
+    credential: Option<&(String, CredentialSpec)>,
+) -> Option<&'static str> {
+    let query = target.query().unwrap_or_default();
+    if fields::query_names(query).any(|name| fields::is_method_override_param(&name)) {
+        return Some("method-override");
+    }
+    let (_, spec) = credential?;
+    let injected_param = match spec {
+        CredentialSpec::ApiKeyQuery(name) => Some(name.as_str()),
+        _ => None,
+    };
+    let header = request
+        .headers()
+        .keys()
+        .any(|name| fields::is_credential_carrier(name.as_str()));
+    let param = fields::query_names(query).any(|name| {
+        fields::is_credential_carrier(&name)
+            || injected_param.is_some_and(|injected| injected.eq_ignore_ascii_case(&name))
+    });
+    (header || param).then_some("guest-credential")
+}
+
 /// A refused request: the guest-visible error and the event to record.
 type Refusal = (Error, EgressEvent);
 
@@ -280,9 +305,10 @@ impl WasiHttpHooks for BrokeredHttp {
     fn forbidden_header_filter(&mut self) -> ForbiddenHeaderFilter {
         let credential_headers = self.egress.credential_headers.clone();
         Arc::new(move |name| {
-            DEFAULT_FORBIDDEN_HEADERS.contains(name)
-                || GUEST_FORBIDDEN.contains(&name.as_str())
-                || credential_headers.contains(name)
+            fields::is_refused_header(name)
+                || credential_headers
+                    .iter()
+                    .any(|header| fields::same_header(header, name))
         })
     }
 
@@ -494,17 +520,12 @@ async fn send(
         return Ok((tapped(response, capture), io));
     };
     let (mut parts, body) = response.into_parts();
-    let encoding = Encoding::from_header(
-        parts
-            .headers
-            .get(CONTENT_ENCODING)
-            .map(|v| v.to_str().unwrap_or("invalid")),
-    )
-    .map_err(|_| {
-        (
-            Error::HttpProtocolError,
-            "unsupported-content-encoding".to_string(),
-        )
+    let encoding = Encoding::of_response(&parts.headers).map_err(|e| {
+        let reason = match e {
+            RedactError::UnsupportedTransferEncoding => "unsupported-transfer-encoding",
+            _ => "unsupported-content-encoding",
+        };
+        (Error::HttpProtocolError, reason.to_string())
     })?;
     let tally = RedactionTally {
         invocation: redactions,

@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - [`broker`]: [`BrokeredHttp`], the `wasi:http` hook that admits, resolves, dials and sends.
+//! - `fields`: the header names and query parameters a guest may not send.
 //! - [`ip`]: the address classifier applied after resolution (the second SSRF layer).
 //! - [`resolve`]: `--resolve HOST=IP[:PORT]` pins for development and tests.
 //! - [`settings`]: limits, pins, classifier and TLS, shared by a runtime's invocations.
@@ -14,6 +15,7 @@
 mod body;
 pub mod broker;
 pub mod event;
+pub(crate) mod fields;
 pub mod ip;
 pub mod redact;
 pub mod resolve;

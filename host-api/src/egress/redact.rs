@@ -16,7 +16,9 @@ use aho_corasick::{AhoCorasick, MatchKind};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use flate2::write::{GzDecoder, ZlibDecoder};
-use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+use http::HeaderMap;
+use http::header::{CONTENT_ENCODING, TRANSFER_ENCODING};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use zeroize::Zeroizing;
 
 use crate::log::GuestLog;
@@ -24,6 +26,14 @@ use crate::log::GuestLog;
 /// Compressed input is fed to the decoder in slices of this size so the decoded-size limit is
 /// checked often; each `write` call also emits at most one 32 KiB flate2 buffer.
 const WRITE_SLICE: usize = 8 * 1024;
+
+/// Percent-encoding as URL builders do it: RFC 3986 unreserved characters (`-._~`) stay as
+/// they are (an email username echoed in a query is `svc%40acme.test`).
+const URL_COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// The byte strings to scrub for one or more injected secrets.
 ///
@@ -34,31 +44,41 @@ pub struct SecretForms {
 }
 
 impl SecretForms {
-    /// Forms of a token-like secret: raw, percent-encoded (as in a reflected query string) and
-    /// JSON-escaped (as in a reflected JSON document).
+    /// Forms of a token-like secret: raw, percent-encoded (every byte but letters and digits,
+    /// and as URL builders do: as in a reflected query string) and JSON-escaped (as in a
+    /// reflected JSON document).
     pub fn token(secret: &str) -> Self {
         let mut forms = Self::default();
         forms.add_token_forms(secret);
         forms
     }
 
-    /// Forms for HTTP basic auth: the password's token forms, the token forms of the base64
-    /// credential (an echoed `Authorization` header may itself be JSON- or URL-escaped) and the raw
-    /// `user:password`. The username alone is not secret.
+    /// Forms for HTTP basic auth: the token forms of the password, of the base64 credential (an
+    /// echoed `Authorization` header may itself be JSON- or URL-escaped) and of `user:password`;
+    /// and of the username alone when it is at least [`Self::MIN_USERNAME`] bytes long or the
+    /// password is empty (then the username is the secret). A shorter username (`api`, `admin`)
+    /// is redacted only inside those forms: on its own it would blank a common word wherever a
+    /// body holds it.
     pub fn basic(user: &str, password: &str) -> Self {
         let mut forms = Self::token(password);
+        if user.len() >= Self::MIN_USERNAME || password.is_empty() {
+            forms.add_token_forms(user);
+        }
         // Pre-sized so no reallocation leaves an unzeroized copy behind.
-        let mut pair = Zeroizing::new(Vec::with_capacity(user.len() + 1 + password.len()));
-        pair.extend_from_slice(user.as_bytes());
-        pair.push(b':');
-        pair.extend_from_slice(password.as_bytes());
+        let mut pair = Zeroizing::new(String::with_capacity(user.len() + 1 + password.len()));
+        pair.push_str(user);
+        pair.push(':');
+        pair.push_str(password);
         let b64_len = base64::encoded_len(pair.len(), true).unwrap_or(0);
         let mut b64 = Zeroizing::new(String::with_capacity(b64_len));
-        STANDARD.encode_string(pair.as_slice(), &mut b64);
+        STANDARD.encode_string(pair.as_bytes(), &mut b64);
         forms.add_token_forms(&b64);
-        forms.add(pair);
+        forms.add_token_forms(&pair);
         forms
     }
+
+    /// The shortest username a basic credential's redactor scrubs on its own.
+    pub const MIN_USERNAME: usize = 8;
 
     /// Merges the forms of another secret, for responses that may echo several.
     pub fn extend(&mut self, other: SecretForms) {
@@ -75,11 +95,13 @@ impl SecretForms {
     fn add_token_forms(&mut self, secret: &str) {
         self.add(Zeroizing::new(secret.as_bytes().to_vec()));
 
-        let mut pct = Zeroizing::new(Vec::with_capacity(secret.len().saturating_mul(3)));
-        for piece in utf8_percent_encode(secret, NON_ALPHANUMERIC) {
-            pct.extend_from_slice(piece.as_bytes());
+        for set in [NON_ALPHANUMERIC, URL_COMPONENT] {
+            let mut pct = Zeroizing::new(Vec::with_capacity(secret.len().saturating_mul(3)));
+            for piece in utf8_percent_encode(secret, set) {
+                pct.extend_from_slice(piece.as_bytes());
+            }
+            self.add(pct);
         }
-        self.add(pct);
 
         let mut json = Zeroizing::new(Vec::with_capacity(secret.len().saturating_mul(2)));
         for &b in secret.as_bytes() {
@@ -270,14 +292,36 @@ pub enum Encoding {
 }
 
 impl Encoding {
-    /// Parses the header value. Anything not decodable here (`br`, `zstd`, lists such as
-    /// `gzip, br`, an empty value) is rejected: passing it through would let the guest decode a
-    /// body that was never scanned.
-    pub fn from_header(value: Option<&str>) -> Result<Self, RedactError> {
-        let Some(value) = value else {
+    /// The encoding of a response body the broker must decode to redact, from its headers.
+    ///
+    /// Exactly one content coding is accepted, and it must be decodable here: anything else
+    /// (`br`, `zstd`, an empty value, a list such as `gzip, br`, or `Content-Encoding` repeated)
+    /// is refused, because decoding one layer or none would hand the guest a body it can still
+    /// decode but the redactor never read. For the same reason a transfer coding other than
+    /// `chunked` (which the HTTP client removes) is refused.
+    pub fn of_response(headers: &HeaderMap) -> Result<Self, RedactError> {
+        for value in headers.get_all(TRANSFER_ENCODING) {
+            let value = value
+                .to_str()
+                .map_err(|_| RedactError::UnsupportedTransferEncoding)?;
+            if !value
+                .split(',')
+                .all(|coding| coding.trim().eq_ignore_ascii_case("chunked"))
+            {
+                return Err(RedactError::UnsupportedTransferEncoding);
+            }
+        }
+        let mut values = headers.get_all(CONTENT_ENCODING).iter();
+        let Some(value) = values.next() else {
             return Ok(Self::Identity);
         };
-        let value = value.trim();
+        if values.next().is_some() {
+            return Err(RedactError::UnsupportedEncoding);
+        }
+        let value = value
+            .to_str()
+            .map_err(|_| RedactError::UnsupportedEncoding)?
+            .trim();
         if value.eq_ignore_ascii_case("identity") {
             Ok(Self::Identity)
         } else if value.eq_ignore_ascii_case("gzip") || value.eq_ignore_ascii_case("x-gzip") {
@@ -295,6 +339,8 @@ impl Encoding {
 pub enum RedactError {
     #[error("unsupported content-encoding")]
     UnsupportedEncoding,
+    #[error("unsupported transfer-encoding")]
+    UnsupportedTransferEncoding,
     #[error("invalid or truncated compressed body")]
     Corrupt,
     #[error("decoded body exceeds {limit} bytes")]

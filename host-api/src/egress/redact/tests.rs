@@ -74,6 +74,15 @@ fn token_forms_table() {
         ("x\"y", &["x\"y", "x%22y", "x\\\"y"]),
         ("k+v=", &["k+v=", "k%2Bv%3D"]),
         ("b\\s", &["b\\s", "b%5Cs", "b\\\\s"]),
+        (
+            "a-b.c_d~e/f",
+            &[
+                "a-b.c_d~e/f",
+                "a%2Db%2Ec%5Fd%7Ee%2Ff",
+                "a-b.c_d~e%2Ff",
+                "a-b.c_d~e\\/f",
+            ],
+        ),
         ("", &[]),
     ];
     for (secret, expected) in cases {
@@ -97,6 +106,7 @@ fn basic_forms_table() {
                 "dTpwdz8%2F",
                 "dTpwdz8\\/",
                 "u:pw??",
+                "u%3Apw%3F%3F",
             ],
         ),
         (
@@ -108,9 +118,30 @@ fn basic_forms_table() {
                 "YWxhZGRpbjpvcGVuIHNlc2FtZQ==",
                 "YWxhZGRpbjpvcGVuIHNlc2FtZQ%3D%3D",
                 "aladdin:open sesame",
+                "aladdin%3Aopen%20sesame",
             ],
         ),
-        ("user", "", &["dXNlcjo=", "dXNlcjo%3D", "user:"]),
+        // A username of MIN_USERNAME bytes or more is scrubbed on its own too.
+        (
+            "svc.acme",
+            "pw",
+            &[
+                "pw",
+                "svc.acme",
+                "svc%2Eacme",
+                "c3ZjLmFjbWU6cHc=",
+                "c3ZjLmFjbWU6cHc%3D",
+                "svc.acme:pw",
+                "svc%2Eacme%3Apw",
+                "svc.acme%3Apw",
+            ],
+        ),
+        // With no password the username is the secret, however short.
+        (
+            "user",
+            "",
+            &["user", "dXNlcjo=", "dXNlcjo%3D", "user:", "user%3A"],
+        ),
     ];
     for (user, password, expected) in cases {
         let forms = SecretForms::basic(user, password);
@@ -119,8 +150,21 @@ fn basic_forms_table() {
             strs(expected),
             "basic({user:?}, {password:?})"
         );
-        assert!(!forms_of(&forms).contains(&user.as_bytes().to_vec()));
     }
+    assert_eq!(SecretForms::MIN_USERNAME, "svc.acme".len());
+}
+
+#[test]
+fn a_basic_username_is_redacted_alone_only_when_long_enough() {
+    let long = redactor(&SecretForms::basic("integration@acme.test", "pw-1"));
+    let echo = b"{\"user\":\"integration@acme.test\",\"q\":\"integration%40acme.test\"}";
+    let (out, n) = long.redact(echo);
+    assert_eq!(out, b"{\"user\":\"[REDACTED]\",\"q\":\"[REDACTED]\"}");
+    assert_eq!(n, 2);
+    let short = redactor(&SecretForms::basic("admin", "pw-1"));
+    let (out, n) = short.redact(b"admin panel; admin:pw-1; admin%3Apw-1");
+    assert_eq!(out, b"admin panel; [REDACTED]; [REDACTED]");
+    assert_eq!(n, 2);
 }
 
 #[test]
@@ -257,7 +301,8 @@ fn randomized_chunkings_match_one_shot() {
 
         let (expected, expected_count) = r.redact(&body);
         assert!(expected_count >= all.len() * 3, "iteration {iteration}");
-        for form in &all {
+        // A form inside the mark itself (a one-letter `T`) cannot be judged absent.
+        for form in all.iter().filter(|f| occurrences(Redactor::MARK, f) == 0) {
             assert_eq!(occurrences(&expected, form), 0, "iteration {iteration}");
         }
 
@@ -314,22 +359,70 @@ fn held_back_never_exceeds_longest_form_minus_one() {
     assert_eq!(s.finish().len(), longest - 1);
 }
 
-#[test]
-fn encoding_from_header() {
-    let ok: &[(Option<&str>, Encoding)] = &[
-        (None, Encoding::Identity),
-        (Some("identity"), Encoding::Identity),
-        (Some(" GZIP "), Encoding::Gzip),
-        (Some("x-gzip"), Encoding::Gzip),
-        (Some("Deflate"), Encoding::Deflate),
-    ];
-    for (value, expected) in ok {
-        assert_eq!(Encoding::from_header(*value), Ok(*expected), "{value:?}");
+fn response_headers(pairs: &[(&str, &str)]) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    for (name, value) in pairs {
+        headers.append(
+            http::HeaderName::from_bytes(name.as_bytes()).expect("name"),
+            http::HeaderValue::from_str(value).expect("value"),
+        );
     }
-    for value in ["br", "zstd", "gzip, br", "gzip,gzip", "", "compress"] {
+    headers
+}
+
+#[test]
+fn encoding_of_response() {
+    let ok: &[(&[(&str, &str)], Encoding)] = &[
+        (&[], Encoding::Identity),
+        (&[("content-encoding", "identity")], Encoding::Identity),
+        (&[("content-encoding", " GZIP ")], Encoding::Gzip),
+        (&[("content-encoding", "x-gzip")], Encoding::Gzip),
+        (&[("content-encoding", "Deflate")], Encoding::Deflate),
+        (
+            &[
+                ("transfer-encoding", "chunked"),
+                ("content-encoding", "gzip"),
+            ],
+            Encoding::Gzip,
+        ),
+    ];
+    for (headers, expected) in ok {
         assert_eq!(
-            Encoding::from_header(Some(value)),
+            Encoding::of_response(&response_headers(headers)),
+            Ok(*expected),
+            "{headers:?}"
+        );
+    }
+    let unsupported: &[&[(&str, &str)]] = &[
+        &[("content-encoding", "br")],
+        &[("content-encoding", "zstd")],
+        &[("content-encoding", "gzip, br")],
+        &[("content-encoding", "gzip,gzip")],
+        &[("content-encoding", "identity, gzip")],
+        &[("content-encoding", "")],
+        &[("content-encoding", "compress")],
+        // Repeated: decoding the first would leave the second for the guest to undo.
+        &[("content-encoding", "gzip"), ("content-encoding", "gzip")],
+        &[
+            ("content-encoding", "identity"),
+            ("content-encoding", "gzip"),
+        ],
+        &[
+            ("content-encoding", "gzip"),
+            ("Content-Encoding", "identity"),
+        ],
+    ];
+    for headers in unsupported {
+        assert_eq!(
+            Encoding::of_response(&response_headers(headers)),
             Err(RedactError::UnsupportedEncoding),
+            "{headers:?}"
+        );
+    }
+    for value in ["gzip, chunked", "gzip", "chunked, chunked, br", ""] {
+        assert_eq!(
+            Encoding::of_response(&response_headers(&[("transfer-encoding", value)])),
+            Err(RedactError::UnsupportedTransferEncoding),
             "{value:?}"
         );
     }
