@@ -93,6 +93,7 @@ pub(super) async fn show(
             grant: Some(crate::install::Grant::everything(&declared)),
             config,
             allow_downgrade: false,
+            approver: crate::install::Approver::Admin,
         })?;
     }
     let scopes = Scope::ALL.to_vec();
