@@ -218,10 +218,16 @@ fn demo_shows_every_promise_holding() {
         !shown.contains("ghp_demo"),
         "the demo token never shows:\n{shown}"
     );
-    // The operator step: OAuth consent through the server, a webhook run, a replay refused.
+    // The operator step: OAuth consent through the server, bound to the browser that started
+    // it, a webhook run, a replay refused.
     for line in [
-        "the callback exchanged the code with the PKCE verifier: connected",
+        "the same link opened again (forwarded, say) is refused: \"unknown-start\"",
+        "the callback, from the browser holding the cookie, exchanged the code with the PKCE \
+         verifier: connected",
         "the same callback again is refused: \"unknown-state\"",
+        "connects nothing: \"browser-mismatch\"",
+        "the connection lists the Slack account it connected, \"U0DEMO1\" in workspace \
+         \"T0DEMO1\"",
         "post-alert posted with the brokered token",
         "a signed delivery ran map-contact",
         "the same delivery again: 409 \"duplicate-delivery\"",

@@ -1,8 +1,9 @@
 //! OAuth connections through the real server (issue 7; catalogue CR-11…13): a mock Slack on
 //! loopback TLS plays authorization server and API; this test plays the person's browser. The
-//! connect flow with PKCE and a single-use state, its refusals, one refresh for fifty
-//! concurrent invocations, a revoked refresh token, per-user connections, and tokens that do
-//! not outlive their client or tenant.
+//! connect flow from a one-time start link, bound to the browser's cookie, with PKCE and a
+//! single-use state, its refusals, the provider account listed, one refresh for fifty
+//! concurrent invocations, a revoked refresh token, per-user connections, tokens that do not
+//! outlive their client or tenant, and a token URL moved by an upgrade.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -10,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use reqwest::{Method, StatusCode};
+use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
@@ -40,6 +41,7 @@ struct Provider {
 }
 
 impl Provider {
+    /// Tokens for `who`, with their Slack account (`U-who` in workspace `T-acme`).
     fn issue(&mut self, who: &str) -> MockResponse {
         self.issued += 1;
         let refresh = format!("xoxe-1-{who}-{}", self.issued);
@@ -48,12 +50,13 @@ impl Provider {
             200,
             json!({"ok": true, "access_token": format!("xoxb-{who}-{}", self.issued),
                    "token_type": "bot", "expires_in": self.lifetime,
-                   "refresh_token": refresh, "scope": self.granted}),
+                   "refresh_token": refresh, "scope": self.granted,
+                   "authed_user": {"id": format!("U-{who}")}, "team": {"id": "T-acme"}}),
         )
     }
 
     fn answer(&mut self, request: &Recorded) -> MockResponse {
-        if request.path_and_query != TOKEN_PATH {
+        if request.path_and_query != TOKEN_PATH || request.sni.as_deref() != Some("slack.com") {
             return MockResponse::json(
                 200,
                 json!({"ok": true, "channel": "C024BE91L", "ts": "1700000000.000100"}),
@@ -136,7 +139,27 @@ struct Setup {
     key: String,
     mock: MockUpstream,
     provider: Arc<Mutex<Provider>>,
+    /// A browser's HTTP client: it follows no redirect (the provider is the mock).
+    browser: Client,
     _ca: TestCa,
+}
+
+/// A person's browser: the cookies Airlock set in it (`name=value`).
+#[derive(Clone, Default)]
+struct Browser {
+    cookies: Vec<String>,
+}
+
+/// What a browser got from opening a start link.
+struct Opened {
+    status: StatusCode,
+    /// Where it was sent (the provider's authorization URL).
+    location: Option<String>,
+    /// The `Set-Cookie` headers, as sent.
+    set_cookie: Vec<String>,
+    body: Value,
+    /// The browser, holding the cookies set.
+    browser: Browser,
 }
 
 async fn setup() -> Setup {
@@ -152,9 +175,12 @@ async fn setup_with(serve: &[&str]) -> Setup {
         ..Provider::default()
     }));
     let answering = provider.clone();
-    let mock = MockUpstream::start(&ca, &["slack.com"], UPSTREAM_IP, move |request| {
-        answering.lock().expect("provider").answer(request)
-    });
+    let mock = MockUpstream::start(
+        &ca,
+        &["slack.com", "tokens.evil.test"],
+        UPSTREAM_IP,
+        move |request| answering.lock().expect("provider").answer(request),
+    );
     let op = Operator::new();
     let ca_pem = ca.write_pem(op.keys.path());
     let tenant_bundle = op.example("slack-notifier", "slack_notifier.wasm");
@@ -175,12 +201,15 @@ async fn setup_with(serve: &[&str]) -> Setup {
         "users.airlock",
     );
     let resolve = format!("slack.com={}", mock.addr());
+    let evil = format!("tokens.evil.test={}", mock.addr());
     let ca_path = ca_pem.display().to_string();
     let server = Server::start(
         &op,
         &[
             "--resolve",
             &resolve,
+            "--resolve",
+            &evil,
             "--allow-private",
             "127.0.0.0/8",
             "--extra-root-ca",
@@ -200,6 +229,10 @@ async fn setup_with(serve: &[&str]) -> Setup {
         key,
         mock,
         provider,
+        browser: Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client"),
         _ca: ca,
     }
 }
@@ -234,8 +267,8 @@ async fn install_slack(server: &Server, key: &str, bundle: &Path, installation: 
 }
 
 impl Setup {
-    /// Starts a consent; returns the authorization URL's parameters.
-    async fn connect(&self, installation: &str, request: Value) -> HashMap<String, String> {
+    /// `connect` with the tenant's key; returns the start link.
+    async fn start_url(&self, installation: &str, request: Value) -> String {
         let reply = self
             .server
             .post(
@@ -245,12 +278,63 @@ impl Setup {
             )
             .await;
         assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
-        let url = reply.body["authorization_url"].as_str().expect("url");
+        let url = reply.body["start_url"].as_str().expect("start_url");
+        assert!(
+            url.starts_with(&format!("{}/v1/oauth/start/", self.server.base)),
+            "{url}"
+        );
+        url.to_string()
+    }
+
+    /// A fresh browser opens `link`.
+    async fn open(&self, link: &str) -> Opened {
+        let response = self.browser.get(link).send().await.expect("answers");
+        let status = response.status();
+        let location = response
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let set_cookie: Vec<String> = response
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(str::to_string)
+            .collect();
+        let browser = Browser {
+            cookies: set_cookie
+                .iter()
+                .filter_map(|c| c.split(';').next())
+                .map(str::to_string)
+                .collect(),
+        };
+        let bytes = response.bytes().await.expect("body");
+        Opened {
+            status,
+            location,
+            set_cookie,
+            body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            browser,
+        }
+    }
+
+    /// Starts a consent in a fresh browser; returns that browser and the parameters of the
+    /// authorization URL it was sent to.
+    async fn connect(
+        &self,
+        installation: &str,
+        request: Value,
+    ) -> (Browser, HashMap<String, String>) {
+        let link = self.start_url(installation, request).await;
+        let opened = self.open(&link).await;
+        assert_eq!(opened.status, StatusCode::FOUND, "{}", opened.body);
+        let url = opened.location.expect("a redirect");
         assert!(
             url.starts_with("https://slack.com/oauth/v2/authorize?"),
             "{url}"
         );
-        query(url)
+        (opened.browser, query(&url))
     }
 
     /// The person consents: the provider issues `code` for `who` under `challenge`.
@@ -262,24 +346,52 @@ impl Setup {
             .insert(code.into(), (challenge.into(), who.into()));
     }
 
-    /// The browser comes back to the callback.
-    async fn callback(&self, redirect_uri: &str, params: &[(&str, &str)]) -> (StatusCode, Value) {
+    /// `browser` comes back to the callback; the answer and its `Set-Cookie` headers.
+    async fn callback_from(
+        &self,
+        browser: &Browser,
+        redirect_uri: &str,
+        params: &[(&str, &str)],
+    ) -> (StatusCode, Value, Vec<String>) {
         let url = reqwest::Url::parse_with_params(redirect_uri, params).expect("url");
-        let response = self.server.http.get(url).send().await.expect("answers");
+        let mut request = self.browser.get(url);
+        if !browser.cookies.is_empty() {
+            request = request.header("cookie", browser.cookies.join("; "));
+        }
+        let response = request.send().await.expect("answers");
         let status = response.status();
+        let cleared = response
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(str::to_string)
+            .collect();
         let bytes = response.bytes().await.expect("body");
         (
             status,
             serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            cleared,
         )
     }
 
+    async fn callback(
+        &self,
+        browser: &Browser,
+        redirect_uri: &str,
+        params: &[(&str, &str)],
+    ) -> (StatusCode, Value) {
+        let (status, body, _) = self.callback_from(browser, redirect_uri, params).await;
+        (status, body)
+    }
+
     /// The refusal reason of a callback with `code` (or the provider's `error=`) on a fresh
-    /// consent's state.
+    /// consent's state, from the browser that started it.
     async fn refused_after(&self, answer: (&str, &str)) -> String {
-        let params = self.connect("slack", json!({})).await;
+        let (browser, params) = self.connect("slack", json!({})).await;
         let (status, body) = self
             .callback(
+                &browser,
                 &params["redirect_uri"],
                 &[answer, ("state", &params["state"])],
             )
@@ -291,11 +403,12 @@ impl Setup {
     /// Connects `installation` (for `user`) as `who`; asserts it worked.
     async fn connected(&self, installation: &str, user: Option<&str>, who: &str) -> Value {
         let request = user.map_or(json!({}), |u| json!({ "user": u }));
-        let params = self.connect(installation, request).await;
+        let (browser, params) = self.connect(installation, request).await;
         let code = format!("code-{who}");
         self.consent(&code, &params["code_challenge"], who);
         let (status, body) = self
             .callback(
+                &browser,
                 &params["redirect_uri"],
                 &[("code", &code), ("state", &params["state"])],
             )
@@ -337,12 +450,21 @@ impl Setup {
             .filter(|r| r.path_and_query == TOKEN_PATH)
             .count()
     }
+
+    /// The requests that reached `host`.
+    fn sent_to(&self, host: &str) -> usize {
+        self.mock
+            .requests()
+            .iter()
+            .filter(|r| r.sni.as_deref() == Some(host))
+            .count()
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_connects_through_consent_and_posts_with_a_token_it_never_sees() {
     let s = setup().await;
-    let params = s.connect("slack", json!({})).await;
+    let (browser, params) = s.connect("slack", json!({})).await;
     assert_eq!(params["response_type"], "code");
     assert_eq!(params["client_id"], "111.222");
     assert_eq!(params["scope"], "chat:write");
@@ -355,6 +477,7 @@ async fn a_tenant_connects_through_consent_and_posts_with_a_token_it_never_sees(
     // refused, and the real state is untouched by either.
     let (status, body) = s
         .callback(
+            &browser,
             &params["redirect_uri"],
             &[("code", "x"), ("state", "forged")],
         )
@@ -376,10 +499,10 @@ async fn a_tenant_connects_through_consent_and_posts_with_a_token_it_never_sees(
     // The real consent, once; its state does not work a second time.
     s.consent("code-acme", &params["code_challenge"], "acme");
     let back = [("code", "code-acme"), ("state", params["state"].as_str())];
-    let (status, body) = s.callback(&params["redirect_uri"], &back).await;
+    let (status, body) = s.callback(&browser, &params["redirect_uri"], &back).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["scopes"], json!(["chat:write"]));
-    let (status, body) = s.callback(&params["redirect_uri"], &back).await;
+    let (status, body) = s.callback(&browser, &params["redirect_uri"], &back).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["error"]["reason"], "unknown-state");
 
@@ -485,6 +608,216 @@ async fn a_tenant_connects_through_consent_and_posts_with_a_token_it_never_sees(
     ] {
         assert!(!trail.contains(secret), "{secret} in the trail");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consent_completes_only_in_the_browser_that_started_it() {
+    let s = setup().await;
+    let alice = json!({"user": "alice"});
+    let link = s.start_url("slack-users", alice.clone()).await;
+    assert!(!link.contains(&s.key), "no key in the link");
+    let opened = s.open(&link).await;
+    assert_eq!(opened.status, StatusCode::FOUND, "{}", opened.body);
+    assert_eq!(opened.set_cookie.len(), 1);
+    let cookie = &opened.set_cookie[0];
+    assert!(cookie.starts_with("__Host-airlock-consent-"), "{cookie}");
+    for attribute in ["HttpOnly", "Secure", "SameSite=Lax", "Path=/"] {
+        assert!(cookie.contains(attribute), "{attribute} in {cookie}");
+    }
+    // The link works once: opened again (forwarded after use), it starts nothing.
+    let again = s.open(&link).await;
+    assert_eq!(again.status, StatusCode::BAD_REQUEST, "{}", again.body);
+    assert_eq!(again.body["error"]["reason"], "unknown-start");
+    assert!(again.set_cookie.is_empty() && again.location.is_none());
+
+    // Alice forwards the provider's URL to Mallory, who consents with her own account: her
+    // browser comes back without Alice's cookie, and nothing is connected under Alice's name.
+    let params = query(&opened.location.expect("sent to the provider"));
+    s.consent("code-mallory", &params["code_challenge"], "mallory");
+    let mallory = Browser::default();
+    let answer = [
+        ("code", "code-mallory"),
+        ("state", params["state"].as_str()),
+    ];
+    let (status, body) = s.callback(&mallory, &params["redirect_uri"], &answer).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["reason"], "browser-mismatch");
+    // The state is spent: not even Alice's own browser can use it now.
+    let (status, body) = s
+        .callback(&opened.browser, &params["redirect_uri"], &answer)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["reason"], "unknown-state");
+    // A cookie of the right name with another value is refused too.
+    let (browser, params) = s.connect("slack-users", alice.clone()).await;
+    let forged = Browser {
+        cookies: browser
+            .cookies
+            .iter()
+            .map(|c| format!("{}=forged-nonce", c.split('=').next().unwrap_or_default()))
+            .collect(),
+    };
+    s.consent("code-mallory-2", &params["code_challenge"], "mallory");
+    let answer = [
+        ("code", "code-mallory-2"),
+        ("state", params["state"].as_str()),
+    ];
+    let (status, body) = s.callback(&forged, &params["redirect_uri"], &answer).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["reason"], "browser-mismatch");
+    let listed = s
+        .server
+        .get("/v1/installations/slack-users/credentials", &s.key)
+        .await;
+    assert_eq!(listed.body["connections"], json!([]), "{}", listed.body);
+    assert_eq!(s.token_calls(), 0, "no code was exchanged");
+
+    // Alice completes one in her own browser: connected, the cookie cleared, and her Slack
+    // account listed with the connection.
+    let (browser, params) = s.connect("slack-users", alice).await;
+    s.consent("code-alice", &params["code_challenge"], "alice");
+    let answer = [("code", "code-alice"), ("state", params["state"].as_str())];
+    let (status, body, cleared) = s
+        .callback_from(&browser, &params["redirect_uri"], &answer)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let name = browser.cookies[0].split('=').next().unwrap_or_default();
+    assert!(
+        cleared
+            .iter()
+            .any(|c| c.starts_with(&format!("{name}=;")) && c.contains("Max-Age=0")),
+        "{cleared:?}"
+    );
+    let listed = s
+        .server
+        .get("/v1/installations/slack-users/credentials", &s.key)
+        .await;
+    let connection = &listed.body["connections"][0];
+    assert_eq!(connection["user"], "alice", "{}", listed.body);
+    assert_eq!(
+        connection["account"],
+        json!({"id": "U-alice", "workspace": "T-acme", "source": "token-response"})
+    );
+
+    let Setup { op, server, .. } = s;
+    server.stop();
+    let refusals: Vec<String> = records_of(&op, "connection-refused")
+        .iter()
+        .map(|r| r["reason"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(
+        refusals,
+        [
+            "unknown-start",
+            "browser-mismatch",
+            "unknown-state",
+            "browser-mismatch"
+        ]
+    );
+    // The provider account identifies a third party: listed to the tenant, never audited.
+    let trail = crate::support::stdout(&op.ok(&["audit", "export"]));
+    assert!(!trail.contains("U-alice"), "the account in the trail");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_that_moves_the_token_url_needs_the_admin_and_sends_it_no_secret() {
+    let s = setup().await;
+    s.connected("slack", None, "acme").await;
+    assert_eq!(s.post_alert("slack", None).await.0, StatusCode::OK);
+    let posted = s.posted_with().len();
+    let manifest = read_example("slack-notifier", "airlock.toml")
+        .replace(
+            "[publisher]\nname = \"Acme Integrations\"",
+            "[publisher]\nname = \"Airlock Examples\"",
+        )
+        .replace("version = \"0.1.0\"", "version = \"0.2.0\"")
+        .replace(
+            "https://slack.com/api/oauth.v2.access",
+            "https://tokens.evil.test/api/oauth.v2.access",
+        );
+    let moved = s.op.sign(
+        "slack-notifier",
+        "slack_notifier.wasm",
+        &manifest,
+        "moved.airlock",
+    );
+    let digest = s.server.upload(&moved).await;
+
+    // The tenant's upgrade waits, naming the credential and where its secret would go.
+    let upgrade = json!({"bundle": digest, "installation": "slack"});
+    let reply = s.server.post("/v1/installations", &s.key, upgrade).await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.body);
+    let admin_only = reply.body["installation"]["pending"]["admin_only"].to_string();
+    assert!(
+        admin_only.contains("`slack`")
+            && admin_only.contains("https://tokens.evil.test/api/oauth.v2.access"),
+        "{}",
+        reply.body
+    );
+    // The tenant cannot approve it, with or without a grant, nor install it with one.
+    let grant =
+        json!({"egress": [{"url": "https://slack.com/api/chat.postMessage", "methods": ["POST"]}]});
+    for (path, body) in [
+        ("/v1/installations/slack/approve", json!({})),
+        ("/v1/installations/slack/approve", json!({ "grant": grant })),
+        (
+            "/v1/installations",
+            json!({"bundle": digest, "installation": "slack", "grant": grant}),
+        ),
+    ] {
+        let refused = s.server.post(path, &s.key, body).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+        assert_eq!(refused.body["error"]["code"], "admin-only");
+        let message = refused.body["error"]["message"].as_str().unwrap_or("");
+        assert!(
+            message.contains("`slack`") && message.contains("https://tokens.evil.test"),
+            "{message}"
+        );
+    }
+    let shown = s.server.get("/v1/installations/slack", &s.key).await;
+    assert_eq!(shown.body["version"], "0.1.0");
+
+    // The operator approves. The client stored for slack.com is not bound to the new token
+    // endpoint: nothing is posted (not even with the token held in memory), and neither the
+    // client secret nor the refresh token is sent there.
+    let approved = s
+        .server
+        .post(
+            "/v1/installations/slack/approve?tenant=acme",
+            &s.server.admin,
+            json!({}),
+        )
+        .await;
+    assert_eq!(approved.status, StatusCode::OK, "{}", approved.body);
+    assert_eq!(approved.body["installation"]["version"], "0.2.0");
+    let (status, body) = s.post_alert("slack", None).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    let connect = s
+        .server
+        .post(
+            "/v1/installations/slack/credentials/slack/connect",
+            &s.key,
+            json!({}),
+        )
+        .await;
+    assert_eq!(connect.status, StatusCode::CONFLICT, "{}", connect.body);
+    assert_eq!(connect.body["error"]["code"], "credential-unbound");
+    // The client stored again binds it to the new endpoint; the connection made at slack.com
+    // still does not go there: its refresh token stays where it came from.
+    let stored = s
+        .server
+        .call(
+            Method::PUT,
+            "/v1/installations/slack/credentials/slack",
+            Some(&s.key),
+            Body::Json(json!({ "value": CLIENT })),
+        )
+        .await;
+    assert_eq!(stored.status, StatusCode::OK, "{}", stored.body);
+    let (status, body) = s.post_alert("slack", None).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert_eq!(s.posted_with().len(), posted);
+    assert_eq!(s.sent_to("tokens.evil.test"), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

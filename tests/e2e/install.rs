@@ -180,3 +180,126 @@ fn deleting_a_tenant_removes_its_installations() {
     assert_eq!(out.status.code(), Some(2));
     says(&out, "tenant acme does not exist");
 }
+
+/// exfil as `version`, its oauth2 credential's token URL and publisher contacts rewritten.
+fn exfil_with(op: &Operator, version: &str, replace: &[(&str, &str)]) -> std::path::PathBuf {
+    let mut manifest = crate::support::read_example("exfil", "airlock.toml")
+        .replace("version = \"0.1.0\"", &format!("version = \"{version}\""));
+    for (from, to) in replace {
+        assert!(manifest.contains(from), "{from}");
+        manifest = manifest.replace(from, to);
+    }
+    op.sign(
+        "exfil",
+        "exfil.wasm",
+        &manifest,
+        &format!("exfil-{version}.airlock"),
+    )
+}
+
+#[test]
+fn a_new_token_url_waits_for_the_operator_and_the_stored_secret_stays_bound() {
+    let op = Operator::new();
+    let oauth = "[[egress]]\nurl = \"https://oauth.allowed.test\"\nmethods = [\"GET\"]\n";
+    op.install_granted(&op.exfil("0.1.0", ""), oauth);
+    let client = r#"{"client_id": "acme", "client_secret": "cs-canary-bound"}"#;
+    let out = op.set_credential("acme", "exfil", "service", client);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // Stored bound to its rule's origin and to the token endpoint's.
+    let list = op.ok(&[
+        "credentials",
+        "list",
+        "--tenant",
+        "acme",
+        "--installation",
+        "exfil",
+        "--json",
+    ]);
+    let listed: serde_json::Value = serde_json::from_slice(&list.stdout).expect("list JSON");
+    assert_eq!(
+        listed[0]["origins"],
+        serde_json::json!(["https://auth.allowed.test", "https://oauth.allowed.test"])
+    );
+
+    let moved = exfil_with(
+        &op,
+        "0.2.0",
+        &[(
+            "https://auth.allowed.test/oauth/token",
+            "https://tokens.evil.test/oauth/token",
+        )],
+    );
+    let out = op.install(&moved, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    says(
+        &out,
+        "+ credential `service` sends its client secret and refresh token to a new token-url: \
+         https://tokens.evil.test/oauth/token (was https://auth.allowed.test/oauth/token) \
+         (operator only",
+    );
+    assert_eq!(op.installations()[0]["version"], "0.1.0");
+    prints(&op.ok(&["install", "--pending"]), "(operator only)");
+
+    // The operator approves; the client stored for auth.allowed.test is still not sent to
+    // the new token endpoint: the token call is refused before anything leaves.
+    op.ok(&[
+        "install",
+        "--approve",
+        "--tenant",
+        "acme",
+        "--installation",
+        "exfil",
+    ]);
+    assert_eq!(op.installations()[0]["version"], "0.2.0");
+    let mut run = RUN_FETCH.to_vec();
+    run.extend([
+        "--input",
+        r#"{"url": "https://oauth.allowed.test/"}"#,
+        "--json",
+    ]);
+    let out = op.airlock(&run);
+    assert!(
+        stderr(&out).contains("credential-unbound") || stdout(&out).contains("credential-unbound"),
+        "{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_new_publisher_contact_or_privacy_policy_waits_for_approval() {
+    let op = Operator::new();
+    op.install_granted(&op.exfil("0.1.0", ""), API_GET);
+    let manifest = crate::support::read_example("exfil", "airlock.toml");
+    let support = manifest
+        .lines()
+        .find(|l| l.starts_with("support = "))
+        .expect("a support contact")
+        .to_string();
+    let privacy = manifest
+        .lines()
+        .find(|l| l.starts_with("privacy-policy = "))
+        .expect("a privacy policy")
+        .to_string();
+    for (version, from, to, said) in [
+        (
+            "0.2.0",
+            support.as_str(),
+            "support = \"mailto:help@takeover.example\"",
+            "+ publisher support contact mailto:help@takeover.example",
+        ),
+        (
+            "0.3.0",
+            privacy.as_str(),
+            "privacy-policy = \"https://takeover.example/privacy\"",
+            "+ publisher privacy policy https://takeover.example/privacy",
+        ),
+    ] {
+        let out = op.install(&exfil_with(&op, version, &[(from, to)]), &[]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        says(&out, said);
+        let listed = op.installations();
+        assert_eq!(listed[0]["version"], "0.1.0");
+        assert_eq!(listed[0]["pending"]["version"], version);
+    }
+}

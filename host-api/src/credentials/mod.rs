@@ -26,7 +26,10 @@ use std::pin::Pin;
 use http::HeaderName;
 
 pub use inject::Injection;
-pub use oauth2::{ConnectionTokens, OAuthClient, OAuthGrant, OAuthSpec, OAuthTokens};
+pub use oauth2::{
+    AccountSource, ConnectionTokens, OAuthClient, OAuthGrant, OAuthSpec, OAuthTokens,
+    ProviderAccount, registered_client, token_origin,
+};
 pub use secret::{MAX_SECRET_LEN, Secret, SecretError};
 pub use source::{CredentialScope, Credentials, SecretSource, StaticSecrets};
 

@@ -9,18 +9,28 @@
 //! One token call at a time per (tenant, installation, credential) (CR-11, CR-13): concurrent
 //! requests wait for the one in flight and share its token. Token calls go through the same
 //! transport as guest requests, so the token URL passes the same address checks.
+//!
+//! The client secret and every refresh token go only to the token endpoint origin they were
+//! stored for: a stored client is bound to it (with its rules' origins), and a connection
+//! records the origin that issued it. A manifest that declares another token URL gets
+//! `credential-unbound` until the client is stored again and the person connects again.
+//!
+//! The cache holds at most [`MAX_SLOTS`] credentials (least recently used dropped first), and
+//! forgetting a credential or user removes its entry, so a flood of distinct users cannot grow
+//! it without bound.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use bytes::Bytes;
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST, HeaderValue};
 use http::{Method, Request};
 use http_body_util::{BodyExt, Full, Limited};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use serde_json::Value;
 use tokio::time::Instant;
 use zeroize::Zeroizing;
 
@@ -48,6 +58,10 @@ const REVOKED: [&str; 3] = ["invalid_grant", "invalid_refresh_token", "token_rev
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(15 * 60);
 /// The longest `expires_in` believed: a larger one (up to u64::MAX) would overflow the clock.
 const MAX_LIFETIME: u64 = 366 * 24 * 3600;
+/// Credentials (per tenant, installation and user) whose tokens are held at most.
+pub const MAX_SLOTS: usize = 10_000;
+/// Longest provider account id kept; a longer one (or one with control characters) is dropped.
+const MAX_ACCOUNT_ID: usize = 256;
 
 /// How the host obtains tokens for one credential.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +97,129 @@ pub struct ConnectionTokens {
     /// Which write of the connection these tokens were read from (set by the store): a
     /// refresh names it, so it cannot overwrite a newer consent or resurrect a removed one.
     pub revision: u64,
+    /// The token endpoint origin that issued them (`https://host[:port]`): the refresh token
+    /// goes nowhere else. `None` (a connection stored before origins were kept) is unbound.
+    pub token_origin: Option<String>,
+    /// Whose account at the provider, where the token response named one.
+    pub account: Option<ProviderAccount>,
+}
+
+/// The provider account a consent connected, as the code exchange's response names it. An
+/// identifier of a third party's account: customer data, listed to the tenant, never audited.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ProviderAccount {
+    /// The account's id at the provider.
+    pub id: String,
+    /// Its workspace or organization, where the provider names one (Slack's `team.id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<String>,
+    pub source: AccountSource,
+}
+
+/// Where a [`ProviderAccount`] came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AccountSource {
+    /// A field of the token response the provider sent over the checked TLS connection
+    /// (Slack's `authed_user.id`, or `user_id` / `account_id`).
+    TokenResponse,
+    /// The `sub` of an OpenID Connect ID token whose signature the host does not check:
+    /// informational only, never a basis for a decision.
+    IdTokenUnverified,
+}
+
+impl ProviderAccount {
+    /// The account a token response names, if any: Slack's `authed_user.id` (with
+    /// `team.id`), else `user_id`, else `account_id`, else an ID token's `sub` (unverified).
+    fn from_response(body: &TokenResponse) -> Option<Self> {
+        let field = |value: &Option<Value>, key: Option<&str>| {
+            let value = match key {
+                Some(key) => value.as_ref()?.get(key)?,
+                None => value.as_ref()?,
+            };
+            account_id(value)
+        };
+        let workspace = field(&body.team, Some("id"));
+        let stated = field(&body.authed_user, Some("id"))
+            .or_else(|| field(&body.user_id, None))
+            .or_else(|| field(&body.account_id, None));
+        if let Some(id) = stated {
+            return Some(Self {
+                id,
+                workspace,
+                source: AccountSource::TokenResponse,
+            });
+        }
+        let claims = body.id_token.as_deref()?.split('.').nth(1)?;
+        let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(claims).ok()?).ok()?;
+        Some(Self {
+            id: account_id(claims.get("sub")?)?,
+            workspace,
+            source: AccountSource::IdTokenUnverified,
+        })
+    }
+}
+
+/// A string or number id, if it is short and has no control characters.
+fn account_id(value: &Value) -> Option<String> {
+    let id = match value {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        _ => return None,
+    };
+    (!id.is_empty() && id.len() <= MAX_ACCOUNT_ID && !id.chars().any(char::is_control))
+        .then_some(id)
+}
+
+/// The origin of `spec`'s token endpoint (`https://host[:port]`), as credentials are bound.
+pub fn token_origin(credential: &str, spec: &OAuthSpec) -> Result<String, CredentialError> {
+    RequestTarget::parse(&spec.token_url)
+        .map(|t| t.origin())
+        .map_err(|d| CredentialError::Token {
+            name: credential.to_string(),
+            reason: d.code().to_string(),
+        })
+}
+
+/// The OAuth client stored as `credential`'s value, if it is bound to the token endpoint
+/// `spec` declares (else `credential-unbound`: stored for another manifest's token URL, its
+/// secret is never sent to this one).
+pub fn registered_client(
+    credential: &str,
+    spec: &OAuthSpec,
+    source: &dyn SecretSource,
+) -> Result<OAuthClient, CredentialError> {
+    check_bound(credential, spec, source)?;
+    stored_client(credential, source)
+}
+
+/// Refuses unless the stored value of `credential` is bound to `spec`'s token endpoint.
+fn check_bound(
+    credential: &str,
+    spec: &OAuthSpec,
+    source: &dyn SecretSource,
+) -> Result<(), CredentialError> {
+    let Some(bound) = source.origins(credential)? else {
+        return Ok(());
+    };
+    let origin = token_origin(credential, spec)?;
+    if bound.contains(&origin) {
+        return Ok(());
+    }
+    Err(CredentialError::Unbound {
+        name: credential.to_string(),
+        origin,
+    })
+}
+
+fn stored_client(
+    credential: &str,
+    source: &dyn SecretSource,
+) -> Result<OAuthClient, CredentialError> {
+    let stored = source
+        .get(credential, CredentialType::OAuth2)?
+        .ok_or_else(|| CredentialError::Missing(credential.to_string()))?;
+    OAuthClient::parse(&stored).map_err(|e| CredentialError::Malformed(credential.to_string(), e))
 }
 
 /// What an oauth2 credential stores: the client the operator registered, `{"client_id": …,
@@ -154,6 +291,7 @@ struct Issued {
     lifetime: Option<u64>,
     /// The scopes granted, if the server said (else those asked for).
     scopes: Option<Vec<String>>,
+    account: Option<ProviderAccount>,
 }
 
 impl Issued {
@@ -187,10 +325,19 @@ fn unix_now() -> u64 {
 
 type Slot = Arc<tokio::sync::Mutex<TokenState>>;
 
+/// The cache: each credential's slot and when it was last used (a counter).
+#[derive(Default)]
+struct Slots {
+    map: HashMap<TokenKey, (Slot, u64)>,
+    clock: u64,
+}
+
 /// Access tokens held by the host, shared by a runtime's invocations.
 pub struct OAuthTokens {
     settings: Arc<EgressSettings>,
-    slots: Mutex<HashMap<TokenKey, Slot>>,
+    slots: Mutex<Slots>,
+    /// Slots held at most, except those in use when a new one is needed.
+    capacity: usize,
 }
 
 impl OAuthTokens {
@@ -198,20 +345,38 @@ impl OAuthTokens {
         Self {
             settings,
             slots: Mutex::default(),
+            capacity: MAX_SLOTS,
         }
     }
 
+    /// The slot of `credential` of `scope`. A new one, when the cache is full, takes the place
+    /// of the least recently used slot nobody holds (its token is simply asked for again).
     fn slot(&self, scope: &CredentialScope, credential: &str) -> Slot {
         let key = TokenKey {
             scope: scope.clone(),
             credential: credential.to_string(),
         };
-        self.slots
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(key)
-            .or_default()
-            .clone()
+        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        slots.clock += 1;
+        let now = slots.clock;
+        if let Some((slot, used)) = slots.map.get_mut(&key) {
+            *used = now;
+            return slot.clone();
+        }
+        if slots.map.len() >= self.capacity {
+            let idle = slots
+                .map
+                .iter()
+                .filter(|(_, (slot, _))| Arc::strong_count(slot) == 1)
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(key, _)| key.clone());
+            if let Some(idle) = idle {
+                slots.map.remove(&idle);
+            }
+        }
+        let slot = Slot::default();
+        slots.map.insert(key, (slot.clone(), now));
+        slot
     }
 
     /// A current access token for `credential` of `scope`: the cached one unless it is due for
@@ -225,6 +390,8 @@ impl OAuthTokens {
         spec: &OAuthSpec,
         source: &dyn SecretSource,
     ) -> Result<Secret, CredentialError> {
+        // Before the cache: a held token is bound like the client it came from.
+        check_bound(credential, spec, source)?;
         let slot = self.slot(scope, credential);
         let mut state = slot.lock().await;
         if let Some((token, refresh_at)) = &state.access
@@ -236,16 +403,20 @@ impl OAuthTokens {
             return Err(CredentialError::NeedsReauth(credential.to_string()));
         }
         let user = scope.user.as_deref();
-        let stored = source
-            .get(credential, CredentialType::OAuth2)?
-            .ok_or_else(|| CredentialError::Missing(credential.to_string()))?;
-        let client = OAuthClient::parse(&stored)
-            .map_err(|e| CredentialError::Malformed(credential.to_string(), e))?;
+        let client = stored_client(credential, source)?;
         let connection = match spec.grant {
             OAuthGrant::ClientCredentials => None,
             OAuthGrant::AuthorizationCode => source.connection(credential, user)?,
         };
         if let Some(connection) = &connection {
+            // Tokens another token endpoint issued are not refreshed at this one.
+            let origin = token_origin(credential, spec)?;
+            if connection.token_origin.as_ref() != Some(&origin) {
+                return Err(CredentialError::Unbound {
+                    name: credential.to_string(),
+                    origin,
+                });
+            }
             if connection.needs_reauth {
                 state.needs_reauth = true;
                 return Err(CredentialError::NeedsReauth(credential.to_string()));
@@ -312,6 +483,8 @@ impl OAuthTokens {
                 scopes: issued.scopes.clone().unwrap_or(connection.scopes),
                 needs_reauth: false,
                 revision: 0,
+                token_origin: connection.token_origin,
+                account: connection.account,
             };
             if !source.update_connection(credential, user, connection.revision, &tokens)? {
                 *state = TokenState::default();
@@ -333,7 +506,9 @@ impl OAuthTokens {
     }
 
     /// Exchanges an authorization `code` (with its PKCE `verifier`) for the tokens of a new
-    /// connection. Nothing is cached or stored: the caller stores them, then [`Self::prime`]s.
+    /// connection, with the provider account the response names. Nothing is cached or stored:
+    /// the caller stores them, then [`Self::forget`]s what was held. `client` comes from
+    /// [`registered_client`], bound to this token endpoint.
     pub async fn exchange_code(
         &self,
         credential: &str,
@@ -348,6 +523,7 @@ impl OAuthTokens {
             verifier,
             redirect_uri,
         };
+        let token_origin = token_origin(credential, spec)?;
         let issued = self.request(credential, spec, client, form).await?;
         Ok(ConnectionTokens {
             expires_at: issued.lifetime.map(|l| unix_now() + l),
@@ -356,6 +532,8 @@ impl OAuthTokens {
             refresh: issued.refresh,
             needs_reauth: false,
             revision: 0,
+            token_origin: Some(token_origin),
+            account: issued.account,
         })
     }
 
@@ -367,17 +545,23 @@ impl OAuthTokens {
     }
 
     /// Forgets what is held for every credential `matches` selects (its client was set or
-    /// deleted, its tenant deleted), so a tenant or installation made again under the same
-    /// name never inherits a token. A token call in flight is waited for, then dropped.
+    /// deleted, its tenant deleted, a user disconnected), so a tenant, installation or user
+    /// made again under the same name never inherits a token: the entries leave the cache, and
+    /// a token call in flight on one is waited for, then its result dropped.
     pub async fn forget_where(&self, matches: impl Fn(&CredentialScope, &str) -> bool) {
-        let slots: Vec<Slot> = self
-            .slots
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .filter(|(key, _)| matches(&key.scope, &key.credential))
-            .map(|(_, slot)| slot.clone())
-            .collect();
+        let slots: Vec<Slot> = {
+            let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+            let keys: Vec<TokenKey> = slots
+                .map
+                .keys()
+                .filter(|key| matches(&key.scope, &key.credential))
+                .cloned()
+                .collect();
+            keys.iter()
+                .filter_map(|key| slots.map.remove(key))
+                .map(|(slot, _)| slot)
+                .collect()
+        };
         for slot in slots {
             *slot.lock().await = TokenState::default();
         }
@@ -482,6 +666,7 @@ impl OAuthTokens {
             // A DPoP or MAC token sent as a bearer token would fail, or worse, be replayable.
             return Err(fail("token-type-not-bearer"));
         }
+        let account = ProviderAccount::from_response(&body);
         let access = body
             .access_token
             .map(|t| Secret::new(CredentialType::Bearer, t.to_string()))
@@ -496,6 +681,7 @@ impl OAuthTokens {
                 .collect()
         });
         Ok(Issued {
+            account,
             access,
             refresh: body.refresh_token,
             lifetime: body.expires_in.map(|s| s.min(MAX_LIFETIME)),
@@ -512,4 +698,110 @@ struct TokenResponse {
     refresh_token: Option<Zeroizing<String>>,
     scope: Option<String>,
     error: Option<String>,
+    /// Who consented, in the forms providers name them (Slack's objects; generic ids).
+    authed_user: Option<Value>,
+    team: Option<Value>,
+    user_id: Option<Value>,
+    account_id: Option<Value>,
+    id_token: Option<Zeroizing<String>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tokens(capacity: usize) -> OAuthTokens {
+        OAuthTokens {
+            capacity,
+            ..OAuthTokens::new(Arc::new(EgressSettings::default()))
+        }
+    }
+
+    fn user(name: &str) -> CredentialScope {
+        CredentialScope {
+            user: Some(name.to_string()),
+            ..CredentialScope::new("acme", "slack")
+        }
+    }
+
+    fn held(tokens: &OAuthTokens) -> Vec<String> {
+        let slots = tokens.slots.lock().expect("slots");
+        let mut users: Vec<String> = slots
+            .map
+            .keys()
+            .filter_map(|k| k.scope.user.clone())
+            .collect();
+        users.sort();
+        users
+    }
+
+    #[tokio::test]
+    async fn the_cache_is_bounded_and_forgets_a_disconnected_user() {
+        let tokens = tokens(3);
+        // A slot in use is never dropped to make room.
+        let busy = tokens.slot(&user("busy"), "slack");
+        for n in 0..1000 {
+            tokens.slot(&user(&format!("flood-{n}")), "slack");
+        }
+        assert_eq!(held(&tokens), ["busy", "flood-998", "flood-999"]);
+        drop(busy);
+        // The least recently used goes first: flood-998 is used again, so flood-999 and
+        // busy make room.
+        tokens.slot(&user("flood-998"), "slack");
+        tokens.slot(&user("a"), "slack");
+        tokens.slot(&user("b"), "slack");
+        assert_eq!(held(&tokens), ["a", "b", "flood-998"]);
+        // Disconnecting a user removes their entry; others stay.
+        tokens.forget(&user("a"), "slack").await;
+        assert_eq!(held(&tokens), ["b", "flood-998"]);
+        tokens.forget_where(|scope, _| scope.tenant == "acme").await;
+        assert!(held(&tokens).is_empty());
+    }
+
+    fn response(body: Value) -> TokenResponse {
+        serde_json::from_value(body).expect("a token response")
+    }
+
+    #[test]
+    fn the_account_comes_from_what_the_token_response_names() {
+        let slack = response(serde_json::json!({
+            "access_token": "xoxb-1", "authed_user": {"id": "U024BE7LH"},
+            "team": {"id": "T9TK3CUKW", "name": "Acme"}
+        }));
+        assert_eq!(
+            ProviderAccount::from_response(&slack),
+            Some(ProviderAccount {
+                id: "U024BE7LH".into(),
+                workspace: Some("T9TK3CUKW".into()),
+                source: AccountSource::TokenResponse,
+            })
+        );
+        let numeric = response(serde_json::json!({"access_token": "t", "user_id": 4711}));
+        assert_eq!(
+            ProviderAccount::from_response(&numeric).map(|a| a.id),
+            Some("4711".into())
+        );
+        // An ID token's subject is taken, and marked as unverified.
+        let claims = URL_SAFE_NO_PAD.encode(br#"{"sub": "248289761001", "iss": "https://x"}"#);
+        let oidc = response(serde_json::json!({
+            "access_token": "t", "id_token": format!("e30.{claims}.sig")
+        }));
+        let account = ProviderAccount::from_response(&oidc).expect("sub");
+        assert_eq!(account.id, "248289761001");
+        assert_eq!(account.source, AccountSource::IdTokenUnverified);
+        // Control characters, an oversized id, objects and nothing at all: no account.
+        for body in [
+            serde_json::json!({"access_token": "t", "user_id": "U1\nforged"}),
+            serde_json::json!({"access_token": "t", "account_id": "x".repeat(300)}),
+            serde_json::json!({"access_token": "t", "user_id": {"id": "U1"}}),
+            serde_json::json!({"access_token": "t", "id_token": "not-a-jwt"}),
+            serde_json::json!({"access_token": "t"}),
+        ] {
+            assert_eq!(
+                ProviderAccount::from_response(&response(body.clone())),
+                None,
+                "{body}"
+            );
+        }
+    }
 }

@@ -11,7 +11,7 @@ use super::{EXIT_INVALID, Opened, fail};
 use crate::bundle::read_bundle;
 use crate::clock::rfc3339;
 use crate::ids::{InstallationId, TenantId};
-use crate::install::{Grant, InstallRequest, Installer, Outcome};
+use crate::install::{Approver, Grant, InstallRequest, Installer, Outcome};
 use crate::store::installations::InstallationRecord;
 
 /// Largest config accepted on the command line or from a file.
@@ -72,7 +72,7 @@ pub(crate) fn install(args: InstallArgs, opened: &Opened) -> anyhow::Result<u8> 
             .installation
             .clone()
             .expect("clap requires --installation");
-        installer.approve(&tenant, &installation, grant)
+        installer.approve(&tenant, &installation, grant, Approver::Admin)
     } else {
         let path = args.bundle.clone().expect("clap requires a bundle here");
         let config = args
@@ -100,6 +100,7 @@ pub(crate) fn install(args: InstallArgs, opened: &Opened) -> anyhow::Result<u8> 
             grant,
             config,
             allow_downgrade: args.allow_downgrade,
+            approver: Approver::Admin,
         };
         installer.install(request)
     };
@@ -146,7 +147,11 @@ fn report(installer: &Installer<'_>, outcome: &Outcome) -> anyhow::Result<()> {
                 r.installation
             );
             for item in &pending.additions {
-                eprintln!("  + {item}");
+                let admin = match pending.admin_only.contains(item) {
+                    true => " (operator only: it changes where a secret is sent)",
+                    false => "",
+                };
+                eprintln!("  + {item}{admin}");
             }
             return Ok(());
         }
@@ -191,11 +196,19 @@ fn print_list(records: &[InstallationRecord], json: bool) -> anyhow::Result<()> 
     }
     for r in records {
         let pending = r.pending.as_ref().map_or(String::new(), |p| {
+            let additions: Vec<String> = p
+                .additions
+                .iter()
+                .map(|a| match p.admin_only.contains(a) {
+                    true => format!("{a} (operator only)"),
+                    false => a.clone(),
+                })
+                .collect();
             format!(
                 "  upgrade to {} waiting since {}: {}",
                 p.version,
                 rfc3339(p.requested),
-                p.additions.join("; ")
+                additions.join("; ")
             )
         });
         println!(

@@ -79,6 +79,16 @@ pub enum InstallError {
          new version"
     )]
     SameVersion { id: String, version: String },
+    #[error(
+        "installation {installation}: {version} changes where a stored secret is sent ({}); only \
+         the operator's admin key may approve that",
+        items.join("; ")
+    )]
+    AdminOnly {
+        installation: String,
+        version: String,
+        items: Vec<String>,
+    },
     #[error("the stored bundle of installation {0} is missing or unreadable")]
     MissingBundle(InstallationId, #[source] OpenError),
     #[error(transparent)]
@@ -112,6 +122,18 @@ pub struct InstallRequest {
     pub grant: Option<Grant>,
     pub config: Option<String>,
     pub allow_downgrade: bool,
+    /// Who approves what the request grants.
+    pub approver: Approver,
+}
+
+/// Who is approving an install or upgrade: an addition that changes where a stored secret is
+/// sent needs the operator ([`diff::Addition::admin`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Approver {
+    /// The operator: the CLI on the data dir, or the API's admin key.
+    Admin,
+    /// A tenant's API key.
+    Tenant,
 }
 
 /// What an install did.
@@ -234,6 +256,21 @@ impl Installer<'_> {
         }
         let old = self.installed_manifest(&installed)?;
         let additions = diff::additions(&old.manifest, &integration.manifest().manifest);
+        let admin_only: Vec<String> = additions
+            .iter()
+            .filter(|a| a.admin)
+            .map(|a| a.item.clone())
+            .collect();
+        if !matches!(approval, Approval::None)
+            && !admin_only.is_empty()
+            && request.approver != Approver::Admin
+        {
+            return Err(InstallError::AdminOnly {
+                installation: installed.installation,
+                version: verified.version.clone(),
+                items: admin_only,
+            });
+        }
         let declared = integration.manifest().manifest.egress_policy();
         let grant = match approval {
             Approval::Grant(grant) => grant,
@@ -245,7 +282,8 @@ impl Installer<'_> {
                         version: verified.version.clone(),
                         bundle: digest,
                         key: verified.key_id.clone(),
-                        additions,
+                        additions: additions.into_iter().map(|a| a.item).collect(),
+                        admin_only,
                         requested: now_unix(),
                     }),
                     ..installed
@@ -302,13 +340,14 @@ impl Installer<'_> {
         Ok(Outcome::Reconfigured(record))
     }
 
-    /// Approves the upgrade waiting on an installation, with `grant` (or the installed grant,
-    /// carried over, when none is given: then the additions stay ungranted).
+    /// Approves, as `approver`, the upgrade waiting on an installation, with `grant` (or the
+    /// installed grant, carried over, when none is given: then the additions stay ungranted).
     pub fn approve(
         &self,
         tenant: &TenantId,
         installation: &InstallationId,
         grant: Option<Grant>,
+        approver: Approver,
     ) -> Result<Outcome, InstallError> {
         let installed = self.get(tenant, installation)?;
         let Some(pending) = installed.pending.clone() else {
@@ -317,8 +356,9 @@ impl Installer<'_> {
                 installation: installation.clone(),
             });
         };
-        let (request, integration, verified) =
+        let (mut request, integration, verified) =
             self.reinstall(tenant, installation, &pending.bundle, None)?;
+        request.approver = approver;
         let approval = grant.map_or(Approval::CarryOver, Approval::Grant);
         self.replace(request, approval, installed, &integration, &verified)
     }
@@ -358,6 +398,7 @@ impl Installer<'_> {
             grant: None,
             config,
             allow_downgrade: false,
+            approver: Approver::Tenant,
         };
         Ok((request, integration, verified))
     }

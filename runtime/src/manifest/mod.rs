@@ -31,6 +31,7 @@ use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use airlock_host_api::policy::egress::RequestTarget;
 use serde::{Deserialize, Serialize};
 
 pub use crate::units::{ByteSize, HumanDuration};
@@ -80,13 +81,27 @@ impl Manifest {
         }
     }
 
-    /// The origins credential `name` is sent to: those of the rules naming it, deduplicated.
+    /// The origins credential `name` is sent to, deduplicated: those of the rules naming it,
+    /// and for an `oauth2` credential its token endpoint's (where the client secret and refresh
+    /// token go). A stored value is bound to these (docs/security-model.md).
     pub fn credential_origins(&self, name: &str) -> Vec<String> {
+        let token_endpoint = self
+            .credentials
+            .iter()
+            .find(|(n, _)| n.as_str() == name)
+            .and_then(|(_, decl)| match decl.get_ref() {
+                CredentialDecl::Oauth2(oauth) => {
+                    RequestTarget::parse(oauth.token_url.as_str()).ok()
+                }
+                _ => None,
+            })
+            .map(|target| target.origin());
         let mut origins: Vec<String> = self
             .egress
             .iter()
             .filter(|e| e.rule().credential() == Some(name))
             .map(|e| e.rule().origin().to_string())
+            .chain(token_endpoint)
             .collect();
         origins.sort();
         origins.dedup();

@@ -74,8 +74,9 @@ pub struct App {
     pub(crate) hook_refusals: FailureLimiter<String>,
     pub(crate) hook_refusals_unrecorded: AtomicU64,
     pub(crate) limits: ServeLimits,
-    /// Where providers send a person back after consent: `{public_url}/v1/oauth/callback`.
-    redirect_uri: String,
+    /// Where browsers reach this server (scheme, host and port): consents start at
+    /// `{public_url}/v1/oauth/start/…` and come back to `{public_url}/v1/oauth/callback`.
+    public_url: String,
     trust: TrustCache,
     loaded: Mutex<HashMap<(TenantId, InstallationId), Arc<Loaded>>>,
     /// Metrics counted from the trail so far, and the next record to count.
@@ -93,7 +94,7 @@ impl App {
         public_url: &str,
     ) -> Result<Self, TrustError> {
         Ok(Self {
-            redirect_uri: format!("{}/v1/oauth/callback", public_url.trim_end_matches('/')),
+            public_url: public_url.trim_end_matches('/').to_string(),
             trust: TrustCache::open(runtime.data_dir().to_path_buf())?,
             admission: Admission::new(limits.admission),
             failures: KeyFailures::default(),
@@ -123,7 +124,12 @@ impl App {
 
     /// The OAuth redirect URI this server registers with providers.
     pub(crate) fn redirect_uri(&self) -> String {
-        self.redirect_uri.clone()
+        format!("{}/v1/oauth/callback", self.public_url)
+    }
+
+    /// Where a person's browser starts the consent with one-time id `id`.
+    pub(crate) fn consent_start_url(&self, id: &str) -> String {
+        format!("{}/v1/oauth/start/{id}", self.public_url)
     }
 
     /// The trust store as it is on disk now.

@@ -141,6 +141,11 @@ impl Principal {
         )))
     }
 
+    /// Whether this is the operator's admin key.
+    pub fn is_admin(&self) -> bool {
+        self.tenant.is_none()
+    }
+
     /// Refuses (`403`, recorded) unless this is the operator's admin key.
     pub async fn require_admin(&self, app: &App) -> Result<(), ApiError> {
         if self.tenant.is_none() {

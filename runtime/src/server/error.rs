@@ -185,6 +185,7 @@ impl From<InstallError> for ApiError {
             InstallError::OtherIntegration { .. }
             | InstallError::SameVersion { .. }
             | InstallError::Rollback { .. } => (StatusCode::CONFLICT, "conflict"),
+            InstallError::AdminOnly { .. } => (StatusCode::FORBIDDEN, "admin-only"),
             InstallError::Audit(a) => return Self::from(a.clone()),
             InstallError::MissingBundle(..) | InstallError::Store(_) => return Self::internal(e),
         };

@@ -1,17 +1,23 @@
 //! OAuth connections: the tokens a person's consent produced for one credential of an
 //! installation (for the tenant, or for one of its users), and the consents under way.
 //!
-//! A consent under way is kept under the SHA-256 of its `state` (the state itself is never
-//! stored), with its PKCE verifier sealed, for ten minutes; taking it removes it, so a state
-//! works once. Connection tokens are sealed with the tenant's data key and bound to tenant,
-//! installation, credential, user and purpose. The status (connected, needs re-consent),
-//! scopes and expiry are kept in clear for listing; tokens never leave the store except to
-//! the egress broker.
+//! A consent starts at a one-time link: its id is kept only as a SHA-256, and taking it removes
+//! it. The browser that takes it gets a cookie nonce; the consent under way is then kept under
+//! the SHA-256 of its `state` (the state itself is never stored), with its PKCE verifier sealed
+//! and the nonce's SHA-256, until ten minutes after `connect`; taking it removes it, so a state
+//! works once, and only with the cookie of the browser that started it.
+//!
+//! Connection tokens are sealed with the tenant's data key and bound to tenant, installation,
+//! credential, user and purpose; so is the provider account the consent connected (customer
+//! data: listed to the tenant, never in the trail). The status (connected, needs re-consent),
+//! scopes, expiry and the token endpoint origin that issued the tokens are kept in clear;
+//! tokens never leave the store except to the egress broker.
 
-use airlock_host_api::credentials::vault::{ConnectionAad, Sealed};
-use airlock_host_api::credentials::{ConnectionTokens, CredentialType, Secret};
+use airlock_host_api::credentials::vault::{ConnectionAad, DataKey, Sealed};
+use airlock_host_api::credentials::{ConnectionTokens, CredentialType, ProviderAccount, Secret};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
+use subtle::ConstantTimeEq as _;
 use zeroize::Zeroizing;
 
 use super::keys::DATA_KEY_VERSION;
@@ -20,8 +26,10 @@ use crate::ids::{InstallationId, TenantId, UserId};
 
 const CONNECTIONS: &str = "oauth-connections";
 const PENDING: &str = "oauth-pending";
+const STARTS: &str = "oauth-starts";
 const TOKENS: &str = "tokens";
 const VERIFIER: &str = "pkce-verifier";
+const ACCOUNT: &str = "provider-account";
 
 /// Which connection: a credential of an installation, for the tenant or one user.
 #[derive(Debug, Clone, Copy)]
@@ -76,6 +84,12 @@ struct Record {
     /// Random, new on every write: names the version a refresh replaces.
     revision: u64,
     sealed: Sealed,
+    /// The token endpoint origin that issued the tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    token_origin: Option<String>,
+    /// The provider account, sealed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    account: Option<Sealed>,
 }
 
 /// The sealed part: the tokens.
@@ -99,6 +113,9 @@ pub struct ConnectionInfo {
     pub expires_at: Option<u64>,
     /// Whether a refresh token is held (the connection renews itself).
     pub refreshable: bool,
+    /// Whose account at the provider, where the code exchange named one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<ProviderAccount>,
 }
 
 /// A consent under way, between `connect` and the provider's callback.
@@ -119,6 +136,9 @@ pub struct PendingConsent {
 struct PendingRecord {
     consent: PendingConsent,
     verifier: Sealed,
+    /// Hex SHA-256 of the cookie nonce of the browser that started the consent.
+    #[serde(default)]
+    browser: String,
 }
 
 /// What a state found when it was taken.
@@ -126,11 +146,19 @@ pub enum TakenState {
     /// Unknown, or already used.
     Unknown,
     Expired(PendingConsent),
+    /// The browser coming back does not hold the cookie of the one that started the consent.
+    OtherBrowser(PendingConsent),
     Valid(PendingConsent, Zeroizing<String>),
 }
 
+/// The key of a state or start id: its SHA-256, so the value itself is never stored.
 fn state_key(state: &str) -> Vec<u8> {
     Sha256::digest(state.as_bytes()).to_vec()
+}
+
+/// Hex SHA-256 of a browser's cookie nonce.
+fn browser_hash(nonce: &str) -> String {
+    hex::encode(Sha256::digest(nonce.as_bytes()))
 }
 
 fn corrupt(what: &str) -> StoreError {
@@ -140,13 +168,35 @@ fn corrupt(what: &str) -> StoreError {
 }
 
 impl Store {
-    /// Keeps a consent under way under `state`, its PKCE `verifier` sealed.
+    /// Keeps `consent` to be started once, by the browser that opens the link with `id`.
+    pub fn offer_consent(&self, id: &str, consent: &PendingConsent) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(consent).map_err(|_| corrupt("OAuth consent"))?;
+        self.tree(STARTS)?.insert(state_key(id), bytes)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Takes the consent offered under `id`, removed whatever it holds; `None` if unknown or
+    /// already taken. The caller checks its expiry.
+    pub fn take_offered_consent(&self, id: &str) -> Result<Option<PendingConsent>, StoreError> {
+        let Some(bytes) = self.tree(STARTS)?.remove(state_key(id))? else {
+            return Ok(None);
+        };
+        self.db.flush()?;
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|_| corrupt("OAuth consent"))
+    }
+
+    /// Keeps a consent under way under `state`, its PKCE `verifier` sealed, for the browser
+    /// holding the cookie `nonce`.
     pub fn begin_consent(
         &self,
         key: ConnectionKey<'_>,
         consent: PendingConsent,
         state: &str,
         verifier: &str,
+        nonce: &str,
     ) -> Result<(), StoreError> {
         let data_key = self
             .tenant_key(key.tenant, true)?
@@ -154,6 +204,7 @@ impl Store {
         let record = PendingRecord {
             consent,
             verifier: data_key.seal(&key.aad(VERIFIER), verifier.as_bytes()),
+            browser: browser_hash(nonce),
         };
         let bytes = serde_json::to_vec(&record).map_err(|_| corrupt("OAuth consent"))?;
         self.tree(PENDING)?.insert(state_key(state), bytes)?;
@@ -161,9 +212,15 @@ impl Store {
         Ok(())
     }
 
-    /// Takes the consent under way for `state`: removed whatever it holds, so no state is
-    /// used twice.
-    pub fn take_consent(&self, state: &str, now: u64) -> Result<TakenState, StoreError> {
+    /// Takes the consent under way for `state`, for the browser that came back with `cookie`
+    /// (its nonce): removed whatever it holds, so no state is used twice, not even after a
+    /// refusal.
+    pub fn take_consent(
+        &self,
+        state: &str,
+        cookie: Option<&str>,
+        now: u64,
+    ) -> Result<TakenState, StoreError> {
         let Some(bytes) = self.tree(PENDING)?.remove(state_key(state))? else {
             return Ok(TakenState::Unknown);
         };
@@ -173,6 +230,14 @@ impl Store {
         let consent = record.consent;
         if now >= consent.expires {
             return Ok(TakenState::Expired(consent));
+        }
+        let same_browser = cookie.is_some_and(|nonce| {
+            let hash = browser_hash(nonce);
+            !record.browser.is_empty()
+                && bool::from(hash.as_bytes().ct_eq(record.browser.as_bytes()))
+        });
+        if !same_browser {
+            return Ok(TakenState::OtherBrowser(consent));
         }
         let (tenant, installation, user) = parse_ids(&consent)?;
         let key = ConnectionKey {
@@ -240,6 +305,12 @@ impl Store {
             refresh: tokens.refresh.clone(),
         };
         let plain = Zeroizing::new(serde_json::to_vec(&sealed).map_err(|_| corrupt("tokens"))?);
+        let account = tokens
+            .account
+            .as_ref()
+            .map(|a| serde_json::to_vec(a).map_err(|_| corrupt("provider account")))
+            .transpose()?
+            .map(|a| data_key.seal(&key.aad(ACCOUNT), &a));
         Ok(move |previous: Option<Record>, now: u64| {
             let connected = match &previous {
                 Some(p) if !tokens.needs_reauth && p.status == ConnectionStatus::Connected => {
@@ -260,6 +331,8 @@ impl Store {
                 refreshable: tokens.refresh.is_some(),
                 revision: rand::random(),
                 sealed: data_key.seal(&key.aad(TOKENS), &plain),
+                token_origin: tokens.token_origin.clone(),
+                account: account.clone(),
             })
         })
     }
@@ -313,9 +386,11 @@ impl Store {
             access,
             expires_at: record.expires_at,
             refresh: tokens.refresh,
+            account: open_account(&data_key, key, record.account.as_ref())?,
             scopes: record.scopes,
             needs_reauth: record.status == ConnectionStatus::NeedsReconsent,
             revision: record.revision,
+            token_origin: record.token_origin,
         }))
     }
 
@@ -345,6 +420,7 @@ impl Store {
         installation: &InstallationId,
     ) -> Result<Vec<ConnectionInfo>, StoreError> {
         let prefix = format!("{tenant}\0{installation}\0").into_bytes();
+        let data_key = self.tenant_key(tenant, false)?;
         self.tree(CONNECTIONS)?
             .scan_prefix(&prefix)
             .map(|entry| {
@@ -352,6 +428,22 @@ impl Store {
                 let rest = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
                 let (credential, user) = rest.split_once('\0').unwrap_or((&rest, ""));
                 let record = decode(&bytes)?;
+                let user_id: Option<UserId> = (!user.is_empty())
+                    .then(|| user.parse())
+                    .transpose()
+                    .map_err(|_| corrupt("OAuth connection"))?;
+                let account = match &data_key {
+                    Some(data_key) => {
+                        let key = ConnectionKey {
+                            tenant,
+                            installation,
+                            credential,
+                            user: user_id.as_ref(),
+                        };
+                        open_account(data_key, key, record.account.as_ref())?
+                    }
+                    None => None,
+                };
                 Ok(ConnectionInfo {
                     credential: credential.to_string(),
                     user: (!user.is_empty()).then(|| user.to_string()),
@@ -361,6 +453,7 @@ impl Store {
                     updated: record.updated,
                     expires_at: record.expires_at,
                     refreshable: record.refreshable,
+                    account,
                 })
             })
             .collect()
@@ -379,32 +472,58 @@ impl Store {
         for key in connections.scan_prefix(format!("{tenant}\0")).keys() {
             connections.remove(key?)?;
         }
-        let pending = self.tree(PENDING)?;
-        for entry in pending.iter() {
-            let (key, bytes) = entry?;
-            let of_tenant = serde_json::from_slice::<PendingRecord>(&bytes)
-                .map_or(true, |r| r.consent.tenant == tenant.as_str());
-            if of_tenant {
-                pending.remove(key)?;
-            }
-        }
+        self.remove_consents(|consent| consent.is_none_or(|c| c.tenant == tenant.as_str()))?;
         Ok(())
     }
 
-    /// Drops consents whose ten minutes are over; returns how many.
+    /// Drops consents (offered or under way) whose ten minutes are over; returns how many.
     pub fn purge_consents(&self, now: u64) -> Result<usize, StoreError> {
-        let pending = self.tree(PENDING)?;
-        let mut purged = 0;
-        for entry in pending.iter() {
-            let (key, bytes) = entry?;
-            let expired = serde_json::from_slice::<PendingRecord>(&bytes)
-                .map_or(true, |r| r.consent.expires <= now);
-            if expired && pending.remove(key)?.is_some() {
-                purged += 1;
+        self.remove_consents(|consent| consent.is_none_or(|c| c.expires <= now))
+    }
+
+    /// Removes the consents, offered or under way, that `remove` selects (`None`: unreadable);
+    /// returns how many.
+    fn remove_consents(
+        &self,
+        remove: impl Fn(Option<&PendingConsent>) -> bool,
+    ) -> Result<usize, StoreError> {
+        let mut removed = 0;
+        for (name, offered) in [(PENDING, false), (STARTS, true)] {
+            let tree = self.tree(name)?;
+            for entry in tree.iter() {
+                let (key, bytes) = entry?;
+                let consent = match offered {
+                    true => serde_json::from_slice::<PendingConsent>(&bytes).ok(),
+                    false => serde_json::from_slice::<PendingRecord>(&bytes)
+                        .ok()
+                        .map(|r| r.consent),
+                };
+                if remove(consent.as_ref()) && tree.remove(key)?.is_some() {
+                    removed += 1;
+                }
             }
         }
-        Ok(purged)
+        Ok(removed)
     }
+}
+
+/// The provider account sealed in a connection record, opened.
+fn open_account(
+    data_key: &DataKey,
+    key: ConnectionKey<'_>,
+    sealed: Option<&Sealed>,
+) -> Result<Option<ProviderAccount>, StoreError> {
+    let Some(sealed) = sealed else {
+        return Ok(None);
+    };
+    let plain = data_key
+        .open(&key.aad(ACCOUNT), sealed)
+        .map_err(|_| StoreError::Decrypt {
+            what: format!("provider account of credential `{}`", key.credential),
+        })?;
+    serde_json::from_slice(&plain)
+        .map(Some)
+        .map_err(|_| corrupt("provider account"))
 }
 
 /// The typed ids a stored consent names.
@@ -456,12 +575,15 @@ mod tests {
             expires,
         };
         store
-            .begin_consent(key, consent(700), "state-1", "verifier-1")
+            .begin_consent(key, consent(700), "state-1", "verifier-1", "nonce-1")
             .expect("begin");
         store
-            .begin_consent(key, consent(700), "state-2", "verifier-2")
+            .begin_consent(key, consent(700), "state-2", "verifier-2", "nonce-2")
             .expect("begin");
-        match store.take_consent("state-1", 100).expect("take") {
+        match store
+            .take_consent("state-1", Some("nonce-1"), 100)
+            .expect("take")
+        {
             TakenState::Valid(c, verifier) => {
                 assert_eq!(c, consent(700));
                 assert_eq!(verifier.as_str(), "verifier-1");
@@ -469,18 +591,18 @@ mod tests {
             _ => panic!("state-1 is valid"),
         }
         assert!(matches!(
-            store.take_consent("state-1", 100),
+            store.take_consent("state-1", Some("nonce-1"), 100),
             Ok(TakenState::Unknown)
         ));
         assert!(matches!(
-            store.take_consent("state-2", 700),
+            store.take_consent("state-2", Some("nonce-2"), 700),
             Ok(TakenState::Expired(_))
         ));
         store
-            .begin_consent(key, consent(50), "state-3", "v")
+            .begin_consent(key, consent(50), "state-3", "v", "n")
             .expect("begin");
         assert_eq!(store.purge_consents(100).expect("purge"), 1);
-        // The state itself is not stored, only its hash.
+        // The state itself is not stored, only its hash (nor the nonce).
         let raw: Vec<u8> = store
             .tree(PENDING)
             .expect("tree")
@@ -491,6 +613,7 @@ mod tests {
             })
             .collect();
         assert!(!String::from_utf8_lossy(&raw).contains("state-"));
+        assert!(!String::from_utf8_lossy(&raw).contains("nonce-"));
 
         let tokens = ConnectionTokens {
             access: Some(Secret::new(CredentialType::Bearer, "xoxb-alice".into()).expect("token")),
@@ -499,6 +622,8 @@ mod tests {
             scopes: vec!["chat:write".into()],
             needs_reauth: false,
             revision: 0,
+            token_origin: Some("https://slack.com".into()),
+            account: None,
         };
         store.put_connection(key, &tokens, 100).expect("put");
         let read = store.connection(key).expect("read").expect("connected");
@@ -539,6 +664,103 @@ mod tests {
         assert_eq!(listed[0].user.as_deref(), Some("alice"));
         assert!(store.delete_tenant(&tenant).expect("deleted"));
         assert!(store.tree(CONNECTIONS).expect("tree").is_empty());
+    }
+
+    #[test]
+    fn a_consent_starts_once_and_comes_back_only_to_the_browser_that_started_it() {
+        let dir = tempfile::TempDir::new().expect("temp");
+        let store = Store::open(dir.path(), None).expect("store");
+        let tenant: TenantId = "acme".parse().expect("tenant");
+        store.create_tenant(&tenant).expect("tenant");
+        let installation: InstallationId = "slack".parse().expect("installation");
+        let key = ConnectionKey {
+            tenant: &tenant,
+            installation: &installation,
+            credential: "slack",
+            user: None,
+        };
+        let consent = PendingConsent {
+            tenant: "acme".into(),
+            installation: "slack".into(),
+            credential: "slack".into(),
+            user: None,
+            scopes: vec!["chat:write".into()],
+            redirect_uri: "https://airlock.example/v1/oauth/callback".into(),
+            expires: 700,
+        };
+        // The link works once, and its id is not stored.
+        store.offer_consent("start-1", &consent).expect("offer");
+        let raw: Vec<u8> = store
+            .tree(STARTS)
+            .expect("tree")
+            .iter()
+            .flat_map(|e| e.expect("entry").0.to_vec())
+            .collect();
+        assert!(!String::from_utf8_lossy(&raw).contains("start-1"));
+        assert_eq!(
+            store.take_offered_consent("start-1").expect("take"),
+            Some(consent.clone())
+        );
+        assert_eq!(store.take_offered_consent("start-1").expect("take"), None);
+        // Without the starting browser's cookie, or with another one: refused, and the state
+        // is spent all the same.
+        for (n, cookie) in [None, Some("someone-elses"), Some("")]
+            .into_iter()
+            .enumerate()
+        {
+            let state = format!("state-{n}");
+            store
+                .begin_consent(key, consent.clone(), &state, "v", "nonce")
+                .expect("begin");
+            assert!(matches!(
+                store.take_consent(&state, cookie, 100),
+                Ok(TakenState::OtherBrowser(_))
+            ));
+            assert!(matches!(
+                store.take_consent(&state, Some("nonce"), 100),
+                Ok(TakenState::Unknown)
+            ));
+        }
+        // Offered and started consents go with their tenant.
+        store.offer_consent("start-2", &consent).expect("offer");
+        store
+            .begin_consent(key, consent.clone(), "state-9", "v", "nonce")
+            .expect("begin");
+        assert_eq!(store.purge_consents(100).expect("purge"), 0);
+        assert_eq!(store.purge_consents(700).expect("purge"), 2);
+
+        // The provider account is sealed in place and listed.
+        let account = ProviderAccount {
+            id: "U024BE7LH".into(),
+            workspace: Some("T9TK3CUKW".into()),
+            source: airlock_host_api::credentials::AccountSource::TokenResponse,
+        };
+        let tokens = ConnectionTokens {
+            access: Some(Secret::new(CredentialType::Bearer, "xoxb-1".into()).expect("token")),
+            account: Some(account.clone()),
+            token_origin: Some("https://slack.com".into()),
+            ..ConnectionTokens::default()
+        };
+        store.put_connection(key, &tokens, 100).expect("put");
+        let raw = store
+            .tree(CONNECTIONS)
+            .expect("tree")
+            .get(key.bytes())
+            .expect("get")
+            .expect("record");
+        assert!(!String::from_utf8_lossy(&raw).contains("U024BE7LH"));
+        let listed = store.connections_of(&tenant, &installation).expect("list");
+        assert_eq!(listed[0].account.as_ref(), Some(&account));
+        let read = store.connection(key).expect("read").expect("connected");
+        assert_eq!(read.token_origin.as_deref(), Some("https://slack.com"));
+        // A refresh keeps the account it read.
+        assert!(
+            store
+                .replace_connection(key, read.revision, &read, 200)
+                .expect("refresh")
+        );
+        let listed = store.connections_of(&tenant, &installation).expect("list");
+        assert_eq!(listed[0].account.as_ref(), Some(&account));
     }
 
     #[test]

@@ -35,7 +35,8 @@ pub struct CredentialInfo {
     pub name: String,
     #[serde(rename = "type")]
     pub credential_type: CredentialType,
-    /// The origins (scheme://host:port) of the rules that send it.
+    /// The origins (scheme://host:port) it is sent to: its rules', and an OAuth client's
+    /// token endpoint's.
     pub origins: Vec<String>,
     pub created: u64,
     pub rotated: Option<u64>,

@@ -43,6 +43,10 @@ pub struct PendingUpgrade {
     pub key: String,
     /// What it declares beyond the installed version.
     pub additions: Vec<String>,
+    /// Those of `additions` only the operator's admin key may approve: they change where a
+    /// stored secret is sent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub admin_only: Vec<String>,
     pub requested: u64,
 }
 

@@ -113,6 +113,12 @@ impl RequestTarget {
         }
     }
 
+    /// `https://authority`, written as a rule's origin is ([`super::RuleOrigin`]'s `Display`),
+    /// so the two compare: what a credential is bound to.
+    pub fn origin(&self) -> String {
+        format!("https://{}", self.authority())
+    }
+
     /// Canonical path (`/a/b`), dot segments removed, RFC 3986 normal form.
     pub fn path(&self) -> &str {
         &self.path

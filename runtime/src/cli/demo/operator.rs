@@ -1,8 +1,9 @@
 //! The demo's operator step: the real server (`airlock serve`'s routes, auth, admission and
 //! audit) on 127.0.0.1, over a throwaway data dir that trusts the demo key. Through its API, a
-//! tenant connects the Slack example by OAuth consent (authorization code with PKCE) against a
-//! loopback stand-in for slack.com, and posts through the brokered token; then a webhook
-//! endpoint runs the contact mapper for a signed delivery, and refuses a replay and a forgery.
+//! tenant connects the Slack example by OAuth consent (authorization code with PKCE, started
+//! at a one-time link that binds the consent to the browser's cookie) against a loopback
+//! stand-in for slack.com, and posts through the brokered token; then a webhook endpoint runs
+//! the contact mapper for a signed delivery, and refuses a replay and a forgery.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -14,8 +15,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
-use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
-use http::{Method, Request, Response, StatusCode};
+use http::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, HOST, LOCATION, SET_COOKIE};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use percent_encoding::percent_decode_str;
@@ -93,6 +94,7 @@ pub(super) async fn show(
             grant: Some(crate::install::Grant::everything(&declared)),
             config,
             allow_downgrade: false,
+            approver: crate::install::Approver::Admin,
         })?;
     }
     let scopes = Scope::ALL.to_vec();
@@ -141,50 +143,78 @@ async fn connect_and_post(
         status == StatusCode::CREATED,
         "the operator registered the platform's Slack OAuth client (sealed like any credential)",
     );
-    let (status, started) = api
-        .json(
-            Method::POST,
-            "/v1/installations/slack-notifier/credentials/slack/connect",
-            json!({}),
-        )
-        .await?;
-    let url = started["authorization_url"].as_str().unwrap_or_default();
-    let params = query(url);
+    let started = browse(api).await?;
+    let params = query(&started.authorize);
+    let cookie = started.cookie.as_deref().unwrap_or_default();
     demo.check(
-        status == StatusCode::CREATED && params.get("code_challenge_method").map(String::as_str) == Some("S256"),
-        &format!("connect: the person is sent to https://{SLACK}/oauth/v2/authorize with scope chat:write, a PKCE challenge and a single-use state"),
+        started.cookie.is_some()
+            && ["HttpOnly", "Secure", "SameSite=Lax"].iter().all(|a| cookie.contains(a))
+            && params.get("code_challenge_method").map(String::as_str) == Some("S256"),
+        &format!("connect returns a one-time link on Airlock; the browser that opens it gets an HttpOnly, Secure, SameSite=Lax cookie and goes to https://{SLACK}/oauth/v2/authorize with scope chat:write, a PKCE challenge and a single-use state"),
+    );
+    let (status, again) = api
+        .call(Method::GET, &started.path, None, &[], Vec::new())
+        .await?;
+    demo.check(
+        status == StatusCode::BAD_REQUEST,
+        &format!(
+            "the same link opened again (forwarded, say) is refused: {}",
+            again["error"]["reason"]
+        ),
     );
     // The browser: the person consents, the provider sends them back with a code.
-    let code = format!("code-{}", hex::encode(rand::random::<[u8; 8]>()));
-    let challenge = params.get("code_challenge").cloned().unwrap_or_default();
-    consents
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .codes
-        .insert(code.clone(), challenge);
-    let state = params.get("state").cloned().unwrap_or_default();
-    let callback = format!(
-        "/v1/oauth/callback?code={code}&state={}",
-        percent_encoding::utf8_percent_encode(&state, percent_encoding::NON_ALPHANUMERIC)
-    );
+    let callback = consent(consents, &params);
+    let cookie = started.cookie.unwrap_or_default();
+    let nonce = cookie.split(';').next().unwrap_or_default().to_string();
+    let with_cookie = [(COOKIE.as_str(), nonce)];
     let (status, connected) = api
-        .call(Method::GET, &callback, None, &[], Vec::new())
+        .call(Method::GET, &callback, None, &with_cookie, Vec::new())
         .await?;
     demo.check(
         status == StatusCode::OK,
         &format!(
-            "the callback exchanged the code with the PKCE verifier: connected, scopes {}",
+            "the callback, from the browser holding the cookie, exchanged the code with the PKCE verifier: connected, scopes {}",
             connected["scopes"]
         ),
     );
     let (status, again) = api
-        .call(Method::GET, &callback, None, &[], Vec::new())
+        .call(Method::GET, &callback, None, &with_cookie, Vec::new())
         .await?;
     demo.check(
         status == StatusCode::BAD_REQUEST,
         &format!(
             "the same callback again is refused: {}",
             again["error"]["reason"]
+        ),
+    );
+    // A provider URL forwarded to someone else: their browser has no cookie.
+    let forwarded = browse(api).await?;
+    let callback = consent(consents, &query(&forwarded.authorize));
+    let (status, refused) = api
+        .call(Method::GET, &callback, None, &[], Vec::new())
+        .await?;
+    demo.check(
+        status == StatusCode::BAD_REQUEST,
+        &format!(
+            "the provider's URL forwarded to another person: their consent comes back without the cookie and connects nothing: {}",
+            refused["error"]["reason"]
+        ),
+    );
+    let (_, listed) = api
+        .call(
+            Method::GET,
+            "/v1/installations/slack-notifier/credentials",
+            Some(api.key),
+            &[],
+            Vec::new(),
+        )
+        .await?;
+    let account = &listed["connections"][0]["account"];
+    demo.check(
+        account["id"] == "U0DEMO1" && account["workspace"] == "T0DEMO1",
+        &format!(
+            "the connection lists the Slack account it connected, {} in workspace {} (sealed at rest, never in the trail)",
+            account["id"], account["workspace"]
         ),
     );
     let alert = json!({"channel": "C024BE91L", "text": "disk almost full", "severity": "warning"});
@@ -203,6 +233,65 @@ async fn connect_and_post(
         &format!("post-alert posted with the brokered token ({SLACK} saw it once); the guest never saw it: {output}"),
     );
     Ok(())
+}
+
+/// A consent started in the person's browser.
+struct Started {
+    /// The one-time link's path on Airlock.
+    path: String,
+    /// Where the link sent the browser: the provider's authorization URL.
+    authorize: String,
+    /// The `Set-Cookie` the link answered with.
+    cookie: Option<String>,
+}
+
+/// `connect`, then the browser opens the start link it returned.
+async fn browse(api: &Api<'_>) -> anyhow::Result<Started> {
+    let (_, started) = api
+        .json(
+            Method::POST,
+            "/v1/installations/slack-notifier/credentials/slack/connect",
+            json!({}),
+        )
+        .await?;
+    let url = started["start_url"].as_str().unwrap_or_default();
+    let path = url
+        .strip_prefix(&format!("http://{}", api.addr))
+        .unwrap_or(url)
+        .to_string();
+    let (status, headers, _) = api.send(Method::GET, &path, None, &[], Vec::new()).await?;
+    let header = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &http::HeaderValue| v.to_str().ok())
+            .map(str::to_string)
+    };
+    anyhow::ensure!(
+        status == StatusCode::FOUND,
+        "the start link answered {status}"
+    );
+    Ok(Started {
+        path,
+        authorize: header(LOCATION).unwrap_or_default(),
+        cookie: header(SET_COOKIE),
+    })
+}
+
+/// The person consents at the stand-in: it issues a code for the PKCE challenge in `params`;
+/// returns the callback path the browser is sent back to.
+fn consent(consents: &Mutex<Consents>, params: &HashMap<String, String>) -> String {
+    let code = format!("code-{}", hex::encode(rand::random::<[u8; 8]>()));
+    let challenge = params.get("code_challenge").cloned().unwrap_or_default();
+    consents
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .codes
+        .insert(code.clone(), challenge);
+    let state = params.get("state").cloned().unwrap_or_default();
+    format!(
+        "/v1/oauth/callback?code={code}&state={}",
+        percent_encoding::utf8_percent_encode(&state, percent_encoding::NON_ALPHANUMERIC)
+    )
 }
 
 /// A webhook endpoint runs the mapper for a signed delivery; a replay and a forgery do not.
@@ -319,7 +408,7 @@ impl Api<'_> {
         .await
     }
 
-    /// One HTTP/1.1 request on a new connection.
+    /// One HTTP/1.1 request on a new connection; the JSON answer.
     async fn call(
         &self,
         method: Method,
@@ -328,6 +417,19 @@ impl Api<'_> {
         headers: &[(&str, String)],
         body: Vec<u8>,
     ) -> anyhow::Result<(StatusCode, Value)> {
+        let (status, _, body) = self.send(method, path, key, headers, body).await?;
+        Ok((status, body))
+    }
+
+    /// One HTTP/1.1 request on a new connection; the answer's status, headers and JSON.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        key: Option<&str>,
+        headers: &[(&str, String)],
+        body: Vec<u8>,
+    ) -> anyhow::Result<(StatusCode, HeaderMap, Value)> {
         let stream = tokio::net::TcpStream::connect(self.addr).await?;
         let (mut sender, connection) =
             hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
@@ -346,9 +448,11 @@ impl Api<'_> {
             .send_request(request.body(Full::new(Bytes::from(body)))?)
             .await?;
         let status = response.status();
+        let headers = response.headers().clone();
         let bytes = response.into_body().collect().await?.to_bytes();
         Ok((
             status,
+            headers,
             serde_json::from_slice(&bytes).unwrap_or(Value::Null),
         ))
     }
@@ -391,7 +495,8 @@ fn stand_in(consents: Arc<Mutex<Consents>>) -> crate::loopback::Handler {
                     held.token = Some(token.clone());
                     (
                         StatusCode::OK,
-                        json!({"ok": true, "access_token": token, "token_type": "bot", "scope": "chat:write"}),
+                        json!({"ok": true, "access_token": token, "token_type": "bot", "scope": "chat:write",
+                               "authed_user": {"id": "U0DEMO1"}, "team": {"id": "T0DEMO1"}}),
                     )
                 } else {
                     (

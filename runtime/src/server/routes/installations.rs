@@ -16,7 +16,7 @@ use super::{TenantQuery, id, json_body};
 use crate::apikey::Scope;
 use crate::bundle::read_bundle;
 use crate::ids::{InstallationId, TenantId};
-use crate::install::{Grant, InstallError, InstallRequest, Installer, Outcome};
+use crate::install::{Approver, Grant, InstallError, InstallRequest, Installer, Outcome};
 use crate::server::app::App;
 use crate::server::auth::Principal;
 use crate::server::error::ApiError;
@@ -106,6 +106,7 @@ pub(super) async fn install(
         grant: new.grant,
         config: new.config.map(|c| c.to_string()),
         allow_downgrade: new.allow_downgrade,
+        approver: approver(&principal),
     };
     let outcome = app.installing(move |i| i.install(request)).await?;
     respond(&app, format!("{digest}.airlock"), outcome).await
@@ -140,8 +141,10 @@ pub(super) async fn approve(
     Query(query): Query<TenantQuery>,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let approve =
-        |i: &Installer<'_>, t: &TenantId, n: &InstallationId, a: Approval| i.approve(t, n, a.grant);
+    let approver = approver(&principal);
+    let approve = move |i: &Installer<'_>, t: &TenantId, n: &InstallationId, a: Approval| {
+        i.approve(t, n, a.grant, approver)
+    };
     act(
         &app,
         &principal,
@@ -174,6 +177,15 @@ async fn act<B: DeserializeOwned + Send + 'static>(
         .installing(move |i| action(i, &tenant, &installation, body))
         .await?;
     respond(app, artifact, outcome).await
+}
+
+/// Who approves what a request grants: the admin key is the operator.
+fn approver(principal: &Principal) -> Approver {
+    if principal.is_admin() {
+        Approver::Admin
+    } else {
+        Approver::Tenant
+    }
 }
 
 /// The caller's tenant and the installation id in the path.

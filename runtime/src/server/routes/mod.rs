@@ -85,6 +85,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
             "/v1/installations/{installation}/credentials/{name}/connection",
             axum::routing::delete(oauth::disconnect),
         )
+        .route("/v1/oauth/start/{id}", get(oauth::start))
         .route("/v1/oauth/callback", get(oauth::callback))
         .route(
             "/v1/installations/{installation}/actions/{action}",
