@@ -46,6 +46,9 @@ pub struct Invocation {
     pub memory_peak: u64,
     /// Most the host held for the guest at once outside its linear memory, in bytes.
     pub host_memory_peak: u64,
+    /// Most host resource handles (`wasi:http` fields, bodies, streams, pollables…) the guest
+    /// held at once.
+    pub host_resources_peak: usize,
     /// Fuel consumed, when the runtime meters fuel.
     pub fuel_used: Option<u64>,
     /// What the guest logged or printed: for the caller only, never for the audit trail.
@@ -176,6 +179,7 @@ pub struct Summary<'a> {
     pub duration_us: u128,
     pub memory_peak_bytes: u64,
     pub host_memory_peak_bytes: u64,
+    pub host_resources_peak: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fuel_used: Option<u64>,
     pub log_lines: usize,
@@ -213,6 +217,7 @@ impl Invocation {
             duration_us: self.duration.as_micros(),
             memory_peak_bytes: self.memory_peak,
             host_memory_peak_bytes: self.host_memory_peak,
+            host_resources_peak: self.host_resources_peak,
             fuel_used: self.fuel_used,
             log_lines: self.log.lines.len(),
             log_dropped: self.log.dropped,
@@ -295,6 +300,7 @@ impl Runtime {
                     duration: started.elapsed(),
                     memory_peak: 0,
                     host_memory_peak: 0,
+                    host_resources_peak: 0,
                     fuel_used: None,
                     log: GuestLog::default(),
                     egress: Vec::new(),
@@ -361,6 +367,7 @@ impl Runtime {
             duration: started.elapsed(),
             memory_peak: state.limiter().peak(),
             host_memory_peak: state.budget().peak(),
+            host_resources_peak: state.budget().peak_resources(),
             fuel_used,
             log,
             egress,

@@ -1020,7 +1020,7 @@ async fn forged_callbacks_are_cut_off_before_they_flood_the_trail() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_callbacks_never_stop_a_real_consent() {
     let s = setup_with(&["--trusted-proxy", "127.0.0.1/32"]).await;
-    let callback = async |params: &[(&str, &str)], client: Option<&str>| {
+    let callback = async |params: &[(&str, &str)], client: Option<&str>, browser: &Browser| {
         let url = reqwest::Url::parse_with_params(
             &format!("{}/v1/oauth/callback", s.server.base),
             params,
@@ -1030,12 +1030,16 @@ async fn forged_callbacks_never_stop_a_real_consent() {
         if let Some(client) = client {
             request = request.header("x-forwarded-for", client);
         }
+        if !browser.cookies.is_empty() {
+            request = request.header("cookie", browser.cookies.join("; "));
+        }
         request.send().await.expect("answers").status()
     };
+    let stranger = Browser { cookies: vec![] };
     let forge_until_limited = async |client: Option<&str>| {
         for n in 0..12 {
-            let status =
-                callback(&[("code", "c"), ("state", &format!("forged-{n}"))], client).await;
+            let state = format!("forged-{n}");
+            let status = callback(&[("code", "c"), ("state", &state)], client, &stranger).await;
             if status == StatusCode::TOO_MANY_REQUESTS {
                 assert_eq!(n, 10, "{client:?} limited after ten forgeries");
                 return;
@@ -1045,10 +1049,15 @@ async fn forged_callbacks_never_stop_a_real_consent() {
         panic!("{client:?} never limited");
     };
     let consent = async |client: Option<&str>, who: &str| {
-        let params = s.connect("slack", json!({})).await;
+        let (browser, params) = s.connect("slack", json!({})).await;
         let code = format!("code-{who}");
         s.consent(&code, &params["code_challenge"], who);
-        callback(&[("code", &code), ("state", &params["state"])], client).await
+        callback(
+            &[("code", &code), ("state", &params["state"])],
+            client,
+            &browser,
+        )
+        .await
     };
 
     // Behind the proxy: the forging client is limited, and real consents complete from
@@ -1062,6 +1071,7 @@ async fn forged_callbacks_never_stop_a_real_consent() {
     let forged = callback(
         &[("code", "c"), ("state", "forged-late")],
         Some("203.0.113.7"),
+        &stranger,
     )
     .await;
     assert_eq!(forged, StatusCode::TOO_MANY_REQUESTS);

@@ -482,8 +482,7 @@ async fn complete(
         )
         .await);
     };
-    let registered =
-        registered_client(app, &tenant_id, &installation, &consent.credential, spec)?;
+    let registered = registered_client(app, &tenant_id, &installation, &consent.credential, spec)?;
     let exchanged = app
         .runtime
         .oauth()
