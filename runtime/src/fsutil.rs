@@ -24,14 +24,77 @@ pub fn write_private_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// Replaces `path` with `bytes` atomically: a crash leaves the old file or the new one, never
 /// a mix. Writes a sibling temp file, syncs it, renames it over `path`, then syncs the directory.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    // A bare file name's parent is the empty path: that is the current directory.
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
+    let dir = parent_of(path);
     let mut temp = tempfile::NamedTempFile::new_in(dir)?;
     temp.write_all(bytes)?;
     temp.as_file().sync_all()?;
     temp.persist(path).map_err(|e| e.error)?;
+    sync_dir(dir)
+}
+
+/// Creates `path` holding `bytes` (mode 0600) only if nothing is there yet, atomically: a
+/// reader sees no file or the whole of it, never a part. `AlreadyExists` when another writer
+/// got there first (its file is kept).
+pub fn write_private_new_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = parent_of(path);
+    // Temp files are created 0600 and named `.tmp…`, which no tenant key file is.
+    let mut temp = tempfile::Builder::new().prefix(".tmp").tempfile_in(dir)?;
+    temp.write_all(bytes)?;
+    temp.as_file().sync_all()?;
+    temp.persist_noclobber(path).map_err(|e| e.error)?;
+    sync_dir(dir)
+}
+
+/// Destroys the file at `path`: overwrites every byte with zeros and syncs that before it
+/// unlinks the file and syncs the directory, so no file of the directory keeps its contents.
+/// What the device underneath keeps (journals, copy-on-write, flash remapping) is
+/// docs/security-model.md's "Deletion" section. Returns false when there was no file.
+pub fn shred(path: &Path) -> std::io::Result<bool> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    if meta.is_file() {
+        let mut file = OpenOptions::new().write(true).open(path)?;
+        let zeros = [0u8; 64 * 1024];
+        let mut left = meta.len();
+        while left > 0 {
+            let n = usize::try_from(left.min(zeros.len() as u64)).unwrap_or(zeros.len());
+            file.write_all(&zeros[..n])?;
+            left -= n as u64;
+        }
+        file.sync_all()?;
+    }
+    std::fs::remove_file(path)?;
+    sync_dir(parent_of(path))?;
+    Ok(true)
+}
+
+/// [`shred`]s every file under `dir`, then removes the directories.
+pub fn shred_tree(dir: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            shred_tree(&entry.path())?;
+        } else {
+            shred(&entry.path())?;
+        }
+    }
+    std::fs::remove_dir(dir)?;
+    sync_dir(parent_of(dir))
+}
+
+/// Makes the entries of `dir` (files created, renamed or removed in it) durable.
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
+}
+
+/// The directory holding `path` (a bare file name's parent is the empty path: the current
+/// directory).
+fn parent_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    }
 }

@@ -133,9 +133,9 @@ fn query(url: &str) -> HashMap<String, String> {
 
 /// A server whose egress reaches the mock Slack, an operator with slack-notifier installed for
 /// acme as `slack` (and, per user, as `slack-users`), and acme's key.
-struct Setup {
-    op: Operator,
-    server: Server,
+pub(crate) struct Setup {
+    pub(crate) op: Operator,
+    pub(crate) server: Server,
     key: String,
     mock: MockUpstream,
     provider: Arc<Mutex<Provider>>,
@@ -162,7 +162,7 @@ struct Opened {
     browser: Browser,
 }
 
-async fn setup() -> Setup {
+pub(crate) async fn setup() -> Setup {
     setup_with(&[]).await
 }
 
@@ -401,7 +401,12 @@ impl Setup {
     }
 
     /// Connects `installation` (for `user`) as `who`; asserts it worked.
-    async fn connected(&self, installation: &str, user: Option<&str>, who: &str) -> Value {
+    pub(crate) async fn connected(
+        &self,
+        installation: &str,
+        user: Option<&str>,
+        who: &str,
+    ) -> Value {
         let request = user.map_or(json!({}), |u| json!({ "user": u }));
         let (browser, params) = self.connect(installation, request).await;
         let code = format!("code-{who}");
@@ -417,7 +422,11 @@ impl Setup {
         body
     }
 
-    async fn post_alert(&self, installation: &str, user: Option<&str>) -> (StatusCode, Value) {
+    pub(crate) async fn post_alert(
+        &self,
+        installation: &str,
+        user: Option<&str>,
+    ) -> (StatusCode, Value) {
         let path = match user {
             Some(u) => format!("/v1/installations/{installation}/actions/post-alert?user={u}"),
             None => format!("/v1/installations/{installation}/actions/post-alert"),
@@ -948,13 +957,11 @@ async fn each_user_posts_with_their_own_connection_and_never_anothers() {
         .server
         .get("/v1/installations/slack-users/credentials", &s.key)
         .await;
-    let users: Vec<&str> = connections.body["connections"]
-        .as_array()
-        .expect("list")
-        .iter()
-        .filter_map(|c| c["user"].as_str())
-        .collect();
+    let listed = connections.body["connections"].as_array().expect("list");
+    let users: Vec<&str> = listed.iter().filter_map(|c| c["user"].as_str()).collect();
     assert_eq!(users, ["alice", "bob@example.com"]);
+    // The references the trail names them by.
+    let refs: Vec<Value> = listed.iter().map(|c| c["user_ref"].clone()).collect();
     // Bob disconnects: his invocations stop, Alice's go on.
     let gone = s
         .server
@@ -976,12 +983,26 @@ async fn each_user_posts_with_their_own_connection_and_never_anothers() {
     );
     let Setup { op, server, .. } = s;
     server.stop();
+    // The trail names users by reference, never by id: it outlives the tenant's data key.
     let users: Vec<Value> = records_of(&op, "invocation")
         .iter()
-        .map(|r| r["user"].clone())
+        .chain(&records_of(&op, "connection-changed"))
+        .filter_map(|r| r.get("user").cloned())
         .collect();
-    assert!(users.contains(&json!("alice")), "{users:?}");
-    assert!(users.contains(&json!("bob@example.com")), "{users:?}");
+    for reference in &refs {
+        assert!(
+            reference.as_str().is_some_and(|r| r.starts_with("u-")),
+            "{reference}"
+        );
+        assert!(users.contains(reference), "{users:?}");
+    }
+    assert_ne!(refs[0], refs[1]);
+    assert!(
+        users
+            .iter()
+            .all(|u| u.as_str().is_some_and(|u| u.starts_with("u-"))),
+        "a user id in the trail: {users:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

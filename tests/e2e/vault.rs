@@ -4,6 +4,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::process::Output;
 
 use serde_json::json;
 use tempfile::TempDir;
@@ -341,4 +342,140 @@ fn local_runs_take_secrets_from_the_environment_or_a_private_file_only() {
     assert_eq!(run.status.code(), Some(2));
     assert!(stderr(&run).contains("space at byte 3"), "{}", stderr(&run));
     assert_eq!(mock.requests().len(), 2);
+}
+
+const KV_NAME: &str = "contact:kv-canary-3a9c@acme.example";
+const CONFIG_CANARY: &str = "cfg-canary-77d2:";
+const USER_CANARY: &str = "jane.canary-e5b0@acme.example";
+
+/// How many times each of `needles` occurs in the files under `dir`.
+fn hits(dir: &Path, needles: &[&[u8]]) -> usize {
+    files_under(dir)
+        .iter()
+        .map(|file| {
+            let bytes = std::fs::read(file).expect("read");
+            needles
+                .iter()
+                .map(|n| bytes.windows(n.len()).filter(|w| w == n).count())
+                .sum::<usize>()
+        })
+        .sum()
+}
+
+/// `airlock run` of acme's `installation` with `action` and `input`.
+fn run_installed(op: &Operator, installation: &str, action: &str, input: &str) -> Output {
+    op.airlock(&[
+        "run",
+        "--tenant",
+        "acme",
+        "--installation",
+        installation,
+        "--action",
+        action,
+        "--input",
+        input,
+    ])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_config_and_user_ids_are_sealed_and_a_deleted_tenants_key_is_in_no_file() {
+    // A user id: jane connects Slack through consent and posts as herself.
+    let s = crate::connect::setup().await;
+    s.connected("slack-users", Some(USER_CANARY), "jane").await;
+    let (status, body) = s.post_alert("slack-users", Some(USER_CANARY)).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{body}");
+    let crate::connect::Setup { op, server, .. } = s;
+    server.stop();
+
+    // A kv key name, and an installation's config, both used by the code they belong to.
+    let hostile = op.example("hostile", "hostile.wasm").display().to_string();
+    op.ok(&["install", "--tenant", "acme", &hostile]);
+    let set = json!({"op": "set", "key": KV_NAME, "value": "v"}).to_string();
+    let out = run_installed(&op, "hostile", "kv", &set);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let list = json!({"op": "list", "prefix": "contact:"}).to_string();
+    let out = run_installed(&op, "hostile", "kv", &list);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&stdout(&out)).expect("JSON"),
+        json!({"keys": [KV_NAME]})
+    );
+    let mapper = op
+        .example("contact-mapper", "contact_mapper.wasm")
+        .display()
+        .to_string();
+    let config = json!({"default_country_code": "44", "tag_prefix": CONFIG_CANARY}).to_string();
+    op.ok(&["install", "--tenant", "acme", &mapper, "--config", &config]);
+    let input = crate::support::read_example("contact-mapper", "sample-input.json");
+    let out = run_installed(&op, "contact-mapper", "map-contact", &input);
+    assert!(
+        stdout(&out).contains(&format!("{CONFIG_CANARY}vip")),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+
+    // None of them is on disk in clear: not in the database, its log, or anywhere else.
+    for canary in [KV_NAME, CONFIG_CANARY, USER_CANARY] {
+        assert_eq!(
+            hits(op.data(), &[canary.as_bytes()]),
+            0,
+            "{canary} is in the data dir"
+        );
+    }
+
+    // The tenant's wrapped data key is in its key file, and the scan finds it there…
+    let key_file = op.data().join("keys").join("acme.key");
+    let wrapped: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&key_file).expect("key file")).expect("JSON");
+    let ciphertext: Vec<u8> = wrapped["ciphertext"]
+        .as_array()
+        .expect("ciphertext")
+        .iter()
+        .map(|b| u8::try_from(b.as_u64().expect("byte")).expect("byte"))
+        .collect();
+    let as_json = serde_json::to_string(&ciphertext).expect("JSON");
+    let needles: [&[u8]; 2] = [&ciphertext, as_json.as_bytes()];
+    assert_eq!(hits(op.data(), &needles), 1);
+    // …and a ciphertext it sealed is taken before the tenant goes: the mapper's record.
+    let record_key = b"acme\0contact-mapper";
+    let old_record = {
+        let db = sled::open(op.data().join("db")).expect("db");
+        let tree = db.open_tree("installations").expect("tree");
+        tree.get(record_key)
+            .expect("read")
+            .expect("record")
+            .to_vec()
+    };
+    assert!(String::from_utf8_lossy(&old_record).contains("sealed_config"));
+
+    // After `tenant delete`, no byte of any file (database segments included) holds the key.
+    op.ok(&["tenant", "delete", "acme"]);
+    assert!(!key_file.exists());
+    assert_eq!(
+        hits(op.data(), &needles),
+        0,
+        "the wrapped key outlived its tenant"
+    );
+
+    // The same tenant made again, under the same master key, cannot open what the old key
+    // sealed: the old record put back in place fails closed, naming what cannot be opened.
+    op.ok(&["tenant", "create", "acme"]);
+    op.ok(&["install", "--tenant", "acme", &mapper, "--config", &config]);
+    let out = run_installed(&op, "contact-mapper", "map-contact", &input);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    {
+        let db = sled::open(op.data().join("db")).expect("db");
+        let tree = db.open_tree("installations").expect("tree");
+        tree.insert(record_key, old_record).expect("put back");
+        db.flush().expect("flush");
+    }
+    let out = run_installed(&op, "contact-mapper", "map-contact", &input);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        stderr(&out)
+            .contains("config of installation contact-mapper of tenant acme cannot be decrypted"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!stdout(&out).contains(CONFIG_CANARY));
 }

@@ -7,6 +7,11 @@
 //!
 //! Every ciphertext is bound by its associated data to where it belongs, so a
 //! ciphertext copied into another record (or another tenant) fails to open.
+//!
+//! Names that are themselves data (kv keys, end-user ids) are never stored in
+//! clear: records are filed under a keyed hash of the name ([`DataKey::index`],
+//! under a key derived from the tenant's DEK) and carry the name sealed
+//! ([`NameAad`]), so destroying the DEK also makes the names unlinkable.
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
@@ -19,6 +24,8 @@ use base64::engine::general_purpose::STANDARD;
 use chacha20poly1305::aead::rand_core::RngCore;
 use chacha20poly1305::aead::{Aead, KeyInit, OsRng, Payload};
 use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 use zeroize::Zeroizing;
 
 #[cfg(test)]
@@ -42,6 +49,13 @@ const DEK_LABEL: &[u8] = b"airlock/dek/v1";
 const KV_LABEL: &[u8] = b"airlock/kv/v1";
 const WEBHOOK_LABEL: &[u8] = b"airlock/webhook/v1";
 const CONNECTION_LABEL: &[u8] = b"airlock/oauth-connection/v1";
+const NAME_LABEL: &[u8] = b"airlock/name/v1";
+const CONFIG_LABEL: &[u8] = b"airlock/installation-config/v1";
+/// Derives the DEK's index key, so the AEAD key is never used as a MAC key too.
+const INDEX_KEY_LABEL: &[u8] = b"airlock/index-key/v1";
+const INDEX_LABEL: &[u8] = b"airlock/index/v1";
+/// Length in bytes of a keyed index ([`DataKey::index`]).
+pub const INDEX_LEN: usize = 32;
 
 /// Everything that can go wrong; no variant ever carries key material or plaintext.
 #[derive(Debug, thiserror::Error)]
@@ -288,6 +302,24 @@ impl DataKey {
     pub fn open(&self, aad: &impl Aad, sealed: &Sealed) -> Result<Zeroizing<Vec<u8>>, VaultError> {
         decrypt(&self.0, &aad.encode(), &sealed.nonce, &sealed.ciphertext)
     }
+
+    /// A keyed hash of `fields` in `domain` (HMAC-SHA256 under a key derived
+    /// from this DEK): the same name always files under the same index, and
+    /// nobody without the DEK can tell which name an index stands for, nor
+    /// test a guess.
+    pub fn index(&self, domain: &str, fields: &[&str], key_version: u32) -> [u8; INDEX_LEN] {
+        let mut derive = <Hmac<Sha256> as Mac>::new_from_slice(&self.0[..])
+            .expect("HMAC takes keys of any length");
+        derive.update(INDEX_KEY_LABEL);
+        let index_key = Zeroizing::new(<[u8; INDEX_LEN]>::from(derive.finalize().into_bytes()));
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&index_key[..])
+            .expect("HMAC takes keys of any length");
+        let mut all = Vec::with_capacity(fields.len() + 1);
+        all.push(domain);
+        all.extend_from_slice(fields);
+        mac.update(&encode_aad(INDEX_LABEL, &all, key_version));
+        mac.finalize().into_bytes().into()
+    }
 }
 
 /// Binds a ciphertext to where it belongs.
@@ -398,7 +430,57 @@ impl Aad for ConnectionAad<'_> {
     }
 }
 
-/// A DEK encrypted under the master key, as stored in the database.
+/// Binds a sealed name (a kv key, an end-user id) to its tenant and
+/// installation and to the keyed index its record is filed under, so a name
+/// copied beside another record does not open there.
+#[derive(Clone, Copy, Debug)]
+pub struct NameAad<'a> {
+    /// What the name is (`kv-key`, `oauth-user`…): one domain per kind.
+    pub kind: &'a str,
+    pub tenant: &'a str,
+    pub installation: &'a str,
+    /// The record's index, hex-encoded.
+    pub index: &'a str,
+    pub key_version: u32,
+}
+
+impl Aad for NameAad<'_> {
+    fn encode(&self) -> Vec<u8> {
+        encode_aad(
+            NAME_LABEL,
+            &[self.kind, self.tenant, self.installation, self.index],
+            self.key_version,
+        )
+    }
+
+    fn key_version(&self) -> u32 {
+        self.key_version
+    }
+}
+
+/// Binds an installation's config to its tenant and installation.
+#[derive(Clone, Copy, Debug)]
+pub struct ConfigAad<'a> {
+    pub tenant: &'a str,
+    pub installation: &'a str,
+    pub key_version: u32,
+}
+
+impl Aad for ConfigAad<'_> {
+    fn encode(&self) -> Vec<u8> {
+        encode_aad(
+            CONFIG_LABEL,
+            &[self.tenant, self.installation],
+            self.key_version,
+        )
+    }
+
+    fn key_version(&self) -> u32 {
+        self.key_version
+    }
+}
+
+/// A DEK encrypted under the master key, as stored in the tenant's key file.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct WrappedKey {
     pub master_version: u32,

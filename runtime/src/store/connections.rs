@@ -12,8 +12,12 @@
 //! data: listed to the tenant, never in the trail). The status (connected, needs re-consent),
 //! scopes, expiry and the token endpoint origin that issued the tokens are kept in clear;
 //! tokens never leave the store except to the egress broker.
+//!
+//! End-user ids are personal data: a per-user connection is filed under the user's keyed
+//! reference ([`Store::user_ref`]) and carries the id sealed; a consent offered or under way
+//! carries it sealed too, bound to the record's id.
 
-use airlock_host_api::credentials::vault::{ConnectionAad, DataKey, Sealed};
+use airlock_host_api::credentials::vault::{ConnectionAad, DataKey, NameAad, Sealed};
 use airlock_host_api::credentials::{ConnectionTokens, CredentialType, ProviderAccount, Secret};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
@@ -24,12 +28,16 @@ use super::keys::DATA_KEY_VERSION;
 use super::{Store, StoreError};
 use crate::ids::{InstallationId, TenantId, UserId};
 
-const CONNECTIONS: &str = "oauth-connections";
-const PENDING: &str = "oauth-pending";
-const STARTS: &str = "oauth-starts";
+pub(super) const CONNECTIONS: &str = "oauth-connections";
+pub(super) const PENDING: &str = "oauth-pending";
+pub(super) const STARTS: &str = "oauth-starts";
 const TOKENS: &str = "tokens";
 const VERIFIER: &str = "pkce-verifier";
 const ACCOUNT: &str = "provider-account";
+/// The domains of sealed user ids: a connection's, a consent's under way, an offered one's.
+const USER_KIND: &str = "oauth-user";
+const CONSENT_USER_KIND: &str = "oauth-consent-user";
+const OFFER_USER_KIND: &str = "oauth-offer-user";
 
 /// Which connection: a credential of an installation, for the tenant or one user.
 #[derive(Debug, Clone, Copy)]
@@ -41,15 +49,28 @@ pub struct ConnectionKey<'a> {
 }
 
 impl ConnectionKey<'_> {
-    fn bytes(&self) -> Vec<u8> {
+    /// Where the connection is filed: a user only by their keyed reference.
+    fn id(&self, data_key: &DataKey) -> Vec<u8> {
         format!(
             "{}\0{}\0{}\0{}",
             self.tenant,
             self.installation,
             self.credential,
-            self.user.map_or("", UserId::as_str)
+            self.user
+                .map_or_else(String::new, |u| user_ref(data_key, u))
         )
         .into_bytes()
+    }
+
+    /// The user id sealed for the record filed at [`Self::id`].
+    fn seal_user(&self, data_key: &DataKey) -> Option<Sealed> {
+        self.user.map(|user| {
+            let index = user_ref(data_key, user);
+            data_key.seal(
+                &name_aad(USER_KIND, self.tenant, self.installation, &index),
+                user.as_str().as_bytes(),
+            )
+        })
     }
 
     fn aad(&self, purpose: &'static str) -> ConnectionAad<'_> {
@@ -90,6 +111,9 @@ struct Record {
     /// The provider account, sealed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     account: Option<Sealed>,
+    /// For a per-user connection, the user id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    user: Option<Sealed>,
 }
 
 /// The sealed part: the tokens.
@@ -105,6 +129,9 @@ pub struct ConnectionInfo {
     pub credential: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// The user's reference, as the audit trail records them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_ref: Option<String>,
     pub status: ConnectionStatus,
     pub scopes: Vec<String>,
     pub connected: u64,
@@ -132,6 +159,7 @@ pub struct PendingConsent {
     pub expires: u64,
 }
 
+/// A consent under way as stored: its `user` is kept sealed beside it, never in it.
 #[derive(Serialize, Deserialize)]
 struct PendingRecord {
     consent: PendingConsent,
@@ -139,6 +167,17 @@ struct PendingRecord {
     /// Hex SHA-256 of the cookie nonce of the browser that started the consent.
     #[serde(default)]
     browser: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    user: Option<Sealed>,
+}
+
+/// A consent offered (`connect` returned its start link) as stored: its `user` sealed beside
+/// it, as in a [`PendingRecord`].
+#[derive(Serialize, Deserialize)]
+struct OfferRecord {
+    consent: PendingConsent,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    user: Option<Sealed>,
 }
 
 /// What a state found when it was taken.
@@ -161,6 +200,28 @@ fn browser_hash(nonce: &str) -> String {
     hex::encode(Sha256::digest(nonce.as_bytes()))
 }
 
+/// The keyed reference that stands for `user` (a hash under the tenant's data key): the same
+/// for every record of the tenant, and unlinkable to the id once the key is destroyed.
+fn user_ref(data_key: &DataKey, user: &UserId) -> String {
+    let index = data_key.index(USER_KIND, &[user.as_str()], DATA_KEY_VERSION);
+    format!("u-{}", hex::encode(&index[..16]))
+}
+
+fn name_aad<'a>(
+    kind: &'a str,
+    tenant: &'a TenantId,
+    installation: &'a InstallationId,
+    index: &'a str,
+) -> NameAad<'a> {
+    NameAad {
+        kind,
+        tenant: tenant.as_str(),
+        installation: installation.as_str(),
+        index,
+        key_version: DATA_KEY_VERSION,
+    }
+}
+
 fn corrupt(what: &str) -> StoreError {
     StoreError::Corrupt {
         what: what.to_string(),
@@ -168,10 +229,111 @@ fn corrupt(what: &str) -> StoreError {
 }
 
 impl Store {
+    /// The reference that stands for `user` of `tenant` where a user id must not be stored in
+    /// clear (the connections' keys, the audit trail): a keyed hash under the tenant's data key
+    /// (`u-` and 32 hex digits), the same while that key lives, meaningless once it is destroyed.
+    pub fn user_ref(&self, tenant: &TenantId, user: &UserId) -> Result<String, StoreError> {
+        let data_key = self
+            .tenant_key(tenant, true)?
+            .ok_or_else(|| corrupt("tenant data key"))?;
+        Ok(user_ref(&data_key, user))
+    }
+
+    /// Files format-1 connections (keyed by the user id in clear) under the user's reference,
+    /// with the id sealed, into this store. Their tokens and provider account keep their seal
+    /// (bound to the id).
+    pub(super) fn migrate_connections(&self, old: &sled::Tree) -> Result<(), StoreError> {
+        let tree = self.tree(CONNECTIONS)?;
+        let mut keys = super::format::KeyCache::new(self);
+        for entry in old.iter() {
+            let (id, bytes) = entry?;
+            let id = std::str::from_utf8(&id).map_err(|_| corrupt("OAuth connection"))?;
+            let parts: Vec<&str> = id.splitn(4, '\0').collect();
+            let [tenant, installation, credential, user] = parts[..] else {
+                return Err(corrupt("OAuth connection"));
+            };
+            let bad = |_| corrupt("OAuth connection");
+            let (tenant, installation): (TenantId, InstallationId) = (
+                tenant.parse().map_err(bad)?,
+                installation.parse().map_err(bad)?,
+            );
+            let user: Option<UserId> = match user {
+                "" => None,
+                user => Some(user.parse().map_err(|_| corrupt("OAuth connection"))?),
+            };
+            let key = ConnectionKey {
+                tenant: &tenant,
+                installation: &installation,
+                credential,
+                user: user.as_ref(),
+            };
+            let data_key = keys.get(&tenant)?;
+            let record = Record {
+                user: key.seal_user(data_key),
+                ..decode(&bytes)?
+            };
+            let bytes = serde_json::to_vec(&record).map_err(|_| corrupt("OAuth connection"))?;
+            tree.insert(key.id(data_key), bytes)?;
+        }
+        Ok(())
+    }
+
+    /// Seals the user of format-1 consents under way (kept in clear) into this store.
+    pub(super) fn migrate_consents(&self, old: &sled::Tree) -> Result<(), StoreError> {
+        let tree = self.tree(PENDING)?;
+        let mut keys = super::format::KeyCache::new(self);
+        for entry in old.iter() {
+            let (id, bytes) = entry?;
+            let mut record: PendingRecord =
+                serde_json::from_slice(&bytes).map_err(|_| corrupt("OAuth consent"))?;
+            let (tenant, ..) = parse_ids(&record.consent)?;
+            record.user =
+                seal_user_of(keys.get(&tenant)?, CONSENT_USER_KIND, &record.consent, &id)?;
+            record.consent.user = None;
+            let bytes = serde_json::to_vec(&record).map_err(|_| corrupt("OAuth consent"))?;
+            tree.insert(id, bytes)?;
+        }
+        Ok(())
+    }
+
+    /// Seals the user of format-1 offered consents (kept whole, in clear) into this store.
+    pub(super) fn migrate_offers(&self, old: &sled::Tree) -> Result<(), StoreError> {
+        let tree = self.tree(STARTS)?;
+        let mut keys = super::format::KeyCache::new(self);
+        for entry in old.iter() {
+            let (id, bytes) = entry?;
+            let consent: PendingConsent =
+                serde_json::from_slice(&bytes).map_err(|_| corrupt("OAuth consent"))?;
+            let (tenant, ..) = parse_ids(&consent)?;
+            let record = OfferRecord {
+                user: seal_user_of(keys.get(&tenant)?, OFFER_USER_KIND, &consent, &id)?,
+                consent: PendingConsent {
+                    user: None,
+                    ..consent
+                },
+            };
+            let bytes = serde_json::to_vec(&record).map_err(|_| corrupt("OAuth consent"))?;
+            tree.insert(id, bytes)?;
+        }
+        Ok(())
+    }
+
     /// Keeps `consent` to be started once, by the browser that opens the link with `id`.
     pub fn offer_consent(&self, id: &str, consent: &PendingConsent) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec(consent).map_err(|_| corrupt("OAuth consent"))?;
-        self.tree(STARTS)?.insert(state_key(id), bytes)?;
+        let (tenant, ..) = parse_ids(consent)?;
+        let data_key = self
+            .tenant_key(&tenant, true)?
+            .ok_or_else(|| corrupt("tenant data key"))?;
+        let id = state_key(id);
+        let record = OfferRecord {
+            user: seal_user_of(&data_key, OFFER_USER_KIND, consent, &id)?,
+            consent: PendingConsent {
+                user: None,
+                ..consent.clone()
+            },
+        };
+        let bytes = serde_json::to_vec(&record).map_err(|_| corrupt("OAuth consent"))?;
+        self.tree(STARTS)?.insert(id, bytes)?;
         self.db.flush()?;
         Ok(())
     }
@@ -179,13 +341,25 @@ impl Store {
     /// Takes the consent offered under `id`, removed whatever it holds; `None` if unknown or
     /// already taken. The caller checks its expiry.
     pub fn take_offered_consent(&self, id: &str) -> Result<Option<PendingConsent>, StoreError> {
-        let Some(bytes) = self.tree(STARTS)?.remove(state_key(id))? else {
+        let id = state_key(id);
+        let Some(bytes) = self.tree(STARTS)?.remove(&id)? else {
             return Ok(None);
         };
         self.db.flush()?;
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|_| corrupt("OAuth consent"))
+        let record: OfferRecord =
+            serde_json::from_slice(&bytes).map_err(|_| corrupt("OAuth consent"))?;
+        let (tenant, ..) = parse_ids(&record.consent)?;
+        let data_key = self
+            .tenant_key(&tenant, false)?
+            .ok_or_else(|| corrupt("tenant data key"))?;
+        let consent = open_user_of(
+            &data_key,
+            OFFER_USER_KIND,
+            record.consent,
+            &id,
+            record.user.as_ref(),
+        )?;
+        Ok(Some(consent))
     }
 
     /// Keeps a consent under way under `state`, its PKCE `verifier` sealed, for the browser
@@ -201,33 +375,49 @@ impl Store {
         let data_key = self
             .tenant_key(key.tenant, true)?
             .ok_or_else(|| corrupt("tenant data key"))?;
+        let id = state_key(state);
         let record = PendingRecord {
-            consent,
             verifier: data_key.seal(&key.aad(VERIFIER), verifier.as_bytes()),
             browser: browser_hash(nonce),
+            user: seal_user_of(&data_key, CONSENT_USER_KIND, &consent, &id)?,
+            consent: PendingConsent {
+                user: None,
+                ..consent
+            },
         };
         let bytes = serde_json::to_vec(&record).map_err(|_| corrupt("OAuth consent"))?;
-        self.tree(PENDING)?.insert(state_key(state), bytes)?;
+        self.tree(PENDING)?.insert(id, bytes)?;
         self.db.flush()?;
         Ok(())
     }
 
     /// Takes the consent under way for `state`, for the browser that came back with `cookie`
     /// (its nonce): removed whatever it holds, so no state is used twice, not even after a
-    /// refusal.
+    /// refusal. Whatever it found, the consent comes back whole (its user opened).
     pub fn take_consent(
         &self,
         state: &str,
         cookie: Option<&str>,
         now: u64,
     ) -> Result<TakenState, StoreError> {
-        let Some(bytes) = self.tree(PENDING)?.remove(state_key(state))? else {
+        let id = state_key(state);
+        let Some(bytes) = self.tree(PENDING)?.remove(&id)? else {
             return Ok(TakenState::Unknown);
         };
         self.db.flush()?;
         let record: PendingRecord =
             serde_json::from_slice(&bytes).map_err(|_| corrupt("OAuth consent"))?;
-        let consent = record.consent;
+        let (tenant, ..) = parse_ids(&record.consent)?;
+        let data_key = self
+            .tenant_key(&tenant, false)?
+            .ok_or_else(|| corrupt("tenant data key"))?;
+        let consent = open_user_of(
+            &data_key,
+            CONSENT_USER_KIND,
+            record.consent,
+            &id,
+            record.user.as_ref(),
+        )?;
         if now >= consent.expires {
             return Ok(TakenState::Expired(consent));
         }
@@ -246,9 +436,6 @@ impl Store {
             credential: &consent.credential,
             user: user.as_ref(),
         };
-        let data_key = self
-            .tenant_key(&tenant, false)?
-            .ok_or_else(|| corrupt("tenant data key"))?;
         let verifier = data_key
             .open(&key.aad(VERIFIER), &record.verifier)
             .map_err(|_| StoreError::Decrypt {
@@ -266,8 +453,13 @@ impl Store {
         tokens: &ConnectionTokens,
         now: u64,
     ) -> Result<(), StoreError> {
-        let seal = self.sealer(key, tokens)?;
-        self.update_record(key, |previous| Ok(Some(seal(previous, now)?)))?;
+        let data_key = self
+            .tenant_key(key.tenant, true)?
+            .ok_or_else(|| corrupt("tenant data key"))?;
+        let seal = sealer(key, &data_key, tokens)?;
+        self.update_record(&key.id(&data_key), |previous| {
+            Ok(Some(seal(previous, now)?))
+        })?;
         Ok(())
     }
 
@@ -281,59 +473,13 @@ impl Store {
         tokens: &ConnectionTokens,
         now: u64,
     ) -> Result<bool, StoreError> {
-        let seal = self.sealer(key, tokens)?;
-        self.update_record(key, |previous| match previous {
-            Some(p) if p.revision == replaces => Ok(Some(seal(Some(p), now)?)),
-            _ => Ok(None),
-        })
-    }
-
-    /// A function sealing `tokens` into the record that follows `previous`.
-    fn sealer<'a>(
-        &self,
-        key: ConnectionKey<'a>,
-        tokens: &'a ConnectionTokens,
-    ) -> Result<impl Fn(Option<Record>, u64) -> Result<Record, StoreError> + 'a, StoreError> {
         let data_key = self
             .tenant_key(key.tenant, true)?
             .ok_or_else(|| corrupt("tenant data key"))?;
-        let sealed = Tokens {
-            access: tokens
-                .access
-                .as_ref()
-                .map(|a| Zeroizing::new(a.expose().to_string())),
-            refresh: tokens.refresh.clone(),
-        };
-        let plain = Zeroizing::new(serde_json::to_vec(&sealed).map_err(|_| corrupt("tokens"))?);
-        let account = tokens
-            .account
-            .as_ref()
-            .map(|a| serde_json::to_vec(a).map_err(|_| corrupt("provider account")))
-            .transpose()?
-            .map(|a| data_key.seal(&key.aad(ACCOUNT), &a));
-        Ok(move |previous: Option<Record>, now: u64| {
-            let connected = match &previous {
-                Some(p) if !tokens.needs_reauth && p.status == ConnectionStatus::Connected => {
-                    p.connected
-                }
-                _ => now,
-            };
-            Ok(Record {
-                status: if tokens.needs_reauth {
-                    ConnectionStatus::NeedsReconsent
-                } else {
-                    ConnectionStatus::Connected
-                },
-                scopes: tokens.scopes.clone(),
-                connected,
-                updated: now,
-                expires_at: tokens.expires_at,
-                refreshable: tokens.refresh.is_some(),
-                revision: rand::random(),
-                sealed: data_key.seal(&key.aad(TOKENS), &plain),
-                token_origin: tokens.token_origin.clone(),
-                account: account.clone(),
-            })
+        let seal = sealer(key, &data_key, tokens)?;
+        self.update_record(&key.id(&data_key), |previous| match previous {
+            Some(p) if p.revision == replaces => Ok(Some(seal(Some(p), now)?)),
+            _ => Ok(None),
         })
     }
 
@@ -341,18 +487,17 @@ impl Store {
     /// write is a compare-and-swap, retried when another write came between.
     fn update_record(
         &self,
-        key: ConnectionKey<'_>,
+        id: &[u8],
         change: impl Fn(Option<Record>) -> Result<Option<Record>, StoreError>,
     ) -> Result<bool, StoreError> {
         let tree = self.tree(CONNECTIONS)?;
-        let key = key.bytes();
         loop {
-            let current = tree.get(&key)?;
+            let current = tree.get(id)?;
             let Some(next) = change(current.as_deref().map(decode).transpose()?)? else {
                 return Ok(false);
             };
             let bytes = serde_json::to_vec(&next).map_err(|_| corrupt("OAuth connection"))?;
-            if tree.compare_and_swap(&key, current, Some(bytes))?.is_ok() {
+            if tree.compare_and_swap(id, current, Some(bytes))?.is_ok() {
                 self.db.flush()?;
                 return Ok(true);
             }
@@ -364,13 +509,13 @@ impl Store {
         &self,
         key: ConnectionKey<'_>,
     ) -> Result<Option<ConnectionTokens>, StoreError> {
-        let Some(bytes) = self.tree(CONNECTIONS)?.get(key.bytes())? else {
-            return Ok(None);
-        };
-        let record = decode(&bytes)?;
         let Some(data_key) = self.tenant_key(key.tenant, false)? else {
             return Ok(None);
         };
+        let Some(bytes) = self.tree(CONNECTIONS)?.get(key.id(&data_key))? else {
+            return Ok(None);
+        };
+        let record = decode(&bytes)?;
         let plain = data_key
             .open(&key.aad(TOKENS), &record.sealed)
             .map_err(|_| StoreError::Decrypt {
@@ -403,7 +548,10 @@ impl Store {
         replaces: u64,
         now: u64,
     ) -> Result<bool, StoreError> {
-        self.update_record(key, |previous| {
+        let Some(data_key) = self.tenant_key(key.tenant, false)? else {
+            return Ok(false);
+        };
+        self.update_record(&key.id(&data_key), |previous| {
             Ok(previous.filter(|p| p.revision == replaces).map(|p| Record {
                 status: ConnectionStatus::NeedsReconsent,
                 updated: now,
@@ -413,40 +561,53 @@ impl Store {
         })
     }
 
-    /// The installation's connections, for every credential and user.
+    /// The installation's connections, for every credential and user, by credential and user.
     pub fn connections_of(
         &self,
         tenant: &TenantId,
         installation: &InstallationId,
     ) -> Result<Vec<ConnectionInfo>, StoreError> {
         let prefix = format!("{tenant}\0{installation}\0").into_bytes();
-        let data_key = self.tenant_key(tenant, false)?;
-        self.tree(CONNECTIONS)?
+        let Some(data_key) = self.tenant_key(tenant, false)? else {
+            return Ok(Vec::new());
+        };
+        let mut listed = self
+            .tree(CONNECTIONS)?
             .scan_prefix(&prefix)
             .map(|entry| {
                 let (key, bytes) = entry?;
                 let rest = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
-                let (credential, user) = rest.split_once('\0').unwrap_or((&rest, ""));
+                let (credential, user_ref) = rest.split_once('\0').unwrap_or((&rest, ""));
                 let record = decode(&bytes)?;
-                let user_id: Option<UserId> = (!user.is_empty())
-                    .then(|| user.parse())
-                    .transpose()
-                    .map_err(|_| corrupt("OAuth connection"))?;
-                let account = match &data_key {
-                    Some(data_key) => {
-                        let key = ConnectionKey {
-                            tenant,
-                            installation,
-                            credential,
-                            user: user_id.as_ref(),
-                        };
-                        open_account(data_key, key, record.account.as_ref())?
+                let user: Option<UserId> = match &record.user {
+                    None if user_ref.is_empty() => None,
+                    None => return Err(corrupt("OAuth connection")),
+                    Some(sealed) => {
+                        let aad = name_aad(USER_KIND, tenant, installation, user_ref);
+                        let plain =
+                            data_key
+                                .open(&aad, sealed)
+                                .map_err(|_| StoreError::Decrypt {
+                                    what: format!("user of a connection of `{credential}`"),
+                                })?;
+                        let user = std::str::from_utf8(&plain)
+                            .ok()
+                            .and_then(|u| u.parse().ok())
+                            .ok_or_else(|| corrupt("user"))?;
+                        Some(user)
                     }
-                    None => None,
                 };
+                let key = ConnectionKey {
+                    tenant,
+                    installation,
+                    credential,
+                    user: user.as_ref(),
+                };
+                let account = open_account(&data_key, key, record.account.as_ref())?;
                 Ok(ConnectionInfo {
                     credential: credential.to_string(),
-                    user: (!user.is_empty()).then(|| user.to_string()),
+                    user_ref: user.as_ref().map(|_| user_ref.to_string()),
+                    user: user.map(|u| u.to_string()),
                     status: record.status,
                     scopes: record.scopes,
                     connected: record.connected,
@@ -456,12 +617,18 @@ impl Store {
                     account,
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        // Filed by the users' references, which sort by nothing anyone can read.
+        listed.sort_by(|a, b| (&a.credential, &a.user).cmp(&(&b.credential, &b.user)));
+        Ok(listed)
     }
 
     /// Removes the connection; false if there was none.
     pub fn delete_connection(&self, key: ConnectionKey<'_>) -> Result<bool, StoreError> {
-        let removed = self.tree(CONNECTIONS)?.remove(key.bytes())?.is_some();
+        let Some(data_key) = self.tenant_key(key.tenant, false)? else {
+            return Ok(false);
+        };
+        let removed = self.tree(CONNECTIONS)?.remove(key.id(&data_key))?.is_some();
         self.db.flush()?;
         Ok(removed)
     }
@@ -482,7 +649,7 @@ impl Store {
     }
 
     /// Removes the consents, offered or under way, that `remove` selects (`None`: unreadable);
-    /// returns how many.
+    /// returns how many. Their users stay sealed: only tenant and expiry are looked at.
     fn remove_consents(
         &self,
         remove: impl Fn(Option<&PendingConsent>) -> bool,
@@ -493,7 +660,9 @@ impl Store {
             for entry in tree.iter() {
                 let (key, bytes) = entry?;
                 let consent = match offered {
-                    true => serde_json::from_slice::<PendingConsent>(&bytes).ok(),
+                    true => serde_json::from_slice::<OfferRecord>(&bytes)
+                        .ok()
+                        .map(|r| r.consent),
                     false => serde_json::from_slice::<PendingRecord>(&bytes)
                         .ok()
                         .map(|r| r.consent),
@@ -505,6 +674,53 @@ impl Store {
         }
         Ok(removed)
     }
+}
+
+/// A function sealing `tokens` into the record that follows `previous`.
+fn sealer<'a>(
+    key: ConnectionKey<'a>,
+    data_key: &'a DataKey,
+    tokens: &'a ConnectionTokens,
+) -> Result<impl Fn(Option<Record>, u64) -> Result<Record, StoreError> + 'a, StoreError> {
+    let sealed = Tokens {
+        access: tokens
+            .access
+            .as_ref()
+            .map(|a| Zeroizing::new(a.expose().to_string())),
+        refresh: tokens.refresh.clone(),
+    };
+    let plain = Zeroizing::new(serde_json::to_vec(&sealed).map_err(|_| corrupt("tokens"))?);
+    let account = tokens
+        .account
+        .as_ref()
+        .map(|a| serde_json::to_vec(a).map_err(|_| corrupt("provider account")))
+        .transpose()?
+        .map(|a| data_key.seal(&key.aad(ACCOUNT), &a));
+    Ok(move |previous: Option<Record>, now: u64| {
+        let connected = match &previous {
+            Some(p) if !tokens.needs_reauth && p.status == ConnectionStatus::Connected => {
+                p.connected
+            }
+            _ => now,
+        };
+        Ok(Record {
+            status: if tokens.needs_reauth {
+                ConnectionStatus::NeedsReconsent
+            } else {
+                ConnectionStatus::Connected
+            },
+            scopes: tokens.scopes.clone(),
+            connected,
+            updated: now,
+            expires_at: tokens.expires_at,
+            refreshable: tokens.refresh.is_some(),
+            revision: rand::random(),
+            sealed: data_key.seal(&key.aad(TOKENS), &plain),
+            token_origin: tokens.token_origin.clone(),
+            account: account.clone(),
+            user: key.seal_user(data_key),
+        })
+    })
 }
 
 /// The provider account sealed in a connection record, opened.
@@ -543,6 +759,54 @@ fn parse_ids(
     ))
 }
 
+/// The user of `consent`, sealed for the record filed at `id` in the domain `kind` (a consent
+/// offered or under way).
+fn seal_user_of(
+    data_key: &DataKey,
+    kind: &str,
+    consent: &PendingConsent,
+    id: &[u8],
+) -> Result<Option<Sealed>, StoreError> {
+    let (tenant, installation, user) = parse_ids(consent)?;
+    let Some(user) = user else {
+        return Ok(None);
+    };
+    let index = hex::encode(id);
+    let aad = name_aad(kind, &tenant, &installation, &index);
+    Ok(Some(data_key.seal(&aad, user.as_str().as_bytes())))
+}
+
+/// `consent` as stored at `id` in the domain `kind`, with its user opened from `sealed`.
+fn open_user_of(
+    data_key: &DataKey,
+    kind: &str,
+    mut consent: PendingConsent,
+    id: &[u8],
+    sealed: Option<&Sealed>,
+) -> Result<PendingConsent, StoreError> {
+    // A user in clear is no consent this store wrote.
+    if consent.user.is_some() {
+        return Err(corrupt("OAuth consent"));
+    }
+    let Some(sealed) = sealed else {
+        return Ok(consent);
+    };
+    let (tenant, installation, _) = parse_ids(&consent)?;
+    let index = hex::encode(id);
+    let aad = name_aad(kind, &tenant, &installation, &index);
+    let plain = data_key
+        .open(&aad, sealed)
+        .map_err(|_| StoreError::Decrypt {
+            what: "user of an OAuth consent".into(),
+        })?;
+    let user: UserId = std::str::from_utf8(&plain)
+        .ok()
+        .and_then(|u| u.parse().ok())
+        .ok_or_else(|| corrupt("OAuth consent"))?;
+    consent.user = Some(user.to_string());
+    Ok(consent)
+}
+
 fn decode(bytes: &[u8]) -> Result<Record, StoreError> {
     serde_json::from_slice(bytes).map_err(|_| corrupt("OAuth connection"))
 }
@@ -550,6 +814,174 @@ fn decode(bytes: &[u8]) -> Result<Record, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::testing::{holds, raw_bytes};
+
+    /// Where `key`'s connection is filed.
+    fn id(store: &Store, key: ConnectionKey<'_>) -> Vec<u8> {
+        key.id(&store
+            .tenant_key(key.tenant, true)
+            .expect("key")
+            .expect("created"))
+    }
+
+    #[test]
+    fn user_ids_are_sealed_and_listed_with_their_reference() {
+        const CANARY: &str = "jane.canary-5c2e@acme.example";
+        let dir = tempfile::TempDir::new().expect("temp");
+        let store = Store::open(dir.path(), None).expect("store");
+        let tenant: TenantId = "acme".parse().expect("tenant");
+        store.create_tenant(&tenant).expect("tenant");
+        let installation: InstallationId = "slack".parse().expect("installation");
+        let jane: UserId = CANARY.parse().expect("user");
+        let key = ConnectionKey {
+            tenant: &tenant,
+            installation: &installation,
+            credential: "slack",
+            user: Some(&jane),
+        };
+        let consent = PendingConsent {
+            tenant: "acme".into(),
+            installation: "slack".into(),
+            credential: "slack".into(),
+            user: Some(CANARY.into()),
+            scopes: vec![],
+            redirect_uri: "https://airlock.example/v1/oauth/callback".into(),
+            expires: 700,
+        };
+        store
+            .begin_consent(key, consent.clone(), "state-1", "verifier-1", "nonce-1")
+            .expect("begin");
+        store
+            .begin_consent(key, consent.clone(), "state-2", "verifier-2", "nonce-2")
+            .expect("begin");
+        store.offer_consent("start-1", &consent).expect("offer");
+        store.offer_consent("start-2", &consent).expect("offer");
+        let tokens = ConnectionTokens {
+            access: Some(Secret::new(CredentialType::Bearer, "xoxb-jane".into()).expect("token")),
+            ..ConnectionTokens::default()
+        };
+        store.put_connection(key, &tokens, 100).expect("put");
+        store.db().flush().expect("flush");
+        let raw = raw_bytes(dir.path());
+        assert!(!holds(&raw, CANARY.as_bytes()), "the user id is on disk");
+
+        // Listing opens the id and gives its reference, the one the audit trail records.
+        let listed = store.connections_of(&tenant, &installation).expect("list");
+        assert_eq!(listed[0].user.as_deref(), Some(CANARY));
+        let reference = store.user_ref(&tenant, &jane).expect("reference");
+        assert!(
+            reference.starts_with("u-") && reference.len() == 34,
+            "{reference}"
+        );
+        assert_eq!(listed[0].user_ref.as_deref(), Some(reference.as_str()));
+        assert_ne!(
+            store
+                .user_ref(&tenant, &"bob".parse().expect("user"))
+                .expect("reference"),
+            reference
+        );
+        // A consent comes back whole, offered or under way, whatever its state found.
+        assert_eq!(
+            store.take_offered_consent("start-1").expect("take"),
+            Some(consent.clone())
+        );
+        match store
+            .take_consent("state-1", Some("nonce-1"), 100)
+            .expect("take")
+        {
+            TakenState::Valid(taken, _) => assert_eq!(taken, consent),
+            _ => panic!("state-1 is valid"),
+        }
+        for (state, cookie, now) in [("state-4", "someone-elses", 100), ("state-5", "nonce", 700)] {
+            store
+                .begin_consent(key, consent.clone(), state, "v", "nonce")
+                .expect("begin");
+            match store.take_consent(state, Some(cookie), now).expect("take") {
+                TakenState::OtherBrowser(taken) | TakenState::Expired(taken) => {
+                    assert_eq!(taken, consent);
+                }
+                _ => panic!("{state} is refused"),
+            }
+        }
+        // An offered consent's sealed user moved to another offer does not open there.
+        store.offer_consent("start-3", &consent).expect("offer");
+        let starts = store.tree(STARTS).expect("tree");
+        let mut third: serde_json::Value = serde_json::from_slice(
+            &starts
+                .get(state_key("start-3"))
+                .expect("get")
+                .expect("offered"),
+        )
+        .expect("json");
+        let second: serde_json::Value = serde_json::from_slice(
+            &starts
+                .get(state_key("start-2"))
+                .expect("get")
+                .expect("offered"),
+        )
+        .expect("json");
+        third["user"] = second["user"].clone();
+        starts
+            .insert(
+                state_key("start-3"),
+                serde_json::to_vec(&third).expect("json"),
+            )
+            .expect("swap");
+        assert!(matches!(
+            store.take_offered_consent("start-3"),
+            Err(StoreError::Decrypt { .. })
+        ));
+        // A consent's sealed user moved to another consent does not open there.
+        let pending = store.tree(PENDING).expect("tree");
+        let mut other: serde_json::Value = serde_json::from_slice(
+            &pending
+                .get(state_key("state-2"))
+                .expect("get")
+                .expect("pending"),
+        )
+        .expect("json");
+        store
+            .begin_consent(key, consent.clone(), "state-3", "verifier-3", "nonce-3")
+            .expect("begin");
+        let third: serde_json::Value = serde_json::from_slice(
+            &pending
+                .get(state_key("state-3"))
+                .expect("get")
+                .expect("pending"),
+        )
+        .expect("json");
+        other["verifier"] = third["verifier"].clone();
+        other["browser"] = third["browser"].clone();
+        pending
+            .insert(
+                state_key("state-3"),
+                serde_json::to_vec(&other).expect("json"),
+            )
+            .expect("swap");
+        assert!(matches!(
+            store.take_consent("state-3", Some("nonce-3"), 100),
+            Err(StoreError::Decrypt { .. })
+        ));
+        // Nor does a connection's sealed user under another user's reference.
+        let bob: UserId = "bob".parse().expect("user");
+        let bobs = ConnectionKey {
+            user: Some(&bob),
+            ..key
+        };
+        store.put_connection(bobs, &tokens, 100).expect("put");
+        let tree = store.tree(CONNECTIONS).expect("tree");
+        let mut record =
+            decode(&tree.get(id(&store, bobs)).expect("get").expect("bob's")).expect("record");
+        record.user = decode(&tree.get(id(&store, key)).expect("get").expect("jane's"))
+            .expect("record")
+            .user;
+        tree.insert(id(&store, bobs), serde_json::to_vec(&record).expect("json"))
+            .expect("swap");
+        assert!(matches!(
+            store.connections_of(&tenant, &installation),
+            Err(StoreError::Decrypt { .. })
+        ));
+    }
 
     #[test]
     fn a_consent_is_taken_once_expires_and_its_tokens_open_only_in_place() {
@@ -639,13 +1071,13 @@ mod tests {
         };
         assert!(store.connection(bobs).expect("read").is_none());
         let tree = store.tree(CONNECTIONS).expect("tree");
-        let bytes = tree.get(key.bytes()).expect("get").expect("record");
-        tree.insert(bobs.bytes(), bytes).expect("copy");
+        let bytes = tree.get(id(&store, key)).expect("get").expect("record");
+        tree.insert(id(&store, bobs), bytes).expect("copy");
         assert!(matches!(
             store.connection(bobs),
             Err(StoreError::Decrypt { .. })
         ));
-        tree.remove(bobs.bytes()).expect("remove");
+        tree.remove(id(&store, bobs)).expect("remove");
 
         let revision = store.connection(key).expect("read").expect("kept").revision;
         assert!(
@@ -745,7 +1177,7 @@ mod tests {
         let raw = store
             .tree(CONNECTIONS)
             .expect("tree")
-            .get(key.bytes())
+            .get(id(&store, key))
             .expect("get")
             .expect("record");
         assert!(!String::from_utf8_lossy(&raw).contains("U024BE7LH"));

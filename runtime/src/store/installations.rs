@@ -1,12 +1,17 @@
 //! Installation records: which signed bundle a tenant's installation runs, what the operator
 //! granted it, its config, and an upgrade waiting for approval. Bundles are kept whole, by the
 //! SHA-256 of their bytes, under `DATA/bundles/`, and verified again every time they are loaded.
+//!
+//! The config is customer data (account ids, URLs, sometimes more): it is sealed with the
+//! tenant's data key, bound to tenant and installation, and opened when the record is read.
 
 use std::path::PathBuf;
 
+use airlock_host_api::credentials::vault::{ConfigAad, Sealed};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
+use super::keys::DATA_KEY_VERSION;
 use super::{Store, StoreError};
 use crate::ids::{InstallationId, TenantId};
 use crate::install::Grant;
@@ -50,6 +55,15 @@ pub struct PendingUpgrade {
     pub requested: u64,
 }
 
+/// An installation as stored: the record without its config, and the config sealed.
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    #[serde(flatten)]
+    record: InstallationRecord,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sealed_config: Option<Sealed>,
+}
+
 fn record_key(tenant: &TenantId, installation: &InstallationId) -> Vec<u8> {
     format!("{tenant}\0{installation}").into_bytes()
 }
@@ -63,20 +77,85 @@ impl Store {
     ) -> Result<Option<InstallationRecord>, StoreError> {
         self.tree(INSTALLATIONS)?
             .get(record_key(tenant, installation))?
-            .map(|bytes| decode(&bytes))
+            .map(|bytes| self.decode_installation(&bytes))
             .transpose()
     }
 
-    /// Stores `record` (created or replaced) and flushes it.
+    /// Stores `record` (created or replaced), its config sealed, and flushes it.
     pub fn put_installation(&self, record: &InstallationRecord) -> Result<(), StoreError> {
-        let tenant: TenantId = record.tenant.parse().map_err(|_| corrupt(record))?;
-        let installation: InstallationId =
-            record.installation.parse().map_err(|_| corrupt(record))?;
-        let bytes = serde_json::to_vec(record).map_err(|_| corrupt(record))?;
-        self.tree(INSTALLATIONS)?
-            .insert(record_key(&tenant, &installation), bytes)?;
+        let (key, bytes) = self.encode_installation(record.clone())?;
+        self.tree(INSTALLATIONS)?.insert(key, bytes)?;
         self.db.flush()?;
         Ok(())
+    }
+
+    /// Seals the config of format-1 installation records (kept in clear) into this store.
+    pub(super) fn migrate_installations(&self, old: &sled::Tree) -> Result<(), StoreError> {
+        let tree = self.tree(INSTALLATIONS)?;
+        for entry in old.iter() {
+            let (_, bytes) = entry?;
+            let record: InstallationRecord =
+                serde_json::from_slice(&bytes).map_err(|_| StoreError::Corrupt {
+                    what: "installation record".to_string(),
+                })?;
+            let (key, bytes) = self.encode_installation(record)?;
+            tree.insert(key, bytes)?;
+        }
+        Ok(())
+    }
+
+    /// The record's key and stored bytes, its config sealed.
+    fn encode_installation(
+        &self,
+        mut record: InstallationRecord,
+    ) -> Result<(Vec<u8>, Vec<u8>), StoreError> {
+        let tenant: TenantId = record.tenant.parse().map_err(|_| corrupt(&record))?;
+        let installation: InstallationId =
+            record.installation.parse().map_err(|_| corrupt(&record))?;
+        let sealed_config = match record.config.take() {
+            None => None,
+            Some(config) => {
+                let key = self
+                    .tenant_key(&tenant, true)?
+                    .ok_or_else(|| corrupt(&record))?;
+                Some(key.seal(&config_aad(&tenant, &installation), config.as_bytes()))
+            }
+        };
+        let stored = Stored {
+            record,
+            sealed_config,
+        };
+        let bytes = serde_json::to_vec(&stored).map_err(|_| corrupt(&stored.record))?;
+        Ok((record_key(&tenant, &installation), bytes))
+    }
+
+    /// A stored record, its config opened. A config in clear is refused: only format 1 kept
+    /// one, and the migration sealed them all.
+    fn decode_installation(&self, bytes: &[u8]) -> Result<InstallationRecord, StoreError> {
+        let Stored {
+            mut record,
+            sealed_config,
+        } = serde_json::from_slice(bytes).map_err(|_| StoreError::Corrupt {
+            what: "installation record".to_string(),
+        })?;
+        if record.config.is_some() {
+            return Err(corrupt(&record));
+        }
+        let Some(sealed) = sealed_config else {
+            return Ok(record);
+        };
+        let tenant: TenantId = record.tenant.parse().map_err(|_| corrupt(&record))?;
+        let installation: InstallationId =
+            record.installation.parse().map_err(|_| corrupt(&record))?;
+        let what = || format!("config of installation {installation} of tenant {tenant}");
+        let key = self
+            .tenant_key(&tenant, false)?
+            .ok_or_else(|| StoreError::Decrypt { what: what() })?;
+        let plain = key
+            .open(&config_aad(&tenant, &installation), &sealed)
+            .map_err(|_| StoreError::Decrypt { what: what() })?;
+        record.config = Some(String::from_utf8(plain.to_vec()).map_err(|_| corrupt(&record))?);
+        Ok(record)
     }
 
     /// Every installation, or `tenant`'s only.
@@ -88,7 +167,7 @@ impl Store {
         self.tree(INSTALLATIONS)?
             .scan_prefix(prefix)
             .values()
-            .map(|bytes| decode(&bytes?))
+            .map(|bytes| self.decode_installation(&bytes?))
             .collect()
     }
 
@@ -120,10 +199,12 @@ pub fn bundle_digest(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-fn decode(bytes: &[u8]) -> Result<InstallationRecord, StoreError> {
-    serde_json::from_slice(bytes).map_err(|_| StoreError::Corrupt {
-        what: "installation record".to_string(),
-    })
+fn config_aad<'a>(tenant: &'a TenantId, installation: &'a InstallationId) -> ConfigAad<'a> {
+    ConfigAad {
+        tenant: tenant.as_str(),
+        installation: installation.as_str(),
+        key_version: DATA_KEY_VERSION,
+    }
 }
 
 fn corrupt(record: &InstallationRecord) -> StoreError {
@@ -132,5 +213,80 @@ fn corrupt(record: &InstallationRecord) -> StoreError {
             "installation {} of tenant {}",
             record.installation, record.tenant
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CANARY: &str = "canary-config-4b1d";
+
+    fn record(tenant: &str, installation: &str, config: Option<&str>) -> InstallationRecord {
+        InstallationRecord {
+            tenant: tenant.into(),
+            installation: installation.into(),
+            integration: "contact-mapper".into(),
+            version: "0.1.0".into(),
+            bundle: "00".repeat(32),
+            key: "ed25519:test".into(),
+            grant: Grant::default(),
+            config: config.map(str::to_string),
+            created: 1,
+            updated: 1,
+            pending: None,
+        }
+    }
+
+    #[test]
+    fn config_is_sealed_in_place_and_a_moved_or_clear_one_is_refused() {
+        let dir = tempfile::TempDir::new().expect("temp");
+        let store = Store::open(dir.path(), None).expect("store");
+        let config = format!(r#"{{"account": "{CANARY}"}}"#);
+        let one = record("acme", "one", Some(&config));
+        store.put_installation(&one).expect("put");
+        store
+            .put_installation(&record("acme", "two", None))
+            .expect("put");
+        let (acme, one_id, two_id) = (
+            "acme".parse().expect("tenant"),
+            "one".parse().expect("installation"),
+            "two".parse().expect("installation"),
+        );
+        assert_eq!(
+            store.installation(&acme, &one_id).expect("read"),
+            Some(one.clone())
+        );
+        assert_eq!(
+            store.installations(Some(&acme)).expect("list")[0].config,
+            Some(config.clone())
+        );
+        let tree = store.tree(INSTALLATIONS).expect("tree");
+        let bytes = tree
+            .get(record_key(&acme, &one_id))
+            .expect("get")
+            .expect("stored");
+        assert!(!String::from_utf8_lossy(&bytes).contains(CANARY));
+
+        // The sealed config copied into another installation's record does not open there.
+        let mut moved: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
+        moved["installation"] = "two".into();
+        tree.insert(
+            record_key(&acme, &two_id),
+            serde_json::to_vec(&moved).expect("json"),
+        )
+        .expect("move");
+        assert!(matches!(
+            store.installation(&acme, &two_id),
+            Err(StoreError::Decrypt { .. })
+        ));
+        // A config in clear (format 1) is not taken as it is.
+        let clear = serde_json::to_vec(&record("acme", "two", Some("{}"))).expect("json");
+        tree.insert(record_key(&acme, &two_id), clear)
+            .expect("clear");
+        assert!(matches!(
+            store.installation(&acme, &two_id),
+            Err(StoreError::Corrupt { .. })
+        ));
     }
 }

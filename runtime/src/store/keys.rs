@@ -1,18 +1,32 @@
 //! The master key and the per-tenant data keys it wraps.
 //!
-//! A tenant's data key is created the first time one of its secrets is stored; deleting the
-//! wrapped key makes every secret of that tenant unreadable (crypto-shredding).
+//! A tenant's data key is created the first time something of that tenant is sealed, and kept
+//! wrapped in a file of its own, `DATA/keys/<tenant>.key` (0600, in a 0700 directory), never in
+//! the database: sled is log-structured, and a value removed from it stays readable in old
+//! segments until they are rewritten, so a wrapped key deleted there could be read back and,
+//! with the master key, open everything the tenant ever sealed. A file can be destroyed:
+//! deleting a tenant overwrites its key file with zeros, syncs, unlinks it and syncs the
+//! directory (crypto-shredding; what the device underneath may keep is
+//! docs/security-model.md's "Deletion" section).
 
+use std::fs;
+use std::io::{self, Read};
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError};
 
 use airlock_host_api::credentials::vault::{DataKey, MasterKey, WrappedKey};
 
 use super::{Store, StoreError};
+use crate::fsutil;
 use crate::ids::TenantId;
 
 /// Default master key file name inside the data dir (outside the database itself).
 pub const MASTER_KEY_FILE: &str = "master.key";
-const TENANT_KEYS: &str = "tenant-keys";
+/// The directory of the data dir that holds the wrapped tenant data keys.
+pub const KEYS_DIR: &str = "keys";
+/// A wrapped key file is about 200 bytes of JSON; anything much larger is not one.
+const MAX_KEY_FILE_LEN: u64 = 4096;
 
 /// Version of the data key that seals values (one per tenant for now; rotation bumps it).
 pub(super) const DATA_KEY_VERSION: u32 = 1;
@@ -30,9 +44,15 @@ impl Store {
         Ok(key)
     }
 
-    /// Removes the tenant's wrapped data key: what it sealed can never be opened again.
+    /// Where `tenant`'s wrapped data key is kept (tenant ids are file-name safe).
+    pub fn tenant_key_path(&self, tenant: &TenantId) -> PathBuf {
+        self.data_dir.join(KEYS_DIR).join(format!("{tenant}.key"))
+    }
+
+    /// Destroys the tenant's wrapped data key: what it sealed can never be opened again.
     pub(crate) fn shred_tenant_key(&self, tenant: &TenantId) -> Result<(), StoreError> {
-        self.tree(TENANT_KEYS)?.remove(tenant.as_str())?;
+        let path = self.tenant_key_path(tenant);
+        fsutil::shred(&path).map_err(|source| StoreError::Io { path, source })?;
         Ok(())
     }
 
@@ -42,43 +62,212 @@ impl Store {
         tenant: &TenantId,
         create: bool,
     ) -> Result<Option<DataKey>, StoreError> {
-        let tree = self.tree(TENANT_KEYS)?;
-        let master = self.master()?;
-        let unwrap = |bytes: &[u8]| {
-            let wrapped: WrappedKey =
-                serde_json::from_slice(bytes).map_err(|_| StoreError::Corrupt {
-                    what: format!("data key of tenant {tenant}"),
-                })?;
-            master
-                .unwrap(tenant.as_str(), &wrapped)
-                .map_err(|_| StoreError::Decrypt {
-                    what: format!("data key of tenant {tenant}"),
-                })
-        };
-        if let Some(bytes) = tree.get(tenant.as_str())? {
-            return unwrap(&bytes).map(Some);
+        let path = self.tenant_key_path(tenant);
+        if let Some(wrapped) = read_wrapped(&path, tenant)? {
+            return self.unwrap_key(tenant, &wrapped).map(Some);
         }
         if !create {
             return Ok(None);
         }
+        let master = self.master()?;
         let key = DataKey::generate();
-        let wrapped = serde_json::to_vec(&master.wrap(tenant.as_str(), &key)).map_err(|_| {
-            StoreError::Corrupt {
-                what: format!("data key of tenant {tenant}"),
+        let bytes = encode(&master.wrap(tenant.as_str(), &key), tenant)?;
+        match self.write_key_file(&path, &bytes) {
+            Ok(()) => Ok(Some(key)),
+            // Two writers racing: the first key stored wins and both use it.
+            Err(StoreError::Io { source, .. }) if source.kind() == io::ErrorKind::AlreadyExists => {
+                let wrapped = read_wrapped(&path, tenant)?.ok_or_else(|| corrupt(tenant))?;
+                self.unwrap_key(tenant, &wrapped).map(Some)
             }
-        })?;
-        // Two writers racing: the first key stored wins and both use it.
-        match tree.compare_and_swap(tenant.as_str(), None as Option<&[u8]>, Some(wrapped))? {
-            Ok(()) => {
-                tree.flush()?;
-                Ok(Some(key))
-            }
-            Err(race) => match race.current {
-                Some(bytes) => unwrap(&bytes).map(Some),
-                None => Err(StoreError::Corrupt {
-                    what: format!("data key of tenant {tenant}"),
-                }),
-            },
+            Err(e) => Err(e),
         }
+    }
+
+    /// Takes over a wrapped key found in a database of format 1 (which kept them in a tree):
+    /// written as the tenant's key file, or checked against the one a previous, interrupted
+    /// migration wrote.
+    pub(super) fn adopt_tenant_key(
+        &self,
+        tenant: &TenantId,
+        bytes: &[u8],
+    ) -> Result<(), StoreError> {
+        let path = self.tenant_key_path(tenant);
+        match self.write_key_file(&path, bytes) {
+            Err(StoreError::Io { source, .. }) if source.kind() == io::ErrorKind::AlreadyExists => {
+                let on_disk = read_wrapped(&path, tenant)?;
+                let in_db: WrappedKey =
+                    serde_json::from_slice(bytes).map_err(|_| corrupt(tenant))?;
+                if on_disk.as_ref() == Some(&in_db) {
+                    Ok(())
+                } else {
+                    Err(StoreError::Exists {
+                        what: format!(
+                            "a different data key of tenant {tenant} than the database's ({})",
+                            path.display()
+                        ),
+                    })
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// Destroys what a crash left of key files being written (temp files never renamed into
+    /// place). Called when the store opens, under its lock, so no writer is running.
+    pub(super) fn sweep_key_dir(&self) -> Result<(), StoreError> {
+        let dir = self.data_dir.join(KEYS_DIR);
+        let io = |source| StoreError::Io {
+            path: dir.clone(),
+            source,
+        };
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io(e)),
+        };
+        for entry in entries {
+            let path = entry.map_err(io)?.path();
+            let leftover = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(".tmp"));
+            if leftover {
+                fsutil::shred(&path).map_err(|source| StoreError::Io { path, source })?;
+            }
+        }
+        Ok(())
+    }
+
+    fn unwrap_key(&self, tenant: &TenantId, wrapped: &WrappedKey) -> Result<DataKey, StoreError> {
+        self.master()?
+            .unwrap(tenant.as_str(), wrapped)
+            .map_err(|_| StoreError::Decrypt {
+                what: format!("data key of tenant {tenant}"),
+            })
+    }
+
+    /// Writes a new key file (never over an existing one), creating `keys/` (0700) if needed.
+    fn write_key_file(&self, path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+        let dir = self.data_dir.join(KEYS_DIR);
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| StoreError::Io { path, source }
+        };
+        if !dir.is_dir() {
+            fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&dir)
+                .or_else(|e| match e.kind() {
+                    io::ErrorKind::AlreadyExists => Ok(()),
+                    _ => Err(e),
+                })
+                .map_err(io(&dir))?;
+            fsutil::sync_dir(&self.data_dir).map_err(io(&self.data_dir))?;
+        }
+        fsutil::write_private_new_atomic(path, bytes).map_err(io(path))
+    }
+}
+
+/// The wrapped key in the file at `path`; `None` if there is no file.
+fn read_wrapped(path: &Path, tenant: &TenantId) -> Result<Option<WrappedKey>, StoreError> {
+    let io = |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = match fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io(e)),
+    };
+    let meta = file.metadata().map_err(io)?;
+    if !meta.is_file() || meta.len() > MAX_KEY_FILE_LEN {
+        return Err(corrupt(tenant));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    file.read_to_end(&mut bytes).map_err(io)?;
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|_| corrupt(tenant))
+}
+
+fn encode(wrapped: &WrappedKey, tenant: &TenantId) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(wrapped).map_err(|_| corrupt(tenant))
+}
+
+fn corrupt(tenant: &TenantId) -> StoreError {
+    StoreError::Corrupt {
+        what: format!("data key of tenant {tenant}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testing::{holds, raw_bytes};
+
+    #[test]
+    fn a_tenant_key_lives_in_its_own_file_and_shredding_leaves_no_copy() {
+        let dir = tempfile::TempDir::new().expect("temp");
+        let store = Store::open(dir.path(), None).expect("store");
+        let acme: TenantId = "acme".parse().expect("tenant");
+        assert!(store.tenant_key(&acme, false).expect("read").is_none());
+        let key = store.tenant_key(&acme, true).expect("create").expect("key");
+        let path = store.tenant_key_path(&acme);
+        let meta = fs::metadata(&path).expect("key file");
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
+            0o600
+        );
+        let keys_dir = fs::metadata(dir.path().join(KEYS_DIR)).expect("keys dir");
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&keys_dir.permissions()) & 0o777,
+            0o700
+        );
+        // The same key comes back, from the file; none of it is in the database.
+        let aad = airlock_host_api::credentials::vault::ConfigAad {
+            tenant: "acme",
+            installation: "one",
+            key_version: DATA_KEY_VERSION,
+        };
+        let sealed = key.seal(&aad, b"x");
+        let again = store.tenant_key(&acme, true).expect("read").expect("key");
+        assert_eq!(&again.open(&aad, &sealed).expect("open")[..], b"x");
+        let wrapped: WrappedKey =
+            serde_json::from_slice(&fs::read(&path).expect("read")).expect("wrapped");
+        let needle = serde_json::to_string(&wrapped.ciphertext).expect("json");
+        store.db().flush().expect("flush");
+        let db = raw_bytes(&dir.path().join(super::super::DB_DIR));
+        assert!(!holds(&db, needle.as_bytes()) && !holds(&db, &wrapped.ciphertext));
+        assert!(holds(&raw_bytes(dir.path()), needle.as_bytes()));
+
+        // Shredding leaves no copy anywhere in the data dir, and a new key opens nothing old.
+        store.shred_tenant_key(&acme).expect("shred");
+        assert!(!path.exists());
+        assert!(!holds(&raw_bytes(dir.path()), needle.as_bytes()));
+        let fresh = store.tenant_key(&acme, true).expect("create").expect("key");
+        assert!(fresh.open(&aad, &sealed).is_err());
+        // Shredding twice is not an error.
+        store.shred_tenant_key(&acme).expect("shred");
+        store.shred_tenant_key(&acme).expect("shred again");
+    }
+
+    #[test]
+    fn a_damaged_key_file_fails_closed_and_stray_temp_files_are_swept() {
+        let dir = tempfile::TempDir::new().expect("temp");
+        let store = Store::open(dir.path(), None).expect("store");
+        let acme: TenantId = "acme".parse().expect("tenant");
+        store.tenant_key(&acme, true).expect("create");
+        let path = store.tenant_key_path(&acme);
+        fs::write(&path, b"{not json").expect("damage");
+        assert!(matches!(
+            store.tenant_key(&acme, true),
+            Err(StoreError::Corrupt { .. })
+        ));
+        let stray = dir.path().join(KEYS_DIR).join(".tmpXYZ");
+        fs::write(&stray, b"half a key").expect("stray");
+        drop(store);
+        let _store = Store::open(dir.path(), None).expect("reopen");
+        assert!(!stray.exists());
+        assert!(path.exists());
     }
 }

@@ -1,11 +1,14 @@
 //! The embedded store: one sled database under the data dir, one tree per concern.
 //!
 //! Secrets are sealed with per-tenant data keys wrapped by a master key that never enters the
-//! database (architecture §6). The master key is read only when a secret is, so commands that
-//! touch no secret neither need nor create it. Acknowledged writes are flushed.
+//! database (architecture §6); the wrapped data keys are files of their own beside it, so
+//! deleting one destroys it (sled keeps removed values in its log). The master key is read
+//! only when a secret is, so commands that touch no secret neither need nor create it.
+//! Acknowledged writes are flushed.
 //!
 //! # Layout
-//! - [`keys`]: the master key's location and the per-tenant data keys.
+//! - [`keys`]: the master key's location and the per-tenant data keys (`DATA/keys/`).
+//! - [`format`]: the data dir's format version, and the migration from format 1.
 //! - [`api_keys`]: API key records (hashes only).
 //! - [`credentials`]: sealed credential records and the [`StoredSecrets`] source.
 //! - [`connections`]: OAuth connections (tokens from consent) and consents under way.
@@ -17,6 +20,7 @@
 pub mod api_keys;
 pub mod connections;
 pub mod credentials;
+mod format;
 pub mod installations;
 pub mod keys;
 pub mod kv;
@@ -57,6 +61,16 @@ pub enum StoreError {
         "the {what} cannot be decrypted: the master key is not the one it was sealed with, or the record was tampered with"
     )]
     Decrypt { what: String },
+    #[error(
+        "the data dir is of format {found}, written by a newer airlock; this one reads format {}",
+        format::FORMAT
+    )]
+    Format { found: u32 },
+    #[error(
+        "cannot migrate the data dir to format {}: {reason} (its database was left as it was)",
+        format::FORMAT
+    )]
+    Migrate { reason: String },
 }
 
 /// The store, shared by the CLI verbs and (later) the server. Cheap to clone.
@@ -69,22 +83,28 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (or creates) the store under `data_dir`. The master key is taken from
-    /// `AIRLOCK_MASTER_KEY`, else the file at `master_key` (default `<data_dir>/master.key`),
-    /// created with mode 0600 the first time a secret is stored.
+    /// Opens (or creates) the store under `data_dir`, migrating a data dir of an earlier format.
+    /// The master key is taken from `AIRLOCK_MASTER_KEY`, else the file at `master_key`
+    /// (default `<data_dir>/master.key`), created with mode 0600 the first time a secret is
+    /// stored.
     pub fn open(data_dir: &Path, master_key: Option<&Path>) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Io {
+            path: data_dir.to_path_buf(),
+            source,
+        })?;
+        let _lock = format::OpenLock::acquire(data_dir)?;
+        format::recover(data_dir)?;
         let path = data_dir.join(DB_DIR);
-        let db = sled::Config::new()
-            .path(&path)
-            .open()
-            .map_err(|source| StoreError::Open { path, source })?;
-        Ok(Self {
-            db,
+        let fresh = !path.exists();
+        let store = Self {
+            db: open_db(&path)?,
             data_dir: data_dir.to_path_buf(),
             master_path: master_key
                 .map_or_else(|| data_dir.join(keys::MASTER_KEY_FILE), Path::to_path_buf),
             master: Arc::default(),
-        })
+        };
+        store.sweep_key_dir()?;
+        store.upgrade(fresh)
     }
 
     /// The database, for stores of other concerns (the audit trail) that share its file lock.
@@ -94,5 +114,40 @@ impl Store {
 
     fn tree(&self, name: &str) -> Result<sled::Tree, StoreError> {
         Ok(self.db.open_tree(name)?)
+    }
+}
+
+fn open_db(path: &Path) -> Result<sled::Db, StoreError> {
+    sled::Config::new()
+        .path(path)
+        .open()
+        .map_err(|source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+/// Helpers for tests that look for plaintext in the files of a data dir.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::path::Path;
+
+    /// Every byte of every file under `dir`.
+    pub fn raw_bytes(dir: &Path) -> Vec<u8> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(dir).expect("read dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                out.extend(raw_bytes(&path));
+            } else {
+                out.extend(std::fs::read(&path).expect("read"));
+            }
+        }
+        out
+    }
+
+    /// Whether `needle` occurs in `haystack`.
+    pub fn holds(haystack: &[u8], needle: &[u8]) -> bool {
+        haystack.windows(needle.len()).any(|w| w == needle)
     }
 }

@@ -1,8 +1,8 @@
 //! Tenants: who installations, credentials and keys belong to.
 //!
-//! Deleting a tenant removes its wrapped data key first (crypto-shredding: every secret it
-//! sealed is unreadable from that moment, including copies in old database segments), then its
-//! installations and credential records.
+//! Deleting a tenant destroys its wrapped data key first (crypto-shredding: its key file is
+//! overwritten and unlinked, so everything it sealed is unreadable from that moment, including
+//! copies left in old database segments), then removes its records.
 
 use serde::{Deserialize, Serialize};
 
@@ -57,7 +57,8 @@ impl Store {
     }
 
     /// Deletes `tenant`: its data key (so its sealed values become unreadable at once) and its
-    /// API keys, then its kv values, webhook endpoints, installations and credential records. Returns false if there was no such tenant.
+    /// API keys, then its kv values, webhook endpoints, connections, installations and
+    /// credential records. Returns false if there was no such tenant.
     pub fn delete_tenant(&self, tenant: &TenantId) -> Result<bool, StoreError> {
         if !self.tenant_exists(tenant)? {
             return Ok(false);

@@ -185,6 +185,91 @@ fn aad_encoding_is_length_prefixed_and_domain_separated() {
 }
 
 #[test]
+fn an_index_is_stable_per_key_and_says_nothing_without_it() {
+    let dek = DataKey::generate();
+    let index = dek.index("kv-key", &["crm", "contact:jane"], 1);
+    assert_eq!(index, dek.index("kv-key", &["crm", "contact:jane"], 1));
+    for other in [
+        DataKey::generate().index("kv-key", &["crm", "contact:jane"], 1),
+        dek.index("oauth-user", &["crm", "contact:jane"], 1),
+        dek.index("kv-key", &["crm", "contact:jan"], 1),
+        dek.index("kv-key", &["crmc", "ontact:jane"], 1),
+        dek.index("kv-key", &["crm", "contact:jane"], 2),
+    ] {
+        assert_ne!(index, other);
+    }
+    // Not the plain HMAC under the DEK itself: the AEAD key is never a MAC key.
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&dek.0[..]).expect("key");
+    mac.update(&encode_aad(
+        INDEX_LABEL,
+        &["kv-key", "crm", "contact:jane"],
+        1,
+    ));
+    assert_ne!(index, <[u8; INDEX_LEN]>::from(mac.finalize().into_bytes()));
+}
+
+#[test]
+fn names_and_configs_open_only_where_they_were_sealed() {
+    let dek = DataKey::generate();
+    let name = NameAad {
+        kind: "kv-key",
+        tenant: TENANT,
+        installation: "inst-1",
+        index: "ab12",
+        key_version: 1,
+    };
+    let sealed = dek.seal(&name, b"contact:jane");
+    assert_eq!(
+        &dek.open(&name, &sealed).expect("open")[..],
+        b"contact:jane"
+    );
+    for other in [
+        NameAad {
+            kind: "oauth-user",
+            ..name
+        },
+        NameAad {
+            tenant: "tenant-b",
+            ..name
+        },
+        NameAad {
+            installation: "inst-2",
+            ..name
+        },
+        NameAad {
+            index: "ab13",
+            ..name
+        },
+    ] {
+        assert!(matches!(
+            dek.open(&other, &sealed),
+            Err(VaultError::Decrypt)
+        ));
+    }
+    let config = ConfigAad {
+        tenant: TENANT,
+        installation: "inst-1",
+        key_version: 1,
+    };
+    let sealed = dek.seal(&config, b"{}");
+    assert!(dek.open(&config, &sealed).is_ok());
+    let elsewhere = ConfigAad {
+        installation: "inst-2",
+        ..config
+    };
+    assert!(matches!(
+        dek.open(&elsewhere, &sealed),
+        Err(VaultError::Decrypt)
+    ));
+    // A config is not a credential of the same place, nor the reverse.
+    let secret = SecretAad {
+        credential: "",
+        ..aad()
+    };
+    assert!(dek.open(&secret, &sealed).is_err());
+}
+
+#[test]
 fn load_accepts_0600_with_or_without_newline() {
     let dir = tempfile::tempdir().expect("tempdir");
     let text = STANDARD.encode([9u8; KEY_LEN]);

@@ -96,10 +96,14 @@ pub(super) async fn prepare(
         .await
         .map_err(ApiError::busy)?;
     let loaded = app.installed(&tenant, &installation).await?;
-    let user = user.map(|u| u.to_string());
+    // The trail names the user by reference only: it outlives the tenant's data key.
+    let user_ref = user
+        .as_ref()
+        .map(|u| app.store.user_ref(&tenant, u))
+        .transpose()?;
     let credentials = app.runtime.credentials(
         CredentialScope {
-            user: user.clone(),
+            user: user.map(|u| u.to_string()),
             ..CredentialScope::new(tenant.to_string(), installation.to_string())
         },
         Arc::new(StoredSecrets::new(
@@ -110,7 +114,7 @@ pub(super) async fn prepare(
     );
     let caller = Caller {
         subject: Subject {
-            user,
+            user: user_ref,
             ..Subject::new(tenant.to_string(), installation.to_string())
         },
         trigger,

@@ -235,6 +235,15 @@ fn registered_client(
     })
 }
 
+/// How the trail names `user`: by reference, never the id (docs/security-model.md).
+fn user_ref(
+    app: &App,
+    tenant: &TenantId,
+    user: Option<&UserId>,
+) -> Result<Option<String>, ApiError> {
+    Ok(user.map(|u| app.store.user_ref(tenant, u)).transpose()?)
+}
+
 /// 32 bytes from the OS CSPRNG, base64url: a state, or a PKCE verifier (43 characters).
 fn random_token() -> String {
     let mut bytes = [0u8; 32];
@@ -531,7 +540,7 @@ async fn complete(
             tenant: consent.tenant.clone(),
             installation: consent.installation.clone(),
             credential: consent.credential.clone(),
-            user: consent.user.clone(),
+            user: user_ref(app, &tenant_id, user.as_ref())?,
             change: ConnectionChange::Connected,
             scopes: exchanged.scopes.clone(),
             widened: widened.clone(),
@@ -581,7 +590,7 @@ pub(super) async fn disconnect(
             tenant: tenant.to_string(),
             installation: installation.to_string(),
             credential: name,
-            user: user.map(|u| u.to_string()),
+            user: user_ref(&app, &tenant, user.as_ref())?,
             change: ConnectionChange::Disconnected,
             scopes: Vec::new(),
             widened: Vec::new(),
