@@ -48,4 +48,6 @@ pub enum AuditError {
     Db(#[from] sled::Error),
     #[error("the audit trail's metadata is damaged")]
     Meta,
+    #[error("the audit target key {} is damaged: it must hold 32 bytes", path.display())]
+    TargetKey { path: PathBuf },
 }

@@ -1,8 +1,9 @@
 //! AL-04/05/10 against a real sled store in a temp dir: every tampering is reported at the
 //! record where it happened, a recomputed chain fails its signed checkpoint, and a clock that
-//! goes backwards is recorded without breaking the chain.
+//! goes backwards is recorded without breaking the chain. Targets are stored as keyed hashes,
+//! strings bounded.
 
-use airlock_host_api::audit::{AuditEvent, Change};
+use airlock_host_api::audit::{AuditEvent, Change, EgressIntent, Subject};
 use rand::Rng;
 use tempfile::TempDir;
 
@@ -385,4 +386,88 @@ async fn many_concurrent_appends_share_flushes_and_all_become_durable() {
     let report = fixture.verify();
     assert!(report.is_ok(), "{report:?}");
     assert_eq!(report.verified, 400);
+}
+
+/// A record about `tenant` that is not a security event.
+fn intent(tenant: &str, target: &str) -> AuditEvent {
+    AuditEvent::EgressIntent(EgressIntent {
+        invocation: "0123".into(),
+        subject: Subject::new(tenant, "crm"),
+        method: "GET".into(),
+        target: Some(target.into()),
+        via: "https://api.example.com/contacts".into(),
+        target_hash: None,
+        rule: 0,
+        credential: None,
+    })
+}
+
+#[test]
+fn egress_targets_are_stored_as_their_rule_and_a_keyed_hash() {
+    let f = Fixture::new(0);
+    let jane = "https://api.example.com/contacts/jane.doe@acme.com";
+    let john = "https://api.example.com/contacts/john@acme.com";
+    for target in [jane, john, jane] {
+        f.trail
+            .append_blocking(intent("acme", target))
+            .expect("appended");
+    }
+    let mut hashes = Vec::new();
+    for (_, line) in f.lines() {
+        let text = String::from_utf8(line.clone()).expect("UTF-8");
+        assert!(!text.contains("jane") && !text.contains("john"), "{text}");
+        assert!(
+            text.contains("\"via\":\"https://api.example.com/contacts\""),
+            "{text}"
+        );
+        let AuditEvent::EgressIntent(stored) = record::open(&line).expect("opens").envelope.event
+        else {
+            panic!("an intent: {text}");
+        };
+        hashes.push(stored.target_hash.expect("a hash"));
+    }
+    assert_eq!(hashes[0], hashes[2], "equal targets correlate");
+    assert_ne!(hashes[0], hashes[1]);
+    assert_eq!(hashes[0].len(), 32);
+    assert_eq!(hashes[0], f.trail.target_hash(jane));
+
+    // The key lives in the audit dir, 0600, and a reopened trail hashes the same.
+    let key = f
+        .trail
+        .dir()
+        .path()
+        .join(format!("{}.target-key", f.trail.chain()));
+    let meta = std::fs::metadata(&key).expect("key file");
+    assert_eq!(meta.len(), 32);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    }
+    let dir = AuditDir::open(f.trail.dir().path(), f._data.path()).expect("audit dir");
+    let reopened = AuditTrail::open(&f.store, dir).expect("trail opens");
+    assert_eq!(reopened.target_hash(jane), hashes[0]);
+}
+
+#[test]
+fn an_oversized_field_is_cut_before_it_is_stored() {
+    let f = Fixture::new(0);
+    let artifact = "x".repeat(1 << 20);
+    f.trail
+        .append_blocking(AuditEvent::TrustRefused {
+            artifact,
+            reason: "unsigned".into(),
+        })
+        .expect("appended");
+    let lines = f.lines();
+    assert!(lines[0].1.len() < 1024, "{} bytes", lines[0].1.len());
+    let AuditEvent::TrustRefused { artifact, .. } =
+        record::open(&lines[0].1).expect("opens").envelope.event
+    else {
+        panic!("a trust refusal");
+    };
+    assert!(
+        artifact.ends_with('…') && artifact.len() <= 256,
+        "{artifact}"
+    );
 }

@@ -6,12 +6,18 @@
 //! under concurrent invocations when every sled I/O thread waited on a flush). The first write or flush that fails marks the trail
 //! failed for the life of the process, and every later append is refused, so nothing that needs
 //! a record (an egress request, an invocation result) happens without one (AL-07).
+//!
+//! Every event is stored in its trail form ([`AuditEvent::for_trail`]): egress targets replaced
+//! by a hash keyed with the trail's target key, every string bounded.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use airlock_host_api::audit::{AuditEvent, AuditUnavailable};
+use hmac::{Hmac, Mac as _};
+use sha2::Sha256;
+use zeroize::Zeroizing;
 
 use super::AuditError;
 use super::checkpoint::{AuditDir, Checkpoint, CheckpointSigner};
@@ -47,6 +53,8 @@ struct Inner {
     chain: String,
     dir: AuditDir,
     signer: CheckpointSigner,
+    /// Keys the hashes recorded in place of egress targets.
+    target_key: Zeroizing<[u8; 32]>,
     state: Mutex<State>,
 }
 
@@ -94,6 +102,7 @@ impl AuditTrail {
             None => 0,
         };
         let signer = dir.signer()?;
+        let target_key = dir.target_key(&chain)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 durable: tokio::sync::watch::Sender::new(next),
@@ -104,6 +113,7 @@ impl AuditTrail {
                 chain,
                 dir,
                 signer,
+                target_key,
                 state: Mutex::new(State {
                     next,
                     head,
@@ -114,6 +124,16 @@ impl AuditTrail {
                 }),
             }),
         })
+    }
+
+    /// What the trail records in place of an egress target: HMAC-SHA256 of the canonical
+    /// target under the trail's target key, cut to 128 bits, in hex. Equal targets give equal
+    /// hashes in one trail; without the key (kept in the audit dir) none can be guessed back.
+    pub fn target_hash(&self, target: &str) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(self.inner.target_key.as_slice())
+            .expect("HMAC takes a key of any length");
+        mac.update(target.as_bytes());
+        hex::encode(&mac.finalize().into_bytes()[..16])
     }
 
     /// The random id that names this chain (and its checkpoint file).
@@ -237,9 +257,10 @@ impl AuditTrail {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Chains and inserts `event` (not yet durable); a clock that went backwards gets its own
-    /// record first.
+    /// Chains and inserts `event` in its trail form (not yet durable); a clock that went
+    /// backwards gets its own record first.
     fn write(&self, event: AuditEvent) -> Result<u64, AuditUnavailable> {
+        let event = event.for_trail(&|target| self.target_hash(target));
         let mut state = self.state();
         if let Some(reason) = &state.failed {
             return Err(AuditUnavailable(reason.clone()));

@@ -313,8 +313,19 @@ fn parse_since(text: &str) -> anyhow::Result<String> {
     clock::since(text).ok_or_else(bad)
 }
 
+/// A recorded target: the rule it matched and its hash (`https://api.github.com/repos
+/// #5f0c…`); a URL the policy refused unparsed has neither (nor has a record written before
+/// targets were hashed: its target is not shown).
+fn shown_target(via: Option<&str>, hash: Option<&str>) -> String {
+    match (via.filter(|v| !v.is_empty()), hash) {
+        (Some(via), Some(hash)) => format!("{} #{hash}", via.escape_debug()),
+        (Some(via), None) => via.escape_debug().to_string(),
+        (None, _) => "(no target kept)".to_string(),
+    }
+}
+
 /// One human line per record (plus one per egress attempt). Every value is metadata, and
-/// anything a guest influenced (request targets) is printed escaped.
+/// anything a guest or operator influenced is printed escaped.
 fn print_record(e: &Envelope) {
     let flag = if e.security { "!" } else { " " };
     let head = format!("#{:<5} {} {flag}", e.seq, e.time);
@@ -331,8 +342,8 @@ fn print_record(e: &Envelope) {
                 r.outcome,
                 r.duration_us as f64 / 1000.0,
                 r.validation.as_ref().map_or(String::new(), |v| format!(
-                    " ({} {} at {:?})",
-                    v.direction, v.keyword, v.pointer
+                    " ({} {} at schema {:?})",
+                    v.direction, v.keyword, v.location
                 )),
             );
             for event in &r.egress {
@@ -340,11 +351,7 @@ fn print_record(e: &Envelope) {
                     "         egress {:?} {} {} {}{}",
                     event.decision,
                     event.method.escape_debug(),
-                    event
-                        .target
-                        .as_deref()
-                        .unwrap_or("(refused)")
-                        .escape_debug(),
+                    shown_target(event.via.as_deref(), event.target_hash.as_deref()),
                     event.status.map_or(String::new(), |s| s.to_string()),
                     event.reason.as_deref().unwrap_or(""),
                 );
@@ -364,7 +371,7 @@ fn print_record(e: &Envelope) {
             i.subject.tenant,
             i.subject.installation,
             i.method.escape_debug(),
-            i.target.escape_debug(),
+            shown_target(Some(&i.via), i.target_hash.as_deref()),
             i.rule + 1,
             i.credential
                 .as_deref()
