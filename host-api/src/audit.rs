@@ -1,9 +1,15 @@
 //! Audit events: what the trail records about every execution, and nothing else.
 //!
 //! Metadata only (catalogue AL-01/02): ids, names declared in signed manifests, reason codes,
-//! numbers. Never an input, an output, a body, a header value, a query string, a secret or a
-//! line the guest logged. The runtime chains, stores and signs these; this module only says
-//! what they are, and lets the egress broker make an intent durable before a request leaves.
+//! numbers. Never an input, an output, a body, a header value, a query string, a secret, a line
+//! the guest logged, a path a guest built or a key of the caller's objects. The runtime chains,
+//! stores and signs these; this module says what they are, what form they are stored in
+//! ([`AuditEvent::for_trail`]: targets replaced by keyed hashes, every string bounded), and lets
+//! the egress broker make an intent durable before a request leaves.
+
+mod stored;
+
+pub use stored::bounds;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -284,7 +290,12 @@ pub struct InvocationRecord {
     pub host_memory_peak_bytes: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fuel_used: Option<u64>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// Serialized without targets, whatever the events hold: a record never shows one.
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        serialize_with = "stored::without_targets"
+    )]
     pub egress: Vec<EgressEvent>,
     /// Attempts past the detailed ones, counted by decision and reason (AL-08).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -318,26 +329,37 @@ impl InvocationRecord {
     }
 }
 
-/// The first schema violation of a rejected input or output.
+/// The first schema violation of a rejected input or output, located in the schema: where in
+/// the instance it was is the caller's business (an object's keys are often its data).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ValidationFailure {
     /// `input` or `output`.
     pub direction: String,
-    /// RFC 6901 pointer into the instance; `""` is the root.
-    pub pointer: String,
+    /// RFC 6901 pointer to the failing keyword in the schema (its keyword location, without
+    /// `$ref` traversals), e.g. `/properties/Email/format`.
+    #[serde(default)]
+    pub location: String,
     /// The failing schema keyword.
     pub keyword: String,
 }
 
-/// A request about to be sent: the parts of the target that identify the system reached.
+/// A request about to be sent: the rule that let it out and a keyed hash of its target.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EgressIntent {
     pub invocation: String,
     #[serde(flatten)]
     pub subject: Subject,
     pub method: String,
-    /// The canonical target without its query.
-    pub target: String,
+    /// The canonical target without its query, until the trail replaces it by
+    /// [`Self::target_hash`]: never serialized.
+    #[serde(default, skip_serializing)]
+    pub target: Option<String>,
+    /// The matched rule's canonical URL (origin and path prefix).
+    #[serde(default)]
+    pub via: String,
+    /// Keyed hash of the target (see [`EgressEvent::target_hash`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_hash: Option<String>,
     pub rule: usize,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credential: Option<String>,
@@ -354,21 +376,16 @@ pub type IntentFuture = Pin<Box<dyn Future<Output = Result<(), AuditUnavailable>
 /// Where the egress broker records an intent before a request leaves. A failure keeps the
 /// request from being sent (fail closed, AL-07).
 pub trait EgressJournal: Send + Sync {
-    /// Makes durable that `method target` (under `rule`, with `credential`) is about to be sent.
-    fn intent(
-        &self,
-        method: &str,
-        target: &str,
-        rule: usize,
-        credential: Option<&str>,
-    ) -> IntentFuture;
+    /// Makes durable that the request `event` describes (allowed, with its target, rule and
+    /// credential name) is about to be sent.
+    fn intent(&self, event: &EgressEvent) -> IntentFuture;
 }
 
 /// A journal that records nothing: for hosts that keep no trail (benchmark floors, `check`).
 pub struct NoJournal;
 
 impl EgressJournal for NoJournal {
-    fn intent(&self, _: &str, _: &str, _: usize, _: Option<&str>) -> IntentFuture {
+    fn intent(&self, _: &EgressEvent) -> IntentFuture {
         Box::pin(std::future::ready(Ok(())))
     }
 }

@@ -108,14 +108,13 @@ pub fn parse_rfc3339_ms(text: &str) -> Option<u64> {
     u64::try_from(secs).ok().map(|s| s * 1000 + millis)
 }
 
-/// A `since` filter (an RFC 3339 UTC time, or an age such as `15m` or `7d`) as the trail's own
-/// timestamp text, which sorts as time does.
-pub fn since(text: &str) -> Option<String> {
-    let millis = match parse_rfc3339_ms(text) {
-        Some(ms) => ms,
-        None => now_unix_ms().saturating_sub(parse_span_secs(text)?.saturating_mul(1000)),
-    };
-    Some(rfc3339_ms(millis))
+/// A `since` filter (an RFC 3339 UTC time, or an age such as `15m` or `7d`) in milliseconds
+/// since the epoch.
+pub fn since_ms(text: &str) -> Option<u64> {
+    match parse_rfc3339_ms(text) {
+        Some(ms) => Some(ms),
+        None => Some(now_unix_ms().saturating_sub(parse_span_secs(text)?.saturating_mul(1000))),
+    }
 }
 
 #[cfg(test)]

@@ -2,14 +2,18 @@
 //! integration really used (in fixture runs, or in an installation's audit trail), and the
 //! `[[egress]]` fragment without the rest.
 //!
-//! Requests are matched again against the manifest's own rules, by method and target, so the
-//! answer does not depend on the grant in force when they were made. OAuth scopes cannot be
-//! told from traffic: they are listed with their credential, never called unused.
+//! Requests are matched again against the manifest's own rules, so the answer does not depend
+//! on the grant or version in force when they were made. A request names the rule it matched
+//! (`via`, its origin and path prefix: the audit trail keeps no path a guest built), and is
+//! credited to the first rule of the manifest that allows its method and covers that rule. A
+//! rule narrower than the one a request matched cannot be credited from the trail. OAuth scopes
+//! cannot be told from traffic: they are listed with their credential, never called unused.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use airlock_host_api::egress::{Decision, EgressEvent};
+use airlock_host_api::policy::egress::Method;
 use serde::Serialize;
 
 use crate::manifest::{CredentialDecl, Manifest};
@@ -32,14 +36,26 @@ impl Usage {
             if event.decision == Decision::Denied {
                 continue;
             }
-            let Some(target) = &event.target else {
+            let Some(method) = Method::from_request(&event.method) else {
                 continue;
             };
-            if let Ok(allowed) = policy.check(&event.method, target) {
+            let credited = match (&event.via, &event.target) {
+                (Some(via), _) => policy
+                    .rules()
+                    .iter()
+                    .position(|rule| rule.allows_method(method) && rule.covers(via)),
+                // Records written before the trail kept `via` name the target itself.
+                (None, Some(target)) => policy
+                    .check(&event.method, target)
+                    .ok()
+                    .map(|allowed| allowed.rule_index),
+                (None, None) => None,
+            };
+            if let Some(at) = credited {
                 self.methods
-                    .entry(allowed.rule_index)
+                    .entry(at)
                     .or_default()
-                    .insert(allowed.method.to_string());
+                    .insert(method.to_string());
             }
         }
     }
@@ -262,10 +278,13 @@ type = "bearer"
             .manifest
     }
 
-    fn event(method: &str, target: &str, decision: Decision) -> EgressEvent {
+    /// An attempt as the trail keeps it: the rule it matched, no target.
+    fn event(method: &str, via: &str, decision: Decision) -> EgressEvent {
         EgressEvent {
             method: method.into(),
-            target: Some(target.into()),
+            target: None,
+            via: Some(via.into()),
+            target_hash: Some("5f0c".into()),
             rule: Some(0),
             credential: None,
             decision,
@@ -286,13 +305,9 @@ type = "bearer"
         usage.record(
             &manifest,
             &[
-                event(
-                    "GET",
-                    "https://api.github.com/repos/a/b/issues",
-                    Decision::Allowed,
-                ),
+                event("GET", "https://api.github.com/repos", Decision::Allowed),
                 // Denied attempts use nothing, even under a declared host.
-                event("POST", "https://uploads.github.com/x", Decision::Denied),
+                event("POST", "https://uploads.github.com", Decision::Denied),
             ],
         );
         let report = Report::new(&manifest, &usage);
@@ -337,18 +352,60 @@ type = "bearer"
         usage.record(
             &manifest,
             &[
-                event("GET", "https://api.github.com/repos/a", Decision::Allowed),
-                event("POST", "https://api.github.com/repos/a", Decision::Failed),
+                event("GET", "https://api.github.com/repos", Decision::Allowed),
+                event("POST", "https://api.github.com/repos", Decision::Failed),
                 event(
                     "GET",
-                    "https://api.github.com/repositories/1",
+                    "https://api.github.com/repositories",
                     Decision::Allowed,
                 ),
-                event("POST", "https://uploads.github.com/f", Decision::Allowed),
+                event("POST", "https://uploads.github.com", Decision::Allowed),
             ],
         );
         let report = Report::new(&manifest, &usage);
         assert!(!report.has_unused(), "{}", report.render());
         assert_eq!(report.tightened(), None);
+    }
+
+    #[test]
+    fn requests_of_another_version_count_under_the_rules_that_cover_theirs() {
+        let manifest = manifest();
+        let mut usage = Usage::default();
+        usage.record(
+            &manifest,
+            &[
+                // Matched a narrower rule of an older version: under /repos, so it used it.
+                event(
+                    "GET",
+                    "https://api.github.com/repos/acme",
+                    Decision::Allowed,
+                ),
+                // Matched a wider one: it may have gone anywhere on the host, so it is no
+                // evidence for either narrower rule.
+                event("POST", "https://api.github.com", Decision::Allowed),
+                // A method the covering rule does not allow credits nothing.
+                event(
+                    "DELETE",
+                    "https://api.github.com/repositories/1",
+                    Decision::Allowed,
+                ),
+            ],
+        );
+        let report = Report::new(&manifest, &usage);
+        assert_eq!(report.rules[0].used, ["GET"]);
+        assert!(report.rules[1].used.is_empty());
+        assert!(report.rules[2].used.is_empty());
+    }
+
+    #[test]
+    fn records_from_before_via_are_matched_by_their_target() {
+        let manifest = manifest();
+        let mut usage = Usage::default();
+        let mut old = event("POST", "", Decision::Allowed);
+        old.via = None;
+        old.target = Some("https://uploads.github.com/f".into());
+        usage.record(&manifest, &[old]);
+        let report = Report::new(&manifest, &usage);
+        assert_eq!(report.rules[2].used, ["POST"]);
     }
 }

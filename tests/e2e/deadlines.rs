@@ -23,7 +23,9 @@ use crate::egress::{Egress, UPSTREAM_IP};
 use crate::mock::{Stall, Tarpit, TestCa, sockets_to};
 use crate::operator::Operator;
 use crate::serving::{Reply, Server, TENANT_SCOPES, records_of};
-use crate::support::{airlock_bin, audit_dir, dev_switches, outcome, run_against_mocks};
+use crate::support::{
+    airlock_bin, audit_dir, dev_switches, outcome, read_example, run_against_mocks,
+};
 
 /// The hostile example's declared timeout.
 const TIMEOUT: Duration = Duration::from_secs(1);
@@ -198,18 +200,21 @@ fn the_cli_exits_when_its_guest_blocks_in_a_request_body() {
     assert_eq!(summary["egress"][0]["reason"], ABORTED, "{summary}");
 }
 
-/// `airlock serve` with the hostile example installed (egress granted to [`SINK`], pinned to
-/// `tarpit`), admitting `running` invocations at once.
+/// `airlock serve` with the hostile example installed under `timeout` (egress granted to
+/// [`SINK`], pinned to `tarpit`), admitting `running` invocations at once.
 pub(crate) async fn hostile_server(
     op: &Operator,
     ca: &TestCa,
     tarpit: &SocketAddr,
     running: &str,
+    timeout: &str,
 ) -> (Server, String) {
     let pem = ca.write_pem(op.keys.path());
     let global = dev_switches(&[format!("{SINK}={tarpit}")], &pem);
     let global: Vec<&str> = global.iter().map(String::as_str).collect();
-    let hostile = op.example("hostile", "hostile.wasm");
+    let manifest = read_example("hostile", "airlock.toml")
+        .replace("timeout = \"1s\"", &format!("timeout = \"{timeout}\""));
+    let hostile = op.sign("hostile", "hostile.wasm", &manifest, "hostile.airlock");
     let server = Server::start(
         op,
         &global,
@@ -265,7 +270,7 @@ async fn the_server_gets_its_slots_back_at_each_timeout() {
     let ca = TestCa::new();
     let tarpit = Tarpit::start(&ca, &[SINK], UPSTREAM_IP, Stall::Silent);
     let op = Operator::new();
-    let (server, key) = hostile_server(&op, &ca, &tarpit.addr(), "2").await;
+    let (server, key) = hostile_server(&op, &ca, &tarpit.addr(), "2", "1s").await;
     let server = Arc::new(server);
     // Six guests blocked in request bodies, two slots: three waves, each ended by the timeout.
     let replies = at_once(

@@ -206,7 +206,8 @@ async fn eight_hoarding_guests_leave_the_server_within_its_bound() {
     let ca = TestCa::new();
     let idle = Tarpit::start(&ca, &["sink.hostile.test"], UPSTREAM_IP, Stall::Silent);
     let op = Operator::new();
-    let (server, key) = hostile_server(&op, &ca, &idle.addr(), "8").await;
+    // A long timeout: only the budget may stop them, however slowly a loaded machine runs them.
+    let (server, key) = hostile_server(&op, &ca, &idle.addr(), "8", "30s").await;
     let server = Arc::new(server);
     // Warm up: compile the component and run one invocation before measuring.
     let warm = server

@@ -138,6 +138,23 @@ async fn every_request_is_authorized_from_its_key_alone() {
         "{}",
         mine.body
     );
+    // Read through the tenant's index: only its own records are examined, and a time past
+    // the last record examines none.
+    assert_eq!(
+        mine.body["examined"].as_u64(),
+        Some(records.len() as u64),
+        "{}",
+        mine.body
+    );
+    let future = server
+        .get("/v1/audit?since=2999-01-01T00:00:00Z", &globex)
+        .await;
+    assert_eq!(
+        (&future.body["records"], &future.body["examined"]),
+        (&json!([]), &json!(0)),
+        "{}",
+        future.body
+    );
     let widened = server.get("/v1/audit?tenant=acme", &globex).await;
     assert_eq!(widened.status, StatusCode::FORBIDDEN);
     let theirs = server.get("/v1/audit", &acme).await;

@@ -1,9 +1,11 @@
 //! `airlock-examples/hostile`: one action per way an untrusted component can misbehave.
 //!
 //! Each attack must end as a clean, typed outcome in the host (timeout, memory limit, trap,
-//! output limit, capped logs, an empty sandbox, a kv quota), never as a hung or crashed host.
-//! Every action but `kv` and those of [`host`] takes `{}`. `black_box` keeps the optimizer from proving an attack pointless and deleting it.
+//! output limit, capped logs, an empty sandbox, a kv quota, an output its schema refuses),
+//! never as a hung or crashed host. Every action but `kv`, `bad-output` and those of [`host`]
+//! takes `{}`. `black_box` keeps the optimizer from proving an attack pointless and deleting it.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::hint::black_box;
 use std::io::Write as _;
@@ -26,6 +28,7 @@ impl Guest for Hostile {
             "flood-log" => Ok(flood_log()),
             "read-env" => airlock_guest::to_output(&read_env()),
             "read-files" => airlock_guest::to_output(&read_files()),
+            "bad-output" => airlock_guest::handle(&input, bad_output),
             "kv" => airlock_guest::handle(&input, kv_op),
             "kv-fill" => airlock_guest::to_output(&kv_fill()),
             "stream-after-handle" => airlock_guest::handle(&input, host::stream_after_handle),
@@ -43,6 +46,15 @@ impl Guest for Hostile {
 }
 
 export!(Hostile);
+
+/// Wraps each value of an object of strings in a list: an output its schema (an object of
+/// strings) refuses at every key, which the caller chose.
+fn bad_output(input: BTreeMap<String, String>) -> Result<BTreeMap<String, [String; 1]>, Error> {
+    Ok(input
+        .into_iter()
+        .map(|(key, value)| (key, [value]))
+        .collect())
+}
 
 /// Burns CPU forever: only the host's timeout (epoch or fuel interruption) can stop it.
 fn spin_forever() -> ! {

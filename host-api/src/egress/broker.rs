@@ -168,6 +168,8 @@ impl BrokeredHttp {
             let event = EgressEvent {
                 method: method.clone(),
                 target,
+                via: None,
+                target_hash: None,
                 rule,
                 credential: None,
                 decision: Decision::Denied,
@@ -207,12 +209,14 @@ impl BrokeredHttp {
                     .get(name)
                     .filter(|_| allowed.target.scheme() == "https");
                 let Some(spec) = spec else {
-                    return Err(deny(
+                    let mut refused = deny(
                         "credential-unavailable",
                         Some(target),
                         Some(allowed.rule_index),
                         Error::HttpRequestDenied,
-                    ));
+                    );
+                    refused.1.via = Some(allowed.rule.url().to_string());
+                    return Err(refused);
                 };
                 Some((name.to_string(), spec.clone()))
             }
@@ -238,6 +242,7 @@ impl BrokeredHttp {
             port: allowed.target.port(),
             target,
             rule: allowed.rule_index,
+            via: allowed.rule.url().to_string(),
             rule_origin: allowed.rule.origin().to_string(),
             method,
             credential,
@@ -292,6 +297,8 @@ struct Admitted {
     port: u16,
     target: String,
     rule: usize,
+    /// The matched rule's canonical URL, which the audit trail records in place of the target.
+    via: String,
     /// The matched rule's origin, which a stored credential must be bound to.
     rule_origin: String,
     method: String,
@@ -357,6 +364,8 @@ impl WasiHttpHooks for BrokeredHttp {
             let mut event = EgressEvent {
                 method: admitted.method.clone(),
                 target: Some(admitted.target.clone()),
+                via: Some(admitted.via.clone()),
+                target_hash: None,
                 rule: Some(admitted.rule),
                 credential: admitted.credential.as_ref().map(|(name, _)| name.clone()),
                 decision: Decision::Allowed,
@@ -377,14 +386,7 @@ impl WasiHttpHooks for BrokeredHttp {
             });
             let exchange = async {
                 // No record, no request (AL-06/07).
-                let durable = journal
-                    .intent(
-                        &admitted.method,
-                        &admitted.target,
-                        admitted.rule,
-                        event.credential.as_deref(),
-                    )
-                    .await;
+                let durable = journal.intent(&event).await;
                 if durable.is_err() {
                     return Err((Error::HttpRequestDenied, "audit-unavailable".to_string()));
                 }

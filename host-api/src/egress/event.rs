@@ -1,5 +1,6 @@
 //! Egress events: one metadata-only record per request attempt, for the invocation summary and
-//! the audit trail. Never a body, a header value, a query string or a secret.
+//! the audit trail. Never a body, a header value, a query string or a secret; the trail keeps
+//! not even the path a guest built, only the rule it matched and a keyed hash (docs/audit.md).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -29,9 +30,19 @@ pub enum Decision {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EgressEvent {
     pub method: String,
-    /// The canonical target without its query; absent when the URL was refused unparsed.
+    /// The canonical target without its query, for the caller's own summary; absent when the
+    /// URL was refused unparsed. Its path is built from the caller's data, so the audit trail
+    /// never stores it: it keeps [`Self::via`] and [`Self::target_hash`] instead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
+    /// The matched rule's canonical URL: its origin and path prefix, as the manifest declares
+    /// them (`https://api.github.com/repos`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
+    /// Keyed hash of the target, set by the audit trail when it stores the event: equal targets
+    /// under one trail have equal hashes, and none can be read back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_hash: Option<String>,
     /// Position of the matching rule in the manifest, from 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule: Option<usize>,

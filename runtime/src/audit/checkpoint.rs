@@ -5,6 +5,9 @@
 //! audit dir, outside the data dir, catches both (catalogue AL-04/05): the rewritten chain no
 //! longer matches a signed head, and a cut chain is shorter than a signed count. Checkpoints are
 //! appended to `<audit dir>/<chain id>.checkpoints`, one JSON line each, fsynced.
+//!
+//! The audit dir also keeps each chain's target key (`<chain id>.target-key`), which keys the
+//! hashes recorded in place of egress targets.
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, BufRead, Write};
@@ -14,6 +17,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use ed25519_dalek::{Signature, Signer as _, SigningKey};
 use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
 
 use super::AuditError;
 use crate::bundle::keys::{self, KeyError, PublicKey};
@@ -131,6 +135,30 @@ impl AuditDir {
         let path = self.dir.join(PUBLIC_FILE);
         let line = fs::read_to_string(&path).map_err(|source| AuditError::Io { path, source })?;
         Ok(PublicKey::parse_line(&line)?)
+    }
+
+    /// The key of `chain`'s target hashes (32 random bytes, 0600 in the audit dir, created on
+    /// first use): kept apart from the records, so that no one holding only the data dir can
+    /// test guesses of a path against them.
+    pub fn target_key(&self, chain: &str) -> Result<Zeroizing<[u8; 32]>, AuditError> {
+        let path = self.dir.join(format!("{chain}.target-key"));
+        let io = |source| AuditError::Io {
+            path: path.clone(),
+            source,
+        };
+        let fresh = Zeroizing::new(rand::random::<[u8; 32]>());
+        match crate::fsutil::write_private_new(&path, fresh.as_slice()) {
+            Ok(()) => return Ok(fresh),
+            // There already is one (or another process just wrote it): use it.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io(e)),
+        }
+        let bytes = Zeroizing::new(fs::read(&path).map_err(io)?);
+        let key: [u8; 32] = bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| AuditError::TargetKey { path: path.clone() })?;
+        Ok(Zeroizing::new(key))
     }
 
     fn file(&self, chain: &str) -> PathBuf {

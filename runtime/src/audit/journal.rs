@@ -5,6 +5,7 @@ use airlock_host_api::audit::{
     AuditEvent, EgressIntent, EgressJournal, IntentFuture, InvocationRecord, Subject,
     ValidationFailure,
 };
+use airlock_host_api::egress::EgressEvent;
 
 use super::AuditTrail;
 use crate::invoke::{Invocation, InvokeError};
@@ -29,21 +30,18 @@ impl InvocationJournal {
 }
 
 impl EgressJournal for InvocationJournal {
-    fn intent(
-        &self,
-        method: &str,
-        target: &str,
-        rule: usize,
-        credential: Option<&str>,
-    ) -> IntentFuture {
+    fn intent(&self, event: &EgressEvent) -> IntentFuture {
         let trail = self.trail.clone();
+        // The trail replaces the target by its keyed hash before storing (AuditTrail::append).
         let event = AuditEvent::EgressIntent(EgressIntent {
             invocation: self.invocation.clone(),
             subject: self.subject.clone(),
-            method: method.to_string(),
-            target: target.to_string(),
-            rule,
-            credential: credential.map(str::to_string),
+            method: event.method.clone(),
+            target: event.target.clone(),
+            via: event.via.clone().unwrap_or_default(),
+            target_hash: None,
+            rule: event.rule.unwrap_or_default(),
+            credential: event.credential.clone(),
         });
         Box::pin(async move { trail.append(event).await.map(drop) })
     }
@@ -84,7 +82,8 @@ pub fn invocation_record(
     }))
 }
 
-/// Where a schema rejected the input or output: the first violation's pointer and keyword.
+/// Where a schema rejected the input or output: the first violation's keyword and its location
+/// in the schema. Never its place in the instance, whose object keys are the caller's data.
 fn validation(error: &InvokeError) -> Option<ValidationFailure> {
     let (direction, violations): (&str, &Violations) = match error {
         InvokeError::Input { violations, .. } => ("input", violations),
@@ -93,7 +92,7 @@ fn validation(error: &InvokeError) -> Option<ValidationFailure> {
     };
     violations.list.first().map(|v| ValidationFailure {
         direction: direction.to_string(),
-        pointer: v.pointer.clone(),
+        location: v.location.clone(),
         keyword: v.keyword.clone(),
     })
 }

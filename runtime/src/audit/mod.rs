@@ -5,14 +5,18 @@
 //! - [`record`]: one record's line format and hash.
 //! - [`trail`]: [`AuditTrail`], appends (durable before acknowledged, fail closed) and
 //!   checkpoints.
+//! - `index`: the per-tenant, security and time index, written with each record.
+//! - [`query`]: pages of records for `audit list` and `GET /v1/audit`, read through the index.
 //! - [`checkpoint`]: the audit dir, its signing key and signed checkpoints.
 //! - [`verify`]: the chain walk behind `airlock audit verify`.
 //! - [`journal`]: what one invocation writes: egress intents and its record.
 //! - [`metrics`]: Prometheus counters derived from records.
 
 pub mod checkpoint;
+mod index;
 pub mod journal;
 pub mod metrics;
+pub mod query;
 pub mod record;
 pub mod trail;
 pub mod verify;
@@ -24,6 +28,7 @@ use std::path::PathBuf;
 
 pub use checkpoint::{AuditDir, Checkpoint};
 pub use journal::InvocationJournal;
+pub use query::{Entry, Page, Query};
 pub use trail::AuditTrail;
 
 use crate::bundle::keys::KeyError;
@@ -48,4 +53,6 @@ pub enum AuditError {
     Db(#[from] sled::Error),
     #[error("the audit trail's metadata is damaged")]
     Meta,
+    #[error("the audit target key {} is damaged: it must hold 32 bytes", path.display())]
+    TargetKey { path: PathBuf },
 }

@@ -1,12 +1,14 @@
 //! AL-04/05/10 against a real sled store in a temp dir: every tampering is reported at the
 //! record where it happened, a recomputed chain fails its signed checkpoint, and a clock that
-//! goes backwards is recorded without breaking the chain.
+//! goes backwards is recorded without breaking the chain. Reads go through the index, so a
+//! page costs what it returns; targets are stored as keyed hashes, strings bounded.
 
-use airlock_host_api::audit::{AuditEvent, Change};
+use airlock_host_api::audit::{AuditEvent, Change, EgressIntent, Subject};
 use rand::Rng;
 use tempfile::TempDir;
 
 use super::checkpoint::AuditDir;
+use super::query::{Entry, Page, Query};
 use super::record::{self, Envelope};
 use super::trail::AuditTrail;
 use super::verify::{Report, verify};
@@ -385,4 +387,260 @@ async fn many_concurrent_appends_share_flushes_and_all_become_durable() {
     let report = fixture.verify();
     assert!(report.is_ok(), "{report:?}");
     assert_eq!(report.verified, 400);
+}
+
+/// A record about `tenant` that is not a security event.
+fn intent(tenant: &str, target: &str) -> AuditEvent {
+    AuditEvent::EgressIntent(EgressIntent {
+        invocation: "0123".into(),
+        subject: Subject::new(tenant, "crm"),
+        method: "GET".into(),
+        target: Some(target.into()),
+        via: "https://api.example.com/contacts".into(),
+        target_hash: None,
+        rule: 0,
+        credential: None,
+    })
+}
+
+/// A security event about `tenant`.
+fn changed(tenant: &str) -> AuditEvent {
+    AuditEvent::CredentialChanged {
+        tenant: tenant.into(),
+        installation: "crm".into(),
+        credential: "token".into(),
+        change: Change::Set,
+    }
+}
+
+fn query(tenant: Option<&str>) -> Query {
+    Query {
+        tenant: tenant.map(str::to_string),
+        ..Query::default()
+    }
+}
+
+fn seqs(page: &Page) -> Vec<u64> {
+    page.entries.iter().map(Entry::seq).collect()
+}
+
+#[test]
+fn a_page_examines_at_most_one_page_of_the_callers_own_records() {
+    // 100,000 records of another tenant around acme's 250 (ten of them security events):
+    // acme's reads examine acme's records only, one page at a time, and a query that matches
+    // nothing examines nothing.
+    let f = Fixture::new(0);
+    let mut acme = Vec::new();
+    for i in 0..100_250u64 {
+        let event = match i % 401 {
+            0 if i % 4010 == 0 => changed("acme"),
+            0 => intent("acme", "https://api.example.com/contacts/a"),
+            _ => intent("globex", "https://api.example.com/contacts/g"),
+        };
+        let mine = event.tenant() == Some("acme");
+        let seq = f.trail.write(event).expect("written");
+        if mine {
+            acme.push(seq);
+        }
+    }
+    f.store.db().flush().expect("flushed");
+    assert_eq!(acme.len(), 250);
+
+    let mut read = Vec::new();
+    let mut q = query(Some("acme"));
+    loop {
+        let page = f.trail.page(&q, 100).expect("page");
+        assert!(page.examined <= 100, "examined {}", page.examined);
+        assert_eq!(page.examined, page.entries.len() as u64);
+        read.extend(seqs(&page));
+        match page.next {
+            Some(next) => q.after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(read, acme);
+
+    let security = Query {
+        security: true,
+        ..query(Some("acme"))
+    };
+    let page = f.trail.page(&security, 100).expect("page");
+    assert_eq!(page.entries.len(), 25);
+    assert_eq!(page.examined, 25);
+
+    // Nothing to find: a tenant with no records, security events of a quiet tenant, the future.
+    let quiet = Query {
+        security: true,
+        ..query(Some("initech"))
+    };
+    let future = Query {
+        since_ms: Some(crate::clock::now_unix_ms() + 3_600_000),
+        ..query(None)
+    };
+    for nothing in [query(Some("initech")), quiet, future] {
+        let page = f.trail.page(&nothing, 1_000).expect("page");
+        assert_eq!((page.entries.len(), page.examined), (0, 0), "{nothing:?}");
+    }
+
+    // The operator's unfiltered view reads the chain, a page at a time.
+    let page = f.trail.page(&query(None), 1_000).expect("page");
+    assert_eq!((page.entries.len(), page.examined), (1_000, 1_000));
+    assert_eq!(page.next, Some(999));
+}
+
+#[test]
+fn since_starts_at_the_first_record_written_at_or_after_the_time() {
+    let f = Fixture::new(0);
+    let mut times = Vec::new();
+    for i in 0..30u64 {
+        let seq = f.trail.append_blocking(event(i)).expect("appended");
+        let line = f
+            .tree()
+            .get(seq.to_be_bytes())
+            .expect("read")
+            .expect("line");
+        let time = record::open(&line).expect("opens").envelope.time;
+        times.push(crate::clock::parse_rfc3339_ms(&time).expect("a time"));
+        if i % 10 == 9 {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+    for at in [0, 10, 20, 29] {
+        let q = Query {
+            since_ms: Some(times[at]),
+            ..query(None)
+        };
+        let page = f.trail.page(&q, 100).expect("page");
+        let first = times.iter().position(|t| *t >= times[at]).expect("one");
+        assert_eq!(seqs(&page), (first as u64..30).collect::<Vec<_>>());
+        assert_eq!(page.examined, 30 - first as u64);
+    }
+}
+
+#[test]
+fn a_wrong_index_entry_never_shows_a_tenant_another_tenants_record() {
+    let f = Fixture::new(0);
+    f.trail
+        .append_blocking(changed("globex"))
+        .expect("appended");
+    f.trail.append_blocking(changed("acme")).expect("appended");
+    // Someone with the database points acme's index at globex's record.
+    let index = f.store.db().open_tree("audit-index").expect("index");
+    let mut key = vec![b't', 4];
+    key.extend_from_slice(b"acme");
+    key.extend_from_slice(&0u64.to_be_bytes());
+    index.insert(key, sled::IVec::default()).expect("write");
+    let page = f.trail.page(&query(Some("acme")), 10).expect("page");
+    assert_eq!(seqs(&page), [1]);
+    assert_eq!(page.examined, 2);
+}
+
+#[test]
+fn a_trail_without_an_index_is_indexed_when_opened_and_verify_sees_a_gap() {
+    let data = TempDir::new().expect("temp dir");
+    let audit = TempDir::new().expect("temp dir");
+    let open = || {
+        let store = Store::open(data.path(), None).expect("store opens");
+        let dir = AuditDir::open(audit.path(), data.path()).expect("audit dir");
+        let trail = AuditTrail::open(&store, dir).expect("trail opens");
+        (store, trail)
+    };
+    {
+        let (store, trail) = open();
+        for tenant in ["acme", "globex", "acme"] {
+            trail.append_blocking(changed(tenant)).expect("appended");
+        }
+        // As a trail written before the index existed (or by a build without it) would be.
+        let index = store.db().open_tree("audit-index").expect("index");
+        index.clear().expect("cleared");
+        assert_eq!(trail.unindexed().expect("checked"), [0, 1, 2]);
+        assert!(
+            trail
+                .page(&query(Some("acme")), 10)
+                .expect("page")
+                .entries
+                .is_empty()
+        );
+    }
+    let (_store, trail) = open();
+    assert_eq!(trail.unindexed().expect("checked"), Vec::<u64>::new());
+    assert_eq!(
+        seqs(&trail.page(&query(Some("acme")), 10).expect("page")),
+        [0, 2]
+    );
+    trail.append_blocking(changed("acme")).expect("appended");
+    assert_eq!(
+        seqs(&trail.page(&query(Some("acme")), 10).expect("page")),
+        [0, 2, 3]
+    );
+}
+
+#[test]
+fn egress_targets_are_stored_as_their_rule_and_a_keyed_hash() {
+    let f = Fixture::new(0);
+    let jane = "https://api.example.com/contacts/jane.doe@acme.com";
+    let john = "https://api.example.com/contacts/john@acme.com";
+    for target in [jane, john, jane] {
+        f.trail
+            .append_blocking(intent("acme", target))
+            .expect("appended");
+    }
+    let mut hashes = Vec::new();
+    for (_, line) in f.lines() {
+        let text = String::from_utf8(line.clone()).expect("UTF-8");
+        assert!(!text.contains("jane") && !text.contains("john"), "{text}");
+        assert!(
+            text.contains("\"via\":\"https://api.example.com/contacts\""),
+            "{text}"
+        );
+        let AuditEvent::EgressIntent(stored) = record::open(&line).expect("opens").envelope.event
+        else {
+            panic!("an intent: {text}");
+        };
+        hashes.push(stored.target_hash.expect("a hash"));
+    }
+    assert_eq!(hashes[0], hashes[2], "equal targets correlate");
+    assert_ne!(hashes[0], hashes[1]);
+    assert_eq!(hashes[0].len(), 32);
+    assert_eq!(hashes[0], f.trail.target_hash(jane));
+
+    // The key lives in the audit dir, 0600, and a reopened trail hashes the same.
+    let key = f
+        .trail
+        .dir()
+        .path()
+        .join(format!("{}.target-key", f.trail.chain()));
+    let meta = std::fs::metadata(&key).expect("key file");
+    assert_eq!(meta.len(), 32);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    }
+    let dir = AuditDir::open(f.trail.dir().path(), f._data.path()).expect("audit dir");
+    let reopened = AuditTrail::open(&f.store, dir).expect("trail opens");
+    assert_eq!(reopened.target_hash(jane), hashes[0]);
+}
+
+#[test]
+fn an_oversized_field_is_cut_before_it_is_stored() {
+    let f = Fixture::new(0);
+    let artifact = "x".repeat(1 << 20);
+    f.trail
+        .append_blocking(AuditEvent::TrustRefused {
+            artifact,
+            reason: "unsigned".into(),
+        })
+        .expect("appended");
+    let lines = f.lines();
+    assert!(lines[0].1.len() < 1024, "{} bytes", lines[0].1.len());
+    let AuditEvent::TrustRefused { artifact, .. } =
+        record::open(&lines[0].1).expect("opens").envelope.event
+    else {
+        panic!("a trust refusal");
+    };
+    assert!(
+        artifact.ends_with('…') && artifact.len() <= 256,
+        "{artifact}"
+    );
 }

@@ -6,15 +6,25 @@
 //! under concurrent invocations when every sled I/O thread waited on a flush). The first write or flush that fails marks the trail
 //! failed for the life of the process, and every later append is refused, so nothing that needs
 //! a record (an egress request, an invocation result) happens without one (AL-07).
+//!
+//! Every event is stored in its trail form ([`AuditEvent::for_trail`]): egress targets replaced
+//! by a hash keyed with the trail's target key, every string bounded. Each record is written in
+//! one transaction with its index entries, which reads use (`index`, [`super::query`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use airlock_host_api::audit::{AuditEvent, AuditUnavailable};
+use hmac::{Hmac, Mac as _};
+use sha2::Sha256;
+use sled::Transactional as _;
+use sled::transaction::TransactionResult;
+use zeroize::Zeroizing;
 
 use super::AuditError;
 use super::checkpoint::{AuditDir, Checkpoint, CheckpointSigner};
+use super::index;
 use super::record::{self, Envelope, GENESIS};
 use crate::clock;
 use crate::store::Store;
@@ -43,10 +53,13 @@ struct Inner {
     /// Whether an appender is flushing for everyone.
     flushing: AtomicBool,
     records: sled::Tree,
+    index: sled::Tree,
     meta: sled::Tree,
     chain: String,
     dir: AuditDir,
     signer: CheckpointSigner,
+    /// Keys the hashes recorded in place of egress targets.
+    target_key: Zeroizing<[u8; 32]>,
     state: Mutex<State>,
 }
 
@@ -56,6 +69,8 @@ struct State {
     last_ms: u64,
     checkpointed: u64,
     checkpoint_at: Instant,
+    /// The highest record time so far (ms), which the time index is marked up to.
+    time_mark: u64,
     /// Why the trail stopped taking records, once it has.
     failed: Option<String>,
 }
@@ -68,6 +83,7 @@ impl AuditTrail {
     pub fn open(store: &Store, dir: AuditDir) -> Result<Self, AuditError> {
         let db = store.db().clone();
         let records = db.open_tree(RECORDS_TREE)?;
+        let index = db.open_tree(index::TREE)?;
         let meta = db.open_tree(META_TREE)?;
         let chain = match meta.get(CHAIN_KEY)? {
             Some(id) => String::from_utf8(id.to_vec()).map_err(|_| AuditError::Meta)?,
@@ -94,26 +110,46 @@ impl AuditTrail {
             None => 0,
         };
         let signer = dir.signer()?;
+        let target_key = dir.target_key(&chain)?;
+        let time_mark = catch_up(&records, &index, next)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 durable: tokio::sync::watch::Sender::new(next),
                 flushing: AtomicBool::new(false),
                 db,
                 records,
+                index,
                 meta,
                 chain,
                 dir,
                 signer,
+                target_key,
                 state: Mutex::new(State {
                     next,
                     head,
                     last_ms: 0,
                     checkpointed,
                     checkpoint_at: Instant::now(),
+                    time_mark,
                     failed: None,
                 }),
             }),
         })
+    }
+
+    /// What the trail records in place of an egress target: HMAC-SHA256 of the canonical
+    /// target under the trail's target key, cut to 128 bits, in hex. Equal targets give equal
+    /// hashes in one trail; without the key (kept in the audit dir) none can be guessed back.
+    pub fn target_hash(&self, target: &str) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(self.inner.target_key.as_slice())
+            .expect("HMAC takes a key of any length");
+        mac.update(target.as_bytes());
+        hex::encode(&mac.finalize().into_bytes()[..16])
+    }
+
+    /// The chain's records tree and its index, for reads.
+    pub(super) fn trees(&self) -> (&sled::Tree, &sled::Tree) {
+        (&self.inner.records, &self.inner.index)
     }
 
     /// The random id that names this chain (and its checkpoint file).
@@ -237,9 +273,10 @@ impl AuditTrail {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Chains and inserts `event` (not yet durable); a clock that went backwards gets its own
-    /// record first.
-    fn write(&self, event: AuditEvent) -> Result<u64, AuditUnavailable> {
+    /// Chains and inserts `event` in its trail form (not yet durable); a clock that went
+    /// backwards gets its own record first.
+    pub(super) fn write(&self, event: AuditEvent) -> Result<u64, AuditUnavailable> {
+        let event = event.for_trail(&|target| self.target_hash(target));
         let mut state = self.state();
         if let Some(reason) = &state.failed {
             return Err(AuditUnavailable(reason.clone()));
@@ -268,8 +305,26 @@ impl AuditTrail {
             event,
         };
         let (line, hash) = record::seal(&envelope);
-        if let Err(e) = self.inner.records.insert(seq.to_be_bytes(), line) {
+        let keys = index::keys(seq, &envelope);
+        let mark = (now_ms > state.time_mark).then(|| index::time_key(now_ms));
+        // The record and its index entries land together or not at all.
+        let written: TransactionResult<(), sled::Error> = (&self.inner.records, &self.inner.index)
+            .transaction(|(records, entries)| {
+                records.insert(&seq.to_be_bytes(), line.as_slice())?;
+                for key in &keys {
+                    entries.insert(key.as_slice(), sled::IVec::default())?;
+                }
+                if let Some(mark) = &mark {
+                    entries.insert(mark.as_slice(), &seq.to_be_bytes())?;
+                }
+                entries.insert(index::COVERED, &(seq + 1).to_be_bytes())?;
+                Ok(())
+            });
+        if let Err(e) = written {
             return Err(fail(state, &e));
+        }
+        if mark.is_some() {
+            state.time_mark = now_ms;
         }
         state.next = seq + 1;
         state.head = hash;
@@ -326,7 +381,44 @@ fn fail(state: &mut State, error: &dyn std::fmt::Display) -> AuditUnavailable {
     AuditUnavailable(reason)
 }
 
-fn seq_of(bytes: &[u8]) -> Result<u64, AuditError> {
+/// Indexes the records the index does not cover yet (a trail written before it had one) and
+/// returns the highest time marked. A record that does not open is left out: only the
+/// operator's unfiltered view, and `audit verify`, show it.
+fn catch_up(records: &sled::Tree, index: &sled::Tree, next: u64) -> Result<u64, AuditError> {
+    let covered = match index.get(index::COVERED)? {
+        Some(v) => seq_of(&v)?,
+        None => 0,
+    };
+    let mut mark = match index.scan_prefix(index::TIME_PREFIX).next_back() {
+        Some(entry) => index::number(&entry?.0).ok_or(AuditError::Meta)?,
+        None => 0,
+    };
+    if covered >= next {
+        return Ok(mark);
+    }
+    let mut batch = sled::Batch::default();
+    for entry in records.range(covered.to_be_bytes()..) {
+        let (key, line) = entry?;
+        let seq = seq_of(&key)?;
+        let Ok(record) = record::open(&line) else {
+            continue;
+        };
+        for key in index::keys(seq, &record.envelope) {
+            batch.insert(key, sled::IVec::default());
+        }
+        if let Some(ms) = clock::parse_rfc3339_ms(&record.envelope.time)
+            && ms > mark
+        {
+            batch.insert(index::time_key(ms), &seq.to_be_bytes());
+            mark = ms;
+        }
+    }
+    batch.insert(index::COVERED, &next.to_be_bytes());
+    index.apply_batch(batch)?;
+    Ok(mark)
+}
+
+pub(super) fn seq_of(bytes: &[u8]) -> Result<u64, AuditError> {
     let raw: [u8; 8] = bytes.try_into().map_err(|_| AuditError::Meta)?;
     Ok(u64::from_be_bytes(raw))
 }

@@ -8,8 +8,8 @@ use clap::{Args, Subcommand, ValueEnum};
 
 use super::{EXIT_INVALID, EXIT_TRUST, State, fail};
 use crate::audit::metrics::Metrics;
-use crate::audit::record::{self, Envelope};
-use crate::audit::{AuditDir, AuditTrail, verify};
+use crate::audit::record::Envelope;
+use crate::audit::{AuditDir, AuditTrail, Entry, Query, verify};
 use crate::bundle::PublicKey;
 use crate::clock;
 use crate::ids::{InstallationId, TenantId};
@@ -143,28 +143,19 @@ pub(crate) fn audit(args: AuditArgs, state: &State) -> anyhow::Result<u8> {
             security,
             json,
         } => {
-            let since = since.as_deref().map(parse_since).transpose()?;
-            for line in trail()?.lines() {
-                let (seq, line) = line?;
-                let Ok(record) = record::open(&line) else {
-                    println!("#{seq} DAMAGED (run `airlock audit verify`)");
-                    continue;
-                };
-                let e = &record.envelope;
-                let keep = (!security || e.security)
-                    && since.as_ref().is_none_or(|t| e.time.as_str() >= t.as_str())
-                    && tenant
-                        .as_deref()
-                        .is_none_or(|t| e.event.tenant() == Some(t));
-                if !keep {
-                    continue;
+            let query = Query {
+                tenant,
+                security,
+                since_ms: since.as_deref().map(parse_since).transpose()?,
+                after: None,
+            };
+            each_record(&trail()?, query, |entry| match entry {
+                Entry::Damaged { seq } => println!("#{seq} DAMAGED (run `airlock audit verify`)"),
+                Entry::Record { line, .. } if json => {
+                    println!("{}", String::from_utf8_lossy(&line))
                 }
-                if json {
-                    println!("{}", String::from_utf8_lossy(&line));
-                } else {
-                    print_record(e);
-                }
-            }
+                Entry::Record { record, .. } => print_record(&record.envelope),
+            })?;
             Ok(0)
         }
         AuditCommand::Verify { key } => verify_trail(&trail()?, key),
@@ -203,6 +194,7 @@ fn verify_trail(trail: &AuditTrail, key: Option<String>) -> anyhow::Result<u8> {
     let lines: Vec<(u64, Vec<u8>)> = trail.lines().collect::<Result<_, _>>()?;
     let checkpoints = trail.dir().checkpoints(trail.chain())?;
     let report = verify::verify(lines, &checkpoints, &key, trail.checkpointed());
+    let unindexed = trail.unindexed()?;
     println!(
         "chain {}: {} record(s) link from the first; {} signed checkpoint(s) by key {}, the \
          newest covering {} record(s)",
@@ -218,7 +210,14 @@ fn verify_trail(trail: &AuditTrail, key: Option<String>) -> anyhow::Result<u8> {
     if let Some(broken) = &report.broken {
         println!("BROKEN at record {}: {}", broken.seq, broken.reason);
     }
-    if report.is_ok() {
+    if let Some(first) = unindexed.first() {
+        println!(
+            "INDEX: {} record(s) are missing from the index, hidden from filtered views (first: \
+             record {first})",
+            unindexed.len()
+        );
+    }
+    if report.is_ok() && unindexed.is_empty() {
         let uncovered = report.verified - report.covered;
         if uncovered > 0 {
             println!("{uncovered} record(s) after the newest checkpoint are not yet signed");
@@ -248,28 +247,21 @@ fn privileges(
         .installed_manifest(&record)
         .map_err(|e| fail(EXIT_INVALID, e))?;
     let mut usage = Usage::default();
-    let mut damaged = 0;
-    for line in opened.trail.lines() {
-        let (_, line) = line?;
-        let Ok(entry) = record::open(&line) else {
-            damaged += 1;
-            continue;
-        };
+    let query = Query {
+        tenant: Some(tenant.as_str().to_string()),
+        ..Query::default()
+    };
+    each_record(&opened.trail, query, |entry| {
         // This installation's runs of this integration: a name reused for another integration
         // after a delete does not count.
-        if let AuditEvent::Invocation(r) = &entry.envelope.event
-            && r.subject.tenant == tenant.as_str()
+        if let Entry::Record { record: entry, .. } = entry
+            && let AuditEvent::Invocation(r) = &entry.envelope.event
             && r.subject.installation == installation.as_str()
             && r.integration.id == record.integration
         {
             usage.record(&manifest.manifest, &r.egress);
         }
-    }
-    if damaged > 0 {
-        eprintln!(
-            "warning: {damaged} record(s) do not open and were left out; run `airlock audit verify`"
-        );
-    }
+    })?;
     let report = Report::new(&manifest.manifest, &usage);
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -299,8 +291,25 @@ pub(crate) fn metrics(_args: MetricsArgs, state: &State) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-/// `--since`: an RFC 3339 time or an age, as the trail's own timestamp text.
-fn parse_since(text: &str) -> anyhow::Result<String> {
+/// Calls `each` on every record `query` matches, a page at a time.
+fn each_record(
+    trail: &AuditTrail,
+    mut query: Query,
+    mut each: impl FnMut(Entry),
+) -> anyhow::Result<()> {
+    const PAGE: usize = 1_000;
+    loop {
+        let page = trail.page(&query, PAGE)?;
+        page.entries.into_iter().for_each(&mut each);
+        match page.next {
+            Some(next) => query.after = Some(next),
+            None => return Ok(()),
+        }
+    }
+}
+
+/// `--since`: an RFC 3339 time or an age, in milliseconds since the epoch.
+fn parse_since(text: &str) -> anyhow::Result<u64> {
     let bad = || {
         fail(
             EXIT_INVALID,
@@ -310,11 +319,22 @@ fn parse_since(text: &str) -> anyhow::Result<String> {
             ),
         )
     };
-    clock::since(text).ok_or_else(bad)
+    clock::since_ms(text).ok_or_else(bad)
+}
+
+/// A recorded target: the rule it matched and its hash (`https://api.github.com/repos
+/// #5f0c…`); a URL the policy refused unparsed has neither (nor has a record written before
+/// targets were hashed: its target is not shown).
+fn shown_target(via: Option<&str>, hash: Option<&str>) -> String {
+    match (via.filter(|v| !v.is_empty()), hash) {
+        (Some(via), Some(hash)) => format!("{} #{hash}", via.escape_debug()),
+        (Some(via), None) => via.escape_debug().to_string(),
+        (None, _) => "(no target kept)".to_string(),
+    }
 }
 
 /// One human line per record (plus one per egress attempt). Every value is metadata, and
-/// anything a guest influenced (request targets) is printed escaped.
+/// anything a guest or operator influenced is printed escaped.
 fn print_record(e: &Envelope) {
     let flag = if e.security { "!" } else { " " };
     let head = format!("#{:<5} {} {flag}", e.seq, e.time);
@@ -331,8 +351,8 @@ fn print_record(e: &Envelope) {
                 r.outcome,
                 r.duration_us as f64 / 1000.0,
                 r.validation.as_ref().map_or(String::new(), |v| format!(
-                    " ({} {} at {:?})",
-                    v.direction, v.keyword, v.pointer
+                    " ({} {} at schema {:?})",
+                    v.direction, v.keyword, v.location
                 )),
             );
             for event in &r.egress {
@@ -340,11 +360,7 @@ fn print_record(e: &Envelope) {
                     "         egress {:?} {} {} {}{}",
                     event.decision,
                     event.method.escape_debug(),
-                    event
-                        .target
-                        .as_deref()
-                        .unwrap_or("(refused)")
-                        .escape_debug(),
+                    shown_target(event.via.as_deref(), event.target_hash.as_deref()),
                     event.status.map_or(String::new(), |s| s.to_string()),
                     event.reason.as_deref().unwrap_or(""),
                 );
@@ -364,7 +380,7 @@ fn print_record(e: &Envelope) {
             i.subject.tenant,
             i.subject.installation,
             i.method.escape_debug(),
-            i.target.escape_debug(),
+            shown_target(Some(&i.via), i.target_hash.as_deref()),
             i.rule + 1,
             i.credential
                 .as_deref()

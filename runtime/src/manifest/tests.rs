@@ -170,7 +170,7 @@ fn parse_error_display_leads_with_file_line_column() {
     let err = parse(&valid_with("memory = ", "memroy = ")).expect_err("unknown key");
     assert_eq!(
         err.to_string(),
-        "integrations/acme/airlock.toml:16:1: unknown field `memroy`, expected one of `memory`, `timeout`, `output` (in `limits`)"
+        "integrations/acme/airlock.toml:16:1: unknown field `memroy`, expected one of `memory`, `timeout`, `output`, `host-memory` (in `limits`)"
     );
 }
 

@@ -99,6 +99,19 @@ impl EgressRule {
     pub(crate) fn path_matches(&self, canonical_path: &str) -> bool {
         path::prefix_matches(&self.path_prefix, canonical_path)
     }
+
+    /// Whether this rule matches every request the rule with canonical URL `rule_url` can:
+    /// the same port, a host pattern at least as wide, and a path prefix `rule_url`'s starts
+    /// with. The audit trail names the rule a request matched, not its path, so this is how a
+    /// recorded request is credited to the rules of a manifest (`airlock audit privileges`).
+    pub fn covers(&self, rule_url: &str) -> bool {
+        let Ok((origin, prefix)) = parse_url(rule_url) else {
+            return false;
+        };
+        origin.port == self.origin.port
+            && self.origin.host.covers(&origin.host)
+            && prefix.starts_with(&self.path_prefix)
+    }
 }
 
 impl serde::Serialize for EgressRule {
@@ -155,6 +168,15 @@ impl HostPattern {
         match self.wildcard {
             false => host == self.name,
             true => host::is_within(host, &self.name) && host != self.name,
+        }
+    }
+
+    /// Whether this pattern matches every host `other` matches.
+    fn covers(&self, other: &HostPattern) -> bool {
+        match (self.wildcard, other.wildcard) {
+            (_, false) => self.matches(&other.name),
+            (true, true) => host::is_within(&other.name, &self.name),
+            (false, true) => false,
         }
     }
 }

@@ -1,5 +1,9 @@
 //! `GET /v1/audit` (`audit:read`): records, oldest first, in pages. A tenant key sees only
 //! records about its own tenant; filters narrow that view and never widen it.
+//!
+//! A page is read through the trail's index (audit::query), so it costs what it returns, and
+//! on the blocking pool, so a read never holds a request worker. The response says how many
+//! stored records the page `examined`.
 
 use std::sync::Arc;
 
@@ -9,7 +13,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::apikey::Scope;
-use crate::audit::record;
+use crate::audit::{self, Entry};
 use crate::clock;
 use crate::server::app::App;
 use crate::server::auth::Principal;
@@ -38,44 +42,39 @@ pub(super) async fn list(
 ) -> Result<Json<Value>, ApiError> {
     principal.require(&app, Scope::AuditRead).await?;
     let tenant = principal.tenant_filter(filter.tenant.as_deref())?;
-    let since = filter
+    let since_ms = filter
         .since
         .as_deref()
         .map(|s| {
-            clock::since(s).ok_or_else(|| {
+            clock::since_ms(s).ok_or_else(|| {
                 ApiError::bad_request(format!(
                     "since {s:?}: expected an RFC 3339 UTC time or an age such as 15m or 7d"
                 ))
             })
         })
         .transpose()?;
+    let query = audit::Query {
+        tenant: tenant.map(|t| t.as_str().to_string()),
+        security: filter.security,
+        since_ms,
+        after: filter.after,
+    };
     let limit = filter.limit.unwrap_or(100).clamp(1, MAX_PAGE);
-    let first = filter.after.map_or(0, |seq| seq.saturating_add(1));
-    let mut records = Vec::new();
-    let mut next = None;
-    for line in app.trail.lines_from(first) {
-        let (seq, line) = line.map_err(ApiError::internal)?;
-        // A damaged record has no trustworthy tenant: only the operator sees it (as damage).
-        let Ok(record) = record::open(&line) else {
-            if tenant.is_none() {
-                records.push(json!({"seq": seq, "damaged": true}));
-            }
-            continue;
-        };
-        let e = &record.envelope;
-        let keep = (!filter.security || e.security)
-            && since.as_ref().is_none_or(|t| e.time.as_str() >= t.as_str())
-            && tenant
-                .as_ref()
-                .is_none_or(|t| e.event.tenant() == Some(t.as_str()));
-        if !keep {
-            continue;
-        }
-        if records.len() == limit {
-            next = records.last().and_then(|r: &Value| r["seq"].as_u64());
-            break;
-        }
-        records.push(serde_json::to_value(e).map_err(ApiError::internal)?);
-    }
-    Ok(Json(json!({ "records": records, "next": next })))
+    let trail = app.trail.clone();
+    let page = tokio::task::spawn_blocking(move || trail.page(&query, limit))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    let records = page
+        .entries
+        .iter()
+        .map(|entry| match entry {
+            Entry::Record { record, .. } => serde_json::to_value(&record.envelope),
+            Entry::Damaged { seq } => Ok(json!({"seq": seq, "damaged": true})),
+        })
+        .collect::<Result<Vec<Value>, _>>()
+        .map_err(ApiError::internal)?;
+    Ok(Json(
+        json!({ "records": records, "next": page.next, "examined": page.examined }),
+    ))
 }

@@ -32,7 +32,10 @@ pub(super) async fn metrics(
     principal: Principal,
 ) -> Result<Response, ApiError> {
     principal.require_admin(&app).await?;
-    let text = app.metrics()?;
+    // Counting new records reads the trail: on the blocking pool, never a request worker.
+    let text = tokio::task::spawn_blocking(move || app.metrics())
+        .await
+        .map_err(ApiError::internal)??;
     Ok((
         [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         text,

@@ -96,6 +96,62 @@ fn rule_parts_are_exposed_canonically() {
 }
 
 #[test]
+fn a_rule_covers_the_rules_whose_requests_it_matches() {
+    // (rule, recorded rule URL, covers)
+    let cases = [
+        ("https://api.example.com", "https://api.example.com", true),
+        (
+            "https://api.example.com",
+            "https://api.example.com/repos",
+            true,
+        ),
+        (
+            "https://api.example.com/repos",
+            "https://api.example.com/repos/a",
+            true,
+        ),
+        (
+            "https://api.example.com/repos",
+            "https://api.example.com",
+            false,
+        ),
+        (
+            "https://api.example.com/repos",
+            "https://api.example.com/repositories",
+            false,
+        ),
+        (
+            "https://api.example.com",
+            "https://api.example.com:8443",
+            false,
+        ),
+        (
+            "https://api.example.com",
+            "https://other.example.com",
+            false,
+        ),
+        (
+            "https://api.example.com",
+            "https://*.api.example.com",
+            false,
+        ),
+        ("https://*.example.com", "https://api.example.com/x", true),
+        ("https://*.example.com", "https://*.svc.example.com", true),
+        ("https://*.example.com", "https://*.example.com", true),
+        ("https://*.example.com", "https://example.com", false),
+        ("https://*.svc.example.com", "https://*.example.com", false),
+        ("https://api.example.com", "not a rule", false),
+    ];
+    for (url, recorded, covers) in cases {
+        assert_eq!(
+            rule(url, &["GET"], None).covers(recorded),
+            covers,
+            "{url} covers {recorded}"
+        );
+    }
+}
+
+#[test]
 fn invalid_rule_urls_are_refused_naming_the_problem() {
     use HostError as H;
     use RuleUrlError as U;
