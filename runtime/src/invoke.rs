@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use airlock_host_api::HostState;
-use airlock_host_api::audit::{EgressJournal, NoJournal, Subject, Trigger};
+use airlock_host_api::audit::{
+    AuditEvent, EgressJournal, InvocationRecord, NoJournal, Subject, Trigger, ValidationFailure,
+};
 use airlock_host_api::budget::{HostLimitExceeded, MAX_HOST_CALLS, MAX_RESOURCES};
 use airlock_host_api::credentials::CredentialBroker;
 use airlock_host_api::egress::{BrokeredHttp, EgressEvent, Suppressed};
@@ -21,7 +23,6 @@ use wasmtime::component::ResourceTableError;
 use wasmtime::{CallHook, Store, Trap};
 
 use crate::audit::InvocationJournal;
-use crate::audit::journal::invocation_record;
 use crate::engine::schedule;
 use crate::ids::InvocationId;
 use crate::json::{self, JsonError};
@@ -133,6 +134,22 @@ pub enum LimitKind {
 }
 
 impl InvokeError {
+    /// Where a schema rejected the input or output: the first violation's keyword and its
+    /// location in the schema. Never its place in the instance, whose object keys are the
+    /// caller's data.
+    fn validation_failure(&self) -> Option<ValidationFailure> {
+        let (direction, violations) = match self {
+            Self::Input { violations, .. } => ("input", violations),
+            Self::Output { violations, .. } => ("output", violations),
+            _ => return None,
+        };
+        violations.list.first().map(|v| ValidationFailure {
+            direction: direction.to_string(),
+            location: v.location.clone(),
+            keyword: v.keyword.clone(),
+        })
+    }
+
     /// The CLI exit code for this failure, as documented in the README.
     pub fn exit_code(&self) -> u8 {
         match self {
@@ -202,6 +219,41 @@ fn is_zero(n: &u64) -> bool {
 }
 
 impl Invocation {
+    /// The metadata-only audit record of this invocation of `integration`.
+    pub fn audit_record(
+        &self,
+        integration: &Integration,
+        subject: &Subject,
+        trigger: Trigger,
+    ) -> AuditEvent {
+        let (outcome, validation) = match &self.result {
+            Ok(_) => ("ok", None),
+            Err(error) => (error.class(), error.validation_failure()),
+        };
+        // An action the integration does not declare is whatever the caller typed: not recorded.
+        let action = integration
+            .action_names()
+            .contains(&self.action.as_str())
+            .then(|| self.action.clone());
+        AuditEvent::Invocation(Box::new(InvocationRecord {
+            invocation: self.id.to_string(),
+            subject: subject.clone(),
+            integration: integration.code_identity(),
+            trigger,
+            action,
+            outcome: outcome.to_string(),
+            duration_us: self.duration.as_micros() as u64,
+            memory_peak_bytes: self.memory_peak,
+            host_memory_peak_bytes: self.host_memory_peak,
+            fuel_used: self.fuel_used,
+            egress: self.egress.clone(),
+            egress_suppressed: self.egress_suppressed.clone(),
+            redactions: self.redactions,
+            kv: self.kv,
+            validation,
+        }))
+    }
+
     /// The summary of this invocation of `integration`.
     pub fn summary(&self, integration: &Integration) -> Summary<'_> {
         let (outcome, exit_code, error) = match &self.result {
@@ -270,8 +322,7 @@ impl Runtime {
             .execute(integration, config, caller, action, input)
             .await;
         if let Some(trail) = &self.audit {
-            let record =
-                invocation_record(&invocation, integration, &caller.subject, caller.trigger);
+            let record = invocation.audit_record(integration, &caller.subject, caller.trigger);
             match trail.append(record).await {
                 Ok(seq) => invocation.record = Some(seq),
                 Err(unavailable) => invocation.result = Err(InvokeError::Audit(unavailable.0)),

@@ -220,7 +220,7 @@ impl Body for RedactedResponseBody {
                         .map(|out| Frame::data(Bytes::from(out))),
                     Err(frame) => match frame.into_trailers() {
                         Ok(mut trailers) => {
-                            let n = super::broker::redact_headers(&self.redactor, &mut trailers);
+                            let n = self.redactor.redact_headers(&mut trailers);
                             self.tally.add(n);
                             Ok(Frame::trailers(trailers))
                         }

@@ -533,7 +533,7 @@ async fn send(
         invocation: redactions,
         exchange: traffic,
     };
-    tally.add(redact_headers(&redactor, &mut parts.headers));
+    tally.add(redactor.redact_headers(&mut parts.headers));
     if !matches!(encoding, Encoding::Identity) {
         // The guest gets the decoded body, so the framing headers no longer describe it.
         parts.headers.remove(CONTENT_ENCODING);
@@ -569,23 +569,4 @@ fn sent_url(admitted: &Admitted, path: &str) -> String {
         (_, port) => format!(":{port}"),
     };
     format!("{scheme}://{}{port}{path}", admitted.host)
-}
-
-/// Replaces every echo of the credential in header values (`Location` included: CR-08);
-/// returns how many were replaced.
-pub(crate) fn redact_headers(redactor: &Redactor, headers: &mut http::HeaderMap) -> u64 {
-    let mut count = 0;
-    for value in headers.values_mut() {
-        let (redacted, n) = redactor.redact(value.as_bytes());
-        if n > 0 {
-            count += n as u64;
-            // Redaction only replaces bytes with `[REDACTED]`: still a valid header value.
-            if let Ok(v) = HeaderValue::from_bytes(&redacted) {
-                *value = v;
-            } else {
-                *value = HeaderValue::from_static("[REDACTED]");
-            }
-        }
-    }
-    count
 }

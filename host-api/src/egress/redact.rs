@@ -16,8 +16,8 @@ use aho_corasick::{AhoCorasick, MatchKind};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use flate2::write::{GzDecoder, ZlibDecoder};
-use http::HeaderMap;
 use http::header::{CONTENT_ENCODING, TRANSFER_ENCODING};
+use http::{HeaderMap, HeaderValue};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use zeroize::Zeroizing;
 
@@ -141,6 +141,22 @@ pub struct Redactor {
 impl Redactor {
     /// Replacement for every occurrence of a form.
     pub const MARK: &'static [u8] = b"[REDACTED]";
+
+    /// Replaces every echo of the credential in header values (`Location` included: CR-08);
+    /// returns how many were replaced.
+    pub(crate) fn redact_headers(&self, headers: &mut HeaderMap) -> u64 {
+        let mut count = 0;
+        for value in headers.values_mut() {
+            let (redacted, n) = self.redact(value.as_bytes());
+            if n > 0 {
+                count += n as u64;
+                // Redaction only replaces bytes with `[REDACTED]`: still a valid header value.
+                *value = HeaderValue::from_bytes(&redacted)
+                    .unwrap_or(HeaderValue::from_static("[REDACTED]"));
+            }
+        }
+        count
+    }
 
     /// `None` when `forms` is empty. Building only fails for pattern sets far beyond any real
     /// secret, but that also yields `None`: callers must treat `None` with a non-empty `forms`

@@ -9,12 +9,10 @@
 //! content changing. The one tolerated variation is typeflag `'\0'` (the
 //! pre-POSIX spelling of "regular file").
 
-use super::paths::{NameSet, check_path};
+use super::paths::{MAX_NAME, NameSet, check_path};
 
 /// Tar block size; headers and data runs are whole blocks.
 pub const BLOCK: usize = 512;
-/// Longest stored path: the ustar `name` field (the `prefix` field is never used).
-pub const MAX_NAME: usize = 100;
 /// Largest size the 11-digit octal `size` field can express.
 pub const MAX_OCTAL_SIZE: u64 = 0o77_777_777_777;
 

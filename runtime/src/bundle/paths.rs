@@ -5,7 +5,8 @@
 
 use std::collections::BTreeSet;
 
-use super::archive::MAX_NAME;
+/// Longest stored path: the ustar `name` field (the `prefix` field is never used).
+pub const MAX_NAME: usize = 100;
 
 /// Checks the path grammar: relative, `/`-separated segments of
 /// `[A-Za-z0-9._-]+`, no `.`/`..`/empty segment, at most 100 bytes.

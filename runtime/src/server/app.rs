@@ -16,6 +16,7 @@ use airlock_host_api::egress::ip::AllowRanges;
 
 use super::admission::{Admission, AdmissionLimits};
 use super::auth::{FailureLimiter, KeyFailures};
+use super::client::ProxyTrust;
 use super::error::ApiError;
 use crate::audit::AuditTrail;
 use crate::audit::metrics::Metrics;
@@ -115,11 +116,6 @@ impl App {
     pub fn with_trusted_proxies(mut self, proxies: AllowRanges) -> Self {
         self.trusted_proxies = proxies;
         self
-    }
-
-    /// Peers whose forwarding headers name the client.
-    pub(crate) fn trusted_proxies(&self) -> &AllowRanges {
-        &self.trusted_proxies
     }
 
     /// The OAuth redirect URI this server registers with providers.
@@ -322,4 +318,11 @@ impl TrustCache {
 fn stamp(data: &std::path::Path) -> Stamp {
     let meta = std::fs::metadata(TrustStore::path(data)).ok()?;
     Some((meta.modified().ok()?, meta.len()))
+}
+
+impl ProxyTrust for Arc<App> {
+    /// Peers whose forwarding headers name the client.
+    fn trusted_proxies(&self) -> &AllowRanges {
+        &self.trusted_proxies
+    }
 }

@@ -10,16 +10,13 @@
 //! the peer. Without `--trusted-proxy`, or from any other peer, both headers are ignored.
 //! docs/api.md ("Behind a proxy") describes this for operators.
 
+use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::Arc;
 
 use airlock_host_api::egress::ip::AllowRanges;
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
-
-use super::app::App;
-use super::error::ApiError;
 
 const X_FORWARDED_FOR: &str = "x-forwarded-for";
 const FORWARDED: &str = "forwarded";
@@ -48,15 +45,20 @@ impl std::fmt::Display for Client {
     }
 }
 
-impl FromRequestParts<Arc<App>> for Client {
-    type Rejection = ApiError;
+/// Server state that knows which peers are trusted proxies (`--trusted-proxy`).
+pub trait ProxyTrust {
+    fn trusted_proxies(&self) -> &AllowRanges;
+}
 
-    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
+impl<S: ProxyTrust + Send + Sync> FromRequestParts<S> for Client {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Infallible> {
         let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
-        Ok(resolve(peer, &parts.headers, app.trusted_proxies()))
+        Ok(resolve(peer, &parts.headers, state.trusted_proxies()))
     }
 }
 
