@@ -244,7 +244,7 @@ impl Store {
     /// (bound to the id).
     pub(super) fn migrate_connections(&self, old: &sled::Tree) -> Result<(), StoreError> {
         let tree = self.tree(CONNECTIONS)?;
-        let mut keys = super::format::KeyCache::new(self);
+        let mut keys = super::keys::KeyCache::new(self);
         for entry in old.iter() {
             let (id, bytes) = entry?;
             let id = std::str::from_utf8(&id).map_err(|_| corrupt("OAuth connection"))?;
@@ -281,7 +281,7 @@ impl Store {
     /// Seals the user of format-1 consents under way (kept in clear) into this store.
     pub(super) fn migrate_consents(&self, old: &sled::Tree) -> Result<(), StoreError> {
         let tree = self.tree(PENDING)?;
-        let mut keys = super::format::KeyCache::new(self);
+        let mut keys = super::keys::KeyCache::new(self);
         for entry in old.iter() {
             let (id, bytes) = entry?;
             let mut record: PendingRecord =
@@ -299,7 +299,7 @@ impl Store {
     /// Seals the user of format-1 offered consents (kept whole, in clear) into this store.
     pub(super) fn migrate_offers(&self, old: &sled::Tree) -> Result<(), StoreError> {
         let tree = self.tree(STARTS)?;
-        let mut keys = super::format::KeyCache::new(self);
+        let mut keys = super::keys::KeyCache::new(self);
         for entry in old.iter() {
             let (id, bytes) = entry?;
             let consent: PendingConsent =

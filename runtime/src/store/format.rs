@@ -20,8 +20,6 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-use airlock_host_api::credentials::vault::DataKey;
-
 use super::{DB_DIR, Store, StoreError, connections, installations, kv};
 use crate::fsutil;
 use crate::ids::TenantId;
@@ -221,41 +219,11 @@ fn copy_tree(from: &sled::Tree, to: &sled::Tree) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// The data keys of the tenants a migration meets, each unwrapped once (records come sorted
-/// by tenant).
-pub(super) struct KeyCache<'a> {
-    store: &'a Store,
-    last: Option<(TenantId, DataKey)>,
-}
-
-impl<'a> KeyCache<'a> {
-    pub(super) fn new(store: &'a Store) -> Self {
-        Self { store, last: None }
-    }
-
-    /// `tenant`'s data key, created if it has none.
-    pub(super) fn get(&mut self, tenant: &TenantId) -> Result<&DataKey, StoreError> {
-        if self.last.as_ref().is_none_or(|(t, _)| t != tenant) {
-            let key = self
-                .store
-                .tenant_key(tenant, true)?
-                .ok_or_else(|| StoreError::Corrupt {
-                    what: format!("data key of tenant {tenant}"),
-                })?;
-            self.last = Some((tenant.clone(), key));
-        }
-        match &self.last {
-            Some((_, key)) => Ok(key),
-            None => Err(StoreError::Corrupt {
-                what: format!("data key of tenant {tenant}"),
-            }),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use airlock_host_api::credentials::vault::{ConnectionAad, KvAad, MasterKey, WrappedKey};
+    use airlock_host_api::credentials::vault::{
+        ConnectionAad, DataKey, KvAad, MasterKey, WrappedKey,
+    };
     use airlock_host_api::kv::KvBackend;
     use serde_json::json;
     use sha2::Digest as _;

@@ -200,6 +200,38 @@ fn corrupt(tenant: &TenantId) -> StoreError {
     }
 }
 
+/// The data keys of the tenants a migration meets, each unwrapped once (records come sorted
+/// by tenant).
+pub(super) struct KeyCache<'a> {
+    store: &'a Store,
+    last: Option<(TenantId, DataKey)>,
+}
+
+impl<'a> KeyCache<'a> {
+    pub(super) fn new(store: &'a Store) -> Self {
+        Self { store, last: None }
+    }
+
+    /// `tenant`'s data key, created if it has none.
+    pub(super) fn get(&mut self, tenant: &TenantId) -> Result<&DataKey, StoreError> {
+        if self.last.as_ref().is_none_or(|(t, _)| t != tenant) {
+            let key = self
+                .store
+                .tenant_key(tenant, true)?
+                .ok_or_else(|| StoreError::Corrupt {
+                    what: format!("data key of tenant {tenant}"),
+                })?;
+            self.last = Some((tenant.clone(), key));
+        }
+        match &self.last {
+            Some((_, key)) => Ok(key),
+            None => Err(StoreError::Corrupt {
+                what: format!("data key of tenant {tenant}"),
+            }),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

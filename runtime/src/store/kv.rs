@@ -316,7 +316,7 @@ impl Store {
     /// (tenant, installation, name) is unchanged.
     pub(super) fn migrate_kv(&self, old: &sled::Tree) -> Result<(), StoreError> {
         let tree = self.tree(KV)?;
-        let mut keys = super::format::KeyCache::new(self);
+        let mut keys = super::keys::KeyCache::new(self);
         for entry in old.iter() {
             let (key, bytes) = entry?;
             let mut parts = key.splitn(3, |b| *b == 0);
