@@ -154,7 +154,7 @@ async fn random_bytes_are_charged_before_they_are_made() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_floods_are_bounded_in_lines_as_well_as_bytes() {
     let egress = Egress::new(&[], false, None);
-    // A million empty lines: without a per-line cost the host would keep every one.
+    // Empty lines until the timeout: without a per-line cost the host would keep every one.
     let ran = attack(&egress, None, "flood-calls", json!({ "what": "log" })).await;
     assert_eq!(outcome(&ran), "limit-timeout", "{:?}", ran.result);
     assert!(

@@ -101,10 +101,11 @@ fn huge_output() -> String {
     String::from_utf8(json).expect("ASCII is UTF-8")
 }
 
-/// Calls `log` a million times with 100-byte lines and writes 10,000 lines each to stdout and
-/// stderr, then claims success: the host must cap what it keeps. The guest side stays cheap (one
-/// reused buffer, no fields) so that the host's own cost is what decides whether the flood ends
-/// within the timeout.
+/// Calls `log` 200,000 times with 100-byte lines (thirty times what the 1 MiB log cap keeps) and
+/// writes 2,000 lines each to stdout and stderr, then claims success: the host must cap what it
+/// keeps and count the rest. The guest side stays cheap (one reused buffer, no fields) so that
+/// the host's own cost is what decides whether the flood ends within the timeout, with room to
+/// spare on a loaded test machine.
 ///
 /// Write errors are ignored on purpose: `println!` panics (and so traps) once the host stops
 /// accepting output, while a hostile guest just keeps going.
@@ -113,7 +114,7 @@ fn flood_log() -> String {
     let mut stderr = std::io::stderr().lock();
     let padding = "x".repeat(86);
     let mut line = String::with_capacity(128);
-    for i in 0..1_000_000u32 {
+    for i in 0..200_000u32 {
         line.clear();
         let _ = write!(line, "flood {i:07} {padding}"); // 100 bytes
         airlock_guest::log(Level::Info, &line, &[]);
