@@ -288,6 +288,9 @@ pub struct InvocationRecord {
     /// before host budgets were kept read as 0).
     #[serde(default)]
     pub host_memory_peak_bytes: u64,
+    /// The most host resource handles the guest held at once (0 in older records).
+    #[serde(default)]
+    pub host_resources_peak: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fuel_used: Option<u64>,
     /// Serialized without targets, whatever the events hold: a record never shows one.

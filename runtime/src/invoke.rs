@@ -245,6 +245,7 @@ impl Invocation {
             duration_us: self.duration.as_micros() as u64,
             memory_peak_bytes: self.memory_peak,
             host_memory_peak_bytes: self.host_memory_peak,
+            host_resources_peak: self.host_resources_peak as u64,
             fuel_used: self.fuel_used,
             egress: self.egress.clone(),
             egress_suppressed: self.egress_suppressed.clone(),

@@ -151,6 +151,7 @@ fn invocation(record: &mut InvocationRecord, keyed: &dyn Fn(&str) -> String) {
         duration_us: _,
         memory_peak_bytes: _,
         host_memory_peak_bytes: _,
+        host_resources_peak: _,
         fuel_used: _,
         egress,
         egress_suppressed,
@@ -350,6 +351,7 @@ mod tests {
                 duration_us: 1,
                 memory_peak_bytes: 1,
                 host_memory_peak_bytes: 1,
+                host_resources_peak: 1,
                 fuel_used: None,
                 egress: vec![egress(target)],
                 egress_suppressed: vec![Suppressed {
