@@ -348,7 +348,10 @@ impl Runtime {
         let started = Instant::now();
         let id = InvocationId::new();
         // Refused input never gets a sandbox: validate before building any per-call state.
-        let schemas = match admit_input(integration, action, input) {
+        let admitted = self
+            .check_engine(integration)
+            .and_then(|()| admit_input(integration, action, input));
+        let schemas = match admitted {
             Ok(schemas) => schemas,
             Err(error) => {
                 return Invocation {
@@ -434,6 +437,19 @@ impl Runtime {
             kv: state.kv().used(),
             record: None,
             result,
+        }
+    }
+
+    /// Code compiled by another runtime's engine (other settings, other pool) never runs
+    /// here: wasmtime would refuse it mid-instantiation, and the guest would take the blame.
+    fn check_engine(&self, integration: &Integration) -> Result<(), InvokeError> {
+        if wasmtime::Engine::same(integration.pre.engine(), &self.engine) {
+            Ok(())
+        } else {
+            Err(InvokeError::Host(format!(
+                "{} was loaded by another runtime; load it with the one that runs it",
+                integration.label()
+            )))
         }
     }
 
