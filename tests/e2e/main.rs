@@ -25,6 +25,7 @@ mod oauth;
 mod operator;
 mod policy;
 mod readme;
+mod sandbox;
 mod scaffold;
 mod server;
 mod serving;
