@@ -18,6 +18,7 @@ mod fuel;
 mod host_memory;
 mod hostile;
 mod install;
+mod isolation;
 mod kv;
 mod loading;
 mod mock;
