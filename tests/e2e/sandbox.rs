@@ -142,8 +142,9 @@ async fn assert_healthy(runtime: &Runtime) {
 }
 
 /// SB-01 with the deadline scaled from 30 s to 50 ms: what is measured is the overshoot, over
-/// 100 runs. On an executor with a single worker thread, a probe that wakes every 10 ms is
-/// never held up by the spinning guests for 100 ms.
+/// 100 runs, beyond what a plain timer overshoots on the same loaded machine (§7 of the
+/// catalogue asks for a documented slack). On an executor with a single worker thread, a probe
+/// that wakes every 10 ms is never held up by the spinning guests for 100 ms.
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn an_infinite_loop_ends_at_its_deadline_and_never_holds_the_executor() {
     let (_dir, runtime) = one_slot(None);
@@ -164,7 +165,9 @@ async fn an_infinite_loop_ends_at_its_deadline_and_never_holds_the_executor() {
             worst
         })
     };
-    let mut overshoots = Vec::new();
+    // Each run beside a control: a plain 50 ms timer on the same executor, whose lateness is
+    // the machine's (other tests, other processes), not the sandbox's.
+    let (mut overshoots, mut control) = (Vec::new(), Vec::new());
     for _ in 0..100 {
         let ran = run(&runtime, &core, "loop", json!({})).await;
         assert_eq!(outcome(&ran), "limit-timeout", "{:?}", ran.result);
@@ -174,13 +177,23 @@ async fn an_infinite_loop_ends_at_its_deadline_and_never_holds_the_executor() {
             ran.duration
         );
         overshoots.push(ran.duration - deadline);
+        let timer = Instant::now();
+        tokio::time::sleep(deadline).await;
+        control.push(timer.elapsed().saturating_sub(deadline));
     }
     probing.store(false, std::sync::atomic::Ordering::Relaxed);
     let worst_probe = probe.await.expect("probe");
     overshoots.sort();
-    let (p50, p99) = (overshoots[49], overshoots[98]);
-    eprintln!("SB-01: overshoot p50 {p50:?}, p99 {p99:?}; probe held up {worst_probe:?} at most");
-    assert!(p99 <= Duration::from_millis(50), "p99 overshoot {p99:?}");
+    control.sort();
+    let (p50, p99, noise) = (overshoots[49], overshoots[98], control[98]);
+    eprintln!(
+        "SB-01: overshoot p50 {p50:?}, p99 {p99:?} (a plain timer's p99: {noise:?}); probe \
+         held up {worst_probe:?} at most"
+    );
+    assert!(
+        p99 <= Duration::from_millis(50) + noise,
+        "p99 overshoot {p99:?} (timer noise {noise:?})"
+    );
     assert!(
         worst_probe < Duration::from_millis(100),
         "the executor was held for {worst_probe:?}"
