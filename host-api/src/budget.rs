@@ -29,6 +29,13 @@ pub const MAX_RESOURCES: usize = 1_024;
 /// here even under the longest timeout an operator allows.
 pub const MAX_HOST_CALLS: u64 = 10_000_000;
 
+/// Bytes one host call may copy out of linear memory (wasmtime's hostcall fuel): strings and
+/// lists are lifted into host allocations before any host function sees them, so without this
+/// a guest with a large memory limit makes the host copy that much on every call. The biggest
+/// real argument is a kv value or a body chunk; lists are charged at their host size (a
+/// `(String, String)` is 48 bytes), which stops lists of millions of tiny strings too.
+pub const MAX_HOSTCALL_BYTES: usize = 16 << 20;
+
 /// What each live resource costs besides its contents: the table slot, the boxed value.
 const PER_RESOURCE: u64 = 128;
 

@@ -40,8 +40,9 @@ pub struct StoreLimiter {
     tripped: Option<LimitTripped>,
 }
 
-/// Table elements per table; generous for real toolchains, fatal for table-growth attacks.
-const MAX_TABLE_ELEMENTS: usize = 100_000;
+/// Table elements per table (the security catalogue's figure, SB-05); Rust components use a few
+/// hundred, a table-growth attack stops here. The engine's pool is sized to the same number.
+pub const MAX_TABLE_ELEMENTS: usize = 10_000;
 /// Instances, memories and tables per store: a component needs a handful of each.
 const MAX_INSTANCES: usize = 64;
 const MAX_MEMORIES: usize = 16;

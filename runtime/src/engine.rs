@@ -13,6 +13,7 @@ use std::path::PathBuf;
 
 use airlock_host_api::egress::ip::AllowRanges;
 use airlock_host_api::egress::resolve::ResolveOverride;
+use airlock_host_api::limiter::MAX_TABLE_ELEMENTS;
 use airlock_host_api::policy::Ceilings;
 use wasmtime::{
     Config, Enabled, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig, UpdateDeadline,
@@ -131,6 +132,7 @@ fn config(settings: &EngineSettings) -> Config {
         .max_memories_per_component(per_component)
         .max_tables_per_component(per_component * 2)
         .max_memory_size(memory)
+        .table_elements(MAX_TABLE_ELEMENTS)
         .linear_memory_keep_resident(64 * 1024)
         .table_keep_resident(16 * 1024)
         .pagemap_scan(Enabled::Auto);

@@ -11,7 +11,9 @@ use airlock_host_api::HostState;
 use airlock_host_api::audit::{
     AuditEvent, EgressJournal, InvocationRecord, NoJournal, Subject, Trigger, ValidationFailure,
 };
-use airlock_host_api::budget::{HostLimitExceeded, MAX_HOST_CALLS, MAX_RESOURCES};
+use airlock_host_api::budget::{
+    HostLimitExceeded, MAX_HOST_CALLS, MAX_HOSTCALL_BYTES, MAX_RESOURCES,
+};
 use airlock_host_api::credentials::CredentialBroker;
 use airlock_host_api::egress::{BrokeredHttp, EgressEvent, Suppressed};
 use airlock_host_api::kv::{KvBackend, KvCtx, KvUse};
@@ -131,6 +133,8 @@ pub enum LimitKind {
     HostResources,
     #[error("more than {MAX_HOST_CALLS} host calls")]
     HostCalls,
+    #[error("more than {0} passed from the guest to the host at once")]
+    HostCallData(ByteSize),
 }
 
 impl InvokeError {
@@ -177,7 +181,9 @@ impl InvokeError {
             Self::Limit(LimitKind::Table) => "limit-table",
             Self::Limit(LimitKind::Fuel(_)) => "limit-fuel",
             Self::Limit(LimitKind::Output { .. }) => "limit-output",
-            Self::Limit(LimitKind::HostMemory(_) | LimitKind::HostResources) => "limit-host-memory",
+            Self::Limit(
+                LimitKind::HostMemory(_) | LimitKind::HostResources | LimitKind::HostCallData(_),
+            ) => "limit-host-memory",
             Self::Limit(LimitKind::HostCalls) => "limit-host-calls",
             Self::Host(_) => "host-failure",
             Self::Audit(_) => "audit-unavailable",
@@ -343,7 +349,10 @@ impl Runtime {
         let started = Instant::now();
         let id = InvocationId::new();
         // Refused input never gets a sandbox: validate before building any per-call state.
-        let schemas = match admit_input(integration, action, input) {
+        let admitted = self
+            .check_engine(integration)
+            .and_then(|()| admit_input(integration, action, input));
+        let schemas = match admitted {
             Ok(schemas) => schemas,
             Err(error) => {
                 return Invocation {
@@ -383,6 +392,7 @@ impl Runtime {
         let state = HostState::new(limits, config.json.clone(), broker, kv);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| state.limiter());
+        store.set_hostcall_fuel(hostcall_bytes(limits));
         store.call_hook(|mut store, hook| {
             if matches!(hook, CallHook::ReturningFromHost) {
                 store
@@ -428,6 +438,19 @@ impl Runtime {
             kv: state.kv().used(),
             record: None,
             result,
+        }
+    }
+
+    /// Code compiled by another runtime's engine (other settings, other pool) never runs
+    /// here: wasmtime would refuse it mid-instantiation, and the guest would take the blame.
+    fn check_engine(&self, integration: &Integration) -> Result<(), InvokeError> {
+        if wasmtime::Engine::same(integration.pre.engine(), &self.engine) {
+            Ok(())
+        } else {
+            Err(InvokeError::Host(format!(
+                "{} was loaded by another runtime; load it with the one that runs it",
+                integration.label()
+            )))
         }
     }
 
@@ -514,6 +537,11 @@ impl Runtime {
             Some(HostLimitExceeded::Calls) => return InvokeError::Limit(LimitKind::HostCalls),
             None => {}
         }
+        if copied_too_much(error) {
+            return InvokeError::Limit(LimitKind::HostCallData(ByteSize(
+                hostcall_bytes(limits) as u64
+            )));
+        }
         match error.downcast_ref::<Trap>() {
             Some(Trap::Interrupt) => {
                 InvokeError::Limit(LimitKind::Timeout(HumanDuration(limits.timeout)))
@@ -529,6 +557,22 @@ impl Runtime {
             },
         }
     }
+}
+
+/// What one host call may copy out of the guest: [`MAX_HOSTCALL_BYTES`], or the output limit if
+/// that is larger, since the action's result is lifted under the same fuel.
+fn hostcall_bytes(limits: &airlock_host_api::policy::Limits) -> usize {
+    MAX_HOSTCALL_BYTES.max(usize::try_from(limits.output).unwrap_or(usize::MAX))
+}
+
+/// Whether wasmtime refused to lift a host call's arguments (or the result) for exceeding the
+/// hostcall fuel. Its error type is private, so this matches the message of the pinned
+/// wasmtime (=48.0.8); `sandbox::huge_host_call_arguments_are_refused_before_the_host_copies_them`
+/// fails if an upgrade changes it.
+fn copied_too_much(error: &wasmtime::Error) -> bool {
+    error
+        .chain()
+        .any(|cause| cause.to_string().contains("fuel allocated for hostcalls"))
 }
 
 /// Finds the action and checks the input (size, strict JSON, schema) before any sandbox exists.

@@ -29,11 +29,11 @@ use crate::support::{
 
 /// The hostile example's declared timeout.
 const TIMEOUT: Duration = Duration::from_secs(1);
-const SINK: &str = "sink.hostile.test";
-const URL: &str = "https://sink.hostile.test/upload";
+pub(crate) const SINK: &str = "sink.hostile.test";
+pub(crate) const URL: &str = "https://sink.hostile.test/upload";
 
 /// A tarpit for [`SINK`] stalling as `stall`, and a runtime pinning the name to it.
-fn tarpit(stall: Stall) -> (Tarpit, Egress) {
+pub(crate) fn tarpit(stall: Stall) -> (Tarpit, Egress) {
     let ca = TestCa::new();
     let tarpit = Tarpit::start(&ca, &[SINK], UPSTREAM_IP, stall);
     let egress = Egress::new(&[format!("{SINK}={}", tarpit.addr())], true, Some(&ca));
@@ -70,7 +70,7 @@ async fn attack(egress: &Egress, action: &str, input: Value, expected: &str) -> 
 }
 
 /// Waits (briefly) until this process holds no connection to the tarpit.
-async fn assert_connections_closed(tarpit: &Tarpit, what: &str) {
+pub(crate) async fn assert_connections_closed(tarpit: &Tarpit, what: &str) {
     let until = Instant::now() + Duration::from_secs(1);
     while sockets_to(tarpit.addr()) > 0 {
         assert!(

@@ -44,7 +44,7 @@ async fn attack(egress: &Egress, manifest: Option<&str>, action: &str, input: Va
 }
 
 /// The hostile manifest with `component.wasm` and `limits` in place of its `[limits]` values.
-fn hostile_manifest(limits: &str) -> String {
+pub(crate) fn hostile_manifest(limits: &str) -> String {
     read_example("hostile", "airlock.toml")
         .replace(
             "component = \"../target/wasm32-wasip2/release/hostile.wasm\"",

@@ -81,23 +81,72 @@ fn bytes_that_are_not_a_component_are_refused() {
     assert!(matches!(error, LoadError::Compile { .. }), "{error:?}");
 }
 
+/// Each proposal that is off is refused by wasmtime's validator (at parse, or for instructions
+/// when the function is translated, before any code is generated), naming the feature (SB-17).
 #[test]
 fn components_using_disabled_proposals_are_refused_at_compile() {
+    // (proposal, what the refusal names, component)
     let cases = [
-        ("memory64", "(component (core module (memory i64 1)))"),
-        ("threads", "(component (core module (memory 1 1 shared)))"),
-        ("gc", "(component (core module (type (struct))))"),
-        ("exceptions", "(component (core module (tag)))"),
+        (
+            "memory64",
+            "memory64",
+            "(component (core module (memory i64 1)))",
+        ),
+        (
+            "threads",
+            "threads",
+            "(component (core module (memory 1 1 shared)))",
+        ),
+        ("gc", "gc", "(component (core module (type (struct))))"),
+        (
+            "exceptions",
+            "exceptions",
+            "(component (core module (tag)))",
+        ),
         (
             "multi-memory",
+            "multiple memories",
             "(component (core module (memory 1) (memory 1)))",
         ),
         (
             "tail calls",
+            "tail calls",
             "(component (core module (func $f (return_call $f))))",
         ),
+        (
+            "function references",
+            "function references",
+            "(component (core module (type $t (func)) (func (param (ref $t)))))",
+        ),
+        (
+            "stack switching",
+            "stack switching",
+            "(component (core module (type $f (func)) (type (cont $f))))",
+        ),
+        (
+            "relaxed SIMD",
+            "relaxed SIMD",
+            "(component (core module (func (param v128 v128 v128) (result v128) \
+             (f32x4.relaxed_madd (local.get 0) (local.get 1) (local.get 2)))))",
+        ),
+        (
+            "wide arithmetic",
+            "wide arithmetic",
+            "(component (core module (func (param i64 i64 i64 i64) (result i64 i64) \
+             (i64.add128 (local.get 0) (local.get 1) (local.get 2) (local.get 3)))))",
+        ),
+        (
+            "custom page sizes",
+            "custom page sizes",
+            "(component (core module (memory 1 (pagesize 1))))",
+        ),
+        (
+            "component-model async",
+            "component model async",
+            "(component (type (stream u8)))",
+        ),
     ];
-    for (proposal, text) in cases {
+    for (proposal, named, text) in cases {
         let wasm = wat::parse_str(text).unwrap_or_else(|e| panic!("{proposal}: {e}"));
         let dir = mapper_with("component.wasm", &wasm);
         let error = load_error(dir.path());
@@ -105,6 +154,7 @@ fn components_using_disabled_proposals_are_refused_at_compile() {
             matches!(error, LoadError::Compile { .. }),
             "{proposal} should be refused by the compiler, got: {error}"
         );
+        assert!(error.to_string().contains(named), "{proposal}: {error}");
     }
 }
 

@@ -225,7 +225,7 @@ async fn every_request_is_authorized_from_its_key_alone() {
 }
 
 /// `n` sequential mapper invocations by `key`; their latencies, sorted.
-async fn quiet_calls(server: &Server, key: &str, n: usize) -> Vec<Duration> {
+pub(crate) async fn quiet_calls(server: &Server, key: &str, n: usize) -> Vec<Duration> {
     let mut latencies = Vec::with_capacity(n);
     for _ in 0..n {
         let at = Instant::now();

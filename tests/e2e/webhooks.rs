@@ -18,7 +18,7 @@ use crate::serving::{
 };
 use crate::support::stdout;
 
-fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .expect("after 1970")
@@ -34,7 +34,12 @@ fn mac(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
 }
 
 /// Standard Webhooks headers for `body` under `secret` (`whsec_…`).
-fn standard(secret: &str, id: &str, ts: u64, body: &[u8]) -> Vec<(&'static str, String)> {
+pub(crate) fn standard(
+    secret: &str,
+    id: &str,
+    ts: u64,
+    body: &[u8],
+) -> Vec<(&'static str, String)> {
     let key = STANDARD
         .decode(secret.strip_prefix("whsec_").expect("whsec_ prefix"))
         .expect("base64");
@@ -75,9 +80,9 @@ fn slack(secret: &str, ts: u64, body: &[u8]) -> Vec<(&'static str, String)> {
 }
 
 /// What a delivery got back.
-struct Delivered {
-    status: StatusCode,
-    body: Value,
+pub(crate) struct Delivered {
+    pub(crate) status: StatusCode,
+    pub(crate) body: Value,
 }
 
 impl Delivered {
@@ -85,13 +90,13 @@ impl Delivered {
         self.body["error"]["code"].as_str().unwrap_or("")
     }
 
-    fn reason(&self) -> &str {
+    pub(crate) fn reason(&self) -> &str {
         self.body["error"]["reason"].as_str().unwrap_or("")
     }
 }
 
 /// Posts `body` with `headers` to `path`, no API key.
-async fn deliver(
+pub(crate) async fn deliver(
     server: &Server,
     path: &str,
     headers: &[(&str, String)],
@@ -157,7 +162,11 @@ async fn mapper_endpoint(server: &Server, key: &str) -> (String, String, String)
 }
 
 /// Creates an endpoint through the API; returns (path, secret, id).
-async fn endpoint(server: &Server, key: &str, request: Value) -> (String, String, String) {
+pub(crate) async fn endpoint(
+    server: &Server,
+    key: &str,
+    request: Value,
+) -> (String, String, String) {
     let reply = server.post("/v1/webhooks", key, request).await;
     assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
     let field = |name: &str| reply.body[name].as_str().expect(name).to_string();

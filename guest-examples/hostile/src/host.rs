@@ -9,6 +9,7 @@
 
 use std::hint::black_box;
 
+use airlock_guest::bindings::airlock::integration::log as host_log;
 use airlock_guest::bindings::wasi::clocks::monotonic_clock;
 use airlock_guest::bindings::wasi::http::outgoing_handler;
 use airlock_guest::bindings::wasi::http::types::{
@@ -42,6 +43,7 @@ pub struct Abuse {
     count: u32,
     size: u32,
     what: String,
+    ns: u64,
 }
 
 /// What an action that ended on its own saw.
@@ -301,6 +303,110 @@ pub fn log_fields(abuse: Abuse) -> Result<Outcome, Error> {
     }
     Ok(Outcome {
         count: u64::from(abuse.count),
+        ..Outcome::default()
+    })
+}
+
+/// Logs one line of `size` bytes in a single host call: the host must refuse to copy an
+/// argument that large out of linear memory, whatever it would do with it afterwards.
+pub fn huge_argument(abuse: Abuse) -> Result<Outcome, Error> {
+    let message = "x".repeat(abuse.size as usize);
+    host_log::log(Level::Info, &message, &[]);
+    Ok(Outcome {
+        bytes: message.len() as u64,
+        ..Outcome::default()
+    })
+}
+
+/// Logs one line with `count` fields of one-byte names and values: a list of 2 × `count`
+/// tiny strings, which costs the host far more to lift than the guest to pass.
+pub fn many_strings(abuse: Abuse) -> Result<Outcome, Error> {
+    let fields: Vec<(String, String)> = (0..abuse.count)
+        .map(|_| ("k".to_owned(), "v".to_owned()))
+        .collect();
+    host_log::log(Level::Info, "fields", &fields);
+    Ok(Outcome {
+        count: u64::from(abuse.count),
+        ..Outcome::default()
+    })
+}
+
+/// Appends `x-h: <size bytes>` to one `fields` up to `count` times; reports how many the host
+/// took and the error that stopped it.
+pub fn append_fields(abuse: Abuse) -> Result<Outcome, Error> {
+    let fields = Fields::new();
+    let value = vec![b'v'; abuse.size as usize];
+    let mut outcome = Outcome::default();
+    for _ in 0..abuse.count {
+        match fields.append("x-h", &value) {
+            Ok(()) => outcome.count += 1,
+            Err(e) => {
+                outcome.error = Some(format!("{e:?}"));
+                break;
+            }
+        }
+    }
+    Ok(outcome)
+}
+
+/// GETs `url` with its connect, first-byte and between-bytes timeouts all set to `ns`
+/// nanoseconds (0 and `u64::MAX` included), and reports the status or the error.
+pub fn timeouts(abuse: Abuse) -> Result<Outcome, Error> {
+    let request = request(&Method::Get, &abuse.url)?;
+    let options = RequestOptions::new();
+    let mut outcome = Outcome::default();
+    for (what, set) in [
+        ("connect", options.set_connect_timeout(Some(abuse.ns))),
+        ("first-byte", options.set_first_byte_timeout(Some(abuse.ns))),
+        (
+            "between-bytes",
+            options.set_between_bytes_timeout(Some(abuse.ns)),
+        ),
+    ] {
+        if set.is_err() {
+            outcome.error = Some(format!("the host refused the {what} timeout"));
+            return Ok(outcome);
+        }
+    }
+    let future = match outgoing_handler::handle(request, Some(options)) {
+        Ok(future) => future,
+        Err(e) => {
+            outcome.error = Some(format!("{e:?}"));
+            return Ok(outcome);
+        }
+    };
+    wait(&future);
+    match future.get() {
+        Some(Ok(Ok(response))) => outcome.status = Some(response.status()),
+        Some(Ok(Err(e))) => outcome.error = Some(format!("{e:?}")),
+        _ => outcome.error = Some("no response".to_owned()),
+    }
+    Ok(outcome)
+}
+
+/// Makes `size` fields of its own (each holding `x-own: v`), then uses handle number `count` as
+/// a `fields`: one of its own, or one it never made (a handle of an earlier invocation, or of
+/// nothing), where the host must trap rather than hand over what the handle once named.
+pub fn probe_handle(abuse: Abuse) -> Result<Outcome, Error> {
+    let mine: Vec<Fields> = (0..abuse.size)
+        .map(|_| {
+            let fields = Fields::new();
+            let _ = fields.append("x-own", b"v");
+            fields
+        })
+        .collect();
+    // SAFETY: deliberately unsound: the guest claims a handle it may not own. The host checks
+    // every handle against this instance's own table; the value is forgotten, never dropped.
+    let probed = unsafe { Fields::from_handle(abuse.count) };
+    let entries = probed.entries();
+    std::mem::forget(probed);
+    black_box(&mine);
+    Ok(Outcome {
+        count: entries.len() as u64,
+        bytes: entries
+            .iter()
+            .map(|(k, v)| (k.len() + v.len()) as u64)
+            .sum(),
         ..Outcome::default()
     })
 }

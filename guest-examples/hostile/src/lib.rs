@@ -40,6 +40,11 @@ impl Guest for Hostile {
             "hoard-responses" => airlock_guest::handle(&input, host::hoard_responses),
             "random-bytes" => airlock_guest::handle(&input, host::random_bytes),
             "log-fields" => airlock_guest::handle(&input, host::log_fields),
+            "huge-argument" => airlock_guest::handle(&input, host::huge_argument),
+            "many-strings" => airlock_guest::handle(&input, host::many_strings),
+            "append-fields" => airlock_guest::handle(&input, host::append_fields),
+            "timeouts" => airlock_guest::handle(&input, host::timeouts),
+            "probe-handle" => airlock_guest::handle(&input, host::probe_handle),
             other => Err(Error::unknown_action(other)),
         }
     }

@@ -45,13 +45,14 @@ impl Body for LimitedRequestBody {
         if let Some(Ok(frame)) = &frame
             && let Some(data) = frame.data_ref()
         {
+            // A chunk that would cross the limit is not sent, so it is not counted as sent.
+            if self.sent + data.len() as u64 > self.limit {
+                return Poll::Ready(Some(Err(Error::HttpRequestBodySize(Some(self.limit)))));
+            }
             self.sent += data.len() as u64;
             self.traffic.add_sent(data.len());
             if let Some(capture) = &self.traffic.capture {
                 capture.add_request(data);
-            }
-            if self.sent > self.limit {
-                return Poll::Ready(Some(Err(Error::HttpRequestBodySize(Some(self.limit)))));
             }
         }
         Poll::Ready(frame)

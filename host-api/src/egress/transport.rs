@@ -211,3 +211,39 @@ async fn connect(addrs: &[SocketAddr], timeout: Duration) -> Result<TcpStream, (
     }
     Err(last)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Catalogue SB-13: whatever a guest asks (0, 1 ns, `u64::MAX` ns), each timeout lands in
+    /// [1 ms, the operator's limit], and no addition with it can overflow.
+    #[test]
+    fn guest_timeouts_are_clamped_to_the_operators() {
+        let limits = EgressLimits::default();
+        let asked = |d: Duration| RequestOptions {
+            connect_timeout: Some(d),
+            first_byte_timeout: Some(d),
+            between_bytes_timeout: Some(d),
+        };
+        let at = |t: Timeouts| [t.connect, t.first_byte, t.idle];
+        let operator = [
+            limits.connect_timeout,
+            limits.first_byte_timeout,
+            limits.between_bytes_timeout,
+        ];
+        let ms = Duration::from_millis(1);
+        for tiny in [Duration::ZERO, Duration::from_nanos(1)] {
+            assert_eq!(at(Timeouts::clamped(&limits, Some(asked(tiny)))), [ms; 3]);
+        }
+        let huge = Duration::from_nanos(u64::MAX);
+        assert_eq!(at(Timeouts::clamped(&limits, Some(asked(huge)))), operator);
+        assert_eq!(at(Timeouts::clamped(&limits, None)), operator);
+        let shorter = Duration::from_secs(2);
+        assert_eq!(
+            at(Timeouts::clamped(&limits, Some(asked(shorter)))),
+            [shorter; 3]
+        );
+        assert!(operator.iter().all(|t| *t <= Duration::from_secs(30)));
+    }
+}
