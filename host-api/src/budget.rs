@@ -13,9 +13,9 @@
 use std::any::{Any, TypeId};
 
 use wasmtime::component::ResourceTable;
-use wasmtime_wasi_http::FieldMap;
 use wasmtime_wasi_http::p2::body::HostOutgoingBody;
 use wasmtime_wasi_http::p2::types::{HostIncomingResponse, HostOutgoingRequest};
+use wasmtime_wasi_http::{FieldMap, FieldMapError};
 
 use crate::policy::units::ByteSize;
 
@@ -48,6 +48,17 @@ pub const FIELD_SIZE_LIMIT: usize = 16 * 1024;
 pub const BODY_BUFFER_CHUNKS: usize = 1;
 pub const BODY_CHUNK_SIZE: usize = 64 * 1024;
 const PER_BODY: u64 = ((BODY_BUFFER_CHUNKS + 1) * BODY_CHUNK_SIZE) as u64;
+
+/// Whether `error` is a `fields` resource refusing to grow past [`FIELD_SIZE_LIMIT`] (which
+/// wasmtime-wasi-http raises as a trap): a host-memory limit, not a fault of the guest's code.
+pub fn fields_overflowed(error: &wasmtime::Error) -> bool {
+    error.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<FieldMapError>(),
+            Some(FieldMapError::TotalSizeTooBig | FieldMapError::TooManyFields)
+        )
+    })
+}
 
 /// Why the host stopped a guest for what it made the host hold or do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

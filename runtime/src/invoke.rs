@@ -12,7 +12,7 @@ use airlock_host_api::audit::{
     AuditEvent, EgressJournal, InvocationRecord, NoJournal, Subject, Trigger, ValidationFailure,
 };
 use airlock_host_api::budget::{
-    HostLimitExceeded, MAX_HOST_CALLS, MAX_HOSTCALL_BYTES, MAX_RESOURCES,
+    FIELD_SIZE_LIMIT, HostLimitExceeded, MAX_HOST_CALLS, MAX_HOSTCALL_BYTES, MAX_RESOURCES,
 };
 use airlock_host_api::credentials::CredentialBroker;
 use airlock_host_api::egress::{BrokeredHttp, EgressEvent, Suppressed};
@@ -135,6 +135,8 @@ pub enum LimitKind {
     HostCalls,
     #[error("more than {0} passed from the guest to the host at once")]
     HostCallData(ByteSize),
+    #[error("a `fields` resource grew past {0} of headers")]
+    HostFields(ByteSize),
 }
 
 impl InvokeError {
@@ -182,7 +184,10 @@ impl InvokeError {
             Self::Limit(LimitKind::Fuel(_)) => "limit-fuel",
             Self::Limit(LimitKind::Output { .. }) => "limit-output",
             Self::Limit(
-                LimitKind::HostMemory(_) | LimitKind::HostResources | LimitKind::HostCallData(_),
+                LimitKind::HostMemory(_)
+                | LimitKind::HostResources
+                | LimitKind::HostCallData(_)
+                | LimitKind::HostFields(_),
             ) => "limit-host-memory",
             Self::Limit(LimitKind::HostCalls) => "limit-host-calls",
             Self::Host(_) => "host-failure",
@@ -536,6 +541,9 @@ impl Runtime {
             }
             Some(HostLimitExceeded::Calls) => return InvokeError::Limit(LimitKind::HostCalls),
             None => {}
+        }
+        if airlock_host_api::budget::fields_overflowed(error) {
+            return InvokeError::Limit(LimitKind::HostFields(ByteSize(FIELD_SIZE_LIMIT as u64)));
         }
         if copied_too_much(error) {
             return InvokeError::Limit(LimitKind::HostCallData(ByteSize(
