@@ -7,7 +7,7 @@ use std::time::Duration;
 use rustls::pki_types::CertificateDer;
 
 use super::ip::{AllowRanges, IpClassifier};
-use super::resolve::ResolveOverride;
+use super::resolve::{ResolveOverride, Resolver};
 
 /// Per-invocation egress limits (security catalogue §4, "Egress" rows).
 #[derive(Debug, Clone, Copy)]
@@ -53,6 +53,7 @@ pub struct EgressSettings {
     pub(crate) tap: Option<super::tap::Tap>,
     pub(crate) classifier: IpClassifier,
     pub(crate) resolve: Vec<ResolveOverride>,
+    pub(crate) resolver: Resolver,
     pub(crate) tls: Arc<rustls::ClientConfig>,
 }
 
@@ -89,6 +90,7 @@ impl EgressSettings {
             tap: None,
             classifier: IpClassifier::new(allow),
             resolve,
+            resolver: Resolver::system(),
             tls: Arc::new(tls),
         })
     }
@@ -99,6 +101,20 @@ impl EgressSettings {
     /// never a server or an ordinary run.
     pub fn with_tap(mut self, tap: Option<super::tap::Tap>) -> Self {
         self.tap = tap;
+        self
+    }
+
+    /// Never dials `addrs`, the host's own listeners as bound, whatever the allow ranges exempt
+    /// (EG-19: see [`IpClassifier::with_self_addresses`]).
+    pub fn with_self_addresses(mut self, addrs: Vec<std::net::SocketAddr>) -> Self {
+        self.classifier = self.classifier.with_self_addresses(addrs);
+        self
+    }
+
+    /// Asks `resolver` for names no `--resolve` pin covers. Its answers are classified like the
+    /// system's, so it decides where a name points, never what may be reached.
+    pub fn with_resolver(mut self, resolver: Resolver) -> Self {
+        self.resolver = resolver;
         self
     }
 }

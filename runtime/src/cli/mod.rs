@@ -344,7 +344,7 @@ fn egress_options(
         resolve,
         allow_private,
         extra_roots,
-        tap: None,
+        ..EgressOptions::default()
     }
 }
 
