@@ -8,14 +8,17 @@ use rustls::pki_types::CertificateDer;
 
 use super::ip::{AllowRanges, IpClassifier};
 use super::resolve::{ResolveOverride, Resolver};
+use super::tenants::TenantSlots;
 
 /// Per-invocation egress limits (security catalogue §4, "Egress" rows).
 #[derive(Debug, Clone, Copy)]
 pub struct EgressLimits {
     /// Requests one invocation may make.
     pub requests: u32,
-    /// Requests of one invocation in flight at once.
+    /// Requests of one invocation in flight at once (more fail `concurrency-limit`).
     pub concurrent: usize,
+    /// Requests of one tenant in flight at once, across its invocations (more wait).
+    pub tenant_concurrent: usize,
     /// Largest request body a guest may send.
     pub request_body: u64,
     /// Largest response body a guest may receive.
@@ -35,6 +38,7 @@ impl Default for EgressLimits {
         Self {
             requests: 64,
             concurrent: 8,
+            tenant_concurrent: 64,
             request_body: 10 << 20,
             response_body: 10 << 20,
             response_head: 64 << 10,
@@ -55,6 +59,7 @@ pub struct EgressSettings {
     pub(crate) resolve: Vec<ResolveOverride>,
     pub(crate) resolver: Resolver,
     pub(crate) tls: Arc<rustls::ClientConfig>,
+    pub(crate) tenants: TenantSlots,
 }
 
 /// The TLS client configuration could not be built.
@@ -92,6 +97,7 @@ impl EgressSettings {
             resolve,
             resolver: Resolver::system(),
             tls: Arc::new(tls),
+            tenants: TenantSlots::default(),
         })
     }
 }
