@@ -45,7 +45,10 @@ mod tests {
         let first = slots.of("acme", 2);
         let second = slots.of("acme", 2);
         assert!(Arc::ptr_eq(&first, &second));
-        let _held = first.clone().try_acquire_many_owned(2).expect("two permits");
+        let _held = first
+            .clone()
+            .try_acquire_many_owned(2)
+            .expect("two permits");
         assert!(second.try_acquire().is_err(), "acme's slots are shared");
         let other = slots.of("globex", 2);
         assert!(other.try_acquire().is_ok(), "another tenant has its own");

@@ -450,7 +450,14 @@ mod tests {
             .set_credential(&acme, &i1, "api", vec![], &valid, CredentialType::Bearer)
             .expect("set");
         let long = "a".repeat(100 << 10);
-        for bad in ["abc\r\nX-Evil: 1", "abc\n", "abc\0", &long, "caf\u{e9}", "two words"] {
+        for bad in [
+            "abc\r\nX-Evil: 1",
+            "abc\n",
+            "abc\0",
+            &long,
+            "caf\u{e9}",
+            "two words",
+        ] {
             // Sealed as `set_credential` would, without the validation it does first.
             let key = store
                 .tenant_key(&acme, false)
@@ -458,8 +465,8 @@ mod tests {
                 .expect("acme has a key");
             let tree = store.tree(CREDENTIALS).expect("tree");
             let id = record_key(&acme, &i1, "api");
-            let mut record = decode(&tree.get(&id).expect("read").expect("stored"), "api")
-                .expect("record");
+            let mut record =
+                decode(&tree.get(&id).expect("read").expect("stored"), "api").expect("record");
             record.sealed = key.seal(&aad(&acme, &i1, "api"), bad.as_bytes());
             tree.insert(id, serde_json::to_vec(&record).expect("encode"))
                 .expect("write");
