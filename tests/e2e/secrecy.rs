@@ -11,9 +11,11 @@ use std::sync::Arc;
 
 use airlock_host_api::audit::{Subject, Trigger};
 use airlock_host_api::credentials::{
-    BoxFuture, CredentialBroker, CredentialError, CredentialSpec, Secret,
+    BoxFuture, CredentialBroker, CredentialError, CredentialScope, CredentialSpec, CredentialType,
+    Secret, SecretSource,
 };
-use airlock_runtime::Caller;
+use airlock_runtime::engine::EgressOptions;
+use airlock_runtime::{Caller, EngineSettings, Runtime};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
@@ -23,7 +25,8 @@ use crate::canary::contains;
 use crate::egress::{UPSTREAM_IP, outcomes, reasons, upstreams};
 use crate::mock::{MockResponse, MockUpstream, Stall, Tarpit, TestCa};
 use crate::support::{
-    airlock_bin, airlock_with, custom_integration, dev_switches, read_example, stderr, stdout,
+    airlock_bin, airlock_with, custom_integration, dev_switches, example, read_example, stderr,
+    stdout,
 };
 
 const TOKEN: &str = "canary-cr03-9d1e5b7a-token";
@@ -54,7 +57,7 @@ async fn redirect_follow_ups_never_carry_the_credential_elsewhere() {
     let secrets = [("token", TOKEN), ("query-key", QUERY_KEY)];
     let follow = |url: &str| {
         egress.run_as(
-            airlock_host_api::credentials::CredentialScope::local(),
+            CredentialScope::local(),
             "exfil",
             "follow-redirect",
             json!({ "url": url }),
@@ -473,4 +476,200 @@ fn a_crashing_server_leaves_no_core_file() {
     } else {
         eprintln!("core_pattern {pattern:?} pipes cores away: only the limits were checked");
     }
+}
+
+/// The mask the CR-14 canary travels under, so that no process holds it in plain text but
+/// where the host decrypts it.
+const MASK: u8 = 0xa5;
+const MEMORY_CHILD: &str = "AIRLOCK_TEST_MEMORY_CHILD";
+
+/// A store that keeps its one value masked and unmasks it into a fresh [`Secret`] on every
+/// read, as the sealed store decrypts one: the only plain copies are the host's own.
+struct MaskedSource(Vec<u8>);
+
+impl SecretSource for MaskedSource {
+    fn get(&self, _name: &str, kind: CredentialType) -> Result<Option<Secret>, CredentialError> {
+        // Sized up front: a growing string would leave partial copies behind.
+        let mut plain = String::with_capacity(self.0.len());
+        plain.extend(self.0.iter().map(|b| char::from(b ^ MASK)));
+        Ok(Some(Secret::new(kind, plain).expect("a valid token")))
+    }
+
+    fn replace(&self, _: &str, _: &Secret) -> Result<(), CredentialError> {
+        Ok(())
+    }
+}
+
+/// Where this process's readable memory holds the value `masked` masks: each hit's region and
+/// up to 80 bytes before it (a clue to whose buffer it is). Reads `/proc/self/mem` through a
+/// buffer mapped apart (and skipped), so the scan never finds its own copies.
+fn scan_own_memory(masked: &[u8]) -> Vec<String> {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    const CHUNK: usize = 1 << 20;
+    let size = CHUNK + masked.len();
+    // SAFETY: a fresh anonymous private mapping, unmapped below.
+    let base = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            size,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    assert_ne!(base, libc::MAP_FAILED, "mmap");
+    // SAFETY: the mapping is `size` bytes, readable and writable, and ours alone.
+    let buf = unsafe { std::slice::from_raw_parts_mut(base.cast::<u8>(), size) };
+    let own = base as u64;
+    let maps = std::fs::read_to_string("/proc/self/maps").expect("maps");
+    let mut mem = std::fs::File::open("/proc/self/mem").expect("/proc/self/mem");
+    let first = masked[0] ^ MASK;
+    let mut hits = Vec::new();
+    for line in maps.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let name = fields.get(5).copied().unwrap_or("[anon]");
+        if !fields[1].starts_with('r') || name.starts_with("[v") {
+            continue;
+        }
+        let (lo, hi) = fields[0].split_once('-').expect("a range");
+        let lo = u64::from_str_radix(lo, 16).expect("hex");
+        let hi = u64::from_str_radix(hi, 16).expect("hex");
+        if lo == own {
+            continue;
+        }
+        let mut at = lo;
+        while at < hi {
+            let len = usize::try_from(hi - at).unwrap_or(usize::MAX).min(size);
+            let read = mem
+                .seek(SeekFrom::Start(at))
+                .and_then(|_| mem.read(&mut buf[..len]));
+            let n = match read {
+                Ok(n) if n > 0 => n,
+                _ => break,
+            };
+            // Matches starting in the overlap are the next chunk's.
+            for i in 0..n.min(CHUNK) {
+                let found = buf[i] == first
+                    && i + masked.len() <= n
+                    && masked.iter().zip(&buf[i..]).all(|(m, b)| b ^ MASK == *m);
+                if found {
+                    let before = String::from_utf8_lossy(&buf[i.saturating_sub(80)..i]);
+                    hits.push(format!("{name}: {before:?}"));
+                }
+            }
+            buf[..n].fill(0);
+            at += CHUNK as u64;
+        }
+    }
+    // SAFETY: unmaps the mapping made above; `buf` is not used again.
+    unsafe { libc::munmap(base, size) };
+    hits
+}
+
+/// The child of [`decrypted_secrets_do_not_pile_up_in_host_memory`]: a thousand invocations
+/// sending the masked token to the parent's mock, then a scan of its own memory.
+#[tokio::test]
+#[ignore = "run in its own process by decrypted_secrets_do_not_pile_up_in_host_memory"]
+async fn memory_child() {
+    let Ok(upstream) = std::env::var(MEMORY_CHILD) else {
+        return;
+    };
+    let var = |name: &str| std::env::var(name).unwrap_or_else(|_| panic!("{name}"));
+    let masked: Vec<u8> = var("CR14_MASKED")
+        .as_bytes()
+        .chunks(2)
+        .map(|h| u8::from_str_radix(std::str::from_utf8(h).expect("hex"), 16).expect("hex"))
+        .collect();
+    {
+        let options = EgressOptions {
+            resolve: vec![
+                format!("vault.allowed.test={upstream}")
+                    .parse()
+                    .expect("pin"),
+            ],
+            allow_private: "127.0.0.0/8".parse().expect("range"),
+            extra_roots: vec![var("CR14_CA").into()],
+            ..EgressOptions::default()
+        };
+        let data = TempDir::new().expect("temp");
+        let settings = EngineSettings {
+            egress: options,
+            ..EngineSettings::default()
+        };
+        let runtime = Runtime::new(data.path(), settings).expect("runtime");
+        let exfil = runtime.load(&example("exfil")).expect("exfil loads");
+        let config = exfil.validate_config(None).expect("no config");
+        let source = Arc::new(MaskedSource(masked.clone()));
+        let caller = runtime.local_caller(runtime.credentials(CredentialScope::local(), source));
+        for _ in 0..1_000 {
+            let input = r#"{"url": "https://vault.allowed.test/"}"#;
+            let ran = runtime
+                .invoke_as(&exfil, &config, &caller, "fetch", input)
+                .await;
+            assert_eq!(ran.redactions, 0);
+            assert!(ran.result.is_ok(), "{:?}", ran.result);
+        }
+    }
+    let after = scan_own_memory(&masked);
+    // The control: a live secret is found, so the scan sees the heap.
+    let live = MaskedSource(masked.clone())
+        .get("token", CredentialType::Bearer)
+        .expect("unmasks");
+    let with_live = scan_own_memory(&masked);
+    drop(live);
+    println!(
+        "CR-14 after={} with-live={}\n{}",
+        after.len(),
+        with_live.len(),
+        after.join("\n")
+    );
+}
+
+/// CR-14: after a thousand invocations that each decrypt a token and send it, the host
+/// process's memory holds at most one copy of it (the head of the last request, in a buffer
+/// hyper freed without zeroing; the next request's head takes its place), not one per use:
+/// decrypted values, injected headers' redactors and the OAuth cache are zeroed or dropped.
+#[test]
+fn decrypted_secrets_do_not_pile_up_in_host_memory() {
+    let ca = TestCa::new();
+    let dir = TempDir::new().expect("temp");
+    let mock = MockUpstream::start(&ca, &["vault.allowed.test"], UPSTREAM_IP, |_| {
+        MockResponse::status(204)
+    });
+    // Made at run time, so this test's binary does not hold it as a literal.
+    let canary = ["canary", "cr14", "0f3b9e2d7c41a8"].join("-");
+    let masked: String = canary
+        .bytes()
+        .map(|b| format!("{:02x}", b ^ MASK))
+        .collect();
+    let out = Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "--exact",
+            "secrecy::memory_child",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env(MEMORY_CHILD, mock.addr().to_string())
+        .env("CR14_CA", ca.write_pem(dir.path()))
+        .env("CR14_MASKED", &masked)
+        .output()
+        .expect("the child test runs");
+    let report = stdout(&out);
+    let line = report
+        .lines()
+        .find(|l| l.starts_with("CR-14"))
+        .unwrap_or_else(|| panic!("no report\n{report}\n{}", stderr(&out)));
+    let count = |key: &str| -> usize {
+        line.split_whitespace()
+            .find_map(|f| f.strip_prefix(key)?.parse().ok())
+            .expect("a count")
+    };
+    let (after, with_live) = (count("after="), count("with-live="));
+    assert_eq!(mock.requests().len(), 1_000);
+    assert!(with_live >= 1, "the scan finds a live secret\n{report}");
+    assert!(
+        after <= 1,
+        "{after} copies left after the runtime was dropped\n{report}"
+    );
 }

@@ -471,6 +471,10 @@ async fn one_tenant_has_at_most_64_requests_in_flight_and_others_still_get_throu
 fn run_measured(data: &Path, args: &[String], env: &[(&str, &str)]) -> (std::process::Output, u64) {
     let out = TempDir::new().expect("temp");
     let (stdout_path, stderr_path) = (out.path().join("out"), out.path().join("err"));
+    #[expect(
+        clippy::zombie_processes,
+        reason = "reaped by wait4 below, which also reports its peak memory"
+    )]
     let child = std::process::Command::new(airlock_bin())
         .arg("--data")
         .arg(data)
