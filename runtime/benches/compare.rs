@@ -644,7 +644,7 @@ fn pinned_runtime(data: &Path, addr: SocketAddr, api: &LoopbackApi, sandboxes: u
             resolve: vec![format!("{HOST}={addr}").parse().expect("pin")],
             allow_private: "127.0.0.0/8".parse().expect("cidr"),
             extra_roots: vec![api.write_ca(data).expect("ca")],
-            tap: None,
+            ..EgressOptions::default()
         },
         max_concurrent: sandboxes,
         ..EngineSettings::default()

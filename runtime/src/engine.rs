@@ -9,10 +9,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use airlock_host_api::egress::ip::AllowRanges;
-use airlock_host_api::egress::resolve::ResolveOverride;
+use airlock_host_api::egress::resolve::{ResolveOverride, Resolver};
 use airlock_host_api::limiter::MAX_TABLE_ELEMENTS;
 use airlock_host_api::policy::Ceilings;
 use wasmtime::{
@@ -85,6 +86,12 @@ pub struct EgressOptions {
     pub extra_roots: Vec<PathBuf>,
     /// `airlock test --record` only: every exchange in full (it holds bodies).
     pub tap: Option<airlock_host_api::egress::tap::Tap>,
+    /// Where names no pin covers are looked up: the system resolver, unless an embedder (or a
+    /// test scripting DNS answers) supplies one. Its answers are classified like any other.
+    pub resolver: Resolver,
+    /// The host's own listeners (`airlock serve`'s address, as bound): never dialed, whatever
+    /// `allow_private` exempts (EG-19).
+    pub self_addresses: Vec<SocketAddr>,
 }
 
 impl Default for EngineSettings {

@@ -392,6 +392,7 @@ impl Runtime {
             self.egress.clone(),
             caller.credentials.clone(),
             journal,
+            &caller.subject.tenant,
         );
         let kv = KvCtx::new(caller.kv.clone().zip(integration.kv_quota()));
         let state = HostState::new(limits, config.json.clone(), broker, kv);

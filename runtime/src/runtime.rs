@@ -133,6 +133,11 @@ fn egress_settings(settings: &EngineSettings) -> Result<EgressSettings, RuntimeE
         options.allow_private.clone(),
         roots,
     )
-    .map(|egress| egress.with_tap(options.tap.clone()))
+    .map(|egress| {
+        egress
+            .with_tap(options.tap.clone())
+            .with_resolver(options.resolver.clone())
+            .with_self_addresses(options.self_addresses.clone())
+    })
     .map_err(|e| RuntimeError::Egress(e.to_string()))
 }

@@ -31,7 +31,6 @@ impl Egress {
     /// A runtime with the given dev switches: `pins` as `--resolve`, loopback allowed when
     /// `allow_loopback`, and `ca` trusted for TLS.
     pub(crate) fn new(pins: &[String], allow_loopback: bool, ca: Option<&TestCa>) -> Self {
-        let data = TempDir::new().expect("temp dir");
         let egress = EgressOptions {
             resolve: pins.iter().map(|p| p.parse().expect("pin")).collect(),
             allow_private: if allow_loopback {
@@ -39,11 +38,17 @@ impl Egress {
             } else {
                 Default::default()
             },
-            extra_roots: ca
-                .map(|ca| vec![ca.write_pem(data.path())])
-                .unwrap_or_default(),
-            tap: None,
+            ..EgressOptions::default()
         };
+        Self::with_options(egress, ca)
+    }
+
+    /// A runtime with these egress options, and `ca` trusted for TLS.
+    pub(crate) fn with_options(mut egress: EgressOptions, ca: Option<&TestCa>) -> Self {
+        let data = TempDir::new().expect("temp dir");
+        egress.extra_roots = ca
+            .map(|ca| vec![ca.write_pem(data.path())])
+            .unwrap_or_default();
         let settings = EngineSettings {
             egress,
             ..EngineSettings::default()
@@ -78,11 +83,11 @@ impl Egress {
     }
 
     /// The exfil guest's `fetch`: one GET of `url`.
-    async fn fetch(&self, url: &str) -> Invocation {
+    pub(crate) async fn fetch(&self, url: &str) -> Invocation {
         self.run("exfil", "fetch", json!({ "url": url })).await
     }
 
-    async fn run(&self, name: &str, action: &str, input: Value) -> Invocation {
+    pub(crate) async fn run(&self, name: &str, action: &str, input: Value) -> Invocation {
         self.run_with(name, action, input, &[]).await
     }
 
@@ -162,7 +167,7 @@ pub(crate) fn upstreams(
 }
 
 /// The `outcome` of each attempt in an exfil report.
-fn outcomes(invocation: &Invocation) -> Vec<String> {
+pub(crate) fn outcomes(invocation: &Invocation) -> Vec<String> {
     let output = invocation
         .result
         .as_ref()
@@ -175,7 +180,7 @@ fn outcomes(invocation: &Invocation) -> Vec<String> {
         .collect()
 }
 
-fn reasons(invocation: &Invocation) -> Vec<String> {
+pub(crate) fn reasons(invocation: &Invocation) -> Vec<String> {
     invocation
         .egress
         .iter()

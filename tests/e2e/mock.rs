@@ -188,6 +188,8 @@ pub struct MockResponse {
     status: StatusCode,
     headers: Vec<(HeaderName, HeaderValue)>,
     body: Bytes,
+    /// How many times the body is sent (1 unless [`Self::repeated`]).
+    copies: u64,
     chunked: bool,
     delay: Option<Duration>,
 }
@@ -200,6 +202,7 @@ impl MockResponse {
                 .unwrap_or_else(|e| panic!("invalid status {code}: {e}")),
             headers: Vec::new(),
             body: Bytes::new(),
+            copies: 1,
             chunked: false,
             delay: None,
         }
@@ -268,6 +271,13 @@ impl MockResponse {
         self
     }
 
+    /// Sends the body `copies` times over (the length announced is the total unless
+    /// [`Self::chunked`]), made as it is written: a body of gigabytes costs the mock one copy.
+    pub fn repeated(mut self, copies: u64) -> Self {
+        self.copies = copies;
+        self
+    }
+
     /// Waits this long before sending the response head, for timeout tests. (The handler is a
     /// plain closure; sleeping inside it would stall the mock's runtime.)
     pub fn delay(mut self, delay: Duration) -> Self {
@@ -277,7 +287,9 @@ impl MockResponse {
 
     fn into_response(self) -> Response<MockBody> {
         let mut response = Response::new(MockBody {
-            data: self.body,
+            data: self.body.clone(),
+            copy: self.body,
+            more: self.copies.saturating_sub(1),
             chunked: self.chunked,
         });
         *response.status_mut() = self.status;
@@ -292,6 +304,9 @@ impl MockResponse {
 /// hides it and yields 16 KiB frames (hyper sends chunked encoding).
 struct MockBody {
     data: Bytes,
+    /// The whole body, and how many more times it follows `data`.
+    copy: Bytes,
+    more: u64,
     chunked: bool,
 }
 
@@ -306,7 +321,11 @@ impl Body for MockBody {
         _cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         if self.data.is_empty() {
-            return Poll::Ready(None);
+            if self.more == 0 || self.copy.is_empty() {
+                return Poll::Ready(None);
+            }
+            self.more -= 1;
+            self.data = self.copy.clone();
         }
         let take = if self.chunked {
             self.data.len().min(CHUNK)
@@ -318,14 +337,15 @@ impl Body for MockBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.data.is_empty()
+        self.data.is_empty() && (self.more == 0 || self.copy.is_empty())
     }
 
     fn size_hint(&self) -> SizeHint {
         if self.chunked {
             SizeHint::default()
         } else {
-            SizeHint::with_exact(self.data.len() as u64)
+            let rest = (self.copy.len() as u64).saturating_mul(self.more);
+            SizeHint::with_exact(self.data.len() as u64 + rest)
         }
     }
 }

@@ -41,6 +41,11 @@ impl Server {
     /// Makes the admin key with the CLI (the server holds the store once it runs), then starts
     /// `airlock serve --listen 127.0.0.1:0 EXTRA…`.
     pub fn start(op: &Operator, global: &[&str], extra: &[&str]) -> Self {
+        Self::start_on(op, global, "127.0.0.1:0", extra)
+    }
+
+    /// As [`Server::start`], listening on `listen`.
+    pub fn start_on(op: &Operator, global: &[&str], listen: &str, extra: &[&str]) -> Self {
         let out = op.ok(&["api-key", "create", "--admin"]);
         let admin = stdout(&out).trim().to_string();
         let log = op.data().join("serve.log");
@@ -48,7 +53,7 @@ impl Server {
             .arg("--data")
             .arg(op.data())
             .args(global)
-            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(["serve", "--listen", listen])
             .args(extra)
             .env_remove("AIRLOCK_DATA")
             .env_remove("AIRLOCK_MASTER_KEY")

@@ -86,6 +86,8 @@ pub struct BrokeredHttp {
     injected: Arc<Mutex<Vec<Redactor>>>,
     sent: u32,
     in_flight: Arc<Semaphore>,
+    /// Shared by every invocation of the same tenant (EG-26).
+    tenant_in_flight: Arc<Semaphore>,
     /// Cancelled when the invocation ends: every request and connection still open stops.
     ended: CancellationToken,
 }
@@ -95,15 +97,19 @@ pub struct BrokeredHttp {
 pub const PER_EXCHANGE: u64 = 256 * 1024;
 
 impl BrokeredHttp {
-    /// A broker for one invocation: `journal` makes each request's intent durable before it
-    /// is sent.
+    /// A broker for one invocation of `tenant`: `journal` makes each request's intent durable
+    /// before it is sent.
     pub fn new(
         egress: Arc<IntegrationEgress>,
         settings: Arc<EgressSettings>,
         credentials: Arc<dyn CredentialBroker>,
         journal: Arc<dyn EgressJournal>,
+        tenant: &str,
     ) -> Self {
         let in_flight = Arc::new(Semaphore::new(settings.limits.concurrent));
+        let tenant_in_flight = settings
+            .tenants
+            .of(tenant, settings.limits.tenant_concurrent);
         Self {
             egress,
             settings,
@@ -114,6 +120,7 @@ impl BrokeredHttp {
             injected: Arc::default(),
             sent: 0,
             in_flight,
+            tenant_in_flight,
             ended: CancellationToken::new(),
         }
     }
@@ -351,6 +358,7 @@ impl WasiHttpHooks for BrokeredHttp {
         let journal = self.journal.clone();
         let redactions = (self.redactions.clone(), self.injected.clone());
         let in_flight = self.in_flight.clone();
+        let tenant_in_flight = self.tenant_in_flight.clone();
         let ended = self.ended.clone();
         Box::new(async move {
             let admitted = match admitted {
@@ -396,6 +404,14 @@ impl WasiHttpHooks for BrokeredHttp {
                         "concurrency-limit".to_string(),
                     ));
                 };
+                // The tenant's other invocations may hold every slot: wait for one, as long
+                // as this invocation lasts (its end cancels the wait).
+                let tenant_permit = tenant_in_flight.acquire_owned().await.map_err(|_| {
+                    (
+                        Error::ConnectionLimitReached,
+                        "tenant-concurrency-limit".to_string(),
+                    )
+                })?;
                 let (response, io) = send(
                     &settings,
                     credentials.as_ref(),
@@ -409,7 +425,7 @@ impl WasiHttpHooks for BrokeredHttp {
                 // after the response head. The connection ends with the invocation too.
                 let ended = ended.clone();
                 let io: IoFuture = Box::new(async move {
-                    let _permit = permit;
+                    let _permits = (permit, tenant_permit);
                     tokio::select! {
                         biased;
                         () = ended.cancelled() => Ok(()),

@@ -9,6 +9,7 @@
 //! - [`event`]: one metadata-only record per request attempt.
 //! - [`redact`]: scrubbing injected credentials from responses, streamed and decoded.
 //! - [`tap`]: whole exchanges, credential scrubbed, for `airlock test --record` only.
+//! - `tenants`: the cap on one tenant's requests in flight across its invocations.
 //! - `transport`: resolve, check, dial, TLS and one HTTP/1.1 exchange (guest and host requests).
 //! - `body`: request and response bodies with size and idle limits, and the redacted body.
 
@@ -21,6 +22,7 @@ pub mod redact;
 pub mod resolve;
 pub mod settings;
 pub mod tap;
+mod tenants;
 pub(crate) mod transport;
 
 pub use broker::{BrokeredHttp, IntegrationEgress};

@@ -1,9 +1,69 @@
-//! Pinned name resolution overrides: the `--resolve HOST=IP[:PORT]` development switch, as in
-//! curl, so tests and local runs can point an allowed name at a mock without touching DNS.
+//! Name resolution for egress: the [`Resolver`] asked once per request, and the
+//! `--resolve HOST=IP[:PORT]` pins (as in curl) that let tests and local runs point an allowed
+//! name at a mock without touching DNS.
+//!
+//! Whoever answers, every address is classified before it is dialed and only the checked answer
+//! is dialed (docs/security-model.md): a resolver decides where a name points, never what may be
+//! reached.
 
 use std::fmt;
+use std::future::Future;
+use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::str::FromStr;
+use std::sync::Arc;
+
+/// The answer to one lookup: every address of `host` on `port`, in the resolver's order.
+pub type Lookup<'a> = Pin<Box<dyn Future<Output = io::Result<Vec<SocketAddr>>> + Send + 'a>>;
+
+/// A source of answers for host names. The system resolver unless an embedder supplies another
+/// (the end-to-end tests script rebinding, mixed and failing answers through it: security
+/// catalogue §7). The broker asks it exactly once per request, under the DNS timeout.
+pub trait Resolve: Send + Sync {
+    fn lookup<'a>(&'a self, host: &'a str, port: u16) -> Lookup<'a>;
+}
+
+/// The resolver of a runtime's egress.
+#[derive(Clone)]
+pub struct Resolver(Arc<dyn Resolve>);
+
+impl Resolver {
+    /// The operating system's resolver (`getaddrinfo` on a blocking thread). A lookup abandoned
+    /// at the DNS timeout returns at once, but its thread stays until the system gives up.
+    pub fn system() -> Self {
+        Self(Arc::new(SystemResolver))
+    }
+
+    /// A resolver of the embedder's own.
+    pub fn new(resolve: impl Resolve + 'static) -> Self {
+        Self(Arc::new(resolve))
+    }
+
+    pub(crate) fn lookup<'a>(&'a self, host: &'a str, port: u16) -> Lookup<'a> {
+        self.0.lookup(host, port)
+    }
+}
+
+impl Default for Resolver {
+    fn default() -> Self {
+        Self::system()
+    }
+}
+
+impl fmt::Debug for Resolver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Resolver(..)")
+    }
+}
+
+struct SystemResolver;
+
+impl Resolve for SystemResolver {
+    fn lookup<'a>(&'a self, host: &'a str, port: u16) -> Lookup<'a> {
+        Box::pin(async move { Ok(tokio::net::lookup_host((host, port)).await?.collect()) })
+    }
+}
 
 /// One pin: requests for `host` dial `addr` (on `port`, or the URL's port when absent).
 #[derive(Debug, Clone, PartialEq, Eq)]

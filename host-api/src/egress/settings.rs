@@ -7,15 +7,18 @@ use std::time::Duration;
 use rustls::pki_types::CertificateDer;
 
 use super::ip::{AllowRanges, IpClassifier};
-use super::resolve::ResolveOverride;
+use super::resolve::{ResolveOverride, Resolver};
+use super::tenants::TenantSlots;
 
 /// Per-invocation egress limits (security catalogue §4, "Egress" rows).
 #[derive(Debug, Clone, Copy)]
 pub struct EgressLimits {
     /// Requests one invocation may make.
     pub requests: u32,
-    /// Requests of one invocation in flight at once.
+    /// Requests of one invocation in flight at once (more fail `concurrency-limit`).
     pub concurrent: usize,
+    /// Requests of one tenant in flight at once, across its invocations (more wait).
+    pub tenant_concurrent: usize,
     /// Largest request body a guest may send.
     pub request_body: u64,
     /// Largest response body a guest may receive.
@@ -35,6 +38,7 @@ impl Default for EgressLimits {
         Self {
             requests: 64,
             concurrent: 8,
+            tenant_concurrent: 64,
             request_body: 10 << 20,
             response_body: 10 << 20,
             response_head: 64 << 10,
@@ -53,7 +57,9 @@ pub struct EgressSettings {
     pub(crate) tap: Option<super::tap::Tap>,
     pub(crate) classifier: IpClassifier,
     pub(crate) resolve: Vec<ResolveOverride>,
+    pub(crate) resolver: Resolver,
     pub(crate) tls: Arc<rustls::ClientConfig>,
+    pub(crate) tenants: TenantSlots,
 }
 
 /// The TLS client configuration could not be built.
@@ -89,7 +95,9 @@ impl EgressSettings {
             tap: None,
             classifier: IpClassifier::new(allow),
             resolve,
+            resolver: Resolver::system(),
             tls: Arc::new(tls),
+            tenants: TenantSlots::default(),
         })
     }
 }
@@ -99,6 +107,20 @@ impl EgressSettings {
     /// never a server or an ordinary run.
     pub fn with_tap(mut self, tap: Option<super::tap::Tap>) -> Self {
         self.tap = tap;
+        self
+    }
+
+    /// Never dials `addrs`, the host's own listeners as bound, whatever the allow ranges exempt
+    /// (EG-19: see [`IpClassifier::with_self_addresses`]).
+    pub fn with_self_addresses(mut self, addrs: Vec<std::net::SocketAddr>) -> Self {
+        self.classifier = self.classifier.with_self_addresses(addrs);
+        self
+    }
+
+    /// Asks `resolver` for names no `--resolve` pin covers. Its answers are classified like the
+    /// system's, so it decides where a name points, never what may be reached.
+    pub fn with_resolver(mut self, resolver: Resolver) -> Self {
+        self.resolver = resolver;
         self
     }
 }

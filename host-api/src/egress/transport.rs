@@ -167,7 +167,8 @@ pub(crate) async fn dial(
     })
 }
 
-/// The addresses to try: the `--resolve` pins for this host, else one system resolution.
+/// The addresses to try: the `--resolve` pins for this host, else one lookup (EG-05: the
+/// addresses dialed are the ones this single answer gave and the classifier passed).
 async fn resolve(
     settings: &EgressSettings,
     host: &str,
@@ -182,17 +183,20 @@ async fn resolve(
     if !pinned.is_empty() {
         return Ok(pinned);
     }
-    let lookup = tokio::net::lookup_host((host, port));
+    let lookup = settings.resolver.lookup(host, port);
+    let dns_error = |reason: &str| {
+        let error = Error::DnsError {
+            rcode: None,
+            info_code: None,
+        };
+        (error, reason.to_string())
+    };
     match tokio::time::timeout(settings.limits.dns_timeout, lookup).await {
         Err(_) => Err((Error::DnsTimeout, "dns-timeout".to_string())),
-        Ok(Err(_)) => Err((
-            Error::DnsError {
-                rcode: None,
-                info_code: None,
-            },
-            "dns-error".to_string(),
-        )),
-        Ok(Ok(addrs)) => Ok(addrs.collect()),
+        Ok(Err(_)) => Err(dns_error("dns-error")),
+        // An empty answer is a failed lookup (EG-21), not a denied address.
+        Ok(Ok(addrs)) if addrs.is_empty() => Err(dns_error("dns-no-addresses")),
+        Ok(Ok(addrs)) => Ok(addrs),
     }
 }
 

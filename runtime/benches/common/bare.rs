@@ -54,6 +54,7 @@ impl Bare {
             self.settings.clone(),
             self.credentials.clone(),
             Arc::new(NoJournal),
+            "bench",
         );
         let state = HostState::new(&self.limits, self.config.clone(), broker, KvCtx::new(None));
         let mut store = Store::new(&self.engine, state);

@@ -206,6 +206,7 @@ pub fn main() -> ExitCode {
         eprintln!("error: cannot disable core dumps (a crash could write secrets to disk): {e}");
         return ExitCode::from(1);
     }
+    crate::hardening::install_panic_hook();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -344,7 +345,7 @@ fn egress_options(
         resolve,
         allow_private,
         extra_roots,
-        tap: None,
+        ..EgressOptions::default()
     }
 }
 

@@ -4,7 +4,7 @@
 //! dev switches (`--resolve`, `--allow-private`, `--extra-root-ca`), are refused unless the
 //! operator says so twice (the switch itself, and `--dev-insecure`).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use airlock_host_api::egress::ip::AllowRanges;
@@ -96,8 +96,16 @@ pub(crate) async fn serve(
     descriptors_for(max_connections)?;
     let trusted_proxies: AllowRanges = args.trusted_proxy.iter().cloned().collect();
     let (store, trail) = state.open()?;
+    // Bound before the runtime exists, so its egress knows the address to refuse (EG-19).
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
+    let bound = listener.local_addr()?;
+    let mut egress = settings.egress;
+    egress.self_addresses = own_addresses(bound);
     let settings = EngineSettings {
         demote_after: Some(DEMOTE_AFTER),
+        egress,
         ..settings
     };
     let runtime = Runtime::new(&state.data, settings)?;
@@ -112,10 +120,6 @@ pub(crate) async fn serve(
         max_connections,
         ..ServeLimits::default()
     };
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
-    let bound = listener.local_addr()?;
     let public_url = args
         .public_url
         .clone()
@@ -137,6 +141,58 @@ pub(crate) async fn serve(
     crate::server::serve(listener, app, shutdown()).await?;
     eprintln!("stopped: in-flight requests finished, audit checkpoint signed");
     Ok(0)
+}
+
+/// The addresses a guest could reach this server at: the bound address, and for a wildcard
+/// listener every address of every interface on its port (loopback and unspecified addresses
+/// are covered by the classifier's host-local rule).
+fn own_addresses(bound: SocketAddr) -> Vec<SocketAddr> {
+    let mut own = vec![bound];
+    if bound.ip().is_unspecified() {
+        own.extend(
+            interface_addresses()
+                .into_iter()
+                .map(|ip| SocketAddr::new(ip, bound.port())),
+        );
+    }
+    own
+}
+
+/// Every IPv4 and IPv6 address configured on this host's interfaces (`getifaddrs`); none if
+/// the list cannot be read.
+fn interface_addresses() -> Vec<IpAddr> {
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs writes a list head we free below with freeifaddrs.
+    if unsafe { libc::getifaddrs(&mut list) } != 0 {
+        return Vec::new();
+    }
+    let mut addrs = Vec::new();
+    let mut entry = list;
+    while !entry.is_null() {
+        // SAFETY: `entry` is a node of the list getifaddrs returned, not yet freed; `ifa_addr`
+        // is null or points to a sockaddr of the family it names, of that family's size.
+        unsafe {
+            let addr = (*entry).ifa_addr;
+            if !addr.is_null() {
+                match i32::from((*addr).sa_family) {
+                    libc::AF_INET => {
+                        let v4 = &*(addr as *const libc::sockaddr_in);
+                        // `s_addr` holds the address in network byte order, as laid out in memory.
+                        addrs.push(IpAddr::from(v4.sin_addr.s_addr.to_ne_bytes()));
+                    }
+                    libc::AF_INET6 => {
+                        let v6 = &*(addr as *const libc::sockaddr_in6);
+                        addrs.push(IpAddr::from(v6.sin6_addr.s6_addr));
+                    }
+                    _ => {}
+                }
+            }
+            entry = (*entry).ifa_next;
+        }
+    }
+    // SAFETY: `list` came from getifaddrs and is freed once.
+    unsafe { libc::freeifaddrs(list) };
+    addrs
 }
 
 /// Makes sure the process may open twice `connections` file descriptors (the other half for

@@ -436,4 +436,45 @@ mod tests {
                 .expect("delete")
         );
     }
+
+    /// CR-05: a value in the store that today's rules refuse (stored before a rule tightened,
+    /// or written around them) is never handed to the broker: reading it fails
+    /// `credential-malformed`, so the request is refused before anything is sent.
+    #[test]
+    fn a_stored_value_that_breaks_todays_rules_fails_closed_when_read() {
+        let dir = tempfile::TempDir::new().expect("temp");
+        let store = Store::open(dir.path(), None).expect("store");
+        let (acme, i1) = ids("acme", "i1");
+        let valid = Secret::new(CredentialType::Bearer, "ok".into()).expect("valid");
+        store
+            .set_credential(&acme, &i1, "api", vec![], &valid, CredentialType::Bearer)
+            .expect("set");
+        let long = "a".repeat(100 << 10);
+        for bad in [
+            "abc\r\nX-Evil: 1",
+            "abc\n",
+            "abc\0",
+            &long,
+            "caf\u{e9}",
+            "two words",
+        ] {
+            // Sealed as `set_credential` would, without the validation it does first.
+            let key = store
+                .tenant_key(&acme, false)
+                .expect("read")
+                .expect("acme has a key");
+            let tree = store.tree(CREDENTIALS).expect("tree");
+            let id = record_key(&acme, &i1, "api");
+            let mut record =
+                decode(&tree.get(&id).expect("read").expect("stored"), "api").expect("record");
+            record.sealed = key.seal(&aad(&acme, &i1, "api"), bad.as_bytes());
+            tree.insert(id, serde_json::to_vec(&record).expect("encode"))
+                .expect("write");
+            let err = store
+                .credential_value(&acme, &i1, "api", CredentialType::Bearer)
+                .expect_err("refused when read");
+            assert_eq!(err.code(), "credential-malformed", "{bad:?}: {err}");
+            assert!(!err.to_string().contains("X-Evil"), "{err}");
+        }
+    }
 }

@@ -301,7 +301,7 @@ fn pinned_to(
             resolve: vec![format!("{name}={}", api.addr()).parse()?],
             allow_private: "127.0.0.0/8".parse()?,
             extra_roots: vec![api.write_ca(dir)?],
-            tap: None,
+            ..crate::engine::EgressOptions::default()
         },
         ..settings.clone()
     })
