@@ -5,7 +5,8 @@
 //!
 //! # Layout
 //! - [`bindings`]: the single `bindgen!` for the `airlock:integration` world.
-//! - [`policy`]: pure, wasm-free policy values (limits, units), parsed once at load.
+//! - [`policy`]: the `airlock-policy` crate (limits, units, egress grammar, IP classes,
+//!   grants), re-exported: pure values parsed once at load.
 //! - [`state`]: [`HostState`], the store data of one invocation.
 //! - [`log`], [`stdio`]: the guest log (the `log` import plus captured stdout and stderr).
 //! - [`config`]: the `config` import.
@@ -28,7 +29,6 @@ pub mod egress;
 pub mod kv;
 pub mod limiter;
 pub mod log;
-pub mod policy;
 pub mod random;
 pub mod state;
 pub mod stdio;
@@ -36,6 +36,7 @@ pub mod wasi;
 
 use wasmtime::component::{HasData, Linker};
 
+pub use airlock_policy as policy;
 pub use state::HostState;
 
 /// Links every capability a guest may import: airlock's interfaces, brokered `wasi:http` and

@@ -17,7 +17,6 @@ mod body;
 pub mod broker;
 pub mod event;
 pub(crate) mod fields;
-pub mod ip;
 pub mod redact;
 pub mod resolve;
 pub mod settings;
@@ -25,6 +24,7 @@ pub mod tap;
 mod tenants;
 pub(crate) mod transport;
 
+pub use airlock_policy::ip;
 pub use broker::{BrokeredHttp, IntegrationEgress};
 pub use event::{ABORTED, Decision, EgressEvent, EgressLog, MAX_DETAILED_EVENTS, Suppressed};
 pub use settings::{EgressLimits, EgressSettings, EgressSetupError};

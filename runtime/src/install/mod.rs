@@ -12,15 +12,15 @@
 
 pub mod credentials;
 pub mod diff;
-pub mod grant;
+
 pub mod webhooks;
 
 use std::path::PathBuf;
 
 use airlock_host_api::audit::{AuditEvent, AuditUnavailable, InstallChange};
 
+pub use airlock_policy::grant::{Grant, GrantError, GrantedEgress};
 pub use credentials::CredentialSetError;
-pub use grant::{Grant, GrantError, GrantedEgress};
 pub use webhooks::{CreatedWebhook, WebhookError};
 
 use crate::audit::AuditTrail;

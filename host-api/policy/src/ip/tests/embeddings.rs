@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use ipnet::{IpNet, Ipv4Net};
 
 use super::*;
-use crate::egress::ip::*;
+use crate::ip::*;
 use IpDenyReason::*;
 use Ipv4Embedding::*;
 

@@ -11,7 +11,7 @@ use ipnet::{IpNet, Ipv4Net};
 
 use super::embeddings::{DENIED_V4, PUBLIC_V4};
 use super::*;
-use crate::egress::ip::*;
+use crate::ip::*;
 use IpDenyReason::*;
 use Ipv4Embedding::*;
 

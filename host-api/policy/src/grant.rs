@@ -11,7 +11,7 @@
 //! A rule's credential comes with it: granting the rule grants sending that credential to that
 //! rule's origin, nothing more.
 
-use airlock_host_api::policy::egress::{EgressRule, Method};
+use crate::egress::{EgressRule, Method};
 use serde::{Deserialize, Serialize};
 
 /// The operator's approval for one installation.
