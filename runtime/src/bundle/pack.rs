@@ -5,11 +5,11 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use super::{
+use crate::manifest::LoadedManifest;
+use airlock_bundle::{
     BundleError, COMPONENT, MANIFEST, PublicKey, SigningKey, Trust, VerifiedBundle, is_bundle_path,
     sign, verify,
 };
-use crate::manifest::LoadedManifest;
 
 /// Why an integration directory cannot be bundled.
 #[derive(Debug, thiserror::Error)]
@@ -30,7 +30,7 @@ pub enum PackError {
     SchemaPath(String),
 }
 
-/// The files of the integration whose manifest is `manifest`, ready for [`super::sign`].
+/// The files of the integration whose manifest is `manifest`, ready for [`airlock_bundle::sign`].
 pub fn collect(manifest: &LoadedManifest) -> Result<Vec<(String, Vec<u8>)>, PackError> {
     let m = &manifest.manifest;
     let read = |what, path: PathBuf, hint| {

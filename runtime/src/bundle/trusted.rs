@@ -4,10 +4,10 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use super::{BundleError, VerifiedBundle, verify};
 use crate::loader::{Integration, LoadError, SignedIdentity};
 use crate::runtime::Runtime;
 use crate::trust::TrustStore;
+use airlock_bundle::{BundleError, VerifiedBundle, verify};
 
 /// Largest bundle read.
 pub const MAX_BUNDLE_BYTES: u64 = 128 << 20;

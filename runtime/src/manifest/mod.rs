@@ -41,7 +41,7 @@ pub use fields::{ActionName, IntegrationId, InvalidValue, MAX_NAME_CHARS, Relati
 pub use urls::{HttpsUrl, MAX_URL_BYTES, SupportContact};
 
 /// The manifest's file name inside an integration directory.
-pub const MANIFEST_FILE_NAME: &str = "airlock.toml";
+pub const MANIFEST_FILE_NAME: &str = airlock_bundle::MANIFEST;
 
 /// Manifests larger than this are refused before parsing.
 pub const MAX_MANIFEST_BYTES: u64 = 1024 * 1024;
