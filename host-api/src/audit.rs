@@ -376,6 +376,17 @@ pub struct AuditUnavailable(pub String);
 /// A future that settles once an intent is durable (or cannot be).
 pub type IntentFuture = Pin<Box<dyn Future<Output = Result<(), AuditUnavailable>> + Send>>;
 
+/// A future that settles with a record's sequence number once it is durable (or cannot be).
+pub type AppendFuture = Pin<Box<dyn Future<Output = Result<u64, AuditUnavailable>> + Send>>;
+
+/// Where a host writes its audit records. The runtime sees only this, so the engine does not
+/// depend on how or where the trail is stored; `airlock-audit`'s trail implements it.
+pub trait AuditSink: Send + Sync {
+    /// Appends `event`; the returned future settles once the record is durable. A failure means
+    /// the action the record covers must not happen (fail closed, AL-07).
+    fn append(&self, event: AuditEvent) -> AppendFuture;
+}
+
 /// Where the egress broker records an intent before a request leaves. A failure keeps the
 /// request from being sent (fail closed, AL-07).
 pub trait EgressJournal: Send + Sync {

@@ -21,15 +21,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use airlock::bundle::{self, PublicKey, SigningKey};
+use airlock::cache::{CacheOutcome, CompileCache};
+use airlock::digest::Digest;
+use airlock::engine::EgressOptions;
+use airlock::loopback::LoopbackApi;
+use airlock::manifest::LoadedManifest;
+use airlock::trust::TrustStore;
+use airlock::{EngineSettings, Runtime};
 use airlock_host_api::credentials::{CredentialScope, CredentialType, Secret, StaticSecrets};
-use airlock_runtime::bundle::{self, PublicKey, SigningKey};
-use airlock_runtime::cache::{CacheOutcome, CompileCache};
-use airlock_runtime::digest::Digest;
-use airlock_runtime::engine::EgressOptions;
-use airlock_runtime::loopback::LoopbackApi;
-use airlock_runtime::manifest::LoadedManifest;
-use airlock_runtime::trust::TrustStore;
-use airlock_runtime::{EngineSettings, Runtime};
 use bytes::Bytes;
 
 mod common;

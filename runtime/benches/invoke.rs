@@ -4,7 +4,7 @@
 //! `cargo bench -p airlock-runtime --bench invoke`. The ratio of the two medians is the figure
 //! that matters; absolute times depend on the machine.
 
-use airlock_runtime::{EngineSettings, Runtime};
+use airlock::{EngineSettings, Runtime};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 mod common;

@@ -26,34 +26,21 @@
 
 pub mod apikey;
 pub mod audit;
-pub mod bundle;
-pub mod cache;
 pub mod cli;
-pub mod clock;
-pub mod digest;
-pub mod engine;
 pub mod fixtures;
-mod fsutil;
 pub mod hardening;
-pub mod ids;
 pub mod install;
-pub mod invoke;
-pub mod json;
-pub mod loader;
 pub mod loopback;
-pub mod manifest;
 pub mod privileges;
-pub mod runtime;
 pub mod scaffold;
-pub mod schema;
 pub mod server;
 pub mod store;
 pub mod toolchain;
-pub mod trust;
 pub mod webhook;
 
-pub use airlock_host_api::policy::units;
-pub use engine::EngineSettings;
-pub use invoke::{Caller, Invocation, InvokeError, LimitKind};
-pub use loader::{Integration, LoadError, ValidatedConfig};
-pub use runtime::Runtime;
+// The core's modules, under the names the rest of this crate has always used them by.
+pub use airlock_runtime::{
+    Caller, EngineSettings, Integration, Invocation, InvokeError, LimitKind, LoadError, Runtime,
+    ValidatedConfig, bundle, cache, clock, digest, engine, fsutil, ids, invoke, json, loader,
+    manifest, runtime, schema, trust, units,
+};

@@ -1,5 +1,5 @@
 //! The `airlock` binary: everything lives in the library; see `airlock_runtime::cli`.
 
 fn main() -> std::process::ExitCode {
-    airlock_runtime::cli::main()
+    airlock::cli::main()
 }

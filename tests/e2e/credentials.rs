@@ -5,7 +5,7 @@
 
 use std::io::Write;
 
-use airlock_runtime::Invocation;
+use airlock::Invocation;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};

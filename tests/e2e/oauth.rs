@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use airlock::ids::{InstallationId, TenantId};
+use airlock::store::{Store, StoredSecrets};
 use airlock_host_api::credentials::{CredentialScope, CredentialType, Secret};
-use airlock_runtime::ids::{InstallationId, TenantId};
-use airlock_runtime::store::{Store, StoredSecrets};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::json;
@@ -178,7 +178,7 @@ fn slack(revoked: bool) -> impl Fn(&Recorded) -> MockResponse + Send + Sync + 's
 }
 
 /// Runs slack-notifier's `post-alert` with a stored refresh token.
-async fn post_alert(egress: &Egress) -> airlock_runtime::Invocation {
+async fn post_alert(egress: &Egress) -> airlock::Invocation {
     let secret = json!({"client_id": "111.222", "client_secret": "slack-cs",
                         "refresh_token": "xoxe-1-original"})
     .to_string();

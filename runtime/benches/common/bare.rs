@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use airlock::Runtime;
 use airlock_host_api::HostState;
 use airlock_host_api::audit::NoJournal;
 use airlock_host_api::bindings::IntegrationPre;
@@ -12,7 +13,6 @@ use airlock_host_api::credentials::{CredentialBroker, NoCredentials};
 use airlock_host_api::egress::{BrokeredHttp, EgressSettings, IntegrationEgress};
 use airlock_host_api::kv::KvCtx;
 use airlock_host_api::policy::Limits;
-use airlock_runtime::Runtime;
 use wasmtime::Store;
 use wasmtime::component::{Component, Linker};
 

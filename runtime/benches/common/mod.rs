@@ -6,9 +6,9 @@ pub mod bare;
 
 use std::path::{Path, PathBuf};
 
-use airlock_runtime::audit::{AuditDir, AuditTrail};
-use airlock_runtime::store::Store;
-use airlock_runtime::{EngineSettings, Runtime, toolchain};
+use airlock::audit::{AuditDir, AuditTrail};
+use airlock::store::Store;
+use airlock::{EngineSettings, Runtime, toolchain};
 
 /// The guest-examples workspace, with every example built (adding the wasm target if missing).
 pub fn built_examples() -> PathBuf {

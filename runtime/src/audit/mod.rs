@@ -9,12 +9,10 @@
 //! - [`query`]: pages of records for `audit list` and `GET /v1/audit`, read through the index.
 //! - [`checkpoint`]: the audit dir, its signing key and signed checkpoints.
 //! - [`verify`]: the chain walk behind `airlock audit verify`.
-//! - [`journal`]: what one invocation writes: egress intents and its record.
 //! - [`metrics`]: Prometheus counters derived from records.
 
 pub mod checkpoint;
 mod index;
-pub mod journal;
 pub mod metrics;
 pub mod query;
 pub mod record;
@@ -27,7 +25,6 @@ mod tests;
 use std::path::PathBuf;
 
 pub use checkpoint::{AuditDir, Checkpoint};
-pub use journal::InvocationJournal;
 pub use query::{Entry, Page, Query};
 pub use trail::AuditTrail;
 

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use airlock_host_api::audit::{AuditEvent, AuditUnavailable};
+use airlock_host_api::audit::{AppendFuture, AuditEvent, AuditSink, AuditUnavailable};
 use hmac::{Hmac, Mac as _};
 use sha2::Sha256;
 use sled::Transactional as _;
@@ -425,4 +425,12 @@ pub(super) fn seq_of(bytes: &[u8]) -> Result<u64, AuditError> {
 
 fn is_chain_id(id: &str) -> bool {
     id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// The runtime writes invocation records and egress intents through this.
+impl AuditSink for AuditTrail {
+    fn append(&self, event: AuditEvent) -> AppendFuture {
+        let trail = self.clone();
+        Box::pin(async move { trail.append(event).await })
+    }
 }

@@ -34,7 +34,7 @@ use std::sync::Arc;
 use airlock_host_api::policy::egress::RequestTarget;
 use serde::{Deserialize, Serialize};
 
-pub use crate::units::{ByteSize, HumanDuration};
+pub use airlock_host_api::policy::units::{ByteSize, HumanDuration};
 pub use checks::MAX_DESCRIPTION_CHARS;
 pub use egress::{ApiKey, CredentialDecl, CredentialName, EgressEntry, Grant, OAuth2};
 pub use fields::{ActionName, IntegrationId, InvalidValue, MAX_NAME_CHARS, RelativePath};

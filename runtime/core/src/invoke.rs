@@ -24,14 +24,14 @@ use serde_json::Value;
 use wasmtime::component::ResourceTableError;
 use wasmtime::{CallHook, Store, Trap};
 
-use crate::audit::InvocationJournal;
 use crate::engine::schedule;
 use crate::ids::InvocationId;
+use crate::journal::InvocationJournal;
 use crate::json::{self, JsonError};
 use crate::loader::{ActionSchemas, Integration, ValidatedConfig};
 use crate::runtime::Runtime;
 use crate::schema::Violations;
-use crate::units::{ByteSize, HumanDuration};
+use airlock_host_api::policy::units::{ByteSize, HumanDuration};
 
 /// How long past its timeout an invocation may take to end, whatever the guest is doing:
 /// wasm code is interrupted at the first epoch slice past the deadline (20 ms), a host call is

@@ -20,7 +20,6 @@ use wasmtime::component::Component;
 
 use crate::cache::CacheOutcome;
 use crate::digest::Digest;
-use crate::install::GrantError;
 use crate::json::{self, JsonError};
 use crate::manifest::{
     ApiKey, CredentialDecl, EgressEntry, Grant, LoadedManifest, MANIFEST_FILE_NAME, Manifest,
@@ -30,6 +29,7 @@ use crate::runtime::Runtime;
 use crate::schema::{Schema, SchemaError, Violations};
 use airlock_host_api::audit::CodeIdentity;
 use airlock_host_api::policy::egress::EgressPolicy;
+use airlock_host_api::policy::grant::{self, GrantError};
 
 /// Largest component file accepted, checked before reading it whole.
 const MAX_COMPONENT_BYTES: u64 = 64 << 20;
@@ -277,7 +277,7 @@ impl Runtime {
 }
 
 /// Parses the manifest among a verified bundle's `files` (`origin` names the bundle).
-pub(crate) fn bundle_manifest(
+pub fn bundle_manifest(
     origin: &Path,
     files: &BTreeMap<String, Vec<u8>>,
 ) -> Result<LoadedManifest, LoadError> {
@@ -299,7 +299,8 @@ fn integration_egress(manifest: &Manifest) -> IntegrationEgress {
     IntegrationEgress::new(manifest.egress_policy(), credential_specs(manifest))
 }
 
-pub(crate) fn credential_specs(manifest: &Manifest) -> BTreeMap<String, CredentialSpec> {
+/// How each credential `manifest` declares travels, keyed by name (the broker's view).
+pub fn credential_specs(manifest: &Manifest) -> BTreeMap<String, CredentialSpec> {
     manifest
         .credentials
         .iter()
@@ -308,7 +309,7 @@ pub(crate) fn credential_specs(manifest: &Manifest) -> BTreeMap<String, Credenti
 }
 
 /// A declaration as the broker needs it. Header names were checked when the manifest parsed.
-pub(crate) fn credential_spec(decl: &CredentialDecl) -> CredentialSpec {
+pub fn credential_spec(decl: &CredentialDecl) -> CredentialSpec {
     match decl {
         CredentialDecl::Bearer {} => CredentialSpec::Bearer,
         CredentialDecl::Basic {} => CredentialSpec::Basic,
@@ -444,7 +445,7 @@ impl Integration {
 
     /// Cuts egress down to what `grant` approves (a subset of the manifest, or an error naming
     /// the first entry that is not).
-    pub fn restrict_egress(&mut self, grant: &crate::install::Grant) -> Result<(), GrantError> {
+    pub fn restrict_egress(&mut self, grant: &grant::Grant) -> Result<(), GrantError> {
         let manifest = &self.manifest.manifest;
         let rules = grant.apply(manifest.egress_policy().rules())?;
         self.egress = Arc::new(IntegrationEgress::new(
@@ -455,7 +456,7 @@ impl Integration {
     }
 
     /// Records which trusted key signed this integration's bundle, and the bundle's digest.
-    pub(crate) fn set_provenance(&mut self, key_id: &str, digest: &[u8; 32]) {
+    pub fn set_provenance(&mut self, key_id: &str, digest: &[u8; 32]) {
         self.provenance = Some((
             key_id.to_string(),
             format!("sha256:{}", hex::encode(digest)),

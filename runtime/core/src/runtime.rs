@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use airlock_host_api::HostState;
+use airlock_host_api::audit::AuditSink;
 use airlock_host_api::credentials::{
     CredentialBroker, CredentialScope, Credentials, NoCredentials, OAuthTokens, SecretSource,
 };
@@ -13,7 +14,6 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use wasmtime::component::Linker;
 
-use crate::audit::AuditTrail;
 use crate::cache::{CacheError, CompileCache};
 use crate::engine::{self, EngineSettings, EpochTicker};
 
@@ -28,7 +28,7 @@ pub struct Runtime {
     oauth: Arc<OAuthTokens>,
     pub(crate) no_credentials: Arc<dyn CredentialBroker>,
     /// Where invocations are recorded; `None` only for hosts that keep no trail.
-    pub(crate) audit: Option<AuditTrail>,
+    pub(crate) audit: Option<Arc<dyn AuditSink>>,
     data_dir: PathBuf,
     _ticker: EpochTicker,
 }
@@ -71,14 +71,9 @@ impl Runtime {
     }
 
     /// Records every invocation, and every request before it is sent, in `trail`.
-    pub fn with_audit(mut self, trail: AuditTrail) -> Self {
-        self.audit = Some(trail);
+    pub fn with_audit(mut self, trail: impl AuditSink + 'static) -> Self {
+        self.audit = Some(Arc::new(trail));
         self
-    }
-
-    /// The audit trail invocations are recorded in, if any.
-    pub fn audit(&self) -> Option<&AuditTrail> {
-        self.audit.as_ref()
     }
 
     /// The directory holding this runtime's state.

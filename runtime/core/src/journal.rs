@@ -1,20 +1,22 @@
 //! What one invocation writes to the trail while it runs: an intent before each request leaves.
 //! Its record when it ends is [`crate::invoke::Invocation::audit_record`].
 
-use airlock_host_api::audit::{AuditEvent, EgressIntent, EgressJournal, IntentFuture, Subject};
-use airlock_host_api::egress::EgressEvent;
+use std::sync::Arc;
 
-use super::AuditTrail;
+use airlock_host_api::audit::{
+    AuditEvent, AuditSink, EgressIntent, EgressJournal, IntentFuture, Subject,
+};
+use airlock_host_api::egress::EgressEvent;
 
 /// The egress journal of one invocation: each intent is durable before its request is sent.
 pub struct InvocationJournal {
-    trail: AuditTrail,
+    trail: Arc<dyn AuditSink>,
     invocation: String,
     subject: Subject,
 }
 
 impl InvocationJournal {
-    pub fn new(trail: AuditTrail, invocation: String, subject: Subject) -> Self {
+    pub fn new(trail: Arc<dyn AuditSink>, invocation: String, subject: Subject) -> Self {
         Self {
             trail,
             invocation,
@@ -25,7 +27,6 @@ impl InvocationJournal {
 
 impl EgressJournal for InvocationJournal {
     fn intent(&self, event: &EgressEvent) -> IntentFuture {
-        let trail = self.trail.clone();
         // The trail replaces the target by its keyed hash before storing (AuditTrail::append).
         let event = AuditEvent::EgressIntent(EgressIntent {
             invocation: self.invocation.clone(),
@@ -37,6 +38,7 @@ impl EgressJournal for InvocationJournal {
             rule: event.rule.unwrap_or_default(),
             credential: event.credential.clone(),
         });
-        Box::pin(async move { trail.append(event).await.map(drop) })
+        let appended = self.trail.append(event);
+        Box::pin(async move { appended.await.map(drop) })
     }
 }
