@@ -34,13 +34,13 @@ pub mod loopback;
 pub mod privileges;
 pub mod scaffold;
 pub mod server;
-pub mod store;
 pub mod toolchain;
-pub mod webhook;
 
 // The core's modules, under the names the rest of this crate has always used them by.
+pub use airlock_policy::webhook;
 pub use airlock_runtime::{
     Caller, EngineSettings, Integration, Invocation, InvokeError, LimitKind, LoadError, Runtime,
     ValidatedConfig, bundle, cache, clock, digest, engine, fsutil, ids, invoke, json, loader,
     manifest, runtime, schema, trust, units,
 };
+pub use airlock_store as store;

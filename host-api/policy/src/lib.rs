@@ -11,14 +11,19 @@
 //! - [`egress`]: the egress rule grammar, URL canonicalisation and the policy decision.
 //! - [`ip`]: the classifier of resolved addresses (the second SSRF layer).
 //! - [`grant`]: what an operator approved of a manifest's egress rules.
+//! - [`apikey`]: the format of Airlock's own API keys, their scopes and constant-time check.
+//! - [`webhook`]: inbound webhook signing secrets and the signature schemes that check them.
 //!
 //! # Must never depend on
-//! wasmtime, tokio or any storage: this crate is pure and has no I/O.
+//! wasmtime, tokio or any storage: this crate is pure and has no I/O (new keys and secrets
+//! draw from the OS random source, nothing else).
 
+pub mod apikey;
 pub mod egress;
 pub mod grant;
 pub mod ip;
 mod limits;
 pub mod units;
+pub mod webhook;
 
 pub use limits::{Ceilings, LimitError, Limits, RequestedLimits};

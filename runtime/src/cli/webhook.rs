@@ -35,7 +35,7 @@ enum WebhookCommand {
         #[arg(long)]
         action: String,
         /// How deliveries are signed
-        #[arg(long, value_enum, default_value = "standard")]
+        #[arg(long, default_value = "standard", value_parser = scheme_parser())]
         scheme: Scheme,
         /// Read the sender's signing secret from stdin (Slack, whose app generates it)
         #[arg(long)]
@@ -184,4 +184,11 @@ fn exit_code(e: WebhookError) -> anyhow::Error {
         WebhookError::Install(InstallError::Store(_) | InstallError::Audit(_)) => e.into(),
         _ => fail(EXIT_INVALID, e),
     }
+}
+
+/// Parses `--scheme`, listing the schemes in help and completions.
+fn scheme_parser() -> impl clap::builder::TypedValueParser<Value = Scheme> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(Scheme::ALL.map(Scheme::as_str))
+        .try_map(|name| name.parse::<Scheme>())
 }

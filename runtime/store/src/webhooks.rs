@@ -13,8 +13,8 @@ use zeroize::Zeroizing;
 
 use super::keys::DATA_KEY_VERSION;
 use super::{Store, StoreError};
-use crate::ids::{EndpointId, InstallationId, TenantId};
-use crate::webhook::{Scheme, SigningKey, WebhookSecret};
+use airlock_policy::webhook::{Scheme, SigningKey, WebhookSecret};
+use airlock_runtime::ids::{EndpointId, InstallationId, TenantId};
 
 const WEBHOOKS: &str = "webhooks";
 const DELIVERIES: &str = "webhook-deliveries";

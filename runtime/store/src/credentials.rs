@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use super::connections::ConnectionKey;
 use super::keys::DATA_KEY_VERSION;
 use super::{Store, StoreError};
-use crate::clock::now_unix;
-use crate::ids::{InstallationId, TenantId, UserId};
+use airlock_runtime::clock::now_unix;
+use airlock_runtime::ids::{InstallationId, TenantId, UserId};
 
 pub(super) const CREDENTIALS: &str = "credentials";
 
@@ -345,7 +345,7 @@ fn store_error(name: &str, e: StoreError) -> CredentialError {
 fn parse_user(name: &str, user: Option<&str>) -> Result<Option<UserId>, CredentialError> {
     user.map(str::parse)
         .transpose()
-        .map_err(|e: crate::ids::UserIdError| {
+        .map_err(|e: airlock_runtime::ids::UserIdError| {
             store_error(
                 name,
                 StoreError::Corrupt {

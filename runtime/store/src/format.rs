@@ -21,8 +21,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use super::{DB_DIR, Store, StoreError, connections, installations, kv};
-use crate::fsutil;
-use crate::ids::TenantId;
+use airlock_runtime::fsutil;
+use airlock_runtime::ids::TenantId;
 
 /// The format this version writes.
 pub(super) const FORMAT: u32 = 2;
@@ -229,10 +229,10 @@ mod tests {
     use sha2::Digest as _;
 
     use super::*;
-    use crate::ids::{InstallationId, UserId};
-    use crate::store::connections::{ConnectionKey, TakenState};
-    use crate::store::kv::StoredKv;
-    use crate::store::testing::{holds, raw_bytes};
+    use crate::connections::{ConnectionKey, TakenState};
+    use crate::kv::StoredKv;
+    use crate::testing::{holds, raw_bytes};
+    use airlock_runtime::ids::{InstallationId, UserId};
 
     const USER: &str = "jane.canary-9e41@acme.example";
     const KV_NAME: &str = "contact:kv-canary-31f7";

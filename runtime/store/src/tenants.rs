@@ -7,8 +7,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::{Store, StoreError};
-use crate::clock::now_unix;
-use crate::ids::TenantId;
+use airlock_runtime::clock::now_unix;
+use airlock_runtime::ids::TenantId;
 
 const TENANTS: &str = "tenants";
 

@@ -17,7 +17,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 use super::keys::DATA_KEY_VERSION;
 use super::{Store, StoreError};
-use crate::ids::{InstallationId, TenantId};
+use airlock_runtime::ids::{InstallationId, TenantId};
 
 pub(super) const KV: &str = "kv";
 pub(super) const KV_USAGE: &str = "kv-usage";
@@ -358,7 +358,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::testing::{holds, raw_bytes};
+    use crate::testing::{holds, raw_bytes};
 
     fn namespace(store: &Store, tenant: &str, installation: &str) -> Arc<StoredKv> {
         StoredKv::new(

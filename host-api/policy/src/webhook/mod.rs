@@ -30,9 +30,7 @@ const MIN_IMPORTED: usize = 32;
 const MAX_IMPORTED: usize = 256;
 
 /// How a sender signs its deliveries.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Scheme {
     /// Standard Webhooks 1.0: `webhook-id`, `webhook-timestamp`, `webhook-signature`.
@@ -44,6 +42,9 @@ pub enum Scheme {
 }
 
 impl Scheme {
+    /// Every scheme, in the order help texts list them.
+    pub const ALL: [Scheme; 3] = [Self::Standard, Self::Github, Self::Slack];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Standard => "standard",
@@ -55,6 +56,17 @@ impl Scheme {
     /// Whether the sender generates the secret (Slack), so it is imported, not generated.
     pub fn imports_secret(self) -> bool {
         self == Self::Slack
+    }
+}
+
+impl std::str::FromStr for Scheme {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|scheme| scheme.as_str() == name)
+            .ok_or_else(|| format!("unknown webhook scheme {name:?} (standard, github or slack)"))
     }
 }
 

@@ -13,8 +13,8 @@ use sha2::{Digest as _, Sha256};
 
 use super::keys::DATA_KEY_VERSION;
 use super::{Store, StoreError};
-use crate::ids::{InstallationId, TenantId};
-use crate::install::Grant;
+use airlock_policy::grant::Grant;
+use airlock_runtime::ids::{InstallationId, TenantId};
 
 pub(super) const INSTALLATIONS: &str = "installations";
 const BUNDLES_DIR: &str = "bundles";
@@ -181,7 +181,7 @@ impl Store {
                 source: e,
             };
             std::fs::create_dir_all(self.data_dir.join(BUNDLES_DIR)).map_err(io)?;
-            crate::fsutil::write_atomic(&path, bytes).map_err(io)?;
+            airlock_runtime::fsutil::write_atomic(&path, bytes).map_err(io)?;
         }
         Ok(digest)
     }

@@ -16,6 +16,10 @@
 //! - [`installations`]: installed bundles with their grants, config and pending upgrades.
 //! - [`kv`]: guests' key-value namespaces, sealed, with usage kept for quotas.
 //! - [`webhooks`]: webhook endpoints with sealed signing secrets, and delivery ids seen.
+//!
+//! # Must never depend on
+//! axum or clap: the server and the CLI change state through `airlock-platform`'s services,
+//! which call this crate.
 
 pub mod api_keys;
 pub mod connections;
@@ -108,7 +112,7 @@ impl Store {
     }
 
     /// The database, for stores of other concerns (the audit trail) that share its file lock.
-    pub(crate) fn db(&self) -> &sled::Db {
+    pub fn db(&self) -> &sled::Db {
         &self.db
     }
 

@@ -3,8 +3,8 @@
 use sled::IVec;
 
 use super::{Store, StoreError};
-use crate::apikey::{self, ApiKeyRecord, KeyRefusal};
-use crate::ids::TenantId;
+use airlock_policy::apikey::{self, ApiKeyRecord, KeyRefusal};
+use airlock_runtime::ids::TenantId;
 
 pub(super) const API_KEYS: &str = "api-keys";
 /// `last_used` is kept to the minute.
@@ -135,7 +135,7 @@ fn decode(bytes: &[u8]) -> Result<ApiKeyRecord, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::apikey::{Scope, generate};
+    use airlock_policy::apikey::{Scope, generate};
 
     #[test]
     fn a_stored_key_authenticates_until_revoked_and_its_secret_is_not_stored() {

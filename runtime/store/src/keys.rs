@@ -18,8 +18,8 @@ use std::sync::{Arc, PoisonError};
 use airlock_host_api::credentials::vault::{DataKey, MasterKey, WrappedKey};
 
 use super::{Store, StoreError};
-use crate::fsutil;
-use crate::ids::TenantId;
+use airlock_runtime::fsutil;
+use airlock_runtime::ids::TenantId;
 
 /// Default master key file name inside the data dir (outside the database itself).
 pub const MASTER_KEY_FILE: &str = "master.key";
@@ -235,7 +235,7 @@ impl<'a> KeyCache<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::testing::{holds, raw_bytes};
+    use crate::testing::{holds, raw_bytes};
 
     #[test]
     fn a_tenant_key_lives_in_its_own_file_and_shredding_leaves_no_copy() {

@@ -1,0 +1,332 @@
+//! Consents under way: a start link offered by `connect`, then the state a browser carries to
+//! the provider and back. Each is taken once; see the parent module for what is sealed.
+
+use airlock_host_api::credentials::vault::{DataKey, Sealed};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use subtle::ConstantTimeEq as _;
+use zeroize::Zeroizing;
+
+use super::*;
+
+/// A consent under way, between `connect` and the provider's callback.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingConsent {
+    pub tenant: String,
+    pub installation: String,
+    pub credential: String,
+    pub user: Option<String>,
+    /// The scopes asked for.
+    pub scopes: Vec<String>,
+    pub redirect_uri: String,
+    /// Unix seconds.
+    pub expires: u64,
+}
+
+/// A consent under way as stored: its `user` is kept sealed beside it, never in it.
+#[derive(Serialize, Deserialize)]
+pub(super) struct PendingRecord {
+    consent: PendingConsent,
+    verifier: Sealed,
+    /// Hex SHA-256 of the cookie nonce of the browser that started the consent.
+    #[serde(default)]
+    browser: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    user: Option<Sealed>,
+}
+
+/// A consent offered (`connect` returned its start link) as stored: its `user` sealed beside
+/// it, as in a [`PendingRecord`].
+#[derive(Serialize, Deserialize)]
+pub(super) struct OfferRecord {
+    consent: PendingConsent,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    user: Option<Sealed>,
+}
+
+/// What a state found when it was taken.
+pub enum TakenState {
+    /// Unknown, or already used.
+    Unknown,
+    Expired(PendingConsent),
+    /// The browser coming back does not hold the cookie of the one that started the consent.
+    OtherBrowser(PendingConsent),
+    Valid(PendingConsent, Zeroizing<String>),
+}
+
+/// The key of a state or start id: its SHA-256, so the value itself is never stored.
+pub(super) fn state_key(state: &str) -> Vec<u8> {
+    Sha256::digest(state.as_bytes()).to_vec()
+}
+
+/// Hex SHA-256 of a browser's cookie nonce.
+pub(super) fn browser_hash(nonce: &str) -> String {
+    hex::encode(Sha256::digest(nonce.as_bytes()))
+}
+
+impl Store {
+    /// Seals the user of format-1 consents under way (kept in clear) into this store.
+    pub(crate) fn migrate_consents(&self, old: &sled::Tree) -> Result<(), StoreError> {
+        let tree = self.tree(PENDING)?;
+        let mut keys = crate::keys::KeyCache::new(self);
+        for entry in old.iter() {
+            let (id, bytes) = entry?;
+            let mut record: PendingRecord =
+                serde_json::from_slice(&bytes).map_err(|_| corrupt("OAuth consent"))?;
+            let (tenant, ..) = parse_ids(&record.consent)?;
+            record.user =
+                seal_user_of(keys.get(&tenant)?, CONSENT_USER_KIND, &record.consent, &id)?;
+            record.consent.user = None;
+            let bytes = serde_json::to_vec(&record).map_err(|_| corrupt("OAuth consent"))?;
+            tree.insert(id, bytes)?;
+        }
+        Ok(())
+    }
+
+    /// Seals the user of format-1 offered consents (kept whole, in clear) into this store.
+    pub(crate) fn migrate_offers(&self, old: &sled::Tree) -> Result<(), StoreError> {
+        let tree = self.tree(STARTS)?;
+        let mut keys = crate::keys::KeyCache::new(self);
+        for entry in old.iter() {
+            let (id, bytes) = entry?;
+            let consent: PendingConsent =
+                serde_json::from_slice(&bytes).map_err(|_| corrupt("OAuth consent"))?;
+            let (tenant, ..) = parse_ids(&consent)?;
+            let record = OfferRecord {
+                user: seal_user_of(keys.get(&tenant)?, OFFER_USER_KIND, &consent, &id)?,
+                consent: PendingConsent {
+                    user: None,
+                    ..consent
+                },
+            };
+            let bytes = serde_json::to_vec(&record).map_err(|_| corrupt("OAuth consent"))?;
+            tree.insert(id, bytes)?;
+        }
+        Ok(())
+    }
+
+    /// Keeps `consent` to be started once, by the browser that opens the link with `id`.
+    pub fn offer_consent(&self, id: &str, consent: &PendingConsent) -> Result<(), StoreError> {
+        let (tenant, ..) = parse_ids(consent)?;
+        let data_key = self
+            .tenant_key(&tenant, true)?
+            .ok_or_else(|| corrupt("tenant data key"))?;
+        let id = state_key(id);
+        let record = OfferRecord {
+            user: seal_user_of(&data_key, OFFER_USER_KIND, consent, &id)?,
+            consent: PendingConsent {
+                user: None,
+                ..consent.clone()
+            },
+        };
+        let bytes = serde_json::to_vec(&record).map_err(|_| corrupt("OAuth consent"))?;
+        self.tree(STARTS)?.insert(id, bytes)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Takes the consent offered under `id`, removed whatever it holds; `None` if unknown or
+    /// already taken. The caller checks its expiry.
+    pub fn take_offered_consent(&self, id: &str) -> Result<Option<PendingConsent>, StoreError> {
+        let id = state_key(id);
+        let Some(bytes) = self.tree(STARTS)?.remove(&id)? else {
+            return Ok(None);
+        };
+        self.db.flush()?;
+        let record: OfferRecord =
+            serde_json::from_slice(&bytes).map_err(|_| corrupt("OAuth consent"))?;
+        let (tenant, ..) = parse_ids(&record.consent)?;
+        let data_key = self
+            .tenant_key(&tenant, false)?
+            .ok_or_else(|| corrupt("tenant data key"))?;
+        let consent = open_user_of(
+            &data_key,
+            OFFER_USER_KIND,
+            record.consent,
+            &id,
+            record.user.as_ref(),
+        )?;
+        Ok(Some(consent))
+    }
+
+    /// Keeps a consent under way under `state`, its PKCE `verifier` sealed, for the browser
+    /// holding the cookie `nonce`.
+    pub fn begin_consent(
+        &self,
+        key: ConnectionKey<'_>,
+        consent: PendingConsent,
+        state: &str,
+        verifier: &str,
+        nonce: &str,
+    ) -> Result<(), StoreError> {
+        let data_key = self
+            .tenant_key(key.tenant, true)?
+            .ok_or_else(|| corrupt("tenant data key"))?;
+        let id = state_key(state);
+        let record = PendingRecord {
+            verifier: data_key.seal(&key.aad(VERIFIER), verifier.as_bytes()),
+            browser: browser_hash(nonce),
+            user: seal_user_of(&data_key, CONSENT_USER_KIND, &consent, &id)?,
+            consent: PendingConsent {
+                user: None,
+                ..consent
+            },
+        };
+        let bytes = serde_json::to_vec(&record).map_err(|_| corrupt("OAuth consent"))?;
+        self.tree(PENDING)?.insert(id, bytes)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Takes the consent under way for `state`, for the browser that came back with `cookie`
+    /// (its nonce): removed whatever it holds, so no state is used twice, not even after a
+    /// refusal. Whatever it found, the consent comes back whole (its user opened).
+    pub fn take_consent(
+        &self,
+        state: &str,
+        cookie: Option<&str>,
+        now: u64,
+    ) -> Result<TakenState, StoreError> {
+        let id = state_key(state);
+        let Some(bytes) = self.tree(PENDING)?.remove(&id)? else {
+            return Ok(TakenState::Unknown);
+        };
+        self.db.flush()?;
+        let record: PendingRecord =
+            serde_json::from_slice(&bytes).map_err(|_| corrupt("OAuth consent"))?;
+        let (tenant, ..) = parse_ids(&record.consent)?;
+        let data_key = self
+            .tenant_key(&tenant, false)?
+            .ok_or_else(|| corrupt("tenant data key"))?;
+        let consent = open_user_of(
+            &data_key,
+            CONSENT_USER_KIND,
+            record.consent,
+            &id,
+            record.user.as_ref(),
+        )?;
+        if now >= consent.expires {
+            return Ok(TakenState::Expired(consent));
+        }
+        let same_browser = cookie.is_some_and(|nonce| {
+            let hash = browser_hash(nonce);
+            !record.browser.is_empty()
+                && bool::from(hash.as_bytes().ct_eq(record.browser.as_bytes()))
+        });
+        if !same_browser {
+            return Ok(TakenState::OtherBrowser(consent));
+        }
+        let (tenant, installation, user) = parse_ids(&consent)?;
+        let key = ConnectionKey {
+            tenant: &tenant,
+            installation: &installation,
+            credential: &consent.credential,
+            user: user.as_ref(),
+        };
+        let verifier = data_key
+            .open(&key.aad(VERIFIER), &record.verifier)
+            .map_err(|_| StoreError::Decrypt {
+                what: "PKCE verifier".into(),
+            })?;
+        let verifier =
+            String::from_utf8(verifier.to_vec()).map_err(|_| corrupt("PKCE verifier"))?;
+        Ok(TakenState::Valid(consent, Zeroizing::new(verifier)))
+    }
+
+    /// Drops consents (offered or under way) whose ten minutes are over; returns how many.
+    pub fn purge_consents(&self, now: u64) -> Result<usize, StoreError> {
+        self.remove_consents(|consent| consent.is_none_or(|c| c.expires <= now))
+    }
+
+    /// Removes the consents, offered or under way, that `remove` selects (`None`: unreadable);
+    /// returns how many. Their users stay sealed: only tenant and expiry are looked at.
+    pub(super) fn remove_consents(
+        &self,
+        remove: impl Fn(Option<&PendingConsent>) -> bool,
+    ) -> Result<usize, StoreError> {
+        let mut removed = 0;
+        for (name, offered) in [(PENDING, false), (STARTS, true)] {
+            let tree = self.tree(name)?;
+            for entry in tree.iter() {
+                let (key, bytes) = entry?;
+                let consent = match offered {
+                    true => serde_json::from_slice::<OfferRecord>(&bytes)
+                        .ok()
+                        .map(|r| r.consent),
+                    false => serde_json::from_slice::<PendingRecord>(&bytes)
+                        .ok()
+                        .map(|r| r.consent),
+                };
+                if remove(consent.as_ref()) && tree.remove(key)?.is_some() {
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// The typed ids a stored consent names.
+fn parse_ids(
+    consent: &PendingConsent,
+) -> Result<(TenantId, InstallationId, Option<UserId>), StoreError> {
+    let bad = |_| corrupt("OAuth consent");
+    Ok((
+        consent.tenant.parse().map_err(bad)?,
+        consent.installation.parse().map_err(bad)?,
+        consent
+            .user
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(|_| corrupt("OAuth consent"))?,
+    ))
+}
+
+/// The user of `consent`, sealed for the record filed at `id` in the domain `kind` (a consent
+/// offered or under way).
+fn seal_user_of(
+    data_key: &DataKey,
+    kind: &str,
+    consent: &PendingConsent,
+    id: &[u8],
+) -> Result<Option<Sealed>, StoreError> {
+    let (tenant, installation, user) = parse_ids(consent)?;
+    let Some(user) = user else {
+        return Ok(None);
+    };
+    let index = hex::encode(id);
+    let aad = name_aad(kind, &tenant, &installation, &index);
+    Ok(Some(data_key.seal(&aad, user.as_str().as_bytes())))
+}
+
+/// `consent` as stored at `id` in the domain `kind`, with its user opened from `sealed`.
+fn open_user_of(
+    data_key: &DataKey,
+    kind: &str,
+    mut consent: PendingConsent,
+    id: &[u8],
+    sealed: Option<&Sealed>,
+) -> Result<PendingConsent, StoreError> {
+    // A user in clear is no consent this store wrote.
+    if consent.user.is_some() {
+        return Err(corrupt("OAuth consent"));
+    }
+    let Some(sealed) = sealed else {
+        return Ok(consent);
+    };
+    let (tenant, installation, _) = parse_ids(&consent)?;
+    let index = hex::encode(id);
+    let aad = name_aad(kind, &tenant, &installation, &index);
+    let plain = data_key
+        .open(&aad, sealed)
+        .map_err(|_| StoreError::Decrypt {
+            what: "user of an OAuth consent".into(),
+        })?;
+    let user: UserId = std::str::from_utf8(&plain)
+        .ok()
+        .and_then(|u| u.parse().ok())
+        .ok_or_else(|| corrupt("OAuth consent"))?;
+    consent.user = Some(user.to_string());
+    Ok(consent)
+}

@@ -1,0 +1,496 @@
+//! OAuth connections: the tokens a person's consent produced for one credential of an
+//! installation (for the tenant, or for one of its users), and the consents under way.
+//!
+//! A consent starts at a one-time link: its id is kept only as a SHA-256, and taking it removes
+//! it. The browser that takes it gets a cookie nonce; the consent under way is then kept under
+//! the SHA-256 of its `state` (the state itself is never stored), with its PKCE verifier sealed
+//! and the nonce's SHA-256, until ten minutes after `connect`; taking it removes it, so a state
+//! works once, and only with the cookie of the browser that started it.
+//!
+//! Connection tokens are sealed with the tenant's data key and bound to tenant, installation,
+//! credential, user and purpose; so is the provider account the consent connected (customer
+//! data: listed to the tenant, never in the trail). The status (connected, needs re-consent),
+//! scopes, expiry and the token endpoint origin that issued the tokens are kept in clear;
+//! tokens never leave the store except to the egress broker.
+//!
+//! End-user ids are personal data: a per-user connection is filed under the user's keyed
+//! reference ([`Store::user_ref`]) and carries the id sealed; a consent offered or under way
+//! carries it sealed too, bound to the record's id.
+
+use airlock_host_api::credentials::vault::{ConnectionAad, DataKey, NameAad, Sealed};
+use airlock_host_api::credentials::{ConnectionTokens, CredentialType, ProviderAccount, Secret};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::keys::DATA_KEY_VERSION;
+use crate::{Store, StoreError};
+
+mod consents;
+#[cfg(test)]
+mod tests;
+
+use airlock_runtime::ids::{InstallationId, TenantId, UserId};
+pub use consents::{PendingConsent, TakenState};
+
+pub(crate) const CONNECTIONS: &str = "oauth-connections";
+pub(crate) const PENDING: &str = "oauth-pending";
+pub(crate) const STARTS: &str = "oauth-starts";
+const TOKENS: &str = "tokens";
+const VERIFIER: &str = "pkce-verifier";
+const ACCOUNT: &str = "provider-account";
+/// The domains of sealed user ids: a connection's, a consent's under way, an offered one's.
+const USER_KIND: &str = "oauth-user";
+const CONSENT_USER_KIND: &str = "oauth-consent-user";
+const OFFER_USER_KIND: &str = "oauth-offer-user";
+
+/// Which connection: a credential of an installation, for the tenant or one user.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionKey<'a> {
+    pub tenant: &'a TenantId,
+    pub installation: &'a InstallationId,
+    pub credential: &'a str,
+    pub user: Option<&'a UserId>,
+}
+
+impl ConnectionKey<'_> {
+    /// Where the connection is filed: a user only by their keyed reference.
+    fn id(&self, data_key: &DataKey) -> Vec<u8> {
+        format!(
+            "{}\0{}\0{}\0{}",
+            self.tenant,
+            self.installation,
+            self.credential,
+            self.user
+                .map_or_else(String::new, |u| user_ref(data_key, u))
+        )
+        .into_bytes()
+    }
+
+    /// The user id sealed for the record filed at [`Self::id`].
+    fn seal_user(&self, data_key: &DataKey) -> Option<Sealed> {
+        self.user.map(|user| {
+            let index = user_ref(data_key, user);
+            data_key.seal(
+                &name_aad(USER_KIND, self.tenant, self.installation, &index),
+                user.as_str().as_bytes(),
+            )
+        })
+    }
+
+    fn aad(&self, purpose: &'static str) -> ConnectionAad<'_> {
+        ConnectionAad {
+            tenant: self.tenant.as_str(),
+            installation: self.installation.as_str(),
+            credential: self.credential,
+            user: self.user.map_or("", UserId::as_str),
+            purpose,
+            key_version: DATA_KEY_VERSION,
+        }
+    }
+}
+
+/// A connection's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConnectionStatus {
+    Connected,
+    /// The refresh token was refused: the person must connect again.
+    NeedsReconsent,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Record {
+    status: ConnectionStatus,
+    scopes: Vec<String>,
+    connected: u64,
+    updated: u64,
+    expires_at: Option<u64>,
+    refreshable: bool,
+    /// Random, new on every write: names the version a refresh replaces.
+    revision: u64,
+    sealed: Sealed,
+    /// The token endpoint origin that issued the tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    token_origin: Option<String>,
+    /// The provider account, sealed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    account: Option<Sealed>,
+    /// For a per-user connection, the user id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    user: Option<Sealed>,
+}
+
+/// The sealed part: the tokens.
+#[derive(Serialize, Deserialize)]
+struct Tokens {
+    access: Option<Zeroizing<String>>,
+    refresh: Option<Zeroizing<String>>,
+}
+
+/// A connection as listed: never a token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConnectionInfo {
+    pub credential: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// The user's reference, as the audit trail records them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_ref: Option<String>,
+    pub status: ConnectionStatus,
+    pub scopes: Vec<String>,
+    pub connected: u64,
+    pub updated: u64,
+    /// When the current access token expires (unix seconds), if it does.
+    pub expires_at: Option<u64>,
+    /// Whether a refresh token is held (the connection renews itself).
+    pub refreshable: bool,
+    /// Whose account at the provider, where the code exchange named one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<ProviderAccount>,
+}
+
+/// The keyed reference that stands for `user` (a hash under the tenant's data key): the same
+/// for every record of the tenant, and unlinkable to the id once the key is destroyed.
+fn user_ref(data_key: &DataKey, user: &UserId) -> String {
+    let index = data_key.index(USER_KIND, &[user.as_str()], DATA_KEY_VERSION);
+    format!("u-{}", hex::encode(&index[..16]))
+}
+
+fn name_aad<'a>(
+    kind: &'a str,
+    tenant: &'a TenantId,
+    installation: &'a InstallationId,
+    index: &'a str,
+) -> NameAad<'a> {
+    NameAad {
+        kind,
+        tenant: tenant.as_str(),
+        installation: installation.as_str(),
+        index,
+        key_version: DATA_KEY_VERSION,
+    }
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Corrupt {
+        what: what.to_string(),
+    }
+}
+
+impl Store {
+    /// The reference that stands for `user` of `tenant` where a user id must not be stored in
+    /// clear (the connections' keys, the audit trail): a keyed hash under the tenant's data key
+    /// (`u-` and 32 hex digits), the same while that key lives, meaningless once it is destroyed.
+    pub fn user_ref(&self, tenant: &TenantId, user: &UserId) -> Result<String, StoreError> {
+        let data_key = self
+            .tenant_key(tenant, true)?
+            .ok_or_else(|| corrupt("tenant data key"))?;
+        Ok(user_ref(&data_key, user))
+    }
+
+    /// Files format-1 connections (keyed by the user id in clear) under the user's reference,
+    /// with the id sealed, into this store. Their tokens and provider account keep their seal
+    /// (bound to the id).
+    pub(crate) fn migrate_connections(&self, old: &sled::Tree) -> Result<(), StoreError> {
+        let tree = self.tree(CONNECTIONS)?;
+        let mut keys = crate::keys::KeyCache::new(self);
+        for entry in old.iter() {
+            let (id, bytes) = entry?;
+            let id = std::str::from_utf8(&id).map_err(|_| corrupt("OAuth connection"))?;
+            let parts: Vec<&str> = id.splitn(4, '\0').collect();
+            let [tenant, installation, credential, user] = parts[..] else {
+                return Err(corrupt("OAuth connection"));
+            };
+            let bad = |_| corrupt("OAuth connection");
+            let (tenant, installation): (TenantId, InstallationId) = (
+                tenant.parse().map_err(bad)?,
+                installation.parse().map_err(bad)?,
+            );
+            let user: Option<UserId> = match user {
+                "" => None,
+                user => Some(user.parse().map_err(|_| corrupt("OAuth connection"))?),
+            };
+            let key = ConnectionKey {
+                tenant: &tenant,
+                installation: &installation,
+                credential,
+                user: user.as_ref(),
+            };
+            let data_key = keys.get(&tenant)?;
+            let record = Record {
+                user: key.seal_user(data_key),
+                ..decode(&bytes)?
+            };
+            let bytes = serde_json::to_vec(&record).map_err(|_| corrupt("OAuth connection"))?;
+            tree.insert(key.id(data_key), bytes)?;
+        }
+        Ok(())
+    }
+
+    /// Stores the tokens of a new connection (a consent just made), connected as of `now`.
+    pub fn put_connection(
+        &self,
+        key: ConnectionKey<'_>,
+        tokens: &ConnectionTokens,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        let data_key = self
+            .tenant_key(key.tenant, true)?
+            .ok_or_else(|| corrupt("tenant data key"))?;
+        let seal = sealer(key, &data_key, tokens)?;
+        self.update_record(&key.id(&data_key), |previous| {
+            Ok(Some(seal(previous, now)?))
+        })?;
+        Ok(())
+    }
+
+    /// Stores refreshed tokens in place of revision `replaces`; false (nothing written) when
+    /// the connection was removed or replaced meanwhile, so a refresh that was in flight never
+    /// resurrects a removed connection or overwrites a newer consent.
+    pub fn replace_connection(
+        &self,
+        key: ConnectionKey<'_>,
+        replaces: u64,
+        tokens: &ConnectionTokens,
+        now: u64,
+    ) -> Result<bool, StoreError> {
+        let data_key = self
+            .tenant_key(key.tenant, true)?
+            .ok_or_else(|| corrupt("tenant data key"))?;
+        let seal = sealer(key, &data_key, tokens)?;
+        self.update_record(&key.id(&data_key), |previous| match previous {
+            Some(p) if p.revision == replaces => Ok(Some(seal(Some(p), now)?)),
+            _ => Ok(None),
+        })
+    }
+
+    /// Writes what `change` makes of the current record; `None` writes nothing (false). The
+    /// write is a compare-and-swap, retried when another write came between.
+    fn update_record(
+        &self,
+        id: &[u8],
+        change: impl Fn(Option<Record>) -> Result<Option<Record>, StoreError>,
+    ) -> Result<bool, StoreError> {
+        let tree = self.tree(CONNECTIONS)?;
+        loop {
+            let current = tree.get(id)?;
+            let Some(next) = change(current.as_deref().map(decode).transpose()?)? else {
+                return Ok(false);
+            };
+            let bytes = serde_json::to_vec(&next).map_err(|_| corrupt("OAuth connection"))?;
+            if tree.compare_and_swap(id, current, Some(bytes))?.is_ok() {
+                self.db.flush()?;
+                return Ok(true);
+            }
+        }
+    }
+
+    /// The connection's tokens and status, opened; `None` if there is none.
+    pub fn connection(
+        &self,
+        key: ConnectionKey<'_>,
+    ) -> Result<Option<ConnectionTokens>, StoreError> {
+        let Some(data_key) = self.tenant_key(key.tenant, false)? else {
+            return Ok(None);
+        };
+        let Some(bytes) = self.tree(CONNECTIONS)?.get(key.id(&data_key))? else {
+            return Ok(None);
+        };
+        let record = decode(&bytes)?;
+        let plain = data_key
+            .open(&key.aad(TOKENS), &record.sealed)
+            .map_err(|_| StoreError::Decrypt {
+                what: format!("OAuth connection of credential `{}`", key.credential),
+            })?;
+        let tokens: Tokens = serde_json::from_slice(&plain).map_err(|_| corrupt("tokens"))?;
+        let access = tokens
+            .access
+            .map(|a| Secret::new(CredentialType::Bearer, a.to_string()))
+            .transpose()
+            .map_err(|_| corrupt("stored access token"))?;
+        Ok(Some(ConnectionTokens {
+            access,
+            expires_at: record.expires_at,
+            refresh: tokens.refresh,
+            account: open_account(&data_key, key, record.account.as_ref())?,
+            scopes: record.scopes,
+            needs_reauth: record.status == ConnectionStatus::NeedsReconsent,
+            revision: record.revision,
+            token_origin: record.token_origin,
+        }))
+    }
+
+    /// Marks revision `replaces` of the connection as needing re-consent; false if the
+    /// connection is gone or was replaced meanwhile (a new consent is not marked for the old
+    /// one's refused token).
+    pub fn mark_needs_reconsent(
+        &self,
+        key: ConnectionKey<'_>,
+        replaces: u64,
+        now: u64,
+    ) -> Result<bool, StoreError> {
+        let Some(data_key) = self.tenant_key(key.tenant, false)? else {
+            return Ok(false);
+        };
+        self.update_record(&key.id(&data_key), |previous| {
+            Ok(previous.filter(|p| p.revision == replaces).map(|p| Record {
+                status: ConnectionStatus::NeedsReconsent,
+                updated: now,
+                revision: rand::random(),
+                ..p
+            }))
+        })
+    }
+
+    /// The installation's connections, for every credential and user, by credential and user.
+    pub fn connections_of(
+        &self,
+        tenant: &TenantId,
+        installation: &InstallationId,
+    ) -> Result<Vec<ConnectionInfo>, StoreError> {
+        let prefix = format!("{tenant}\0{installation}\0").into_bytes();
+        let Some(data_key) = self.tenant_key(tenant, false)? else {
+            return Ok(Vec::new());
+        };
+        let mut listed = self
+            .tree(CONNECTIONS)?
+            .scan_prefix(&prefix)
+            .map(|entry| {
+                let (key, bytes) = entry?;
+                let rest = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+                let (credential, user_ref) = rest.split_once('\0').unwrap_or((&rest, ""));
+                let record = decode(&bytes)?;
+                let user: Option<UserId> = match &record.user {
+                    None if user_ref.is_empty() => None,
+                    None => return Err(corrupt("OAuth connection")),
+                    Some(sealed) => {
+                        let aad = name_aad(USER_KIND, tenant, installation, user_ref);
+                        let plain =
+                            data_key
+                                .open(&aad, sealed)
+                                .map_err(|_| StoreError::Decrypt {
+                                    what: format!("user of a connection of `{credential}`"),
+                                })?;
+                        let user = std::str::from_utf8(&plain)
+                            .ok()
+                            .and_then(|u| u.parse().ok())
+                            .ok_or_else(|| corrupt("user"))?;
+                        Some(user)
+                    }
+                };
+                let key = ConnectionKey {
+                    tenant,
+                    installation,
+                    credential,
+                    user: user.as_ref(),
+                };
+                let account = open_account(&data_key, key, record.account.as_ref())?;
+                Ok(ConnectionInfo {
+                    credential: credential.to_string(),
+                    user_ref: user.as_ref().map(|_| user_ref.to_string()),
+                    user: user.map(|u| u.to_string()),
+                    status: record.status,
+                    scopes: record.scopes,
+                    connected: record.connected,
+                    updated: record.updated,
+                    expires_at: record.expires_at,
+                    refreshable: record.refreshable,
+                    account,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        // Filed by the users' references, which sort by nothing anyone can read.
+        listed.sort_by(|a, b| (&a.credential, &a.user).cmp(&(&b.credential, &b.user)));
+        Ok(listed)
+    }
+
+    /// Removes the connection; false if there was none.
+    pub fn delete_connection(&self, key: ConnectionKey<'_>) -> Result<bool, StoreError> {
+        let Some(data_key) = self.tenant_key(key.tenant, false)? else {
+            return Ok(false);
+        };
+        let removed = self.tree(CONNECTIONS)?.remove(key.id(&data_key))?.is_some();
+        self.db.flush()?;
+        Ok(removed)
+    }
+
+    /// Deletes every connection and consent under way of `tenant`.
+    pub(crate) fn delete_connections_of(&self, tenant: &TenantId) -> Result<(), StoreError> {
+        let connections = self.tree(CONNECTIONS)?;
+        for key in connections.scan_prefix(format!("{tenant}\0")).keys() {
+            connections.remove(key?)?;
+        }
+        self.remove_consents(|consent| consent.is_none_or(|c| c.tenant == tenant.as_str()))?;
+        Ok(())
+    }
+}
+
+/// A function sealing `tokens` into the record that follows `previous`.
+fn sealer<'a>(
+    key: ConnectionKey<'a>,
+    data_key: &'a DataKey,
+    tokens: &'a ConnectionTokens,
+) -> Result<impl Fn(Option<Record>, u64) -> Result<Record, StoreError> + 'a, StoreError> {
+    let sealed = Tokens {
+        access: tokens
+            .access
+            .as_ref()
+            .map(|a| Zeroizing::new(a.expose().to_string())),
+        refresh: tokens.refresh.clone(),
+    };
+    let plain = Zeroizing::new(serde_json::to_vec(&sealed).map_err(|_| corrupt("tokens"))?);
+    let account = tokens
+        .account
+        .as_ref()
+        .map(|a| serde_json::to_vec(a).map_err(|_| corrupt("provider account")))
+        .transpose()?
+        .map(|a| data_key.seal(&key.aad(ACCOUNT), &a));
+    Ok(move |previous: Option<Record>, now: u64| {
+        let connected = match &previous {
+            Some(p) if !tokens.needs_reauth && p.status == ConnectionStatus::Connected => {
+                p.connected
+            }
+            _ => now,
+        };
+        Ok(Record {
+            status: if tokens.needs_reauth {
+                ConnectionStatus::NeedsReconsent
+            } else {
+                ConnectionStatus::Connected
+            },
+            scopes: tokens.scopes.clone(),
+            connected,
+            updated: now,
+            expires_at: tokens.expires_at,
+            refreshable: tokens.refresh.is_some(),
+            revision: rand::random(),
+            sealed: data_key.seal(&key.aad(TOKENS), &plain),
+            token_origin: tokens.token_origin.clone(),
+            account: account.clone(),
+            user: key.seal_user(data_key),
+        })
+    })
+}
+
+/// The provider account sealed in a connection record, opened.
+fn open_account(
+    data_key: &DataKey,
+    key: ConnectionKey<'_>,
+    sealed: Option<&Sealed>,
+) -> Result<Option<ProviderAccount>, StoreError> {
+    let Some(sealed) = sealed else {
+        return Ok(None);
+    };
+    let plain = data_key
+        .open(&key.aad(ACCOUNT), sealed)
+        .map_err(|_| StoreError::Decrypt {
+            what: format!("provider account of credential `{}`", key.credential),
+        })?;
+    serde_json::from_slice(&plain)
+        .map(Some)
+        .map_err(|_| corrupt("provider account"))
+}
+
+fn decode(bytes: &[u8]) -> Result<Record, StoreError> {
+    serde_json::from_slice(bytes).map_err(|_| corrupt("OAuth connection"))
+}
