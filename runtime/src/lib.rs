@@ -25,7 +25,6 @@
 //! - [`cli`]: the `airlock` command line, one file per verb.
 
 pub mod apikey;
-pub mod audit;
 pub mod cli;
 pub mod fixtures;
 pub mod hardening;
@@ -37,6 +36,7 @@ pub mod server;
 pub mod toolchain;
 
 // The core's modules, under the names the rest of this crate has always used them by.
+pub use airlock_audit as audit;
 pub use airlock_policy::webhook;
 pub use airlock_runtime::{
     Caller, EngineSettings, Integration, Invocation, InvokeError, LimitKind, LoadError, Runtime,

@@ -26,8 +26,8 @@ use super::AuditError;
 use super::checkpoint::{AuditDir, Checkpoint, CheckpointSigner};
 use super::index;
 use super::record::{self, Envelope, GENESIS};
-use crate::clock;
-use crate::store::Store;
+use airlock_runtime::clock;
+use airlock_store::Store;
 
 /// A checkpoint is due after this many records…
 pub const CHECKPOINT_RECORDS: u64 = 1_000;

@@ -12,7 +12,7 @@ use super::query::{Entry, Page, Query};
 use super::record::{self, Envelope};
 use super::trail::AuditTrail;
 use super::verify::{Report, verify};
-use crate::store::Store;
+use airlock_store::Store;
 
 /// A trail with `n` records and a checkpoint over all of them.
 struct Fixture {
@@ -300,7 +300,7 @@ fn random_tampering_is_always_found_at_the_right_record() {
 fn a_clock_that_goes_back_is_recorded_and_the_chain_still_verifies() {
     let f = Fixture::new(3);
     f.trail
-        .pretend_last_record_at(crate::clock::now_unix_ms() + 3_600_000);
+        .pretend_last_record_at(airlock_runtime::clock::now_unix_ms() + 3_600_000);
     f.trail.append_blocking(event(3)).expect("appended");
     let lines = f.lines();
     let kinds: Vec<&str> = lines
@@ -474,7 +474,7 @@ fn a_page_examines_at_most_one_page_of_the_callers_own_records() {
         ..query(Some("initech"))
     };
     let future = Query {
-        since_ms: Some(crate::clock::now_unix_ms() + 3_600_000),
+        since_ms: Some(airlock_runtime::clock::now_unix_ms() + 3_600_000),
         ..query(None)
     };
     for nothing in [query(Some("initech")), quiet, future] {
@@ -500,7 +500,7 @@ fn since_starts_at_the_first_record_written_at_or_after_the_time() {
             .expect("read")
             .expect("line");
         let time = record::open(&line).expect("opens").envelope.time;
-        times.push(crate::clock::parse_rfc3339_ms(&time).expect("a time"));
+        times.push(airlock_runtime::clock::parse_rfc3339_ms(&time).expect("a time"));
         if i % 10 == 9 {
             std::thread::sleep(std::time::Duration::from_millis(5));
         }

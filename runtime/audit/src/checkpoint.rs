@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use super::AuditError;
-use crate::bundle::keys::{self, KeyError, PublicKey};
+use airlock_bundle::keys::{self, KeyError, PublicKey};
 
 /// The checkpoint signing key, in the audit dir.
 pub const KEY_FILE: &str = "audit.key";
@@ -112,7 +112,7 @@ impl AuditDir {
                     Err(KeyError::Exists { .. }) => return self.signer(),
                     Err(e) => return Err(e.into()),
                 };
-                crate::fsutil::write_atomic(
+                airlock_runtime::fsutil::write_atomic(
                     &self.dir.join(PUBLIC_FILE),
                     format!("{}\n", public.to_line()).as_bytes(),
                 )
@@ -147,7 +147,7 @@ impl AuditDir {
             source,
         };
         let fresh = Zeroizing::new(rand::random::<[u8; 32]>());
-        match crate::fsutil::write_private_new(&path, fresh.as_slice()) {
+        match airlock_runtime::fsutil::write_private_new(&path, fresh.as_slice()) {
             Ok(()) => return Ok(fresh),
             // There already is one (or another process just wrote it): use it.
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use super::checkpoint::Checkpoint;
 use super::record::{self, GENESIS};
-use crate::bundle::keys::PublicKey;
+use airlock_bundle::keys::PublicKey;
 
 /// Where the chain first breaks, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,6 +10,13 @@
 //! - [`checkpoint`]: the audit dir, its signing key and signed checkpoints.
 //! - [`verify`]: the chain walk behind `airlock audit verify`.
 //! - [`metrics`]: Prometheus counters derived from records.
+//!
+//! The runtime writes through [`airlock_host_api::audit::AuditSink`], which [`AuditTrail`]
+//! implements, so the engine never depends on this crate.
+//!
+//! # Must never depend on
+//! axum or clap: the server and the CLI read the trail through this crate's API and write it
+//! through `airlock-platform`'s services.
 
 pub mod checkpoint;
 mod index;
@@ -28,7 +35,7 @@ pub use checkpoint::{AuditDir, Checkpoint};
 pub use query::{Entry, Page, Query};
 pub use trail::AuditTrail;
 
-use crate::bundle::keys::KeyError;
+use airlock_bundle::keys::KeyError;
 
 /// The audit trail or its anchors could not be opened or written.
 #[derive(Debug, thiserror::Error)]
