@@ -24,11 +24,9 @@
 //! - [`hardening`]: no core dumps of a process that holds secrets.
 //! - [`cli`]: the `airlock` command line, one file per verb.
 
-pub mod apikey;
 pub mod cli;
 pub mod fixtures;
 pub mod hardening;
-pub mod install;
 pub mod loopback;
 pub mod privileges;
 pub mod scaffold;
@@ -37,6 +35,7 @@ pub mod toolchain;
 
 // The core's modules, under the names the rest of this crate has always used them by.
 pub use airlock_audit as audit;
+pub use airlock_platform::{api_keys as apikey, install};
 pub use airlock_policy::webhook;
 pub use airlock_runtime::{
     Caller, EngineSettings, Integration, Invocation, InvokeError, LimitKind, LoadError, Runtime,

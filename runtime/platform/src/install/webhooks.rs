@@ -8,11 +8,11 @@ use airlock_host_api::audit::{AuditEvent, Change};
 use zeroize::Zeroizing;
 
 use super::{InstallError, Installer};
-use crate::clock::now_unix;
-use crate::ids::{EndpointId, InstallationId, TenantId};
-use crate::store::StoreError;
-use crate::store::webhooks::{EndpointInfo, NewEndpoint};
-use crate::webhook::{Scheme, SecretRefused, WebhookSecret};
+use airlock_policy::webhook::{Scheme, SecretRefused, WebhookSecret};
+use airlock_runtime::clock::now_unix;
+use airlock_runtime::ids::{EndpointId, InstallationId, TenantId};
+use airlock_store::StoreError;
+use airlock_store::webhooks::{EndpointInfo, NewEndpoint};
 
 /// The longest a rotated-out secret keeps verifying.
 pub const MAX_OVERLAP: Duration = Duration::from_secs(7 * 24 * 3600);

@@ -8,7 +8,9 @@ use airlock_host_api::kv::KvQuota;
 use airlock_host_api::policy::Ceilings;
 use serde::{Deserialize, Serialize};
 
-use crate::manifest::{CredentialDecl, CredentialName, KvSection, Manifest, OAuth2, Publisher};
+use airlock_runtime::manifest::{
+    CredentialDecl, CredentialName, KvSection, Manifest, OAuth2, Publisher,
+};
 
 /// One thing an upgrade asks for beyond the installed version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -138,7 +140,7 @@ fn credential(
         });
     }
     if authorize_url != &old.authorize_url {
-        let shown = |url: &Option<crate::manifest::HttpsUrl>| {
+        let shown = |url: &Option<airlock_runtime::manifest::HttpsUrl>| {
             url.as_ref().map_or("none".to_string(), ToString::to_string)
         };
         added.push(Addition {
@@ -191,7 +193,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::manifest::LoadedManifest;
+    use airlock_runtime::manifest::LoadedManifest;
 
     fn parse(text: &str) -> Manifest {
         LoadedManifest::parse(Path::new("airlock.toml"), text)
@@ -201,7 +203,7 @@ mod tests {
 
     fn manifest(kv: &str) -> Manifest {
         parse(
-            &include_str!("../../../guest-examples/hostile/airlock.toml").replace(
+            &include_str!("../../../../guest-examples/hostile/airlock.toml").replace(
                 "[kv]\nmax-bytes = \"64 KiB\"\nmax-keys = 100\nmax-value-bytes = \"4 KiB\"\n",
                 kv,
             ),
@@ -234,7 +236,7 @@ mod tests {
         assert!(additions(&small, &none).is_empty());
     }
 
-    const SLACK: &str = include_str!("../../../guest-examples/slack-notifier/airlock.toml");
+    const SLACK: &str = include_str!("../../../../guest-examples/slack-notifier/airlock.toml");
 
     #[test]
     fn a_secret_sent_elsewhere_is_for_the_admin_to_approve() {

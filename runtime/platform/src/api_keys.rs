@@ -6,10 +6,10 @@ use airlock_host_api::audit::{AuditEvent, AuditUnavailable, Change};
 
 pub use airlock_policy::apikey::*;
 
-use crate::audit::AuditTrail;
-use crate::clock::now_unix;
-use crate::ids::TenantId;
-use crate::store::{Store, StoreError};
+use airlock_audit::AuditTrail;
+use airlock_runtime::clock::now_unix;
+use airlock_runtime::ids::TenantId;
+use airlock_store::{Store, StoreError};
 
 /// Why a key was not issued or revoked.
 #[derive(Debug, thiserror::Error)]

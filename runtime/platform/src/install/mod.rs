@@ -23,16 +23,18 @@ pub use airlock_policy::grant::{Grant, GrantError, GrantedEgress};
 pub use credentials::CredentialSetError;
 pub use webhooks::{CreatedWebhook, WebhookError};
 
-use crate::audit::AuditTrail;
-use crate::bundle::{OpenError, VerifiedBundle, load_verified, read_bundle, verify_trusted};
-use crate::clock::now_unix;
-use crate::ids::{IdError, InstallationId, TenantId};
-use crate::loader::{ConfigError, Integration, bundle_manifest};
-use crate::manifest::LoadedManifest;
-use crate::runtime::Runtime;
-use crate::store::installations::{InstallationRecord, PendingUpgrade, bundle_digest};
-use crate::store::{Store, StoreError};
-use crate::trust::TrustStore;
+use airlock_audit::AuditTrail;
+use airlock_runtime::bundle::{
+    OpenError, VerifiedBundle, load_verified, read_bundle, verify_trusted,
+};
+use airlock_runtime::clock::now_unix;
+use airlock_runtime::ids::{IdError, InstallationId, TenantId};
+use airlock_runtime::loader::{ConfigError, Integration, bundle_manifest};
+use airlock_runtime::manifest::LoadedManifest;
+use airlock_runtime::runtime::Runtime;
+use airlock_runtime::trust::TrustStore;
+use airlock_store::installations::{InstallationRecord, PendingUpgrade, bundle_digest};
+use airlock_store::{Store, StoreError};
 
 /// Why an install, an approval or a load of an installation was refused.
 #[derive(Debug, thiserror::Error)]

@@ -7,9 +7,9 @@ use airlock_host_api::credentials::{CredentialType, Secret, SecretError};
 use zeroize::Zeroizing;
 
 use super::{InstallError, Installer};
-use crate::ids::{InstallationId, TenantId};
-use crate::loader::credential_spec;
-use crate::store::credentials::SetOutcome;
+use airlock_runtime::ids::{InstallationId, TenantId};
+use airlock_runtime::loader::credential_spec;
+use airlock_store::credentials::SetOutcome;
 
 /// Why a credential was not stored.
 #[derive(Debug, thiserror::Error)]
@@ -30,8 +30,8 @@ pub enum CredentialSetError {
     },
 }
 
-impl From<crate::store::StoreError> for CredentialSetError {
-    fn from(e: crate::store::StoreError) -> Self {
+impl From<airlock_store::StoreError> for CredentialSetError {
+    fn from(e: airlock_store::StoreError) -> Self {
         Self::Install(e.into())
     }
 }

@@ -1,0 +1,15 @@
+//! Airlock's services: every change to a tenant's state, together with its audit record, in
+//! one place. The CLI and the server are thin adapters over these functions, so a change is
+//! checked, stored and recorded the same way whichever door it came through.
+//!
+//! # Layout
+//! - [`install`]: installing signed bundles for tenants, grants, upgrades and approvals,
+//!   installations' credentials and webhook endpoints.
+//! - [`api_keys`]: issuing and revoking API keys for Airlock's own API.
+//!
+//! # Must never depend on
+//! axum or clap: services take typed values and return typed errors; HTTP status codes and
+//! exit codes are the adapters' business.
+
+pub mod api_keys;
+pub mod install;
