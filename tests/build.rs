@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The same code `airlock build` and `airlock demo` use, so guests build one way everywhere.
-#[path = "../runtime/src/toolchain.rs"]
+#[path = "../runtime/devkit/src/toolchain.rs"]
 mod toolchain;
 
 fn main() {

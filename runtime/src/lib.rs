@@ -25,16 +25,12 @@
 //! - [`cli`]: the `airlock` command line, one file per verb.
 
 pub mod cli;
-pub mod fixtures;
 pub mod hardening;
-pub mod loopback;
-pub mod privileges;
-pub mod scaffold;
 pub mod server;
-pub mod toolchain;
 
 // The core's modules, under the names the rest of this crate has always used them by.
 pub use airlock_audit as audit;
+pub use airlock_devkit::{fixtures, loopback, privileges, scaffold, toolchain};
 pub use airlock_platform::{api_keys as apikey, install};
 pub use airlock_policy::webhook;
 pub use airlock_runtime::{

@@ -22,37 +22,46 @@ pub enum Template {
 
 /// The WIT package, as this binary was built with it.
 const WIT: &[(&str, &str)] = &[
-    ("config.wit", include_str!("../../wit/config.wit")),
-    ("handler.wit", include_str!("../../wit/handler.wit")),
-    ("kv.wit", include_str!("../../wit/kv.wit")),
-    ("log.wit", include_str!("../../wit/log.wit")),
-    ("types.wit", include_str!("../../wit/types.wit")),
-    ("world.wit", include_str!("../../wit/world.wit")),
-    ("deps/README.md", include_str!("../../wit/deps/README.md")),
-    ("deps/cli.wit", include_str!("../../wit/deps/cli.wit")),
-    ("deps/clocks.wit", include_str!("../../wit/deps/clocks.wit")),
+    ("config.wit", include_str!("../../../wit/config.wit")),
+    ("handler.wit", include_str!("../../../wit/handler.wit")),
+    ("kv.wit", include_str!("../../../wit/kv.wit")),
+    ("log.wit", include_str!("../../../wit/log.wit")),
+    ("types.wit", include_str!("../../../wit/types.wit")),
+    ("world.wit", include_str!("../../../wit/world.wit")),
+    (
+        "deps/README.md",
+        include_str!("../../../wit/deps/README.md"),
+    ),
+    ("deps/cli.wit", include_str!("../../../wit/deps/cli.wit")),
+    (
+        "deps/clocks.wit",
+        include_str!("../../../wit/deps/clocks.wit"),
+    ),
     (
         "deps/filesystem.wit",
-        include_str!("../../wit/deps/filesystem.wit"),
+        include_str!("../../../wit/deps/filesystem.wit"),
     ),
-    ("deps/http.wit", include_str!("../../wit/deps/http.wit")),
-    ("deps/io.wit", include_str!("../../wit/deps/io.wit")),
-    ("deps/random.wit", include_str!("../../wit/deps/random.wit")),
+    ("deps/http.wit", include_str!("../../../wit/deps/http.wit")),
+    ("deps/io.wit", include_str!("../../../wit/deps/io.wit")),
+    (
+        "deps/random.wit",
+        include_str!("../../../wit/deps/random.wit"),
+    ),
     (
         "deps/sockets.wit",
-        include_str!("../../wit/deps/sockets.wit"),
+        include_str!("../../../wit/deps/sockets.wit"),
     ),
 ];
 
 /// The guest helper crate's sources.
-const GUEST_LIB: &str = include_str!("../../guest-examples/airlock-guest/src/lib.rs");
-const GUEST_HTTP: &str = include_str!("../../guest-examples/airlock-guest/src/http.rs");
+const GUEST_LIB: &str = include_str!("../../../guest-examples/airlock-guest/src/lib.rs");
+const GUEST_HTTP: &str = include_str!("../../../guest-examples/airlock-guest/src/http.rs");
 /// Where the examples' copy of `airlock-guest` finds the WIT, and where a scaffold's does.
 const EXAMPLES_WIT_PATH: &str = "path: \"../../wit\"";
 const SCAFFOLD_WIT_PATH: &str = "path: \"wit\"";
 
-const EXAMPLES_MANIFEST: &str = include_str!("../../guest-examples/Cargo.toml");
-const EXAMPLES_LOCK: &str = include_str!("../../guest-examples/Cargo.lock");
+const EXAMPLES_MANIFEST: &str = include_str!("../../../guest-examples/Cargo.toml");
+const EXAMPLES_LOCK: &str = include_str!("../../../guest-examples/Cargo.lock");
 
 const CARGO_TOML: &str = include_str!("../templates/Cargo.toml.tmpl");
 const GUEST_CARGO_TOML: &str = include_str!("../templates/airlock-guest.Cargo.toml.tmpl");

@@ -16,7 +16,7 @@ use airlock_host_api::egress::{Decision, EgressEvent};
 use airlock_host_api::policy::egress::Method;
 use serde::Serialize;
 
-use crate::manifest::{CredentialDecl, Manifest};
+use airlock_runtime::manifest::{CredentialDecl, Manifest};
 
 /// What a set of invocations used.
 #[derive(Debug, Default)]
@@ -232,7 +232,7 @@ mod tests {
     use airlock_host_api::egress::Decision;
 
     use super::*;
-    use crate::manifest::LoadedManifest;
+    use airlock_runtime::manifest::LoadedManifest;
 
     fn manifest() -> Manifest {
         let text = r#"
