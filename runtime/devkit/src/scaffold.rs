@@ -263,7 +263,7 @@ mod tests {
 
     #[test]
     fn the_embedded_wit_is_the_whole_package() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit");
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../wit");
         let mut on_disk = Vec::new();
         for dir in ["", "deps"] {
             for entry in fs::read_dir(root.join(dir)).expect("wit dir") {
