@@ -16,6 +16,7 @@ use tempfile::TempDir;
 
 use crate::egress::{Egress, upstreams};
 use crate::mock::{MockResponse, MockUpstream, Recorded, TestCa};
+use airlock::store::Credentials;
 
 const TOKEN_PATH: &str = "/oauth/token";
 

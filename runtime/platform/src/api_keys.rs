@@ -9,6 +9,7 @@ pub use airlock_policy::apikey::*;
 use airlock_audit::AuditTrail;
 use airlock_runtime::clock::now_unix;
 use airlock_runtime::ids::TenantId;
+use airlock_store::{ApiKeys, Tenants};
 use airlock_store::{Store, StoreError};
 
 /// Why a key was not issued or revoked.

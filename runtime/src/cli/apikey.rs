@@ -7,6 +7,7 @@ use super::{EXIT_INVALID, State, fail};
 use crate::apikey::{self, Scope};
 use crate::clock::{self, rfc3339};
 use crate::ids::TenantId;
+use airlock_store::ApiKeys;
 
 #[derive(Debug, Args)]
 pub(crate) struct ApiKeyArgs {

@@ -18,6 +18,7 @@ use crate::ids::{InstallationId, TenantId};
 use crate::install::{CredentialSetError, InstallError};
 use crate::store::Store;
 use crate::store::credentials::SetOutcome;
+use airlock_store::Credentials;
 
 #[derive(Debug, Args)]
 pub(crate) struct CredentialsArgs {

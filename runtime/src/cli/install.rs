@@ -13,6 +13,7 @@ use crate::clock::rfc3339;
 use crate::ids::{InstallationId, TenantId};
 use crate::install::{Approver, Grant, InstallRequest, Installer, Outcome};
 use crate::store::installations::InstallationRecord;
+use airlock_store::Installations;
 
 /// Largest config accepted on the command line or from a file.
 const MAX_CONFIG: u64 = 1 << 20;

@@ -23,6 +23,7 @@ use crate::runtime::Runtime;
 use crate::store::Store;
 use crate::store::kv::StoredKv;
 use crate::trust::TrustStore;
+use airlock_store::Installations;
 
 #[derive(Debug, Args)]
 pub(crate) struct RunArgs {

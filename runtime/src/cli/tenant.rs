@@ -6,6 +6,7 @@ use clap::{Args, Subcommand};
 use super::{EXIT_INVALID, State, fail};
 use crate::clock::rfc3339;
 use crate::ids::TenantId;
+use airlock_store::{Installations, Tenants};
 
 #[derive(Debug, Args)]
 pub(crate) struct TenantArgs {

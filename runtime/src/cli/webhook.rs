@@ -16,6 +16,7 @@ use crate::ids::{EndpointId, InstallationId, TenantId};
 use crate::install::{CreatedWebhook, InstallError, WebhookError};
 use crate::store::Store;
 use crate::webhook::Scheme;
+use airlock_store::Webhooks;
 
 #[derive(Debug, Args)]
 pub(crate) struct WebhookArgs {

@@ -28,6 +28,7 @@ use crate::runtime::Runtime;
 use crate::store::Store;
 use crate::store::installations::InstallationRecord;
 use crate::trust::{TrustError, TrustStore};
+use airlock_store::Installations;
 
 /// Request and concurrency limits of one server.
 #[derive(Debug, Clone, Copy)]

@@ -33,6 +33,7 @@ use super::error::ApiError;
 use crate::apikey::{self, KeyRefusal, Scope};
 use crate::clock::now_unix;
 use crate::ids::TenantId;
+use airlock_store::ApiKeys;
 
 /// Failed attempts one client (or key id, or webhook endpoint) may make per window…
 pub(crate) const MAX_FAILURES: u32 = 10;

@@ -3,6 +3,7 @@
 use sled::IVec;
 
 use super::{Store, StoreError};
+use crate::traits::*;
 use airlock_policy::apikey::{self, ApiKeyRecord, KeyRefusal};
 use airlock_runtime::ids::TenantId;
 
@@ -11,19 +12,6 @@ pub(super) const API_KEYS: &str = "api-keys";
 const LAST_USED_GRANULARITY: u64 = 60;
 
 impl Store {
-    /// Stores `record` (created or replaced) and flushes it.
-    pub fn put_api_key(&self, record: &ApiKeyRecord) -> Result<(), StoreError> {
-        self.tree(API_KEYS)?
-            .insert(record.id.as_bytes(), encode(record)?)?;
-        self.db.flush()?;
-        Ok(())
-    }
-
-    /// The key record with `id`.
-    pub fn api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
-        Ok(self.read_api_key(id)?.map(|(_, record)| record))
-    }
-
     /// The key record with `id`, and its stored bytes for [`Self::replace_api_key`].
     fn read_api_key(&self, id: &str) -> Result<Option<(IVec, ApiKeyRecord)>, StoreError> {
         self.tree(API_KEYS)?
@@ -46,8 +34,29 @@ impl Store {
         Ok(swapped.is_ok())
     }
 
-    /// Every key record, or `tenant`'s only.
-    pub fn api_keys(&self, tenant: Option<&TenantId>) -> Result<Vec<ApiKeyRecord>, StoreError> {
+    /// Removes every key of `tenant` (with the tenant).
+    pub(super) fn delete_api_keys_of(&self, tenant: &TenantId) -> Result<(), StoreError> {
+        let tree = self.tree(API_KEYS)?;
+        for record in self.api_keys(Some(tenant))? {
+            tree.remove(record.id.as_bytes())?;
+        }
+        Ok(())
+    }
+}
+
+impl ApiKeys for Store {
+    fn put_api_key(&self, record: &ApiKeyRecord) -> Result<(), StoreError> {
+        self.tree(API_KEYS)?
+            .insert(record.id.as_bytes(), encode(record)?)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
+        Ok(self.read_api_key(id)?.map(|(_, record)| record))
+    }
+
+    fn api_keys(&self, tenant: Option<&TenantId>) -> Result<Vec<ApiKeyRecord>, StoreError> {
         let mut keys = Vec::new();
         for bytes in self.tree(API_KEYS)?.iter().values() {
             let record = decode(&bytes?)?;
@@ -58,9 +67,7 @@ impl Store {
         Ok(keys)
     }
 
-    /// Marks key `id` revoked at `now`; false if there is no such key (or it was deleted
-    /// meanwhile: a revoke never brings a key back).
-    pub fn revoke_api_key(&self, id: &str, now: u64) -> Result<bool, StoreError> {
+    fn revoke_api_key(&self, id: &str, now: u64) -> Result<bool, StoreError> {
         loop {
             let Some((read, mut record)) = self.read_api_key(id)? else {
                 return Ok(false);
@@ -75,22 +82,7 @@ impl Store {
         }
     }
 
-    /// Removes every key of `tenant` (with the tenant).
-    pub(super) fn delete_api_keys_of(&self, tenant: &TenantId) -> Result<(), StoreError> {
-        let tree = self.tree(API_KEYS)?;
-        for record in self.api_keys(Some(tenant))? {
-            tree.remove(record.id.as_bytes())?;
-        }
-        Ok(())
-    }
-
-    /// Checks a presented key at `now`: its record on success (with `last_used` updated to the
-    /// minute), else why it was refused. An unknown id and a wrong secret are the same refusal.
-    ///
-    /// `last_used` is written only over the record that was checked: if a revoke or deletion
-    /// came in between, nothing is written (the revoke stands, the key stays gone) and the key
-    /// is checked again against what is stored now.
-    pub fn authenticate(
+    fn authenticate(
         &self,
         presented: &str,
         now: u64,

@@ -14,8 +14,10 @@ use serde::{Deserialize, Serialize};
 use super::connections::ConnectionKey;
 use super::keys::DATA_KEY_VERSION;
 use super::{Store, StoreError};
+use crate::traits::*;
 use airlock_runtime::clock::now_unix;
 use airlock_runtime::ids::{InstallationId, TenantId, UserId};
+use std::sync::Arc;
 
 pub(super) const CREDENTIALS: &str = "credentials";
 
@@ -70,105 +72,6 @@ fn aad<'a>(tenant: &'a TenantId, installation: &'a InstallationId, name: &'a str
 }
 
 impl Store {
-    /// Seals and stores `secret` as credential `name` of the installation, replacing any
-    /// earlier value; flushed before it returns.
-    pub fn set_credential(
-        &self,
-        tenant: &TenantId,
-        installation: &InstallationId,
-        name: &str,
-        origins: Vec<String>,
-        secret: &Secret,
-        credential_type: CredentialType,
-    ) -> Result<SetOutcome, StoreError> {
-        let key = self
-            .tenant_key(tenant, true)?
-            .ok_or_else(|| StoreError::Corrupt {
-                what: format!("data key of tenant {tenant}"),
-            })?;
-        let tree = self.tree(CREDENTIALS)?;
-        let id = record_key(tenant, installation, name);
-        let previous = tree.get(&id)?.map(|b| decode(&b, name)).transpose()?;
-        let now = now_unix();
-        let record = Record {
-            credential_type,
-            origins,
-            created: previous.as_ref().map_or(now, |p| p.created),
-            rotated: previous.as_ref().map(|_| now),
-            sealed: key.seal(&aad(tenant, installation, name), secret.expose().as_bytes()),
-        };
-        let bytes = serde_json::to_vec(&record).map_err(|_| StoreError::Corrupt {
-            what: format!("credential `{name}`"),
-        })?;
-        tree.insert(id, bytes)?;
-        tree.flush()?;
-        Ok(if previous.is_some() {
-            SetOutcome::Rotated
-        } else {
-            SetOutcome::Created
-        })
-    }
-
-    /// Replaces the value of an existing credential, keeping its type and origins.
-    pub fn reseal_credential(
-        &self,
-        tenant: &TenantId,
-        installation: &InstallationId,
-        name: &str,
-        secret: &Secret,
-    ) -> Result<(), StoreError> {
-        let tree = self.tree(CREDENTIALS)?;
-        let previous = tree
-            .get(record_key(tenant, installation, name))?
-            .map(|b| decode(&b, name))
-            .transpose()?
-            .ok_or_else(|| StoreError::Corrupt {
-                what: format!("credential `{name}` (deleted while in use)"),
-            })?;
-        let kind = previous.credential_type;
-        self.set_credential(tenant, installation, name, previous.origins, secret, kind)
-            .map(|_| ())
-    }
-
-    /// The installation's credentials, by name, without values.
-    pub fn list_credentials(
-        &self,
-        tenant: &TenantId,
-        installation: &InstallationId,
-    ) -> Result<Vec<CredentialInfo>, StoreError> {
-        let prefix = scope_prefix(tenant, installation);
-        self.tree(CREDENTIALS)?
-            .scan_prefix(&prefix)
-            .map(|entry| {
-                let (key, value) = entry?;
-                let name = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
-                let record = decode(&value, &name)?;
-                Ok(CredentialInfo {
-                    name,
-                    credential_type: record.credential_type,
-                    origins: record.origins,
-                    created: record.created,
-                    rotated: record.rotated,
-                })
-            })
-            .collect()
-    }
-
-    /// Deletes credential `name`; false when there was none.
-    pub fn delete_credential(
-        &self,
-        tenant: &TenantId,
-        installation: &InstallationId,
-        name: &str,
-    ) -> Result<bool, StoreError> {
-        let tree = self.tree(CREDENTIALS)?;
-        let removed = tree
-            .remove(record_key(tenant, installation, name))?
-            .is_some();
-        tree.flush()?;
-        Ok(removed)
-    }
-
     /// The value of credential `name`, opened and re-validated as `kind`.
     fn credential_value(
         &self,
@@ -225,6 +128,102 @@ impl Store {
     }
 }
 
+impl Credentials for Store {
+    fn set_credential(
+        &self,
+        tenant: &TenantId,
+        installation: &InstallationId,
+        name: &str,
+        origins: Vec<String>,
+        secret: &Secret,
+        credential_type: CredentialType,
+    ) -> Result<SetOutcome, StoreError> {
+        let key = self
+            .tenant_key(tenant, true)?
+            .ok_or_else(|| StoreError::Corrupt {
+                what: format!("data key of tenant {tenant}"),
+            })?;
+        let tree = self.tree(CREDENTIALS)?;
+        let id = record_key(tenant, installation, name);
+        let previous = tree.get(&id)?.map(|b| decode(&b, name)).transpose()?;
+        let now = now_unix();
+        let record = Record {
+            credential_type,
+            origins,
+            created: previous.as_ref().map_or(now, |p| p.created),
+            rotated: previous.as_ref().map(|_| now),
+            sealed: key.seal(&aad(tenant, installation, name), secret.expose().as_bytes()),
+        };
+        let bytes = serde_json::to_vec(&record).map_err(|_| StoreError::Corrupt {
+            what: format!("credential `{name}`"),
+        })?;
+        tree.insert(id, bytes)?;
+        tree.flush()?;
+        Ok(if previous.is_some() {
+            SetOutcome::Rotated
+        } else {
+            SetOutcome::Created
+        })
+    }
+
+    fn reseal_credential(
+        &self,
+        tenant: &TenantId,
+        installation: &InstallationId,
+        name: &str,
+        secret: &Secret,
+    ) -> Result<(), StoreError> {
+        let tree = self.tree(CREDENTIALS)?;
+        let previous = tree
+            .get(record_key(tenant, installation, name))?
+            .map(|b| decode(&b, name))
+            .transpose()?
+            .ok_or_else(|| StoreError::Corrupt {
+                what: format!("credential `{name}` (deleted while in use)"),
+            })?;
+        let kind = previous.credential_type;
+        self.set_credential(tenant, installation, name, previous.origins, secret, kind)
+            .map(|_| ())
+    }
+
+    fn list_credentials(
+        &self,
+        tenant: &TenantId,
+        installation: &InstallationId,
+    ) -> Result<Vec<CredentialInfo>, StoreError> {
+        let prefix = scope_prefix(tenant, installation);
+        self.tree(CREDENTIALS)?
+            .scan_prefix(&prefix)
+            .map(|entry| {
+                let (key, value) = entry?;
+                let name = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+                let record = decode(&value, &name)?;
+                Ok(CredentialInfo {
+                    name,
+                    credential_type: record.credential_type,
+                    origins: record.origins,
+                    created: record.created,
+                    rotated: record.rotated,
+                })
+            })
+            .collect()
+    }
+
+    fn delete_credential(
+        &self,
+        tenant: &TenantId,
+        installation: &InstallationId,
+        name: &str,
+    ) -> Result<bool, StoreError> {
+        let tree = self.tree(CREDENTIALS)?;
+        let removed = tree
+            .remove(record_key(tenant, installation, name))?
+            .is_some();
+        tree.flush()?;
+        Ok(removed)
+    }
+}
+
 fn decode(bytes: &[u8], name: &str) -> Result<Record, StoreError> {
     serde_json::from_slice(bytes).map_err(|_| StoreError::Corrupt {
         what: format!("credential `{name}`"),
@@ -236,6 +235,16 @@ pub struct StoredSecrets {
     store: Store,
     tenant: TenantId,
     installation: InstallationId,
+}
+
+impl Storage for Store {
+    fn secrets(&self, tenant: &TenantId, installation: &InstallationId) -> Arc<dyn SecretSource> {
+        Arc::new(StoredSecrets::new(
+            self.clone(),
+            tenant.clone(),
+            installation.clone(),
+        ))
+    }
 }
 
 impl StoredSecrets {

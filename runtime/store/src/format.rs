@@ -232,6 +232,7 @@ mod tests {
     use crate::connections::{ConnectionKey, TakenState};
     use crate::kv::StoredKv;
     use crate::testing::{holds, raw_bytes};
+    use crate::traits::{Connections, Consents, Installations};
     use airlock_runtime::ids::{InstallationId, UserId};
 
     const USER: &str = "jane.canary-9e41@acme.example";

@@ -13,6 +13,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::keys::DATA_KEY_VERSION;
 use super::{Store, StoreError};
+use crate::traits::*;
 use airlock_policy::grant::Grant;
 use airlock_runtime::ids::{InstallationId, TenantId};
 
@@ -69,26 +70,6 @@ fn record_key(tenant: &TenantId, installation: &InstallationId) -> Vec<u8> {
 }
 
 impl Store {
-    /// The installation, if it exists.
-    pub fn installation(
-        &self,
-        tenant: &TenantId,
-        installation: &InstallationId,
-    ) -> Result<Option<InstallationRecord>, StoreError> {
-        self.tree(INSTALLATIONS)?
-            .get(record_key(tenant, installation))?
-            .map(|bytes| self.decode_installation(&bytes))
-            .transpose()
-    }
-
-    /// Stores `record` (created or replaced), its config sealed, and flushes it.
-    pub fn put_installation(&self, record: &InstallationRecord) -> Result<(), StoreError> {
-        let (key, bytes) = self.encode_installation(record.clone())?;
-        self.tree(INSTALLATIONS)?.insert(key, bytes)?;
-        self.db.flush()?;
-        Ok(())
-    }
-
     /// Seals the config of format-1 installation records (kept in clear) into this store.
     pub(super) fn migrate_installations(&self, old: &sled::Tree) -> Result<(), StoreError> {
         let tree = self.tree(INSTALLATIONS)?;
@@ -157,9 +138,28 @@ impl Store {
         record.config = Some(String::from_utf8(plain.to_vec()).map_err(|_| corrupt(&record))?);
         Ok(record)
     }
+}
 
-    /// Every installation, or `tenant`'s only.
-    pub fn installations(
+impl Installations for Store {
+    fn installation(
+        &self,
+        tenant: &TenantId,
+        installation: &InstallationId,
+    ) -> Result<Option<InstallationRecord>, StoreError> {
+        self.tree(INSTALLATIONS)?
+            .get(record_key(tenant, installation))?
+            .map(|bytes| self.decode_installation(&bytes))
+            .transpose()
+    }
+
+    fn put_installation(&self, record: &InstallationRecord) -> Result<(), StoreError> {
+        let (key, bytes) = self.encode_installation(record.clone())?;
+        self.tree(INSTALLATIONS)?.insert(key, bytes)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn installations(
         &self,
         tenant: Option<&TenantId>,
     ) -> Result<Vec<InstallationRecord>, StoreError> {
@@ -171,8 +171,7 @@ impl Store {
             .collect()
     }
 
-    /// Keeps `bytes` as a bundle (once per content); returns its hex SHA-256.
-    pub fn put_bundle(&self, bytes: &[u8]) -> Result<String, StoreError> {
+    fn put_bundle(&self, bytes: &[u8]) -> Result<String, StoreError> {
         let digest = bundle_digest(bytes);
         let path = self.bundle_path(&digest);
         if !path.exists() {
@@ -186,8 +185,7 @@ impl Store {
         Ok(digest)
     }
 
-    /// Where the bundle with hex SHA-256 `digest` is kept.
-    pub fn bundle_path(&self, digest: &str) -> PathBuf {
+    fn bundle_path(&self, digest: &str) -> PathBuf {
         self.data_dir
             .join(BUNDLES_DIR)
             .join(format!("{digest}.airlock"))

@@ -17,6 +17,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 use super::keys::DATA_KEY_VERSION;
 use super::{Store, StoreError};
+use crate::traits::*;
 use airlock_runtime::ids::{InstallationId, TenantId};
 
 pub(super) const KV: &str = "kv";
@@ -307,6 +308,20 @@ impl KvBackend for StoredKv {
         keys.sort_unstable();
         keys.truncate(limit);
         Ok(keys)
+    }
+}
+
+impl KvNamespaces for Store {
+    fn kv(&self, tenant: &TenantId, installation: &InstallationId) -> Arc<dyn KvBackend> {
+        StoredKv::new(self.clone(), tenant.clone(), installation.clone())
+    }
+
+    fn kv_usage(
+        &self,
+        tenant: &TenantId,
+        installation: &InstallationId,
+    ) -> Result<KvUsage, StoreError> {
+        StoredKv::new(self.clone(), tenant.clone(), installation.clone()).usage()
     }
 }
 

@@ -16,12 +16,17 @@
 //! - [`installations`]: installed bundles with their grants, config and pending upgrades.
 //! - [`kv`]: guests' key-value namespaces, sealed, with usage kept for quotas.
 //! - [`webhooks`]: webhook endpoints with sealed signing secrets, and delivery ids seen.
+//! - [`traits`]: the storage traits, one per concern, with the guarantees callers rely on.
+//! - `conformance`: the suite every implementation of the traits passes (tests, or the
+//!   `conformance` feature).
 //!
 //! # Must never depend on
 //! axum or clap: the server and the CLI change state through `airlock-platform`'s services,
 //! which call this crate.
 
 pub mod api_keys;
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
 pub mod connections;
 pub mod credentials;
 mod format;
@@ -29,6 +34,7 @@ pub mod installations;
 pub mod keys;
 pub mod kv;
 pub mod tenants;
+pub mod traits;
 pub mod webhooks;
 
 use std::path::{Path, PathBuf};
@@ -37,6 +43,10 @@ use std::sync::{Arc, Mutex};
 use airlock_host_api::credentials::vault::{MasterKey, VaultError};
 
 pub use credentials::{CredentialInfo, StoredSecrets};
+pub use traits::{
+    ApiKeys, Connections, Consents, Credentials, Installations, KvNamespaces, Storage, Tenants,
+    Webhooks,
+};
 
 /// Name of the database directory inside the data dir.
 const DB_DIR: &str = "db";
@@ -47,9 +57,13 @@ pub enum StoreError {
     #[error(
         "cannot open the database at {path}: {source} (is another airlock process using this data dir?)"
     )]
-    Open { path: PathBuf, source: sled::Error },
+    Open {
+        path: PathBuf,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The backend failed (its own error, boxed: the traits name no backend's types).
     #[error("database error: {0}")]
-    Db(#[from] sled::Error),
+    Db(Box<dyn std::error::Error + Send + Sync>),
     #[error("master key: {0}")]
     MasterKey(#[from] VaultError),
     #[error("stored {what} is unreadable (the database may be damaged)")]
@@ -77,7 +91,14 @@ pub enum StoreError {
     Migrate { reason: String },
 }
 
-/// The store, shared by the CLI verbs and (later) the server. Cheap to clone.
+impl From<sled::Error> for StoreError {
+    fn from(error: sled::Error) -> Self {
+        Self::Db(Box::new(error))
+    }
+}
+
+/// The embedded implementation of the [storage traits](traits): one sled database under the
+/// data dir. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
     db: sled::Db,
@@ -127,7 +148,7 @@ fn open_db(path: &Path) -> Result<sled::Db, StoreError> {
         .open()
         .map_err(|source| StoreError::Open {
             path: path.to_path_buf(),
-            source,
+            source: Box::new(source),
         })
 }
 
@@ -154,4 +175,21 @@ pub(crate) mod testing {
     pub fn holds(haystack: &[u8], needle: &[u8]) -> bool {
         haystack.windows(needle.len()).any(|w| w == needle)
     }
+}
+
+/// The storage conformance suite on the sled store, each case in a fresh data dir.
+#[cfg(test)]
+mod conformance_on_sled {
+    use std::sync::Arc;
+
+    use crate::conformance::Subject;
+
+    fn fresh() -> Subject {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let master = dir.path().join("master.key");
+        let store = crate::Store::open(&dir.path().join("data"), Some(&master)).expect("store");
+        Subject::new(Arc::new(store), dir)
+    }
+
+    crate::conformance_suite!(fresh());
 }

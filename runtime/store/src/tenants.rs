@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{Store, StoreError};
+use crate::traits::*;
 use airlock_runtime::clock::now_unix;
 use airlock_runtime::ids::TenantId;
 
@@ -19,9 +20,8 @@ pub struct TenantInfo {
     pub created: u64,
 }
 
-impl Store {
-    /// Creates `tenant`; refused if it exists.
-    pub fn create_tenant(&self, tenant: &TenantId) -> Result<TenantInfo, StoreError> {
+impl Tenants for Store {
+    fn create_tenant(&self, tenant: &TenantId) -> Result<TenantInfo, StoreError> {
         let info = TenantInfo {
             id: tenant.to_string(),
             created: now_unix(),
@@ -38,13 +38,11 @@ impl Store {
         Ok(info)
     }
 
-    /// Whether `tenant` exists.
-    pub fn tenant_exists(&self, tenant: &TenantId) -> Result<bool, StoreError> {
+    fn tenant_exists(&self, tenant: &TenantId) -> Result<bool, StoreError> {
         Ok(self.tree(TENANTS)?.contains_key(tenant.as_str())?)
     }
 
-    /// Every tenant, by id.
-    pub fn tenants(&self) -> Result<Vec<TenantInfo>, StoreError> {
+    fn tenants(&self) -> Result<Vec<TenantInfo>, StoreError> {
         self.tree(TENANTS)?
             .iter()
             .map(|entry| {
@@ -56,10 +54,7 @@ impl Store {
             .collect()
     }
 
-    /// Deletes `tenant`: its data key (so its sealed values become unreadable at once) and its
-    /// API keys, then its kv values, webhook endpoints, connections, installations and
-    /// credential records. Returns false if there was no such tenant.
-    pub fn delete_tenant(&self, tenant: &TenantId) -> Result<bool, StoreError> {
+    fn delete_tenant(&self, tenant: &TenantId) -> Result<bool, StoreError> {
         if !self.tenant_exists(tenant)? {
             return Ok(false);
         }

@@ -13,6 +13,7 @@ use zeroize::Zeroizing;
 
 use super::keys::DATA_KEY_VERSION;
 use super::{Store, StoreError};
+use crate::traits::*;
 use airlock_policy::webhook::{Scheme, SigningKey, WebhookSecret};
 use airlock_runtime::ids::{EndpointId, InstallationId, TenantId};
 
@@ -118,180 +119,6 @@ fn encode(record: &Record, id: &str) -> Result<Vec<u8>, StoreError> {
 }
 
 impl Store {
-    /// Stores a new endpoint with `secret`; flushed before it returns.
-    pub fn create_webhook(
-        &self,
-        new: NewEndpoint<'_>,
-        secret: &WebhookSecret,
-        now: u64,
-    ) -> Result<EndpointInfo, StoreError> {
-        let sealed = self.seal_webhook_secret(new.tenant, new.id, secret)?;
-        let record = Record {
-            tenant: new.tenant.to_string(),
-            installation: new.installation.to_string(),
-            action: new.action.to_string(),
-            scheme: new.scheme,
-            created: now,
-            secrets: vec![StoredSecret {
-                created: now,
-                expires: None,
-                sealed,
-            }],
-        };
-        let id = new.id.as_str();
-        self.tree(WEBHOOKS)?
-            .compare_and_swap(id, None as Option<&[u8]>, Some(encode(&record, id)?))?
-            .map_err(|_| StoreError::Exists {
-                what: format!("webhook endpoint {id}"),
-            })?;
-        self.db.flush()?;
-        Ok(record.info(id, now))
-    }
-
-    /// The endpoint `id` if it belongs to `tenant`.
-    pub fn webhook(
-        &self,
-        tenant: &TenantId,
-        id: &EndpointId,
-        now: u64,
-    ) -> Result<Option<EndpointInfo>, StoreError> {
-        Ok(self
-            .webhook_record(id)?
-            .filter(|r| r.tenant == tenant.as_str())
-            .map(|r| r.info(id.as_str(), now)))
-    }
-
-    /// The tenant's endpoints.
-    pub fn webhooks_of(
-        &self,
-        tenant: &TenantId,
-        now: u64,
-    ) -> Result<Vec<EndpointInfo>, StoreError> {
-        let mut found = Vec::new();
-        for entry in self.tree(WEBHOOKS)?.iter() {
-            let (key, bytes) = entry?;
-            let id = String::from_utf8_lossy(&key).into_owned();
-            let record = decode(&bytes, &id)?;
-            if record.tenant == tenant.as_str() {
-                found.push(record.info(&id, now));
-            }
-        }
-        Ok(found)
-    }
-
-    /// Whether endpoint `id` exists (of any tenant): a delivery to none is refused before its
-    /// body is read.
-    pub fn webhook_exists(&self, id: &EndpointId) -> Result<bool, StoreError> {
-        Ok(self.tree(WEBHOOKS)?.contains_key(id.as_str())?)
-    }
-
-    /// The endpoint `id` (of any tenant: a delivery names only the endpoint) with the signing
-    /// keys of its live secrets.
-    pub fn webhook_keys(
-        &self,
-        id: &EndpointId,
-        now: u64,
-    ) -> Result<Option<(EndpointInfo, Vec<SigningKey>)>, StoreError> {
-        let Some(record) = self.webhook_record(id)? else {
-            return Ok(None);
-        };
-        let keys = self
-            .open_webhook_secrets(&record, id, now)?
-            .iter()
-            .map(|s| s.signing_key(record.scheme))
-            .collect();
-        Ok(Some((record.info(id.as_str(), now), keys)))
-    }
-
-    /// Whether another live endpoint secret of `tenant` equals `secret` (WH-09).
-    pub fn webhook_secret_in_use(
-        &self,
-        tenant: &TenantId,
-        secret: &WebhookSecret,
-        now: u64,
-    ) -> Result<bool, StoreError> {
-        for entry in self.tree(WEBHOOKS)?.iter() {
-            let (key, bytes) = entry?;
-            let id: EndpointId =
-                String::from_utf8_lossy(&key)
-                    .parse()
-                    .map_err(|_| StoreError::Corrupt {
-                        what: "webhook endpoint id".into(),
-                    })?;
-            let record = decode(&bytes, id.as_str())?;
-            if record.tenant == tenant.as_str()
-                && self
-                    .open_webhook_secrets(&record, &id, now)?
-                    .iter()
-                    .any(|s| s.same_as(secret))
-            {
-                return Ok(true);
-            }
-        }
-        Ok(false)
-    }
-
-    /// Makes `secret` the endpoint's newest; the previous one verifies until `now + overlap`
-    /// (older ones are dropped). `None` if `tenant` has no such endpoint.
-    pub fn rotate_webhook(
-        &self,
-        tenant: &TenantId,
-        id: &EndpointId,
-        secret: &WebhookSecret,
-        overlap: u64,
-        now: u64,
-    ) -> Result<Option<EndpointInfo>, StoreError> {
-        let sealed = self.seal_webhook_secret(tenant, id, secret)?;
-        let tree = self.tree(WEBHOOKS)?;
-        // Compare-and-swap: a concurrent rotation makes this one start again from its result.
-        loop {
-            let Some(current) = tree.get(id.as_str())? else {
-                return Ok(None);
-            };
-            let mut record = decode(&current, id.as_str())?;
-            if record.tenant != tenant.as_str() {
-                return Ok(None);
-            }
-            let previous = record
-                .secrets
-                .drain(..)
-                .find(|s| s.expires.is_none_or(|e| now < e));
-            record.secrets.push(StoredSecret {
-                created: now,
-                expires: None,
-                sealed: sealed.clone(),
-            });
-            if let Some(mut previous) = previous
-                && overlap > 0
-            {
-                let until = now + overlap;
-                previous.expires = Some(previous.expires.map_or(until, |e| e.min(until)));
-                record.secrets.push(previous);
-            }
-            let swapped = tree.compare_and_swap(
-                id.as_str(),
-                Some(current),
-                Some(encode(&record, id.as_str())?),
-            )?;
-            if swapped.is_ok() {
-                self.db.flush()?;
-                return Ok(Some(record.info(id.as_str(), now)));
-            }
-        }
-    }
-
-    /// Deletes the endpoint and its delivery ids; false if `tenant` has no such endpoint.
-    pub fn delete_webhook(&self, tenant: &TenantId, id: &EndpointId) -> Result<bool, StoreError> {
-        match self.webhook_record(id)? {
-            Some(record) if record.tenant == tenant.as_str() => {}
-            _ => return Ok(false),
-        }
-        self.tree(WEBHOOKS)?.remove(id.as_str())?;
-        self.forget_deliveries(id.as_str())?;
-        self.db.flush()?;
-        Ok(true)
-    }
-
     /// Deletes every endpoint of `tenant` (the tenant is being deleted).
     pub(super) fn delete_webhooks_of(&self, tenant: &TenantId) -> Result<(), StoreError> {
         let tree = self.tree(WEBHOOKS)?;
@@ -304,56 +131,6 @@ impl Store {
             }
         }
         Ok(())
-    }
-
-    /// Records delivery `delivery` to endpoint `id`, remembered until `now + retention`;
-    /// false if it was already received and is still remembered (a replay).
-    pub fn first_delivery(
-        &self,
-        id: &EndpointId,
-        delivery: &str,
-        retention: u64,
-        now: u64,
-    ) -> Result<bool, StoreError> {
-        let tree = self.tree(DELIVERIES)?;
-        let key = delivery_key(id.as_str(), delivery);
-        let until = (now + retention).to_be_bytes();
-        let mut expected: Option<sled::IVec> = None;
-        loop {
-            match tree.compare_and_swap(&key, expected.as_ref(), Some(&until[..]))? {
-                Ok(()) => return Ok(true),
-                Err(cas) => match cas.current {
-                    Some(current) if expiry(&current) > now => return Ok(false),
-                    // Remembered past its retention: a new delivery may reuse the id.
-                    current => expected = current,
-                },
-            }
-        }
-    }
-
-    /// Forgets delivery id `delivery` of endpoint `id` (its run failed on our side), so the
-    /// sender's retry is taken as new.
-    pub fn release_delivery(&self, id: &EndpointId, delivery: &str) -> Result<(), StoreError> {
-        self.tree(DELIVERIES)?
-            .remove(delivery_key(id.as_str(), delivery))?;
-        Ok(())
-    }
-
-    /// Drops delivery ids whose retention ended; returns how many.
-    pub fn purge_deliveries(&self, now: u64) -> Result<usize, StoreError> {
-        let tree = self.tree(DELIVERIES)?;
-        let mut purged = 0;
-        for entry in tree.iter() {
-            let (key, value) = entry?;
-            if expiry(&value) <= now
-                && tree
-                    .compare_and_swap(&key, Some(value), None as Option<&[u8]>)?
-                    .is_ok()
-            {
-                purged += 1;
-            }
-        }
-        Ok(purged)
     }
 
     fn webhook_record(&self, id: &EndpointId) -> Result<Option<Record>, StoreError> {
@@ -415,6 +192,212 @@ impl Store {
             tree.remove(key?)?;
         }
         Ok(())
+    }
+}
+
+impl Webhooks for Store {
+    fn create_webhook(
+        &self,
+        new: NewEndpoint<'_>,
+        secret: &WebhookSecret,
+        now: u64,
+    ) -> Result<EndpointInfo, StoreError> {
+        let sealed = self.seal_webhook_secret(new.tenant, new.id, secret)?;
+        let record = Record {
+            tenant: new.tenant.to_string(),
+            installation: new.installation.to_string(),
+            action: new.action.to_string(),
+            scheme: new.scheme,
+            created: now,
+            secrets: vec![StoredSecret {
+                created: now,
+                expires: None,
+                sealed,
+            }],
+        };
+        let id = new.id.as_str();
+        self.tree(WEBHOOKS)?
+            .compare_and_swap(id, None as Option<&[u8]>, Some(encode(&record, id)?))?
+            .map_err(|_| StoreError::Exists {
+                what: format!("webhook endpoint {id}"),
+            })?;
+        self.db.flush()?;
+        Ok(record.info(id, now))
+    }
+
+    fn webhook(
+        &self,
+        tenant: &TenantId,
+        id: &EndpointId,
+        now: u64,
+    ) -> Result<Option<EndpointInfo>, StoreError> {
+        Ok(self
+            .webhook_record(id)?
+            .filter(|r| r.tenant == tenant.as_str())
+            .map(|r| r.info(id.as_str(), now)))
+    }
+
+    fn webhooks_of(&self, tenant: &TenantId, now: u64) -> Result<Vec<EndpointInfo>, StoreError> {
+        let mut found = Vec::new();
+        for entry in self.tree(WEBHOOKS)?.iter() {
+            let (key, bytes) = entry?;
+            let id = String::from_utf8_lossy(&key).into_owned();
+            let record = decode(&bytes, &id)?;
+            if record.tenant == tenant.as_str() {
+                found.push(record.info(&id, now));
+            }
+        }
+        Ok(found)
+    }
+
+    fn webhook_exists(&self, id: &EndpointId) -> Result<bool, StoreError> {
+        Ok(self.tree(WEBHOOKS)?.contains_key(id.as_str())?)
+    }
+
+    fn webhook_keys(
+        &self,
+        id: &EndpointId,
+        now: u64,
+    ) -> Result<Option<(EndpointInfo, Vec<SigningKey>)>, StoreError> {
+        let Some(record) = self.webhook_record(id)? else {
+            return Ok(None);
+        };
+        let keys = self
+            .open_webhook_secrets(&record, id, now)?
+            .iter()
+            .map(|s| s.signing_key(record.scheme))
+            .collect();
+        Ok(Some((record.info(id.as_str(), now), keys)))
+    }
+
+    fn webhook_secret_in_use(
+        &self,
+        tenant: &TenantId,
+        secret: &WebhookSecret,
+        now: u64,
+    ) -> Result<bool, StoreError> {
+        for entry in self.tree(WEBHOOKS)?.iter() {
+            let (key, bytes) = entry?;
+            let id: EndpointId =
+                String::from_utf8_lossy(&key)
+                    .parse()
+                    .map_err(|_| StoreError::Corrupt {
+                        what: "webhook endpoint id".into(),
+                    })?;
+            let record = decode(&bytes, id.as_str())?;
+            if record.tenant == tenant.as_str()
+                && self
+                    .open_webhook_secrets(&record, &id, now)?
+                    .iter()
+                    .any(|s| s.same_as(secret))
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    fn rotate_webhook(
+        &self,
+        tenant: &TenantId,
+        id: &EndpointId,
+        secret: &WebhookSecret,
+        overlap: u64,
+        now: u64,
+    ) -> Result<Option<EndpointInfo>, StoreError> {
+        let sealed = self.seal_webhook_secret(tenant, id, secret)?;
+        let tree = self.tree(WEBHOOKS)?;
+        // Compare-and-swap: a concurrent rotation makes this one start again from its result.
+        loop {
+            let Some(current) = tree.get(id.as_str())? else {
+                return Ok(None);
+            };
+            let mut record = decode(&current, id.as_str())?;
+            if record.tenant != tenant.as_str() {
+                return Ok(None);
+            }
+            let previous = record
+                .secrets
+                .drain(..)
+                .find(|s| s.expires.is_none_or(|e| now < e));
+            record.secrets.push(StoredSecret {
+                created: now,
+                expires: None,
+                sealed: sealed.clone(),
+            });
+            if let Some(mut previous) = previous
+                && overlap > 0
+            {
+                let until = now + overlap;
+                previous.expires = Some(previous.expires.map_or(until, |e| e.min(until)));
+                record.secrets.push(previous);
+            }
+            let swapped = tree.compare_and_swap(
+                id.as_str(),
+                Some(current),
+                Some(encode(&record, id.as_str())?),
+            )?;
+            if swapped.is_ok() {
+                self.db.flush()?;
+                return Ok(Some(record.info(id.as_str(), now)));
+            }
+        }
+    }
+
+    fn delete_webhook(&self, tenant: &TenantId, id: &EndpointId) -> Result<bool, StoreError> {
+        match self.webhook_record(id)? {
+            Some(record) if record.tenant == tenant.as_str() => {}
+            _ => return Ok(false),
+        }
+        self.tree(WEBHOOKS)?.remove(id.as_str())?;
+        self.forget_deliveries(id.as_str())?;
+        self.db.flush()?;
+        Ok(true)
+    }
+
+    fn first_delivery(
+        &self,
+        id: &EndpointId,
+        delivery: &str,
+        retention: u64,
+        now: u64,
+    ) -> Result<bool, StoreError> {
+        let tree = self.tree(DELIVERIES)?;
+        let key = delivery_key(id.as_str(), delivery);
+        let until = (now + retention).to_be_bytes();
+        let mut expected: Option<sled::IVec> = None;
+        loop {
+            match tree.compare_and_swap(&key, expected.as_ref(), Some(&until[..]))? {
+                Ok(()) => return Ok(true),
+                Err(cas) => match cas.current {
+                    Some(current) if expiry(&current) > now => return Ok(false),
+                    // Remembered past its retention: a new delivery may reuse the id.
+                    current => expected = current,
+                },
+            }
+        }
+    }
+
+    fn release_delivery(&self, id: &EndpointId, delivery: &str) -> Result<(), StoreError> {
+        self.tree(DELIVERIES)?
+            .remove(delivery_key(id.as_str(), delivery))?;
+        Ok(())
+    }
+
+    fn purge_deliveries(&self, now: u64) -> Result<usize, StoreError> {
+        let tree = self.tree(DELIVERIES)?;
+        let mut purged = 0;
+        for entry in tree.iter() {
+            let (key, value) = entry?;
+            if expiry(&value) <= now
+                && tree
+                    .compare_and_swap(&key, Some(value), None as Option<&[u8]>)?
+                    .is_ok()
+            {
+                purged += 1;
+            }
+        }
+        Ok(purged)
     }
 }
 

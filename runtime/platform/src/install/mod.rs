@@ -34,6 +34,7 @@ use airlock_runtime::manifest::LoadedManifest;
 use airlock_runtime::runtime::Runtime;
 use airlock_runtime::trust::TrustStore;
 use airlock_store::installations::{InstallationRecord, PendingUpgrade, bundle_digest};
+use airlock_store::{Installations, Tenants};
 use airlock_store::{Store, StoreError};
 
 /// Why an install, an approval or a load of an installation was refused.

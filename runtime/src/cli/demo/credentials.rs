@@ -21,6 +21,7 @@ use crate::invoke::Caller;
 use crate::loopback::LoopbackApi;
 use crate::runtime::Runtime;
 use crate::store::{Store, StoredSecrets};
+use airlock_store::Credentials;
 
 const GITHUB: &str = "api.github.com";
 

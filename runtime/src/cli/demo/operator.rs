@@ -34,6 +34,7 @@ use crate::loopback::LoopbackApi;
 use crate::runtime::Runtime;
 use crate::server::{App, ServeLimits};
 use crate::trust::TrustStore;
+use airlock_store::Tenants;
 
 const SLACK: &str = "slack.com";
 

@@ -22,6 +22,7 @@ use crate::server::app::App;
 use crate::server::auth::Principal;
 use crate::server::error::ApiError;
 use crate::store::credentials::SetOutcome;
+use airlock_store::{Connections, Credentials, Installations};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

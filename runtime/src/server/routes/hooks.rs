@@ -39,6 +39,7 @@ use crate::server::client::Client;
 use crate::server::error::ApiError;
 use crate::store::webhooks::EndpointInfo;
 use crate::webhook::{self, Refusal};
+use airlock_store::Webhooks;
 
 /// Largest delivery body.
 pub(crate) const MAX_DELIVERY: usize = 1 << 20;

@@ -20,6 +20,7 @@ use crate::install::{Approver, Grant, InstallError, InstallRequest, Installer, O
 use crate::server::app::App;
 use crate::server::auth::Principal;
 use crate::server::error::ApiError;
+use airlock_store::Installations;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -32,6 +32,7 @@ use crate::server::auth::Principal;
 use crate::server::error::ApiError;
 use crate::store::StoredSecrets;
 use crate::store::kv::StoredKv;
+use airlock_store::Connections;
 
 /// `?tenant=` as on every route, `?user=`, and `?log=true`: the guest's log lines (scrubbed of injected
 /// credentials) come back with the result, to the caller who ran it, and are kept nowhere.

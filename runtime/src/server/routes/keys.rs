@@ -18,6 +18,7 @@ use crate::ids::TenantId;
 use crate::server::app::App;
 use crate::server::auth::Principal;
 use crate::server::error::ApiError;
+use airlock_store::ApiKeys;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

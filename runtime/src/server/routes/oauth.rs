@@ -56,6 +56,7 @@ use crate::server::client::Client;
 use crate::server::error::ApiError;
 use crate::store::StoredSecrets;
 use crate::store::connections::{ConnectionKey, PendingConsent, TakenState};
+use airlock_store::{Connections, Consents};
 
 /// How long a consent may take, from `connect` to the callback.
 const CONSENT_TTL: u64 = 600;

@@ -18,6 +18,7 @@ use crate::server::app::App;
 use crate::server::auth::Principal;
 use crate::server::error::ApiError;
 use crate::store::tenants::TenantInfo;
+use airlock_store::Tenants;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -24,6 +24,7 @@ use crate::server::app::App;
 use crate::server::auth::Principal;
 use crate::server::error::ApiError;
 use crate::webhook::Scheme;
+use airlock_store::Webhooks;
 
 /// The overlap a rotation gives the previous secret unless told otherwise.
 const DEFAULT_OVERLAP: Duration = Duration::from_secs(24 * 3600);

@@ -1,6 +1,7 @@
 //! Consents under way: a start link offered by `connect`, then the state a browser carries to
 //! the provider and back. Each is taken once; see the parent module for what is sealed.
 
+use crate::traits::*;
 use airlock_host_api::credentials::vault::{DataKey, Sealed};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
@@ -105,8 +106,36 @@ impl Store {
         Ok(())
     }
 
-    /// Keeps `consent` to be started once, by the browser that opens the link with `id`.
-    pub fn offer_consent(&self, id: &str, consent: &PendingConsent) -> Result<(), StoreError> {
+    /// Removes the consents, offered or under way, that `remove` selects (`None`: unreadable);
+    /// returns how many. Their users stay sealed: only tenant and expiry are looked at.
+    pub(super) fn remove_consents(
+        &self,
+        remove: impl Fn(Option<&PendingConsent>) -> bool,
+    ) -> Result<usize, StoreError> {
+        let mut removed = 0;
+        for (name, offered) in [(PENDING, false), (STARTS, true)] {
+            let tree = self.tree(name)?;
+            for entry in tree.iter() {
+                let (key, bytes) = entry?;
+                let consent = match offered {
+                    true => serde_json::from_slice::<OfferRecord>(&bytes)
+                        .ok()
+                        .map(|r| r.consent),
+                    false => serde_json::from_slice::<PendingRecord>(&bytes)
+                        .ok()
+                        .map(|r| r.consent),
+                };
+                if remove(consent.as_ref()) && tree.remove(key)?.is_some() {
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
+    }
+}
+
+impl Consents for Store {
+    fn offer_consent(&self, id: &str, consent: &PendingConsent) -> Result<(), StoreError> {
         let (tenant, ..) = parse_ids(consent)?;
         let data_key = self
             .tenant_key(&tenant, true)?
@@ -125,9 +154,7 @@ impl Store {
         Ok(())
     }
 
-    /// Takes the consent offered under `id`, removed whatever it holds; `None` if unknown or
-    /// already taken. The caller checks its expiry.
-    pub fn take_offered_consent(&self, id: &str) -> Result<Option<PendingConsent>, StoreError> {
+    fn take_offered_consent(&self, id: &str) -> Result<Option<PendingConsent>, StoreError> {
         let id = state_key(id);
         let Some(bytes) = self.tree(STARTS)?.remove(&id)? else {
             return Ok(None);
@@ -149,9 +176,7 @@ impl Store {
         Ok(Some(consent))
     }
 
-    /// Keeps a consent under way under `state`, its PKCE `verifier` sealed, for the browser
-    /// holding the cookie `nonce`.
-    pub fn begin_consent(
+    fn begin_consent(
         &self,
         key: ConnectionKey<'_>,
         consent: PendingConsent,
@@ -178,10 +203,7 @@ impl Store {
         Ok(())
     }
 
-    /// Takes the consent under way for `state`, for the browser that came back with `cookie`
-    /// (its nonce): removed whatever it holds, so no state is used twice, not even after a
-    /// refusal. Whatever it found, the consent comes back whole (its user opened).
-    pub fn take_consent(
+    fn take_consent(
         &self,
         state: &str,
         cookie: Option<&str>,
@@ -233,36 +255,8 @@ impl Store {
         Ok(TakenState::Valid(consent, Zeroizing::new(verifier)))
     }
 
-    /// Drops consents (offered or under way) whose ten minutes are over; returns how many.
-    pub fn purge_consents(&self, now: u64) -> Result<usize, StoreError> {
+    fn purge_consents(&self, now: u64) -> Result<usize, StoreError> {
         self.remove_consents(|consent| consent.is_none_or(|c| c.expires <= now))
-    }
-
-    /// Removes the consents, offered or under way, that `remove` selects (`None`: unreadable);
-    /// returns how many. Their users stay sealed: only tenant and expiry are looked at.
-    pub(super) fn remove_consents(
-        &self,
-        remove: impl Fn(Option<&PendingConsent>) -> bool,
-    ) -> Result<usize, StoreError> {
-        let mut removed = 0;
-        for (name, offered) in [(PENDING, false), (STARTS, true)] {
-            let tree = self.tree(name)?;
-            for entry in tree.iter() {
-                let (key, bytes) = entry?;
-                let consent = match offered {
-                    true => serde_json::from_slice::<OfferRecord>(&bytes)
-                        .ok()
-                        .map(|r| r.consent),
-                    false => serde_json::from_slice::<PendingRecord>(&bytes)
-                        .ok()
-                        .map(|r| r.consent),
-                };
-                if remove(consent.as_ref()) && tree.remove(key)?.is_some() {
-                    removed += 1;
-                }
-            }
-        }
-        Ok(removed)
     }
 }
 

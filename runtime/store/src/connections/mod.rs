@@ -29,6 +29,7 @@ mod consents;
 #[cfg(test)]
 mod tests;
 
+use crate::traits::*;
 use airlock_runtime::ids::{InstallationId, TenantId, UserId};
 pub use consents::{PendingConsent, TakenState};
 
@@ -178,16 +179,6 @@ fn corrupt(what: &str) -> StoreError {
 }
 
 impl Store {
-    /// The reference that stands for `user` of `tenant` where a user id must not be stored in
-    /// clear (the connections' keys, the audit trail): a keyed hash under the tenant's data key
-    /// (`u-` and 32 hex digits), the same while that key lives, meaningless once it is destroyed.
-    pub fn user_ref(&self, tenant: &TenantId, user: &UserId) -> Result<String, StoreError> {
-        let data_key = self
-            .tenant_key(tenant, true)?
-            .ok_or_else(|| corrupt("tenant data key"))?;
-        Ok(user_ref(&data_key, user))
-    }
-
     /// Files format-1 connections (keyed by the user id in clear) under the user's reference,
     /// with the id sealed, into this store. Their tokens and provider account keep their seal
     /// (bound to the id).
@@ -227,43 +218,6 @@ impl Store {
         Ok(())
     }
 
-    /// Stores the tokens of a new connection (a consent just made), connected as of `now`.
-    pub fn put_connection(
-        &self,
-        key: ConnectionKey<'_>,
-        tokens: &ConnectionTokens,
-        now: u64,
-    ) -> Result<(), StoreError> {
-        let data_key = self
-            .tenant_key(key.tenant, true)?
-            .ok_or_else(|| corrupt("tenant data key"))?;
-        let seal = sealer(key, &data_key, tokens)?;
-        self.update_record(&key.id(&data_key), |previous| {
-            Ok(Some(seal(previous, now)?))
-        })?;
-        Ok(())
-    }
-
-    /// Stores refreshed tokens in place of revision `replaces`; false (nothing written) when
-    /// the connection was removed or replaced meanwhile, so a refresh that was in flight never
-    /// resurrects a removed connection or overwrites a newer consent.
-    pub fn replace_connection(
-        &self,
-        key: ConnectionKey<'_>,
-        replaces: u64,
-        tokens: &ConnectionTokens,
-        now: u64,
-    ) -> Result<bool, StoreError> {
-        let data_key = self
-            .tenant_key(key.tenant, true)?
-            .ok_or_else(|| corrupt("tenant data key"))?;
-        let seal = sealer(key, &data_key, tokens)?;
-        self.update_record(&key.id(&data_key), |previous| match previous {
-            Some(p) if p.revision == replaces => Ok(Some(seal(Some(p), now)?)),
-            _ => Ok(None),
-        })
-    }
-
     /// Writes what `change` makes of the current record; `None` writes nothing (false). The
     /// write is a compare-and-swap, retried when another write came between.
     fn update_record(
@@ -285,11 +239,59 @@ impl Store {
         }
     }
 
-    /// The connection's tokens and status, opened; `None` if there is none.
-    pub fn connection(
+    /// Deletes every connection and consent under way of `tenant`.
+    pub(crate) fn delete_connections_of(&self, tenant: &TenantId) -> Result<(), StoreError> {
+        let connections = self.tree(CONNECTIONS)?;
+        for key in connections.scan_prefix(format!("{tenant}\0")).keys() {
+            connections.remove(key?)?;
+        }
+        self.remove_consents(|consent| consent.is_none_or(|c| c.tenant == tenant.as_str()))?;
+        Ok(())
+    }
+}
+
+impl Connections for Store {
+    fn user_ref(&self, tenant: &TenantId, user: &UserId) -> Result<String, StoreError> {
+        let data_key = self
+            .tenant_key(tenant, true)?
+            .ok_or_else(|| corrupt("tenant data key"))?;
+        Ok(user_ref(&data_key, user))
+    }
+
+    fn put_connection(
         &self,
         key: ConnectionKey<'_>,
-    ) -> Result<Option<ConnectionTokens>, StoreError> {
+        tokens: &ConnectionTokens,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        let data_key = self
+            .tenant_key(key.tenant, true)?
+            .ok_or_else(|| corrupt("tenant data key"))?;
+        let seal = sealer(key, &data_key, tokens)?;
+        self.update_record(&key.id(&data_key), |previous| {
+            Ok(Some(seal(previous, now)?))
+        })?;
+        Ok(())
+    }
+
+    fn replace_connection(
+        &self,
+        key: ConnectionKey<'_>,
+        replaces: u64,
+        tokens: &ConnectionTokens,
+        now: u64,
+    ) -> Result<bool, StoreError> {
+        let data_key = self
+            .tenant_key(key.tenant, true)?
+            .ok_or_else(|| corrupt("tenant data key"))?;
+        let seal = sealer(key, &data_key, tokens)?;
+        self.update_record(&key.id(&data_key), |previous| match previous {
+            Some(p) if p.revision == replaces => Ok(Some(seal(Some(p), now)?)),
+            _ => Ok(None),
+        })
+    }
+
+    fn connection(&self, key: ConnectionKey<'_>) -> Result<Option<ConnectionTokens>, StoreError> {
         let Some(data_key) = self.tenant_key(key.tenant, false)? else {
             return Ok(None);
         };
@@ -320,10 +322,7 @@ impl Store {
         }))
     }
 
-    /// Marks revision `replaces` of the connection as needing re-consent; false if the
-    /// connection is gone or was replaced meanwhile (a new consent is not marked for the old
-    /// one's refused token).
-    pub fn mark_needs_reconsent(
+    fn mark_needs_reconsent(
         &self,
         key: ConnectionKey<'_>,
         replaces: u64,
@@ -342,8 +341,7 @@ impl Store {
         })
     }
 
-    /// The installation's connections, for every credential and user, by credential and user.
-    pub fn connections_of(
+    fn connections_of(
         &self,
         tenant: &TenantId,
         installation: &InstallationId,
@@ -404,24 +402,13 @@ impl Store {
         Ok(listed)
     }
 
-    /// Removes the connection; false if there was none.
-    pub fn delete_connection(&self, key: ConnectionKey<'_>) -> Result<bool, StoreError> {
+    fn delete_connection(&self, key: ConnectionKey<'_>) -> Result<bool, StoreError> {
         let Some(data_key) = self.tenant_key(key.tenant, false)? else {
             return Ok(false);
         };
         let removed = self.tree(CONNECTIONS)?.remove(key.id(&data_key))?.is_some();
         self.db.flush()?;
         Ok(removed)
-    }
-
-    /// Deletes every connection and consent under way of `tenant`.
-    pub(crate) fn delete_connections_of(&self, tenant: &TenantId) -> Result<(), StoreError> {
-        let connections = self.tree(CONNECTIONS)?;
-        for key in connections.scan_prefix(format!("{tenant}\0")).keys() {
-            connections.remove(key?)?;
-        }
-        self.remove_consents(|consent| consent.is_none_or(|c| c.tenant == tenant.as_str()))?;
-        Ok(())
     }
 }
 

@@ -1,0 +1,102 @@
+//! The conformance suite: the behaviour and the guarantees of the storage traits, written
+//! against [`Storage`] only, so every backend runs the same cases unchanged.
+//!
+//! A backend's tests call [`conformance_suite!`](crate::conformance_suite) with an expression
+//! that makes a fresh, empty [`Subject`]; each case becomes one `#[test]`. The races run
+//! [`RACERS`] threads against one record and count the winners, so a backend that checks and
+//! then writes outside one transaction fails them.
+//!
+//! Compiled for this crate's tests and, with the `conformance` feature, for other backends'.
+
+pub mod oauth;
+pub mod races;
+pub mod records;
+
+use std::sync::Arc;
+
+use airlock_runtime::ids::{InstallationId, TenantId};
+
+use crate::Storage;
+
+/// How many threads race for one record in the concurrency cases.
+pub const RACERS: usize = 8;
+
+/// A fresh, empty storage under test, and whatever must live as long as it (a temp dir, a
+/// database connection).
+pub struct Subject {
+    pub storage: Arc<dyn Storage>,
+    _keep: Box<dyn Send + Sync>,
+}
+
+impl Subject {
+    pub fn new(storage: Arc<dyn Storage>, keep: impl Send + Sync + 'static) -> Self {
+        Self {
+            storage,
+            _keep: Box::new(keep),
+        }
+    }
+}
+
+/// A tenant id for the cases.
+pub fn tenant(name: &str) -> TenantId {
+    name.parse().expect("a valid tenant id")
+}
+
+/// An installation id for the cases.
+pub fn installation(name: &str) -> InstallationId {
+    name.parse().expect("a valid installation id")
+}
+
+/// Runs `race` on [`RACERS`] threads started together; their results, in thread order.
+pub fn race<T: Send>(race: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    let start = std::sync::Barrier::new(RACERS);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..RACERS)
+            .map(|n| {
+                let (start, race) = (&start, &race);
+                scope.spawn(move || {
+                    start.wait();
+                    race(n)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a racer panicked"))
+            .collect()
+    })
+}
+
+/// One `#[test]` per conformance case, each on a fresh subject made by `$fresh`
+/// (an expression of type [`Subject`], evaluated once per case).
+#[macro_export]
+macro_rules! conformance_suite {
+    ($fresh:expr) => {
+        $crate::conformance_suite!(@cases $fresh;
+            records::tenants_are_created_once_listed_and_deleted,
+            records::deleting_a_tenant_removes_everything_it_owns,
+            records::api_keys_authenticate_until_revoked,
+            records::installations_and_bundles_round_trip,
+            records::credentials_are_listed_without_values_and_read_only_as_their_type,
+            records::webhook_endpoints_belong_to_their_tenant_and_rotate,
+            records::kv_values_round_trip_and_count_toward_usage,
+            oauth::connections_round_trip_and_replace_only_the_revision_read,
+            oauth::consents_are_taken_once_by_the_browser_that_started_them,
+            oauth::offered_consents_are_taken_once_and_expired_ones_purged,
+            races::a_delivery_id_is_first_for_exactly_one_caller,
+            races::an_offered_consent_is_taken_by_exactly_one_caller,
+            races::a_consent_state_is_taken_by_exactly_one_caller,
+            races::a_connection_revision_is_replaced_at_most_once,
+            races::a_use_in_flight_never_undoes_a_revoke,
+            races::concurrent_kv_writers_never_pass_the_quota_together,
+        );
+    };
+    (@cases $fresh:expr; $($module:ident :: $case:ident),+ $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                $crate::conformance::$module::$case($fresh);
+            }
+        )+
+    };
+}

@@ -1,0 +1,327 @@
+//! The storage traits: one per concern, each carrying the guarantees the services rely on.
+//!
+//! The services (`airlock-platform`), the server and the CLI see these traits, not sled:
+//! [`Store`](crate::Store) implements them on the embedded database, and a second backend
+//! implements them and passes the same [`conformance`](crate::conformance) suite unchanged.
+//! Every write is durable when the call returns. The guarantees named "Guarantee" below hold
+//! under concurrent callers, in one process or many.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use airlock_host_api::credentials::{ConnectionTokens, CredentialType, Secret, SecretSource};
+use airlock_host_api::kv::KvBackend;
+use airlock_policy::apikey::{ApiKeyRecord, KeyRefusal};
+use airlock_policy::webhook::{SigningKey, WebhookSecret};
+use airlock_runtime::ids::{EndpointId, InstallationId, TenantId, UserId};
+
+use crate::StoreError;
+use crate::connections::{ConnectionInfo, ConnectionKey, PendingConsent, TakenState};
+use crate::credentials::{CredentialInfo, SetOutcome};
+use crate::installations::InstallationRecord;
+use crate::kv::KvUsage;
+use crate::tenants::TenantInfo;
+use crate::webhooks::{EndpointInfo, NewEndpoint};
+
+/// Tenants: the unit every other record belongs to.
+pub trait Tenants: Send + Sync {
+    /// Creates `tenant`; refused if it exists.
+    fn create_tenant(&self, tenant: &TenantId) -> Result<TenantInfo, StoreError>;
+
+    /// Whether `tenant` exists.
+    fn tenant_exists(&self, tenant: &TenantId) -> Result<bool, StoreError>;
+
+    /// Every tenant, by id.
+    fn tenants(&self) -> Result<Vec<TenantInfo>, StoreError>;
+
+    /// Deletes `tenant`: its data key (so its sealed values become unreadable at once) and its
+    /// API keys, then its kv values, webhook endpoints, connections, installations and
+    /// credential records. Returns false if there was no such tenant.
+    fn delete_tenant(&self, tenant: &TenantId) -> Result<bool, StoreError>;
+}
+
+/// API key records (hashes only) for Airlock's own API.
+pub trait ApiKeys: Send + Sync {
+    /// Stores `record` (created or replaced) and flushes it.
+    fn put_api_key(&self, record: &ApiKeyRecord) -> Result<(), StoreError>;
+
+    /// The key record with `id`.
+    fn api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>, StoreError>;
+
+    /// Every key record, or `tenant`'s only.
+    fn api_keys(&self, tenant: Option<&TenantId>) -> Result<Vec<ApiKeyRecord>, StoreError>;
+
+    /// Marks key `id` revoked at `now`; false if there is no such key (or it was deleted
+    /// meanwhile: a revoke never brings a key back). A revoke is never undone by a concurrent
+    /// [`Self::authenticate`].
+    fn revoke_api_key(&self, id: &str, now: u64) -> Result<bool, StoreError>;
+
+    /// Checks a presented key at `now`: its record on success (with `last_used` updated to the
+    /// minute), else why it was refused. An unknown id and a wrong secret are the same refusal.
+    ///
+    /// Guarantee (compare-and-set): `last_used` is written only over the record that was
+    /// checked; if a revoke or deletion came in between, nothing is written (the revoke
+    /// stands, the key stays gone) and the key is checked again against what is stored now.
+    fn authenticate(
+        &self,
+        presented: &str,
+        now: u64,
+    ) -> Result<Result<ApiKeyRecord, KeyRefusal>, StoreError>;
+}
+
+/// Installed bundles with their grants, sealed config and pending upgrades.
+pub trait Installations: Send + Sync {
+    /// The installation, if it exists.
+    fn installation(
+        &self,
+        tenant: &TenantId,
+        installation: &InstallationId,
+    ) -> Result<Option<InstallationRecord>, StoreError>;
+
+    /// Stores `record` (created or replaced), its config sealed, and flushes it.
+    fn put_installation(&self, record: &InstallationRecord) -> Result<(), StoreError>;
+
+    /// Every installation, or `tenant`'s only.
+    fn installations(
+        &self,
+        tenant: Option<&TenantId>,
+    ) -> Result<Vec<InstallationRecord>, StoreError>;
+
+    /// Keeps `bytes` as a bundle (once per content); returns its hex SHA-256.
+    fn put_bundle(&self, bytes: &[u8]) -> Result<String, StoreError>;
+
+    /// Where the bundle with hex SHA-256 `digest` is kept.
+    fn bundle_path(&self, digest: &str) -> PathBuf;
+}
+
+/// Sealed credential values of installations. Values leave only through [`Storage::secrets`],
+/// to the egress broker.
+pub trait Credentials: Send + Sync {
+    /// Seals and stores `secret` as credential `name` of the installation, replacing any
+    /// earlier value; flushed before it returns.
+    fn set_credential(
+        &self,
+        tenant: &TenantId,
+        installation: &InstallationId,
+        name: &str,
+        origins: Vec<String>,
+        secret: &Secret,
+        credential_type: CredentialType,
+    ) -> Result<SetOutcome, StoreError>;
+
+    /// Replaces the value of an existing credential, keeping its type and origins.
+    fn reseal_credential(
+        &self,
+        tenant: &TenantId,
+        installation: &InstallationId,
+        name: &str,
+        secret: &Secret,
+    ) -> Result<(), StoreError>;
+
+    /// The installation's credentials, by name, without values.
+    fn list_credentials(
+        &self,
+        tenant: &TenantId,
+        installation: &InstallationId,
+    ) -> Result<Vec<CredentialInfo>, StoreError>;
+
+    /// Deletes credential `name`; false when there was none.
+    fn delete_credential(
+        &self,
+        tenant: &TenantId,
+        installation: &InstallationId,
+        name: &str,
+    ) -> Result<bool, StoreError>;
+}
+
+/// Webhook endpoints with sealed signing secrets, and the delivery ids seen.
+pub trait Webhooks: Send + Sync {
+    /// Stores a new endpoint with `secret`; flushed before it returns.
+    fn create_webhook(
+        &self,
+        new: NewEndpoint<'_>,
+        secret: &WebhookSecret,
+        now: u64,
+    ) -> Result<EndpointInfo, StoreError>;
+
+    /// The endpoint `id` if it belongs to `tenant`.
+    fn webhook(
+        &self,
+        tenant: &TenantId,
+        id: &EndpointId,
+        now: u64,
+    ) -> Result<Option<EndpointInfo>, StoreError>;
+
+    /// The tenant's endpoints.
+    fn webhooks_of(&self, tenant: &TenantId, now: u64) -> Result<Vec<EndpointInfo>, StoreError>;
+
+    /// Whether endpoint `id` exists (of any tenant): a delivery to none is refused before its
+    /// body is read.
+    fn webhook_exists(&self, id: &EndpointId) -> Result<bool, StoreError>;
+
+    /// The endpoint `id` (of any tenant: a delivery names only the endpoint) with the signing
+    /// keys of its live secrets.
+    fn webhook_keys(
+        &self,
+        id: &EndpointId,
+        now: u64,
+    ) -> Result<Option<(EndpointInfo, Vec<SigningKey>)>, StoreError>;
+
+    /// Whether another live endpoint secret of `tenant` equals `secret` (WH-09).
+    fn webhook_secret_in_use(
+        &self,
+        tenant: &TenantId,
+        secret: &WebhookSecret,
+        now: u64,
+    ) -> Result<bool, StoreError>;
+
+    /// Makes `secret` the endpoint's newest; the previous one verifies until `now + overlap`
+    /// (older ones are dropped). `None` if `tenant` has no such endpoint.
+    fn rotate_webhook(
+        &self,
+        tenant: &TenantId,
+        id: &EndpointId,
+        secret: &WebhookSecret,
+        overlap: u64,
+        now: u64,
+    ) -> Result<Option<EndpointInfo>, StoreError>;
+
+    /// Deletes the endpoint and its delivery ids; false if `tenant` has no such endpoint.
+    fn delete_webhook(&self, tenant: &TenantId, id: &EndpointId) -> Result<bool, StoreError>;
+
+    /// Records delivery `delivery` to endpoint `id`, remembered until `now + retention`;
+    /// false if it was already received and is still remembered (a replay).
+    ///
+    /// Guarantee (first writer wins): of concurrent calls for one delivery, exactly one gets
+    /// true, so a replayed delivery never runs twice.
+    fn first_delivery(
+        &self,
+        id: &EndpointId,
+        delivery: &str,
+        retention: u64,
+        now: u64,
+    ) -> Result<bool, StoreError>;
+
+    /// Forgets delivery id `delivery` of endpoint `id` (its run failed on our side), so the
+    /// sender's retry is taken as new.
+    fn release_delivery(&self, id: &EndpointId, delivery: &str) -> Result<(), StoreError>;
+
+    /// Drops delivery ids whose retention ended; returns how many.
+    fn purge_deliveries(&self, now: u64) -> Result<usize, StoreError>;
+}
+
+/// OAuth connections: the tokens a consent produced, sealed, with a revision each.
+pub trait Connections: Send + Sync {
+    /// The reference that stands for `user` of `tenant` where a user id must not be stored in
+    /// clear (the connections' keys, the audit trail): a keyed hash under the tenant's data key
+    /// (`u-` and 32 hex digits), the same while that key lives, meaningless once it is destroyed.
+    fn user_ref(&self, tenant: &TenantId, user: &UserId) -> Result<String, StoreError>;
+
+    /// Stores the tokens of a new connection (a consent just made), connected as of `now`.
+    fn put_connection(
+        &self,
+        key: ConnectionKey<'_>,
+        tokens: &ConnectionTokens,
+        now: u64,
+    ) -> Result<(), StoreError>;
+
+    /// Stores refreshed tokens in place of revision `replaces`; false (nothing written) when
+    /// the connection was removed or replaced meanwhile, so a refresh that was in flight never
+    /// resurrects a removed connection or overwrites a newer consent.
+    ///
+    /// Guarantee (compare-and-set on the revision): of concurrent replacements of one
+    /// revision, at most one is written.
+    fn replace_connection(
+        &self,
+        key: ConnectionKey<'_>,
+        replaces: u64,
+        tokens: &ConnectionTokens,
+        now: u64,
+    ) -> Result<bool, StoreError>;
+
+    /// The connection's tokens and status, opened; `None` if there is none.
+    fn connection(&self, key: ConnectionKey<'_>) -> Result<Option<ConnectionTokens>, StoreError>;
+
+    /// Marks revision `replaces` of the connection as needing re-consent; false if the
+    /// connection is gone or was replaced meanwhile (a new consent is not marked for the old
+    /// one's refused token).
+    fn mark_needs_reconsent(
+        &self,
+        key: ConnectionKey<'_>,
+        replaces: u64,
+        now: u64,
+    ) -> Result<bool, StoreError>;
+
+    /// The installation's connections, for every credential and user, by credential and user.
+    fn connections_of(
+        &self,
+        tenant: &TenantId,
+        installation: &InstallationId,
+    ) -> Result<Vec<ConnectionInfo>, StoreError>;
+
+    /// Removes the connection; false if there was none.
+    fn delete_connection(&self, key: ConnectionKey<'_>) -> Result<bool, StoreError>;
+}
+
+/// Consents under way: offered start links and the states a browser carries to the provider.
+pub trait Consents: Send + Sync {
+    /// Keeps `consent` to be started once, by the browser that opens the link with `id`.
+    fn offer_consent(&self, id: &str, consent: &PendingConsent) -> Result<(), StoreError>;
+
+    /// Takes the consent offered under `id`, removed whatever it holds; `None` if unknown or
+    /// already taken. The caller checks its expiry.
+    ///
+    /// Guarantee (first writer wins): of concurrent takes of one `id`, exactly one gets it.
+    fn take_offered_consent(&self, id: &str) -> Result<Option<PendingConsent>, StoreError>;
+
+    /// Keeps a consent under way under `state`, its PKCE `verifier` sealed, for the browser
+    /// holding the cookie `nonce`.
+    fn begin_consent(
+        &self,
+        key: ConnectionKey<'_>,
+        consent: PendingConsent,
+        state: &str,
+        verifier: &str,
+        nonce: &str,
+    ) -> Result<(), StoreError>;
+
+    /// Takes the consent under way for `state`, for the browser that came back with `cookie`
+    /// (its nonce): removed whatever it holds, so no state is used twice, not even after a
+    /// refusal. Whatever it found, the consent comes back whole (its user opened).
+    ///
+    /// Guarantee (first writer wins): of concurrent takes of one `state`, exactly one finds it.
+    fn take_consent(
+        &self,
+        state: &str,
+        cookie: Option<&str>,
+        now: u64,
+    ) -> Result<TakenState, StoreError>;
+
+    /// Drops consents (offered or under way) whose ten minutes are over; returns how many.
+    fn purge_consents(&self, now: u64) -> Result<usize, StoreError>;
+}
+
+/// Guests' key-value namespaces, sealed, with usage kept for quotas.
+pub trait KvNamespaces: Send + Sync {
+    /// The namespace of one installation, as its guests' `kv` interface uses it.
+    ///
+    /// Guarantee: `set` checks the quota in the same transaction as the write, so concurrent
+    /// writers never pass the quota together.
+    fn kv(&self, tenant: &TenantId, installation: &InstallationId) -> Arc<dyn KvBackend>;
+
+    /// What the installation's namespace holds, as its quota counts it.
+    fn kv_usage(
+        &self,
+        tenant: &TenantId,
+        installation: &InstallationId,
+    ) -> Result<KvUsage, StoreError>;
+}
+
+/// Every concern at once: what the services hold (as `Arc<dyn Storage>`).
+pub trait Storage:
+    Tenants + ApiKeys + Installations + Credentials + Webhooks + Connections + Consents + KvNamespaces
+{
+    /// The installation's credentials as the egress broker reads them: values opened only to
+    /// be injected, OAuth connections refreshed in place.
+    fn secrets(&self, tenant: &TenantId, installation: &InstallationId) -> Arc<dyn SecretSource>;
+}
