@@ -9,8 +9,7 @@ pub use airlock_policy::apikey::*;
 use airlock_audit::AuditTrail;
 use airlock_runtime::clock::now_unix;
 use airlock_runtime::ids::TenantId;
-use airlock_store::{ApiKeys, Tenants};
-use airlock_store::{Store, StoreError};
+use airlock_store::{Storage, StoreError};
 
 /// Why a key was not issued or revoked.
 #[derive(Debug, thiserror::Error)]
@@ -26,7 +25,7 @@ pub enum IssueError {
 /// Makes a key for `tenant` (or the admin key, with no scopes: it has them all), stores its
 /// hash and records the change. The CLI and the server issue keys only here.
 pub fn issue(
-    store: &Store,
+    store: &dyn Storage,
     trail: &AuditTrail,
     tenant: Option<&TenantId>,
     mut scopes: Vec<Scope>,
@@ -51,7 +50,7 @@ pub fn issue(
 
 /// Revokes key `id` and records it; `None` if there is no such key.
 pub fn revoke(
-    store: &Store,
+    store: &dyn Storage,
     trail: &AuditTrail,
     id: &str,
 ) -> Result<Option<ApiKeyRecord>, IssueError> {

@@ -9,7 +9,6 @@ use zeroize::Zeroizing;
 use super::{InstallError, Installer};
 use airlock_runtime::ids::{InstallationId, TenantId};
 use airlock_runtime::loader::credential_spec;
-use airlock_store::Credentials;
 use airlock_store::credentials::SetOutcome;
 
 /// Why a credential was not stored.

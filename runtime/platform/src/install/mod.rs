@@ -34,8 +34,7 @@ use airlock_runtime::manifest::LoadedManifest;
 use airlock_runtime::runtime::Runtime;
 use airlock_runtime::trust::TrustStore;
 use airlock_store::installations::{InstallationRecord, PendingUpgrade, bundle_digest};
-use airlock_store::{Installations, Tenants};
-use airlock_store::{Store, StoreError};
+use airlock_store::{Storage, StoreError};
 
 /// Why an install, an approval or a load of an installation was refused.
 #[derive(Debug, thiserror::Error)]
@@ -169,7 +168,7 @@ enum Approval {
 /// Installs, upgrades and loads installations: the one code path for the CLI and the server.
 pub struct Installer<'a> {
     pub runtime: &'a Runtime,
-    pub store: &'a Store,
+    pub store: &'a dyn Storage,
     pub trust: &'a TrustStore,
     pub trail: &'a AuditTrail,
 }

@@ -12,7 +12,6 @@ use airlock_policy::webhook::{Scheme, SecretRefused, WebhookSecret};
 use airlock_runtime::clock::now_unix;
 use airlock_runtime::ids::{EndpointId, InstallationId, TenantId};
 use airlock_store::StoreError;
-use airlock_store::Webhooks;
 use airlock_store::webhooks::{EndpointInfo, NewEndpoint};
 
 /// The longest a rotated-out secret keeps verifying.

@@ -19,7 +19,6 @@ use crate::server::app::App;
 use crate::server::auth::Principal;
 use crate::server::error::ApiError;
 use crate::store::installations::bundle_digest;
-use airlock_store::Installations;
 
 pub(super) async fn upload(
     State(app): State<Arc<App>>,
