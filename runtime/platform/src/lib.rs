@@ -6,6 +6,8 @@
 //! - [`install`]: installing signed bundles for tenants, grants, upgrades and approvals,
 //!   installations' credentials and webhook endpoints.
 //! - [`api_keys`]: issuing and revoking API keys for Airlock's own API.
+//! - [`tenants`]: creating and deleting tenants.
+//! - [`trust`]: trusting and revoking publisher keys.
 //!
 //! # Must never depend on
 //! axum or clap: services take typed values and return typed errors; HTTP status codes and
@@ -13,3 +15,5 @@
 
 pub mod api_keys;
 pub mod install;
+pub mod tenants;
+pub mod trust;

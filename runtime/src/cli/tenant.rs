@@ -1,6 +1,6 @@
 //! `airlock tenant create|list|delete`.
 
-use airlock_host_api::audit::{AuditEvent, Change};
+use airlock_platform::tenants::{self, TenantError};
 use clap::{Args, Subcommand};
 
 use super::{EXIT_INVALID, State, fail};
@@ -30,18 +30,13 @@ enum TenantCommand {
 
 pub(crate) fn tenant(args: TenantArgs, state: &State) -> anyhow::Result<u8> {
     let (store, trail) = state.open()?;
-    let record = |tenant: &TenantId, change| {
-        trail.append_blocking(AuditEvent::TenantChanged {
-            tenant: tenant.to_string(),
-            change,
-        })
+    let refused = |e: TenantError| match e {
+        TenantError::Exists(_) | TenantError::Unknown(_) => fail(EXIT_INVALID, e),
+        other => other.into(),
     };
     match args.command {
         TenantCommand::Create { tenant } => {
-            store
-                .create_tenant(&tenant)
-                .map_err(|e| fail(EXIT_INVALID, e))?;
-            record(&tenant, Change::Set)?;
+            tenants::create(&store, &trail, &tenant).map_err(refused)?;
             eprintln!("created tenant {tenant}");
         }
         TenantCommand::List { json } => {
@@ -63,13 +58,7 @@ pub(crate) fn tenant(args: TenantArgs, state: &State) -> anyhow::Result<u8> {
             }
         }
         TenantCommand::Delete { tenant } => {
-            if !store.delete_tenant(&tenant)? {
-                return Err(fail(
-                    EXIT_INVALID,
-                    anyhow::anyhow!("tenant {tenant} does not exist"),
-                ));
-            }
-            record(&tenant, Change::Deleted)?;
+            tenants::delete(&store, &trail, &tenant).map_err(refused)?;
             eprintln!(
                 "deleted tenant {tenant}: its data key is gone, so its stored secrets can never \
                  be decrypted again; its installations and credentials are removed"

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use airlock_host_api::audit::{AuditEvent, Change};
+use airlock_platform::trust::{self as trust_service, TrustChangeError};
 
 use clap::{Args, Subcommand};
 
@@ -69,14 +69,8 @@ pub(crate) fn trust(args: TrustArgs, state: &State) -> anyhow::Result<u8> {
             };
             let key = PublicKey::parse_line(line.trim()).map_err(|e| fail(EXIT_INVALID, e))?;
             let (_db, trail) = state.open()?;
-            let added = store
-                .add(&key, &publisher)
-                .map_err(|e| fail(EXIT_INVALID, e))?;
-            trail.append_blocking(AuditEvent::TrustChanged {
-                key: added.key_id.clone(),
-                publisher: added.publisher.clone(),
-                change: Change::Set,
-            })?;
+            let added =
+                trust_service::add(&mut store, &trail, &key, &publisher).map_err(refused)?;
             eprintln!(
                 "trusted key {} for publisher {:?}",
                 added.key_id, added.publisher
@@ -105,14 +99,17 @@ pub(crate) fn trust(args: TrustArgs, state: &State) -> anyhow::Result<u8> {
         }
         TrustCommand::Revoke { key_id } => {
             let (_db, trail) = state.open()?;
-            let publisher = store.revoke(&key_id).map_err(|e| fail(EXIT_INVALID, e))?;
-            trail.append_blocking(AuditEvent::TrustChanged {
-                key: key_id.clone(),
-                publisher,
-                change: Change::Revoked,
-            })?;
+            trust_service::revoke(&mut store, &trail, &key_id).map_err(refused)?;
             eprintln!("revoked key {key_id}: bundles it signed no longer run");
         }
     }
     Ok(0)
+}
+
+/// A refused change is the operator's input (exit 2); an audit failure is not.
+fn refused(e: TrustChangeError) -> anyhow::Error {
+    match e {
+        TrustChangeError::Trust(e) => fail(EXIT_INVALID, e),
+        audit => audit.into(),
+    }
 }

@@ -1,0 +1,48 @@
+//! Trusting and revoking publisher keys, each change recorded in the audit trail. The CLI and
+//! the server change the trust store only here.
+
+use airlock_audit::AuditTrail;
+use airlock_host_api::audit::{AuditEvent, AuditUnavailable, Change};
+use airlock_runtime::bundle::PublicKey;
+use airlock_runtime::trust::{TrustError, TrustStore, TrustedKey};
+
+/// Why a trust change was refused or not recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum TrustChangeError {
+    #[error(transparent)]
+    Trust(#[from] TrustError),
+    #[error(transparent)]
+    Audit(#[from] AuditUnavailable),
+}
+
+/// Trusts `key` for bundles of `publisher` and records it.
+pub fn add(
+    store: &mut TrustStore,
+    trail: &AuditTrail,
+    key: &PublicKey,
+    publisher: &str,
+) -> Result<TrustedKey, TrustChangeError> {
+    let added = store.add(key, publisher)?.clone();
+    trail.append_blocking(AuditEvent::TrustChanged {
+        key: added.key_id.clone(),
+        publisher: added.publisher.clone(),
+        change: Change::Set,
+    })?;
+    Ok(added)
+}
+
+/// Revokes key `key_id`, so bundles it signed no longer run, and records it; returns the
+/// publisher it signed for.
+pub fn revoke(
+    store: &mut TrustStore,
+    trail: &AuditTrail,
+    key_id: &str,
+) -> Result<String, TrustChangeError> {
+    let publisher = store.revoke(key_id)?;
+    trail.append_blocking(AuditEvent::TrustChanged {
+        key: key_id.to_string(),
+        publisher: publisher.clone(),
+        change: Change::Revoked,
+    })?;
+    Ok(publisher)
+}
