@@ -6,7 +6,6 @@
 
 use std::fs;
 use std::hash::{Hash, Hasher};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use hmac::{Hmac, Mac};
@@ -15,12 +14,15 @@ use wasmtime::Engine;
 use wasmtime::component::Component;
 
 use crate::digest::Digest;
+use crate::fsutil::Confined;
 
 type HmacSha256 = Hmac<Sha256>;
 
 const KEY_FILE: &str = "cache.key";
 const DIR: &str = "compiled";
 const MAC_LEN: usize = 32;
+/// A compiled artifact is a few times its component, which a bundle caps at 128 MiB.
+const MAX_ENTRY_BYTES: u64 = 1 << 30;
 const DOMAIN: &[u8] = b"airlock compiled component v1\0";
 
 /// Where a component came from.
@@ -47,7 +49,7 @@ impl std::fmt::Display for CacheOutcome {
 
 /// The compiled-artifact cache under one data dir.
 pub struct CompileCache {
-    dir: PathBuf,
+    dir: Confined,
     key: [u8; 32],
     engine_fingerprint: String,
 }
@@ -67,11 +69,9 @@ pub enum CacheError {
 impl CompileCache {
     /// Opens (creating if needed) the cache under `data_dir`.
     pub fn open(data_dir: &Path, engine: &Engine) -> Result<Self, CacheError> {
-        let dir = data_dir.join(DIR);
-        fs::create_dir_all(&dir).map_err(|source| CacheError::Io {
-            path: dir.clone(),
-            source,
-        })?;
+        let path = data_dir.join(DIR);
+        let dir =
+            Confined::create(&path, 0o700).map_err(|source| CacheError::Io { path, source })?;
         let key = load_or_create_key(&data_dir.join(KEY_FILE))?;
         Ok(Self {
             dir,
@@ -90,9 +90,10 @@ impl CompileCache {
         digest: &Digest,
         bytes: &[u8],
     ) -> wasmtime::Result<(Component, CacheOutcome)> {
-        let path = self.entry_path(digest);
+        let name = self.entry_name(digest);
+        let path = self.dir.path_of(&name);
         let mut outcome = CacheOutcome::Compiled;
-        if let Ok(entry) = fs::read(&path) {
+        if let Ok(Some(entry)) = self.dir.read(&name, MAX_ENTRY_BYTES) {
             match self.verify(digest, &entry) {
                 Some(artifact) => {
                     // SAFETY: the artifact carries a MAC under this host's key over this engine's
@@ -110,18 +111,14 @@ impl CompileCache {
             }
         }
         let component = Component::new(engine, bytes)?;
-        if let Err(error) = self.store(&path, digest, &component) {
+        if let Err(error) = self.store(&name, digest, &component) {
             tracing::warn!(path = %path.display(), %error, "could not write compiled cache entry");
         }
         Ok((component, outcome))
     }
 
-    fn entry_path(&self, digest: &Digest) -> PathBuf {
-        self.dir.join(format!(
-            "{}-{}.cwasm",
-            digest.hex(),
-            self.engine_fingerprint
-        ))
+    fn entry_name(&self, digest: &Digest) -> String {
+        format!("{}-{}.cwasm", digest.hex(), self.engine_fingerprint)
     }
 
     fn mac(&self, digest: &Digest, artifact: &[u8]) -> HmacSha256 {
@@ -139,14 +136,11 @@ impl CompileCache {
         Some(artifact)
     }
 
-    fn store(&self, path: &Path, digest: &Digest, component: &Component) -> anyhow::Result<()> {
+    fn store(&self, name: &str, digest: &Digest, component: &Component) -> anyhow::Result<()> {
         let artifact = component.serialize()?;
-        let tag = self.mac(digest, &artifact).finalize().into_bytes();
-        let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
-        tmp.write_all(&tag)?;
-        tmp.write_all(&artifact)?;
-        tmp.as_file().sync_all()?;
-        tmp.persist(path)?;
+        let mut entry = self.mac(digest, &artifact).finalize().into_bytes().to_vec();
+        entry.extend_from_slice(&artifact);
+        self.dir.write_atomic(name, &entry)?;
         Ok(())
     }
 }

@@ -108,7 +108,7 @@ fn load_installed(
     match installer.load(&record) {
         Ok(integration) => Ok((integration, record.config)),
         Err(e) => {
-            let stored = store.bundle_path(&record.bundle);
+            let stored = store.bundle_origin(&record.bundle);
             Err(refusal(trail, &stored, e.trust_reason(), e))
         }
     }

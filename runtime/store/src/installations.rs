@@ -15,6 +15,8 @@ use super::keys::DATA_KEY_VERSION;
 use super::{Store, StoreError};
 use crate::traits::*;
 use airlock_policy::grant::Grant;
+use airlock_runtime::bundle::trusted::MAX_BUNDLE_BYTES;
+use airlock_runtime::fsutil::Confined;
 use airlock_runtime::ids::{InstallationId, TenantId};
 
 pub(super) const INSTALLATIONS: &str = "installations";
@@ -173,23 +175,42 @@ impl Installations for Store {
 
     fn put_bundle(&self, bytes: &[u8]) -> Result<String, StoreError> {
         let digest = bundle_digest(bytes);
-        let path = self.bundle_path(&digest);
-        if !path.exists() {
-            let io = |e: std::io::Error| StoreError::Io {
-                path: path.clone(),
-                source: e,
-            };
-            std::fs::create_dir_all(self.data_dir.join(BUNDLES_DIR)).map_err(io)?;
-            airlock_runtime::fsutil::write_atomic(&path, bytes).map_err(io)?;
+        let (dir, name) = (self.bundles()?, bundle_name(&digest));
+        let io = |source| StoreError::Io {
+            path: dir.path_of(&name),
+            source,
+        };
+        if !dir.contains(&name).map_err(io)? {
+            dir.write_atomic(&name, bytes).map_err(io)?;
         }
         Ok(digest)
     }
 
-    fn bundle_path(&self, digest: &str) -> PathBuf {
-        self.data_dir
-            .join(BUNDLES_DIR)
-            .join(format!("{digest}.airlock"))
+    fn bundle(&self, digest: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let (dir, name) = (self.bundles()?, bundle_name(digest));
+        dir.read(&name, MAX_BUNDLE_BYTES)
+            .map_err(|source| StoreError::Io {
+                path: dir.path_of(&name),
+                source,
+            })
     }
+
+    fn bundle_origin(&self, digest: &str) -> PathBuf {
+        self.data_dir.join(BUNDLES_DIR).join(bundle_name(digest))
+    }
+}
+
+impl Store {
+    /// The bundles directory, as a capability: a digest that is not one cannot name a file
+    /// outside it.
+    fn bundles(&self) -> Result<Confined, StoreError> {
+        let path = self.data_dir.join(BUNDLES_DIR);
+        Confined::create(&path, 0o700).map_err(|source| StoreError::Io { path, source })
+    }
+}
+
+fn bundle_name(digest: &str) -> String {
+    format!("{digest}.airlock")
 }
 
 /// The name a bundle is kept under: hex SHA-256 of its bytes.

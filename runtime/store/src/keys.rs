@@ -9,16 +9,14 @@
 //! directory (crypto-shredding; what the device underneath may keep is
 //! docs/security-model.md's "Deletion" section).
 
-use std::fs;
-use std::io::{self, Read};
-use std::os::unix::fs::DirBuilderExt;
-use std::path::{Path, PathBuf};
+use std::io;
+use std::path::PathBuf;
 use std::sync::{Arc, PoisonError};
 
 use airlock_host_api::credentials::vault::{DataKey, MasterKey, WrappedKey};
 
 use super::{Store, StoreError};
-use airlock_runtime::fsutil;
+use airlock_runtime::fsutil::{self, Confined};
 use airlock_runtime::ids::TenantId;
 
 /// Default master key file name inside the data dir (outside the database itself).
@@ -44,15 +42,44 @@ impl Store {
         Ok(key)
     }
 
-    /// Where `tenant`'s wrapped data key is kept (tenant ids are file-name safe).
+    /// Where `tenant`'s wrapped data key is kept.
     pub fn tenant_key_path(&self, tenant: &TenantId) -> PathBuf {
-        self.data_dir.join(KEYS_DIR).join(format!("{tenant}.key"))
+        self.data_dir.join(KEYS_DIR).join(key_file(tenant))
+    }
+
+    /// The keys directory as a capability (tenant ids are file-name safe, and the handle
+    /// keeps any name inside it regardless); created (0700) when `create`, else `None` if
+    /// there is none yet.
+    fn keys_dir(&self, create: bool) -> Result<Option<Confined>, StoreError> {
+        let path = self.data_dir.join(KEYS_DIR);
+        let io = |source| StoreError::Io {
+            path: path.clone(),
+            source,
+        };
+        match Confined::open(&path).map_err(io)? {
+            Some(dir) => Ok(Some(dir)),
+            None if create => {
+                let dir = Confined::create(&path, 0o700).map_err(io)?;
+                fsutil::sync_dir(&self.data_dir).map_err(|source| StoreError::Io {
+                    path: self.data_dir.clone(),
+                    source,
+                })?;
+                Ok(Some(dir))
+            }
+            None => Ok(None),
+        }
     }
 
     /// Destroys the tenant's wrapped data key: what it sealed can never be opened again.
     pub(crate) fn shred_tenant_key(&self, tenant: &TenantId) -> Result<(), StoreError> {
-        let path = self.tenant_key_path(tenant);
-        fsutil::shred(&path).map_err(|source| StoreError::Io { path, source })?;
+        let Some(dir) = self.keys_dir(false)? else {
+            return Ok(());
+        };
+        let name = key_file(tenant);
+        dir.shred(&name).map_err(|source| StoreError::Io {
+            path: dir.path_of(&name),
+            source,
+        })?;
         Ok(())
     }
 
@@ -62,8 +89,9 @@ impl Store {
         tenant: &TenantId,
         create: bool,
     ) -> Result<Option<DataKey>, StoreError> {
-        let path = self.tenant_key_path(tenant);
-        if let Some(wrapped) = read_wrapped(&path, tenant)? {
+        if let Some(dir) = self.keys_dir(false)?
+            && let Some(wrapped) = read_wrapped(&dir, tenant)?
+        {
             return self.unwrap_key(tenant, &wrapped).map(Some);
         }
         if !create {
@@ -72,11 +100,12 @@ impl Store {
         let master = self.master()?;
         let key = DataKey::generate();
         let bytes = encode(&master.wrap(tenant.as_str(), &key), tenant)?;
-        match self.write_key_file(&path, &bytes) {
+        match self.write_key_file(tenant, &bytes) {
             Ok(()) => Ok(Some(key)),
             // Two writers racing: the first key stored wins and both use it.
             Err(StoreError::Io { source, .. }) if source.kind() == io::ErrorKind::AlreadyExists => {
-                let wrapped = read_wrapped(&path, tenant)?.ok_or_else(|| corrupt(tenant))?;
+                let dir = self.keys_dir(false)?.ok_or_else(|| corrupt(tenant))?;
+                let wrapped = read_wrapped(&dir, tenant)?.ok_or_else(|| corrupt(tenant))?;
                 self.unwrap_key(tenant, &wrapped).map(Some)
             }
             Err(e) => Err(e),
@@ -91,10 +120,10 @@ impl Store {
         tenant: &TenantId,
         bytes: &[u8],
     ) -> Result<(), StoreError> {
-        let path = self.tenant_key_path(tenant);
-        match self.write_key_file(&path, bytes) {
+        match self.write_key_file(tenant, bytes) {
             Err(StoreError::Io { source, .. }) if source.kind() == io::ErrorKind::AlreadyExists => {
-                let on_disk = read_wrapped(&path, tenant)?;
+                let dir = self.keys_dir(false)?.ok_or_else(|| corrupt(tenant))?;
+                let on_disk = read_wrapped(&dir, tenant)?;
                 let in_db: WrappedKey =
                     serde_json::from_slice(bytes).map_err(|_| corrupt(tenant))?;
                 if on_disk.as_ref() == Some(&in_db) {
@@ -103,7 +132,7 @@ impl Store {
                     Err(StoreError::Exists {
                         what: format!(
                             "a different data key of tenant {tenant} than the database's ({})",
-                            path.display()
+                            self.tenant_key_path(tenant).display()
                         ),
                     })
                 }
@@ -115,24 +144,16 @@ impl Store {
     /// Destroys what a crash left of key files being written (temp files never renamed into
     /// place). Called when the store opens, under its lock, so no writer is running.
     pub(super) fn sweep_key_dir(&self) -> Result<(), StoreError> {
-        let dir = self.data_dir.join(KEYS_DIR);
-        let io = |source| StoreError::Io {
-            path: dir.clone(),
-            source,
+        let Some(dir) = self.keys_dir(false)? else {
+            return Ok(());
         };
-        let entries = match fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(io(e)),
+        let io = |name: &str| {
+            let path = dir.path_of(name);
+            move |source| StoreError::Io { path, source }
         };
-        for entry in entries {
-            let path = entry.map_err(io)?.path();
-            let leftover = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with(".tmp"));
-            if leftover {
-                fsutil::shred(&path).map_err(|source| StoreError::Io { path, source })?;
+        for name in dir.file_names().map_err(io(""))? {
+            if name.starts_with(".tmp") {
+                dir.shred(&name).map_err(io(&name))?;
             }
         }
         Ok(())
@@ -146,45 +167,40 @@ impl Store {
             })
     }
 
-    /// Writes a new key file (never over an existing one), creating `keys/` (0700) if needed.
-    fn write_key_file(&self, path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-        let dir = self.data_dir.join(KEYS_DIR);
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| StoreError::Io { path, source }
-        };
-        if !dir.is_dir() {
-            fs::DirBuilder::new()
-                .mode(0o700)
-                .create(&dir)
-                .or_else(|e| match e.kind() {
-                    io::ErrorKind::AlreadyExists => Ok(()),
-                    _ => Err(e),
-                })
-                .map_err(io(&dir))?;
-            fsutil::sync_dir(&self.data_dir).map_err(io(&self.data_dir))?;
-        }
-        fsutil::write_private_new_atomic(path, bytes).map_err(io(path))
+    /// Writes `tenant`'s new key file (never over an existing one), creating `keys/` (0700)
+    /// if needed.
+    fn write_key_file(&self, tenant: &TenantId, bytes: &[u8]) -> Result<(), StoreError> {
+        let dir = self.keys_dir(true)?.ok_or_else(|| corrupt(tenant))?;
+        let name = key_file(tenant);
+        dir.write_private_new_atomic(&name, bytes)
+            .map_err(|source| StoreError::Io {
+                path: dir.path_of(&name),
+                source,
+            })
     }
 }
 
-/// The wrapped key in the file at `path`; `None` if there is no file.
-fn read_wrapped(path: &Path, tenant: &TenantId) -> Result<Option<WrappedKey>, StoreError> {
-    let io = |source| StoreError::Io {
-        path: path.to_path_buf(),
-        source,
+fn key_file(tenant: &TenantId) -> String {
+    format!("{tenant}.key")
+}
+
+/// `tenant`'s wrapped key in `dir`; `None` if there is no file. Anything but a small JSON
+/// file there is a damaged key, refused.
+fn read_wrapped(dir: &Confined, tenant: &TenantId) -> Result<Option<WrappedKey>, StoreError> {
+    let name = key_file(tenant);
+    let bytes = match dir.read(&name, MAX_KEY_FILE_LEN) {
+        Ok(None) => return Ok(None),
+        Ok(Some(bytes)) => bytes,
+        Err(e) if matches!(e.kind(), io::ErrorKind::Other | io::ErrorKind::IsADirectory) => {
+            return Err(corrupt(tenant));
+        }
+        Err(source) => {
+            return Err(StoreError::Io {
+                path: dir.path_of(&name),
+                source,
+            });
+        }
     };
-    let mut file = match fs::File::open(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io(e)),
-    };
-    let meta = file.metadata().map_err(io)?;
-    if !meta.is_file() || meta.len() > MAX_KEY_FILE_LEN {
-        return Err(corrupt(tenant));
-    }
-    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
-    file.read_to_end(&mut bytes).map_err(io)?;
     serde_json::from_slice(&bytes)
         .map(Some)
         .map_err(|_| corrupt(tenant))
@@ -236,6 +252,7 @@ impl<'a> KeyCache<'a> {
 mod tests {
     use super::*;
     use crate::testing::{holds, raw_bytes};
+    use std::fs;
 
     #[test]
     fn a_tenant_key_lives_in_its_own_file_and_shredding_leaves_no_copy() {

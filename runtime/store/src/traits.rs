@@ -90,8 +90,12 @@ pub trait Installations: Send + Sync {
     /// Keeps `bytes` as a bundle (once per content); returns its hex SHA-256.
     fn put_bundle(&self, bytes: &[u8]) -> Result<String, StoreError>;
 
-    /// Where the bundle with hex SHA-256 `digest` is kept.
-    fn bundle_path(&self, digest: &str) -> PathBuf;
+    /// The bundle with hex SHA-256 `digest` as [`Self::put_bundle`] kept it, refused past
+    /// the bundle size cap; `None` if there is none.
+    fn bundle(&self, digest: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Where the bundle with `digest` is kept, to name it in messages.
+    fn bundle_origin(&self, digest: &str) -> PathBuf;
 }
 
 /// Sealed credential values of installations. Values leave only through [`Storage::secrets`],

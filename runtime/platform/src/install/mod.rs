@@ -24,9 +24,7 @@ pub use credentials::CredentialSetError;
 pub use webhooks::{CreatedWebhook, WebhookError};
 
 use airlock_audit::AuditTrail;
-use airlock_runtime::bundle::{
-    OpenError, VerifiedBundle, load_verified, read_bundle, verify_trusted,
-};
+use airlock_runtime::bundle::{OpenError, VerifiedBundle, load_verified, verify_trusted};
 use airlock_runtime::clock::now_unix;
 use airlock_runtime::ids::{IdError, InstallationId, TenantId};
 use airlock_runtime::loader::{ConfigError, Integration, bundle_manifest};
@@ -91,8 +89,8 @@ pub enum InstallError {
         version: String,
         items: Vec<String>,
     },
-    #[error("the stored bundle of installation {0} is missing or unreadable")]
-    MissingBundle(InstallationId, #[source] OpenError),
+    #[error("the stored bundle of installation {0} is missing")]
+    MissingBundle(InstallationId),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -103,7 +101,7 @@ impl InstallError {
     /// The trust failure's reason code (CLI exit code 6): the bundle's own, or `rollback`.
     pub fn trust_reason(&self) -> Option<&'static str> {
         match self {
-            Self::Open(e) | Self::MissingBundle(_, e) => e.trust_reason(),
+            Self::Open(e) => e.trust_reason(),
             Self::Rollback { .. } => Some("rollback"),
             _ => None,
         }
@@ -439,20 +437,19 @@ impl Installer<'_> {
         Ok(bundle_manifest(&path, &verified.files).map_err(OpenError::from)?)
     }
 
-    /// The stored bundle with hex SHA-256 `digest`, read once, and its path.
+    /// The stored bundle with hex SHA-256 `digest`, read once, and where it is kept.
     fn stored_bundle(
         &self,
         installation: &str,
         digest: &str,
     ) -> Result<(PathBuf, Vec<u8>), InstallError> {
-        let path = self.store.bundle_path(digest);
-        match read_bundle(&path) {
-            Ok(bytes) => Ok((path, bytes)),
-            Err(e) => {
+        match self.store.bundle(digest)? {
+            Some(bytes) => Ok((self.store.bundle_origin(digest), bytes)),
+            None => {
                 let id = installation
                     .parse()
                     .map_err(|id| InstallError::InstallationId(installation.to_string(), id))?;
-                Err(InstallError::MissingBundle(id, e))
+                Err(InstallError::MissingBundle(id))
             }
         }
     }

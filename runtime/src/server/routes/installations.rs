@@ -14,7 +14,6 @@ use serde_json::{Value, json};
 
 use super::{TenantQuery, id, json_body};
 use crate::apikey::Scope;
-use crate::bundle::read_bundle;
 use crate::ids::{InstallationId, TenantId};
 use crate::install::{Approver, Grant, InstallError, InstallRequest, Installer, Outcome};
 use crate::server::app::App;
@@ -93,8 +92,8 @@ pub(super) async fn install(
         ));
     }
     let digest = new.bundle.to_ascii_lowercase();
-    let origin = app.store.bundle_path(&digest);
-    let bundle = read_bundle(&origin).map_err(|_| {
+    let origin = app.store.bundle_origin(&digest);
+    let bundle = app.store.bundle(&digest)?.ok_or_else(|| {
         ApiError::not_found(format!(
             "bundle {digest} (the operator uploads bundles: POST /v1/bundles)"
         ))

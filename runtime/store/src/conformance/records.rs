@@ -146,9 +146,10 @@ pub fn installations_and_bundles_round_trip(subject: Subject) {
     assert_eq!(digest.len(), 64, "hex SHA-256");
     assert_eq!(s.put_bundle(b"bundle bytes").expect("again"), digest);
     assert_eq!(
-        std::fs::read(s.bundle_path(&digest)).expect("kept"),
-        b"bundle bytes"
+        s.bundle(&digest).expect("read"),
+        Some(b"bundle bytes".to_vec())
     );
+    assert_eq!(s.bundle(&"0".repeat(64)).expect("read"), None);
 }
 
 pub fn credentials_are_listed_without_values_and_read_only_as_their_type(subject: Subject) {

@@ -1,4 +1,8 @@
-//! Small filesystem helpers for files that hold key material.
+//! Small filesystem helpers for files that hold key material, and [`Confined`] directories.
+
+mod confined;
+
+pub use confined::Confined;
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -32,24 +36,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     sync_dir(dir)
 }
 
-/// Creates `path` holding `bytes` (mode 0600) only if nothing is there yet, atomically: a
-/// reader sees no file or the whole of it, never a part. `AlreadyExists` when another writer
-/// got there first (its file is kept).
-pub fn write_private_new_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = parent_of(path);
-    // Temp files are created 0600 and named `.tmp…`, which no tenant key file is.
-    let mut temp = tempfile::Builder::new().prefix(".tmp").tempfile_in(dir)?;
-    temp.write_all(bytes)?;
-    temp.as_file().sync_all()?;
-    temp.persist_noclobber(path).map_err(|e| e.error)?;
-    sync_dir(dir)
-}
-
 /// Destroys the file at `path`: overwrites every byte with zeros and syncs that before it
 /// unlinks the file and syncs the directory, so no file of the directory keeps its contents.
 /// What the device underneath keeps (journals, copy-on-write, flash remapping) is
 /// docs/security-model.md's "Deletion" section. Returns false when there was no file.
-pub fn shred(path: &Path) -> std::io::Result<bool> {
+fn shred(path: &Path) -> std::io::Result<bool> {
     let meta = match std::fs::symlink_metadata(path) {
         Ok(meta) => meta,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
@@ -57,18 +48,24 @@ pub fn shred(path: &Path) -> std::io::Result<bool> {
     };
     if meta.is_file() {
         let mut file = OpenOptions::new().write(true).open(path)?;
-        let zeros = [0u8; 64 * 1024];
-        let mut left = meta.len();
-        while left > 0 {
-            let n = usize::try_from(left.min(zeros.len() as u64)).unwrap_or(zeros.len());
-            file.write_all(&zeros[..n])?;
-            left -= n as u64;
-        }
+        zero_fill(&mut file, meta.len())?;
         file.sync_all()?;
     }
     std::fs::remove_file(path)?;
     sync_dir(parent_of(path))?;
     Ok(true)
+}
+
+/// Overwrites the first `len` bytes of `file` with zeros.
+fn zero_fill(file: &mut impl Write, len: u64) -> std::io::Result<()> {
+    let zeros = [0u8; 64 * 1024];
+    let mut left = len;
+    while left > 0 {
+        let n = usize::try_from(left.min(zeros.len() as u64)).unwrap_or(zeros.len());
+        file.write_all(&zeros[..n])?;
+        left -= n as u64;
+    }
+    Ok(())
 }
 
 /// [`shred`]s every file under `dir`, then removes the directories.
