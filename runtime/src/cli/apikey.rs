@@ -7,6 +7,7 @@ use super::{EXIT_INVALID, State, fail};
 use crate::apikey::{self, Scope};
 use crate::clock::{self, rfc3339};
 use crate::ids::TenantId;
+use crate::units::HumanDuration;
 
 #[derive(Debug, Args)]
 pub(crate) struct ApiKeyArgs {
@@ -33,9 +34,9 @@ enum ApiKeyCommand {
             conflicts_with = "admin"
         )]
         scope: Vec<Scope>,
-        /// Expire after this long: 90d, 12h, …
-        #[arg(long, value_name = "SPAN")]
-        expires: Option<String>,
+        /// Expire after this long: 90d, 12h, 1h30m, …
+        #[arg(long, value_name = "DURATION")]
+        expires: Option<HumanDuration>,
     },
     /// List keys (ids, scopes, dates; never the keys)
     List {
@@ -58,20 +59,7 @@ pub(crate) fn api_key(args: ApiKeyArgs, state: &State) -> anyhow::Result<u8> {
             scope,
             expires,
         } => {
-            let expires = expires
-                .map(|span| {
-                    clock::parse_span_secs(&span)
-                        .map(|s| now + s)
-                        .ok_or_else(|| {
-                            fail(
-                                EXIT_INVALID,
-                                anyhow::anyhow!(
-                                    "--expires {span:?}: expected a span such as 90d or 12h"
-                                ),
-                            )
-                        })
-                })
-                .transpose()?;
+            let expires = expires.map(|d| now.saturating_add(d.0.as_secs()));
             let new = apikey::issue(&store, &trail, tenant.as_ref(), scope, expires).map_err(
                 |e| match e {
                     apikey::IssueError::NoTenant(_) => fail(EXIT_INVALID, e),

@@ -93,9 +93,9 @@ enum AuditCommand {
         #[arg(long)]
         tenant: Option<String>,
         /// Only records at or after TIME: RFC 3339 (2026-11-29T10:00:00Z) or an age (90s, 15m,
-        /// 2h, 7d)
-        #[arg(long, value_name = "TIME")]
-        since: Option<String>,
+        /// 1h30m, 7d)
+        #[arg(long, value_name = "TIME", value_parser = since)]
+        since: Option<u64>,
         /// Only security events (denials, refusals, limit kills, rejections, key changes)
         #[arg(long)]
         security: bool,
@@ -146,7 +146,7 @@ pub(crate) fn audit(args: AuditArgs, state: &State) -> anyhow::Result<u8> {
             let query = Query {
                 tenant,
                 security,
-                since_ms: since.as_deref().map(parse_since).transpose()?,
+                since_ms: since,
                 after: None,
             };
             each_record(&trail()?, query, |entry| match entry {
@@ -308,18 +308,14 @@ fn each_record(
     }
 }
 
-/// `--since`: an RFC 3339 time or an age, in milliseconds since the epoch.
-fn parse_since(text: &str) -> anyhow::Result<u64> {
-    let bad = || {
-        fail(
-            EXIT_INVALID,
-            anyhow::anyhow!(
-                "--since {text:?}: expected an RFC 3339 UTC time (2026-11-29T10:00:00Z) or an \
-                 age such as 90s, 15m, 2h or 7d"
-            ),
-        )
-    };
-    clock::since_ms(text).ok_or_else(bad)
+/// `--since`: an RFC 3339 time or an age, in milliseconds since the epoch (clap names the flag
+/// in the error).
+fn since(text: &str) -> Result<u64, String> {
+    clock::since_ms(text).ok_or_else(|| {
+        "expected an RFC 3339 UTC time (2026-11-29T10:00:00Z) or an age such as 90s, 15m, \
+         1h30m or 7d"
+            .to_string()
+    })
 }
 
 /// A recorded target: the rule it matched and its hash (`https://api.github.com/repos

@@ -10,11 +10,12 @@ use clap::{Args, Subcommand};
 
 use super::credentials::read_stdin;
 use super::{EXIT_INVALID, EXIT_TRUST, State, fail};
-use crate::clock::{now_unix, parse_span_secs, rfc3339};
+use crate::clock::{now_unix, rfc3339};
 use crate::engine::EngineSettings;
 use crate::ids::{EndpointId, InstallationId, TenantId};
 use crate::install::{CreatedWebhook, InstallError, WebhookError};
 use crate::store::Store;
+use crate::units::HumanDuration;
 use crate::webhook::Scheme;
 
 #[derive(Debug, Args)]
@@ -54,8 +55,13 @@ enum WebhookCommand {
         #[arg(long)]
         tenant: TenantId,
         endpoint: EndpointId,
-        /// How long the previous secret keeps verifying (e.g. 24h, 30m, 0s; at most 7d)
-        #[arg(long, default_value = "24h", value_parser = span)]
+        /// How long the previous secret keeps verifying (e.g. 24h, 1h30m, 0s; at most 7d)
+        #[arg(
+            long,
+            value_name = "DURATION",
+            default_value = "24h",
+            value_parser = HumanDuration::parse_allowing_zero
+        )]
         overlap: Duration,
         /// Read the sender's new signing secret from stdin (Slack)
         #[arg(long)]
@@ -67,12 +73,6 @@ enum WebhookCommand {
         tenant: TenantId,
         endpoint: EndpointId,
     },
-}
-
-fn span(text: &str) -> Result<Duration, String> {
-    parse_span_secs(text)
-        .map(Duration::from_secs)
-        .ok_or_else(|| format!("{text:?} is not a duration like 24h, 30m or 90s"))
 }
 
 pub(crate) fn webhook(args: WebhookArgs, state: &State) -> anyhow::Result<u8> {
