@@ -185,9 +185,9 @@ fn canaries_never_reach_the_trail_the_metrics_or_the_disk() {
     );
     let stored = op.set_credential("acme", "exfil", "token", &c.stored);
     assert_eq!(stored.status.code(), Some(0), "{}", stderr(&stored));
-    let mut args = dev_switches(&pins, &ca_pem);
+    let mut args = RUN_FETCH.map(String::from).to_vec();
     let input = with_query("vault.allowed.test").to_string();
-    args.extend(RUN_FETCH.map(String::from));
+    args.extend(dev_switches(&pins, &ca_pem));
     args.extend(["--json", "--input", &input].map(String::from));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     outputs.push(airlock_with(op.data(), &args, "", &[]));
@@ -392,9 +392,9 @@ fn privileges_from_the_trail_name_what_an_installation_never_used() {
     assert_eq!(stored.status.code(), Some(0), "{}", stderr(&stored));
     let keys = TempDir::new().expect("temp dir");
     let pins = [format!("vault.allowed.test={}", mock.addr())];
-    let mut args = dev_switches(&pins, &ca.write_pem(keys.path()));
+    let mut args = RUN_FETCH.map(String::from).to_vec();
     let input = json!({"url": "https://vault.allowed.test/items"}).to_string();
-    args.extend(RUN_FETCH.map(String::from));
+    args.extend(dev_switches(&pins, &ca.write_pem(keys.path())));
     args.extend(["--input".to_string(), input]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let ran = airlock(op.data(), &args);

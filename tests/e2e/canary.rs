@@ -382,14 +382,14 @@ impl Sweep {
         }
     }
 
-    /// `airlock DEV-SWITCHES… run ARGS…` in the canary environment (with `--json` every other
+    /// `airlock run ARGS… DEV-SWITCHES…` in the canary environment (with `--json` every other
     /// run); asserts it exits `code`.
     fn run(&mut self, what: String, args: Vec<String>, code: i32) -> &Run {
         let json = self.runs.len().is_multiple_of(2);
         let before = self.mock.requests().len();
-        let mut argv = self.switches.clone();
-        argv.push("run".into());
+        let mut argv = vec!["run".to_string()];
         argv.extend(args);
+        argv.extend(self.switches.iter().cloned());
         if json {
             argv.push("--json".into());
         }

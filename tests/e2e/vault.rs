@@ -33,7 +33,7 @@ fn setup(data: &Path) -> (MockUpstream, Vec<String>) {
     (mock, switches)
 }
 
-/// `airlock <switches> run exfil --action fetch` against the vault host, plus `extra`.
+/// `airlock run exfil --action fetch <switches>` against the vault host, plus `extra`.
 fn fetch(
     data: &Path,
     switches: &[String],
@@ -42,8 +42,7 @@ fn fetch(
 ) -> std::process::Output {
     let exfil = example("exfil").display().to_string();
     let input = json!({"url": format!("https://{UPSTREAM}/")}).to_string();
-    let mut args: Vec<&str> = switches.iter().map(String::as_str).collect();
-    args.extend([
+    let mut args = vec![
         "run",
         "--allow-unsigned",
         &exfil,
@@ -52,7 +51,8 @@ fn fetch(
         "--input",
         &input,
         "--json",
-    ]);
+    ];
+    args.extend(switches.iter().map(String::as_str));
     args.extend(extra);
     airlock_with(data, &args, "", env)
 }
@@ -62,7 +62,7 @@ fn assert_no_canary(what: &str, bytes: &[u8]) {
     assert!(!hit, "{what} holds the canary in plaintext");
 }
 
-/// `airlock <switches> run --tenant T --installation exfil-1 --action fetch` of `url`.
+/// `airlock run --tenant T --installation exfil-1 --action fetch <switches>` of `url`.
 fn fetch_installed(
     op: &Operator,
     switches: &[String],
@@ -71,8 +71,7 @@ fn fetch_installed(
     env: &[(&str, &str)],
 ) -> std::process::Output {
     let input = json!({ "url": url }).to_string();
-    let mut args: Vec<&str> = switches.iter().map(String::as_str).collect();
-    args.extend([
+    let mut args = vec![
         "run",
         "--tenant",
         tenant,
@@ -83,7 +82,8 @@ fn fetch_installed(
         "--input",
         &input,
         "--json",
-    ]);
+    ];
+    args.extend(switches.iter().map(String::as_str));
     airlock_with(op.data(), &args, "", env)
 }
 

@@ -3,7 +3,8 @@
 use airlock_host_api::audit::{AuditEvent, Change};
 use clap::{Args, Subcommand};
 
-use super::{EXIT_INVALID, State, fail};
+use super::exit::{Exit, fail};
+use super::state::StateArgs;
 use crate::clock::rfc3339;
 use crate::ids::TenantId;
 
@@ -11,6 +12,8 @@ use crate::ids::TenantId;
 pub(crate) struct TenantArgs {
     #[command(subcommand)]
     command: TenantCommand,
+    #[command(flatten)]
+    state: StateArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -27,8 +30,8 @@ enum TenantCommand {
     Delete { tenant: TenantId },
 }
 
-pub(crate) fn tenant(args: TenantArgs, state: &State) -> anyhow::Result<u8> {
-    let (store, trail) = state.open()?;
+pub(crate) fn tenant(args: TenantArgs) -> anyhow::Result<Exit> {
+    let (store, trail) = args.state.state()?.open()?;
     let record = |tenant: &TenantId, change| {
         trail.append_blocking(AuditEvent::TenantChanged {
             tenant: tenant.to_string(),
@@ -39,7 +42,7 @@ pub(crate) fn tenant(args: TenantArgs, state: &State) -> anyhow::Result<u8> {
         TenantCommand::Create { tenant } => {
             store
                 .create_tenant(&tenant)
-                .map_err(|e| fail(EXIT_INVALID, e))?;
+                .map_err(|e| fail(Exit::Usage, e))?;
             record(&tenant, Change::Set)?;
             eprintln!("created tenant {tenant}");
         }
@@ -64,7 +67,7 @@ pub(crate) fn tenant(args: TenantArgs, state: &State) -> anyhow::Result<u8> {
         TenantCommand::Delete { tenant } => {
             if !store.delete_tenant(&tenant)? {
                 return Err(fail(
-                    EXIT_INVALID,
+                    Exit::Usage,
                     anyhow::anyhow!("tenant {tenant} does not exist"),
                 ));
             }
@@ -75,5 +78,5 @@ pub(crate) fn tenant(args: TenantArgs, state: &State) -> anyhow::Result<u8> {
             );
         }
     }
-    Ok(0)
+    Ok(Exit::Success)
 }

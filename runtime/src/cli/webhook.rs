@@ -9,12 +9,12 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 
 use super::credentials::read_stdin;
-use super::{EXIT_INVALID, EXIT_TRUST, State, fail};
+use super::exit::{Exit, failed};
+use super::state::StateArgs;
 use crate::clock::{now_unix, rfc3339};
 use crate::engine::EngineSettings;
 use crate::ids::{EndpointId, InstallationId, TenantId};
-use crate::install::{CreatedWebhook, InstallError, WebhookError};
-use crate::store::Store;
+use crate::install::CreatedWebhook;
 use crate::units::HumanDuration;
 use crate::webhook::Scheme;
 
@@ -22,6 +22,8 @@ use crate::webhook::Scheme;
 pub(crate) struct WebhookArgs {
     #[command(subcommand)]
     command: WebhookCommand,
+    #[command(flatten)]
+    state: StateArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -75,12 +77,12 @@ enum WebhookCommand {
     },
 }
 
-pub(crate) fn webhook(args: WebhookArgs, state: &State) -> anyhow::Result<u8> {
+pub(crate) fn webhook(args: WebhookArgs) -> anyhow::Result<Exit> {
+    let state = args.state.state()?;
     let offered = |asked: bool| asked.then(read_stdin).transpose();
     match args.command {
         WebhookCommand::List { tenant, json } => {
-            let store = Store::open(&state.data, state.master_key.as_deref())?;
-            let list = store.webhooks_of(&tenant, now_unix())?;
+            let list = state.store()?.webhooks_of(&tenant, now_unix())?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else if list.is_empty() {
@@ -110,7 +112,7 @@ pub(crate) fn webhook(args: WebhookArgs, state: &State) -> anyhow::Result<u8> {
                     );
                 }
             }
-            Ok(0)
+            Ok(Exit::Success)
         }
         WebhookCommand::Create {
             tenant,
@@ -124,10 +126,10 @@ pub(crate) fn webhook(args: WebhookArgs, state: &State) -> anyhow::Result<u8> {
             let created = opened
                 .installer()
                 .create_webhook(&tenant, &installation, &action, scheme, offered)
-                .map_err(exit_code)?;
+                .map_err(failed)?;
             opened.trail.checkpoint()?;
             show(&created, "created");
-            Ok(0)
+            Ok(Exit::Success)
         }
         WebhookCommand::Rotate {
             tenant,
@@ -140,20 +142,20 @@ pub(crate) fn webhook(args: WebhookArgs, state: &State) -> anyhow::Result<u8> {
             let rotated = opened
                 .installer()
                 .rotate_webhook(&tenant, &endpoint, overlap, offered)
-                .map_err(exit_code)?;
+                .map_err(failed)?;
             opened.trail.checkpoint()?;
             show(&rotated, "rotated");
-            Ok(0)
+            Ok(Exit::Success)
         }
         WebhookCommand::Delete { tenant, endpoint } => {
             let opened = state.open_installations(EngineSettings::default())?;
             opened
                 .installer()
                 .delete_webhook(&tenant, &endpoint)
-                .map_err(exit_code)?;
+                .map_err(failed)?;
             opened.trail.checkpoint()?;
             eprintln!("deleted webhook endpoint {endpoint} of tenant {tenant}");
-            Ok(0)
+            Ok(Exit::Success)
         }
     }
 }
@@ -175,13 +177,5 @@ fn show(created: &CreatedWebhook, verb: &str) {
     } else {
         eprintln!("signing secret (shown once; configure the sender with it):");
         println!("{}", created.secret.expose());
-    }
-}
-
-fn exit_code(e: WebhookError) -> anyhow::Error {
-    match &e {
-        WebhookError::Install(i) if i.trust_reason().is_some() => fail(EXIT_TRUST, e),
-        WebhookError::Install(InstallError::Store(_) | InstallError::Audit(_)) => e.into(),
-        _ => fail(EXIT_INVALID, e),
     }
 }
