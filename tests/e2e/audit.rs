@@ -239,7 +239,8 @@ fn canaries_never_reach_the_trail_the_metrics_or_the_disk() {
     assert!(!list.lines().any(|l| l.starts_with("FAKE")), "{list}");
 
     c.assert_absent(&sinks(op.data()));
-    // Secrets reach no output of any run either; the guest log and summary are on stderr.
+    // Secrets reach no output of any run either: not the guest log on stderr, nor the output
+    // or summary on stdout.
     for out in &outputs {
         for secret in [&c.secret, &c.stored] {
             assert!(!contains(&out.stdout, secret) && !contains(&out.stderr, secret));

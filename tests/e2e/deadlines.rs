@@ -184,9 +184,9 @@ fn the_cli_exits_when_its_guest_blocks_in_a_request_body() {
     let out = child.wait_with_output().expect("output");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(status.code(), Some(5), "{stderr}");
-    // `--json` prints the summary as the last line of stderr.
-    let line = stderr.lines().rev().find(|l| l.starts_with('{'));
-    let summary: Value = serde_json::from_str(line.expect("a JSON summary")).expect("JSON");
+    // `--json` prints the output and the summary as one JSON object on stdout.
+    let document: Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    let summary = &document["summary"];
     assert_eq!(summary["outcome"], "limit-timeout", "{summary}");
     let took = Duration::from_micros(summary["duration_us"].as_u64().expect("duration"));
     assert!(took <= TIMEOUT + DEADLINE_GRACE, "{took:?}");

@@ -556,11 +556,8 @@ fn huge_and_compressed_responses_stay_within_the_memory_bound() {
             &[("AIRLOCK_TEST_TOKEN", "canary-eg25-token")],
         );
         assert_eq!(out.status.code(), Some(0), "{path}: {}", stderr(&out));
-        let report: Value = serde_json::from_str(&stdout(&out)).expect("JSON output");
-        let summary: Value = stderr(&out)
-            .lines()
-            .find_map(|line| serde_json::from_str(line).ok())
-            .expect("a --json summary");
+        let document: Value = serde_json::from_str(&stdout(&out)).expect("JSON on stdout");
+        let (report, summary) = (document["output"].clone(), &document["summary"]);
         let received = summary["egress"][0]["bytes_in"].as_u64().expect("bytes_in");
         (report, received, peak)
     };

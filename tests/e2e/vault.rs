@@ -57,6 +57,13 @@ fn fetch(
     airlock_with(data, &args, "", env)
 }
 
+/// The egress events of a `--json` run's summary, as JSON text.
+fn egress(out: &std::process::Output) -> String {
+    let document: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("--json prints one JSON object");
+    document["summary"]["egress"].to_string()
+}
+
 fn assert_no_canary(what: &str, bytes: &[u8]) {
     let hit = bytes.windows(CANARY.len()).any(|w| w == CANARY.as_bytes());
     assert!(!hit, "{what} holds the canary in plaintext");
@@ -196,7 +203,7 @@ fn stored_credentials_are_sealed_injected_and_scoped_to_their_tenant() {
     // Another tenant's installation of the same name has no such credential.
     let other = fetch_installed(&op, &switches, "globex", VAULT, &[]);
     assert!(
-        stderr(&other).contains("credential-missing"),
+        egress(&other).contains("credential-missing"),
         "{}",
         stderr(&other)
     );
@@ -231,7 +238,7 @@ fn stored_credentials_are_sealed_injected_and_scoped_to_their_tenant() {
     ]);
     let out = fetch_installed(&op, &rebound, "acme", "https://rebound.allowed.test/", &[]);
     assert!(
-        stderr(&out).contains("credential-unbound"),
+        egress(&out).contains("credential-unbound"),
         "{}",
         stderr(&out)
     );
@@ -255,7 +262,7 @@ fn stored_credentials_are_sealed_injected_and_scoped_to_their_tenant() {
         &[("AIRLOCK_MASTER_KEY", wrong)],
     );
     assert!(
-        stderr(&run).contains("credential-store"),
+        egress(&run).contains("credential-store"),
         "{}",
         stderr(&run)
     );
@@ -272,7 +279,7 @@ fn stored_credentials_are_sealed_injected_and_scoped_to_their_tenant() {
     ]);
     let run = fetch_installed(&op, &switches, "acme", VAULT, &[]);
     assert!(
-        stderr(&run).contains("credential-missing"),
+        egress(&run).contains("credential-missing"),
         "{}",
         stderr(&run)
     );

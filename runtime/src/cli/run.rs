@@ -11,7 +11,7 @@ use super::audit::refusal;
 use super::engine_args::EngineArgs;
 use super::exit::{Exit, fail};
 use super::input::read_arg;
-use super::report::{print_egress, print_guest_log, print_summary};
+use super::report::{print_egress, print_error, print_guest_log, print_json, print_summary};
 use super::secrets::SecretArgs;
 use super::state::StateArgs;
 use crate::audit::AuditTrail;
@@ -46,7 +46,8 @@ pub(crate) struct RunArgs {
     config: Option<String>,
     #[command(flatten)]
     secrets: SecretArgs,
-    /// Print the run summary as one JSON object (on stderr; stdout carries only the output)
+    /// Print one JSON object on stdout, `{"output": …, "summary": {…}}`, instead of the output
+    /// alone (docs/cli.md); the guest log stays on stderr
     #[arg(long)]
     json: bool,
     #[command(flatten)]
@@ -145,13 +146,17 @@ async fn invoke(
         .invoke_as(integration, &config, &caller, &args.action, &input)
         .await;
     print_guest_log(&invocation.log);
-    if !args.json {
+    if args.json {
+        print_error(&invocation);
+        print_json(&invocation, integration)?;
+    } else {
         print_egress(&invocation.egress, &invocation.egress_suppressed);
+        if let Ok(output) = &invocation.result {
+            println!("{}", serde_json::to_string_pretty(output)?);
+        }
+        print_error(&invocation);
+        print_summary(&invocation, integration);
     }
-    if let Ok(output) = &invocation.result {
-        println!("{}", serde_json::to_string_pretty(output)?);
-    }
-    print_summary(&invocation, integration, args.json)?;
     Ok(invocation
         .result
         .as_ref()
