@@ -1,6 +1,7 @@
 //! The command line's shape (docs/cli.md): nouns take subcommands and a removed mode flag
 //! names its subcommand; options sit only on the verbs they mean something to; every duration
-//! flag parses with the one grammar and its errors name the flag.
+//! flag parses with the one grammar and its errors name the flag; completion scripts cover
+//! the verbs.
 
 use std::process::Output;
 
@@ -219,5 +220,42 @@ fn every_duration_flag_takes_the_one_grammar_and_its_errors_name_the_flag() {
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         says(&out, flag);
         says(&out, why);
+    }
+}
+
+#[test]
+fn completion_scripts_cover_the_verbs_and_bash_completes_subcommands() {
+    let data = TempDir::new().expect("temp");
+    for shell in ["bash", "zsh", "fish"] {
+        let out = airlock(data.path(), &["completions", shell]);
+        assert_eq!(out.status.code(), Some(0), "{shell}: {}", stderr(&out));
+        let script = stdout(&out);
+        for word in ["install", "approve", "api-key", "allow-unsigned"] {
+            assert!(script.contains(word), "{shell} lacks {word}");
+        }
+    }
+    let out = airlock(data.path(), &["completions", "tcsh"]);
+    assert_eq!(out.status.code(), Some(2));
+
+    // Loaded into bash, the script completes `airlock install <TAB>` to its subcommands.
+    let script = data.path().join("airlock.bash");
+    std::fs::write(
+        &script,
+        stdout(&airlock(data.path(), &["completions", "bash"])),
+    )
+    .expect("write");
+    let complete = format!(
+        "source {}; COMP_WORDS=(airlock install ''); COMP_CWORD=2; \
+         COMP_LINE='airlock install '; COMP_POINT=${{#COMP_LINE}}; \
+         _airlock airlock '' install; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+        script.display()
+    );
+    let out = std::process::Command::new("bash")
+        .args(["-c", &complete])
+        .output()
+        .expect("bash runs");
+    let words: Vec<String> = stdout(&out).lines().map(String::from).collect();
+    for word in ["list", "pending", "approve"] {
+        assert!(words.iter().any(|w| w == word), "{word} in {words:?}");
     }
 }

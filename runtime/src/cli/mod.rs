@@ -31,9 +31,10 @@ mod test;
 mod trust;
 mod webhook;
 
+use std::io::Write;
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use exit::Exit;
 
@@ -86,6 +87,15 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Manage webhook endpoints: signed deliveries that run an installation's action
     Webhook(webhook::WebhookArgs),
+    /// Print a shell completion script: `airlock completions bash > /etc/bash_completion.d/airlock`
+    Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Args)]
+struct CompletionsArgs {
+    /// The shell to complete in
+    #[arg(value_enum)]
+    shell: clap_complete::Shell,
 }
 
 /// Parses arguments, runs the command and maps the result to an exit code.
@@ -140,5 +150,12 @@ async fn dispatch(command: Command) -> anyhow::Result<Exit> {
         Command::Metrics(args) => audit::metrics(args),
         Command::Serve(args) => serve::serve(args).await,
         Command::Webhook(args) => webhook::webhook(args),
+        Command::Completions(args) => {
+            // Into memory first: the generator panics on a write error (a closed pipe).
+            let mut script = Vec::new();
+            clap_complete::generate(args.shell, &mut Cli::command(), "airlock", &mut script);
+            std::io::stdout().write_all(&script)?;
+            Ok(Exit::Success)
+        }
     }
 }
