@@ -185,9 +185,9 @@ fn canaries_never_reach_the_trail_the_metrics_or_the_disk() {
     );
     let stored = op.set_credential("acme", "exfil", "token", &c.stored);
     assert_eq!(stored.status.code(), Some(0), "{}", stderr(&stored));
-    let mut args = dev_switches(&pins, &ca_pem);
+    let mut args = RUN_FETCH.map(String::from).to_vec();
     let input = with_query("vault.allowed.test").to_string();
-    args.extend(RUN_FETCH.map(String::from));
+    args.extend(dev_switches(&pins, &ca_pem));
     args.extend(["--json", "--input", &input].map(String::from));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     outputs.push(airlock_with(op.data(), &args, "", &[]));
@@ -239,7 +239,8 @@ fn canaries_never_reach_the_trail_the_metrics_or_the_disk() {
     assert!(!list.lines().any(|l| l.starts_with("FAKE")), "{list}");
 
     c.assert_absent(&sinks(op.data()));
-    // Secrets reach no output of any run either; the guest log and summary are on stderr.
+    // Secrets reach no output of any run either: not the guest log on stderr, nor the output
+    // or summary on stdout.
     for out in &outputs {
         for secret in [&c.secret, &c.stored] {
             assert!(!contains(&out.stdout, secret) && !contains(&out.stderr, secret));
@@ -392,9 +393,9 @@ fn privileges_from_the_trail_name_what_an_installation_never_used() {
     assert_eq!(stored.status.code(), Some(0), "{}", stderr(&stored));
     let keys = TempDir::new().expect("temp dir");
     let pins = [format!("vault.allowed.test={}", mock.addr())];
-    let mut args = dev_switches(&pins, &ca.write_pem(keys.path()));
+    let mut args = RUN_FETCH.map(String::from).to_vec();
     let input = json!({"url": "https://vault.allowed.test/items"}).to_string();
-    args.extend(RUN_FETCH.map(String::from));
+    args.extend(dev_switches(&pins, &ca.write_pem(keys.path())));
     args.extend(["--input".to_string(), input]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let ran = airlock(op.data(), &args);

@@ -331,11 +331,15 @@ struct Run {
 }
 
 impl Run {
-    /// The action's output.
+    /// The action's output: stdout, or with `--json` its `output` member.
     fn output(&self) -> Value {
-        serde_json::from_str(&stdout(&self.out)).unwrap_or_else(|e| {
+        let stdout: Value = serde_json::from_str(&stdout(&self.out)).unwrap_or_else(|e| {
             panic!("{}: output is JSON ({e}): {}", self.what, stdout(&self.out))
-        })
+        });
+        match self.summary {
+            Some(_) => stdout["output"].clone(),
+            None => stdout,
+        }
     }
 
     /// The `authorization` header of the `n`th request it made.
@@ -382,14 +386,14 @@ impl Sweep {
         }
     }
 
-    /// `airlock DEV-SWITCHES… run ARGS…` in the canary environment (with `--json` every other
+    /// `airlock run ARGS… DEV-SWITCHES…` in the canary environment (with `--json` every other
     /// run); asserts it exits `code`.
     fn run(&mut self, what: String, args: Vec<String>, code: i32) -> &Run {
         let json = self.runs.len().is_multiple_of(2);
         let before = self.mock.requests().len();
-        let mut argv = self.switches.clone();
-        argv.push("run".into());
+        let mut argv = vec!["run".to_string()];
         argv.extend(args);
+        argv.extend(self.switches.iter().cloned());
         if json {
             argv.push("--json".into());
         }
@@ -409,14 +413,9 @@ impl Sweep {
         );
         let seen = self.mock.requests().split_off(before);
         let summary = json
-            .then(|| {
-                stderr(&out).lines().rev().find_map(|line| {
-                    serde_json::from_str::<Value>(line)
-                        .ok()
-                        .filter(|v| v.get("invocation").is_some())
-                })
-            })
-            .flatten();
+            .then(|| serde_json::from_str::<Value>(&stdout(&out)).ok())
+            .flatten()
+            .map(|document| document["summary"].clone());
         let invoked = code != 2;
         assert_eq!(
             summary.is_some(),
@@ -920,10 +919,20 @@ fn every_guest_leaves_no_canary_behind() {
                 run.what
             );
         }
+        let summary = run
+            .summary
+            .as_ref()
+            .map(Value::to_string)
+            .unwrap_or_default();
         for (place, canary) in c.unlogged() {
             assert!(
                 !contains(&run.out.stderr, canary),
                 "the {place} canary reached the stderr of {}",
+                run.what
+            );
+            assert!(
+                !summary.contains(canary),
+                "the {place} canary reached the --json summary of {}",
                 run.what
             );
         }

@@ -29,16 +29,27 @@ fn run_prints_valid_output_and_a_summary() {
 }
 
 #[test]
-fn run_json_summary_is_one_machine_readable_line() {
+fn run_json_prints_the_output_and_the_summary_as_one_object_on_stdout() {
     let data = TempDir::new().expect("temp");
+    let input = example_arg("contact-mapper", "sample-input.json");
+    let out = run_mapper(data.path(), &input, &sample_config(), &["--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let document: serde_json::Value =
+        serde_json::from_str(&stdout(&out)).expect("stdout is one JSON object");
+    assert!(document["output"]["email"].is_string(), "{document}");
+    assert_eq!(document["summary"]["outcome"], "ok");
+    assert_eq!(document["summary"]["exit_code"], 0);
+    assert_eq!(stdout(&out).trim().lines().count(), 1, "one line");
+    assert!(!stderr(&out).contains("airlock: ok"), "no human summary");
+
     let input = example_arg("contact-mapper", "invalid-input.json");
     let out = run_mapper(data.path(), &input, &sample_config(), &["--json"]);
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
-    assert!(stdout(&out).is_empty(), "no output on rejection");
-    let last = stderr(&out).lines().last().unwrap_or_default().to_string();
-    let summary: serde_json::Value = serde_json::from_str(&last).expect("summary is JSON");
-    assert_eq!(summary["outcome"], "input-rejected");
-    assert_eq!(summary["exit_code"], 3);
+    let document: serde_json::Value =
+        serde_json::from_str(&stdout(&out)).expect("stdout is one JSON object");
+    assert!(document["output"].is_null(), "no output on rejection");
+    assert_eq!(document["summary"]["outcome"], "input-rejected");
+    assert_eq!(document["summary"]["exit_code"], 3);
 }
 
 #[test]

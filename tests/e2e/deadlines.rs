@@ -23,9 +23,7 @@ use crate::egress::{Egress, UPSTREAM_IP};
 use crate::mock::{Stall, Tarpit, TestCa, sockets_to};
 use crate::operator::Operator;
 use crate::serving::{Reply, Server, TENANT_SCOPES, records_of};
-use crate::support::{
-    airlock_bin, audit_dir, dev_switches, outcome, read_example, run_against_mocks,
-};
+use crate::support::{airlock_command, dev_switches, outcome, read_example, run_against_mocks};
 
 /// The hostile example's declared timeout.
 const TIMEOUT: Duration = Duration::from_secs(1);
@@ -166,13 +164,8 @@ fn the_cli_exits_when_its_guest_blocks_in_a_request_body() {
         "--json".into(),
     ]);
     let started = Instant::now();
-    let mut child = std::process::Command::new(airlock_bin())
-        .arg("--data")
-        .arg(data.path())
-        .args(&args)
-        .env_remove("AIRLOCK_DATA")
-        .env_remove("AIRLOCK_MASTER_KEY")
-        .env("AIRLOCK_AUDIT_DIR", audit_dir())
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut child = airlock_command(data.path(), &args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -191,9 +184,9 @@ fn the_cli_exits_when_its_guest_blocks_in_a_request_body() {
     let out = child.wait_with_output().expect("output");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(status.code(), Some(5), "{stderr}");
-    // `--json` prints the summary as the last line of stderr.
-    let line = stderr.lines().rev().find(|l| l.starts_with('{'));
-    let summary: Value = serde_json::from_str(line.expect("a JSON summary")).expect("JSON");
+    // `--json` prints the output and the summary as one JSON object on stdout.
+    let document: Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    let summary = &document["summary"];
     assert_eq!(summary["outcome"], "limit-timeout", "{summary}");
     let took = Duration::from_micros(summary["duration_us"].as_u64().expect("duration"));
     assert!(took <= TIMEOUT + DEADLINE_GRACE, "{took:?}");
@@ -210,14 +203,14 @@ pub(crate) async fn hostile_server(
     timeout: &str,
 ) -> (Server, String) {
     let pem = ca.write_pem(op.keys.path());
-    let global = dev_switches(&[format!("{SINK}={tarpit}")], &pem);
-    let global: Vec<&str> = global.iter().map(String::as_str).collect();
+    let switches = dev_switches(&[format!("{SINK}={tarpit}")], &pem);
+    let switches: Vec<&str> = switches.iter().map(String::as_str).collect();
     let manifest = read_example("hostile", "airlock.toml")
         .replace("timeout = \"1s\"", &format!("timeout = \"{timeout}\""));
     let hostile = op.sign("hostile", "hostile.wasm", &manifest, "hostile.airlock");
     let server = Server::start(
         op,
-        &global,
+        &switches,
         &[
             "--dev-insecure",
             "--max-concurrent",

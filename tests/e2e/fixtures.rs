@@ -266,17 +266,17 @@ input = { url = "https://query.allowed.test/items" }
     let dir = example_with("exfil", "exfil.wasm", fixture);
     let data = TempDir::new().expect("temp");
     let keys = TempDir::new().expect("temp");
-    let mut switches = dev_switches(
+    let path = dir.path().display().to_string();
+    let mut record = vec!["test".to_string(), path.clone(), "--record".into()];
+    record.extend(dev_switches(
         &[
             format!("vault.allowed.test={}", mock.addr()),
             format!("query.allowed.test={}", mock.addr()),
         ],
         &ca.write_pem(keys.path()),
-    );
-    let path = dir.path().display().to_string();
-    switches.extend(["test".to_string(), path.clone(), "--record".into()]);
+    ));
     for (case, credential) in [("vault items", "token"), ("query items", "query-key")] {
-        let mut args: Vec<&str> = switches.iter().map(String::as_str).collect();
+        let mut args: Vec<&str> = record.iter().map(String::as_str).collect();
         let secret_arg = format!("{credential}=env:RECORD_SECRET");
         args.extend(["--case", case, "--secret", &secret_arg]);
         let value = if credential == "token" { &secret } else { &key };
@@ -325,7 +325,7 @@ input = { url = "https://query.allowed.test/items" }
         "[[case]]\nname = \"leak\"\naction = \"fetch\"\ninput = {{ url = \"https://vault.allowed.test/x?c={secret}\" }}\n"
     );
     std::fs::write(dir.path().join("tests/cases.toml"), &leak).expect("fixture");
-    let mut args: Vec<&str> = switches.iter().map(String::as_str).collect();
+    let mut args: Vec<&str> = record.iter().map(String::as_str).collect();
     args.extend(["--case", "leak", "--secret", "token=env:RECORD_SECRET"]);
     let out = airlock_with(data.path(), &args, "", &[("RECORD_SECRET", &secret)]);
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));

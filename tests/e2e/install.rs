@@ -66,7 +66,8 @@ fn an_installation_reaches_only_what_is_granted() {
             .iter()
             .map(|n| format!("{n}={}", mock.addr()))
             .collect();
-        let mut args = vec![
+        let mut args = RUN_FETCH.to_vec();
+        args.extend([
             "--resolve",
             &pins[0],
             "--resolve",
@@ -75,8 +76,7 @@ fn an_installation_reaches_only_what_is_granted() {
             "127.0.0.0/8",
             "--extra-root-ca",
             &ca_pem,
-        ];
-        args.extend(RUN_FETCH);
+        ]);
         args.extend(["--input", &input]);
         op.ok(&args)
     };
@@ -114,7 +114,7 @@ fn upgrades_that_ask_for_more_wait_and_rollbacks_are_refused() {
     let listed = op.installations();
     assert_eq!(listed[0]["version"], "0.2.0");
     assert_eq!(listed[0]["pending"]["version"], "0.3.0");
-    let pending = op.ok(&["install", "--pending"]);
+    let pending = op.ok(&["install", "pending"]);
     prints(&pending, "upgrade to 0.3.0");
 
     // Approved with a grant that covers the addition.
@@ -124,7 +124,7 @@ fn upgrades_that_ask_for_more_wait_and_rollbacks_are_refused() {
     );
     op.ok(&[
         "install",
-        "--approve",
+        "approve",
         "--tenant",
         "acme",
         "--installation",
@@ -238,13 +238,13 @@ fn a_new_token_url_waits_for_the_operator_and_the_stored_secret_stays_bound() {
          (operator only",
     );
     assert_eq!(op.installations()[0]["version"], "0.1.0");
-    prints(&op.ok(&["install", "--pending"]), "(operator only)");
+    prints(&op.ok(&["install", "pending"]), "(operator only)");
 
     // The operator approves; the client stored for auth.allowed.test is still not sent to
     // the new token endpoint: the token call is refused before anything leaves.
     op.ok(&[
         "install",
-        "--approve",
+        "approve",
         "--tenant",
         "acme",
         "--installation",

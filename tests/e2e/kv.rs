@@ -138,11 +138,10 @@ fn kv_belongs_to_one_installation_outlives_invocations_and_is_bounded() {
     );
 }
 
-/// `airlock GLOBAL… run --allow-unsigned PATH --action kv --input INPUT`.
-fn run_unsigned(op: &Operator, global: &[&str], path: &str, input: &Value) -> Output {
+/// `airlock run --allow-unsigned PATH --action kv --input INPUT OPTIONS…`.
+fn run_unsigned(op: &Operator, options: &[&str], path: &str, input: &Value) -> Output {
     let input = input.to_string();
-    let mut args = global.to_vec();
-    args.extend([
+    let mut args = vec![
         "run",
         "--allow-unsigned",
         path,
@@ -150,7 +149,8 @@ fn run_unsigned(op: &Operator, global: &[&str], path: &str, input: &Value) -> Ou
         "kv",
         "--input",
         &input,
-    ]);
+    ];
+    args.extend(options);
     op.airlock(&args)
 }
 

@@ -36,4 +36,5 @@ mod ssrf;
 mod trust;
 mod validation;
 mod vault;
+mod verbs;
 mod webhooks;

@@ -162,7 +162,7 @@ impl Operator {
     }
 
     pub fn installations(&self) -> Vec<Value> {
-        let out = self.ok(&["install", "--list", "--json"]);
+        let out = self.ok(&["install", "list", "--json"]);
         serde_json::from_str(&stdout(&out)).expect("JSON list")
     }
 }

@@ -61,8 +61,8 @@ fn the_operator_walkthrough_in_the_readme_works_as_written() {
         .replace(
             serve,
             &format!(
-                "airlock --resolve api.github.com={} --allow-private 127.0.0.0/8 \
-                 --extra-root-ca {} serve --dev-insecure --listen 127.0.0.1:{port} & SERVER=$!",
+                "airlock serve --resolve api.github.com={} --allow-private 127.0.0.0/8 \
+                 --extra-root-ca {} --dev-insecure --listen 127.0.0.1:{port} & SERVER=$!",
                 github.addr(),
                 ca_pem.display()
             ),

@@ -25,7 +25,7 @@ use crate::canary::contains;
 use crate::egress::{UPSTREAM_IP, outcomes, reasons, upstreams};
 use crate::mock::{MockResponse, MockUpstream, Stall, Tarpit, TestCa};
 use crate::support::{
-    airlock_bin, airlock_with, custom_integration, dev_switches, example, read_example, stderr,
+    airlock_command, airlock_with, custom_integration, dev_switches, example, read_example, stderr,
     stdout,
 };
 
@@ -205,8 +205,8 @@ fn every_failure_path_keeps_secrets_out_of_errors_and_trace_logs() {
         "service=env:CR09_OAUTH",
     ];
     let run = |pins: &[String], input: Value| -> Output {
-        let mut args = dev_switches(pins, &ca.write_pem(dir.path()));
-        args.extend(["run", "--allow-unsigned"].map(String::from));
+        let mut args = ["run", "--allow-unsigned"].map(String::from).to_vec();
+        args.extend(dev_switches(pins, &ca.write_pem(dir.path())));
         args.push(exfil.path().display().to_string());
         args.extend(["--action", "fetch", "--input"].map(String::from));
         args.push(input.to_string());
@@ -420,14 +420,9 @@ fn a_crashing_server_leaves_no_core_file() {
             Err(std::io::Error::last_os_error())
         }
     };
-    let mut command = Command::new(airlock_bin());
+    let mut command = airlock_command(data.path(), &["serve", "--listen", "127.0.0.1:0"]);
     command
-        .arg("--data")
-        .arg(data.path())
-        .args(["serve", "--listen", "127.0.0.1:0"])
         .current_dir(cwd.path())
-        .env("AIRLOCK_AUDIT_DIR", crate::support::audit_dir())
-        .env_remove("AIRLOCK_MASTER_KEY")
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
     // SAFETY: the closure only calls setrlimit, which is async-signal-safe.

@@ -269,7 +269,7 @@ async fn installations_get_only_their_grant_and_credentials_go_in_but_never_out(
     );
     let pem = ca.write_pem(op.data()).display().to_string();
     let pin = format!("vault.allowed.test={}", mock.addr());
-    let global = [
+    let switches = [
         "--resolve",
         &pin,
         "--allow-private",
@@ -279,8 +279,8 @@ async fn installations_get_only_their_grant_and_credentials_go_in_but_never_out(
     ];
 
     // Dev switches are refused unless confirmed, and so is plain HTTP beyond loopback.
-    let mut args = global.to_vec();
-    args.extend(["serve", "--listen", "127.0.0.1:0"]);
+    let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
+    args.extend(switches);
     let out = op.airlock(&args);
     assert_eq!(out.status.code(), Some(2));
     assert!(crate::support::stderr(&out).contains("--dev-insecure"));
@@ -293,7 +293,7 @@ async fn installations_get_only_their_grant_and_credentials_go_in_but_never_out(
         "0.2.0",
         "[[egress]]\nurl = \"https://more.allowed.test\"\nmethods = [\"GET\"]\n",
     );
-    let server = Server::start(&op, &global, &["--dev-insecure"]);
+    let server = Server::start(&op, &switches, &["--dev-insecure"]);
     let (d1, d2) = (server.upload(&v1).await, server.upload(&v2).await);
     let key = server
         .tenant(

@@ -3,13 +3,13 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::operator::Operator;
-use crate::support::{airlock_bin, audit_dir, read_example, stdout};
+use crate::support::{airlock_command, read_example, stdout};
 
 /// Every scope a tenant key can have.
 pub const TENANT_SCOPES: [&str; 4] = [
@@ -39,25 +39,19 @@ pub struct Reply {
 
 impl Server {
     /// Makes the admin key with the CLI (the server holds the store once it runs), then starts
-    /// `airlock serve --listen 127.0.0.1:0 EXTRA…`.
-    pub fn start(op: &Operator, global: &[&str], extra: &[&str]) -> Self {
-        Self::start_on(op, global, "127.0.0.1:0", extra)
+    /// `airlock serve --listen 127.0.0.1:0 SWITCHES… EXTRA…`.
+    pub fn start(op: &Operator, switches: &[&str], extra: &[&str]) -> Self {
+        Self::start_on(op, switches, "127.0.0.1:0", extra)
     }
 
     /// As [`Server::start`], listening on `listen`.
-    pub fn start_on(op: &Operator, global: &[&str], listen: &str, extra: &[&str]) -> Self {
+    pub fn start_on(op: &Operator, switches: &[&str], listen: &str, extra: &[&str]) -> Self {
         let out = op.ok(&["api-key", "create", "--admin"]);
         let admin = stdout(&out).trim().to_string();
         let log = op.data().join("serve.log");
-        let mut child = Command::new(airlock_bin())
-            .arg("--data")
-            .arg(op.data())
-            .args(global)
-            .args(["serve", "--listen", listen])
+        let mut child = airlock_command(op.data(), &["serve", "--listen", listen])
+            .args(switches)
             .args(extra)
-            .env_remove("AIRLOCK_DATA")
-            .env_remove("AIRLOCK_MASTER_KEY")
-            .env("AIRLOCK_AUDIT_DIR", audit_dir())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()

@@ -22,7 +22,7 @@ use crate::mock::{MockResponse, MockUpstream, Stall, Tarpit, TestCa, Victim, soc
 use crate::operator::Operator;
 use crate::serving::{Server, TENANT_SCOPES, records_of};
 use crate::support::{
-    airlock_bin, audit_dir, custom_integration, dev_switches, outcome, read_example, stderr, stdout,
+    airlock_command, custom_integration, dev_switches, outcome, read_example, stderr, stdout,
 };
 
 const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -324,11 +324,11 @@ async fn the_server_never_dials_its_own_listener() {
     let port = free_port();
     let pem = ca.write_pem(op.keys.path());
     let pins = [format!("{SINK}=127.0.0.1:{port}")];
-    let global = dev_switches(&pins, &pem);
-    let global: Vec<&str> = global.iter().map(String::as_str).collect();
+    let switches = dev_switches(&pins, &pem);
+    let switches: Vec<&str> = switches.iter().map(String::as_str).collect();
     let server = Server::start_on(
         &op,
-        &global,
+        &switches,
         &format!("127.0.0.1:{port}"),
         &["--dev-insecure"],
     );
@@ -471,16 +471,13 @@ async fn one_tenant_has_at_most_64_requests_in_flight_and_others_still_get_throu
 fn run_measured(data: &Path, args: &[String], env: &[(&str, &str)]) -> (std::process::Output, u64) {
     let out = TempDir::new().expect("temp");
     let (stdout_path, stderr_path) = (out.path().join("out"), out.path().join("err"));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     #[expect(
         clippy::zombie_processes,
         reason = "reaped by wait4 below, which also reports its peak memory"
     )]
-    let child = std::process::Command::new(airlock_bin())
-        .arg("--data")
-        .arg(data)
-        .args(args)
+    let child = airlock_command(data, &args)
         .envs(env.iter().copied())
-        .env("AIRLOCK_AUDIT_DIR", audit_dir())
         .env_remove("AIRLOCK_LOG")
         .stdout(std::fs::File::create(&stdout_path).expect("stdout file"))
         .stderr(std::fs::File::create(&stderr_path).expect("stderr file"))
@@ -538,33 +535,29 @@ fn huge_and_compressed_responses_stay_within_the_memory_bound() {
     );
     let pins = [format!("{SINK}={}", mock.addr())];
     let run = |path: &str| {
-        let mut args = dev_switches(&pins, &ca.write_pem(data.path()));
-        args.extend(
-            [
-                "run",
-                "--allow-unsigned",
-                &hostile.path().display().to_string(),
-                "--action",
-                "await-response",
-                "--secret",
-                "token=env:AIRLOCK_TEST_TOKEN",
-                "--json",
-                "--input",
-                &json!({ "url": format!("https://sink.hostile.test{path}") }).to_string(),
-            ]
-            .map(String::from),
-        );
+        let mut args = [
+            "run",
+            "--allow-unsigned",
+            &hostile.path().display().to_string(),
+            "--action",
+            "await-response",
+            "--secret",
+            "token=env:AIRLOCK_TEST_TOKEN",
+            "--json",
+            "--input",
+            &json!({ "url": format!("https://sink.hostile.test{path}") }).to_string(),
+        ]
+        .map(String::from)
+        .to_vec();
+        args.extend(dev_switches(&pins, &ca.write_pem(data.path())));
         let (out, peak) = run_measured(
             data.path(),
             &args,
             &[("AIRLOCK_TEST_TOKEN", "canary-eg25-token")],
         );
         assert_eq!(out.status.code(), Some(0), "{path}: {}", stderr(&out));
-        let report: Value = serde_json::from_str(&stdout(&out)).expect("JSON output");
-        let summary: Value = stderr(&out)
-            .lines()
-            .find_map(|line| serde_json::from_str(line).ok())
-            .expect("a --json summary");
+        let document: Value = serde_json::from_str(&stdout(&out)).expect("JSON on stdout");
+        let (report, summary) = (document["output"].clone(), &document["summary"]);
         let received = summary["egress"][0]["bytes_in"].as_u64().expect("bytes_in");
         (report, received, peak)
     };

@@ -113,16 +113,16 @@ pub fn audit_dir() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("audit")
 }
 
-/// `airlock --data DATA ARGS…`, with the tests' audit dir and none of the caller's
-/// `AIRLOCK_DATA` or `AIRLOCK_MASTER_KEY`.
-fn airlock_command(data: &Path, args: &[&str]) -> Command {
+/// `airlock ARGS…` on the data dir DATA (`AIRLOCK_DATA`: every verb that keeps state reads
+/// it, and the others ignore it), with the tests' audit dir and none of the caller's
+/// `AIRLOCK_MASTER_KEY`.
+pub fn airlock_command(data: &Path, args: &[&str]) -> Command {
     let mut command = Command::new(airlock_bin());
     command
-        .arg("--data")
-        .arg(data)
         .args(args)
-        .env_remove("AIRLOCK_DATA")
+        .env("AIRLOCK_DATA", data)
         .env_remove("AIRLOCK_MASTER_KEY")
+        .env_remove("AIRLOCK_MASTER_KEY_FILE")
         .env("AIRLOCK_AUDIT_DIR", audit_dir());
     command
 }
@@ -140,7 +140,7 @@ pub fn airlock_in(dir: &Path, data: &Path, args: &[&str]) -> Output {
         .expect("airlock runs")
 }
 
-/// `airlock --data DATA ARGS…` with `stdin` piped in and extra environment variables.
+/// `airlock ARGS…` on DATA with `stdin` piped in and extra environment variables.
 pub fn airlock_with(data: &Path, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Output {
     use std::io::Write;
     let mut child = airlock_command(data, args)
@@ -160,7 +160,7 @@ pub fn airlock_with(data: &Path, args: &[&str], stdin: &str, env: &[(&str, &str)
 }
 
 /// The dev switches that point `airlock` at TLS mocks: `--resolve` for each pin, loopback
-/// allowed, and the mock CA (PEM file `ca`) trusted.
+/// allowed, and the mock CA (PEM file `ca`) trusted. They go after the verb that runs code.
 pub fn dev_switches(pins: &[String], ca: &Path) -> Vec<String> {
     let mut args = Vec::new();
     for pin in pins {
@@ -174,13 +174,14 @@ pub fn dev_switches(pins: &[String], ca: &Path) -> Vec<String> {
 /// `airlock` arguments that run `action` of the unsigned example `name` against TLS mocks
 /// (see [`dev_switches`]).
 pub fn run_against_mocks(pins: &[String], ca: &Path, name: &str, action: &str) -> Vec<String> {
-    let mut args = dev_switches(pins, ca);
-    args.extend(["run".into(), "--allow-unsigned".into()]);
-    args.extend([
+    let mut args = vec![
+        "run".into(),
+        "--allow-unsigned".into(),
         example(name).display().to_string(),
         "--action".into(),
         action.into(),
-    ]);
+    ];
+    args.extend(dev_switches(pins, ca));
     args
 }
 
@@ -203,11 +204,10 @@ pub fn example_arg(name: &str, file: &str) -> String {
     format!("@{}", example(name).join(file).display())
 }
 
-/// `airlock [GLOBAL…] run <hostile> --action ACTION --input {}`.
-pub fn run_hostile(data: &Path, global: &[&str], action: &str) -> Output {
+/// `airlock run <hostile> --action ACTION --input {} [OPTIONS…]`.
+pub fn run_hostile(data: &Path, options: &[&str], action: &str) -> Output {
     let hostile = example("hostile").display().to_string();
-    let mut args = global.to_vec();
-    args.extend([
+    let mut args = vec![
         "run",
         "--allow-unsigned",
         &hostile,
@@ -215,7 +215,8 @@ pub fn run_hostile(data: &Path, global: &[&str], action: &str) -> Output {
         action,
         "--input",
         "{}",
-    ]);
+    ];
+    args.extend(options);
     airlock(data, &args)
 }
 

@@ -33,7 +33,7 @@ fn setup(data: &Path) -> (MockUpstream, Vec<String>) {
     (mock, switches)
 }
 
-/// `airlock <switches> run exfil --action fetch` against the vault host, plus `extra`.
+/// `airlock run exfil --action fetch <switches>` against the vault host, plus `extra`.
 fn fetch(
     data: &Path,
     switches: &[String],
@@ -42,8 +42,7 @@ fn fetch(
 ) -> std::process::Output {
     let exfil = example("exfil").display().to_string();
     let input = json!({"url": format!("https://{UPSTREAM}/")}).to_string();
-    let mut args: Vec<&str> = switches.iter().map(String::as_str).collect();
-    args.extend([
+    let mut args = vec![
         "run",
         "--allow-unsigned",
         &exfil,
@@ -52,9 +51,17 @@ fn fetch(
         "--input",
         &input,
         "--json",
-    ]);
+    ];
+    args.extend(switches.iter().map(String::as_str));
     args.extend(extra);
     airlock_with(data, &args, "", env)
+}
+
+/// The egress events of a `--json` run's summary, as JSON text.
+fn egress(out: &std::process::Output) -> String {
+    let document: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("--json prints one JSON object");
+    document["summary"]["egress"].to_string()
 }
 
 fn assert_no_canary(what: &str, bytes: &[u8]) {
@@ -62,7 +69,7 @@ fn assert_no_canary(what: &str, bytes: &[u8]) {
     assert!(!hit, "{what} holds the canary in plaintext");
 }
 
-/// `airlock <switches> run --tenant T --installation exfil-1 --action fetch` of `url`.
+/// `airlock run --tenant T --installation exfil-1 --action fetch <switches>` of `url`.
 fn fetch_installed(
     op: &Operator,
     switches: &[String],
@@ -71,8 +78,7 @@ fn fetch_installed(
     env: &[(&str, &str)],
 ) -> std::process::Output {
     let input = json!({ "url": url }).to_string();
-    let mut args: Vec<&str> = switches.iter().map(String::as_str).collect();
-    args.extend([
+    let mut args = vec![
         "run",
         "--tenant",
         tenant,
@@ -83,7 +89,8 @@ fn fetch_installed(
         "--input",
         &input,
         "--json",
-    ]);
+    ];
+    args.extend(switches.iter().map(String::as_str));
     airlock_with(op.data(), &args, "", env)
 }
 
@@ -196,7 +203,7 @@ fn stored_credentials_are_sealed_injected_and_scoped_to_their_tenant() {
     // Another tenant's installation of the same name has no such credential.
     let other = fetch_installed(&op, &switches, "globex", VAULT, &[]);
     assert!(
-        stderr(&other).contains("credential-missing"),
+        egress(&other).contains("credential-missing"),
         "{}",
         stderr(&other)
     );
@@ -231,7 +238,7 @@ fn stored_credentials_are_sealed_injected_and_scoped_to_their_tenant() {
     ]);
     let out = fetch_installed(&op, &rebound, "acme", "https://rebound.allowed.test/", &[]);
     assert!(
-        stderr(&out).contains("credential-unbound"),
+        egress(&out).contains("credential-unbound"),
         "{}",
         stderr(&out)
     );
@@ -255,7 +262,7 @@ fn stored_credentials_are_sealed_injected_and_scoped_to_their_tenant() {
         &[("AIRLOCK_MASTER_KEY", wrong)],
     );
     assert!(
-        stderr(&run).contains("credential-store"),
+        egress(&run).contains("credential-store"),
         "{}",
         stderr(&run)
     );
@@ -272,7 +279,7 @@ fn stored_credentials_are_sealed_injected_and_scoped_to_their_tenant() {
     ]);
     let run = fetch_installed(&op, &switches, "acme", VAULT, &[]);
     assert!(
-        stderr(&run).contains("credential-missing"),
+        egress(&run).contains("credential-missing"),
         "{}",
         stderr(&run)
     );

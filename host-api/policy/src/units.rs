@@ -1,5 +1,9 @@
 //! Human-readable units used in `airlock.toml` and on the command line: byte sizes
-//! (`"64 MiB"`) and durations (`"1m30s"`).
+//! (`"64 MiB"`) and durations (`"1m30s"`, `"90d"`).
+//!
+//! [`HumanDuration`] is the one duration grammar: manifests (`timeout = "90m"`), every CLI
+//! duration flag (`--expires 1h30m`, `--ceiling-timeout 2m`, `--since 7d`) and the API's
+//! `expires` and `since` all parse with it.
 //!
 //! Both types implement [`FromStr`], [`Display`](fmt::Display), `Serialize` (as the display
 //! string) and `Deserialize`, and `Display` output always parses back to the same value.
@@ -178,13 +182,15 @@ impl<'de> Deserialize<'de> for ByteSize {
 /// A strictly positive duration written with units.
 ///
 /// Parses one or more `<whole number><unit>` parts with no spaces, largest unit first and each
-/// unit at most once: `"10s"`, `"500ms"`, `"2m"`, `"1h"`, `"1m30s"`, `"1h30m"`. Units: `h`,
-/// `m`, `s`, `ms`, `us`, `ns`. Rejected: zero in total, negatives, fractions (`"1.5s"` —
-/// write `"1s500ms"`), unknown units, out-of-order or repeated units, and overflow. Bare
-/// numbers are rejected (seconds or milliseconds would be a guess), also in TOML.
+/// unit at most once: `"10s"`, `"500ms"`, `"2m"`, `"1h"`, `"1m30s"`, `"1h30m"`, `"90d"`.
+/// Units: `d` (24 hours), `h`, `m`, `s`, `ms`, `us`, `ns`. Rejected: zero in total, negatives,
+/// fractions (`"1.5s"` — write `"1s500ms"`), unknown units, out-of-order or repeated units,
+/// and overflow. Bare numbers are rejected (seconds or milliseconds would be a guess), also in
+/// TOML.
 ///
-/// `Display` prints the same form, e.g. `10s`, `500ms`, `1m30s`, and parses back to the same
-/// value. A zero duration (constructible only directly, not by parsing) displays as `0s`.
+/// `Display` prints the same form, e.g. `10s`, `500ms`, `1m30s`, `2d12h`, and parses back to
+/// the same value. A zero duration (constructible only directly, or parsed by
+/// [`HumanDuration::parse_allowing_zero`]) displays as `0s`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct HumanDuration(pub Duration);
 
@@ -192,6 +198,12 @@ impl HumanDuration {
     /// The wrapped duration.
     pub const fn as_duration(self) -> Duration {
         self.0
+    }
+
+    /// The same grammar, where zero in total (`"0s"`) is a value: for spans such as an overlap,
+    /// where "none" is a valid answer, unlike a timeout.
+    pub fn parse_allowing_zero(input: &str) -> Result<Duration, ParseDurationError> {
+        parse_duration(input)
     }
 }
 
@@ -216,7 +228,9 @@ pub enum ParseDurationError {
     Fractional(String),
     #[error("invalid duration {0:?}: missing unit; write e.g. \"{0}s\" or \"{0}ms\"")]
     MissingUnit(String),
-    #[error("invalid duration {input:?}: unknown unit {unit:?} (expected h, m, s, ms, us or ns)")]
+    #[error(
+        "invalid duration {input:?}: unknown unit {unit:?} (expected d, h, m, s, ms, us or ns)"
+    )]
     UnknownUnit { input: String, unit: String },
     #[error(
         "invalid duration {0:?}: expected numbers with units, largest unit first and each unit once, like \"1m30s\""
@@ -227,7 +241,8 @@ pub enum ParseDurationError {
 }
 
 /// Duration units, largest first; parts must follow this order.
-const DURATION_UNITS: [(&str, Duration); 6] = [
+const DURATION_UNITS: [(&str, Duration); 7] = [
+    ("d", Duration::from_secs(86_400)),
     ("h", Duration::from_secs(3600)),
     ("m", Duration::from_secs(60)),
     ("s", Duration::from_secs(1)),
@@ -240,65 +255,70 @@ impl FromStr for HumanDuration {
     type Err = ParseDurationError;
 
     fn from_str(input: &str) -> Result<Self, Self::Err> {
-        let s = input.trim();
-        if s.is_empty() {
-            return Err(ParseDurationError::Empty);
+        match parse_duration(input)? {
+            Duration::ZERO => Err(ParseDurationError::Zero(input.to_owned())),
+            duration => Ok(HumanDuration(duration)),
         }
-        if s.starts_with('-') {
-            return Err(ParseDurationError::Negative(input.to_owned()));
-        }
-        let mut rest = s;
-        let mut total_nanos: u128 = 0;
-        // Index into DURATION_UNITS of the next allowed unit: enforces order and uniqueness.
-        let mut next_unit = 0;
-        while !rest.is_empty() {
-            let digits_end = rest
-                .find(|c: char| !c.is_ascii_digit())
-                .unwrap_or(rest.len());
-            let (digits, after) = rest.split_at(digits_end);
-            if digits.is_empty() {
-                return Err(ParseDurationError::Malformed(input.to_owned()));
-            }
-            if after.starts_with(['.', ',']) {
-                return Err(ParseDurationError::Fractional(input.to_owned()));
-            }
-            let unit_end = after
-                .find(|c: char| !c.is_ascii_alphabetic())
-                .unwrap_or(after.len());
-            let (unit, after) = after.split_at(unit_end);
-            if unit.is_empty() {
-                return Err(if after.is_empty() {
-                    ParseDurationError::MissingUnit(input.to_owned())
-                } else {
-                    ParseDurationError::Malformed(input.to_owned())
-                });
-            }
-            let Some(index) = DURATION_UNITS.iter().position(|(name, _)| *name == unit) else {
-                return Err(ParseDurationError::UnknownUnit {
-                    input: input.to_owned(),
-                    unit: unit.to_owned(),
-                });
-            };
-            if index < next_unit {
-                return Err(ParseDurationError::Malformed(input.to_owned()));
-            }
-            next_unit = index + 1;
-            let overflow = || ParseDurationError::Overflow(input.to_owned());
-            let count: u64 = digits.parse().map_err(|_| overflow())?;
-            // u64 * (nanoseconds in an hour) fits in u128, so only the sum can overflow.
-            let part = u128::from(count) * DURATION_UNITS[index].1.as_nanos();
-            total_nanos = total_nanos.checked_add(part).ok_or_else(overflow)?;
-            rest = after;
-        }
-        if total_nanos == 0 {
-            return Err(ParseDurationError::Zero(input.to_owned()));
-        }
-        let secs = u64::try_from(total_nanos / 1_000_000_000)
-            .map_err(|_| ParseDurationError::Overflow(input.to_owned()))?;
-        // The remainder is below 1_000_000_000, so it always fits in u32.
-        let nanos = u32::try_from(total_nanos % 1_000_000_000).unwrap_or(0);
-        Ok(HumanDuration(Duration::new(secs, nanos)))
     }
+}
+
+/// The grammar of [`HumanDuration`], zero included.
+fn parse_duration(input: &str) -> Result<Duration, ParseDurationError> {
+    let s = input.trim();
+    if s.is_empty() {
+        return Err(ParseDurationError::Empty);
+    }
+    if s.starts_with('-') {
+        return Err(ParseDurationError::Negative(input.to_owned()));
+    }
+    let mut rest = s;
+    let mut total_nanos: u128 = 0;
+    // Index into DURATION_UNITS of the next allowed unit: enforces order and uniqueness.
+    let mut next_unit = 0;
+    while !rest.is_empty() {
+        let digits_end = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let (digits, after) = rest.split_at(digits_end);
+        if digits.is_empty() {
+            return Err(ParseDurationError::Malformed(input.to_owned()));
+        }
+        if after.starts_with(['.', ',']) {
+            return Err(ParseDurationError::Fractional(input.to_owned()));
+        }
+        let unit_end = after
+            .find(|c: char| !c.is_ascii_alphabetic())
+            .unwrap_or(after.len());
+        let (unit, after) = after.split_at(unit_end);
+        if unit.is_empty() {
+            return Err(if after.is_empty() {
+                ParseDurationError::MissingUnit(input.to_owned())
+            } else {
+                ParseDurationError::Malformed(input.to_owned())
+            });
+        }
+        let Some(index) = DURATION_UNITS.iter().position(|(name, _)| *name == unit) else {
+            return Err(ParseDurationError::UnknownUnit {
+                input: input.to_owned(),
+                unit: unit.to_owned(),
+            });
+        };
+        if index < next_unit {
+            return Err(ParseDurationError::Malformed(input.to_owned()));
+        }
+        next_unit = index + 1;
+        let overflow = || ParseDurationError::Overflow(input.to_owned());
+        let count: u64 = digits.parse().map_err(|_| overflow())?;
+        // u64 * (nanoseconds in a day) fits in u128, so only the sum can overflow.
+        let part = u128::from(count) * DURATION_UNITS[index].1.as_nanos();
+        total_nanos = total_nanos.checked_add(part).ok_or_else(overflow)?;
+        rest = after;
+    }
+    let secs = u64::try_from(total_nanos / 1_000_000_000)
+        .map_err(|_| ParseDurationError::Overflow(input.to_owned()))?;
+    // The remainder is below 1_000_000_000, so it always fits in u32.
+    let nanos = u32::try_from(total_nanos % 1_000_000_000).unwrap_or(0);
+    Ok(Duration::new(secs, nanos))
 }
 
 impl fmt::Display for HumanDuration {
@@ -306,7 +326,8 @@ impl fmt::Display for HumanDuration {
         let secs = self.0.as_secs();
         let nanos = self.0.subsec_nanos();
         let parts = [
-            (secs / 3600, "h"),
+            (secs / 86_400, "d"),
+            (secs % 86_400 / 3600, "h"),
             (secs % 3600 / 60, "m"),
             (secs % 60, "s"),
             (u64::from(nanos / 1_000_000), "ms"),
@@ -500,6 +521,10 @@ mod tests {
             ),
             (" 10s ", Duration::from_secs(10)),
             ("90s", Duration::from_secs(90)),
+            ("3d", Duration::from_secs(3 * 86_400)),
+            ("90d", Duration::from_secs(90 * 86_400)),
+            ("1d12h", Duration::from_secs(36 * 3600)),
+            ("2d0h30m", Duration::from_secs(2 * 86_400 + 1800)),
         ];
         for (input, expected) in cases {
             assert_eq!(
@@ -513,7 +538,7 @@ mod tests {
     #[test]
     fn duration_rejects_invalid_forms() {
         use ParseDurationError as E;
-        let cases: [Case<E>; 15] = [
+        let cases: [Case<E>; 17] = [
             ("", |e| matches!(e, E::Empty)),
             ("0s", |e| matches!(e, E::Zero(_))),
             ("0h0m0s", |e| matches!(e, E::Zero(_))),
@@ -525,7 +550,9 @@ mod tests {
                 "10S",
                 |e| matches!(e, E::UnknownUnit { unit, .. } if unit == "S"),
             ),
-            ("3d", |e| matches!(e, E::UnknownUnit { .. })),
+            ("3w", |e| matches!(e, E::UnknownUnit { .. })),
+            ("3D", |e| matches!(e, E::UnknownUnit { .. })),
+            ("1h1d", |e| matches!(e, E::Malformed(_))),
             ("30s1m", |e| matches!(e, E::Malformed(_))),
             ("1s1s", |e| matches!(e, E::Malformed(_))),
             ("s", |e| matches!(e, E::Malformed(_))),
@@ -550,6 +577,9 @@ mod tests {
             (Duration::from_secs(3600), "1h"),
             (Duration::from_millis(1500), "1s500ms"),
             (Duration::from_nanos(1), "1ns"),
+            (Duration::from_secs(86_400), "1d"),
+            (Duration::from_secs(90 * 86_400), "90d"),
+            (Duration::from_secs(93_784), "1d2h3m4s"),
             (Duration::ZERO, "0s"),
         ];
         for (duration, text) in cases {
@@ -563,10 +593,29 @@ mod tests {
             Duration::from_secs(1),
             Duration::new(3723, 4_005_006),
             Duration::from_millis(999),
+            Duration::from_secs(7 * 86_400 + 1),
             Duration::MAX,
         ] {
             let d = HumanDuration(d);
             assert_eq!(d.to_string().parse::<HumanDuration>(), Ok(d), "{d}");
+        }
+    }
+
+    #[test]
+    fn zero_is_a_value_only_where_asked_for() {
+        for zero in ["0s", "0d0h", "0ms"] {
+            assert_eq!(HumanDuration::parse_allowing_zero(zero), Ok(Duration::ZERO));
+            assert!(matches!(
+                zero.parse::<HumanDuration>(),
+                Err(ParseDurationError::Zero(_))
+            ));
+        }
+        assert_eq!(
+            HumanDuration::parse_allowing_zero("1h30m"),
+            Ok(Duration::from_secs(5400))
+        );
+        for bad in ["0", "-1s", "1x", ""] {
+            assert!(HumanDuration::parse_allowing_zero(bad).is_err(), "{bad}");
         }
     }
 

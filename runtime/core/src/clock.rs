@@ -2,6 +2,8 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use airlock_host_api::policy::units::HumanDuration;
+
 /// Seconds since the Unix epoch; 0 if the clock is before it.
 pub fn now_unix() -> u64 {
     SystemTime::now()
@@ -42,21 +44,6 @@ pub fn rfc3339(secs: u64) -> String {
         rem / 60 % 60,
         rem % 60
     )
-}
-
-/// Parses a span such as `90s`, `15m`, `2h` or `90d` into seconds.
-pub fn parse_span_secs(text: &str) -> Option<u64> {
-    let split = text.len().checked_sub(1)?;
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number.parse().ok()?;
-    let unit = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3_600,
-        "d" => 86_400,
-        _ => return None,
-    };
-    n.checked_mul(unit)
 }
 
 /// Parses `YYYY-MM-DDTHH:MM:SS[.mmm]Z` (UTC only) into milliseconds since the epoch.
@@ -108,12 +95,16 @@ pub fn parse_rfc3339_ms(text: &str) -> Option<u64> {
     u64::try_from(secs).ok().map(|s| s * 1000 + millis)
 }
 
-/// A `since` filter (an RFC 3339 UTC time, or an age such as `15m` or `7d`) in milliseconds
-/// since the epoch.
+/// A `since` filter (an RFC 3339 UTC time, or an age in the one duration grammar such as `15m`,
+/// `7d` or `1h30m`) in milliseconds since the epoch.
 pub fn since_ms(text: &str) -> Option<u64> {
     match parse_rfc3339_ms(text) {
         Some(ms) => Some(ms),
-        None => Some(now_unix_ms().saturating_sub(parse_span_secs(text)?.saturating_mul(1000))),
+        None => {
+            let age: HumanDuration = text.parse().ok()?;
+            let age_ms = u64::try_from(age.0.as_millis()).unwrap_or(u64::MAX);
+            Some(now_unix_ms().saturating_sub(age_ms))
+        }
     }
 }
 
@@ -128,6 +119,21 @@ mod tests {
         assert_eq!(rfc3339(1_795_957_199), "2026-11-29T12:59:59Z");
         assert_eq!(rfc3339(4_107_542_400), "2100-03-01T00:00:00Z");
         assert_eq!(rfc3339_ms(1_795_957_199_007), "2026-11-29T12:59:59.007Z");
+    }
+
+    #[test]
+    fn ages_use_the_duration_grammar() {
+        let now = now_unix_ms();
+        let age = |text: &str| now.saturating_sub(since_ms(text).expect(text));
+        // Each age is computed after `now`, so it may come out a little short, never long.
+        for (text, ms) in [("90s", 90_000), ("1h30m", 5_400_000), ("7d", 604_800_000)] {
+            let got = age(text);
+            assert!(got <= ms && ms - got < 60_000, "{text}: {got}");
+        }
+        assert_eq!(since_ms("2026-11-29T12:59:59Z"), Some(1_795_957_199_000));
+        for bad in ["0s", "15", "1.5h", "yesterday"] {
+            assert_eq!(since_ms(bad), None, "{bad}");
+        }
     }
 
     #[test]

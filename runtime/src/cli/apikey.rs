@@ -3,16 +3,20 @@
 
 use clap::{Args, Subcommand};
 
-use super::{EXIT_INVALID, State, fail};
+use super::exit::{Exit, fail};
+use super::state::StateArgs;
 use crate::apikey::{self, Scope};
 use crate::clock::{self, rfc3339};
 use crate::ids::TenantId;
+use crate::units::HumanDuration;
 use airlock_store::ApiKeys;
 
 #[derive(Debug, Args)]
 pub(crate) struct ApiKeyArgs {
     #[command(subcommand)]
     command: ApiKeyCommand,
+    #[command(flatten)]
+    state: StateArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -34,9 +38,9 @@ enum ApiKeyCommand {
             conflicts_with = "admin"
         )]
         scope: Vec<Scope>,
-        /// Expire after this long: 90d, 12h, …
-        #[arg(long, value_name = "SPAN")]
-        expires: Option<String>,
+        /// Expire after this long: 90d, 12h, 1h30m, …
+        #[arg(long, value_name = "DURATION")]
+        expires: Option<HumanDuration>,
     },
     /// List keys (ids, scopes, dates; never the keys)
     List {
@@ -49,8 +53,8 @@ enum ApiKeyCommand {
     Revoke { id: String },
 }
 
-pub(crate) fn api_key(args: ApiKeyArgs, state: &State) -> anyhow::Result<u8> {
-    let (store, trail) = state.open()?;
+pub(crate) fn api_key(args: ApiKeyArgs) -> anyhow::Result<Exit> {
+    let (store, trail) = args.state.state()?.open()?;
     let now = clock::now_unix();
     match args.command {
         ApiKeyCommand::Create {
@@ -59,23 +63,10 @@ pub(crate) fn api_key(args: ApiKeyArgs, state: &State) -> anyhow::Result<u8> {
             scope,
             expires,
         } => {
-            let expires = expires
-                .map(|span| {
-                    clock::parse_span_secs(&span)
-                        .map(|s| now + s)
-                        .ok_or_else(|| {
-                            fail(
-                                EXIT_INVALID,
-                                anyhow::anyhow!(
-                                    "--expires {span:?}: expected a span such as 90d or 12h"
-                                ),
-                            )
-                        })
-                })
-                .transpose()?;
+            let expires = expires.map(|d| now.saturating_add(d.0.as_secs()));
             let new = apikey::issue(&store, &trail, tenant.as_ref(), scope, expires).map_err(
                 |e| match e {
-                    apikey::IssueError::NoTenant(_) => fail(EXIT_INVALID, e),
+                    apikey::IssueError::NoTenant(_) => fail(Exit::Usage, e),
                     other => other.into(),
                 },
             )?;
@@ -94,7 +85,7 @@ pub(crate) fn api_key(args: ApiKeyArgs, state: &State) -> anyhow::Result<u8> {
             let keys = store.api_keys(tenant.as_ref())?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&keys)?);
-                return Ok(0);
+                return Ok(Exit::Success);
             }
             for k in keys {
                 let scopes: Vec<&str> = k.scopes.iter().map(|s| s.as_str()).collect();
@@ -120,11 +111,11 @@ pub(crate) fn api_key(args: ApiKeyArgs, state: &State) -> anyhow::Result<u8> {
         }
         ApiKeyCommand::Revoke { id } => {
             if apikey::revoke(&store, &trail, &id)?.is_none() {
-                return Err(fail(EXIT_INVALID, anyhow::anyhow!("no API key {id}")));
+                return Err(fail(Exit::Usage, anyhow::anyhow!("no API key {id}")));
             }
             eprintln!("revoked key {id}");
         }
     }
     trail.checkpoint()?;
-    Ok(0)
+    Ok(Exit::Success)
 }

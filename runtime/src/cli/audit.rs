@@ -6,46 +6,15 @@ use std::path::Path;
 use airlock_host_api::audit::AuditEvent;
 use clap::{Args, Subcommand, ValueEnum};
 
-use super::{EXIT_INVALID, EXIT_TRUST, State, fail};
+use super::exit::{Exit, fail};
+use super::state::{State, StateArgs};
 use crate::audit::metrics::Metrics;
 use crate::audit::record::Envelope;
-use crate::audit::{AuditDir, AuditTrail, Entry, Query, verify};
+use crate::audit::{AuditTrail, Entry, Query, verify};
 use crate::bundle::PublicKey;
 use crate::clock;
 use crate::ids::{InstallationId, TenantId};
 use crate::privileges::{Report, Usage};
-use crate::store::Store;
-
-/// Exit code 7: the audit trail does not verify.
-const EXIT_AUDIT: u8 = 7;
-
-/// The audit dir: `--audit-dir`, `$AIRLOCK_AUDIT_DIR` (both via clap), else the platform's
-/// per-user config dir, which is never inside the data dir.
-pub(crate) fn audit_dir(explicit: Option<&Path>, data: &Path) -> anyhow::Result<AuditDir> {
-    let dir = match explicit {
-        Some(dir) => dir.to_path_buf(),
-        None => directories::ProjectDirs::from("dev", "airlock", "airlock")
-            .map(|p| p.config_dir().join("audit"))
-            .ok_or_else(|| {
-                fail(
-                    EXIT_INVALID,
-                    anyhow::anyhow!("no home directory for the audit key; pass --audit-dir DIR"),
-                )
-            })?,
-    };
-    AuditDir::open(&dir, data).map_err(|e| fail(EXIT_INVALID, e))
-}
-
-/// Opens the store under `data` and its audit trail.
-pub(crate) fn open_trail(
-    data: &Path,
-    master_key: Option<&Path>,
-    audit: Option<&Path>,
-) -> anyhow::Result<(Store, AuditTrail)> {
-    let store = Store::open(data, master_key)?;
-    let trail = AuditTrail::open(&store, audit_dir(audit, data)?)?;
-    Ok((store, trail))
-}
 
 /// The error for a refusal: exit 6 when it has a trust `reason` — recorded first as a
 /// `trust-refused` security event for `artifact` (its file name only), with a checkpoint over
@@ -57,7 +26,7 @@ pub(crate) fn refusal(
     error: impl Into<anyhow::Error>,
 ) -> anyhow::Error {
     let Some(reason) = reason else {
-        return fail(EXIT_INVALID, error);
+        return fail(Exit::Usage, error);
     };
     let error = error.into();
     let artifact = artifact
@@ -71,9 +40,9 @@ pub(crate) fn refusal(
         .map_err(anyhow::Error::from)
         .and_then(|_| trail.checkpoint().map(drop).map_err(anyhow::Error::from));
     match recorded {
-        Ok(()) => fail(EXIT_TRUST, error),
+        Ok(()) => fail(Exit::Trust, error),
         Err(audit) => fail(
-            EXIT_TRUST,
+            Exit::Trust,
             anyhow::anyhow!("{error:#}; and it could not be recorded: {audit:#}"),
         ),
     }
@@ -83,6 +52,8 @@ pub(crate) fn refusal(
 pub(crate) struct AuditArgs {
     #[command(subcommand)]
     command: AuditCommand,
+    #[command(flatten)]
+    state: StateArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -93,9 +64,9 @@ enum AuditCommand {
         #[arg(long)]
         tenant: Option<String>,
         /// Only records at or after TIME: RFC 3339 (2026-11-29T10:00:00Z) or an age (90s, 15m,
-        /// 2h, 7d)
-        #[arg(long, value_name = "TIME")]
-        since: Option<String>,
+        /// 1h30m, 7d)
+        #[arg(long, value_name = "TIME", value_parser = since)]
+        since: Option<u64>,
         /// Only security events (denials, refusals, limit kills, rejections, key changes)
         #[arg(long)]
         security: bool,
@@ -134,7 +105,8 @@ enum ExportFormat {
     Jsonl,
 }
 
-pub(crate) fn audit(args: AuditArgs, state: &State) -> anyhow::Result<u8> {
+pub(crate) fn audit(args: AuditArgs) -> anyhow::Result<Exit> {
+    let state = &args.state.state()?;
     let trail = || state.open().map(|(_store, trail)| trail);
     match args.command {
         AuditCommand::List {
@@ -146,7 +118,7 @@ pub(crate) fn audit(args: AuditArgs, state: &State) -> anyhow::Result<u8> {
             let query = Query {
                 tenant,
                 security,
-                since_ms: since.as_deref().map(parse_since).transpose()?,
+                since_ms: since,
                 after: None,
             };
             each_record(&trail()?, query, |entry| match entry {
@@ -156,7 +128,7 @@ pub(crate) fn audit(args: AuditArgs, state: &State) -> anyhow::Result<u8> {
                 }
                 Entry::Record { record, .. } => print_record(&record.envelope),
             })?;
-            Ok(0)
+            Ok(Exit::Success)
         }
         AuditCommand::Verify { key } => verify_trail(&trail()?, key),
         AuditCommand::Privileges {
@@ -174,12 +146,12 @@ pub(crate) fn audit(args: AuditArgs, state: &State) -> anyhow::Result<u8> {
                 out.write_all(&line)?;
                 out.write_all(b"\n")?;
             }
-            Ok(0)
+            Ok(Exit::Success)
         }
     }
 }
 
-fn verify_trail(trail: &AuditTrail, key: Option<String>) -> anyhow::Result<u8> {
+fn verify_trail(trail: &AuditTrail, key: Option<String>) -> anyhow::Result<Exit> {
     let key = match key {
         Some(key) => {
             let line = match key.strip_prefix('@') {
@@ -187,7 +159,7 @@ fn verify_trail(trail: &AuditTrail, key: Option<String>) -> anyhow::Result<u8> {
                     .map_err(|e| anyhow::anyhow!("cannot read {file}: {e}"))?,
                 None => key,
             };
-            PublicKey::parse_line(line.trim()).map_err(|e| fail(EXIT_INVALID, e))?
+            PublicKey::parse_line(line.trim()).map_err(|e| fail(Exit::Usage, e))?
         }
         None => trail.dir().public_key()?,
     };
@@ -223,9 +195,9 @@ fn verify_trail(trail: &AuditTrail, key: Option<String>) -> anyhow::Result<u8> {
             println!("{uncovered} record(s) after the newest checkpoint are not yet signed");
         }
         println!("audit trail verified");
-        Ok(0)
+        Ok(Exit::Success)
     } else {
-        Ok(EXIT_AUDIT)
+        Ok(Exit::Audit)
     }
 }
 
@@ -237,15 +209,15 @@ fn privileges(
     tenant: &TenantId,
     installation: &InstallationId,
     json: bool,
-) -> anyhow::Result<u8> {
+) -> anyhow::Result<Exit> {
     let opened = state.open_installations(crate::engine::EngineSettings::default())?;
     let installer = opened.installer();
     let record = installer
         .get(tenant, installation)
-        .map_err(|e| fail(EXIT_INVALID, e))?;
+        .map_err(|e| fail(Exit::Usage, e))?;
     let manifest = installer
         .installed_manifest(&record)
-        .map_err(|e| fail(EXIT_INVALID, e))?;
+        .map_err(|e| fail(Exit::Usage, e))?;
     let mut usage = Usage::default();
     let query = Query {
         tenant: Some(tenant.as_str().to_string()),
@@ -265,7 +237,7 @@ fn privileges(
     let report = Report::new(&manifest.manifest, &usage);
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
-        return Ok(0);
+        return Ok(Exit::Success);
     }
     println!(
         "{tenant}/{installation} runs {}@{}",
@@ -276,19 +248,22 @@ fn privileges(
         Some(fragment) => println!("\n{fragment}"),
         None => println!("everything declared was used"),
     }
-    Ok(0)
+    Ok(Exit::Success)
 }
 
 #[derive(Debug, Args)]
-pub(crate) struct MetricsArgs {}
+pub(crate) struct MetricsArgs {
+    #[command(flatten)]
+    state: StateArgs,
+}
 
 /// Prints the data dir's metrics in the Prometheus text format.
-pub(crate) fn metrics(_args: MetricsArgs, state: &State) -> anyhow::Result<u8> {
-    let (_store, trail) = state.open()?;
+pub(crate) fn metrics(args: MetricsArgs) -> anyhow::Result<Exit> {
+    let (_store, trail) = args.state.state()?.open()?;
     let mut metrics = Metrics::default();
     metrics.count(&trail, 0)?;
     print!("{}", metrics.render());
-    Ok(0)
+    Ok(Exit::Success)
 }
 
 /// Calls `each` on every record `query` matches, a page at a time.
@@ -308,18 +283,14 @@ fn each_record(
     }
 }
 
-/// `--since`: an RFC 3339 time or an age, in milliseconds since the epoch.
-fn parse_since(text: &str) -> anyhow::Result<u64> {
-    let bad = || {
-        fail(
-            EXIT_INVALID,
-            anyhow::anyhow!(
-                "--since {text:?}: expected an RFC 3339 UTC time (2026-11-29T10:00:00Z) or an \
-                 age such as 90s, 15m, 2h or 7d"
-            ),
-        )
-    };
-    clock::since_ms(text).ok_or_else(bad)
+/// `--since`: an RFC 3339 time or an age, in milliseconds since the epoch (clap names the flag
+/// in the error).
+fn since(text: &str) -> Result<u64, String> {
+    clock::since_ms(text).ok_or_else(|| {
+        "expected an RFC 3339 UTC time (2026-11-29T10:00:00Z) or an age such as 90s, 15m, \
+         1h30m or 7d"
+            .to_string()
+    })
 }
 
 /// A recorded target: the rule it matched and its hash (`https://api.github.com/repos

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::{EXIT_INVALID, fail};
+use super::exit::{Exit, fail};
 use crate::manifest::LoadedManifest;
 use crate::toolchain;
 
@@ -15,11 +15,11 @@ pub(crate) struct BuildArgs {
     path: PathBuf,
 }
 
-pub(crate) fn build(args: BuildArgs) -> anyhow::Result<u8> {
-    let manifest = LoadedManifest::load(&args.path).map_err(|e| fail(EXIT_INVALID, e))?;
+pub(crate) fn build(args: BuildArgs) -> anyhow::Result<Exit> {
+    let manifest = LoadedManifest::load(&args.path).map_err(|e| fail(Exit::Usage, e))?;
     let Some(build) = &manifest.manifest.integration.build else {
         return Err(fail(
-            EXIT_INVALID,
+            Exit::Usage,
             anyhow::anyhow!(
                 "{} has no [integration.build] command; build the component yourself",
                 manifest.path.display()
@@ -47,5 +47,5 @@ pub(crate) fn build(args: BuildArgs) -> anyhow::Result<u8> {
         );
     }
     eprintln!("airlock: built {}", component.display());
-    Ok(0)
+    Ok(Exit::Success)
 }

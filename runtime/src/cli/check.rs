@@ -1,11 +1,12 @@
 //! `airlock check`: load an integration without running it and show what it declares.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::Args;
 
-use super::{EXIT_INVALID, fail};
-use crate::engine::EngineSettings;
+use super::engine_args::CeilingArgs;
+use super::exit::{Exit, fail};
+use super::state::DataArgs;
 use airlock_host_api::policy::{Ceilings, Limits};
 
 use crate::manifest::{ApiKey, CredentialDecl, Grant, Manifest};
@@ -19,17 +20,19 @@ pub(crate) struct CheckArgs {
     /// Print the result as JSON
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    ceilings: CeilingArgs,
+    #[command(flatten)]
+    data: DataArgs,
 }
 
-pub(crate) fn check(args: CheckArgs, data: &Path, settings: EngineSettings) -> anyhow::Result<u8> {
-    let runtime = Runtime::new(data, settings)?;
-    let integration = runtime
-        .load(&args.path)
-        .map_err(|e| fail(EXIT_INVALID, e))?;
+pub(crate) fn check(args: CheckArgs) -> anyhow::Result<Exit> {
+    let runtime = Runtime::new(&args.data.dir()?, args.ceilings.settings())?;
+    let integration = runtime.load(&args.path).map_err(|e| fail(Exit::Usage, e))?;
     let summary = integration.describe();
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
-        return Ok(0);
+        return Ok(Exit::Success);
     }
     let manifest = &integration.manifest().manifest;
     println!("{} — {}", summary.id, manifest.integration.description);
@@ -40,7 +43,7 @@ pub(crate) fn check(args: CheckArgs, data: &Path, settings: EngineSettings) -> a
         println!("  import     {import}");
     }
     println!("ok: {} is ready to run", summary.id);
-    Ok(0)
+    Ok(Exit::Success)
 }
 
 /// What an operator must approve: publisher identity, limits, config, actions, egress rules and

@@ -11,12 +11,11 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use zeroize::Zeroizing;
 
-use super::{EXIT_INVALID, EXIT_TRUST, State, fail};
+use super::exit::{Exit, fail, failed};
+use super::state::StateArgs;
 use crate::clock::rfc3339;
 use crate::engine::EngineSettings;
 use crate::ids::{InstallationId, TenantId};
-use crate::install::{CredentialSetError, InstallError};
-use crate::store::Store;
 use crate::store::credentials::SetOutcome;
 use airlock_store::Credentials;
 
@@ -24,6 +23,8 @@ use airlock_store::Credentials;
 pub(crate) struct CredentialsArgs {
     #[command(subcommand)]
     command: CredentialsCommand,
+    #[command(flatten)]
+    state: StateArgs,
 }
 
 /// Whose credentials.
@@ -62,7 +63,8 @@ enum CredentialsCommand {
     },
 }
 
-pub(crate) fn credentials(args: CredentialsArgs, state: &State) -> anyhow::Result<u8> {
+pub(crate) fn credentials(args: CredentialsArgs) -> anyhow::Result<Exit> {
+    let state = args.state.state()?;
     match args.command {
         CredentialsCommand::Set { scope, name } => {
             let value = read_stdin()?;
@@ -70,15 +72,7 @@ pub(crate) fn credentials(args: CredentialsArgs, state: &State) -> anyhow::Resul
             let (outcome, kind) = opened
                 .installer()
                 .set_credential(&scope.tenant, &scope.installation, &name, value)
-                .map_err(|e| match &e {
-                    CredentialSetError::Install(i) if i.trust_reason().is_some() => {
-                        fail(EXIT_TRUST, e)
-                    }
-                    CredentialSetError::Install(
-                        InstallError::Store(_) | InstallError::Audit(_),
-                    ) => e.into(),
-                    _ => fail(EXIT_INVALID, e),
-                })?;
+                .map_err(failed)?;
             let verb = match outcome {
                 SetOutcome::Created => "stored",
                 SetOutcome::Rotated => "rotated",
@@ -90,11 +84,12 @@ pub(crate) fn credentials(args: CredentialsArgs, state: &State) -> anyhow::Resul
                 scope.installation
             );
             opened.trail.checkpoint()?;
-            Ok(0)
+            Ok(Exit::Success)
         }
         CredentialsCommand::List { scope, json } => {
-            let store = Store::open(&state.data, state.master_key.as_deref())?;
-            let list = store.list_credentials(&scope.tenant, &scope.installation)?;
+            let list = state
+                .store()?
+                .list_credentials(&scope.tenant, &scope.installation)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else if list.is_empty() {
@@ -118,7 +113,7 @@ pub(crate) fn credentials(args: CredentialsArgs, state: &State) -> anyhow::Resul
                     );
                 }
             }
-            Ok(0)
+            Ok(Exit::Success)
         }
         CredentialsCommand::Delete { scope, name } => {
             let opened = state.open_installations(EngineSettings::default())?;
@@ -126,10 +121,10 @@ pub(crate) fn credentials(args: CredentialsArgs, state: &State) -> anyhow::Resul
             if installer.delete_credential(&scope.tenant, &scope.installation, &name)? {
                 eprintln!("deleted credential `{name}`");
                 opened.trail.checkpoint()?;
-                Ok(0)
+                Ok(Exit::Success)
             } else {
                 Err(fail(
-                    EXIT_INVALID,
+                    Exit::Usage,
                     anyhow::anyhow!(
                         "tenant {} installation {} has no credential `{name}`",
                         scope.tenant,
@@ -152,7 +147,7 @@ pub(super) fn read_stdin() -> anyhow::Result<Zeroizing<String>> {
         .map(Zeroizing::new)
         .map_err(|_| {
             fail(
-                EXIT_INVALID,
+                Exit::Usage,
                 anyhow::anyhow!("the value on stdin is not UTF-8 text"),
             )
         })

@@ -2,6 +2,8 @@
 
 use std::io::Read;
 
+use super::exit::{Exit, fail};
+
 /// Reads an inline value, `@FILE`, or `@-` (stdin), refusing more than `limit` bytes.
 pub(crate) fn read_arg(what: &str, arg: &str, limit: u64) -> anyhow::Result<String> {
     let Some(path) = arg.strip_prefix('@') else {
@@ -11,8 +13,8 @@ pub(crate) fn read_arg(what: &str, arg: &str, limit: u64) -> anyhow::Result<Stri
         Box::new(std::io::stdin())
     } else {
         Box::new(std::fs::File::open(path).map_err(|e| {
-            super::fail(
-                super::EXIT_INVALID,
+            fail(
+                Exit::Usage,
                 anyhow::anyhow!("cannot read {what} file {path}: {e}"),
             )
         })?)
@@ -22,8 +24,8 @@ pub(crate) fn read_arg(what: &str, arg: &str, limit: u64) -> anyhow::Result<Stri
         .take(limit + 1)
         .read_to_string(&mut text)
         .map_err(|e| {
-            super::fail(
-                super::EXIT_INVALID,
+            fail(
+                Exit::Usage,
                 anyhow::anyhow!("cannot read {what} from {arg}: {e}"),
             )
         })?;

@@ -3,14 +3,16 @@
 //! Nothing is compiled. Exit 0 when the signature verifies against a trusted key, else 6 (the
 //! capabilities are still shown, read from the unverified bundle and marked so).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use airlock_host_api::policy::{Ceilings, Limits};
+use airlock_host_api::policy::Limits;
 use clap::Args;
 use serde_json::json;
 
 use super::check::print_capabilities;
-use super::{EXIT_INVALID, EXIT_TRUST, fail};
+use super::engine_args::CeilingArgs;
+use super::exit::{Exit, fail};
+use super::state::DataArgs;
 use crate::bundle::{OpenError, read_bundle, read_unverified, verify_trusted};
 use crate::manifest::{LoadedManifest, MANIFEST_FILE_NAME};
 use crate::trust::TrustStore;
@@ -22,20 +24,25 @@ pub(crate) struct InspectArgs {
     /// Print JSON
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    ceilings: CeilingArgs,
+    #[command(flatten)]
+    data: DataArgs,
 }
 
-pub(crate) fn inspect(args: InspectArgs, data: &Path, ceilings: &Ceilings) -> anyhow::Result<u8> {
-    let trust = TrustStore::open(data)?;
+pub(crate) fn inspect(args: InspectArgs) -> anyhow::Result<Exit> {
+    let trust = TrustStore::open(&args.data.dir()?)?;
+    let ceilings = &args.ceilings.ceilings();
     // Verified, or refused and read unverified so the operator still sees what it asks for.
-    let bytes = read_bundle(&args.bundle).map_err(|e| fail(EXIT_INVALID, e))?;
+    let bytes = read_bundle(&args.bundle).map_err(|e| fail(Exit::Usage, e))?;
     let (files, key_id, status, digest) = match verify_trusted(&args.bundle, &bytes, &trust) {
         Ok(v) => (v.files, v.key_id, "trusted", Some(hex::encode(v.digest))),
         Err(e @ OpenError::Refused { .. }) => {
-            let (files, signature) = read_unverified(&bytes).map_err(|e| fail(EXIT_TRUST, e))?;
+            let (files, signature) = read_unverified(&bytes).map_err(|e| fail(Exit::Trust, e))?;
             let status = e.trust_reason().unwrap_or("refused");
             (files, signature.key_id, status, None)
         }
-        Err(e) => return Err(fail(EXIT_INVALID, e)),
+        Err(e) => return Err(fail(Exit::Usage, e)),
     };
     let trusted = status == "trusted";
     let text = files
@@ -43,15 +50,15 @@ pub(crate) fn inspect(args: InspectArgs, data: &Path, ceilings: &Ceilings) -> an
         .and_then(|b| std::str::from_utf8(b).ok())
         .ok_or_else(|| {
             fail(
-                EXIT_TRUST,
+                Exit::Trust,
                 anyhow::anyhow!("the bundle has no readable airlock.toml"),
             )
         })?;
     let manifest = LoadedManifest::parse(&args.bundle.join(MANIFEST_FILE_NAME), text)
-        .map_err(|e| fail(EXIT_INVALID, e))?;
+        .map_err(|e| fail(Exit::Usage, e))?;
     let m = &manifest.manifest;
     let limits =
-        Limits::resolve(m.requested_limits(), ceilings).map_err(|e| fail(EXIT_INVALID, e))?;
+        Limits::resolve(m.requested_limits(), ceilings).map_err(|e| fail(Exit::Usage, e))?;
     if args.json {
         let summary = json!({
             "bundle": args.bundle,
@@ -87,5 +94,5 @@ pub(crate) fn inspect(args: InspectArgs, data: &Path, ceilings: &Ceilings) -> an
         }
         print_capabilities(m, &limits, ceilings);
     }
-    Ok(if trusted { 0 } else { EXIT_TRUST })
+    Ok(if trusted { Exit::Success } else { Exit::Trust })
 }

@@ -1,13 +1,16 @@
-//! `airlock install`: install a signed bundle for a tenant with what the operator grants; list
-//! installations and the upgrades that wait for approval; approve one.
+//! `airlock install BUNDLE --tenant T`: install a signed bundle for a tenant with what the
+//! operator grants; `airlock install list|pending|approve`: list installations and the upgrades
+//! that wait for approval, approve one.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use clap::Args;
+use clap::{Args, Subcommand};
 
 use super::audit::refusal;
+use super::engine_args::CeilingArgs;
+use super::exit::{Exit, fail};
 use super::input::read_arg;
-use super::{EXIT_INVALID, Opened, fail};
+use super::state::{State, StateArgs};
 use crate::bundle::read_bundle;
 use crate::clock::rfc3339;
 use crate::ids::{InstallationId, TenantId};
@@ -19,12 +22,24 @@ use airlock_store::Installations;
 const MAX_CONFIG: u64 = 1 << 20;
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub(crate) struct InstallArgs {
+    #[command(subcommand)]
+    command: Option<InstallCommand>,
+    #[command(flatten)]
+    bundle: BundleArgs,
+    #[command(flatten)]
+    state: StateArgs,
+}
+
+/// `airlock install BUNDLE --tenant T …`: the action itself.
+#[derive(Debug, Args)]
+struct BundleArgs {
     /// The signed bundle (`.airlock`) to install
-    #[arg(required_unless_present_any = ["pending", "approve", "list"])]
+    #[arg(required = true)]
     bundle: Option<PathBuf>,
     /// The tenant to install for
-    #[arg(long, required_unless_present_any = ["pending", "list"])]
+    #[arg(long, required = true)]
     tenant: Option<TenantId>,
     /// The installation's id [default: the last part of the integration id]
     #[arg(long)]
@@ -39,87 +54,122 @@ pub(crate) struct InstallArgs {
     /// Install a lower version than the installed one (a rollback)
     #[arg(long)]
     allow_downgrade: bool,
-    /// List the upgrades waiting for approval
-    #[arg(long, conflicts_with_all = ["bundle", "approve", "list"])]
-    pending: bool,
-    /// Approve the upgrade waiting on --installation; its additions are granted only if
-    /// --grant names them
-    #[arg(long, requires = "installation", conflicts_with_all = ["bundle", "list"])]
-    approve: bool,
+    #[command(flatten)]
+    ceilings: CeilingArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum InstallCommand {
     /// List installations
-    #[arg(long, conflicts_with = "bundle")]
-    list: bool,
+    List(ListArgs),
+    /// List the upgrades waiting for approval
+    Pending(ListArgs),
+    /// Approve the upgrade waiting on an installation; its additions are granted only if
+    /// --grant names them
+    Approve(ApproveArgs),
+}
+
+#[derive(Debug, Args)]
+struct ListArgs {
+    /// Only this tenant's
+    #[arg(long)]
+    tenant: Option<TenantId>,
     /// Print JSON
     #[arg(long)]
     json: bool,
 }
 
-pub(crate) fn install(args: InstallArgs, opened: &Opened) -> anyhow::Result<u8> {
-    let (store, trail) = (&opened.store, &opened.trail);
-    let installer = opened.installer();
-    if args.pending || args.list {
-        let records: Vec<InstallationRecord> = store
-            .installations(args.tenant.as_ref())?
-            .into_iter()
-            .filter(|r| !args.pending || r.pending.is_some())
-            .collect();
-        print_list(&records, args.json)?;
-        return Ok(0);
-    }
-    let grant = args.grant.as_deref().map(read_grant).transpose()?;
-    let tenant = args.tenant.clone().expect("clap requires --tenant here");
-    let outcome = if args.approve {
-        let installation = args
-            .installation
-            .clone()
-            .expect("clap requires --installation");
-        installer.approve(&tenant, &installation, grant, Approver::Admin)
-    } else {
-        let path = args.bundle.clone().expect("clap requires a bundle here");
-        let config = args
-            .config
-            .as_deref()
-            .map(|c| read_arg("config", c, MAX_CONFIG))
-            .transpose()?;
-        if path.is_dir() {
-            return Err(refusal(
-                trail,
-                &path,
-                Some("unsigned"),
-                anyhow::anyhow!(
-                    "{} is a directory, not a signed bundle (unsigned): only signed bundles are \
-                     installed; make one with `airlock sign`",
-                    path.display()
-                ),
-            ));
+#[derive(Debug, Args)]
+struct ApproveArgs {
+    /// The tenant
+    #[arg(long)]
+    tenant: TenantId,
+    /// The installation whose upgrade waits
+    #[arg(long)]
+    installation: InstallationId,
+    /// What you approve (TOML: `[[egress]] url, methods`): the grant the upgrade runs with
+    #[arg(long, value_name = "FILE")]
+    grant: Option<PathBuf>,
+    #[command(flatten)]
+    ceilings: CeilingArgs,
+}
+
+pub(crate) fn install(args: InstallArgs) -> anyhow::Result<Exit> {
+    let state = args.state.state()?;
+    match args.command {
+        Some(InstallCommand::List(list)) => print_list(&state, &list, false),
+        Some(InstallCommand::Pending(list)) => print_list(&state, &list, true),
+        Some(InstallCommand::Approve(approve)) => {
+            let opened = state.open_installations(approve.ceilings.settings())?;
+            let installer = opened.installer();
+            let grant = approve.grant.as_deref().map(read_grant).transpose()?;
+            let outcome = installer.approve(
+                &approve.tenant,
+                &approve.installation,
+                grant,
+                Approver::Admin,
+            );
+            finish(&installer, outcome, Path::new(""))
         }
-        let request = InstallRequest {
-            tenant,
-            installation: args.installation.clone(),
-            bundle: read_bundle(&path).map_err(|e| fail(EXIT_INVALID, e))?,
-            origin: path,
-            grant,
-            config,
-            allow_downgrade: args.allow_downgrade,
-            approver: Approver::Admin,
-        };
-        installer.install(request)
-    };
-    let artifact = args.bundle.clone().unwrap_or_default();
-    let outcome = outcome.map_err(|e| refusal(trail, &artifact, e.trust_reason(), e))?;
-    report(&installer, &outcome)?;
-    trail.checkpoint()?;
-    Ok(0)
+        None => {
+            let args = args.bundle;
+            let opened = state.open_installations(args.ceilings.settings())?;
+            let installer = opened.installer();
+            let path = args.bundle.expect("clap requires a bundle here");
+            let tenant = args.tenant.expect("clap requires --tenant here");
+            let grant = args.grant.as_deref().map(read_grant).transpose()?;
+            let config = args
+                .config
+                .as_deref()
+                .map(|c| read_arg("config", c, MAX_CONFIG))
+                .transpose()?;
+            if path.is_dir() {
+                return Err(refusal(
+                    &opened.trail,
+                    &path,
+                    Some("unsigned"),
+                    anyhow::anyhow!(
+                        "{} is a directory, not a signed bundle (unsigned): only signed bundles \
+                         are installed; make one with `airlock sign`",
+                        path.display()
+                    ),
+                ));
+            }
+            let request = InstallRequest {
+                tenant,
+                installation: args.installation,
+                bundle: read_bundle(&path).map_err(|e| fail(Exit::Usage, e))?,
+                origin: path.clone(),
+                grant,
+                config,
+                allow_downgrade: args.allow_downgrade,
+                approver: Approver::Admin,
+            };
+            finish(&installer, installer.install(request), &path)
+        }
+    }
+}
+
+/// Reports an install or approval, or records its refusal (of `artifact`) and fails.
+fn finish(
+    installer: &Installer<'_>,
+    outcome: Result<Outcome, crate::install::InstallError>,
+    artifact: &Path,
+) -> anyhow::Result<Exit> {
+    let outcome = outcome.map_err(|e| refusal(installer.trail, artifact, e.trust_reason(), e))?;
+    report(installer, &outcome)?;
+    installer.trail.checkpoint()?;
+    Ok(Exit::Success)
 }
 
 fn read_grant(path: &std::path::Path) -> anyhow::Result<Grant> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         fail(
-            EXIT_INVALID,
+            Exit::Usage,
             anyhow::anyhow!("cannot read grant {}: {e}", path.display()),
         )
     })?;
-    Grant::parse(&text).map_err(|e| fail(EXIT_INVALID, anyhow::anyhow!("{}: {e}", path.display())))
+    Grant::parse(&text).map_err(|e| fail(Exit::Usage, anyhow::anyhow!("{}: {e}", path.display())))
 }
 
 /// Says what happened, and what the installation may and may not reach.
@@ -136,7 +186,7 @@ fn report(installer: &Installer<'_>, outcome: &Outcome) -> anyhow::Result<()> {
                 .expect("a pending outcome has a pending upgrade");
             eprintln!(
                 "{} {} asks for more than the installed {}; installation {} of tenant {} keeps \
-                 running {} until an operator approves (airlock install --approve --tenant {} \
+                 running {} until an operator approves (airlock install approve --tenant {} \
                  --installation {} --grant FILE). It asks for:",
                 r.integration,
                 pending.version,
@@ -187,15 +237,22 @@ fn report(installer: &Installer<'_>, outcome: &Outcome) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_list(records: &[InstallationRecord], json: bool) -> anyhow::Result<()> {
-    if json {
-        println!("{}", serde_json::to_string_pretty(records)?);
-        return Ok(());
+/// `list`, or with `pending` only the installations with an upgrade waiting.
+fn print_list(state: &State, args: &ListArgs, pending: bool) -> anyhow::Result<Exit> {
+    let records: Vec<InstallationRecord> = state
+        .store()?
+        .installations(args.tenant.as_ref())?
+        .into_iter()
+        .filter(|r| !pending || r.pending.is_some())
+        .collect();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&records)?);
+        return Ok(Exit::Success);
     }
     if records.is_empty() {
         eprintln!("none");
     }
-    for r in records {
+    for r in &records {
         let pending = r.pending.as_ref().map_or(String::new(), |p| {
             let additions: Vec<String> = p
                 .additions
@@ -221,5 +278,5 @@ fn print_list(records: &[InstallationRecord], json: bool) -> anyhow::Result<()> 
             r.grant.egress.len()
         );
     }
-    Ok(())
+    Ok(Exit::Success)
 }

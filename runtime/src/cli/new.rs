@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::{EXIT_INVALID, fail};
+use super::exit::{Exit, fail};
 use crate::scaffold::{self, Template};
 
 #[derive(Debug, Args)]
@@ -19,10 +19,10 @@ pub(crate) struct NewArgs {
     dir: Option<PathBuf>,
 }
 
-pub(crate) fn new(args: NewArgs) -> anyhow::Result<u8> {
+pub(crate) fn new(args: NewArgs) -> anyhow::Result<Exit> {
     let dir = args.dir.unwrap_or_else(|| PathBuf::from(&args.name));
     let written =
-        scaffold::create(&dir, &args.name, args.template).map_err(|e| fail(EXIT_INVALID, e))?;
+        scaffold::create(&dir, &args.name, args.template).map_err(|e| fail(Exit::Usage, e))?;
     eprintln!(
         "airlock: made {} ({} files) in {}",
         args.name,
@@ -34,5 +34,5 @@ pub(crate) fn new(args: NewArgs) -> anyhow::Result<u8> {
          airlock.toml before you sign it (docs/connector-guide.md)",
         dir.display()
     );
-    Ok(0)
+    Ok(Exit::Success)
 }

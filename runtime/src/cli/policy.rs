@@ -8,12 +8,9 @@ use airlock_host_api::egress::ip::IpClassifier;
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use super::{EXIT_INVALID, fail};
-use crate::engine::EgressOptions;
+use super::engine_args::AddressArgs;
+use super::exit::{Exit, fail};
 use crate::manifest::LoadedManifest;
-
-/// Exit code when the request would be denied.
-const EXIT_DENIED: u8 = 4;
 
 #[derive(Debug, Args)]
 pub(crate) struct PolicyArgs {
@@ -38,13 +35,16 @@ struct CheckArgs {
     /// Print the answer as JSON
     #[arg(long)]
     json: bool,
+    // The addresses `--resolve` pins are checked as the broker would dial them, with the
+    // ranges `--allow-private` exempts.
+    #[command(flatten)]
+    addresses: AddressArgs,
 }
 
-/// Answers with the global `--resolve` pins (checked as the broker would dial them) and
-/// `--allow-private` ranges taken from `egress`.
-pub(crate) fn policy(args: PolicyArgs, egress: EgressOptions) -> anyhow::Result<u8> {
+pub(crate) fn policy(args: PolicyArgs) -> anyhow::Result<Exit> {
     let PolicyCommand::Check(args) = args.command;
-    let manifest = LoadedManifest::load(&args.path).map_err(|e| fail(EXIT_INVALID, e))?;
+    let egress = args.addresses.options();
+    let manifest = LoadedManifest::load(&args.path).map_err(|e| fail(Exit::Usage, e))?;
     let policy = manifest.manifest.egress_policy();
     let allowed = match policy.check(&args.method, &args.url) {
         Ok(allowed) => allowed,
@@ -122,12 +122,16 @@ fn answer(
     decision: &str,
     mut fields: serde_json::Value,
     human: &str,
-) -> anyhow::Result<u8> {
+) -> anyhow::Result<Exit> {
     if json {
         fields["decision"] = decision.into();
         println!("{fields}");
     } else {
         println!("{human}");
     }
-    Ok(if decision == "allow" { 0 } else { EXIT_DENIED })
+    Ok(if decision == "allow" {
+        Exit::Success
+    } else {
+        Exit::DENIED
+    })
 }

@@ -1,5 +1,6 @@
-//! How invocations are shown to a person: the guest log and a one-line summary on stderr, the
-//! output alone on stdout so it can be piped.
+//! How invocations are shown: the guest log and any error on stderr; to a person, a one-line
+//! summary on stderr and the output alone on stdout so it can be piped; with `run --json`, the
+//! output and the summary together as one JSON object on stdout.
 
 use airlock_host_api::egress::{EgressEvent, Suppressed};
 use airlock_host_api::log::GuestLog;
@@ -55,20 +56,17 @@ pub(crate) fn print_egress(events: &[EgressEvent], suppressed: &[Suppressed]) {
     }
 }
 
-/// Prints the summary: a human line, or one JSON object with `--json`.
-pub(crate) fn print_summary(
-    invocation: &Invocation,
-    integration: &Integration,
-    json: bool,
-) -> anyhow::Result<()> {
-    let summary = invocation.summary(integration);
-    if json {
-        eprintln!("{}", serde_json::to_string(&summary)?);
-        return Ok(());
-    }
-    if let Some(error) = &summary.error {
+/// Prints why the invocation failed, if it did, on stderr (with `--json` too: a person
+/// watching a script still sees it).
+pub(crate) fn print_error(invocation: &Invocation) {
+    if let Err(error) = &invocation.result {
         eprintln!("error: {error}");
     }
+}
+
+/// Prints the summary on stderr, as one human line.
+pub(crate) fn print_summary(invocation: &Invocation, integration: &Integration) {
+    let summary = invocation.summary(integration);
     eprintln!(
         "airlock: {} · {} · {} in {:.2} ms · memory peak {} · host memory peak {}",
         summary.outcome,
@@ -78,5 +76,15 @@ pub(crate) fn print_summary(
         ByteSize(summary.memory_peak_bytes),
         ByteSize(summary.host_memory_peak_bytes),
     );
+}
+
+/// `run --json`: one JSON object on stdout, the output (`null` when there is none) beside the
+/// summary, so a reader tells the guest's output from the host's account without guessing.
+pub(crate) fn print_json(invocation: &Invocation, integration: &Integration) -> anyhow::Result<()> {
+    let document = serde_json::json!({
+        "output": invocation.result.as_ref().ok(),
+        "summary": invocation.summary(integration),
+    });
+    println!("{document}");
     Ok(())
 }

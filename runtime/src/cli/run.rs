@@ -8,13 +8,14 @@ use airlock_host_api::kv::KvBackend;
 use clap::Args;
 
 use super::audit::refusal;
+use super::engine_args::EngineArgs;
+use super::exit::{Exit, fail};
 use super::input::read_arg;
-use super::report::{print_egress, print_guest_log, print_summary};
+use super::report::{print_egress, print_error, print_guest_log, print_json, print_summary};
 use super::secrets::SecretArgs;
-use super::{EXIT_INVALID, State, fail};
+use super::state::StateArgs;
 use crate::audit::AuditTrail;
 use crate::bundle::load_trusted;
-use crate::engine::EngineSettings;
 use crate::install::Installer;
 use crate::invoke::Caller;
 use crate::loader::Integration;
@@ -46,23 +47,25 @@ pub(crate) struct RunArgs {
     config: Option<String>,
     #[command(flatten)]
     secrets: SecretArgs,
-    /// Print the run summary as one JSON object (on stderr; stdout carries only the output)
+    /// Print one JSON object on stdout, `{"output": …, "summary": {…}}`, instead of the output
+    /// alone (docs/cli.md); the guest log stays on stderr
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    engine: EngineArgs,
+    #[command(flatten)]
+    state: StateArgs,
 }
 
-pub(crate) async fn run(
-    args: RunArgs,
-    state: &State,
-    settings: EngineSettings,
-) -> anyhow::Result<u8> {
+pub(crate) async fn run(args: RunArgs) -> anyhow::Result<Exit> {
+    let state = args.state.state()?;
     let (store, trail) = state.open()?;
-    let runtime = Runtime::new(&state.data, settings)?.with_audit(trail.clone());
+    let runtime = Runtime::new(&state.data, args.engine.settings())?.with_audit(trail.clone());
     let (integration, installed_config) = match &args.path {
         Some(path) => {
             if let Some((tenant, installation)) = args.secrets.scope() {
                 return Err(fail(
-                    EXIT_INVALID,
+                    Exit::Usage,
                     anyhow::anyhow!(
                         "--tenant {tenant} --installation {installation} runs what is installed \
                          (`airlock run --tenant {tenant} --installation {installation}`), with its \
@@ -91,7 +94,7 @@ fn load_installed(
 ) -> anyhow::Result<(Integration, Option<String>)> {
     let (tenant, installation) = args.secrets.scope().ok_or_else(|| {
         fail(
-            EXIT_INVALID,
+            Exit::Usage,
             anyhow::anyhow!("name --tenant and --installation"),
         )
     })?;
@@ -104,7 +107,7 @@ fn load_installed(
     };
     let record = installer
         .get(tenant, installation)
-        .map_err(|e| fail(EXIT_INVALID, e))?;
+        .map_err(|e| fail(Exit::Usage, e))?;
     match installer.load(&record) {
         Ok(integration) => Ok((integration, record.config)),
         Err(e) => {
@@ -120,7 +123,7 @@ async fn invoke(
     integration: &Integration,
     store: &Store,
     installed_config: Option<String>,
-) -> anyhow::Result<u8> {
+) -> anyhow::Result<Exit> {
     let limit = integration.limits().input;
     let config = match args.config.as_deref() {
         Some(c) => Some(read_arg("config", c, limit)?),
@@ -128,12 +131,12 @@ async fn invoke(
     };
     let config = integration
         .validate_config(config.as_deref())
-        .map_err(|e| fail(EXIT_INVALID, e))?;
+        .map_err(|e| fail(Exit::Usage, e))?;
     let input = read_arg("input", &args.input, limit)?;
     let credentials = args
         .secrets
         .broker(runtime, integration.credentials(), store)
-        .map_err(|e| fail(EXIT_INVALID, e))?;
+        .map_err(|e| fail(Exit::Usage, e))?;
     let caller = Caller {
         subject: args.secrets.subject(),
         trigger: Trigger::Cli,
@@ -144,18 +147,22 @@ async fn invoke(
         .invoke_as(integration, &config, &caller, &args.action, &input)
         .await;
     print_guest_log(&invocation.log);
-    if !args.json {
+    if args.json {
+        print_error(&invocation);
+        print_json(&invocation, integration)?;
+    } else {
         print_egress(&invocation.egress, &invocation.egress_suppressed);
+        if let Ok(output) = &invocation.result {
+            println!("{}", serde_json::to_string_pretty(output)?);
+        }
+        print_error(&invocation);
+        print_summary(&invocation, integration);
     }
-    if let Ok(output) = &invocation.result {
-        println!("{}", serde_json::to_string_pretty(output)?);
-    }
-    print_summary(&invocation, integration, args.json)?;
     Ok(invocation
         .result
         .as_ref()
         .err()
-        .map_or(0, |e| e.exit_code()))
+        .map_or(Exit::Success, Exit::from))
 }
 
 /// The kv namespace of this run: the installation's, or for a local run the data dir's
@@ -211,7 +218,7 @@ pub(crate) fn load(
          publisher or trust check applies",
         path.display()
     );
-    runtime.load(path).map_err(|e| fail(EXIT_INVALID, e))
+    runtime.load(path).map_err(|e| fail(Exit::Usage, e))
 }
 
 /// A regular file that is not a manifest is taken for a bundle.

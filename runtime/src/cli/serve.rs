@@ -10,7 +10,9 @@ use std::sync::Arc;
 use airlock_host_api::egress::ip::AllowRanges;
 use clap::Args;
 
-use super::{EXIT_INVALID, State, fail};
+use super::engine_args::EngineArgs;
+use super::exit::{Exit, fail};
+use super::state::StateArgs;
 use crate::engine::EngineSettings;
 use crate::runtime::Runtime;
 use crate::server::{AdmissionLimits, App, ServeLimits};
@@ -57,17 +59,19 @@ pub(crate) struct ServeArgs {
     /// Confirms DEV ONLY switches: without it the server refuses to start with any of them
     #[arg(long)]
     dev_insecure: bool,
+    #[command(flatten)]
+    engine: EngineArgs,
+    #[command(flatten)]
+    state: StateArgs,
 }
 
-pub(crate) async fn serve(
-    args: ServeArgs,
-    state: &State,
-    settings: EngineSettings,
-) -> anyhow::Result<u8> {
+pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<Exit> {
+    let settings = args.engine.settings();
+    let state = args.state.state()?;
     let loosened = loosened(&args, &settings);
     if !loosened.is_empty() && !args.dev_insecure {
         return Err(fail(
-            EXIT_INVALID,
+            Exit::Usage,
             anyhow::anyhow!(
                 "airlock serve refuses {}: it loosens a secure default for every tenant. For \
                  development and tests only, confirm with --dev-insecure",
@@ -80,7 +84,7 @@ pub(crate) async fn serve(
     }
     if !args.listen.ip().is_loopback() && !args.insecure_plain_http {
         return Err(fail(
-            EXIT_INVALID,
+            Exit::Usage,
             anyhow::anyhow!(
                 "--listen {}: not a loopback address, and the server speaks plain HTTP: API keys \
                  would cross the network in clear. Listen on loopback behind a TLS-terminating \
@@ -140,7 +144,7 @@ pub(crate) async fn serve(
     );
     crate::server::serve(listener, app, shutdown()).await?;
     eprintln!("stopped: in-flight requests finished, audit checkpoint signed");
-    Ok(0)
+    Ok(Exit::Success)
 }
 
 /// The addresses a guest could reach this server at: the bound address, and for a wildcard
@@ -223,7 +227,7 @@ fn descriptors_for(connections: usize) -> anyhow::Result<()> {
         }
     }
     Err(fail(
-        EXIT_INVALID,
+        Exit::Usage,
         anyhow::anyhow!(
             "--max-connections {connections}: needs {needed} file descriptors (half of them for \
              egress, storage and the engine), but this process may open {} (ulimit -n); lower \
@@ -236,7 +240,7 @@ fn descriptors_for(connections: usize) -> anyhow::Result<()> {
 /// A public URL is https (OAuth codes and webhook bodies cross the network to it), or plain
 /// http on a loopback host, with no path, query or credentials.
 fn check_public_url(text: &str) -> anyhow::Result<()> {
-    let invalid = |why: &str| fail(EXIT_INVALID, anyhow::anyhow!("--public-url {text}: {why}"));
+    let invalid = |why: &str| fail(Exit::Usage, anyhow::anyhow!("--public-url {text}: {why}"));
     let url = url::Url::parse(text).map_err(|e| invalid(&e.to_string()))?;
     let loopback = match url.host() {
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),

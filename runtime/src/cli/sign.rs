@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::{EXIT_INVALID, fail};
+use super::exit::{Exit, fail};
 use crate::bundle::{self, load_signing_key};
 use crate::fsutil::write_atomic;
 use crate::manifest::LoadedManifest;
@@ -25,8 +25,8 @@ pub(crate) struct SignArgs {
     out: Option<PathBuf>,
 }
 
-pub(crate) fn sign(args: SignArgs) -> anyhow::Result<u8> {
-    let invalid = |e: anyhow::Error| fail(EXIT_INVALID, e);
+pub(crate) fn sign(args: SignArgs) -> anyhow::Result<Exit> {
+    let invalid = |e: anyhow::Error| fail(Exit::Usage, e);
     let manifest = LoadedManifest::load(&args.path).map_err(|e| invalid(e.into()))?;
     let m = &manifest.manifest;
     let key = load_signing_key(&args.key).map_err(|e| invalid(e.into()))?;
@@ -47,5 +47,5 @@ pub(crate) fn sign(args: SignArgs) -> anyhow::Result<u8> {
     );
     eprintln!("digest sha256:{}", hex::encode(v.digest));
     println!("{}", out.display());
-    Ok(0)
+    Ok(Exit::Success)
 }

@@ -3,7 +3,8 @@
 use airlock_platform::tenants::{self, TenantError};
 use clap::{Args, Subcommand};
 
-use super::{EXIT_INVALID, State, fail};
+use super::exit::{Exit, fail};
+use super::state::StateArgs;
 use crate::clock::rfc3339;
 use crate::ids::TenantId;
 use airlock_store::{Installations, Tenants};
@@ -12,6 +13,8 @@ use airlock_store::{Installations, Tenants};
 pub(crate) struct TenantArgs {
     #[command(subcommand)]
     command: TenantCommand,
+    #[command(flatten)]
+    state: StateArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -28,10 +31,10 @@ enum TenantCommand {
     Delete { tenant: TenantId },
 }
 
-pub(crate) fn tenant(args: TenantArgs, state: &State) -> anyhow::Result<u8> {
-    let (store, trail) = state.open()?;
+pub(crate) fn tenant(args: TenantArgs) -> anyhow::Result<Exit> {
+    let (store, trail) = args.state.state()?.open()?;
     let refused = |e: TenantError| match e {
-        TenantError::Exists(_) | TenantError::Unknown(_) => fail(EXIT_INVALID, e),
+        TenantError::Exists(_) | TenantError::Unknown(_) => fail(Exit::Usage, e),
         other => other.into(),
     };
     match args.command {
@@ -65,5 +68,5 @@ pub(crate) fn tenant(args: TenantArgs, state: &State) -> anyhow::Result<u8> {
             );
         }
     }
-    Ok(0)
+    Ok(Exit::Success)
 }

@@ -6,8 +6,10 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
+use super::engine_args::EngineArgs;
+use super::exit::{Exit, fail};
 use super::secrets::SecretArgs;
-use super::{EXIT_INVALID, State, fail};
+use super::state::{State, StateArgs};
 use crate::audit::AuditTrail;
 use crate::engine::EngineSettings;
 use crate::fixtures::record::{self, Recorder};
@@ -15,9 +17,6 @@ use crate::fixtures::runner::{CaseOutcome, Runner, RunnerError, Upstream};
 use crate::fixtures::{Case, FixtureFile, fixture_files};
 use crate::manifest::LoadedManifest;
 use crate::privileges::{Report, Usage};
-
-/// Exit code when a case fails (like a failing `cargo test`, not a usage error).
-const EXIT_FAILED: u8 = 1;
 
 #[derive(Debug, Args)]
 pub(crate) struct TestArgs {
@@ -38,19 +37,21 @@ pub(crate) struct TestArgs {
     record: bool,
     #[command(flatten)]
     secrets: SecretArgs,
+    #[command(flatten)]
+    engine: EngineArgs,
+    #[command(flatten)]
+    state: StateArgs,
 }
 
-pub(crate) async fn test(
-    args: TestArgs,
-    state: &State,
-    settings: EngineSettings,
-) -> anyhow::Result<u8> {
+pub(crate) async fn test(args: TestArgs) -> anyhow::Result<Exit> {
+    let state = &args.state.state()?;
+    let settings = args.engine.settings();
     let dir = &args.dir;
-    let manifest = LoadedManifest::load(dir).map_err(|e| fail(EXIT_INVALID, e))?;
-    let files = fixture_files(&manifest.dir).map_err(|e| fail(EXIT_INVALID, e))?;
+    let manifest = LoadedManifest::load(dir).map_err(|e| fail(Exit::Usage, e))?;
+    let files = fixture_files(&manifest.dir).map_err(|e| fail(Exit::Usage, e))?;
     if files.is_empty() {
         return Err(fail(
-            EXIT_INVALID,
+            Exit::Usage,
             anyhow::anyhow!(
                 "no fixture files in {}: write cases in tests/*.toml (docs/connector-guide.md)",
                 manifest.dir.join(crate::fixtures::FIXTURE_DIR).display()
@@ -61,7 +62,7 @@ pub(crate) async fn test(
         .iter()
         .map(|path| Ok((path.clone(), FixtureFile::load(path)?)))
         .collect::<Result<_, crate::fixtures::FixtureError>>()
-        .map_err(|e| fail(EXIT_INVALID, e))?;
+        .map_err(|e| fail(Exit::Usage, e))?;
     let load_error = loaded
         .iter()
         .find_map(|(path, f)| f.load_error.as_ref().map(|e| (path, e)));
@@ -69,7 +70,7 @@ pub(crate) async fn test(
         (load_error, loaded.iter().find(|(_, f)| !f.cases.is_empty()))
     {
         return Err(fail(
-            EXIT_INVALID,
+            Exit::Usage,
             anyhow::anyhow!(
                 "{} expects the integration to be refused at load, and {} has cases to run in \
                  it: one of them is wrong",
@@ -85,7 +86,7 @@ pub(crate) async fn test(
         .sum();
     if total == 0 && load_error.is_none() {
         return Err(fail(
-            EXIT_INVALID,
+            Exit::Usage,
             anyhow::anyhow!(
                 "no case to run{}",
                 args.case
@@ -122,12 +123,12 @@ async fn run_cases(
     state: &State,
     settings: &EngineSettings,
     trail: &AuditTrail,
-) -> anyhow::Result<u8> {
+) -> anyhow::Result<Exit> {
     let Cases { loaded, total } = cases;
     let files: Vec<&FixtureFile> = loaded.iter().map(|(_, file)| file).collect();
     if args.secrets.is_given() {
         return Err(fail(
-            EXIT_INVALID,
+            Exit::Usage,
             anyhow::anyhow!(
                 "fixture runs use dummy credentials; --secret and --secrets-file go with --record"
             ),
@@ -148,7 +149,7 @@ async fn run_cases(
     {
         return refused_at_load(path, expected, started.err());
     }
-    let runner = started.map_err(|e| fail(EXIT_INVALID, e))?;
+    let runner = started.map_err(|e| fail(Exit::Usage, e))?;
     let selected = |name: &str| args.case.as_deref().is_none_or(|c| name.contains(c));
     println!("\nrunning {total} case(s)");
     let mut failed: Vec<(String, CaseOutcome)> = Vec::new();
@@ -190,7 +191,11 @@ async fn run_cases(
             println!("{fragment}");
         }
     }
-    Ok(if failed.is_empty() { 0 } else { EXIT_FAILED })
+    Ok(if failed.is_empty() {
+        Exit::Success
+    } else {
+        Exit::TEST_FAILED
+    })
 }
 
 /// `--record`: the one case `--case` names, run live, written back, then replayed offline.
@@ -201,12 +206,12 @@ async fn record(
     state: &State,
     settings: &EngineSettings,
     trail: &AuditTrail,
-) -> anyhow::Result<u8> {
+) -> anyhow::Result<Exit> {
     let wanted = args.case.as_deref().unwrap_or_default();
     let (path, file, case) = only_case(loaded, wanted)?;
     if args.secrets.scope().is_some() {
         return Err(fail(
-            EXIT_INVALID,
+            Exit::Usage,
             anyhow::anyhow!(
                 "--record takes local secrets (--secret, --secrets-file), never an installation's"
             ),
@@ -216,7 +221,7 @@ async fn record(
     let secrets = args
         .secrets
         .local_values(&declared)
-        .map_err(|e| fail(EXIT_INVALID, e))?;
+        .map_err(|e| fail(Exit::Usage, e))?;
     let recorder = Recorder::new();
     let tap = airlock_host_api::egress::tap::Tap(recorder.clone());
     let upstream = Upstream::Live {
@@ -225,11 +230,11 @@ async fn record(
     };
     let runner = Runner::start(&state.data, settings, trail, &manifest.dir, &[], upstream)
         .await
-        .map_err(|e| fail(EXIT_INVALID, e))?;
+        .map_err(|e| fail(Exit::Usage, e))?;
     let invocation = runner
         .invoke(file, case)
         .await
-        .map_err(|e| fail(EXIT_INVALID, anyhow::anyhow!(e)))?;
+        .map_err(|e| fail(Exit::Usage, anyhow::anyhow!(e)))?;
     let exchanges = recorder.take();
     let with_specs: Vec<_> = secrets
         .into_iter()
@@ -244,8 +249,8 @@ async fn record(
             let code = match e {
                 record::RecordError::Secret(_)
                 | record::RecordError::Incomplete(..)
-                | record::RecordError::Binary(..) => EXIT_FAILED,
-                _ => EXIT_INVALID,
+                | record::RecordError::Binary(..) => Exit::TEST_FAILED,
+                _ => Exit::Usage,
             };
             fail(code, e)
         })?;
@@ -259,7 +264,7 @@ async fn record(
         path.display()
     );
     // The recording must pass offline, as it will from now on.
-    let file = FixtureFile::load(path).map_err(|e| fail(EXIT_INVALID, e))?;
+    let file = FixtureFile::load(path).map_err(|e| fail(Exit::Usage, e))?;
     let Some(case) = file.cases.iter().find(|c| c.name == case.name) else {
         return Err(anyhow::anyhow!(
             "the recorded case is gone from {}",
@@ -275,17 +280,17 @@ async fn record(
         Upstream::Fixtures,
     )
     .await
-    .map_err(|e: RunnerError| fail(EXIT_INVALID, e))?;
+    .map_err(|e: RunnerError| fail(Exit::Usage, e))?;
     let replayed = runner.run(&file, case).await;
     if replayed.passed() {
         println!("replayed offline: ok");
-        Ok(0)
+        Ok(Exit::Success)
     } else {
         println!("replayed offline: FAILED");
         for problem in &replayed.problems {
             println!("{problem}");
         }
-        Ok(EXIT_FAILED)
+        Ok(Exit::TEST_FAILED)
     }
 }
 
@@ -308,13 +313,13 @@ fn only_case<'a>(
     match found.as_slice() {
         [one] => Ok(*one),
         [] => Err(fail(
-            EXIT_INVALID,
+            Exit::Usage,
             anyhow::anyhow!("no case is named {wanted:?}"),
         )),
         many => {
             let names: Vec<&str> = many.iter().map(|(_, _, c)| c.name.as_str()).collect();
             Err(fail(
-                EXIT_INVALID,
+                Exit::Usage,
                 anyhow::anyhow!(
                     "--record runs one case, and {wanted:?} names {}: {}",
                     names.len(),
@@ -330,7 +335,7 @@ fn refused_at_load(
     path: &Path,
     expected: &str,
     error: Option<crate::fixtures::runner::RunnerError>,
-) -> anyhow::Result<u8> {
+) -> anyhow::Result<Exit> {
     let label = format!("{}::load-error", file_stem(path));
     println!("\nrunning 1 case(s)");
     let problem = match &error {
@@ -344,11 +349,11 @@ fn refused_at_load(
     };
     let Some(problem) = problem else {
         println!("case {label} ... ok\n\ntest result: ok. 1 passed, 0 failed");
-        return Ok(0);
+        return Ok(Exit::Success);
     };
     println!("case {label} ... FAILED\n\nfailures:\n\n---- {label} ----\n{problem}");
     println!("\ntest result: FAILED. 0 passed, 1 failed");
-    Ok(EXIT_FAILED)
+    Ok(Exit::TEST_FAILED)
 }
 
 fn file_stem(path: &Path) -> String {

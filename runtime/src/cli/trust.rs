@@ -7,7 +7,8 @@ use airlock_platform::trust::{self as trust_service, TrustChangeError};
 
 use clap::{Args, Subcommand};
 
-use super::{EXIT_INVALID, State, fail};
+use super::exit::{Exit, fail};
+use super::state::StateArgs;
 use crate::bundle::{PublicKey, generate};
 use crate::clock::rfc3339;
 use crate::trust::TrustStore;
@@ -20,20 +21,22 @@ pub(crate) struct KeygenArgs {
 }
 
 /// Makes an Ed25519 key pair; prints the public key line to give operators.
-pub(crate) fn keygen(args: KeygenArgs) -> anyhow::Result<u8> {
-    let public = generate(&args.out).map_err(|e| fail(EXIT_INVALID, e))?;
+pub(crate) fn keygen(args: KeygenArgs) -> anyhow::Result<Exit> {
+    let public = generate(&args.out).map_err(|e| fail(Exit::Usage, e))?;
     eprintln!(
         "wrote the private key to {} (mode 0600); keep it secret. The public key, for `airlock trust add`:",
         args.out.display()
     );
     println!("{}", public.to_line());
-    Ok(0)
+    Ok(Exit::Success)
 }
 
 #[derive(Debug, Args)]
 pub(crate) struct TrustArgs {
     #[command(subcommand)]
     command: TrustCommand,
+    #[command(flatten)]
+    state: StateArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -55,7 +58,8 @@ enum TrustCommand {
     Revoke { key_id: String },
 }
 
-pub(crate) fn trust(args: TrustArgs, state: &State) -> anyhow::Result<u8> {
+pub(crate) fn trust(args: TrustArgs) -> anyhow::Result<Exit> {
+    let state = args.state.state()?;
     let mut store = TrustStore::open(&state.data)?;
     match args.command {
         TrustCommand::Add {
@@ -67,7 +71,7 @@ pub(crate) fn trust(args: TrustArgs, state: &State) -> anyhow::Result<u8> {
                     .map_err(|e| anyhow::anyhow!("cannot read {file}: {e}"))?,
                 None => public_key,
             };
-            let key = PublicKey::parse_line(line.trim()).map_err(|e| fail(EXIT_INVALID, e))?;
+            let key = PublicKey::parse_line(line.trim()).map_err(|e| fail(Exit::Usage, e))?;
             let (_db, trail) = state.open()?;
             let added =
                 trust_service::add(&mut store, &trail, &key, &publisher).map_err(refused)?;
@@ -103,13 +107,13 @@ pub(crate) fn trust(args: TrustArgs, state: &State) -> anyhow::Result<u8> {
             eprintln!("revoked key {key_id}: bundles it signed no longer run");
         }
     }
-    Ok(0)
+    Ok(Exit::Success)
 }
 
 /// A refused change is the operator's input (exit 2); an audit failure is not.
 fn refused(e: TrustChangeError) -> anyhow::Error {
     match e {
-        TrustChangeError::Trust(e) => fail(EXIT_INVALID, e),
+        TrustChangeError::Trust(e) => fail(Exit::Usage, e),
         audit => audit.into(),
     }
 }

@@ -9,12 +9,13 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 
 use super::credentials::read_stdin;
-use super::{EXIT_INVALID, EXIT_TRUST, State, fail};
-use crate::clock::{now_unix, parse_span_secs, rfc3339};
+use super::exit::{Exit, failed};
+use super::state::StateArgs;
+use crate::clock::{now_unix, rfc3339};
 use crate::engine::EngineSettings;
 use crate::ids::{EndpointId, InstallationId, TenantId};
-use crate::install::{CreatedWebhook, InstallError, WebhookError};
-use crate::store::Store;
+use crate::install::CreatedWebhook;
+use crate::units::HumanDuration;
 use crate::webhook::Scheme;
 use airlock_store::Webhooks;
 
@@ -22,6 +23,8 @@ use airlock_store::Webhooks;
 pub(crate) struct WebhookArgs {
     #[command(subcommand)]
     command: WebhookCommand,
+    #[command(flatten)]
+    state: StateArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -55,8 +58,13 @@ enum WebhookCommand {
         #[arg(long)]
         tenant: TenantId,
         endpoint: EndpointId,
-        /// How long the previous secret keeps verifying (e.g. 24h, 30m, 0s; at most 7d)
-        #[arg(long, default_value = "24h", value_parser = span)]
+        /// How long the previous secret keeps verifying (e.g. 24h, 1h30m, 0s; at most 7d)
+        #[arg(
+            long,
+            value_name = "DURATION",
+            default_value = "24h",
+            value_parser = HumanDuration::parse_allowing_zero
+        )]
         overlap: Duration,
         /// Read the sender's new signing secret from stdin (Slack)
         #[arg(long)]
@@ -70,18 +78,12 @@ enum WebhookCommand {
     },
 }
 
-fn span(text: &str) -> Result<Duration, String> {
-    parse_span_secs(text)
-        .map(Duration::from_secs)
-        .ok_or_else(|| format!("{text:?} is not a duration like 24h, 30m or 90s"))
-}
-
-pub(crate) fn webhook(args: WebhookArgs, state: &State) -> anyhow::Result<u8> {
+pub(crate) fn webhook(args: WebhookArgs) -> anyhow::Result<Exit> {
+    let state = args.state.state()?;
     let offered = |asked: bool| asked.then(read_stdin).transpose();
     match args.command {
         WebhookCommand::List { tenant, json } => {
-            let store = Store::open(&state.data, state.master_key.as_deref())?;
-            let list = store.webhooks_of(&tenant, now_unix())?;
+            let list = state.store()?.webhooks_of(&tenant, now_unix())?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else if list.is_empty() {
@@ -111,7 +113,7 @@ pub(crate) fn webhook(args: WebhookArgs, state: &State) -> anyhow::Result<u8> {
                     );
                 }
             }
-            Ok(0)
+            Ok(Exit::Success)
         }
         WebhookCommand::Create {
             tenant,
@@ -125,10 +127,10 @@ pub(crate) fn webhook(args: WebhookArgs, state: &State) -> anyhow::Result<u8> {
             let created = opened
                 .installer()
                 .create_webhook(&tenant, &installation, &action, scheme, offered)
-                .map_err(exit_code)?;
+                .map_err(failed)?;
             opened.trail.checkpoint()?;
             show(&created, "created");
-            Ok(0)
+            Ok(Exit::Success)
         }
         WebhookCommand::Rotate {
             tenant,
@@ -141,20 +143,20 @@ pub(crate) fn webhook(args: WebhookArgs, state: &State) -> anyhow::Result<u8> {
             let rotated = opened
                 .installer()
                 .rotate_webhook(&tenant, &endpoint, overlap, offered)
-                .map_err(exit_code)?;
+                .map_err(failed)?;
             opened.trail.checkpoint()?;
             show(&rotated, "rotated");
-            Ok(0)
+            Ok(Exit::Success)
         }
         WebhookCommand::Delete { tenant, endpoint } => {
             let opened = state.open_installations(EngineSettings::default())?;
             opened
                 .installer()
                 .delete_webhook(&tenant, &endpoint)
-                .map_err(exit_code)?;
+                .map_err(failed)?;
             opened.trail.checkpoint()?;
             eprintln!("deleted webhook endpoint {endpoint} of tenant {tenant}");
-            Ok(0)
+            Ok(Exit::Success)
         }
     }
 }
@@ -178,15 +180,6 @@ fn show(created: &CreatedWebhook, verb: &str) {
         println!("{}", created.secret.expose());
     }
 }
-
-fn exit_code(e: WebhookError) -> anyhow::Error {
-    match &e {
-        WebhookError::Install(i) if i.trust_reason().is_some() => fail(EXIT_TRUST, e),
-        WebhookError::Install(InstallError::Store(_) | InstallError::Audit(_)) => e.into(),
-        _ => fail(EXIT_INVALID, e),
-    }
-}
-
 /// Parses `--scheme`, listing the schemes in help and completions.
 fn scheme_parser() -> impl clap::builder::TypedValueParser<Value = Scheme> {
     use clap::builder::TypedValueParser as _;

@@ -10,7 +10,9 @@ mod audit;
 mod credentials;
 mod operator;
 
-use super::State;
+use super::engine_args::EngineArgs;
+use super::exit::Exit;
+use super::state::StateArgs;
 use crate::bundle::{self, PublicKey, SigningKey};
 use crate::engine::EngineSettings;
 use crate::invoke::Invocation;
@@ -28,13 +30,15 @@ pub(crate) struct DemoArgs {
     /// Fresh sandboxes to time for the speed step
     #[arg(long, default_value_t = 500)]
     iterations: usize,
+    #[command(flatten)]
+    engine: EngineArgs,
+    #[command(flatten)]
+    state: StateArgs,
 }
 
-pub(crate) async fn demo(
-    args: DemoArgs,
-    state: &State,
-    settings: EngineSettings,
-) -> anyhow::Result<u8> {
+pub(crate) async fn demo(args: DemoArgs) -> anyhow::Result<Exit> {
+    let settings = args.engine.settings();
+    let state = args.state.state()?;
     let data = state.data.as_path();
     let examples = args.examples.canonicalize().map_err(|e| {
         anyhow::anyhow!(
@@ -169,12 +173,12 @@ pub(crate) async fn demo(
 
     if demo.failures.is_empty() {
         println!("\nDemo complete: every promise held.");
-        Ok(0)
+        Ok(Exit::Success)
     } else {
         for failure in &demo.failures {
             eprintln!("demo failure: {failure}");
         }
-        Ok(1)
+        Ok(Exit::TEST_FAILED)
     }
 }
 

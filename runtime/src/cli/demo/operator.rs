@@ -23,6 +23,7 @@ use percent_encoding::percent_decode_str;
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
+use super::super::state::State;
 use super::{Demo, Signer, pinned_to, step};
 use crate::apikey::{self, Scope};
 use crate::audit::AuditTrail;
@@ -59,7 +60,12 @@ pub(super) async fn show(
     let consents = Arc::new(Mutex::new(Consents::default()));
     let slack = LoopbackApi::start(&[SLACK], stand_in(consents.clone())).await?;
     let settings = pinned_to(settings, SLACK, &slack, data)?;
-    let (store, trail) = super::super::audit::open_trail(data, None, Some(audit_dir))?;
+    let (store, trail) = State {
+        data: data.to_path_buf(),
+        master_key: None,
+        audit_dir: Some(audit_dir.to_path_buf()),
+    }
+    .open()?;
     let runtime = Runtime::new(data, settings)?;
     let tenant: TenantId = "demo".parse()?;
     store.create_tenant(&tenant)?;

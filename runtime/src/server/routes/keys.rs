@@ -13,11 +13,12 @@ use serde_json::{Value, json};
 
 use super::{TenantQuery, id, json_body};
 use crate::apikey::{self, IssueError, Scope};
-use crate::clock::{now_unix, parse_span_secs};
+use crate::clock::now_unix;
 use crate::ids::TenantId;
 use crate::server::app::App;
 use crate::server::auth::Principal;
 use crate::server::error::ApiError;
+use crate::units::HumanDuration;
 use airlock_store::ApiKeys;
 
 #[derive(Deserialize)]
@@ -29,7 +30,7 @@ pub(super) struct NewKey {
     admin: bool,
     #[serde(default)]
     scopes: Vec<Scope>,
-    /// A span: `90d`, `12h`, …
+    /// A duration (docs/api.md): `90d`, `12h`, `1h30m`, …
     expires: Option<String>,
 }
 
@@ -58,13 +59,9 @@ pub(super) async fn create(
         .expires
         .as_deref()
         .map(|span| {
-            parse_span_secs(span)
-                .map(|s| now_unix() + s)
-                .ok_or_else(|| {
-                    ApiError::bad_request(format!(
-                        "expires {span:?}: expected a span such as 90d or 12h"
-                    ))
-                })
+            span.parse::<HumanDuration>()
+                .map(|d| now_unix().saturating_add(d.0.as_secs()))
+                .map_err(|e| ApiError::bad_request(format!("expires: {e}")))
         })
         .transpose()?;
     let issued = apikey::issue(&app.store, &app.trail, tenant.as_ref(), new.scopes, expires)
