@@ -18,7 +18,6 @@
 //! - [`privileges`]: which declared egress and credentials were used, and what to cut.
 //! - [`scaffold`]: `airlock new`: a ready integration crate from a template.
 //! - [`store`]: the sled database: sealed credentials and per-tenant data keys.
-//! - [`loopback`]: a stand-in API on loopback TLS for the demo and benchmarks.
 //! - [`server`]: `airlock serve`, the operator's HTTP API.
 //! - [`webhook`]: inbound webhooks: signing secrets and signature schemes.
 //! - [`hardening`]: no core dumps of a process that holds secrets.
@@ -40,7 +39,6 @@ pub mod install;
 pub mod invoke;
 pub mod json;
 pub mod loader;
-pub mod loopback;
 pub mod manifest;
 pub mod privileges;
 pub mod runtime;

@@ -260,14 +260,19 @@ const CANARY: &str = "canary-7f31c2-serve";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn installations_get_only_their_grant_and_credentials_go_in_but_never_out() {
     let op = Operator::new();
-    let ca = crate::mock::TestCa::new();
-    let mock = crate::mock::MockUpstream::start(
+    let ca = airlock_testkit::TestCa::new().expect("test CA");
+    let mock = airlock_testkit::Upstream::start(
         &ca,
         &["vault.allowed.test"],
         crate::egress::UPSTREAM_IP,
-        crate::mock::MockResponse::echo_headers,
-    );
-    let pem = ca.write_pem(op.data()).display().to_string();
+        airlock_testkit::Reply::echo_headers,
+    )
+    .expect("upstream starts");
+    let pem = ca
+        .write_pem(op.data())
+        .expect("CA written")
+        .display()
+        .to_string();
     let pin = format!("vault.allowed.test={}", mock.addr());
     let global = [
         "--resolve",
