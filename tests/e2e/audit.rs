@@ -129,6 +129,15 @@ fn metrics_count_what_the_trail_holds() {
         text.contains("airlock_invocation_duration_seconds_count 1"),
         "{text}"
     );
+    // The same text a scraper reads from `/metrics`: valid OpenMetrics, to its `# EOF`.
+    let parsed =
+        airlock_testkit::openmetrics::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let bucket = [("le", "+Inf")];
+    assert_eq!(
+        parsed.value("airlock_invocation_duration_seconds_bucket", &bucket),
+        Some(1.0)
+    );
+    assert_eq!(parsed.types["airlock_invocations"], "counter");
 }
 
 #[test]

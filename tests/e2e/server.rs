@@ -736,3 +736,59 @@ async fn a_noisy_tenant_fills_its_own_queue_and_holds_no_one_else_up() {
     let server = std::sync::Arc::into_inner(server).expect("tasks are done");
     server.stop();
 }
+
+/// `/metrics` is one OpenMetrics exposition: the trail's counters and the server's own gauges,
+/// from one registry, served as OpenMetrics (docs/api.md), every line valid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_one_valid_openmetrics_exposition() {
+    let op = Operator::new();
+    let mapper = op.example("contact-mapper", "contact_mapper.wasm");
+    let server = Server::start(&op, &[], &[]);
+    let digest = server.upload(&mapper).await;
+    let acme = server.tenant("acme", &TENANT_SCOPES).await;
+    let installed = server.install_mapper(&acme, &digest).await;
+    assert_eq!(installed.status, StatusCode::CREATED, "{}", installed.body);
+    let action = "/v1/installations/mapper/actions/map-contact";
+    let ok = server.post(action, &acme, mapper_input()).await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
+
+    let response = server
+        .http
+        .get(format!("{}/metrics", server.base))
+        .bearer_auth(&server.admin)
+        .send()
+        .await
+        .expect("metrics");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    let text = response.text().await.expect("text");
+    let parsed =
+        airlock_testkit::openmetrics::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_eq!(
+        parsed.value("airlock_invocations_total", &[("outcome", "ok")]),
+        Some(1.0),
+        "{text}"
+    );
+    for (family, kind) in [
+        ("airlock_server_invocations_running", "gauge"),
+        ("airlock_server_busy", "counter"),
+        ("airlock_audit_available", "gauge"),
+        ("airlock_webhook_refusals_unrecorded", "counter"),
+    ] {
+        assert_eq!(
+            parsed.types.get(family).map(String::as_str),
+            Some(kind),
+            "{text}"
+        );
+    }
+    assert_eq!(
+        parsed.value("airlock_server_invocations_running", &[]),
+        Some(0.0)
+    );
+    assert_eq!(parsed.value("airlock_server_busy_total", &[]), Some(0.0));
+    assert_eq!(parsed.value("airlock_audit_available", &[]), Some(1.0));
+    server.stop();
+}

@@ -7,7 +7,7 @@ use airlock_host_api::audit::AuditEvent;
 use clap::{Args, Subcommand, ValueEnum};
 
 use super::{EXIT_INVALID, EXIT_TRUST, State, fail};
-use crate::audit::metrics::Metrics;
+use crate::audit::metrics::{Metrics, exposition};
 use crate::audit::record::Envelope;
 use crate::audit::{AuditDir, AuditTrail, Entry, Query, verify};
 use crate::bundle::PublicKey;
@@ -282,12 +282,13 @@ fn privileges(
 #[derive(Debug, Args)]
 pub(crate) struct MetricsArgs {}
 
-/// Prints the data dir's metrics in the Prometheus text format.
+/// Prints the data dir's metrics in the OpenMetrics text format, from the registry the
+/// server's `/metrics` serves too.
 pub(crate) fn metrics(_args: MetricsArgs, state: &State) -> anyhow::Result<u8> {
     let (_store, trail) = state.open()?;
     let mut metrics = Metrics::default();
     metrics.count(&trail, 0)?;
-    print!("{}", metrics.render());
+    print!("{}", exposition(&metrics.registry())?);
     Ok(0)
 }
 
