@@ -25,11 +25,11 @@ use airlock::bundle::{self, PublicKey, SigningKey};
 use airlock::cache::{CacheOutcome, CompileCache};
 use airlock::digest::Digest;
 use airlock::engine::EgressOptions;
-use airlock::loopback::LoopbackApi;
 use airlock::manifest::LoadedManifest;
 use airlock::trust::TrustStore;
 use airlock::{EngineSettings, Runtime};
 use airlock_host_api::credentials::{CredentialScope, CredentialType, Secret, StaticSecrets};
+use airlock_testkit::{TestCa, Upstream};
 use bytes::Bytes;
 
 mod common;
@@ -40,6 +40,8 @@ mod common;
 mod mapping;
 
 const HOST: &str = "vault.allowed.test";
+/// Where the stand-in upstream listens.
+const LOOPBACK: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 /// Concurrent tasks for the throughput rows.
 const CONCURRENCY: [usize; 4] = [1, 2, 8, 64];
 
@@ -571,19 +573,16 @@ fn cold_start(
 /// connection each time, to a TLS server on loopback.
 /// Returns the brokered GET, reqwest with a new connection, and reqwest with a pooled one.
 fn https_get(plan: &Plan, examples: &Path, rt: &tokio::runtime::Runtime) -> (Stats, Stats, Stats) {
-    let api = rt
-        .block_on(LoopbackApi::start(
-            &[HOST],
-            Arc::new(|_: &http::Request<Bytes>| {
-                http::Response::builder()
-                    .header("content-type", "application/json")
-                    .body(Bytes::from_static(br#"{"items":[1,2,3]}"#))
-                    .unwrap_or_default()
-            }),
-        ))
-        .expect("loopback server");
+    let ca = TestCa::new().expect("CA");
+    let api = Upstream::start_http(&ca, &[HOST], LOOPBACK, |_| {
+        http::Response::builder()
+            .header("content-type", "application/json")
+            .body(Bytes::from_static(br#"{"items":[1,2,3]}"#))
+            .unwrap_or_default()
+    })
+    .expect("loopback server");
     let data = tempfile::TempDir::new().expect("temp dir");
-    let runtime = pinned_runtime(data.path(), api.addr(), &api, 256);
+    let runtime = pinned_runtime(data.path(), api.addr(), &ca, 256);
     let exfil = runtime.load(&examples.join("exfil")).expect("loads");
     let config = exfil.validate_config(None).expect("config");
     let caller = runtime.local_caller(bench_token(&runtime));
@@ -593,7 +592,7 @@ fn https_get(plan: &Plan, examples: &Path, rt: &tokio::runtime::Runtime) -> (Sta
         let builder = reqwest::Client::builder()
             .use_rustls_tls()
             .tls_built_in_root_certs(false)
-            .add_root_certificate(reqwest::Certificate::from_der(api.ca_der()).expect("ca"))
+            .add_root_certificate(reqwest::Certificate::from_der(&ca.cert_der()).expect("ca"))
             .resolve(HOST, api.addr())
             .no_proxy()
             .http1_only();
@@ -637,13 +636,13 @@ fn bench_token(runtime: &Runtime) -> Arc<dyn airlock_host_api::credentials::Cred
     )
 }
 
-/// A runtime whose egress to [`HOST`] goes to `addr`, trusting `api`'s CA.
-fn pinned_runtime(data: &Path, addr: SocketAddr, api: &LoopbackApi, sandboxes: u32) -> Runtime {
+/// A runtime whose egress to [`HOST`] goes to `addr`, trusting `ca`.
+fn pinned_runtime(data: &Path, addr: SocketAddr, ca: &TestCa, sandboxes: u32) -> Runtime {
     let settings = EngineSettings {
         egress: EgressOptions {
             resolve: vec![format!("{HOST}={addr}").parse().expect("pin")],
             allow_private: "127.0.0.0/8".parse().expect("cidr"),
-            extra_roots: vec![api.write_ca(data).expect("ca")],
+            extra_roots: vec![ca.write_pem(data).expect("ca")],
             ..EgressOptions::default()
         },
         max_concurrent: sandboxes,
@@ -655,12 +654,8 @@ fn pinned_runtime(data: &Path, addr: SocketAddr, api: &LoopbackApi, sandboxes: u
 /// Resident memory per invocation while `plan.parked` of them wait in a host call (a TLS
 /// handshake with a server that accepts and never answers), and the guest's linear memory.
 fn parked_memory(plan: &Plan, examples: &Path, rt: &tokio::runtime::Runtime) -> Parked {
-    let api = rt
-        .block_on(LoopbackApi::start(
-            &[HOST],
-            Arc::new(|_: &http::Request<Bytes>| http::Response::new(Bytes::new())),
-        ))
-        .expect("loopback server");
+    // Only the CA is needed: the handshake never completes.
+    let ca = TestCa::new().expect("CA");
     // Accepts connections and holds them open, silent: each guest waits in its `fetch`.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let silent_addr = silent.local_addr().expect("addr");
@@ -673,7 +668,7 @@ fn parked_memory(plan: &Plan, examples: &Path, rt: &tokio::runtime::Runtime) -> 
     });
     let data = tempfile::TempDir::new().expect("temp dir");
     let sandboxes = u32::try_from(plan.parked + 64).expect("small");
-    let runtime = Arc::new(pinned_runtime(data.path(), silent_addr, &api, sandboxes));
+    let runtime = Arc::new(pinned_runtime(data.path(), silent_addr, &ca, sandboxes));
     let exfil = Arc::new(runtime.load(&examples.join("exfil")).expect("loads"));
     let config = Arc::new(exfil.validate_config(None).expect("config"));
     let input = serde_json::json!({ "url": format!("https://{HOST}/slow") }).to_string();

@@ -18,7 +18,6 @@
 //! - [`privileges`]: which declared egress and credentials were used, and what to cut.
 //! - [`scaffold`]: `airlock new`: a ready integration crate from a template.
 //! - [`store`]: the sled database: sealed credentials and per-tenant data keys.
-//! - [`loopback`]: a stand-in API on loopback TLS for the demo and benchmarks.
 //! - [`server`]: `airlock serve`, the operator's HTTP API.
 //! - [`webhook`]: inbound webhooks: signing secrets and signature schemes.
 //! - [`hardening`]: no core dumps of a process that holds secrets.
@@ -30,7 +29,7 @@ pub mod server;
 
 // The core's modules, under the names the rest of this crate has always used them by.
 pub use airlock_audit as audit;
-pub use airlock_devkit::{fixtures, loopback, privileges, scaffold, toolchain};
+pub use airlock_devkit::{fixtures, privileges, scaffold, toolchain};
 pub use airlock_platform::{api_keys as apikey, install};
 pub use airlock_policy::webhook;
 pub use airlock_runtime::{

@@ -16,12 +16,12 @@ use airlock_host_api::egress::{Decision, MAX_DETAILED_EVENTS, Suppressed};
 
 use crate::canary::{Canaries, contains, sinks};
 use crate::egress::{Egress, UPSTREAM_IP, upstreams};
-use crate::mock::{MockResponse, MockUpstream, TestCa};
 use crate::operator::{Operator, RUN_FETCH};
 use crate::support::{
     airlock, airlock_with, dev_switches, example, example_arg, run_against_mocks, run_mapper,
     stderr, stdout,
 };
+use airlock_testkit::{Reply, TestCa, Upstream};
 
 /// `airlock audit ARGS` on `data`; asserts it exits `code`, returns stdout.
 pub(crate) fn audit(data: &Path, args: &[&str], code: i32) -> String {
@@ -129,6 +129,15 @@ fn metrics_count_what_the_trail_holds() {
         text.contains("airlock_invocation_duration_seconds_count 1"),
         "{text}"
     );
+    // The same text a scraper reads from `/metrics`: valid OpenMetrics, to its `# EOF`.
+    let parsed =
+        airlock_testkit::openmetrics::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let bucket = [("le", "+Inf")];
+    assert_eq!(
+        parsed.value("airlock_invocation_duration_seconds_bucket", &bucket),
+        Some(1.0)
+    );
+    assert_eq!(parsed.types["airlock_invocations"], "counter");
 }
 
 #[test]
@@ -138,20 +147,21 @@ fn canaries_never_reach_the_trail_the_metrics_or_the_disk() {
     // outputs, a schema rejection, a denied request, and a path built to forge log lines.
     let c = Canaries::new();
     let upstream_canary = c.upstream.clone();
-    let ca = TestCa::new();
+    let ca = TestCa::new().expect("test CA");
     let names = ["vault.allowed.test", "api.allowed.test"];
-    let mock = MockUpstream::start(&ca, &names, UPSTREAM_IP, move |request| {
-        let mut echo = MockResponse::echo_headers(request);
+    let mock = Upstream::start(&ca, &names, UPSTREAM_IP, move |request| {
+        let mut echo = Reply::echo_headers(request);
         echo = echo.header("x-upstream", &upstream_canary);
         echo
-    });
+    })
+    .expect("upstream starts");
     let op = Operator::new();
     let elsewhere = TempDir::new().expect("temp dir");
     let pins: Vec<String> = names
         .iter()
         .map(|n| format!("{n}={}", mock.addr()))
         .collect();
-    let ca_pem = ca.write_pem(elsewhere.path());
+    let ca_pem = ca.write_pem(elsewhere.path()).expect("CA written");
     let mut outputs: Vec<Output> = Vec::new();
     let fetch = |input: Value, extra: &[&str], env: &[(&str, &str)]| {
         let mut args = run_against_mocks(&pins, &ca_pem, "exfil", "fetch");
@@ -278,7 +288,7 @@ async fn disk_full_child() {
     if std::env::var_os(DISK_FULL_CHILD).is_none() {
         return;
     }
-    let (mock, egress) = upstreams(&["api.allowed.test"], |_| MockResponse::status(204));
+    let (mock, egress) = upstreams(&["api.allowed.test"], |_| Reply::status(204));
     let audit_home = TempDir::new().expect("temp dir");
     let (egress, trail) = egress.with_audit(audit_home.path());
     // Loaded (and its memory image made) while files may still grow.
@@ -363,7 +373,7 @@ async fn an_exchange_records_its_peer_and_its_bytes() {
     let body = json!({"items": [1, 2, 3]});
     let expected = body.to_string().len() as u64;
     let (_mock, egress) = upstreams(&["api.allowed.test"], move |_| {
-        MockResponse::json(200, body.clone())
+        Reply::json(200, body.clone())
     });
     let exfil = egress.load("exfil");
     let config = exfil.validate_config(None).expect("no config");
@@ -380,10 +390,11 @@ async fn an_exchange_records_its_peer_and_its_bytes() {
 
 #[test]
 fn privileges_from_the_trail_name_what_an_installation_never_used() {
-    let ca = TestCa::new();
-    let mock = MockUpstream::start(&ca, &["vault.allowed.test"], UPSTREAM_IP, |_| {
-        MockResponse::bytes(200, b"{}".to_vec())
-    });
+    let ca = TestCa::new().expect("test CA");
+    let mock = Upstream::start(&ca, &["vault.allowed.test"], UPSTREAM_IP, |_| {
+        Reply::bytes(200, b"{}".to_vec())
+    })
+    .expect("upstream starts");
     let op = Operator::new();
     op.install_granted(
         &op.exfil("0.1.0", ""),
@@ -395,7 +406,10 @@ fn privileges_from_the_trail_name_what_an_installation_never_used() {
     let pins = [format!("vault.allowed.test={}", mock.addr())];
     let mut args = RUN_FETCH.map(String::from).to_vec();
     let input = json!({"url": "https://vault.allowed.test/items"}).to_string();
-    args.extend(dev_switches(&pins, &ca.write_pem(keys.path())));
+    args.extend(dev_switches(
+        &pins,
+        &ca.write_pem(keys.path()).expect("CA written"),
+    ));
     args.extend(["--input".to_string(), input]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let ran = airlock(op.data(), &args);

@@ -25,11 +25,11 @@ use tempfile::TempDir;
 
 use crate::audit::{audit, records};
 use crate::egress::UPSTREAM_IP;
-use crate::mock::{MockResponse, MockUpstream, Recorded, TestCa};
 use crate::operator::Operator;
 use crate::support::{
     airlock, airlock_with, audit_dir, dev_switches, example, files_under, stderr, stdout,
 };
+use airlock_testkit::{Recorded, Reply, TestCa, Upstream};
 
 /// Distinct random canaries, one per place data travels: `canary<place><64 random bits>`, but
 /// for the Slack channel id, which must match `^[CGD][A-Z0-9]{2,20}$`.
@@ -234,7 +234,7 @@ const GONE_CHANNEL: &str = "C0GONE";
 /// Slack, rotating in `<rotated canary>-<n>` refresh tokens), Slack, GitHub (two pages of issues,
 /// the second linked with the canary in its query; a created issue; 404 for other repositories),
 /// a redirect to the credentialed vault, and an echo of the request everywhere else.
-fn answers(c: &Canaries) -> impl Fn(&Recorded) -> MockResponse + Send + Sync + 'static {
+fn answers(c: &Canaries) -> impl Fn(&Recorded) -> Reply + Send + Sync + 'static {
     let upstream = c.upstream.clone();
     let access = c.access_token.clone();
     let rotated = c.rotated.clone();
@@ -250,7 +250,7 @@ fn answers(c: &Canaries) -> impl Fn(&Recorded) -> MockResponse + Send + Sync + '
         let response = match (host, path) {
             (_, "/oauth/token") => {
                 let n = issued.fetch_add(1, Ordering::SeqCst);
-                MockResponse::json(
+                Reply::json(
                     200,
                     json!({"access_token": format!("{access}-{n}"), "token_type": "Bearer",
                            "expires_in": 3600, "note": upstream}),
@@ -258,7 +258,7 @@ fn answers(c: &Canaries) -> impl Fn(&Recorded) -> MockResponse + Send + Sync + '
             }
             (_, "/api/oauth.v2.access") => {
                 let n = issued.fetch_add(1, Ordering::SeqCst);
-                MockResponse::json(
+                Reply::json(
                     200,
                     json!({"ok": true, "access_token": format!("{access}-{n}"),
                            "token_type": "bot", "expires_in": 43200,
@@ -266,18 +266,16 @@ fn answers(c: &Canaries) -> impl Fn(&Recorded) -> MockResponse + Send + Sync + '
                            "note": upstream}),
                 )
             }
-            (_, "/api/chat.postMessage") if contains(&request.body, GONE_CHANNEL) => {
-                MockResponse::json(
-                    200,
-                    json!({"ok": false, "error": "channel_not_found", "detail": upstream}),
-                )
-            }
-            (_, "/api/chat.postMessage") => MockResponse::json(
+            (_, "/api/chat.postMessage") if contains(&request.body, GONE_CHANNEL) => Reply::json(
+                200,
+                json!({"ok": false, "error": "channel_not_found", "detail": upstream}),
+            ),
+            (_, "/api/chat.postMessage") => Reply::json(
                 200,
                 json!({"ok": true, "ts": "1700000000.000100", "message": {"text": upstream}}),
             ),
             ("api.github.com", "/repos/acme/widgets/issues") if request.method == "POST" => {
-                MockResponse::json(201, issue(7, "created"))
+                Reply::json(201, issue(7, "created"))
             }
             ("api.github.com", p) if p.starts_with("/repos/acme/widgets/issues?") => {
                 let pr = json!({"number": 3, "title": "a PR", "pull_request": {},
@@ -286,19 +284,19 @@ fn answers(c: &Canaries) -> impl Fn(&Recorded) -> MockResponse + Send + Sync + '
                     "<https://api.github.com/repositories/42/issues?state=open&page=2\
                      &after={upstream}>; rel=\"next\""
                 );
-                MockResponse::json(200, json!([issue(1, "first"), pr])).header("link", &next)
+                Reply::json(200, json!([issue(1, "first"), pr])).header("link", &next)
             }
             ("api.github.com", p) if p.starts_with("/repositories/42/issues?") => {
-                MockResponse::json(200, json!([issue(2, "second")]))
+                Reply::json(200, json!([issue(2, "second")]))
             }
             ("api.github.com", _) => {
-                MockResponse::json(404, json!({"message": format!("Not Found {upstream}")}))
+                Reply::json(404, json!({"message": format!("Not Found {upstream}")}))
             }
-            (_, p) if p.starts_with("/redirect") => MockResponse::redirect(
+            (_, p) if p.starts_with("/redirect") => Reply::redirect(
                 302,
                 &format!("https://vault.allowed.test/landing?u={upstream}"),
             ),
-            _ => MockResponse::json(
+            _ => Reply::json(
                 200,
                 json!({"method": request.method, "path": request.path_and_query,
                        "headers": request.headers, "upstream": upstream}),
@@ -351,7 +349,7 @@ impl Run {
 /// The runs of the sweep, on one operator's data dir, against one mock.
 struct Sweep {
     op: Operator,
-    mock: MockUpstream,
+    mock: Upstream,
     switches: Vec<String>,
     env: Vec<(String, String)>,
     runs: Vec<Run>,
@@ -360,14 +358,14 @@ struct Sweep {
 
 impl Sweep {
     fn new(c: &Canaries) -> Self {
-        let ca = TestCa::new();
-        let mock = MockUpstream::start(&ca, &HOSTS, UPSTREAM_IP, answers(c));
+        let ca = TestCa::new().expect("test CA");
+        let mock = Upstream::start(&ca, &HOSTS, UPSTREAM_IP, answers(c)).expect("upstream starts");
         let ca_dir = TempDir::new().expect("temp dir");
         let pins: Vec<String> = HOSTS
             .iter()
             .map(|host| format!("{host}={}", mock.addr()))
             .collect();
-        let switches = dev_switches(&pins, &ca.write_pem(ca_dir.path()));
+        let switches = dev_switches(&pins, &ca.write_pem(ca_dir.path()).expect("CA written"));
         let env = [
             (TOKEN_VAR, c.secret.clone()),
             (KEY_VAR, c.api_key.clone()),

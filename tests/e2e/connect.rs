@@ -16,10 +16,10 @@ use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
 use crate::egress::UPSTREAM_IP;
-use crate::mock::{MockResponse, MockUpstream, Recorded, TestCa};
 use crate::operator::Operator;
 use crate::serving::{Body, Server, TENANT_SCOPES, records_of};
 use crate::support::read_example;
+use airlock_testkit::{Recorded, Reply, TestCa, Upstream};
 
 const CLIENT: &str = r#"{"client_id": "111.222", "client_secret": "cs-canary-7f3a"}"#;
 const TOKEN_PATH: &str = "/api/oauth.v2.access";
@@ -42,11 +42,11 @@ struct Provider {
 
 impl Provider {
     /// Tokens for `who`, with their Slack account (`U-who` in workspace `T-acme`).
-    fn issue(&mut self, who: &str) -> MockResponse {
+    fn issue(&mut self, who: &str) -> Reply {
         self.issued += 1;
         let refresh = format!("xoxe-1-{who}-{}", self.issued);
         self.refresh.insert(refresh.clone(), who.to_string());
-        MockResponse::json(
+        Reply::json(
             200,
             json!({"ok": true, "access_token": format!("xoxb-{who}-{}", self.issued),
                    "token_type": "bot", "expires_in": self.lifetime,
@@ -55,15 +55,15 @@ impl Provider {
         )
     }
 
-    fn answer(&mut self, request: &Recorded) -> MockResponse {
+    fn answer(&mut self, request: &Recorded) -> Reply {
         if request.path_and_query != TOKEN_PATH || request.sni.as_deref() != Some("slack.com") {
-            return MockResponse::json(
+            return Reply::json(
                 200,
                 json!({"ok": true, "channel": "C024BE91L", "ts": "1700000000.000100"}),
             );
         }
         let form = form(request);
-        let refused = || MockResponse::json(200, json!({"ok": false, "error": "invalid_grant"}));
+        let refused = || Reply::json(200, json!({"ok": false, "error": "invalid_grant"}));
         match form.get("grant_type").map(String::as_str) {
             Some("authorization_code") => {
                 let Some((challenge, who)) = form.get("code").and_then(|c| self.codes.remove(c))
@@ -137,7 +137,7 @@ pub(crate) struct Setup {
     pub(crate) op: Operator,
     pub(crate) server: Server,
     key: String,
-    mock: MockUpstream,
+    mock: Upstream,
     provider: Arc<Mutex<Provider>>,
     /// A browser's HTTP client: it follows no redirect (the provider is the mock).
     browser: Client,
@@ -168,21 +168,22 @@ pub(crate) async fn setup() -> Setup {
 
 /// [`setup`] with `airlock serve` given `serve` as well.
 async fn setup_with(serve: &[&str]) -> Setup {
-    let ca = TestCa::new();
+    let ca = TestCa::new().expect("test CA");
     let provider = Arc::new(Mutex::new(Provider {
         lifetime: 43_200,
         granted: "chat:write".into(),
         ..Provider::default()
     }));
     let answering = provider.clone();
-    let mock = MockUpstream::start(
+    let mock = Upstream::start(
         &ca,
         &["slack.com", "tokens.evil.test"],
         UPSTREAM_IP,
         move |request| answering.lock().expect("provider").answer(request),
-    );
+    )
+    .expect("upstream starts");
     let op = Operator::new();
-    let ca_pem = ca.write_pem(op.keys.path());
+    let ca_pem = ca.write_pem(op.keys.path()).expect("CA written");
     let tenant_bundle = op.example("slack-notifier", "slack_notifier.wasm");
     let manifest = read_example("slack-notifier", "airlock.toml")
         .replace(

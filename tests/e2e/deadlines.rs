@@ -20,10 +20,11 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::egress::{Egress, UPSTREAM_IP};
-use crate::mock::{Stall, Tarpit, TestCa, sockets_to};
+use crate::mock::{Stall, Tarpit, sockets_to};
 use crate::operator::Operator;
 use crate::serving::{Reply, Server, TENANT_SCOPES, records_of};
 use crate::support::{airlock_command, dev_switches, outcome, read_example, run_against_mocks};
+use airlock_testkit::TestCa;
 
 /// The hostile example's declared timeout.
 const TIMEOUT: Duration = Duration::from_secs(1);
@@ -32,7 +33,7 @@ pub(crate) const URL: &str = "https://sink.hostile.test/upload";
 
 /// A tarpit for [`SINK`] stalling as `stall`, and a runtime pinning the name to it.
 pub(crate) fn tarpit(stall: Stall) -> (Tarpit, Egress) {
-    let ca = TestCa::new();
+    let ca = TestCa::new().expect("test CA");
     let tarpit = Tarpit::start(&ca, &[SINK], UPSTREAM_IP, stall);
     let egress = Egress::new(&[format!("{SINK}={}", tarpit.addr())], true, Some(&ca));
     (tarpit, egress)
@@ -152,10 +153,10 @@ async fn blocked_pollables_and_host_call_floods_end_at_the_timeout() {
 /// process exits with the timeout's code, its invocation within the grace.
 #[test]
 fn the_cli_exits_when_its_guest_blocks_in_a_request_body() {
-    let ca = TestCa::new();
+    let ca = TestCa::new().expect("test CA");
     let data = tempfile::TempDir::new().expect("temp dir");
     let tarpit = Tarpit::start(&ca, &[SINK], UPSTREAM_IP, Stall::Silent);
-    let pem = ca.write_pem(data.path());
+    let pem = ca.write_pem(data.path()).expect("CA written");
     let pin = format!("{SINK}={}", tarpit.addr());
     let mut args = run_against_mocks(&[pin], &pem, "hostile", "stream-after-handle");
     args.extend([
@@ -202,7 +203,7 @@ pub(crate) async fn hostile_server(
     running: &str,
     timeout: &str,
 ) -> (Server, String) {
-    let pem = ca.write_pem(op.keys.path());
+    let pem = ca.write_pem(op.keys.path()).expect("CA written");
     let switches = dev_switches(&[format!("{SINK}={tarpit}")], &pem);
     let switches: Vec<&str> = switches.iter().map(String::as_str).collect();
     let manifest = read_example("hostile", "airlock.toml")
@@ -260,7 +261,7 @@ pub(crate) async fn at_once(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_gets_its_slots_back_at_each_timeout() {
-    let ca = TestCa::new();
+    let ca = TestCa::new().expect("test CA");
     let tarpit = Tarpit::start(&ca, &[SINK], UPSTREAM_IP, Stall::Silent);
     let op = Operator::new();
     let (server, key) = hostile_server(&op, &ca, &tarpit.addr(), "2", "1s").await;

@@ -18,7 +18,8 @@ use airlock_host_api::egress::resolve::{Lookup, Resolve, Resolver};
 use serde_json::json;
 
 use crate::egress::{Egress, UPSTREAM_IP, outcomes, reasons};
-use crate::mock::{MockResponse, MockUpstream, TestCa, Victim};
+use crate::mock::Victim;
+use airlock_testkit::{Reply, TestCa, Upstream};
 
 const INTERNAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
@@ -91,14 +92,15 @@ fn runtime(dns: &ScriptedDns, ca: &TestCa) -> Egress {
     Egress::with_options(options, Some(ca))
 }
 
-fn upstream(ca: &TestCa) -> MockUpstream {
-    MockUpstream::start(ca, &["api.allowed.test"], UPSTREAM_IP, |request| {
+fn upstream(ca: &TestCa) -> Upstream {
+    Upstream::start(ca, &["api.allowed.test"], UPSTREAM_IP, |request| {
         if request.path_and_query == "/start" {
-            MockResponse::redirect(302, "https://api.allowed.test/again")
+            Reply::redirect(302, "https://api.allowed.test/again")
         } else {
-            MockResponse::status(200)
+            Reply::status(200)
         }
     })
+    .expect("upstream starts")
 }
 
 fn addrs(list: &[&str]) -> Answer {
@@ -109,7 +111,7 @@ fn addrs(list: &[&str]) -> Answer {
 /// before anything is dialed, whatever embedding hides it.
 #[tokio::test]
 async fn an_allowed_name_answering_an_internal_address_is_refused_and_never_dialed() {
-    let ca = TestCa::new();
+    let ca = TestCa::new().expect("test CA");
     let victim = Victim::start(INTERNAL);
     let port = victim.addr().port();
     for (answer, reason) in [
@@ -153,7 +155,7 @@ async fn an_allowed_name_answering_an_internal_address_is_refused_and_never_dial
 /// refused, so nothing ever connects to it.
 #[tokio::test]
 async fn dns_rebinding_gets_one_lookup_per_hop_and_only_the_checked_address_is_dialed() {
-    let ca = TestCa::new();
+    let ca = TestCa::new().expect("test CA");
     let mock = upstream(&ca);
     let victim = Victim::start(INTERNAL);
     let (public, internal) = (mock.addr(), victim.addr());
@@ -197,7 +199,7 @@ async fn dns_rebinding_gets_one_lookup_per_hop_and_only_the_checked_address_is_d
 /// allowed one; when that one refuses the connection there is no fallback to the other.
 #[tokio::test]
 async fn a_mixed_answer_dials_only_the_allowed_address_in_either_order() {
-    let ca = TestCa::new();
+    let ca = TestCa::new().expect("test CA");
     let mock = upstream(&ca);
     let victim = Victim::start(INTERNAL);
     let (public, internal) = (mock.addr(), victim.addr());
@@ -233,7 +235,7 @@ async fn a_mixed_answer_dials_only_the_allowed_address_in_either_order() {
 /// failing one and an empty answer at once; each with a typed DNS error, nothing dialed.
 #[tokio::test]
 async fn dns_failures_end_in_a_typed_error_within_the_dns_timeout() {
-    let ca = TestCa::new();
+    let ca = TestCa::new().expect("test CA");
     let mock = upstream(&ca);
     for (answer, outcome, reason, within) in [
         (

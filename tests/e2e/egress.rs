@@ -15,8 +15,9 @@ use airlock_host_api::credentials::{CredentialScope, Secret, StaticSecrets};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-use crate::mock::{MockResponse, MockUpstream, TestCa, Victim};
+use crate::mock::Victim;
 use crate::support::{airlock, airlock_with, example, run_against_mocks, stderr, stdout};
+use airlock_testkit::{Reply, TestCa, Upstream};
 
 const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 /// The "public upstream" lives on another loopback address than the victim.
@@ -47,7 +48,7 @@ impl Egress {
     pub(crate) fn with_options(mut egress: EgressOptions, ca: Option<&TestCa>) -> Self {
         let data = TempDir::new().expect("temp dir");
         egress.extra_roots = ca
-            .map(|ca| vec![ca.write_pem(data.path())])
+            .map(|ca| vec![ca.write_pem(data.path()).expect("CA written")])
             .unwrap_or_default();
         let settings = EngineSettings {
             egress,
@@ -142,10 +143,10 @@ fn upstream(
     name: &str,
     allow_loopback: bool,
     trusted: bool,
-    respond: impl Fn(&crate::mock::Recorded) -> MockResponse + Send + Sync + 'static,
-) -> (MockUpstream, Egress) {
-    let ca = TestCa::new();
-    let mock = MockUpstream::start(&ca, &[name], UPSTREAM_IP, respond);
+    respond: impl Fn(&airlock_testkit::Recorded) -> Reply + Send + Sync + 'static,
+) -> (Upstream, Egress) {
+    let ca = TestCa::new().expect("test CA");
+    let mock = Upstream::start(&ca, &[name], UPSTREAM_IP, respond).expect("upstream starts");
     let pin = format!("{name}={}", mock.addr());
     let egress = Egress::new(&[pin], allow_loopback, trusted.then_some(&ca));
     (mock, egress)
@@ -155,10 +156,10 @@ fn upstream(
 /// asked), with loopback allowed: the usual setup for credential tests.
 pub(crate) fn upstreams(
     names: &[&str],
-    respond: impl Fn(&crate::mock::Recorded) -> MockResponse + Send + Sync + 'static,
-) -> (MockUpstream, Egress) {
-    let ca = TestCa::new();
-    let mock = MockUpstream::start(&ca, names, UPSTREAM_IP, respond);
+    respond: impl Fn(&airlock_testkit::Recorded) -> Reply + Send + Sync + 'static,
+) -> (Upstream, Egress) {
+    let ca = TestCa::new().expect("test CA");
+    let mock = Upstream::start(&ca, names, UPSTREAM_IP, respond).expect("upstream starts");
     let pins: Vec<String> = names
         .iter()
         .map(|name| format!("{name}={}", mock.addr()))
@@ -233,7 +234,7 @@ async fn ssrf_attempts_are_denied_and_never_connect() {
 #[tokio::test]
 async fn an_allowed_name_pinned_to_loopback_is_denied_by_address() {
     let (mock, egress) = upstream("api.allowed.test", false, true, |_| {
-        MockResponse::json(200, json!({"reached": true}))
+        Reply::json(200, json!({"reached": true}))
     });
     let ran = egress.fetch("https://api.allowed.test/").await;
     assert_eq!(outcomes(&ran), ["DestinationIpProhibited"]);
@@ -244,7 +245,7 @@ async fn an_allowed_name_pinned_to_loopback_is_denied_by_address() {
 #[tokio::test]
 async fn a_brokered_request_reaches_the_upstream_in_canonical_form() {
     let (mock, egress) = upstream("api.allowed.test", true, true, |_| {
-        MockResponse::json(200, json!({"reached": true}))
+        Reply::json(200, json!({"reached": true}))
     });
     let ran = egress.fetch("https://API.Allowed.test./items?page=2").await;
     assert_eq!(outcomes(&ran), ["ok 200"], "{:?}", ran.result);
@@ -271,7 +272,7 @@ async fn redirects_go_back_to_the_guest_and_its_follow_up_is_judged_anew() {
         victim.addr().port()
     );
     let (mock, egress) = upstream("api.allowed.test", true, true, move |_| {
-        MockResponse::redirect(302, &location)
+        Reply::redirect(302, &location)
     });
     let ran = egress
         .run(
@@ -296,9 +297,7 @@ async fn redirects_go_back_to_the_guest_and_its_follow_up_is_judged_anew() {
 
 #[tokio::test]
 async fn an_untrusted_certificate_fails_the_handshake() {
-    let (mock, egress) = upstream("api.allowed.test", true, false, |_| {
-        MockResponse::status(200)
-    });
+    let (mock, egress) = upstream("api.allowed.test", true, false, |_| Reply::status(200));
     let ran = egress.fetch("https://api.allowed.test/").await;
     assert_eq!(outcomes(&ran), ["TlsCertificateError"]);
     assert_eq!(reasons(&ran), ["tls-certificate"]);
@@ -307,7 +306,7 @@ async fn an_untrusted_certificate_fails_the_handshake() {
 
 #[tokio::test]
 async fn the_guest_cannot_set_credential_headers() {
-    let (mock, egress) = upstream("api.allowed.test", true, true, MockResponse::echo_headers);
+    let (mock, egress) = upstream("api.allowed.test", true, true, Reply::echo_headers);
     let ran = egress.run("exfil", "set-authorization", json!({})).await;
     let outcomes = outcomes(&ran);
     assert!(
@@ -327,7 +326,7 @@ async fn the_guest_cannot_set_credential_headers() {
 /// never sees a request carrying one.
 #[tokio::test]
 async fn routing_and_override_headers_are_refused_and_never_reach_the_upstream() {
-    let (mock, egress) = upstream("api.allowed.test", true, true, MockResponse::echo_headers);
+    let (mock, egress) = upstream("api.allowed.test", true, true, Reply::echo_headers);
     let refused = [
         ("X-HTTP-Method-Override", "DELETE"),
         ("X-HTTP-Method", "DELETE"),
@@ -416,9 +415,7 @@ async fn routing_and_override_headers_are_refused_and_never_reach_the_upstream()
 /// turn an allowed POST into a DELETE upstream: the broker refuses the request.
 #[tokio::test]
 async fn a_method_override_in_the_query_is_refused() {
-    let (mock, egress) = upstream("api.allowed.test", true, true, |_| {
-        MockResponse::status(204)
-    });
+    let (mock, egress) = upstream("api.allowed.test", true, true, |_| Reply::status(204));
     for query in [
         "_method=DELETE",
         "page=2&%5Fmethod=DELETE",
@@ -451,7 +448,7 @@ async fn a_method_override_in_the_query_is_refused() {
 #[tokio::test]
 async fn a_request_whose_credential_is_not_set_fails_closed() {
     let (mock, egress) = upstream("api.github.com", true, true, |_| {
-        MockResponse::json(200, json!([]))
+        Reply::json(200, json!([]))
     });
     let ran = egress
         .run(
@@ -468,9 +465,14 @@ async fn a_request_whose_credential_is_not_set_fails_closed() {
 }
 
 /// `airlock` arguments for exfil's `fetch` of https://api.allowed.test/, pinned to `mock`.
-fn fetch_api_through_the_cli(mock: &MockUpstream, ca: &TestCa, data: &Path) -> Vec<String> {
+fn fetch_api_through_the_cli(mock: &Upstream, ca: &TestCa, data: &Path) -> Vec<String> {
     let pins = [format!("api.allowed.test={}", mock.addr())];
-    let mut args = run_against_mocks(&pins, &ca.write_pem(data), "exfil", "fetch");
+    let mut args = run_against_mocks(
+        &pins,
+        &ca.write_pem(data).expect("CA written"),
+        "exfil",
+        "fetch",
+    );
     args.extend([
         "--input".into(),
         r#"{"url": "https://api.allowed.test/"}"#.into(),
@@ -480,10 +482,11 @@ fn fetch_api_through_the_cli(mock: &MockUpstream, ca: &TestCa, data: &Path) -> V
 
 #[test]
 fn cli_dev_switches_are_loud_and_reach_a_mock() {
-    let ca = TestCa::new();
-    let mock = MockUpstream::start(&ca, &["api.allowed.test"], UPSTREAM_IP, |_| {
-        MockResponse::json(200, json!({"ok": true}))
-    });
+    let ca = TestCa::new().expect("test CA");
+    let mock = Upstream::start(&ca, &["api.allowed.test"], UPSTREAM_IP, |_| {
+        Reply::json(200, json!({"ok": true}))
+    })
+    .expect("upstream starts");
     let data = TempDir::new().expect("temp");
     let args = fetch_api_through_the_cli(&mock, &ca, data.path());
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -508,10 +511,11 @@ fn cli_dev_switches_are_loud_and_reach_a_mock() {
 fn proxy_variables_are_never_used() {
     let victim = Victim::start(LOOPBACK);
     let proxy = format!("http://127.0.0.1:{}", victim.addr().port());
-    let ca = TestCa::new();
-    let mock = MockUpstream::start(&ca, &["api.allowed.test"], UPSTREAM_IP, |_| {
-        MockResponse::status(204)
-    });
+    let ca = TestCa::new().expect("test CA");
+    let mock = Upstream::start(&ca, &["api.allowed.test"], UPSTREAM_IP, |_| {
+        Reply::status(204)
+    })
+    .expect("upstream starts");
     let data = TempDir::new().expect("temp");
     let args = fetch_api_through_the_cli(&mock, &ca, data.path());
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -541,7 +545,7 @@ async fn a_response_head_over_64_kib_is_refused() {
         } else {
             60
         };
-        MockResponse::status(200).header("x-filler", &"a".repeat(size << 10))
+        Reply::status(200).header("x-filler", &"a".repeat(size << 10))
     });
     let ran = egress.fetch("https://api.allowed.test/small").await;
     assert_eq!(outcomes(&ran), ["ok 200"], "{:?}", ran.result);

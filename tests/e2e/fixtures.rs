@@ -11,11 +11,11 @@ use serde_json::json;
 use tempfile::TempDir;
 
 use crate::egress::UPSTREAM_IP;
-use crate::mock::{MockResponse, MockUpstream, TestCa};
 use crate::support::{
     airlock, airlock_with, custom_integration, dev_switches, example, examples, read_example,
     stderr, stdout,
 };
+use airlock_testkit::{Reply, TestCa, Upstream};
 
 /// `airlock test ARGS…` with a data dir of its own; returns (exit code, stdout).
 fn test(data: &Path, args: &[&str]) -> (Option<i32>, String) {
@@ -232,12 +232,12 @@ fn the_privileges_report_names_what_was_never_used() {
 
 #[test]
 fn a_recorded_case_holds_no_secret_and_passes_offline() {
-    let ca = TestCa::new();
+    let ca = TestCa::new().expect("test CA");
     let secret = format!("recsecret{}", std::process::id());
     let key = format!("reckey{}", std::process::id());
     let (echo_secret, echo_key) = (secret.clone(), key.clone());
     // The "real" upstream: it echoes whatever credential it got, in a header and the body.
-    let mock = MockUpstream::start(
+    let mock = Upstream::start(
         &ca,
         &["vault.allowed.test", "query.allowed.test"],
         UPSTREAM_IP,
@@ -248,10 +248,10 @@ fn a_recorded_case_holds_no_secret_and_passes_offline() {
                 seen.contains(&echo_secret) || seen.contains(&echo_key),
                 "{seen}"
             );
-            MockResponse::json(200, json!({"items": [1, 2], "you_sent": seen}))
-                .header("x-echo", &auth)
+            Reply::json(200, json!({"items": [1, 2], "you_sent": seen})).header("x-echo", &auth)
         },
-    );
+    )
+    .expect("upstream starts");
     let fixture = r#"# Recorded against the upstream; kept offline.
 [[case]]
 name = "vault items"
@@ -273,7 +273,7 @@ input = { url = "https://query.allowed.test/items" }
             format!("vault.allowed.test={}", mock.addr()),
             format!("query.allowed.test={}", mock.addr()),
         ],
-        &ca.write_pem(keys.path()),
+        &ca.write_pem(keys.path()).expect("CA written"),
     ));
     for (case, credential) in [("vault items", "token"), ("query items", "query-key")] {
         let mut args: Vec<&str> = record.iter().map(String::as_str).collect();

@@ -17,9 +17,10 @@ use reqwest::StatusCode;
 
 use crate::deadlines::{at_once, hostile_server};
 use crate::egress::{Egress, UPSTREAM_IP};
-use crate::mock::{Stall, Tarpit, TestCa};
+use crate::mock::{Stall, Tarpit};
 use crate::operator::Operator;
 use crate::support::{custom_integration, outcome, read_example};
+use airlock_testkit::TestCa;
 
 /// The hostile example's memory limit: host-side hoards must not count against it, nor hide
 /// behind it.
@@ -203,7 +204,7 @@ async fn a_flood_of_host_calls_is_stopped_by_the_call_cap() {
 /// 918 MiB in 0.65 s).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eight_hoarding_guests_leave_the_server_within_its_bound() {
-    let ca = TestCa::new();
+    let ca = TestCa::new().expect("test CA");
     let idle = Tarpit::start(&ca, &["sink.hostile.test"], UPSTREAM_IP, Stall::Silent);
     let op = Operator::new();
     // A long timeout: only the budget may stop them, however slowly a loaded machine runs them.

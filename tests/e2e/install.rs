@@ -5,9 +5,9 @@
 use std::process::Output;
 
 use crate::egress::UPSTREAM_IP;
-use crate::mock::{MockResponse, MockUpstream, TestCa};
 use crate::operator::{Operator, RUN_FETCH};
 use crate::support::{stderr, stdout};
+use airlock_testkit::{Reply, TestCa, Upstream};
 
 /// Asserts the command's stderr says `text`.
 fn says(out: &Output, text: &str) {
@@ -52,14 +52,19 @@ fn an_installation_reaches_only_what_is_granted() {
 
     // The installation runs by name, with its grant: the granted rule reaches the mock, a
     // declared but ungranted one is denied.
-    let ca = TestCa::new();
-    let mock = MockUpstream::start(
+    let ca = TestCa::new().expect("test CA");
+    let mock = Upstream::start(
         &ca,
         &["api.allowed.test", "echo.allowed.test"],
         UPSTREAM_IP,
-        |_| MockResponse::status(204),
-    );
-    let ca_pem = ca.write_pem(op.keys.path()).display().to_string();
+        |_| Reply::status(204),
+    )
+    .expect("upstream starts");
+    let ca_pem = ca
+        .write_pem(op.keys.path())
+        .expect("CA written")
+        .display()
+        .to_string();
     let fetch = |host: &str| {
         let input = format!(r#"{{"url": "https://{host}/"}}"#);
         let pins: Vec<String> = ["api.allowed.test", "echo.allowed.test"]

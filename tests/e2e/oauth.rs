@@ -15,8 +15,8 @@ use serde_json::json;
 use tempfile::TempDir;
 
 use crate::egress::{Egress, upstreams};
-use crate::mock::{MockResponse, MockUpstream, Recorded, TestCa};
 use airlock::store::Credentials;
+use airlock_testkit::{Recorded, Reply, TestCa, Upstream};
 
 const TOKEN_PATH: &str = "/oauth/token";
 
@@ -34,11 +34,11 @@ fn form_value(request: &Recorded, name: &str) -> Option<String> {
 
 /// An authorization server that issues `at-<n>-<client>` tokens after `delay`, and an API
 /// that echoes request headers.
-fn server(delay: Duration) -> impl Fn(&Recorded) -> MockResponse + Send + Sync + 'static {
+fn server(delay: Duration) -> impl Fn(&Recorded) -> Reply + Send + Sync + 'static {
     let issued = AtomicUsize::new(0);
     move |request| {
         if request.path_and_query != TOKEN_PATH {
-            return MockResponse::echo_headers(request);
+            return Reply::echo_headers(request);
         }
         let basic = request.header("authorization").join("");
         let decoded = basic
@@ -48,7 +48,7 @@ fn server(delay: Duration) -> impl Fn(&Recorded) -> MockResponse + Send + Sync +
             .unwrap_or_default();
         let client = decoded.split(':').next().unwrap_or("none").to_string();
         let n = issued.fetch_add(1, Ordering::SeqCst);
-        MockResponse::json(
+        Reply::json(
             200,
             json!({"access_token": format!("at-{n}-{client}"), "token_type": "Bearer", "expires_in": 3600}),
         )
@@ -161,17 +161,17 @@ async fn tenants_never_share_a_token() {
 
 /// Slack: `oauth.v2.access` refreshes a rotating token (answering with Slack's `bot` type), and
 /// `chat.postMessage` must see the refreshed token.
-fn slack(revoked: bool) -> impl Fn(&Recorded) -> MockResponse + Send + Sync + 'static {
+fn slack(revoked: bool) -> impl Fn(&Recorded) -> Reply + Send + Sync + 'static {
     move |request| match request.path_and_query.as_str() {
         "/api/oauth.v2.access" if revoked => {
-            MockResponse::json(200, json!({"ok": false, "error": "invalid_refresh_token"}))
+            Reply::json(200, json!({"ok": false, "error": "invalid_refresh_token"}))
         }
-        "/api/oauth.v2.access" => MockResponse::json(
+        "/api/oauth.v2.access" => Reply::json(
             200,
             json!({"ok": true, "access_token": "xoxe.xoxb-fresh", "token_type": "bot",
                    "expires_in": 43200, "refresh_token": "xoxe-1-rotated"}),
         ),
-        _ => MockResponse::json(
+        _ => Reply::json(
             200,
             json!({"ok": true, "channel": "C024BE91L", "ts": "1700000000.000100"}),
         ),
@@ -237,18 +237,18 @@ async fn a_revoked_refresh_token_fails_closed_once() {
 
 /// An authorization server with strict rotation: only the latest refresh token works, each use
 /// issues the next (`rt-1`, `rt-2`, …), and reuse is `invalid_grant`.
-fn rotating() -> impl Fn(&Recorded) -> MockResponse + Send + Sync + 'static {
+fn rotating() -> impl Fn(&Recorded) -> Reply + Send + Sync + 'static {
     let latest = std::sync::Mutex::new(0u32);
     move |request| {
         if request.path_and_query != "/api/oauth.v2.access" {
-            return MockResponse::json(200, json!({"ok": true, "ts": "1700000000.000200"}));
+            return Reply::json(200, json!({"ok": true, "ts": "1700000000.000200"}));
         }
         let mut latest = latest.lock().expect("lock");
         if form_value(request, "refresh_token") != Some(format!("rt-{latest}")) {
-            return MockResponse::json(400, json!({"error": "invalid_grant"}));
+            return Reply::json(400, json!({"error": "invalid_grant"}));
         }
         *latest += 1;
-        MockResponse::json(
+        Reply::json(
             200,
             json!({"access_token": format!("at-{latest}"), "token_type": "bot",
                    "expires_in": 3600, "refresh_token": format!("rt-{latest}")}),
@@ -258,13 +258,14 @@ fn rotating() -> impl Fn(&Recorded) -> MockResponse + Send + Sync + 'static {
 
 #[tokio::test]
 async fn a_rotated_refresh_token_is_stored_for_the_next_process() {
-    let ca = TestCa::new();
-    let mock = MockUpstream::start(
+    let ca = TestCa::new().expect("test CA");
+    let mock = Upstream::start(
         &ca,
         &["slack.com"],
         "127.0.0.2".parse().expect("ip"),
         rotating(),
-    );
+    )
+    .expect("upstream starts");
     let pins = [format!("slack.com={}", mock.addr())];
     let data = TempDir::new().expect("temp");
     let store = Store::open(data.path(), None).expect("store");

@@ -9,8 +9,8 @@ use serde_json::json;
 use tempfile::TempDir;
 
 use crate::egress::UPSTREAM_IP;
-use crate::mock::{MockResponse, MockUpstream, TestCa};
 use crate::support::{airlock_bin, audit_dir, examples};
+use airlock_testkit::{Reply, TestCa, Upstream};
 
 const TOKEN: &str = "ghp_canary0readme0walkthrough";
 
@@ -31,24 +31,25 @@ fn walkthrough() -> String {
 
 #[test]
 fn the_operator_walkthrough_in_the_readme_works_as_written() {
-    let ca = TestCa::new();
-    let github = MockUpstream::start(&ca, &["api.github.com"], UPSTREAM_IP, |request| {
+    let ca = TestCa::new().expect("test CA");
+    let github = Upstream::start(&ca, &["api.github.com"], UPSTREAM_IP, |request| {
         if request.header("authorization") == [format!("Bearer {TOKEN}")] {
-            MockResponse::json(
+            Reply::json(
                 200,
                 json!([{"number": 7, "title": "Sync stalls on 429",
                         "html_url": "https://github.com/rust-lang/rust/issues/7"}]),
             )
         } else {
-            MockResponse::json(401, json!({"message": "Bad credentials"}))
+            Reply::json(401, json!({"message": "Bad credentials"}))
         }
-    });
+    })
+    .expect("upstream starts");
     let dir = TempDir::new().expect("temp dir");
     std::os::unix::fs::symlink(examples(), dir.path().join("guest-examples")).expect("link");
     let bin = dir.path().join("bin");
     std::fs::create_dir(&bin).expect("bin dir");
     std::os::unix::fs::symlink(airlock_bin(), bin.join("airlock")).expect("link airlock");
-    let ca_pem = ca.write_pem(dir.path());
+    let ca_pem = ca.write_pem(dir.path()).expect("CA written");
     let port = TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")

@@ -23,11 +23,12 @@ use tempfile::TempDir;
 
 use crate::canary::contains;
 use crate::egress::{UPSTREAM_IP, outcomes, reasons, upstreams};
-use crate::mock::{MockResponse, MockUpstream, Stall, Tarpit, TestCa};
+use crate::mock::{Stall, Tarpit};
 use crate::support::{
     airlock_command, airlock_with, custom_integration, dev_switches, example, read_example, stderr,
     stdout,
 };
+use airlock_testkit::{Reply, TestCa, Upstream};
 
 const TOKEN: &str = "canary-cr03-9d1e5b7a-token";
 const QUERY_KEY: &str = "canary-cr06-44c0f1e2-key";
@@ -45,13 +46,11 @@ async fn redirect_follow_ups_never_carry_the_credential_elsewhere() {
             "query.allowed.test",
         ],
         |request| match request.path_and_query.split('?').next() {
-            Some("/to-other") => MockResponse::redirect(307, "https://api.allowed.test/landing"),
-            Some("/to-port") => {
-                MockResponse::redirect(302, "https://vault.allowed.test:8443/landing")
-            }
-            Some("/to-http") => MockResponse::redirect(301, "http://vault.allowed.test/landing")
+            Some("/to-other") => Reply::redirect(307, "https://api.allowed.test/landing"),
+            Some("/to-port") => Reply::redirect(302, "https://vault.allowed.test:8443/landing"),
+            Some("/to-http") => Reply::redirect(301, "http://vault.allowed.test/landing")
                 .header("strict-transport-security", "max-age=31536000"),
-            _ => MockResponse::status(200),
+            _ => Reply::status(200),
         },
     );
     let secrets = [("token", TOKEN), ("query-key", QUERY_KEY)];
@@ -148,27 +147,28 @@ fn every_failure_path_keeps_secrets_out_of_errors_and_trace_logs() {
     let client = json!({"client_id": "canary-cr09-client", "client_secret": "canary-cr09-5e7a-cs",
                         "refresh_token": "canary-cr09-2b94-rt"})
     .to_string();
-    let ca = TestCa::new();
-    let untrusted = TestCa::new();
-    let echo = MockUpstream::start(
+    let ca = TestCa::new().expect("test CA");
+    let untrusted = TestCa::new().expect("test CA");
+    let echo = Upstream::start(
         &ca,
         &["vault.allowed.test", "query.allowed.test"],
         UPSTREAM_IP,
         |request| match request.path_and_query.as_str() {
-            "/big-head" => MockResponse::status(200).header("x-filler", &"a".repeat(70 << 10)),
+            "/big-head" => Reply::status(200).header("x-filler", &"a".repeat(70 << 10)),
             "/bomb" => {
                 use std::io::Write as _;
                 let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
                 gz.write_all(&vec![0u8; 16 << 20]).expect("gzip");
-                MockResponse::bytes(200, gz.finish().expect("gzip"))
-                    .header("content-encoding", "gzip")
+                Reply::bytes(200, gz.finish().expect("gzip")).header("content-encoding", "gzip")
             }
-            _ => MockResponse::echo_headers(request),
+            _ => Reply::echo_headers(request),
         },
-    );
-    let impostor = MockUpstream::start(&untrusted, &["basic.allowed.test"], UPSTREAM_IP, |_| {
-        MockResponse::status(200)
-    });
+    )
+    .expect("upstream starts");
+    let impostor = Upstream::start(&untrusted, &["basic.allowed.test"], UPSTREAM_IP, |_| {
+        Reply::status(200)
+    })
+    .expect("upstream starts");
     let tarpit = Tarpit::start(&ca, &["keyed.allowed.test"], UPSTREAM_IP, Stall::Silent);
     let closed = closed_port();
     let dir = TempDir::new().expect("temp");
@@ -206,7 +206,10 @@ fn every_failure_path_keeps_secrets_out_of_errors_and_trace_logs() {
     ];
     let run = |pins: &[String], input: Value| -> Output {
         let mut args = ["run", "--allow-unsigned"].map(String::from).to_vec();
-        args.extend(dev_switches(pins, &ca.write_pem(dir.path())));
+        args.extend(dev_switches(
+            pins,
+            &ca.write_pem(dir.path()).expect("CA written"),
+        ));
         args.push(exfil.path().display().to_string());
         args.extend(["--action", "fetch", "--input"].map(String::from));
         args.push(input.to_string());
@@ -346,7 +349,7 @@ async fn panic_child() {
         return;
     }
     airlock::hardening::install_panic_hook();
-    let (_mock, egress) = upstreams(&["vault.allowed.test"], |_| MockResponse::status(200));
+    let (_mock, egress) = upstreams(&["vault.allowed.test"], |_| Reply::status(200));
     let egress = Arc::new(egress);
     let exfil = Arc::new(egress.load("exfil"));
     let task = {
@@ -627,11 +630,12 @@ async fn memory_child() {
 /// decrypted values, injected headers' redactors and the OAuth cache are zeroed or dropped.
 #[test]
 fn decrypted_secrets_do_not_pile_up_in_host_memory() {
-    let ca = TestCa::new();
+    let ca = TestCa::new().expect("test CA");
     let dir = TempDir::new().expect("temp");
-    let mock = MockUpstream::start(&ca, &["vault.allowed.test"], UPSTREAM_IP, |_| {
-        MockResponse::status(204)
-    });
+    let mock = Upstream::start(&ca, &["vault.allowed.test"], UPSTREAM_IP, |_| {
+        Reply::status(204)
+    })
+    .expect("upstream starts");
     // Made at run time, so this test's binary does not hold it as a literal.
     let canary = ["canary", "cr14", "0f3b9e2d7c41a8"].join("-");
     let masked: String = canary
@@ -646,7 +650,7 @@ fn decrypted_secrets_do_not_pile_up_in_host_memory() {
             "--nocapture",
         ])
         .env(MEMORY_CHILD, mock.addr().to_string())
-        .env("CR14_CA", ca.write_pem(dir.path()))
+        .env("CR14_CA", ca.write_pem(dir.path()).expect("CA written"))
         .env("CR14_MASKED", &masked)
         .output()
         .expect("the child test runs");

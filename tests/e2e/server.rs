@@ -260,14 +260,19 @@ const CANARY: &str = "canary-7f31c2-serve";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn installations_get_only_their_grant_and_credentials_go_in_but_never_out() {
     let op = Operator::new();
-    let ca = crate::mock::TestCa::new();
-    let mock = crate::mock::MockUpstream::start(
+    let ca = airlock_testkit::TestCa::new().expect("test CA");
+    let mock = airlock_testkit::Upstream::start(
         &ca,
         &["vault.allowed.test"],
         crate::egress::UPSTREAM_IP,
-        crate::mock::MockResponse::echo_headers,
-    );
-    let pem = ca.write_pem(op.data()).display().to_string();
+        airlock_testkit::Reply::echo_headers,
+    )
+    .expect("upstream starts");
+    let pem = ca
+        .write_pem(op.data())
+        .expect("CA written")
+        .display()
+        .to_string();
     let pin = format!("vault.allowed.test={}", mock.addr());
     let switches = [
         "--resolve",
@@ -729,5 +734,61 @@ async fn a_noisy_tenant_fills_its_own_queue_and_holds_no_one_else_up() {
         "the quiet tenant finished before the noisy one's first loop was stopped"
     );
     let server = std::sync::Arc::into_inner(server).expect("tasks are done");
+    server.stop();
+}
+
+/// `/metrics` is one OpenMetrics exposition: the trail's counters and the server's own gauges,
+/// from one registry, served as OpenMetrics (docs/api.md), every line valid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_one_valid_openmetrics_exposition() {
+    let op = Operator::new();
+    let mapper = op.example("contact-mapper", "contact_mapper.wasm");
+    let server = Server::start(&op, &[], &[]);
+    let digest = server.upload(&mapper).await;
+    let acme = server.tenant("acme", &TENANT_SCOPES).await;
+    let installed = server.install_mapper(&acme, &digest).await;
+    assert_eq!(installed.status, StatusCode::CREATED, "{}", installed.body);
+    let action = "/v1/installations/mapper/actions/map-contact";
+    let ok = server.post(action, &acme, mapper_input()).await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
+
+    let response = server
+        .http
+        .get(format!("{}/metrics", server.base))
+        .bearer_auth(&server.admin)
+        .send()
+        .await
+        .expect("metrics");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    let text = response.text().await.expect("text");
+    let parsed =
+        airlock_testkit::openmetrics::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_eq!(
+        parsed.value("airlock_invocations_total", &[("outcome", "ok")]),
+        Some(1.0),
+        "{text}"
+    );
+    for (family, kind) in [
+        ("airlock_server_invocations_running", "gauge"),
+        ("airlock_server_busy", "counter"),
+        ("airlock_audit_available", "gauge"),
+        ("airlock_webhook_refusals_unrecorded", "counter"),
+    ] {
+        assert_eq!(
+            parsed.types.get(family).map(String::as_str),
+            Some(kind),
+            "{text}"
+        );
+    }
+    assert_eq!(
+        parsed.value("airlock_server_invocations_running", &[]),
+        Some(0.0)
+    );
+    assert_eq!(parsed.value("airlock_server_busy_total", &[]), Some(0.0));
+    assert_eq!(parsed.value("airlock_audit_available", &[]), Some(1.0));
     server.stop();
 }

@@ -18,12 +18,13 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 
 use crate::egress::{Egress, UPSTREAM_IP, outcomes, reasons, upstreams};
-use crate::mock::{MockResponse, MockUpstream, Stall, Tarpit, TestCa, Victim, sockets_to};
+use crate::mock::{Stall, Tarpit, Victim, sockets_to};
 use crate::operator::Operator;
 use crate::serving::{Server, TENANT_SCOPES, records_of};
 use crate::support::{
     airlock_command, custom_integration, dev_switches, outcome, read_example, stderr, stdout,
 };
+use airlock_testkit::{Reply, TestCa, Upstream};
 
 const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 const SINK: &str = "sink.hostile.test";
@@ -116,10 +117,11 @@ async fn every_spelling_of_an_internal_address_is_refused_before_any_connect() {
 /// answers was dialed on exactly that port, and `Host` names it canonically.
 #[tokio::test]
 async fn the_dialed_port_is_the_checked_port() {
-    let ca = TestCa::new();
-    let mock = MockUpstream::start(&ca, &["api.allowed.test"], UPSTREAM_IP, |_| {
-        MockResponse::status(204)
-    });
+    let ca = TestCa::new().expect("test CA");
+    let mock = Upstream::start(&ca, &["api.allowed.test"], UPSTREAM_IP, |_| {
+        Reply::status(204)
+    })
+    .expect("upstream starts");
     let other = Victim::start(UPSTREAM_IP);
     let port = mock.addr().port();
     let exfil = manifest(
@@ -202,7 +204,7 @@ async fn no_redirect_is_followed_by_the_host_and_internal_targets_stay_unreached
             "metadata" => "http://169.254.169.254/latest/meta-data/".to_string(),
             _ => format!("https://[::ffff:127.0.0.1]:{port}/"),
         };
-        MockResponse::redirect(code, &location)
+        Reply::redirect(code, &location)
     });
     let mut first_hops = 0;
     for code in [301, 302, 303, 307, 308] {
@@ -233,7 +235,7 @@ async fn no_redirect_is_followed_by_the_host_and_internal_targets_stay_unreached
 /// Unicode-aware parsers read never becomes a request.
 #[tokio::test]
 async fn host_and_authority_come_from_the_checked_url_only() {
-    let (mock, egress) = upstreams(&["api.allowed.test"], MockResponse::echo_headers);
+    let (mock, egress) = upstreams(&["api.allowed.test"], Reply::echo_headers);
     for (name, value, expected) in [
         ("Host", "169.254.169.254", "HeaderForbidden"),
         ("host", "api.allowed.test:8443", "HeaderForbidden"),
@@ -272,9 +274,9 @@ async fn host_and_authority_come_from_the_checked_url_only() {
 async fn each_request_is_judged_and_dialed_on_its_own() {
     let (mock, egress) = upstreams(&["api.allowed.test"], |request| {
         if request.path_and_query == "/start" {
-            MockResponse::redirect(302, "/again")
+            Reply::redirect(302, "/again")
         } else {
-            MockResponse::status(200)
+            Reply::status(200)
         }
     });
     let ran = egress
@@ -320,9 +322,9 @@ fn free_port() -> u16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_never_dials_its_own_listener() {
     let op = Operator::new();
-    let ca = TestCa::new();
+    let ca = TestCa::new().expect("test CA");
     let port = free_port();
-    let pem = ca.write_pem(op.keys.path());
+    let pem = ca.write_pem(op.keys.path()).expect("CA written");
     let pins = [format!("{SINK}=127.0.0.1:{port}")];
     let switches = dev_switches(&pins, &pem);
     let switches: Vec<&str> = switches.iter().map(String::as_str).collect();
@@ -381,7 +383,7 @@ fn count(ran: &Invocation, reason: &str) -> usize {
 /// are in flight (eight connections), the other twelve fail at once with `concurrency-limit`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_invocation_has_at_most_eight_requests_in_flight() {
-    let ca = TestCa::new();
+    let ca = TestCa::new().expect("test CA");
     let tarpit = Tarpit::start(&ca, &[SINK], UPSTREAM_IP, Stall::Silent);
     let egress = Egress::new(&[format!("{SINK}={}", tarpit.addr())], true, Some(&ca));
     let hostile = egress.load("hostile");
@@ -398,11 +400,12 @@ async fn one_invocation_has_at_most_eight_requests_in_flight() {
 /// their invocations); meanwhile another tenant's request goes straight through.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_tenant_has_at_most_64_requests_in_flight_and_others_still_get_through() {
-    let ca = TestCa::new();
+    let ca = TestCa::new().expect("test CA");
     let tarpit = Tarpit::start(&ca, &[SINK], UPSTREAM_IP, Stall::Silent);
-    let mock = MockUpstream::start(&ca, &["api.allowed.test"], UPSTREAM_IP, |_| {
-        MockResponse::status(200)
-    });
+    let mock = Upstream::start(&ca, &["api.allowed.test"], UPSTREAM_IP, |_| {
+        Reply::status(200)
+    })
+    .expect("upstream starts");
     let pins = [
         format!("{SINK}={}", tarpit.addr()),
         format!("api.allowed.test={}", mock.addr()),
@@ -510,16 +513,17 @@ fn huge_and_compressed_responses_stay_within_the_memory_bound() {
     gz.write_all(&zeros).expect("gzip");
     let bomb = gz.finish().expect("gzip");
     drop(zeros);
-    let ca = TestCa::new();
-    let mock = MockUpstream::start(&ca, &[SINK], UPSTREAM_IP, move |request| {
+    let ca = TestCa::new().expect("test CA");
+    let mock = Upstream::start(&ca, &[SINK], UPSTREAM_IP, move |request| {
         match request.path_and_query.as_str() {
-            "/huge" => MockResponse::bytes(200, vec![b'x'; 1 << 20]).repeated(5 << 10),
-            "/bomb" => MockResponse::bytes(200, bomb.clone())
+            "/huge" => Reply::bytes(200, vec![b'x'; 1 << 20]).repeated(5 << 10),
+            "/bomb" => Reply::bytes(200, bomb.clone())
                 .header("content-encoding", "gzip")
                 .chunked(),
-            _ => MockResponse::bytes(200, vec![b'x'; 1024]),
+            _ => Reply::bytes(200, vec![b'x'; 1024]),
         }
-    });
+    })
+    .expect("upstream starts");
     let data = TempDir::new().expect("temp");
     let hostile = manifest(
         "hostile",
@@ -549,7 +553,10 @@ fn huge_and_compressed_responses_stay_within_the_memory_bound() {
         ]
         .map(String::from)
         .to_vec();
-        args.extend(dev_switches(&pins, &ca.write_pem(data.path())));
+        args.extend(dev_switches(
+            &pins,
+            &ca.write_pem(data.path()).expect("CA written"),
+        ));
         let (out, peak) = run_measured(
             data.path(),
             &args,

@@ -9,26 +9,29 @@ use std::process::Output;
 use serde_json::json;
 use tempfile::TempDir;
 
-use crate::mock::{MockResponse, MockUpstream, TestCa};
 use crate::operator::Operator;
 use crate::support::{airlock_with, example, files_under, stderr, stdout};
+use airlock_testkit::{Reply, TestCa, Upstream};
 
 const CANARY: &str = "canary-51d0e9-vault";
 const UPSTREAM: &str = "vault.allowed.test";
 
 /// An echoing TLS mock for `vault.allowed.test`, and the dev switches that point the name at
 /// the mock and trust its CA (written into `data`).
-fn setup(data: &Path) -> (MockUpstream, Vec<String>) {
-    let ca = TestCa::new();
+fn setup(data: &Path) -> (Upstream, Vec<String>) {
+    let ca = TestCa::new().expect("test CA");
     let ip = "127.0.0.2".parse().expect("ip");
-    let mock = MockUpstream::start(&ca, &[UPSTREAM], ip, MockResponse::echo_headers);
+    let mock = Upstream::start(&ca, &[UPSTREAM], ip, Reply::echo_headers).expect("upstream starts");
     let switches = vec![
         "--resolve".into(),
         format!("{UPSTREAM}={}", mock.addr()),
         "--allow-private".into(),
         "127.0.0.0/8".into(),
         "--extra-root-ca".into(),
-        ca.write_pem(data).display().to_string(),
+        ca.write_pem(data)
+            .expect("CA written")
+            .display()
+            .to_string(),
     ];
     (mock, switches)
 }

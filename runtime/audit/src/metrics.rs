@@ -1,34 +1,58 @@
-//! Metrics in the Prometheus text format, derived from audit records.
+//! Metrics derived from audit records, in the OpenMetrics text format (docs/audit.md).
 //!
 //! Counting the trail (rather than keeping separate counters) means the numbers an operator
 //! alerts on are the numbers the signed trail proves. Label values come from Airlock's own
 //! vocabularies (outcome classes, decisions, reason codes, event types) and are checked again
-//! here: anything else becomes `other`, so no customer data can reach a label.
+//! here: anything else becomes `other`, so no customer data can reach a label (the encoder
+//! escapes nothing).
+//!
+//! `prometheus-client` writes the text: [`Metrics::registry`] is the one place the trail's
+//! metrics are registered, for `airlock metrics` and for the server's `/metrics` (which adds
+//! its own gauges to the same registry before [`exposition`]).
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
 use airlock_host_api::audit::AuditEvent;
 use airlock_host_api::egress::Decision;
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
 
 use super::record::{self, Envelope};
 use super::{AuditError, AuditTrail};
+
+/// What `/metrics` serves: the text [`exposition`] writes.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Upper bounds (seconds) of the invocation duration histogram.
 const BUCKETS: [f64; 10] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0];
 
 /// Counters accumulated from records.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
     records: u64,
     invocations: BTreeMap<String, u64>,
-    buckets: [u64; BUCKETS.len()],
-    duration_sum: f64,
-    duration_count: u64,
+    durations: Histogram,
     egress: BTreeMap<String, u64>,
     denials: BTreeMap<String, u64>,
     redactions: u64,
     security: BTreeMap<String, u64>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            records: 0,
+            invocations: BTreeMap::new(),
+            durations: Histogram::new(BUCKETS),
+            egress: BTreeMap::new(),
+            denials: BTreeMap::new(),
+            redactions: 0,
+            security: BTreeMap::new(),
+        }
+    }
 }
 
 impl Metrics {
@@ -59,14 +83,7 @@ impl Metrics {
             return;
         };
         *self.invocations.entry(label(&record.outcome)).or_default() += 1;
-        let seconds = record.duration_us as f64 / 1e6;
-        for (bucket, bound) in self.buckets.iter_mut().zip(BUCKETS) {
-            if seconds <= bound {
-                *bucket += 1;
-            }
-        }
-        self.duration_sum += seconds;
-        self.duration_count += 1;
+        self.durations.observe(record.duration_us as f64 / 1e6);
         self.redactions += record.redactions;
         let detailed = record
             .egress
@@ -94,75 +111,84 @@ impl Metrics {
         }
     }
 
-    /// The exposition text.
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        counter(
-            &mut out,
-            "airlock_audit_records_total",
-            "Records in the audit trail.",
+    /// A registry holding the trail's metrics as counted so far. Counters are registered
+    /// without `_total`: the encoder adds it to their samples.
+    pub fn registry(&self) -> Registry {
+        let mut registry = Registry::default();
+        registry.register(
+            "airlock_audit_records",
+            "Records in the audit trail",
+            ConstCounter::new(self.records),
         );
-        let _ = writeln!(out, "airlock_audit_records_total {}", self.records);
-        labelled(
-            &mut out,
-            "airlock_invocations_total",
-            "Invocations by outcome class.",
-            "outcome",
-            &self.invocations,
+        registry.register(
+            "airlock_invocations",
+            "Invocations by outcome class",
+            Labelled::new("outcome", &self.invocations),
         );
-        self.render_durations(&mut out);
-        labelled(
-            &mut out,
-            "airlock_egress_requests_total",
-            "Egress attempts by decision.",
-            "decision",
-            &self.egress,
+        registry.register_with_unit(
+            "airlock_invocation_duration",
+            "Invocation wall-clock duration",
+            Unit::Seconds,
+            self.durations.clone(),
         );
-        labelled(
-            &mut out,
-            "airlock_egress_denials_total",
-            "Denied egress attempts by reason code.",
-            "reason",
-            &self.denials,
+        registry.register(
+            "airlock_egress_requests",
+            "Egress attempts by decision",
+            Labelled::new("decision", &self.egress),
         );
-        counter(
-            &mut out,
-            "airlock_redactions_total",
-            "Echoes of injected credentials scrubbed from responses.",
+        registry.register(
+            "airlock_egress_denials",
+            "Denied egress attempts by reason code",
+            Labelled::new("reason", &self.denials),
         );
-        let _ = writeln!(out, "airlock_redactions_total {}", self.redactions);
-        labelled(
-            &mut out,
-            "airlock_security_events_total",
-            "Security-flagged audit records by event type.",
-            "type",
-            &self.security,
+        registry.register(
+            "airlock_redactions",
+            "Echoes of injected credentials scrubbed from responses",
+            ConstCounter::new(self.redactions),
         );
-        out
+        registry.register(
+            "airlock_security_events",
+            "Security-flagged audit records by event type",
+            Labelled::new("type", &self.security),
+        );
+        registry
     }
+}
 
-    fn render_durations(&self, out: &mut String) {
-        let name = "airlock_invocation_duration_seconds";
-        let _ = writeln!(out, "# HELP {name} Invocation wall-clock duration.");
-        let _ = writeln!(out, "# TYPE {name} histogram");
-        for (count, bound) in self.buckets.iter().zip(BUCKETS) {
-            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {count}");
+/// The OpenMetrics text of `registry`, ending in `# EOF`.
+pub fn exposition(registry: &Registry) -> Result<String, std::fmt::Error> {
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, registry)?;
+    Ok(text)
+}
+
+/// A counter with one label, one series per value, written in the order of the values (a
+/// `Family` would write them in hash order, and `airlock metrics` would differ run to run).
+#[derive(Debug)]
+struct Labelled {
+    key: &'static str,
+    counts: Vec<(String, u64)>,
+}
+
+impl Labelled {
+    fn new(key: &'static str, counts: &BTreeMap<String, u64>) -> Self {
+        let counts = counts.iter().map(|(v, n)| (v.clone(), *n)).collect();
+        Self { key, counts }
+    }
+}
+
+impl EncodeMetric for Labelled {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        for (value, count) in &self.counts {
+            encoder
+                .encode_family(&[(self.key, value.as_str())])?
+                .encode_counter::<NoLabelSet, _, u64>(count, None)?;
         }
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", self.duration_count);
-        let _ = writeln!(out, "{name}_sum {}", self.duration_sum);
-        let _ = writeln!(out, "{name}_count {}", self.duration_count);
+        Ok(())
     }
-}
 
-fn counter(out: &mut String, name: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} counter");
-}
-
-fn labelled(out: &mut String, name: &str, help: &str, key: &str, values: &BTreeMap<String, u64>) {
-    counter(out, name, help);
-    for (value, count) in values {
-        let _ = writeln!(out, "{name}{{{key}=\"{value}\"}} {count}");
+    fn metric_type(&self) -> MetricType {
+        MetricType::Counter
     }
 }
 
@@ -179,6 +205,59 @@ fn label(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A security record counted once, rendered, and read back by a strict OpenMetrics reader.
+    #[test]
+    fn the_exposition_is_openmetrics_with_the_documented_names() {
+        let mut metrics = Metrics::default();
+        metrics.observe(&Envelope {
+            seq: 0,
+            time: "2026-11-29T12:00:00.000Z".into(),
+            prev: hex::encode(record::GENESIS),
+            security: true,
+            event: AuditEvent::TrustRefused {
+                artifact: "a.airlock".into(),
+                reason: "unsigned".into(),
+            },
+        });
+        let text = exposition(&metrics.registry()).expect("renders");
+        let parsed =
+            airlock_testkit::openmetrics::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let types: Vec<(&str, &str)> = parsed
+            .types
+            .iter()
+            .map(|(name, kind)| (name.as_str(), kind.as_str()))
+            .collect();
+        assert_eq!(
+            types,
+            [
+                ("airlock_audit_records", "counter"),
+                ("airlock_egress_denials", "counter"),
+                ("airlock_egress_requests", "counter"),
+                ("airlock_invocation_duration_seconds", "histogram"),
+                ("airlock_invocations", "counter"),
+                ("airlock_redactions", "counter"),
+                ("airlock_security_events", "counter"),
+            ]
+        );
+        assert_eq!(parsed.value("airlock_audit_records_total", &[]), Some(1.0));
+        assert_eq!(
+            parsed.value(
+                "airlock_security_events_total",
+                &[("type", "trust-refused")]
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            parsed.value(
+                "airlock_invocation_duration_seconds_bucket",
+                &[("le", "+Inf")]
+            ),
+            Some(0.0)
+        );
+        assert!(text.contains("\nairlock_invocation_duration_seconds_bucket{le=\"0.001\"} 0\n"));
+        assert!(text.ends_with("\n# EOF\n"), "{text}");
+    }
 
     #[test]
     fn label_values_outside_the_vocabulary_become_other() {

@@ -6,13 +6,11 @@
 //! - [`privileges`]: which declared egress and credentials were used, and what to cut.
 //! - [`scaffold`]: `airlock new`: a ready integration crate from a template.
 //! - [`toolchain`]: making sure the wasm32-wasip2 target is installed before a build.
-//! - [`loopback`]: a stand-in API on loopback TLS for the demo and benchmarks.
 //!
 //! # Must never depend on
 //! axum: nothing here serves the operator API.
 
 pub mod fixtures;
-pub mod loopback;
 pub mod privileges;
 pub mod scaffold;
 pub mod toolchain;

@@ -8,7 +8,7 @@ use clap::{Args, Subcommand, ValueEnum};
 
 use super::exit::{Exit, fail};
 use super::state::{State, StateArgs};
-use crate::audit::metrics::Metrics;
+use crate::audit::metrics::{Metrics, exposition};
 use crate::audit::record::Envelope;
 use crate::audit::{AuditTrail, Entry, Query, verify};
 use crate::bundle::PublicKey;
@@ -257,12 +257,13 @@ pub(crate) struct MetricsArgs {
     state: StateArgs,
 }
 
-/// Prints the data dir's metrics in the Prometheus text format.
+/// Prints the data dir's metrics in the OpenMetrics text format, from the registry the
+/// server's `/metrics` serves too.
 pub(crate) fn metrics(args: MetricsArgs) -> anyhow::Result<Exit> {
     let (_store, trail) = args.state.state()?.open()?;
     let mut metrics = Metrics::default();
     metrics.count(&trail, 0)?;
-    print!("{}", metrics.render());
+    print!("{}", exposition(&metrics.registry())?);
     Ok(Exit::Success)
 }
 

@@ -81,7 +81,7 @@ enum Command {
     Trust(trust::TrustArgs),
     /// Read and verify the audit trail
     Audit(audit::AuditArgs),
-    /// Print metrics (Prometheus text format) derived from the audit trail
+    /// Print metrics (OpenMetrics text format) derived from the audit trail
     Metrics(audit::MetricsArgs),
     /// Serve the operator's HTTP API (docs/api.md)
     Serve(serve::ServeArgs),

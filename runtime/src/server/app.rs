@@ -13,13 +13,15 @@ use std::time::SystemTime;
 
 use airlock_host_api::audit::AuditEvent;
 use airlock_host_api::egress::ip::AllowRanges;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
 
 use super::admission::{Admission, AdmissionLimits};
 use super::auth::{FailureLimiter, KeyFailures};
 use super::client::ProxyTrust;
 use super::error::ApiError;
 use crate::audit::AuditTrail;
-use crate::audit::metrics::Metrics;
+use crate::audit::metrics::{Metrics, exposition};
 use crate::bundle::Trust;
 use crate::ids::{InstallationId, TenantId};
 use crate::install::{InstallError, Installer};
@@ -231,34 +233,36 @@ impl App {
             .await;
     }
 
-    /// The Prometheus text: counts from the audit trail (new records counted on each scrape)
-    /// and the server's own gauges.
+    /// The OpenMetrics text: counts from the audit trail (new records counted on each scrape)
+    /// and the server's own gauges, in one registry.
     pub(crate) fn metrics(&self) -> Result<String, ApiError> {
         let mut guard = self.metrics.lock().unwrap_or_else(PoisonError::into_inner);
         let (metrics, next) = &mut *guard;
         *next = metrics
             .count(&self.trail, *next)
             .map_err(ApiError::internal)?;
-        let mut text = metrics.render();
-        text.push_str(&format!(
-            "# HELP airlock_server_invocations_running Invocations running now.\n\
-             # TYPE airlock_server_invocations_running gauge\n\
-             airlock_server_invocations_running {}\n\
-             # HELP airlock_server_busy_total Invocation requests refused with 429 (queue full).\n\
-             # TYPE airlock_server_busy_total counter\n\
-             airlock_server_busy_total {}\n\
-             # HELP airlock_audit_available Whether the audit trail takes records (0 means every invocation is refused).\n\
-             # TYPE airlock_audit_available gauge\n\
-             airlock_audit_available {}\n\
-             # HELP airlock_webhook_refusals_unrecorded_total Webhook deliveries refused beyond an endpoint's per-minute audit limit (counted, not recorded).\n\
-             # TYPE airlock_webhook_refusals_unrecorded_total counter\n\
-             airlock_webhook_refusals_unrecorded_total {}\n",
-            self.admission.running(),
-            self.admission.refused(),
-            u8::from(self.trail.failure().is_none()),
-            self.hook_refusals_unrecorded.load(Ordering::Relaxed),
-        ));
-        Ok(text)
+        let mut registry = metrics.registry();
+        registry.register(
+            "airlock_server_invocations_running",
+            "Invocations running now",
+            ConstGauge::new(u64::try_from(self.admission.running()).unwrap_or(u64::MAX)),
+        );
+        registry.register(
+            "airlock_server_busy",
+            "Invocation requests refused with 429 (queue full)",
+            ConstCounter::new(self.admission.refused()),
+        );
+        registry.register(
+            "airlock_audit_available",
+            "Whether the audit trail takes records (0 means every invocation is refused)",
+            ConstGauge::new(u64::from(self.trail.failure().is_none())),
+        );
+        registry.register(
+            "airlock_webhook_refusals_unrecorded",
+            "Webhook deliveries refused beyond an endpoint's per-minute audit limit (counted, not recorded)",
+            ConstCounter::new(self.hook_refusals_unrecorded.load(Ordering::Relaxed)),
+        );
+        exposition(&registry).map_err(ApiError::internal)
     }
 
     /// After the last request: a final signed checkpoint.

@@ -10,15 +10,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use airlock_host_api::audit::{Subject, Trigger};
 use airlock_host_api::credentials::{CredentialScope, CredentialType, Secret};
 use airlock_host_api::egress::EgressEvent;
+use airlock_testkit::{TestCa, Upstream};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 
-use super::{Demo, Signer, pinned_to};
+use super::{Demo, LOOPBACK, Signer, pinned_to};
 use crate::audit::AuditTrail;
 use crate::engine::EngineSettings;
 use crate::ids::{InstallationId, TenantId};
 use crate::invoke::Caller;
-use crate::loopback::LoopbackApi;
 use crate::runtime::Runtime;
 use crate::store::{Store, StoredSecrets};
 use airlock_store::Credentials;
@@ -36,12 +36,18 @@ pub(super) async fn show(
 ) -> anyhow::Result<()> {
     let token = format!("ghp_demo{}", hex::encode(rand::random::<[u8; 12]>()));
     let authorized = Arc::new(AtomicUsize::new(0));
-    let api = LoopbackApi::start(&[GITHUB], stand_in(&token, authorized.clone())).await?;
+    let ca = TestCa::new()?;
+    let api = Upstream::start_http(
+        &ca,
+        &[GITHUB],
+        LOOPBACK,
+        stand_in(&token, authorized.clone()),
+    )?;
     println!(
         "  a stand-in for {GITHUB} listens on {} (TLS, its own CA); this runtime pins the name to it",
         api.addr()
     );
-    let settings = pinned_to(settings, GITHUB, &api, data)?;
+    let settings = pinned_to(settings, GITHUB, (api.addr(), &ca), data)?;
     let runtime = Runtime::new(data, settings)?.with_audit(trail.clone());
     let github = signer.load(&runtime, &examples.join("github-issues"))?;
     let none = github.validate_config(None)?;
@@ -109,9 +115,12 @@ pub(super) async fn show(
 
 /// The stand-in: issues for a request bearing `token` (counted), 401 otherwise; either way it
 /// echoes the `Authorization` it received, as careless APIs do.
-fn stand_in(token: &str, authorized: Arc<AtomicUsize>) -> crate::loopback::Handler {
+fn stand_in(
+    token: &str,
+    authorized: Arc<AtomicUsize>,
+) -> impl Fn(&Request<Bytes>) -> Response<Bytes> + Send + Sync + 'static {
     let expected = format!("Bearer {token}");
-    Arc::new(move |request: &Request<Bytes>| {
+    move |request: &Request<Bytes>| {
         let auth = request
             .headers()
             .get_all("authorization")
@@ -144,7 +153,7 @@ fn stand_in(token: &str, authorized: Arc<AtomicUsize>) -> crate::loopback::Handl
             .header("x-echo-authorization", echo)
             .body(Bytes::from(body))
             .unwrap_or_default()
-    })
+    }
 }
 
 fn print_events(events: &[EgressEvent]) {

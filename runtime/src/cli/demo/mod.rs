@@ -292,19 +292,25 @@ async fn time_invocations(
     Ok(times[times.len() / 2])
 }
 
-/// `settings` with egress to `name` pinned to the loopback stand-in `api` (whose CA is written
-/// to `dir` and trusted): the demo's dev switches, set in code, never on the command line.
+/// Where the demo's stand-ins listen.
+const LOOPBACK: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+/// `settings` with egress to `name` pinned to the loopback stand-in at `addr` (whose CA `ca` is
+/// written to `dir/loopback-ca.pem` and trusted): the demo's dev switches, set in code, never
+/// on the command line.
 fn pinned_to(
     settings: &EngineSettings,
     name: &str,
-    api: &crate::loopback::LoopbackApi,
+    (addr, ca): (std::net::SocketAddr, &airlock_testkit::TestCa),
     dir: &Path,
 ) -> anyhow::Result<EngineSettings> {
+    let ca_pem = dir.join("loopback-ca.pem");
+    std::fs::write(&ca_pem, ca.cert_pem())?;
     Ok(EngineSettings {
         egress: crate::engine::EgressOptions {
-            resolve: vec![format!("{name}={}", api.addr()).parse()?],
+            resolve: vec![format!("{name}={addr}").parse()?],
             allow_private: "127.0.0.0/8".parse()?,
-            extra_roots: vec![api.write_ca(dir)?],
+            extra_roots: vec![ca_pem],
             ..crate::engine::EgressOptions::default()
         },
         ..settings.clone()

@@ -11,6 +11,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use airlock_host_api::audit::AuditEvent;
+use airlock_testkit::{TestCa, Upstream};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use bytes::Bytes;
@@ -24,14 +25,13 @@ use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
 use super::super::state::State;
-use super::{Demo, Signer, pinned_to, step};
+use super::{Demo, LOOPBACK, Signer, pinned_to, step};
 use crate::apikey::{self, Scope};
 use crate::audit::AuditTrail;
 use crate::clock::now_unix;
 use crate::engine::EngineSettings;
 use crate::ids::TenantId;
 use crate::install::{InstallRequest, Installer};
-use crate::loopback::LoopbackApi;
 use crate::runtime::Runtime;
 use crate::server::{App, ServeLimits};
 use crate::trust::TrustStore;
@@ -58,8 +58,9 @@ pub(super) async fn show(
     let dirs = (tempfile::TempDir::new()?, tempfile::TempDir::new()?);
     let (data, audit_dir) = (dirs.0.path(), dirs.1.path());
     let consents = Arc::new(Mutex::new(Consents::default()));
-    let slack = LoopbackApi::start(&[SLACK], stand_in(consents.clone())).await?;
-    let settings = pinned_to(settings, SLACK, &slack, data)?;
+    let ca = TestCa::new()?;
+    let slack = Upstream::start_http(&ca, &[SLACK], LOOPBACK, stand_in(consents.clone()))?;
+    let settings = pinned_to(settings, SLACK, (slack.addr(), &ca), data)?;
     let (store, trail) = State {
         data: data.to_path_buf(),
         master_key: None,
@@ -482,8 +483,10 @@ fn query(url: &str) -> HashMap<String, String> {
 
 /// Slack's stand-in: `oauth.v2.access` exchanges a code it issued, if the PKCE verifier
 /// matches its challenge; `chat.postMessage` accepts only the token it issued.
-fn stand_in(consents: Arc<Mutex<Consents>>) -> crate::loopback::Handler {
-    Arc::new(move |request: &Request<Bytes>| {
+fn stand_in(
+    consents: Arc<Mutex<Consents>>,
+) -> impl Fn(&Request<Bytes>) -> Response<Bytes> + Send + Sync + 'static {
+    move |request: &Request<Bytes>| {
         let mut held = consents.lock().unwrap_or_else(PoisonError::into_inner);
         let (status, body) = match request.uri().path() {
             "/api/oauth.v2.access" => {
@@ -545,5 +548,5 @@ fn stand_in(consents: Arc<Mutex<Consents>>) -> crate::loopback::Handler {
             .header(CONTENT_TYPE, "application/json")
             .body(Bytes::from(body.to_string()))
             .unwrap_or_default()
-    })
+    }
 }

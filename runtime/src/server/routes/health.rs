@@ -36,9 +36,5 @@ pub(super) async fn metrics(
     let text = tokio::task::spawn_blocking(move || app.metrics())
         .await
         .map_err(ApiError::internal)??;
-    Ok((
-        [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        text,
-    )
-        .into_response())
+    Ok(([(CONTENT_TYPE, crate::audit::metrics::CONTENT_TYPE)], text).into_response())
 }
