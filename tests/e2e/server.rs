@@ -731,3 +731,25 @@ async fn a_noisy_tenant_fills_its_own_queue_and_holds_no_one_else_up() {
     let server = std::sync::Arc::into_inner(server).expect("tasks are done");
     server.stop();
 }
+
+/// What the acceptance check does: `curl -sf $BASE/v1/openapi.json`, with no key, is
+/// `docs/openapi.json`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_is_served_without_a_key_and_is_docs_openapi_json() {
+    let op = Operator::new();
+    let server = Server::start(&op, &[], &[]);
+    let reply = server
+        .call(Method::GET, "/v1/openapi.json", None, Body::None)
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let docs =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/openapi.json"))
+            .expect("docs/openapi.json");
+    let docs: Value = serde_json::from_str(&docs).expect("docs/openapi.json is JSON");
+    assert_eq!(reply.body, docs);
+    assert_eq!(
+        reply.body["paths"]["/v1/openapi.json"]["get"]["security"],
+        json!([])
+    );
+    server.stop();
+}
