@@ -45,16 +45,20 @@ struct ErrorObject {
     message: String,
     /// A failed invocation's id, as its audit record names it.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     invocation: Option<String>,
     /// A failed invocation's class as the CLI's exit code (docs/api.md, "Invocation errors").
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     exit_code: Option<u8>,
     /// Why a bundle, a webhook delivery or an OAuth consent was refused, as the audit trail
     /// records it (`unknown-key`, `signature-mismatch`, `browser-mismatch`, …).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     reason: Option<String>,
     /// A failed invocation's guest log, when the caller asked for it (`?log=true`).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     log: Option<GuestLog>,
 }
 

@@ -86,10 +86,13 @@ pub(super) struct ApiKey {
     /// Unix seconds, as are the other times.
     created: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     expires: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     last_used: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     revoked: Option<u64>,
     /// Hex SHA-256 of the secret part.
     hash: String,

@@ -70,11 +70,13 @@ pub(super) struct Installation {
     grant: Grant,
     /// Config JSON (as text), validated against the integration's config schema.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     config: Option<String>,
     /// Unix seconds, as are the other times.
     created: u64,
     updated: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pending: Option<Pending>,
 }
 
@@ -235,9 +237,11 @@ pub(super) struct Connection {
     credential: String,
     /// For a per-user credential: whose connection.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     user: Option<String>,
     /// The keyed reference the audit trail names the user by.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     user_ref: Option<String>,
     status: Status,
     scopes: Vec<String>,
@@ -249,6 +253,7 @@ pub(super) struct Connection {
     /// Whether a refresh token is held (the connection renews itself).
     refreshable: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     account: Option<Account>,
 }
 
@@ -303,6 +308,7 @@ struct Account {
     id: String,
     /// Slack's `team.id`, where given.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     workspace: Option<String>,
     source: AccountOrigin,
 }
