@@ -12,7 +12,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::admission::{Busy, RETRY_AFTER_SECS};
-use super::routes::GuestLog;
+use super::wire::GuestLog;
 use crate::install::WebhookError;
 use crate::install::{CredentialSetError, InstallError};
 use crate::invoke::InvokeError;

@@ -14,7 +14,10 @@
 //! - [`client`]: the client's address, from a trusted proxy's forwarding header or the peer.
 //! - [`deadline`]: what a slow client may hold: bodies by a deadline, responses taken.
 //! - [`error`]: one JSON error shape, with the status each failure maps to.
-//! - [`routes`]: the `/v1` API, `/healthz` and `/metrics`, one file per resource.
+//! - [`routes`]: the `/v1` API, `/healthz` and `/metrics`, one file per resource, and the
+//!   OpenAPI document generated from them (`GET /v1/openapi.json`).
+//! - [`wire`]: the API's JSON for records other modules own, so the document describes
+//!   exactly what is sent.
 
 pub mod admission;
 pub mod app;
@@ -23,6 +26,7 @@ mod client;
 mod deadline;
 mod error;
 mod routes;
+mod wire;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -15,13 +15,13 @@ use utoipa::ToSchema;
 use zeroize::Zeroizing;
 
 use super::installations::scope;
-use super::wire::{Connection, Credential, Kind};
 use super::{CredentialPath, InstallationPath, TenantQuery, json_body};
 use crate::apikey::Scope;
 use crate::ids::{InstallationId, TenantId};
 use crate::server::app::App;
 use crate::server::auth::Principal;
 use crate::server::error::{ApiError, ErrorBody};
+use crate::server::wire::{Connection, Credential, Kind};
 use crate::store::credentials::SetOutcome;
 
 #[derive(Deserialize, ToSchema)]

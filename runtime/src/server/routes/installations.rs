@@ -12,7 +12,6 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::wire::{Grant, InstallOutcome, Installation, InstallationList, Word};
 use super::{InstallationPath, TenantQuery, id, json_body};
 use crate::apikey::Scope;
 use crate::bundle::read_bundle;
@@ -21,6 +20,7 @@ use crate::install::{Approver, InstallError, InstallRequest, Installer, Outcome}
 use crate::server::app::App;
 use crate::server::auth::Principal;
 use crate::server::error::{ApiError, ErrorBody};
+use crate::server::wire::{Grant, InstallOutcome, Installation, InstallationList, Word};
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -23,7 +23,6 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use super::installations::scope;
-use super::wire::GuestLog;
 use super::{TenantQuery, body};
 use crate::apikey::Scope;
 use crate::ids::{InstallationId, TenantId, UserId};
@@ -32,6 +31,7 @@ use crate::server::admission::Admitted;
 use crate::server::app::{App, Loaded};
 use crate::server::auth::Principal;
 use crate::server::error::{ApiError, ErrorBody};
+use crate::server::wire::GuestLog;
 use crate::store::StoredSecrets;
 use crate::store::kv::StoredKv;
 

@@ -23,7 +23,6 @@ mod tenants;
 mod tests;
 mod trust;
 mod webhooks;
-mod wire;
 #[cfg(test)]
 mod wire_tests;
 
@@ -44,7 +43,6 @@ use utoipa_axum::routes;
 use super::app::{App, ServeLimits};
 use super::deadline::{self, BODY_DEADLINE, BUNDLE_DEADLINE};
 use super::error::ApiError;
-pub(crate) use wire::GuestLog;
 
 /// Every route, each with its operation in the OpenAPI document; `limits` caps bodies.
 fn api(limits: &ServeLimits) -> OpenApiRouter<Arc<App>> {

@@ -15,7 +15,6 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use zeroize::Zeroizing;
 
-use super::wire::{Webhook, WebhookScheme};
 use super::{TenantQuery, id, json_body};
 use crate::apikey::Scope;
 use crate::clock::now_unix;
@@ -24,6 +23,7 @@ use crate::install::CreatedWebhook;
 use crate::server::app::App;
 use crate::server::auth::Principal;
 use crate::server::error::{ApiError, ErrorBody};
+use crate::server::wire::{Webhook, WebhookScheme};
 
 /// The overlap a rotation gives the previous secret unless told otherwise.
 const DEFAULT_OVERLAP: Duration = Duration::from_secs(24 * 3600);
