@@ -2,7 +2,7 @@
 //! connections, webhook endpoints, guest logs): the server's own types, so the OpenAPI document
 //! is derived from exactly what is sent. Each is converted field by field, destructuring the
 //! record whole: a field added to a record is a compile error here, decided on purpose, never
-//! a silent change to the API. Their JSON is the records' own (`wire_matches_the_records`).
+//! a silent change to the API. Their JSON is the records' own (`routes::wire_tests`).
 
 use airlock_host_api::credentials::{AccountSource, CredentialType, ProviderAccount};
 use airlock_host_api::log::{LogLine, LogSource};
