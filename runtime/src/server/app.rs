@@ -15,9 +15,9 @@ use airlock_host_api::audit::AuditEvent;
 use airlock_host_api::egress::ip::AllowRanges;
 
 use super::admission::{Admission, AdmissionLimits};
-use super::auth::{FailureLimiter, KeyFailures};
 use super::client::ProxyTrust;
 use super::error::ApiError;
+use super::failures::{FailureLimiter, KeyFailures};
 use crate::audit::AuditTrail;
 use crate::audit::metrics::Metrics;
 use crate::bundle::Trust;

@@ -10,7 +10,8 @@
 //! # Layout
 //! - [`app`]: the shared state: store, trail, trust store, loaded installations, metrics.
 //! - [`admission`]: per-tenant and global concurrency caps with bounded queues.
-//! - [`auth`]: API keys from the `Authorization` header, scopes, failed-attempt limiting.
+//! - [`auth`]: API keys from the `Authorization` header, scopes.
+//! - [`failures`]: limits on failed attempts (keys, OAuth links, webhook signatures).
 //! - [`client`]: the client's address, from a trusted proxy's forwarding header or the peer.
 //! - [`deadline`]: what a slow client may hold: bodies by a deadline, responses taken.
 //! - [`error`]: one JSON error shape, with the status each failure maps to.
@@ -25,6 +26,7 @@ mod auth;
 mod client;
 mod deadline;
 mod error;
+mod failures;
 mod routes;
 mod wire;
 
