@@ -792,3 +792,25 @@ async fn metrics_are_one_valid_openmetrics_exposition() {
     assert_eq!(parsed.value("airlock_audit_available", &[]), Some(1.0));
     server.stop();
 }
+
+/// What the acceptance check does: `curl -sf $BASE/v1/openapi.json`, with no key, is
+/// `docs/openapi.json`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_is_served_without_a_key_and_is_docs_openapi_json() {
+    let op = Operator::new();
+    let server = Server::start(&op, &[], &[]);
+    let reply = server
+        .call(Method::GET, "/v1/openapi.json", None, Body::None)
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let docs =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/openapi.json"))
+            .expect("docs/openapi.json");
+    let docs: Value = serde_json::from_str(&docs).expect("docs/openapi.json is JSON");
+    assert_eq!(reply.body, docs);
+    assert_eq!(
+        reply.body["paths"]["/v1/openapi.json"]["get"]["security"],
+        json!([])
+    );
+    server.stop();
+}

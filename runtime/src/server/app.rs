@@ -17,9 +17,9 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 
 use super::admission::{Admission, AdmissionLimits};
-use super::auth::{FailureLimiter, KeyFailures};
 use super::client::ProxyTrust;
 use super::error::ApiError;
+use super::failures::{FailureLimiter, KeyFailures};
 use crate::audit::AuditTrail;
 use crate::audit::metrics::{Metrics, exposition};
 use crate::bundle::Trust;

@@ -1,15 +1,18 @@
 //! One error shape for every refusal and failure: `{"error": {"code", "message"}}` with the
 //! HTTP status the failure maps to. Internal failures say so without detail (the detail goes
-//! to the server's log, never to the caller).
+//! to the server's log, never to the caller). [`ErrorBody`] is that shape as the OpenAPI
+//! document describes it (docs/api.md, "Errors").
 
 use airlock_host_api::audit::AuditUnavailable;
 use axum::Json;
 use axum::http::header::{RETRY_AFTER, WWW_AUTHENTICATE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::admission::{Busy, RETRY_AFTER_SECS};
+use super::wire::GuestLog;
 use crate::install::WebhookError;
 use crate::install::{CredentialSetError, InstallError};
 use crate::invoke::InvokeError;
@@ -21,26 +24,63 @@ use crate::webhook::SecretRefused;
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
-    code: &'static str,
-    message: String,
     retry_after: Option<u64>,
-    detail: Option<Value>,
+    body: Box<ErrorObject>,
+}
+
+/// A refusal or failure: `{"error": {…}}`, with the status it maps to.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Error)]
+pub(crate) struct ErrorBody {
+    error: ErrorObject,
+}
+
+/// What went wrong. Fields beyond `code` and `message` appear where they apply.
+#[derive(Debug, Serialize, ToSchema)]
+struct ErrorObject {
+    /// Stable and kebab-case: the table in docs/api.md ("Errors"), or for a failed invocation
+    /// its outcome class (`input-rejected`, `limit-timeout`, …), as the audit trail records it.
+    code: &'static str,
+    /// For a person to read; it never holds a secret or another tenant's data.
+    message: String,
+    /// A failed invocation's id, as its audit record names it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    invocation: Option<String>,
+    /// A failed invocation's class as the CLI's exit code (docs/api.md, "Invocation errors").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    exit_code: Option<u8>,
+    /// Why a bundle, a webhook delivery or an OAuth consent was refused, as the audit trail
+    /// records it (`unknown-key`, `signature-mismatch`, `browser-mismatch`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    reason: Option<String>,
+    /// A failed invocation's guest log, when the caller asked for it (`?log=true`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    log: Option<GuestLog>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
-            code,
-            message: message.into(),
             retry_after: None,
-            detail: None,
+            body: Box::new(ErrorObject {
+                code,
+                message: message.into(),
+                invocation: None,
+                exit_code: None,
+                reason: None,
+                log: None,
+            }),
         }
     }
 
-    /// Extra fields in the error object (an invocation's id, a trust reason, …).
-    pub fn with_detail(mut self, detail: Value) -> Self {
-        self.detail = Some(detail);
+    /// Why it was refused (a trust reason, a signature refusal, a consent refusal).
+    pub fn with_reason(mut self, reason: impl Into<String>) -> Self {
+        self.body.reason = Some(reason.into());
         self
     }
 
@@ -102,7 +142,7 @@ impl ApiError {
 
     /// An invocation's failure: its class as the code, the CLI's exit-code class as the status,
     /// and the guest's log when the caller asked for it.
-    pub fn invocation(error: &InvokeError, invocation: &str, log: Option<Value>) -> Self {
+    pub fn invocation(error: &InvokeError, invocation: &str, log: Option<GuestLog>) -> Self {
         let status = match error.exit_code() {
             2 => StatusCode::NOT_FOUND,
             3 => StatusCode::UNPROCESSABLE_ENTITY,
@@ -111,24 +151,18 @@ impl ApiError {
             _ if matches!(error, InvokeError::Audit(_)) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        let mut detail = json!({
-            "invocation": invocation,
-            "exit_code": error.exit_code(),
-        });
-        if let Some(log) = log {
-            detail["log"] = log;
-        }
-        Self::new(status, error.class(), error.to_string()).with_detail(detail)
+        let mut failed = Self::new(status, error.class(), error.to_string());
+        failed.body.invocation = Some(invocation.to_string());
+        failed.body.exit_code = Some(error.exit_code());
+        failed.body.log = log;
+        failed
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = json!({"code": self.code, "message": self.message});
-        if let (Some(Value::Object(extra)), Some(object)) = (self.detail, body.as_object_mut()) {
-            object.extend(extra);
-        }
-        let mut response = (self.status, Json(json!({ "error": body }))).into_response();
+        let body = ErrorBody { error: *self.body };
+        let mut response = (self.status, Json(body)).into_response();
         let headers = response.headers_mut();
         if let Some(seconds) = self.retry_after {
             headers.insert(RETRY_AFTER, HeaderValue::from(seconds));
@@ -172,7 +206,7 @@ impl From<InstallError> for ApiError {
     fn from(e: InstallError) -> Self {
         if let Some(reason) = e.trust_reason() {
             return Self::new(StatusCode::FORBIDDEN, "untrusted", e.to_string())
-                .with_detail(json!({ "reason": reason }));
+                .with_reason(reason);
         }
         let (status, code) = match &e {
             InstallError::NoTenant(_)

@@ -10,11 +10,15 @@
 //! # Layout
 //! - [`app`]: the shared state: store, trail, trust store, loaded installations, metrics.
 //! - [`admission`]: per-tenant and global concurrency caps with bounded queues.
-//! - [`auth`]: API keys from the `Authorization` header, scopes, failed-attempt limiting.
+//! - [`auth`]: API keys from the `Authorization` header, scopes.
+//! - [`failures`]: limits on failed attempts (keys, OAuth links, webhook signatures).
 //! - [`client`]: the client's address, from a trusted proxy's forwarding header or the peer.
 //! - [`deadline`]: what a slow client may hold: bodies by a deadline, responses taken.
 //! - [`error`]: one JSON error shape, with the status each failure maps to.
-//! - [`routes`]: the `/v1` API, `/healthz` and `/metrics`, one file per resource.
+//! - [`routes`]: the `/v1` API, `/healthz` and `/metrics`, one file per resource, and the
+//!   OpenAPI document generated from them (`GET /v1/openapi.json`).
+//! - [`wire`]: the API's JSON for records other modules own, so the document describes
+//!   exactly what is sent.
 
 pub mod admission;
 pub mod app;
@@ -22,7 +26,9 @@ mod auth;
 mod client;
 mod deadline;
 mod error;
+mod failures;
 mod routes;
+mod wire;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -9,21 +9,24 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Query, State};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::apikey::Scope;
+use crate::audit::record::Envelope;
 use crate::audit::{self, Entry};
 use crate::clock;
 use crate::server::app::App;
 use crate::server::auth::Principal;
-use crate::server::error::ApiError;
+use crate::server::error::{ApiError, ErrorBody};
 
 /// Records per page unless `limit` says fewer; never more.
 const MAX_PAGE: usize = 1_000;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct Filter {
+    /// Admin key: only records about this tenant. A tenant key sees only its own.
     tenant: Option<String>,
     /// RFC 3339 UTC time or an age (`15m`, `7d`).
     since: Option<String>,
@@ -32,14 +35,58 @@ pub(super) struct Filter {
     security: bool,
     /// Start after this sequence number (the previous page's `next`).
     after: Option<u64>,
+    /// Records per page (default 100, at most 1,000).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 
+/// A page of records, oldest first.
+#[derive(Serialize, ToSchema)]
+pub(super) struct AuditPage {
+    records: Vec<AuditEntry>,
+    /// Where the next page starts (pass it as `after`), when there are more.
+    next: Option<u64>,
+    /// Stored records this page read and checked: through the trail's index, only records the
+    /// query can return.
+    examined: u64,
+}
+
+/// A record, or one that does not open (shown only to the admin key, without a tenant filter).
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+enum AuditEntry {
+    Record(AuditRecord),
+    Damaged { seq: u64, damaged: bool },
+}
+
+/// One record of the hash-chained trail: `seq`, `time`, `prev`, `security` and the event's
+/// fields (docs/audit.md).
+#[derive(Serialize, ToSchema)]
+#[serde(transparent)]
+#[schema(value_type = Object)]
+struct AuditRecord(Box<Envelope>);
+
+/// Audit records
+///
+/// Oldest first, in pages, about the caller's tenant only (the admin key: every tenant, or the
+/// one it names). Filters narrow that view and never widen it.
+#[utoipa::path(
+    get,
+    path = "/v1/audit",
+    tag = "audit",
+    operation_id = "list_audit_records",
+    extensions(("x-airlock-scope" = json!("audit:read"))),
+    params(Filter),
+    responses(
+        (status = 200, description = "A page of records", body = AuditPage),
+        (status = 400, description = "`since` is neither a time nor an age (`bad-request`)", body = ErrorBody),
+    ),
+)]
 pub(super) async fn list(
     State(app): State<Arc<App>>,
     principal: Principal,
     Query(filter): Query<Filter>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AuditPage>, ApiError> {
     principal.require(&app, Scope::AuditRead).await?;
     let tenant = principal.tenant_filter(filter.tenant.as_deref())?;
     let since_ms = filter
@@ -67,14 +114,17 @@ pub(super) async fn list(
         .map_err(ApiError::internal)?;
     let records = page
         .entries
-        .iter()
+        .into_iter()
         .map(|entry| match entry {
-            Entry::Record { record, .. } => serde_json::to_value(&record.envelope),
-            Entry::Damaged { seq } => Ok(json!({"seq": seq, "damaged": true})),
+            Entry::Record { record, .. } => {
+                AuditEntry::Record(AuditRecord(Box::new(record.envelope)))
+            }
+            Entry::Damaged { seq } => AuditEntry::Damaged { seq, damaged: true },
         })
-        .collect::<Result<Vec<Value>, _>>()
-        .map_err(ApiError::internal)?;
-    Ok(Json(
-        json!({ "records": records, "next": page.next, "examined": page.examined }),
-    ))
+        .collect();
+    Ok(Json(AuditPage {
+        records,
+        next: page.next,
+        examined: page.examined,
+    }))
 }

@@ -8,25 +8,74 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::server::app::App;
 use crate::server::auth::Principal;
-use crate::server::error::ApiError;
+use crate::server::error::{ApiError, ErrorBody};
 
-/// `200 {"status":"ok"}`, or `503` once the audit trail refuses records (every invocation
-/// would fail closed: take the instance out of rotation).
-pub(super) async fn healthz(State(app): State<Arc<App>>) -> Response {
+/// Whether this instance should take traffic.
+#[derive(Serialize, ToSchema)]
+pub(super) struct Health {
+    status: HealthStatus,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+enum HealthStatus {
+    Ok,
+    /// The audit trail refuses records: every invocation would fail closed.
+    AuditUnavailable,
+}
+
+/// Liveness and audit health
+///
+/// `503` once the audit trail refuses records (every invocation would fail closed): take the
+/// instance out of rotation.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    operation_id = "healthz",
+    security(),
+    responses(
+        (status = 200, description = "Serving", body = Health),
+        (status = 503, description = "The audit trail refuses records; every invocation would fail closed", body = Health),
+    ),
+)]
+pub(super) async fn healthz(State(app): State<Arc<App>>) -> (StatusCode, Json<Health>) {
     match app.trail.failure() {
-        None => Json(json!({"status": "ok"})).into_response(),
+        None => (
+            StatusCode::OK,
+            Json(Health {
+                status: HealthStatus::Ok,
+            }),
+        ),
         Some(_) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "audit-unavailable"})),
-        )
-            .into_response(),
+            Json(Health {
+                status: HealthStatus::AuditUnavailable,
+            }),
+        ),
     }
 }
 
+/// OpenMetrics metrics
+///
+/// The audit trail's counters, running invocations, `429`s and audit health. Admin key only:
+/// counts can reveal which tenants are active.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    operation_id = "metrics",
+    extensions(("x-airlock-scope" = json!("admin"))),
+    responses(
+        (status = 200, description = "OpenMetrics text format", body = String, content_type = "application/openmetrics-text"),
+        (status = 500, description = "The trail could not be read (`internal`)", body = ErrorBody),
+    ),
+)]
 pub(super) async fn metrics(
     State(app): State<Arc<App>>,
     principal: Principal,

@@ -28,15 +28,14 @@ use axum::extract::{Path, State};
 use axum::http::header::CONTENT_LENGTH;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use serde_json::json;
 
 use super::id;
-use super::invoke::{prepare, respond, run};
+use super::invoke::{ActionResult, prepare, respond, run};
 use crate::clock::now_unix;
 use crate::ids::{EndpointId, InstallationId, TenantId};
 use crate::server::app::App;
 use crate::server::client::Client;
-use crate::server::error::ApiError;
+use crate::server::error::{ApiError, ErrorBody};
 use crate::store::webhooks::EndpointInfo;
 use crate::webhook::{self, Refusal};
 use airlock_store::Webhooks;
@@ -46,6 +45,36 @@ pub(crate) const MAX_DELIVERY: usize = 1 << 20;
 /// Longest a sender may take to send the body.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A webhook delivery
+///
+/// No API key: the signature authenticates it. Verified on its raw body (Standard Webhooks,
+/// GitHub or Slack signature), deduplicated by delivery id, then the endpoint's action runs
+/// with the body as input and answers as an invocation does (headers `airlock-invocation` and
+/// `airlock-audit-record`). A run that fails on our side (5xx) releases the delivery id, so the
+/// sender's retry runs.
+#[utoipa::path(
+    post,
+    path = "/v1/hooks/{endpoint}",
+    tag = "webhooks",
+    operation_id = "deliver_webhook",
+    security(),
+    params(("endpoint" = String, Path, description = "The endpoint id")),
+    request_body(content = Value, description = "At most 1 MiB, sent within 10 s; signed as the endpoint's scheme says"),
+    responses(
+        (status = 200, description = "The action's output, as from an invocation", body = ActionResult),
+        (status = 400, description = "The body is not UTF-8 (`bad-request`)", body = ErrorBody),
+        (status = 401, description = "Signature refused (`signature-refused`, with `reason`): missing or malformed header, algorithm not accepted, timestamp outside 300 s, or no match", body = ErrorBody),
+        (status = 404, description = "No such endpoint, or the action is gone (`not-found`, `unknown-action`)", body = ErrorBody),
+        (status = 408, description = "The body did not arrive within 10 s (`timeout`)", body = ErrorBody),
+        (status = 409, description = "A delivery with this id was already received: a replay (`duplicate-delivery`)", body = ErrorBody),
+        (status = 413, description = "Over 1 MiB (`too-large`)", body = ErrorBody),
+        (status = 422, description = "Input or output refused by its schema (`input-rejected`, `output-rejected`)", body = ErrorBody),
+        (status = 429, description = "The tenant is busy; the retry is not a replay (`busy`, `Retry-After`)", body = ErrorBody),
+        (status = 502, description = "The guest failed or trapped (`guest-error`, `guest-trap`)", body = ErrorBody),
+        (status = 503, description = "The audit trail cannot take records (`audit-unavailable`)", body = ErrorBody),
+        (status = 504, description = "A limit stopped it (`limit-timeout`, …)", body = ErrorBody),
+    ),
+)]
 pub(super) async fn deliver(
     State(app): State<Arc<App>>,
     client: Client,
@@ -146,6 +175,5 @@ async fn refuse(app: &App, info: &EndpointInfo, refusal: &Refusal, client: Clien
         Refusal::Replayed => (StatusCode::CONFLICT, "duplicate-delivery"),
         _ => (StatusCode::UNAUTHORIZED, "signature-refused"),
     };
-    ApiError::new(status, code, refusal.to_string())
-        .with_detail(json!({ "reason": refusal.code() }))
+    ApiError::new(status, code, refusal.to_string()).with_reason(refusal.code())
 }

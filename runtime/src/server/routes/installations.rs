@@ -10,76 +10,133 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use super::{TenantQuery, id, json_body};
+use super::{InstallationPath, TenantQuery, id, json_body};
 use crate::apikey::Scope;
 use crate::ids::{InstallationId, TenantId};
-use crate::install::{Approver, Grant, InstallError, InstallRequest, Installer, Outcome};
+use crate::install::{Approver, InstallError, InstallRequest, Installer, Outcome};
 use crate::server::app::App;
 use crate::server::auth::Principal;
-use crate::server::error::ApiError;
+use crate::server::error::{ApiError, ErrorBody};
+use crate::server::wire::{Grant, InstallOutcome, Installation, InstallationList, Word};
 use airlock_store::Installations;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct NewInstallation {
     /// The uploaded bundle's hex SHA-256 (from `POST /v1/bundles`).
     bundle: String,
+    /// The installation id (default: the integration's id).
     installation: Option<String>,
+    /// Default: everything the manifest declares.
     grant: Option<Grant>,
+    /// Validated against the integration's config schema.
     config: Option<Value>,
     /// Admin key only: install a lower version than the installed one.
     #[serde(default)]
     allow_downgrade: bool,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct Change {
     grant: Option<Grant>,
+    /// Validated against the integration's config schema.
     config: Option<Value>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct Approval {
+    /// Default: everything the pending version declares.
     grant: Option<Grant>,
 }
 
+/// List installations
+///
+/// The tenant's; with the admin key and no `?tenant=`, every tenant's.
+#[utoipa::path(
+    get,
+    path = "/v1/installations",
+    tag = "installations",
+    operation_id = "list_installations",
+    extensions(("x-airlock-scope" = json!("installations:read"))),
+    params(TenantQuery),
+    responses((status = 200, description = "Installations", body = InstallationList)),
+)]
 pub(super) async fn list(
     State(app): State<Arc<App>>,
     principal: Principal,
     Query(query): Query<TenantQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<InstallationList>, ApiError> {
     principal.require(&app, Scope::InstallationsRead).await?;
     let tenant = principal.tenant_filter(query.tenant.as_deref())?;
-    Ok(Json(
-        json!({ "installations": app.store.installations(tenant.as_ref())? }),
-    ))
+    let installations = app.store.installations(tenant.as_ref())?;
+    Ok(Json(InstallationList {
+        installations: installations.into_iter().map(Installation::from).collect(),
+    }))
 }
 
+/// Show an installation
+///
+/// With any pending upgrade, its additions and those only the admin key may approve
+/// (`admin_only`).
+#[utoipa::path(
+    get,
+    path = "/v1/installations/{installation}",
+    tag = "installations",
+    operation_id = "show_installation",
+    extensions(("x-airlock-scope" = json!("installations:read"))),
+    params(InstallationPath, TenantQuery),
+    responses(
+        (status = 200, description = "The installation", body = Installation),
+        (status = 404, description = "No such installation of the caller's tenant (`not-found`)", body = ErrorBody),
+    ),
+)]
 pub(super) async fn show(
     State(app): State<Arc<App>>,
     principal: Principal,
-    Path(installation): Path<String>,
+    Path(InstallationPath { installation }): Path<InstallationPath>,
     Query(query): Query<TenantQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Installation>, ApiError> {
     principal.require(&app, Scope::InstallationsRead).await?;
     let (tenant, installation) = scope(&principal, &query, &installation)?;
     let record = app
         .store
         .installation(&tenant, &installation)?
         .ok_or_else(|| ApiError::not_found(format!("installation {installation}")))?;
-    Ok(Json(json!(record)))
+    Ok(Json(record.into()))
 }
 
+/// Install an uploaded bundle, or upgrade an installation
+///
+/// An upgrade that asks for more than the installed version (new egress, credentials declared
+/// differently, a larger kv store, …) is held for approval (`202`).
+#[utoipa::path(
+    post,
+    path = "/v1/installations",
+    tag = "installations",
+    operation_id = "install",
+    extensions(("x-airlock-scope" = json!("installations:write"))),
+    params(TenantQuery),
+    request_body = NewInstallation,
+    responses(
+        (status = 201, description = "Installed", body = InstallOutcome),
+        (status = 200, description = "Replaced, reconfigured or unchanged", body = InstallOutcome),
+        (status = 202, description = "The upgrade asks for more: held for approval", body = InstallOutcome),
+        (status = 400, description = "Not the JSON of `NewInstallation`, or not a digest or id (`bad-request`)", body = ErrorBody),
+        (status = 404, description = "No such bundle uploaded, or tenant (`not-found`)", body = ErrorBody),
+        (status = 409, description = "A rollback, the same version with other contents, or another integration (`conflict`)", body = ErrorBody),
+        (status = 422, description = "The grant or config is refused (`grant-refused`, `config-rejected`)", body = ErrorBody),
+    ),
+)]
 pub(super) async fn install(
     State(app): State<Arc<App>>,
     principal: Principal,
     Query(query): Query<TenantQuery>,
     raw: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<InstallOutcome>), ApiError> {
     principal.require(&app, Scope::InstallationsWrite).await?;
     let tenant = principal.tenant(query.tenant.as_deref())?;
     let new: NewInstallation = json_body(raw, "installation")?;
@@ -103,7 +160,7 @@ pub(super) async fn install(
         installation: new.installation.as_deref().map(id).transpose()?,
         bundle,
         origin,
-        grant: new.grant,
+        grant: new.grant.map(Into::into),
         config: new.config.map(|c| c.to_string()),
         allow_downgrade: new.allow_downgrade,
         approver: approver(&principal),
@@ -112,15 +169,35 @@ pub(super) async fn install(
     respond(&app, format!("{digest}.airlock"), outcome).await
 }
 
+/// Change an installation's grant or config
+#[utoipa::path(
+    patch,
+    path = "/v1/installations/{installation}",
+    tag = "installations",
+    operation_id = "update_installation",
+    extensions(("x-airlock-scope" = json!("installations:write"))),
+    params(InstallationPath, TenantQuery),
+    request_body = Change,
+    responses(
+        (status = 200, description = "Reconfigured or unchanged", body = InstallOutcome),
+        (status = 404, description = "No such installation of the caller's tenant (`not-found`)", body = ErrorBody),
+        (status = 422, description = "The grant or config is refused (`grant-refused`, `config-rejected`)", body = ErrorBody),
+    ),
+)]
 pub(super) async fn update(
     State(app): State<Arc<App>>,
     principal: Principal,
-    Path(installation): Path<String>,
+    Path(InstallationPath { installation }): Path<InstallationPath>,
     Query(query): Query<TenantQuery>,
     raw: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<InstallOutcome>), ApiError> {
     let change = |i: &Installer<'_>, t: &TenantId, n: &InstallationId, c: Change| {
-        i.update(t, n, c.grant, c.config.map(|c| c.to_string()))
+        i.update(
+            t,
+            n,
+            c.grant.map(Into::into),
+            c.config.map(|c| c.to_string()),
+        )
     };
     act(
         &app,
@@ -134,16 +211,34 @@ pub(super) async fn update(
     .await
 }
 
+/// Approve the upgrade waiting on an installation
+///
+/// Additions listed in `pending.admin_only` (an oauth2 credential's token or authorize URL
+/// changed: where its secret goes) need the admin key, else `403 admin-only`.
+#[utoipa::path(
+    post,
+    path = "/v1/installations/{installation}/approve",
+    tag = "installations",
+    operation_id = "approve_installation",
+    extensions(("x-airlock-scope" = json!("installations:write"))),
+    params(InstallationPath, TenantQuery),
+    request_body = Approval,
+    responses(
+        (status = 200, description = "Replaced", body = InstallOutcome),
+        (status = 404, description = "No such installation, or nothing pending (`not-found`)", body = ErrorBody),
+        (status = 422, description = "The grant is refused (`grant-refused`)", body = ErrorBody),
+    ),
+)]
 pub(super) async fn approve(
     State(app): State<Arc<App>>,
     principal: Principal,
-    Path(installation): Path<String>,
+    Path(InstallationPath { installation }): Path<InstallationPath>,
     Query(query): Query<TenantQuery>,
     raw: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<InstallOutcome>), ApiError> {
     let approver = approver(&principal);
     let approve = move |i: &Installer<'_>, t: &TenantId, n: &InstallationId, a: Approval| {
-        i.approve(t, n, a.grant, approver)
+        i.approve(t, n, a.grant.map(Into::into), approver)
     };
     act(
         &app,
@@ -168,7 +263,7 @@ async fn act<B: DeserializeOwned + Send + 'static>(
     action: impl FnOnce(&Installer<'_>, &TenantId, &InstallationId, B) -> Result<Outcome, InstallError>
     + Send
     + 'static,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<InstallOutcome>), ApiError> {
     principal.require(app, Scope::InstallationsWrite).await?;
     let (tenant, installation) = scope(principal, query, installation)?;
     let body: B = json_body(raw, what)?;
@@ -205,20 +300,23 @@ async fn respond(
     app: &App,
     artifact: String,
     outcome: Result<Outcome, InstallError>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<InstallOutcome>), ApiError> {
     let outcome = match outcome {
         Ok(outcome) => outcome,
         Err(e) => return Err(app.refused(artifact, e).await),
     };
-    let (status, word, record) = match outcome {
-        Outcome::Installed(r) => (StatusCode::CREATED, "installed", r),
-        Outcome::Replaced { record, .. } => (StatusCode::OK, "replaced", record),
-        Outcome::Pending(r) => (StatusCode::ACCEPTED, "pending", r),
-        Outcome::Reconfigured(r) => (StatusCode::OK, "reconfigured", r),
-        Outcome::Unchanged(r) => (StatusCode::OK, "unchanged", r),
+    let (status, outcome, record) = match outcome {
+        Outcome::Installed(r) => (StatusCode::CREATED, Word::Installed, r),
+        Outcome::Replaced { record, .. } => (StatusCode::OK, Word::Replaced, record),
+        Outcome::Pending(r) => (StatusCode::ACCEPTED, Word::Pending, r),
+        Outcome::Reconfigured(r) => (StatusCode::OK, Word::Reconfigured, r),
+        Outcome::Unchanged(r) => (StatusCode::OK, Word::Unchanged, r),
     };
     Ok((
         status,
-        Json(json!({ "outcome": word, "installation": record })),
+        Json(InstallOutcome {
+            outcome,
+            installation: record.into(),
+        }),
     ))
 }

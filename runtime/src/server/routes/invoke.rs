@@ -18,8 +18,9 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
 use super::installations::scope;
 use super::{TenantQuery, body};
@@ -29,20 +30,44 @@ use crate::invoke::{Caller, Invocation};
 use crate::server::admission::Admitted;
 use crate::server::app::{App, Loaded};
 use crate::server::auth::Principal;
-use crate::server::error::ApiError;
+use crate::server::error::{ApiError, ErrorBody};
+use crate::server::wire::GuestLog;
 use crate::store::StoredSecrets;
 use crate::store::kv::StoredKv;
 use airlock_store::Connections;
 
 /// `?tenant=` as on every route, `?user=`, and `?log=true`: the guest's log lines (scrubbed of injected
 /// credentials) come back with the result, to the caller who ran it, and are kept nowhere.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct InvokeQuery {
+    /// Admin key: the tenant to act for. A tenant key may only name its own.
     tenant: Option<String>,
+    /// Return the guest's log lines with the result, as `{"output", "log"}` (kept nowhere).
     #[serde(default)]
     log: bool,
-    /// The end user the invocation runs for: per-user credentials are that user's.
+    /// The end user the invocation runs for: per-user OAuth credentials are that user's
+    /// connection (1-128 of `A-Z a-z 0-9 . _ @ + -`).
     user: Option<String>,
+}
+
+/// The action and the installation it belongs to.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(super) struct ActionPath {
+    /// The installation id, looked up within the caller's tenant.
+    installation: String,
+    /// An action the installed version declares.
+    action: String,
+}
+
+/// The action's output (valid against its output schema), or with `?log=true`
+/// `{"output", "log"}`.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub(super) enum ActionResult {
+    Output(Value),
+    Logged { output: Value, log: GuestLog },
 }
 
 /// The response header naming the invocation (as its audit record does).
@@ -50,10 +75,40 @@ const INVOCATION_HEADER: &str = "airlock-invocation";
 /// The response header with the sequence number of the invocation's audit record.
 const RECORD_HEADER: &str = "airlock-audit-record";
 
+/// Invoke an action
+///
+/// The body is its input. The invocation runs on its own thread: a client that disconnects
+/// does not cut it short, so its egress and its audit record are whole. A failure's `code` is
+/// its outcome class and its status follows the CLI's exit codes (docs/api.md, "Invocation
+/// errors").
+#[utoipa::path(
+    post,
+    path = "/v1/installations/{installation}/actions/{action}",
+    tag = "invocations",
+    operation_id = "invoke",
+    extensions(("x-airlock-scope" = json!("invoke"))),
+    params(ActionPath, InvokeQuery),
+    request_body(content = Value, description = "The action's input, valid against its input schema"),
+    responses(
+        (status = 200, description = "The action's output", body = ActionResult, headers(
+            ("airlock-invocation" = String, description = "The invocation's id, as its audit record names it"),
+            ("airlock-audit-record" = u64, description = "The sequence number of its audit record"),
+        )),
+        (status = 404, description = "No such installation of the caller's tenant, or action (`not-found`, `unknown-action`)", body = ErrorBody),
+        (status = 422, description = "Input or output refused by its schema (`input-rejected`, `output-rejected`)", body = ErrorBody),
+        (status = 429, description = "The tenant's queue is full, or no slot freed up in time (`busy`, `Retry-After`)", body = ErrorBody),
+        (status = 502, description = "The guest failed or trapped (`guest-error`, `guest-trap`)", body = ErrorBody),
+        (status = 503, description = "The audit trail cannot take records: nothing runs (`audit-unavailable`)", body = ErrorBody),
+        (status = 504, description = "A limit stopped it (`limit-timeout`, `limit-memory`, …)", body = ErrorBody),
+    ),
+)]
 pub(super) async fn invoke(
     State(app): State<Arc<App>>,
     principal: Principal,
-    Path((installation, action)): Path<(String, String)>,
+    Path(ActionPath {
+        installation,
+        action,
+    }): Path<ActionPath>,
     Query(query): Query<InvokeQuery>,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -168,10 +223,10 @@ pub(super) async fn run(
 /// invocation and its audit record.
 pub(super) fn respond(invocation: Invocation, with_log: bool) -> Response {
     let id = invocation.id.to_string();
-    let log = with_log.then(|| json!(invocation.log));
+    let log = with_log.then(|| GuestLog::from(invocation.log));
     let mut response = match (invocation.result, log) {
-        (Ok(output), None) => Json(output).into_response(),
-        (Ok(output), Some(log)) => Json(json!({ "output": output, "log": log })).into_response(),
+        (Ok(output), None) => Json(ActionResult::Output(output)).into_response(),
+        (Ok(output), Some(log)) => Json(ActionResult::Logged { output, log }).into_response(),
         (Err(error), log) => ApiError::invocation(&error, &id, log).into_response(),
     };
     let headers = response.headers_mut();

@@ -1,9 +1,15 @@
 //! The routes: `/v1` (versioned JSON API), `/healthz`, `/metrics`. Handlers take the caller
 //! only from [`Principal`](super::auth::Principal); ids in paths and queries are looked up
 //! within the caller's tenant, so another tenant's ids are simply not found.
+//!
+//! Every handler carries its OpenAPI operation (`#[utoipa::path]`) and is routed with
+//! `routes!`, which routes it only together with that operation: the document served at
+//! `GET /v1/openapi.json` (and kept as `docs/openapi.json`) lists exactly what is routed, with
+//! the request and response types the handlers take and return.
 
 mod audit;
 mod bundles;
+mod consent;
 mod credentials;
 mod health;
 mod hooks;
@@ -11,107 +17,116 @@ mod installations;
 mod invoke;
 mod keys;
 mod oauth;
+mod openapi;
 mod tenants;
 #[cfg(test)]
 mod tests;
 mod trust;
 mod webhooks;
+#[cfg(test)]
+mod wire_tests;
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
 use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
 use axum::middleware::map_request;
-use axum::routing::{get, post, put};
+use axum::{Extension, Router};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::app::App;
+use super::app::{App, ServeLimits};
 use super::deadline::{self, BODY_DEADLINE, BUNDLE_DEADLINE};
 use super::error::ApiError;
 
-/// Every route; the OpenAPI file (`docs/openapi.json`) lists exactly these.
-pub(crate) fn router(app: Arc<App>) -> Router {
-    let bundles = Router::new()
-        .route("/v1/bundles", post(bundles::upload))
-        .layer(DefaultBodyLimit::max(app.limits.max_bundle))
+/// Every route, each with its operation in the OpenAPI document; `limits` caps bodies.
+fn api(limits: &ServeLimits) -> OpenApiRouter<Arc<App>> {
+    let bundles = OpenApiRouter::default()
+        .routes(routes!(bundles::upload))
+        .layer(DefaultBodyLimit::max(limits.max_bundle))
         .layer(map_request(|r| async {
             deadline::within(BUNDLE_DEADLINE, r)
         }));
     // Deliveries read their own body (raw, capped, with a read timeout) before any check.
-    let hooks = Router::new()
-        .route("/v1/hooks/{endpoint}", post(hooks::deliver))
+    let hooks = OpenApiRouter::default()
+        .routes(routes!(hooks::deliver))
         .layer(DefaultBodyLimit::max(hooks::MAX_DELIVERY));
-    Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/metrics", get(health::metrics))
-        .route("/v1/tenants", post(tenants::create).get(tenants::list))
-        .route(
-            "/v1/tenants/{tenant}",
-            axum::routing::delete(tenants::delete),
-        )
-        .route("/v1/api-keys", post(keys::create).get(keys::list))
-        .route("/v1/api-keys/{key}", axum::routing::delete(keys::revoke))
-        .route("/v1/trust", post(trust::add).get(trust::list))
-        .route("/v1/trust/{key}", axum::routing::delete(trust::revoke))
-        .route(
-            "/v1/installations",
-            post(installations::install).get(installations::list),
-        )
-        .route(
-            "/v1/installations/{installation}",
-            get(installations::show).patch(installations::update),
-        )
-        .route(
-            "/v1/installations/{installation}/approve",
-            post(installations::approve),
-        )
-        .route(
-            "/v1/installations/{installation}/credentials",
-            get(credentials::list),
-        )
-        .route(
-            "/v1/installations/{installation}/credentials/{name}",
-            put(credentials::set).delete(credentials::delete),
-        )
-        .route(
-            "/v1/installations/{installation}/credentials/{name}/connect",
-            post(oauth::connect),
-        )
-        .route(
-            "/v1/installations/{installation}/credentials/{name}/connection",
-            axum::routing::delete(oauth::disconnect),
-        )
-        .route("/v1/oauth/start/{id}", get(oauth::start))
-        .route("/v1/oauth/callback", get(oauth::callback))
-        .route(
-            "/v1/installations/{installation}/actions/{action}",
-            post(invoke::invoke),
-        )
-        .route("/v1/webhooks", post(webhooks::create).get(webhooks::list))
-        .route(
-            "/v1/webhooks/{endpoint}",
-            axum::routing::delete(webhooks::delete),
-        )
-        .route("/v1/webhooks/{endpoint}/rotate", post(webhooks::rotate))
-        .route("/v1/audit", get(audit::list))
-        .layer(DefaultBodyLimit::max(app.limits.max_body))
+    OpenApiRouter::with_openapi(openapi::base())
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::metrics))
+        .routes(routes!(openapi::document))
+        .routes(routes!(tenants::create, tenants::list))
+        .routes(routes!(tenants::delete))
+        .routes(routes!(keys::create, keys::list))
+        .routes(routes!(keys::revoke))
+        .routes(routes!(trust::add, trust::list))
+        .routes(routes!(trust::revoke))
+        .routes(routes!(installations::install, installations::list))
+        .routes(routes!(installations::show, installations::update))
+        .routes(routes!(installations::approve))
+        .routes(routes!(credentials::list))
+        .routes(routes!(credentials::set, credentials::delete))
+        .routes(routes!(oauth::connect))
+        .routes(routes!(oauth::disconnect))
+        .routes(routes!(consent::start))
+        .routes(routes!(consent::callback))
+        .routes(routes!(invoke::invoke))
+        .routes(routes!(webhooks::create, webhooks::list))
+        .routes(routes!(webhooks::delete))
+        .routes(routes!(webhooks::rotate))
+        .routes(routes!(audit::list))
+        .layer(DefaultBodyLimit::max(limits.max_body))
         .layer(map_request(|r| async {
             deadline::within(BODY_DEADLINE, r)
         }))
         .merge(bundles)
         .merge(hooks)
         .fallback(|| async { ApiError::not_found("route") })
+}
+
+/// The server's routes over `app`, serving their own OpenAPI document.
+pub(crate) fn router(app: Arc<App>) -> Router {
+    let (router, api) = api(&app.limits).split_for_parts();
+    router
+        .layer(Extension(openapi::Document::new(api)))
         .with_state(app)
 }
 
+/// The OpenAPI document `GET /v1/openapi.json` serves (and `docs/openapi.json` holds).
+#[cfg(test)]
+fn openapi_json() -> String {
+    openapi::Document::new(api(&ServeLimits::default()).into_openapi()).text()
+}
+
 /// `?tenant=`: which tenant an admin key acts for (a tenant key may only name its own).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct TenantQuery {
+    /// Admin key: the tenant to act for. A tenant key may only name its own.
     tenant: Option<String>,
+}
+
+/// An installation of the caller's tenant, named in the path.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(crate) struct InstallationPath {
+    /// The installation id, looked up within the caller's tenant.
+    installation: String,
+}
+
+/// A credential of an installation of the caller's tenant, named in the path.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(crate) struct CredentialPath {
+    /// The installation id, looked up within the caller's tenant.
+    installation: String,
+    /// A credential the installed version declares.
+    name: String,
 }
 
 /// The body, or why it could not be read (too large: 413; too slow: 408).

@@ -8,16 +8,7 @@
 //!   to the declared token endpoint. The scopes asked for are the declared ones, or a subset
 //!   of them, never more. The link (32 random bytes, only its hash stored) works once, until
 //!   ten minutes after `connect`.
-//! - `GET /v1/oauth/start/{id}` is opened by the person's browser: it takes the link, sets an
-//!   `HttpOnly`, `Secure`, `SameSite=Lax` cookie holding a random nonce, and redirects to the
-//!   provider. The state (32 random bytes) is bound to tenant, installation, credential, user
-//!   and the nonce's hash.
-//! - `GET /v1/oauth/callback` is where the provider sends the browser back. The state is taken
-//!   (so it works once), refused unless the browser holds the nonce cookie (so a forwarded
-//!   authorization URL connects nobody's account under another's name), the code is exchanged
-//!   with the PKCE verifier through the same checked transport as every egress request, and
-//!   the tokens are sealed with the provider account the response names. Scopes granted beyond
-//!   those asked for are recorded as widened. The cookie is cleared.
+//! - `GET /v1/oauth/start/{id}` and `GET /v1/oauth/callback`: the browser's half ([`consent`](super::consent)).
 //! - `GET /v1/installations/{installation}/credentials` lists each connection's status, scopes,
 //!   expiry and provider account with the credentials; `DELETE …/credentials/{name}/connection`
 //!   removes one. Tokens never come out.
@@ -32,19 +23,15 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::header::{CACHE_CONTROL, COOKIE, LOCATION, REFERRER_POLICY, SET_COOKIE};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{AppendHeaders, IntoResponse, Response};
+use axum::http::StatusCode;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use rand_core::{OsRng, RngCore};
-use serde::Deserialize;
-use serde_json::{Value, json};
-use sha2::{Digest as _, Sha256};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::installations::scope;
-use super::{TenantQuery, body, id as id_of};
+use super::{CredentialPath, TenantQuery, body};
 use crate::apikey::Scope;
 use crate::clock::now_unix;
 use crate::ids::{InstallationId, TenantId, UserId};
@@ -52,28 +39,15 @@ use crate::loader::Integration;
 use crate::manifest::CredentialDecl;
 use crate::server::app::App;
 use crate::server::auth::Principal;
-use crate::server::client::Client;
-use crate::server::error::ApiError;
+use crate::server::error::{ApiError, ErrorBody};
 use crate::store::StoredSecrets;
-use crate::store::connections::{ConnectionKey, PendingConsent, TakenState};
+use crate::store::connections::{ConnectionKey, PendingConsent};
 use airlock_store::{Connections, Consents};
 
 /// How long a consent may take, from `connect` to the callback.
 const CONSENT_TTL: u64 = 600;
-/// The browser-binding cookie's name, before a prefix of its state's hash (one per consent, so
-/// two consents in one browser do not overwrite each other). `__Host-`: browsers accept it
-/// only `Secure`, with `Path=/` and no `Domain`, so no sibling host can plant one.
-const COOKIE_PREFIX: &str = "__Host-airlock-consent-";
-/// Longest state or start id looked at.
-const MAX_ID: usize = 256;
-/// What a query component leaves as it is: RFC 3986's unreserved characters.
-const QUERY: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ConnectRequest {
     /// For a per-user credential: whose account.
@@ -82,22 +56,30 @@ pub(super) struct ConnectRequest {
     scopes: Option<Vec<String>>,
 }
 
-#[derive(Deserialize)]
-pub(super) struct UserQuery {
-    tenant: Option<String>,
+/// A consent under way: where to send the person's browser.
+#[derive(Serialize, ToSchema)]
+pub(super) struct ConnectStarted {
+    /// `{public-url}/v1/oauth/start/{id}`: send the person's browser there (it works once).
+    start_url: String,
+    /// Unix seconds: the link works until then.
+    expires: u64,
+    scopes: Vec<String>,
     user: Option<String>,
 }
 
-#[derive(Deserialize)]
-pub(super) struct Callback {
-    state: Option<String>,
-    code: Option<String>,
-    error: Option<String>,
+/// `?tenant=` as on every route, and whose connection.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct UserQuery {
+    /// Admin key: the tenant to act for. A tenant key may only name its own.
+    tenant: Option<String>,
+    /// An end user of the caller's tenant (1-128 of `A-Z a-z 0-9 . _ @ + -`).
+    user: Option<String>,
 }
 
 /// The authorize URL and OAuth parameters `integration` declares for `name`, if it is an
 /// authorization-code credential.
-fn authorization_code<'a>(
+pub(super) fn authorization_code<'a>(
     integration: &'a Integration,
     name: &str,
 ) -> Result<(String, &'a OAuthSpec), ApiError> {
@@ -146,13 +128,34 @@ fn user_for(spec: &OAuthSpec, user: Option<&str>, name: &str) -> Result<Option<U
     }
 }
 
+/// Start an OAuth connection
+///
+/// Authorization code with PKCE: returns a one-time start link on this server for the person's
+/// browser (no key in it); it works once, until 10 minutes after `connect`. The credential must
+/// be an authorization-code `oauth2` credential of the installed version, whose OAuth client the
+/// operator stored as its value.
+#[utoipa::path(
+    post,
+    path = "/v1/installations/{installation}/credentials/{name}/connect",
+    tag = "oauth",
+    operation_id = "connect",
+    extensions(("x-airlock-scope" = json!("credentials:write"))),
+    params(CredentialPath, TenantQuery),
+    request_body(content = Option<ConnectRequest>),
+    responses(
+        (status = 201, description = "Consent under way", body = ConnectStarted),
+        (status = 404, description = "No such installation or credential (`not-found`)", body = ErrorBody),
+        (status = 409, description = "No OAuth client stored (`no-oauth-client`), or the stored one is bound to another token endpoint (`credential-unbound`)", body = ErrorBody),
+        (status = 422, description = "Not an authorization-code credential, a user where none or none where one belongs, or an undeclared scope (`connect-refused`)", body = ErrorBody),
+    ),
+)]
 pub(super) async fn connect(
     State(app): State<Arc<App>>,
     principal: Principal,
-    Path((installation, name)): Path<(String, String)>,
+    Path(CredentialPath { installation, name }): Path<CredentialPath>,
     Query(query): Query<TenantQuery>,
     raw: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<ConnectStarted>), ApiError> {
     principal.require(&app, Scope::CredentialsWrite).await?;
     let (tenant, installation) = scope(&principal, &query, &installation)?;
     let raw = body(raw)?;
@@ -195,18 +198,18 @@ pub(super) async fn connect(
     app.store.offer_consent(&id, &consent)?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({
-            "start_url": app.consent_start_url(&id),
-            "expires": expires,
-            "scopes": scopes,
-            "user": user,
-        })),
+        Json(ConnectStarted {
+            start_url: app.consent_start_url(&id),
+            expires,
+            scopes,
+            user: user.as_ref().map(ToString::to_string),
+        }),
     ))
 }
 
 /// The OAuth client the operator stored as the credential's value, bound to the token
 /// endpoint `spec` declares.
-fn registered_client(
+pub(super) fn registered_client(
     app: &App,
     tenant: &TenantId,
     installation: &InstallationId,
@@ -237,7 +240,7 @@ fn registered_client(
 }
 
 /// How the trail names `user`: by reference, never the id (docs/security-model.md).
-fn user_ref(
+pub(super) fn user_ref(
     app: &App,
     tenant: &TenantId,
     user: Option<&UserId>,
@@ -246,322 +249,31 @@ fn user_ref(
 }
 
 /// 32 bytes from the OS CSPRNG, base64url: a state, or a PKCE verifier (43 characters).
-fn random_token() -> String {
+pub(super) fn random_token() -> String {
     let mut bytes = [0u8; 32];
     OsRng.fill_bytes(&mut bytes);
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// The cookie that binds the consent with `state` to the browser that started it.
-fn cookie_name(state: &str) -> String {
-    let hash = hex::encode(Sha256::digest(state.as_bytes()));
-    format!("{COOKIE_PREFIX}{}", &hash[..16])
-}
-
-/// The value of cookie `name` in the request, if the browser sent it.
-fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(n, _)| *n == name)
-        .map(|(_, value)| value.to_string())
-}
-
-/// A refused start or callback, recorded with its reason only.
-async fn refuse(
-    app: &App,
-    client: Client,
-    tenant: Option<String>,
-    reason: &str,
-    message: String,
-) -> ApiError {
-    let recorded = app
-        .trail
-        .append(AuditEvent::ConnectionRefused {
-            tenant,
-            reason: reason.to_string(),
-            peer: client.to_string(),
-        })
-        .await;
-    match recorded {
-        Err(e) => e.into(),
-        Ok(_) => ApiError::new(StatusCode::BAD_REQUEST, "connect-refused", message)
-            .with_detail(json!({ "reason": reason })),
-    }
-}
-
-/// A start link or state that is not there: counted against the client (on a limiter of its
-/// own); past the limit such refusals are 429, unrecorded, so forgeries cannot flood the trail.
-/// A real link or state is never refused by the limiter: forgeries from one client, or from
-/// anyone behind the same proxy, cannot stop another's consent.
-async fn forged(app: &App, client: Client, reason: &str, message: String) -> ApiError {
-    if let Some(retry) = app.callback_failures.blocked(&client.bucket()) {
-        return ApiError::too_many_failures(retry);
-    }
-    app.callback_failures.fail(&client.bucket());
-    refuse(app, client, None, reason, message).await
-}
-
-/// The one-time link `connect` returned, opened by the person's browser: sets the nonce cookie
-/// and redirects to the provider.
-pub(super) async fn start(
-    State(app): State<Arc<App>>,
-    client: Client,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    let offered = match id.len() {
-        1..=MAX_ID => app.store.take_offered_consent(&id)?,
-        _ => None,
-    };
-    let Some(consent) = offered else {
-        let message = "this consent link is unknown or was already used: start again with connect";
-        return Err(forged(&app, client, "unknown-start", message.into()).await);
-    };
-    let now = now_unix();
-    if now >= consent.expires {
-        let message = "the consent link is more than ten minutes old: start again with connect";
-        let tenant = Some(consent.tenant);
-        return Err(refuse(&app, client, tenant, "start-expired", message.into()).await);
-    }
-    let tenant: TenantId = id_of(&consent.tenant)?;
-    let installation: InstallationId = id_of(&consent.installation)?;
-    let user: Option<UserId> = consent
-        .user
-        .as_deref()
-        .map(|u| u.parse().map_err(ApiError::invalid))
-        .transpose()?;
-    let loaded = app.installed(&tenant, &installation).await?;
-    let credential = &consent.credential;
-    let (authorize_url, spec) = authorization_code(&loaded.integration, credential)?;
-    let registered = registered_client(&app, &tenant, &installation, credential, spec)?;
-    let state = random_token();
-    let verifier = random_token();
-    let nonce = random_token();
-    let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
-    let encode = |s: &str| utf8_percent_encode(s, QUERY).to_string();
-    let separator = if authorize_url.contains('?') {
-        '&'
-    } else {
-        '?'
-    };
-    let url = format!(
-        "{authorize_url}{separator}response_type=code&client_id={}&redirect_uri={}&scope={}&state={}&code_challenge={challenge}&code_challenge_method=S256",
-        encode(registered.client_id()),
-        encode(&consent.redirect_uri),
-        encode(&consent.scopes.join(" ")),
-        encode(&state),
-    );
-    let cookie = format!(
-        "{}={nonce}; Path=/; Max-Age={}; HttpOnly; Secure; SameSite=Lax",
-        cookie_name(&state),
-        consent.expires - now
-    );
-    let key = ConnectionKey {
-        tenant: &tenant,
-        installation: &installation,
-        credential,
-        user: user.as_ref(),
-    };
-    app.store
-        .begin_consent(key, consent.clone(), &state, &verifier, &nonce)?;
-    Ok((
-        StatusCode::FOUND,
-        [
-            (LOCATION, url),
-            (SET_COOKIE, cookie),
-            (CACHE_CONTROL, "no-store".to_string()),
-            (REFERRER_POLICY, "no-referrer".to_string()),
-        ],
-    )
-        .into_response())
-}
-
-/// Where the provider sends the person's browser back; the browser-binding cookie is cleared
-/// whatever the outcome.
-pub(super) async fn callback(
-    State(app): State<Arc<App>>,
-    client: Client,
-    headers: HeaderMap,
-    Query(callback): Query<Callback>,
-) -> Response {
-    let clear = callback
-        .state
-        .as_deref()
-        .filter(|s| !s.is_empty() && s.len() <= MAX_ID)
-        .map(|state| {
-            let name = cookie_name(state);
-            (
-                SET_COOKIE,
-                format!("{name}=; Path=/; Max-Age=0; HttpOnly; Secure; SameSite=Lax"),
-            )
-        });
-    let result = complete(&app, client, &headers, callback).await;
-    (AppendHeaders(clear), result).into_response()
-}
-
-/// The callback's work: the state taken for this browser, the code exchanged, the tokens and
-/// the provider account sealed.
-async fn complete(
-    app: &Arc<App>,
-    client: Client,
-    headers: &HeaderMap,
-    callback: Callback,
-) -> Result<Json<Value>, ApiError> {
-    let refuse = async |tenant: Option<String>, reason: &str, message: String| {
-        refuse(app, client, tenant, reason, message).await
-    };
-    let Some(state) = callback
-        .state
-        .filter(|s| !s.is_empty() && s.len() <= MAX_ID)
-    else {
-        let message = "the callback carries no state".into();
-        return Err(forged(app, client, "missing-state", message).await);
-    };
-    let nonce = cookie(headers, &cookie_name(&state));
-    let (consent, verifier) = match app
-        .store
-        .take_consent(&state, nonce.as_deref(), now_unix())?
-    {
-        TakenState::Unknown => {
-            let message =
-                "this state is unknown or was already used: start again with connect".into();
-            return Err(forged(app, client, "unknown-state", message).await);
-        }
-        TakenState::Expired(consent) => {
-            return Err(refuse(
-                Some(consent.tenant),
-                "state-expired",
-                "the consent took more than ten minutes: start again with connect".into(),
-            )
-            .await);
-        }
-        TakenState::OtherBrowser(consent) => {
-            return Err(refuse(
-                Some(consent.tenant),
-                "browser-mismatch",
-                "this consent was started in another browser (its cookie is missing): start \
-                 again with connect, in the browser that completes it"
-                    .into(),
-            )
-            .await);
-        }
-        TakenState::Valid(consent, verifier) => (consent, verifier),
-    };
-    let tenant = Some(consent.tenant.clone());
-    if let Some(error) = callback.error {
-        // Only the RFC 6749 error code, and only if it looks like one.
-        let code =
-            if error.len() <= 40 && error.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
-                error
-            } else {
-                "error".into()
-            };
-        return Err(refuse(
-            tenant,
-            &format!("provider-{}", code.replace('_', "-")),
-            format!("the provider did not grant consent ({code})"),
-        )
-        .await);
-    }
-    let Some(code) = callback.code.filter(|c| !c.is_empty() && c.len() <= 2048) else {
-        return Err(refuse(
-            tenant,
-            "missing-code",
-            "the callback carries no code".into(),
-        )
-        .await);
-    };
-    let tenant_id: TenantId = id_of(&consent.tenant)?;
-    let installation: InstallationId = id_of(&consent.installation)?;
-    let user: Option<UserId> = consent
-        .user
-        .as_deref()
-        .map(|u| u.parse().map_err(ApiError::invalid))
-        .transpose()?;
-    let loaded = app.installed(&tenant_id, &installation).await?;
-    let Some(CredentialSpec::OAuth2(spec)) =
-        loaded.integration.credentials().get(&consent.credential)
-    else {
-        return Err(refuse(
-            tenant,
-            "credential-gone",
-            "the credential is no longer declared".into(),
-        )
-        .await);
-    };
-    let registered = registered_client(app, &tenant_id, &installation, &consent.credential, spec)?;
-    let exchanged = app
-        .runtime
-        .oauth()
-        .exchange_code(
-            &consent.credential,
-            spec,
-            &registered,
-            &code,
-            &verifier,
-            &consent.redirect_uri,
-        )
-        .await;
-    let exchanged = match exchanged {
-        Ok(exchanged) => exchanged,
-        Err(e) => {
-            return Err(refuse(
-                tenant,
-                "exchange-failed",
-                format!("the code exchange failed: {e}"),
-            )
-            .await);
-        }
-    };
-    let widened: Vec<String> = exchanged
-        .scopes
-        .iter()
-        .filter(|s| !consent.scopes.contains(s))
-        .cloned()
-        .collect();
-    let key = ConnectionKey {
-        tenant: &tenant_id,
-        installation: &installation,
-        credential: &consent.credential,
-        user: user.as_ref(),
-    };
-    app.store.put_connection(key, &exchanged, now_unix())?;
-    let mut scope = CredentialScope::new(consent.tenant.clone(), consent.installation.clone());
-    scope.user = consent.user.clone();
-    app.runtime
-        .oauth()
-        .forget(&scope, &consent.credential)
-        .await;
-    // The provider account stays out of the trail: it identifies a third party's account.
-    app.trail
-        .append(AuditEvent::ConnectionChanged {
-            tenant: consent.tenant.clone(),
-            installation: consent.installation.clone(),
-            credential: consent.credential.clone(),
-            user: user_ref(app, &tenant_id, user.as_ref())?,
-            change: ConnectionChange::Connected,
-            scopes: exchanged.scopes.clone(),
-            widened: widened.clone(),
-        })
-        .await?;
-    Ok(Json(json!({
-        "connected": true,
-        "installation": consent.installation,
-        "credential": consent.credential,
-        "user": consent.user,
-        "scopes": exchanged.scopes,
-        "widened": widened,
-        "expires_at": exchanged.expires_at,
-    })))
-}
-
+/// Remove an OAuth connection
+///
+/// The tenant's, or `?user=`'s. Its tokens are deleted, not revoked at the provider.
+#[utoipa::path(
+    delete,
+    path = "/v1/installations/{installation}/credentials/{name}/connection",
+    tag = "oauth",
+    operation_id = "disconnect",
+    extensions(("x-airlock-scope" = json!("credentials:write"))),
+    params(CredentialPath, UserQuery),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 404, description = "No such installation or connection (`not-found`)", body = ErrorBody),
+    ),
+)]
 pub(super) async fn disconnect(
     State(app): State<Arc<App>>,
     principal: Principal,
-    Path((installation, name)): Path<(String, String)>,
+    Path(CredentialPath { installation, name }): Path<CredentialPath>,
     Query(query): Query<UserQuery>,
 ) -> Result<StatusCode, ApiError> {
     principal.require(&app, Scope::CredentialsWrite).await?;
