@@ -4,7 +4,7 @@
 use airlock_audit::AuditTrail;
 use airlock_host_api::audit::{AuditEvent, AuditUnavailable, Change};
 use airlock_runtime::ids::TenantId;
-use airlock_store::tenants::TenantInfo;
+use airlock_store::TenantInfo;
 use airlock_store::{Storage, StoreError};
 
 /// Why a tenant was not created or deleted.

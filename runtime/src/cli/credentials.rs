@@ -16,7 +16,7 @@ use super::state::StateArgs;
 use crate::clock::rfc3339;
 use crate::engine::EngineSettings;
 use crate::ids::{InstallationId, TenantId};
-use crate::store::credentials::SetOutcome;
+use crate::store::SetOutcome;
 use airlock_store::Credentials;
 
 #[derive(Debug, Args)]

@@ -15,7 +15,7 @@ use crate::bundle::read_bundle;
 use crate::clock::rfc3339;
 use crate::ids::{InstallationId, TenantId};
 use crate::install::{Approver, Grant, InstallRequest, Installer, Outcome};
-use crate::store::installations::InstallationRecord;
+use crate::store::InstallationRecord;
 use airlock_store::Installations;
 
 /// Largest config accepted on the command line or from a file.

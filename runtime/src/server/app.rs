@@ -27,8 +27,8 @@ use crate::ids::{InstallationId, TenantId};
 use crate::install::{InstallError, Installer};
 use crate::loader::{Integration, ValidatedConfig};
 use crate::runtime::Runtime;
+use crate::store::InstallationRecord;
 use crate::store::Store;
-use crate::store::installations::InstallationRecord;
 use crate::trust::{TrustError, TrustStore};
 use airlock_store::Installations;
 

@@ -11,9 +11,9 @@ use utoipa::ToSchema;
 
 use crate::install::GrantedEgress;
 use crate::store::CredentialInfo;
-use crate::store::connections::{ConnectionInfo, ConnectionStatus};
-use crate::store::installations::{InstallationRecord, PendingUpgrade};
-use crate::store::webhooks::{EndpointInfo, SecretInfo};
+use crate::store::{ConnectionInfo, ConnectionStatus};
+use crate::store::{EndpointInfo, SecretInfo};
+use crate::store::{InstallationRecord, PendingUpgrade};
 use crate::webhook::Scheme;
 
 /// The operator's approval for one installation: the same shape as the CLI's TOML grant.

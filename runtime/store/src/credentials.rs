@@ -11,9 +11,9 @@ use airlock_host_api::credentials::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::connections::ConnectionKey;
 use super::keys::DATA_KEY_VERSION;
 use super::{Store, StoreError};
+use crate::records::*;
 use crate::traits::*;
 use airlock_runtime::clock::now_unix;
 use airlock_runtime::ids::{InstallationId, TenantId, UserId};
@@ -29,26 +29,6 @@ struct Record {
     created: u64,
     rotated: Option<u64>,
     sealed: Sealed,
-}
-
-/// What `credentials list` shows: never the value.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct CredentialInfo {
-    pub name: String,
-    #[serde(rename = "type")]
-    pub credential_type: CredentialType,
-    /// The origins (scheme://host:port) it is sent to: its rules', and an OAuth client's
-    /// token endpoint's.
-    pub origins: Vec<String>,
-    pub created: u64,
-    pub rotated: Option<u64>,
-}
-
-/// Whether `set` stored a new credential or replaced an existing value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SetOutcome {
-    Created,
-    Rotated,
 }
 
 /// A typed record key: the ids' grammar has no NUL, so the separator is unambiguous.

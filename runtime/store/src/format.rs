@@ -229,8 +229,8 @@ mod tests {
     use sha2::Digest as _;
 
     use super::*;
-    use crate::connections::{ConnectionKey, TakenState};
     use crate::kv::StoredKv;
+    use crate::records::{ConnectionKey, TakenState};
     use crate::testing::{holds, raw_bytes};
     use crate::traits::{Connections, Consents, Installations};
     use airlock_runtime::ids::{InstallationId, UserId};

@@ -13,50 +13,14 @@ use sha2::{Digest as _, Sha256};
 
 use super::keys::DATA_KEY_VERSION;
 use super::{Store, StoreError};
+use crate::records::*;
 use crate::traits::*;
-use airlock_policy::grant::Grant;
 use airlock_runtime::bundle::trusted::MAX_BUNDLE_BYTES;
 use airlock_runtime::fsutil::Confined;
 use airlock_runtime::ids::{InstallationId, TenantId};
 
 pub(super) const INSTALLATIONS: &str = "installations";
 const BUNDLES_DIR: &str = "bundles";
-
-/// One installation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InstallationRecord {
-    pub tenant: String,
-    pub installation: String,
-    pub integration: String,
-    pub version: String,
-    /// Hex SHA-256 of the bundle file.
-    pub bundle: String,
-    /// The key id that signed it.
-    pub key: String,
-    pub grant: Grant,
-    /// Config JSON, validated against the integration's config schema when set.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub config: Option<String>,
-    pub created: u64,
-    pub updated: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pending: Option<PendingUpgrade>,
-}
-
-/// A newer version that asks for more than the installed one; it waits for approval.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PendingUpgrade {
-    pub version: String,
-    pub bundle: String,
-    pub key: String,
-    /// What it declares beyond the installed version.
-    pub additions: Vec<String>,
-    /// Those of `additions` only the operator's admin key may approve: they change where a
-    /// stored secret is sent.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub admin_only: Vec<String>,
-    pub requested: u64,
-}
 
 /// An installation as stored: the record without its config, and the config sealed.
 #[derive(Serialize, Deserialize)]
@@ -238,6 +202,7 @@ fn corrupt(record: &InstallationRecord) -> StoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use airlock_policy::grant::Grant;
 
     const CANARY: &str = "canary-config-4b1d";
 

@@ -17,6 +17,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 use super::keys::DATA_KEY_VERSION;
 use super::{Store, StoreError};
+use crate::records::*;
 use crate::traits::*;
 use airlock_runtime::ids::{InstallationId, TenantId};
 
@@ -24,13 +25,6 @@ pub(super) const KV: &str = "kv";
 pub(super) const KV_USAGE: &str = "kv-usage";
 /// The domain of kv key names, for their index and their seal.
 const NAME_KIND: &str = "kv-key";
-
-/// A namespace's usage: keys, and bytes of keys and values (plaintext sizes).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct KvUsage {
-    pub keys: u64,
-    pub bytes: u64,
-}
 
 impl KvUsage {
     fn encode(self) -> [u8; 16] {

@@ -16,6 +16,7 @@
 //! - [`installations`]: installed bundles with their grants, config and pending upgrades.
 //! - [`kv`]: guests' key-value namespaces, sealed, with usage kept for quotas.
 //! - [`webhooks`]: webhook endpoints with sealed signing secrets, and delivery ids seen.
+//! - [`records`]: the plain records the traits take and return.
 //! - [`traits`]: the storage traits, one per concern, with the guarantees callers rely on.
 //! - `conformance`: the suite every implementation of the traits passes (tests, or the
 //!   `conformance` feature).
@@ -33,6 +34,7 @@ mod format;
 pub mod installations;
 pub mod keys;
 pub mod kv;
+pub mod records;
 pub mod tenants;
 pub mod traits;
 pub mod webhooks;
@@ -42,7 +44,12 @@ use std::sync::{Arc, Mutex};
 
 use airlock_host_api::credentials::vault::{MasterKey, VaultError};
 
-pub use credentials::{CredentialInfo, StoredSecrets};
+pub use credentials::StoredSecrets;
+pub use records::{
+    ConnectionInfo, ConnectionKey, ConnectionStatus, CredentialInfo, EndpointInfo,
+    InstallationRecord, KvUsage, NewEndpoint, PendingConsent, PendingUpgrade, SecretInfo,
+    SetOutcome, TakenState, TenantInfo,
+};
 pub use traits::{
     ApiKeys, Connections, Consents, Credentials, Installations, KvNamespaces, Storage, Tenants,
     Webhooks,

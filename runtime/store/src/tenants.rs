@@ -4,21 +4,13 @@
 //! overwritten and unlinked, so everything it sealed is unreadable from that moment, including
 //! copies left in old database segments), then removes its records.
 
-use serde::{Deserialize, Serialize};
-
 use super::{Store, StoreError};
+use crate::records::*;
 use crate::traits::*;
 use airlock_runtime::clock::now_unix;
 use airlock_runtime::ids::TenantId;
 
 const TENANTS: &str = "tenants";
-
-/// A tenant as `tenant list` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TenantInfo {
-    pub id: String,
-    pub created: u64,
-}
 
 impl Tenants for Store {
     fn create_tenant(&self, tenant: &TenantId) -> Result<TenantInfo, StoreError> {

@@ -16,12 +16,10 @@ use airlock_policy::webhook::{SigningKey, WebhookSecret};
 use airlock_runtime::ids::{EndpointId, InstallationId, TenantId, UserId};
 
 use crate::StoreError;
-use crate::connections::{ConnectionInfo, ConnectionKey, PendingConsent, TakenState};
-use crate::credentials::{CredentialInfo, SetOutcome};
-use crate::installations::InstallationRecord;
-use crate::kv::KvUsage;
-use crate::tenants::TenantInfo;
-use crate::webhooks::{EndpointInfo, NewEndpoint};
+use crate::records::{
+    ConnectionInfo, ConnectionKey, CredentialInfo, EndpointInfo, InstallationRecord, KvUsage,
+    NewEndpoint, PendingConsent, SetOutcome, TakenState, TenantInfo,
+};
 
 /// Tenants: the unit every other record belongs to.
 pub trait Tenants: Send + Sync {

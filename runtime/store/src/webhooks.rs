@@ -13,9 +13,10 @@ use zeroize::Zeroizing;
 
 use super::keys::DATA_KEY_VERSION;
 use super::{Store, StoreError};
+use crate::records::*;
 use crate::traits::*;
 use airlock_policy::webhook::{Scheme, SigningKey, WebhookSecret};
-use airlock_runtime::ids::{EndpointId, InstallationId, TenantId};
+use airlock_runtime::ids::{EndpointId, TenantId};
 
 const WEBHOOKS: &str = "webhooks";
 const DELIVERIES: &str = "webhook-deliveries";
@@ -39,36 +40,6 @@ struct StoredSecret {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     expires: Option<u64>,
     sealed: Sealed,
-}
-
-/// An endpoint as listed: never a secret.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct EndpointInfo {
-    pub id: String,
-    pub tenant: String,
-    pub installation: String,
-    pub action: String,
-    pub scheme: Scheme,
-    /// The path deliveries are posted to.
-    pub path: String,
-    pub created: u64,
-    /// The live secrets' creation and (for a rotated-out one) expiry times, newest first.
-    pub secrets: Vec<SecretInfo>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct SecretInfo {
-    pub created: u64,
-    pub expires: Option<u64>,
-}
-
-/// What a new endpoint is for.
-pub struct NewEndpoint<'a> {
-    pub id: &'a EndpointId,
-    pub tenant: &'a TenantId,
-    pub installation: &'a InstallationId,
-    pub action: &'a str,
-    pub scheme: Scheme,
 }
 
 impl Record {
@@ -414,6 +385,7 @@ fn expiry(value: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use airlock_runtime::ids::InstallationId;
 
     #[test]
     fn delivery_ids_are_remembered_for_their_retention_and_shredded_with_the_tenant() {

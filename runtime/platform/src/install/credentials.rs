@@ -9,7 +9,7 @@ use zeroize::Zeroizing;
 use super::{InstallError, Installer};
 use airlock_runtime::ids::{InstallationId, TenantId};
 use airlock_runtime::loader::credential_spec;
-use airlock_store::credentials::SetOutcome;
+use airlock_store::SetOutcome;
 
 /// Why a credential was not stored.
 #[derive(Debug, thiserror::Error)]

@@ -31,7 +31,8 @@ use airlock_runtime::loader::{ConfigError, Integration, bundle_manifest};
 use airlock_runtime::manifest::LoadedManifest;
 use airlock_runtime::runtime::Runtime;
 use airlock_runtime::trust::TrustStore;
-use airlock_store::installations::{InstallationRecord, PendingUpgrade, bundle_digest};
+use airlock_store::installations::bundle_digest;
+use airlock_store::{InstallationRecord, PendingUpgrade};
 use airlock_store::{Storage, StoreError};
 
 /// Why an install, an approval or a load of an installation was refused.

@@ -12,7 +12,7 @@ use airlock_policy::webhook::{Scheme, SecretRefused, WebhookSecret};
 use airlock_runtime::clock::now_unix;
 use airlock_runtime::ids::{EndpointId, InstallationId, TenantId};
 use airlock_store::StoreError;
-use airlock_store::webhooks::{EndpointInfo, NewEndpoint};
+use airlock_store::{EndpointInfo, NewEndpoint};
 
 /// The longest a rotated-out secret keeps verifying.
 pub const MAX_OVERLAP: Duration = Duration::from_secs(7 * 24 * 3600);

@@ -36,7 +36,7 @@ use crate::ids::{InstallationId, TenantId, UserId};
 use crate::server::app::App;
 use crate::server::client::Client;
 use crate::server::error::{ApiError, ErrorBody};
-use crate::store::connections::{ConnectionKey, TakenState};
+use crate::store::{ConnectionKey, TakenState};
 use airlock_store::{Connections, Consents};
 
 /// The browser-binding cookie's name, before a prefix of its state's hash (one per consent, so

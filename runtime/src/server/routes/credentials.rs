@@ -22,7 +22,7 @@ use crate::server::app::App;
 use crate::server::auth::Principal;
 use crate::server::error::{ApiError, ErrorBody};
 use crate::server::wire::{Connection, Credential, Kind};
-use crate::store::credentials::SetOutcome;
+use crate::store::SetOutcome;
 use airlock_store::{Connections, Credentials, Installations};
 
 #[derive(Deserialize, ToSchema)]

@@ -36,7 +36,7 @@ use crate::ids::{EndpointId, InstallationId, TenantId};
 use crate::server::app::App;
 use crate::server::client::Client;
 use crate::server::error::{ApiError, ErrorBody};
-use crate::store::webhooks::EndpointInfo;
+use crate::store::EndpointInfo;
 use crate::webhook::{self, Refusal};
 use airlock_store::Webhooks;
 

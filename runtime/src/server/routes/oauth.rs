@@ -41,7 +41,7 @@ use crate::server::app::App;
 use crate::server::auth::Principal;
 use crate::server::error::{ApiError, ErrorBody};
 use crate::store::StoredSecrets;
-use crate::store::connections::{ConnectionKey, PendingConsent};
+use crate::store::{ConnectionKey, PendingConsent};
 use airlock_store::{Connections, Consents};
 
 /// How long a consent may take, from `connect` to the callback.

@@ -17,7 +17,7 @@ use crate::ids::TenantId;
 use crate::server::app::App;
 use crate::server::auth::Principal;
 use crate::server::error::{ApiError, ErrorBody};
-use crate::store::tenants::TenantInfo;
+use crate::store::TenantInfo;
 use airlock_store::Tenants;
 
 #[derive(Deserialize, ToSchema)]

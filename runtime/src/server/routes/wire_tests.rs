@@ -14,10 +14,10 @@ use crate::apikey::{ApiKeyRecord, Scope};
 use crate::install::{Grant, GrantedEgress};
 use crate::server::wire::{self, Connection, Credential, Installation, Webhook, WebhookScheme};
 use crate::store::CredentialInfo;
-use crate::store::connections::{ConnectionInfo, ConnectionStatus};
-use crate::store::installations::{InstallationRecord, PendingUpgrade};
-use crate::store::tenants::TenantInfo;
-use crate::store::webhooks::{EndpointInfo, SecretInfo};
+use crate::store::TenantInfo;
+use crate::store::{ConnectionInfo, ConnectionStatus};
+use crate::store::{EndpointInfo, SecretInfo};
+use crate::store::{InstallationRecord, PendingUpgrade};
 use crate::webhook::Scheme;
 
 /// `record` and its wire form serialize alike.

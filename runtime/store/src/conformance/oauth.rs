@@ -4,7 +4,7 @@ use airlock_host_api::credentials::{ConnectionTokens, CredentialType, Secret};
 use airlock_runtime::ids::UserId;
 
 use super::{Subject, installation, tenant};
-use crate::connections::{ConnectionKey, ConnectionStatus, PendingConsent, TakenState};
+use crate::records::{ConnectionKey, ConnectionStatus, PendingConsent, TakenState};
 
 /// Tokens as a consent or a refresh produces them.
 pub fn tokens(access: &str) -> ConnectionTokens {

@@ -8,8 +8,8 @@ use airlock_runtime::ids::EndpointId;
 
 use super::oauth::{consent, tokens};
 use super::{RACERS, Subject, installation, race, tenant};
-use crate::connections::{ConnectionKey, TakenState};
-use crate::webhooks::NewEndpoint;
+use crate::records::NewEndpoint;
+use crate::records::{ConnectionKey, TakenState};
 
 fn winners(results: &[bool]) -> usize {
     results.iter().filter(|won| **won).count()

@@ -9,8 +9,8 @@ use airlock_runtime::ids::EndpointId;
 
 use super::{Subject, installation, tenant};
 use crate::StoreError;
-use crate::installations::InstallationRecord;
-use crate::webhooks::NewEndpoint;
+use crate::records::InstallationRecord;
+use crate::records::NewEndpoint;
 
 /// An installation record of `tenant` for the cases.
 pub fn record(tenant: &str, installation: &str) -> InstallationRecord {

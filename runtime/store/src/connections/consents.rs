@@ -1,6 +1,7 @@
 //! Consents under way: a start link offered by `connect`, then the state a browser carries to
 //! the provider and back. Each is taken once; see the parent module for what is sealed.
 
+use crate::records::*;
 use crate::traits::*;
 use airlock_host_api::credentials::vault::{DataKey, Sealed};
 use serde::{Deserialize, Serialize};
@@ -9,20 +10,6 @@ use subtle::ConstantTimeEq as _;
 use zeroize::Zeroizing;
 
 use super::*;
-
-/// A consent under way, between `connect` and the provider's callback.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PendingConsent {
-    pub tenant: String,
-    pub installation: String,
-    pub credential: String,
-    pub user: Option<String>,
-    /// The scopes asked for.
-    pub scopes: Vec<String>,
-    pub redirect_uri: String,
-    /// Unix seconds.
-    pub expires: u64,
-}
 
 /// A consent under way as stored: its `user` is kept sealed beside it, never in it.
 #[derive(Serialize, Deserialize)]
@@ -43,16 +30,6 @@ pub(super) struct OfferRecord {
     consent: PendingConsent,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     user: Option<Sealed>,
-}
-
-/// What a state found when it was taken.
-pub enum TakenState {
-    /// Unknown, or already used.
-    Unknown,
-    Expired(PendingConsent),
-    /// The browser coming back does not hold the cookie of the one that started the consent.
-    OtherBrowser(PendingConsent),
-    Valid(PendingConsent, Zeroizing<String>),
 }
 
 /// The key of a state or start id: its SHA-256, so the value itself is never stored.

@@ -29,9 +29,9 @@ mod consents;
 #[cfg(test)]
 mod tests;
 
+use crate::records::*;
 use crate::traits::*;
 use airlock_runtime::ids::{InstallationId, TenantId, UserId};
-pub use consents::{PendingConsent, TakenState};
 
 pub(crate) const CONNECTIONS: &str = "oauth-connections";
 pub(crate) const PENDING: &str = "oauth-pending";
@@ -43,15 +43,6 @@ const ACCOUNT: &str = "provider-account";
 const USER_KIND: &str = "oauth-user";
 const CONSENT_USER_KIND: &str = "oauth-consent-user";
 const OFFER_USER_KIND: &str = "oauth-offer-user";
-
-/// Which connection: a credential of an installation, for the tenant or one user.
-#[derive(Debug, Clone, Copy)]
-pub struct ConnectionKey<'a> {
-    pub tenant: &'a TenantId,
-    pub installation: &'a InstallationId,
-    pub credential: &'a str,
-    pub user: Option<&'a UserId>,
-}
 
 impl ConnectionKey<'_> {
     /// Where the connection is filed: a user only by their keyed reference.
@@ -90,15 +81,6 @@ impl ConnectionKey<'_> {
     }
 }
 
-/// A connection's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ConnectionStatus {
-    Connected,
-    /// The refresh token was refused: the person must connect again.
-    NeedsReconsent,
-}
-
 #[derive(Serialize, Deserialize)]
 struct Record {
     status: ConnectionStatus,
@@ -126,28 +108,6 @@ struct Record {
 struct Tokens {
     access: Option<Zeroizing<String>>,
     refresh: Option<Zeroizing<String>>,
-}
-
-/// A connection as listed: never a token.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ConnectionInfo {
-    pub credential: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub user: Option<String>,
-    /// The user's reference, as the audit trail records them.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub user_ref: Option<String>,
-    pub status: ConnectionStatus,
-    pub scopes: Vec<String>,
-    pub connected: u64,
-    pub updated: u64,
-    /// When the current access token expires (unix seconds), if it does.
-    pub expires_at: Option<u64>,
-    /// Whether a refresh token is held (the connection renews itself).
-    pub refreshable: bool,
-    /// Whose account at the provider, where the code exchange named one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub account: Option<ProviderAccount>,
 }
 
 /// The keyed reference that stands for `user` (a hash under the tenant's data key): the same
