@@ -9,8 +9,8 @@ use std::process::Output;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-use airlock::InvokeError;
 use airlock_host_api::audit::AuditEvent;
+use airlock_runtime::InvokeError;
 
 use airlock_host_api::egress::{Decision, MAX_DETAILED_EVENTS, Suppressed};
 

@@ -1,6 +1,6 @@
 //! The compiled-component cache: reused when its MAC verifies, never deserialized otherwise.
 
-use airlock::cache::CacheOutcome;
+use airlock_runtime::cache::CacheOutcome;
 
 use crate::support::{example, fresh};
 

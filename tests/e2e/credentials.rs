@@ -5,7 +5,7 @@
 
 use std::io::Write;
 
-use airlock::Invocation;
+use airlock_runtime::Invocation;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};

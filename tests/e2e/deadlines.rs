@@ -13,9 +13,9 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use airlock::Invocation;
-use airlock::invoke::DEADLINE_GRACE;
 use airlock_host_api::egress::{ABORTED, Decision};
+use airlock_runtime::Invocation;
+use airlock_runtime::invoke::DEADLINE_GRACE;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 

@@ -12,9 +12,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use airlock::engine::EgressOptions;
 use airlock_host_api::egress::Decision;
 use airlock_host_api::egress::resolve::{Lookup, Resolve, Resolver};
+use airlock_runtime::engine::EgressOptions;
 use serde_json::json;
 
 use crate::egress::{Egress, UPSTREAM_IP, outcomes, reasons};

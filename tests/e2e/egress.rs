@@ -6,12 +6,12 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::sync::Arc;
 
-use airlock::audit::{AuditDir, AuditTrail};
-use airlock::engine::EgressOptions;
-use airlock::store::Store;
-use airlock::{Caller, EngineSettings, Integration, Invocation, Runtime};
+use airlock_audit::{AuditDir, AuditTrail};
 use airlock_host_api::audit::{Subject, Trigger};
 use airlock_host_api::credentials::{CredentialScope, Secret, StaticSecrets};
+use airlock_runtime::engine::EgressOptions;
+use airlock_runtime::{Caller, EngineSettings, Integration, Invocation, Runtime};
+use airlock_store::Store;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 

@@ -1,6 +1,6 @@
 //! Fuel metering: a deterministic budget, off by default, that stops a guest like any limit.
 
-use airlock::{EngineSettings, Runtime};
+use airlock_runtime::{EngineSettings, Runtime};
 use tempfile::TempDir;
 
 use crate::support::{example, mapper_config, outcome, read_example, run_hostile, stderr};

@@ -6,9 +6,9 @@
 
 use std::time::Duration;
 
-use airlock::Invocation;
 use airlock_host_api::budget::{FIELD_SIZE_LIMIT, MAX_RESOURCES};
 use airlock_host_api::policy::Limits;
+use airlock_runtime::Invocation;
 use serde_json::{Value, json};
 
 use std::sync::Arc;

@@ -9,7 +9,7 @@ use crate::support::{invoke, load, mapper_config, outcome, read_example};
 const TIMEOUT: Duration = Duration::from_secs(1);
 const MEMORY: u64 = 32 << 20;
 
-async fn attack(action: &str) -> airlock::Invocation {
+async fn attack(action: &str) -> airlock_runtime::Invocation {
     let hostile = load("hostile");
     let none = hostile.validate_config(None).expect("no config needed");
     invoke(&hostile, &none, action, "{}").await

@@ -1,7 +1,7 @@
 //! Loading fails closed: bad manifests, excessive limits, remote schema refs and imports
 //! outside the world are refused with errors that name what and where.
 
-use airlock::LoadError;
+use airlock_runtime::LoadError;
 
 use crate::support::{
     custom_integration, example, mapper_copy, mapper_manifest, mapper_with, shared,

@@ -6,16 +6,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use airlock::ids::{InstallationId, TenantId};
-use airlock::store::{Store, StoredSecrets};
 use airlock_host_api::credentials::{CredentialScope, CredentialType, Secret};
+use airlock_runtime::ids::{InstallationId, TenantId};
+use airlock_store::{Store, StoredSecrets};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::json;
 use tempfile::TempDir;
 
 use crate::egress::{Egress, upstreams};
-use airlock::store::Credentials;
+use airlock_store::Credentials;
 use airlock_testkit::{Recorded, Reply, TestCa, Upstream};
 
 const TOKEN_PATH: &str = "/oauth/token";
@@ -179,7 +179,7 @@ fn slack(revoked: bool) -> impl Fn(&Recorded) -> Reply + Send + Sync + 'static {
 }
 
 /// Runs slack-notifier's `post-alert` with a stored refresh token.
-async fn post_alert(egress: &Egress) -> airlock::Invocation {
+async fn post_alert(egress: &Egress) -> airlock_runtime::Invocation {
     let secret = json!({"client_id": "111.222", "client_secret": "slack-cs",
                         "refresh_token": "xoxe-1-original"})
     .to_string();

@@ -10,10 +10,10 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use airlock::invoke::DEADLINE_GRACE;
-use airlock::{Caller, EngineSettings, Integration, Invocation, LoadError, Runtime};
 use airlock_host_api::audit::{Subject, Trigger};
 use airlock_host_api::egress::Decision;
+use airlock_runtime::invoke::DEADLINE_GRACE;
+use airlock_runtime::{Caller, EngineSettings, Integration, Invocation, LoadError, Runtime};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 

@@ -9,13 +9,13 @@ use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 
-use airlock::engine::EgressOptions;
-use airlock::{Caller, EngineSettings, Runtime};
 use airlock_host_api::audit::{Subject, Trigger};
 use airlock_host_api::credentials::{
     BoxFuture, CredentialBroker, CredentialError, CredentialScope, CredentialSpec, CredentialType,
     Secret, SecretSource,
 };
+use airlock_runtime::engine::EgressOptions;
+use airlock_runtime::{Caller, EngineSettings, Runtime};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};

@@ -9,10 +9,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use airlock::{Caller, Integration, Invocation};
 use airlock_host_api::audit::{Subject, Trigger};
 use airlock_host_api::credentials::{CredentialScope, NoCredentials};
 use airlock_host_api::egress::ABORTED;
+use airlock_runtime::{Caller, Integration, Invocation};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tempfile::TempDir;

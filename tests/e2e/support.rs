@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-use airlock::{EngineSettings, Integration, Invocation, Runtime, ValidatedConfig};
+use airlock_runtime::{EngineSettings, Integration, Invocation, Runtime, ValidatedConfig};
 use tempfile::TempDir;
 
 /// The guest-examples workspace, built by this crate's build script.

@@ -3,5 +3,5 @@
 //! cargo, no second copy of the workspace.
 
 fn main() -> std::process::ExitCode {
-    airlock::cli::main()
+    airlock::main()
 }

@@ -1,0 +1,732 @@
+//! The comparison harness (issue 8): Airlock against its floors, in one process and one run.
+//!
+//! `cargo bench -p airlock-runtime --bench compare` measures in full; under `cargo test` (no
+//! `--bench` argument) the same code runs in a quick mode of a few seconds so it cannot rot, and
+//! asserts nothing about time. It prints a markdown table and ends with one machine-readable
+//! line, `ratios: …`.
+//!
+//! Rows: `contact-mapper`'s `map-contact` through Airlock's full path (with and without the
+//! durable audit trail), bare wasmtime on the same engine (`InstancePre` + fresh `Store` + call),
+//! and the same mapping compiled natively (the physical floor); throughput with N concurrent
+//! tasks; cold start of a new signed bundle with an empty and a warm compiled cache; one
+//! brokered HTTPS GET against native reqwest; and the resident memory of invocations parked in
+//! a host call. With `--features extism-baseline`, Extism runs the same mapping (the guest's
+//! own code behind extism-pdk, `benches/extism-guest`): a fresh plugin from a compiled one per
+//! call (its isolation per call), and a warm call on one reused plugin (no isolation).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use airlock_host_api::credentials::{CredentialScope, CredentialType, Secret, StaticSecrets};
+use airlock_runtime::bundle::{self, PublicKey, SigningKey};
+use airlock_runtime::cache::{CacheOutcome, CompileCache};
+use airlock_runtime::digest::Digest;
+use airlock_runtime::engine::EgressOptions;
+use airlock_runtime::manifest::LoadedManifest;
+use airlock_runtime::trust::TrustStore;
+use airlock_runtime::{EngineSettings, Runtime};
+use airlock_testkit::{TestCa, Upstream};
+use bytes::Bytes;
+
+mod common;
+
+/// The guest's own mapping code, compiled natively. Its unit tests are the guest's to run.
+#[path = "../../../guest-examples/contact-mapper/src/mapping.rs"]
+#[allow(unused_imports)]
+mod mapping;
+
+const HOST: &str = "vault.allowed.test";
+/// Where the stand-in upstream listens.
+const LOOPBACK: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+/// Concurrent tasks for the throughput rows.
+const CONCURRENCY: [usize; 4] = [1, 2, 8, 64];
+
+/// How much to measure.
+struct Plan {
+    full: bool,
+    /// Timed calls per latency row.
+    samples: usize,
+    /// How long each throughput row runs.
+    window: Duration,
+    /// Cold starts per row.
+    starts: usize,
+    /// Invocations parked at once for the memory row.
+    parked: usize,
+}
+
+impl Plan {
+    fn from_args() -> Self {
+        if std::env::args().any(|a| a == "--bench") {
+            Self {
+                full: true,
+                samples: 5_000,
+                window: Duration::from_secs(3),
+                starts: 10,
+                parked: 1_000,
+            }
+        } else {
+            Self {
+                full: false,
+                samples: 50,
+                window: Duration::from_millis(100),
+                starts: 1,
+                parked: 50,
+            }
+        }
+    }
+}
+
+/// Median and 99th percentile of some durations.
+#[derive(Clone, Copy)]
+struct Stats {
+    median: Duration,
+    p99: Duration,
+}
+
+impl Stats {
+    fn of(mut samples: Vec<Duration>) -> Self {
+        samples.sort();
+        let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+        Self {
+            median: at(0.5),
+            p99: at(0.99),
+        }
+    }
+}
+
+/// Times `n` calls of `f` one by one, after a tenth as many to warm up.
+fn sample(n: usize, mut f: impl FnMut()) -> Stats {
+    for _ in 0..n / 10 + 1 {
+        f();
+    }
+    Stats::of(
+        (0..n)
+            .map(|_| {
+                let start = Instant::now();
+                f();
+                start.elapsed()
+            })
+            .collect(),
+    )
+}
+
+/// Completions per second of `tasks` concurrent loops of `call` over `window`.
+fn throughput<F, Fut>(rt: &tokio::runtime::Runtime, tasks: usize, window: Duration, call: F) -> f64
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let done = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let deadline = start + window;
+    rt.block_on(async {
+        let mut loops = tokio::task::JoinSet::new();
+        for _ in 0..tasks {
+            let (call, done) = (call.clone(), done.clone());
+            loops.spawn(async move {
+                while Instant::now() < deadline {
+                    call().await;
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+        while loops.join_next().await.is_some() {}
+    });
+    done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+}
+
+fn micros(d: Duration) -> String {
+    format!("{:.1} µs", d.as_secs_f64() * 1e6)
+}
+
+/// The markdown table, one row at a time.
+struct Table(Vec<[String; 4]>);
+
+impl Table {
+    fn latency(&mut self, what: &str, stats: Stats, base: Stats) {
+        self.0.push([
+            what.into(),
+            micros(stats.median),
+            micros(stats.p99),
+            format!("{:.2}", ratio(stats.median, base.median)),
+        ]);
+    }
+
+    fn row(&mut self, what: &str, value: String, note: &str) {
+        self.0
+            .push([what.into(), value, note.into(), String::new()]);
+    }
+
+    fn rate(&mut self, what: &str, per_second: f64, base: f64, base_name: &str) {
+        self.0.push([
+            what.into(),
+            format!("{per_second:.0}/s"),
+            format!("{base_name} {base:.0}/s"),
+            format!("{:.2}", per_second / base),
+        ]);
+    }
+
+    fn print(&self) {
+        println!("| what | median (or rate) | p99 (or note) | ratio |\n|---|---|---|---|");
+        for [a, b, c, d] in &self.0 {
+            println!("| {a} | {b} | {c} | {d} |");
+        }
+    }
+}
+
+fn ratio(a: Duration, b: Duration) -> f64 {
+    a.as_secs_f64() / b.as_secs_f64()
+}
+
+/// The resident set of this process, from `/proc/self/status`.
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kib| kib * 1024)
+}
+
+/// Resident bytes of wasmtime's pooled sandboxes: its large anonymous reservations (linear
+/// memories, tables, fiber stacks) and the copy-on-write memory images mapped into them. The
+/// rest of the resident set is the host's.
+fn pooled_rss_bytes() -> u64 {
+    const LARGE_KIB: u64 = 128 * 1024;
+    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
+        return 0;
+    };
+    let (mut total_kib, mut size_kib) = (0, 0);
+    let (mut anonymous, mut image) = (false, false);
+    for line in smaps.lines() {
+        let mut words = line.split_whitespace();
+        let first = words.next().unwrap_or("");
+        let kib = |value: Option<&str>| value.and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        if first.contains('-') && first.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+            // A mapping's header: `start-end perms offset dev inode [path]`.
+            let path = line.split_whitespace().nth(5).unwrap_or("");
+            anonymous = path.is_empty();
+            image = path.contains("wasm-memory-image");
+            size_kib = 0;
+        } else if first == "Size:" {
+            size_kib = kib(words.next());
+        } else if first == "Rss:" && (image || (anonymous && size_kib >= LARGE_KIB)) {
+            total_kib += kib(words.next());
+        }
+    }
+    total_kib * 1024
+}
+
+fn main() {
+    let plan = Plan::from_args();
+    let examples = common::built_examples();
+    let input = common::mapper_file(&examples, "sample-input.json");
+    let config_text = common::mapper_file(&examples, "sample-config.json");
+    let current = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio");
+    let multi = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio");
+    let settings = EngineSettings {
+        max_concurrent: 1_100,
+        ..EngineSettings::default()
+    };
+    let data = tempfile::TempDir::new().expect("temp dir");
+    let runtime = Arc::new(Runtime::new(data.path(), settings.clone()).expect("runtime"));
+    let mapper = Arc::new(
+        runtime
+            .load(&examples.join("contact-mapper"))
+            .expect("loads"),
+    );
+    let config = Arc::new(mapper.validate_config(Some(&config_text)).expect("config"));
+    let wasm = examples.join("target/wasm32-wasip2/release/contact_mapper.wasm");
+    let bare = Arc::new(common::bare::Bare::new(
+        &runtime,
+        &wasm,
+        *mapper.limits(),
+        &config_text,
+    ));
+    let mut table = Table(Vec::new());
+
+    // 1, 2, 4: one invocation at a time.
+    let invoke = || {
+        let ran = current.block_on(runtime.invoke(&mapper, &config, "map-contact", &input));
+        assert!(ran.result.is_ok());
+    };
+    let airlock = sample(plan.samples, invoke);
+    let floor = sample(plan.samples, || {
+        current.block_on(bare.call("map-contact", &input))
+    });
+    let native_config: mapping::Config = serde_json::from_str(&config_text).expect("config");
+    let native = sample(plan.samples * 10, || {
+        let crm: mapping::CrmContact = serde_json::from_str(&input).expect("input");
+        let contact = mapping::map(crm, &native_config).expect("maps");
+        std::hint::black_box(serde_json::to_string(&contact).expect("output"));
+    });
+    let audited = audited_latency(&plan, &examples, &input, &config_text, &current);
+    table.latency(
+        "bare wasmtime: `InstancePre` + fresh `Store` + call (same engine, pooling)",
+        floor,
+        floor,
+    );
+    table.latency(
+        "Airlock `Runtime::invoke`: validation, policy, fresh store, limits, call, output checks",
+        airlock,
+        floor,
+    );
+    table.latency(
+        "Airlock with the audit trail: the record flushed (fsync) before the result returns",
+        audited,
+        floor,
+    );
+    table.latency(
+        "native Rust: the same mapping, JSON in and out",
+        native,
+        floor,
+    );
+    let extism = extism_rows(&plan, &config_text, &input, floor, &mut table);
+
+    // 5: throughput with N concurrent tasks on 2 worker threads.
+    for tasks in CONCURRENCY {
+        let (r, m, c, i) = (
+            runtime.clone(),
+            mapper.clone(),
+            config.clone(),
+            input.clone(),
+        );
+        let airlock = throughput(&multi, tasks, plan.window, move || {
+            let (r, m, c, i) = (r.clone(), m.clone(), c.clone(), i.clone());
+            async move {
+                let ran = r.invoke(&m, &c, "map-contact", &i).await;
+                assert!(ran.result.is_ok());
+            }
+        });
+        let (b, i) = (bare.clone(), input.clone());
+        let floor = throughput(&multi, tasks, plan.window, move || {
+            let (b, i) = (b.clone(), i.clone());
+            async move { b.call("map-contact", &i).await }
+        });
+        table.rate(
+            &format!("throughput, Airlock, {tasks} concurrent task(s) on 2 threads"),
+            airlock,
+            floor,
+            "bare wasmtime",
+        );
+    }
+
+    // 6: cold start of a signed bundle, and where the warm one's time goes.
+    let starts = cold_start(&plan, &examples, &settings, &input, &config_text, &current);
+    table.row(
+        "cold start, empty compiled cache: verify + compile + pre-instantiate + first call",
+        micros(starts.cold.median),
+        "",
+    );
+    table.row(
+        "cold start, warm cache: verify + deserialize + pre-instantiate + first call",
+        micros(starts.warm.median),
+        "",
+    );
+    for (what, stats) in &starts.phases {
+        table.row(&format!("… {what}"), micros(stats.median), "timed apart");
+    }
+
+    // 7: one brokered HTTPS GET against native reqwest.
+    let (brokered, reqwest_fresh, reqwest_pooled) = https_get(&plan, &examples, &multi);
+    table.latency(
+        "reqwest, new connection per request (the fair baseline)",
+        reqwest_fresh,
+        reqwest_fresh,
+    );
+    table.latency(
+        "Airlock brokered GET: fresh sandbox, policy, pinned address, new TLS connection, injection, redaction",
+        brokered,
+        reqwest_fresh,
+    );
+    table.latency(
+        "reqwest, pooled keep-alive connection (context: what a connection pool would save)",
+        reqwest_pooled,
+        reqwest_fresh,
+    );
+
+    // 8: memory of invocations parked in a host call.
+    let parked = parked_memory(&plan, &examples, &multi);
+    table.row(
+        &format!(
+            "resident memory per invocation parked in a host call ({} at once)",
+            plan.parked
+        ),
+        format!("{:.0} KiB", parked.total / 1024.0),
+        &format!(
+            "the guest's linear memory is {:.0} KiB in size, resident only where touched",
+            parked.guest_memory / 1024.0
+        ),
+    );
+    table.row(
+        "… of which in its pooled sandbox (touched linear memory, tables, fiber stack)",
+        format!("{:.0} KiB", parked.pooled / 1024.0),
+        "/proc/self/smaps: the pool's reservations and memory images",
+    );
+    table.row(
+        "… of which the host's own (store, WASI and HTTP state, TLS client, task)",
+        format!(
+            "{:.0} KiB",
+            (parked.total - parked.pooled).max(0.0) / 1024.0
+        ),
+        "target ≤ 64 KiB",
+    );
+
+    println!(
+        "\n## Airlock comparison ({} mode)\n",
+        if plan.full { "full" } else { "quick" }
+    );
+    table.print();
+    let extism_ratio = extism.map_or("n/a".to_string(), |fresh| {
+        format!("{:.2}", ratio(airlock.median, fresh.median))
+    });
+    println!(
+        "\nratios: airlock/wasmtime={:.2} airlock/extism_fresh={extism_ratio} airlock/native={:.2} brokered/reqwest={:.2}",
+        ratio(airlock.median, floor.median),
+        ratio(airlock.median, native.median),
+        ratio(brokered.median, reqwest_fresh.median),
+    );
+}
+
+/// Extism's rows: a fresh plugin per call, and a warm call; returns the fresh-plugin figures.
+#[cfg(feature = "extism-baseline")]
+fn extism_rows(
+    plan: &Plan,
+    config_text: &str,
+    input: &str,
+    floor: Stats,
+    table: &mut Table,
+) -> Option<Stats> {
+    use extism::{CompiledPlugin, Manifest, Plugin, PluginBuilder, Wasm};
+    let wasm = std::fs::read(common::built_extism_guest()).expect("extism plugin");
+    let manifest = Manifest::new([Wasm::data(wasm)]).with_config_key("config", config_text);
+    let compiled =
+        CompiledPlugin::new(PluginBuilder::new(manifest).with_wasi(false)).expect("compiles");
+    let call = |plugin: &mut Plugin| {
+        let output: String = plugin.call("map_contact", input).expect("maps");
+        assert!(output.contains("ada@example.com"));
+    };
+    let fresh = sample(plan.samples, || {
+        call(&mut Plugin::new_from_compiled(&compiled).expect("plugin"));
+    });
+    let mut reused = Plugin::new_from_compiled(&compiled).expect("plugin");
+    let warm = sample(plan.samples, || call(&mut reused));
+    table.latency(
+        "Extism 1.30, a fresh plugin from a compiled one per call (its per-call isolation)",
+        fresh,
+        floor,
+    );
+    table.latency(
+        "Extism 1.30, warm call on one reused plugin (no isolation between calls)",
+        warm,
+        floor,
+    );
+    Some(fresh)
+}
+
+/// Without the `extism-baseline` feature there is no Extism to compare with; the row says so.
+#[cfg(not(feature = "extism-baseline"))]
+fn extism_rows(_: &Plan, _: &str, _: &str, _: Stats, table: &mut Table) -> Option<Stats> {
+    table.row(
+        "Extism",
+        "not measured".into(),
+        "build with --features extism-baseline",
+    );
+    None
+}
+
+/// The full path with a durable audit trail (one fsync per sequential invocation).
+fn audited_latency(
+    plan: &Plan,
+    examples: &Path,
+    input: &str,
+    config_text: &str,
+    rt: &tokio::runtime::Runtime,
+) -> Stats {
+    let data = tempfile::TempDir::new().expect("temp dir");
+    let audit_home = tempfile::TempDir::new().expect("temp dir");
+    let runtime = common::audited_runtime(data.path(), audit_home.path());
+    let mapper = runtime
+        .load(&examples.join("contact-mapper"))
+        .expect("loads");
+    let config = mapper.validate_config(Some(config_text)).expect("config");
+    sample(plan.samples.min(1_000), || {
+        let ran = rt.block_on(runtime.invoke(&mapper, &config, "map-contact", input));
+        assert!(ran.record.is_some());
+    })
+}
+
+/// Cold starts: with an empty compiled cache, with a warm one, and the warm one's phases
+/// timed apart (each on its own; they add up to about the whole).
+struct ColdStarts {
+    cold: Stats,
+    warm: Stats,
+    phases: Vec<(&'static str, Stats)>,
+}
+
+/// A new signed bundle's first invocation on a running runtime: with an empty compiled cache,
+/// and again with the cache the first load filled.
+fn cold_start(
+    plan: &Plan,
+    examples: &Path,
+    settings: &EngineSettings,
+    input: &str,
+    config_text: &str,
+    rt: &tokio::runtime::Runtime,
+) -> ColdStarts {
+    let key = SigningKey::generate(&mut rand_core::OsRng);
+    let public = PublicKey::from_verifying_key(key.verifying_key());
+    let manifest = LoadedManifest::load(&examples.join("contact-mapper")).expect("manifest");
+    let signed = bundle::sign_dir(&manifest, &key).expect("signs");
+    let origin = examples.join("contact-mapper.airlock");
+    let mut cold = Vec::new();
+    let mut warm = Vec::new();
+    let mut phases: [(&'static str, Vec<Duration>); 5] = [
+        (
+            "of which: verify the bundle (archive, SHA-256 digest, Ed25519)",
+            Vec::new(),
+        ),
+        (
+            "of which: the component's digest (the cache key)",
+            Vec::new(),
+        ),
+        (
+            "of which: read, HMAC-check and deserialize the cached artifact",
+            Vec::new(),
+        ),
+        (
+            "of which: the rest of loading (manifest, schemas, imports, pre-instantiate)",
+            Vec::new(),
+        ),
+        ("of which: config validation and the first call", Vec::new()),
+    ];
+    for _ in 0..plan.starts {
+        let data = tempfile::TempDir::new().expect("temp dir");
+        let mut trust = TrustStore::open(data.path()).expect("trust");
+        trust
+            .add(&public, &manifest.manifest.publisher.name)
+            .expect("trusted");
+        // One runtime, as on a running host: the first load compiles, the second finds the
+        // artifact the first cached (the runtime keeps no loaded component in memory).
+        let runtime = Runtime::new(data.path(), settings.clone()).expect("runtime");
+        for times in [&mut cold, &mut warm] {
+            let start = Instant::now();
+            let (mapper, _) =
+                bundle::trusted::load_verified(&runtime, &origin, &signed.bytes, &trust)
+                    .expect("verified and loaded");
+            let loaded = start.elapsed();
+            let config = mapper.validate_config(Some(config_text)).expect("config");
+            let ran = rt.block_on(runtime.invoke(&mapper, &config, "map-contact", input));
+            let total = start.elapsed();
+            times.push(total);
+            assert!(ran.result.is_ok());
+            phases[4].1.push(total - loaded);
+        }
+        // The warm start's phases, each timed on its own with the same runtime and cache.
+        let start = Instant::now();
+        let verified = bundle::verify_trusted(&origin, &signed.bytes, &trust).expect("verified");
+        phases[0].1.push(start.elapsed());
+        let wasm = &verified.files["component.wasm"];
+        let start = Instant::now();
+        let digest = Digest::of(wasm);
+        phases[1].1.push(start.elapsed());
+        let cache = CompileCache::open(data.path(), runtime.engine()).expect("cache");
+        let start = Instant::now();
+        let (_, outcome) = cache
+            .load_or_compile(runtime.engine(), &digest, wasm)
+            .expect("deserialized");
+        phases[2].1.push(start.elapsed());
+        assert_eq!(outcome, CacheOutcome::Hit);
+    }
+    let warm_stats = Stats::of(warm.clone());
+    let others: Duration = phases[..3]
+        .iter()
+        .map(|(_, times)| Stats::of(times.clone()).median)
+        .sum::<Duration>()
+        + Stats::of(phases[4].1.clone()).median;
+    let rest = warm_stats.median.saturating_sub(others);
+    phases[3].1.push(rest);
+    ColdStarts {
+        cold: Stats::of(cold),
+        warm: warm_stats,
+        phases: phases
+            .into_iter()
+            .map(|(what, times)| (what, Stats::of(times)))
+            .collect(),
+    }
+}
+
+/// One GET through the `exfil` guest's `fetch`, and the same GET from reqwest with a new
+/// connection each time, to a TLS server on loopback.
+/// Returns the brokered GET, reqwest with a new connection, and reqwest with a pooled one.
+fn https_get(plan: &Plan, examples: &Path, rt: &tokio::runtime::Runtime) -> (Stats, Stats, Stats) {
+    let ca = TestCa::new().expect("CA");
+    let api = Upstream::start_http(&ca, &[HOST], LOOPBACK, |_| {
+        http::Response::builder()
+            .header("content-type", "application/json")
+            .body(Bytes::from_static(br#"{"items":[1,2,3]}"#))
+            .unwrap_or_default()
+    })
+    .expect("loopback server");
+    let data = tempfile::TempDir::new().expect("temp dir");
+    let runtime = pinned_runtime(data.path(), api.addr(), &ca, 256);
+    let exfil = runtime.load(&examples.join("exfil")).expect("loads");
+    let config = exfil.validate_config(None).expect("config");
+    let caller = runtime.local_caller(bench_token(&runtime));
+    let url = format!("https://{HOST}/items");
+    let input = serde_json::json!({ "url": url }).to_string();
+    let client = |pooled: bool| {
+        let builder = reqwest::Client::builder()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_der(&ca.cert_der()).expect("ca"))
+            .resolve(HOST, api.addr())
+            .no_proxy()
+            .http1_only();
+        let builder = if pooled {
+            builder
+        } else {
+            builder.pool_max_idle_per_host(0)
+        };
+        builder.build().expect("reqwest client")
+    };
+    let n = plan.samples.min(2_000);
+    let brokered = sample(n, || {
+        let ran = rt.block_on(runtime.invoke_as(&exfil, &config, &caller, "fetch", &input));
+        let report = ran.result.expect("fetch reports");
+        assert_eq!(report["attempts"][0]["outcome"], "ok 200");
+    });
+    let get = |client: &reqwest::Client| {
+        rt.block_on(async {
+            let response = client
+                .get(&url)
+                .bearer_auth("bench-token-0123456789")
+                .send()
+                .await;
+            let body = response.expect("send").bytes().await.expect("body");
+            assert_eq!(body.len(), 17);
+        })
+    };
+    let (fresh, pooled) = (client(false), client(true));
+    let native = sample(n, || get(&fresh));
+    let kept_alive = sample(n, || get(&pooled));
+    (brokered, native, kept_alive)
+}
+
+/// The credential broker of a local run holding the `exfil` guest's bearer token.
+fn bench_token(runtime: &Runtime) -> Arc<dyn airlock_host_api::credentials::CredentialBroker> {
+    let secret =
+        Secret::new(CredentialType::Bearer, "bench-token-0123456789".into()).expect("secret");
+    runtime.credentials(
+        CredentialScope::local(),
+        Arc::new(StaticSecrets::new([("token".to_string(), secret)].into())),
+    )
+}
+
+/// A runtime whose egress to [`HOST`] goes to `addr`, trusting `ca`.
+fn pinned_runtime(data: &Path, addr: SocketAddr, ca: &TestCa, sandboxes: u32) -> Runtime {
+    let settings = EngineSettings {
+        egress: EgressOptions {
+            resolve: vec![format!("{HOST}={addr}").parse().expect("pin")],
+            allow_private: "127.0.0.0/8".parse().expect("cidr"),
+            extra_roots: vec![ca.write_pem(data).expect("ca")],
+            ..EgressOptions::default()
+        },
+        max_concurrent: sandboxes,
+        ..EngineSettings::default()
+    };
+    Runtime::new(data, settings).expect("runtime")
+}
+
+/// Resident memory per invocation while `plan.parked` of them wait in a host call (a TLS
+/// handshake with a server that accepts and never answers), and the guest's linear memory.
+fn parked_memory(plan: &Plan, examples: &Path, rt: &tokio::runtime::Runtime) -> Parked {
+    // Only the CA is needed: the handshake never completes.
+    let ca = TestCa::new().expect("CA");
+    // Accepts connections and holds them open, silent: each guest waits in its `fetch`.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let silent_addr = silent.local_addr().expect("addr");
+    let held = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let holder = held.clone();
+    std::thread::spawn(move || {
+        for stream in silent.incoming().flatten() {
+            holder.lock().expect("held").push(stream);
+        }
+    });
+    let data = tempfile::TempDir::new().expect("temp dir");
+    let sandboxes = u32::try_from(plan.parked + 64).expect("small");
+    let runtime = Arc::new(pinned_runtime(data.path(), silent_addr, &ca, sandboxes));
+    let exfil = Arc::new(runtime.load(&examples.join("exfil")).expect("loads"));
+    let config = Arc::new(exfil.validate_config(None).expect("config"));
+    let input = serde_json::json!({ "url": format!("https://{HOST}/slow") }).to_string();
+    let caller = || runtime.local_caller(bench_token(&runtime));
+    let (base, pooled_base) = (rss_bytes(), pooled_rss_bytes());
+    let mut parked = tokio::task::JoinSet::new();
+    for _ in 0..plan.parked {
+        let (r, e, c, i) = (
+            runtime.clone(),
+            exfil.clone(),
+            config.clone(),
+            input.clone(),
+        );
+        let caller = caller();
+        parked.spawn_on(
+            async move { r.invoke_as(&e, &c, &caller, "fetch", &i).await.memory_peak },
+            rt.handle(),
+        );
+    }
+    let waited = Instant::now();
+    while held.lock().expect("held").len() < plan.parked
+        && waited.elapsed() < Duration::from_secs(20)
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let (during, pooled_during) = (rss_bytes(), pooled_rss_bytes());
+    eprintln!(
+        "parked: {} connections held, {} invocations running, RSS {} → {} KiB, of which in \
+         the sandbox pool {} → {} KiB",
+        held.lock().expect("held").len(),
+        parked.len(),
+        base / 1024,
+        during / 1024,
+        pooled_base / 1024,
+        pooled_during / 1024
+    );
+    // Close the held connections: every parked fetch fails at once and its invocation ends.
+    held.lock().expect("held").clear();
+    let peaks: Vec<u64> = rt.block_on(async {
+        let mut peaks = Vec::new();
+        while let Some(peak) = parked.join_next().await {
+            peaks.push(peak.expect("joined"));
+        }
+        peaks
+    });
+    let n = plan.parked as f64;
+    Parked {
+        total: during.saturating_sub(base) as f64 / n,
+        pooled: pooled_during.saturating_sub(pooled_base) as f64 / n,
+        guest_memory: peaks.iter().sum::<u64>() as f64 / peaks.len().max(1) as f64,
+    }
+}
+
+/// Resident memory per parked invocation: in all, in its pooled sandbox, and the size of its
+/// linear memory.
+struct Parked {
+    total: f64,
+    pooled: f64,
+    guest_memory: f64,
+}

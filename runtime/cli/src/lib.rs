@@ -1,0 +1,168 @@
+//! The `airlock` command line: clap verbs, thin adapters over the services
+//! (`airlock-platform`), the runtime (`airlock-runtime`) and the server (`airlock-server`), one
+//! file per verb. `cargo install --path runtime/cli` installs it.
+//!
+//! Nouns take subcommands (`airlock install list`, `airlock tenant create`); actions are verbs
+//! (`run`, `test`, `build`, `sign`, `serve`, …). Options sit on the verbs they mean something
+//! to: state (`--data`, …) on the verbs that keep it ([`state`]), ceilings, fuel and the egress
+//! dev switches on the verbs that run code ([`engine_args`]). Exit codes: [`exit`]. The
+//! reference is docs/cli.md. [`hardening`]: no core dumps of a process that holds secrets.
+//!
+//! # Must never depend on
+//! Nothing is below the CLI; but no verb writes a store record or an audit record itself: every
+//! change goes through a service, the same one the server calls.
+
+mod apikey;
+mod audit;
+mod build;
+mod check;
+mod credentials;
+mod demo;
+mod engine_args;
+mod exit;
+pub mod hardening;
+mod hints;
+mod input;
+mod inspect;
+mod install;
+mod new;
+mod policy;
+mod report;
+mod run;
+mod secrets;
+mod serve;
+mod sign;
+mod state;
+mod tenant;
+mod test;
+mod trust;
+mod webhook;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::{Args, CommandFactory, Parser, Subcommand};
+
+use exit::Exit;
+
+/// Run untrusted integration components under declared limits, with validated I/O.
+#[derive(Debug, Parser)]
+#[command(name = "airlock", version)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run one action of an integration and print its output
+    Run(run::RunArgs),
+    /// Check an integration: manifest, schemas, limits and component imports
+    Check(check::CheckArgs),
+    /// Build an integration's component with its `[integration.build] command`
+    Build(build::BuildArgs),
+    /// Run an integration's fixture cases (tests/*.toml) offline, through the real egress path
+    Test(test::TestArgs),
+    /// Make a new integration crate that builds and passes its own tests as it is
+    New(new::NewArgs),
+    /// Build the example integrations and show them end to end
+    Demo(demo::DemoArgs),
+    /// Ask the egress policy of an integration
+    Policy(policy::PolicyArgs),
+    /// Manage tenants
+    Tenant(tenant::TenantArgs),
+    /// Manage API keys for Airlock's own API (one tenant each, or the admin key)
+    ApiKey(apikey::ApiKeyArgs),
+    /// Install a signed bundle for a tenant, granting it a subset of what it declares; list
+    /// installations and approve upgrades
+    Install(install::InstallArgs),
+    /// Manage an installation's credentials (stored encrypted; values read from stdin)
+    Credentials(credentials::CredentialsArgs),
+    /// Make a publisher key pair (Ed25519)
+    Keygen(trust::KeygenArgs),
+    /// Pack an integration into one signed bundle
+    Sign(sign::SignArgs),
+    /// Show what a bundle would be allowed to do, and who signed it, before trusting it
+    Inspect(inspect::InspectArgs),
+    /// Manage the publisher keys this host trusts
+    Trust(trust::TrustArgs),
+    /// Read and verify the audit trail
+    Audit(audit::AuditArgs),
+    /// Print metrics (OpenMetrics text format) derived from the audit trail
+    Metrics(audit::MetricsArgs),
+    /// Serve the operator's HTTP API (docs/api.md)
+    Serve(serve::ServeArgs),
+    /// Manage webhook endpoints: signed deliveries that run an installation's action
+    Webhook(webhook::WebhookArgs),
+    /// Print a shell completion script: `airlock completions bash > /etc/bash_completion.d/airlock`
+    Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Args)]
+struct CompletionsArgs {
+    /// The shell to complete in
+    #[arg(value_enum)]
+    shell: clap_complete::Shell,
+}
+
+/// Parses arguments, runs the command and maps the result to an exit code.
+pub fn main() -> ExitCode {
+    if let Err(e) = crate::hardening::disable_core_dumps() {
+        eprintln!("error: cannot disable core dumps (a crash could write secrets to disk): {e}");
+        return Exit::Host.into();
+    }
+    crate::hardening::install_panic_hook();
+    let args: Vec<String> = std::env::args().collect();
+    let cli = Cli::try_parse_from(&args)
+        .unwrap_or_else(|e| hints::with_hint(e, &Cli::command(), &args).exit());
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("AIRLOCK_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(dispatch(cli.command)));
+    match result {
+        Ok(exit) => exit.into(),
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            exit::of_error(&error).into()
+        }
+    }
+}
+
+async fn dispatch(command: Command) -> anyhow::Result<Exit> {
+    match command {
+        Command::Run(args) => run::run(args).await,
+        Command::Keygen(args) => trust::keygen(args),
+        Command::Sign(args) => sign::sign(args),
+        Command::Inspect(args) => inspect::inspect(args),
+        Command::Trust(args) => trust::trust(args),
+        Command::Credentials(args) => credentials::credentials(args),
+        Command::Check(args) => check::check(args),
+        Command::Build(args) => build::build(args),
+        Command::Test(args) => test::test(args).await,
+        Command::New(args) => new::new(args),
+        Command::Demo(args) => demo::demo(args).await,
+        Command::Policy(args) => policy::policy(args),
+        Command::Audit(args) => audit::audit(args),
+        Command::Tenant(args) => tenant::tenant(args),
+        Command::ApiKey(args) => apikey::api_key(args),
+        Command::Install(args) => install::install(args),
+        Command::Metrics(args) => audit::metrics(args),
+        Command::Serve(args) => serve::serve(args).await,
+        Command::Webhook(args) => webhook::webhook(args),
+        Command::Completions(args) => {
+            // Into memory first: the generator panics on a write error (a closed pipe).
+            let mut script = Vec::new();
+            clap_complete::generate(args.shell, &mut Cli::command(), "airlock", &mut script);
+            std::io::stdout().write_all(&script)?;
+            Ok(Exit::Success)
+        }
+    }
+}

@@ -1,0 +1,51 @@
+//! `airlock sign <dir> --key FILE`: packs an integration into one signed bundle.
+//!
+//! The bundle holds the manifest byte for byte, the component, and every schema the manifest
+//! names; the signature covers all of them plus the publisher, id and version
+//! (docs/bundle-format.md).
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::exit::{Exit, fail};
+use airlock_runtime::bundle::{self, load_signing_key};
+use airlock_runtime::fsutil::write_atomic;
+use airlock_runtime::manifest::LoadedManifest;
+
+#[derive(Debug, Args)]
+pub(crate) struct SignArgs {
+    /// Integration directory, or the path of its airlock.toml
+    path: PathBuf,
+    /// The publisher's private key (from `airlock keygen`)
+    #[arg(long, value_name = "FILE")]
+    key: PathBuf,
+    /// Where to write the bundle [default: ./<id>-<version>.airlock]
+    #[arg(long, value_name = "PATH")]
+    out: Option<PathBuf>,
+}
+
+pub(crate) fn sign(args: SignArgs) -> anyhow::Result<Exit> {
+    let invalid = |e: anyhow::Error| fail(Exit::Usage, e);
+    let manifest = LoadedManifest::load(&args.path).map_err(|e| invalid(e.into()))?;
+    let m = &manifest.manifest;
+    let key = load_signing_key(&args.key).map_err(|e| invalid(e.into()))?;
+    let signed = bundle::sign_dir(&manifest, &key).map_err(|e| invalid(e.into()))?;
+    let v = &signed.verified;
+    let out = args
+        .out
+        .unwrap_or_else(|| PathBuf::from(bundle::file_name(&v.id, &v.version)));
+    write_atomic(&out, &signed.bytes)
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", out.display()))?;
+    eprintln!(
+        "signed {} {} for {:?} with key {} ({} files)",
+        v.id,
+        v.version,
+        m.publisher.name,
+        v.key_id,
+        v.files.len()
+    );
+    eprintln!("digest sha256:{}", hex::encode(v.digest));
+    println!("{}", out.display());
+    Ok(Exit::Success)
+}

@@ -1,0 +1,149 @@
+//! Where a verb's state lives: `--data`, `--master-key` and `--audit-dir`, on the verbs that
+//! keep state (not on `keygen`, `sign`, `new`, `build` or `completions`), and what they open.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::exit::{Exit, fail};
+use airlock_audit::{AuditDir, AuditTrail};
+use airlock_runtime::engine::EngineSettings;
+use airlock_store::Store;
+
+/// `--data`: for the verbs that read the data dir but not its store (the compile cache, the
+/// trust store).
+#[derive(Debug, Args)]
+#[command(next_help_heading = "State")]
+pub(crate) struct DataArgs {
+    /// Directory for Airlock's state (store, compile cache, trust store) [default: the
+    /// platform's per-user data directory]
+    #[arg(long, global = true, env = "AIRLOCK_DATA", value_name = "DIR")]
+    data: Option<PathBuf>,
+}
+
+impl DataArgs {
+    /// `--data`, else `$AIRLOCK_DATA` (both via clap), else the platform's per-user data dir;
+    /// created if missing.
+    pub(crate) fn dir(&self) -> anyhow::Result<PathBuf> {
+        let dir = match &self.data {
+            Some(dir) => dir.clone(),
+            None => directories::ProjectDirs::from("dev", "airlock", "airlock")
+                .map(|p| p.data_dir().to_path_buf())
+                .ok_or_else(|| {
+                    fail(
+                        Exit::Usage,
+                        anyhow::anyhow!("no home directory to keep state in; pass --data DIR"),
+                    )
+                })?,
+        };
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| anyhow::anyhow!("cannot create data dir {}: {e}", dir.display()))?;
+        Ok(dir)
+    }
+}
+
+/// `--data`, `--master-key` and `--audit-dir`: for the verbs that open the store and its trail.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "State")]
+pub(crate) struct StateArgs {
+    #[command(flatten)]
+    data: DataArgs,
+
+    /// The master key file that wraps tenants' data keys; keep it outside the data dir in
+    /// production. AIRLOCK_MASTER_KEY (the key itself, base64) takes precedence
+    /// [default: DIR/master.key, created 0600 when first needed]
+    #[arg(
+        long,
+        global = true,
+        env = "AIRLOCK_MASTER_KEY_FILE",
+        value_name = "FILE"
+    )]
+    master_key: Option<PathBuf>,
+
+    /// Directory for the audit checkpoint key and signed checkpoints; must be outside the data
+    /// dir [default: the platform's per-user config dir, e.g. ~/.config/airlock/audit]
+    #[arg(long, global = true, env = "AIRLOCK_AUDIT_DIR", value_name = "DIR")]
+    audit_dir: Option<PathBuf>,
+}
+
+impl StateArgs {
+    /// The data dir (created if missing), the master key and the audit dir.
+    pub(crate) fn state(&self) -> anyhow::Result<State> {
+        Ok(State {
+            data: self.data.dir()?,
+            master_key: self.master_key.clone(),
+            audit_dir: self.audit_dir.clone(),
+        })
+    }
+}
+
+/// Where a verb's state lives: the data dir, the master key and the audit dir.
+pub(crate) struct State {
+    pub data: PathBuf,
+    pub master_key: Option<PathBuf>,
+    pub audit_dir: Option<PathBuf>,
+}
+
+impl State {
+    /// Opens the store and its audit trail: every verb that changes state or runs code
+    /// records it.
+    pub(crate) fn open(&self) -> anyhow::Result<(Store, AuditTrail)> {
+        let store = Store::open(&self.data, self.master_key.as_deref())?;
+        let trail = AuditTrail::open(&store, self.audit()?)?;
+        Ok((store, trail))
+    }
+
+    /// The store alone, for the verbs that only read it.
+    pub(crate) fn store(&self) -> anyhow::Result<Store> {
+        Ok(Store::open(&self.data, self.master_key.as_deref())?)
+    }
+
+    /// The audit dir: `--audit-dir`, `$AIRLOCK_AUDIT_DIR` (both via clap), else the platform's
+    /// per-user config dir, which is never inside the data dir.
+    fn audit(&self) -> anyhow::Result<AuditDir> {
+        let dir = match &self.audit_dir {
+            Some(dir) => dir.clone(),
+            None => directories::ProjectDirs::from("dev", "airlock", "airlock")
+                .map(|p| p.config_dir().join("audit"))
+                .ok_or_else(|| {
+                    fail(
+                        Exit::Usage,
+                        anyhow::anyhow!(
+                            "no home directory for the audit key; pass --audit-dir DIR"
+                        ),
+                    )
+                })?,
+        };
+        AuditDir::open(&dir, &self.data).map_err(|e| fail(Exit::Usage, e))
+    }
+
+    /// The store, its trail, the trust store and a runtime with `settings`.
+    pub(crate) fn open_installations(&self, settings: EngineSettings) -> anyhow::Result<Opened> {
+        let (store, trail) = self.open()?;
+        Ok(Opened {
+            trust: airlock_runtime::trust::TrustStore::open(&self.data)?,
+            runtime: airlock_runtime::runtime::Runtime::new(&self.data, settings)?,
+            store,
+            trail,
+        })
+    }
+}
+
+/// What the verbs that act on installations open.
+pub(crate) struct Opened {
+    pub store: Store,
+    pub trail: AuditTrail,
+    pub trust: airlock_runtime::trust::TrustStore,
+    pub runtime: airlock_runtime::runtime::Runtime,
+}
+
+impl Opened {
+    pub(crate) fn installer(&self) -> airlock_platform::install::Installer<'_> {
+        airlock_platform::install::Installer {
+            runtime: &self.runtime,
+            store: &self.store,
+            trail: &self.trail,
+            trust: &self.trust,
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! `airlock keygen` and `airlock trust add|list|revoke`: publisher keys and which of them this
+//! host trusts.
+
+use std::path::PathBuf;
+
+use airlock_platform::trust::{self as trust_service, TrustChangeError};
+
+use clap::{Args, Subcommand};
+
+use super::exit::{Exit, fail};
+use super::state::StateArgs;
+use airlock_runtime::bundle::{PublicKey, generate};
+use airlock_runtime::clock::rfc3339;
+use airlock_runtime::trust::TrustStore;
+
+#[derive(Debug, Args)]
+pub(crate) struct KeygenArgs {
+    /// Where to write the private key (mode 0600; refused if the file exists)
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+}
+
+/// Makes an Ed25519 key pair; prints the public key line to give operators.
+pub(crate) fn keygen(args: KeygenArgs) -> anyhow::Result<Exit> {
+    let public = generate(&args.out).map_err(|e| fail(Exit::Usage, e))?;
+    eprintln!(
+        "wrote the private key to {} (mode 0600); keep it secret. The public key, for `airlock trust add`:",
+        args.out.display()
+    );
+    println!("{}", public.to_line());
+    Ok(Exit::Success)
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TrustArgs {
+    #[command(subcommand)]
+    command: TrustCommand,
+    #[command(flatten)]
+    state: StateArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum TrustCommand {
+    /// Trust a publisher key for bundles of one publisher
+    Add {
+        /// The public key line from `airlock keygen`, or @FILE holding it
+        public_key: String,
+        /// The publisher name the key signs for; must equal the manifests' [publisher] name
+        #[arg(long)]
+        publisher: String,
+    },
+    /// List trusted and revoked keys
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key: bundles it signed no longer run
+    Revoke { key_id: String },
+}
+
+pub(crate) fn trust(args: TrustArgs) -> anyhow::Result<Exit> {
+    let state = args.state.state()?;
+    let mut store = TrustStore::open(&state.data)?;
+    match args.command {
+        TrustCommand::Add {
+            public_key,
+            publisher,
+        } => {
+            let line = match public_key.strip_prefix('@') {
+                Some(file) => std::fs::read_to_string(file)
+                    .map_err(|e| anyhow::anyhow!("cannot read {file}: {e}"))?,
+                None => public_key,
+            };
+            let key = PublicKey::parse_line(line.trim()).map_err(|e| fail(Exit::Usage, e))?;
+            let (_db, trail) = state.open()?;
+            let added =
+                trust_service::add(&mut store, &trail, &key, &publisher).map_err(refused)?;
+            eprintln!(
+                "trusted key {} for publisher {:?}",
+                added.key_id, added.publisher
+            );
+        }
+        TrustCommand::List { json } => {
+            if json {
+                println!("{}", serde_json::to_string_pretty(store.keys())?);
+            } else if store.keys().is_empty() {
+                eprintln!(
+                    "no trusted keys: nothing signed will run (add one with `airlock trust add`)"
+                );
+            } else {
+                for k in store.keys() {
+                    let state = k
+                        .revoked
+                        .map_or("trusted".to_string(), |t| format!("revoked {}", rfc3339(t)));
+                    println!(
+                        "{}  {:<28} added {}  {state}",
+                        k.key_id,
+                        format!("{:?}", k.publisher),
+                        rfc3339(k.added)
+                    );
+                }
+            }
+        }
+        TrustCommand::Revoke { key_id } => {
+            let (_db, trail) = state.open()?;
+            trust_service::revoke(&mut store, &trail, &key_id).map_err(refused)?;
+            eprintln!("revoked key {key_id}: bundles it signed no longer run");
+        }
+    }
+    Ok(Exit::Success)
+}
+
+/// A refused change is the operator's input (exit 2); an audit failure is not.
+fn refused(e: TrustChangeError) -> anyhow::Error {
+    match e {
+        TrustChangeError::Trust(e) => fail(Exit::Usage, e),
+        audit => audit.into(),
+    }
+}

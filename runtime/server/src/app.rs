@@ -1,0 +1,333 @@
+//! The server's shared state: one store, trail, runtime and trust store for all requests, the
+//! loaded installations, admission and failure limits.
+//!
+//! A loaded installation is reused while its stored record is unchanged and its signing key is
+//! still trusted: the trust store is re-read when its file changes (`airlock trust revoke` on
+//! the same data dir stops an installation on its next invocation, without a restart).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::SystemTime;
+
+use airlock_host_api::audit::AuditEvent;
+use airlock_host_api::egress::ip::AllowRanges;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+
+use super::admission::{Admission, AdmissionLimits};
+use super::client::ProxyTrust;
+use super::error::ApiError;
+use super::failures::{FailureLimiter, KeyFailures};
+use airlock_audit::AuditTrail;
+use airlock_audit::metrics::{Metrics, exposition};
+use airlock_platform::install::{InstallError, Installer};
+use airlock_runtime::bundle::Trust;
+use airlock_runtime::ids::{InstallationId, TenantId};
+use airlock_runtime::loader::{Integration, ValidatedConfig};
+use airlock_runtime::runtime::Runtime;
+use airlock_runtime::trust::{TrustError, TrustStore};
+use airlock_store::InstallationRecord;
+use airlock_store::Installations;
+use airlock_store::Store;
+
+/// Request and concurrency limits of one server.
+#[derive(Debug, Clone, Copy)]
+pub struct ServeLimits {
+    pub admission: AdmissionLimits,
+    /// Largest request body, except bundle uploads.
+    pub max_body: usize,
+    /// Largest bundle upload.
+    pub max_bundle: usize,
+    /// Client connections open at once; more wait to be accepted.
+    pub max_connections: usize,
+}
+
+impl Default for ServeLimits {
+    fn default() -> Self {
+        Self {
+            admission: AdmissionLimits::default(),
+            max_body: 1 << 20,
+            max_bundle: airlock_runtime::bundle::trusted::MAX_BUNDLE_BYTES as usize,
+            max_connections: 512,
+        }
+    }
+}
+
+/// An installation ready to invoke: what its record says, loaded and configured.
+pub struct Loaded {
+    pub record: InstallationRecord,
+    pub integration: Integration,
+    pub config: ValidatedConfig,
+}
+
+/// Everything a request handler shares.
+pub struct App {
+    pub(crate) runtime: Runtime,
+    pub(crate) store: Store,
+    pub(crate) trail: AuditTrail,
+    pub(crate) admission: Admission,
+    pub(crate) failures: KeyFailures,
+    /// Refused OAuth callbacks per client: apart from API-key failures, so a page that makes a
+    /// browser load forged callbacks cannot lock its user out of the API.
+    pub(crate) callback_failures: FailureLimiter,
+    /// Peers whose forwarding headers name the client (`--trusted-proxy`).
+    trusted_proxies: AllowRanges,
+    /// Webhook refusals recorded per endpoint, and those beyond the limit (counted only).
+    pub(crate) hook_refusals: FailureLimiter<String>,
+    pub(crate) hook_refusals_unrecorded: AtomicU64,
+    pub(crate) limits: ServeLimits,
+    /// Where browsers reach this server (scheme, host and port): consents start at
+    /// `{public_url}/v1/oauth/start/…` and come back to `{public_url}/v1/oauth/callback`.
+    public_url: String,
+    trust: TrustCache,
+    loaded: Mutex<HashMap<(TenantId, InstallationId), Arc<Loaded>>>,
+    /// Metrics counted from the trail so far, and the next record to count.
+    metrics: Mutex<(Metrics, u64)>,
+}
+
+impl App {
+    /// Serves `store` with `runtime` (which records to `trail`), reachable by browsers and
+    /// webhook senders at `public_url` (scheme, host and port, no path).
+    pub fn new(
+        runtime: Runtime,
+        store: Store,
+        trail: AuditTrail,
+        limits: ServeLimits,
+        public_url: &str,
+    ) -> Result<Self, TrustError> {
+        Ok(Self {
+            public_url: public_url.trim_end_matches('/').to_string(),
+            trust: TrustCache::open(runtime.data_dir().to_path_buf())?,
+            admission: Admission::new(limits.admission),
+            failures: KeyFailures::default(),
+            callback_failures: FailureLimiter::default(),
+            hook_refusals: FailureLimiter::default(),
+            hook_refusals_unrecorded: AtomicU64::new(0),
+            trusted_proxies: AllowRanges::none(),
+            loaded: Mutex::new(HashMap::new()),
+            metrics: Mutex::new((Metrics::default(), 0)),
+            runtime: runtime.with_audit(trail.clone()),
+            store,
+            trail,
+            limits,
+        })
+    }
+
+    /// Believes `X-Forwarded-For` and `Forwarded` from peers in `proxies` (none by default).
+    pub fn with_trusted_proxies(mut self, proxies: AllowRanges) -> Self {
+        self.trusted_proxies = proxies;
+        self
+    }
+
+    /// The OAuth redirect URI this server registers with providers.
+    pub(crate) fn redirect_uri(&self) -> String {
+        format!("{}/v1/oauth/callback", self.public_url)
+    }
+
+    /// Where a person's browser starts the consent with one-time id `id`.
+    pub(crate) fn consent_start_url(&self, id: &str) -> String {
+        format!("{}/v1/oauth/start/{id}", self.public_url)
+    }
+
+    /// The trust store as it is on disk now.
+    pub(crate) fn trust(&self) -> Result<Arc<TrustStore>, TrustError> {
+        self.trust.current()
+    }
+
+    /// Changes the trust store with `change`, one change at a time; every later load sees it.
+    pub(crate) fn change_trust<R>(
+        &self,
+        change: impl FnOnce(&mut TrustStore) -> Result<R, TrustError>,
+    ) -> Result<R, TrustError> {
+        self.trust.change(change)
+    }
+
+    /// Runs `f` with an installer over this server's state, on a blocking thread (installs
+    /// verify and compile).
+    pub(crate) async fn installing<R: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&Installer<'_>) -> R + Send + 'static,
+    ) -> Result<R, ApiError> {
+        let app = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let trust = app.trust()?;
+            let installer = Installer {
+                runtime: &app.runtime,
+                store: &app.store,
+                trust: &trust,
+                trail: &app.trail,
+            };
+            Ok(f(&installer))
+        })
+        .await
+        .map_err(ApiError::internal)?
+    }
+
+    /// The installation, loaded: from the cache while its record and key are unchanged, else
+    /// verified and loaded again. A refusal on trust grounds is recorded.
+    pub(crate) async fn installed(
+        self: &Arc<Self>,
+        tenant: &TenantId,
+        installation: &InstallationId,
+    ) -> Result<Arc<Loaded>, ApiError> {
+        let record = self
+            .store
+            .installation(tenant, installation)?
+            .ok_or_else(|| ApiError::not_found(format!("installation {installation}")))?;
+        let trusted = matches!(self.trust()?.lookup(&record.key), Trust::Trusted { .. });
+        let slot = (tenant.clone(), installation.clone());
+        if trusted
+            && let Some(loaded) = self.cached().get(&slot)
+            && loaded.record == record
+        {
+            return Ok(loaded.clone());
+        }
+        self.cached().remove(&slot);
+        let bundle = record.bundle.clone();
+        let loaded = self
+            .installing(move |installer| -> Result<Loaded, InstallError> {
+                let integration = installer.load(&record)?;
+                let config = integration.validate_config(record.config.as_deref())?;
+                Ok(Loaded {
+                    record,
+                    integration,
+                    config,
+                })
+            })
+            .await?;
+        let loaded = match loaded {
+            Ok(loaded) => Arc::new(loaded),
+            Err(e) => return Err(self.refused(format!("{bundle}.airlock"), e).await),
+        };
+        self.cached().insert(slot, loaded.clone());
+        Ok(loaded)
+    }
+
+    /// The API error for `error`, recorded first if it is a refusal on trust grounds (as the
+    /// CLI records it) of `artifact` (the bundle's stored name, or the installation).
+    pub(crate) async fn refused(&self, artifact: String, error: InstallError) -> ApiError {
+        if let Some(reason) = error.trust_reason() {
+            let recorded = self
+                .trail
+                .append(AuditEvent::TrustRefused {
+                    artifact,
+                    reason: reason.to_string(),
+                })
+                .await;
+            if let Err(e) = recorded {
+                return e.into();
+            }
+        }
+        error.into()
+    }
+
+    /// Drops everything held for a deleted `tenant`: its loaded installations and OAuth
+    /// tokens, so a tenant made again under the same id inherits nothing.
+    pub(crate) async fn forget_tenant(&self, tenant: &TenantId) {
+        self.cached().retain(|(t, _), _| t != tenant);
+        self.runtime
+            .oauth()
+            .forget_where(|scope, _| scope.tenant == tenant.as_str())
+            .await;
+    }
+
+    /// The OpenMetrics text: counts from the audit trail (new records counted on each scrape)
+    /// and the server's own gauges, in one registry.
+    pub(crate) fn metrics(&self) -> Result<String, ApiError> {
+        let mut guard = self.metrics.lock().unwrap_or_else(PoisonError::into_inner);
+        let (metrics, next) = &mut *guard;
+        *next = metrics
+            .count(&self.trail, *next)
+            .map_err(ApiError::internal)?;
+        let mut registry = metrics.registry();
+        registry.register(
+            "airlock_server_invocations_running",
+            "Invocations running now",
+            ConstGauge::new(u64::try_from(self.admission.running()).unwrap_or(u64::MAX)),
+        );
+        registry.register(
+            "airlock_server_busy",
+            "Invocation requests refused with 429 (queue full)",
+            ConstCounter::new(self.admission.refused()),
+        );
+        registry.register(
+            "airlock_audit_available",
+            "Whether the audit trail takes records (0 means every invocation is refused)",
+            ConstGauge::new(u64::from(self.trail.failure().is_none())),
+        );
+        registry.register(
+            "airlock_webhook_refusals_unrecorded",
+            "Webhook deliveries refused beyond an endpoint's per-minute audit limit (counted, not recorded)",
+            ConstCounter::new(self.hook_refusals_unrecorded.load(Ordering::Relaxed)),
+        );
+        exposition(&registry).map_err(ApiError::internal)
+    }
+
+    /// After the last request: a final signed checkpoint.
+    pub(crate) fn close(&self) {
+        if let Err(e) = self.trail.checkpoint() {
+            tracing::error!(error = %e, "cannot sign the final audit checkpoint");
+        }
+    }
+
+    fn cached(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<(TenantId, InstallationId), Arc<Loaded>>> {
+        self.loaded.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The trust file's modification time and length, when it was read.
+type Stamp = Option<(SystemTime, u64)>;
+
+/// The trust store, re-read whenever its file changes.
+struct TrustCache {
+    data: PathBuf,
+    current: Mutex<(Stamp, Arc<TrustStore>)>,
+}
+
+impl TrustCache {
+    fn open(data: PathBuf) -> Result<Self, TrustError> {
+        let stamp = stamp(&data);
+        let store = Arc::new(TrustStore::open(&data)?);
+        Ok(Self {
+            data,
+            current: Mutex::new((stamp, store)),
+        })
+    }
+
+    fn change<R>(
+        &self,
+        change: impl FnOnce(&mut TrustStore) -> Result<R, TrustError>,
+    ) -> Result<R, TrustError> {
+        let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut store = TrustStore::open(&self.data)?;
+        let result = change(&mut store);
+        *current = (stamp(&self.data), Arc::new(store));
+        result
+    }
+
+    fn current(&self) -> Result<Arc<TrustStore>, TrustError> {
+        let stamp = stamp(&self.data);
+        let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        if current.0 != stamp {
+            *current = (stamp, Arc::new(TrustStore::open(&self.data)?));
+        }
+        Ok(current.1.clone())
+    }
+}
+
+/// The trust file's modification time and length, if it exists.
+fn stamp(data: &std::path::Path) -> Stamp {
+    let meta = std::fs::metadata(TrustStore::path(data)).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
+}
+
+impl ProxyTrust for Arc<App> {
+    /// Peers whose forwarding headers name the client.
+    fn trusted_proxies(&self) -> &AllowRanges {
+        &self.trusted_proxies
+    }
+}

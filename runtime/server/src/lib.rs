@@ -1,0 +1,157 @@
+//! `airlock serve`: the operator's HTTP API over the same store, trust store, installer and
+//! runtime the CLI uses.
+//!
+//! Every request is authorized from its API key alone (`Authorization: Bearer`): the key's
+//! tenant is the only tenant it can name, and its scopes are the only operations it can run.
+//! Invocations are admitted per tenant and globally, with bounded queues (`429` beyond them),
+//! and guests yield their thread every few milliseconds, so one tenant's busy loops cannot hold
+//! another tenant's invocation.
+//!
+//! # Layout
+//! - [`app`]: the shared state: store, trail, trust store, loaded installations, metrics.
+//! - [`admission`]: per-tenant and global concurrency caps with bounded queues.
+//! - [`auth`]: API keys from the `Authorization` header, scopes.
+//! - [`failures`]: limits on failed attempts (keys, OAuth links, webhook signatures).
+//! - [`client`]: the client's address, from a trusted proxy's forwarding header or the peer.
+//! - [`deadline`]: what a slow client may hold: bodies by a deadline, responses taken.
+//! - [`error`]: one JSON error shape, with the status each failure maps to.
+//! - [`routes`]: the `/v1` API, `/healthz` and `/metrics`, one file per resource, and the
+//!   OpenAPI document generated from them (`GET /v1/openapi.json`).
+//! - [`wire`]: the API's JSON for records other modules own, so the document describes
+//!   exactly what is sent.
+
+pub mod admission;
+pub mod app;
+mod auth;
+mod client;
+mod deadline;
+mod error;
+mod failures;
+mod routes;
+mod wire;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use airlock_store::{Consents, Webhooks};
+use axum::extract::ConnectInfo;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tower::ServiceExt as _;
+
+pub use admission::AdmissionLimits;
+pub use app::{App, ServeLimits};
+
+/// How long a client may take to send a request's headers (slow-loris defence), and so also
+/// how long a kept-alive connection may sit idle: hyper starts this clock as soon as it waits
+/// for the next request's head.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a due audit checkpoint is signed.
+const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(15);
+/// How many housekeeping rounds between purges of webhook delivery ids past their retention
+/// and OAuth consents past their ten minutes (each purge scans its whole tree): every 60 s.
+const PURGE_ROUNDS: u32 = 4;
+
+/// Serves `app` on `listener` until `shutdown` resolves, then stops accepting, lets in-flight
+/// requests (and their invocations) finish, and signs a final audit checkpoint.
+///
+/// At most `max_connections` connections are open at once: the next is accepted when one
+/// closes, and until then waits in the listen backlog. Slow clients cannot hold a connection
+/// for long: headers (and the idle time before them) within [`HEADER_READ_TIMEOUT`], bodies
+/// within their deadline, responses taken ([`deadline`]).
+pub async fn serve(
+    listener: TcpListener,
+    app: Arc<App>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> std::io::Result<()> {
+    let router = routes::router(app.clone());
+    let housekeeping = tokio::spawn(housekeeping(app.clone()));
+    let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(
+        app.limits.max_connections.min(Semaphore::MAX_PERMITS),
+    ));
+    tokio::pin!(shutdown);
+    loop {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let service = router
+            .clone()
+            .map_request(move |mut request: axum::extract::Request<_>| {
+                request.extensions_mut().insert(ConnectInfo(peer));
+                request
+            });
+        let connection = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .serve_connection(
+                TokioIo::new(deadline::Taken::new(stream)),
+                TowerToHyperService::new(service),
+            );
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, %peer, "connection ended with an error");
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    housekeeping.abort();
+    app.close();
+    Ok(())
+}
+
+/// Every [`HOUSEKEEPING_EVERY`]: signs the audit checkpoint a quiet trail is due (appends
+/// only checkpoint when they happen); every [`PURGE_ROUNDS`] rounds, also drops webhook
+/// delivery ids past their retention and OAuth consents never completed.
+async fn housekeeping(app: Arc<App>) {
+    let mut every = tokio::time::interval(HOUSEKEEPING_EVERY);
+    for round in 0u32.. {
+        every.tick().await;
+        let app = app.clone();
+        let purge = round % PURGE_ROUNDS == 0;
+        let done = tokio::task::spawn_blocking(move || {
+            if let Err(e) = app.trail.checkpoint_if_due() {
+                tracing::error!(error = %e, "cannot sign the audit checkpoint");
+            }
+            if !purge {
+                return;
+            }
+            let now = airlock_runtime::clock::now_unix();
+            let purged = app
+                .store
+                .purge_deliveries(now)
+                .and_then(|_| app.store.purge_consents(now));
+            if let Err(e) = purged {
+                tracing::warn!(error = %e, "cannot purge expired delivery ids or consents");
+            }
+        })
+        .await;
+        if let Err(e) = done {
+            tracing::warn!(error = %e, "housekeeping failed");
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! `POST /v1/hooks/{endpoint}`: a webhook delivery. No API key: the signature authenticates it.
+//!
+//! In this order, so nothing reads, parses or runs what is not authentic (WH-10, WH-12):
+//! 1. the endpoint is looked up (an unknown one is a plain 404, its body never read), and a
+//!    `Content-Length` over [`MAX_DELIVERY`] is refused;
+//! 2. the body is read raw, at most [`MAX_DELIVERY`] bytes, within [`READ_TIMEOUT`];
+//! 3. the signature is verified on those bytes under the endpoint's live secrets (read after
+//!    the body, so a rotation or deletion meanwhile counts);
+//! 4. an admission slot and the installation are obtained (a busy tenant gets 429 and the
+//!    sender's retry is not mistaken for a replay);
+//! 5. the delivery id is recorded, first writer wins (a replay gets 409);
+//! 6. the action runs with the body as input, which its schema validates like any input, and
+//!    is audited with trigger `webhook`. The response is the action's, so a sender that reads
+//!    it (Slack's URL verification) gets the output. When the run fails on our side (a 5xx:
+//!    the guest failed or trapped, a limit, the trail), the delivery id is released, so the
+//!    sender's retry runs; a delivery the action refused (4xx) stays consumed.
+//!
+//! Refusals are security events, at most ten per endpoint a minute; the rest are
+//! counted in `/metrics`, so a flood of forged deliveries cannot flood the trail.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use airlock_host_api::audit::{AuditEvent, Trigger};
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::header::CONTENT_LENGTH;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+
+use super::id;
+use super::invoke::{ActionResult, prepare, respond, run};
+use crate::app::App;
+use crate::client::Client;
+use crate::error::{ApiError, ErrorBody};
+use airlock_policy::webhook::{self, Refusal};
+use airlock_runtime::clock::now_unix;
+use airlock_runtime::ids::{EndpointId, InstallationId, TenantId};
+use airlock_store::EndpointInfo;
+use airlock_store::Webhooks;
+
+/// Largest delivery body.
+pub(crate) const MAX_DELIVERY: usize = 1 << 20;
+/// Longest a sender may take to send the body.
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A webhook delivery
+///
+/// No API key: the signature authenticates it. Verified on its raw body (Standard Webhooks,
+/// GitHub or Slack signature), deduplicated by delivery id, then the endpoint's action runs
+/// with the body as input and answers as an invocation does (headers `airlock-invocation` and
+/// `airlock-audit-record`). A run that fails on our side (5xx) releases the delivery id, so the
+/// sender's retry runs.
+#[utoipa::path(
+    post,
+    path = "/v1/hooks/{endpoint}",
+    tag = "webhooks",
+    operation_id = "deliver_webhook",
+    security(),
+    params(("endpoint" = String, Path, description = "The endpoint id")),
+    request_body(content = Value, description = "At most 1 MiB, sent within 10 s; signed as the endpoint's scheme says"),
+    responses(
+        (status = 200, description = "The action's output, as from an invocation", body = ActionResult),
+        (status = 400, description = "The body is not UTF-8 (`bad-request`)", body = ErrorBody),
+        (status = 401, description = "Signature refused (`signature-refused`, with `reason`): missing or malformed header, algorithm not accepted, timestamp outside 300 s, or no match", body = ErrorBody),
+        (status = 404, description = "No such endpoint, or the action is gone (`not-found`, `unknown-action`)", body = ErrorBody),
+        (status = 408, description = "The body did not arrive within 10 s (`timeout`)", body = ErrorBody),
+        (status = 409, description = "A delivery with this id was already received: a replay (`duplicate-delivery`)", body = ErrorBody),
+        (status = 413, description = "Over 1 MiB (`too-large`)", body = ErrorBody),
+        (status = 422, description = "Input or output refused by its schema (`input-rejected`, `output-rejected`)", body = ErrorBody),
+        (status = 429, description = "The tenant is busy; the retry is not a replay (`busy`, `Retry-After`)", body = ErrorBody),
+        (status = 502, description = "The guest failed or trapped (`guest-error`, `guest-trap`)", body = ErrorBody),
+        (status = 503, description = "The audit trail cannot take records (`audit-unavailable`)", body = ErrorBody),
+        (status = 504, description = "A limit stopped it (`limit-timeout`, …)", body = ErrorBody),
+    ),
+)]
+pub(super) async fn deliver(
+    State(app): State<Arc<App>>,
+    client: Client,
+    Path(endpoint): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let endpoint: EndpointId = id(&endpoint)?;
+    let unknown = || ApiError::not_found("webhook endpoint");
+    if !app.store.webhook_exists(&endpoint)? {
+        return Err(unknown());
+    }
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_DELIVERY as u64) {
+        return Err(too_large());
+    }
+    let raw =
+        match tokio::time::timeout(READ_TIMEOUT, axum::body::to_bytes(body, MAX_DELIVERY)).await {
+            Ok(Ok(raw)) => raw,
+            Ok(Err(_)) => return Err(too_large()),
+            Err(_) => {
+                return Err(ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "timeout",
+                    format!(
+                        "the body did not arrive within {} s",
+                        READ_TIMEOUT.as_secs()
+                    ),
+                ));
+            }
+        };
+    let now = now_unix();
+    let (info, keys) = app
+        .store
+        .webhook_keys(&endpoint, now)?
+        .ok_or_else(unknown)?;
+    let verified = match webhook::verify::verify(info.scheme, &keys, &headers, &raw, now) {
+        Ok(verified) => verified,
+        Err(refusal) => return Err(refuse(&app, &info, &refusal, client).await),
+    };
+    drop(keys);
+    let tenant: TenantId = id(&info.tenant)?;
+    let installation: InstallationId = id(&info.installation)?;
+    let ready = prepare(&app, tenant, installation, None, Trigger::Webhook).await?;
+    let retention = webhook::retention(info.scheme).as_secs();
+    if !app
+        .store
+        .first_delivery(&endpoint, &verified.delivery, retention, now)?
+    {
+        return Err(refuse(&app, &info, &Refusal::Replayed, client).await);
+    }
+    let input = String::from_utf8(raw.to_vec())
+        .map_err(|_| ApiError::bad_request("the delivery body is not UTF-8 JSON".to_string()))?;
+    let response = run(app.clone(), ready, info.action, input)
+        .await
+        .map(|invocation| respond(invocation, false));
+    // A sender retries what failed on our side (5xx); its retry must run, not meet a 409.
+    let failed = response
+        .as_ref()
+        .map_or(true, |r| r.status().is_server_error());
+    if failed {
+        app.store.release_delivery(&endpoint, &verified.delivery)?;
+    }
+    response
+}
+
+fn too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too-large",
+        format!("a delivery body may be at most {MAX_DELIVERY} bytes"),
+    )
+}
+
+/// Records the refusal (within the endpoint's limit) and answers 401, or 409 for a replay.
+async fn refuse(app: &App, info: &EndpointInfo, refusal: &Refusal, client: Client) -> ApiError {
+    if app.hook_refusals.blocked(&info.id).is_none() {
+        app.hook_refusals.fail(&info.id);
+        let recorded = app
+            .trail
+            .append(AuditEvent::WebhookRefused {
+                tenant: info.tenant.clone(),
+                endpoint: info.id.clone(),
+                reason: refusal.reason(),
+                peer: client.to_string(),
+            })
+            .await;
+        if let Err(e) = recorded {
+            return e.into();
+        }
+    } else {
+        app.hook_refusals_unrecorded.fetch_add(1, Ordering::Relaxed);
+    }
+    let (status, code) = match refusal {
+        Refusal::Replayed => (StatusCode::CONFLICT, "duplicate-delivery"),
+        _ => (StatusCode::UNAUTHORIZED, "signature-refused"),
+    };
+    ApiError::new(status, code, refusal.to_string()).with_reason(refusal.code())
+}
