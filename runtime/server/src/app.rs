@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
-use airlock_host_api::audit::AuditEvent;
 use airlock_host_api::egress::ip::AllowRanges;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
@@ -23,6 +22,7 @@ use super::failures::{FailureLimiter, KeyFailures};
 use airlock_audit::AuditTrail;
 use airlock_audit::metrics::{Metrics, exposition};
 use airlock_platform::install::{InstallError, Installer};
+use airlock_platform::trust;
 use airlock_runtime::bundle::Trust;
 use airlock_runtime::ids::{InstallationId, TenantId};
 use airlock_runtime::loader::{Integration, ValidatedConfig};
@@ -137,11 +137,23 @@ impl App {
     }
 
     /// Changes the trust store with `change`, one change at a time; every later load sees it.
-    pub(crate) fn change_trust<R>(
+    pub(crate) fn change_trust<R, E: From<TrustError>>(
         &self,
-        change: impl FnOnce(&mut TrustStore) -> Result<R, TrustError>,
-    ) -> Result<R, TrustError> {
+        change: impl FnOnce(&mut TrustStore) -> Result<R, E>,
+    ) -> Result<R, E> {
         self.trust.change(change)
+    }
+
+    /// Runs `f` over this server's state on a blocking thread: the services write and flush the
+    /// store and the audit trail synchronously, which no request worker may wait for.
+    pub(crate) async fn blocking<R: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&App) -> R + Send + 'static,
+    ) -> Result<R, ApiError> {
+        let app = self.clone();
+        tokio::task::spawn_blocking(move || f(&app))
+            .await
+            .map_err(ApiError::internal)
     }
 
     /// Runs `f` with an installer over this server's state, on a blocking thread (installs
@@ -207,17 +219,20 @@ impl App {
 
     /// The API error for `error`, recorded first if it is a refusal on trust grounds (as the
     /// CLI records it) of `artifact` (the bundle's stored name, or the installation).
-    pub(crate) async fn refused(&self, artifact: String, error: InstallError) -> ApiError {
+    pub(crate) async fn refused(
+        self: &Arc<Self>,
+        artifact: String,
+        error: InstallError,
+    ) -> ApiError {
         if let Some(reason) = error.trust_reason() {
+            let reason = reason.to_string();
             let recorded = self
-                .trail
-                .append(AuditEvent::TrustRefused {
-                    artifact,
-                    reason: reason.to_string(),
-                })
+                .blocking(move |app| trust::record_refusal(&app.trail, &artifact, &reason))
                 .await;
-            if let Err(e) = recorded {
-                return e.into();
+            match recorded {
+                Err(e) => return e,
+                Ok(Err(e)) => return e.into(),
+                Ok(Ok(_)) => {}
             }
         }
         error.into()
@@ -298,10 +313,10 @@ impl TrustCache {
         })
     }
 
-    fn change<R>(
+    fn change<R, E: From<TrustError>>(
         &self,
-        change: impl FnOnce(&mut TrustStore) -> Result<R, TrustError>,
-    ) -> Result<R, TrustError> {
+        change: impl FnOnce(&mut TrustStore) -> Result<R, E>,
+    ) -> Result<R, E> {
         let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
         let mut store = TrustStore::open(&self.data)?;
         let result = change(&mut store);

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use airlock_host_api::audit::{AuditEvent, Change};
+use airlock_platform::tenants::{self, TenantError};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -69,13 +69,10 @@ pub(super) async fn create(
     principal.require_admin(&app).await?;
     let new: NewTenant = json_body(raw, "tenant")?;
     let tenant: TenantId = id(&new.id)?;
-    let info = app.store.create_tenant(&tenant)?;
-    app.trail
-        .append(AuditEvent::TenantChanged {
-            tenant: tenant.to_string(),
-            change: Change::Set,
-        })
-        .await?;
+    let info = app
+        .blocking(move |app| tenants::create(&app.store, &app.trail, &tenant))
+        .await?
+        .map_err(refused)?;
     Ok((StatusCode::CREATED, Json(info.into())))
 }
 
@@ -120,15 +117,27 @@ pub(super) async fn delete(
 ) -> Result<StatusCode, ApiError> {
     principal.require_admin(&app).await?;
     let tenant: TenantId = id(&tenant)?;
-    if !app.store.delete_tenant(&tenant)? {
-        return Err(ApiError::not_found(format!("tenant {tenant}")));
-    }
-    app.forget_tenant(&tenant).await;
-    app.trail
-        .append(AuditEvent::TenantChanged {
-            tenant: tenant.to_string(),
-            change: Change::Deleted,
-        })
+    let deleted = tenant.clone();
+    let outcome = app
+        .blocking(move |app| tenants::delete(&app.store, &app.trail, &deleted))
         .await?;
+    // Cached installations and tokens go whether or not the record of it could be written.
+    if !matches!(outcome, Err(TenantError::Unknown(_))) {
+        app.forget_tenant(&tenant).await;
+    }
+    outcome.map_err(refused)?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+fn refused(e: TenantError) -> ApiError {
+    match e {
+        TenantError::Exists(tenant) => ApiError::new(
+            StatusCode::CONFLICT,
+            "exists",
+            format!("tenant {tenant} already exists"),
+        ),
+        TenantError::Unknown(tenant) => ApiError::not_found(format!("tenant {tenant}")),
+        TenantError::Store(e) => e.into(),
+        TenantError::Audit(e) => e.into(),
+    }
 }

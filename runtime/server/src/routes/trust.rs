@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use airlock_host_api::audit::{AuditEvent, Change};
+use airlock_platform::trust::{self as trust_service, TrustChangeError};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -109,15 +109,11 @@ pub(super) async fn add(
     let new: NewTrustedKey = json_body(raw, "key")?;
     let key = PublicKey::parse_line(new.public_key.trim()).map_err(ApiError::invalid)?;
     let added = app
-        .change_trust(|store| store.add(&key, &new.publisher).cloned())
-        .map_err(refused)?;
-    app.trail
-        .append(AuditEvent::TrustChanged {
-            key: added.key_id.clone(),
-            publisher: added.publisher.clone(),
-            change: Change::Set,
+        .blocking(move |app| {
+            app.change_trust(|store| trust_service::add(store, &app.trail, &key, &new.publisher))
         })
-        .await?;
+        .await?
+        .map_err(refused)?;
     Ok((StatusCode::CREATED, Json(added.into())))
 }
 
@@ -143,20 +139,19 @@ pub(super) async fn revoke(
     Path(key): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     principal.require_admin(&app).await?;
-    let publisher = app
-        .change_trust(|store| store.revoke(&key))
-        .map_err(refused)?;
-    app.trail
-        .append(AuditEvent::TrustChanged {
-            key,
-            publisher,
-            change: Change::Revoked,
-        })
-        .await?;
+    app.blocking(move |app| {
+        app.change_trust(|store| trust_service::revoke(store, &app.trail, &key))
+    })
+    .await?
+    .map_err(refused)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-fn refused(e: TrustError) -> ApiError {
+fn refused(e: TrustChangeError) -> ApiError {
+    let e = match e {
+        TrustChangeError::Trust(e) => e,
+        TrustChangeError::Audit(e) => return e.into(),
+    };
     match e {
         TrustError::AlreadyTrusted(_) | TrustError::WasRevoked(_) => {
             ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())
