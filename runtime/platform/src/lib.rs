@@ -8,12 +8,14 @@
 //! - [`api_keys`]: issuing and revoking API keys for Airlock's own API.
 //! - [`tenants`]: creating and deleting tenants.
 //! - [`trust`]: trusting and revoking publisher keys.
+//! - [`deliveries`]: inbound webhook deliveries: verified, claimed once, given back on failure.
 //!
 //! # Must never depend on
 //! axum or clap: services take typed values and return typed errors; HTTP status codes and
 //! exit codes are the adapters' business.
 
 pub mod api_keys;
+pub mod deliveries;
 pub mod install;
 pub mod tenants;
 pub mod trust;

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use airlock_host_api::audit::{AuditEvent, Trigger};
+use airlock_host_api::audit::Trigger;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::header::CONTENT_LENGTH;
@@ -34,10 +34,10 @@ use super::invoke::{ActionResult, prepare, respond, run};
 use crate::app::App;
 use crate::client::Client;
 use crate::error::{ApiError, ErrorBody};
-use airlock_policy::webhook::{self, Refusal};
+use airlock_platform::deliveries::{self, DeliveryError};
+use airlock_policy::webhook::Refusal;
 use airlock_runtime::clock::now_unix;
 use airlock_runtime::ids::{EndpointId, InstallationId, TenantId};
-use airlock_store::EndpointInfo;
 use airlock_store::Webhooks;
 
 /// Largest delivery body.
@@ -110,28 +110,19 @@ pub(super) async fn deliver(
             }
         };
     let now = now_unix();
-    let (info, keys) = app
-        .store
-        .webhook_keys(&endpoint, now)?
-        .ok_or_else(unknown)?;
-    let verified = match webhook::verify::verify(info.scheme, &keys, &headers, &raw, now) {
+    let verified = match deliveries::verify(&app.store, &endpoint, &headers, &raw, now) {
         Ok(verified) => verified,
-        Err(refusal) => return Err(refuse(&app, &info, &refusal, client).await),
+        Err(e) => return Err(refuse(&app, e, client).await),
     };
-    drop(keys);
-    let tenant: TenantId = id(&info.tenant)?;
-    let installation: InstallationId = id(&info.installation)?;
+    let tenant: TenantId = id(&verified.endpoint.tenant)?;
+    let installation: InstallationId = id(&verified.endpoint.installation)?;
     let ready = prepare(&app, tenant, installation, None, Trigger::Webhook).await?;
-    let retention = webhook::retention(info.scheme).as_secs();
-    if !app
-        .store
-        .first_delivery(&endpoint, &verified.delivery, retention, now)?
-    {
-        return Err(refuse(&app, &info, &Refusal::Replayed, client).await);
+    if let Err(e) = deliveries::claim(&app.store, &verified, now) {
+        return Err(refuse(&app, e, client).await);
     }
     let input = String::from_utf8(raw.to_vec())
         .map_err(|_| ApiError::bad_request("the delivery body is not UTF-8 JSON".to_string()))?;
-    let response = run(app.clone(), ready, info.action, input)
+    let response = run(app.clone(), ready, verified.endpoint.action.clone(), input)
         .await
         .map(|invocation| respond(invocation, false));
     // A sender retries what failed on our side (5xx); its retry must run, not meet a 409.
@@ -139,7 +130,7 @@ pub(super) async fn deliver(
         .as_ref()
         .map_or(true, |r| r.status().is_server_error());
     if failed {
-        app.store.release_delivery(&endpoint, &verified.delivery)?;
+        deliveries::release(&app.store, &verified)?;
     }
     response
 }
@@ -152,20 +143,17 @@ fn too_large() -> ApiError {
     )
 }
 
-/// Records the refusal (within the endpoint's limit) and answers 401, or 409 for a replay.
-async fn refuse(app: &App, info: &EndpointInfo, refusal: &Refusal, client: Client) -> ApiError {
-    if app.hook_refusals.blocked(&info.id).is_none() {
-        app.hook_refusals.fail(&info.id);
-        let recorded = app
-            .trail
-            .append(AuditEvent::WebhookRefused {
-                tenant: info.tenant.clone(),
-                endpoint: info.id.clone(),
-                reason: refusal.reason(),
-                peer: client.to_string(),
-            })
-            .await;
-        if let Err(e) = recorded {
+/// Records a refusal (within the endpoint's limit) and answers 401, or 409 for a replay.
+async fn refuse(app: &App, error: DeliveryError, client: Client) -> ApiError {
+    let (endpoint, refusal) = match error {
+        DeliveryError::Refused { endpoint, refusal } => (endpoint, refusal),
+        DeliveryError::Unknown => return ApiError::not_found("webhook endpoint"),
+        DeliveryError::Store(e) => return e.into(),
+    };
+    if app.hook_refusals.blocked(&endpoint.id).is_none() {
+        app.hook_refusals.fail(&endpoint.id);
+        let peer = client.to_string();
+        if let Err(e) = deliveries::record_refusal(&app.trail, &endpoint, &refusal, &peer).await {
             return e.into();
         }
     } else {
