@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use airlock_host_api::audit::AuditEvent;
+use airlock_platform::trust;
 use clap::{Args, Subcommand, ValueEnum};
 
 use super::exit::{Exit, fail};
@@ -32,11 +33,7 @@ pub(crate) fn refusal(
     let artifact = artifact
         .file_name()
         .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-    let recorded = trail
-        .append_blocking(AuditEvent::TrustRefused {
-            artifact,
-            reason: reason.to_string(),
-        })
+    let recorded = trust::record_refusal(trail, &artifact, reason)
         .map_err(anyhow::Error::from)
         .and_then(|_| trail.checkpoint().map(drop).map_err(anyhow::Error::from));
     match recorded {

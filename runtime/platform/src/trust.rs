@@ -1,5 +1,6 @@
-//! Trusting and revoking publisher keys, each change recorded in the audit trail. The CLI and
-//! the server change the trust store only here.
+//! Trusting and revoking publisher keys, each change recorded in the audit trail, and the
+//! record of code refused on trust grounds. The CLI and the server change the trust store, and
+//! record such refusals, only here.
 
 use airlock_audit::AuditTrail;
 use airlock_host_api::audit::{AuditEvent, AuditUnavailable, Change};
@@ -45,4 +46,17 @@ pub fn revoke(
         change: Change::Revoked,
     })?;
     Ok(publisher)
+}
+
+/// Records that `artifact` (a bundle's file name, or an installation) was refused on trust
+/// grounds: `reason` is the refusal's code (unsigned, unknown key, revoked, tampered, …).
+pub fn record_refusal(
+    trail: &AuditTrail,
+    artifact: &str,
+    reason: &str,
+) -> Result<u64, AuditUnavailable> {
+    trail.append_blocking(AuditEvent::TrustRefused {
+        artifact: artifact.to_string(),
+        reason: reason.to_string(),
+    })
 }

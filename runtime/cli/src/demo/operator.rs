@@ -29,13 +29,14 @@ use super::{Demo, LOOPBACK, Signer, pinned_to, step};
 use airlock_audit::AuditTrail;
 use airlock_platform::api_keys::{self, Scope};
 use airlock_platform::install::{InstallRequest, Installer};
+use airlock_platform::tenants;
+use airlock_platform::trust as trust_service;
 use airlock_runtime::clock::now_unix;
 use airlock_runtime::engine::EngineSettings;
 use airlock_runtime::ids::TenantId;
 use airlock_runtime::runtime::Runtime;
 use airlock_runtime::trust::TrustStore;
 use airlock_server::{App, ServeLimits};
-use airlock_store::Tenants;
 
 const SLACK: &str = "slack.com";
 
@@ -69,9 +70,9 @@ pub(super) async fn show(
     .open()?;
     let runtime = Runtime::new(data, settings)?;
     let tenant: TenantId = "demo".parse()?;
-    store.create_tenant(&tenant)?;
+    tenants::create(&store, &trail, &tenant)?;
     let mut trust = TrustStore::open(data)?;
-    trust.add(&signer.public, "Acme Integrations")?;
+    trust_service::add(&mut trust, &trail, &signer.public, "Acme Integrations")?;
     let installer = Installer {
         runtime: &runtime,
         store: &store,

@@ -297,7 +297,7 @@ pub(super) fn scope(
 
 /// `201` installed, `202` held for approval, `200` otherwise; the record in every case.
 async fn respond(
-    app: &App,
+    app: &Arc<App>,
     artifact: String,
     outcome: Result<Outcome, InstallError>,
 ) -> Result<(StatusCode, Json<InstallOutcome>), ApiError> {
