@@ -19,6 +19,10 @@
 //! - [`budget`]: what the host holds and does for a guest outside its linear memory, bounded.
 //! - [`random`]: `wasi:random`, charged to that budget.
 //! - [`wasi`]: WASI p2 linked deny-by-default, and the import check.
+//!
+//! # Must never depend on
+//! Storage (sled, `airlock-store`), the CLI or the server: stored secrets and kv reach it
+//! through the `SecretSource` and `KvBackend` traits, the trail through `audit::AuditSink`.
 
 pub mod audit;
 pub mod bindings;

@@ -19,6 +19,12 @@
 //!   OpenAPI document generated from them (`GET /v1/openapi.json`).
 //! - [`wire`]: the API's JSON for records other modules own, so the document describes
 //!   exactly what is sent.
+//!
+//! # Must never depend on
+//! clap. Nor does it name a sled type: every change a route makes is a call to an
+//! `airlock-platform` service (which writes its audit record); routes read through the storage
+//! traits. What stays here is the door's own: authentication, failure limits, admission, and
+//! the records of refusals at the edge.
 
 pub mod admission;
 pub mod app;
