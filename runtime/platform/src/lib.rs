@@ -5,16 +5,19 @@
 //! # Layout
 //! - [`install`]: installing signed bundles for tenants, grants, upgrades and approvals,
 //!   installations' credentials and webhook endpoints.
+//! - [`connections`]: OAuth connections: offering a consent, the browser's start link and
+//!   callback, and disconnecting.
 //! - [`api_keys`]: issuing and revoking API keys for Airlock's own API.
 //! - [`tenants`]: creating and deleting tenants.
 //! - [`trust`]: trusting and revoking publisher keys.
 //! - [`deliveries`]: inbound webhook deliveries: verified, claimed once, given back on failure.
 //!
 //! # Must never depend on
-//! axum or clap: services take typed values and return typed errors; HTTP status codes and
-//! exit codes are the adapters' business.
+//! axum or clap: services take typed values and return typed errors; HTTP status codes, cookies
+//! and exit codes are the adapters' business.
 
 pub mod api_keys;
+pub mod connections;
 pub mod deliveries;
 pub mod install;
 pub mod tenants;

@@ -21,6 +21,7 @@ use super::error::ApiError;
 use super::failures::{FailureLimiter, KeyFailures};
 use airlock_audit::AuditTrail;
 use airlock_audit::metrics::{Metrics, exposition};
+use airlock_platform::connections::Connector;
 use airlock_platform::install::{InstallError, Installer};
 use airlock_platform::trust;
 use airlock_runtime::bundle::Trust;
@@ -129,6 +130,15 @@ impl App {
     /// Where a person's browser starts the consent with one-time id `id`.
     pub(crate) fn consent_start_url(&self, id: &str) -> String {
         format!("{}/v1/oauth/start/{id}", self.public_url)
+    }
+
+    /// The OAuth consent service over this server's store, trail and token cache.
+    pub(crate) fn connector(&self) -> Connector<'_> {
+        Connector {
+            store: &self.store,
+            trail: &self.trail,
+            tokens: self.runtime.oauth(),
+        }
     }
 
     /// The trust store as it is on disk now.

@@ -13,6 +13,7 @@ use utoipa::ToSchema;
 
 use super::admission::{Busy, RETRY_AFTER_SECS};
 use super::wire::GuestLog;
+use airlock_platform::connections::ConsentError;
 use airlock_platform::install::WebhookError;
 use airlock_platform::install::{CredentialSetError, InstallError};
 use airlock_policy::webhook::SecretRefused;
@@ -253,6 +254,57 @@ impl From<WebhookError> for ApiError {
                 "webhook-rejected",
                 other.to_string(),
             ),
+        }
+    }
+}
+
+impl From<ConsentError> for ApiError {
+    /// An unknown start link or state maps like a refused one, but only after the route has
+    /// applied its per-client limit and recorded it (`routes::consent`).
+    fn from(e: ConsentError) -> Self {
+        let refused = |message: String| {
+            Self::new(StatusCode::UNPROCESSABLE_ENTITY, "connect-refused", message)
+        };
+        match e {
+            ConsentError::Unknown(refusal) | ConsentError::Refused(refusal) => Self::new(
+                StatusCode::BAD_REQUEST,
+                "connect-refused",
+                refusal.to_string(),
+            )
+            .with_reason(refusal.reason()),
+            ConsentError::NoCredential(name) => Self::not_found(format!("credential {name}")),
+            ConsentError::NoAuthorizeUrl(_) => {
+                Self::internal("authorization-code without authorize-url")
+            }
+            ConsentError::NoUser(name) => refused(format!(
+                "credential `{name}` is per user: name the user (`\"user\": …`)"
+            )),
+            ConsentError::NoClient(name) => Self::new(
+                StatusCode::CONFLICT,
+                "no-oauth-client",
+                format!(
+                    "register the OAuth client first: store `{{\"client_id\": …, \"client_secret\": …}}` \
+                     as credential `{name}` (PUT …/credentials/{name})"
+                ),
+            ),
+            ConsentError::Unbound { name, origin } => Self::new(
+                StatusCode::CONFLICT,
+                "credential-unbound",
+                format!(
+                    "credential `{name}` was stored for another token endpoint than {origin}, which \
+                     the installed version declares: its secret is not sent there until it is \
+                     stored again (PUT …/credentials/{name})"
+                ),
+            ),
+            ConsentError::NotAuthorizationCode(_)
+            | ConsentError::NotPerUser(_)
+            | ConsentError::UndeclaredScope { .. }
+            | ConsentError::Client(_) => refused(e.to_string()),
+            ConsentError::NoConnection => Self::not_found("connection"),
+            ConsentError::Id(e) => Self::invalid(e),
+            ConsentError::User(e) => Self::invalid(e),
+            ConsentError::Store(e) => e.into(),
+            ConsentError::Audit(e) => e.into(),
         }
     }
 }

@@ -12,45 +12,30 @@
 //!   with the PKCE verifier through the same checked transport as every egress request, and
 //!   the tokens are sealed with the provider account the response names. Scopes granted beyond
 //!   those asked for are recorded as widened. The cookie is cleared.
+//!
+//! The work is [`airlock_platform::connections`]'s; the cookie, the redirect and the limit on
+//! unknown links and states per client are these handlers'.
 
 use std::sync::Arc;
 
-use airlock_host_api::audit::{AuditEvent, ConnectionChange};
-use airlock_host_api::credentials::{CredentialScope, CredentialSpec};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::header::{CACHE_CONTROL, COOKIE, LOCATION, REFERRER_POLICY, SET_COOKIE};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{AppendHeaders, IntoResponse, Response};
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use utoipa::{IntoParams, ToSchema};
 
-use super::id as id_of;
-use super::oauth::{authorization_code, random_token, registered_client, user_ref};
 use crate::app::App;
 use crate::client::Client;
 use crate::error::{ApiError, ErrorBody};
-use airlock_runtime::clock::now_unix;
-use airlock_runtime::ids::{InstallationId, TenantId, UserId};
-use airlock_store::{ConnectionKey, TakenState};
-use airlock_store::{Connections, Consents};
+use airlock_platform::connections::{self, ConsentError, Refusal, Reply, plausible};
 
 /// The browser-binding cookie's name, before a prefix of its state's hash (one per consent, so
 /// two consents in one browser do not overwrite each other). `__Host-`: browsers accept it
 /// only `Secure`, with `Path=/` and no `Domain`, so no sibling host can plant one.
 const COOKIE_PREFIX: &str = "__Host-airlock-consent-";
-/// Longest state or start id looked at.
-const MAX_ID: usize = 256;
-/// What a query component leaves as it is: RFC 3986's unreserved characters.
-const QUERY: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
 
 /// What the provider sends back: `state` with `code`, or with `error`.
 #[derive(Deserialize, IntoParams)]
@@ -104,26 +89,16 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|(_, value)| value.to_string())
 }
 
-/// A refused start or callback, recorded with its reason only.
-async fn refuse(
-    app: &App,
-    client: Client,
-    tenant: Option<String>,
-    reason: &str,
-    message: String,
-) -> ApiError {
-    let recorded = app
-        .trail
-        .append(AuditEvent::ConnectionRefused {
-            tenant,
-            reason: reason.to_string(),
-            peer: client.to_string(),
-        })
-        .await;
-    match recorded {
-        Err(e) => e.into(),
-        Ok(_) => {
-            ApiError::new(StatusCode::BAD_REQUEST, "connect-refused", message).with_reason(reason)
+impl From<connections::Connected> for Connected {
+    fn from(made: connections::Connected) -> Self {
+        Self {
+            connected: true,
+            installation: made.installation,
+            credential: made.credential,
+            user: made.user,
+            scopes: made.scopes,
+            widened: made.widened,
+            expires_at: made.expires_at,
         }
     }
 }
@@ -132,12 +107,13 @@ async fn refuse(
 /// own); past the limit such refusals are 429, unrecorded, so forgeries cannot flood the trail.
 /// A real link or state is never refused by the limiter: forgeries from one client, or from
 /// anyone behind the same proxy, cannot stop another's consent.
-async fn forged(app: &App, client: Client, reason: &str, message: String) -> ApiError {
+async fn forged(app: &App, client: Client, refusal: Refusal) -> ApiError {
     if let Some(retry) = app.callback_failures.blocked(&client.bucket()) {
         return ApiError::too_many_failures(retry);
     }
     app.callback_failures.fail(&client.bucket());
-    refuse(app, client, None, reason, message).await
+    let peer = client.to_string();
+    app.connector().refuse(None, refusal, &peer).await.into()
 }
 
 /// Open a consent's start link
@@ -168,65 +144,23 @@ pub(super) async fn start(
     client: Client,
     Path(StartPath { id }): Path<StartPath>,
 ) -> Result<Response, ApiError> {
-    let offered = match id.len() {
-        1..=MAX_ID => app.store.take_offered_consent(&id)?,
-        _ => None,
+    let connector = app.connector();
+    let link = match connector.open_link(&id, &client.to_string()).await {
+        Err(ConsentError::Unknown(refusal)) => return Err(forged(&app, client, refusal).await),
+        link => link?,
     };
-    let Some(consent) = offered else {
-        let message = "this consent link is unknown or was already used: start again with connect";
-        return Err(forged(&app, client, "unknown-start", message.into()).await);
-    };
-    let now = now_unix();
-    if now >= consent.expires {
-        let message = "the consent link is more than ten minutes old: start again with connect";
-        let tenant = Some(consent.tenant);
-        return Err(refuse(&app, client, tenant, "start-expired", message.into()).await);
-    }
-    let tenant: TenantId = id_of(&consent.tenant)?;
-    let installation: InstallationId = id_of(&consent.installation)?;
-    let user: Option<UserId> = consent
-        .user
-        .as_deref()
-        .map(|u| u.parse().map_err(ApiError::invalid))
-        .transpose()?;
-    let loaded = app.installed(&tenant, &installation).await?;
-    let credential = &consent.credential;
-    let (authorize_url, spec) = authorization_code(&loaded.integration, credential)?;
-    let registered = registered_client(&app, &tenant, &installation, credential, spec)?;
-    let state = random_token();
-    let verifier = random_token();
-    let nonce = random_token();
-    let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
-    let encode = |s: &str| utf8_percent_encode(s, QUERY).to_string();
-    let separator = if authorize_url.contains('?') {
-        '&'
-    } else {
-        '?'
-    };
-    let url = format!(
-        "{authorize_url}{separator}response_type=code&client_id={}&redirect_uri={}&scope={}&state={}&code_challenge={challenge}&code_challenge_method=S256",
-        encode(registered.client_id()),
-        encode(&consent.redirect_uri),
-        encode(&consent.scopes.join(" ")),
-        encode(&state),
-    );
+    let loaded = app.installed(link.tenant(), link.installation()).await?;
+    let started = connector.start(link, &loaded.integration)?;
     let cookie = format!(
-        "{}={nonce}; Path=/; Max-Age={}; HttpOnly; Secure; SameSite=Lax",
-        cookie_name(&state),
-        consent.expires - now
+        "{}={}; Path=/; Max-Age={}; HttpOnly; Secure; SameSite=Lax",
+        cookie_name(&started.state),
+        started.nonce,
+        started.max_age
     );
-    let key = ConnectionKey {
-        tenant: &tenant,
-        installation: &installation,
-        credential,
-        user: user.as_ref(),
-    };
-    app.store
-        .begin_consent(key, consent.clone(), &state, &verifier, &nonce)?;
     Ok((
         StatusCode::FOUND,
         [
-            (LOCATION, url),
+            (LOCATION, started.authorize_url),
             (SET_COOKIE, cookie),
             (CACHE_CONTROL, "no-store".to_string()),
             (REFERRER_POLICY, "no-referrer".to_string()),
@@ -262,173 +196,46 @@ pub(super) async fn callback(
     headers: HeaderMap,
     Query(callback): Query<Callback>,
 ) -> Response {
-    let clear = callback
-        .state
-        .as_deref()
-        .filter(|s| !s.is_empty() && s.len() <= MAX_ID)
-        .map(|state| {
-            let name = cookie_name(state);
-            (
-                SET_COOKIE,
-                format!("{name}=; Path=/; Max-Age=0; HttpOnly; Secure; SameSite=Lax"),
-            )
-        });
-    let result = complete(&app, client, &headers, callback).await;
+    let state = callback.state.as_deref().filter(|s| plausible(s));
+    let clear = state.map(|state| {
+        let name = cookie_name(state);
+        (
+            SET_COOKIE,
+            format!("{name}=; Path=/; Max-Age=0; HttpOnly; Secure; SameSite=Lax"),
+        )
+    });
+    let result = complete(&app, client, &headers, &callback).await;
     (AppendHeaders(clear), result).into_response()
 }
 
-/// The callback's work: the state taken for this browser, the code exchanged, the tokens and
-/// the provider account sealed.
+/// The callback's work: the state taken for this browser (its cookie), the code exchanged,
+/// the tokens and the provider account sealed.
 async fn complete(
     app: &Arc<App>,
     client: Client,
     headers: &HeaderMap,
-    callback: Callback,
+    callback: &Callback,
 ) -> Result<Json<Connected>, ApiError> {
-    let refuse = async |tenant: Option<String>, reason: &str, message: String| {
-        refuse(app, client, tenant, reason, message).await
+    let connector = app.connector();
+    let peer = client.to_string();
+    let reply = Reply {
+        state: callback.state.as_deref(),
+        code: callback.code.as_deref(),
+        error: callback.error.as_deref(),
     };
-    let Some(state) = callback
+    let nonce = reply
         .state
-        .filter(|s| !s.is_empty() && s.len() <= MAX_ID)
-    else {
-        let message = "the callback carries no state".into();
-        return Err(forged(app, client, "missing-state", message).await);
+        .filter(|s| plausible(s))
+        .and_then(|state| cookie(headers, &cookie_name(state)));
+    let granted = match connector.take_state(reply, nonce.as_deref(), &peer).await {
+        Err(ConsentError::Unknown(refusal)) => return Err(forged(app, client, refusal).await),
+        granted => granted?,
     };
-    let nonce = cookie(headers, &cookie_name(&state));
-    let (consent, verifier) = match app
-        .store
-        .take_consent(&state, nonce.as_deref(), now_unix())?
-    {
-        TakenState::Unknown => {
-            let message =
-                "this state is unknown or was already used: start again with connect".into();
-            return Err(forged(app, client, "unknown-state", message).await);
-        }
-        TakenState::Expired(consent) => {
-            return Err(refuse(
-                Some(consent.tenant),
-                "state-expired",
-                "the consent took more than ten minutes: start again with connect".into(),
-            )
-            .await);
-        }
-        TakenState::OtherBrowser(consent) => {
-            return Err(refuse(
-                Some(consent.tenant),
-                "browser-mismatch",
-                "this consent was started in another browser (its cookie is missing): start \
-                 again with connect, in the browser that completes it"
-                    .into(),
-            )
-            .await);
-        }
-        TakenState::Valid(consent, verifier) => (consent, verifier),
-    };
-    let tenant = Some(consent.tenant.clone());
-    if let Some(error) = callback.error {
-        // Only the RFC 6749 error code, and only if it looks like one.
-        let code =
-            if error.len() <= 40 && error.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
-                error
-            } else {
-                "error".into()
-            };
-        return Err(refuse(
-            tenant,
-            &format!("provider-{}", code.replace('_', "-")),
-            format!("the provider did not grant consent ({code})"),
-        )
-        .await);
-    }
-    let Some(code) = callback.code.filter(|c| !c.is_empty() && c.len() <= 2048) else {
-        return Err(refuse(
-            tenant,
-            "missing-code",
-            "the callback carries no code".into(),
-        )
-        .await);
-    };
-    let tenant_id: TenantId = id_of(&consent.tenant)?;
-    let installation: InstallationId = id_of(&consent.installation)?;
-    let user: Option<UserId> = consent
-        .user
-        .as_deref()
-        .map(|u| u.parse().map_err(ApiError::invalid))
-        .transpose()?;
-    let loaded = app.installed(&tenant_id, &installation).await?;
-    let Some(CredentialSpec::OAuth2(spec)) =
-        loaded.integration.credentials().get(&consent.credential)
-    else {
-        return Err(refuse(
-            tenant,
-            "credential-gone",
-            "the credential is no longer declared".into(),
-        )
-        .await);
-    };
-    let registered = registered_client(app, &tenant_id, &installation, &consent.credential, spec)?;
-    let exchanged = app
-        .runtime
-        .oauth()
-        .exchange_code(
-            &consent.credential,
-            spec,
-            &registered,
-            &code,
-            &verifier,
-            &consent.redirect_uri,
-        )
-        .await;
-    let exchanged = match exchanged {
-        Ok(exchanged) => exchanged,
-        Err(e) => {
-            return Err(refuse(
-                tenant,
-                "exchange-failed",
-                format!("the code exchange failed: {e}"),
-            )
-            .await);
-        }
-    };
-    let widened: Vec<String> = exchanged
-        .scopes
-        .iter()
-        .filter(|s| !consent.scopes.contains(s))
-        .cloned()
-        .collect();
-    let key = ConnectionKey {
-        tenant: &tenant_id,
-        installation: &installation,
-        credential: &consent.credential,
-        user: user.as_ref(),
-    };
-    app.store.put_connection(key, &exchanged, now_unix())?;
-    let mut scope = CredentialScope::new(consent.tenant.clone(), consent.installation.clone());
-    scope.user = consent.user.clone();
-    app.runtime
-        .oauth()
-        .forget(&scope, &consent.credential)
-        .await;
-    // The provider account stays out of the trail: it identifies a third party's account.
-    app.trail
-        .append(AuditEvent::ConnectionChanged {
-            tenant: consent.tenant.clone(),
-            installation: consent.installation.clone(),
-            credential: consent.credential.clone(),
-            user: user_ref(app, &tenant_id, user.as_ref())?,
-            change: ConnectionChange::Connected,
-            scopes: exchanged.scopes.clone(),
-            widened: widened.clone(),
-        })
+    let loaded = app
+        .installed(granted.tenant(), granted.installation())
         .await?;
-    Ok(Json(Connected {
-        connected: true,
-        installation: consent.installation,
-        credential: consent.credential,
-        user: consent.user,
-        scopes: exchanged.scopes,
-        widened,
-        expires_at: exchanged.expires_at,
-    }))
+    let connected = connector
+        .complete(granted, &loaded.integration, &peer)
+        .await?;
+    Ok(Json(connected.into()))
 }
