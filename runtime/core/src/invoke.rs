@@ -4,6 +4,7 @@
 //! Every call gets a new `Store`: after a trap an instance is poisoned, and nothing one call
 //! leaves in memory may be seen by the next.
 
+use crate::exit::Exit;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -156,17 +157,9 @@ impl InvokeError {
         })
     }
 
-    /// The CLI exit code for this failure, as documented in the README.
+    /// The exit code for this failure ([`Exit`], docs/cli.md): the summary's `exit_code`.
     pub fn exit_code(&self) -> u8 {
-        match self {
-            Self::UnknownAction { .. } => 2,
-            Self::InputJson(_) | Self::Input { .. } | Self::OutputJson(_) | Self::Output { .. } => {
-                3
-            }
-            Self::Guest { .. } | Self::Trap(_) => 4,
-            Self::Limit(_) => 5,
-            Self::Host(_) | Self::Audit(_) => 1,
-        }
+        Exit::from(self).code()
     }
 
     /// A stable, metadata-only class name for summaries, metrics and (later) the audit trail.

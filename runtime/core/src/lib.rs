@@ -11,6 +11,7 @@
 //! - [`trust`]: the publisher keys this host trusts.
 //! - [`cache`]: the MAC-bound compiled-artifact cache.
 //! - [`invoke`]: one invocation end to end, and how failures are classified.
+//! - [`exit`]: every exit code, and which failure gets which.
 //! - [`journal`]: what an invocation writes to the audit sink while it runs.
 //! - [`ids`], [`clock`], [`digest`], [`fsutil`]: identifiers, time, hashes, careful file writes.
 //!
@@ -23,6 +24,7 @@ pub mod cache;
 pub mod clock;
 pub mod digest;
 pub mod engine;
+pub mod exit;
 pub mod fsutil;
 pub mod ids;
 pub mod invoke;
