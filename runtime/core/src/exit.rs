@@ -1,8 +1,6 @@
 //! Every exit code `airlock` uses, and which kind of failure gets which: the one table scripts
-//! can rely on (docs/cli.md mirrors [`Exit`]). It lives here, beside [`InvokeError`], because an
+//! can rely on (docs/cli.md mirrors [`Exit`]). It lives here, below the CLI, because an
 //! invocation's summary reports its exit code and the server's error body carries it too.
-
-use crate::invoke::InvokeError;
 
 /// How a command (or one invocation) ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,22 +36,6 @@ impl Exit {
     /// The process exit code.
     pub const fn code(self) -> u8 {
         self as u8
-    }
-}
-
-/// The exit of an invocation that failed.
-impl From<&InvokeError> for Exit {
-    fn from(error: &InvokeError) -> Self {
-        match error {
-            InvokeError::UnknownAction { .. } => Self::Usage,
-            InvokeError::InputJson(_)
-            | InvokeError::Input { .. }
-            | InvokeError::OutputJson(_)
-            | InvokeError::Output { .. } => Self::Schema,
-            InvokeError::Guest { .. } | InvokeError::Trap(_) => Self::Guest,
-            InvokeError::Limit(_) => Self::Limit,
-            InvokeError::Host(_) | InvokeError::Audit(_) => Self::Host,
-        }
     }
 }
 

@@ -189,6 +189,22 @@ impl InvokeError {
     }
 }
 
+/// The exit of an invocation that failed.
+impl From<&InvokeError> for Exit {
+    fn from(error: &InvokeError) -> Self {
+        match error {
+            InvokeError::UnknownAction { .. } => Self::Usage,
+            InvokeError::InputJson(_)
+            | InvokeError::Input { .. }
+            | InvokeError::OutputJson(_)
+            | InvokeError::Output { .. } => Self::Schema,
+            InvokeError::Guest { .. } | InvokeError::Trap(_) => Self::Guest,
+            InvokeError::Limit(_) => Self::Limit,
+            InvokeError::Host(_) | InvokeError::Audit(_) => Self::Host,
+        }
+    }
+}
+
 /// A one-line, metadata-only account of an invocation (what `--json` prints).
 #[derive(Debug, Serialize)]
 pub struct Summary<'a> {
