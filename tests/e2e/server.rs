@@ -8,6 +8,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::operator::Operator;
+use crate::support::{stderr, stdout};
 use crate::serving::{
     Body, Server, TENANT_SCOPES, assert_trail_verifies, mapper_config, mapper_input, records_of,
 };
@@ -288,10 +289,10 @@ async fn installations_get_only_their_grant_and_credentials_go_in_but_never_out(
     args.extend(switches);
     let out = op.airlock(&args);
     assert_eq!(out.status.code(), Some(2));
-    assert!(crate::support::stderr(&out).contains("--dev-insecure"));
+    assert!(stderr(&out).contains("--dev-insecure"));
     let out = op.airlock(&["serve", "--listen", "0.0.0.0:0"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(crate::support::stderr(&out).contains("not a loopback address"));
+    assert!(stderr(&out).contains("not a loopback address"));
 
     let v1 = op.exfil("0.1.0", "");
     let v2 = op.exfil(
@@ -813,4 +814,48 @@ async fn the_openapi_document_is_served_without_a_key_and_is_docs_openapi_json()
         json!([])
     );
     server.stop();
+}
+
+/// While the server holds the store, the CLI's listing verbs read through its operator socket
+/// (mode 0600, in the data dir) and see what the API changed; a verb that would change state
+/// refuses and names the API. Once the server stops the socket is gone and the CLI opens the
+/// store itself again, with the same answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_lists_through_the_running_server_and_changes_nothing_behind_it() {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    let op = Operator::new();
+    let mapper = op.example("contact-mapper", "contact_mapper.wasm");
+    let server = Server::start(&op, &[], &[]);
+    let digest = server.upload(&mapper).await;
+    let acme = server.tenant("acme", &TENANT_SCOPES).await;
+    let installed = server.install_mapper(&acme, &digest).await;
+    assert_eq!(installed.status, StatusCode::CREATED, "{}", installed.body);
+    let socket = op.data().join("serve.sock");
+    let mode = std::fs::metadata(&socket).expect("the socket").permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    let listed = op.airlock(&["install", "list", "--json"]);
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    let served: Value = serde_json::from_slice(&listed.stdout).expect("JSON");
+    assert_eq!(served[0]["tenant"], "acme", "{served}");
+    assert_eq!(served[0]["installation"], "mapper", "{served}");
+    let tenants = op.airlock(&["tenant", "list"]);
+    assert!(tenants.status.success(), "{}", stderr(&tenants));
+    assert!(stdout(&tenants).contains("1 installation(s)"), "{}", stdout(&tenants));
+
+    let refused = op.airlock(&["tenant", "create", "other"]);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("airlock serve is running"),
+        "{}",
+        stderr(&refused)
+    );
+
+    server.stop();
+    assert!(!socket.exists(), "the server removes its socket when it stops");
+    let after = op.airlock(&["install", "list", "--json"]);
+    assert!(after.status.success(), "{}", stderr(&after));
+    let stored: Value = serde_json::from_slice(&after.stdout).expect("JSON");
+    assert_eq!(stored, served);
 }

@@ -12,6 +12,7 @@
 //! - [`admission`]: per-tenant and global concurrency caps with bounded queues.
 //! - [`auth`]: API keys from the `Authorization` header, scopes.
 //! - [`failures`]: limits on failed attempts (keys, OAuth links, webhook signatures).
+//! - [`local`]: the operator's socket in the data dir, for the CLI while the server runs.
 //! - [`client`]: the client's address, from a trusted proxy's forwarding header or the peer.
 //! - [`deadline`]: what a slow client may hold: bodies by a deadline, responses taken.
 //! - [`error`]: one JSON error shape, with the status each failure maps to.
@@ -33,10 +34,12 @@ mod client;
 mod deadline;
 mod error;
 mod failures;
+pub mod local;
 mod routes;
 mod wire;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,7 +49,7 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::Semaphore;
 use tower::ServiceExt as _;
 
@@ -63,8 +66,9 @@ const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(15);
 /// and OAuth consents past their ten minutes (each purge scans its whole tree): every 60 s.
 const PURGE_ROUNDS: u32 = 4;
 
-/// Serves `app` on `listener` until `shutdown` resolves, then stops accepting, lets in-flight
-/// requests (and their invocations) finish, and signs a final audit checkpoint.
+/// Serves `app` on `listener`, and to the operator on `local` ([`local`]) if given, until
+/// `shutdown` resolves; then stops accepting, lets in-flight requests (and their invocations)
+/// finish, and signs a final audit checkpoint.
 ///
 /// At most `max_connections` connections are open at once: the next is accepted when one
 /// closes, and until then waits in the listen backlog. Slow clients cannot hold a connection
@@ -72,62 +76,127 @@ const PURGE_ROUNDS: u32 = 4;
 /// within their deadline, responses taken ([`deadline`]).
 pub async fn serve(
     listener: TcpListener,
+    local: Option<UnixListener>,
     app: Arc<App>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
-    let router = routes::router(app.clone());
+    let doors = Doors {
+        router: routes::router(app.clone()),
+        graceful: GracefulShutdown::new(),
+        slots: Arc::new(Semaphore::new(
+            app.limits.max_connections.min(Semaphore::MAX_PERMITS),
+        )),
+    };
     let housekeeping = tokio::spawn(housekeeping(app.clone()));
-    let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(
-        app.limits.max_connections.min(Semaphore::MAX_PERMITS),
-    ));
-    tokio::pin!(shutdown);
-    loop {
-        let slot = tokio::select! {
-            slot = slots.clone().acquire_owned() => match slot {
-                Ok(slot) => slot,
-                Err(_) => break,
-            },
-            () = &mut shutdown => break,
-        };
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off rather than spin.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let service = router
-            .clone()
-            .map_request(move |mut request: axum::extract::Request<_>| {
-                request.extensions_mut().insert(ConnectInfo(peer));
-                request
-            });
-        let connection = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT)
-            .serve_connection(
-                TokioIo::new(deadline::Taken::new(stream)),
-                TowerToHyperService::new(service),
-            );
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, %peer, "connection ended with an error");
-            }
-            drop(slot);
-        });
-    }
-    drop(listener);
-    graceful.shutdown().await;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let operator = async {
+        if let Some(local) = local {
+            doors.accept(local, stopped.clone()).await;
+        }
+    };
+    let network = doors.accept(listener, stopped.clone());
+    let signal = async {
+        shutdown.await;
+        stop.send_replace(true);
+    };
+    tokio::join!(network, operator, signal);
+    doors.graceful.shutdown().await;
     housekeeping.abort();
     app.close();
     Ok(())
+}
+
+/// What both listeners share: the routes, the connection slots and the graceful shutdown.
+struct Doors {
+    router: axum::Router,
+    graceful: GracefulShutdown,
+    slots: Arc<Semaphore>,
+}
+
+impl Doors {
+    /// Accepts connections on `listener` until `stopped` turns true, each served under a slot.
+    async fn accept<L: Listener>(
+        &self,
+        listener: L,
+        mut stopped: tokio::sync::watch::Receiver<bool>,
+    ) {
+        loop {
+            let slot = tokio::select! {
+                slot = self.slots.clone().acquire_owned() => match slot {
+                    Ok(slot) => slot,
+                    Err(_) => break,
+                },
+                () = until_stopped(&mut stopped) => break,
+            };
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off rather than spin.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = until_stopped(&mut stopped) => break,
+            };
+            let service =
+                self.router
+                    .clone()
+                    .map_request(move |mut request: axum::extract::Request<_>| {
+                        request.extensions_mut().insert(ConnectInfo(peer));
+                        if L::OPERATOR {
+                            request.extensions_mut().insert(local::Operator);
+                        }
+                        request
+                    });
+            let connection = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .serve_connection(
+                    TokioIo::new(deadline::Taken::new(stream)),
+                    TowerToHyperService::new(service),
+                );
+            let connection = self.graceful.watch(connection);
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(error = %e, %peer, "connection ended with an error");
+                }
+                drop(slot);
+            });
+        }
+    }
+}
+
+/// Resolves once the server is told to stop (or whoever tells it is gone).
+async fn until_stopped(stopped: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|stop| *stop).await;
+}
+
+/// A listening socket the server accepts connections on.
+trait Listener {
+    type Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static;
+    /// Whether whoever connects is the operator ([`local`]).
+    const OPERATOR: bool;
+    fn accept(&self) -> impl Future<Output = std::io::Result<(Self::Stream, SocketAddr)>> + Send;
+}
+
+impl Listener for TcpListener {
+    type Stream = tokio::net::TcpStream;
+    const OPERATOR: bool = false;
+    async fn accept(&self) -> std::io::Result<(Self::Stream, SocketAddr)> {
+        TcpListener::accept(self).await
+    }
+}
+
+impl Listener for UnixListener {
+    type Stream = tokio::net::UnixStream;
+    const OPERATOR: bool = true;
+    /// The peer is this host: failure limits and the trail name it as loopback.
+    async fn accept(&self) -> std::io::Result<(Self::Stream, SocketAddr)> {
+        let (stream, _) = UnixListener::accept(self).await?;
+        Ok((stream, SocketAddr::from(([127, 0, 0, 1], 0))))
+    }
 }
 
 /// Every [`HOUSEKEEPING_EVERY`]: signs the audit checkpoint a quiet trail is due (appends
