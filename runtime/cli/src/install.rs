@@ -16,7 +16,6 @@ use airlock_runtime::bundle::read_bundle;
 use airlock_runtime::clock::rfc3339;
 use airlock_runtime::ids::{InstallationId, TenantId};
 use airlock_store::InstallationRecord;
-use airlock_store::Installations;
 
 /// Largest config accepted on the command line or from a file.
 const MAX_CONFIG: u64 = 1 << 20;
@@ -240,7 +239,7 @@ fn report(installer: &Installer<'_>, outcome: &Outcome) -> anyhow::Result<()> {
 /// `list`, or with `pending` only the installations with an upgrade waiting.
 fn print_list(state: &State, args: &ListArgs, pending: bool) -> anyhow::Result<Exit> {
     let records: Vec<InstallationRecord> = state
-        .store()?
+        .reader()?
         .installations(args.tenant.as_ref())?
         .into_iter()
         .filter(|r| !pending || r.pending.is_some())

@@ -27,6 +27,7 @@ mod inspect;
 mod install;
 mod new;
 mod policy;
+mod reader;
 mod report;
 mod run;
 mod secrets;

@@ -137,12 +137,25 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<Exit> {
     let app = Arc::new(
         App::new(runtime, store, trail, limits, &public_url)?.with_trusted_proxies(trusted_proxies),
     );
+    // The CLI's listing verbs reach the server here while it holds the store.
+    let local = match airlock_server::local::bind(&state.data) {
+        Ok(local) => Some(local),
+        Err(e) => {
+            eprintln!(
+                "warning: no operator socket ({e}): CLI verbs cannot read this data dir while \
+                 the server runs"
+            );
+            None
+        }
+    };
     println!("listening on http://{bound}");
     eprintln!(
         "airlock serve: data {}; stop with Ctrl-C or SIGTERM",
         state.data.display()
     );
-    airlock_server::serve(listener, app, shutdown()).await?;
+    let served = airlock_server::serve(listener, local, app, shutdown()).await;
+    airlock_server::local::unbind(&state.data);
+    served?;
     eprintln!("stopped: in-flight requests finished, audit checkpoint signed");
     Ok(Exit::Success)
 }

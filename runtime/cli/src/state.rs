@@ -6,9 +6,10 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::exit::{Exit, fail};
+use super::reader::Reader;
 use airlock_audit::{AuditDir, AuditTrail};
 use airlock_runtime::engine::EngineSettings;
-use airlock_store::Store;
+use airlock_store::{Store, StoreError};
 
 /// `--data`: for the verbs that read the data dir but not its store (the compile cache, the
 /// trust store).
@@ -88,14 +89,31 @@ impl State {
     /// Opens the store and its audit trail: every verb that changes state or runs code
     /// records it.
     pub(crate) fn open(&self) -> anyhow::Result<(Store, AuditTrail)> {
-        let store = Store::open(&self.data, self.master_key.as_deref())?;
+        let store = self.store()?;
         let trail = AuditTrail::open(&store, self.audit()?)?;
         Ok((store, trail))
     }
 
+    /// What the listing verbs read: the store, or the server that holds it.
+    pub(crate) fn reader(&self) -> anyhow::Result<Reader> {
+        Reader::open(&self.data, self.master_key.as_deref())
+    }
+
     /// The store alone, for the verbs that only read it.
     pub(crate) fn store(&self) -> anyhow::Result<Store> {
-        Ok(Store::open(&self.data, self.master_key.as_deref())?)
+        match Store::open(&self.data, self.master_key.as_deref()) {
+            Err(StoreError::Open { .. }) if airlock_server::local::is_serving(&self.data) => {
+                Err(fail(
+                    Exit::Usage,
+                    anyhow::anyhow!(
+                        "airlock serve is running on {}: while it does, change its state \
+                         through its API (docs/api.md); the listing verbs still work",
+                        self.data.display()
+                    ),
+                ))
+            }
+            opened => Ok(opened?),
+        }
     }
 
     /// The audit dir: `--audit-dir`, `$AIRLOCK_AUDIT_DIR` (both via clap), else the platform's

@@ -7,7 +7,6 @@ use super::exit::{Exit, fail};
 use super::state::StateArgs;
 use airlock_runtime::clock::rfc3339;
 use airlock_runtime::ids::TenantId;
-use airlock_store::{Installations, Tenants};
 
 #[derive(Debug, Args)]
 pub(crate) struct TenantArgs {
@@ -32,18 +31,20 @@ enum TenantCommand {
 }
 
 pub(crate) fn tenant(args: TenantArgs) -> anyhow::Result<Exit> {
-    let (store, trail) = args.state.state()?.open()?;
+    let state = args.state.state()?;
     let refused = |e: TenantError| match e {
         TenantError::Exists(_) | TenantError::Unknown(_) => fail(Exit::Usage, e),
         other => other.into(),
     };
     match args.command {
         TenantCommand::Create { tenant } => {
+            let (store, trail) = state.open()?;
             tenants::create(&store, &trail, &tenant).map_err(refused)?;
             eprintln!("created tenant {tenant}");
         }
         TenantCommand::List { json } => {
-            let tenants = store.tenants()?;
+            let reader = state.reader()?;
+            let tenants = reader.tenants()?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&tenants)?);
             } else if tenants.is_empty() {
@@ -51,7 +52,7 @@ pub(crate) fn tenant(args: TenantArgs) -> anyhow::Result<Exit> {
             } else {
                 for t in tenants {
                     let id: TenantId = t.id.parse()?;
-                    let installations = store.installations(Some(&id))?.len();
+                    let installations = reader.installations(Some(&id))?.len();
                     println!(
                         "{:<24} created {}  {installations} installation(s)",
                         t.id,
@@ -61,6 +62,7 @@ pub(crate) fn tenant(args: TenantArgs) -> anyhow::Result<Exit> {
             }
         }
         TenantCommand::Delete { tenant } => {
+            let (store, trail) = state.open()?;
             tenants::delete(&store, &trail, &tenant).map_err(refused)?;
             eprintln!(
                 "deleted tenant {tenant}: its data key is gone, so its stored secrets can never \

@@ -118,7 +118,7 @@ pub(super) async fn show(
         &format!("http://{addr}"),
     )?);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(airlock_server::serve(listener, app, async {
+    let server = tokio::spawn(airlock_server::serve(listener, None, app, async {
         let _ = stopped.await;
     }));
     println!(

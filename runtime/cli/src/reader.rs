@@ -1,0 +1,115 @@
+//! What the listing verbs read: the store, or, while `airlock serve` holds it (the embedded
+//! store is one process's at a time), the server itself over its operator socket
+//! (`airlock_server::local`). Both give the same records: the API sends installations and
+//! tenants exactly as stored.
+
+use std::io::{Read as _, Write as _};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use airlock_runtime::ids::TenantId;
+use airlock_store::{
+    InstallationRecord, Installations as _, Store, StoreError, TenantInfo, Tenants as _,
+};
+use anyhow::{Context as _, bail};
+use serde::de::DeserializeOwned;
+
+/// The largest reply read from the server.
+const MAX_REPLY: u64 = 64 << 20;
+/// How long the server may take to answer.
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where listings come from.
+pub(crate) enum Reader {
+    Store(Store),
+    /// The operator socket of the server that holds the store.
+    Server(PathBuf),
+}
+
+impl Reader {
+    /// The store at `data`, or the server holding it if one does.
+    pub(crate) fn open(data: &Path, master_key: Option<&Path>) -> anyhow::Result<Self> {
+        match Store::open(data, master_key) {
+            Ok(store) => Ok(Self::Store(store)),
+            Err(StoreError::Open { .. }) if airlock_server::local::is_serving(data) => {
+                Ok(Self::Server(airlock_server::local::socket_path(data)))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Every installation, or `tenant`'s.
+    pub(crate) fn installations(
+        &self,
+        tenant: Option<&TenantId>,
+    ) -> anyhow::Result<Vec<InstallationRecord>> {
+        match self {
+            Self::Store(store) => Ok(store.installations(tenant)?),
+            Self::Server(socket) => {
+                #[derive(serde::Deserialize)]
+                struct List {
+                    installations: Vec<InstallationRecord>,
+                }
+                let path = match tenant {
+                    Some(t) => format!("/v1/installations?tenant={t}"),
+                    None => "/v1/installations".to_string(),
+                };
+                Ok(get::<List>(socket, &path)?.installations)
+            }
+        }
+    }
+
+    /// Every tenant.
+    pub(crate) fn tenants(&self) -> anyhow::Result<Vec<TenantInfo>> {
+        match self {
+            Self::Store(store) => Ok(store.tenants()?),
+            Self::Server(socket) => {
+                #[derive(serde::Deserialize)]
+                struct List {
+                    tenants: Vec<TenantInfo>,
+                }
+                Ok(get::<List>(socket, "/v1/tenants")?.tenants)
+            }
+        }
+    }
+}
+
+/// `GET path` on the operator socket, its JSON reply parsed as `T`.
+fn get<T: DeserializeOwned>(socket: &Path, path: &str) -> anyhow::Result<T> {
+    let what = || format!("asking the running server ({})", socket.display());
+    let mut stream = UnixStream::connect(socket).with_context(what)?;
+    stream.set_read_timeout(Some(TIMEOUT))?;
+    stream.set_write_timeout(Some(TIMEOUT))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\naccept: application/json\r\n\r\n"
+    )
+    .with_context(what)?;
+    let mut reply = Vec::new();
+    stream
+        .take(MAX_REPLY)
+        .read_to_end(&mut reply)
+        .with_context(what)?;
+    let Some(split) = reply.windows(4).position(|w| w == b"\r\n\r\n") else {
+        bail!("{}: the reply has no header end", what());
+    };
+    let head = String::from_utf8_lossy(&reply[..split]).to_ascii_lowercase();
+    let body = &reply[split + 4..];
+    if head.contains("transfer-encoding: chunked") {
+        bail!("{}: a chunked reply was not expected", what());
+    }
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse::<u16>().ok())
+        .unwrap_or(0);
+    if status != 200 {
+        bail!(
+            "{}: {status} {}",
+            what(),
+            String::from_utf8_lossy(body).trim()
+        );
+    }
+    serde_json::from_slice(body).with_context(what)
+}
