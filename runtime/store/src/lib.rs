@@ -145,11 +145,6 @@ impl Store {
         store.upgrade(fresh)
     }
 
-    /// The database, for stores of other concerns (the audit trail) that share its file lock.
-    pub fn db(&self) -> &sled::Db {
-        &self.db
-    }
-
     fn tree(&self, name: &str) -> Result<sled::Tree, StoreError> {
         Ok(self.db.open_tree(name)?)
     }
