@@ -2,8 +2,8 @@
 //! which record each later millisecond starts at, so a read costs what it returns rather than
 //! a walk of the whole chain (docs/audit.md, "Reading it").
 //!
-//! The index is a second sled tree of the same database, written in one transaction with each
-//! record; it only points at records, so every record a read returns is still opened and checked
+//! The index is kept beside the records in the [`AuditLog`](airlock_store::AuditLog), written
+//! together with each record; it only points at records, so every record a read returns is still opened and checked
 //! against its own hash, and a wrong entry cannot show a tenant another tenant's record.
 //!
 //! Keys (values are empty unless said):
@@ -16,8 +16,8 @@
 
 use super::record::Envelope;
 
-/// The index tree's name.
-pub(super) const TREE: &str = "audit-index";
+/// The most entries [`keys`] makes for one record.
+pub(super) const MOST_KEYS: usize = 3;
 /// How many records the index covers (u64 big-endian).
 pub(super) const COVERED: &[u8] = b"n";
 
@@ -28,7 +28,7 @@ const TIME: u8 = b'm';
 
 /// The entries of record `seq`, but its time mark.
 pub(super) fn keys(seq: u64, envelope: &Envelope) -> Vec<Vec<u8>> {
-    let mut keys = Vec::with_capacity(3);
+    let mut keys = Vec::with_capacity(MOST_KEYS);
     if envelope.security {
         keys.push(key(&[SECURITY], seq));
     }

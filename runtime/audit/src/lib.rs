@@ -1,5 +1,5 @@
-//! The audit trail: metadata-only, hash-chained records in sled, anchored by checkpoints
-//! signed with a key kept outside the data dir (catalogue 2.4, AL-01…10).
+//! The audit trail: metadata-only, hash-chained records, anchored by checkpoints signed with a
+//! key kept outside the data dir (catalogue 2.4, AL-01…10).
 //!
 //! # Layout
 //! - [`record`]: one record's line format and hash.
@@ -13,6 +13,12 @@
 //!
 //! The runtime writes through [`airlock_host_api::audit::AuditSink`], which [`AuditTrail`]
 //! implements, so the engine never depends on this crate.
+//!
+//! # Depends on
+//! `airlock-store`'s [`AuditLog`](airlock_store::AuditLog) trait for every byte it keeps
+//! (records, index, chain id, checkpoint count), and on nothing of the backend: the trail runs
+//! on any store that passes that crate's conformance suite. The record format, the chain, the
+//! index's keys and the checkpoints are this crate's.
 //!
 //! # Must never depend on
 //! axum or clap: the server and the CLI read the trail through this crate's API and write it
@@ -54,7 +60,7 @@ pub enum AuditError {
     #[error("audit checkpoint key: {0}")]
     Key(#[from] KeyError),
     #[error("audit database: {0}")]
-    Db(#[from] sled::Error),
+    Store(#[from] airlock_store::StoreError),
     #[error("the audit trail's metadata is damaged")]
     Meta,
     #[error("the audit target key {} is damaged: it must hold 32 bytes", path.display())]

@@ -58,14 +58,13 @@ impl AuditTrail {
     /// Up to `limit` (at least 1) records matching `query`, in sequence order.
     pub fn page(&self, query: &Query, limit: usize) -> Result<Page, AuditError> {
         let limit = limit.max(1);
-        let (records, entries) = self.trees();
+        let log = self.log();
         let mut first = query.after.map_or(0, |seq| seq.saturating_add(1));
         if let Some(ms) = query.since_ms {
-            let marked = entries
-                .range(index::time_key(ms)..)
+            let marked = log
+                .audit_index(index::TIME_PREFIX, &index::time_key(ms))
                 .next()
-                .transpose()?
-                .filter(|(key, _)| key.starts_with(index::TIME_PREFIX));
+                .transpose()?;
             match marked {
                 Some((_, seq)) => first = first.max(seq_of(&seq)?),
                 // Nothing was written at or after that time.
@@ -75,20 +74,10 @@ impl AuditTrail {
         // Sequence numbers of the records the query may match, from `first` on.
         let candidates: Box<dyn Iterator<Item = Result<u64, AuditError>>> =
             match index::prefix(query.tenant.as_deref(), query.security) {
-                None => Box::new(
-                    records
-                        .range(first.to_be_bytes()..)
-                        .keys()
-                        .map(|key| seq_of(&key?)),
-                ),
+                None => Box::new(log.audit_records(first).map(|row| Ok(row?.0))),
                 Some(prefix) => Box::new(
-                    entries
-                        .range(index::key(&prefix, first)..)
-                        .keys()
-                        .take_while(move |key| {
-                            key.as_ref().map_or(true, |k| k.starts_with(&prefix))
-                        })
-                        .map(|key| index::number(&key?).ok_or(AuditError::Meta)),
+                    log.audit_index(&prefix, &index::key(&prefix, first))
+                        .map(|row| index::number(&row?.0).ok_or(AuditError::Meta)),
                 ),
             };
         let mut page = Page::default();
@@ -99,8 +88,8 @@ impl AuditTrail {
                 break;
             }
             page.examined += 1;
-            let opened = records
-                .get(seq.to_be_bytes())?
+            let opened = log
+                .audit_record(seq)?
                 .map(|line| (record::open(&line), line.to_vec()));
             match opened {
                 Some((Ok(record), line)) if matches(query, &record) => {
@@ -119,16 +108,15 @@ impl AuditTrail {
     /// Records the index misses: each would be hidden from a filtered view. Checks every
     /// record that opens (for `airlock audit verify`).
     pub fn unindexed(&self) -> Result<Vec<u64>, AuditError> {
-        let (records, entries) = self.trees();
+        let log = self.log();
         let mut missing = Vec::new();
-        for entry in records.iter() {
-            let (key, line) = entry?;
-            let seq = seq_of(&key)?;
+        for row in log.audit_records(0) {
+            let (seq, line) = row?;
             let Ok(record) = record::open(&line) else {
                 continue;
             };
             for key in index::keys(seq, &record.envelope) {
-                if !entries.contains_key(key)? {
+                if log.audit_index_entry(&key)?.is_none() {
                     missing.push(seq);
                     break;
                 }

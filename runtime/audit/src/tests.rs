@@ -1,4 +1,5 @@
-//! AL-04/05/10 against a real sled store in a temp dir: every tampering is reported at the
+//! AL-04/05/10 against a real sled store in a temp dir: every tampering (done the way an
+//! attacker holding the data dir would, on the database's own trees) is reported at the
 //! record where it happened, a recomputed chain fails its signed checkpoint, and a clock that
 //! goes backwards is recorded without breaking the chain. Reads go through the index, so a
 //! page costs what it returns; targets are stored as keyed hashes, strings bounded.
@@ -12,7 +13,7 @@ use super::query::{Entry, Page, Query};
 use super::record::{self, Envelope};
 use super::trail::AuditTrail;
 use super::verify::{Report, verify};
-use airlock_store::Store;
+use airlock_store::{AuditLog as _, Store};
 
 /// A trail with `n` records and a checkpoint over all of them.
 struct Fixture {
@@ -24,18 +25,24 @@ struct Fixture {
 
 impl Fixture {
     fn new(n: u64) -> Self {
-        let data = TempDir::new().expect("temp dir");
-        let audit = TempDir::new().expect("temp dir");
+        let fixture = Self::open(
+            TempDir::new().expect("temp dir"),
+            TempDir::new().expect("temp dir"),
+        );
+        for i in 0..n {
+            fixture.trail.append_blocking(event(i)).expect("appended");
+        }
+        fixture.trail.checkpoint().expect("checkpoint signed");
+        fixture
+    }
+
+    fn open(data: TempDir, audit: TempDir) -> Self {
         let store = Store::open(data.path(), None).expect("store opens");
         let trail = AuditTrail::open(
             &store,
             AuditDir::open(audit.path(), data.path()).expect("audit dir"),
         )
         .expect("trail opens");
-        for i in 0..n {
-            trail.append_blocking(event(i)).expect("appended");
-        }
-        trail.checkpoint().expect("checkpoint signed");
         Self {
             _data: data,
             _audit: audit,
@@ -44,8 +51,24 @@ impl Fixture {
         }
     }
 
-    fn tree(&self) -> sled::Tree {
-        self.store.db().open_tree("audit").expect("audit tree")
+    /// Closes the store, lets `tamper` change the database's records and index trees as
+    /// anyone with the data dir can (no trail would), and opens the trail again.
+    fn tamper(self, tamper: impl FnOnce(&sled::Tree, &sled::Tree)) -> Self {
+        let Self {
+            _data: data,
+            _audit: audit,
+            store,
+            trail,
+        } = self;
+        drop((trail, store));
+        {
+            let db = sled::open(data.path().join("db")).expect("database opens");
+            let records = db.open_tree("audit").expect("records");
+            let index = db.open_tree("audit-index").expect("index");
+            tamper(&records, &index);
+            db.flush().expect("flushed");
+        }
+        Self::open(data, audit)
     }
 
     fn lines(&self) -> Vec<(u64, Vec<u8>)> {
@@ -113,71 +136,73 @@ fn an_untouched_trail_verifies_and_is_covered_by_its_checkpoint() {
 
 #[test]
 fn a_flipped_byte_is_reported_at_its_record() {
-    let f = Fixture::new(20);
-    let tree = f.tree();
-    let mut line = tree
-        .get(7u64.to_be_bytes())
-        .expect("read")
-        .expect("record present")
-        .to_vec();
-    let at = line.len() / 2;
-    line[at] ^= 0x20;
-    tree.insert(7u64.to_be_bytes(), line).expect("write");
+    let f = Fixture::new(20).tamper(|tree, _| {
+        let mut line = tree
+            .get(7u64.to_be_bytes())
+            .expect("read")
+            .expect("record present")
+            .to_vec();
+        let at = line.len() / 2;
+        line[at] ^= 0x20;
+        tree.insert(7u64.to_be_bytes(), line).expect("write");
+    });
     assert_eq!(broken_at(&f.verify()), Some(7));
 }
 
 #[test]
 fn a_deleted_record_is_reported_at_its_place() {
-    let f = Fixture::new(20);
-    f.tree().remove(7u64.to_be_bytes()).expect("remove");
+    let f = Fixture::new(20).tamper(|tree, _| {
+        tree.remove(7u64.to_be_bytes()).expect("remove");
+    });
     assert_eq!(broken_at(&f.verify()), Some(7));
 }
 
 #[test]
 fn swapped_records_are_reported_at_the_first() {
-    let f = Fixture::new(20);
-    let tree = f.tree();
-    let a = tree
-        .get(7u64.to_be_bytes())
-        .expect("read")
-        .expect("record present");
-    let b = tree
-        .get(8u64.to_be_bytes())
-        .expect("read")
-        .expect("record present");
-    tree.insert(7u64.to_be_bytes(), b).expect("write");
-    tree.insert(8u64.to_be_bytes(), a).expect("write");
+    let f = Fixture::new(20).tamper(|tree, _| {
+        let a = tree
+            .get(7u64.to_be_bytes())
+            .expect("read")
+            .expect("record present");
+        let b = tree
+            .get(8u64.to_be_bytes())
+            .expect("read")
+            .expect("record present");
+        tree.insert(7u64.to_be_bytes(), b).expect("write");
+        tree.insert(8u64.to_be_bytes(), a).expect("write");
+    });
     assert_eq!(broken_at(&f.verify()), Some(7));
 }
 
 #[test]
 fn an_inserted_record_is_reported_at_its_place() {
-    let f = Fixture::new(20);
-    let tree = f.tree();
-    for seq in (7..20u64).rev() {
-        let line = tree
-            .get(seq.to_be_bytes())
-            .expect("read")
-            .expect("record present");
-        tree.insert((seq + 1).to_be_bytes(), line).expect("write");
-    }
-    let prev = hash_of(
-        &tree
-            .get(6u64.to_be_bytes())
-            .expect("read")
-            .expect("record present"),
-    );
-    tree.insert(7u64.to_be_bytes(), forge(7, &prev))
-        .expect("write");
+    let f = Fixture::new(20).tamper(|tree, _| {
+        for seq in (7..20u64).rev() {
+            let line = tree
+                .get(seq.to_be_bytes())
+                .expect("read")
+                .expect("record present");
+            tree.insert((seq + 1).to_be_bytes(), line).expect("write");
+        }
+        let prev = hash_of(
+            &tree
+                .get(6u64.to_be_bytes())
+                .expect("read")
+                .expect("record present"),
+        );
+        tree.insert(7u64.to_be_bytes(), forge(7, &prev))
+            .expect("write");
+    });
     assert_eq!(broken_at(&f.verify()), Some(7));
 }
 
 #[test]
 fn a_truncated_tail_is_caught_by_the_checkpoint() {
-    let f = Fixture::new(20);
-    for seq in 10..20u64 {
-        f.tree().remove(seq.to_be_bytes()).expect("remove");
-    }
+    let f = Fixture::new(20).tamper(|tree, _| {
+        for seq in 10..20u64 {
+            tree.remove(seq.to_be_bytes()).expect("remove");
+        }
+    });
     let report = f.verify();
     assert_eq!(broken_at(&report), Some(10));
     assert!(
@@ -200,26 +225,28 @@ fn a_quiet_trail_is_checkpointed_when_the_interval_is_over() {
     f.trail.checkpoint_if_due().expect("due");
     assert_eq!(f.trail.checkpointed(), 4);
     // Cut after the timer's checkpoint: caught.
-    f.tree().remove(3u64.to_be_bytes()).expect("remove");
+    let f = f.tamper(|tree, _| {
+        tree.remove(3u64.to_be_bytes()).expect("remove");
+    });
     assert_eq!(broken_at(&f.verify()), Some(3));
 }
 
 #[test]
 fn a_chain_recomputed_by_someone_with_the_database_fails_its_checkpoint() {
     // AL-05: every link is valid again, but the signed head is not.
-    let f = Fixture::new(20);
-    let tree = f.tree();
-    let mut prev = hash_of(
-        &tree
-            .get(4u64.to_be_bytes())
-            .expect("read")
-            .expect("record present"),
-    );
-    for seq in 5..20u64 {
-        let line = forge(seq, &prev);
-        prev = hash_of(&line);
-        tree.insert(seq.to_be_bytes(), line).expect("write");
-    }
+    let f = Fixture::new(20).tamper(|tree, _| {
+        let mut prev = hash_of(
+            &tree
+                .get(4u64.to_be_bytes())
+                .expect("read")
+                .expect("record present"),
+        );
+        for seq in 5..20u64 {
+            let line = forge(seq, &prev);
+            prev = hash_of(&line);
+            tree.insert(seq.to_be_bytes(), line).expect("write");
+        }
+    });
     let report = f.verify();
     let broken = report.broken.expect("detected");
     assert!(broken.reason.contains("rewritten"), "{}", broken.reason);
@@ -443,7 +470,7 @@ fn a_page_examines_at_most_one_page_of_the_callers_own_records() {
             acme.push(seq);
         }
     }
-    f.store.db().flush().expect("flushed");
+    f.store.flush_audit().expect("flushed");
     assert_eq!(acme.len(), 250);
 
     let mut read = Vec::new();
@@ -494,11 +521,12 @@ fn since_starts_at_the_first_record_written_at_or_after_the_time() {
     let mut times = Vec::new();
     for i in 0..30u64 {
         let seq = f.trail.append_blocking(event(i)).expect("appended");
-        let line = f
-            .tree()
-            .get(seq.to_be_bytes())
-            .expect("read")
-            .expect("line");
+        let (_, line) = f
+            .trail
+            .lines_from(seq)
+            .next()
+            .expect("a line")
+            .expect("read");
         let time = record::open(&line).expect("opens").envelope.time;
         times.push(airlock_runtime::clock::parse_rfc3339_ms(&time).expect("a time"));
         if i % 10 == 9 {
@@ -525,11 +553,12 @@ fn a_wrong_index_entry_never_shows_a_tenant_another_tenants_record() {
         .expect("appended");
     f.trail.append_blocking(changed("acme")).expect("appended");
     // Someone with the database points acme's index at globex's record.
-    let index = f.store.db().open_tree("audit-index").expect("index");
-    let mut key = vec![b't', 4];
-    key.extend_from_slice(b"acme");
-    key.extend_from_slice(&0u64.to_be_bytes());
-    index.insert(key, sled::IVec::default()).expect("write");
+    let f = f.tamper(|_, index| {
+        let mut key = vec![b't', 4];
+        key.extend_from_slice(b"acme");
+        key.extend_from_slice(&0u64.to_be_bytes());
+        index.insert(key, sled::IVec::default()).expect("write");
+    });
     let page = f.trail.page(&query(Some("acme")), 10).expect("page");
     assert_eq!(seqs(&page), [1]);
     assert_eq!(page.examined, 2);
@@ -537,32 +566,31 @@ fn a_wrong_index_entry_never_shows_a_tenant_another_tenants_record() {
 
 #[test]
 fn a_trail_without_an_index_is_indexed_when_opened_and_verify_sees_a_gap() {
-    let data = TempDir::new().expect("temp dir");
-    let audit = TempDir::new().expect("temp dir");
-    let open = || {
-        let store = Store::open(data.path(), None).expect("store opens");
-        let dir = AuditDir::open(audit.path(), data.path()).expect("audit dir");
-        let trail = AuditTrail::open(&store, dir).expect("trail opens");
-        (store, trail)
-    };
-    {
-        let (store, trail) = open();
-        for tenant in ["acme", "globex", "acme"] {
-            trail.append_blocking(changed(tenant)).expect("appended");
-        }
-        // As a trail written before the index existed (or by a build without it) would be.
-        let index = store.db().open_tree("audit-index").expect("index");
-        index.clear().expect("cleared");
-        assert_eq!(trail.unindexed().expect("checked"), [0, 1, 2]);
-        assert!(
-            trail
-                .page(&query(Some("acme")), 10)
-                .expect("page")
-                .entries
-                .is_empty()
-        );
+    let f = Fixture::new(0);
+    for tenant in ["acme", "globex", "acme"] {
+        f.trail.append_blocking(changed(tenant)).expect("appended");
     }
-    let (_store, trail) = open();
+    // Entries lost, the count of records covered kept: the filtered views miss the records,
+    // and verify says so.
+    let f = f.tamper(|_, index| {
+        for entry in index.iter() {
+            let (key, _) = entry.expect("entry");
+            if key != b"n" {
+                index.remove(key).expect("removed");
+            }
+        }
+    });
+    assert_eq!(f.trail.unindexed().expect("checked"), [0, 1, 2]);
+    assert!(
+        f.trail
+            .page(&query(Some("acme")), 10)
+            .expect("page")
+            .entries
+            .is_empty()
+    );
+    // As a trail written before the index existed (or by a build without it) would be.
+    let f = f.tamper(|_, index| index.clear().expect("cleared"));
+    let trail = &f.trail;
     assert_eq!(trail.unindexed().expect("checked"), Vec::<u64>::new());
     assert_eq!(
         seqs(&trail.page(&query(Some("acme")), 10).expect("page")),

@@ -1,9 +1,13 @@
-//! [`AuditTrail`]: the append-only, hash-chained record store in sled, and its checkpoints.
+//! [`AuditTrail`]: the append-only, hash-chained record store, and its checkpoints. It keeps its
+//! records in an [`AuditLog`] (the sled store, in practice), which promises what this module
+//! leans on: a record and its index entries land together, no record is overwritten, and a
+//! flush makes everything written so far durable.
 //!
 //! Appends are serialized (one chain head), then flushed to disk before they are acknowledged:
 //! concurrent appenders share a flush (group commit: one appender flushes everything written so
 //! far while the others wait for it, on a blocking thread; sled's own `flush_async` deadlocked
-//! under concurrent invocations when every sled I/O thread waited on a flush). The first write or flush that fails marks the trail
+//! under concurrent invocations when every sled I/O thread waited on a flush, so
+//! [`AuditLog::flush_audit`] is blocking). The first write or flush that fails marks the trail
 //! failed for the life of the process, and every later append is refused, so nothing that needs
 //! a record (an egress request, an invocation result) happens without one (AL-07).
 //!
@@ -18,8 +22,6 @@ use std::time::{Duration, Instant};
 use airlock_host_api::audit::{AppendFuture, AuditEvent, AuditSink, AuditUnavailable};
 use hmac::{Hmac, Mac as _};
 use sha2::Sha256;
-use sled::Transactional as _;
-use sled::transaction::TransactionResult;
 use zeroize::Zeroizing;
 
 use super::AuditError;
@@ -27,18 +29,12 @@ use super::checkpoint::{AuditDir, Checkpoint, CheckpointSigner};
 use super::index;
 use super::record::{self, Envelope, GENESIS};
 use airlock_runtime::clock;
-use airlock_store::Store;
+use airlock_store::{AuditLog, IndexEntry};
 
 /// A checkpoint is due after this many records…
 pub const CHECKPOINT_RECORDS: u64 = 1_000;
 /// …or this long after the previous one, whichever comes first.
 pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(60);
-
-const RECORDS_TREE: &str = "audit";
-const META_TREE: &str = "audit-meta";
-const CHAIN_KEY: &[u8] = b"chain";
-/// How many records the checkpoints written so far cover (u64 big-endian).
-const CHECKPOINTED_KEY: &[u8] = b"checkpointed";
 
 /// The audit trail of one data dir. Cheap to clone; clones share the chain head.
 #[derive(Clone)]
@@ -47,14 +43,11 @@ pub struct AuditTrail {
 }
 
 struct Inner {
-    db: sled::Db,
+    log: Arc<dyn AuditLog>,
     /// How many records are known to be on disk (sequence numbers below it are durable).
     durable: tokio::sync::watch::Sender<u64>,
     /// Whether an appender is flushing for everyone.
     flushing: AtomicBool,
-    records: sled::Tree,
-    index: sled::Tree,
-    meta: sled::Tree,
     chain: String,
     dir: AuditDir,
     signer: CheckpointSigner,
@@ -76,50 +69,33 @@ struct State {
 }
 
 impl AuditTrail {
-    /// Opens the trail in `store`, signing checkpoints with the key in `dir`.
+    /// Opens the trail kept in `log` (a store handle, cloned), signing checkpoints with the key
+    /// in `dir`.
     ///
     /// A damaged last record does not stop the trail: new records chain onto the hash it
     /// carries, so `airlock audit verify` still points at the damage.
-    pub fn open(store: &Store, dir: AuditDir) -> Result<Self, AuditError> {
-        let db = store.db().clone();
-        let records = db.open_tree(RECORDS_TREE)?;
-        let index = db.open_tree(index::TREE)?;
-        let meta = db.open_tree(META_TREE)?;
-        let chain = match meta.get(CHAIN_KEY)? {
-            Some(id) => String::from_utf8(id.to_vec()).map_err(|_| AuditError::Meta)?,
-            None => {
-                let id = hex::encode(rand::random::<[u8; 16]>());
-                meta.compare_and_swap(CHAIN_KEY, None as Option<&[u8]>, Some(id.as_bytes()))?
-                    .map_err(|_| AuditError::Meta)?;
-                db.flush()?;
-                id
-            }
-        };
+    pub fn open(
+        log: &(impl AuditLog + Clone + 'static),
+        dir: AuditDir,
+    ) -> Result<Self, AuditError> {
+        let log: Arc<dyn AuditLog> = Arc::new(log.clone());
+        let chain = log.audit_chain(&hex::encode(rand::random::<[u8; 16]>()))?;
         if !is_chain_id(&chain) {
             return Err(AuditError::Meta);
         }
-        let (next, head) = match records.last()? {
+        let (next, head) = match log.last_audit_record()? {
             None => (0, GENESIS),
-            Some((key, line)) => (
-                seq_of(&key)? + 1,
-                record::carried_hash(&line).unwrap_or_default(),
-            ),
+            Some((seq, line)) => (seq + 1, record::carried_hash(&line).unwrap_or_default()),
         };
-        let checkpointed = match meta.get(CHECKPOINTED_KEY)? {
-            Some(v) => seq_of(&v)?,
-            None => 0,
-        };
+        let checkpointed = log.audit_checkpointed()?;
         let signer = dir.signer()?;
         let target_key = dir.target_key(&chain)?;
-        let time_mark = catch_up(&records, &index, next)?;
+        let time_mark = catch_up(log.as_ref(), next)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 durable: tokio::sync::watch::Sender::new(next),
                 flushing: AtomicBool::new(false),
-                db,
-                records,
-                index,
-                meta,
+                log,
                 chain,
                 dir,
                 signer,
@@ -147,9 +123,9 @@ impl AuditTrail {
         hex::encode(&mac.finalize().into_bytes()[..16])
     }
 
-    /// The chain's records tree and its index, for reads.
-    pub(super) fn trees(&self) -> (&sled::Tree, &sled::Tree) {
-        (&self.inner.records, &self.inner.index)
+    /// Where the records and the index are kept, for reads.
+    pub(super) fn log(&self) -> &dyn AuditLog {
+        self.inner.log.as_ref()
     }
 
     /// The random id that names this chain (and its checkpoint file).
@@ -177,7 +153,7 @@ impl AuditTrail {
     /// [`Self::append`] for callers outside an async context (the CLI's store verbs).
     pub fn append_blocking(&self, event: AuditEvent) -> Result<u64, AuditUnavailable> {
         let seq = self.write(event)?;
-        if let Err(e) = self.inner.db.flush() {
+        if let Err(e) = self.inner.log.flush_audit() {
             return Err(fail(&mut self.state(), &e));
         }
         self.settle(seq)
@@ -205,10 +181,10 @@ impl AuditTrail {
                 continue;
             }
             let target = self.state().next;
-            let db = self.inner.db.clone();
-            let flushed = tokio::task::spawn_blocking(move || db.flush()).await;
+            let log = Arc::clone(&self.inner.log);
+            let flushed = tokio::task::spawn_blocking(move || log.flush_audit()).await;
             let result = match flushed {
-                Ok(Ok(_)) => Ok(()),
+                Ok(Ok(())) => Ok(()),
                 Ok(Err(e)) => Err(fail(&mut self.state(), &e)),
                 Err(e) => Err(fail(&mut self.state(), &e)),
             };
@@ -238,13 +214,10 @@ impl AuditTrail {
         &self,
         first: u64,
     ) -> impl Iterator<Item = Result<(u64, Vec<u8>), AuditError>> + use<> {
-        self.inner
-            .records
-            .range(first.to_be_bytes()..)
-            .map(|entry| {
-                let (key, line) = entry?;
-                Ok((seq_of(&key)?, line.to_vec()))
-            })
+        self.inner.log.audit_records(first).map(|row| {
+            let (seq, line) = row?;
+            Ok((seq, line.to_vec()))
+        })
     }
 
     /// How many records the database says checkpoints were written for.
@@ -307,20 +280,23 @@ impl AuditTrail {
         let (line, hash) = record::seal(&envelope);
         let keys = index::keys(seq, &envelope);
         let mark = (now_ms > state.time_mark).then(|| index::time_key(now_ms));
+        let (at, covered) = (seq.to_be_bytes(), (seq + 1).to_be_bytes());
+        // The pointers, the time mark and the coverage, on the stack: no allocation per record.
+        let mut entries: [IndexEntry<'_>; index::MOST_KEYS + 2] =
+            [(&[], &[]); index::MOST_KEYS + 2];
+        let mut n = 0;
+        for key in &keys {
+            entries[n] = (key.as_slice(), &[]);
+            n += 1;
+        }
+        if let Some(mark) = &mark {
+            entries[n] = (mark.as_slice(), at.as_slice());
+            n += 1;
+        }
+        entries[n] = (index::COVERED, covered.as_slice());
+        n += 1;
         // The record and its index entries land together or not at all.
-        let written: TransactionResult<(), sled::Error> = (&self.inner.records, &self.inner.index)
-            .transaction(|(records, entries)| {
-                records.insert(&seq.to_be_bytes(), line.as_slice())?;
-                for key in &keys {
-                    entries.insert(key.as_slice(), sled::IVec::default())?;
-                }
-                if let Some(mark) = &mark {
-                    entries.insert(mark.as_slice(), &seq.to_be_bytes())?;
-                }
-                entries.insert(index::COVERED, &(seq + 1).to_be_bytes())?;
-                Ok(())
-            });
-        if let Err(e) = written {
+        if let Err(e) = self.inner.log.append_audit(seq, &line, &entries[..n]) {
             return Err(fail(state, &e));
         }
         if mark.is_some() {
@@ -364,10 +340,8 @@ impl AuditTrail {
             &clock::rfc3339_ms(clock::now_unix_ms()),
         );
         self.inner.dir.append(&checkpoint)?;
-        self.inner
-            .meta
-            .insert(CHECKPOINTED_KEY, &state.next.to_be_bytes())?;
-        self.inner.db.flush()?;
+        self.inner.log.set_audit_checkpointed(state.next)?;
+        self.inner.log.flush_audit()?;
         state.checkpointed = state.next;
         Ok(Some(checkpoint))
     }
@@ -384,37 +358,40 @@ fn fail(state: &mut State, error: &dyn std::fmt::Display) -> AuditUnavailable {
 /// Indexes the records the index does not cover yet (a trail written before it had one) and
 /// returns the highest time marked. A record that does not open is left out: only the
 /// operator's unfiltered view, and `audit verify`, show it.
-fn catch_up(records: &sled::Tree, index: &sled::Tree, next: u64) -> Result<u64, AuditError> {
-    let covered = match index.get(index::COVERED)? {
+fn catch_up(log: &dyn AuditLog, next: u64) -> Result<u64, AuditError> {
+    let covered = match log.audit_index_entry(index::COVERED)? {
         Some(v) => seq_of(&v)?,
         None => 0,
     };
-    let mut mark = match index.scan_prefix(index::TIME_PREFIX).next_back() {
-        Some(entry) => index::number(&entry?.0).ok_or(AuditError::Meta)?,
+    let mut mark = match log.last_audit_index_entry(index::TIME_PREFIX)? {
+        Some((key, _)) => index::number(&key).ok_or(AuditError::Meta)?,
         None => 0,
     };
     if covered >= next {
         return Ok(mark);
     }
-    let mut batch = sled::Batch::default();
-    for entry in records.range(covered.to_be_bytes()..) {
-        let (key, line) = entry?;
-        let seq = seq_of(&key)?;
+    let mut batch: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    for row in log.audit_records(covered) {
+        let (seq, line) = row?;
         let Ok(record) = record::open(&line) else {
             continue;
         };
         for key in index::keys(seq, &record.envelope) {
-            batch.insert(key, sled::IVec::default());
+            batch.push((key, Vec::new()));
         }
         if let Some(ms) = clock::parse_rfc3339_ms(&record.envelope.time)
             && ms > mark
         {
-            batch.insert(index::time_key(ms), &seq.to_be_bytes());
+            batch.push((index::time_key(ms), seq.to_be_bytes().to_vec()));
             mark = ms;
         }
     }
-    batch.insert(index::COVERED, &next.to_be_bytes());
-    index.apply_batch(batch)?;
+    batch.push((index::COVERED.to_vec(), next.to_be_bytes().to_vec()));
+    let entries: Vec<IndexEntry<'_>> = batch
+        .iter()
+        .map(|(key, value)| (key.as_slice(), value.as_slice()))
+        .collect();
+    log.put_audit_index(&entries)?;
     Ok(mark)
 }
 

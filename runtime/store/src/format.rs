@@ -19,6 +19,7 @@ use std::fs;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+use std::sync::Arc;
 
 use super::{DB_DIR, Store, StoreError, connections, installations, kv};
 use airlock_runtime::fsutil;
@@ -145,6 +146,7 @@ impl Store {
         let (master_path, master) = (self.master_path.clone(), self.master.clone());
         let built = Self {
             db: super::open_db(&next)?,
+            audit: Arc::default(),
             ..self.clone()
         };
         if let Err(e) = self.copy_into(&built) {
@@ -167,6 +169,7 @@ impl Store {
             data_dir,
             master_path,
             master,
+            audit: Arc::default(),
         })
     }
 
@@ -383,7 +386,7 @@ mod tests {
         assert_eq!(listed[0].account, tokens.account);
         assert_eq!(
             store
-                .db()
+                .db
                 .open_tree("audit")
                 .expect("tree")
                 .get("0001")
@@ -392,7 +395,7 @@ mod tests {
             Some(&b"a record"[..])
         );
         assert!(!data.join(OLD_DIR).exists() && !data.join(NEXT_DIR).exists());
-        store.db().flush().expect("flush");
+        store.db.flush().expect("flush");
         let raw = raw_bytes(&data.join(DB_DIR));
         for needle in [USER, "kv-canary", "config-canary", &needle(wrapped)] {
             assert!(

@@ -16,6 +16,8 @@
 //! - [`installations`]: installed bundles with their grants, config and pending upgrades.
 //! - [`kv`]: guests' key-value namespaces, sealed, with usage kept for quotas.
 //! - [`webhooks`]: webhook endpoints with sealed signing secrets, and delivery ids seen.
+//! - `audit`: the audit trail's records, index and chain metadata ([`AuditLog`]); the chain,
+//!   the index's keys and the checkpoints are `airlock-audit`'s.
 //! - [`records`]: the plain records the traits take and return.
 //! - [`traits`]: the storage traits, one per concern, with the guarantees callers rely on.
 //! - `conformance`: the suite every implementation of the traits passes (tests, or the
@@ -26,6 +28,7 @@
 //! which call this crate.
 
 pub mod api_keys;
+mod audit;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub mod connections;
@@ -40,7 +43,7 @@ pub mod traits;
 pub mod webhooks;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use airlock_host_api::credentials::vault::{MasterKey, VaultError};
 
@@ -48,11 +51,11 @@ pub use credentials::StoredSecrets;
 pub use records::{
     ConnectionInfo, ConnectionKey, ConnectionStatus, CredentialInfo, EndpointInfo,
     InstallationRecord, KvUsage, NewEndpoint, PendingConsent, PendingUpgrade, SecretInfo,
-    SetOutcome, TakenState, TenantInfo,
+    SetOutcome, Stored, TakenState, TenantInfo,
 };
 pub use traits::{
-    ApiKeys, Connections, Consents, Credentials, Installations, KvNamespaces, Storage, Tenants,
-    Webhooks,
+    ApiKeys, AuditLog, Connections, Consents, Credentials, IndexEntry, Installations, KvNamespaces,
+    Rows, Storage, Tenants, Webhooks,
 };
 
 /// Name of the database directory inside the data dir.
@@ -112,6 +115,8 @@ pub struct Store {
     data_dir: PathBuf,
     master_path: PathBuf,
     master: Arc<Mutex<Option<Arc<MasterKey>>>>,
+    /// The audit trail's trees, once opened.
+    audit: Arc<OnceLock<audit::AuditTrees>>,
 }
 
 impl Store {
@@ -134,14 +139,10 @@ impl Store {
             master_path: master_key
                 .map_or_else(|| data_dir.join(keys::MASTER_KEY_FILE), Path::to_path_buf),
             master: Arc::default(),
+            audit: Arc::default(),
         };
         store.sweep_key_dir()?;
         store.upgrade(fresh)
-    }
-
-    /// The database, for stores of other concerns (the audit trail) that share its file lock.
-    pub fn db(&self) -> &sled::Db {
-        &self.db
     }
 
     fn tree(&self, name: &str) -> Result<sled::Tree, StoreError> {

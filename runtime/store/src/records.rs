@@ -171,3 +171,43 @@ pub struct NewEndpoint<'a> {
     pub action: &'a str,
     pub scheme: Scheme,
 }
+
+/// Bytes read from the store: the backend's own buffer where it can lend one (sled's, without
+/// a copy, so reading a long trail costs no allocation per record), else a `Vec`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored(Bytes);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Bytes {
+    Sled(sled::IVec),
+    Owned(Vec<u8>),
+}
+
+impl Stored {
+    pub(crate) fn sled(bytes: sled::IVec) -> Self {
+        Self(Bytes::Sled(bytes))
+    }
+}
+
+impl From<Vec<u8>> for Stored {
+    fn from(bytes: Vec<u8>) -> Self {
+        Self(Bytes::Owned(bytes))
+    }
+}
+
+impl std::ops::Deref for Stored {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match &self.0 {
+            Bytes::Sled(bytes) => bytes,
+            Bytes::Owned(bytes) => bytes,
+        }
+    }
+}
+
+impl AsRef<[u8]> for Stored {
+    fn as_ref(&self) -> &[u8] {
+        self
+    }
+}

@@ -1,10 +1,11 @@
 //! The storage traits: one per concern, each carrying the guarantees the services rely on.
 //!
-//! The services (`airlock-platform`), the server and the CLI see these traits, not sled:
-//! [`Store`](crate::Store) implements them on the embedded database, and a second backend
-//! implements them and passes the same [`conformance`](crate::conformance) suite unchanged.
-//! Every write is durable when the call returns. The guarantees named "Guarantee" below hold
-//! under concurrent callers, in one process or many.
+//! The services (`airlock-platform`), the audit trail (`airlock-audit`), the server and the CLI
+//! see these traits, not sled: [`Store`](crate::Store) implements them on the embedded
+//! database, and a second backend implements them and passes the same
+//! [`conformance`](crate::conformance) suite unchanged. Every write is durable when the call
+//! returns ([`AuditLog`]'s at its flush). The guarantees named "Guarantee" below hold under
+//! concurrent callers, in one process or many.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use airlock_runtime::ids::{EndpointId, InstallationId, TenantId, UserId};
 use crate::StoreError;
 use crate::records::{
     ConnectionInfo, ConnectionKey, CredentialInfo, EndpointInfo, InstallationRecord, KvUsage,
-    NewEndpoint, PendingConsent, SetOutcome, TakenState, TenantInfo,
+    NewEndpoint, PendingConsent, SetOutcome, Stored, TakenState, TenantInfo,
 };
 
 /// Tenants: the unit every other record belongs to.
@@ -319,9 +320,85 @@ pub trait KvNamespaces: Send + Sync {
     ) -> Result<KvUsage, StoreError>;
 }
 
+/// One entry of the audit index: its key and its value (empty for most).
+pub type IndexEntry<'a> = (&'a [u8], &'a [u8]);
+
+/// Rows read in order, each its own result (a backend can fail part way).
+pub type Rows<T> = Box<dyn Iterator<Item = Result<T, StoreError>> + Send>;
+
+/// The audit trail's storage: records by sequence number, an index pointing at them, and the
+/// chain's metadata. What the records and index keys mean is `airlock-audit`'s business; this
+/// keeps bytes, in order.
+///
+/// Unlike the other traits, writes here become durable only at [`Self::flush_audit`]: the trail
+/// writes many records, then makes them durable with one flush they share (group commit,
+/// docs/audit.md "Durable before effect").
+pub trait AuditLog: Send + Sync {
+    /// The chain's id: the stored one, else `fresh`, stored and durable before it returns.
+    ///
+    /// Guarantee (first writer wins): of concurrent callers, one stores its id and every caller
+    /// gets that one, so a chain is never named twice.
+    fn audit_chain(&self, fresh: &str) -> Result<String, StoreError>;
+
+    /// Writes record `seq` and the index entries `index`; refused with [`StoreError::Exists`]
+    /// if record `seq` is stored already.
+    ///
+    /// Guarantees: the record and its entries are written together or not at all, and no
+    /// reader sees one without the other (a query finds every record through the index);
+    /// a stored record is never overwritten (append-only: a refused write writes nothing).
+    fn append_audit(
+        &self,
+        seq: u64,
+        line: &[u8],
+        index: &[IndexEntry<'_>],
+    ) -> Result<(), StoreError>;
+
+    /// Writes index entries alone, all or none (to index records written before the index).
+    fn put_audit_index(&self, entries: &[IndexEntry<'_>]) -> Result<(), StoreError>;
+
+    /// Makes everything written so far durable (records, index and metadata). Blocking: it is
+    /// called from a blocking thread, never awaited on an I/O thread (see `airlock-audit`'s
+    /// trail module).
+    fn flush_audit(&self) -> Result<(), StoreError>;
+
+    /// Record `seq`, as written.
+    fn audit_record(&self, seq: u64) -> Result<Option<Stored>, StoreError>;
+
+    /// The record with the highest sequence number.
+    fn last_audit_record(&self) -> Result<Option<(u64, Stored)>, StoreError>;
+
+    /// The records from sequence number `first` on, in sequence order.
+    fn audit_records(&self, first: u64) -> Rows<(u64, Stored)>;
+
+    /// The value of index entry `key`.
+    fn audit_index_entry(&self, key: &[u8]) -> Result<Option<Stored>, StoreError>;
+
+    /// The index entries whose keys start with `prefix`, from key `from` on, in key order
+    /// (bytewise).
+    fn audit_index(&self, prefix: &[u8], from: &[u8]) -> Rows<(Stored, Stored)>;
+
+    /// The index entry with the highest key starting with `prefix`.
+    fn last_audit_index_entry(&self, prefix: &[u8])
+    -> Result<Option<(Stored, Stored)>, StoreError>;
+
+    /// How many records the signed checkpoints cover (0 before the first).
+    fn audit_checkpointed(&self) -> Result<u64, StoreError>;
+
+    /// Records that the signed checkpoints cover `count` records (durable at the next flush).
+    fn set_audit_checkpointed(&self, count: u64) -> Result<(), StoreError>;
+}
+
 /// Every concern at once: what the services hold (as `Arc<dyn Storage>`).
 pub trait Storage:
-    Tenants + ApiKeys + Installations + Credentials + Webhooks + Connections + Consents + KvNamespaces
+    Tenants
+    + ApiKeys
+    + Installations
+    + Credentials
+    + Webhooks
+    + Connections
+    + Consents
+    + KvNamespaces
+    + AuditLog
 {
     /// The installation's credentials as the egress broker reads them: values opened only to
     /// be injected, OAuth connections refreshed in place.

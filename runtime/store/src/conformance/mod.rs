@@ -8,6 +8,7 @@
 //!
 //! Compiled for this crate's tests and, with the `conformance` feature, for other backends'.
 
+pub mod audit;
 pub mod oauth;
 pub mod races;
 pub mod records;
@@ -89,6 +90,12 @@ macro_rules! conformance_suite {
             races::a_connection_revision_is_replaced_at_most_once,
             races::a_use_in_flight_never_undoes_a_revoke,
             races::concurrent_kv_writers_never_pass_the_quota_together,
+            audit::audit_records_are_never_overwritten,
+            audit::a_record_is_never_seen_without_its_index_entries,
+            audit::audit_records_are_read_in_sequence_order,
+            audit::an_empty_audit_log_reads_nothing,
+            audit::the_chain_id_is_named_by_the_first_writer,
+            audit::index_reads_keep_to_their_prefix_in_key_order,
         );
     };
     (@cases $fresh:expr; $($module:ident :: $case:ident),+ $(,)?) => {

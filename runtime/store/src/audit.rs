@@ -1,0 +1,185 @@
+//! The audit trail's storage on sled: [`AuditLog`] for [`Store`].
+//!
+//! Three trees, named as the trail has always named them, so data dirs written before this
+//! module existed open unchanged:
+//! - `audit`: the records, keyed by sequence number (u64 big-endian);
+//! - `audit-index`: the index entries, as the trail makes them;
+//! - `audit-meta`: `chain` (the chain id) and `checkpointed` (u64 big-endian).
+
+use sled::Transactional as _;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+
+use crate::records::Stored;
+use crate::traits::{AuditLog, IndexEntry, Rows};
+use crate::{Store, StoreError};
+
+const RECORDS: &str = "audit";
+const INDEX: &str = "audit-index";
+const META: &str = "audit-meta";
+const CHAIN_KEY: &[u8] = b"chain";
+const CHECKPOINTED_KEY: &[u8] = b"checkpointed";
+
+/// The trail's trees, opened once per store: an append does not look them up again.
+pub(crate) struct AuditTrees {
+    records: sled::Tree,
+    index: sled::Tree,
+    meta: sled::Tree,
+}
+
+/// Why a record write was rolled back: its sequence number is taken.
+struct Taken;
+
+impl Store {
+    /// The trail's trees, opened (and created) on first use, so a store that never holds a
+    /// trail gets none.
+    fn audit(&self) -> Result<&AuditTrees, StoreError> {
+        if let Some(trees) = self.audit.get() {
+            return Ok(trees);
+        }
+        let trees = AuditTrees {
+            records: self.db.open_tree(RECORDS)?,
+            index: self.db.open_tree(INDEX)?,
+            meta: self.db.open_tree(META)?,
+        };
+        Ok(self.audit.get_or_init(|| trees))
+    }
+}
+
+impl AuditLog for Store {
+    fn audit_chain(&self, fresh: &str) -> Result<String, StoreError> {
+        let meta = &self.audit()?.meta;
+        let stored = match meta.compare_and_swap(CHAIN_KEY, None as Option<&[u8]>, Some(fresh))? {
+            Ok(()) => {
+                self.db.flush()?;
+                return Ok(fresh.to_string());
+            }
+            Err(lost) => lost.current,
+        };
+        let stored = stored.ok_or_else(|| corrupt("audit chain id"))?;
+        String::from_utf8(stored.to_vec()).map_err(|_| corrupt("audit chain id"))
+    }
+
+    fn append_audit(
+        &self,
+        seq: u64,
+        line: &[u8],
+        index: &[IndexEntry<'_>],
+    ) -> Result<(), StoreError> {
+        let trees = self.audit()?;
+        let key = seq.to_be_bytes();
+        // Inserting returns what was there: a taken number rolls the whole write back.
+        let written = (&trees.records, &trees.index).transaction(|(records, entries)| {
+            if records.insert(&key, line)?.is_some() {
+                return Err(ConflictableTransactionError::Abort(Taken));
+            }
+            for (k, v) in index {
+                entries.insert(*k, *v)?;
+            }
+            Ok(())
+        });
+        match written {
+            Ok(()) => Ok(()),
+            Err(TransactionError::Abort(Taken)) => Err(StoreError::Exists {
+                what: format!("audit record {seq}"),
+            }),
+            Err(TransactionError::Storage(e)) => Err(e.into()),
+        }
+    }
+
+    fn put_audit_index(&self, entries: &[IndexEntry<'_>]) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for (key, value) in entries {
+            batch.insert(*key, *value);
+        }
+        Ok(self.audit()?.index.apply_batch(batch)?)
+    }
+
+    fn flush_audit(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn audit_record(&self, seq: u64) -> Result<Option<Stored>, StoreError> {
+        let line = self.audit()?.records.get(seq.to_be_bytes())?;
+        Ok(line.map(Stored::sled))
+    }
+
+    fn last_audit_record(&self) -> Result<Option<(u64, Stored)>, StoreError> {
+        match self.audit()?.records.last()? {
+            Some((key, line)) => Ok(Some((seq_of(&key)?, Stored::sled(line)))),
+            None => Ok(None),
+        }
+    }
+
+    fn audit_records(&self, first: u64) -> Rows<(u64, Stored)> {
+        let records = match self.audit() {
+            Ok(trees) => trees.records.range(first.to_be_bytes()..),
+            Err(e) => return Box::new(std::iter::once(Err(e))),
+        };
+        Box::new(records.map(|entry| {
+            let (key, line) = entry?;
+            Ok((seq_of(&key)?, Stored::sled(line)))
+        }))
+    }
+
+    fn audit_index_entry(&self, key: &[u8]) -> Result<Option<Stored>, StoreError> {
+        Ok(self.audit()?.index.get(key)?.map(Stored::sled))
+    }
+
+    fn audit_index(&self, prefix: &[u8], from: &[u8]) -> Rows<(Stored, Stored)> {
+        let index = match self.audit() {
+            Ok(trees) => trees.index.range(from.max(prefix)..),
+            Err(e) => return Box::new(std::iter::once(Err(e))),
+        };
+        let prefix = prefix.to_vec();
+        Box::new(
+            index
+                .take_while(move |entry| {
+                    entry.as_ref().map_or(true, |(k, _)| k.starts_with(&prefix))
+                })
+                .map(|entry| {
+                    let (key, value) = entry?;
+                    Ok((Stored::sled(key), Stored::sled(value)))
+                }),
+        )
+    }
+
+    fn last_audit_index_entry(
+        &self,
+        prefix: &[u8],
+    ) -> Result<Option<(Stored, Stored)>, StoreError> {
+        match self.audit()?.index.scan_prefix(prefix).next_back() {
+            Some(entry) => {
+                let (key, value) = entry?;
+                Ok(Some((Stored::sled(key), Stored::sled(value))))
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn audit_checkpointed(&self) -> Result<u64, StoreError> {
+        match self.audit()?.meta.get(CHECKPOINTED_KEY)? {
+            Some(count) => number(&count).ok_or_else(|| corrupt("audit checkpoint count")),
+            None => Ok(0),
+        }
+    }
+
+    fn set_audit_checkpointed(&self, count: u64) -> Result<(), StoreError> {
+        self.audit()?
+            .meta
+            .insert(CHECKPOINTED_KEY, &count.to_be_bytes())?;
+        Ok(())
+    }
+}
+
+fn seq_of(key: &[u8]) -> Result<u64, StoreError> {
+    number(key).ok_or_else(|| corrupt("audit record key"))
+}
+
+fn number(bytes: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(bytes.try_into().ok()?))
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Corrupt { what: what.into() }
+}
