@@ -8,10 +8,10 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::operator::Operator;
-use crate::support::{stderr, stdout};
 use crate::serving::{
     Body, Server, TENANT_SCOPES, assert_trail_verifies, mapper_config, mapper_input, records_of,
 };
+use crate::support::{stderr, stdout};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_request_is_authorized_from_its_key_alone() {
@@ -832,7 +832,10 @@ async fn the_cli_lists_through_the_running_server_and_changes_nothing_behind_it(
     let installed = server.install_mapper(&acme, &digest).await;
     assert_eq!(installed.status, StatusCode::CREATED, "{}", installed.body);
     let socket = op.data().join("serve.sock");
-    let mode = std::fs::metadata(&socket).expect("the socket").permissions().mode();
+    let mode = std::fs::metadata(&socket)
+        .expect("the socket")
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600);
 
     let listed = op.airlock(&["install", "list", "--json"]);
@@ -842,7 +845,11 @@ async fn the_cli_lists_through_the_running_server_and_changes_nothing_behind_it(
     assert_eq!(served[0]["installation"], "mapper", "{served}");
     let tenants = op.airlock(&["tenant", "list"]);
     assert!(tenants.status.success(), "{}", stderr(&tenants));
-    assert!(stdout(&tenants).contains("1 installation(s)"), "{}", stdout(&tenants));
+    assert!(
+        stdout(&tenants).contains("1 installation(s)"),
+        "{}",
+        stdout(&tenants)
+    );
 
     let refused = op.airlock(&["tenant", "create", "other"]);
     assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
@@ -853,7 +860,10 @@ async fn the_cli_lists_through_the_running_server_and_changes_nothing_behind_it(
     );
 
     server.stop();
-    assert!(!socket.exists(), "the server removes its socket when it stops");
+    assert!(
+        !socket.exists(),
+        "the server removes its socket when it stops"
+    );
     let after = op.airlock(&["install", "list", "--json"]);
     assert!(after.status.success(), "{}", stderr(&after));
     let stored: Value = serde_json::from_slice(&after.stdout).expect("JSON");
