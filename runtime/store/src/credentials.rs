@@ -225,6 +225,10 @@ impl Storage for Store {
             installation.clone(),
         ))
     }
+
+    fn schema_current(&self) -> Result<bool, StoreError> {
+        self.format_is_current()
+    }
 }
 
 impl StoredSecrets {

@@ -105,6 +105,11 @@ impl Store {
         }
     }
 
+    /// Whether the database is of [`FORMAT`].
+    pub(super) fn format_is_current(&self) -> Result<bool, StoreError> {
+        Ok(self.format()? == Some(FORMAT))
+    }
+
     fn format(&self) -> Result<Option<u32>, StoreError> {
         // Looked up without creating the tree: a database of format 1 is not written to.
         if !self

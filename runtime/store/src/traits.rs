@@ -403,4 +403,8 @@ pub trait Storage:
     /// The installation's credentials as the egress broker reads them: values opened only to
     /// be injected, OAuth connections refreshed in place.
     fn secrets(&self, tenant: &TenantId, installation: &InstallationId) -> Arc<dyn SecretSource>;
+
+    /// Whether the backend answers and holds the schema this build writes (`false`: it answers,
+    /// but its schema is older or newer). One cheap read: readiness probes call it.
+    fn schema_current(&self) -> Result<bool, StoreError>;
 }

@@ -74,6 +74,7 @@ pub fn race<T: Send>(race: impl Fn(usize) -> T + Sync) -> Vec<T> {
 macro_rules! conformance_suite {
     ($fresh:expr) => {
         $crate::conformance_suite!(@cases $fresh;
+            records::a_fresh_store_holds_the_current_schema,
             records::tenants_are_created_once_listed_and_deleted,
             records::deleting_a_tenant_removes_everything_it_owns,
             records::api_keys_authenticate_until_revoked,

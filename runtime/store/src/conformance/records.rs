@@ -37,6 +37,16 @@ fn quota() -> KvQuota {
     }
 }
 
+pub fn a_fresh_store_holds_the_current_schema(subject: Subject) {
+    let s = subject.storage;
+    assert!(s.schema_current().expect("the backend answers"));
+    s.create_tenant(&tenant("acme")).expect("acme");
+    assert!(
+        s.schema_current().expect("still answers"),
+        "writes keep it current"
+    );
+}
+
 pub fn tenants_are_created_once_listed_and_deleted(subject: Subject) {
     let s = subject.storage;
     let (acme, beta) = (tenant("acme"), tenant("beta"));
