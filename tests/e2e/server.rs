@@ -869,3 +869,14 @@ async fn the_cli_lists_through_the_running_server_and_changes_nothing_behind_it(
     let stored: Value = serde_json::from_slice(&after.stdout).expect("JSON");
     assert_eq!(stored, served);
 }
+
+/// `/readyz` needs no key, reads the store and the trail, and says ready with nothing failing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_reads_the_store_and_the_trail_without_a_key() {
+    let op = Operator::new();
+    let server = Server::start(&op, &[], &[]);
+    let reply = server.call(Method::GET, "/readyz", None, Body::None).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(reply.body, json!({"status": "ready", "failing": []}));
+    server.stop();
+}

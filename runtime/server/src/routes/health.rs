@@ -1,5 +1,5 @@
-//! `/healthz` (no key: load balancers probe it) and `/metrics` (admin key: counts can reveal
-//! which tenants are active).
+//! `/healthz` and `/readyz` (no key: load balancers probe them) and `/metrics` (admin key:
+//! counts can reveal which tenants are active).
 
 use std::sync::Arc;
 
@@ -14,6 +14,7 @@ use utoipa::ToSchema;
 use crate::app::App;
 use crate::auth::Principal;
 use crate::error::{ApiError, ErrorBody};
+use airlock_store::Storage as _;
 
 /// Whether this instance should take traffic.
 #[derive(Serialize, ToSchema)]
@@ -59,6 +60,58 @@ pub(super) async fn healthz(State(app): State<Arc<App>>) -> (StatusCode, Json<He
             }),
         ),
     }
+}
+
+/// Whether this instance can serve requests now, and if not, what fails.
+#[derive(Serialize, ToSchema)]
+pub(super) struct Readiness {
+    status: ReadyStatus,
+    /// What fails: `store` (it does not answer), `schema` (it answers, with a schema this
+    /// build does not write), `audit` (the trail refuses records). Empty when ready.
+    failing: Vec<&'static str>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+enum ReadyStatus {
+    Ready,
+    NotReady,
+}
+
+/// Readiness
+///
+/// Ready when the store answers with the schema this build writes and the audit trail takes
+/// records; `503` names what fails. Unlike `/healthz` it reads the store (one cheap read).
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    operation_id = "readyz",
+    security(),
+    responses(
+        (status = 200, description = "Ready", body = Readiness),
+        (status = 503, description = "Not ready: `failing` names the store, its schema or the audit trail", body = Readiness),
+    ),
+)]
+pub(super) async fn readyz(State(app): State<Arc<App>>) -> (StatusCode, Json<Readiness>) {
+    let store = app.blocking(|app| app.store.schema_current()).await;
+    let mut failing = match store {
+        Ok(Ok(true)) => Vec::new(),
+        Ok(Ok(false)) => vec!["schema"],
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "readiness: the store does not answer");
+            vec!["store"]
+        }
+        Err(_) => vec!["store"],
+    };
+    if app.trail.failure().is_some() {
+        failing.push("audit");
+    }
+    let (code, status) = match failing.is_empty() {
+        true => (StatusCode::OK, ReadyStatus::Ready),
+        false => (StatusCode::SERVICE_UNAVAILABLE, ReadyStatus::NotReady),
+    };
+    (code, Json(Readiness { status, failing }))
 }
 
 /// OpenMetrics metrics

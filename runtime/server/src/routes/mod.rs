@@ -58,6 +58,7 @@ fn api(limits: &ServeLimits) -> OpenApiRouter<Arc<App>> {
         .layer(DefaultBodyLimit::max(hooks::MAX_DELIVERY));
     OpenApiRouter::with_openapi(openapi::base())
         .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
         .routes(routes!(health::metrics))
         .routes(routes!(openapi::document))
         .routes(routes!(tenants::create, tenants::list))
