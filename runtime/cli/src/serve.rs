@@ -148,12 +148,13 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<Exit> {
             None
         }
     };
+    let shutdown = shutdown()?;
     println!("listening on http://{bound}");
     eprintln!(
         "airlock serve: data {}; stop with Ctrl-C or SIGTERM",
         state.data.display()
     );
-    let served = airlock_server::serve(listener, local, app, shutdown()).await;
+    let served = airlock_server::serve(listener, local, app, shutdown).await;
     airlock_server::local::unbind(&state.data);
     served?;
     eprintln!("stopped: in-flight requests finished, audit checkpoint signed");
@@ -291,18 +292,16 @@ fn loosened(args: &ServeArgs, settings: &EngineSettings) -> Vec<&'static str> {
     on
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending().await,
+/// SIGTERM or SIGINT, registered now: before the server accepts its first connection, so a
+/// signal that comes early still drains the server rather than killing it.
+fn shutdown() -> std::io::Result<impl std::future::Future<Output = ()> + Send> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = interrupt.recv() => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = term => {}
-    }
+    })
 }
