@@ -9,7 +9,7 @@ use super::exit::{Exit, fail};
 use super::reader::Reader;
 use airlock_audit::{AuditDir, AuditTrail};
 use airlock_runtime::engine::EngineSettings;
-use airlock_store::{Store, StoreError};
+use airlock_store::Store;
 
 /// `--data`: for the verbs that read the data dir but not its store (the compile cache, the
 /// trust store).
@@ -101,18 +101,16 @@ impl State {
 
     /// The store alone, for the verbs that only read it.
     pub(crate) fn store(&self) -> anyhow::Result<Store> {
-        match Store::open(&self.data, self.master_key.as_deref()) {
-            Err(StoreError::Open { .. }) if airlock_server::local::is_serving(&self.data) => {
-                Err(fail(
-                    Exit::Usage,
-                    anyhow::anyhow!(
-                        "airlock serve is running on {}: while it does, change its state \
-                         through its API (docs/api.md); the listing verbs still work",
-                        self.data.display()
-                    ),
-                ))
-            }
-            opened => Ok(opened?),
+        match self.reader()? {
+            Reader::Store(store) => Ok(store),
+            Reader::Server(_) => Err(fail(
+                Exit::Usage,
+                anyhow::anyhow!(
+                    "airlock serve is running on {}: while it does, change its state through \
+                     its API (docs/api.md); the listing verbs still work",
+                    self.data.display()
+                ),
+            )),
         }
     }
 

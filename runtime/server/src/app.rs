@@ -172,8 +172,7 @@ impl App {
         self: &Arc<Self>,
         f: impl FnOnce(&Installer<'_>) -> R + Send + 'static,
     ) -> Result<R, ApiError> {
-        let app = self.clone();
-        tokio::task::spawn_blocking(move || {
+        self.blocking(move |app| {
             let trust = app.trust()?;
             let installer = Installer {
                 runtime: &app.runtime,
@@ -183,8 +182,7 @@ impl App {
             };
             Ok(f(&installer))
         })
-        .await
-        .map_err(ApiError::internal)?
+        .await?
     }
 
     /// The installation, loaded: from the cache while its record and key are unchanged, else
