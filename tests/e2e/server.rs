@@ -831,7 +831,9 @@ async fn the_cli_lists_through_the_running_server_and_changes_nothing_behind_it(
     let acme = server.tenant("acme", &TENANT_SCOPES).await;
     let installed = server.install_mapper(&acme, &digest).await;
     assert_eq!(installed.status, StatusCode::CREATED, "{}", installed.body);
-    let socket = op.data().join("serve.sock");
+    let run = std::fs::metadata(op.data().join("run")).expect("the socket's directory");
+    assert_eq!(run.permissions().mode() & 0o777, 0o700);
+    let socket = op.data().join("run").join("serve.sock");
     let mode = std::fs::metadata(&socket)
         .expect("the socket")
         .permissions()

@@ -1,4 +1,5 @@
-//! The operator's door: a Unix socket in the data dir (`DATA/serve.sock`, mode 0600) on which
+//! The operator's door: a Unix socket in the data dir (`DATA/run/serve.sock`: the socket 0600,
+//! in a directory 0700, so nobody else can reach it even while it is being bound) on which
 //! every request acts with the admin key's authority (docs/api.md, "The operator's socket").
 //!
 //! The embedded store is one process's at a time, so while `airlock serve` runs the CLI's
@@ -8,13 +9,15 @@
 //! socket's accept loop inserts it.
 
 use std::io;
-use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
+use std::os::unix::fs::{DirBuilderExt as _, FileTypeExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use tokio::net::UnixListener;
 
-/// The socket's file name in the data dir.
-pub const SOCKET: &str = "serve.sock";
+/// The private directory the socket is made in, under the data dir.
+const RUN_DIR: &str = "run";
+/// The socket's file name in [`RUN_DIR`].
+const SOCKET: &str = "serve.sock";
 
 /// Marks a request that came through the operator's socket.
 #[derive(Debug, Clone, Copy)]
@@ -22,7 +25,7 @@ pub(crate) struct Operator;
 
 /// Where the socket of the server on data dir `data` is.
 pub fn socket_path(data: &Path) -> PathBuf {
-    data.join(SOCKET)
+    data.join(RUN_DIR).join(SOCKET)
 }
 
 /// Whether a server on `data` has its operator's socket there (it removes it when it stops).
@@ -31,9 +34,29 @@ pub fn is_serving(data: &Path) -> bool {
 }
 
 /// Binds the operator's socket in `data`, replacing a socket a stopped server left behind (the
-/// caller holds the store, so no other server is using it), readable and writable by this
-/// user only. Anything else by that name is left alone and refused.
+/// caller holds the store, so no other server is using it). The directory is made (or made
+/// again) 0700 before the socket exists: however the data dir and the umask are set, nobody
+/// else can connect between the bind and the socket's own 0600. Anything but a socket by that
+/// name is left alone and refused.
 pub fn bind(data: &Path) -> io::Result<UnixListener> {
+    let dir = data.join(RUN_DIR);
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&dir)
+        .or_else(|e| {
+            if e.kind() == io::ErrorKind::AlreadyExists {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        })?;
+    if !std::fs::symlink_metadata(&dir)?.is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{} exists and is not a directory", dir.display()),
+        ));
+    }
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
     let path = socket_path(data);
     match std::fs::symlink_metadata(&path) {
         Ok(meta) if meta.file_type().is_socket() => std::fs::remove_file(&path)?,
