@@ -165,9 +165,13 @@ impl AuditLog for Store {
     }
 
     fn set_audit_checkpointed(&self, count: u64) -> Result<(), StoreError> {
+        // Atomic read-modify-write: of racing nodes, the highest count stays.
         self.audit()?
             .meta
-            .insert(CHECKPOINTED_KEY, &count.to_be_bytes())?;
+            .fetch_and_update(CHECKPOINTED_KEY, |stored| {
+                let stored = stored.and_then(number).unwrap_or(0);
+                Some(stored.max(count).to_be_bytes().to_vec())
+            })?;
         Ok(())
     }
 }

@@ -385,6 +385,10 @@ pub trait AuditLog: Send + Sync {
     fn audit_checkpointed(&self) -> Result<u64, StoreError>;
 
     /// Records that the signed checkpoints cover `count` records (durable at the next flush).
+    ///
+    /// Guarantee (never lowered): a `count` below the stored one changes nothing, so a node
+    /// that signed an older head after another signed a newer one cannot hide the newer one
+    /// (docs/audit.md, "Many nodes").
     fn set_audit_checkpointed(&self, count: u64) -> Result<(), StoreError>;
 }
 

@@ -136,6 +136,17 @@ pub fn an_empty_audit_log_reads_nothing(subject: Subject) {
     assert_eq!(s.audit_checkpointed().expect("read"), 1_000);
 }
 
+pub fn the_checkpoint_count_is_never_lowered(subject: Subject) {
+    let s = subject.storage;
+    let counts: Vec<u64> = (1..=RACERS as u64).map(|n| n * 100).collect();
+    race(|n| s.set_audit_checkpointed(counts[n]).expect("written"));
+    let highest = RACERS as u64 * 100;
+    assert_eq!(s.audit_checkpointed().expect("read"), highest);
+    s.set_audit_checkpointed(50).expect("written");
+    s.flush_audit().expect("flushed");
+    assert_eq!(s.audit_checkpointed().expect("read"), highest);
+}
+
 pub fn the_chain_id_is_named_by_the_first_writer(subject: Subject) {
     let s = subject.storage;
     let candidates: Vec<String> = (0..RACERS).map(|n| format!("{n:032x}")).collect();

@@ -95,6 +95,7 @@ macro_rules! conformance_suite {
             audit::a_record_is_never_seen_without_its_index_entries,
             audit::audit_records_are_read_in_sequence_order,
             audit::an_empty_audit_log_reads_nothing,
+            audit::the_checkpoint_count_is_never_lowered,
             audit::the_chain_id_is_named_by_the_first_writer,
             audit::index_reads_keep_to_their_prefix_in_key_order,
         );
