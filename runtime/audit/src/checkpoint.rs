@@ -166,6 +166,11 @@ impl AuditDir {
     }
 
     /// Appends `checkpoint` to its chain's file and syncs it.
+    ///
+    /// Every node that shares the audit dir appends to the same file: the line goes out in one
+    /// `write` on a file opened `O_APPEND`, which a local file system never interleaves with
+    /// another process's (a short write is an error, never finished by a second `write` that
+    /// another line could precede).
     pub fn append(&self, checkpoint: &Checkpoint) -> Result<(), AuditError> {
         let path = self.file(&checkpoint.chain);
         let mut line = serde_json::to_vec(checkpoint).expect("checkpoints always serialize");
@@ -180,7 +185,12 @@ impl AuditDir {
         options
             .open(&path)
             .and_then(|mut file| {
-                file.write_all(&line)?;
+                if file.write(&line)? != line.len() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        "the checkpoint line was written in part",
+                    ));
+                }
                 file.sync_all()
             })
             .map_err(|source| AuditError::Io { path, source })

@@ -3,6 +3,7 @@
 //!
 //! # Layout
 //! - [`record`]: one record's line format and hash.
+//! - [`node`]: the name of the process that writes records, which each record carries.
 //! - [`trail`]: [`AuditTrail`], appends (durable before acknowledged, fail closed) and
 //!   checkpoints.
 //! - `index`: the per-tenant, security and time index, written with each record.
@@ -27,6 +28,7 @@
 pub mod checkpoint;
 mod index;
 pub mod metrics;
+pub mod node;
 pub mod query;
 pub mod record;
 pub mod trail;
@@ -38,6 +40,7 @@ mod tests;
 use std::path::PathBuf;
 
 pub use checkpoint::{AuditDir, Checkpoint};
+pub use node::Node;
 pub use query::{Entry, Page, Query};
 pub use trail::AuditTrail;
 
@@ -65,4 +68,6 @@ pub enum AuditError {
     Meta,
     #[error("the audit target key {} is damaged: it must hold 32 bytes", path.display())]
     TargetKey { path: PathBuf },
+    #[error("other nodes took the audit chain's next sequence number {attempts} times in a row")]
+    Contended { attempts: u32 },
 }

@@ -215,6 +215,7 @@ mod tests {
             time: "2026-11-29T12:00:00.000Z".into(),
             prev: hex::encode(record::GENESIS),
             security: true,
+            node: None,
             event: AuditEvent::TrustRefused {
                 artifact: "a.airlock".into(),
                 reason: "unsigned".into(),

@@ -1,14 +1,18 @@
 //! One record of the chain, as stored and exported: a single line of compact JSON.
 //!
-//! A record is the JSON body `{"seq":…,"time":…,"prev":…,"security":…,"type":…,…}` with
-//! `,"hash":"<hex>"}` in place of its closing brace, where `hash` is SHA-256 of the body bytes
-//! and `prev` is the previous record's hash (64 zeros for the first). A flipped byte breaks the
-//! record's own hash; a deleted, reordered or inserted record breaks the sequence or the link.
-//! serde_json escapes every control character, so no value can split a line (CWE-117).
+//! A record is the JSON body `{"seq":…,"time":…,"prev":…,"security":…,"node":…,"type":…,…}`
+//! with `,"hash":"<hex>"}` in place of its closing brace, where `hash` is SHA-256 of the body
+//! bytes and `prev` is the previous record's hash (64 zeros for the first). A flipped byte
+//! breaks the record's own hash; a deleted, reordered or inserted record breaks the sequence or
+//! the link. serde_json escapes every control character, so no value can split a line
+//! (CWE-117). `node` is absent from records written before trails named their writer: absent,
+//! it is not serialized, so those lines are still the bytes their hash covers.
 
 use airlock_host_api::audit::AuditEvent;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
+
+use super::node::Node;
 
 /// The `prev` of the first record.
 pub const GENESIS: [u8; 32] = [0; 32];
@@ -22,6 +26,9 @@ pub struct Envelope {
     /// Hex SHA-256 of the previous record's body.
     pub prev: String,
     pub security: bool,
+    /// The node that wrote the record; `None` in records older than the field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<Node>,
     #[serde(flatten)]
     pub event: AuditEvent,
 }
@@ -77,6 +84,20 @@ pub fn carried_hash(line: &[u8]) -> Option<[u8; 32]> {
     Some(hash)
 }
 
+/// The node a line names, read without checking its hash (for saying where a damaged chain
+/// breaks); `None` when the line is not JSON with a valid node name.
+pub fn claimed_node(line: &[u8]) -> Option<Node> {
+    #[derive(Deserialize)]
+    struct Claim {
+        node: Option<Node>,
+    }
+    let body = match split(line) {
+        Some((head, _)) => [head, b"}"].concat(),
+        None => line.to_vec(),
+    };
+    serde_json::from_slice::<Claim>(&body).ok()?.node
+}
+
 /// Parses a stored line, checking it against its own hash before trusting any field.
 pub fn open(line: &[u8]) -> Result<Record, RecordError> {
     let (head, hex_hash) = split(line).ok_or(RecordError::NoHash)?;
@@ -102,6 +123,7 @@ mod tests {
             time: "2026-11-29T12:00:00.000Z".into(),
             prev: hex::encode(GENESIS),
             security: true,
+            node: Some("node-1".parse().expect("a valid name")),
             event: AuditEvent::TrustRefused {
                 artifact: artifact.into(),
                 reason: "unsigned".into(),
@@ -125,6 +147,41 @@ mod tests {
             bad[i] ^= 0x01;
             assert!(open(&bad).is_err(), "flip at byte {i} went unnoticed");
         }
+    }
+
+    #[test]
+    fn a_line_written_before_the_node_field_verifies_and_reseals_byte_for_byte() {
+        const OLD: &str = concat!(
+            r#"{"seq":3,"time":"2026-11-29T12:00:00.000Z","prev":"#,
+            r#""0000000000000000000000000000000000000000000000000000000000000000","#,
+            r#""security":true,"type":"trust-refused","artifact":"a.airlock","reason":"unsigned","#,
+            r#""hash":"bc6d442723be889d0d62479b77ec3b45d66cac7138ce3195667fa96a31a75ec5"}"#
+        );
+        let record = open(OLD.as_bytes()).expect("an old record opens");
+        assert_eq!(
+            record.envelope,
+            Envelope {
+                node: None,
+                ..envelope("a.airlock")
+            }
+        );
+        assert_eq!(seal(&record.envelope).0, OLD.as_bytes());
+        assert_eq!(claimed_node(OLD.as_bytes()), None);
+    }
+
+    #[test]
+    fn a_damaged_line_still_names_its_node_if_it_parses() {
+        let (line, _) = seal(&envelope("a.airlock"));
+        let damaged = String::from_utf8(line)
+            .expect("UTF-8")
+            .replace("a.airlock", "b.airlock");
+        assert!(open(damaged.as_bytes()).is_err());
+        assert_eq!(
+            claimed_node(damaged.as_bytes()).map(|n| n.to_string()),
+            Some("node-1".into())
+        );
+        let bad_name = damaged.replace("node-1", "Node\\n1");
+        assert_eq!(claimed_node(bad_name.as_bytes()), None);
     }
 
     #[test]

@@ -2,17 +2,20 @@
 //! attacker holding the data dir would, on the database's own trees) is reported at the
 //! record where it happened, a recomputed chain fails its signed checkpoint, and a clock that
 //! goes backwards is recorded without breaking the chain. Reads go through the index, so a
-//! page costs what it returns; targets are stored as keyed hashes, strings bounded.
+//! page costs what it returns; targets are stored as keyed hashes, strings bounded. Several
+//! trails on clones of one store stand for several nodes on one database: they share one
+//! gapless chain, and verify names the node of a damaged record.
 
 use airlock_host_api::audit::{AuditEvent, Change, EgressIntent, Subject};
 use rand::Rng;
 use tempfile::TempDir;
 
 use super::checkpoint::AuditDir;
+use super::node::Node;
 use super::query::{Entry, Page, Query};
 use super::record::{self, Envelope};
 use super::trail::AuditTrail;
-use super::verify::{Report, verify};
+use super::verify::{Report, Writer, verify};
 use airlock_store::{AuditLog as _, Store};
 
 /// A trail with `n` records and a checkpoint over all of them.
@@ -71,6 +74,12 @@ impl Fixture {
         Self::open(data, audit)
     }
 
+    /// Another node on the same database and audit dir: a trail on a clone of the store.
+    fn node(&self, name: &str) -> AuditTrail {
+        let dir = AuditDir::open(self._audit.path(), self._data.path()).expect("audit dir");
+        AuditTrail::open_as(&self.store.clone(), dir, node(name)).expect("trail opens")
+    }
+
     fn lines(&self) -> Vec<(u64, Vec<u8>)> {
         self.trail
             .lines()
@@ -88,12 +97,16 @@ impl Fixture {
             .checkpoints(self.trail.chain())
             .expect("checkpoints read");
         verify(
-            lines,
+            &lines,
             &checkpoints,
             &dir.public_key().expect("public key"),
-            self.trail.checkpointed(),
+            self.store.audit_checkpointed().expect("count read"),
         )
     }
+}
+
+fn node(name: &str) -> Node {
+    name.parse().expect("a valid node name")
 }
 
 fn event(i: u64) -> AuditEvent {
@@ -117,6 +130,7 @@ fn forge(seq: u64, prev: &str) -> Vec<u8> {
         time: "2026-11-29T00:00:00.000Z".into(),
         prev: prev.to_string(),
         security: false,
+        node: None,
         event: event(999),
     })
     .0
@@ -370,7 +384,7 @@ fn a_reopened_trail_continues_the_chain() {
         .expect("records read");
     let dir = trail.dir();
     let report = verify(
-        lines,
+        &lines,
         &dir.checkpoints(trail.chain()).expect("checkpoints read"),
         &dir.public_key().expect("public key"),
         trail.checkpointed(),
@@ -670,5 +684,125 @@ fn an_oversized_field_is_cut_before_it_is_stored() {
     assert!(
         artifact.ends_with('…') && artifact.len() <= 256,
         "{artifact}"
+    );
+}
+
+#[test]
+fn nodes_on_one_database_share_one_gapless_chain() {
+    // Two nodes, two appending threads each: every lost race for a sequence number re-chains.
+    const THREADS: usize = 4;
+    const EACH: u64 = 500;
+    let f = Fixture::new(0);
+    let nodes = [f.node("node-a"), f.node("node-b")];
+    let written: Vec<(u64, Node)> = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let trail = &nodes[t % nodes.len()];
+                scope.spawn(move || {
+                    (0..EACH)
+                        .map(|i| {
+                            let seq = trail.append_blocking(event(i)).expect("appended");
+                            (seq, trail.node().clone())
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .flat_map(|t| t.join().expect("an appender panicked"))
+            .collect()
+    });
+    let total = THREADS as u64 * EACH;
+    let mut seqs: Vec<u64> = written.iter().map(|(seq, _)| *seq).collect();
+    seqs.sort_unstable();
+    assert_eq!(
+        seqs,
+        (0..total).collect::<Vec<_>>(),
+        "gapless, each seq once"
+    );
+
+    let lines = f.lines();
+    assert_eq!(lines.len() as u64, total);
+    let stored: std::collections::HashMap<u64, Node> = lines
+        .iter()
+        .map(|(seq, line)| {
+            let envelope = record::open(line).expect("a record opens").envelope;
+            (*seq, envelope.node.expect("a record names its node"))
+        })
+        .collect();
+    for (seq, node) in &written {
+        assert_eq!(stored.get(seq), Some(node), "record {seq}");
+    }
+    // Each switch from one node to the other is a node that lost a race and re-chained.
+    let switches = (1..total).filter(|s| stored[s] != stored[&(s - 1)]).count();
+    assert!(switches > 1, "the nodes never interleaved ({switches})");
+
+    // Each node signs checkpoints of the shared chain into the one audit dir: the tail first
+    // (by the node whose head it is), then a record of its own each.
+    for trail in &nodes {
+        trail.checkpoint().expect("checkpoint");
+    }
+    for trail in &nodes {
+        trail.append_blocking(event(0)).expect("appended");
+        trail
+            .checkpoint()
+            .expect("checkpoint")
+            .expect("a new head to sign");
+    }
+    let report = f.verify();
+    assert!(report.is_ok(), "{report:?}");
+    assert_eq!((report.verified, report.covered), (total + 2, total + 2));
+    assert!(report.checkpoints >= 2, "{report:?}");
+}
+
+#[test]
+fn a_damaged_record_is_reported_with_its_node() {
+    let f = Fixture::new(0);
+    let [a, b] = [f.node("node-a"), f.node("node-b")];
+    for i in 0..6 {
+        let trail = if i % 2 == 0 { &a } else { &b };
+        assert_eq!(trail.append_blocking(event(i)).expect("appended"), i);
+    }
+    a.checkpoint().expect("checkpoint signed");
+    drop((a, b)); // their store handles hold the database's lock
+    let edit = |seq: u64, edit: fn(String) -> String| {
+        move |tree: &sled::Tree, _: &sled::Tree| {
+            let line = tree
+                .get(seq.to_be_bytes())
+                .expect("read")
+                .expect("record present");
+            let line = edit(String::from_utf8(line.to_vec()).expect("UTF-8"));
+            tree.insert(seq.to_be_bytes(), line.as_bytes())
+                .expect("write");
+        }
+    };
+
+    // Record 3, b's, altered: still JSON, so it names b.
+    let f = f.tamper(edit(3, |line| line.replace("tenant-3", "tenant-9")));
+    let broken = f.verify().broken.expect("detected");
+    assert_eq!(
+        (broken.seq, &broken.writer),
+        (3, &Some(Writer::Record(node("node-b"))))
+    );
+    assert!(
+        broken
+            .to_string()
+            .starts_with("record 3, written by node node-b: "),
+        "{broken}"
+    );
+
+    // Record 3 cut in half: no node to read there, so record 2's (a's) is named, and said so.
+    let f = f.tamper(edit(3, |line| line[..line.len() / 2].to_string()));
+    let broken = f.verify().broken.expect("detected");
+    assert_eq!(
+        (broken.seq, &broken.writer),
+        (3, &Some(Writer::Previous(node("node-a"))))
+    );
+    assert!(
+        broken
+            .to_string()
+            .contains("record 2 before it was written by node node-a"),
+        "{broken}"
     );
 }

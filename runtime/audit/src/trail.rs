@@ -11,6 +11,11 @@
 //! failed for the life of the process, and every later append is refused, so nothing that needs
 //! a record (an egress request, an invocation result) happens without one (AL-07).
 //!
+//! Several processes (nodes) may append to one chain in a shared store: a record's sequence
+//! number is taken by whoever writes it first ([`AuditLog::append_audit`] refuses a taken one),
+//! and a node that loses the race reads the chain's end again and chains its record after it
+//! (docs/audit.md, "Many nodes"). Each record names the [`Node`] that wrote it.
+//!
 //! Every event is stored in its trail form ([`AuditEvent::for_trail`]): egress targets replaced
 //! by a hash keyed with the trail's target key, every string bounded. Each record is written in
 //! one transaction with its index entries, which reads use (`index`, [`super::query`]).
@@ -27,14 +32,20 @@ use zeroize::Zeroizing;
 use super::AuditError;
 use super::checkpoint::{AuditDir, Checkpoint, CheckpointSigner};
 use super::index;
+use super::node::Node;
 use super::record::{self, Envelope, GENESIS};
 use airlock_runtime::clock;
-use airlock_store::{AuditLog, IndexEntry};
+use airlock_store::{AuditLog, IndexEntry, StoreError};
 
 /// A checkpoint is due after this many records…
 pub const CHECKPOINT_RECORDS: u64 = 1_000;
 /// …or this long after the previous one, whichever comes first.
 pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(60);
+
+/// How many times an append chains again after other nodes took its sequence number before it
+/// fails the trail, as any write it cannot make does: each lost race means another node
+/// appended, so only a cluster that never lets this node in runs out.
+const ATTEMPTS: u32 = 64;
 
 /// The audit trail of one data dir. Cheap to clone; clones share the chain head.
 #[derive(Clone)]
@@ -49,6 +60,8 @@ struct Inner {
     /// Whether an appender is flushing for everyone.
     flushing: AtomicBool,
     chain: String,
+    /// Named in every record this trail writes.
+    node: Node,
     dir: AuditDir,
     signer: CheckpointSigner,
     /// Keys the hashes recorded in place of egress targets.
@@ -56,6 +69,8 @@ struct Inner {
     state: Mutex<State>,
 }
 
+/// The chain as this node last wrote or read it: `head` is always the hash of record
+/// `next - 1`, though other nodes may have appended since.
 struct State {
     next: u64,
     head: [u8; 32],
@@ -69,24 +84,30 @@ struct State {
 }
 
 impl AuditTrail {
-    /// Opens the trail kept in `log` (a store handle, cloned), signing checkpoints with the key
-    /// in `dir`.
-    ///
-    /// A damaged last record does not stop the trail: new records chain onto the hash it
-    /// carries, so `airlock audit verify` still points at the damage.
+    /// [`Self::open_as`] this host's name ([`Node::host`]).
     pub fn open(
         log: &(impl AuditLog + Clone + 'static),
         dir: AuditDir,
+    ) -> Result<Self, AuditError> {
+        Self::open_as(log, dir, Node::host())
+    }
+
+    /// Opens the trail kept in `log` (a store handle, cloned), signing checkpoints with the key
+    /// in `dir` and naming `node` in every record it writes.
+    ///
+    /// A damaged last record does not stop the trail: new records chain onto the hash it
+    /// carries, so `airlock audit verify` still points at the damage.
+    pub fn open_as(
+        log: &(impl AuditLog + Clone + 'static),
+        dir: AuditDir,
+        node: Node,
     ) -> Result<Self, AuditError> {
         let log: Arc<dyn AuditLog> = Arc::new(log.clone());
         let chain = log.audit_chain(&hex::encode(rand::random::<[u8; 16]>()))?;
         if !is_chain_id(&chain) {
             return Err(AuditError::Meta);
         }
-        let (next, head) = match log.last_audit_record()? {
-            None => (0, GENESIS),
-            Some((seq, line)) => (seq + 1, record::carried_hash(&line).unwrap_or_default()),
-        };
+        let (next, head) = chain_end(log.as_ref())?;
         let checkpointed = log.audit_checkpointed()?;
         let signer = dir.signer()?;
         let target_key = dir.target_key(&chain)?;
@@ -97,6 +118,7 @@ impl AuditTrail {
                 flushing: AtomicBool::new(false),
                 log,
                 chain,
+                node,
                 dir,
                 signer,
                 target_key,
@@ -131,6 +153,11 @@ impl AuditTrail {
     /// The random id that names this chain (and its checkpoint file).
     pub fn chain(&self) -> &str {
         &self.inner.chain
+    }
+
+    /// The node named in the records this trail writes.
+    pub fn node(&self) -> &Node {
+        &self.inner.node
     }
 
     /// The audit dir holding the checkpoint key and files.
@@ -263,22 +290,49 @@ impl AuditTrail {
         self.insert(&mut state, now, event)
     }
 
+    /// Chains `event` after the head and writes it; when another node took that sequence
+    /// number, chains it after theirs instead (up to [`ATTEMPTS`] times).
     fn insert(
         &self,
         state: &mut State,
         now_ms: u64,
         event: AuditEvent,
     ) -> Result<u64, AuditUnavailable> {
-        let seq = state.next;
-        let envelope = Envelope {
-            seq,
+        let mut envelope = Envelope {
+            seq: state.next,
             time: clock::rfc3339_ms(now_ms),
             prev: hex::encode(state.head),
             security: event.is_security(),
+            node: Some(self.inner.node.clone()),
             event,
         };
-        let (line, hash) = record::seal(&envelope);
-        let keys = index::keys(seq, &envelope);
+        for _ in 0..ATTEMPTS {
+            match self.try_insert(state, now_ms, &envelope) {
+                Ok(()) => return Ok(envelope.seq),
+                Err(StoreError::Exists { .. }) => {
+                    if let Err(e) = self.reread(state) {
+                        return Err(fail(state, &e));
+                    }
+                    envelope.seq = state.next;
+                    envelope.prev = hex::encode(state.head);
+                }
+                Err(e) => return Err(fail(state, &e)),
+            }
+        }
+        let contended = AuditError::Contended { attempts: ATTEMPTS };
+        Err(fail(state, &contended))
+    }
+
+    /// Seals `envelope` and writes it with its index entries; the head moves to it once written.
+    fn try_insert(
+        &self,
+        state: &mut State,
+        now_ms: u64,
+        envelope: &Envelope,
+    ) -> Result<(), StoreError> {
+        let seq = envelope.seq;
+        let (line, hash) = record::seal(envelope);
+        let keys = index::keys(seq, envelope);
         let mark = (now_ms > state.time_mark).then(|| index::time_key(now_ms));
         let (at, covered) = (seq.to_be_bytes(), (seq + 1).to_be_bytes());
         // The pointers, the time mark and the coverage, on the stack: no allocation per record.
@@ -296,15 +350,23 @@ impl AuditTrail {
         entries[n] = (index::COVERED, covered.as_slice());
         n += 1;
         // The record and its index entries land together or not at all.
-        if let Err(e) = self.inner.log.append_audit(seq, &line, &entries[..n]) {
-            return Err(fail(state, &e));
-        }
+        self.inner.log.append_audit(seq, &line, &entries[..n])?;
         if mark.is_some() {
             state.time_mark = now_ms;
         }
         state.next = seq + 1;
         state.head = hash;
-        Ok(seq)
+        Ok(())
+    }
+
+    /// Moves the head to where the chain ends now, after another node appended, and the time
+    /// mark to the highest any node set, so that this node's next record chains and is marked
+    /// after theirs. The record is read before the mark: a mark set in between belongs to a
+    /// record that takes the number this node tries next, which then fails and reads again.
+    fn reread(&self, state: &mut State) -> Result<(), AuditError> {
+        (state.next, state.head) = chain_end(self.log())?;
+        state.time_mark = state.time_mark.max(highest_mark(self.log())?);
+        Ok(())
     }
 
     /// After record `seq` is on disk: checkpoints when one is due.
@@ -320,7 +382,7 @@ impl AuditTrail {
         if let Some(reason) = &state.failed {
             return Err(AuditUnavailable(reason.clone()));
         }
-        let due = state.next - state.checkpointed >= CHECKPOINT_RECORDS
+        let due = state.next.saturating_sub(state.checkpointed) >= CHECKPOINT_RECORDS
             || state.checkpoint_at.elapsed() >= CHECKPOINT_INTERVAL;
         if due && let Err(e) = self.checkpoint_locked(&mut state) {
             return Err(fail(&mut state, &e));
@@ -328,11 +390,22 @@ impl AuditTrail {
         Ok(())
     }
 
+    /// Signs that the chain had `state.next` records ending in `state.head`, unless a checkpoint
+    /// (of this node or, as the database counts them, of any) already covers as many.
+    ///
+    /// With several nodes the chain may have grown since this node last wrote or read it: it
+    /// signs that head, not the newest. The pair is always true of the chain (the head is the
+    /// hash of record `next - 1`, which no one overwrites) and costs no read under the lock;
+    /// the newest records are signed by the node that wrote them, whose head they are.
     fn checkpoint_locked(&self, state: &mut State) -> Result<Option<Checkpoint>, AuditError> {
         state.checkpoint_at = Instant::now();
-        if state.next == 0 || state.next == state.checkpointed {
+        state.checkpointed = state.checkpointed.max(self.inner.log.audit_checkpointed()?);
+        if state.next <= state.checkpointed {
             return Ok(None);
         }
+        // Appends of other tasks may not be flushed yet: a checkpoint must never be durable
+        // before the records it counts.
+        self.inner.log.flush_audit()?;
         let checkpoint = self.inner.signer.sign(
             &self.inner.chain,
             state.next,
@@ -363,10 +436,7 @@ fn catch_up(log: &dyn AuditLog, next: u64) -> Result<u64, AuditError> {
         Some(v) => seq_of(&v)?,
         None => 0,
     };
-    let mut mark = match log.last_audit_index_entry(index::TIME_PREFIX)? {
-        Some((key, _)) => index::number(&key).ok_or(AuditError::Meta)?,
-        None => 0,
-    };
+    let mut mark = highest_mark(log)?;
     if covered >= next {
         return Ok(mark);
     }
@@ -393,6 +463,23 @@ fn catch_up(log: &dyn AuditLog, next: u64) -> Result<u64, AuditError> {
         .collect();
     log.put_audit_index(&entries)?;
     Ok(mark)
+}
+
+/// The number of records in the chain and the hash the last one carries (checked or not: a
+/// damaged last record does not stop new ones from chaining, and verify still finds it).
+fn chain_end(log: &dyn AuditLog) -> Result<(u64, [u8; 32]), AuditError> {
+    Ok(match log.last_audit_record()? {
+        None => (0, GENESIS),
+        Some((seq, line)) => (seq + 1, record::carried_hash(&line).unwrap_or_default()),
+    })
+}
+
+/// The highest time (ms) the time index is marked up to.
+fn highest_mark(log: &dyn AuditLog) -> Result<u64, AuditError> {
+    match log.last_audit_index_entry(index::TIME_PREFIX)? {
+        Some((key, _)) => index::number(&key).ok_or(AuditError::Meta),
+        None => Ok(0),
+    }
 }
 
 pub(super) fn seq_of(bytes: &[u8]) -> Result<u64, AuditError> {

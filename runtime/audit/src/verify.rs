@@ -4,10 +4,16 @@
 //! inserted record, that is the record where the tampering happened (AL-04). A chain rewritten
 //! from some record on verifies link by link; the first signed checkpoint past the rewrite
 //! does not match it. A chain cut short is shorter than the count a checkpoint signed.
+//!
+//! The report also names the node that wrote the broken record, as that record says if it
+//! still parses, else as the record before it says (docs/audit.md, "Many nodes"). Checkpoints
+//! may come from several nodes, in any order in the file: each is checked on its own.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use super::checkpoint::Checkpoint;
+use super::node::Node;
 use super::record::{self, GENESIS};
 use airlock_bundle::keys::PublicKey;
 
@@ -16,6 +22,37 @@ use airlock_bundle::keys::PublicKey;
 pub struct Break {
     pub seq: u64,
     pub reason: String,
+    /// Which node wrote the record there, as far as the stored lines tell.
+    pub writer: Option<Writer>,
+}
+
+/// The node behind a break. Neither is proof (the chain is broken there): it tells the operator
+/// which node's logs and disks to look at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Writer {
+    /// Named by the record at the break, which still parses (its hash may not match).
+    Record(Node),
+    /// The record at the break names none that can be read (missing, unparsable, or older than
+    /// node names); the record before it names this one.
+    Previous(Node),
+}
+
+/// `record N, written by node X` or `record N (…; record N-1 before it was written by node X)`.
+impl fmt::Display for Break {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let seq = self.seq;
+        match &self.writer {
+            Some(Writer::Record(node)) => write!(f, "record {seq}, written by node {node}")?,
+            Some(Writer::Previous(node)) => write!(
+                f,
+                "record {seq} (no node can be read there; record {} before it was written by \
+                 node {node})",
+                seq.saturating_sub(1)
+            )?,
+            None => write!(f, "record {seq}")?,
+        }
+        write!(f, ": {}", self.reason)
+    }
 }
 
 /// What verification found.
@@ -42,7 +79,7 @@ impl Report {
 /// must be signed by `key`. `checkpointed` is how many records the database says checkpoints
 /// were written for: a checkpoint file missing those is itself tampering.
 pub fn verify(
-    lines: impl IntoIterator<Item = (u64, Vec<u8>)>,
+    lines: &[(u64, Vec<u8>)],
     checkpoints: &[Result<Checkpoint, usize>],
     key: &PublicKey,
     checkpointed: u64,
@@ -75,6 +112,9 @@ pub fn verify(
     if broken.is_none() {
         broken = check_anchors(verified, &signed, &heads);
     }
+    if let Some(broken) = &mut broken {
+        broken.writer = writer(lines, broken.seq);
+    }
     Report {
         verified,
         checkpoints: signed.len(),
@@ -87,14 +127,20 @@ pub fn verify(
 /// Follows the chain from the first record; returns how many records chain, the first break,
 /// and the hashes at the positions checkpoints sign.
 fn walk(
-    lines: impl IntoIterator<Item = (u64, Vec<u8>)>,
+    lines: &[(u64, Vec<u8>)],
     signed: &BTreeMap<u64, &Checkpoint>,
 ) -> (u64, Option<Break>, BTreeMap<u64, [u8; 32]>) {
     let mut heads = BTreeMap::new();
     let mut prev = GENESIS;
     let mut expected = 0u64;
-    let broken = |seq, reason: String| Some(Break { seq, reason });
-    for (key, line) in lines {
+    let broken = |seq, reason: String| {
+        Some(Break {
+            seq,
+            reason,
+            writer: None,
+        })
+    };
+    for &(key, ref line) in lines {
         if key != expected {
             let reason = if key > expected {
                 format!("record {expected} is missing (deleted)")
@@ -103,7 +149,7 @@ fn walk(
             };
             return (expected, broken(expected.min(key), reason), heads);
         }
-        let record = match record::open(&line) {
+        let record = match record::open(line) {
             Ok(record) => record,
             Err(e) => return (expected, broken(expected, e.to_string()), heads),
         };
@@ -145,6 +191,7 @@ fn check_anchors(
                     "the trail ends after {count} records, but a signed checkpoint covers \
                      {covered}: records were cut from the end"
                 ),
+                writer: None,
             });
         }
         let matches = heads
@@ -159,9 +206,24 @@ fn check_anchors(
                     covered - 1,
                     checkpoint.time
                 ),
+                writer: None,
             });
         }
         previous = covered;
     }
     None
+}
+
+/// The node behind the break at `seq`: the one the line stored there names, else the one the
+/// line before it names.
+fn writer(lines: &[(u64, Vec<u8>)], seq: u64) -> Option<Writer> {
+    let named = |seq| {
+        lines
+            .iter()
+            .find(|(key, _)| *key == seq)
+            .and_then(|(_, line)| record::claimed_node(line))
+    };
+    named(seq)
+        .map(Writer::Record)
+        .or_else(|| seq.checked_sub(1).and_then(named).map(Writer::Previous))
 }

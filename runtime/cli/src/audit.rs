@@ -162,7 +162,7 @@ fn verify_trail(trail: &AuditTrail, key: Option<String>) -> anyhow::Result<Exit>
     };
     let lines: Vec<(u64, Vec<u8>)> = trail.lines().collect::<Result<_, _>>()?;
     let checkpoints = trail.dir().checkpoints(trail.chain())?;
-    let report = verify::verify(lines, &checkpoints, &key, trail.checkpointed());
+    let report = verify::verify(&lines, &checkpoints, &key, trail.checkpointed());
     let unindexed = trail.unindexed()?;
     println!(
         "chain {}: {} record(s) link from the first; {} signed checkpoint(s) by key {}, the \
@@ -177,7 +177,7 @@ fn verify_trail(trail: &AuditTrail, key: Option<String>) -> anyhow::Result<Exit>
         println!("checkpoint problem: {problem}");
     }
     if let Some(broken) = &report.broken {
-        println!("BROKEN at record {}: {}", broken.seq, broken.reason);
+        println!("BROKEN at {broken}");
     }
     if let Some(first) = unindexed.first() {
         println!(

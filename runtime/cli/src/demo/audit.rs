@@ -26,7 +26,7 @@ pub(super) fn show(demo: &mut Demo, trail: &AuditTrail, first: u64) -> anyhow::R
     );
     let checkpoints = trail.dir().checkpoints(trail.chain())?;
     let key = trail.dir().public_key()?;
-    let report = verify::verify(lines, &checkpoints, &key, trail.checkpointed());
+    let report = verify::verify(&lines, &checkpoints, &key, trail.checkpointed());
     if report.is_ok() {
         println!(
             "  ✓ the chain of {} records verifies against {} checkpoint(s) signed by key {} \
