@@ -6,6 +6,7 @@
 use std::path::Path;
 use std::process::Output;
 
+use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
@@ -17,6 +18,7 @@ use airlock_host_api::egress::{Decision, MAX_DETAILED_EVENTS, Suppressed};
 use crate::canary::{Canaries, contains, sinks};
 use crate::egress::{Egress, UPSTREAM_IP, upstreams};
 use crate::operator::{Operator, RUN_FETCH};
+use crate::serving::{Server, records_of};
 use crate::support::{
     airlock, airlock_with, dev_switches, example, example_arg, run_against_mocks, run_mapper,
     stderr, stdout,
@@ -67,6 +69,7 @@ fn each_run_is_recorded_and_verify_names_the_record_that_was_changed() {
     assert!(list.contains("input-rejected"), "{list}");
     let kept = records(data.path());
     assert_eq!(kept.len(), 3);
+    assert!(kept.iter().all(|r| r["node"].is_string()), "{kept:?}");
     assert_eq!(kept[1]["validation"]["keyword"], "type");
     assert_eq!(kept[1]["validation"]["location"], "/properties/Id/type");
     assert!(
@@ -94,7 +97,30 @@ fn each_run_is_recorded_and_verify_names_the_record_that_was_changed() {
         db.flush().expect("flush");
     }
     let broken = audit(data.path(), &["verify"], 7);
-    assert!(broken.contains("BROKEN at record 1"), "{broken}");
+    let node = kept[1]["node"].as_str().expect("a node name");
+    assert!(
+        broken.contains(&format!("BROKEN at record 1, written by node {node}: ")),
+        "{broken}"
+    );
+}
+
+#[tokio::test]
+async fn serve_names_its_node_in_the_records_it_writes() {
+    let op = Operator::new();
+    let out = op.airlock(&["serve", "--node", "Edge 1"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("node name"), "{}", stderr(&out));
+
+    let server = Server::start(&op, &[], &["--node", "edge-1"]);
+    let refused = server
+        .get("/v1/installations", "airlock_0000000000000000_bad")
+        .await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    server.stop();
+    let refused = records_of(&op, "access-refused");
+    assert!(!refused.is_empty());
+    assert!(refused.iter().all(|r| r["node"] == "edge-1"), "{refused:?}");
+    audit(op.data(), &["verify"], 0);
 }
 
 #[test]

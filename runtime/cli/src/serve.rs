@@ -7,6 +7,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
+use airlock_audit::Node;
 use airlock_host_api::egress::ip::AllowRanges;
 use clap::Args;
 
@@ -59,6 +60,11 @@ pub(crate) struct ServeArgs {
     /// Confirms DEV ONLY switches: without it the server refuses to start with any of them
     #[arg(long)]
     dev_insecure: bool,
+    /// This server's name in the audit records it writes, telling apart the servers that
+    /// share one store: 1 to 63 of a-z, 0-9, '.', '_' and '-' [default: the host name,
+    /// lower-cased, any other character made '-']
+    #[arg(long, env = "AIRLOCK_NODE", value_name = "NAME")]
+    node: Option<Node>,
     #[command(flatten)]
     engine: EngineArgs,
     #[command(flatten)]
@@ -99,7 +105,8 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<Exit> {
     let max_connections = usize::try_from(args.max_connections).unwrap_or(usize::MAX);
     descriptors_for(max_connections)?;
     let trusted_proxies: AllowRanges = args.trusted_proxy.iter().cloned().collect();
-    let (store, trail) = state.open()?;
+    let node = args.node.clone().unwrap_or_else(Node::host);
+    let (store, trail) = state.open_as(node.clone())?;
     // Bound before the runtime exists, so its egress knows the address to refuse (EG-19).
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -151,7 +158,7 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<Exit> {
     let shutdown = shutdown()?;
     println!("listening on http://{bound}");
     eprintln!(
-        "airlock serve: data {}; stop with Ctrl-C or SIGTERM",
+        "airlock serve: data {}, node {node}; stop with Ctrl-C or SIGTERM",
         state.data.display()
     );
     let served = airlock_server::serve(listener, local, app, shutdown).await;

@@ -7,7 +7,7 @@ use clap::Args;
 
 use super::exit::{Exit, fail};
 use super::reader::Reader;
-use airlock_audit::{AuditDir, AuditTrail};
+use airlock_audit::{AuditDir, AuditTrail, Node};
 use airlock_runtime::engine::EngineSettings;
 use airlock_store::Store;
 
@@ -87,10 +87,15 @@ pub(crate) struct State {
 
 impl State {
     /// Opens the store and its audit trail: every verb that changes state or runs code
-    /// records it.
+    /// records it, naming this host as the node that wrote the records.
     pub(crate) fn open(&self) -> anyhow::Result<(Store, AuditTrail)> {
+        self.open_as(Node::host())
+    }
+
+    /// [`Self::open`], naming `node` in the records (`airlock serve --node`).
+    pub(crate) fn open_as(&self, node: Node) -> anyhow::Result<(Store, AuditTrail)> {
         let store = self.store()?;
-        let trail = AuditTrail::open(&store, self.audit()?)?;
+        let trail = AuditTrail::open_as(&store, self.audit()?, node)?;
         Ok((store, trail))
     }
 
