@@ -852,6 +852,10 @@ async fn the_cli_lists_through_the_running_server_and_changes_nothing_behind_it(
         "{}",
         stdout(&tenants)
     );
+    let trusted = op.airlock(&["trust", "list", "--json"]);
+    assert!(trusted.status.success(), "{}", stderr(&trusted));
+    let keys: Value = serde_json::from_slice(&trusted.stdout).expect("JSON");
+    assert_eq!(keys[0]["publisher"], "Airlock Examples", "{keys}");
 
     let refused = op.airlock(&["tenant", "create", "other"]);
     assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
@@ -870,6 +874,9 @@ async fn the_cli_lists_through_the_running_server_and_changes_nothing_behind_it(
     assert!(after.status.success(), "{}", stderr(&after));
     let stored: Value = serde_json::from_slice(&after.stdout).expect("JSON");
     assert_eq!(stored, served);
+    let after = op.airlock(&["trust", "list", "--json"]);
+    let stored: Value = serde_json::from_slice(&after.stdout).expect("JSON");
+    assert_eq!(stored, keys);
 }
 
 /// `/readyz` needs no key, reads the store and the trail, and says ready with nothing failing.

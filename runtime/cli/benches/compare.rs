@@ -515,9 +515,9 @@ fn cold_start(
     ];
     for _ in 0..plan.starts {
         let data = tempfile::TempDir::new().expect("temp dir");
-        let mut trust = TrustStore::open(data.path()).expect("trust");
+        let mut trust = TrustStore::default();
         trust
-            .add(&public, &manifest.manifest.publisher.name)
+            .add(&public, &manifest.manifest.publisher.name, 0)
             .expect("trusted");
         // One runtime, as on a running host: the first load compiles, the second finds the
         // artifact the first cached (the runtime keeps no loaded component in memory).

@@ -16,6 +16,7 @@ use super::state::DataArgs;
 use airlock_runtime::bundle::{OpenError, read_bundle, read_unverified, verify_trusted};
 use airlock_runtime::manifest::{LoadedManifest, MANIFEST_FILE_NAME};
 use airlock_runtime::trust::TrustStore;
+use airlock_store::trust::read_trust_file;
 
 #[derive(Debug, Args)]
 pub(crate) struct InspectArgs {
@@ -31,7 +32,9 @@ pub(crate) struct InspectArgs {
 }
 
 pub(crate) fn inspect(args: InspectArgs) -> anyhow::Result<Exit> {
-    let trust = TrustStore::open(&args.data.dir()?)?;
+    // The keys as the data dir holds them, read without opening its store (which a running
+    // server holds).
+    let trust = TrustStore::from_keys(read_trust_file(&args.data.dir()?)?);
     let ceilings = &args.ceilings.ceilings();
     // Verified, or refused and read unverified so the operator still sees what it asks for.
     let bytes = read_bundle(&args.bundle).map_err(|e| fail(Exit::Usage, e))?;

@@ -1,7 +1,7 @@
 //! What the listing verbs read: the store, or, while `airlock serve` holds it (the embedded
 //! store is one process's at a time), the server itself over its operator socket
-//! (`airlock_server::local`). Both give the same records: the API sends installations and
-//! tenants exactly as stored.
+//! (`airlock_server::local`). Both give the same records: the API sends installations, tenants
+//! and trusted keys exactly as stored.
 
 use std::io::{Read as _, Write as _};
 use std::os::unix::net::UnixStream;
@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use airlock_runtime::ids::TenantId;
+use airlock_runtime::trust::TrustedKey;
 use airlock_store::{
-    InstallationRecord, Installations as _, Store, StoreError, TenantInfo, Tenants as _,
+    InstallationRecord, Installations as _, Store, StoreError, TenantInfo, Tenants as _, Trust as _,
 };
 use anyhow::{Context as _, bail};
 use serde::de::DeserializeOwned;
@@ -70,6 +71,20 @@ impl Reader {
                     tenants: Vec<TenantInfo>,
                 }
                 Ok(get::<List>(socket, "/v1/tenants")?.tenants)
+            }
+        }
+    }
+
+    /// Every publisher key, trusted or revoked.
+    pub(crate) fn trusted_keys(&self) -> anyhow::Result<Vec<TrustedKey>> {
+        match self {
+            Self::Store(store) => Ok(store.trusted_keys()?),
+            Self::Server(socket) => {
+                #[derive(serde::Deserialize)]
+                struct List {
+                    keys: Vec<TrustedKey>,
+                }
+                Ok(get::<List>(socket, "/v1/trust")?.keys)
             }
         }
     }

@@ -24,6 +24,7 @@ use airlock_runtime::runtime::Runtime;
 use airlock_runtime::trust::TrustStore;
 use airlock_store::Installations;
 use airlock_store::Store;
+use airlock_store::Trust as _;
 use airlock_store::kv::StoredKv;
 
 #[derive(Debug, Args)]
@@ -73,10 +74,10 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<Exit> {
                     ),
                 ));
             }
-            let loaded = load(&runtime, path, args.allow_unsigned, &state.data, &trail)?;
+            let loaded = load(&runtime, path, args.allow_unsigned, &store, &trail)?;
             (loaded, None)
         }
-        None => load_installed(&args, &runtime, &store, &trail, &state.data)?,
+        None => load_installed(&args, &runtime, &store, &trail)?,
     };
     let code = invoke(&args, &runtime, &integration, &store, installed_config).await;
     trail.checkpoint()?;
@@ -90,7 +91,6 @@ fn load_installed(
     runtime: &Runtime,
     store: &Store,
     trail: &AuditTrail,
-    data: &Path,
 ) -> anyhow::Result<(Integration, Option<String>)> {
     let (tenant, installation) = args.secrets.scope().ok_or_else(|| {
         fail(
@@ -98,11 +98,9 @@ fn load_installed(
             anyhow::anyhow!("name --tenant and --installation"),
         )
     })?;
-    let trust = TrustStore::open(data)?;
     let installer = Installer {
         runtime,
         store,
-        trust: &trust,
         trail,
     };
     let record = installer
@@ -191,11 +189,11 @@ pub(crate) fn load(
     runtime: &Runtime,
     path: &Path,
     allow_unsigned: bool,
-    data: &Path,
+    store: &Store,
     trail: &AuditTrail,
 ) -> anyhow::Result<Integration> {
     if is_bundle(path) {
-        let trust = TrustStore::open(data)?;
+        let trust = TrustStore::from_keys(store.trusted_keys()?);
         return match load_trusted(runtime, path, &trust) {
             Ok((integration, _)) => Ok(integration),
             Err(e) => Err(refusal(trail, path, e.trust_reason(), e)),

@@ -12,7 +12,7 @@ use airlock_runtime::engine::EngineSettings;
 use airlock_store::Store;
 
 /// `--data`: for the verbs that read the data dir but not its store (the compile cache, the
-/// trust store).
+/// trust file).
 #[derive(Debug, Args)]
 #[command(next_help_heading = "State")]
 pub(crate) struct DataArgs {
@@ -138,11 +138,10 @@ impl State {
         AuditDir::open(&dir, &self.data).map_err(|e| fail(Exit::Usage, e))
     }
 
-    /// The store, its trail, the trust store and a runtime with `settings`.
+    /// The store, its trail and a runtime with `settings`.
     pub(crate) fn open_installations(&self, settings: EngineSettings) -> anyhow::Result<Opened> {
         let (store, trail) = self.open()?;
         Ok(Opened {
-            trust: airlock_runtime::trust::TrustStore::open(&self.data)?,
             runtime: airlock_runtime::runtime::Runtime::new(&self.data, settings)?,
             store,
             trail,
@@ -154,7 +153,6 @@ impl State {
 pub(crate) struct Opened {
     pub store: Store,
     pub trail: AuditTrail,
-    pub trust: airlock_runtime::trust::TrustStore,
     pub runtime: airlock_runtime::runtime::Runtime,
 }
 
@@ -164,7 +162,6 @@ impl Opened {
             runtime: &self.runtime,
             store: &self.store,
             trail: &self.trail,
-            trust: &self.trust,
         }
     }
 }

@@ -11,7 +11,6 @@ use super::exit::{Exit, fail};
 use super::state::StateArgs;
 use airlock_runtime::bundle::{PublicKey, generate};
 use airlock_runtime::clock::rfc3339;
-use airlock_runtime::trust::TrustStore;
 
 #[derive(Debug, Args)]
 pub(crate) struct KeygenArgs {
@@ -60,7 +59,6 @@ enum TrustCommand {
 
 pub(crate) fn trust(args: TrustArgs) -> anyhow::Result<Exit> {
     let state = args.state.state()?;
-    let mut store = TrustStore::open(&state.data)?;
     match args.command {
         TrustCommand::Add {
             public_key,
@@ -72,23 +70,23 @@ pub(crate) fn trust(args: TrustArgs) -> anyhow::Result<Exit> {
                 None => public_key,
             };
             let key = PublicKey::parse_line(line.trim()).map_err(|e| fail(Exit::Usage, e))?;
-            let (_db, trail) = state.open()?;
-            let added =
-                trust_service::add(&mut store, &trail, &key, &publisher).map_err(refused)?;
+            let (store, trail) = state.open()?;
+            let added = trust_service::add(&store, &trail, &key, &publisher).map_err(refused)?;
             eprintln!(
                 "trusted key {} for publisher {:?}",
                 added.key_id, added.publisher
             );
         }
         TrustCommand::List { json } => {
+            let keys = state.reader()?.trusted_keys()?;
             if json {
-                println!("{}", serde_json::to_string_pretty(store.keys())?);
-            } else if store.keys().is_empty() {
+                println!("{}", serde_json::to_string_pretty(&keys)?);
+            } else if keys.is_empty() {
                 eprintln!(
                     "no trusted keys: nothing signed will run (add one with `airlock trust add`)"
                 );
             } else {
-                for k in store.keys() {
+                for k in &keys {
                     let state = k
                         .revoked
                         .map_or("trusted".to_string(), |t| format!("revoked {}", rfc3339(t)));
@@ -102,18 +100,18 @@ pub(crate) fn trust(args: TrustArgs) -> anyhow::Result<Exit> {
             }
         }
         TrustCommand::Revoke { key_id } => {
-            let (_db, trail) = state.open()?;
-            trust_service::revoke(&mut store, &trail, &key_id).map_err(refused)?;
+            let (store, trail) = state.open()?;
+            trust_service::revoke(&store, &trail, &key_id).map_err(refused)?;
             eprintln!("revoked key {key_id}: bundles it signed no longer run");
         }
     }
     Ok(Exit::Success)
 }
 
-/// A refused change is the operator's input (exit 2); an audit failure is not.
+/// A refused change is the operator's input (exit 2); a store or audit failure is not.
 fn refused(e: TrustChangeError) -> anyhow::Error {
     match e {
         TrustChangeError::Trust(e) => fail(Exit::Usage, e),
-        audit => audit.into(),
+        other => other.into(),
     }
 }

@@ -1,23 +1,15 @@
-//! The trust store: which publisher keys may sign code this host runs.
+//! The trusted publisher keys: which keys may sign code this host runs.
 //!
-//! One JSON file in the data dir (`trust.json`), replaced atomically on every change, so that
-//! readers (every `airlock run`) never hold a lock and never see half a write. A key is trusted
-//! for exactly one publisher name; a revoked key stays listed, so it can never be re-added by
-//! mistake.
-
-use std::path::{Path, PathBuf};
+//! [`TrustStore`] is the keys as read from storage (`airlock-store`'s `Trust` trait), with the
+//! rules every change keeps whatever the backend: a key is trusted for exactly one publisher
+//! name, and a revoked key stays listed, so it can never be re-added by mistake.
 
 use serde::{Deserialize, Serialize};
 
 use crate::bundle::{PublicKey, Trust};
-use crate::clock::now_unix;
-use crate::fsutil::write_atomic;
-
-const TRUST_FILE: &str = "trust.json";
-const FORMAT: u32 = 1;
 
 /// One trusted (or revoked) publisher key.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrustedKey {
     pub key_id: String,
@@ -28,23 +20,9 @@ pub struct TrustedKey {
     pub revoked: Option<u64>,
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TrustFile {
-    format: u32,
-    keys: Vec<TrustedKey>,
-}
-
-/// Why the trust store refused a change or could not be read.
-#[derive(Debug, thiserror::Error)]
+/// Why a trust change was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TrustError {
-    #[error("cannot read the trust store {path}: {reason}")]
-    Read { path: PathBuf, reason: String },
-    #[error("cannot write the trust store {path}: {source}")]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
     #[error("key {0} is already trusted")]
     AlreadyTrusted(String),
     #[error("key {0} was revoked; a revoked key cannot be trusted again (make a new key)")]
@@ -55,101 +33,75 @@ pub enum TrustError {
     EmptyPublisher,
 }
 
-/// The trust store of one data dir, as read.
+/// The trusted keys, as read.
+#[derive(Debug, Default)]
 pub struct TrustStore {
-    path: PathBuf,
-    file: TrustFile,
-    /// Parsed keys, parallel to `file.keys`.
+    keys: Vec<TrustedKey>,
+    /// Parsed keys, parallel to `keys`.
     parsed: Vec<Option<PublicKey>>,
 }
 
 impl TrustStore {
-    /// Where the store of `data_dir` lives.
-    pub fn path(data_dir: &Path) -> PathBuf {
-        data_dir.join(TRUST_FILE)
-    }
-
-    /// Reads the store; a missing file is an empty store (nothing trusted).
-    pub fn open(data_dir: &Path) -> Result<Self, TrustError> {
-        let path = Self::path(data_dir);
-        let read = |reason: String| TrustError::Read {
-            path: path.clone(),
-            reason,
-        };
-        let file = match std::fs::read(&path) {
-            Ok(bytes) => {
-                let file: TrustFile =
-                    serde_json::from_slice(&bytes).map_err(|e| read(e.to_string()))?;
-                if file.format != FORMAT {
-                    return Err(read(format!("unknown format {}", file.format)));
-                }
-                file
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => TrustFile {
-                format: FORMAT,
-                keys: Vec::new(),
-            },
-            Err(e) => return Err(read(e.to_string())),
-        };
+    /// The store holding `keys`, as stored.
+    pub fn from_keys(keys: Vec<TrustedKey>) -> Self {
         // A line that no longer parses trusts nothing; it stays listed for the operator.
-        let parsed = file
-            .keys
+        let parsed = keys
             .iter()
             .map(|k| PublicKey::parse_line(&k.public_key).ok())
             .collect();
-        Ok(Self { path, file, parsed })
+        Self { keys, parsed }
     }
 
+    /// Every key, revoked ones included, in the order they were added.
     pub fn keys(&self) -> &[TrustedKey] {
-        &self.file.keys
+        &self.keys
     }
 
-    /// Trusts `key` for `publisher`.
-    pub fn add(&mut self, key: &PublicKey, publisher: &str) -> Result<&TrustedKey, TrustError> {
+    /// Trusts `key` for `publisher` as of `now`; refused if its id is listed, trusted or
+    /// revoked.
+    pub fn add(
+        &mut self,
+        key: &PublicKey,
+        publisher: &str,
+        now: u64,
+    ) -> Result<&TrustedKey, TrustError> {
         let publisher = publisher.trim();
         if publisher.is_empty() {
             return Err(TrustError::EmptyPublisher);
         }
         let key_id = key.key_id().to_string();
-        if let Some(existing) = self.file.keys.iter().find(|k| k.key_id == key_id) {
+        if let Some(existing) = self.keys.iter().find(|k| k.key_id == key_id) {
             return Err(match existing.revoked {
                 Some(_) => TrustError::WasRevoked(key_id),
                 None => TrustError::AlreadyTrusted(key_id),
             });
         }
-        self.file.keys.push(TrustedKey {
+        self.keys.push(TrustedKey {
             key_id,
             public_key: key.to_line(),
             publisher: publisher.to_string(),
-            added: now_unix(),
+            added: now,
             revoked: None,
         });
         self.parsed.push(Some(key.clone()));
-        self.save()?;
-        Ok(&self.file.keys[self.file.keys.len() - 1])
+        Ok(&self.keys[self.keys.len() - 1])
     }
 
-    /// Revokes key `key_id`: bundles it signed stop verifying at once. Returns the publisher
-    /// it was trusted for.
-    pub fn revoke(&mut self, key_id: &str) -> Result<String, TrustError> {
+    /// Revokes key `key_id` as of `now`: bundles it signed stop verifying at once. A key
+    /// revoked before keeps its first revocation. Returns the key as it now stands.
+    pub fn revoke(&mut self, key_id: &str, now: u64) -> Result<&TrustedKey, TrustError> {
         let key = self
-            .file
             .keys
             .iter_mut()
             .find(|k| k.key_id == key_id)
             .ok_or_else(|| TrustError::UnknownKey(key_id.to_string()))?;
-        let publisher = key.publisher.clone();
-        if key.revoked.is_none() {
-            key.revoked = Some(now_unix());
-            self.save()?;
-        }
-        Ok(publisher)
+        key.revoked.get_or_insert(now);
+        Ok(key)
     }
 
     /// What the store says of `key_id`, for bundle verification.
     pub fn lookup(&self, key_id: &str) -> Trust<'_> {
         let found = self
-            .file
             .keys
             .iter()
             .zip(&self.parsed)
@@ -162,17 +114,5 @@ impl TrustStore {
             },
             _ => Trust::Unknown,
         }
-    }
-
-    fn save(&self) -> Result<(), TrustError> {
-        let mut bytes = serde_json::to_vec_pretty(&self.file).map_err(|e| TrustError::Write {
-            path: self.path.clone(),
-            source: std::io::Error::other(e),
-        })?;
-        bytes.push(b'\n');
-        write_atomic(&self.path, &bytes).map_err(|source| TrustError::Write {
-            path: self.path.clone(),
-            source,
-        })
     }
 }

@@ -2,14 +2,13 @@
 //! loaded installations, admission and failure limits.
 //!
 //! A loaded installation is reused while its stored record is unchanged and its signing key is
-//! still trusted: the trust store is re-read when its file changes (`airlock trust revoke` on
-//! the same data dir stops an installation on its next invocation, without a restart).
+//! still trusted: the trusted keys are read again whenever the store's trust revision changed,
+//! checked on every invocation, so a key revoked through any server sharing the store stops
+//! its installations at their next invocation, without a restart.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::SystemTime;
 
 use airlock_host_api::egress::ip::AllowRanges;
 use prometheus_client::metrics::counter::ConstCounter;
@@ -28,10 +27,11 @@ use airlock_runtime::bundle::Trust;
 use airlock_runtime::ids::{InstallationId, TenantId};
 use airlock_runtime::loader::{Integration, ValidatedConfig};
 use airlock_runtime::runtime::Runtime;
-use airlock_runtime::trust::{TrustError, TrustStore};
+use airlock_runtime::trust::TrustStore;
 use airlock_store::InstallationRecord;
 use airlock_store::Installations;
 use airlock_store::Store;
+use airlock_store::StoreError;
 
 /// Request and concurrency limits of one server.
 #[derive(Debug, Clone, Copy)]
@@ -97,10 +97,10 @@ impl App {
         trail: AuditTrail,
         limits: ServeLimits,
         public_url: &str,
-    ) -> Result<Self, TrustError> {
+    ) -> Result<Self, StoreError> {
         Ok(Self {
             public_url: public_url.trim_end_matches('/').to_string(),
-            trust: TrustCache::open(runtime.data_dir().to_path_buf())?,
+            trust: TrustCache::open(&store)?,
             admission: Admission::new(limits.admission),
             failures: KeyFailures::default(),
             callback_failures: FailureLimiter::default(),
@@ -141,17 +141,9 @@ impl App {
         }
     }
 
-    /// The trust store as it is on disk now.
-    pub(crate) fn trust(&self) -> Result<Arc<TrustStore>, TrustError> {
-        self.trust.current()
-    }
-
-    /// Changes the trust store with `change`, one change at a time; every later load sees it.
-    pub(crate) fn change_trust<R, E: From<TrustError>>(
-        &self,
-        change: impl FnOnce(&mut TrustStore) -> Result<R, E>,
-    ) -> Result<R, E> {
-        self.trust.change(change)
+    /// The trusted keys as stored now.
+    pub(crate) fn trust(&self) -> Result<Arc<TrustStore>, StoreError> {
+        self.trust.current(&self.store)
     }
 
     /// Runs `f` over this server's state on a blocking thread: the services write and flush the
@@ -173,16 +165,13 @@ impl App {
         f: impl FnOnce(&Installer<'_>) -> R + Send + 'static,
     ) -> Result<R, ApiError> {
         self.blocking(move |app| {
-            let trust = app.trust()?;
-            let installer = Installer {
+            f(&Installer {
                 runtime: &app.runtime,
                 store: &app.store,
-                trust: &trust,
                 trail: &app.trail,
-            };
-            Ok(f(&installer))
+            })
         })
-        .await?
+        .await
     }
 
     /// The installation, loaded: from the cache while its record and key are unchanged, else
@@ -302,55 +291,78 @@ impl App {
     }
 }
 
-/// The trust file's modification time and length, when it was read.
-type Stamp = Option<(SystemTime, u64)>;
-
-/// The trust store, re-read whenever its file changes.
+/// The trusted keys, read again only when the store's trust revision changed.
 struct TrustCache {
-    data: PathBuf,
-    current: Mutex<(Stamp, Arc<TrustStore>)>,
+    current: Mutex<(u64, Arc<TrustStore>)>,
 }
 
 impl TrustCache {
-    fn open(data: PathBuf) -> Result<Self, TrustError> {
-        let stamp = stamp(&data);
-        let store = Arc::new(TrustStore::open(&data)?);
+    fn open(store: &dyn airlock_store::Trust) -> Result<Self, StoreError> {
         Ok(Self {
-            data,
-            current: Mutex::new((stamp, store)),
+            current: Mutex::new(Self::read(store)?),
         })
     }
 
-    fn change<R, E: From<TrustError>>(
-        &self,
-        change: impl FnOnce(&mut TrustStore) -> Result<R, E>,
-    ) -> Result<R, E> {
-        let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut store = TrustStore::open(&self.data)?;
-        let result = change(&mut store);
-        *current = (stamp(&self.data), Arc::new(store));
-        result
+    /// The revision, read first (`Trust::trust_revision`), and the keys.
+    fn read(store: &dyn airlock_store::Trust) -> Result<(u64, Arc<TrustStore>), StoreError> {
+        let revision = store.trust_revision()?;
+        let keys = TrustStore::from_keys(store.trusted_keys()?);
+        Ok((revision, Arc::new(keys)))
     }
 
-    fn current(&self) -> Result<Arc<TrustStore>, TrustError> {
-        let stamp = stamp(&self.data);
+    fn current(&self, store: &dyn airlock_store::Trust) -> Result<Arc<TrustStore>, StoreError> {
+        let revision = store.trust_revision()?;
         let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
-        if current.0 != stamp {
-            *current = (stamp, Arc::new(TrustStore::open(&self.data)?));
+        if current.0 != revision {
+            *current = Self::read(store)?;
         }
         Ok(current.1.clone())
     }
-}
-
-/// The trust file's modification time and length, if it exists.
-fn stamp(data: &std::path::Path) -> Stamp {
-    let meta = std::fs::metadata(TrustStore::path(data)).ok()?;
-    Some((meta.modified().ok()?, meta.len()))
 }
 
 impl ProxyTrust for Arc<App> {
     /// Peers whose forwarding headers name the client.
     fn trusted_proxies(&self) -> &AllowRanges {
         &self.trusted_proxies
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::TrustCache;
+    use airlock_runtime::bundle::{PublicKey, SigningKey, Trust};
+    use airlock_store::{Store, Trust as _};
+
+    /// Changes made through the store by anyone else (another node sharing it) show at the next
+    /// lookup; while nothing changes, the keys read once are kept.
+    #[test]
+    fn the_trust_cache_follows_every_change_of_the_store() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), None).expect("store");
+        let cache = TrustCache::open(&store).expect("cache");
+        let key = PublicKey::from_verifying_key(SigningKey::from_bytes(&[1; 32]).verifying_key());
+        let verdict = |cache: &TrustCache| {
+            let trust = cache.current(&store).expect("trust");
+            match trust.lookup(key.key_id()) {
+                Trust::Trusted { .. } => "trusted",
+                Trust::Revoked => "revoked",
+                Trust::Unknown => "unknown",
+            }
+        };
+        assert_eq!(verdict(&cache), "unknown");
+        store
+            .add_trusted_key(&key, "Acme", 1)
+            .expect("add")
+            .expect("added");
+        assert_eq!(verdict(&cache), "trusted");
+        let kept = cache.current(&store).expect("trust");
+        assert!(Arc::ptr_eq(&kept, &cache.current(&store).expect("trust")));
+        store
+            .revoke_trusted_key(key.key_id(), 2)
+            .expect("revoke")
+            .expect("revoked");
+        assert_eq!(verdict(&cache), "revoked");
     }
 }

@@ -18,7 +18,6 @@ use airlock_platform::install::WebhookError;
 use airlock_platform::install::{CredentialSetError, InstallError};
 use airlock_policy::webhook::SecretRefused;
 use airlock_runtime::invoke::InvokeError;
-use airlock_runtime::trust::TrustError;
 use airlock_store::StoreError;
 
 /// A refusal or failure, as the API reports it.
@@ -194,12 +193,6 @@ impl From<StoreError> for ApiError {
 impl From<AuditUnavailable> for ApiError {
     fn from(e: AuditUnavailable) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "audit-unavailable", e.0)
-    }
-}
-
-impl From<TrustError> for ApiError {
-    fn from(e: TrustError) -> Self {
-        Self::internal(e)
     }
 }
 

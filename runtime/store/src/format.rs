@@ -148,7 +148,11 @@ impl Store {
             move |source| StoreError::Io { path, source }
         };
         tracing::info!(data_dir = %data_dir.display(), "migrating the data dir to format {FORMAT}");
-        let (master_path, master) = (self.master_path.clone(), self.master.clone());
+        let (master_path, master, trust_writer) = (
+            self.master_path.clone(),
+            self.master.clone(),
+            self.trust_writer.clone(),
+        );
         let built = Self {
             db: super::open_db(&next)?,
             audit: Arc::default(),
@@ -175,6 +179,7 @@ impl Store {
             master_path,
             master,
             audit: Arc::default(),
+            trust_writer,
         })
     }
 

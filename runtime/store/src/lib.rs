@@ -16,6 +16,7 @@
 //! - [`installations`]: installed bundles with their grants, config and pending upgrades.
 //! - [`kv`]: guests' key-value namespaces, sealed, with usage kept for quotas.
 //! - [`webhooks`]: webhook endpoints with sealed signing secrets, and delivery ids seen.
+//! - [`trust`]: the trusted publisher keys, in `DATA/trust.json` beside the database.
 //! - `audit`: the audit trail's records, index and chain metadata ([`AuditLog`]); the chain,
 //!   the index's keys and the checkpoints are `airlock-audit`'s.
 //! - [`records`]: the plain records the traits take and return.
@@ -40,6 +41,7 @@ pub mod kv;
 pub mod records;
 pub mod tenants;
 pub mod traits;
+pub mod trust;
 pub mod webhooks;
 
 use std::path::{Path, PathBuf};
@@ -55,7 +57,7 @@ pub use records::{
 };
 pub use traits::{
     ApiKeys, AuditLog, Connections, Consents, Credentials, IndexEntry, Installations, KvNamespaces,
-    Rows, Storage, Tenants, Webhooks,
+    Rows, Storage, Tenants, Trust, Webhooks,
 };
 
 /// Name of the database directory inside the data dir.
@@ -117,6 +119,8 @@ pub struct Store {
     master: Arc<Mutex<Option<Arc<MasterKey>>>>,
     /// The audit trail's trees, once opened.
     audit: Arc<OnceLock<audit::AuditTrees>>,
+    /// Taken by each change of the trust file ([`trust`]).
+    trust_writer: Arc<Mutex<()>>,
 }
 
 impl Store {
@@ -140,6 +144,7 @@ impl Store {
                 .map_or_else(|| data_dir.join(keys::MASTER_KEY_FILE), Path::to_path_buf),
             master: Arc::default(),
             audit: Arc::default(),
+            trust_writer: Arc::default(),
         };
         store.sweep_key_dir()?;
         store.upgrade(fresh)

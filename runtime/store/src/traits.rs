@@ -14,7 +14,9 @@ use airlock_host_api::credentials::{ConnectionTokens, CredentialType, Secret, Se
 use airlock_host_api::kv::KvBackend;
 use airlock_policy::apikey::{ApiKeyRecord, KeyRefusal};
 use airlock_policy::webhook::{SigningKey, WebhookSecret};
+use airlock_runtime::bundle::PublicKey;
 use airlock_runtime::ids::{EndpointId, InstallationId, TenantId, UserId};
+use airlock_runtime::trust::{TrustError, TrustedKey};
 
 use crate::StoreError;
 use crate::records::{
@@ -320,6 +322,40 @@ pub trait KvNamespaces: Send + Sync {
     ) -> Result<KvUsage, StoreError>;
 }
 
+/// The publisher keys this host trusts, shared by every node of a cluster: a revocation made
+/// through one node stops the next invocation on every other. Changes keep
+/// [`TrustStore`](airlock_runtime::trust::TrustStore)'s rules (one publisher per key, a revoked
+/// key never comes back), which a backend applies by making its change through one.
+pub trait Trust: Send + Sync {
+    /// Every key, revoked ones included, in the order they were added.
+    fn trusted_keys(&self) -> Result<Vec<TrustedKey>, StoreError>;
+
+    /// Trusts `key` for `publisher` as of `now`; the key as stored, else why it was refused: a
+    /// key whose id is stored (trusted or revoked) is never added again, nor replaced.
+    ///
+    /// Guarantee (first writer wins): of concurrent adds of one key, exactly one is stored; adds
+    /// of different keys are all kept.
+    fn add_trusted_key(
+        &self,
+        key: &PublicKey,
+        publisher: &str,
+        now: u64,
+    ) -> Result<Result<TrustedKey, TrustError>, StoreError>;
+
+    /// Revokes key `key_id` as of `now`; the key as stored, else why it was refused. A revoke
+    /// stands: a key revoked before keeps its first revocation.
+    fn revoke_trusted_key(
+        &self,
+        key_id: &str,
+        now: u64,
+    ) -> Result<Result<TrustedKey, TrustError>, StoreError>;
+
+    /// A number that changes whenever the keys change and stays the same while they do not:
+    /// one cheap read, so a node can keep the keys and read them again only when it changed.
+    /// Read it before the keys, so a change made in between shows at the next check.
+    fn trust_revision(&self) -> Result<u64, StoreError>;
+}
+
 /// One entry of the audit index: its key and its value (empty for most).
 pub type IndexEntry<'a> = (&'a [u8], &'a [u8]);
 
@@ -402,6 +438,7 @@ pub trait Storage:
     + Connections
     + Consents
     + KvNamespaces
+    + Trust
     + AuditLog
 {
     /// The installation's credentials as the egress broker reads them: values opened only to

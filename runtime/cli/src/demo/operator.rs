@@ -35,7 +35,6 @@ use airlock_runtime::clock::now_unix;
 use airlock_runtime::engine::EngineSettings;
 use airlock_runtime::ids::TenantId;
 use airlock_runtime::runtime::Runtime;
-use airlock_runtime::trust::TrustStore;
 use airlock_server::{App, ServeLimits};
 
 const SLACK: &str = "slack.com";
@@ -71,12 +70,10 @@ pub(super) async fn show(
     let runtime = Runtime::new(data, settings)?;
     let tenant: TenantId = "demo".parse()?;
     tenants::create(&store, &trail, &tenant)?;
-    let mut trust = TrustStore::open(data)?;
-    trust_service::add(&mut trust, &trail, &signer.public, "Acme Integrations")?;
+    trust_service::add(&store, &trail, &signer.public, "Acme Integrations")?;
     let installer = Installer {
         runtime: &runtime,
         store: &store,
-        trust: &trust,
         trail: &trail,
     };
     for (example, config) in [

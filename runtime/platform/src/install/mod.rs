@@ -168,19 +168,28 @@ enum Approval {
 pub struct Installer<'a> {
     pub runtime: &'a Runtime,
     pub store: &'a dyn Storage,
-    pub trust: &'a TrustStore,
     pub trail: &'a AuditTrail,
 }
 
 impl Installer<'_> {
+    /// The trusted keys as stored now: every verification reads them again, so a key revoked
+    /// through any node is refused at once.
+    pub fn trust(&self) -> Result<TrustStore, StoreError> {
+        Ok(TrustStore::from_keys(self.store.trusted_keys()?))
+    }
+
     /// Verifies, loads and installs `request`.
     pub fn install(&self, request: InstallRequest) -> Result<Outcome, InstallError> {
         let tenant = &request.tenant;
         if !self.store.tenant_exists(tenant)? {
             return Err(InstallError::NoTenant(tenant.clone()));
         }
-        let (integration, verified) =
-            load_verified(self.runtime, &request.origin, &request.bundle, self.trust)?;
+        let (integration, verified) = load_verified(
+            self.runtime,
+            &request.origin,
+            &request.bundle,
+            &self.trust()?,
+        )?;
         integration.validate_config(request.config.as_deref())?;
         let installation = match &request.installation {
             Some(id) => id.clone(),
@@ -390,7 +399,8 @@ impl Installer<'_> {
         config: Option<String>,
     ) -> Result<(InstallRequest, Integration, VerifiedBundle), InstallError> {
         let (origin, bundle) = self.stored_bundle(installation.as_str(), digest)?;
-        let (integration, verified) = load_verified(self.runtime, &origin, &bundle, self.trust)?;
+        let (integration, verified) =
+            load_verified(self.runtime, &origin, &bundle, &self.trust()?)?;
         let request = InstallRequest {
             tenant: tenant.clone(),
             installation: Some(installation.clone()),
@@ -422,7 +432,7 @@ impl Installer<'_> {
     /// store, with egress cut down to its grant.
     pub fn load(&self, record: &InstallationRecord) -> Result<Integration, InstallError> {
         let (path, bundle) = self.stored_bundle(&record.installation, &record.bundle)?;
-        let (mut integration, _) = load_verified(self.runtime, &path, &bundle, self.trust)?;
+        let (mut integration, _) = load_verified(self.runtime, &path, &bundle, &self.trust()?)?;
         integration.restrict_egress(&record.grant)?;
         Ok(integration)
     }
@@ -434,7 +444,7 @@ impl Installer<'_> {
         record: &InstallationRecord,
     ) -> Result<LoadedManifest, InstallError> {
         let (path, bundle) = self.stored_bundle(&record.installation, &record.bundle)?;
-        let verified = verify_trusted(&path, &bundle, self.trust)?;
+        let verified = verify_trusted(&path, &bundle, &self.trust()?)?;
         Ok(bundle_manifest(&path, &verified.files).map_err(OpenError::from)?)
     }
 

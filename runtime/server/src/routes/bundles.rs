@@ -72,7 +72,7 @@ pub(super) async fn upload(
     let checked = app
         .installing(move |installer| {
             let (integration, verified) =
-                load_verified(installer.runtime, &origin, &bytes, installer.trust)
+                load_verified(installer.runtime, &origin, &bytes, &installer.trust()?)
                     .map_err(InstallError::from)?;
             installer.store.put_bundle(&bytes)?;
             Ok::<_, InstallError>(Bundle {

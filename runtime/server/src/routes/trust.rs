@@ -1,6 +1,6 @@
 //! `/v1/trust` (admin key): the publisher keys this host trusts, while the server runs (the CLI
 //! cannot change them then: the server holds the store). A revoked key stops every
-//! installation it signed at its next invocation.
+//! installation it signed at its next invocation, on every server sharing the store.
 
 use std::sync::Arc;
 
@@ -109,9 +109,7 @@ pub(super) async fn add(
     let new: NewTrustedKey = json_body(raw, "key")?;
     let key = PublicKey::parse_line(new.public_key.trim()).map_err(ApiError::invalid)?;
     let added = app
-        .blocking(move |app| {
-            app.change_trust(|store| trust_service::add(store, &app.trail, &key, &new.publisher))
-        })
+        .blocking(move |app| trust_service::add(&app.store, &app.trail, &key, &new.publisher))
         .await?
         .map_err(refused)?;
     Ok((StatusCode::CREATED, Json(added.into())))
@@ -139,17 +137,16 @@ pub(super) async fn revoke(
     Path(key): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     principal.require_admin(&app).await?;
-    app.blocking(move |app| {
-        app.change_trust(|store| trust_service::revoke(store, &app.trail, &key))
-    })
-    .await?
-    .map_err(refused)?;
+    app.blocking(move |app| trust_service::revoke(&app.store, &app.trail, &key))
+        .await?
+        .map_err(refused)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 fn refused(e: TrustChangeError) -> ApiError {
     let e = match e {
         TrustChangeError::Trust(e) => e,
+        TrustChangeError::Store(e) => return e.into(),
         TrustChangeError::Audit(e) => return e.into(),
     };
     match e {
@@ -158,6 +155,5 @@ fn refused(e: TrustChangeError) -> ApiError {
         }
         TrustError::UnknownKey(_) => ApiError::not_found(format!("{e}")),
         TrustError::EmptyPublisher => ApiError::bad_request(e.to_string()),
-        other => other.into(),
     }
 }

@@ -12,6 +12,7 @@ pub mod audit;
 pub mod oauth;
 pub mod races;
 pub mod records;
+pub mod trust;
 
 use std::sync::Arc;
 
@@ -98,6 +99,12 @@ macro_rules! conformance_suite {
             audit::the_checkpoint_count_is_never_lowered,
             audit::the_chain_id_is_named_by_the_first_writer,
             audit::index_reads_keep_to_their_prefix_in_key_order,
+            trust::trusted_keys_are_listed_as_added,
+            trust::a_stored_key_id_is_never_added_again,
+            trust::a_revoke_stands_and_a_revoked_key_never_comes_back,
+            trust::the_trust_revision_changes_with_every_change,
+            trust::a_key_is_added_by_exactly_one_of_concurrent_callers,
+            trust::concurrent_adds_of_different_keys_are_all_kept,
         );
     };
     (@cases $fresh:expr; $($module:ident :: $case:ident),+ $(,)?) => {
