@@ -148,11 +148,7 @@ impl Store {
             move |source| StoreError::Io { path, source }
         };
         tracing::info!(data_dir = %data_dir.display(), "migrating the data dir to format {FORMAT}");
-        let (master_path, master, trust_writer) = (
-            self.master_path.clone(),
-            self.master.clone(),
-            self.trust_writer.clone(),
-        );
+        let (master, trust_writer) = (self.master.clone(), self.trust_writer.clone());
         let built = Self {
             db: super::open_db(&next)?,
             audit: Arc::default(),
@@ -176,7 +172,6 @@ impl Store {
         Ok(Self {
             db: super::open_db(&db)?,
             data_dir,
-            master_path,
             master,
             audit: Arc::default(),
             trust_writer,

@@ -11,7 +11,7 @@
 
 use std::io;
 use std::path::PathBuf;
-use std::sync::{Arc, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use airlock_host_api::credentials::vault::{DataKey, MasterKey, WrappedKey};
 
@@ -29,17 +29,64 @@ const MAX_KEY_FILE_LEN: u64 = 4096;
 /// Version of the data key that seals values (one per tenant for now; rotation bumps it).
 pub(super) const DATA_KEY_VERSION: u32 = 1;
 
-impl Store {
-    /// The master key, resolved once per process.
-    pub(crate) fn master(&self) -> Result<Arc<MasterKey>, StoreError> {
-        let mut slot = self.master.lock().unwrap_or_else(PoisonError::into_inner);
+/// The master key, resolved the first time a store needs it and kept for the process: from
+/// `AIRLOCK_MASTER_KEY`, else the key file (created 0600 if there is none).
+pub(crate) struct MasterSlot {
+    path: PathBuf,
+    key: Mutex<Option<Arc<MasterKey>>>,
+}
+
+impl MasterSlot {
+    pub(crate) fn new(path: PathBuf) -> Self {
+        Self {
+            path,
+            key: Mutex::default(),
+        }
+    }
+
+    /// The key, resolved once; `check` runs on a newly resolved key before it is kept (the
+    /// PostgreSQL store compares it with the one the database's data keys are wrapped by).
+    pub(crate) fn get(
+        &self,
+        check: impl FnOnce(&MasterKey) -> Result<(), StoreError>,
+    ) -> Result<Arc<MasterKey>, StoreError> {
+        let mut slot = self.key.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(key) = slot.as_ref() {
             return Ok(key.clone());
         }
-        let (key, _source) = MasterKey::resolve(&self.master_path)?;
+        let (key, _source) = MasterKey::resolve(&self.path)?;
+        check(&key)?;
         let key = Arc::new(key);
         *slot = Some(key.clone());
         Ok(key)
+    }
+}
+
+/// The tenants' data keys, however a backend keeps them: what the sealing both backends share
+/// needs.
+pub(crate) trait TenantKeys {
+    /// The tenant's data key; created (and stored wrapped) when `create` and there is none.
+    fn tenant_key(&self, tenant: &TenantId, create: bool) -> Result<Option<DataKey>, StoreError>;
+
+    /// The key to seal a new value of `tenant` with, created if the tenant has none yet.
+    fn sealing_key(&self, tenant: &TenantId) -> Result<DataKey, StoreError> {
+        self.tenant_key(tenant, true)?
+            .ok_or_else(|| StoreError::Corrupt {
+                what: format!("data key of tenant {tenant}"),
+            })
+    }
+}
+
+impl TenantKeys for Store {
+    fn tenant_key(&self, tenant: &TenantId, create: bool) -> Result<Option<DataKey>, StoreError> {
+        Store::tenant_key(self, tenant, create)
+    }
+}
+
+impl Store {
+    /// The master key, resolved once per process.
+    pub(crate) fn master(&self) -> Result<Arc<MasterKey>, StoreError> {
+        self.master.get(|_| Ok(()))
     }
 
     /// Where `tenant`'s wrapped data key is kept.

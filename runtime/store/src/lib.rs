@@ -21,6 +21,7 @@
 //!   the index's keys and the checkpoints are `airlock-audit`'s.
 //! - [`records`]: the plain records the traits take and return.
 //! - [`traits`]: the storage traits, one per concern, with the guarantees callers rely on.
+//! - [`postgres`]: the same traits on a PostgreSQL database many nodes share.
 //! - `conformance`: the suite every implementation of the traits passes (tests, or the
 //!   `conformance` feature).
 //!
@@ -38,6 +39,7 @@ mod format;
 pub mod installations;
 pub mod keys;
 pub mod kv;
+pub mod postgres;
 pub mod records;
 pub mod tenants;
 pub mod traits;
@@ -47,7 +49,7 @@ pub mod webhooks;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use airlock_host_api::credentials::vault::{MasterKey, VaultError};
+use airlock_host_api::credentials::vault::VaultError;
 
 pub use credentials::StoredSecrets;
 pub use records::{
@@ -101,6 +103,16 @@ pub enum StoreError {
         format::FORMAT
     )]
     Migrate { reason: String },
+    #[error(
+        "the database's schema is at version {found}, written by a newer airlock; this one knows up to {known}"
+    )]
+    Schema { found: i32, known: i32 },
+    #[error("cannot migrate the database's schema: {reason} (rolled back: nothing was changed)")]
+    MigrateSchema { reason: String },
+    #[error(
+        "this node's master key is not the one {store} is sealed with: every node of a cluster needs the same master key (AIRLOCK_MASTER_KEY or --master-key)"
+    )]
+    MasterKeyMismatch { store: String },
 }
 
 impl From<sled::Error> for StoreError {
@@ -115,8 +127,7 @@ impl From<sled::Error> for StoreError {
 pub struct Store {
     db: sled::Db,
     data_dir: PathBuf,
-    master_path: PathBuf,
-    master: Arc<Mutex<Option<Arc<MasterKey>>>>,
+    master: Arc<keys::MasterSlot>,
     /// The audit trail's trees, once opened.
     audit: Arc<OnceLock<audit::AuditTrees>>,
     /// Taken by each change of the trust file ([`trust`]).
@@ -140,9 +151,9 @@ impl Store {
         let store = Self {
             db: open_db(&path)?,
             data_dir: data_dir.to_path_buf(),
-            master_path: master_key
-                .map_or_else(|| data_dir.join(keys::MASTER_KEY_FILE), Path::to_path_buf),
-            master: Arc::default(),
+            master: Arc::new(keys::MasterSlot::new(
+                master_key.map_or_else(|| data_dir.join(keys::MASTER_KEY_FILE), Path::to_path_buf),
+            )),
             audit: Arc::default(),
             trust_writer: Arc::default(),
         };
@@ -205,4 +216,23 @@ mod conformance_on_sled {
     }
 
     crate::conformance_suite!(fresh());
+}
+
+/// The storage conformance suite on the PostgreSQL store, each case in a fresh database
+/// (skipped, saying why, when no PostgreSQL server is given: see [`postgres::testing`]).
+#[cfg(test)]
+mod conformance_on_postgres {
+    use std::sync::Arc;
+
+    use crate::conformance::Subject;
+    use crate::postgres::testing::TestDatabase;
+
+    fn fresh(case: &str) -> Option<Subject> {
+        let database = TestDatabase::create(case)?;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = database.store(&dir.path().join("master.key"));
+        Some(Subject::new(Arc::new(store), (dir, database)))
+    }
+
+    crate::conformance_suite!(optional: fresh(module_path!()));
 }

@@ -1,0 +1,78 @@
+-- Airlock's schema, version 1. Sealed values are bytea holding the same sealed records sled
+-- keeps; nothing here is a plaintext secret, token, kv name or value, or config.
+
+-- Small facts about the whole store: the master key check, the audit chain's id and coverage.
+CREATE TABLE meta (
+    key text PRIMARY KEY,
+    value bytea NOT NULL
+);
+
+CREATE TABLE tenants (
+    id text PRIMARY KEY,
+    created bigint NOT NULL
+);
+
+-- Each tenant's data key, wrapped by the master key. Deleting the row (and vacuuming the
+-- table) is the tenant's crypto-shredding.
+CREATE TABLE data_keys (
+    tenant text PRIMARY KEY,
+    wrapped bytea NOT NULL
+);
+
+-- API keys for Airlock's own API: hashes only. `record` is the key record as JSON.
+CREATE TABLE api_keys (
+    id text PRIMARY KEY,
+    tenant text,
+    record bytea NOT NULL
+);
+CREATE INDEX api_keys_tenant ON api_keys (tenant);
+
+-- Signed bundles, once per content (hex SHA-256).
+CREATE TABLE bundles (
+    digest text PRIMARY KEY,
+    bytes bytea NOT NULL
+);
+
+-- Installations: the record as JSON, its config sealed.
+CREATE TABLE installations (
+    tenant text NOT NULL,
+    id text NOT NULL,
+    record bytea NOT NULL,
+    PRIMARY KEY (tenant, id)
+);
+
+-- Credentials: metadata and the sealed value, as JSON.
+CREATE TABLE credentials (
+    tenant text NOT NULL,
+    installation text NOT NULL,
+    name text NOT NULL,
+    record bytea NOT NULL,
+    PRIMARY KEY (tenant, installation, name)
+);
+
+-- Guests' kv: filed under a keyed hash of the name; name and value sealed.
+CREATE TABLE kv (
+    tenant text NOT NULL,
+    installation text NOT NULL,
+    idx bytea NOT NULL,
+    record bytea NOT NULL,
+    PRIMARY KEY (tenant, installation, idx)
+);
+CREATE TABLE kv_usage (
+    tenant text NOT NULL,
+    installation text NOT NULL,
+    keys bigint NOT NULL,
+    bytes bigint NOT NULL,
+    PRIMARY KEY (tenant, installation)
+);
+
+-- The audit trail: records by sequence number (the primary key makes a second writer of one
+-- number fail: one chain for the cluster), the index, in key order.
+CREATE TABLE audit_records (
+    seq bigint PRIMARY KEY,
+    line bytea NOT NULL
+);
+CREATE TABLE audit_index (
+    key bytea PRIMARY KEY,
+    value bytea NOT NULL
+);
