@@ -25,7 +25,6 @@ use airlock_runtime::trust::TrustStore;
 use airlock_store::Installations;
 use airlock_store::Store;
 use airlock_store::Trust as _;
-use airlock_store::kv::StoredKv;
 
 #[derive(Debug, Args)]
 pub(crate) struct RunArgs {
@@ -180,7 +179,7 @@ fn kv_namespace(
             ("local".parse().ok()?, name.parse().ok()?)
         }
     };
-    Some(StoredKv::new(store.clone(), tenant, installation))
+    Some(store.kv(&tenant, &installation))
 }
 
 /// Loads a signed bundle verified against the trust store, or (with `allow_unsigned`) a plain

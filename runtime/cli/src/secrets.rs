@@ -23,7 +23,7 @@ use airlock_host_api::audit::Subject;
 
 use airlock_runtime::ids::{InstallationId, TenantId};
 use airlock_runtime::runtime::Runtime;
-use airlock_store::{Store, StoredSecrets};
+use airlock_store::{Storage as _, Store};
 
 /// The credential flags of `airlock run`.
 #[derive(Debug, Args)]
@@ -110,8 +110,7 @@ impl SecretArgs {
         if let (Some(tenant), Some(installation)) = (&self.tenant, &self.installation) {
             let store = store.clone();
             let scope = CredentialScope::new(tenant.to_string(), installation.to_string());
-            let source = StoredSecrets::new(store, tenant.clone(), installation.clone());
-            return Ok(runtime.credentials(scope, Arc::new(source)));
+            return Ok(runtime.credentials(scope, store.secrets(tenant, installation)));
         }
         Ok(runtime.credentials(
             CredentialScope::local(),

@@ -11,8 +11,70 @@ pub(super) const API_KEYS: &str = "api-keys";
 /// `last_used` is kept to the minute.
 const LAST_USED_GRANULARITY: u64 = 60;
 
-impl Store {
-    /// The key record with `id`, and its stored bytes for [`Self::replace_api_key`].
+/// A backend's compare-and-set access to key records: what [`revoke`] and [`authenticate`],
+/// shared by both backends, need.
+pub(crate) trait KeyRecords {
+    /// The stored form a replacement is compared against.
+    type Read;
+
+    /// The key record with `id`, and its stored form for [`Self::replace_api_key`].
+    fn read_api_key(&self, id: &str) -> Result<Option<(Self::Read, ApiKeyRecord)>, StoreError>;
+
+    /// Writes `record` (flushed) only if what is stored is still `read`; false otherwise.
+    fn replace_api_key(&self, read: &Self::Read, record: &ApiKeyRecord)
+    -> Result<bool, StoreError>;
+}
+
+/// [`ApiKeys::revoke_api_key`] on any backend: compare-and-set until the revoke is written
+/// or the key is gone.
+pub(crate) fn revoke(store: &impl KeyRecords, id: &str, now: u64) -> Result<bool, StoreError> {
+    loop {
+        let Some((read, mut record)) = store.read_api_key(id)? else {
+            return Ok(false);
+        };
+        if record.revoked.is_some() {
+            return Ok(true);
+        }
+        record.revoked = Some(now);
+        if store.replace_api_key(&read, &record)? {
+            return Ok(true);
+        }
+    }
+}
+
+/// [`ApiKeys::authenticate`] on any backend: `last_used` written only over the record that
+/// was checked, else checked again.
+pub(crate) fn authenticate(
+    store: &impl KeyRecords,
+    presented: &str,
+    now: u64,
+) -> Result<Result<ApiKeyRecord, KeyRefusal>, StoreError> {
+    let Some(id) = apikey::claimed_id(presented) else {
+        return Ok(Err(KeyRefusal::Invalid));
+    };
+    loop {
+        let Some((read, mut record)) = store.read_api_key(id)? else {
+            return Ok(Err(KeyRefusal::Invalid));
+        };
+        if let Err(refusal) = apikey::check(presented, &record, now) {
+            return Ok(Err(refusal));
+        }
+        if record
+            .last_used
+            .is_some_and(|at| now < at.saturating_add(LAST_USED_GRANULARITY))
+        {
+            return Ok(Ok(record));
+        }
+        record.last_used = Some(now);
+        if store.replace_api_key(&read, &record)? {
+            return Ok(Ok(record));
+        }
+    }
+}
+
+impl KeyRecords for Store {
+    type Read = IVec;
+
     fn read_api_key(&self, id: &str) -> Result<Option<(IVec, ApiKeyRecord)>, StoreError> {
         self.tree(API_KEYS)?
             .get(id.as_bytes())?
@@ -33,7 +95,9 @@ impl Store {
         }
         Ok(swapped.is_ok())
     }
+}
 
+impl Store {
     /// Removes every key of `tenant` (with the tenant).
     pub(super) fn delete_api_keys_of(&self, tenant: &TenantId) -> Result<(), StoreError> {
         let tree = self.tree(API_KEYS)?;
@@ -68,18 +132,7 @@ impl ApiKeys for Store {
     }
 
     fn revoke_api_key(&self, id: &str, now: u64) -> Result<bool, StoreError> {
-        loop {
-            let Some((read, mut record)) = self.read_api_key(id)? else {
-                return Ok(false);
-            };
-            if record.revoked.is_some() {
-                return Ok(true);
-            }
-            record.revoked = Some(now);
-            if self.replace_api_key(&read, &record)? {
-                return Ok(true);
-            }
-        }
+        revoke(self, id, now)
     }
 
     fn authenticate(
@@ -87,38 +140,17 @@ impl ApiKeys for Store {
         presented: &str,
         now: u64,
     ) -> Result<Result<ApiKeyRecord, KeyRefusal>, StoreError> {
-        let Some(id) = apikey::claimed_id(presented) else {
-            return Ok(Err(KeyRefusal::Invalid));
-        };
-        loop {
-            let Some((read, mut record)) = self.read_api_key(id)? else {
-                return Ok(Err(KeyRefusal::Invalid));
-            };
-            if let Err(refusal) = apikey::check(presented, &record, now) {
-                return Ok(Err(refusal));
-            }
-            // Coarse on purpose: a write and flush per request would cost more than the request.
-            if record
-                .last_used
-                .is_some_and(|at| now < at.saturating_add(LAST_USED_GRANULARITY))
-            {
-                return Ok(Ok(record));
-            }
-            record.last_used = Some(now);
-            if self.replace_api_key(&read, &record)? {
-                return Ok(Ok(record));
-            }
-        }
+        authenticate(self, presented, now)
     }
 }
 
-fn encode(record: &ApiKeyRecord) -> Result<Vec<u8>, StoreError> {
+pub(crate) fn encode(record: &ApiKeyRecord) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(record).map_err(|_| StoreError::Corrupt {
         what: format!("API key {}", record.id),
     })
 }
 
-fn decode(bytes: &[u8]) -> Result<ApiKeyRecord, StoreError> {
+pub(crate) fn decode(bytes: &[u8]) -> Result<ApiKeyRecord, StoreError> {
     serde_json::from_slice(bytes).map_err(|_| StoreError::Corrupt {
         what: "API key record".to_string(),
     })

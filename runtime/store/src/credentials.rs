@@ -11,7 +11,7 @@ use airlock_host_api::credentials::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::keys::DATA_KEY_VERSION;
+use super::keys::{DATA_KEY_VERSION, TenantKeys};
 use super::{Store, StoreError};
 use crate::records::*;
 use crate::traits::*;
@@ -23,12 +23,62 @@ pub(super) const CREDENTIALS: &str = "credentials";
 
 /// One stored credential.
 #[derive(Serialize, Deserialize)]
-struct Record {
-    credential_type: CredentialType,
-    origins: Vec<String>,
+pub(crate) struct Record {
+    pub(crate) credential_type: CredentialType,
+    pub(crate) origins: Vec<String>,
     created: u64,
     rotated: Option<u64>,
     sealed: Sealed,
+}
+
+impl Record {
+    /// A new value of credential `name`, sealed, replacing `previous` if there was one.
+    pub(crate) fn seal(
+        keys: &impl TenantKeys,
+        (tenant, installation, name): (&TenantId, &InstallationId, &str),
+        origins: Vec<String>,
+        secret: &Secret,
+        credential_type: CredentialType,
+        previous: Option<&Record>,
+        now: u64,
+    ) -> Result<Vec<u8>, StoreError> {
+        let record = Record {
+            credential_type,
+            origins,
+            created: previous.map_or(now, |p| p.created),
+            rotated: previous.map(|_| now),
+            sealed: keys
+                .sealing_key(tenant)?
+                .seal(&aad(tenant, installation, name), secret.expose().as_bytes()),
+        };
+        serde_json::to_vec(&record).map_err(|_| StoreError::Corrupt {
+            what: format!("credential `{name}`"),
+        })
+    }
+
+    /// What `credentials list` shows of it.
+    pub(crate) fn info(self, name: String) -> CredentialInfo {
+        CredentialInfo {
+            name,
+            credential_type: self.credential_type,
+            origins: self.origins,
+            created: self.created,
+            rotated: self.rotated,
+        }
+    }
+}
+
+/// A backend's stored credential records, as [`StoredSecrets`] reads them.
+pub(crate) trait CredentialRecords:
+    TenantKeys + Credentials + Connections + Clone + Send + Sync + 'static
+{
+    /// The stored record of credential `name`, as [`Record::seal`] made it.
+    fn credential_record(
+        &self,
+        tenant: &TenantId,
+        installation: &InstallationId,
+        name: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError>;
 }
 
 /// A typed record key: the ids' grammar has no NUL, so the separator is unambiguous.
@@ -51,60 +101,91 @@ fn aad<'a>(tenant: &'a TenantId, installation: &'a InstallationId, name: &'a str
     }
 }
 
-impl Store {
-    /// The value of credential `name`, opened and re-validated as `kind`.
-    fn credential_value(
+/// The value of credential `name`, opened and re-validated as `kind`.
+fn credential_value(
+    store: &impl CredentialRecords,
+    tenant: &TenantId,
+    installation: &InstallationId,
+    name: &str,
+    kind: CredentialType,
+) -> Result<Option<Secret>, CredentialError> {
+    let Some(bytes) = store
+        .credential_record(tenant, installation, name)
+        .map_err(|e| store_error(name, e))?
+    else {
+        return Ok(None);
+    };
+    let record = decode(&bytes, name).map_err(|e| store_error(name, e))?;
+    let key = store
+        .tenant_key(tenant, false)
+        .map_err(|e| store_error(name, e))?
+        .ok_or_else(|| CredentialError::Missing(name.to_string()))?;
+    let plain = key
+        .open(&aad(tenant, installation, name), &record.sealed)
+        .map_err(|_| {
+            store_error(
+                name,
+                StoreError::Decrypt {
+                    what: format!("credential `{name}`"),
+                },
+            )
+        })?;
+    let text = String::from_utf8(plain.to_vec()).map_err(|_| {
+        CredentialError::Malformed(
+            name.to_string(),
+            airlock_host_api::credentials::SecretError::Character {
+                what: "non-UTF-8 byte",
+                at: 0,
+            },
+        )
+    })?;
+    if record.credential_type != kind {
+        return Err(CredentialError::Store {
+            name: name.to_string(),
+            reason: format!(
+                "stored as {} but declared as {}",
+                record.credential_type.as_str(),
+                kind.as_str()
+            ),
+        });
+    }
+    Secret::new(kind, text)
+        .map(Some)
+        .map_err(|e| CredentialError::Malformed(name.to_string(), e))
+}
+
+/// [`Credentials::reseal_credential`] on any backend: the stored type and origins kept.
+pub(crate) fn reseal(
+    store: &impl CredentialRecords,
+    tenant: &TenantId,
+    installation: &InstallationId,
+    name: &str,
+    secret: &Secret,
+) -> Result<(), StoreError> {
+    let previous = store
+        .credential_record(tenant, installation, name)?
+        .map(|b| decode(&b, name))
+        .transpose()?
+        .ok_or_else(|| StoreError::Corrupt {
+            what: format!("credential `{name}` (deleted while in use)"),
+        })?;
+    let kind = previous.credential_type;
+    store
+        .set_credential(tenant, installation, name, previous.origins, secret, kind)
+        .map(|_| ())
+}
+
+impl CredentialRecords for Store {
+    fn credential_record(
         &self,
         tenant: &TenantId,
         installation: &InstallationId,
         name: &str,
-        kind: CredentialType,
-    ) -> Result<Option<Secret>, CredentialError> {
-        let store_error = |e: StoreError| CredentialError::Store {
-            name: name.to_string(),
-            reason: e.to_string(),
-        };
-        let tree = self.tree(CREDENTIALS).map_err(store_error)?;
-        let Some(bytes) = tree
-            .get(record_key(tenant, installation, name))
-            .map_err(|e| store_error(e.into()))?
-        else {
-            return Ok(None);
-        };
-        let record = decode(&bytes, name).map_err(store_error)?;
-        let key = self
-            .tenant_key(tenant, false)
-            .map_err(store_error)?
-            .ok_or_else(|| CredentialError::Missing(name.to_string()))?;
-        let plain = key
-            .open(&aad(tenant, installation, name), &record.sealed)
-            .map_err(|_| {
-                store_error(StoreError::Decrypt {
-                    what: format!("credential `{name}`"),
-                })
-            })?;
-        let text = String::from_utf8(plain.to_vec()).map_err(|_| {
-            CredentialError::Malformed(
-                name.to_string(),
-                airlock_host_api::credentials::SecretError::Character {
-                    what: "non-UTF-8 byte",
-                    at: 0,
-                },
-            )
-        })?;
-        if record.credential_type != kind {
-            return Err(CredentialError::Store {
-                name: name.to_string(),
-                reason: format!(
-                    "stored as {} but declared as {}",
-                    record.credential_type.as_str(),
-                    kind.as_str()
-                ),
-            });
-        }
-        Secret::new(kind, text)
-            .map(Some)
-            .map_err(|e| CredentialError::Malformed(name.to_string(), e))
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .tree(CREDENTIALS)?
+            .get(record_key(tenant, installation, name))?
+            .map(|bytes| bytes.to_vec()))
     }
 }
 
@@ -118,25 +199,18 @@ impl Credentials for Store {
         secret: &Secret,
         credential_type: CredentialType,
     ) -> Result<SetOutcome, StoreError> {
-        let key = self
-            .tenant_key(tenant, true)?
-            .ok_or_else(|| StoreError::Corrupt {
-                what: format!("data key of tenant {tenant}"),
-            })?;
         let tree = self.tree(CREDENTIALS)?;
         let id = record_key(tenant, installation, name);
         let previous = tree.get(&id)?.map(|b| decode(&b, name)).transpose()?;
-        let now = now_unix();
-        let record = Record {
-            credential_type,
+        let bytes = Record::seal(
+            self,
+            (tenant, installation, name),
             origins,
-            created: previous.as_ref().map_or(now, |p| p.created),
-            rotated: previous.as_ref().map(|_| now),
-            sealed: key.seal(&aad(tenant, installation, name), secret.expose().as_bytes()),
-        };
-        let bytes = serde_json::to_vec(&record).map_err(|_| StoreError::Corrupt {
-            what: format!("credential `{name}`"),
-        })?;
+            secret,
+            credential_type,
+            previous.as_ref(),
+            now_unix(),
+        )?;
         tree.insert(id, bytes)?;
         tree.flush()?;
         Ok(if previous.is_some() {
@@ -153,17 +227,7 @@ impl Credentials for Store {
         name: &str,
         secret: &Secret,
     ) -> Result<(), StoreError> {
-        let tree = self.tree(CREDENTIALS)?;
-        let previous = tree
-            .get(record_key(tenant, installation, name))?
-            .map(|b| decode(&b, name))
-            .transpose()?
-            .ok_or_else(|| StoreError::Corrupt {
-                what: format!("credential `{name}` (deleted while in use)"),
-            })?;
-        let kind = previous.credential_type;
-        self.set_credential(tenant, installation, name, previous.origins, secret, kind)
-            .map(|_| ())
+        reseal(self, tenant, installation, name, secret)
     }
 
     fn list_credentials(
@@ -177,14 +241,7 @@ impl Credentials for Store {
             .map(|entry| {
                 let (key, value) = entry?;
                 let name = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
-                let record = decode(&value, &name)?;
-                Ok(CredentialInfo {
-                    name,
-                    credential_type: record.credential_type,
-                    origins: record.origins,
-                    created: record.created,
-                    rotated: record.rotated,
-                })
+                Ok(decode(&value, &name)?.info(name))
             })
             .collect()
     }
@@ -204,15 +261,15 @@ impl Credentials for Store {
     }
 }
 
-fn decode(bytes: &[u8], name: &str) -> Result<Record, StoreError> {
+pub(crate) fn decode(bytes: &[u8], name: &str) -> Result<Record, StoreError> {
     serde_json::from_slice(bytes).map_err(|_| StoreError::Corrupt {
         what: format!("credential `{name}`"),
     })
 }
 
 /// The stored credentials of one installation, as the egress broker reads them.
-pub struct StoredSecrets {
-    store: Store,
+pub(crate) struct StoredSecrets<S> {
+    store: S,
     tenant: TenantId,
     installation: InstallationId,
 }
@@ -231,8 +288,8 @@ impl Storage for Store {
     }
 }
 
-impl StoredSecrets {
-    pub fn new(store: Store, tenant: TenantId, installation: InstallationId) -> Self {
+impl<S> StoredSecrets<S> {
+    pub(crate) fn new(store: S, tenant: TenantId, installation: InstallationId) -> Self {
         Self {
             store,
             tenant,
@@ -241,17 +298,17 @@ impl StoredSecrets {
     }
 }
 
-impl SecretSource for StoredSecrets {
+impl<S: CredentialRecords> SecretSource for StoredSecrets<S> {
     fn get(&self, name: &str, kind: CredentialType) -> Result<Option<Secret>, CredentialError> {
-        self.store
-            .credential_value(&self.tenant, &self.installation, name, kind)
+        credential_value(&self.store, &self.tenant, &self.installation, name, kind)
     }
 
     fn origins(&self, name: &str) -> Result<Option<Vec<String>>, CredentialError> {
         let read = || -> Result<Option<Vec<String>>, StoreError> {
-            let tree = self.store.tree(CREDENTIALS)?;
-            let key = record_key(&self.tenant, &self.installation, name);
-            match tree.get(key)? {
+            match self
+                .store
+                .credential_record(&self.tenant, &self.installation, name)?
+            {
                 None => Ok(None),
                 Some(bytes) => Ok(Some(decode(&bytes, name)?.origins)),
             }
@@ -316,7 +373,7 @@ impl SecretSource for StoredSecrets {
     }
 }
 
-impl StoredSecrets {
+impl<S> StoredSecrets<S> {
     fn connection_key<'a>(&'a self, name: &'a str, user: Option<&'a UserId>) -> ConnectionKey<'a> {
         ConnectionKey {
             tenant: &self.tenant,
@@ -369,8 +426,9 @@ mod tests {
         store
             .set_credential(&acme, &i1, "token", vec![], &secret, kind)
             .expect("set");
-        let read =
-            |t: &TenantId, i: &InstallationId, name: &str| store.credential_value(t, i, name, kind);
+        let read = |t: &TenantId, i: &InstallationId, name: &str| {
+            credential_value(&store, t, i, name, kind)
+        };
         assert_eq!(
             read(&acme, &i1, "token")
                 .expect("opens")
@@ -411,8 +469,7 @@ mod tests {
             .set_credential(&acme, &i1, "login", vec![], &secret, CredentialType::Basic)
             .expect("set");
         // Declared as bearer now: the stored type disagrees, nothing is injected.
-        let err = store
-            .credential_value(&acme, &i1, "login", CredentialType::Bearer)
+        let err = credential_value(&store, &acme, &i1, "login", CredentialType::Bearer)
             .expect_err("type mismatch");
         assert_eq!(err.code(), "credential-store");
         let listed = store.list_credentials(&acme, &i1).expect("list");
@@ -463,8 +520,7 @@ mod tests {
             record.sealed = key.seal(&aad(&acme, &i1, "api"), bad.as_bytes());
             tree.insert(id, serde_json::to_vec(&record).expect("encode"))
                 .expect("write");
-            let err = store
-                .credential_value(&acme, &i1, "api", CredentialType::Bearer)
+            let err = credential_value(&store, &acme, &i1, "api", CredentialType::Bearer)
                 .expect_err("refused when read");
             assert_eq!(err.code(), "credential-malformed", "{bad:?}: {err}");
             assert!(!err.to_string().contains("X-Evil"), "{err}");

@@ -11,7 +11,7 @@ use airlock_host_api::credentials::vault::{ConfigAad, Sealed};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use super::keys::DATA_KEY_VERSION;
+use super::keys::{DATA_KEY_VERSION, TenantKeys};
 use super::{Store, StoreError};
 use crate::records::*;
 use crate::traits::*;
@@ -31,7 +31,7 @@ struct Stored {
     sealed_config: Option<Sealed>,
 }
 
-fn record_key(tenant: &TenantId, installation: &InstallationId) -> Vec<u8> {
+fn record_key(tenant: &str, installation: &str) -> Vec<u8> {
     format!("{tenant}\0{installation}").into_bytes()
 }
 
@@ -45,65 +45,64 @@ impl Store {
                 serde_json::from_slice(&bytes).map_err(|_| StoreError::Corrupt {
                     what: "installation record".to_string(),
                 })?;
-            let (key, bytes) = self.encode_installation(record)?;
-            tree.insert(key, bytes)?;
+            let key = record_key(&record.tenant, &record.installation);
+            tree.insert(key, encode(self, record)?)?;
         }
         Ok(())
     }
+}
 
-    /// The record's key and stored bytes, its config sealed.
-    fn encode_installation(
-        &self,
-        mut record: InstallationRecord,
-    ) -> Result<(Vec<u8>, Vec<u8>), StoreError> {
-        let tenant: TenantId = record.tenant.parse().map_err(|_| corrupt(&record))?;
-        let installation: InstallationId =
-            record.installation.parse().map_err(|_| corrupt(&record))?;
-        let sealed_config = match record.config.take() {
-            None => None,
-            Some(config) => {
-                let key = self
-                    .tenant_key(&tenant, true)?
-                    .ok_or_else(|| corrupt(&record))?;
-                Some(key.seal(&config_aad(&tenant, &installation), config.as_bytes()))
-            }
-        };
-        let stored = Stored {
-            record,
-            sealed_config,
-        };
-        let bytes = serde_json::to_vec(&stored).map_err(|_| corrupt(&stored.record))?;
-        Ok((record_key(&tenant, &installation), bytes))
-    }
+/// The record as stored: its config sealed with the tenant's data key, bound by the AAD to the
+/// tenant and installation it names.
+pub(crate) fn encode(
+    keys: &impl TenantKeys,
+    mut record: InstallationRecord,
+) -> Result<Vec<u8>, StoreError> {
+    let tenant: TenantId = record.tenant.parse().map_err(|_| corrupt(&record))?;
+    let installation: InstallationId = record.installation.parse().map_err(|_| corrupt(&record))?;
+    let sealed_config = match record.config.take() {
+        None => None,
+        Some(config) => Some(
+            keys.sealing_key(&tenant)?
+                .seal(&config_aad(&tenant, &installation), config.as_bytes()),
+        ),
+    };
+    let stored = Stored {
+        record,
+        sealed_config,
+    };
+    serde_json::to_vec(&stored).map_err(|_| corrupt(&stored.record))
+}
 
-    /// A stored record, its config opened. A config in clear is refused: only format 1 kept
-    /// one, and the migration sealed them all.
-    fn decode_installation(&self, bytes: &[u8]) -> Result<InstallationRecord, StoreError> {
-        let Stored {
-            mut record,
-            sealed_config,
-        } = serde_json::from_slice(bytes).map_err(|_| StoreError::Corrupt {
-            what: "installation record".to_string(),
-        })?;
-        if record.config.is_some() {
-            return Err(corrupt(&record));
-        }
-        let Some(sealed) = sealed_config else {
-            return Ok(record);
-        };
-        let tenant: TenantId = record.tenant.parse().map_err(|_| corrupt(&record))?;
-        let installation: InstallationId =
-            record.installation.parse().map_err(|_| corrupt(&record))?;
-        let what = || format!("config of installation {installation} of tenant {tenant}");
-        let key = self
-            .tenant_key(&tenant, false)?
-            .ok_or_else(|| StoreError::Decrypt { what: what() })?;
-        let plain = key
-            .open(&config_aad(&tenant, &installation), &sealed)
-            .map_err(|_| StoreError::Decrypt { what: what() })?;
-        record.config = Some(String::from_utf8(plain.to_vec()).map_err(|_| corrupt(&record))?);
-        Ok(record)
+/// The record [`encode`] stored, its config opened; a clear config, or one sealed for another
+/// installation, is refused.
+pub(crate) fn decode(
+    keys: &impl TenantKeys,
+    bytes: &[u8],
+) -> Result<InstallationRecord, StoreError> {
+    let Stored {
+        mut record,
+        sealed_config,
+    } = serde_json::from_slice(bytes).map_err(|_| StoreError::Corrupt {
+        what: "installation record".to_string(),
+    })?;
+    if record.config.is_some() {
+        return Err(corrupt(&record));
     }
+    let Some(sealed) = sealed_config else {
+        return Ok(record);
+    };
+    let tenant: TenantId = record.tenant.parse().map_err(|_| corrupt(&record))?;
+    let installation: InstallationId = record.installation.parse().map_err(|_| corrupt(&record))?;
+    let what = || format!("config of installation {installation} of tenant {tenant}");
+    let key = keys
+        .tenant_key(&tenant, false)?
+        .ok_or_else(|| StoreError::Decrypt { what: what() })?;
+    let plain = key
+        .open(&config_aad(&tenant, &installation), &sealed)
+        .map_err(|_| StoreError::Decrypt { what: what() })?;
+    record.config = Some(String::from_utf8(plain.to_vec()).map_err(|_| corrupt(&record))?);
+    Ok(record)
 }
 
 impl Installations for Store {
@@ -113,14 +112,15 @@ impl Installations for Store {
         installation: &InstallationId,
     ) -> Result<Option<InstallationRecord>, StoreError> {
         self.tree(INSTALLATIONS)?
-            .get(record_key(tenant, installation))?
-            .map(|bytes| self.decode_installation(&bytes))
+            .get(record_key(tenant.as_str(), installation.as_str()))?
+            .map(|bytes| decode(self, &bytes))
             .transpose()
     }
 
     fn put_installation(&self, record: &InstallationRecord) -> Result<(), StoreError> {
-        let (key, bytes) = self.encode_installation(record.clone())?;
-        self.tree(INSTALLATIONS)?.insert(key, bytes)?;
+        let key = record_key(&record.tenant, &record.installation);
+        self.tree(INSTALLATIONS)?
+            .insert(key, encode(self, record.clone())?)?;
         self.db.flush()?;
         Ok(())
     }
@@ -133,7 +133,7 @@ impl Installations for Store {
         self.tree(INSTALLATIONS)?
             .scan_prefix(prefix)
             .values()
-            .map(|bytes| self.decode_installation(&bytes?))
+            .map(|bytes| decode(self, &bytes?))
             .collect()
     }
 
@@ -247,7 +247,7 @@ mod tests {
         );
         let tree = store.tree(INSTALLATIONS).expect("tree");
         let bytes = tree
-            .get(record_key(&acme, &one_id))
+            .get(record_key("acme", "one"))
             .expect("get")
             .expect("stored");
         assert!(!String::from_utf8_lossy(&bytes).contains(CANARY));
@@ -256,7 +256,7 @@ mod tests {
         let mut moved: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
         moved["installation"] = "two".into();
         tree.insert(
-            record_key(&acme, &two_id),
+            record_key("acme", "two"),
             serde_json::to_vec(&moved).expect("json"),
         )
         .expect("move");
@@ -266,7 +266,7 @@ mod tests {
         ));
         // A config in clear (format 1) is not taken as it is.
         let clear = serde_json::to_vec(&record("acme", "two", Some("{}"))).expect("json");
-        tree.insert(record_key(&acme, &two_id), clear)
+        tree.insert(record_key("acme", "two"), clear)
             .expect("clear");
         assert!(matches!(
             store.installation(&acme, &two_id),

@@ -1,11 +1,14 @@
 //! Guests' key-value namespaces: one per (tenant, installation), usage (key count and bytes)
 //! kept beside them and updated in the same transaction as every write.
 //!
-//! Key names are data (`contact:jane@acme.com`), so neither they nor the values are on disk in
+//! Key names are data (`contact:jane@acme.com`), so neither they nor the values are stored in
 //! clear: a record is filed under a keyed hash of its name ([`DataKey::index`], under the
 //! tenant's data key) and holds the name and the value, each sealed with that key. The value
 //! is bound to its tenant, installation and name; the name to its tenant, installation and
 //! index. `list` opens the namespace's names (at most the quota's key count) and sorts them.
+//!
+//! The sealing, the quota arithmetic and the [`KvBackend`] are shared; a backend supplies
+//! [`KvRecords`]: records by index, and one transaction for a write and its usage.
 
 use std::sync::Arc;
 
@@ -15,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
-use super::keys::DATA_KEY_VERSION;
+use super::keys::{DATA_KEY_VERSION, TenantKeys};
 use super::{Store, StoreError};
 use crate::records::*;
 use crate::traits::*;
@@ -50,17 +53,17 @@ impl KvUsage {
 
 /// One kv record as stored, under the keyed index of its name.
 #[derive(Serialize, Deserialize)]
-struct Record {
+pub(crate) struct Record {
     name: Sealed,
     value: Sealed,
 }
 
 impl Record {
-    fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
         serde_json::from_slice(bytes).map_err(|_| corrupt())
     }
 
-    fn encode(&self) -> Result<Vec<u8>, StoreError> {
+    pub(crate) fn encode(&self) -> Result<Vec<u8>, StoreError> {
         serde_json::to_vec(self).map_err(|_| corrupt())
     }
 
@@ -70,26 +73,14 @@ impl Record {
     }
 }
 
-/// One installation's namespace in the store: the only [`KvBackend`] guests get.
-pub struct StoredKv {
-    store: Store,
-    tenant: TenantId,
-    installation: InstallationId,
+/// One installation's namespace: what its records are sealed to.
+#[derive(Clone)]
+pub(crate) struct Namespace {
+    pub(crate) tenant: TenantId,
+    pub(crate) installation: InstallationId,
 }
 
-impl StoredKv {
-    pub fn new(store: Store, tenant: TenantId, installation: InstallationId) -> Arc<Self> {
-        Arc::new(Self {
-            store,
-            tenant,
-            installation,
-        })
-    }
-
-    fn prefix(&self) -> Vec<u8> {
-        format!("{}\0{}\0", self.tenant, self.installation).into_bytes()
-    }
-
+impl Namespace {
     /// The keyed index `key` is filed under.
     fn index(&self, data_key: &DataKey, key: &str) -> [u8; INDEX_LEN] {
         data_key.index(
@@ -97,16 +88,6 @@ impl StoredKv {
             &[self.installation.as_str(), key],
             DATA_KEY_VERSION,
         )
-    }
-
-    fn record_key(&self, index: &[u8]) -> Vec<u8> {
-        let mut out = self.prefix();
-        out.extend_from_slice(index);
-        out
-    }
-
-    fn usage_key(&self) -> Vec<u8> {
-        format!("{}\0{}", self.tenant, self.installation).into_bytes()
     }
 
     fn aad<'a>(&'a self, key: &'a str) -> KvAad<'a> {
@@ -128,25 +109,126 @@ impl StoredKv {
         }
     }
 
-    /// Where `key` is filed, and its record holding `value` (already sealed).
-    fn seal(&self, data_key: &DataKey, key: &str, value: Sealed) -> (Vec<u8>, Record) {
+    /// The index `key` is filed under, and its record holding `value` (already sealed).
+    fn seal(&self, data_key: &DataKey, key: &str, value: Sealed) -> ([u8; INDEX_LEN], Record) {
         let index = self.index(data_key, key);
         let name = data_key.seal(&self.name_aad(&hex::encode(index)), key.as_bytes());
-        (self.record_key(&index), Record { name, value })
+        (index, Record { name, value })
+    }
+
+    /// The name of the record filed under `index`.
+    fn open_name(
+        &self,
+        data_key: &DataKey,
+        index: &[u8],
+        record: &Record,
+    ) -> Result<String, StoreError> {
+        let name = data_key
+            .open(&self.name_aad(&hex::encode(index)), &record.name)
+            .map_err(|_| decrypt())?;
+        String::from_utf8(name.to_vec()).map_err(|_| corrupt())
+    }
+}
+
+/// A write's effect on the namespace's usage, checked against the quota in the write's
+/// transaction (by [`Self::apply`], whichever backend runs it).
+#[derive(Clone, Copy)]
+pub(crate) struct Change {
+    key_len: u64,
+    /// The new value's length and the quota, for a set; `None` for a delete.
+    set: Option<(u64, KvQuota)>,
+}
+
+impl Change {
+    /// The usage after the change, given the record it replaces or removes; `Ok(None)` when
+    /// there is nothing to change (a delete of an absent key), `Err` with the quota's refusal.
+    pub(crate) fn apply(
+        &self,
+        mut usage: KvUsage,
+        old: Option<&[u8]>,
+    ) -> Result<Result<Option<KvUsage>, String>, StoreError> {
+        let old = old.map(Record::decode).transpose()?;
+        match (self.set, old) {
+            (None, None) => Ok(Ok(None)),
+            (None, Some(old)) => {
+                usage.keys = usage.keys.saturating_sub(1);
+                usage.bytes = usage.bytes.saturating_sub(self.key_len + old.value_len());
+                Ok(Ok(Some(usage)))
+            }
+            (Some((value_len, quota)), old) => {
+                match old {
+                    Some(old) => {
+                        usage.bytes = usage.bytes.saturating_sub(self.key_len + old.value_len());
+                    }
+                    None => usage.keys += 1,
+                }
+                usage.bytes += self.key_len + value_len;
+                if usage.keys > quota.max_keys {
+                    return Ok(Err(format!(
+                        "{} keys, the most is {}",
+                        usage.keys, quota.max_keys
+                    )));
+                }
+                if usage.bytes > quota.max_bytes {
+                    return Ok(Err(format!(
+                        "this write makes {} bytes, the most is {}",
+                        usage.bytes, quota.max_bytes
+                    )));
+                }
+                Ok(Ok(Some(usage)))
+            }
+        }
+    }
+}
+
+/// A backend's kv records: what [`StoredKv`] needs of it.
+pub(crate) trait KvRecords: TenantKeys + Send + Sync + 'static {
+    /// The record filed under `index`.
+    fn kv_record(&self, ns: &Namespace, index: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Every record of the namespace, with its index.
+    fn kv_records(&self, ns: &Namespace) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+
+    /// The namespace's usage now.
+    fn kv_usage_of(&self, ns: &Namespace) -> Result<KvUsage, StoreError>;
+
+    /// In one transaction: reads the usage and the record under `index`, applies `change`
+    /// and, unless it refuses or has nothing to do, writes `record` there (removes it when
+    /// `None`) and the new usage. Whether anything was written, or the quota's refusal.
+    fn kv_write(
+        &self,
+        ns: &Namespace,
+        index: &[u8],
+        record: Option<Vec<u8>>,
+        change: Change,
+    ) -> Result<Result<bool, String>, StoreError>;
+}
+
+/// One installation's namespace in a store: the only [`KvBackend`] guests get.
+pub(crate) struct StoredKv<S> {
+    store: S,
+    ns: Namespace,
+}
+
+impl<S: KvRecords> StoredKv<S> {
+    pub(crate) fn new(store: S, tenant: TenantId, installation: InstallationId) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            ns: Namespace {
+                tenant,
+                installation,
+            },
+        })
     }
 
     /// The namespace's usage now.
-    pub fn usage(&self) -> Result<KvUsage, StoreError> {
-        Ok(self
-            .store
-            .tree(KV_USAGE)?
-            .get(self.usage_key())?
-            .map_or_else(KvUsage::default, |b| KvUsage::decode(&b)))
+    pub(crate) fn usage(&self) -> Result<KvUsage, StoreError> {
+        self.store.kv_usage_of(&self.ns)
     }
 
     fn data_key(&self, create: bool) -> Result<Option<DataKey>, KvFailure> {
         self.store
-            .tenant_key(&self.tenant, create)
+            .tenant_key(&self.ns.tenant, create)
             .map_err(unavailable)
     }
 }
@@ -172,74 +254,40 @@ fn unavailable(e: StoreError) -> KvFailure {
     KvFailure::Unavailable("the kv store cannot be read or written".to_string())
 }
 
-impl KvBackend for StoredKv {
+impl<S: KvRecords> KvBackend for StoredKv<S> {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvFailure> {
         // No data key: nothing of the tenant was ever stored.
         let Some(data_key) = self.data_key(false)? else {
             return Ok(None);
         };
-        let tree = self.store.tree(KV).map_err(unavailable)?;
-        let Some(bytes) = tree
-            .get(self.record_key(&self.index(&data_key, key)))
-            .map_err(|e| unavailable(e.into()))?
+        let index = self.ns.index(&data_key, key);
+        let Some(bytes) = self
+            .store
+            .kv_record(&self.ns, &index)
+            .map_err(unavailable)?
         else {
             return Ok(None);
         };
         let record = Record::decode(&bytes).map_err(unavailable)?;
         let plain = data_key
-            .open(&self.aad(key), &record.value)
+            .open(&self.ns.aad(key), &record.value)
             .map_err(|_| unavailable(decrypt()))?;
         Ok(Some(plain.to_vec()))
     }
 
     fn set(&self, key: &str, value: &[u8], quota: &KvQuota) -> Result<(), KvFailure> {
         let data_key = self.data_key(true)?.ok_or_else(|| unavailable(corrupt()))?;
-        let (record_key, record) = self.seal(&data_key, key, data_key.seal(&self.aad(key), value));
-        let sealed = record.encode().map_err(unavailable)?;
-        let (kv, usage) = (
-            self.store.tree(KV).map_err(unavailable)?,
-            self.store.tree(KV_USAGE).map_err(unavailable)?,
-        );
-        let usage_key = self.usage_key();
-        let size = (key.len() + value.len()) as u64;
-        let result = (&kv, &usage).transaction(|(kv, usage)| {
-            let mut now = usage
-                .get(&usage_key)?
-                .map_or_else(KvUsage::default, |b| KvUsage::decode(&b));
-            match kv.get(&record_key)? {
-                Some(old) => {
-                    let old = Record::decode(&old)
-                        .map_err(ConflictableTransactionError::Abort)?
-                        .value_len();
-                    now.bytes = now.bytes.saturating_sub(key.len() as u64 + old);
-                }
-                None => now.keys += 1,
-            }
-            now.bytes += size;
-            if now.keys > quota.max_keys {
-                return Err(ConflictableTransactionError::Abort(StoreError::Exists {
-                    what: format!("quota: {} keys, the most is {}", now.keys, quota.max_keys),
-                }));
-            }
-            if now.bytes > quota.max_bytes {
-                return Err(ConflictableTransactionError::Abort(StoreError::Exists {
-                    what: format!(
-                        "quota: this write makes {} bytes, the most is {}",
-                        now.bytes, quota.max_bytes
-                    ),
-                }));
-            }
-            kv.insert(record_key.as_slice(), sealed.as_slice())?;
-            usage.insert(usage_key.as_slice(), &now.encode())?;
-            Ok(())
-        });
-        match result {
-            Ok(()) => Ok(()),
-            Err(TransactionError::Abort(StoreError::Exists { what })) => Err(KvFailure::Quota(
-                what.trim_start_matches("quota: ").to_string(),
-            )),
-            Err(TransactionError::Abort(e)) => Err(unavailable(e)),
-            Err(TransactionError::Storage(e)) => Err(unavailable(e.into())),
+        let sealed = data_key.seal(&self.ns.aad(key), value);
+        let (index, record) = self.ns.seal(&data_key, key, sealed);
+        let change = Change {
+            key_len: key.len() as u64,
+            set: Some((value.len() as u64, *quota)),
+        };
+        let record = record.encode().map_err(unavailable)?;
+        match self.store.kv_write(&self.ns, &index, Some(record), change) {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(refusal)) => Err(KvFailure::Quota(refusal)),
+            Err(e) => Err(unavailable(e)),
         }
     }
 
@@ -247,31 +295,16 @@ impl KvBackend for StoredKv {
         let Some(data_key) = self.data_key(false)? else {
             return Ok(false);
         };
-        let (kv, usage) = (
-            self.store.tree(KV).map_err(unavailable)?,
-            self.store.tree(KV_USAGE).map_err(unavailable)?,
-        );
-        let record_key = self.record_key(&self.index(&data_key, key));
-        let usage_key = self.usage_key();
-        let result = (&kv, &usage).transaction(|(kv, usage)| {
-            let Some(old) = kv.remove(record_key.as_slice())? else {
-                return Ok(false);
-            };
-            let old = Record::decode(&old)
-                .map_err(ConflictableTransactionError::Abort)?
-                .value_len();
-            let mut now = usage
-                .get(&usage_key)?
-                .map_or_else(KvUsage::default, |b| KvUsage::decode(&b));
-            now.keys = now.keys.saturating_sub(1);
-            now.bytes = now.bytes.saturating_sub(key.len() as u64 + old);
-            usage.insert(usage_key.as_slice(), &now.encode())?;
-            Ok(true)
-        });
-        result.map_err(|e| match e {
-            TransactionError::Abort(e) => unavailable(e),
-            TransactionError::Storage(e) => unavailable(e.into()),
-        })
+        let index = self.ns.index(&data_key, key);
+        let change = Change {
+            key_len: key.len() as u64,
+            set: None,
+        };
+        match self.store.kv_write(&self.ns, &index, None, change) {
+            Ok(Ok(removed)) => Ok(removed),
+            Ok(Err(refusal)) => Err(KvFailure::Quota(refusal)),
+            Err(e) => Err(unavailable(e)),
+        }
     }
 
     fn list(
@@ -283,17 +316,13 @@ impl KvBackend for StoredKv {
         let Some(data_key) = self.data_key(false)? else {
             return Ok(Vec::new());
         };
-        let tree = self.store.tree(KV).map_err(unavailable)?;
-        let namespace = self.prefix();
         let mut keys = Vec::new();
-        for entry in tree.scan_prefix(&namespace) {
-            let (full, bytes) = entry.map_err(|e| unavailable(e.into()))?;
-            let index = hex::encode(&full[namespace.len()..]);
+        for (index, bytes) in self.store.kv_records(&self.ns).map_err(unavailable)? {
             let record = Record::decode(&bytes).map_err(unavailable)?;
-            let name = data_key
-                .open(&self.name_aad(&index), &record.name)
-                .map_err(|_| unavailable(decrypt()))?;
-            let name = String::from_utf8(name.to_vec()).map_err(|_| unavailable(corrupt()))?;
+            let name = self
+                .ns
+                .open_name(&data_key, &index, &record)
+                .map_err(unavailable)?;
             if name.starts_with(prefix) && after.is_none_or(|a| name.as_str() > a) {
                 keys.push(name);
             }
@@ -302,6 +331,78 @@ impl KvBackend for StoredKv {
         keys.sort_unstable();
         keys.truncate(limit);
         Ok(keys)
+    }
+}
+
+/// On sled: records in the `kv` tree under (tenant, installation, index), usage in `kv-usage`.
+fn sled_prefix(ns: &Namespace) -> Vec<u8> {
+    format!("{}\0{}\0", ns.tenant, ns.installation).into_bytes()
+}
+
+fn sled_key(ns: &Namespace, index: &[u8]) -> Vec<u8> {
+    let mut out = sled_prefix(ns);
+    out.extend_from_slice(index);
+    out
+}
+
+fn sled_usage_key(ns: &Namespace) -> Vec<u8> {
+    format!("{}\0{}", ns.tenant, ns.installation).into_bytes()
+}
+
+impl KvRecords for Store {
+    fn kv_record(&self, ns: &Namespace, index: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.tree(KV)?.get(sled_key(ns, index))?.map(|b| b.to_vec()))
+    }
+
+    fn kv_records(&self, ns: &Namespace) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let prefix = sled_prefix(ns);
+        self.tree(KV)?
+            .scan_prefix(&prefix)
+            .map(|entry| {
+                let (key, bytes) = entry?;
+                Ok((key[prefix.len()..].to_vec(), bytes.to_vec()))
+            })
+            .collect()
+    }
+
+    fn kv_usage_of(&self, ns: &Namespace) -> Result<KvUsage, StoreError> {
+        Ok(self
+            .tree(KV_USAGE)?
+            .get(sled_usage_key(ns))?
+            .map_or_else(KvUsage::default, |b| KvUsage::decode(&b)))
+    }
+
+    fn kv_write(
+        &self,
+        ns: &Namespace,
+        index: &[u8],
+        record: Option<Vec<u8>>,
+        change: Change,
+    ) -> Result<Result<bool, String>, StoreError> {
+        let (kv, usage) = (self.tree(KV)?, self.tree(KV_USAGE)?);
+        let (record_key, usage_key) = (sled_key(ns, index), sled_usage_key(ns));
+        let result = (&kv, &usage).transaction(|(kv, usage)| {
+            let now = usage
+                .get(&usage_key)?
+                .map_or_else(KvUsage::default, |b| KvUsage::decode(&b));
+            let old = kv.get(&record_key)?;
+            let next = match change.apply(now, old.as_deref()) {
+                Ok(Ok(Some(next))) => next,
+                Ok(Ok(None)) => return Ok(Ok(false)),
+                Ok(Err(refusal)) => return Ok(Err(refusal)),
+                Err(e) => return Err(ConflictableTransactionError::Abort(e)),
+            };
+            match &record {
+                Some(record) => kv.insert(record_key.as_slice(), record.as_slice())?,
+                None => kv.remove(record_key.as_slice())?,
+            };
+            usage.insert(usage_key.as_slice(), &next.encode())?;
+            Ok(Ok(true))
+        });
+        result.map_err(|e| match e {
+            TransactionError::Abort(e) => e,
+            TransactionError::Storage(e) => e.into(),
+        })
     }
 }
 
@@ -334,21 +435,16 @@ impl Store {
             else {
                 return Err(corrupt());
             };
-            let namespace = self.kv_namespace(utf8(tenant)?, utf8(installation)?)?;
+            let ns = Namespace {
+                tenant: utf8(tenant)?.parse().map_err(|_| corrupt())?,
+                installation: utf8(installation)?.parse().map_err(|_| corrupt())?,
+            };
             let value: Sealed = serde_json::from_slice(&bytes).map_err(|_| corrupt())?;
-            let data_key = keys.get(&namespace.tenant)?;
-            let (record_key, record) = namespace.seal(data_key, utf8(name)?, value);
-            tree.insert(record_key, record.encode()?)?;
+            let data_key = keys.get(&ns.tenant)?;
+            let (index, record) = ns.seal(data_key, utf8(name)?, value);
+            tree.insert(sled_key(&ns, &index), record.encode()?)?;
         }
         Ok(())
-    }
-
-    fn kv_namespace(&self, tenant: &str, installation: &str) -> Result<StoredKv, StoreError> {
-        Ok(StoredKv {
-            store: self.clone(),
-            tenant: tenant.parse().map_err(|_| corrupt())?,
-            installation: installation.parse().map_err(|_| corrupt())?,
-        })
     }
 
     /// Removes every kv value and usage record of `tenant` (with the tenant).
@@ -369,7 +465,7 @@ mod tests {
     use super::*;
     use crate::testing::{holds, raw_bytes};
 
-    fn namespace(store: &Store, tenant: &str, installation: &str) -> Arc<StoredKv> {
+    fn namespace(store: &Store, tenant: &str, installation: &str) -> Arc<StoredKv<Store>> {
         StoredKv::new(
             store.clone(),
             tenant.parse().expect("tenant"),
@@ -377,9 +473,9 @@ mod tests {
         )
     }
 
-    fn data_key(kv: &StoredKv) -> DataKey {
+    fn data_key(kv: &StoredKv<Store>) -> DataKey {
         kv.store
-            .tenant_key(&kv.tenant, true)
+            .tenant_key(&kv.ns.tenant, true)
             .expect("key")
             .expect("created")
     }
@@ -432,10 +528,10 @@ mod tests {
         let tree = store.tree(KV).expect("tree");
         let (acme_key, globex_key) = (data_key(&a), data_key(&c));
         let sealed = tree
-            .get(a.record_key(&a.index(&acme_key, "cursor")))
+            .get(sled_key(&a.ns, &a.ns.index(&acme_key, "cursor")))
             .expect("read")
             .expect("present");
-        tree.insert(c.record_key(&c.index(&globex_key, "cursor")), sealed)
+        tree.insert(sled_key(&c.ns, &c.ns.index(&globex_key, "cursor")), sealed)
             .expect("copy");
         assert!(matches!(c.get("cursor"), Err(KvFailure::Unavailable(_))));
         store
@@ -492,12 +588,12 @@ mod tests {
         let tree = store.tree(KV).expect("tree");
         let first = Record::decode(
             &tree
-                .get(a.record_key(&a.index(&key, names[0])))
+                .get(sled_key(&a.ns, &a.ns.index(&key, names[0])))
                 .expect("get")
                 .expect("present"),
         )
         .expect("record");
-        let second_key = a.record_key(&a.index(&key, names[1]));
+        let second_key = sled_key(&a.ns, &a.ns.index(&key, names[1]));
         let mut second =
             Record::decode(&tree.get(&second_key).expect("get").expect("present")).expect("record");
         second.name = first.name;

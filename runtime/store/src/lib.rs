@@ -10,7 +10,7 @@
 //! - [`keys`]: the master key's location and the per-tenant data keys (`DATA/keys/`).
 //! - [`format`]: the data dir's format version, and the migration from format 1.
 //! - [`api_keys`]: API key records (hashes only).
-//! - [`credentials`]: sealed credential records and the [`StoredSecrets`] source.
+//! - [`credentials`]: sealed credential records and the source the egress broker reads them from.
 //! - [`connections`]: OAuth connections (tokens from consent) and consents under way.
 //! - [`tenants`]: tenants, and their deletion by crypto-shredding.
 //! - [`installations`]: installed bundles with their grants, config and pending upgrades.
@@ -51,7 +51,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use airlock_host_api::credentials::vault::VaultError;
 
-pub use credentials::StoredSecrets;
 pub use records::{
     ConnectionInfo, ConnectionKey, ConnectionStatus, CredentialInfo, EndpointInfo,
     InstallationRecord, KvUsage, NewEndpoint, PendingConsent, PendingUpgrade, SecretInfo,

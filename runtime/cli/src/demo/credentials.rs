@@ -21,7 +21,7 @@ use airlock_runtime::ids::{InstallationId, TenantId};
 use airlock_runtime::invoke::Caller;
 use airlock_runtime::runtime::Runtime;
 use airlock_store::Credentials;
-use airlock_store::{Store, StoredSecrets};
+use airlock_store::{Storage as _, Store};
 
 const GITHUB: &str = "api.github.com";
 
@@ -70,10 +70,7 @@ pub(super) async fn show(
     let caller = Caller {
         subject: Subject::new(tenant.to_string(), installation.to_string()),
         trigger: Trigger::Cli,
-        credentials: runtime.credentials(
-            scope,
-            Arc::new(StoredSecrets::new(store.clone(), tenant, installation)),
-        ),
+        credentials: runtime.credentials(scope, store.secrets(&tenant, &installation)),
         kv: None,
     };
     let input = r#"{"owner": "acme", "repo": "widgets"}"#;

@@ -33,8 +33,6 @@ use airlock_platform::api_keys::Scope;
 use airlock_runtime::ids::{InstallationId, TenantId, UserId};
 use airlock_runtime::invoke::{Caller, Invocation};
 use airlock_store::Connections;
-use airlock_store::StoredSecrets;
-use airlock_store::kv::StoredKv;
 
 /// `?tenant=` as on every route, `?user=`, and `?log=true`: the guest's log lines (scrubbed of injected
 /// credentials) come back with the result, to the caller who ran it, and are kept nowhere.
@@ -162,11 +160,7 @@ pub(super) async fn prepare(
             user: user.map(|u| u.to_string()),
             ..CredentialScope::new(tenant.to_string(), installation.to_string())
         },
-        Arc::new(StoredSecrets::new(
-            app.store.clone(),
-            tenant.clone(),
-            installation.clone(),
-        )),
+        app.store.secrets(&tenant, &installation),
     );
     let caller = Caller {
         subject: Subject {
@@ -175,7 +169,7 @@ pub(super) async fn prepare(
         },
         trigger,
         credentials,
-        kv: Some(StoredKv::new(app.store.clone(), tenant, installation)),
+        kv: Some(app.store.kv(&tenant, &installation)),
     };
     Ok(Ready {
         admitted,
