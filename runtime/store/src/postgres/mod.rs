@@ -17,12 +17,18 @@
 //! - `keys`: the master key check and the tenants' wrapped data keys.
 //! - one module per concern, as for sled.
 
+mod api_keys;
+mod audit;
 pub mod connect;
+mod credentials;
+mod installations;
 mod keys;
+mod kv;
 pub mod migrate;
 mod tenants;
 #[cfg(any(test, feature = "conformance"))]
 pub mod testing;
+mod trust;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};

@@ -76,3 +76,16 @@ CREATE TABLE audit_index (
     key bytea PRIMARY KEY,
     value bytea NOT NULL
 );
+
+-- Counters kept as numbers: the trust revision nodes poll, the audit checkpoints' coverage.
+CREATE TABLE counters (
+    name text PRIMARY KEY,
+    value bigint NOT NULL
+);
+
+-- The publisher keys this cluster trusts, in the order they were added.
+CREATE TABLE trusted_keys (
+    position bigserial UNIQUE,
+    id text PRIMARY KEY,
+    record bytea NOT NULL
+);

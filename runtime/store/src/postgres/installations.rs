@@ -1,0 +1,110 @@
+//! Installations (config sealed as on sled) and the bundles they run, kept in the database
+//! so that every node serves what any node installed (each compiles its own cache).
+
+use std::path::PathBuf;
+
+use super::PgStore;
+use crate::StoreError;
+use crate::installations::{bundle_digest, decode, encode};
+use crate::records::InstallationRecord;
+use crate::traits::Installations;
+use airlock_runtime::bundle::trusted::MAX_BUNDLE_BYTES;
+use airlock_runtime::ids::{InstallationId, TenantId};
+
+impl Installations for PgStore {
+    fn installation(
+        &self,
+        tenant: &TenantId,
+        installation: &InstallationId,
+    ) -> Result<Option<InstallationRecord>, StoreError> {
+        let (tenant, installation) = (tenant.to_string(), installation.to_string());
+        let stored: Option<Vec<u8>> = self.run(move |client| async move {
+            Ok(client
+                .query_opt(
+                    "SELECT record FROM installations WHERE tenant = $1 AND id = $2",
+                    &[&tenant, &installation],
+                )
+                .await?
+                .map(|row| row.get(0)))
+        })?;
+        stored.map(|bytes| decode(self, &bytes)).transpose()
+    }
+
+    fn put_installation(&self, record: &InstallationRecord) -> Result<(), StoreError> {
+        let (tenant, id) = (record.tenant.clone(), record.installation.clone());
+        let bytes = encode(self, record.clone())?;
+        self.run(move |client| async move {
+            client
+                .execute(
+                    "INSERT INTO installations (tenant, id, record) VALUES ($1, $2, $3) \
+                     ON CONFLICT (tenant, id) DO UPDATE SET record = $3",
+                    &[&tenant, &id, &bytes],
+                )
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn installations(
+        &self,
+        tenant: Option<&TenantId>,
+    ) -> Result<Vec<InstallationRecord>, StoreError> {
+        let tenant = tenant.map(TenantId::to_string);
+        let rows: Vec<Vec<u8>> = self.run(move |client| async move {
+            let rows = client
+                .query(
+                    "SELECT record FROM installations WHERE $1::text IS NULL OR tenant = $1 \
+                     ORDER BY tenant, id",
+                    &[&tenant],
+                )
+                .await?;
+            Ok(rows.iter().map(|row| row.get(0)).collect())
+        })?;
+        rows.iter().map(|bytes| decode(self, bytes)).collect()
+    }
+
+    fn put_bundle(&self, bytes: &[u8]) -> Result<String, StoreError> {
+        let digest = bundle_digest(bytes);
+        let (name, bytes) = (digest.clone(), bytes.to_vec());
+        self.run(move |client| async move {
+            client
+                .execute(
+                    "INSERT INTO bundles (digest, bytes) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                    &[&name, &bytes],
+                )
+                .await?;
+            Ok(())
+        })?;
+        Ok(digest)
+    }
+
+    fn bundle(&self, digest: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let name = digest.to_string();
+        let cap = super::bigint(MAX_BUNDLE_BYTES);
+        // The size is checked before the bytes are sent, so an oversized row never loads.
+        let row: Option<(i32, Option<Vec<u8>>)> = self.run(move |client| async move {
+            Ok(client
+                .query_opt(
+                    "SELECT octet_length(bytes), \
+                     CASE WHEN octet_length(bytes) <= $2 THEN bytes END \
+                     FROM bundles WHERE digest = $1",
+                    &[&name, &cap],
+                )
+                .await?
+                .map(|row| (row.get(0), row.get(1))))
+        })?;
+        match row {
+            None => Ok(None),
+            Some((_, Some(bytes))) => Ok(Some(bytes)),
+            Some((len, None)) => Err(StoreError::Corrupt {
+                what: format!(
+                    "bundle {digest} ({len} bytes, over the {MAX_BUNDLE_BYTES}-byte cap)"
+                ),
+            }),
+        }
+    }
+
+    fn bundle_origin(&self, digest: &str) -> PathBuf {
+        PathBuf::from(format!("{} (bundle {digest})", self.shown()))
+    }
+}
