@@ -76,3 +76,54 @@ CREATE TABLE audit_index (
     key bytea PRIMARY KEY,
     value bytea NOT NULL
 );
+
+-- Webhooks, OAuth connections and consents.
+
+-- Webhook endpoints: the record as JSON, its signing secrets sealed.
+CREATE TABLE webhooks (
+    id text PRIMARY KEY,
+    tenant text NOT NULL,
+    record bytea NOT NULL
+);
+CREATE INDEX webhooks_tenant ON webhooks (tenant);
+
+-- Delivery ids received, each until `expires`: the primary key lets one writer of an id win.
+-- They name only their endpoint, and go with it.
+CREATE TABLE webhook_deliveries (
+    endpoint text NOT NULL,
+    delivery text NOT NULL,
+    expires bigint NOT NULL,
+    PRIMARY KEY (endpoint, delivery)
+);
+CREATE INDEX webhook_deliveries_expires ON webhook_deliveries (expires);
+
+-- OAuth connections: the record as JSON, tokens, provider account and user sealed. A
+-- per-user connection is filed under the user's keyed reference (`user_ref`, empty for the
+-- tenant's own), never the user id. `revision` is the record's, bit for bit, so a refresh
+-- replaces only the revision it read.
+CREATE TABLE oauth_connections (
+    tenant text NOT NULL,
+    installation text NOT NULL,
+    credential text NOT NULL,
+    user_ref text NOT NULL,
+    revision bigint NOT NULL,
+    record bytea NOT NULL,
+    PRIMARY KEY (tenant, installation, credential, user_ref)
+);
+
+-- Consents offered (by the SHA-256 of the start link's id) and under way (by the SHA-256 of
+-- their state): the record as JSON, its user and verifier sealed. Taking one deletes it.
+CREATE TABLE oauth_offers (
+    id bytea PRIMARY KEY,
+    tenant text NOT NULL,
+    expires bigint NOT NULL,
+    record bytea NOT NULL
+);
+CREATE INDEX oauth_offers_expires ON oauth_offers (expires);
+CREATE TABLE oauth_pending (
+    state bytea PRIMARY KEY,
+    tenant text NOT NULL,
+    expires bigint NOT NULL,
+    record bytea NOT NULL
+);
+CREATE INDEX oauth_pending_expires ON oauth_pending (expires);
