@@ -18,6 +18,7 @@
 //! - one module per concern, as for sled.
 
 pub mod connect;
+mod connections;
 mod keys;
 pub mod migrate;
 mod tenants;
