@@ -24,6 +24,7 @@ pub mod migrate;
 mod tenants;
 #[cfg(any(test, feature = "conformance"))]
 pub mod testing;
+mod webhooks;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
