@@ -6,12 +6,15 @@
 //! of an id wins (compare-and-swap), so two racing copies of one delivery run the action once.
 //! A delivery id is written before its invocation's audit record, whose flush makes both
 //! durable together (one sled log).
+//!
+//! The endpoint record, its sealing and what is read from it are shared with the PostgreSQL
+//! store, which keeps the same record.
 
 use airlock_host_api::credentials::vault::{Sealed, WebhookAad};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use super::keys::DATA_KEY_VERSION;
+use super::keys::{DATA_KEY_VERSION, TenantKeys};
 use super::{Store, StoreError};
 use crate::records::*;
 use crate::traits::*;
@@ -21,9 +24,9 @@ use airlock_runtime::ids::{EndpointId, TenantId};
 const WEBHOOKS: &str = "webhooks";
 const DELIVERIES: &str = "webhook-deliveries";
 
-/// One endpoint as stored.
+/// One endpoint as stored, by either backend.
 #[derive(Serialize, Deserialize)]
-struct Record {
+pub(crate) struct Record {
     tenant: String,
     installation: String,
     action: String,
@@ -43,7 +46,28 @@ struct StoredSecret {
 }
 
 impl Record {
-    fn info(&self, id: &str, now: u64) -> EndpointInfo {
+    /// A new endpoint with `secret`, sealed.
+    pub(crate) fn new(
+        keys: &impl TenantKeys,
+        new: NewEndpoint<'_>,
+        secret: &WebhookSecret,
+        now: u64,
+    ) -> Result<Self, StoreError> {
+        Ok(Self {
+            tenant: new.tenant.to_string(),
+            installation: new.installation.to_string(),
+            action: new.action.to_string(),
+            scheme: new.scheme,
+            created: now,
+            secrets: vec![StoredSecret {
+                created: now,
+                expires: None,
+                sealed: seal_secret(keys, new.tenant, new.id, secret)?,
+            }],
+        })
+    }
+
+    pub(crate) fn info(&self, id: &str, now: u64) -> EndpointInfo {
         EndpointInfo {
             id: id.to_string(),
             tenant: self.tenant.clone(),
@@ -67,6 +91,53 @@ impl Record {
             .iter()
             .filter(move |s| s.expires.is_none_or(|e| now < e))
     }
+
+    /// Makes `sealed` the newest secret; the live previous one verifies until `now + overlap`
+    /// (never longer than it already would), older ones are dropped.
+    pub(crate) fn rotate(&mut self, sealed: Sealed, overlap: u64, now: u64) {
+        let previous = self
+            .secrets
+            .drain(..)
+            .find(|s| s.expires.is_none_or(|e| now < e));
+        self.secrets.push(StoredSecret {
+            created: now,
+            expires: None,
+            sealed,
+        });
+        if let Some(mut previous) = previous
+            && overlap > 0
+        {
+            let until = now + overlap;
+            previous.expires = Some(previous.expires.map_or(until, |e| e.min(until)));
+            self.secrets.push(previous);
+        }
+    }
+
+    /// The signing keys of the live secrets of endpoint `id`.
+    pub(crate) fn signing_keys(
+        &self,
+        keys: &impl TenantKeys,
+        id: &EndpointId,
+        now: u64,
+    ) -> Result<Vec<SigningKey>, StoreError> {
+        Ok(open_secrets(keys, self, id, now)?
+            .iter()
+            .map(|s| s.signing_key(self.scheme))
+            .collect())
+    }
+
+    /// Whether a live secret of endpoint `id` equals `secret`.
+    pub(crate) fn holds_secret(
+        &self,
+        keys: &impl TenantKeys,
+        id: &EndpointId,
+        secret: &WebhookSecret,
+        now: u64,
+    ) -> Result<bool, StoreError> {
+        Ok(open_secrets(keys, self, id, now)?
+            .iter()
+            .any(|s| s.same_as(secret)))
+    }
 }
 
 fn aad<'a>(tenant: &'a str, endpoint: &'a str) -> WebhookAad<'a> {
@@ -77,16 +148,58 @@ fn aad<'a>(tenant: &'a str, endpoint: &'a str) -> WebhookAad<'a> {
     }
 }
 
-fn decode(bytes: &[u8], id: &str) -> Result<Record, StoreError> {
+pub(crate) fn decode(bytes: &[u8], id: &str) -> Result<Record, StoreError> {
     serde_json::from_slice(bytes).map_err(|_| StoreError::Corrupt {
         what: format!("webhook endpoint {id}"),
     })
 }
 
-fn encode(record: &Record, id: &str) -> Result<Vec<u8>, StoreError> {
+pub(crate) fn encode(record: &Record, id: &str) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(record).map_err(|_| StoreError::Corrupt {
         what: format!("webhook endpoint {id}"),
     })
+}
+
+/// `secret` sealed for endpoint `id` of `tenant`.
+pub(crate) fn seal_secret(
+    keys: &impl TenantKeys,
+    tenant: &TenantId,
+    id: &EndpointId,
+    secret: &WebhookSecret,
+) -> Result<Sealed, StoreError> {
+    Ok(keys.sealing_key(tenant)?.seal(
+        &aad(tenant.as_str(), id.as_str()),
+        secret.expose().as_bytes(),
+    ))
+}
+
+/// The record's live secrets, opened; none once the tenant's data key is gone.
+fn open_secrets(
+    keys: &impl TenantKeys,
+    record: &Record,
+    id: &EndpointId,
+    now: u64,
+) -> Result<Vec<WebhookSecret>, StoreError> {
+    let tenant: TenantId = record.tenant.parse().map_err(|_| StoreError::Corrupt {
+        what: format!("webhook endpoint {id}"),
+    })?;
+    let Some(key) = keys.tenant_key(&tenant, false)? else {
+        return Ok(Vec::new());
+    };
+    record
+        .live(now)
+        .map(|s| {
+            let plain = key
+                .open(&aad(&record.tenant, id.as_str()), &s.sealed)
+                .map_err(|_| StoreError::Decrypt {
+                    what: format!("signing secret of webhook endpoint {id}"),
+                })?;
+            let text = String::from_utf8(plain.to_vec()).map_err(|_| StoreError::Corrupt {
+                what: format!("signing secret of webhook endpoint {id}"),
+            })?;
+            Ok(WebhookSecret::from_stored(Zeroizing::new(text)))
+        })
+        .collect()
 }
 
 impl Store {
@@ -111,52 +224,6 @@ impl Store {
             .transpose()
     }
 
-    fn seal_webhook_secret(
-        &self,
-        tenant: &TenantId,
-        id: &EndpointId,
-        secret: &WebhookSecret,
-    ) -> Result<Sealed, StoreError> {
-        let key = self
-            .tenant_key(tenant, true)?
-            .ok_or_else(|| StoreError::Corrupt {
-                what: format!("data key of tenant {tenant}"),
-            })?;
-        Ok(key.seal(
-            &aad(tenant.as_str(), id.as_str()),
-            secret.expose().as_bytes(),
-        ))
-    }
-
-    /// The record's live secrets, opened.
-    fn open_webhook_secrets(
-        &self,
-        record: &Record,
-        id: &EndpointId,
-        now: u64,
-    ) -> Result<Vec<WebhookSecret>, StoreError> {
-        let tenant: TenantId = record.tenant.parse().map_err(|_| StoreError::Corrupt {
-            what: format!("webhook endpoint {id}"),
-        })?;
-        let Some(key) = self.tenant_key(&tenant, false)? else {
-            return Ok(Vec::new());
-        };
-        record
-            .live(now)
-            .map(|s| {
-                let plain = key
-                    .open(&aad(&record.tenant, id.as_str()), &s.sealed)
-                    .map_err(|_| StoreError::Decrypt {
-                        what: format!("signing secret of webhook endpoint {id}"),
-                    })?;
-                let text = String::from_utf8(plain.to_vec()).map_err(|_| StoreError::Corrupt {
-                    what: format!("signing secret of webhook endpoint {id}"),
-                })?;
-                Ok(WebhookSecret::from_stored(Zeroizing::new(text)))
-            })
-            .collect()
-    }
-
     fn forget_deliveries(&self, id: &str) -> Result<(), StoreError> {
         let tree = self.tree(DELIVERIES)?;
         for key in tree.scan_prefix(delivery_key(id, "")).keys() {
@@ -173,20 +240,8 @@ impl Webhooks for Store {
         secret: &WebhookSecret,
         now: u64,
     ) -> Result<EndpointInfo, StoreError> {
-        let sealed = self.seal_webhook_secret(new.tenant, new.id, secret)?;
-        let record = Record {
-            tenant: new.tenant.to_string(),
-            installation: new.installation.to_string(),
-            action: new.action.to_string(),
-            scheme: new.scheme,
-            created: now,
-            secrets: vec![StoredSecret {
-                created: now,
-                expires: None,
-                sealed,
-            }],
-        };
         let id = new.id.as_str();
+        let record = Record::new(self, new, secret, now)?;
         self.tree(WEBHOOKS)?
             .compare_and_swap(id, None as Option<&[u8]>, Some(encode(&record, id)?))?
             .map_err(|_| StoreError::Exists {
@@ -233,11 +288,7 @@ impl Webhooks for Store {
         let Some(record) = self.webhook_record(id)? else {
             return Ok(None);
         };
-        let keys = self
-            .open_webhook_secrets(&record, id, now)?
-            .iter()
-            .map(|s| s.signing_key(record.scheme))
-            .collect();
+        let keys = record.signing_keys(self, id, now)?;
         Ok(Some((record.info(id.as_str(), now), keys)))
     }
 
@@ -256,12 +307,7 @@ impl Webhooks for Store {
                         what: "webhook endpoint id".into(),
                     })?;
             let record = decode(&bytes, id.as_str())?;
-            if record.tenant == tenant.as_str()
-                && self
-                    .open_webhook_secrets(&record, &id, now)?
-                    .iter()
-                    .any(|s| s.same_as(secret))
-            {
+            if record.tenant == tenant.as_str() && record.holds_secret(self, &id, secret, now)? {
                 return Ok(true);
             }
         }
@@ -276,7 +322,7 @@ impl Webhooks for Store {
         overlap: u64,
         now: u64,
     ) -> Result<Option<EndpointInfo>, StoreError> {
-        let sealed = self.seal_webhook_secret(tenant, id, secret)?;
+        let sealed = seal_secret(self, tenant, id, secret)?;
         let tree = self.tree(WEBHOOKS)?;
         // Compare-and-swap: a concurrent rotation makes this one start again from its result.
         loop {
@@ -287,22 +333,7 @@ impl Webhooks for Store {
             if record.tenant != tenant.as_str() {
                 return Ok(None);
             }
-            let previous = record
-                .secrets
-                .drain(..)
-                .find(|s| s.expires.is_none_or(|e| now < e));
-            record.secrets.push(StoredSecret {
-                created: now,
-                expires: None,
-                sealed: sealed.clone(),
-            });
-            if let Some(mut previous) = previous
-                && overlap > 0
-            {
-                let until = now + overlap;
-                previous.expires = Some(previous.expires.map_or(until, |e| e.min(until)));
-                record.secrets.push(previous);
-            }
+            record.rotate(sealed.clone(), overlap, now);
             let swapped = tree.compare_and_swap(
                 id.as_str(),
                 Some(current),

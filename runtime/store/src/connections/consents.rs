@@ -1,5 +1,6 @@
 //! Consents under way: a start link offered by `connect`, then the state a browser carries to
 //! the provider and back. Each is taken once; see the parent module for what is sealed.
+//! The records, and how they are made and opened, are shared with the PostgreSQL store.
 
 use crate::records::*;
 use crate::traits::*;
@@ -33,7 +34,7 @@ pub(super) struct OfferRecord {
 }
 
 /// The key of a state or start id: its SHA-256, so the value itself is never stored.
-pub(super) fn state_key(state: &str) -> Vec<u8> {
+pub(crate) fn state_key(state: &str) -> Vec<u8> {
     Sha256::digest(state.as_bytes()).to_vec()
 }
 
@@ -113,19 +114,8 @@ impl Store {
 
 impl Consents for Store {
     fn offer_consent(&self, id: &str, consent: &PendingConsent) -> Result<(), StoreError> {
-        let (tenant, ..) = parse_ids(consent)?;
-        let data_key = self
-            .tenant_key(&tenant, true)?
-            .ok_or_else(|| corrupt("tenant data key"))?;
         let id = state_key(id);
-        let record = OfferRecord {
-            user: seal_user_of(&data_key, OFFER_USER_KIND, consent, &id)?,
-            consent: PendingConsent {
-                user: None,
-                ..consent.clone()
-            },
-        };
-        let bytes = serde_json::to_vec(&record).map_err(|_| corrupt("OAuth consent"))?;
+        let bytes = offer_record(self, &id, consent)?;
         self.tree(STARTS)?.insert(id, bytes)?;
         self.db.flush()?;
         Ok(())
@@ -137,20 +127,7 @@ impl Consents for Store {
             return Ok(None);
         };
         self.db.flush()?;
-        let record: OfferRecord =
-            serde_json::from_slice(&bytes).map_err(|_| corrupt("OAuth consent"))?;
-        let (tenant, ..) = parse_ids(&record.consent)?;
-        let data_key = self
-            .tenant_key(&tenant, false)?
-            .ok_or_else(|| corrupt("tenant data key"))?;
-        let consent = open_user_of(
-            &data_key,
-            OFFER_USER_KIND,
-            record.consent,
-            &id,
-            record.user.as_ref(),
-        )?;
-        Ok(Some(consent))
+        open_offer(self, &id, &bytes).map(Some)
     }
 
     fn begin_consent(
@@ -161,20 +138,8 @@ impl Consents for Store {
         verifier: &str,
         nonce: &str,
     ) -> Result<(), StoreError> {
-        let data_key = self
-            .tenant_key(key.tenant, true)?
-            .ok_or_else(|| corrupt("tenant data key"))?;
         let id = state_key(state);
-        let record = PendingRecord {
-            verifier: data_key.seal(&key.aad(VERIFIER), verifier.as_bytes()),
-            browser: browser_hash(nonce),
-            user: seal_user_of(&data_key, CONSENT_USER_KIND, &consent, &id)?,
-            consent: PendingConsent {
-                user: None,
-                ..consent
-            },
-        };
-        let bytes = serde_json::to_vec(&record).map_err(|_| corrupt("OAuth consent"))?;
+        let bytes = pending_record(self, key, consent, &id, verifier, nonce)?;
         self.tree(PENDING)?.insert(id, bytes)?;
         self.db.flush()?;
         Ok(())
@@ -191,50 +156,123 @@ impl Consents for Store {
             return Ok(TakenState::Unknown);
         };
         self.db.flush()?;
-        let record: PendingRecord =
-            serde_json::from_slice(&bytes).map_err(|_| corrupt("OAuth consent"))?;
-        let (tenant, ..) = parse_ids(&record.consent)?;
-        let data_key = self
-            .tenant_key(&tenant, false)?
-            .ok_or_else(|| corrupt("tenant data key"))?;
-        let consent = open_user_of(
-            &data_key,
-            CONSENT_USER_KIND,
-            record.consent,
-            &id,
-            record.user.as_ref(),
-        )?;
-        if now >= consent.expires {
-            return Ok(TakenState::Expired(consent));
-        }
-        let same_browser = cookie.is_some_and(|nonce| {
-            let hash = browser_hash(nonce);
-            !record.browser.is_empty()
-                && bool::from(hash.as_bytes().ct_eq(record.browser.as_bytes()))
-        });
-        if !same_browser {
-            return Ok(TakenState::OtherBrowser(consent));
-        }
-        let (tenant, installation, user) = parse_ids(&consent)?;
-        let key = ConnectionKey {
-            tenant: &tenant,
-            installation: &installation,
-            credential: &consent.credential,
-            user: user.as_ref(),
-        };
-        let verifier = data_key
-            .open(&key.aad(VERIFIER), &record.verifier)
-            .map_err(|_| StoreError::Decrypt {
-                what: "PKCE verifier".into(),
-            })?;
-        let verifier =
-            String::from_utf8(verifier.to_vec()).map_err(|_| corrupt("PKCE verifier"))?;
-        Ok(TakenState::Valid(consent, Zeroizing::new(verifier)))
+        open_pending(self, &id, &bytes, cookie, now)
     }
 
     fn purge_consents(&self, now: u64) -> Result<usize, StoreError> {
         self.remove_consents(|consent| consent.is_none_or(|c| c.expires <= now))
     }
+}
+
+/// `consent`, offered under the start link whose [`state_key`] is `id`, as stored: its user
+/// sealed.
+pub(crate) fn offer_record(
+    keys: &impl TenantKeys,
+    id: &[u8],
+    consent: &PendingConsent,
+) -> Result<Vec<u8>, StoreError> {
+    let (tenant, ..) = parse_ids(consent)?;
+    let data_key = keys.sealing_key(&tenant)?;
+    let record = OfferRecord {
+        user: seal_user_of(&data_key, OFFER_USER_KIND, consent, id)?,
+        consent: PendingConsent {
+            user: None,
+            ..consent.clone()
+        },
+    };
+    serde_json::to_vec(&record).map_err(|_| corrupt("OAuth consent"))
+}
+
+/// The consent offered at `id`, from the record just taken, its user opened.
+pub(crate) fn open_offer(
+    keys: &impl TenantKeys,
+    id: &[u8],
+    bytes: &[u8],
+) -> Result<PendingConsent, StoreError> {
+    let record: OfferRecord =
+        serde_json::from_slice(bytes).map_err(|_| corrupt("OAuth consent"))?;
+    let (tenant, ..) = parse_ids(&record.consent)?;
+    let data_key = keys
+        .tenant_key(&tenant, false)?
+        .ok_or_else(|| corrupt("tenant data key"))?;
+    open_user_of(
+        &data_key,
+        OFFER_USER_KIND,
+        record.consent,
+        id,
+        record.user.as_ref(),
+    )
+}
+
+/// `consent` under way for the state whose [`state_key`] is `id`, as stored: its user and
+/// the PKCE `verifier` sealed, the cookie `nonce` hashed.
+pub(crate) fn pending_record(
+    keys: &impl TenantKeys,
+    key: ConnectionKey<'_>,
+    consent: PendingConsent,
+    id: &[u8],
+    verifier: &str,
+    nonce: &str,
+) -> Result<Vec<u8>, StoreError> {
+    let data_key = keys.sealing_key(key.tenant)?;
+    let record = PendingRecord {
+        verifier: data_key.seal(&key.aad(VERIFIER), verifier.as_bytes()),
+        browser: browser_hash(nonce),
+        user: seal_user_of(&data_key, CONSENT_USER_KIND, &consent, id)?,
+        consent: PendingConsent {
+            user: None,
+            ..consent
+        },
+    };
+    serde_json::to_vec(&record).map_err(|_| corrupt("OAuth consent"))
+}
+
+/// What the record just taken for the state at `id` holds for the browser that came back
+/// with `cookie` at `now`: the consent whole whatever it found, the verifier only if valid.
+pub(crate) fn open_pending(
+    keys: &impl TenantKeys,
+    id: &[u8],
+    bytes: &[u8],
+    cookie: Option<&str>,
+    now: u64,
+) -> Result<TakenState, StoreError> {
+    let record: PendingRecord =
+        serde_json::from_slice(bytes).map_err(|_| corrupt("OAuth consent"))?;
+    let (tenant, ..) = parse_ids(&record.consent)?;
+    let data_key = keys
+        .tenant_key(&tenant, false)?
+        .ok_or_else(|| corrupt("tenant data key"))?;
+    let consent = open_user_of(
+        &data_key,
+        CONSENT_USER_KIND,
+        record.consent,
+        id,
+        record.user.as_ref(),
+    )?;
+    if now >= consent.expires {
+        return Ok(TakenState::Expired(consent));
+    }
+    let same_browser = cookie.is_some_and(|nonce| {
+        let hash = browser_hash(nonce);
+        !record.browser.is_empty() && bool::from(hash.as_bytes().ct_eq(record.browser.as_bytes()))
+    });
+    if !same_browser {
+        return Ok(TakenState::OtherBrowser(consent));
+    }
+    let (tenant, installation, user) = parse_ids(&consent)?;
+    let key = ConnectionKey {
+        tenant: &tenant,
+        installation: &installation,
+        credential: &consent.credential,
+        user: user.as_ref(),
+    };
+    let verifier = data_key
+        .open(&key.aad(VERIFIER), &record.verifier)
+        .map_err(|_| StoreError::Decrypt {
+            what: "PKCE verifier".into(),
+        })?;
+    let verifier = String::from_utf8(verifier.to_vec()).map_err(|_| corrupt("PKCE verifier"))?;
+    Ok(TakenState::Valid(consent, Zeroizing::new(verifier)))
 }
 
 /// The typed ids a stored consent names.

@@ -16,16 +16,19 @@
 //! End-user ids are personal data: a per-user connection is filed under the user's keyed
 //! reference ([`Store::user_ref`]) and carries the id sealed; a consent offered or under way
 //! carries it sealed too, bound to the record's id.
+//!
+//! The records, their sealing and opening and what is listed from them are shared with the
+//! PostgreSQL store, which keeps the same records under the same keys (as columns).
 
 use airlock_host_api::credentials::vault::{ConnectionAad, DataKey, NameAad, Sealed};
 use airlock_host_api::credentials::{ConnectionTokens, CredentialType, ProviderAccount, Secret};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::keys::DATA_KEY_VERSION;
+use crate::keys::{DATA_KEY_VERSION, TenantKeys};
 use crate::{Store, StoreError};
 
-mod consents;
+pub(crate) mod consents;
 #[cfg(test)]
 mod tests;
 
@@ -52,10 +55,16 @@ impl ConnectionKey<'_> {
             self.tenant,
             self.installation,
             self.credential,
-            self.user
-                .map_or_else(String::new, |u| user_ref(data_key, u))
+            self.filed_user(data_key)
         )
         .into_bytes()
+    }
+
+    /// The user part of where the connection is filed: the user's keyed reference, empty for
+    /// the tenant's own connection.
+    pub(crate) fn filed_user(&self, data_key: &DataKey) -> String {
+        self.user
+            .map_or_else(String::new, |u| user_ref(data_key, u))
     }
 
     /// The user id sealed for the record filed at [`Self::id`].
@@ -81,8 +90,9 @@ impl ConnectionKey<'_> {
     }
 }
 
+/// A connection as stored, by either backend.
 #[derive(Serialize, Deserialize)]
-struct Record {
+pub(crate) struct Record {
     status: ConnectionStatus,
     scopes: Vec<String>,
     connected: u64,
@@ -103,6 +113,13 @@ struct Record {
     user: Option<Sealed>,
 }
 
+impl Record {
+    /// Names this version: a refresh replaces only the revision it read.
+    pub(crate) fn revision(&self) -> u64 {
+        self.revision
+    }
+}
+
 /// The sealed part: the tokens.
 #[derive(Serialize, Deserialize)]
 struct Tokens {
@@ -112,7 +129,7 @@ struct Tokens {
 
 /// The keyed reference that stands for `user` (a hash under the tenant's data key): the same
 /// for every record of the tenant, and unlinkable to the id once the key is destroyed.
-fn user_ref(data_key: &DataKey, user: &UserId) -> String {
+pub(crate) fn user_ref(data_key: &DataKey, user: &UserId) -> String {
     let index = data_key.index(USER_KIND, &[user.as_str()], DATA_KEY_VERSION);
     format!("u-{}", hex::encode(&index[..16]))
 }
@@ -172,8 +189,7 @@ impl Store {
                 user: key.seal_user(data_key),
                 ..decode(&bytes)?
             };
-            let bytes = serde_json::to_vec(&record).map_err(|_| corrupt("OAuth connection"))?;
-            tree.insert(key.id(data_key), bytes)?;
+            tree.insert(key.id(data_key), encode(&record)?)?;
         }
         Ok(())
     }
@@ -191,8 +207,10 @@ impl Store {
             let Some(next) = change(current.as_deref().map(decode).transpose()?)? else {
                 return Ok(false);
             };
-            let bytes = serde_json::to_vec(&next).map_err(|_| corrupt("OAuth connection"))?;
-            if tree.compare_and_swap(id, current, Some(bytes))?.is_ok() {
+            if tree
+                .compare_and_swap(id, current, Some(encode(&next)?))?
+                .is_ok()
+            {
                 self.db.flush()?;
                 return Ok(true);
             }
@@ -212,10 +230,7 @@ impl Store {
 
 impl Connections for Store {
     fn user_ref(&self, tenant: &TenantId, user: &UserId) -> Result<String, StoreError> {
-        let data_key = self
-            .tenant_key(tenant, true)?
-            .ok_or_else(|| corrupt("tenant data key"))?;
-        Ok(user_ref(&data_key, user))
+        Ok(user_ref(&self.sealing_key(tenant)?, user))
     }
 
     fn put_connection(
@@ -224,9 +239,7 @@ impl Connections for Store {
         tokens: &ConnectionTokens,
         now: u64,
     ) -> Result<(), StoreError> {
-        let data_key = self
-            .tenant_key(key.tenant, true)?
-            .ok_or_else(|| corrupt("tenant data key"))?;
+        let data_key = self.sealing_key(key.tenant)?;
         let seal = sealer(key, &data_key, tokens)?;
         self.update_record(&key.id(&data_key), |previous| {
             Ok(Some(seal(previous, now)?))
@@ -241,13 +254,10 @@ impl Connections for Store {
         tokens: &ConnectionTokens,
         now: u64,
     ) -> Result<bool, StoreError> {
-        let data_key = self
-            .tenant_key(key.tenant, true)?
-            .ok_or_else(|| corrupt("tenant data key"))?;
+        let data_key = self.sealing_key(key.tenant)?;
         let seal = sealer(key, &data_key, tokens)?;
-        self.update_record(&key.id(&data_key), |previous| match previous {
-            Some(p) if p.revision == replaces => Ok(Some(seal(Some(p), now)?)),
-            _ => Ok(None),
+        self.update_record(&key.id(&data_key), |previous| {
+            replacing(previous, replaces, &seal, now)
         })
     }
 
@@ -258,28 +268,7 @@ impl Connections for Store {
         let Some(bytes) = self.tree(CONNECTIONS)?.get(key.id(&data_key))? else {
             return Ok(None);
         };
-        let record = decode(&bytes)?;
-        let plain = data_key
-            .open(&key.aad(TOKENS), &record.sealed)
-            .map_err(|_| StoreError::Decrypt {
-                what: format!("OAuth connection of credential `{}`", key.credential),
-            })?;
-        let tokens: Tokens = serde_json::from_slice(&plain).map_err(|_| corrupt("tokens"))?;
-        let access = tokens
-            .access
-            .map(|a| Secret::new(CredentialType::Bearer, a.to_string()))
-            .transpose()
-            .map_err(|_| corrupt("stored access token"))?;
-        Ok(Some(ConnectionTokens {
-            access,
-            expires_at: record.expires_at,
-            refresh: tokens.refresh,
-            account: open_account(&data_key, key, record.account.as_ref())?,
-            scopes: record.scopes,
-            needs_reauth: record.status == ConnectionStatus::NeedsReconsent,
-            revision: record.revision,
-            token_origin: record.token_origin,
-        }))
+        open_tokens(&data_key, key, decode(&bytes)?).map(Some)
     }
 
     fn mark_needs_reconsent(
@@ -292,12 +281,7 @@ impl Connections for Store {
             return Ok(false);
         };
         self.update_record(&key.id(&data_key), |previous| {
-            Ok(previous.filter(|p| p.revision == replaces).map(|p| Record {
-                status: ConnectionStatus::NeedsReconsent,
-                updated: now,
-                revision: rand::random(),
-                ..p
-            }))
+            Ok(needing_reconsent(previous, replaces, now))
         })
     }
 
@@ -310,56 +294,17 @@ impl Connections for Store {
         let Some(data_key) = self.tenant_key(tenant, false)? else {
             return Ok(Vec::new());
         };
-        let mut listed = self
-            .tree(CONNECTIONS)?
-            .scan_prefix(&prefix)
-            .map(|entry| {
-                let (key, bytes) = entry?;
-                let rest = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
-                let (credential, user_ref) = rest.split_once('\0').unwrap_or((&rest, ""));
-                let record = decode(&bytes)?;
-                let user: Option<UserId> = match &record.user {
-                    None if user_ref.is_empty() => None,
-                    None => return Err(corrupt("OAuth connection")),
-                    Some(sealed) => {
-                        let aad = name_aad(USER_KIND, tenant, installation, user_ref);
-                        let plain =
-                            data_key
-                                .open(&aad, sealed)
-                                .map_err(|_| StoreError::Decrypt {
-                                    what: format!("user of a connection of `{credential}`"),
-                                })?;
-                        let user = std::str::from_utf8(&plain)
-                            .ok()
-                            .and_then(|u| u.parse().ok())
-                            .ok_or_else(|| corrupt("user"))?;
-                        Some(user)
-                    }
-                };
-                let key = ConnectionKey {
-                    tenant,
-                    installation,
-                    credential,
-                    user: user.as_ref(),
-                };
-                let account = open_account(&data_key, key, record.account.as_ref())?;
-                Ok(ConnectionInfo {
-                    credential: credential.to_string(),
-                    user_ref: user.as_ref().map(|_| user_ref.to_string()),
-                    user: user.map(|u| u.to_string()),
-                    status: record.status,
-                    scopes: record.scopes,
-                    connected: record.connected,
-                    updated: record.updated,
-                    expires_at: record.expires_at,
-                    refreshable: record.refreshable,
-                    account,
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        // Filed by the users' references, which sort by nothing anyone can read.
-        listed.sort_by(|a, b| (&a.credential, &a.user).cmp(&(&b.credential, &b.user)));
-        Ok(listed)
+        let rows = self.tree(CONNECTIONS)?.scan_prefix(&prefix).map(|entry| {
+            let (key, bytes) = entry?;
+            let rest = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+            let (credential, user_ref) = rest.split_once('\0').unwrap_or((&rest, ""));
+            Ok((
+                credential.to_string(),
+                user_ref.to_string(),
+                decode(&bytes)?,
+            ))
+        });
+        listing(&data_key, tenant, installation, rows)
     }
 
     fn delete_connection(&self, key: ConnectionKey<'_>) -> Result<bool, StoreError> {
@@ -373,7 +318,7 @@ impl Connections for Store {
 }
 
 /// A function sealing `tokens` into the record that follows `previous`.
-fn sealer<'a>(
+pub(crate) fn sealer<'a>(
     key: ConnectionKey<'a>,
     data_key: &'a DataKey,
     tokens: &'a ConnectionTokens,
@@ -419,6 +364,118 @@ fn sealer<'a>(
     })
 }
 
+/// What a replacement of revision `replaces` makes of `previous`: `None` (nothing written)
+/// when the connection is gone or was replaced meanwhile.
+pub(crate) fn replacing(
+    previous: Option<Record>,
+    replaces: u64,
+    seal: impl Fn(Option<Record>, u64) -> Result<Record, StoreError>,
+    now: u64,
+) -> Result<Option<Record>, StoreError> {
+    match previous {
+        Some(p) if p.revision == replaces => Ok(Some(seal(Some(p), now)?)),
+        _ => Ok(None),
+    }
+}
+
+/// `previous` marked as needing re-consent if it is still revision `replaces`.
+pub(crate) fn needing_reconsent(
+    previous: Option<Record>,
+    replaces: u64,
+    now: u64,
+) -> Option<Record> {
+    previous.filter(|p| p.revision == replaces).map(|p| Record {
+        status: ConnectionStatus::NeedsReconsent,
+        updated: now,
+        revision: rand::random(),
+        ..p
+    })
+}
+
+/// The tokens and status of the connection `key`, opened from its record.
+pub(crate) fn open_tokens(
+    data_key: &DataKey,
+    key: ConnectionKey<'_>,
+    record: Record,
+) -> Result<ConnectionTokens, StoreError> {
+    let plain = data_key
+        .open(&key.aad(TOKENS), &record.sealed)
+        .map_err(|_| StoreError::Decrypt {
+            what: format!("OAuth connection of credential `{}`", key.credential),
+        })?;
+    let tokens: Tokens = serde_json::from_slice(&plain).map_err(|_| corrupt("tokens"))?;
+    let access = tokens
+        .access
+        .map(|a| Secret::new(CredentialType::Bearer, a.to_string()))
+        .transpose()
+        .map_err(|_| corrupt("stored access token"))?;
+    Ok(ConnectionTokens {
+        access,
+        expires_at: record.expires_at,
+        refresh: tokens.refresh,
+        account: open_account(data_key, key, record.account.as_ref())?,
+        scopes: record.scopes,
+        needs_reauth: record.status == ConnectionStatus::NeedsReconsent,
+        revision: record.revision,
+        token_origin: record.token_origin,
+    })
+}
+
+/// The installation's connections as listed, from its records with the credential and filed
+/// user ([`ConnectionKey::filed_user`]) each is stored under: users opened, by credential and
+/// user.
+pub(crate) fn listing(
+    data_key: &DataKey,
+    tenant: &TenantId,
+    installation: &InstallationId,
+    rows: impl Iterator<Item = Result<(String, String, Record), StoreError>>,
+) -> Result<Vec<ConnectionInfo>, StoreError> {
+    let mut listed = rows
+        .map(|row| {
+            let (credential, user_ref, record) = row?;
+            let user: Option<UserId> = match &record.user {
+                None if user_ref.is_empty() => None,
+                None => return Err(corrupt("OAuth connection")),
+                Some(sealed) => {
+                    let aad = name_aad(USER_KIND, tenant, installation, &user_ref);
+                    let plain = data_key
+                        .open(&aad, sealed)
+                        .map_err(|_| StoreError::Decrypt {
+                            what: format!("user of a connection of `{credential}`"),
+                        })?;
+                    let user = std::str::from_utf8(&plain)
+                        .ok()
+                        .and_then(|u| u.parse().ok())
+                        .ok_or_else(|| corrupt("user"))?;
+                    Some(user)
+                }
+            };
+            let key = ConnectionKey {
+                tenant,
+                installation,
+                credential: &credential,
+                user: user.as_ref(),
+            };
+            let account = open_account(data_key, key, record.account.as_ref())?;
+            Ok(ConnectionInfo {
+                user_ref: user.as_ref().map(|_| user_ref.clone()),
+                user: user.map(|u| u.to_string()),
+                credential,
+                status: record.status,
+                scopes: record.scopes,
+                connected: record.connected,
+                updated: record.updated,
+                expires_at: record.expires_at,
+                refreshable: record.refreshable,
+                account,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    // Filed by the users' references, which sort by nothing anyone can read.
+    listed.sort_by(|a, b| (&a.credential, &a.user).cmp(&(&b.credential, &b.user)));
+    Ok(listed)
+}
+
 /// The provider account sealed in a connection record, opened.
 fn open_account(
     data_key: &DataKey,
@@ -438,6 +495,10 @@ fn open_account(
         .map_err(|_| corrupt("provider account"))
 }
 
-fn decode(bytes: &[u8]) -> Result<Record, StoreError> {
+pub(crate) fn decode(bytes: &[u8]) -> Result<Record, StoreError> {
     serde_json::from_slice(bytes).map_err(|_| corrupt("OAuth connection"))
+}
+
+pub(crate) fn encode(record: &Record) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(record).map_err(|_| corrupt("OAuth connection"))
 }

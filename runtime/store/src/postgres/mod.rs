@@ -20,6 +20,7 @@
 mod api_keys;
 mod audit;
 pub mod connect;
+mod connections;
 mod credentials;
 mod installations;
 mod keys;
@@ -29,6 +30,7 @@ mod tenants;
 #[cfg(any(test, feature = "conformance"))]
 pub mod testing;
 mod trust;
+mod webhooks;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};

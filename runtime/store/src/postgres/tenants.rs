@@ -9,7 +9,17 @@ use airlock_runtime::clock::now_unix;
 use airlock_runtime::ids::TenantId;
 
 /// The tables holding a tenant's rows, each with a `tenant` column.
-const TENANT_TABLES: &[&str] = &["api_keys", "kv", "kv_usage", "credentials", "installations"];
+const TENANT_TABLES: &[&str] = &[
+    "api_keys",
+    "kv",
+    "kv_usage",
+    "credentials",
+    "installations",
+    "webhooks",
+    "oauth_connections",
+    "oauth_offers",
+    "oauth_pending",
+];
 
 impl Tenants for PgStore {
     fn create_tenant(&self, tenant: &TenantId) -> Result<TenantInfo, StoreError> {
@@ -67,6 +77,13 @@ impl Tenants for PgStore {
         let id = tenant.to_string();
         self.run(move |mut client| async move {
             let tx = client.transaction().await?;
+            // Delivery ids name only their endpoint: they go before the tenant's endpoints.
+            tx.execute(
+                "DELETE FROM webhook_deliveries WHERE endpoint IN \
+                 (SELECT id FROM webhooks WHERE tenant = $1)",
+                &[&id],
+            )
+            .await?;
             for table in TENANT_TABLES {
                 tx.execute(&format!("DELETE FROM {table} WHERE tenant = $1"), &[&id])
                     .await?;
