@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use airlock_host_api::credentials::{CredentialScope, CredentialType, Secret};
 use airlock_runtime::ids::{InstallationId, TenantId};
-use airlock_store::{Store, StoredSecrets};
+use airlock_store::{Storage as _, Store};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::json;
@@ -288,8 +288,9 @@ async fn a_rotated_refresh_token_is_stored_for_the_next_process() {
     for expected in ["Bearer at-1", "Bearer at-2"] {
         let egress = Egress::new(&pins, true, Some(&ca));
         let scope = CredentialScope::new(tenant.to_string(), installation.to_string());
-        let source = StoredSecrets::new(store.clone(), tenant.clone(), installation.clone());
-        let credentials = egress.runtime.credentials(scope, Arc::new(source));
+        let credentials = egress
+            .runtime
+            .credentials(scope, store.secrets(&tenant, &installation));
         let integration = egress.load("slack-notifier");
         let config = integration.validate_config(None).expect("no config");
         let ran = egress

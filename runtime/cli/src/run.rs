@@ -23,6 +23,7 @@ use airlock_runtime::manifest::MANIFEST_FILE_NAME;
 use airlock_runtime::runtime::Runtime;
 use airlock_runtime::trust::TrustStore;
 use airlock_store::Installations;
+use airlock_store::KvNamespaces as _;
 use airlock_store::Store;
 use airlock_store::Trust as _;
 

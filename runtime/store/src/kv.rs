@@ -181,13 +181,16 @@ impl Change {
     }
 }
 
+/// A record as a backend lists it: the index it is filed under, and its bytes.
+pub(crate) type IndexedRecord = (Vec<u8>, Vec<u8>);
+
 /// A backend's kv records: what [`StoredKv`] needs of it.
 pub(crate) trait KvRecords: TenantKeys + Send + Sync + 'static {
     /// The record filed under `index`.
     fn kv_record(&self, ns: &Namespace, index: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
 
     /// Every record of the namespace, with its index.
-    fn kv_records(&self, ns: &Namespace) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+    fn kv_records(&self, ns: &Namespace) -> Result<Vec<IndexedRecord>, StoreError>;
 
     /// The namespace's usage now.
     fn kv_usage_of(&self, ns: &Namespace) -> Result<KvUsage, StoreError>;
@@ -354,7 +357,7 @@ impl KvRecords for Store {
         Ok(self.tree(KV)?.get(sled_key(ns, index))?.map(|b| b.to_vec()))
     }
 
-    fn kv_records(&self, ns: &Namespace) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn kv_records(&self, ns: &Namespace) -> Result<Vec<IndexedRecord>, StoreError> {
         let prefix = sled_prefix(ns);
         self.tree(KV)?
             .scan_prefix(&prefix)

@@ -190,13 +190,11 @@ mod tests {
     fn a_bad_url_is_refused_naming_what() {
         let err = "postgres://a:pw@h/db?sslmode=sometimes"
             .parse::<StoreUrl>()
-            .err()
-            .expect("refused");
+            .expect_err("refused");
         assert!(err.to_string().contains("sometimes"), "{err}");
         let err = "postgres://a:topsecret@h/db?bogus=1"
             .parse::<StoreUrl>()
-            .err()
-            .expect("refused");
+            .expect_err("refused");
         assert!(
             err.to_string().contains("bogus") && !err.to_string().contains("topsecret"),
             "{err}"

@@ -329,35 +329,11 @@ impl Consents for PgStore {
 }
 
 #[cfg(test)]
-pub(super) mod tests {
+mod tests {
     use super::*;
     use crate::conformance::oauth::{consent, tokens};
-    use crate::postgres::testing::TestDatabase;
+    use crate::postgres::testing::{TestDatabase, rows_as_text, rows_of, shows};
     use crate::traits::Tenants;
-
-    /// Every row of `table`, as text (bytea as hex).
-    pub(in crate::postgres) fn rows_as_text(store: &PgStore, table: &str) -> String {
-        let sql = format!("SELECT coalesce(string_agg(t::text, ' '), '') FROM {table} t");
-        store
-            .run(move |client| async move { Ok(client.query_one(&sql, &[]).await?.get(0)) })
-            .expect("rows")
-    }
-
-    /// How many rows of `table` belong to `tenant`.
-    pub(in crate::postgres) fn rows_of(store: &PgStore, table: &str, tenant: &str) -> i64 {
-        let (sql, tenant) = (
-            format!("SELECT count(*) FROM {table} WHERE tenant = $1"),
-            tenant.to_string(),
-        );
-        store
-            .run(move |client| async move { Ok(client.query_one(&sql, &[&tenant]).await?.get(0)) })
-            .expect("count")
-    }
-
-    /// Whether `text` (as [`rows_as_text`] renders rows) holds `needle`, in clear or as bytes.
-    pub(in crate::postgres) fn shows(text: &str, needle: &str) -> bool {
-        text.contains(needle) || text.contains(&hex::encode(needle))
-    }
 
     #[test]
     fn oauth_rows_hold_nothing_in_clear_and_go_with_their_tenant() {

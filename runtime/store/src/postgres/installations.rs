@@ -82,11 +82,11 @@ impl Installations for PgStore {
         let name = digest.to_string();
         let cap = super::bigint(MAX_BUNDLE_BYTES);
         // The size is checked before the bytes are sent, so an oversized row never loads.
-        let row: Option<(i32, Option<Vec<u8>>)> = self.run(move |client| async move {
+        let row: Option<(i64, Option<Vec<u8>>)> = self.run(move |client| async move {
             Ok(client
                 .query_opt(
-                    "SELECT octet_length(bytes), \
-                     CASE WHEN octet_length(bytes) <= $2 THEN bytes END \
+                    "SELECT octet_length(bytes)::bigint, \
+                     CASE WHEN octet_length(bytes) <= $2::bigint THEN bytes END \
                      FROM bundles WHERE digest = $1",
                     &[&name, &cap],
                 )

@@ -8,7 +8,7 @@ use airlock_host_api::kv::KvBackend;
 
 use super::{PgStore, bigint, unsigned};
 use crate::StoreError;
-use crate::kv::{Change, KvRecords, Namespace, StoredKv};
+use crate::kv::{Change, IndexedRecord, KvRecords, Namespace, StoredKv};
 use crate::records::KvUsage;
 use crate::traits::KvNamespaces;
 use airlock_runtime::ids::{InstallationId, TenantId};
@@ -31,7 +31,7 @@ impl KvRecords for PgStore {
         })
     }
 
-    fn kv_records(&self, ns: &Namespace) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn kv_records(&self, ns: &Namespace) -> Result<Vec<IndexedRecord>, StoreError> {
         let (tenant, installation) = names(ns);
         self.run(move |client| async move {
             Ok(client

@@ -95,3 +95,93 @@ impl Tenants for PgStore {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use airlock_host_api::credentials::{CredentialType, Secret};
+    use airlock_host_api::kv::KvQuota;
+
+    use super::*;
+    use crate::conformance::records::record;
+    use crate::postgres::testing::{TestDatabase, rows_as_text, rows_of, shows};
+    use crate::traits::{Credentials, Installations, KvNamespaces};
+
+    const CANARIES: [&str; 4] = [
+        "canary-secret-51a7",
+        "canary-config-9e02",
+        "canary-kv-name-77c1",
+        "canary-kv-value-0d3b",
+    ];
+
+    /// Every table of the schema.
+    fn tables(store: &PgStore) -> Vec<String> {
+        store
+            .run(move |client| async move {
+                Ok(client
+                    .query(
+                        "SELECT table_name::text FROM information_schema.tables \
+                         WHERE table_schema = current_schema()",
+                        &[],
+                    )
+                    .await?
+                    .iter()
+                    .map(|row| row.get(0))
+                    .collect())
+            })
+            .expect("tables")
+    }
+
+    #[test]
+    fn no_table_holds_a_secret_config_or_kv_in_clear_and_deletion_shreds_the_key() {
+        let Some(database) = TestDatabase::create("no_table_holds_a_secret_in_clear") else {
+            return;
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = database.store(&dir.path().join("master.key"));
+        let (acme, crm) = (
+            "acme".parse().expect("tenant"),
+            "crm".parse().expect("installation"),
+        );
+        store.create_tenant(&acme).expect("tenant");
+        let secret = Secret::new(CredentialType::Bearer, CANARIES[0].into()).expect("secret");
+        store
+            .set_credential(&acme, &crm, "api", vec![], &secret, CredentialType::Bearer)
+            .expect("credential");
+        let mut installation = record("acme", "crm");
+        installation.config = Some(format!(r#"{{"account": "{}"}}"#, CANARIES[1]));
+        store.put_installation(&installation).expect("installation");
+        let quota = KvQuota {
+            max_bytes: 1 << 20,
+            max_keys: 10,
+            max_value_bytes: 1 << 10,
+        };
+        store
+            .kv(&acme, &crm)
+            .set(CANARIES[2], CANARIES[3].as_bytes(), &quota)
+            .expect("kv");
+
+        let everything: String = tables(&store)
+            .iter()
+            .map(|table| rows_as_text(&store, table))
+            .collect();
+        assert!(shows(&everything, "acme"), "the scan reads the rows");
+        for canary in CANARIES {
+            assert!(!shows(&everything, canary), "{canary} is in the database");
+        }
+
+        assert!(store.delete_tenant(&acme).expect("deleted"));
+        assert_eq!(
+            rows_of(&store, "data_keys", "acme"),
+            0,
+            "the key is shredded"
+        );
+        for table in TENANT_TABLES {
+            assert_eq!(
+                rows_of(&store, table, "acme"),
+                0,
+                "{table} keeps acme's rows"
+            );
+        }
+        assert_eq!(store.installation(&acme, &crm).expect("read"), None);
+    }
+}

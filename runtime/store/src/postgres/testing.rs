@@ -81,3 +81,27 @@ impl Drop for TestDatabase {
         }
     }
 }
+
+/// Every row of `table`, as text (bytea as hex).
+pub fn rows_as_text(store: &PgStore, table: &str) -> String {
+    let sql = format!("SELECT coalesce(string_agg(t::text, ' '), '') FROM {table} t");
+    store
+        .run(move |client| async move { Ok(client.query_one(&sql, &[]).await?.get(0)) })
+        .expect("rows")
+}
+
+/// How many rows of `table` belong to `tenant`.
+pub fn rows_of(store: &PgStore, table: &str, tenant: &str) -> i64 {
+    let (sql, tenant) = (
+        format!("SELECT count(*) FROM {table} WHERE tenant = $1"),
+        tenant.to_string(),
+    );
+    store
+        .run(move |client| async move { Ok(client.query_one(&sql, &[&tenant]).await?.get(0)) })
+        .expect("count")
+}
+
+/// Whether `text` (as [`rows_as_text`] renders rows) holds `needle`, in clear or as bytes.
+pub fn shows(text: &str, needle: &str) -> bool {
+    text.contains(needle) || text.contains(&hex::encode(needle))
+}

@@ -250,8 +250,8 @@ impl Webhooks for PgStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::postgres::connections::tests::{rows_as_text, rows_of, shows};
     use crate::postgres::testing::TestDatabase;
+    use crate::postgres::testing::{rows_as_text, rows_of, shows};
     use crate::traits::Tenants;
     use airlock_policy::webhook::Scheme;
     use airlock_runtime::ids::InstallationId;
