@@ -118,6 +118,7 @@ impl Credentials for Store {
         secret: &Secret,
         credential_type: CredentialType,
     ) -> Result<SetOutcome, StoreError> {
+        let _pass = self.writing();
         let key = self
             .tenant_key(tenant, true)?
             .ok_or_else(|| StoreError::Corrupt {
@@ -153,6 +154,7 @@ impl Credentials for Store {
         name: &str,
         secret: &Secret,
     ) -> Result<(), StoreError> {
+        let _pass = self.writing();
         let tree = self.tree(CREDENTIALS)?;
         let previous = tree
             .get(record_key(tenant, installation, name))?
@@ -195,6 +197,7 @@ impl Credentials for Store {
         installation: &InstallationId,
         name: &str,
     ) -> Result<bool, StoreError> {
+        let _pass = self.writing();
         let tree = self.tree(CREDENTIALS)?;
         let removed = tree
             .remove(record_key(tenant, installation, name))?

@@ -10,10 +10,10 @@
 //! docs/security-model.md's "Deletion" section).
 
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError};
 
-use airlock_host_api::credentials::vault::{DataKey, MasterKey, WrappedKey};
+use airlock_host_api::credentials::vault::{DataKey, MasterKey, VaultError, WrappedKey};
 
 use super::{Store, StoreError};
 use airlock_runtime::fsutil::{self, Confined};
@@ -24,20 +24,27 @@ pub const MASTER_KEY_FILE: &str = "master.key";
 /// The directory of the data dir that holds the wrapped tenant data keys.
 pub const KEYS_DIR: &str = "keys";
 /// A wrapped key file is about 200 bytes of JSON; anything much larger is not one.
-const MAX_KEY_FILE_LEN: u64 = 4096;
+pub(super) const MAX_KEY_FILE_LEN: u64 = 4096;
 
 /// Version of the data key that seals values (one per tenant for now; rotation bumps it).
 pub(super) const DATA_KEY_VERSION: u32 = 1;
 
 impl Store {
-    /// The master key, resolved once per process.
+    /// The master key, resolved once per process (made the first time a secret is stored).
     pub(crate) fn master(&self) -> Result<Arc<MasterKey>, StoreError> {
+        self.master_from(|path| MasterKey::resolve(path).map(|(key, _source)| key))
+    }
+
+    /// The master key, resolved once per process by `resolve` from the key file's path.
+    pub(super) fn master_from(
+        &self,
+        resolve: impl FnOnce(&Path) -> Result<MasterKey, VaultError>,
+    ) -> Result<Arc<MasterKey>, StoreError> {
         let mut slot = self.master.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(key) = slot.as_ref() {
             return Ok(key.clone());
         }
-        let (key, _source) = MasterKey::resolve(&self.master_path)?;
-        let key = Arc::new(key);
+        let key = Arc::new(resolve(&self.master_path)?);
         *slot = Some(key.clone());
         Ok(key)
     }
@@ -50,7 +57,7 @@ impl Store {
     /// The keys directory as a capability (tenant ids are file-name safe, and the handle
     /// keeps any name inside it regardless); created (0700) when `create`, else `None` if
     /// there is none yet.
-    fn keys_dir(&self, create: bool) -> Result<Option<Confined>, StoreError> {
+    pub(super) fn keys_dir(&self, create: bool) -> Result<Option<Confined>, StoreError> {
         let path = self.data_dir.join(KEYS_DIR);
         let io = |source| StoreError::Io {
             path: path.clone(),
@@ -141,6 +148,45 @@ impl Store {
         }
     }
 
+    /// Every tenant's key file as stored (name and bytes), for a backup.
+    pub(super) fn key_files(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let Some(dir) = self.keys_dir(false)? else {
+            return Ok(Vec::new());
+        };
+        let io = |name: &str| {
+            let path = dir.path_of(name);
+            move |source| StoreError::Io { path, source }
+        };
+        let mut files = Vec::new();
+        for name in dir.file_names().map_err(io(""))? {
+            // A key being written is not a key yet (and the gate keeps writers out).
+            if tenant_of_key_file(&name).is_none() {
+                continue;
+            }
+            if let Some(bytes) = dir.read(&name, MAX_KEY_FILE_LEN).map_err(io(&name))? {
+                files.push((name, bytes));
+            }
+        }
+        files.sort();
+        Ok(files)
+    }
+
+    /// Unwraps every tenant's data key with the master key, which must exist already (never
+    /// made here: a new one could open nothing). A restore checks this before it puts anything
+    /// in place. Returns how many keys opened.
+    pub fn check_data_keys(&self) -> Result<usize, StoreError> {
+        let mut opened = 0;
+        for (name, _) in self.key_files()? {
+            let tenant = tenant_of_key_file(&name).ok_or_else(|| StoreError::Corrupt {
+                what: format!("key file {name}"),
+            })?;
+            self.master_from(MasterKey::resolve_existing)?;
+            self.tenant_key(&tenant, false)?;
+            opened += 1;
+        }
+        Ok(opened)
+    }
+
     /// Destroys what a crash left of key files being written (temp files never renamed into
     /// place). Called when the store opens, under its lock, so no writer is running.
     pub(super) fn sweep_key_dir(&self) -> Result<(), StoreError> {
@@ -182,6 +228,11 @@ impl Store {
 
 fn key_file(tenant: &TenantId) -> String {
     format!("{tenant}.key")
+}
+
+/// The tenant whose key file is named `name`; `None` for any other name.
+pub(super) fn tenant_of_key_file(name: &str) -> Option<TenantId> {
+    name.strip_suffix(".key")?.parse().ok()
 }
 
 /// `tenant`'s wrapped key in `dir`; `None` if there is no file. Anything but a small JSON

@@ -193,6 +193,7 @@ impl KvBackend for StoredKv {
     }
 
     fn set(&self, key: &str, value: &[u8], quota: &KvQuota) -> Result<(), KvFailure> {
+        let _pass = self.store.writing();
         let data_key = self.data_key(true)?.ok_or_else(|| unavailable(corrupt()))?;
         let (record_key, record) = self.seal(&data_key, key, data_key.seal(&self.aad(key), value));
         let sealed = record.encode().map_err(unavailable)?;
@@ -244,6 +245,7 @@ impl KvBackend for StoredKv {
     }
 
     fn delete(&self, key: &str) -> Result<bool, KvFailure> {
+        let _pass = self.store.writing();
         let Some(data_key) = self.data_key(false)? else {
             return Ok(false);
         };

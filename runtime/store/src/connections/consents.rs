@@ -113,6 +113,7 @@ impl Store {
 
 impl Consents for Store {
     fn offer_consent(&self, id: &str, consent: &PendingConsent) -> Result<(), StoreError> {
+        let _pass = self.writing();
         let (tenant, ..) = parse_ids(consent)?;
         let data_key = self
             .tenant_key(&tenant, true)?
@@ -132,6 +133,7 @@ impl Consents for Store {
     }
 
     fn take_offered_consent(&self, id: &str) -> Result<Option<PendingConsent>, StoreError> {
+        let _pass = self.writing();
         let id = state_key(id);
         let Some(bytes) = self.tree(STARTS)?.remove(&id)? else {
             return Ok(None);
@@ -161,6 +163,7 @@ impl Consents for Store {
         verifier: &str,
         nonce: &str,
     ) -> Result<(), StoreError> {
+        let _pass = self.writing();
         let data_key = self
             .tenant_key(key.tenant, true)?
             .ok_or_else(|| corrupt("tenant data key"))?;
@@ -186,6 +189,7 @@ impl Consents for Store {
         cookie: Option<&str>,
         now: u64,
     ) -> Result<TakenState, StoreError> {
+        let _pass = self.writing();
         let id = state_key(state);
         let Some(bytes) = self.tree(PENDING)?.remove(&id)? else {
             return Ok(TakenState::Unknown);
@@ -233,6 +237,7 @@ impl Consents for Store {
     }
 
     fn purge_consents(&self, now: u64) -> Result<usize, StoreError> {
+        let _pass = self.writing();
         self.remove_consents(|consent| consent.is_none_or(|c| c.expires <= now))
     }
 }

@@ -212,6 +212,7 @@ impl Store {
 
 impl Connections for Store {
     fn user_ref(&self, tenant: &TenantId, user: &UserId) -> Result<String, StoreError> {
+        let _pass = self.writing();
         let data_key = self
             .tenant_key(tenant, true)?
             .ok_or_else(|| corrupt("tenant data key"))?;
@@ -224,6 +225,7 @@ impl Connections for Store {
         tokens: &ConnectionTokens,
         now: u64,
     ) -> Result<(), StoreError> {
+        let _pass = self.writing();
         let data_key = self
             .tenant_key(key.tenant, true)?
             .ok_or_else(|| corrupt("tenant data key"))?;
@@ -241,6 +243,7 @@ impl Connections for Store {
         tokens: &ConnectionTokens,
         now: u64,
     ) -> Result<bool, StoreError> {
+        let _pass = self.writing();
         let data_key = self
             .tenant_key(key.tenant, true)?
             .ok_or_else(|| corrupt("tenant data key"))?;
@@ -288,6 +291,7 @@ impl Connections for Store {
         replaces: u64,
         now: u64,
     ) -> Result<bool, StoreError> {
+        let _pass = self.writing();
         let Some(data_key) = self.tenant_key(key.tenant, false)? else {
             return Ok(false);
         };
@@ -363,6 +367,7 @@ impl Connections for Store {
     }
 
     fn delete_connection(&self, key: ConnectionKey<'_>) -> Result<bool, StoreError> {
+        let _pass = self.writing();
         let Some(data_key) = self.tenant_key(key.tenant, false)? else {
             return Ok(false);
         };
