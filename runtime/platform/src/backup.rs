@@ -26,7 +26,8 @@ pub fn take(store: &Store, audit: &AuditDir, to: &Path) -> Result<Manifest, Take
 pub enum TakeError {
     #[error(transparent)]
     Backup(#[from] BackupError),
-    #[error("the audit key, to seal the backup with: {0}")]
+    /// The audit key, to seal the backup with.
+    #[error(transparent)]
     Audit(#[from] AuditError),
 }
 
@@ -37,7 +38,7 @@ pub enum RestoreError {
     Backup(#[from] BackupError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("the audit dir: {0}")]
+    #[error(transparent)]
     Audit(#[from] AuditError),
     #[error(
         "the backup is not sealed by audit key {key}: it was made with another audit dir, or \
@@ -45,10 +46,10 @@ pub enum RestoreError {
     )]
     Unsealed { key: String },
     #[error(
-        "the master key does not open the backup's tenant data keys ({source}); give the one \
+        "the master key does not open the backup's tenant data keys ({cause}); give the one \
          the data dir used, with --master-key FILE or AIRLOCK_MASTER_KEY (a backup never holds it)"
     )]
-    MasterKey { source: StoreError },
+    MasterKey { cause: StoreError },
     #[error(
         "the backup's audit trail does not verify against the checkpoints of chain {chain}: {}",
         problems(report)
@@ -73,6 +74,8 @@ pub struct Restoring {
     staged: Staged,
     /// Holds the restored store open.
     trail: AuditTrail,
+    /// The tenants' data keys, each opened with the master key.
+    pub keys: usize,
     /// The chain the records were written under, if the backup held a trail.
     pub continues: Option<String>,
     /// The records restored.
@@ -133,9 +136,9 @@ pub fn restore(from: RestoreFrom<'_>) -> Result<Restoring, RestoreError> {
         .master_key
         .map_or_else(|| from.target.join(MASTER_KEY_FILE), Path::to_path_buf);
     let store = Store::open(staged.path(), Some(&master))?;
-    store.check_data_keys().map_err(|e| match e {
+    let keys = store.check_data_keys().map_err(|e| match e {
         StoreError::MasterKey(_) | StoreError::Decrypt { .. } => {
-            RestoreError::MasterKey { source: e }
+            RestoreError::MasterKey { cause: e }
         }
         other => RestoreError::Store(other),
     })?;
@@ -168,6 +171,7 @@ pub fn restore(from: RestoreFrom<'_>) -> Result<Restoring, RestoreError> {
     Ok(Restoring {
         staged,
         trail,
+        keys,
         continues,
         records: lines.len() as u64,
         later,
