@@ -87,10 +87,11 @@ pub enum BackupError {
         path.display()
     )]
     Occupied { path: PathBuf },
-    #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: io::Error },
-    #[error("the backup {}: {source}", path.display())]
-    Frames { path: PathBuf, source: FrameError },
+    // The fields are not `source`: the message holds them, and a chain would say them twice.
+    #[error("{}: {error}", path.display())]
+    Io { path: PathBuf, error: io::Error },
+    #[error("the backup {}: {problem}", path.display())]
+    Frames { path: PathBuf, problem: FrameError },
     #[error("the backup {} is damaged: {reason}", path.display())]
     Damaged { path: PathBuf, reason: String },
     #[error(
@@ -110,9 +111,9 @@ pub enum BackupError {
 }
 
 fn io_at(path: &Path) -> impl FnOnce(io::Error) -> BackupError + '_ {
-    move |source| BackupError::Io {
+    move |error| BackupError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     }
 }
 
@@ -297,9 +298,9 @@ impl Staged {
 pub fn stage(from: &Path, target: &Path) -> Result<Staged, BackupError> {
     refuse_occupied(target)?;
     let file = File::open(from).map_err(io_at(from))?;
-    let frames = |source| BackupError::Frames {
+    let frames = |problem| BackupError::Frames {
         path: from.to_path_buf(),
-        source,
+        problem,
     };
     let mut reader = Reader::new(BufReader::new(file)).map_err(frames)?;
     let parent = fsutil::parent_of(target);

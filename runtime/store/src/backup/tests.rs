@@ -177,7 +177,7 @@ fn a_damaged_or_cut_backup_and_an_occupied_target_are_refused_leaving_nothing() 
     fs::write(&cut, &bytes[..bytes.len() - 40]).expect("write");
     match stage(&cut, &target).map(|_| ()) {
         Err(BackupError::Frames {
-            source: FrameError::Truncated,
+            problem: FrameError::Truncated,
             ..
         }) => {}
         other => panic!("a cut file: {other:?}"),
