@@ -1,7 +1,7 @@
 //! Writers and backups take turns: every change to the store holds a [`Pass`] while it writes,
 //! and a backup holds the [`Gate`] shut while it copies, so it sees each change whole or not at
 //! all, across the database and the files beside it (a tenant's deletion shreds its key file
-//! and removes its records under one pass: a backup holds both or neither). Docs/deploy.md,
+//! and removes its records under one pass: a backup holds both or neither); see docs/deploy.md,
 //! "Backup and restore".
 //!
 //! Passes are re-entrant per thread: a change that makes another change (a reseal that stores

@@ -18,7 +18,7 @@
 //! or empty, and leaves the target alone until [`Staged::commit`] renames it into place. The
 //! trail's chain id and checkpoint count are read ([`RestoredTrail`]) but not put back: the
 //! checkpoints signed under that id go on describing the original data dir, and the restored
-//! records go on as a new chain once checked against them (docs/audit.md).
+//! records go on as a new chain once checked against them.
 
 mod frames;
 
