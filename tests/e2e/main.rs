@@ -5,6 +5,7 @@ mod support;
 
 mod apikey;
 mod audit;
+mod backup;
 mod cache;
 mod canary;
 mod cli;

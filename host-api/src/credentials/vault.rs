@@ -204,18 +204,29 @@ impl MasterKey {
     /// Resolution order used by the CLI: non-empty `AIRLOCK_MASTER_KEY`, else
     /// the key file at `path`, else a new key generated at `path`.
     pub fn resolve(path: &Path) -> Result<(Self, KeySource), VaultError> {
-        let env = match std::env::var(ENV_VAR) {
-            Ok(value) => Some(Zeroizing::new(value)),
+        Self::resolve_from(Self::env()?.as_deref().map(String::as_str), path)
+    }
+
+    /// [`Self::resolve`] that never makes a key: where only the key that sealed what is
+    /// there can open it (a restore from a backup), a missing key is an error, not a new one.
+    pub fn resolve_existing(path: &Path) -> Result<Self, VaultError> {
+        match Self::env()?.as_deref().filter(|value| !value.is_empty()) {
+            Some(value) => Self::from_env_value(value),
+            None => Self::load(path),
+        }
+    }
+
+    /// `AIRLOCK_MASTER_KEY`, if set.
+    fn env() -> Result<Option<Zeroizing<String>>, VaultError> {
+        match std::env::var(ENV_VAR) {
+            Ok(value) => Ok(Some(Zeroizing::new(value))),
             // Falling back to the file (or a fresh key) here would silently
             // ignore the key the operator meant to use.
-            Err(std::env::VarError::NotUnicode(_)) => {
-                return Err(VaultError::KeyFormat {
-                    what: ENV_VAR.to_string(),
-                });
-            }
-            Err(std::env::VarError::NotPresent) => None,
-        };
-        Self::resolve_from(env.as_deref().map(String::as_str), path)
+            Err(std::env::VarError::NotUnicode(_)) => Err(VaultError::KeyFormat {
+                what: ENV_VAR.to_string(),
+            }),
+            Err(std::env::VarError::NotPresent) => Ok(None),
+        }
     }
 
     /// [`Self::resolve`] with the environment value passed in, so tests need

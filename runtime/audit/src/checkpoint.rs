@@ -52,21 +52,23 @@ impl Checkpoint {
 
     /// Whether `public` signed exactly this checkpoint.
     pub fn is_signed_by(&self, public: &PublicKey) -> bool {
-        if self.key != public.key_id() {
-            return false;
-        }
-        let Ok(raw) = STANDARD.decode(&self.signature) else {
-            return false;
-        };
-        let Ok(signature) = Signature::from_slice(&raw) else {
-            return false;
-        };
         let message = Self::message(&self.chain, self.count, &self.head, &self.time, &self.key);
-        public
-            .verifying_key()
-            .verify_strict(message.as_bytes(), &signature)
-            .is_ok()
+        self.key == public.key_id() && verifies(public, message.as_bytes(), &self.signature)
     }
+}
+
+/// Whether `signature` (base64) is `public`'s Ed25519 signature over `message`.
+pub(crate) fn verifies(public: &PublicKey, message: &[u8], signature: &str) -> bool {
+    let Ok(raw) = STANDARD.decode(signature) else {
+        return false;
+    };
+    let Ok(signature) = Signature::from_slice(&raw) else {
+        return false;
+    };
+    public
+        .verifying_key()
+        .verify_strict(message, &signature)
+        .is_ok()
 }
 
 /// The audit dir: the checkpoint key and the checkpoint files, kept away from the data dir.
@@ -161,6 +163,21 @@ impl AuditDir {
         Ok(Zeroizing::new(key))
     }
 
+    /// Gives chain `to` the target key of chain `from`, if it has one: a trail restored from a
+    /// backup goes on as a new chain ([`crate::AuditTrail::open_restored`]), and its targets
+    /// hash as the records it continues do.
+    pub(crate) fn share_target_key(&self, from: &str, to: &str) -> Result<(), AuditError> {
+        let path = self.dir.join(format!("{from}.target-key"));
+        let key = match fs::read(&path) {
+            Ok(key) => Zeroizing::new(key),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(source) => return Err(AuditError::Io { path, source }),
+        };
+        let to = self.dir.join(format!("{to}.target-key"));
+        airlock_runtime::fsutil::write_private_new(&to, &key)
+            .map_err(|source| AuditError::Io { path: to, source })
+    }
+
     fn file(&self, chain: &str) -> PathBuf {
         self.dir.join(format!("{chain}.checkpoints"))
     }
@@ -239,8 +256,14 @@ impl CheckpointSigner {
             head: head.to_string(),
             time: time.to_string(),
             key: key.to_string(),
-            signature: STANDARD.encode(self.key.sign(message.as_bytes()).to_bytes()),
+            signature: self.signature(message.as_bytes()),
         }
+    }
+
+    /// The base64 signature over `message`, which starts with its own context line, so it
+    /// is never mistaken for a checkpoint's ([`crate::seal`]).
+    pub(crate) fn signature(&self, message: &[u8]) -> String {
+        STANDARD.encode(self.key.sign(message).to_bytes())
     }
 }
 

@@ -9,7 +9,8 @@
 //! - `index`: the per-tenant, security and time index, written with each record.
 //! - [`query`]: pages of records for `audit list` and `GET /v1/audit`, read through the index.
 //! - [`checkpoint`]: the audit dir, its signing key and signed checkpoints.
-//! - [`verify`]: the chain walk behind `airlock audit verify`.
+//! - [`verify`]: the chain walk behind `airlock audit verify` (and a restore's).
+//! - [`seal`]: the audit key's signature on a backup, which says where a restored trail ends.
 //! - [`metrics`]: Prometheus counters derived from records.
 //!
 //! The runtime writes through [`airlock_host_api::audit::AuditSink`], which [`AuditTrail`]
@@ -31,6 +32,7 @@ pub mod metrics;
 pub mod node;
 pub mod query;
 pub mod record;
+pub mod seal;
 pub mod trail;
 pub mod verify;
 

@@ -15,7 +15,7 @@ use super::node::Node;
 use super::query::{Entry, Page, Query};
 use super::record::{self, Envelope};
 use super::trail::AuditTrail;
-use super::verify::{Report, Writer, verify};
+use super::verify::{Later, Report, Writer, verify, verify_restored};
 use airlock_store::{AuditLog as _, Store};
 
 /// A trail with `n` records and a checkpoint over all of them.
@@ -391,6 +391,68 @@ fn a_reopened_trail_continues_the_chain() {
     );
     assert!(report.is_ok(), "{report:?}");
     assert_eq!((report.verified, report.checkpoints), (2, 2));
+}
+
+/// A backup taken at 4 records of a trail that went on to 7: restored into another store, it
+/// verifies against the checkpoints signed before it (the later one is set aside, not taken for
+/// a cut), a damaged record in it does not, and it goes on as a new chain with the same target
+/// key, whose first checkpoint signs what was restored.
+#[test]
+fn a_restored_trail_is_checked_against_the_old_chain_and_goes_on_as_a_new_one() {
+    let f = Fixture::new(4);
+    let backed_up = f.lines();
+    for i in 4..7 {
+        f.trail.append_blocking(event(i)).expect("appended");
+    }
+    f.trail.checkpoint().expect("checkpoint signed");
+    let (old, dir) = (f.trail.chain().to_string(), f.trail.dir());
+    let key = dir.public_key().expect("public key");
+    let checkpoints = dir.checkpoints(&old).expect("checkpoints read");
+    let plain = verify(&backed_up, &checkpoints, &key, 4);
+    assert_eq!(broken_at(&plain), Some(4), "plain verify calls it a cut");
+    let (report, later) = verify_restored(&backed_up, &checkpoints, &key, 4);
+    assert!(report.is_ok(), "{report:?}");
+    assert_eq!((report.verified, report.covered), (4, 4));
+    assert_eq!(
+        later,
+        Later {
+            checkpoints: 1,
+            newest: 7
+        }
+    );
+    let mut damaged = backed_up.clone();
+    damaged[1].1[20] ^= 1;
+    assert_eq!(
+        broken_at(&verify_restored(&damaged, &checkpoints, &key, 4).0),
+        Some(1)
+    );
+
+    let data = TempDir::new().expect("temp dir");
+    let restored = Store::open(data.path(), None).expect("store opens");
+    for (seq, line) in &backed_up {
+        restored.append_audit(*seq, line, &[]).expect("restored");
+    }
+    let audit = AuditDir::open(f._audit.path(), data.path()).expect("audit dir");
+    assert!(AuditTrail::open_restored(&restored, audit, node("r"), "../escape").is_err());
+    let audit = AuditDir::open(f._audit.path(), data.path()).expect("audit dir");
+    let (trail, first) =
+        AuditTrail::open_restored(&restored, audit, node("r"), &old).expect("opens");
+    assert_ne!(trail.chain(), old);
+    assert_eq!(first.map(|c| c.count), Some(4));
+    assert_eq!(trail.target_hash("t"), f.trail.target_hash("t"));
+    trail.append_blocking(event(9)).expect("appended");
+    trail.checkpoint().expect("checkpoint signed");
+    let lines: Vec<_> = trail.lines().collect::<Result<_, _>>().expect("read");
+    let new = verify(
+        &lines,
+        &dir.checkpoints(trail.chain()).expect("checkpoints read"),
+        &key,
+        trail.checkpointed(),
+    );
+    assert!(new.is_ok(), "{new:?}");
+    assert_eq!((new.verified, new.checkpoints), (5, 2));
+    // The original's chain is untouched by the restored one.
+    assert!(f.verify().is_ok());
 }
 
 #[test]

@@ -103,7 +103,7 @@ impl AuditTrail {
         node: Node,
     ) -> Result<Self, AuditError> {
         let log: Arc<dyn AuditLog> = Arc::new(log.clone());
-        let chain = log.audit_chain(&hex::encode(rand::random::<[u8; 16]>()))?;
+        let chain = log.audit_chain(&fresh_chain_id())?;
         if !is_chain_id(&chain) {
             return Err(AuditError::Meta);
         }
@@ -133,6 +133,33 @@ impl AuditTrail {
                 }),
             }),
         })
+    }
+
+    /// Opens the trail of a store restored from a backup, whose records were written under
+    /// chain `from`, as a new chain (docs/deploy.md, "Backup and restore"): the store keeps no
+    /// chain id through a restore ([`airlock_store::backup`]), and `from`'s checkpoint file goes
+    /// on describing the original data dir, which may still run and sign more. The new chain
+    /// keeps `from`'s target key, so equal targets hash alike on both sides of the restore,
+    /// and its first checkpoint signs the records restored: call it only once they verified
+    /// against `from`'s checkpoints ([`crate::verify::verify_restored`]).
+    pub fn open_restored(
+        log: &(impl AuditLog + Clone + 'static),
+        dir: AuditDir,
+        node: Node,
+        from: &str,
+    ) -> Result<(Self, Option<Checkpoint>), AuditError> {
+        if !is_chain_id(from) {
+            return Err(AuditError::Meta);
+        }
+        let chain = log.audit_chain(&fresh_chain_id())?;
+        if chain == from {
+            // The store kept the chain id: its checkpoints would mix with the original's.
+            return Err(AuditError::Meta);
+        }
+        dir.share_target_key(from, &chain)?;
+        let trail = Self::open_as(log, dir, node)?;
+        let checkpoint = trail.checkpoint()?;
+        Ok((trail, checkpoint))
     }
 
     /// What the trail records in place of an egress target: HMAC-SHA256 of the canonical
@@ -487,7 +514,13 @@ pub(super) fn seq_of(bytes: &[u8]) -> Result<u64, AuditError> {
     Ok(u64::from_be_bytes(raw))
 }
 
-fn is_chain_id(id: &str) -> bool {
+/// A new chain's random id.
+fn fresh_chain_id() -> String {
+    hex::encode(rand::random::<[u8; 16]>())
+}
+
+/// Whether `id` is a chain id (it names files in the audit dir, so nothing else may).
+pub fn is_chain_id(id: &str) -> bool {
     id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())
 }
 

@@ -124,6 +124,42 @@ pub fn verify(
     }
 }
 
+/// The checkpoints a restore set aside: signed after the backup was taken, over records the
+/// original wrote after it, which the backup does not hold.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Later {
+    pub checkpoints: usize,
+    /// The most records one of them covers.
+    pub newest: u64,
+}
+
+/// [`verify`] for a trail restored from a backup whose seal verified ([`crate::seal`]): the
+/// seal says the backup ends where `lines` end, so the checkpoints covering more were signed
+/// after it and are set aside (and counted); against the rest, the trail must hold exactly as
+/// [`verify`] demands of any.
+pub fn verify_restored(
+    lines: &[(u64, Vec<u8>)],
+    checkpoints: &[Result<Checkpoint, usize>],
+    key: &PublicKey,
+    checkpointed: u64,
+) -> (Report, Later) {
+    let ends = lines.len() as u64;
+    let mut later = Later::default();
+    let earlier: Vec<Result<Checkpoint, usize>> = checkpoints
+        .iter()
+        .filter(|checkpoint| match checkpoint {
+            Ok(c) if c.count > ends && c.is_signed_by(key) => {
+                later.checkpoints += 1;
+                later.newest = later.newest.max(c.count);
+                false
+            }
+            _ => true,
+        })
+        .cloned()
+        .collect();
+    (verify(lines, &earlier, key, checkpointed), later)
+}
+
 /// Follows the chain from the first record; returns how many records chain, the first break,
 /// and the hashes at the positions checkpoints sign.
 fn walk(

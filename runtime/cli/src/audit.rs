@@ -127,7 +127,7 @@ pub(crate) fn audit(args: AuditArgs) -> anyhow::Result<Exit> {
             })?;
             Ok(Exit::Success)
         }
-        AuditCommand::Verify { key } => verify_trail(&trail()?, key),
+        AuditCommand::Verify { key } => verify_trail(&trail()?, checkpoint_key(key)?),
         AuditCommand::Privileges {
             tenant,
             installation,
@@ -148,16 +148,26 @@ pub(crate) fn audit(args: AuditArgs) -> anyhow::Result<Exit> {
     }
 }
 
-fn verify_trail(trail: &AuditTrail, key: Option<String>) -> anyhow::Result<Exit> {
-    let key = match key {
-        Some(key) => {
-            let line = match key.strip_prefix('@') {
-                Some(file) => std::fs::read_to_string(file)
-                    .map_err(|e| anyhow::anyhow!("cannot read {file}: {e}"))?,
-                None => key,
-            };
-            PublicKey::parse_line(line.trim()).map_err(|e| fail(Exit::Usage, e))?
+/// `--key KEY|@FILE`: the checkpoint public key to verify against, if given.
+pub(crate) fn checkpoint_key(key: Option<String>) -> anyhow::Result<Option<PublicKey>> {
+    let Some(key) = key else {
+        return Ok(None);
+    };
+    let line = match key.strip_prefix('@') {
+        Some(file) => {
+            std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("cannot read {file}: {e}"))?
         }
+        None => key,
+    };
+    let key = PublicKey::parse_line(line.trim()).map_err(|e| fail(Exit::Usage, e))?;
+    Ok(Some(key))
+}
+
+/// `airlock audit verify` of `trail`, against `key` [default: the audit dir's]: prints the
+/// report and ends with exit 7 if it does not verify. `airlock restore` runs it too.
+pub(crate) fn verify_trail(trail: &AuditTrail, key: Option<PublicKey>) -> anyhow::Result<Exit> {
+    let key = match key {
+        Some(key) => key,
         None => trail.dir().public_key()?,
     };
     let lines: Vec<(u64, Vec<u8>)> = trail.lines().collect::<Result<_, _>>()?;

@@ -14,6 +14,7 @@
 
 mod apikey;
 mod audit;
+mod backup;
 mod build;
 mod check;
 mod credentials;
@@ -29,6 +30,7 @@ mod new;
 mod policy;
 mod reader;
 mod report;
+mod restore;
 mod run;
 mod secrets;
 mod serve;
@@ -91,6 +93,10 @@ enum Command {
     Audit(audit::AuditArgs),
     /// Print metrics (OpenMetrics text format) derived from the audit trail
     Metrics(audit::MetricsArgs),
+    /// Write one consistent, sealed backup file of the data dir's store (never the master key)
+    Backup(backup::BackupArgs),
+    /// Restore a backup into an empty data dir, verifying its seal, keys and audit trail first
+    Restore(restore::RestoreArgs),
     /// Serve the operator's HTTP API (docs/api.md)
     Serve(serve::ServeArgs),
     /// Manage webhook endpoints: signed deliveries that run an installation's action
@@ -156,6 +162,8 @@ async fn dispatch(command: Command) -> anyhow::Result<Exit> {
         Command::ApiKey(args) => apikey::api_key(args),
         Command::Install(args) => install::install(args),
         Command::Metrics(args) => audit::metrics(args),
+        Command::Backup(args) => backup::backup(args),
+        Command::Restore(args) => restore::restore(args),
         Command::Serve(args) => serve::serve(args).await,
         Command::Webhook(args) => webhook::webhook(args),
         Command::Completions(args) => {

@@ -93,13 +93,38 @@ impl Reader {
 /// `GET path` on the operator socket, its JSON reply parsed as `T`.
 fn get<T: DeserializeOwned>(socket: &Path, path: &str) -> anyhow::Result<T> {
     let what = || format!("asking the running server ({})", socket.display());
+    let (status, body) = exchange(socket, "GET", path, None, TIMEOUT)?;
+    if status != 200 {
+        bail!(
+            "{}: {status} {}",
+            what(),
+            String::from_utf8_lossy(&body).trim()
+        );
+    }
+    serde_json::from_slice(&body).with_context(what)
+}
+
+/// `method path` on the operator socket with `body` (JSON) if any, the server given `timeout`
+/// to answer; returns the status and the reply's body.
+pub(crate) fn exchange(
+    socket: &Path,
+    method: &str,
+    path: &str,
+    body: Option<&[u8]>,
+    timeout: Duration,
+) -> anyhow::Result<(u16, Vec<u8>)> {
+    let what = || format!("asking the running server ({})", socket.display());
     let mut stream = UnixStream::connect(socket).with_context(what)?;
-    stream.set_read_timeout(Some(TIMEOUT))?;
+    stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(TIMEOUT))?;
+    let body = body.unwrap_or_default();
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\naccept: application/json\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\naccept: \
+         application/json\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
     )
+    .and_then(|()| stream.write_all(body))
     .with_context(what)?;
     let mut reply = Vec::new();
     stream
@@ -110,7 +135,6 @@ fn get<T: DeserializeOwned>(socket: &Path, path: &str) -> anyhow::Result<T> {
         bail!("{}: the reply has no header end", what());
     };
     let head = String::from_utf8_lossy(&reply[..split]).to_ascii_lowercase();
-    let body = &reply[split + 4..];
     if head.contains("transfer-encoding: chunked") {
         bail!("{}: a chunked reply was not expected", what());
     }
@@ -119,12 +143,5 @@ fn get<T: DeserializeOwned>(socket: &Path, path: &str) -> anyhow::Result<T> {
         .nth(1)
         .and_then(|s| s.parse::<u16>().ok())
         .unwrap_or(0);
-    if status != 200 {
-        bail!(
-            "{}: {status} {}",
-            what(),
-            String::from_utf8_lossy(body).trim()
-        );
-    }
-    serde_json::from_slice(body).with_context(what)
+    Ok((status, reply[split + 4..].to_vec()))
 }

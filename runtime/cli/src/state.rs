@@ -26,8 +26,16 @@ impl DataArgs {
     /// `--data`, else `$AIRLOCK_DATA` (both via clap), else the platform's per-user data dir;
     /// created if missing.
     pub(crate) fn dir(&self) -> anyhow::Result<PathBuf> {
-        let dir = match &self.data {
-            Some(dir) => dir.clone(),
+        let dir = self.path()?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| anyhow::anyhow!("cannot create data dir {}: {e}", dir.display()))?;
+        Ok(dir)
+    }
+
+    /// [`Self::dir`], not created.
+    fn path(&self) -> anyhow::Result<PathBuf> {
+        match &self.data {
+            Some(dir) => Ok(dir.clone()),
             None => directories::ProjectDirs::from("dev", "airlock", "airlock")
                 .map(|p| p.data_dir().to_path_buf())
                 .ok_or_else(|| {
@@ -35,11 +43,8 @@ impl DataArgs {
                         Exit::Usage,
                         anyhow::anyhow!("no home directory to keep state in; pass --data DIR"),
                     )
-                })?,
-        };
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| anyhow::anyhow!("cannot create data dir {}: {e}", dir.display()))?;
-        Ok(dir)
+                }),
+        }
     }
 }
 
@@ -72,6 +77,14 @@ impl StateArgs {
     pub(crate) fn state(&self) -> anyhow::Result<State> {
         Ok(State {
             data: self.data.dir()?,
+            ..self.unmade()?
+        })
+    }
+
+    /// [`Self::state`] with the data dir not created: `airlock restore` makes it.
+    pub(crate) fn unmade(&self) -> anyhow::Result<State> {
+        Ok(State {
+            data: self.data.path()?,
             master_key: self.master_key.clone(),
             audit_dir: self.audit_dir.clone(),
         })
@@ -119,11 +132,16 @@ impl State {
         }
     }
 
+    /// The audit dir, opened (and made, if missing).
+    pub(crate) fn audit(&self) -> anyhow::Result<AuditDir> {
+        AuditDir::open(&self.audit_path()?, &self.data).map_err(|e| fail(Exit::Usage, e))
+    }
+
     /// The audit dir: `--audit-dir`, `$AIRLOCK_AUDIT_DIR` (both via clap), else the platform's
     /// per-user config dir, which is never inside the data dir.
-    fn audit(&self) -> anyhow::Result<AuditDir> {
-        let dir = match &self.audit_dir {
-            Some(dir) => dir.clone(),
+    pub(crate) fn audit_path(&self) -> anyhow::Result<PathBuf> {
+        match &self.audit_dir {
+            Some(dir) => Ok(dir.clone()),
             None => directories::ProjectDirs::from("dev", "airlock", "airlock")
                 .map(|p| p.config_dir().join("audit"))
                 .ok_or_else(|| {
@@ -133,9 +151,8 @@ impl State {
                             "no home directory for the audit key; pass --audit-dir DIR"
                         ),
                     )
-                })?,
-        };
-        AuditDir::open(&dir, &self.data).map_err(|e| fail(Exit::Usage, e))
+                }),
+        }
     }
 
     /// The store, its trail and a runtime with `settings`.

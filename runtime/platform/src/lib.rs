@@ -11,12 +11,15 @@
 //! - [`tenants`]: creating and deleting tenants.
 //! - [`trust`]: trusting and revoking publisher keys.
 //! - [`deliveries`]: inbound webhook deliveries: verified, claimed once, given back on failure.
+//! - [`backup`]: sealed backups of the embedded store, and restores checked before they are
+//!   put in place.
 //!
 //! # Must never depend on
 //! axum or clap: services take typed values and return typed errors; HTTP status codes, cookies
 //! and exit codes are the adapters' business.
 
 pub mod api_keys;
+pub mod backup;
 pub mod connections;
 pub mod deliveries;
 pub mod install;

@@ -85,6 +85,7 @@ impl KeyRecords for Store {
     /// Stores `record` over the one read as `read`, flushed; false, storing nothing, if the
     /// stored record is no longer `read` (changed, or deleted: a record is never brought back).
     fn replace_api_key(&self, read: &IVec, record: &ApiKeyRecord) -> Result<bool, StoreError> {
+        let _pass = self.writing();
         let swapped = self.tree(API_KEYS)?.compare_and_swap(
             record.id.as_bytes(),
             Some(read),
@@ -110,6 +111,7 @@ impl Store {
 
 impl ApiKeys for Store {
     fn put_api_key(&self, record: &ApiKeyRecord) -> Result<(), StoreError> {
+        let _pass = self.writing();
         self.tree(API_KEYS)?
             .insert(record.id.as_bytes(), encode(record)?)?;
         self.db.flush()?;

@@ -9,13 +9,14 @@
 use sled::Transactional as _;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
+use crate::backup::RestoredTrail;
 use crate::records::Stored;
 use crate::traits::{AuditLog, IndexEntry, Rows};
 use crate::{Store, StoreError};
 
 const RECORDS: &str = "audit";
 const INDEX: &str = "audit-index";
-const META: &str = "audit-meta";
+pub(crate) const META: &str = "audit-meta";
 const CHAIN_KEY: &[u8] = b"chain";
 const CHECKPOINTED_KEY: &[u8] = b"checkpointed";
 
@@ -47,6 +48,7 @@ impl Store {
 
 impl AuditLog for Store {
     fn audit_chain(&self, fresh: &str) -> Result<String, StoreError> {
+        let _pass = self.writing();
         let meta = &self.audit()?.meta;
         let stored = match meta.compare_and_swap(CHAIN_KEY, None as Option<&[u8]>, Some(fresh))? {
             Ok(()) => {
@@ -65,6 +67,7 @@ impl AuditLog for Store {
         line: &[u8],
         index: &[IndexEntry<'_>],
     ) -> Result<(), StoreError> {
+        let _pass = self.writing();
         let trees = self.audit()?;
         let key = seq.to_be_bytes();
         // Inserting returns what was there: a taken number rolls the whole write back.
@@ -87,6 +90,7 @@ impl AuditLog for Store {
     }
 
     fn put_audit_index(&self, entries: &[IndexEntry<'_>]) -> Result<(), StoreError> {
+        let _pass = self.writing();
         let mut batch = sled::Batch::default();
         for (key, value) in entries {
             batch.insert(*key, *value);
@@ -165,6 +169,7 @@ impl AuditLog for Store {
     }
 
     fn set_audit_checkpointed(&self, count: u64) -> Result<(), StoreError> {
+        let _pass = self.writing();
         // Atomic read-modify-write: of racing nodes, the highest count stays.
         self.audit()?
             .meta
@@ -174,6 +179,27 @@ impl AuditLog for Store {
             })?;
         Ok(())
     }
+}
+
+/// Takes one record of the trail's metadata tree ([`META`]) from a backup into `trail`: a
+/// restore reads the chain id and checkpoint count but does not put them back (see
+/// [`crate::backup`]).
+pub(crate) fn restored_meta(
+    trail: &mut RestoredTrail,
+    key: &[u8],
+    value: &[u8],
+) -> Result<(), StoreError> {
+    match key {
+        CHAIN_KEY => {
+            let chain = std::str::from_utf8(value).map_err(|_| corrupt("audit chain id"))?;
+            trail.chain = Some(chain.to_string());
+        }
+        CHECKPOINTED_KEY => {
+            trail.checkpointed = number(value).ok_or_else(|| corrupt("audit checkpoint count"))?;
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 fn seq_of(key: &[u8]) -> Result<u64, StoreError> {

@@ -199,6 +199,7 @@ impl Credentials for Store {
         secret: &Secret,
         credential_type: CredentialType,
     ) -> Result<SetOutcome, StoreError> {
+        let _pass = self.writing();
         let tree = self.tree(CREDENTIALS)?;
         let id = record_key(tenant, installation, name);
         let previous = tree.get(&id)?.map(|b| decode(&b, name)).transpose()?;
@@ -227,6 +228,7 @@ impl Credentials for Store {
         name: &str,
         secret: &Secret,
     ) -> Result<(), StoreError> {
+        let _pass = self.writing();
         reseal(self, tenant, installation, name, secret)
     }
 
@@ -252,6 +254,7 @@ impl Credentials for Store {
         installation: &InstallationId,
         name: &str,
     ) -> Result<bool, StoreError> {
+        let _pass = self.writing();
         let tree = self.tree(CREDENTIALS)?;
         let removed = tree
             .remove(record_key(tenant, installation, name))?

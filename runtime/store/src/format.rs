@@ -35,7 +35,7 @@ const OLD_DIR: &str = "db.old";
 const NEXT_DIR: &str = "db.next";
 const LOCK_FILE: &str = "store.lock";
 /// Records copied per batch.
-const BATCH: usize = 10_000;
+pub(super) const BATCH: usize = 10_000;
 
 /// An exclusive lock on the data dir, held while the store opens (and migrates).
 pub(super) struct OpenLock {
@@ -148,7 +148,11 @@ impl Store {
             move |source| StoreError::Io { path, source }
         };
         tracing::info!(data_dir = %data_dir.display(), "migrating the data dir to format {FORMAT}");
-        let (master, trust_writer) = (self.master.clone(), self.trust_writer.clone());
+        let (master, trust_writer, gate) = (
+            self.master.clone(),
+            self.trust_writer.clone(),
+            self.gate.clone(),
+        );
         let built = Self {
             db: super::open_db(&next)?,
             audit: Arc::default(),
@@ -175,6 +179,7 @@ impl Store {
             master,
             audit: Arc::default(),
             trust_writer,
+            gate,
         })
     }
 

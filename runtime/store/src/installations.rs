@@ -20,7 +20,7 @@ use airlock_runtime::fsutil::Confined;
 use airlock_runtime::ids::{InstallationId, TenantId};
 
 pub(super) const INSTALLATIONS: &str = "installations";
-const BUNDLES_DIR: &str = "bundles";
+pub(super) const BUNDLES_DIR: &str = "bundles";
 
 /// An installation as stored: the record without its config, and the config sealed.
 #[derive(Serialize, Deserialize)]
@@ -118,6 +118,7 @@ impl Installations for Store {
     }
 
     fn put_installation(&self, record: &InstallationRecord) -> Result<(), StoreError> {
+        let _pass = self.writing();
         let key = record_key(&record.tenant, &record.installation);
         self.tree(INSTALLATIONS)?
             .insert(key, encode(self, record.clone())?)?;
@@ -175,6 +176,12 @@ impl Store {
 
 fn bundle_name(digest: &str) -> String {
     format!("{digest}.airlock")
+}
+
+/// Whether `name` is what a bundle is kept under (not a temp file being written).
+pub(super) fn is_bundle_name(name: &str) -> bool {
+    name.strip_suffix(".airlock")
+        .is_some_and(|d| d.len() == 64 && d.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
 }
 
 /// The name a bundle is kept under: hex SHA-256 of its bytes.

@@ -10,10 +10,10 @@
 //! docs/security-model.md's "Deletion" section).
 
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use airlock_host_api::credentials::vault::{DataKey, MasterKey, WrappedKey};
+use airlock_host_api::credentials::vault::{DataKey, MasterKey, VaultError, WrappedKey};
 
 use super::{Store, StoreError};
 use airlock_runtime::fsutil::{self, Confined};
@@ -24,7 +24,7 @@ pub const MASTER_KEY_FILE: &str = "master.key";
 /// The directory of the data dir that holds the wrapped tenant data keys.
 pub const KEYS_DIR: &str = "keys";
 /// A wrapped key file is about 200 bytes of JSON; anything much larger is not one.
-const MAX_KEY_FILE_LEN: u64 = 4096;
+pub(super) const MAX_KEY_FILE_LEN: u64 = 4096;
 
 /// Version of the data key that seals values (one per tenant for now; rotation bumps it).
 pub(super) const DATA_KEY_VERSION: u32 = 1;
@@ -44,17 +44,31 @@ impl MasterSlot {
         }
     }
 
-    /// The key, resolved once; `check` runs on a newly resolved key before it is kept (the
-    /// PostgreSQL store compares it with the one the database's data keys are wrapped by).
+    /// The key, resolved once (made the first time a secret is stored); `check` runs on a
+    /// newly resolved key before it is kept (the PostgreSQL store compares it with the one the
+    /// database's data keys are wrapped by).
     pub(crate) fn get(
         &self,
+        check: impl FnOnce(&MasterKey) -> Result<(), StoreError>,
+    ) -> Result<Arc<MasterKey>, StoreError> {
+        self.get_with(
+            |path| MasterKey::resolve(path).map(|(key, _source)| key),
+            check,
+        )
+    }
+
+    /// The key, resolved once by `resolve` from the key file's path (a restore never makes
+    /// one), then checked as for [`Self::get`].
+    pub(crate) fn get_with(
+        &self,
+        resolve: impl FnOnce(&Path) -> Result<MasterKey, VaultError>,
         check: impl FnOnce(&MasterKey) -> Result<(), StoreError>,
     ) -> Result<Arc<MasterKey>, StoreError> {
         let mut slot = self.key.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(key) = slot.as_ref() {
             return Ok(key.clone());
         }
-        let (key, _source) = MasterKey::resolve(&self.path)?;
+        let key = resolve(&self.path)?;
         check(&key)?;
         let key = Arc::new(key);
         *slot = Some(key.clone());
@@ -97,7 +111,7 @@ impl Store {
     /// The keys directory as a capability (tenant ids are file-name safe, and the handle
     /// keeps any name inside it regardless); created (0700) when `create`, else `None` if
     /// there is none yet.
-    fn keys_dir(&self, create: bool) -> Result<Option<Confined>, StoreError> {
+    pub(super) fn keys_dir(&self, create: bool) -> Result<Option<Confined>, StoreError> {
         let path = self.data_dir.join(KEYS_DIR);
         let io = |source| StoreError::Io {
             path: path.clone(),
@@ -188,6 +202,46 @@ impl Store {
         }
     }
 
+    /// Every tenant's key file as stored (name and bytes), for a backup.
+    pub(super) fn key_files(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let Some(dir) = self.keys_dir(false)? else {
+            return Ok(Vec::new());
+        };
+        let io = |name: &str| {
+            let path = dir.path_of(name);
+            move |source| StoreError::Io { path, source }
+        };
+        let mut files = Vec::new();
+        for name in dir.file_names().map_err(io(""))? {
+            // A key being written is not a key yet (and the gate keeps writers out).
+            if tenant_of_key_file(&name).is_none() {
+                continue;
+            }
+            if let Some(bytes) = dir.read(&name, MAX_KEY_FILE_LEN).map_err(io(&name))? {
+                files.push((name, bytes));
+            }
+        }
+        files.sort();
+        Ok(files)
+    }
+
+    /// Unwraps every tenant's data key with the master key, which must exist already (never
+    /// made here: a new one could open nothing). A restore checks this before it puts anything
+    /// in place. Returns how many keys opened.
+    pub fn check_data_keys(&self) -> Result<usize, StoreError> {
+        let mut opened = 0;
+        for (name, _) in self.key_files()? {
+            let tenant = tenant_of_key_file(&name).ok_or_else(|| StoreError::Corrupt {
+                what: format!("key file {name}"),
+            })?;
+            self.master
+                .get_with(MasterKey::resolve_existing, |_| Ok(()))?;
+            self.tenant_key(&tenant, false)?;
+            opened += 1;
+        }
+        Ok(opened)
+    }
+
     /// Destroys what a crash left of key files being written (temp files never renamed into
     /// place). Called when the store opens, under its lock, so no writer is running.
     pub(super) fn sweep_key_dir(&self) -> Result<(), StoreError> {
@@ -229,6 +283,11 @@ impl Store {
 
 fn key_file(tenant: &TenantId) -> String {
     format!("{tenant}.key")
+}
+
+/// The tenant whose key file is named `name`; `None` for any other name.
+pub(super) fn tenant_of_key_file(name: &str) -> Option<TenantId> {
+    name.strip_suffix(".key")?.parse().ok()
 }
 
 /// `tenant`'s wrapped key in `dir`; `None` if there is no file. Anything but a small JSON

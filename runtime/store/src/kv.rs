@@ -382,6 +382,7 @@ impl KvRecords for Store {
         record: Option<Vec<u8>>,
         change: Change,
     ) -> Result<Result<bool, String>, StoreError> {
+        let _pass = self.writing();
         let (kv, usage) = (self.tree(KV)?, self.tree(KV_USAGE)?);
         let (record_key, usage_key) = (sled_key(ns, index), sled_usage_key(ns));
         let result = (&kv, &usage).transaction(|(kv, usage)| {

@@ -17,6 +17,8 @@
 //! - [`kv`]: guests' key-value namespaces, sealed, with usage kept for quotas.
 //! - [`webhooks`]: webhook endpoints with sealed signing secrets, and delivery ids seen.
 //! - [`trust`]: the trusted publisher keys, in `DATA/trust.json` beside the database.
+//! - [`backup`]: one consistent file of all of it (never the master key), and restoring one
+//!   into an empty data dir; `pause`: how changes and a backup take turns.
 //! - `audit`: the audit trail's records, index and chain metadata ([`AuditLog`]); the chain,
 //!   the index's keys and the checkpoints are `airlock-audit`'s.
 //! - [`records`]: the plain records the traits take and return.
@@ -31,6 +33,7 @@
 
 pub mod api_keys;
 mod audit;
+pub mod backup;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub mod connections;
@@ -39,6 +42,7 @@ mod format;
 pub mod installations;
 pub mod keys;
 pub mod kv;
+mod pause;
 pub mod postgres;
 pub mod records;
 pub mod tenants;
@@ -131,6 +135,8 @@ pub struct Store {
     audit: Arc<OnceLock<audit::AuditTrees>>,
     /// Taken by each change of the trust file ([`trust`]).
     trust_writer: Arc<Mutex<()>>,
+    /// Changes and backups take turns through it ([`pause`]).
+    gate: Arc<pause::Gate>,
 }
 
 impl Store {
@@ -155,6 +161,7 @@ impl Store {
             )),
             audit: Arc::default(),
             trust_writer: Arc::default(),
+            gate: Arc::default(),
         };
         store.sweep_key_dir()?;
         store.upgrade(fresh)
@@ -162,6 +169,11 @@ impl Store {
 
     fn tree(&self, name: &str) -> Result<sled::Tree, StoreError> {
         Ok(self.db.open_tree(name)?)
+    }
+
+    /// Held by every change while it writes, so a backup sees it whole or not at all.
+    fn writing(&self) -> pause::Pass<'_> {
+        self.gate.pass()
     }
 }
 

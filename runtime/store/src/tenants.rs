@@ -14,6 +14,7 @@ const TENANTS: &str = "tenants";
 
 impl Tenants for Store {
     fn create_tenant(&self, tenant: &TenantId) -> Result<TenantInfo, StoreError> {
+        let _pass = self.writing();
         let info = TenantInfo {
             id: tenant.to_string(),
             created: now_unix(),
@@ -47,6 +48,7 @@ impl Tenants for Store {
     }
 
     fn delete_tenant(&self, tenant: &TenantId) -> Result<bool, StoreError> {
+        let _pass = self.writing();
         if !self.tenant_exists(tenant)? {
             return Ok(false);
         }

@@ -17,7 +17,7 @@ use airlock_runtime::bundle::PublicKey;
 use airlock_runtime::fsutil::write_atomic;
 use airlock_runtime::trust::{TrustError, TrustStore, TrustedKey};
 
-const TRUST_FILE: &str = "trust.json";
+pub(super) const TRUST_FILE: &str = "trust.json";
 const FORMAT: u32 = 1;
 
 #[derive(Serialize, Deserialize)]
@@ -70,12 +70,18 @@ impl Store {
         self.data_dir.join(TRUST_FILE)
     }
 
+    /// The trust file's bytes as stored (`None` without one), for a backup.
+    pub(super) fn trust_file(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        read(&self.trust_path())
+    }
+
     /// Makes `change` to the keys as stored now and writes them, one writer at a time; nothing
     /// is written when the change is refused.
     fn change_trust(
         &self,
         change: impl FnOnce(&mut TrustStore) -> Result<&TrustedKey, TrustError>,
     ) -> Result<Result<TrustedKey, TrustError>, StoreError> {
+        let _pass = self.writing();
         let _turn = self
             .trust_writer
             .lock()

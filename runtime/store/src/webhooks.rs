@@ -240,6 +240,7 @@ impl Webhooks for Store {
         secret: &WebhookSecret,
         now: u64,
     ) -> Result<EndpointInfo, StoreError> {
+        let _pass = self.writing();
         let id = new.id.as_str();
         let record = Record::new(self, new, secret, now)?;
         self.tree(WEBHOOKS)?
@@ -322,6 +323,7 @@ impl Webhooks for Store {
         overlap: u64,
         now: u64,
     ) -> Result<Option<EndpointInfo>, StoreError> {
+        let _pass = self.writing();
         let sealed = seal_secret(self, tenant, id, secret)?;
         let tree = self.tree(WEBHOOKS)?;
         // Compare-and-swap: a concurrent rotation makes this one start again from its result.
@@ -347,6 +349,7 @@ impl Webhooks for Store {
     }
 
     fn delete_webhook(&self, tenant: &TenantId, id: &EndpointId) -> Result<bool, StoreError> {
+        let _pass = self.writing();
         match self.webhook_record(id)? {
             Some(record) if record.tenant == tenant.as_str() => {}
             _ => return Ok(false),
@@ -364,6 +367,7 @@ impl Webhooks for Store {
         retention: u64,
         now: u64,
     ) -> Result<bool, StoreError> {
+        let _pass = self.writing();
         let tree = self.tree(DELIVERIES)?;
         let key = delivery_key(id.as_str(), delivery);
         let until = (now + retention).to_be_bytes();
@@ -381,12 +385,14 @@ impl Webhooks for Store {
     }
 
     fn release_delivery(&self, id: &EndpointId, delivery: &str) -> Result<(), StoreError> {
+        let _pass = self.writing();
         self.tree(DELIVERIES)?
             .remove(delivery_key(id.as_str(), delivery))?;
         Ok(())
     }
 
     fn purge_deliveries(&self, now: u64) -> Result<usize, StoreError> {
+        let _pass = self.writing();
         let tree = self.tree(DELIVERIES)?;
         let mut purged = 0;
         for entry in tree.iter() {

@@ -89,7 +89,7 @@ pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
 
 /// The directory holding `path` (a bare file name's parent is the empty path: the current
 /// directory).
-fn parent_of(path: &Path) -> &Path {
+pub fn parent_of(path: &Path) -> &Path {
     match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),

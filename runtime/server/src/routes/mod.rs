@@ -1,4 +1,5 @@
-//! The routes: `/v1` (versioned JSON API), `/healthz`, `/metrics`. Handlers take the caller
+//! The routes: `/v1` (versioned JSON API), `/healthz`, `/metrics`, and `/v1/backup` for the
+//! operator's socket alone. Handlers take the caller
 //! only from [`Principal`](super::auth::Principal); ids in paths and queries are looked up
 //! within the caller's tenant, so another tenant's ids are simply not found.
 //!
@@ -8,6 +9,7 @@
 //! the request and response types the handlers take and return.
 
 mod audit;
+mod backup;
 mod bundles;
 mod consent;
 mod credentials;
@@ -94,6 +96,8 @@ fn api(limits: &ServeLimits) -> OpenApiRouter<Arc<App>> {
 pub(crate) fn router(app: Arc<App>) -> Router {
     let (router, api) = api(&app.limits).split_for_parts();
     router
+        // The operator's socket only, so not in the document (see `backup`).
+        .route("/v1/backup", axum::routing::post(backup::take))
         .layer(Extension(openapi::Document::new(api)))
         .with_state(app)
 }

@@ -214,3 +214,51 @@ async fn every_operation_needs_the_scope_its_document_names() {
     }
     assert!(checked >= 25, "{checked}");
 }
+
+/// `POST /v1/backup` with `body`, through the operator's socket or from the network with `key`.
+async fn backup(router: &axum::Router, body: Value, via: Result<(), &str>) -> (StatusCode, Value) {
+    let mut request = Request::builder().method(Method::POST).uri("/v1/backup");
+    if let Err(key) = via {
+        request = request.header("authorization", format!("Bearer {key}"));
+    }
+    let mut request = request.body(Body::from(body.to_string())).expect("request");
+    let peer = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+    request.extensions_mut().insert(ConnectInfo(peer));
+    if via.is_ok() {
+        request.extensions_mut().insert(crate::local::Operator);
+    }
+    let response = router.clone().oneshot(request).await.expect("infallible");
+    let status = response.status();
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .expect("body");
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+/// A backup writes a file on this host: from the network, even with the admin key, there is
+/// no such route; through the operator's socket it is written, sealed, and never over a file.
+#[tokio::test]
+async fn a_backup_is_taken_through_the_operators_socket_only() {
+    let dirs = (
+        TempDir::new().expect("temp dir"),
+        TempDir::new().expect("temp dir"),
+    );
+    let (router, store, trail) = serve(&dirs);
+    let admin = api_keys::issue(&store, &trail, None, Vec::new(), None).expect("admin key");
+    let out = TempDir::new().expect("temp dir");
+    let to = out.path().join("backup");
+    let body = json!({"to": to});
+
+    let (status, _) = backup(&router, body.clone(), Err(admin.key.as_ref())).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(!to.exists());
+    let (status, reply) = backup(&router, json!({"to": "relative"}), Ok(())).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{reply}");
+
+    let (status, manifest) = backup(&router, body.clone(), Ok(())).await;
+    assert_eq!(status, StatusCode::CREATED, "{manifest}");
+    assert_eq!(manifest["digest"].as_str().map(str::len), Some(64));
+    assert!(to.exists());
+    let (status, reply) = backup(&router, body, Ok(())).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{reply}");
+}

@@ -114,6 +114,7 @@ impl Store {
 
 impl Consents for Store {
     fn offer_consent(&self, id: &str, consent: &PendingConsent) -> Result<(), StoreError> {
+        let _pass = self.writing();
         let id = state_key(id);
         let bytes = offer_record(self, &id, consent)?;
         self.tree(STARTS)?.insert(id, bytes)?;
@@ -122,6 +123,7 @@ impl Consents for Store {
     }
 
     fn take_offered_consent(&self, id: &str) -> Result<Option<PendingConsent>, StoreError> {
+        let _pass = self.writing();
         let id = state_key(id);
         let Some(bytes) = self.tree(STARTS)?.remove(&id)? else {
             return Ok(None);
@@ -138,6 +140,7 @@ impl Consents for Store {
         verifier: &str,
         nonce: &str,
     ) -> Result<(), StoreError> {
+        let _pass = self.writing();
         let id = state_key(state);
         let bytes = pending_record(self, key, consent, &id, verifier, nonce)?;
         self.tree(PENDING)?.insert(id, bytes)?;
@@ -151,6 +154,7 @@ impl Consents for Store {
         cookie: Option<&str>,
         now: u64,
     ) -> Result<TakenState, StoreError> {
+        let _pass = self.writing();
         let id = state_key(state);
         let Some(bytes) = self.tree(PENDING)?.remove(&id)? else {
             return Ok(TakenState::Unknown);
@@ -160,6 +164,7 @@ impl Consents for Store {
     }
 
     fn purge_consents(&self, now: u64) -> Result<usize, StoreError> {
+        let _pass = self.writing();
         self.remove_consents(|consent| consent.is_none_or(|c| c.expires <= now))
     }
 }

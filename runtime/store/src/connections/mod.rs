@@ -230,6 +230,7 @@ impl Store {
 
 impl Connections for Store {
     fn user_ref(&self, tenant: &TenantId, user: &UserId) -> Result<String, StoreError> {
+        let _pass = self.writing();
         Ok(user_ref(&self.sealing_key(tenant)?, user))
     }
 
@@ -239,6 +240,7 @@ impl Connections for Store {
         tokens: &ConnectionTokens,
         now: u64,
     ) -> Result<(), StoreError> {
+        let _pass = self.writing();
         let data_key = self.sealing_key(key.tenant)?;
         let seal = sealer(key, &data_key, tokens)?;
         self.update_record(&key.id(&data_key), |previous| {
@@ -254,6 +256,7 @@ impl Connections for Store {
         tokens: &ConnectionTokens,
         now: u64,
     ) -> Result<bool, StoreError> {
+        let _pass = self.writing();
         let data_key = self.sealing_key(key.tenant)?;
         let seal = sealer(key, &data_key, tokens)?;
         self.update_record(&key.id(&data_key), |previous| {
@@ -277,6 +280,7 @@ impl Connections for Store {
         replaces: u64,
         now: u64,
     ) -> Result<bool, StoreError> {
+        let _pass = self.writing();
         let Some(data_key) = self.tenant_key(key.tenant, false)? else {
             return Ok(false);
         };
@@ -308,6 +312,7 @@ impl Connections for Store {
     }
 
     fn delete_connection(&self, key: ConnectionKey<'_>) -> Result<bool, StoreError> {
+        let _pass = self.writing();
         let Some(data_key) = self.tenant_key(key.tenant, false)? else {
             return Ok(false);
         };
