@@ -102,7 +102,15 @@ impl AuditTrail {
         dir: AuditDir,
         node: Node,
     ) -> Result<Self, AuditError> {
-        let log: Arc<dyn AuditLog> = Arc::new(log.clone());
+        Self::open_shared(Arc::new(log.clone()), dir, node)
+    }
+
+    /// [`Self::open_as`] on a log already shared (a store chosen at run time).
+    pub fn open_shared(
+        log: Arc<dyn AuditLog>,
+        dir: AuditDir,
+        node: Node,
+    ) -> Result<Self, AuditError> {
         let chain = log.audit_chain(&fresh_chain_id())?;
         if !is_chain_id(&chain) {
             return Err(AuditError::Meta);

@@ -9,7 +9,6 @@ use airlock_platform::api_keys::{self, Scope};
 use airlock_runtime::clock::{self, rfc3339};
 use airlock_runtime::ids::TenantId;
 use airlock_runtime::units::HumanDuration;
-use airlock_store::ApiKeys;
 
 #[derive(Debug, Args)]
 pub(crate) struct ApiKeyArgs {
@@ -65,7 +64,7 @@ pub(crate) fn api_key(args: ApiKeyArgs) -> anyhow::Result<Exit> {
         } => {
             let expires = expires.map(|d| now.saturating_add(d.0.as_secs()));
             let new =
-                api_keys::issue(&store, &trail, tenant.as_ref(), scope, expires).map_err(|e| {
+                api_keys::issue(&*store, &trail, tenant.as_ref(), scope, expires).map_err(|e| {
                     match e {
                         api_keys::IssueError::NoTenant(_) => fail(Exit::Usage, e),
                         other => other.into(),
@@ -111,7 +110,7 @@ pub(crate) fn api_key(args: ApiKeyArgs) -> anyhow::Result<Exit> {
             }
         }
         ApiKeyCommand::Revoke { id } => {
-            if api_keys::revoke(&store, &trail, &id)?.is_none() {
+            if api_keys::revoke(&*store, &trail, &id)?.is_none() {
                 return Err(fail(Exit::Usage, anyhow::anyhow!("no API key {id}")));
             }
             eprintln!("revoked key {id}");

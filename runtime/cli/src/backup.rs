@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use airlock_platform::backup::{self, TakeError};
+use airlock_store::Backend;
 use airlock_store::backup::{BackupError, Manifest};
 use clap::Args;
 
@@ -30,7 +31,16 @@ pub(crate) fn backup(args: BackupArgs) -> anyhow::Result<Exit> {
     // The server may run elsewhere in the file system's view: it gets the whole path.
     let to = std::path::absolute(&args.to)?;
     let manifest = match state.reader()? {
-        Reader::Store(store) => {
+        Reader::Store(Backend::Postgres(_)) => {
+            return Err(fail(
+                Exit::Usage,
+                anyhow::anyhow!(
+                    "the store is PostgreSQL: back it up with pg_dump (docs/deploy.md, \
+                     \"Backup and restore\"); airlock backup is for the embedded store"
+                ),
+            ));
+        }
+        Reader::Store(Backend::Sled(store)) => {
             backup::take(&store, &state.audit()?, &to).map_err(|e| match e {
                 TakeError::Backup(BackupError::Exists { .. }) => fail(Exit::Usage, e),
                 other => other.into(),

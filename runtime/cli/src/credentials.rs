@@ -16,7 +16,6 @@ use super::state::StateArgs;
 use airlock_runtime::clock::rfc3339;
 use airlock_runtime::engine::EngineSettings;
 use airlock_runtime::ids::{InstallationId, TenantId};
-use airlock_store::Credentials;
 use airlock_store::SetOutcome;
 
 #[derive(Debug, Args)]

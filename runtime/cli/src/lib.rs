@@ -18,6 +18,7 @@ mod backup;
 mod build;
 mod check;
 mod credentials;
+mod db;
 mod demo;
 mod engine_args;
 mod exit;
@@ -99,6 +100,8 @@ enum Command {
     Restore(restore::RestoreArgs),
     /// Serve the operator's HTTP API (docs/api.md)
     Serve(serve::ServeArgs),
+    /// Migrate or show the schema of a PostgreSQL store (--store postgres://…)
+    Db(db::DbArgs),
     /// Manage webhook endpoints: signed deliveries that run an installation's action
     Webhook(webhook::WebhookArgs),
     /// Print a shell completion script: `airlock completions bash > /etc/bash_completion.d/airlock`
@@ -165,6 +168,7 @@ async fn dispatch(command: Command) -> anyhow::Result<Exit> {
         Command::Backup(args) => backup::backup(args),
         Command::Restore(args) => restore::restore(args),
         Command::Serve(args) => serve::serve(args).await,
+        Command::Db(args) => db::db(args),
         Command::Webhook(args) => webhook::webhook(args),
         Command::Completions(args) => {
             // Into memory first: the generator panics on a write error (a closed pipe).

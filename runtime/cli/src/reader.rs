@@ -10,9 +10,8 @@ use std::time::Duration;
 
 use airlock_runtime::ids::TenantId;
 use airlock_runtime::trust::TrustedKey;
-use airlock_store::{
-    InstallationRecord, Installations as _, Store, StoreError, TenantInfo, Tenants as _, Trust as _,
-};
+use airlock_store::postgres::StoreUrl;
+use airlock_store::{Backend, InstallationRecord, StoreError, TenantInfo};
 use anyhow::{Context as _, bail};
 use serde::de::DeserializeOwned;
 
@@ -23,15 +22,20 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Where listings come from.
 pub(crate) enum Reader {
-    Store(Store),
+    Store(Backend),
     /// The operator socket of the server that holds the store.
     Server(PathBuf),
 }
 
 impl Reader {
-    /// The store at `data`, or the server holding it if one does.
-    pub(crate) fn open(data: &Path, master_key: Option<&Path>) -> anyhow::Result<Self> {
-        match Store::open(data, master_key) {
+    /// The database `url` names, else the store at `data` or the server holding it if one
+    /// does (a database is shared: it is never held).
+    pub(crate) fn open(
+        url: Option<&StoreUrl>,
+        data: &Path,
+        master_key: Option<&Path>,
+    ) -> anyhow::Result<Self> {
+        match Backend::open(url, data, master_key) {
             Ok(store) => Ok(Self::Store(store)),
             Err(StoreError::Open { .. }) if airlock_server::local::is_serving(data) => {
                 Ok(Self::Server(airlock_server::local::socket_path(data)))

@@ -22,10 +22,7 @@ use airlock_runtime::loader::Integration;
 use airlock_runtime::manifest::MANIFEST_FILE_NAME;
 use airlock_runtime::runtime::Runtime;
 use airlock_runtime::trust::TrustStore;
-use airlock_store::Installations;
-use airlock_store::KvNamespaces as _;
-use airlock_store::Store;
-use airlock_store::Trust as _;
+use airlock_store::Storage;
 
 #[derive(Debug, Args)]
 pub(crate) struct RunArgs {
@@ -74,12 +71,12 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<Exit> {
                     ),
                 ));
             }
-            let loaded = load(&runtime, path, args.allow_unsigned, &store, &trail)?;
+            let loaded = load(&runtime, path, args.allow_unsigned, &*store, &trail)?;
             (loaded, None)
         }
-        None => load_installed(&args, &runtime, &store, &trail)?,
+        None => load_installed(&args, &runtime, &*store, &trail)?,
     };
-    let code = invoke(&args, &runtime, &integration, &store, installed_config).await;
+    let code = invoke(&args, &runtime, &integration, &*store, installed_config).await;
     trail.checkpoint()?;
     code
 }
@@ -89,7 +86,7 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<Exit> {
 fn load_installed(
     args: &RunArgs,
     runtime: &Runtime,
-    store: &Store,
+    store: &dyn Storage,
     trail: &AuditTrail,
 ) -> anyhow::Result<(Integration, Option<String>)> {
     let (tenant, installation) = args.secrets.scope().ok_or_else(|| {
@@ -119,7 +116,7 @@ async fn invoke(
     args: &RunArgs,
     runtime: &Runtime,
     integration: &Integration,
-    store: &Store,
+    store: &dyn Storage,
     installed_config: Option<String>,
 ) -> anyhow::Result<Exit> {
     let limit = integration.limits().input;
@@ -169,7 +166,7 @@ async fn invoke(
 fn kv_namespace(
     args: &RunArgs,
     integration: &Integration,
-    store: &Store,
+    store: &dyn Storage,
 ) -> Option<Arc<dyn KvBackend>> {
     integration.kv_quota()?;
     let (tenant, installation) = match args.secrets.scope() {
@@ -189,7 +186,7 @@ pub(crate) fn load(
     runtime: &Runtime,
     path: &Path,
     allow_unsigned: bool,
-    store: &Store,
+    store: &dyn Storage,
     trail: &AuditTrail,
 ) -> anyhow::Result<Integration> {
     if is_bundle(path) {

@@ -23,7 +23,7 @@ use airlock_host_api::audit::Subject;
 
 use airlock_runtime::ids::{InstallationId, TenantId};
 use airlock_runtime::runtime::Runtime;
-use airlock_store::{Storage as _, Store};
+use airlock_store::Storage;
 
 /// The credential flags of `airlock run`.
 #[derive(Debug, Args)]
@@ -105,10 +105,9 @@ impl SecretArgs {
         &self,
         runtime: &Runtime,
         declared: &BTreeMap<String, CredentialSpec>,
-        store: &Store,
+        store: &dyn Storage,
     ) -> anyhow::Result<Arc<dyn CredentialBroker>> {
         if let (Some(tenant), Some(installation)) = (&self.tenant, &self.installation) {
-            let store = store.clone();
             let scope = CredentialScope::new(tenant.to_string(), installation.to_string());
             return Ok(runtime.credentials(scope, store.secrets(tenant, installation)));
         }

@@ -9,7 +9,8 @@ use super::exit::{Exit, fail};
 use super::reader::Reader;
 use airlock_audit::{AuditDir, AuditTrail, Node};
 use airlock_runtime::engine::EngineSettings;
-use airlock_store::Store;
+use airlock_store::Backend;
+use airlock_store::postgres::StoreUrl;
 
 /// `--data`: for the verbs that read the data dir but not its store (the compile cache, the
 /// trust file).
@@ -55,6 +56,12 @@ pub(crate) struct StateArgs {
     #[command(flatten)]
     data: DataArgs,
 
+    /// The store: a postgres:// URL names a PostgreSQL database that any number of `airlock
+    /// serve` nodes share (sslmode and sslrootcert as libpq reads them; docs/deploy.md)
+    /// [default: the embedded store under the data dir]
+    #[arg(long, global = true, env = "AIRLOCK_STORE", value_name = "URL")]
+    store: Option<StoreUrl>,
+
     /// The master key file that wraps tenants' data keys; keep it outside the data dir in
     /// production. AIRLOCK_MASTER_KEY (the key itself, base64) takes precedence
     /// [default: DIR/master.key, created 0600 when first needed]
@@ -85,15 +92,18 @@ impl StateArgs {
     pub(crate) fn unmade(&self) -> anyhow::Result<State> {
         Ok(State {
             data: self.data.path()?,
+            store: self.store.clone(),
             master_key: self.master_key.clone(),
             audit_dir: self.audit_dir.clone(),
         })
     }
 }
 
-/// Where a verb's state lives: the data dir, the master key and the audit dir.
+/// Where a verb's state lives: the data dir, the store, the master key and the audit dir.
 pub(crate) struct State {
     pub data: PathBuf,
+    /// The shared database, if `--store` names one; else the embedded store under `data`.
+    pub store: Option<StoreUrl>,
     pub master_key: Option<PathBuf>,
     pub audit_dir: Option<PathBuf>,
 }
@@ -101,31 +111,33 @@ pub(crate) struct State {
 impl State {
     /// Opens the store and its audit trail: every verb that changes state or runs code
     /// records it, naming this host as the node that wrote the records.
-    pub(crate) fn open(&self) -> anyhow::Result<(Store, AuditTrail)> {
+    pub(crate) fn open(&self) -> anyhow::Result<(Backend, AuditTrail)> {
         self.open_as(Node::host())
     }
 
     /// [`Self::open`], naming `node` in the records (`airlock serve --node`).
-    pub(crate) fn open_as(&self, node: Node) -> anyhow::Result<(Store, AuditTrail)> {
+    pub(crate) fn open_as(&self, node: Node) -> anyhow::Result<(Backend, AuditTrail)> {
         let store = self.store()?;
-        let trail = AuditTrail::open_as(&store, self.audit()?, node)?;
+        let trail = AuditTrail::open_shared(store.audit_log(), self.audit()?, node)?;
         Ok((store, trail))
     }
 
     /// What the listing verbs read: the store, or the server that holds it.
     pub(crate) fn reader(&self) -> anyhow::Result<Reader> {
-        Reader::open(&self.data, self.master_key.as_deref())
+        Reader::open(self.store.as_ref(), &self.data, self.master_key.as_deref())
     }
 
     /// The store alone, for the verbs that only read it.
-    pub(crate) fn store(&self) -> anyhow::Result<Store> {
+    pub(crate) fn store(&self) -> anyhow::Result<Backend> {
         match self.reader()? {
             Reader::Store(store) => Ok(store),
             Reader::Server(_) => Err(fail(
                 Exit::Usage,
                 anyhow::anyhow!(
                     "airlock serve is running on {}: while it does, change its state through \
-                     its API (docs/api.md); the listing verbs still work",
+                     its API (docs/api.md), or keep the state in PostgreSQL (--store \
+                     postgres://…), which any number of servers and verbs share; the listing \
+                     verbs still work",
                     self.data.display()
                 ),
             )),
@@ -168,7 +180,7 @@ impl State {
 
 /// What the verbs that act on installations open.
 pub(crate) struct Opened {
-    pub store: Store,
+    pub store: Backend,
     pub trail: AuditTrail,
     pub runtime: airlock_runtime::runtime::Runtime,
 }
@@ -177,7 +189,7 @@ impl Opened {
     pub(crate) fn installer(&self) -> airlock_platform::install::Installer<'_> {
         airlock_platform::install::Installer {
             runtime: &self.runtime,
-            store: &self.store,
+            store: &*self.store,
             trail: &self.trail,
         }
     }

@@ -39,7 +39,7 @@ pub(crate) fn tenant(args: TenantArgs) -> anyhow::Result<Exit> {
     match args.command {
         TenantCommand::Create { tenant } => {
             let (store, trail) = state.open()?;
-            tenants::create(&store, &trail, &tenant).map_err(refused)?;
+            tenants::create(&*store, &trail, &tenant).map_err(refused)?;
             eprintln!("created tenant {tenant}");
         }
         TenantCommand::List { json } => {
@@ -63,7 +63,7 @@ pub(crate) fn tenant(args: TenantArgs) -> anyhow::Result<Exit> {
         }
         TenantCommand::Delete { tenant } => {
             let (store, trail) = state.open()?;
-            tenants::delete(&store, &trail, &tenant).map_err(refused)?;
+            tenants::delete(&*store, &trail, &tenant).map_err(refused)?;
             eprintln!(
                 "deleted tenant {tenant}: its data key is gone, so its stored secrets can never \
                  be decrypted again; its installations and credentials are removed"

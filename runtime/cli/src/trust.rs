@@ -71,7 +71,7 @@ pub(crate) fn trust(args: TrustArgs) -> anyhow::Result<Exit> {
             };
             let key = PublicKey::parse_line(line.trim()).map_err(|e| fail(Exit::Usage, e))?;
             let (store, trail) = state.open()?;
-            let added = trust_service::add(&store, &trail, &key, &publisher).map_err(refused)?;
+            let added = trust_service::add(&*store, &trail, &key, &publisher).map_err(refused)?;
             eprintln!(
                 "trusted key {} for publisher {:?}",
                 added.key_id, added.publisher
@@ -101,7 +101,7 @@ pub(crate) fn trust(args: TrustArgs) -> anyhow::Result<Exit> {
         }
         TrustCommand::Revoke { key_id } => {
             let (store, trail) = state.open()?;
-            trust_service::revoke(&store, &trail, &key_id).map_err(refused)?;
+            trust_service::revoke(&*store, &trail, &key_id).map_err(refused)?;
             eprintln!("revoked key {key_id}: bundles it signed no longer run");
         }
     }

@@ -17,7 +17,6 @@ use airlock_runtime::clock::{now_unix, rfc3339};
 use airlock_runtime::engine::EngineSettings;
 use airlock_runtime::ids::{EndpointId, InstallationId, TenantId};
 use airlock_runtime::units::HumanDuration;
-use airlock_store::Webhooks;
 
 #[derive(Debug, Args)]
 pub(crate) struct WebhookArgs {

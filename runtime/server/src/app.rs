@@ -28,9 +28,8 @@ use airlock_runtime::ids::{InstallationId, TenantId};
 use airlock_runtime::loader::{Integration, ValidatedConfig};
 use airlock_runtime::runtime::Runtime;
 use airlock_runtime::trust::TrustStore;
+use airlock_store::Backend;
 use airlock_store::InstallationRecord;
-use airlock_store::Installations;
-use airlock_store::Store;
 use airlock_store::StoreError;
 
 /// Request and concurrency limits of one server.
@@ -66,7 +65,7 @@ pub struct Loaded {
 /// Everything a request handler shares.
 pub struct App {
     pub(crate) runtime: Runtime,
-    pub(crate) store: Store,
+    pub(crate) store: Backend,
     pub(crate) trail: AuditTrail,
     pub(crate) admission: Admission,
     pub(crate) failures: KeyFailures,
@@ -93,14 +92,14 @@ impl App {
     /// webhook senders at `public_url` (scheme, host and port, no path).
     pub fn new(
         runtime: Runtime,
-        store: Store,
+        store: Backend,
         trail: AuditTrail,
         limits: ServeLimits,
         public_url: &str,
     ) -> Result<Self, StoreError> {
         Ok(Self {
             public_url: public_url.trim_end_matches('/').to_string(),
-            trust: TrustCache::open(&store)?,
+            trust: TrustCache::open(&*store)?,
             admission: Admission::new(limits.admission),
             failures: KeyFailures::default(),
             callback_failures: FailureLimiter::default(),
@@ -135,7 +134,7 @@ impl App {
     /// The OAuth consent service over this server's store, trail and token cache.
     pub(crate) fn connector(&self) -> Connector<'_> {
         Connector {
-            store: &self.store,
+            store: &*self.store,
             trail: &self.trail,
             tokens: self.runtime.oauth(),
         }
@@ -143,7 +142,7 @@ impl App {
 
     /// The trusted keys as stored now.
     pub(crate) fn trust(&self) -> Result<Arc<TrustStore>, StoreError> {
-        self.trust.current(&self.store)
+        self.trust.current(&*self.store)
     }
 
     /// Runs `f` over this server's state on a blocking thread: the services write and flush the
@@ -167,7 +166,7 @@ impl App {
         self.blocking(move |app| {
             f(&Installer {
                 runtime: &app.runtime,
-                store: &app.store,
+                store: &*app.store,
                 trail: &app.trail,
             })
         })

@@ -30,7 +30,6 @@ use super::local;
 use airlock_platform::api_keys::{self, KeyRefusal, Scope};
 use airlock_runtime::clock::now_unix;
 use airlock_runtime::ids::TenantId;
-use airlock_store::ApiKeys;
 
 /// The key a request through the operator's socket is recorded under.
 const OPERATOR_SOCKET: &str = "operator-socket";

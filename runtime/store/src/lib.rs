@@ -21,6 +21,7 @@
 //!   into an empty data dir; `pause`: how changes and a backup take turns.
 //! - `audit`: the audit trail's records, index and chain metadata ([`AuditLog`]); the chain,
 //!   the index's keys and the checkpoints are `airlock-audit`'s.
+//! - [`backend`]: the store `--store` chose, sled or PostgreSQL, behind the traits.
 //! - [`records`]: the plain records the traits take and return.
 //! - [`traits`]: the storage traits, one per concern, with the guarantees callers rely on.
 //! - [`postgres`]: the same traits on a PostgreSQL database many nodes share.
@@ -33,6 +34,7 @@
 
 pub mod api_keys;
 mod audit;
+pub mod backend;
 pub mod backup;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
@@ -55,6 +57,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use airlock_host_api::credentials::vault::VaultError;
 
+pub use backend::Backend;
 pub use records::{
     ConnectionInfo, ConnectionKey, ConnectionStatus, CredentialInfo, EndpointInfo,
     InstallationRecord, KvUsage, NewEndpoint, PendingConsent, PendingUpgrade, SecretInfo,

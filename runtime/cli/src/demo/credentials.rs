@@ -20,8 +20,7 @@ use airlock_runtime::engine::EngineSettings;
 use airlock_runtime::ids::{InstallationId, TenantId};
 use airlock_runtime::invoke::Caller;
 use airlock_runtime::runtime::Runtime;
-use airlock_store::Credentials;
-use airlock_store::{Storage as _, Store};
+use airlock_store::Storage;
 
 const GITHUB: &str = "api.github.com";
 
@@ -31,7 +30,7 @@ pub(super) async fn show(
     signer: &Signer,
     examples: &Path,
     data: &Path,
-    (store, trail): (&Store, &AuditTrail),
+    (store, trail): (&dyn Storage, &AuditTrail),
     settings: &EngineSettings,
 ) -> anyhow::Result<()> {
     let token = format!("ghp_demo{}", hex::encode(rand::random::<[u8; 12]>()));

@@ -147,7 +147,7 @@ pub(crate) async fn demo(args: DemoArgs) -> anyhow::Result<Exit> {
         &signer,
         &examples,
         data,
-        (&store, &trail),
+        (&*store, &trail),
         &settings,
     )
     .await?;

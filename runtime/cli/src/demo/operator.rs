@@ -63,17 +63,18 @@ pub(super) async fn show(
     let settings = pinned_to(settings, SLACK, (slack.addr(), &ca), data)?;
     let (store, trail) = State {
         data: data.to_path_buf(),
+        store: None,
         master_key: None,
         audit_dir: Some(audit_dir.to_path_buf()),
     }
     .open()?;
     let runtime = Runtime::new(data, settings)?;
     let tenant: TenantId = "demo".parse()?;
-    tenants::create(&store, &trail, &tenant)?;
-    trust_service::add(&store, &trail, &signer.public, "Acme Integrations")?;
+    tenants::create(&*store, &trail, &tenant)?;
+    trust_service::add(&*store, &trail, &signer.public, "Acme Integrations")?;
     let installer = Installer {
         runtime: &runtime,
-        store: &store,
+        store: &*store,
         trail: &trail,
     };
     for (example, config) in [
@@ -104,7 +105,7 @@ pub(super) async fn show(
         })?;
     }
     let scopes = Scope::ALL.to_vec();
-    let key = api_keys::issue(&store, &trail, Some(&tenant), scopes, None)?.key;
+    let key = api_keys::issue(&*store, &trail, Some(&tenant), scopes, None)?.key;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let app = Arc::new(App::new(

@@ -44,8 +44,16 @@ pub(super) async fn take(
             request.to.display()
         )));
     }
+    let Some(store) = app.store.sled().cloned() else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not-embedded",
+            "this server keeps its state in PostgreSQL: back it up with pg_dump \
+             (docs/deploy.md, \"Backup and restore\")",
+        ));
+    };
     let manifest = app
-        .blocking(move |app| backup::take(&app.store, app.trail.dir(), &request.to))
+        .blocking(move |app| backup::take(&store, app.trail.dir(), &request.to))
         .await?
         .map_err(|e| match e {
             TakeError::Backup(BackupError::Exists { .. }) => {

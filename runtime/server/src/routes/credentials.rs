@@ -23,7 +23,6 @@ use crate::wire::{Connection, Credential, Kind};
 use airlock_platform::api_keys::Scope;
 use airlock_runtime::ids::{InstallationId, TenantId};
 use airlock_store::SetOutcome;
-use airlock_store::{Connections, Credentials, Installations};
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

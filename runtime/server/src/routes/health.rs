@@ -14,7 +14,6 @@ use utoipa::ToSchema;
 use crate::app::App;
 use crate::auth::Principal;
 use crate::error::{ApiError, ErrorBody};
-use airlock_store::Storage as _;
 
 /// Whether this instance should take traffic.
 #[derive(Serialize, ToSchema)]

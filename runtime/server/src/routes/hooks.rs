@@ -38,7 +38,6 @@ use airlock_platform::deliveries::{self, DeliveryError};
 use airlock_policy::webhook::Refusal;
 use airlock_runtime::clock::now_unix;
 use airlock_runtime::ids::{EndpointId, InstallationId, TenantId};
-use airlock_store::Webhooks;
 
 /// Largest delivery body.
 pub(crate) const MAX_DELIVERY: usize = 1 << 20;
@@ -110,14 +109,14 @@ pub(super) async fn deliver(
             }
         };
     let now = now_unix();
-    let verified = match deliveries::verify(&app.store, &endpoint, &headers, &raw, now) {
+    let verified = match deliveries::verify(&*app.store, &endpoint, &headers, &raw, now) {
         Ok(verified) => verified,
         Err(e) => return Err(refuse(&app, e, client).await),
     };
     let tenant: TenantId = id(&verified.endpoint.tenant)?;
     let installation: InstallationId = id(&verified.endpoint.installation)?;
     let ready = prepare(&app, tenant, installation, None, Trigger::Webhook).await?;
-    if let Err(e) = deliveries::claim(&app.store, &verified, now) {
+    if let Err(e) = deliveries::claim(&*app.store, &verified, now) {
         return Err(refuse(&app, e, client).await);
     }
     let input = String::from_utf8(raw.to_vec())
@@ -130,7 +129,7 @@ pub(super) async fn deliver(
         .as_ref()
         .map_or(true, |r| r.status().is_server_error());
     if failed {
-        deliveries::release(&app.store, &verified)?;
+        deliveries::release(&*app.store, &verified)?;
     }
     response
 }

@@ -20,7 +20,6 @@ use crate::wire::{Grant, InstallOutcome, Installation, InstallationList, Word};
 use airlock_platform::api_keys::Scope;
 use airlock_platform::install::{Approver, InstallError, InstallRequest, Installer, Outcome};
 use airlock_runtime::ids::{InstallationId, TenantId};
-use airlock_store::Installations;
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -32,8 +32,6 @@ use crate::wire::GuestLog;
 use airlock_platform::api_keys::Scope;
 use airlock_runtime::ids::{InstallationId, TenantId, UserId};
 use airlock_runtime::invoke::{Caller, Invocation};
-use airlock_store::Connections;
-use airlock_store::{KvNamespaces as _, Storage as _};
 
 /// `?tenant=` as on every route, `?user=`, and `?log=true`: the guest's log lines (scrubbed of injected
 /// credentials) come back with the result, to the caller who ran it, and are kept nowhere.

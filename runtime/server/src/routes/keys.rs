@@ -20,7 +20,6 @@ use airlock_platform::api_keys::{self, ApiKeyRecord, IssueError, Scope};
 use airlock_runtime::clock::now_unix;
 use airlock_runtime::ids::TenantId;
 use airlock_runtime::units::HumanDuration;
-use airlock_store::ApiKeys;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -187,7 +186,7 @@ pub(super) async fn create(
         })
         .transpose()?;
     let scopes = new.scopes.into_iter().map(Scope::from).collect();
-    let issued = api_keys::issue(&app.store, &app.trail, tenant.as_ref(), scopes, expires)
+    let issued = api_keys::issue(&*app.store, &app.trail, tenant.as_ref(), scopes, expires)
         .map_err(|e| match e {
             IssueError::NoTenant(t) => ApiError::not_found(format!("tenant {t}")),
             IssueError::Store(e) => e.into(),
@@ -246,7 +245,7 @@ pub(super) async fn revoke(
     Path(key): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     principal.require_admin(&app).await?;
-    match api_keys::revoke(&app.store, &app.trail, &key) {
+    match api_keys::revoke(&*app.store, &app.trail, &key) {
         Ok(Some(_)) => Ok(StatusCode::NO_CONTENT),
         Ok(None) => Err(ApiError::not_found(format!("API key {key}"))),
         Err(IssueError::Audit(e)) => Err(e.into()),

@@ -18,7 +18,6 @@ use crate::auth::Principal;
 use crate::error::{ApiError, ErrorBody};
 use airlock_runtime::ids::TenantId;
 use airlock_store::TenantInfo;
-use airlock_store::Tenants;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -70,7 +69,7 @@ pub(super) async fn create(
     let new: NewTenant = json_body(raw, "tenant")?;
     let tenant: TenantId = id(&new.id)?;
     let info = app
-        .blocking(move |app| tenants::create(&app.store, &app.trail, &tenant))
+        .blocking(move |app| tenants::create(&*app.store, &app.trail, &tenant))
         .await?
         .map_err(refused)?;
     Ok((StatusCode::CREATED, Json(info.into())))
@@ -119,7 +118,7 @@ pub(super) async fn delete(
     let tenant: TenantId = id(&tenant)?;
     let deleted = tenant.clone();
     let outcome = app
-        .blocking(move |app| tenants::delete(&app.store, &app.trail, &deleted))
+        .blocking(move |app| tenants::delete(&*app.store, &app.trail, &deleted))
         .await?;
     // Cached installations and tokens go whether or not the record of it could be written.
     if !matches!(outcome, Err(TenantError::Unknown(_))) {

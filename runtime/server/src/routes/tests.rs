@@ -24,8 +24,8 @@ use airlock_platform::api_keys::{self, Scope};
 use airlock_runtime::engine::EngineSettings;
 use airlock_runtime::ids::TenantId;
 use airlock_runtime::runtime::Runtime;
-use airlock_store::Store;
 use airlock_store::Tenants;
+use airlock_store::{Backend, Store};
 
 const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
 const DOCS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openapi.json");
@@ -57,7 +57,7 @@ fn serve(dirs: &(TempDir, TempDir)) -> (axum::Router, Store, AuditTrail) {
     let runtime = Runtime::new(data.path(), EngineSettings::default()).expect("runtime");
     let app = App::new(
         runtime,
-        store.clone(),
+        Backend::Sled(store.clone()),
         trail.clone(),
         ServeLimits::default(),
         "http://127.0.0.1:1",

@@ -109,7 +109,7 @@ pub(super) async fn add(
     let new: NewTrustedKey = json_body(raw, "key")?;
     let key = PublicKey::parse_line(new.public_key.trim()).map_err(ApiError::invalid)?;
     let added = app
-        .blocking(move |app| trust_service::add(&app.store, &app.trail, &key, &new.publisher))
+        .blocking(move |app| trust_service::add(&*app.store, &app.trail, &key, &new.publisher))
         .await?
         .map_err(refused)?;
     Ok((StatusCode::CREATED, Json(added.into())))
@@ -137,7 +137,7 @@ pub(super) async fn revoke(
     Path(key): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     principal.require_admin(&app).await?;
-    app.blocking(move |app| trust_service::revoke(&app.store, &app.trail, &key))
+    app.blocking(move |app| trust_service::revoke(&*app.store, &app.trail, &key))
         .await?
         .map_err(refused)?;
     Ok(StatusCode::NO_CONTENT)

@@ -24,7 +24,6 @@ use airlock_platform::api_keys::Scope;
 use airlock_platform::install::CreatedWebhook;
 use airlock_runtime::clock::now_unix;
 use airlock_runtime::ids::{EndpointId, InstallationId};
-use airlock_store::Webhooks;
 
 /// The overlap a rotation gives the previous secret unless told otherwise.
 const DEFAULT_OVERLAP: Duration = Duration::from_secs(24 * 3600);
