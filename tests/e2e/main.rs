@@ -7,6 +7,7 @@ mod apikey;
 mod audit;
 mod backup;
 mod cache;
+mod cluster;
 mod canary;
 mod cli;
 mod connect;

@@ -2,12 +2,14 @@
 //! `acme`, and helpers to sign example bundles and install them.
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::process::{Command, Output};
 
 use serde_json::Value;
 use tempfile::TempDir;
 
-use crate::support::{airlock, airlock_with, custom_integration, read_example, stderr, stdout};
+use crate::support::{
+    airlock_command, airlock_with, custom_integration, read_example, stderr, stdout,
+};
 
 /// `run` of acme's `exfil` installation's `fetch`.
 pub const RUN_FETCH: [&str; 7] = [
@@ -25,16 +27,39 @@ pub struct Operator {
     pub data: TempDir,
     /// The publisher key, signed bundles and grant files.
     pub keys: TempDir,
+    /// What every command gets in its environment besides the data dir (the store, the
+    /// master key).
+    env: Vec<(String, String)>,
 }
 
 impl Operator {
     pub fn new() -> Self {
+        Self::with_env(Vec::new())
+    }
+
+    /// An operator whose state is in the PostgreSQL database `url` (`--store`), with a master
+    /// key of its own in the environment, as every node of a cluster has it.
+    pub fn on_postgres(url: &str) -> Self {
+        use base64::Engine as _;
+        use std::io::Read as _;
+        let mut key = [0u8; 32];
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut random| random.read_exact(&mut key))
+            .expect("random bytes");
+        let master = base64::engine::general_purpose::STANDARD.encode(key);
+        Self::with_env(vec![
+            ("AIRLOCK_STORE".into(), url.into()),
+            ("AIRLOCK_MASTER_KEY".into(), master),
+        ])
+    }
+
+    fn with_env(env: Vec<(String, String)>) -> Self {
         let data = TempDir::new().expect("temp dir");
         let keys = TempDir::new().expect("temp dir");
-        let key = keys.path().join("publisher.key").display().to_string();
-        let out = airlock(data.path(), &["keygen", "--out", &key]);
+        let op = Self { data, keys, env };
+        let key = op.keys.path().join("publisher.key").display().to_string();
+        let out = op.ok(&["keygen", "--out", &key]);
         let public = stdout(&out).trim().to_string();
-        let op = Self { data, keys };
         op.ok(&["trust", "add", &public, "--publisher", "Airlock Examples"]);
         op.ok(&["tenant", "create", "acme"]);
         op
@@ -45,7 +70,16 @@ impl Operator {
     }
 
     pub fn airlock(&self, args: &[&str]) -> Output {
-        airlock(self.data.path(), args)
+        self.command(self.data.path(), args)
+            .output()
+            .expect("airlock runs")
+    }
+
+    /// `airlock ARGS…` on the data dir `data` with this operator's environment.
+    pub fn command(&self, data: &Path, args: &[&str]) -> Command {
+        let mut command = airlock_command(data, args);
+        command.envs(self.env.iter().map(|(k, v)| (k, v)));
+        command
     }
 
     /// Runs `airlock ARGS…` and asserts it succeeds.

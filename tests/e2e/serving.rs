@@ -9,7 +9,7 @@ use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::operator::Operator;
-use crate::support::{airlock_command, read_example, stdout};
+use crate::support::{read_example, stdout};
 
 /// Every scope a tenant key can have.
 pub const TENANT_SCOPES: [&str; 4] = [
@@ -46,12 +46,27 @@ impl Server {
 
     /// As [`Server::start`], listening on `listen`.
     pub fn start_on(op: &Operator, switches: &[&str], listen: &str, extra: &[&str]) -> Self {
+        let mut args = vec!["--listen", listen];
+        args.extend(switches);
+        args.extend(extra);
+        Self::start_in(op, op.data(), &args)
+    }
+
+    /// One node of a cluster: a server on the operator's store (`--store`) with a data dir
+    /// of its own, named `node`.
+    pub fn node(op: &Operator, data: &Path, node: &str) -> Self {
+        Self::start_in(op, data, &["--listen", "127.0.0.1:0", "--node", node])
+    }
+
+    /// `airlock serve ARGS…` on the data dir `data` with the operator's environment, after
+    /// making an admin key with the CLI.
+    fn start_in(op: &Operator, data: &Path, args: &[&str]) -> Self {
         let out = op.ok(&["api-key", "create", "--admin"]);
         let admin = stdout(&out).trim().to_string();
-        let log = op.data().join("serve.log");
-        let mut child = airlock_command(op.data(), &["serve", "--listen", listen])
-            .args(switches)
-            .args(extra)
+        let log = data.join("serve.log");
+        let mut child = op
+            .command(data, &["serve"])
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()

@@ -115,12 +115,13 @@ pub fn audit_dir() -> PathBuf {
 
 /// `airlock ARGS…` on the data dir DATA (`AIRLOCK_DATA`: every verb that keeps state reads
 /// it, and the others ignore it), with the tests' audit dir and none of the caller's
-/// `AIRLOCK_MASTER_KEY`.
+/// `AIRLOCK_MASTER_KEY` or `AIRLOCK_STORE`.
 pub fn airlock_command(data: &Path, args: &[&str]) -> Command {
     let mut command = Command::new(airlock_bin());
     command
         .args(args)
         .env("AIRLOCK_DATA", data)
+        .env_remove("AIRLOCK_STORE")
         .env_remove("AIRLOCK_MASTER_KEY")
         .env_remove("AIRLOCK_MASTER_KEY_FILE")
         .env("AIRLOCK_AUDIT_DIR", audit_dir());
