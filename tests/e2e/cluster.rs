@@ -31,7 +31,9 @@ async fn nodes_on_one_database_serve_each_others_changes_and_a_revocation_stops_
     // Created through node 1: a bundle, a key, an installation.
     let bundle = op.example("contact-mapper", "contact_mapper.wasm");
     let digest = nodes[0].upload(&bundle).await;
-    let key = nodes[0].tenant("acme", &["invoke", "installations:write"]).await;
+    let key = nodes[0]
+        .tenant("acme", &["invoke", "installations:write"])
+        .await;
     let installed = nodes[0].install_mapper(&key, &digest).await;
     assert_eq!(installed.status, StatusCode::CREATED, "{}", installed.body);
 
@@ -42,7 +44,10 @@ async fn nodes_on_one_database_serve_each_others_changes_and_a_revocation_stops_
         assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
         records.push(reply.record.expect("an audit record number"));
     }
-    assert_ne!(records[0], records[1], "two nodes, two records of one chain");
+    assert_ne!(
+        records[0], records[1],
+        "two nodes, two records of one chain"
+    );
 
     // The CLI reads and verifies the shared store while all three run.
     assert_trail_verifies(&op);
@@ -74,7 +79,12 @@ async fn nodes_on_one_database_serve_each_others_changes_and_a_revocation_stops_
         "node 1 ran code whose key node 3 revoked: {}",
         refused.body
     );
-    assert_eq!(refused.body["error"]["code"], json!("untrusted"), "{}", refused.body);
+    assert_eq!(
+        refused.body["error"]["code"],
+        json!("untrusted"),
+        "{}",
+        refused.body
+    );
 
     for node in nodes {
         node.stop();

@@ -31,7 +31,7 @@ pub use oauth2::{
     ProviderAccount, registered_client, token_origin,
 };
 pub use secret::{MAX_SECRET_LEN, Secret, SecretError};
-pub use source::{CredentialScope, Credentials, SecretSource, StaticSecrets};
+pub use source::{CredentialScope, Credentials, RefreshTurn, SecretSource, StaticSecrets};
 
 /// The four credential types of `[credentials.<name>]`, without their parameters: what a
 /// stored value is validated against.

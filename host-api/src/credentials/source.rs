@@ -36,6 +36,9 @@ impl CredentialScope {
     }
 }
 
+/// A held turn to refresh tokens ([`SecretSource::refresh_turn`]): released when dropped.
+pub type RefreshTurn = Box<dyn Send + Sync>;
+
 /// Stored credential values of one scope.
 pub trait SecretSource: Send + Sync {
     /// The value of credential `name`, validated as `kind`; `None` when it is not set.
@@ -75,6 +78,20 @@ pub trait SecretSource: Send + Sync {
     ) -> Result<bool, CredentialError> {
         let _ = (name, user, replaces, tokens);
         Ok(false)
+    }
+
+    /// Waits for, then holds while the returned guard lives, the turn to call the token
+    /// endpoint for `name` and `user` among every process that shares this source's store, so
+    /// nodes of a cluster refresh one at a time and the later ones find the earlier one's
+    /// tokens stored (one token call however many nodes wait). `None`: this process is the
+    /// only one (the token cache already takes turns within it).
+    fn refresh_turn(
+        &self,
+        name: &str,
+        user: Option<&str>,
+    ) -> Result<Option<RefreshTurn>, CredentialError> {
+        let _ = (name, user);
+        Ok(None)
     }
 
     /// Marks revision `replaces` of the connection as needing the person's consent again (its

@@ -7,7 +7,7 @@
 
 use airlock_host_api::credentials::vault::{Sealed, SecretAad};
 use airlock_host_api::credentials::{
-    ConnectionTokens, CredentialError, CredentialType, Secret, SecretSource,
+    ConnectionTokens, CredentialError, CredentialType, RefreshTurn, Secret, SecretSource,
 };
 use serde::{Deserialize, Serialize};
 
@@ -79,6 +79,13 @@ pub(crate) trait CredentialRecords:
         installation: &InstallationId,
         name: &str,
     ) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// [`SecretSource::refresh_turn`]: a store one process holds has no other process to
+    /// take turns with.
+    fn refresh_turn(&self, key: ConnectionKey<'_>) -> Result<Option<RefreshTurn>, StoreError> {
+        let _ = key;
+        Ok(None)
+    }
 }
 
 /// A typed record key: the ids' grammar has no NUL, so the separator is unambiguous.
@@ -355,6 +362,17 @@ impl<S: CredentialRecords> SecretSource for StoredSecrets<S> {
                 tokens,
                 now_unix(),
             )
+            .map_err(|e| store_error(name, e))
+    }
+
+    fn refresh_turn(
+        &self,
+        name: &str,
+        user: Option<&str>,
+    ) -> Result<Option<RefreshTurn>, CredentialError> {
+        let user = parse_user(name, user)?;
+        self.store
+            .refresh_turn(self.connection_key(name, user.as_ref()))
             .map_err(|e| store_error(name, e))
     }
 

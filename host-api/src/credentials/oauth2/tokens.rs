@@ -138,6 +138,12 @@ impl OAuthTokens {
         }
         let user = scope.user.as_deref();
         let client = stored_client(credential, source)?;
+        // Taken before the connection is read: a node that waited finds the tokens the node
+        // before it stored, and uses them.
+        let _turn = match spec.grant {
+            OAuthGrant::ClientCredentials => None,
+            OAuthGrant::AuthorizationCode => source.refresh_turn(credential, user)?,
+        };
         let connection = match spec.grant {
             OAuthGrant::ClientCredentials => None,
             OAuthGrant::AuthorizationCode => source.connection(credential, user)?,

@@ -49,7 +49,7 @@ const OFFER_USER_KIND: &str = "oauth-offer-user";
 
 impl ConnectionKey<'_> {
     /// Where the connection is filed: a user only by their keyed reference.
-    fn id(&self, data_key: &DataKey) -> Vec<u8> {
+    pub(crate) fn id(&self, data_key: &DataKey) -> Vec<u8> {
         format!(
             "{}\0{}\0{}\0{}",
             self.tenant,
