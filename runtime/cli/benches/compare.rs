@@ -14,11 +14,9 @@
 //! own code behind extism-pdk, `benches/extism-guest`): a fresh plugin from a compiled one per
 //! call (its isolation per call), and a warm call on one reused plugin (no isolation).
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use airlock_host_api::credentials::{CredentialScope, CredentialType, Secret, StaticSecrets};
@@ -33,6 +31,8 @@ use airlock_testkit::{TestCa, Upstream};
 use bytes::Bytes;
 
 mod common;
+
+use common::measure::{Stats, Table, micros, ratio, sample, throughput};
 
 /// The guest's own mapping code, compiled natively. Its unit tests are the guest's to run.
 #[path = "../../../guest-examples/contact-mapper/src/mapping.rs"]
@@ -78,108 +78,6 @@ impl Plan {
             }
         }
     }
-}
-
-/// Median and 99th percentile of some durations.
-#[derive(Clone, Copy)]
-struct Stats {
-    median: Duration,
-    p99: Duration,
-}
-
-impl Stats {
-    fn of(mut samples: Vec<Duration>) -> Self {
-        samples.sort();
-        let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
-        Self {
-            median: at(0.5),
-            p99: at(0.99),
-        }
-    }
-}
-
-/// Times `n` calls of `f` one by one, after a tenth as many to warm up.
-fn sample(n: usize, mut f: impl FnMut()) -> Stats {
-    for _ in 0..n / 10 + 1 {
-        f();
-    }
-    Stats::of(
-        (0..n)
-            .map(|_| {
-                let start = Instant::now();
-                f();
-                start.elapsed()
-            })
-            .collect(),
-    )
-}
-
-/// Completions per second of `tasks` concurrent loops of `call` over `window`.
-fn throughput<F, Fut>(rt: &tokio::runtime::Runtime, tasks: usize, window: Duration, call: F) -> f64
-where
-    F: Fn() -> Fut + Clone + Send + 'static,
-    Fut: Future<Output = ()> + Send,
-{
-    let done = Arc::new(AtomicU64::new(0));
-    let start = Instant::now();
-    let deadline = start + window;
-    rt.block_on(async {
-        let mut loops = tokio::task::JoinSet::new();
-        for _ in 0..tasks {
-            let (call, done) = (call.clone(), done.clone());
-            loops.spawn(async move {
-                while Instant::now() < deadline {
-                    call().await;
-                    done.fetch_add(1, Ordering::Relaxed);
-                }
-            });
-        }
-        while loops.join_next().await.is_some() {}
-    });
-    done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
-}
-
-fn micros(d: Duration) -> String {
-    format!("{:.1} µs", d.as_secs_f64() * 1e6)
-}
-
-/// The markdown table, one row at a time.
-struct Table(Vec<[String; 4]>);
-
-impl Table {
-    fn latency(&mut self, what: &str, stats: Stats, base: Stats) {
-        self.0.push([
-            what.into(),
-            micros(stats.median),
-            micros(stats.p99),
-            format!("{:.2}", ratio(stats.median, base.median)),
-        ]);
-    }
-
-    fn row(&mut self, what: &str, value: String, note: &str) {
-        self.0
-            .push([what.into(), value, note.into(), String::new()]);
-    }
-
-    fn rate(&mut self, what: &str, per_second: f64, base: f64, base_name: &str) {
-        self.0.push([
-            what.into(),
-            format!("{per_second:.0}/s"),
-            format!("{base_name} {base:.0}/s"),
-            format!("{:.2}", per_second / base),
-        ]);
-    }
-
-    fn print(&self) {
-        println!("| what | median (or rate) | p99 (or note) | ratio |\n|---|---|---|---|");
-        for [a, b, c, d] in &self.0 {
-            println!("| {a} | {b} | {c} | {d} |");
-        }
-    }
-}
-
-fn ratio(a: Duration, b: Duration) -> f64 {
-    a.as_secs_f64() / b.as_secs_f64()
 }
 
 /// The resident set of this process, from `/proc/self/status`.
@@ -256,7 +154,7 @@ fn main() {
         *mapper.limits(),
         &config_text,
     ));
-    let mut table = Table(Vec::new());
+    let mut table = Table::default();
 
     // 1, 2, 4: one invocation at a time.
     let invoke = || {

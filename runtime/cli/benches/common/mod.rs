@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod bare;
+pub mod measure;
 
 use std::path::{Path, PathBuf};
 
