@@ -9,7 +9,6 @@
 use sled::Transactional as _;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
-use crate::backup::RestoredTrail;
 use crate::records::Stored;
 use crate::traits::{AuditLog, IndexEntry, Rows};
 use crate::{Store, StoreError};
@@ -179,6 +178,15 @@ impl AuditLog for Store {
             })?;
         Ok(())
     }
+}
+
+/// The audit trail's metadata as the backup held it, which a restore does not put back.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RestoredTrail {
+    /// The chain id the records were written under (none if the store had no trail).
+    pub chain: Option<String>,
+    /// How many records the original's checkpoints covered when the backup was taken.
+    pub checkpointed: u64,
 }
 
 /// Takes one record of the trail's metadata tree ([`META`]) from a backup into `trail`: a

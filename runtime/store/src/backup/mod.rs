@@ -29,6 +29,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::audit::RestoredTrail;
 pub use frames::FrameError;
 use frames::{Frame, Reader, Writer};
 
@@ -65,15 +66,6 @@ pub struct Manifest {
     /// The backup's maker's signature over `digest` and `created` ([`Store::backup`]); opaque
     /// to the store.
     pub seal: String,
-}
-
-/// The audit trail's metadata as the backup held it, which a restore does not put back.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RestoredTrail {
-    /// The chain id the records were written under (none if the store had no trail).
-    pub chain: Option<String>,
-    /// How many records the original's checkpoints covered when the backup was taken.
-    pub checkpointed: u64,
 }
 
 /// Why a backup could not be written or restored. Never carries a record's contents.
