@@ -1,7 +1,8 @@
 //! Many `airlock serve` nodes on one PostgreSQL database (docs/deploy.md): what one node
 //! creates the others serve, a trust revocation made through one stops the next invocation on
 //! every other, the CLI works on the store while they run, and the one audit trail they all
-//! write verifies. Under load with a node killed, nothing a node answered is lost. Skipped, saying why, without a PostgreSQL
+//! write verifies. Under load with a node killed, nothing a node answered is lost; a webhook
+//! delivery sent to two nodes at once runs once. Skipped, saying why, without a PostgreSQL
 //! server (tests/testkit's `scripts/test` starts one; CI never skips).
 
 use std::collections::{HashMap, HashSet};
@@ -16,8 +17,11 @@ use tempfile::TempDir;
 use airlock_store::postgres::testing::TestDatabase;
 
 use crate::operator::Operator;
-use crate::serving::{Body, Server, assert_trail_verifies, mapper_input, records_of};
+use crate::serving::{
+    Body, Server, TENANT_SCOPES, assert_trail_verifies, mapper_input, records_of,
+};
 use crate::support::read_example;
+use crate::webhooks::{deliver, endpoint, now, standard};
 
 const ACTION: &str = "/v1/installations/mapper/actions/map-contact";
 
@@ -448,4 +452,76 @@ async fn a_node_killed_under_load_loses_nothing_another_node_answered_or_wrote()
             a.installation
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_delivery_sent_to_two_nodes_at_once_runs_once() {
+    const DELIVERIES: usize = 20;
+    let Some(database) = TestDatabase::create("cluster_hooks") else {
+        return;
+    };
+    let op = Operator::on_postgres(&database.url);
+    let dirs: Vec<TempDir> = (0..2).map(|_| TempDir::new().expect("temp dir")).collect();
+    let nodes: Vec<Server> = dirs
+        .iter()
+        .enumerate()
+        .map(|(n, dir)| Server::node(&op, dir.path(), &format!("node-{}", n + 1)))
+        .collect();
+    let digest = nodes[0]
+        .upload(&op.example("contact-mapper", "contact_mapper.wasm"))
+        .await;
+    let key = nodes[0].tenant("acme", &TENANT_SCOPES).await;
+    let installed = nodes[0].install_mapper(&key, &digest).await;
+    assert_eq!(installed.status, StatusCode::CREATED, "{}", installed.body);
+    let (path, secret, _) = endpoint(
+        &nodes[0],
+        &key,
+        json!({"installation": "mapper", "action": "map-contact"}),
+    )
+    .await;
+    let body = serde_json::to_vec(&mapper_input()).expect("JSON");
+
+    let mut runs = Vec::new();
+    let mut wins = [0usize; 2];
+    for d in 0..DELIVERIES {
+        let headers = standard(&secret, &format!("msg_race_{d}"), now(), &body);
+        let (one, two) = tokio::join!(
+            deliver(&nodes[0], &path, &headers, &body),
+            deliver(&nodes[1], &path, &headers, &body),
+        );
+        let (won, winner, lost) = match (one.status, two.status) {
+            (StatusCode::OK, StatusCode::CONFLICT) => (one, 0, two),
+            (StatusCode::CONFLICT, StatusCode::OK) => (two, 1, one),
+            (a, b) => panic!(
+                "delivery {d}: node 1 {a} {}, node 2 {b} {}: not one run and one duplicate",
+                one.body, two.body
+            ),
+        };
+        assert_eq!(won.body["email"], "ada@example.com", "{}", won.body);
+        assert_eq!(lost.code(), "duplicate-delivery", "{}", lost.body);
+        wins[winner] += 1;
+        runs.push(won.record.expect("the run's audit record number"));
+    }
+    eprintln!("webhook race: {DELIVERIES} deliveries, won by node 1 / node 2: {wins:?}");
+
+    for node in nodes {
+        node.stop();
+    }
+    assert_trail_verifies(&op);
+    let mut recorded: Vec<u64> = records_of(&op, "invocation")
+        .into_iter()
+        .filter(|r| r["trigger"] == "webhook")
+        .map(|r| r["seq"].as_u64().expect("seq"))
+        .collect();
+    recorded.sort();
+    runs.sort();
+    assert_eq!(
+        recorded, runs,
+        "the trail holds one webhook run per delivery id: the winner's"
+    );
+    let replays = records_of(&op, "webhook-refused")
+        .into_iter()
+        .filter(|r| r["reason"] == "replayed")
+        .count();
+    assert!(replays > 0, "the losing copies are refused as replays");
 }
