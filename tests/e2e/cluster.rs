@@ -1,17 +1,27 @@
 //! Many `airlock serve` nodes on one PostgreSQL database (docs/deploy.md): what one node
 //! creates the others serve, a trust revocation made through one stops the next invocation on
 //! every other, the CLI works on the store while they run, and the one audit trail they all
-//! write verifies. Skipped, saying why, without a PostgreSQL server (tests/testkit's
-//! `scripts/test` starts one; CI never skips).
+//! write verifies. Under load with a node killed, nothing a node answered is lost; a webhook
+//! delivery sent to two nodes at once runs once. Skipped, saying why, without a PostgreSQL
+//! server (tests/testkit's `scripts/test` starts one; CI never skips).
 
-use reqwest::{Method, StatusCode};
-use serde_json::json;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use reqwest::{Client, Method, StatusCode};
+use serde_json::{Value, json};
 use tempfile::TempDir;
 
 use airlock_store::postgres::testing::TestDatabase;
 
 use crate::operator::Operator;
-use crate::serving::{Body, Server, assert_trail_verifies, mapper_input};
+use crate::serving::{
+    Body, Server, TENANT_SCOPES, assert_trail_verifies, mapper_input, records_of,
+};
+use crate::support::read_example;
+use crate::webhooks::{deliver, endpoint, now, standard};
 
 const ACTION: &str = "/v1/installations/mapper/actions/map-contact";
 
@@ -90,4 +100,428 @@ async fn nodes_on_one_database_serve_each_others_changes_and_a_revocation_stops_
         node.stop();
     }
     assert_trail_verifies(&op);
+}
+
+const KV: &str = "/v1/installations/hostile/actions/kv";
+
+/// The hostile example with room in its kv store for the load's writes (its own quota is 100
+/// keys in 64 KiB), signed as "Airlock Examples".
+fn roomy_hostile(op: &Operator) -> std::path::PathBuf {
+    let manifest = read_example("hostile", "airlock.toml");
+    let quota = "[kv]\nmax-bytes = \"64 KiB\"\nmax-keys = 100\n";
+    assert!(
+        manifest.contains(quota),
+        "hostile's kv quota moved:\n{manifest}"
+    );
+    let manifest = manifest.replace(quota, "[kv]\nmax-bytes = \"8 MiB\"\nmax-keys = 20000\n");
+    op.sign(
+        "hostile",
+        "hostile.wasm",
+        &manifest,
+        "hostile-roomy.airlock",
+    )
+}
+
+/// What a node answered to one request: status, `airlock-audit-record`, JSON body; or the
+/// transport's error (refused, reset: the node is gone).
+async fn send(
+    http: &Client,
+    base: &str,
+    path: &str,
+    key: &str,
+    body: &Value,
+) -> Result<(StatusCode, Option<u64>, Value), reqwest::Error> {
+    let response = http
+        .post(format!("{base}{path}"))
+        .header("authorization", format!("Bearer {key}"))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await?;
+    let status = response.status();
+    let record = response
+        .headers()
+        .get("airlock-audit-record")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let bytes = response.bytes().await?;
+    Ok((
+        status,
+        record,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    ))
+}
+
+/// A client of its own per load task: connections never sit idle in its pool long enough for a
+/// node's 10 s keep-alive limit to close one under a request.
+fn client() -> Client {
+    Client::builder()
+        .pool_idle_timeout(Duration::from_secs(2))
+        .build()
+        .expect("HTTP client")
+}
+
+/// The nodes as the load's clients see them: where, and which they found dead.
+struct Cluster {
+    bases: Vec<String>,
+    dead: Vec<AtomicBool>,
+    /// Operations finished (answered or given up), for the killer to wait on.
+    done: AtomicUsize,
+}
+
+/// One invocation a node answered 200, with its record's number.
+struct Answered {
+    node: usize,
+    tenant: &'static str,
+    installation: &'static str,
+    seq: u64,
+    /// The kv key and value it set, if it was a set.
+    set: Option<(String, String)>,
+}
+
+/// What one load client saw.
+#[derive(Default)]
+struct Seen {
+    answered: Vec<Answered>,
+    /// (node, error) of every request that got no HTTP response.
+    transport: Vec<(usize, String)>,
+    /// Every response that was not a 200 with a record (and `{}` for a set).
+    wrong: Vec<String>,
+    /// Operations no node answered.
+    unanswered: usize,
+}
+
+/// One load client: `each` operations for `tenant`, two kv sets under keys of its own for
+/// every mapper run, the first try of each on the next node in turn; a node that gave no
+/// response is taken for dead and the operation goes to the next.
+async fn load_client(
+    cluster: Arc<Cluster>,
+    c: usize,
+    tenant: &'static str,
+    key: String,
+    each: usize,
+) -> Seen {
+    let http = client();
+    let nodes = cluster.bases.len();
+    let input = mapper_input();
+    let mut seen = Seen::default();
+    for i in 0..each {
+        let (path, installation, body, set) = if i % 3 == 2 {
+            (ACTION, "mapper", input.clone(), None)
+        } else {
+            let (k, v) = (format!("c{c:02}-{i:04}"), format!("{tenant}-{c}-{i}"));
+            let body = json!({"op": "set", "key": k, "value": v});
+            (KV, "hostile", body, Some((k, v)))
+        };
+        let mut answered = false;
+        for hop in 0..nodes {
+            let n = (c + i + hop) % nodes;
+            if cluster.dead[n].load(Ordering::SeqCst) {
+                continue;
+            }
+            match send(&http, &cluster.bases[n], path, &key, &body).await {
+                Err(e) => {
+                    cluster.dead[n].store(true, Ordering::SeqCst);
+                    seen.transport.push((n, e.to_string()));
+                }
+                Ok((status, record, reply)) => {
+                    match record {
+                        Some(seq)
+                            if status == StatusCode::OK
+                                && (set.is_none() || reply == json!({})) =>
+                        {
+                            seen.answered.push(Answered {
+                                node: n,
+                                tenant,
+                                installation,
+                                seq,
+                                set: set.clone(),
+                            });
+                            answered = true;
+                        }
+                        _ => seen.wrong.push(format!(
+                            "node {n}, {path}: {status}, record {record:?}: {reply}"
+                        )),
+                    }
+                    break;
+                }
+            }
+        }
+        if !answered {
+            seen.unanswered += 1;
+        }
+        cluster.done.fetch_add(1, Ordering::SeqCst);
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_under_load_loses_nothing_another_node_answered_or_wrote() {
+    const NODES: usize = 3;
+    const CLIENTS: usize = 16;
+    const EACH: usize = 200;
+    const TOTAL: usize = CLIENTS * EACH;
+    const TENANTS: [&str; 2] = ["acme", "globex"];
+    let Some(database) = TestDatabase::create("cluster_kill") else {
+        return;
+    };
+    let op = Operator::on_postgres(&database.url);
+    let dirs: Vec<TempDir> = (0..NODES)
+        .map(|_| TempDir::new().expect("temp dir"))
+        .collect();
+    let names: Vec<String> = (1..=NODES).map(|n| format!("node-{n}")).collect();
+    let mut nodes: Vec<Server> = dirs
+        .iter()
+        .zip(&names)
+        .map(|(dir, name)| Server::node(&op, dir.path(), name))
+        .collect();
+
+    // Each tenant made, and its two installations made, through a node of its own.
+    let mapper = nodes[0]
+        .upload(&op.example("contact-mapper", "contact_mapper.wasm"))
+        .await;
+    let hostile = nodes[0].upload(&roomy_hostile(&op)).await;
+    let mut keys = Vec::new();
+    for (t, tenant) in TENANTS.iter().enumerate() {
+        let node = &nodes[t];
+        let key = node
+            .tenant(tenant, &["invoke", "installations:write"])
+            .await;
+        let installed = node.install_mapper(&key, &mapper).await;
+        assert_eq!(installed.status, StatusCode::CREATED, "{}", installed.body);
+        let installed = node
+            .post("/v1/installations", &key, json!({"bundle": hostile}))
+            .await;
+        assert_eq!(installed.status, StatusCode::CREATED, "{}", installed.body);
+        keys.push(key);
+    }
+
+    let cluster = Arc::new(Cluster {
+        bases: nodes.iter().map(|n| n.base.clone()).collect(),
+        dead: (0..NODES).map(|_| AtomicBool::new(false)).collect(),
+        done: AtomicUsize::new(0),
+    });
+    let started = Instant::now();
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            let t = c % TENANTS.len();
+            tokio::spawn(load_client(
+                cluster.clone(),
+                c,
+                TENANTS[t],
+                keys[t].clone(),
+                EACH,
+            ))
+        })
+        .collect();
+
+    // A third of the way in, node 3 dies mid-request, as a crash would take it.
+    while cluster.done.load(Ordering::SeqCst) < TOTAL / 3 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let killed = NODES - 1;
+    nodes.pop().expect("node 3").kill();
+    let killed_after = cluster.done.load(Ordering::SeqCst);
+
+    let mut seen = Seen::default();
+    for client in clients {
+        let s = client.await.expect("load client");
+        seen.answered.extend(s.answered);
+        seen.transport.extend(s.transport);
+        seen.wrong.extend(s.wrong);
+        seen.unanswered += s.unanswered;
+    }
+    let per_node: Vec<usize> = (0..NODES)
+        .map(|n| seen.answered.iter().filter(|a| a.node == n).count())
+        .collect();
+    let sets = seen.answered.iter().filter(|a| a.set.is_some()).count();
+    eprintln!(
+        "cluster load: {TOTAL} operations in {:.2?}, node 3 killed after {killed_after}; \
+         answered {} ({sets} kv sets) by node: {per_node:?}; {} requests got no response",
+        started.elapsed(),
+        seen.answered.len(),
+        seen.transport.len(),
+    );
+    assert!(
+        seen.wrong.is_empty(),
+        "{} wrong answers: {:?}",
+        seen.wrong.len(),
+        &seen.wrong[..seen.wrong.len().min(5)]
+    );
+    assert_eq!(
+        seen.unanswered, 0,
+        "every operation found a node that answered"
+    );
+    assert_eq!(seen.answered.len(), TOTAL);
+    assert!(
+        seen.transport.iter().all(|(n, _)| *n == killed),
+        "only the killed node failed to answer: {:?}",
+        seen.transport
+    );
+    assert!(
+        !seen.transport.is_empty(),
+        "requests went to the dead node and failed"
+    );
+    assert!(per_node[killed] > 0, "node 3 served before it died");
+    let seqs: HashSet<u64> = seen.answered.iter().map(|a| a.seq).collect();
+    assert_eq!(seqs.len(), TOTAL, "every answer names a record of its own");
+
+    // The survivors keep serving, each for both tenants.
+    for node in &nodes {
+        for key in &keys {
+            let reply = node.post(ACTION, key, mapper_input()).await;
+            assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+            assert!(reply.record.is_some());
+        }
+    }
+
+    // Every kv set that was answered reads back, through the survivors, for its own tenant.
+    let bases: Arc<Vec<String>> = Arc::new(nodes.iter().map(|n| n.base.clone()).collect());
+    let mut writes: Vec<(usize, String, String)> = seen
+        .answered
+        .iter()
+        .filter_map(|a| {
+            let t = TENANTS.iter().position(|t| *t == a.tenant).expect("tenant");
+            a.set.clone().map(|(k, v)| (t, k, v))
+        })
+        .collect();
+    writes.sort();
+    let keys = Arc::new(keys);
+    let readers: Vec<_> = (0..CLIENTS)
+        .map(|r| {
+            let mine: Vec<_> = writes.iter().skip(r).step_by(CLIENTS).cloned().collect();
+            let (bases, keys) = (bases.clone(), keys.clone());
+            tokio::spawn(async move {
+                let http = client();
+                let mut lost = Vec::new();
+                for (i, (t, k, v)) in mine.into_iter().enumerate() {
+                    let base = &bases[(r + i) % bases.len()];
+                    let get = json!({"op": "get", "key": k});
+                    let (status, _, reply) = send(&http, base, KV, &keys[t], &get)
+                        .await
+                        .expect("a survivor answers");
+                    if status != StatusCode::OK || reply != json!({"found": true, "value": v}) {
+                        lost.push(format!("{} {k}: {status} {reply}", TENANTS[t]));
+                    }
+                }
+                lost
+            })
+        })
+        .collect();
+    let mut lost = Vec::new();
+    for reader in readers {
+        lost.extend(reader.await.expect("reader"));
+    }
+    assert!(
+        lost.is_empty(),
+        "{} of {} answered kv sets lost: {:?}",
+        lost.len(),
+        writes.len(),
+        &lost[..lost.len().min(5)]
+    );
+
+    for node in nodes {
+        node.stop();
+    }
+    // The one trail verifies though node 3 never signed its last records, and holds every
+    // answered invocation as the node that answered it wrote it.
+    assert_trail_verifies(&op);
+    let trail: HashMap<u64, Value> = records_of(&op, "invocation")
+        .into_iter()
+        .map(|r| (r["seq"].as_u64().expect("seq"), r))
+        .collect();
+    for a in &seen.answered {
+        let record = trail.get(&a.seq).unwrap_or_else(|| {
+            panic!(
+                "record {} answered by {} is not in the trail",
+                a.seq, names[a.node]
+            )
+        });
+        let writes = u64::from(a.set.is_some());
+        assert!(
+            record["tenant"] == a.tenant
+                && record["installation"] == a.installation
+                && record["node"] == names[a.node].as_str()
+                && record["trigger"] == "api"
+                && record["outcome"] == "ok"
+                && record["kv"]["writes"].as_u64().unwrap_or(0) == writes,
+            "record {} is not the invocation {} answered for {}/{}: {record}",
+            a.seq,
+            names[a.node],
+            a.tenant,
+            a.installation
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_delivery_sent_to_two_nodes_at_once_runs_once() {
+    const DELIVERIES: usize = 20;
+    let Some(database) = TestDatabase::create("cluster_hooks") else {
+        return;
+    };
+    let op = Operator::on_postgres(&database.url);
+    let dirs: Vec<TempDir> = (0..2).map(|_| TempDir::new().expect("temp dir")).collect();
+    let nodes: Vec<Server> = dirs
+        .iter()
+        .enumerate()
+        .map(|(n, dir)| Server::node(&op, dir.path(), &format!("node-{}", n + 1)))
+        .collect();
+    let digest = nodes[0]
+        .upload(&op.example("contact-mapper", "contact_mapper.wasm"))
+        .await;
+    let key = nodes[0].tenant("acme", &TENANT_SCOPES).await;
+    let installed = nodes[0].install_mapper(&key, &digest).await;
+    assert_eq!(installed.status, StatusCode::CREATED, "{}", installed.body);
+    let (path, secret, _) = endpoint(
+        &nodes[0],
+        &key,
+        json!({"installation": "mapper", "action": "map-contact"}),
+    )
+    .await;
+    let body = serde_json::to_vec(&mapper_input()).expect("JSON");
+
+    let mut runs = Vec::new();
+    let mut wins = [0usize; 2];
+    for d in 0..DELIVERIES {
+        let headers = standard(&secret, &format!("msg_race_{d}"), now(), &body);
+        let (one, two) = tokio::join!(
+            deliver(&nodes[0], &path, &headers, &body),
+            deliver(&nodes[1], &path, &headers, &body),
+        );
+        let (won, winner, lost) = match (one.status, two.status) {
+            (StatusCode::OK, StatusCode::CONFLICT) => (one, 0, two),
+            (StatusCode::CONFLICT, StatusCode::OK) => (two, 1, one),
+            (a, b) => panic!(
+                "delivery {d}: node 1 {a} {}, node 2 {b} {}: not one run and one duplicate",
+                one.body, two.body
+            ),
+        };
+        assert_eq!(won.body["email"], "ada@example.com", "{}", won.body);
+        assert_eq!(lost.code(), "duplicate-delivery", "{}", lost.body);
+        wins[winner] += 1;
+        runs.push(won.record.expect("the run's audit record number"));
+    }
+    eprintln!("webhook race: {DELIVERIES} deliveries, won by node 1 / node 2: {wins:?}");
+
+    for node in nodes {
+        node.stop();
+    }
+    assert_trail_verifies(&op);
+    let mut recorded: Vec<u64> = records_of(&op, "invocation")
+        .into_iter()
+        .filter(|r| r["trigger"] == "webhook")
+        .map(|r| r["seq"].as_u64().expect("seq"))
+        .collect();
+    recorded.sort();
+    runs.sort();
+    assert_eq!(
+        recorded, runs,
+        "the trail holds one webhook run per delivery id: the winner's"
+    );
+    let replays = records_of(&op, "webhook-refused")
+        .into_iter()
+        .filter(|r| r["reason"] == "replayed")
+        .count();
+    assert!(replays > 0, "the losing copies are refused as replays");
 }

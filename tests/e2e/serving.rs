@@ -212,6 +212,18 @@ impl Server {
         assert!(status.success(), "server exit {status}\n{log}");
         assert!(log.contains("audit checkpoint signed"), "{log}");
     }
+
+    /// Kills the server with SIGKILL, as a crash or an OOM kill would: no drain, no final
+    /// checkpoint. Waits for it and asserts the signal is what ended it.
+    pub fn kill(mut self) {
+        use std::os::unix::process::ExitStatusExt as _;
+        // SAFETY: kill(2) on our own child's pid; no memory is involved.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGKILL);
+        }
+        let status = self.child.wait().expect("server exits");
+        assert_eq!(status.signal(), Some(libc::SIGKILL), "server exit {status}");
+    }
 }
 
 impl Drop for Server {

@@ -83,10 +83,12 @@ fn slack(secret: &str, ts: u64, body: &[u8]) -> Vec<(&'static str, String)> {
 pub(crate) struct Delivered {
     pub(crate) status: StatusCode,
     pub(crate) body: Value,
+    /// `airlock-audit-record`: the number of the run's invocation record.
+    pub(crate) record: Option<u64>,
 }
 
 impl Delivered {
-    fn code(&self) -> &str {
+    pub(crate) fn code(&self) -> &str {
         self.body["error"]["code"].as_str().unwrap_or("")
     }
 
@@ -112,10 +114,16 @@ pub(crate) async fn deliver(
     }
     let response = request.send().await.expect("the server answers");
     let status = response.status();
+    let record = response
+        .headers()
+        .get("airlock-audit-record")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
     let bytes = response.bytes().await.expect("body");
     Delivered {
         status,
         body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        record,
     }
 }
 
