@@ -180,6 +180,7 @@ impl Store {
             audit: Arc::default(),
             trust_writer,
             gate,
+            members: Arc::default(),
         })
     }
 

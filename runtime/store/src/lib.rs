@@ -44,6 +44,7 @@ mod format;
 pub mod installations;
 pub mod keys;
 pub mod kv;
+mod members;
 mod pause;
 pub mod postgres;
 pub mod records;
@@ -65,7 +66,7 @@ pub use records::{
 };
 pub use traits::{
     ApiKeys, AuditLog, Connections, Consents, Credentials, IndexEntry, Installations, KvNamespaces,
-    Rows, Storage, Tenants, Trust, Webhooks,
+    Members, Rows, Storage, Tenants, Trust, Webhooks,
 };
 
 /// Name of the database directory inside the data dir.
@@ -140,6 +141,8 @@ pub struct Store {
     trust_writer: Arc<Mutex<()>>,
     /// Changes and backups take turns through it ([`pause`]).
     gate: Arc<pause::Gate>,
+    /// The serving processes ([`members`]): in memory, as only one process opens the data dir.
+    members: Arc<members::Live>,
 }
 
 impl Store {
@@ -165,6 +168,7 @@ impl Store {
             audit: Arc::default(),
             trust_writer: Arc::default(),
             gate: Arc::default(),
+            members: Arc::default(),
         };
         store.sweep_key_dir()?;
         store.upgrade(fresh)

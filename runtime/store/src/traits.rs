@@ -9,6 +9,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use airlock_host_api::credentials::{ConnectionTokens, CredentialType, Secret, SecretSource};
 use airlock_host_api::kv::KvBackend;
@@ -356,6 +357,19 @@ pub trait Trust: Send + Sync {
     fn trust_revision(&self) -> Result<u64, StoreError>;
 }
 
+/// The serving nodes that share this store, each known by an instance id of its own process.
+/// Nodes divide the fairness caps among the live ones (docs/deploy.md "Fairness caps in a
+/// cluster"); time is the store's clock, so the nodes' clocks need not agree.
+pub trait Members: Send + Sync {
+    /// Marks `instance` alive now, forgets every instance not marked within `ttl`, and returns
+    /// the live ones sorted (`instance` among them).
+    fn heartbeat(&self, instance: &str, ttl: Duration) -> Result<Vec<String>, StoreError>;
+
+    /// Forgets `instance` at once (a clean stop), so the others take its share at their next
+    /// heartbeat rather than after its `ttl`.
+    fn leave(&self, instance: &str) -> Result<(), StoreError>;
+}
+
 /// One entry of the audit index: its key and its value (empty for most).
 pub type IndexEntry<'a> = (&'a [u8], &'a [u8]);
 
@@ -440,6 +454,7 @@ pub trait Storage:
     + KvNamespaces
     + Trust
     + AuditLog
+    + Members
 {
     /// The installation's credentials as the egress broker reads them: values opened only to
     /// be injected, OAuth connections refreshed in place.

@@ -9,6 +9,7 @@
 //! Compiled for this crate's tests and, with the `conformance` feature, for other backends'.
 
 pub mod audit;
+pub mod members;
 pub mod oauth;
 pub mod races;
 pub mod records;
@@ -110,6 +111,7 @@ macro_rules! conformance_suite {
             trust::the_trust_revision_changes_with_every_change,
             trust::a_key_is_added_by_exactly_one_of_concurrent_callers,
             trust::concurrent_adds_of_different_keys_are_all_kept,
+            members::live_members_are_listed_until_they_leave_or_expire,
         );
     };
     (@cases $fresh:expr; $($module:ident :: $case:ident),+ $(,)?) => {

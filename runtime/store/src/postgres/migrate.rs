@@ -13,11 +13,18 @@ struct Migration {
 }
 
 /// Every migration this build knows, in order. Never edit one that has shipped: add the next.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial",
-    sql: include_str!("schema/0001_initial.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial",
+        sql: include_str!("schema/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "members",
+        sql: include_str!("schema/0002_members.sql"),
+    },
+];
 
 /// The advisory lock the migrations run under (any fixed number; "airlock\0" in ASCII).
 const MIGRATION_LOCK: i64 = 0x6169_726c_6f63_6b00;

@@ -25,6 +25,7 @@ mod credentials;
 mod installations;
 mod keys;
 mod kv;
+mod members;
 pub mod migrate;
 mod tenants;
 #[cfg(any(test, feature = "conformance"))]
