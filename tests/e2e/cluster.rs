@@ -2,8 +2,9 @@
 //! creates the others serve, a trust revocation made through one stops the next invocation on
 //! every other, the CLI works on the store while they run, and the one audit trail they all
 //! write verifies. Under load with a node killed, nothing a node answered is lost; a webhook
-//! delivery sent to two nodes at once runs once. Skipped, saying why, without a PostgreSQL
-//! server (tests/testkit's `scripts/test` starts one; CI never skips).
+//! delivery sent to two nodes at once runs once. The fairness caps are the cluster's, shared
+//! among the live nodes. Skipped, saying why, without a PostgreSQL server (tests/testkit's
+//! `scripts/test` starts one; CI never skips).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use tempfile::TempDir;
 
 use airlock_store::postgres::testing::TestDatabase;
 
+use crate::isolation::{metric, most_running};
 use crate::operator::Operator;
 use crate::serving::{
     Body, Server, TENANT_SCOPES, assert_trail_verifies, mapper_input, records_of,
@@ -35,7 +37,7 @@ async fn nodes_on_one_database_serve_each_others_changes_and_a_revocation_stops_
     let nodes: Vec<Server> = dirs
         .iter()
         .enumerate()
-        .map(|(n, dir)| Server::node(&op, dir.path(), &format!("node-{}", n + 1)))
+        .map(|(n, dir)| Server::node(&op, dir.path(), &format!("node-{}", n + 1), &[]))
         .collect();
 
     // Created through node 1: a bundle, a key, an installation.
@@ -273,7 +275,7 @@ async fn a_node_killed_under_load_loses_nothing_another_node_answered_or_wrote()
     let mut nodes: Vec<Server> = dirs
         .iter()
         .zip(&names)
-        .map(|(dir, name)| Server::node(&op, dir.path(), name))
+        .map(|(dir, name)| Server::node(&op, dir.path(), name, &[]))
         .collect();
 
     // Each tenant made, and its two installations made, through a node of its own.
@@ -465,7 +467,7 @@ async fn a_webhook_delivery_sent_to_two_nodes_at_once_runs_once() {
     let nodes: Vec<Server> = dirs
         .iter()
         .enumerate()
-        .map(|(n, dir)| Server::node(&op, dir.path(), &format!("node-{}", n + 1)))
+        .map(|(n, dir)| Server::node(&op, dir.path(), &format!("node-{}", n + 1), &[]))
         .collect();
     let digest = nodes[0]
         .upload(&op.example("contact-mapper", "contact_mapper.wasm"))
@@ -524,4 +526,119 @@ async fn a_webhook_delivery_sent_to_two_nodes_at_once_runs_once() {
         .filter(|r| r["reason"] == "replayed")
         .count();
     assert!(replays > 0, "the losing copies are refused as replays");
+}
+
+const SLEEP: &str = "/v1/installations/hostile/actions/sleep";
+
+/// The caps of every node below: four per tenant and six in all, for the cluster.
+const CAPS: [&str; 6] = [
+    "--tenant-concurrent",
+    "4",
+    "--max-concurrent",
+    "6",
+    "--heartbeat",
+    "200ms",
+];
+
+/// The fairness caps hold for the cluster: each live node admits its share, and the shares
+/// follow the nodes as they join, die (SIGKILL: forgotten after three missed heartbeats) and
+/// leave (SIGTERM: at once). Each share is what the node admits, not only what it reports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fairness_caps_are_shared_among_the_live_nodes_as_they_join_and_die() {
+    let Some(database) = TestDatabase::create("cluster_caps") else {
+        return;
+    };
+    let op = Operator::on_postgres(&database.url);
+    let dirs: Vec<TempDir> = (0..3).map(|_| TempDir::new().expect("temp dir")).collect();
+    let start = |n: usize| {
+        Arc::new(Server::node(
+            &op,
+            dirs[n].path(),
+            &format!("node-{}", n + 1),
+            &CAPS,
+        ))
+    };
+    let first = start(0);
+    assert_eq!(
+        shares(&[&first], 1).await,
+        [(6, 4)],
+        "alone: the whole caps"
+    );
+    let hostile = first.upload(&op.example("hostile", "hostile.wasm")).await;
+    let key = first.tenant("acme", &TENANT_SCOPES).await;
+    let installed = first
+        .post("/v1/installations", &key, json!({"bundle": hostile}))
+        .await;
+    assert_eq!(installed.status, StatusCode::CREATED, "{}", installed.body);
+    assert_eq!(most_admitted(&first, &key).await, 4);
+
+    // A second node joins: each admits two of the tenant's four, even with both loaded at once.
+    let second = start(1);
+    assert_eq!(shares(&[&first, &second], 2).await, [(3, 2), (3, 2)]);
+    let (one, two) = tokio::join!(most_admitted(&first, &key), most_admitted(&second, &key));
+    assert_eq!(
+        (one, two),
+        (2, 2),
+        "the tenant's four, split between two nodes"
+    );
+
+    // A third: the remainder goes to the first node in the store's order.
+    let third = start(2);
+    assert_eq!(
+        shares(&[&first, &second, &third], 3).await,
+        [(2, 2), (2, 1), (2, 1)]
+    );
+    assert_eq!(most_admitted(&third, &key).await, 1);
+
+    // The third dies without a word: the others take its share once its mark expires.
+    Arc::into_inner(third).expect("no calls left").kill();
+    assert_eq!(shares(&[&first, &second], 2).await, [(3, 2), (3, 2)]);
+
+    // The second stops cleanly and leaves: the first admits the whole caps again.
+    Arc::into_inner(second).expect("no calls left").stop();
+    assert_eq!(shares(&[&first], 1).await, [(6, 4)]);
+    assert_eq!(most_admitted(&first, &key).await, 4);
+    Arc::into_inner(first).expect("no calls left").stop();
+}
+
+/// Once every one of `nodes` counts `live` nodes: each one's `(max-concurrent, tenant-
+/// concurrent)` share as its metrics report them.
+async fn shares(nodes: &[&Arc<Server>], live: u64) -> Vec<(u64, u64)> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for node in nodes {
+        while metric(node, "airlock_cluster_nodes").await != live {
+            assert!(
+                Instant::now() < deadline,
+                "{} never counted {live} live nodes",
+                node.base
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let mut shares = Vec::new();
+    for node in nodes {
+        shares.push((
+            metric(node, "airlock_server_max_concurrent").await,
+            metric(node, "airlock_server_tenant_concurrent").await,
+        ));
+    }
+    shares
+}
+
+/// Sends six sleeps of 400 ms to `node` at once and returns the most it ran at once; every
+/// sleep is answered (the ones beyond the share wait for a slot).
+async fn most_admitted(node: &Arc<Server>, key: &str) -> u64 {
+    let (most, done) = most_running(node);
+    let calls: Vec<_> = (0..6)
+        .map(|_| {
+            let (node, key) = (node.clone(), key.to_string());
+            tokio::spawn(async move { node.post(SLEEP, &key, json!({ "ms": 400 })).await })
+        })
+        .collect();
+    for call in calls {
+        let reply = call.await.expect("call");
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    }
+    done.store(true, Ordering::Relaxed);
+    most.await.expect("sampler")
 }

@@ -235,7 +235,7 @@ const RUNNING: &str = "airlock_server_invocations_running";
 
 /// Samples the running invocations every 10 ms until the flag is set; the task returns the
 /// most seen at once.
-fn most_running(
+pub(crate) fn most_running(
     server: &Arc<Server>,
 ) -> (
     tokio::task::JoinHandle<u64>,
@@ -255,7 +255,7 @@ fn most_running(
 }
 
 /// A gauge's value from the admin's `/metrics`.
-async fn metric(server: &Server, name: &str) -> u64 {
+pub(crate) async fn metric(server: &Server, name: &str) -> u64 {
     let text = server
         .http
         .get(format!("{}/metrics", server.base))

@@ -53,9 +53,11 @@ impl Server {
     }
 
     /// One node of a cluster: a server on the operator's store (`--store`) with a data dir
-    /// of its own, named `node`.
-    pub fn node(op: &Operator, data: &Path, node: &str) -> Self {
-        Self::start_in(op, data, &["--listen", "127.0.0.1:0", "--node", node])
+    /// of its own, named `node`, started with `extra` arguments.
+    pub fn node(op: &Operator, data: &Path, node: &str, extra: &[&str]) -> Self {
+        let mut args = vec!["--listen", "127.0.0.1:0", "--node", node];
+        args.extend(extra);
+        Self::start_in(op, data, &args)
     }
 
     /// `airlock serve ARGS…` on the data dir `data` with the operator's environment, after

@@ -16,27 +16,36 @@ use super::exit::{Exit, fail};
 use super::state::StateArgs;
 use airlock_runtime::engine::EngineSettings;
 use airlock_runtime::runtime::Runtime;
-use airlock_runtime::units::ByteSize;
+use airlock_runtime::units::{ByteSize, HumanDuration};
 use airlock_server::{AdmissionLimits, App, ServeLimits};
 
 /// How long an invocation runs at normal CPU priority before its thread is demoted: longer
 /// than almost every real call, short enough that a busy loop soon stops competing.
 const DEMOTE_AFTER: std::time::Duration = std::time::Duration::from_millis(50);
 
+/// The shortest heartbeat allowed.
+const MIN_HEARTBEAT: std::time::Duration = std::time::Duration::from_millis(100);
+
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
     /// Address to listen on (port 0 picks a free one; the address is printed on stdout)
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// Invocations running at once, across tenants
+    /// Invocations running at once, across tenants (with --store postgres://, across the
+    /// cluster: each live node admits its share)
     #[arg(long, default_value_t = 64)]
     max_concurrent: usize,
-    /// Invocations running at once for one tenant
+    /// Invocations running at once for one tenant (across the cluster, as --max-concurrent)
     #[arg(long, default_value_t = 8)]
     tenant_concurrent: usize,
     /// Invocations of one tenant waiting for a slot; more are refused with 429
     #[arg(long, default_value_t = 64)]
     tenant_queue: usize,
+    /// How often this node marks itself alive among the nodes sharing its store; a node
+    /// silent for three heartbeats is taken for dead and its share of the caps goes to the
+    /// others
+    #[arg(long, default_value = "5s", value_name = "DURATION")]
+    heartbeat: HumanDuration,
     /// Largest request body (bundle uploads aside)
     #[arg(long, default_value = "1MiB")]
     max_body: ByteSize,
@@ -88,6 +97,17 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<Exit> {
     if let Some(url) = &args.public_url {
         check_public_url(url)?;
     }
+    if args.heartbeat.0 < MIN_HEARTBEAT {
+        return Err(fail(
+            Exit::Usage,
+            anyhow::anyhow!(
+                "--heartbeat {}: too short; at least {}ms, so the store is not kept busy \
+                 marking nodes alive",
+                args.heartbeat,
+                MIN_HEARTBEAT.as_millis()
+            ),
+        ));
+    }
     if !args.listen.ip().is_loopback() && !args.insecure_plain_http {
         return Err(fail(
             Exit::Usage,
@@ -129,6 +149,7 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<Exit> {
         },
         max_body: usize::try_from(args.max_body.bytes()).unwrap_or(usize::MAX),
         max_connections,
+        heartbeat: args.heartbeat.0,
         ..ServeLimits::default()
     };
     let public_url = args

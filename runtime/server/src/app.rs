@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use airlock_host_api::egress::ip::AllowRanges;
 use prometheus_client::metrics::counter::ConstCounter;
@@ -18,6 +19,7 @@ use super::admission::{Admission, AdmissionLimits};
 use super::client::ProxyTrust;
 use super::error::ApiError;
 use super::failures::{FailureLimiter, KeyFailures};
+use super::members::Membership;
 use airlock_audit::AuditTrail;
 use airlock_audit::metrics::{Metrics, exposition};
 use airlock_platform::connections::Connector;
@@ -42,6 +44,9 @@ pub struct ServeLimits {
     pub max_bundle: usize,
     /// Client connections open at once; more wait to be accepted.
     pub max_connections: usize,
+    /// How often this node marks itself alive among the nodes sharing its store, and
+    /// follows its share of the caps.
+    pub heartbeat: Duration,
 }
 
 impl Default for ServeLimits {
@@ -51,6 +56,7 @@ impl Default for ServeLimits {
             max_body: 1 << 20,
             max_bundle: airlock_runtime::bundle::trusted::MAX_BUNDLE_BYTES as usize,
             max_connections: 512,
+            heartbeat: Duration::from_secs(5),
         }
     }
 }
@@ -68,6 +74,7 @@ pub struct App {
     pub(crate) store: Backend,
     pub(crate) trail: AuditTrail,
     pub(crate) admission: Admission,
+    pub(crate) members: Membership,
     pub(crate) failures: KeyFailures,
     /// Refused OAuth callbacks per client: apart from API-key failures, so a page that makes a
     /// browser load forged callbacks cannot lock its user out of the API.
@@ -101,6 +108,7 @@ impl App {
             public_url: public_url.trim_end_matches('/').to_string(),
             trust: TrustCache::open(&*store)?,
             admission: Admission::new(limits.admission),
+            members: Membership::new(trail.node(), limits.heartbeat),
             failures: KeyFailures::default(),
             callback_failures: FailureLimiter::default(),
             hook_refusals: FailureLimiter::default(),
@@ -258,6 +266,22 @@ impl App {
             "Invocations running now",
             ConstGauge::new(u64::try_from(self.admission.running()).unwrap_or(u64::MAX)),
         );
+        let (global, tenant) = self.admission.caps();
+        registry.register(
+            "airlock_cluster_nodes",
+            "Live nodes sharing this node's store at its last heartbeat (1 on sled)",
+            ConstGauge::new(u64::try_from(self.members.nodes()).unwrap_or(u64::MAX)),
+        );
+        registry.register(
+            "airlock_server_max_concurrent",
+            "This node's share of --max-concurrent among the live nodes",
+            ConstGauge::new(u64::try_from(global).unwrap_or(u64::MAX)),
+        );
+        registry.register(
+            "airlock_server_tenant_concurrent",
+            "This node's share of --tenant-concurrent among the live nodes",
+            ConstGauge::new(u64::try_from(tenant).unwrap_or(u64::MAX)),
+        );
         registry.register(
             "airlock_server_busy",
             "Invocation requests refused with 429 (queue full)",
@@ -276,8 +300,9 @@ impl App {
         exposition(&registry).map_err(ApiError::internal)
     }
 
-    /// After the last request: a final signed checkpoint.
+    /// After the last request: leaves the cluster and signs a final checkpoint.
     pub(crate) fn close(&self) {
+        self.members.leave(self);
         if let Err(e) = self.trail.checkpoint() {
             tracing::error!(error = %e, "cannot sign the final audit checkpoint");
         }

@@ -35,6 +35,7 @@ mod deadline;
 mod error;
 mod failures;
 pub mod local;
+pub mod members;
 mod routes;
 mod wire;
 
@@ -86,6 +87,9 @@ pub async fn serve(
             app.limits.max_connections.min(Semaphore::MAX_PERMITS),
         )),
     };
+    // This node's share of the caps before its first request.
+    beat(&app).await;
+    let heartbeat = tokio::spawn(heartbeat(app.clone()));
     let housekeeping = tokio::spawn(housekeeping(app.clone()));
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let operator = async {
@@ -101,6 +105,7 @@ pub async fn serve(
     tokio::join!(network, operator, signal);
     doors.graceful.shutdown().await;
     housekeeping.abort();
+    heartbeat.abort();
     app.close();
     Ok(())
 }
@@ -201,6 +206,23 @@ impl Listener for UnixListener {
 /// Every [`HOUSEKEEPING_EVERY`]: signs the audit checkpoint a quiet trail is due (appends
 /// only checkpoint when they happen); every [`PURGE_ROUNDS`] rounds, also drops webhook
 /// delivery ids past their retention and OAuth consents never completed.
+/// Marks this node alive every `Membership::every` and follows its share of the caps.
+async fn heartbeat(app: Arc<App>) {
+    let mut every = tokio::time::interval(app.members.every);
+    every.tick().await;
+    loop {
+        every.tick().await;
+        beat(&app).await;
+    }
+}
+
+async fn beat(app: &Arc<App>) {
+    let app = app.clone();
+    if let Err(e) = tokio::task::spawn_blocking(move || app.members.beat(&app)).await {
+        tracing::warn!(error = %e, "heartbeat failed");
+    }
+}
+
 async fn housekeeping(app: Arc<App>) {
     let mut every = tokio::time::interval(HOUSEKEEPING_EVERY);
     for round in 0u32.. {
