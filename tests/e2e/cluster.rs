@@ -530,14 +530,16 @@ async fn a_webhook_delivery_sent_to_two_nodes_at_once_runs_once() {
 
 const SLEEP: &str = "/v1/installations/hostile/actions/sleep";
 
-/// The caps of every node below: four per tenant and six in all, for the cluster.
+/// The caps of every node below: four per tenant and six in all, for the cluster. A heartbeat
+/// of 1s: a dead node is forgotten within seconds, and a live one is not taken for dead while
+/// the tests beside this one load the machine (three missed beats).
 const CAPS: [&str; 6] = [
     "--tenant-concurrent",
     "4",
     "--max-concurrent",
     "6",
     "--heartbeat",
-    "200ms",
+    "1s",
 ];
 
 /// The fairness caps hold for the cluster: each live node admits its share, and the shares

@@ -778,6 +778,10 @@ async fn metrics_are_one_valid_openmetrics_exposition() {
         ("airlock_server_busy", "counter"),
         ("airlock_audit_available", "gauge"),
         ("airlock_webhook_refusals_unrecorded", "counter"),
+        ("airlock_cluster_nodes", "gauge"),
+        ("airlock_server_max_concurrent", "gauge"),
+        ("airlock_server_tenant_concurrent", "gauge"),
+        ("airlock_audit_lost_races", "counter"),
     ] {
         assert_eq!(
             parsed.types.get(family).map(String::as_str),
@@ -791,6 +795,20 @@ async fn metrics_are_one_valid_openmetrics_exposition() {
     );
     assert_eq!(parsed.value("airlock_server_busy_total", &[]), Some(0.0));
     assert_eq!(parsed.value("airlock_audit_available", &[]), Some(1.0));
+    // One node on the embedded store: the caps are its own, its chain head uncontended.
+    assert_eq!(parsed.value("airlock_cluster_nodes", &[]), Some(1.0));
+    assert_eq!(
+        parsed.value("airlock_server_max_concurrent", &[]),
+        Some(64.0)
+    );
+    assert_eq!(
+        parsed.value("airlock_server_tenant_concurrent", &[]),
+        Some(8.0)
+    );
+    assert_eq!(
+        parsed.value("airlock_audit_lost_races_total", &[]),
+        Some(0.0)
+    );
     server.stop();
 }
 

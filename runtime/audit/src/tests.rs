@@ -799,6 +799,11 @@ fn nodes_on_one_database_share_one_gapless_chain() {
     // Each switch from one node to the other is a node that lost a race and re-chained.
     let switches = (1..total).filter(|s| stored[s] != stored[&(s - 1)]).count();
     assert!(switches > 1, "the nodes never interleaved ({switches})");
+    let lost: u64 = nodes.iter().map(AuditTrail::lost_races).sum();
+    assert!(
+        lost >= switches as u64,
+        "{lost} lost races counted for {switches} switches"
+    );
 
     // Each node signs checkpoints of the shared chain into the one audit dir: the tail first
     // (by the node whose head it is), then a record of its own each.

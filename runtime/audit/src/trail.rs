@@ -81,6 +81,8 @@ struct State {
     time_mark: u64,
     /// Why the trail stopped taking records, once it has.
     failed: Option<String>,
+    /// Appends that found their sequence number taken by another node and chained again.
+    lost_races: u64,
 }
 
 impl AuditTrail {
@@ -138,6 +140,7 @@ impl AuditTrail {
                     checkpoint_at: Instant::now(),
                     time_mark,
                     failed: None,
+                    lost_races: 0,
                 }),
             }),
         })
@@ -203,6 +206,12 @@ impl AuditTrail {
     /// Why the trail refuses records, if it does.
     pub fn failure(&self) -> Option<String> {
         self.state().failed.clone()
+    }
+
+    /// How many appends found their sequence number taken by another node and chained again:
+    /// how contended the cluster's one chain head is (0 with one node).
+    pub fn lost_races(&self) -> u64 {
+        self.state().lost_races
     }
 
     /// Appends `event` and returns its sequence number once it is on disk.
@@ -345,6 +354,7 @@ impl AuditTrail {
             match self.try_insert(state, now_ms, &envelope) {
                 Ok(()) => return Ok(envelope.seq),
                 Err(StoreError::Exists { .. }) => {
+                    state.lost_races += 1;
                     if let Err(e) = self.reread(state) {
                         return Err(fail(state, &e));
                     }

@@ -293,6 +293,11 @@ impl App {
             ConstGauge::new(u64::from(self.trail.failure().is_none())),
         );
         registry.register(
+            "airlock_audit_lost_races",
+            "Audit appends that found their sequence number taken by another node and chained again",
+            ConstCounter::new(self.trail.lost_races()),
+        );
+        registry.register(
             "airlock_webhook_refusals_unrecorded",
             "Webhook deliveries refused beyond an endpoint's per-minute audit limit (counted, not recorded)",
             ConstCounter::new(self.hook_refusals_unrecorded.load(Ordering::Relaxed)),
