@@ -307,7 +307,7 @@ impl App {
 
     /// After the last request: leaves the cluster and signs a final checkpoint.
     pub(crate) fn close(&self) {
-        self.members.leave(self);
+        self.members.leave(&*self.store);
         if let Err(e) = self.trail.checkpoint() {
             tracing::error!(error = %e, "cannot sign the final audit checkpoint");
         }

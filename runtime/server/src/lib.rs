@@ -218,7 +218,9 @@ async fn heartbeat(app: Arc<App>) {
 
 async fn beat(app: &Arc<App>) {
     let app = app.clone();
-    if let Err(e) = tokio::task::spawn_blocking(move || app.members.beat(&app)).await {
+    if let Err(e) =
+        tokio::task::spawn_blocking(move || app.members.beat(&*app.store, &app.admission)).await
+    {
         tracing::warn!(error = %e, "heartbeat failed");
     }
 }

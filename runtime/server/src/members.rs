@@ -9,8 +9,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use airlock_audit::Node;
+use airlock_store::Members;
 
-use super::app::App;
+use super::admission::Admission;
 
 /// Heartbeats a node may miss before the others forget it.
 pub const MISSED: u32 = 3;
@@ -42,15 +43,15 @@ impl Membership {
     /// Marks this node alive and takes its share of the caps. On a store error the shares
     /// stay as they were (the error is logged): a node cut off from the store admits as it
     /// did, and its invocations fail at the store anyway.
-    pub(crate) fn beat(&self, app: &App) {
-        let live = match app.store.heartbeat(&self.instance, self.every * MISSED) {
+    pub(crate) fn beat(&self, store: &dyn Members, admission: &Admission) {
+        let live = match store.heartbeat(&self.instance, self.every * MISSED) {
             Ok(live) => live,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot mark this node alive; its caps stay as they were");
                 return;
             }
         };
-        let limits = app.admission.limits();
+        let limits = admission.limits();
         let global = share(limits.global, &live, &self.instance);
         let tenant = share(limits.tenant, &live, &self.instance);
         if self.nodes.swap(live.len(), Ordering::Relaxed) != live.len() {
@@ -61,12 +62,12 @@ impl Membership {
                 "live nodes changed; this node's share of the caps follows"
             );
         }
-        app.admission.resize(global, tenant);
+        admission.resize(global, tenant);
     }
 
     /// Forgets this node at once (after its last request).
-    pub(crate) fn leave(&self, app: &App) {
-        if let Err(e) = app.store.leave(&self.instance) {
+    pub(crate) fn leave(&self, store: &dyn Members) {
+        if let Err(e) = store.leave(&self.instance) {
             tracing::warn!(error = %e, "cannot leave the cluster; the others notice when the mark expires");
         }
     }
