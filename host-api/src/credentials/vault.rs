@@ -51,6 +51,7 @@ const WEBHOOK_LABEL: &[u8] = b"airlock/webhook/v1";
 const CONNECTION_LABEL: &[u8] = b"airlock/oauth-connection/v1";
 const NAME_LABEL: &[u8] = b"airlock/name/v1";
 const CONFIG_LABEL: &[u8] = b"airlock/installation-config/v1";
+const RUN_INPUT_LABEL: &[u8] = b"airlock/run-input/v1";
 /// Derives the DEK's index key, so the AEAD key is never used as a MAC key too.
 const INDEX_KEY_LABEL: &[u8] = b"airlock/index-key/v1";
 const INDEX_LABEL: &[u8] = b"airlock/index/v1";
@@ -482,6 +483,29 @@ impl Aad for ConfigAad<'_> {
         encode_aad(
             CONFIG_LABEL,
             &[self.tenant, self.installation],
+            self.key_version,
+        )
+    }
+
+    fn key_version(&self) -> u32 {
+        self.key_version
+    }
+}
+
+/// Binds a queued run's input to its tenant, installation and run.
+#[derive(Clone, Copy, Debug)]
+pub struct RunInputAad<'a> {
+    pub tenant: &'a str,
+    pub installation: &'a str,
+    pub run: &'a str,
+    pub key_version: u32,
+}
+
+impl Aad for RunInputAad<'_> {
+    fn encode(&self) -> Vec<u8> {
+        encode_aad(
+            RUN_INPUT_LABEL,
+            &[self.tenant, self.installation, self.run],
             self.key_version,
         )
     }

@@ -181,6 +181,7 @@ impl Store {
             trust_writer,
             gate,
             members: Arc::default(),
+            run_lock: Arc::default(),
         })
     }
 

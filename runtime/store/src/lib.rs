@@ -48,6 +48,7 @@ mod members;
 mod pause;
 pub mod postgres;
 pub mod records;
+pub mod runs;
 pub mod tenants;
 pub mod traits;
 pub mod trust;
@@ -66,7 +67,7 @@ pub use records::{
 };
 pub use traits::{
     ApiKeys, AuditLog, Connections, Consents, Credentials, IndexEntry, Installations, KvNamespaces,
-    Members, Rows, Storage, Tenants, Trust, Webhooks,
+    Members, Rows, Runs, Storage, Tenants, Trust, Webhooks,
 };
 
 /// Name of the database directory inside the data dir.
@@ -143,6 +144,8 @@ pub struct Store {
     gate: Arc<pause::Gate>,
     /// The serving processes ([`members`]): in memory, as only one process opens the data dir.
     members: Arc<members::Live>,
+    /// Taken by each change of a run ([`runs`]).
+    run_lock: Arc<runs::RunLock>,
 }
 
 impl Store {
@@ -169,6 +172,7 @@ impl Store {
             trust_writer: Arc::default(),
             gate: Arc::default(),
             members: Arc::default(),
+            run_lock: Arc::default(),
         };
         store.sweep_key_dir()?;
         store.upgrade(fresh)

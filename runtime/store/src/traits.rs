@@ -24,6 +24,7 @@ use crate::records::{
     ConnectionInfo, ConnectionKey, CredentialInfo, EndpointInfo, InstallationRecord, KvUsage,
     NewEndpoint, PendingConsent, SetOutcome, Stored, TakenState, TenantInfo,
 };
+use crate::runs::{ClaimedRun, NewRun, Requeued, RunEnd, RunQuery, RunRecord};
 
 /// Tenants: the unit every other record belongs to.
 pub trait Tenants: Send + Sync {
@@ -370,6 +371,37 @@ pub trait Members: Send + Sync {
     fn leave(&self, instance: &str) -> Result<(), StoreError>;
 }
 
+/// The durable work queue and the run history ([`crate::runs`]). At least once: a run whose
+/// claim lapses (its worker died) is claimed again.
+pub trait Runs: Send + Sync {
+    /// Queues `new`, its `input` sealed with the tenant's data key; refused if the id is taken.
+    fn enqueue_run(&self, new: &NewRun<'_>, input: &[u8]) -> Result<RunRecord, StoreError>;
+
+    /// Claims the run that woke first by `now` (queued and due, or running with its claim
+    /// lapsed) for `lease`, its input opened. Guarantee: each claim goes to one caller.
+    fn claim_run(&self, now: u64, lease: Duration) -> Result<Option<ClaimedRun>, StoreError>;
+
+    /// Ends attempt `claim` of run `id` as `end` at `now`; false, and nothing written, when
+    /// the claim no longer holds (it lapsed and the run was claimed again). A run that
+    /// succeeded or failed loses its input here.
+    fn finish_run(&self, id: &str, claim: u32, end: &RunEnd, now: u64) -> Result<bool, StoreError>;
+
+    /// `tenant`'s run `id`.
+    fn run(&self, tenant: &TenantId, id: &str) -> Result<Option<RunRecord>, StoreError>;
+
+    /// `tenant`'s runs as `query` asks, oldest first, read through an index by creation time.
+    fn runs(&self, tenant: &TenantId, query: &RunQuery) -> Result<Vec<RunRecord>, StoreError>;
+
+    /// Queues `tenant`'s dead or failed run `id` again, while its input is kept.
+    fn retry_run(&self, tenant: &TenantId, id: &str, now: u64) -> Result<Requeued, StoreError>;
+
+    /// Destroys the inputs of dead runs last changed before `before`; how many.
+    fn purge_run_inputs(&self, before: u64) -> Result<usize, StoreError>;
+
+    /// When the next run wakes, if any run waits (a worker sleeps until then).
+    fn next_run_wake(&self) -> Result<Option<u64>, StoreError>;
+}
+
 /// One entry of the audit index: its key and its value (empty for most).
 pub type IndexEntry<'a> = (&'a [u8], &'a [u8]);
 
@@ -455,6 +487,7 @@ pub trait Storage:
     + Trust
     + AuditLog
     + Members
+    + Runs
 {
     /// The installation's credentials as the egress broker reads them: values opened only to
     /// be injected, OAuth connections refreshed in place.

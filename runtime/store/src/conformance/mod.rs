@@ -13,6 +13,7 @@ pub mod members;
 pub mod oauth;
 pub mod races;
 pub mod records;
+pub mod runs;
 pub mod trust;
 
 use std::sync::Arc;
@@ -112,6 +113,11 @@ macro_rules! conformance_suite {
             trust::a_key_is_added_by_exactly_one_of_concurrent_callers,
             trust::concurrent_adds_of_different_keys_are_all_kept,
             members::live_members_are_listed_until_they_leave_or_expire,
+            runs::runs_are_claimed_once_when_due_and_finished_once,
+            runs::a_lapsed_claim_is_claimed_again_and_its_attempt_refused,
+            runs::a_dead_run_is_retried_while_its_input_is_kept,
+            runs::the_run_history_is_paged_by_installation_status_and_time,
+            runs::each_claim_goes_to_one_caller,
         );
     };
     (@cases $fresh:expr; $($module:ident :: $case:ident),+ $(,)?) => {

@@ -24,6 +24,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "members",
         sql: include_str!("schema/0002_members.sql"),
     },
+    Migration {
+        version: 3,
+        name: "runs",
+        sql: include_str!("schema/0003_runs.sql"),
+    },
 ];
 
 /// The advisory lock the migrations run under (any fixed number; "airlock\0" in ASCII).

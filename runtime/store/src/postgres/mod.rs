@@ -27,6 +27,7 @@ mod keys;
 mod kv;
 mod members;
 pub mod migrate;
+mod runs;
 mod tenants;
 #[cfg(any(test, feature = "conformance"))]
 pub mod testing;

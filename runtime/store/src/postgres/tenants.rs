@@ -19,6 +19,7 @@ const TENANT_TABLES: &[&str] = &[
     "oauth_connections",
     "oauth_offers",
     "oauth_pending",
+    "runs",
 ];
 
 impl Tenants for PgStore {

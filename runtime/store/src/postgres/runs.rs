@@ -1,0 +1,265 @@
+//! Runs on the cluster's store: one row per run (sled's record as JSON, the input sealed the
+//! same way). Nodes claim with `FOR UPDATE SKIP LOCKED` on the wake index, so concurrent
+//! claims never wait on each other or take one run twice.
+
+use std::time::Duration;
+
+use airlock_host_api::credentials::vault::Sealed;
+
+use super::{PgStore, bigint, is_unique_violation};
+use crate::StoreError;
+use crate::runs::{
+    ClaimedRun, NewRun, Requeued, RunEnd, RunQuery, RunRecord, RunStatus, claim, decode, encode,
+    finish, holds, matches, open_input, queued, requeue, seal_input,
+};
+use crate::traits::Runs;
+use airlock_runtime::ids::TenantId;
+
+fn sealed_bytes(sealed: &Sealed, id: &str) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(sealed).map_err(|_| StoreError::Corrupt {
+        what: format!("the input of run {id}"),
+    })
+}
+
+fn wakes(run: &RunRecord) -> Option<i64> {
+    run.wakes().map(bigint)
+}
+
+impl PgStore {
+    /// Reads run `id` for update in `change`, writes what it returns (record, and the input
+    /// destroyed unless still kept), all in one transaction.
+    fn change_run<T: Send + 'static>(
+        &self,
+        id: &str,
+        tenant: Option<&TenantId>,
+        change: impl FnOnce(&mut RunRecord) -> Result<T, T> + Send + 'static,
+    ) -> Result<Option<(T, RunRecord)>, StoreError> {
+        let (id, tenant) = (id.to_string(), tenant.map(TenantId::to_string));
+        self.run(move |mut client| async move {
+            let tx = client.transaction().await?;
+            let Some(row) = tx
+                .query_opt(
+                    "SELECT record FROM runs WHERE id = $1 \
+                     AND ($2::text IS NULL OR tenant = $2) FOR UPDATE",
+                    &[&id, &tenant],
+                )
+                .await?
+            else {
+                return Ok(None);
+            };
+            let mut run = decode(row.get(0))?;
+            let made = match change(&mut run) {
+                Ok(made) => made,
+                Err(refused) => return Ok(Some((refused, run))),
+            };
+            tx.execute(
+                "UPDATE runs SET status = $2, updated = $3, wakes = $4, record = $5, \
+                 input = CASE WHEN $6 THEN input END WHERE id = $1",
+                &[
+                    &id,
+                    &run.status.as_str(),
+                    &bigint(run.updated),
+                    &wakes(&run),
+                    &encode(&run)?,
+                    &run.input_kept,
+                ],
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(Some((made, run)))
+        })
+    }
+}
+
+impl Runs for PgStore {
+    fn enqueue_run(&self, new: &NewRun<'_>, input: &[u8]) -> Result<RunRecord, StoreError> {
+        let run = queued(new);
+        let sealed = sealed_bytes(
+            &seal_input(self, new.tenant, &run.installation, &run.id, input)?,
+            &run.id,
+        )?;
+        let record = encode(&run)?;
+        let row = run.clone();
+        self.run(move |client| async move {
+            let written = client
+                .execute(
+                    "INSERT INTO runs (id, tenant, installation, status, created, updated, \
+                     wakes, record, input) VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8)",
+                    &[
+                        &row.id,
+                        &row.tenant,
+                        &row.installation,
+                        &row.status.as_str(),
+                        &bigint(row.created),
+                        &wakes(&row),
+                        &record,
+                        &sealed,
+                    ],
+                )
+                .await;
+            match written {
+                Ok(_) => Ok(()),
+                Err(e) if is_unique_violation(&e) => Err(StoreError::Exists {
+                    what: format!("run {}", row.id),
+                }),
+                Err(e) => Err(e.into()),
+            }
+        })?;
+        Ok(run)
+    }
+
+    fn claim_run(&self, now: u64, lease: Duration) -> Result<Option<ClaimedRun>, StoreError> {
+        let claimed: Option<(RunRecord, u32, Vec<u8>)> =
+            self.run(move |mut client| async move {
+                let tx = client.transaction().await?;
+                let Some(row) = tx
+                    .query_opt(
+                        "SELECT record, input FROM runs WHERE wakes <= $1 AND input IS NOT NULL \
+                     ORDER BY wakes, id LIMIT 1 FOR UPDATE SKIP LOCKED",
+                        &[&bigint(now)],
+                    )
+                    .await?
+                else {
+                    return Ok(None);
+                };
+                let mut run = decode(row.get(0))?;
+                let input: Vec<u8> = row.get(1);
+                let token = claim(&mut run, now, lease);
+                tx.execute(
+                    "UPDATE runs SET status = $2, updated = $3, wakes = $4, record = $5 \
+                 WHERE id = $1",
+                    &[
+                        &run.id,
+                        &run.status.as_str(),
+                        &bigint(run.updated),
+                        &wakes(&run),
+                        &encode(&run)?,
+                    ],
+                )
+                .await?;
+                tx.commit().await?;
+                Ok(Some((run, token, input)))
+            })?;
+        let Some((run, claim, input)) = claimed else {
+            return Ok(None);
+        };
+        let sealed: Sealed = serde_json::from_slice(&input).map_err(|_| StoreError::Corrupt {
+            what: format!("the input of run {}", run.id),
+        })?;
+        let input = open_input(self, &run, &sealed)?;
+        Ok(Some(ClaimedRun { run, claim, input }))
+    }
+
+    fn finish_run(&self, id: &str, claim: u32, end: &RunEnd, now: u64) -> Result<bool, StoreError> {
+        let end = end.clone();
+        let changed = self.change_run(id, None, move |run| {
+            if !holds(run, claim) {
+                return Err(false);
+            }
+            finish(run, &end, now);
+            Ok(true)
+        })?;
+        Ok(changed.is_some_and(|(done, _)| done))
+    }
+
+    fn run(&self, tenant: &TenantId, id: &str) -> Result<Option<RunRecord>, StoreError> {
+        let (tenant, id) = (tenant.to_string(), id.to_string());
+        let stored: Option<Vec<u8>> = self.run(move |client| async move {
+            Ok(client
+                .query_opt(
+                    "SELECT record FROM runs WHERE id = $1 AND tenant = $2",
+                    &[&id, &tenant],
+                )
+                .await?
+                .map(|row| row.get(0)))
+        })?;
+        stored.map(|bytes| decode(&bytes)).transpose()
+    }
+
+    fn runs(&self, tenant: &TenantId, query: &RunQuery) -> Result<Vec<RunRecord>, StoreError> {
+        let after = match &query.after {
+            Some(after) => match Runs::run(self, tenant, after)? {
+                Some(run) => Some((bigint(run.created), run.id)),
+                None => return Ok(Vec::new()),
+            },
+            None => None,
+        };
+        let (tenant, filter) = (tenant.to_string(), query.clone());
+        let limit = bigint(u64::try_from(query.limit).unwrap_or(u64::MAX));
+        let rows: Vec<Vec<u8>> = self.run(move |client| async move {
+            let (after_at, after_id) = after.unzip();
+            Ok(client
+                .query(
+                    "SELECT record FROM runs WHERE tenant = $1 \
+                     AND ($2::text IS NULL OR installation = $2) \
+                     AND ($3::text IS NULL OR status = $3) \
+                     AND created >= $4 \
+                     AND ($5::bigint IS NULL OR (created, id) > ($5, $6::text)) \
+                     ORDER BY created, id LIMIT $7",
+                    &[
+                        &tenant,
+                        &filter.installation,
+                        &filter.status.map(|s| s.as_str()),
+                        &bigint(filter.since.unwrap_or(0)),
+                        &after_at,
+                        &after_id,
+                        &limit,
+                    ],
+                )
+                .await?
+                .iter()
+                .map(|row| row.get(0))
+                .collect())
+        })?;
+        let runs = rows
+            .iter()
+            .map(|bytes| decode(bytes))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(runs.into_iter().filter(|r| matches(r, query)).collect())
+    }
+
+    fn retry_run(&self, tenant: &TenantId, id: &str, now: u64) -> Result<Requeued, StoreError> {
+        let changed = self.change_run(id, Some(tenant), move |run| {
+            requeue(run, now).map(|()| None).map_err(Some)
+        })?;
+        Ok(match changed {
+            None => Requeued::NoSuchRun,
+            Some((Some(refused), _)) => refused,
+            Some((None, run)) => Requeued::Queued(Box::new(run)),
+        })
+    }
+
+    fn purge_run_inputs(&self, before: u64) -> Result<usize, StoreError> {
+        let ids: Vec<String> = self.run(move |client| async move {
+            Ok(client
+                .query(
+                    "SELECT id FROM runs WHERE status = 'dead' AND input IS NOT NULL \
+                     AND updated < $1",
+                    &[&bigint(before)],
+                )
+                .await?
+                .iter()
+                .map(|row| row.get(0))
+                .collect())
+        })?;
+        let mut purged = 0;
+        for id in ids {
+            let changed = self.change_run(&id, None, move |run| {
+                if run.status != RunStatus::Dead || run.updated >= before {
+                    return Err(false);
+                }
+                run.input_kept = false;
+                Ok(true)
+            })?;
+            purged += usize::from(changed.is_some_and(|(done, _)| done));
+        }
+        Ok(purged)
+    }
+
+    fn next_run_wake(&self) -> Result<Option<u64>, StoreError> {
+        self.run(move |client| async move {
+            let row = client.query_one("SELECT min(wakes) FROM runs", &[]).await?;
+            Ok(row.get::<_, Option<i64>>(0).map(super::unsigned))
+        })
+    }
+}
