@@ -29,6 +29,7 @@ mod oauth;
 mod operator;
 mod policy;
 mod readme;
+mod runs;
 mod sandbox;
 mod scaffold;
 mod secrecy;

@@ -46,6 +46,10 @@ pub(crate) struct ServeArgs {
     /// others
     #[arg(long, default_value = "5s", value_name = "DURATION")]
     heartbeat: HumanDuration,
+    /// Workers running queued runs (`?async=true`), under the same caps as API invocations;
+    /// 0 queues runs for other nodes only
+    #[arg(long, default_value_t = 4)]
+    workers: usize,
     /// Largest request body (bundle uploads aside)
     #[arg(long, default_value = "1MiB")]
     max_body: ByteSize,
@@ -150,6 +154,7 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<Exit> {
         max_body: usize::try_from(args.max_body.bytes()).unwrap_or(usize::MAX),
         max_connections,
         heartbeat: args.heartbeat.0,
+        workers: args.workers,
         ..ServeLimits::default()
     };
     let public_url = args

@@ -593,6 +593,16 @@ fn copied_too_much(error: &wasmtime::Error) -> bool {
         .any(|cause| cause.to_string().contains("fuel allocated for hostcalls"))
 }
 
+/// Checks that `integration` declares `action` and that `input` is valid for it, without
+/// running anything: a run is refused before it is queued, as an invocation before it starts.
+pub fn check_input(
+    integration: &Integration,
+    action: &str,
+    input: &str,
+) -> Result<(), InvokeError> {
+    admit_input(integration, action, input).map(|_| ())
+}
+
 /// Finds the action and checks the input (size, strict JSON, schema) before any sandbox exists.
 fn admit_input<'a>(
     integration: &'a Integration,

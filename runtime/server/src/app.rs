@@ -47,6 +47,8 @@ pub struct ServeLimits {
     /// How often this node marks itself alive among the nodes sharing its store, and
     /// follows its share of the caps.
     pub heartbeat: Duration,
+    /// Workers running queued runs (0: this node only queues them).
+    pub workers: usize,
 }
 
 impl Default for ServeLimits {
@@ -57,6 +59,7 @@ impl Default for ServeLimits {
             max_bundle: airlock_runtime::bundle::trusted::MAX_BUNDLE_BYTES as usize,
             max_connections: 512,
             heartbeat: Duration::from_secs(5),
+            workers: 4,
         }
     }
 }
@@ -75,6 +78,8 @@ pub struct App {
     pub(crate) trail: AuditTrail,
     pub(crate) admission: Admission,
     pub(crate) members: Membership,
+    /// Wakes an idle worker when this node queues a run.
+    pub(crate) runs_queued: tokio::sync::Notify,
     pub(crate) failures: KeyFailures,
     /// Refused OAuth callbacks per client: apart from API-key failures, so a page that makes a
     /// browser load forged callbacks cannot lock its user out of the API.
@@ -109,6 +114,7 @@ impl App {
             trust: TrustCache::open(&*store)?,
             admission: Admission::new(limits.admission),
             members: Membership::new(trail.node(), limits.heartbeat),
+            runs_queued: tokio::sync::Notify::new(),
             failures: KeyFailures::default(),
             callback_failures: FailureLimiter::default(),
             hook_refusals: FailureLimiter::default(),

@@ -143,6 +143,14 @@ impl ApiError {
     /// An invocation's failure: its class as the code, the CLI's exit-code class as the status,
     /// and the guest's log when the caller asked for it.
     pub fn invocation(error: &InvokeError, invocation: &str, log: Option<GuestLog>) -> Self {
+        let mut failed = Self::invoke_error(error);
+        failed.body.invocation = Some(invocation.to_string());
+        failed.body.log = log;
+        failed
+    }
+
+    /// An invocation's failure, or an input refused before one ran (a run not queued).
+    pub fn invoke_error(error: &InvokeError) -> Self {
         let status = match error.exit_code() {
             2 => StatusCode::NOT_FOUND,
             3 => StatusCode::UNPROCESSABLE_ENTITY,
@@ -152,10 +160,13 @@ impl ApiError {
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let mut failed = Self::new(status, error.class(), error.to_string());
-        failed.body.invocation = Some(invocation.to_string());
         failed.body.exit_code = Some(error.exit_code());
-        failed.body.log = log;
         failed
+    }
+
+    /// The error's code, as its body names it.
+    pub fn code(&self) -> &'static str {
+        self.body.code
     }
 }
 

@@ -38,6 +38,7 @@ pub mod local;
 pub mod members;
 mod routes;
 mod wire;
+mod worker;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -92,6 +93,9 @@ pub async fn serve(
     let heartbeat = tokio::spawn(heartbeat(app.clone()));
     let housekeeping = tokio::spawn(housekeeping(app.clone()));
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    let workers: Vec<_> = (0..app.limits.workers)
+        .map(|_| tokio::spawn(worker::work(app.clone(), stopped.clone())))
+        .collect();
     let operator = async {
         if let Some(local) = local {
             doors.accept(local, stopped.clone()).await;
@@ -104,6 +108,10 @@ pub async fn serve(
     };
     tokio::join!(network, operator, signal);
     doors.graceful.shutdown().await;
+    // The runs under way finish and are recorded; queued ones wait for the next start.
+    for worker in workers {
+        let _ = worker.await;
+    }
     housekeeping.abort();
     heartbeat.abort();
     app.close();
@@ -239,12 +247,17 @@ async fn housekeeping(app: Arc<App>) {
                 return;
             }
             let now = airlock_runtime::clock::now_unix();
+            let retention = u64::try_from(worker::DEAD_INPUT_RETENTION.as_millis()).unwrap_or(0);
             let purged = app
                 .store
                 .purge_deliveries(now)
-                .and_then(|_| app.store.purge_consents(now));
+                .and_then(|_| app.store.purge_consents(now))
+                .and_then(|_| {
+                    app.store
+                        .purge_run_inputs(airlock_runtime::clock::now_unix_ms().saturating_sub(retention))
+                });
             if let Err(e) = purged {
-                tracing::warn!(error = %e, "cannot purge expired delivery ids or consents");
+                tracing::warn!(error = %e, "cannot purge expired delivery ids, consents or dead runs' inputs");
             }
         })
         .await;

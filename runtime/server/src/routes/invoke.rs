@@ -16,7 +16,8 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderValue;
+use axum::http::header::LOCATION;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -29,9 +30,12 @@ use crate::app::{App, Loaded};
 use crate::auth::Principal;
 use crate::error::{ApiError, ErrorBody};
 use crate::wire::GuestLog;
+use crate::worker;
 use airlock_platform::api_keys::Scope;
+use airlock_runtime::clock;
 use airlock_runtime::ids::{InstallationId, TenantId, UserId};
-use airlock_runtime::invoke::{Caller, Invocation};
+use airlock_runtime::invoke::{Caller, Invocation, check_input};
+use airlock_store::runs::{NewRun, RunTrigger};
 
 /// `?tenant=` as on every route, `?user=`, and `?log=true`: the guest's log lines (scrubbed of injected
 /// credentials) come back with the result, to the caller who ran it, and are kept nowhere.
@@ -46,6 +50,10 @@ pub(super) struct InvokeQuery {
     /// The end user the invocation runs for: per-user OAuth credentials are that user's
     /// connection (1-128 of `A-Z a-z 0-9 . _ @ + -`).
     user: Option<String>,
+    /// Queue a run instead of waiting: answered `202` with the run at once (its input checked
+    /// first); `GET /v1/runs/{run}` follows it.
+    #[serde(default)]
+    r#async: bool,
 }
 
 /// The action and the installation it belongs to.
@@ -65,6 +73,15 @@ pub(super) struct ActionPath {
 pub(super) enum ActionResult {
     Output(Value),
     Logged { output: Value, log: GuestLog },
+}
+
+/// A run queued by `?async=true`.
+#[derive(Serialize, ToSchema)]
+pub(super) struct Queued {
+    /// The run's id: `GET /v1/runs/{run}`.
+    run: String,
+    /// `queued`.
+    status: String,
 }
 
 /// The response header naming the invocation (as its audit record does).
@@ -91,6 +108,7 @@ const RECORD_HEADER: &str = "airlock-audit-record";
             ("airlock-invocation" = String, description = "The invocation's id, as its audit record names it"),
             ("airlock-audit-record" = u64, description = "The sequence number of its audit record"),
         )),
+        (status = 202, description = "With `?async=true`: the run queued (`Location: /v1/runs/{run}`)", body = Queued),
         (status = 404, description = "No such installation of the caller's tenant, or action (`not-found`, `unknown-action`)", body = ErrorBody),
         (status = 422, description = "Input or output refused by its schema (`input-rejected`, `output-rejected`)", body = ErrorBody),
         (status = 429, description = "The tenant's queue is full, or no slot freed up in time (`busy`, `Retry-After`)", body = ErrorBody),
@@ -121,13 +139,60 @@ pub(super) async fn invoke(
         .as_deref()
         .map(|u| u.parse().map_err(ApiError::invalid))
         .transpose()?;
+    if query.r#async {
+        if user.is_some() {
+            return Err(ApiError::bad_request(
+                "?async=true runs for the installation, not an end user: drop ?user= or \
+                 invoke synchronously"
+                    .to_string(),
+            ));
+        }
+        return queue(&app, &tenant, &installation, &action, &input).await;
+    }
     let ready = prepare(&app, tenant, installation, user, Trigger::Api).await?;
     let invocation = run(app, ready, action, input).await?;
     Ok(respond(invocation, query.log))
 }
 
+/// The run queued by `?async=true`, answered `202` with its id and a `Location`. The action
+/// and the input are checked first: a run that could never start is not queued.
+async fn queue(
+    app: &Arc<App>,
+    tenant: &TenantId,
+    installation: &InstallationId,
+    action: &str,
+    input: &str,
+) -> Result<Response, ApiError> {
+    let loaded = app.installed(tenant, installation).await?;
+    check_input(&loaded.integration, action, input).map_err(|e| ApiError::invoke_error(&e))?;
+    let id = format!("run_{}", hex::encode(rand::random::<[u8; 12]>()));
+    let new = NewRun {
+        id: &id,
+        tenant,
+        installation,
+        action,
+        trigger: RunTrigger::Api,
+        max_attempts: worker::MAX_ATTEMPTS,
+        now: clock::now_unix_ms(),
+    };
+    let run = app.store.enqueue_run(&new, input.as_bytes())?;
+    app.runs_queued.notify_one();
+    let mut response = (
+        StatusCode::ACCEPTED,
+        Json(Queued {
+            run: run.id.clone(),
+            status: run.status.as_str().into(),
+        }),
+    )
+        .into_response();
+    if let Ok(location) = HeaderValue::from_str(&format!("/v1/runs/{}", run.id)) {
+        response.headers_mut().insert(LOCATION, location);
+    }
+    Ok(response)
+}
+
 /// An invocation admitted and ready to run: a slot, the loaded installation, its caller.
-pub(super) struct Ready {
+pub(crate) struct Ready {
     admitted: Admitted,
     loaded: Arc<Loaded>,
     caller: Caller,
@@ -136,7 +201,7 @@ pub(super) struct Ready {
 /// Waits for an admission slot of `tenant`, then loads the installation (refused if its code
 /// is no longer trusted) and its credential and kv scopes, for `user` if one is named (a
 /// user id means something only within its tenant, which the key already fixed).
-pub(super) async fn prepare(
+pub(crate) async fn prepare(
     app: &Arc<App>,
     tenant: TenantId,
     installation: InstallationId,
@@ -182,7 +247,7 @@ pub(super) async fn prepare(
 /// Guest code runs on a thread of its own, scheduled by the kernel, never on the workers that
 /// serve requests: a tenant's busy loops get at most their share of the CPU, at the lowest
 /// priority once they run long (`demote_after`), and the thread ends with the call.
-pub(super) async fn run(
+pub(crate) async fn run(
     app: Arc<App>,
     ready: Ready,
     action: String,

@@ -16,10 +16,11 @@ mod credentials;
 mod health;
 mod hooks;
 mod installations;
-mod invoke;
+pub(crate) mod invoke;
 mod keys;
 mod oauth;
 mod openapi;
+mod runs;
 mod tenants;
 #[cfg(test)]
 mod tests;
@@ -79,6 +80,9 @@ fn api(limits: &ServeLimits) -> OpenApiRouter<Arc<App>> {
         .routes(routes!(consent::start))
         .routes(routes!(consent::callback))
         .routes(routes!(invoke::invoke))
+        .routes(routes!(runs::list))
+        .routes(routes!(runs::show))
+        .routes(routes!(runs::retry))
         .routes(routes!(webhooks::create, webhooks::list))
         .routes(routes!(webhooks::delete))
         .routes(routes!(webhooks::rotate))

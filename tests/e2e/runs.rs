@@ -1,0 +1,249 @@
+//! Durable runs (docs/api.md, "Runs"): `?async=true` queues a run (`202`) after checking its
+//! input, a worker runs it under the tenant's caps, and its history shows how it went; a run
+//! queued before a SIGKILL runs once after the restart, or on another node of a cluster; a
+//! run that keeps timing out is retried with backoff, then dead, and `retry` queues it again.
+
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+use airlock_store::postgres::testing::TestDatabase;
+
+use crate::operator::Operator;
+use crate::serving::{
+    Body, Server, TENANT_SCOPES, assert_trail_verifies, mapper_input, records_of,
+};
+
+const MAP: &str = "/v1/installations/mapper/actions/map-contact?async=true";
+
+/// Queues `input` on `path`; the run's id, after checking the `202`.
+async fn queue(server: &Server, key: &str, path: &str, input: Value) -> String {
+    let response = server
+        .http
+        .post(format!("{}{path}", server.base))
+        .bearer_auth(key)
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(&input).expect("JSON"))
+        .send()
+        .await
+        .expect("queue");
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let location = response.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_string();
+    let body: Value = serde_json::from_slice(&response.bytes().await.expect("body")).expect("JSON");
+    assert_eq!(body["status"], "queued", "{body}");
+    let run = body["run"].as_str().expect("a run id").to_string();
+    assert_eq!(location, format!("/v1/runs/{run}"));
+    run
+}
+
+/// The run once `done` says it is, polled for up to 60 s.
+async fn until(server: &Server, key: &str, run: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let reply = server.get(&format!("/v1/runs/{run}"), key).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        if done(&reply.body) {
+            return reply.body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "run {run} never got there: {}",
+            reply.body
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn ended(run: &Value) -> bool {
+    ["succeeded", "failed", "dead"].contains(&run["status"].as_str().unwrap_or(""))
+}
+
+/// The mapper installed for tenant `acme` through `server`; acme's key.
+async fn mapper(op: &Operator, server: &Server) -> String {
+    let digest = server
+        .upload(&op.example("contact-mapper", "contact_mapper.wasm"))
+        .await;
+    let key = server.tenant("acme", &TENANT_SCOPES).await;
+    let installed = server.install_mapper(&key, &digest).await;
+    assert_eq!(installed.status, StatusCode::CREATED, "{}", installed.body);
+    key
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_async_invocation_is_queued_run_once_and_kept_in_the_history() {
+    let op = Operator::new();
+    let server = Server::start(&op, &[], &[]);
+    let key = mapper(&op, &server).await;
+
+    let run = queue(&server, &key, MAP, mapper_input()).await;
+    let done = until(&server, &key, &run, ended).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["trigger"], "api");
+    assert_eq!(done["attempts"].as_array().map(Vec::len), Some(1), "{done}");
+    assert_eq!(done["attempts"][0]["outcome"], "ok");
+    assert_eq!(
+        done["input_kept"], false,
+        "a finished run's input is destroyed"
+    );
+    assert!(
+        !done.to_string().contains("ada@example.com"),
+        "a run is metadata only: {done}"
+    );
+
+    // A run that could never start is refused, not queued.
+    let refused = server.post(MAP, &key, json!({"not": "a contact"})).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        refused.body
+    );
+    assert_eq!(refused.body["error"]["code"], "input-rejected");
+    let unknown = server
+        .post(
+            "/v1/installations/mapper/actions/no-such-action?async=true",
+            &key,
+            mapper_input(),
+        )
+        .await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND, "{}", unknown.body);
+
+    let history = server.get("/v1/runs?installation=mapper", &key).await;
+    let ids: Vec<&str> = history.body["runs"]
+        .as_array()
+        .expect("runs")
+        .iter()
+        .filter_map(|r| r["id"].as_str())
+        .collect();
+    assert_eq!(ids, [run.as_str()], "one run queued: {}", history.body);
+    let succeeded = server.get("/v1/runs?status=succeeded", &key).await;
+    assert_eq!(succeeded.body["runs"].as_array().map(Vec::len), Some(1));
+    let dead = server.get("/v1/runs?status=dead", &key).await;
+    assert_eq!(dead.body["runs"].as_array().map(Vec::len), Some(0));
+
+    // Only a dead or failed run is retried.
+    let retried = server
+        .call(
+            Method::POST,
+            &format!("/v1/runs/{run}/retry"),
+            Some(&key),
+            Body::None,
+        )
+        .await;
+    assert_eq!(retried.status, StatusCode::CONFLICT, "{}", retried.body);
+
+    // Another tenant sees nothing of it.
+    let beta = server.tenant("beta", &TENANT_SCOPES).await;
+    let other = server.get(&format!("/v1/runs/{run}"), &beta).await;
+    assert_eq!(other.status, StatusCode::NOT_FOUND, "{}", other.body);
+    server.stop();
+    assert_trail_verifies(&op);
+    assert_eq!(
+        records_of(&op, "invocation").len(),
+        1,
+        "one run, one invocation"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_queued_before_a_sigkill_run_once_after_the_restart() {
+    let op = Operator::new();
+    let queuing = Server::start(&op, &[], &["--workers", "0"]);
+    let key = mapper(&op, &queuing).await;
+    let mut runs = Vec::new();
+    for _ in 0..3 {
+        runs.push(queue(&queuing, &key, MAP, mapper_input()).await);
+    }
+    let waiting = queuing.get(&format!("/v1/runs/{}", runs[0]), &key).await;
+    assert_eq!(waiting.body["status"], "queued", "no worker ran it");
+    queuing.kill();
+
+    let server = Server::start(&op, &[], &[]);
+    for run in &runs {
+        let done = until(&server, &key, run, ended).await;
+        assert_eq!(done["status"], "succeeded", "{done}");
+        assert_eq!(done["attempts"].as_array().map(Vec::len), Some(1), "{done}");
+    }
+    server.stop();
+    assert_trail_verifies(&op);
+    assert_eq!(
+        records_of(&op, "invocation").len(),
+        runs.len(),
+        "each run ran exactly once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_keeps_timing_out_is_retried_then_dead_and_retry_queues_it_again() {
+    let op = Operator::new();
+    let server = Server::start(&op, &[], &[]);
+    let digest = server.upload(&op.example("hostile", "hostile.wasm")).await;
+    let key = server.tenant("acme", &TENANT_SCOPES).await;
+    let installed = server
+        .post("/v1/installations", &key, json!({"bundle": digest}))
+        .await;
+    assert_eq!(installed.status, StatusCode::CREATED, "{}", installed.body);
+
+    let spin = "/v1/installations/hostile/actions/spin-forever?async=true";
+    let run = queue(&server, &key, spin, json!({})).await;
+    let dead = until(&server, &key, &run, ended).await;
+    assert_eq!(dead["status"], "dead", "{dead}");
+    let attempts = dead["attempts"].as_array().expect("attempts");
+    assert_eq!(attempts.len(), 3, "max attempts: {dead}");
+    for pair in attempts.windows(2) {
+        assert_eq!(pair[0]["outcome"], "limit-timeout", "{dead}");
+        assert!(
+            pair[1]["started"].as_u64() >= pair[0]["ended"].as_u64(),
+            "each retry starts after the attempt before it ended: {dead}"
+        );
+    }
+    assert_eq!(
+        dead["input_kept"], true,
+        "a dead run keeps its input for retry"
+    );
+
+    let retried = server
+        .call(
+            Method::POST,
+            &format!("/v1/runs/{run}/retry"),
+            Some(&key),
+            Body::None,
+        )
+        .await;
+    assert_eq!(retried.status, StatusCode::ACCEPTED, "{}", retried.body);
+    assert_eq!(retried.body["trigger"], "retry");
+    let again = until(&server, &key, &run, |r| {
+        r["attempts"].as_array().map_or(0, Vec::len) > 3
+    })
+    .await;
+    assert_eq!(again["trigger"], "retry", "{again}");
+    assert_eq!(again["attempts"][2]["outcome"], "limit-timeout", "{again}");
+    server.stop();
+}
+
+/// With PostgreSQL: a run queued through a node without workers runs on another node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_queued_on_one_node_runs_on_another() {
+    let Some(database) = TestDatabase::create("runs_nodes") else {
+        return;
+    };
+    let op = Operator::on_postgres(&database.url);
+    let dirs: Vec<TempDir> = (0..2).map(|_| TempDir::new().expect("temp dir")).collect();
+    let queuing = Server::node(&op, dirs[0].path(), "node-1", &["--workers", "0"]);
+    let key = mapper(&op, &queuing).await;
+    let run = queue(&queuing, &key, MAP, mapper_input()).await;
+    let working = Server::node(&op, dirs[1].path(), "node-2", &[]);
+    let done = until(&queuing, &key, &run, ended).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    queuing.stop();
+    working.stop();
+    assert_trail_verifies(&op);
+    let ran: Vec<Value> = records_of(&op, "invocation");
+    assert_eq!(ran.len(), 1, "{ran:?}");
+    assert_eq!(ran[0]["node"], "node-2", "{ran:?}");
+}
