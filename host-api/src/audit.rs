@@ -64,6 +64,13 @@ pub enum AuditEvent {
         version: String,
         change: InstallChange,
     },
+    /// What an uninstalled installation kept went: its kv entries or its runs, counted.
+    InstallationDataDeleted {
+        tenant: String,
+        installation: String,
+        data: InstallationData,
+        count: u64,
+    },
     /// The wall clock went backwards between two records (AL-10); sequence numbers did not.
     ClockRegression { previous: String },
     /// A request to Airlock's API was refused: no key, a bad, expired or revoked key, a
@@ -158,6 +165,16 @@ pub enum InstallChange {
     Pending,
     /// The same version with a new grant or config.
     Reconfigured,
+    /// Removed, with everything it owned.
+    Uninstalled,
+}
+
+/// What an installation keeps besides its credentials, connections and webhooks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InstallationData {
+    Kv,
+    Runs,
 }
 
 impl AuditEvent {
@@ -172,6 +189,7 @@ impl AuditEvent {
             | Self::TrustChanged { .. }
             | Self::TenantChanged { .. }
             | Self::InstallationChanged { .. }
+            | Self::InstallationDataDeleted { .. }
             | Self::ApiKeyChanged { .. }
             | Self::ClockRegression { .. }
             | Self::AccessRefused { .. }
@@ -193,6 +211,7 @@ impl AuditEvent {
             Self::TenantChanged { .. } => "tenant-changed",
             Self::ApiKeyChanged { .. } => "api-key-changed",
             Self::InstallationChanged { .. } => "installation-changed",
+            Self::InstallationDataDeleted { .. } => "installation-data-deleted",
             Self::ClockRegression { .. } => "clock-regression",
             Self::AccessRefused { .. } => "access-refused",
             Self::WebhookChanged { .. } => "webhook-changed",
@@ -210,6 +229,7 @@ impl AuditEvent {
             Self::CredentialChanged { tenant, .. }
             | Self::TenantChanged { tenant, .. }
             | Self::InstallationChanged { tenant, .. }
+            | Self::InstallationDataDeleted { tenant, .. }
             | Self::WebhookChanged { tenant, .. }
             | Self::WebhookRefused { tenant, .. }
             | Self::ConnectionChanged { tenant, .. } => Some(tenant),

@@ -247,3 +247,118 @@ async fn a_run_queued_on_one_node_runs_on_another() {
     assert_eq!(ran.len(), 1, "{ran:?}");
     assert_eq!(ran[0]["node"], "node-2", "{ran:?}");
 }
+
+/// Uninstall: the installation's kv, webhook endpoints and runs go with it (read back from
+/// the store itself once the server stopped), another installation's stay, each removal is in
+/// the trail, and the trail verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uninstall_leaves_nothing_of_the_installation_in_the_store() {
+    let op = Operator::new();
+    let server = Server::start(&op, &[], &["--workers", "0"]);
+    let digest = server.upload(&op.example("hostile", "hostile.wasm")).await;
+    let key = server.tenant("acme", &TENANT_SCOPES).await;
+    for name in ["gone", "kept"] {
+        let installed = server
+            .post(
+                "/v1/installations",
+                &key,
+                json!({"bundle": digest, "installation": name}),
+            )
+            .await;
+        assert_eq!(installed.status, StatusCode::CREATED, "{}", installed.body);
+        let set = server
+            .post(
+                &format!("/v1/installations/{name}/actions/kv"),
+                &key,
+                json!({"op": "set", "key": "cursor", "value": "42"}),
+            )
+            .await;
+        assert_eq!(set.status, StatusCode::OK, "{}", set.body);
+        crate::webhooks::endpoint(&server, &key, json!({"installation": name, "action": "kv"}))
+            .await;
+        queue(
+            &server,
+            &key,
+            &format!("/v1/installations/{name}/actions/kv?async=true"),
+            json!({"op": "get", "key": "cursor"}),
+        )
+        .await;
+    }
+
+    let removed = server
+        .call(
+            Method::DELETE,
+            "/v1/installations/gone",
+            Some(&key),
+            Body::None,
+        )
+        .await;
+    assert_eq!(removed.status, StatusCode::OK, "{}", removed.body);
+    assert_eq!(removed.body["kv_entries"], 1, "{}", removed.body);
+    assert_eq!(removed.body["webhooks"], 1, "{}", removed.body);
+    assert_eq!(removed.body["runs"], 1, "{}", removed.body);
+    let after = server.get("/v1/installations/gone", &key).await;
+    assert_eq!(after.status, StatusCode::NOT_FOUND, "{}", after.body);
+    let again = server
+        .call(
+            Method::DELETE,
+            "/v1/installations/gone",
+            Some(&key),
+            Body::None,
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND, "{}", again.body);
+    server.stop();
+
+    let store = airlock_store::Store::open(op.data(), None).expect("the store");
+    let acme: airlock_runtime::ids::TenantId = "acme".parse().expect("tenant");
+    let mut left = Vec::new();
+    for name in ["gone", "kept"] {
+        let id: airlock_runtime::ids::InstallationId = name.parse().expect("installation");
+        use airlock_store::{
+            Connections, Credentials, Installations, KvNamespaces, Runs, Webhooks,
+        };
+        let runs = store
+            .runs(
+                &acme,
+                &airlock_store::runs::RunQuery {
+                    installation: Some(name.into()),
+                    limit: 10,
+                    ..Default::default()
+                },
+            )
+            .expect("runs");
+        let webhooks = store
+            .webhooks_of(&acme, u64::MAX / 2)
+            .expect("webhooks")
+            .into_iter()
+            .filter(|w| w.installation == name)
+            .count();
+        left.push((
+            store.installation(&acme, &id).expect("read").is_some(),
+            store
+                .list_credentials(&acme, &id)
+                .expect("credentials")
+                .len()
+                + store.connections_of(&acme, &id).expect("connections").len(),
+            store.kv_usage(&acme, &id).expect("kv").keys,
+            webhooks,
+            runs.len(),
+        ));
+    }
+    assert_eq!(left, [(false, 0, 0, 0, 0), (true, 0, 1, 1, 1)]);
+    drop(store);
+    assert_trail_verifies(&op);
+    let changed: Vec<Value> = records_of(&op, "installation-changed")
+        .into_iter()
+        .filter(|r| r["change"] == "uninstalled")
+        .collect();
+    assert_eq!(changed.len(), 1, "{changed:?}");
+    let data = records_of(&op, "installation-data-deleted");
+    assert_eq!(data.len(), 2, "kv and runs: {data:?}");
+    let webhooks = records_of(&op, "webhook-changed")
+        .into_iter()
+        .filter(|r| r["change"] == "deleted")
+        .count();
+    assert_eq!(webhooks, 1);
+}

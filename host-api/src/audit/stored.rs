@@ -79,6 +79,11 @@ impl AuditEvent {
                 cut_all([tenant, installation], ID);
                 cut_all([integration, version], NAME);
             }
+            Self::InstallationDataDeleted {
+                tenant,
+                installation,
+                ..
+            } => cut_all([tenant, installation], ID),
             Self::ClockRegression { previous } => cut(previous, TEXT),
             Self::AccessRefused {
                 key,
@@ -296,7 +301,7 @@ fn cut_list(list: &mut Vec<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::{Change, ConnectionChange, InstallChange, Trigger};
+    use crate::audit::{Change, ConnectionChange, InstallChange, InstallationData, Trigger};
     use crate::egress::Decision;
 
     fn long(n: usize) -> String {
@@ -407,6 +412,12 @@ mod tests {
                 integration: s(),
                 version: s(),
                 change: InstallChange::Installed,
+            },
+            AuditEvent::InstallationDataDeleted {
+                tenant: s(),
+                installation: s(),
+                data: InstallationData::Kv,
+                count: 1,
             },
             AuditEvent::ClockRegression { previous: s() },
             AuditEvent::AccessRefused {

@@ -403,6 +403,12 @@ fn print_record(e: &Envelope) {
         } => println!(
             "{head} installation-changed {tenant}/{installation} {integration}@{version} {change:?}"
         ),
+        AuditEvent::InstallationDataDeleted {
+            tenant,
+            installation,
+            data,
+            count,
+        } => println!("{head} installation-data-deleted {tenant}/{installation} {data:?} {count}"),
         AuditEvent::ClockRegression { previous } => {
             println!("{head} clock-regression (previous record at {previous})")
         }

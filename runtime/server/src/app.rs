@@ -248,6 +248,12 @@ impl App {
         error.into()
     }
 
+    /// Drops the loaded copy of an uninstalled installation.
+    pub(crate) fn forget_installation(&self, tenant: &TenantId, installation: &InstallationId) {
+        self.cached()
+            .remove(&(tenant.clone(), installation.clone()));
+    }
+
     /// Drops everything held for a deleted `tenant`: its loaded installations and OAuth
     /// tokens, so a tenant made again under the same id inherits nothing.
     pub(crate) async fn forget_tenant(&self, tenant: &TenantId) {

@@ -117,6 +117,19 @@ impl Installations for Store {
             .transpose()
     }
 
+    fn delete_installation(
+        &self,
+        tenant: &TenantId,
+        installation: &InstallationId,
+    ) -> Result<bool, StoreError> {
+        let _pass = self.writing();
+        let removed = self
+            .tree(INSTALLATIONS)?
+            .remove(record_key(tenant.as_str(), installation.as_str()))?;
+        self.db.flush()?;
+        Ok(removed.is_some())
+    }
+
     fn put_installation(&self, record: &InstallationRecord) -> Result<(), StoreError> {
         let _pass = self.writing();
         let key = record_key(&record.tenant, &record.installation);

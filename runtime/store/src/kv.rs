@@ -422,6 +422,27 @@ impl KvNamespaces for Store {
     ) -> Result<KvUsage, StoreError> {
         StoredKv::new(self.clone(), tenant.clone(), installation.clone()).usage()
     }
+
+    fn delete_kv(
+        &self,
+        tenant: &TenantId,
+        installation: &InstallationId,
+    ) -> Result<u64, StoreError> {
+        let _pass = self.writing();
+        let ns = Namespace {
+            tenant: tenant.clone(),
+            installation: installation.clone(),
+        };
+        let (kv, usage) = (self.tree(KV)?, self.tree(KV_USAGE)?);
+        let mut deleted = 0;
+        for key in kv.scan_prefix(sled_prefix(&ns)).keys() {
+            kv.remove(key?)?;
+            deleted += 1;
+        }
+        usage.remove(sled_usage_key(&ns))?;
+        self.db.flush()?;
+        Ok(deleted)
+    }
 }
 
 impl Store {

@@ -452,11 +452,11 @@ impl Store {
     }
 
     /// Removes every run of `tenant`, or of one of its installations, with inputs and indexes.
-    pub(crate) fn delete_runs(
+    pub(crate) fn delete_runs_of(
         &self,
         tenant: &TenantId,
         installation: Option<&InstallationId>,
-    ) -> Result<usize, StoreError> {
+    ) -> Result<u64, StoreError> {
         let _turn = self.lock_runs();
         let tree = self.runs_tree()?;
         let prefix = history_prefix(tenant.as_str(), installation.map(InstallationId::as_str));
@@ -611,6 +611,15 @@ impl Runs for Store {
             }
         }
         Ok(purged)
+    }
+
+    fn delete_runs(
+        &self,
+        tenant: &TenantId,
+        installation: &InstallationId,
+    ) -> Result<u64, StoreError> {
+        let _pass = self.writing();
+        self.delete_runs_of(tenant, Some(installation))
     }
 
     fn next_run_wake(&self) -> Result<Option<u64>, StoreError> {

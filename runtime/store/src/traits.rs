@@ -84,6 +84,14 @@ pub trait Installations: Send + Sync {
     /// Stores `record` (created or replaced), its config sealed, and flushes it.
     fn put_installation(&self, record: &InstallationRecord) -> Result<(), StoreError>;
 
+    /// Deletes the installation's record (what it owns goes first: the uninstall service);
+    /// false if there was none.
+    fn delete_installation(
+        &self,
+        tenant: &TenantId,
+        installation: &InstallationId,
+    ) -> Result<bool, StoreError>;
+
     /// Every installation, or `tenant`'s only.
     fn installations(
         &self,
@@ -322,6 +330,13 @@ pub trait KvNamespaces: Send + Sync {
         tenant: &TenantId,
         installation: &InstallationId,
     ) -> Result<KvUsage, StoreError>;
+
+    /// Deletes every entry of the installation's namespace and its usage; how many entries.
+    fn delete_kv(
+        &self,
+        tenant: &TenantId,
+        installation: &InstallationId,
+    ) -> Result<u64, StoreError>;
 }
 
 /// The publisher keys this host trusts, shared by every node of a cluster: a revocation made
@@ -400,6 +415,13 @@ pub trait Runs: Send + Sync {
 
     /// When the next run wakes, if any run waits (a worker sleeps until then).
     fn next_run_wake(&self) -> Result<Option<u64>, StoreError>;
+
+    /// Deletes every run of the installation, queued or kept, with its input; how many.
+    fn delete_runs(
+        &self,
+        tenant: &TenantId,
+        installation: &InstallationId,
+    ) -> Result<u64, StoreError>;
 }
 
 /// One entry of the audit index: its key and its value (empty for most).

@@ -12,6 +12,7 @@
 
 pub mod credentials;
 pub mod diff;
+pub mod uninstall;
 
 pub mod webhooks;
 

@@ -168,6 +168,57 @@ pub(super) async fn install(
     respond(&app, format!("{digest}.airlock"), outcome).await
 }
 
+/// What an uninstall removed.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(super) struct Uninstalled {
+    installation: String,
+    credentials: usize,
+    connections: usize,
+    kv_entries: u64,
+    webhooks: usize,
+    runs: u64,
+}
+
+/// Uninstall
+///
+/// Removes the installation and everything it owns, in this order: its credentials, OAuth
+/// connections, kv entries, webhook endpoints and runs, then its record; each removal is
+/// audited, and its audit records stay.
+#[utoipa::path(
+    delete,
+    path = "/v1/installations/{installation}",
+    tag = "installations",
+    operation_id = "uninstall",
+    extensions(("x-airlock-scope" = json!("installations:write"))),
+    params(InstallationPath, TenantQuery),
+    responses(
+        (status = 200, description = "Uninstalled: what went", body = Uninstalled),
+        (status = 404, description = "No such installation of the caller's tenant (`not-found`)", body = ErrorBody),
+    ),
+)]
+pub(super) async fn uninstall(
+    State(app): State<Arc<App>>,
+    principal: Principal,
+    Path(InstallationPath { installation }): Path<InstallationPath>,
+    Query(query): Query<TenantQuery>,
+) -> Result<Json<Uninstalled>, ApiError> {
+    principal.require(&app, Scope::InstallationsWrite).await?;
+    let (tenant, installation) = scope(&principal, &query, &installation)?;
+    let (t, i) = (tenant.clone(), installation.clone());
+    let removed = app
+        .installing(move |installer| installer.uninstall(&t, &i))
+        .await??;
+    app.forget_installation(&tenant, &installation);
+    Ok(Json(Uninstalled {
+        installation: installation.to_string(),
+        credentials: removed.credentials,
+        connections: removed.connections,
+        kv_entries: removed.kv_entries,
+        webhooks: removed.webhooks,
+        runs: removed.runs,
+    }))
+}
+
 /// Change an installation's grant or config
 #[utoipa::path(
     patch,

@@ -71,7 +71,11 @@ fn api(limits: &ServeLimits) -> OpenApiRouter<Arc<App>> {
         .routes(routes!(trust::add, trust::list))
         .routes(routes!(trust::revoke))
         .routes(routes!(installations::install, installations::list))
-        .routes(routes!(installations::show, installations::update))
+        .routes(routes!(
+            installations::show,
+            installations::update,
+            installations::uninstall
+        ))
         .routes(routes!(installations::approve))
         .routes(routes!(credentials::list))
         .routes(routes!(credentials::set, credentials::delete))

@@ -118,6 +118,7 @@ macro_rules! conformance_suite {
             runs::a_dead_run_is_retried_while_its_input_is_kept,
             runs::the_run_history_is_paged_by_installation_status_and_time,
             runs::each_claim_goes_to_one_caller,
+            runs::an_installations_kv_runs_and_record_are_deleted_and_no_one_elses,
         );
     };
     (@cases $fresh:expr; $($module:ident :: $case:ident),+ $(,)?) => {

@@ -29,7 +29,7 @@ pub fn record(tenant: &str, installation: &str) -> InstallationRecord {
     }
 }
 
-fn quota() -> KvQuota {
+pub(super) fn quota() -> KvQuota {
     KvQuota {
         max_bytes: 1 << 20,
         max_keys: 100,

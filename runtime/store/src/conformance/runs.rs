@@ -243,3 +243,36 @@ pub fn each_claim_goes_to_one_caller(subject: Subject) {
     assert_eq!(won.iter().collect::<HashSet<_>>().len(), 3, "{claims:?}");
     assert_eq!(claims.len(), RACERS);
 }
+
+pub fn an_installations_kv_runs_and_record_are_deleted_and_no_one_elses(subject: Subject) {
+    let s = &*subject.storage;
+    let (acme, crm, erp) = (tenant("acme"), installation("crm"), installation("erp"));
+    s.create_tenant(&acme).expect("tenant");
+    for name in ["crm", "erp"] {
+        s.put_installation(&super::records::record("acme", name))
+            .expect("install");
+        let kv = s.kv(&acme, &installation(name));
+        for key in ["cursor", "page/1"] {
+            kv.set(key, b"v", &super::records::quota()).expect("kv");
+        }
+        queue(s, &format!("{name}-run"), name, 100);
+    }
+    assert_eq!(s.delete_kv(&acme, &crm).expect("kv"), 2);
+    assert_eq!(s.kv_usage(&acme, &crm).expect("usage").keys, 0);
+    assert_eq!(s.kv(&acme, &crm).get("cursor").expect("kv"), None);
+    assert_eq!(s.delete_runs(&acme, &crm).expect("runs"), 1);
+    assert_eq!(s.run(&acme, "crm-run").expect("read"), None);
+    let claimed = s.claim_run(100, LEASE).expect("claim").expect("erp's");
+    assert_eq!(claimed.run.id, "erp-run", "a deleted run is never claimed");
+    assert!(s.delete_installation(&acme, &crm).expect("delete"));
+    assert!(!s.delete_installation(&acme, &crm).expect("again"));
+    assert_eq!(s.installation(&acme, &crm).expect("read"), None);
+
+    assert!(s.installation(&acme, &erp).expect("read").is_some());
+    assert_eq!(s.kv_usage(&acme, &erp).expect("usage").keys, 2);
+    assert_eq!(
+        s.kv(&acme, &erp).get("cursor").expect("kv"),
+        Some(b"v".to_vec())
+    );
+    assert!(s.run(&acme, "erp-run").expect("read").is_some());
+}

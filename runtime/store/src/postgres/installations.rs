@@ -12,6 +12,23 @@ use airlock_runtime::bundle::trusted::MAX_BUNDLE_BYTES;
 use airlock_runtime::ids::{InstallationId, TenantId};
 
 impl Installations for PgStore {
+    fn delete_installation(
+        &self,
+        tenant: &TenantId,
+        installation: &InstallationId,
+    ) -> Result<bool, StoreError> {
+        let (tenant, installation) = (tenant.to_string(), installation.to_string());
+        self.run(move |client| async move {
+            Ok(client
+                .execute(
+                    "DELETE FROM installations WHERE tenant = $1 AND id = $2",
+                    &[&tenant, &installation],
+                )
+                .await?
+                > 0)
+        })
+    }
+
     fn installation(
         &self,
         tenant: &TenantId,

@@ -149,4 +149,28 @@ impl KvNamespaces for PgStore {
     ) -> Result<KvUsage, StoreError> {
         StoredKv::new(self.clone(), tenant.clone(), installation.clone()).usage()
     }
+
+    fn delete_kv(
+        &self,
+        tenant: &TenantId,
+        installation: &InstallationId,
+    ) -> Result<u64, StoreError> {
+        let (tenant, installation) = (tenant.to_string(), installation.to_string());
+        self.run(move |mut client| async move {
+            let tx = client.transaction().await?;
+            let deleted = tx
+                .execute(
+                    "DELETE FROM kv WHERE tenant = $1 AND installation = $2",
+                    &[&tenant, &installation],
+                )
+                .await?;
+            tx.execute(
+                "DELETE FROM kv_usage WHERE tenant = $1 AND installation = $2",
+                &[&tenant, &installation],
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(deleted)
+        })
+    }
 }

@@ -13,7 +13,7 @@ use crate::runs::{
     finish, holds, matches, open_input, queued, requeue, seal_input,
 };
 use crate::traits::Runs;
-use airlock_runtime::ids::TenantId;
+use airlock_runtime::ids::{InstallationId, TenantId};
 
 fn sealed_bytes(sealed: &Sealed, id: &str) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(sealed).map_err(|_| StoreError::Corrupt {
@@ -254,6 +254,22 @@ impl Runs for PgStore {
             purged += usize::from(changed.is_some_and(|(done, _)| done));
         }
         Ok(purged)
+    }
+
+    fn delete_runs(
+        &self,
+        tenant: &TenantId,
+        installation: &InstallationId,
+    ) -> Result<u64, StoreError> {
+        let (tenant, installation) = (tenant.to_string(), installation.to_string());
+        self.run(move |client| async move {
+            Ok(client
+                .execute(
+                    "DELETE FROM runs WHERE tenant = $1 AND installation = $2",
+                    &[&tenant, &installation],
+                )
+                .await?)
+        })
     }
 
     fn next_run_wake(&self) -> Result<Option<u64>, StoreError> {
