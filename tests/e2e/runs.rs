@@ -248,9 +248,9 @@ async fn a_run_queued_on_one_node_runs_on_another() {
     assert_eq!(ran[0]["node"], "node-2", "{ran:?}");
 }
 
-/// Uninstall: the installation's kv, webhook endpoints and runs go with it (read back from
-/// the store itself once the server stopped), another installation's stay, each removal is in
-/// the trail, and the trail verifies.
+/// Uninstall, through the API and the CLI: the installation's kv, webhook endpoints and runs
+/// go with it (read back from the store itself), another installation's stay until it is
+/// uninstalled too, each removal is in the trail, and the trail verifies.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uninstall_leaves_nothing_of_the_installation_in_the_store() {
     let op = Operator::new();
@@ -310,6 +310,20 @@ async fn uninstall_leaves_nothing_of_the_installation_in_the_store() {
     assert_eq!(again.status, StatusCode::NOT_FOUND, "{}", again.body);
     server.stop();
 
+    // The CLI uninstalls too; an installation that is not there is a usage error.
+    let out = op.ok(&["uninstall", "--tenant", "acme", "--installation", "kept"]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("1 kv entries, 1 webhook endpoints, 1 runs"),
+        "{said}"
+    );
+    let missing = op.airlock(&["uninstall", "--tenant", "acme", "--installation", "kept"]);
+    assert_eq!(missing.status.code(), Some(2), "{missing:?}");
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("kept"),
+        "{missing:?}"
+    );
+
     let store = airlock_store::Store::open(op.data(), None).expect("the store");
     let acme: airlock_runtime::ids::TenantId = "acme".parse().expect("tenant");
     let mut left = Vec::new();
@@ -346,19 +360,19 @@ async fn uninstall_leaves_nothing_of_the_installation_in_the_store() {
             runs.len(),
         ));
     }
-    assert_eq!(left, [(false, 0, 0, 0, 0), (true, 0, 1, 1, 1)]);
+    assert_eq!(left, [(false, 0, 0, 0, 0), (false, 0, 0, 0, 0)]);
     drop(store);
     assert_trail_verifies(&op);
     let changed: Vec<Value> = records_of(&op, "installation-changed")
         .into_iter()
         .filter(|r| r["change"] == "uninstalled")
         .collect();
-    assert_eq!(changed.len(), 1, "{changed:?}");
+    assert_eq!(changed.len(), 2, "{changed:?}");
     let data = records_of(&op, "installation-data-deleted");
-    assert_eq!(data.len(), 2, "kv and runs: {data:?}");
+    assert_eq!(data.len(), 4, "kv and runs, twice: {data:?}");
     let webhooks = records_of(&op, "webhook-changed")
         .into_iter()
         .filter(|r| r["change"] == "deleted")
         .count();
-    assert_eq!(webhooks, 1);
+    assert_eq!(webhooks, 2);
 }

@@ -40,6 +40,7 @@ mod state;
 mod tenant;
 mod test;
 mod trust;
+mod uninstall;
 mod webhook;
 
 use std::io::Write;
@@ -80,6 +81,9 @@ enum Command {
     /// Install a signed bundle for a tenant, granting it a subset of what it declares; list
     /// installations and approve upgrades
     Install(install::InstallArgs),
+    /// Remove an installation and everything it owns: credentials, connections, kv, webhook
+    /// endpoints, runs (each removal audited)
+    Uninstall(uninstall::UninstallArgs),
     /// Manage an installation's credentials (stored encrypted; values read from stdin)
     Credentials(credentials::CredentialsArgs),
     /// Make a publisher key pair (Ed25519)
@@ -154,6 +158,7 @@ async fn dispatch(command: Command) -> anyhow::Result<Exit> {
         Command::Inspect(args) => inspect::inspect(args),
         Command::Trust(args) => trust::trust(args),
         Command::Credentials(args) => credentials::credentials(args),
+        Command::Uninstall(args) => uninstall::uninstall(args),
         Command::Check(args) => check::check(args),
         Command::Build(args) => build::build(args),
         Command::Test(args) => test::test(args).await,

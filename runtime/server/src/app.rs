@@ -49,6 +49,8 @@ pub struct ServeLimits {
     pub heartbeat: Duration,
     /// Workers running queued runs (0: this node only queues them).
     pub workers: usize,
+    /// Attempts a queued run makes before it is dead.
+    pub max_attempts: u32,
 }
 
 impl Default for ServeLimits {
@@ -60,6 +62,7 @@ impl Default for ServeLimits {
             max_connections: 512,
             heartbeat: Duration::from_secs(5),
             workers: 4,
+            max_attempts: 3,
         }
     }
 }

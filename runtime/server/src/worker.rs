@@ -23,8 +23,6 @@ use super::routes::invoke;
 pub const LEASE: Duration = Duration::from_secs(180);
 /// The longest an idle worker sleeps before it looks again (runs queued by other nodes).
 const IDLE: Duration = Duration::from_secs(1);
-/// Attempts a run makes before it is dead.
-pub const MAX_ATTEMPTS: u32 = 3;
 /// The first retry waits up to this long; each next one up to twice as long…
 const BACKOFF_BASE_MS: u64 = 1_000;
 /// …but never longer than this.

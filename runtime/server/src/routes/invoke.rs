@@ -30,7 +30,6 @@ use crate::app::{App, Loaded};
 use crate::auth::Principal;
 use crate::error::{ApiError, ErrorBody};
 use crate::wire::GuestLog;
-use crate::worker;
 use airlock_platform::api_keys::Scope;
 use airlock_runtime::clock;
 use airlock_runtime::ids::{InstallationId, TenantId, UserId};
@@ -172,7 +171,7 @@ async fn queue(
         installation,
         action,
         trigger: RunTrigger::Api,
-        max_attempts: worker::MAX_ATTEMPTS,
+        max_attempts: app.limits.max_attempts,
         now: clock::now_unix_ms(),
     };
     let run = app.store.enqueue_run(&new, input.as_bytes())?;

@@ -1,0 +1,301 @@
+//! Runs on sled: all of it in one tree under prefixed keys, written with one atomic batch per
+//! change while the store's run lock is held (one process opens the data dir): the record, the
+//! sealed input, a wake index (when a queued run is due or a running run's claim lapses) and
+//! the history indexes (per tenant and per installation, oldest first).
+
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use airlock_host_api::credentials::vault::Sealed;
+
+use super::{
+    ClaimedRun, NewRun, Requeued, RunEnd, RunQuery, RunRecord, RunStatus, claim, decode, encode,
+    finish, holds, matches, open_input, queued, requeue, seal_input,
+};
+use crate::traits::Runs;
+use crate::{Store, StoreError};
+use airlock_runtime::ids::{InstallationId, TenantId};
+
+/// The one tree of runs on sled.
+const RUNS: &str = "runs";
+const RECORD: u8 = b'r';
+const INPUT: u8 = b'i';
+const WAKE: u8 = b'w';
+const BY_TENANT: u8 = b't';
+const BY_INSTALLATION: u8 = b'n';
+
+fn key(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
+    let mut key = vec![prefix];
+    for part in parts {
+        key.extend_from_slice(part);
+    }
+    key
+}
+
+fn wake_key(at: u64, id: &str) -> Vec<u8> {
+    key(WAKE, &[&at.to_be_bytes(), id.as_bytes()])
+}
+
+/// The prefix of a tenant's history, or of one installation's.
+fn history_prefix(tenant: &str, installation: Option<&str>) -> Vec<u8> {
+    match installation {
+        Some(installation) => key(
+            BY_INSTALLATION,
+            &[tenant.as_bytes(), b"\0", installation.as_bytes(), b"\0"],
+        ),
+        None => key(BY_TENANT, &[tenant.as_bytes(), b"\0"]),
+    }
+}
+
+fn history_keys(run: &RunRecord) -> [Vec<u8>; 2] {
+    let at = run.created.to_be_bytes();
+    [None, Some(run.installation.as_str())].map(|installation| {
+        let mut key = history_prefix(&run.tenant, installation);
+        key.extend_from_slice(&at);
+        key.extend_from_slice(run.id.as_bytes());
+        key
+    })
+}
+
+/// The store's lock for run changes: sled admits one process, so one lock orders them.
+#[derive(Default)]
+pub(crate) struct RunLock(Mutex<()>);
+
+impl Store {
+    fn runs_tree(&self) -> Result<sled::Tree, StoreError> {
+        self.tree(RUNS)
+    }
+
+    fn stored_run(tree: &sled::Tree, id: &str) -> Result<Option<RunRecord>, StoreError> {
+        tree.get(key(RECORD, &[id.as_bytes()]))?
+            .map(|bytes| decode(&bytes))
+            .transpose()
+    }
+
+    /// Writes `run` as changed from `before`: its record, its wake entry, and `input` (kept,
+    /// written or destroyed), in one batch.
+    fn put_run(
+        tree: &sled::Tree,
+        before: Option<&RunRecord>,
+        run: &RunRecord,
+        input: Option<&Sealed>,
+    ) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        if let Some(before) = before
+            && let Some(wake) = before.wakes()
+        {
+            batch.remove(wake_key(wake, &before.id));
+        }
+        if let Some(wake) = run.wakes() {
+            batch.insert(wake_key(wake, &run.id), run.id.as_bytes());
+        }
+        if before.is_none() {
+            for history in history_keys(run) {
+                batch.insert(history, run.id.as_bytes());
+            }
+        }
+        let input_key = key(INPUT, &[run.id.as_bytes()]);
+        match input {
+            Some(sealed) => {
+                let bytes = serde_json::to_vec(sealed).map_err(|_| StoreError::Corrupt {
+                    what: format!("the input of run {}", run.id),
+                })?;
+                batch.insert(input_key, bytes);
+            }
+            None if !run.input_kept => batch.remove(input_key),
+            None => {}
+        }
+        batch.insert(key(RECORD, &[run.id.as_bytes()]), encode(run)?);
+        tree.apply_batch(batch)?;
+        tree.flush()?;
+        Ok(())
+    }
+
+    fn lock_runs(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.run_lock
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Removes every run of `tenant`, or of one of its installations, with inputs and indexes.
+    pub(crate) fn delete_runs_of(
+        &self,
+        tenant: &TenantId,
+        installation: Option<&InstallationId>,
+    ) -> Result<u64, StoreError> {
+        let _turn = self.lock_runs();
+        let tree = self.runs_tree()?;
+        let prefix = history_prefix(tenant.as_str(), installation.map(InstallationId::as_str));
+        let mut batch = sled::Batch::default();
+        let mut deleted = 0;
+        for entry in tree.scan_prefix(&prefix) {
+            let (_, id) = entry?;
+            let id = String::from_utf8_lossy(&id).into_owned();
+            let Some(run) = Self::stored_run(&tree, &id)? else {
+                continue;
+            };
+            if let Some(wake) = run.wakes() {
+                batch.remove(wake_key(wake, &id));
+            }
+            for history in history_keys(&run) {
+                batch.remove(history);
+            }
+            batch.remove(key(INPUT, &[id.as_bytes()]));
+            batch.remove(key(RECORD, &[id.as_bytes()]));
+            deleted += 1;
+        }
+        tree.apply_batch(batch)?;
+        tree.flush()?;
+        Ok(deleted)
+    }
+}
+
+impl Runs for Store {
+    fn enqueue_run(&self, new: &NewRun<'_>, input: &[u8]) -> Result<RunRecord, StoreError> {
+        let _pass = self.writing();
+        let _turn = self.lock_runs();
+        let tree = self.runs_tree()?;
+        if tree.contains_key(key(RECORD, &[new.id.as_bytes()]))? {
+            return Err(StoreError::Exists {
+                what: format!("run {}", new.id),
+            });
+        }
+        let run = queued(new);
+        let sealed = seal_input(self, new.tenant, &run.installation, &run.id, input)?;
+        Self::put_run(&tree, None, &run, Some(&sealed))?;
+        Ok(run)
+    }
+
+    fn claim_run(&self, now: u64, lease: Duration) -> Result<Option<ClaimedRun>, StoreError> {
+        let _pass = self.writing();
+        let _turn = self.lock_runs();
+        let tree = self.runs_tree()?;
+        let end = wake_key(now, "\u{10FFFF}");
+        for entry in tree.range(vec![WAKE]..end) {
+            let (_, id) = entry?;
+            let id = String::from_utf8_lossy(&id).into_owned();
+            let Some(before) = Self::stored_run(&tree, &id)? else {
+                continue;
+            };
+            let Some(sealed) = tree.get(key(INPUT, &[id.as_bytes()]))? else {
+                continue;
+            };
+            let sealed: Sealed =
+                serde_json::from_slice(&sealed).map_err(|_| StoreError::Corrupt {
+                    what: format!("the input of run {id}"),
+                })?;
+            let input = open_input(self, &before, &sealed)?;
+            let mut run = before.clone();
+            let claim = claim(&mut run, now, lease);
+            Self::put_run(&tree, Some(&before), &run, None)?;
+            return Ok(Some(ClaimedRun { run, claim, input }));
+        }
+        Ok(None)
+    }
+
+    fn finish_run(&self, id: &str, claim: u32, end: &RunEnd, now: u64) -> Result<bool, StoreError> {
+        let _pass = self.writing();
+        let _turn = self.lock_runs();
+        let tree = self.runs_tree()?;
+        let Some(before) = Self::stored_run(&tree, id)? else {
+            return Ok(false);
+        };
+        if !holds(&before, claim) {
+            return Ok(false);
+        }
+        let mut run = before.clone();
+        finish(&mut run, end, now);
+        Self::put_run(&tree, Some(&before), &run, None)?;
+        Ok(true)
+    }
+
+    fn run(&self, tenant: &TenantId, id: &str) -> Result<Option<RunRecord>, StoreError> {
+        let tree = self.runs_tree()?;
+        Ok(Self::stored_run(&tree, id)?.filter(|run| run.tenant == tenant.as_str()))
+    }
+
+    fn runs(&self, tenant: &TenantId, query: &RunQuery) -> Result<Vec<RunRecord>, StoreError> {
+        let tree = self.runs_tree()?;
+        let prefix = history_prefix(tenant.as_str(), query.installation.as_deref());
+        let mut start = prefix.clone();
+        match &query.after {
+            Some(after) => match self.run(tenant, after)? {
+                Some(run) => {
+                    start.extend_from_slice(&run.created.to_be_bytes());
+                    start.extend_from_slice(run.id.as_bytes());
+                    start.push(0);
+                }
+                None => return Ok(Vec::new()),
+            },
+            None => start.extend_from_slice(&query.since.unwrap_or(0).to_be_bytes()),
+        }
+        let mut runs = Vec::new();
+        for entry in tree.range(start..) {
+            let (history, id) = entry?;
+            if !history.starts_with(&prefix) || runs.len() >= query.limit {
+                break;
+            }
+            let id = String::from_utf8_lossy(&id);
+            if let Some(run) = Self::stored_run(&tree, &id)?
+                && matches(&run, query)
+            {
+                runs.push(run);
+            }
+        }
+        Ok(runs)
+    }
+
+    fn retry_run(&self, tenant: &TenantId, id: &str, now: u64) -> Result<Requeued, StoreError> {
+        let _pass = self.writing();
+        let _turn = self.lock_runs();
+        let tree = self.runs_tree()?;
+        let Some(before) = Self::stored_run(&tree, id)?.filter(|r| r.tenant == tenant.as_str())
+        else {
+            return Ok(Requeued::NoSuchRun);
+        };
+        let mut run = before.clone();
+        if let Err(refused) = requeue(&mut run, now) {
+            return Ok(refused);
+        }
+        Self::put_run(&tree, Some(&before), &run, None)?;
+        Ok(Requeued::Queued(Box::new(run)))
+    }
+
+    fn purge_run_inputs(&self, before: u64) -> Result<usize, StoreError> {
+        let _pass = self.writing();
+        let _turn = self.lock_runs();
+        let tree = self.runs_tree()?;
+        let mut purged = 0;
+        for entry in tree.scan_prefix([RECORD]) {
+            let (_, bytes) = entry?;
+            let old = decode(&bytes)?;
+            if old.status == RunStatus::Dead && old.input_kept && old.updated < before {
+                let mut run = old.clone();
+                run.input_kept = false;
+                Self::put_run(&tree, Some(&old), &run, None)?;
+                purged += 1;
+            }
+        }
+        Ok(purged)
+    }
+
+    fn delete_runs(
+        &self,
+        tenant: &TenantId,
+        installation: &InstallationId,
+    ) -> Result<u64, StoreError> {
+        let _pass = self.writing();
+        self.delete_runs_of(tenant, Some(installation))
+    }
+
+    fn next_run_wake(&self) -> Result<Option<u64>, StoreError> {
+        let tree = self.runs_tree()?;
+        Ok(tree
+            .scan_prefix([WAKE])
+            .next()
+            .transpose()?
+            .and_then(|(key, _)| key.get(1..9).map(|b| b.try_into().map(u64::from_be_bytes)))
+            .and_then(Result::ok))
+    }
+}
