@@ -16,7 +16,7 @@ use super::query::{Entry, Page, Query};
 use super::record::{self, Envelope};
 use super::trail::AuditTrail;
 use super::verify::{Later, Report, Writer, verify, verify_restored};
-use airlock_store::{AuditLog as _, Store};
+use airlock_store::{AuditLog as _, Store, StoreError};
 
 /// A trail with `n` records and a checkpoint over all of them.
 struct Fixture {
@@ -40,7 +40,18 @@ impl Fixture {
     }
 
     fn open(data: TempDir, audit: TempDir) -> Self {
-        let store = Store::open(data.path(), None).expect("store opens");
+        // A database just closed may still be held for a moment by sled's flusher thread,
+        // which lets go of the file lock when it next wakes.
+        let mut tries = 0;
+        let store = loop {
+            match Store::open(data.path(), None) {
+                Err(StoreError::Open { .. }) if tries < 100 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                opened => break opened.expect("store opens"),
+            }
+        };
         let trail = AuditTrail::open(
             &store,
             AuditDir::open(audit.path(), data.path()).expect("audit dir"),
