@@ -114,13 +114,14 @@ pub struct Admitted {
 
 impl Drop for Admitted {
     fn drop(&mut self) {
+        // Counted out before the slots are free: the next one in is counted after this.
+        self.running.fetch_sub(1, Ordering::Relaxed);
         if let Some((permit, gate)) = self.tenant.take() {
             gate.slots.release(permit);
         }
         if let Some((permit, slots)) = self.global.take() {
             slots.release(permit);
         }
-        self.running.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
