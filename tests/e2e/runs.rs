@@ -141,7 +141,32 @@ async fn an_async_invocation_is_queued_run_once_and_kept_in_the_history() {
     let beta = server.tenant("beta", &TENANT_SCOPES).await;
     let other = server.get(&format!("/v1/runs/{run}"), &beta).await;
     assert_eq!(other.status, StatusCode::NOT_FOUND, "{}", other.body);
+
+    // The CLI lists through the running server, then from the store once it stopped.
+    let listed = op.ok(&["runs", "list", "--tenant", "acme"]);
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert!(
+        listed.contains(&run) && listed.contains("succeeded"),
+        "{listed}"
+    );
     server.stop();
+    let shown = op.ok(&["runs", "show", "--tenant", "acme", &run, "--json"]);
+    let shown: Value = serde_json::from_slice(&shown.stdout).expect("JSON");
+    assert_eq!(shown["status"], "succeeded", "{shown}");
+    assert_eq!(shown["attempts"][0]["outcome"], "ok", "{shown}");
+    let dead = op.ok(&[
+        "runs", "list", "--tenant", "acme", "--status", "dead", "--json",
+    ]);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&dead.stdout).expect("JSON"),
+        json!([])
+    );
+    for refused in [
+        op.airlock(&["runs", "retry", "--tenant", "acme", &run]),
+        op.airlock(&["runs", "show", "--tenant", "beta", &run]),
+    ] {
+        assert_eq!(refused.status.code(), Some(2), "{refused:?}");
+    }
     assert_trail_verifies(&op);
     assert_eq!(
         records_of(&op, "invocation").len(),

@@ -33,6 +33,7 @@ mod reader;
 mod report;
 mod restore;
 mod run;
+mod runs;
 mod secrets;
 mod serve;
 mod sign;
@@ -84,6 +85,8 @@ enum Command {
     /// Remove an installation and everything it owns: credentials, connections, kv, webhook
     /// endpoints, runs (each removal audited)
     Uninstall(uninstall::UninstallArgs),
+    /// List, show and retry queued runs (`?async=true`) of a tenant's installations
+    Runs(runs::RunsArgs),
     /// Manage an installation's credentials (stored encrypted; values read from stdin)
     Credentials(credentials::CredentialsArgs),
     /// Make a publisher key pair (Ed25519)
@@ -159,6 +162,7 @@ async fn dispatch(command: Command) -> anyhow::Result<Exit> {
         Command::Trust(args) => trust::trust(args),
         Command::Credentials(args) => credentials::credentials(args),
         Command::Uninstall(args) => uninstall::uninstall(args),
+        Command::Runs(args) => runs::runs(args),
         Command::Check(args) => check::check(args),
         Command::Build(args) => build::build(args),
         Command::Test(args) => test::test(args).await,

@@ -11,6 +11,7 @@ use std::time::Duration;
 use airlock_runtime::ids::TenantId;
 use airlock_runtime::trust::TrustedKey;
 use airlock_store::postgres::StoreUrl;
+use airlock_store::runs::{RunQuery, RunRecord, RunStatus};
 use airlock_store::{Backend, InstallationRecord, StoreError, TenantInfo};
 use anyhow::{Context as _, bail};
 use serde::de::DeserializeOwned;
@@ -75,6 +76,54 @@ impl Reader {
                     tenants: Vec<TenantInfo>,
                 }
                 Ok(get::<List>(socket, "/v1/tenants")?.tenants)
+            }
+        }
+    }
+
+    /// `tenant`'s runs as `query` asks, oldest first.
+    pub(crate) fn runs(
+        &self,
+        tenant: &TenantId,
+        query: &RunQuery,
+    ) -> anyhow::Result<Vec<RunRecord>> {
+        match self {
+            Self::Store(store) => Ok(store.runs(tenant, query)?),
+            Self::Server(socket) => {
+                #[derive(serde::Deserialize)]
+                struct List {
+                    runs: Vec<RunRecord>,
+                }
+                let mut path = format!("/v1/runs?tenant={tenant}&limit={}", query.limit);
+                for (name, value) in [
+                    ("installation", query.installation.as_deref()),
+                    ("status", query.status.map(RunStatus::as_str)),
+                    ("after", query.after.as_deref()),
+                ] {
+                    if let Some(value) = value {
+                        path.push_str(&format!("&{name}={value}"));
+                    }
+                }
+                Ok(get::<List>(socket, &path)?.runs)
+            }
+        }
+    }
+
+    /// `tenant`'s run `id`.
+    pub(crate) fn run(&self, tenant: &TenantId, id: &str) -> anyhow::Result<Option<RunRecord>> {
+        match self {
+            Self::Store(store) => Ok(store.run(tenant, id)?),
+            Self::Server(socket) => {
+                let path = format!("/v1/runs/{id}?tenant={tenant}");
+                let (status, body) = exchange(socket, "GET", &path, None, TIMEOUT)?;
+                match status {
+                    404 => Ok(None),
+                    200 => Ok(Some(serde_json::from_slice(&body)?)),
+                    _ => bail!(
+                        "asking the running server ({}): {status} {}",
+                        socket.display(),
+                        String::from_utf8_lossy(&body).trim()
+                    ),
+                }
             }
         }
     }

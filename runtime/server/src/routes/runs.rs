@@ -15,7 +15,7 @@ use crate::auth::Principal;
 use crate::error::{ApiError, ErrorBody};
 use airlock_platform::api_keys::Scope;
 use airlock_runtime::clock;
-use airlock_store::runs::{Attempt, Requeued, RunQuery, RunRecord, RunStatus, RunTrigger};
+use airlock_store::runs::{Attempt, Requeued, RunQuery, RunRecord, RunStatus};
 
 /// Most runs one page lists.
 const MOST: usize = 200;
@@ -57,19 +57,10 @@ pub(super) struct Run {
     input_kept: bool,
 }
 
-fn trigger(trigger: RunTrigger) -> &'static str {
-    match trigger {
-        RunTrigger::Api => "api",
-        RunTrigger::Webhook => "webhook",
-        RunTrigger::Schedule => "schedule",
-        RunTrigger::Retry => "retry",
-    }
-}
-
 impl From<RunRecord> for Run {
     fn from(run: RunRecord) -> Self {
         Self {
-            trigger: trigger(run.trigger).into(),
+            trigger: run.trigger.as_str().into(),
             status: run.status.as_str().into(),
             attempts: run
                 .attempts

@@ -80,6 +80,18 @@ pub enum RunTrigger {
     Retry,
 }
 
+impl RunTrigger {
+    /// The trigger as the API spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Api => "api",
+            Self::Webhook => "webhook",
+            Self::Schedule => "schedule",
+            Self::Retry => "retry",
+        }
+    }
+}
+
 /// One attempt: when it started and ended, and its outcome class (`ok`, `upstream-5xx`,
 /// `limit-timeout`, a guest error code…), never its data.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
