@@ -93,6 +93,16 @@ pub async fn serve(
     let heartbeat = tokio::spawn(heartbeat(app.clone()));
     let housekeeping = tokio::spawn(housekeeping(app.clone()));
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    if app.limits.workers > 0 {
+        // Runs queued through other nodes wake this node's workers (weakly held: the store
+        // lives inside the app).
+        let app_ref = Arc::downgrade(&app);
+        app.store.watch_runs(Arc::new(move || {
+            if let Some(app) = app_ref.upgrade() {
+                app.runs_queued.notify_one();
+            }
+        }));
+    }
     let workers: Vec<_> = (0..app.limits.workers)
         .map(|_| tokio::spawn(worker::work(app.clone(), stopped.clone())))
         .collect();

@@ -422,6 +422,13 @@ pub trait Runs: Send + Sync {
         tenant: &TenantId,
         installation: &InstallationId,
     ) -> Result<u64, StoreError>;
+
+    /// Calls `woken` whenever any process sharing the store queues a run, for as long as the
+    /// store lives, so idle workers start at once rather than at their next look. On sled,
+    /// which one process opens, that process wakes its own workers: nothing to watch.
+    fn watch_runs(&self, woken: Arc<dyn Fn() + Send + Sync>) {
+        drop(woken);
+    }
 }
 
 /// One entry of the audit index: its key and its value (empty for most).

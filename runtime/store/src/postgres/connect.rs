@@ -7,6 +7,7 @@
 //! `require` here is as strict as `verify-full` (docs/deploy.md).
 
 use std::fmt;
+use std::future::Future as _;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -41,6 +42,42 @@ pub struct StoreUrl {
     shown: String,
 }
 
+/// Listens on `channel` through `client` while polling `connection` for its messages, calling
+/// `notified` for each notification, until the connection ends.
+async fn drive<S, T>(
+    client: tokio_postgres::Client,
+    mut connection: tokio_postgres::Connection<S, T>,
+    channel: &str,
+    notified: &(dyn Fn() + Send + Sync),
+) -> Result<(), StoreError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let listen = format!("LISTEN {channel}");
+    let mut listening = std::pin::pin!(client.batch_execute(&listen));
+    let mut listened = false;
+    loop {
+        // The connection only moves while polled: poll it and the LISTEN together.
+        let message = std::future::poll_fn(|cx| {
+            if !listened && let std::task::Poll::Ready(done) = listening.as_mut().poll(cx) {
+                listened = true;
+                if let Err(e) = done {
+                    return std::task::Poll::Ready(Some(Err(e)));
+                }
+            }
+            connection.poll_message(cx)
+        })
+        .await;
+        match message {
+            Some(Ok(tokio_postgres::AsyncMessage::Notification(_))) => notified(),
+            Some(Ok(_)) => {}
+            Some(Err(e)) => return Err(e.into()),
+            None => return Ok(()),
+        }
+    }
+}
+
 impl StoreUrl {
     /// Whether `text` names a PostgreSQL database rather than a directory.
     pub fn is_postgres(text: &str) -> bool {
@@ -63,6 +100,23 @@ impl StoreUrl {
             .max_size(size)
             .build()
             .map_err(|e| StoreError::Db(Box::new(e)))
+    }
+
+    /// Opens one connection outside the pool, listens on `channel` and calls `notified` for
+    /// each notification; returns when the connection ends (an error says why).
+    pub(crate) async fn listen(
+        &self,
+        channel: &str,
+        notified: &(dyn Fn() + Send + Sync),
+    ) -> Result<(), StoreError> {
+        if self.ssl_mode == SslMode::Disable {
+            let (client, connection) = self.config.connect(tokio_postgres::NoTls).await?;
+            drive(client, connection, channel, notified).await
+        } else {
+            let tls = tokio_postgres_rustls::MakeRustlsConnect::new(self.tls_config()?);
+            let (client, connection) = self.config.connect(tls).await?;
+            drive(client, connection, channel, notified).await
+        }
     }
 
     fn tls_config(&self) -> Result<rustls::ClientConfig, StoreError> {

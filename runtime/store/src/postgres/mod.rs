@@ -62,6 +62,8 @@ struct Inner {
     runtime: Option<tokio::runtime::Runtime>,
     /// Where the database is, without its password, to name it in messages.
     shown: String,
+    /// Where it is, to open the connection that listens for notifications.
+    url: StoreUrl,
     master: MasterSlot,
 }
 
@@ -108,6 +110,7 @@ impl PgStore {
                 pool,
                 runtime: Some(runtime),
                 shown: url.to_string(),
+                url: url.clone(),
                 master: MasterSlot::new(master_key.to_path_buf()),
             }),
         };
@@ -125,6 +128,13 @@ impl PgStore {
     /// The database as messages name it (no password).
     pub fn shown(&self) -> &str {
         &self.inner.shown
+    }
+
+    /// Runs `task` on the store's runtime for as long as the store lives.
+    pub(crate) fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        if let Some(runtime) = &self.inner.runtime {
+            runtime.spawn(task);
+        }
     }
 
     /// Runs `work` with a pooled connection on the store's runtime and waits for it.

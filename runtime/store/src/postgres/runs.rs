@@ -2,6 +2,7 @@
 //! same way). Nodes claim with `FOR UPDATE SKIP LOCKED` on the wake index, so concurrent
 //! claims never wait on each other or take one run twice.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use airlock_host_api::credentials::vault::Sealed;
@@ -14,6 +15,12 @@ use crate::runs::{
 };
 use crate::traits::Runs;
 use airlock_runtime::ids::{InstallationId, TenantId};
+
+/// The channel queued runs are announced on (`LISTEN`/`NOTIFY`).
+const QUEUED: &str = "airlock_runs_queued";
+
+/// How long the watcher waits before it listens again after its connection ended.
+const RELISTEN: Duration = Duration::from_secs(1);
 
 fn sealed_bytes(sealed: &Sealed, id: &str) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(sealed).map_err(|_| StoreError::Corrupt {
@@ -98,7 +105,12 @@ impl Runs for PgStore {
                 )
                 .await;
             match written {
-                Ok(_) => Ok(()),
+                Ok(_) => {
+                    client
+                        .execute("SELECT pg_notify($1, '')", &[&QUEUED])
+                        .await?;
+                    Ok(())
+                }
                 Err(e) if is_unique_violation(&e) => Err(StoreError::Exists {
                     what: format!("run {}", row.id),
                 }),
@@ -225,7 +237,15 @@ impl Runs for PgStore {
         Ok(match changed {
             None => Requeued::NoSuchRun,
             Some((Some(refused), _)) => refused,
-            Some((None, run)) => Requeued::Queued(Box::new(run)),
+            Some((None, run)) => {
+                self.run(|client| async move {
+                    client
+                        .execute("SELECT pg_notify($1, '')", &[&QUEUED])
+                        .await?;
+                    Ok(())
+                })?;
+                Requeued::Queued(Box::new(run))
+            }
         })
     }
 
@@ -272,10 +292,75 @@ impl Runs for PgStore {
         })
     }
 
+    fn watch_runs(&self, woken: Arc<dyn Fn() + Send + Sync>) {
+        let url = self.inner.url.clone();
+        self.spawn(async move {
+            loop {
+                // An error ends this connection only: listen again, and look once, since a
+                // run queued meanwhile was announced to no one.
+                let _ended = url.listen(QUEUED, &*woken).await;
+                woken();
+                tokio::time::sleep(RELISTEN).await;
+            }
+        });
+    }
+
     fn next_run_wake(&self) -> Result<Option<u64>, StoreError> {
         self.run(move |client| async move {
             let row = client.query_one("SELECT min(wakes) FROM runs", &[]).await?;
             Ok(row.get::<_, Option<i64>>(0).map(super::unsigned))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::mpsc;
+
+    use super::*;
+    use crate::postgres::testing::TestDatabase;
+    use crate::runs::RunTrigger;
+    use crate::traits::Tenants;
+
+    #[test]
+    fn a_run_queued_through_one_store_wakes_the_watchers_of_another() {
+        let Some(database) = TestDatabase::create("runs_wake_other_nodes") else {
+            return;
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = dir.path().join("master.key");
+        let (queuing, watching) = (database.store(&key), database.store(&key));
+        let (woke, wakes) = mpsc::channel();
+        let seen = Arc::new(AtomicUsize::new(0));
+        let counted = seen.clone();
+        watching.watch_runs(Arc::new(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            let _ = woke.send(());
+        }));
+        let (acme, crm) = (
+            "acme".parse::<TenantId>().expect("tenant"),
+            "crm".parse::<InstallationId>().expect("installation"),
+        );
+        queuing.create_tenant(&acme).expect("tenant");
+        // The watcher listens once its connection is up: queue until it hears one.
+        for n in 0.. {
+            let id = format!("run-{n}");
+            let new = NewRun {
+                id: &id,
+                tenant: &acme,
+                installation: &crm,
+                action: "sync",
+                trigger: RunTrigger::Api,
+                max_attempts: 1,
+                now: 100,
+            };
+            queuing.enqueue_run(&new, b"{}").expect("enqueue");
+            if wakes.recv_timeout(Duration::from_millis(500)).is_ok() {
+                break;
+            }
+            assert!(n < 40, "no notification reached the other store");
+        }
+        assert!(seen.load(Ordering::SeqCst) >= 1);
     }
 }
