@@ -59,6 +59,18 @@ async fn until(server: &Server, key: &str, run: &str, done: impl Fn(&Value) -> b
     }
 }
 
+/// `POST /v1/runs/{run}/retry`.
+async fn retry(server: &Server, key: &str, run: &str) -> crate::serving::Reply {
+    server
+        .call(
+            Method::POST,
+            &format!("/v1/runs/{run}/retry"),
+            Some(key),
+            Body::None,
+        )
+        .await
+}
+
 fn ended(run: &Value) -> bool {
     ["succeeded", "failed", "dead"].contains(&run["status"].as_str().unwrap_or(""))
 }
@@ -127,14 +139,7 @@ async fn an_async_invocation_is_queued_run_once_and_kept_in_the_history() {
     assert_eq!(dead.body["runs"].as_array().map(Vec::len), Some(0));
 
     // Only a dead or failed run is retried.
-    let retried = server
-        .call(
-            Method::POST,
-            &format!("/v1/runs/{run}/retry"),
-            Some(&key),
-            Body::None,
-        )
-        .await;
+    let retried = retry(&server, &key, &run).await;
     assert_eq!(retried.status, StatusCode::CONFLICT, "{}", retried.body);
 
     // Another tenant sees nothing of it.
@@ -232,14 +237,7 @@ async fn a_run_that_keeps_timing_out_is_retried_then_dead_and_retry_queues_it_ag
         "a dead run keeps its input for retry"
     );
 
-    let retried = server
-        .call(
-            Method::POST,
-            &format!("/v1/runs/{run}/retry"),
-            Some(&key),
-            Body::None,
-        )
-        .await;
+    let retried = retry(&server, &key, &run).await;
     assert_eq!(retried.status, StatusCode::ACCEPTED, "{}", retried.body);
     assert_eq!(retried.body["trigger"], "retry");
     let again = until(&server, &key, &run, |r| {

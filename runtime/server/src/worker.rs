@@ -101,7 +101,7 @@ async fn execute(app: &Arc<App>, claimed: ClaimedRun) {
             outcome: "ok".into(),
         },
         Err(class) if retryable(&class) && !run.last_attempt() => RunEnd::Retry {
-            at: now + backoff(run.attempts.len() - run.retried_after),
+            at: now + backoff(run.attempts_made()),
             outcome: class,
         },
         Err(class) if retryable(&class) => RunEnd::Dead { outcome: class },

@@ -10,7 +10,7 @@ use airlock_host_api::credentials::vault::Sealed;
 use super::{PgStore, bigint, is_unique_violation};
 use crate::StoreError;
 use crate::runs::{
-    ClaimedRun, NewRun, Requeued, RunEnd, RunQuery, RunRecord, RunStatus, claim, decode, encode,
+    ClaimedRun, NewRun, Requeued, RunEnd, RunQuery, RunRecord, claim, decode, encode, expire_input,
     finish, holds, matches, open_input, queued, requeue, seal_input,
 };
 use crate::traits::Runs;
@@ -265,11 +265,11 @@ impl Runs for PgStore {
         let mut purged = 0;
         for id in ids {
             let changed = self.change_run(&id, None, move |run| {
-                if run.status != RunStatus::Dead || run.updated >= before {
-                    return Err(false);
+                if expire_input(run, before) {
+                    Ok(true)
+                } else {
+                    Err(false)
                 }
-                run.input_kept = false;
-                Ok(true)
             })?;
             purged += usize::from(changed.is_some_and(|(done, _)| done));
         }

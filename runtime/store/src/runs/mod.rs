@@ -129,10 +129,14 @@ pub struct RunRecord {
 }
 
 impl RunRecord {
+    /// Attempts made since the run was queued or last retried.
+    pub fn attempts_made(&self) -> usize {
+        self.attempts.len().saturating_sub(self.retried_after)
+    }
+
     /// Whether the attempt under way is the last this run may make before it is dead.
     pub fn last_attempt(&self) -> bool {
-        let made = self.attempts.len().saturating_sub(self.retried_after);
-        made >= usize::try_from(self.max_attempts).unwrap_or(usize::MAX)
+        self.attempts_made() >= usize::try_from(self.max_attempts).unwrap_or(usize::MAX)
     }
 
     /// When the run can next be claimed, if ever: a queued run when due, a running one when
@@ -293,8 +297,8 @@ pub(crate) fn holds(run: &RunRecord, claim: u32) -> bool {
         && u32::try_from(run.attempts.len()).unwrap_or(u32::MAX) == claim
 }
 
-/// `run` after its attempt ended as `end` at `now`; whether its input must go.
-pub(crate) fn finish(run: &mut RunRecord, end: &RunEnd, now: u64) -> bool {
+/// `run` after its attempt ended as `end` at `now`.
+pub(crate) fn finish(run: &mut RunRecord, end: &RunEnd, now: u64) {
     let (status, outcome) = match end {
         RunEnd::Succeeded { outcome } => (RunStatus::Succeeded, outcome),
         RunEnd::Failed { outcome } => (RunStatus::Failed, outcome),
@@ -312,11 +316,18 @@ pub(crate) fn finish(run: &mut RunRecord, end: &RunEnd, now: u64) -> bool {
     run.lease_until = None;
     run.updated = now;
     // A dead run keeps its input for `retry` until retention ends; the others need it no more.
-    let drop_input = matches!(status, RunStatus::Succeeded | RunStatus::Failed);
-    if drop_input {
+    if matches!(status, RunStatus::Succeeded | RunStatus::Failed) {
         run.input_kept = false;
     }
-    drop_input
+}
+
+/// Destroys the input of `run` if it is dead and last changed before `before`; whether it did.
+pub(crate) fn expire_input(run: &mut RunRecord, before: u64) -> bool {
+    let expired = run.status == RunStatus::Dead && run.input_kept && run.updated < before;
+    if expired {
+        run.input_kept = false;
+    }
+    expired
 }
 
 /// `run` queued again by `retry` at `now`, if it can be.

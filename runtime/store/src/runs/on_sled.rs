@@ -9,7 +9,7 @@ use std::time::Duration;
 use airlock_host_api::credentials::vault::Sealed;
 
 use super::{
-    ClaimedRun, NewRun, Requeued, RunEnd, RunQuery, RunRecord, RunStatus, claim, decode, encode,
+    ClaimedRun, NewRun, Requeued, RunEnd, RunQuery, RunRecord, claim, decode, encode, expire_input,
     finish, holds, matches, open_input, queued, requeue, seal_input,
 };
 use crate::traits::Runs;
@@ -270,9 +270,8 @@ impl Runs for Store {
         for entry in tree.scan_prefix([RECORD]) {
             let (_, bytes) = entry?;
             let old = decode(&bytes)?;
-            if old.status == RunStatus::Dead && old.input_kept && old.updated < before {
-                let mut run = old.clone();
-                run.input_kept = false;
+            let mut run = old.clone();
+            if expire_input(&mut run, before) {
                 Self::put_run(&tree, Some(&old), &run, None)?;
                 purged += 1;
             }
