@@ -97,6 +97,9 @@ pub enum StoreError {
     },
     #[error("{what} already exists")]
     Exists { what: String },
+    /// A tenant's queue holds as many runs as it may: the caller retries later.
+    #[error("tenant {tenant} has {limit} runs queued or running, as many as it may")]
+    QueueFull { tenant: String, limit: u64 },
     #[error(
         "the {what} cannot be decrypted: the master key is not the one it was sealed with, or the record was tampered with"
     )]

@@ -389,7 +389,8 @@ pub trait Members: Send + Sync {
 /// The durable work queue and the run history ([`crate::runs`]). At least once: a run whose
 /// claim lapses (its worker died) is claimed again.
 pub trait Runs: Send + Sync {
-    /// Queues `new`, its `input` sealed with the tenant's data key; refused if the id is taken.
+    /// Queues `new`, its `input` sealed with the tenant's data key; refused if the id is taken
+    /// or the tenant has `new.pending_limit` runs queued or running ([`StoreError::QueueFull`]).
     fn enqueue_run(&self, new: &NewRun<'_>, input: &[u8]) -> Result<RunRecord, StoreError>;
 
     /// Claims the run that woke first by `now` (queued and due, or running with its claim
@@ -407,8 +408,15 @@ pub trait Runs: Send + Sync {
     /// `tenant`'s runs as `query` asks, oldest first, read through an index by creation time.
     fn runs(&self, tenant: &TenantId, query: &RunQuery) -> Result<Vec<RunRecord>, StoreError>;
 
-    /// Queues `tenant`'s dead or failed run `id` again, while its input is kept.
-    fn retry_run(&self, tenant: &TenantId, id: &str, now: u64) -> Result<Requeued, StoreError>;
+    /// Queues `tenant`'s dead or failed run `id` again, while its input is kept and the tenant
+    /// has fewer than `pending_limit` runs queued or running.
+    fn retry_run(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        now: u64,
+        pending_limit: u64,
+    ) -> Result<Requeued, StoreError>;
 
     /// Destroys the inputs of dead runs last changed before `before`; how many.
     fn purge_run_inputs(&self, before: u64) -> Result<usize, StoreError>;

@@ -119,6 +119,7 @@ macro_rules! conformance_suite {
             runs::the_run_history_is_paged_by_installation_status_and_time,
             runs::each_claim_goes_to_one_caller,
             runs::an_installations_kv_runs_and_record_are_deleted_and_no_one_elses,
+            runs::a_tenant_may_keep_only_so_many_runs_pending,
         );
     };
     (@cases $fresh:expr; $($module:ident :: $case:ident),+ $(,)?) => {

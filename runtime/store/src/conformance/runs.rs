@@ -7,23 +7,39 @@ use std::time::Duration;
 
 use super::{RACERS, Subject, installation, race, tenant};
 use crate::Storage;
+use crate::StoreError;
 use crate::runs::{NewRun, Requeued, RunEnd, RunQuery, RunStatus, RunTrigger};
+use airlock_runtime::ids::{InstallationId, TenantId};
 
 const LEASE: Duration = Duration::from_secs(1);
+const LIMIT: u64 = 100;
 
-fn queue(s: &dyn Storage, id: &str, crm: &str, now: u64) {
-    let (acme, crm) = (tenant("acme"), installation(crm));
-    let new = NewRun {
+fn new_run<'a>(
+    id: &'a str,
+    tenant: &'a TenantId,
+    crm: &'a InstallationId,
+    now: u64,
+    pending_limit: u64,
+) -> NewRun<'a> {
+    NewRun {
         id,
-        tenant: &acme,
-        installation: &crm,
+        tenant,
+        installation: crm,
         action: "sync",
         trigger: RunTrigger::Api,
         max_attempts: 3,
         now,
-    };
+        pending_limit,
+    }
+}
+
+fn queue(s: &dyn Storage, id: &str, crm: &str, now: u64) {
+    let (acme, crm) = (tenant("acme"), installation(crm));
     let run = s
-        .enqueue_run(&new, format!("{{\"run\":\"{id}\"}}").as_bytes())
+        .enqueue_run(
+            &new_run(id, &acme, &crm, now, LIMIT),
+            format!("{{\"run\":\"{id}\"}}").as_bytes(),
+        )
         .expect("enqueue");
     assert_eq!((run.status, run.input_kept), (RunStatus::Queued, true));
 }
@@ -42,15 +58,7 @@ pub fn runs_are_claimed_once_when_due_and_finished_once(subject: Subject) {
     queue(s, "run-a", "crm", 100);
     assert!(
         s.enqueue_run(
-            &NewRun {
-                id: "run-a",
-                tenant: &tenant("acme"),
-                installation: &installation("crm"),
-                action: "sync",
-                trigger: RunTrigger::Api,
-                max_attempts: 1,
-                now: 100,
-            },
+            &new_run("run-a", &tenant("acme"), &installation("crm"), 100, LIMIT),
             b"{}"
         )
         .is_err(),
@@ -118,6 +126,16 @@ pub fn a_lapsed_claim_is_claimed_again_and_its_attempt_refused(subject: Subject)
     let third = s.claim_run(5000, LEASE).expect("claim").expect("due");
     assert_eq!(third.claim, 3);
     assert!(third.run.last_attempt(), "three of three");
+    assert!(
+        s.claim_run(6000, LEASE).expect("claim").is_none(),
+        "a run abandoned on its last attempt is not run again"
+    );
+    let dead = s.run(&tenant("acme"), "run-1").expect("read").expect("run");
+    assert_eq!(dead.status, RunStatus::Dead);
+    assert_eq!(dead.attempts.len(), 3);
+    assert_eq!(dead.attempts[2].outcome.as_deref(), Some("abandoned"));
+    assert!(dead.input_kept, "kept for a retry");
+    assert_eq!(s.next_run_wake().expect("wake"), None);
 }
 
 pub fn a_dead_run_is_retried_while_its_input_is_kept(subject: Subject) {
@@ -134,7 +152,7 @@ pub fn a_dead_run_is_retried_while_its_input_is_kept(subject: Subject) {
             .expect("finish")
     );
     assert_eq!(s.next_run_wake().expect("wake"), None, "dead runs sleep");
-    let Requeued::Queued(run) = s.retry_run(&acme, "run-1", 300).expect("retry") else {
+    let Requeued::Queued(run) = s.retry_run(&acme, "run-1", 300, LIMIT).expect("retry") else {
         panic!("a dead run with its input is queued again");
     };
     assert_eq!(
@@ -142,11 +160,11 @@ pub fn a_dead_run_is_retried_while_its_input_is_kept(subject: Subject) {
         (RunStatus::Queued, RunTrigger::Retry)
     );
     assert_eq!(
-        s.retry_run(&acme, "run-1", 300).expect("retry"),
+        s.retry_run(&acme, "run-1", 300, LIMIT).expect("retry"),
         Requeued::NotEnded(RunStatus::Queued)
     );
     assert_eq!(
-        s.retry_run(&tenant("beta"), "run-1", 300).expect("retry"),
+        s.retry_run(&tenant("beta"), "run-1", 300, LIMIT).expect("retry"),
         Requeued::NoSuchRun
     );
     let again = s.claim_run(300, LEASE).expect("claim").expect("due");
@@ -164,7 +182,7 @@ pub fn a_dead_run_is_retried_while_its_input_is_kept(subject: Subject) {
     );
     assert_eq!(s.purge_run_inputs(401).expect("purge"), 1);
     assert_eq!(
-        s.retry_run(&acme, "run-1", 500).expect("retry"),
+        s.retry_run(&acme, "run-1", 500, LIMIT).expect("retry"),
         Requeued::InputGone
     );
     let kept = s
@@ -275,4 +293,49 @@ pub fn an_installations_kv_runs_and_record_are_deleted_and_no_one_elses(subject:
         Some(b"v".to_vec())
     );
     assert!(s.run(&acme, "erp-run").expect("read").is_some());
+}
+
+pub fn a_tenant_may_keep_only_so_many_runs_pending(subject: Subject) {
+    let s = &*subject.storage;
+    let (acme, beta, crm) = (tenant("acme"), tenant("beta"), installation("crm"));
+    for t in [&acme, &beta] {
+        s.create_tenant(t).expect("tenant");
+    }
+    let enqueue = |t: &TenantId, id: &str| s.enqueue_run(&new_run(id, t, &crm, 100, 2), b"{}");
+    enqueue(&acme, "run-1").expect("first");
+    enqueue(&acme, "run-2").expect("second");
+    assert!(
+        matches!(
+            enqueue(&acme, "run-3"),
+            Err(StoreError::QueueFull { limit: 2, .. })
+        ),
+        "the third pending run is refused"
+    );
+    let claimed = s.claim_run(100, LEASE).expect("claim").expect("due");
+    assert_eq!(claimed.run.id, "run-1");
+    enqueue(&beta, "beta-1").expect("another tenant's queue is its own");
+    assert!(
+        matches!(
+            enqueue(&acme, "run-3"),
+            Err(StoreError::QueueFull { .. })
+        ),
+        "a running run is pending too"
+    );
+    let dead = RunEnd::Dead {
+        outcome: "limit-timeout".into(),
+    };
+    assert!(
+        s.finish_run(&claimed.run.id, claimed.claim, &dead, 200)
+            .expect("finish")
+    );
+    enqueue(&acme, "run-3").expect("an ended run frees its place");
+    assert!(
+        matches!(
+            s.retry_run(&acme, "run-1", 300, 2),
+            Err(StoreError::QueueFull { .. })
+        ),
+        "a retry takes a place too"
+    );
+    assert_eq!(s.delete_runs(&acme, &crm).expect("delete"), 3);
+    enqueue(&acme, "run-4").expect("deleted runs free their places");
 }

@@ -29,6 +29,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "runs",
         sql: include_str!("schema/0003_runs.sql"),
     },
+    Migration {
+        version: 4,
+        name: "runs_pending",
+        sql: include_str!("schema/0004_runs_pending.sql"),
+    },
 ];
 
 /// The advisory lock the migrations run under (any fixed number; "airlock\0" in ASCII).

@@ -10,8 +10,8 @@ use airlock_host_api::credentials::vault::Sealed;
 use super::{PgStore, bigint, is_unique_violation};
 use crate::StoreError;
 use crate::runs::{
-    ClaimedRun, NewRun, Requeued, RunEnd, RunQuery, RunRecord, claim, decode, encode, expire_input,
-    finish, holds, matches, open_input, queued, requeue, seal_input,
+    Claim, ClaimedRun, NewRun, Requeued, RunEnd, RunQuery, RunRecord, claim, decode, encode,
+    expire_input, finish, holds, matches, open_input, queued, requeue, seal_input,
 };
 use crate::traits::Runs;
 use airlock_runtime::ids::{InstallationId, TenantId};
@@ -32,18 +32,52 @@ fn wakes(run: &RunRecord) -> Option<i64> {
     run.wakes().map(bigint)
 }
 
+/// Refuses, within `tx`, a run that would take `tenant` past `limit` runs queued or running.
+/// The tenant's transaction lock orders concurrent enqueues, so two nodes cannot both take
+/// the last place.
+async fn within_pending_limit(
+    tx: &tokio_postgres::Transaction<'_>,
+    tenant: &str,
+    limit: u64,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended('airlock-runs-pending:' || $1, 0))",
+        &[&tenant],
+    )
+    .await?;
+    let pending: i64 = tx
+        .query_one(
+            "SELECT count(*) FROM runs WHERE tenant = $1 AND wakes IS NOT NULL",
+            &[&tenant],
+        )
+        .await?
+        .get(0);
+    if super::unsigned(pending) >= limit {
+        return Err(StoreError::QueueFull {
+            tenant: tenant.to_string(),
+            limit,
+        });
+    }
+    Ok(())
+}
+
 impl PgStore {
     /// Reads run `id` for update in `change`, writes what it returns (record, and the input
     /// destroyed unless still kept), all in one transaction.
+    /// With `pending_limit`, a change that makes the run pending again is refused past it.
     fn change_run<T: Send + 'static>(
         &self,
         id: &str,
         tenant: Option<&TenantId>,
+        pending_limit: Option<u64>,
         change: impl FnOnce(&mut RunRecord) -> Result<T, T> + Send + 'static,
     ) -> Result<Option<(T, RunRecord)>, StoreError> {
         let (id, tenant) = (id.to_string(), tenant.map(TenantId::to_string));
         self.run(move |mut client| async move {
             let tx = client.transaction().await?;
+            if let (Some(limit), Some(tenant)) = (pending_limit, &tenant) {
+                within_pending_limit(&tx, tenant, limit).await?;
+            }
             let Some(row) = tx
                 .query_opt(
                     "SELECT record FROM runs WHERE id = $1 \
@@ -87,8 +121,11 @@ impl Runs for PgStore {
         )?;
         let record = encode(&run)?;
         let row = run.clone();
-        self.run(move |client| async move {
-            let written = client
+        let limit = new.pending_limit;
+        self.run(move |mut client| async move {
+            let tx = client.transaction().await?;
+            within_pending_limit(&tx, &row.tenant, limit).await?;
+            let written = tx
                 .execute(
                     "INSERT INTO runs (id, tenant, installation, status, created, updated, \
                      wakes, record, input) VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8)",
@@ -106,9 +143,8 @@ impl Runs for PgStore {
                 .await;
             match written {
                 Ok(_) => {
-                    client
-                        .execute("SELECT pg_notify($1, '')", &[&QUEUED])
-                        .await?;
+                    tx.execute("SELECT pg_notify($1, '')", &[&QUEUED]).await?;
+                    tx.commit().await?;
                     Ok(())
                 }
                 Err(e) if is_unique_violation(&e) => Err(StoreError::Exists {
@@ -123,34 +159,39 @@ impl Runs for PgStore {
     fn claim_run(&self, now: u64, lease: Duration) -> Result<Option<ClaimedRun>, StoreError> {
         let claimed: Option<(RunRecord, u32, Vec<u8>)> =
             self.run(move |mut client| async move {
-                let tx = client.transaction().await?;
-                let Some(row) = tx
-                    .query_opt(
-                        "SELECT record, input FROM runs WHERE wakes <= $1 AND input IS NOT NULL \
-                     ORDER BY wakes, id LIMIT 1 FOR UPDATE SKIP LOCKED",
-                        &[&bigint(now)],
+                loop {
+                    let tx = client.transaction().await?;
+                    let Some(row) = tx
+                        .query_opt(
+                            "SELECT record, input FROM runs WHERE wakes <= $1 \
+                             AND input IS NOT NULL ORDER BY wakes, id LIMIT 1 \
+                             FOR UPDATE SKIP LOCKED",
+                            &[&bigint(now)],
+                        )
+                        .await?
+                    else {
+                        return Ok(None);
+                    };
+                    let mut run = decode(row.get(0))?;
+                    let input: Vec<u8> = row.get(1);
+                    let claimed = claim(&mut run, now, lease);
+                    tx.execute(
+                        "UPDATE runs SET status = $2, updated = $3, wakes = $4, record = $5 \
+                         WHERE id = $1",
+                        &[
+                            &run.id,
+                            &run.status.as_str(),
+                            &bigint(run.updated),
+                            &wakes(&run),
+                            &encode(&run)?,
+                        ],
                     )
-                    .await?
-                else {
-                    return Ok(None);
-                };
-                let mut run = decode(row.get(0))?;
-                let input: Vec<u8> = row.get(1);
-                let token = claim(&mut run, now, lease);
-                tx.execute(
-                    "UPDATE runs SET status = $2, updated = $3, wakes = $4, record = $5 \
-                 WHERE id = $1",
-                    &[
-                        &run.id,
-                        &run.status.as_str(),
-                        &bigint(run.updated),
-                        &wakes(&run),
-                        &encode(&run)?,
-                    ],
-                )
-                .await?;
-                tx.commit().await?;
-                Ok(Some((run, token, input)))
+                    .await?;
+                    tx.commit().await?;
+                    if let Claim::Attempt(token) = claimed {
+                        return Ok(Some((run, token, input)));
+                    }
+                }
             })?;
         let Some((run, claim, input)) = claimed else {
             return Ok(None);
@@ -164,7 +205,7 @@ impl Runs for PgStore {
 
     fn finish_run(&self, id: &str, claim: u32, end: &RunEnd, now: u64) -> Result<bool, StoreError> {
         let end = end.clone();
-        let changed = self.change_run(id, None, move |run| {
+        let changed = self.change_run(id, None, None, move |run| {
             if !holds(run, claim) {
                 return Err(false);
             }
@@ -230,8 +271,14 @@ impl Runs for PgStore {
         Ok(runs.into_iter().filter(|r| matches(r, query)).collect())
     }
 
-    fn retry_run(&self, tenant: &TenantId, id: &str, now: u64) -> Result<Requeued, StoreError> {
-        let changed = self.change_run(id, Some(tenant), move |run| {
+    fn retry_run(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        now: u64,
+        pending_limit: u64,
+    ) -> Result<Requeued, StoreError> {
+        let changed = self.change_run(id, Some(tenant), Some(pending_limit), move |run| {
             requeue(run, now).map(|()| None).map_err(Some)
         })?;
         Ok(match changed {
@@ -264,7 +311,7 @@ impl Runs for PgStore {
         })?;
         let mut purged = 0;
         for id in ids {
-            let changed = self.change_run(&id, None, move |run| {
+            let changed = self.change_run(&id, None, None, move |run| {
                 if expire_input(run, before) {
                     Ok(true)
                 } else {
@@ -354,6 +401,7 @@ mod tests {
                 trigger: RunTrigger::Api,
                 max_attempts: 1,
                 now: 100,
+                pending_limit: 1_000,
             };
             queuing.enqueue_run(&new, b"{}").expect("enqueue");
             if wakes.recv_timeout(Duration::from_millis(500)).is_ok() {

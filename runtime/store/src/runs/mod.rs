@@ -160,6 +160,8 @@ pub struct NewRun<'a> {
     pub trigger: RunTrigger,
     pub max_attempts: u32,
     pub now: u64,
+    /// The most runs the tenant may have queued or running: past it, [`StoreError::QueueFull`].
+    pub pending_limit: u64,
 }
 
 /// A run a worker claimed: the record (status running, its attempt begun), its claim token
@@ -270,8 +272,19 @@ pub(crate) fn queued(new: &NewRun<'_>) -> RunRecord {
     }
 }
 
-/// `run` claimed at `now` for `lease`: running, a new attempt begun. Its claim token.
-pub(crate) fn claim(run: &mut RunRecord, now: u64, lease: Duration) -> u32 {
+/// What claiming a due run made of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Claim {
+    /// Running, a new attempt begun: its claim token.
+    Attempt(u32),
+    /// Its claim lapsed on its last attempt: dead, not run again, so a run whose attempts
+    /// kill their node cannot take the cluster down one node at a time.
+    Dead,
+}
+
+/// `run` claimed at `now` for `lease`.
+pub(crate) fn claim(run: &mut RunRecord, now: u64, lease: Duration) -> Claim {
+    run.updated = now;
     // A claim that lapsed ends its attempt as abandoned: the worker died or stalled.
     if run.status == RunStatus::Running
         && let Some(last) = run.attempts.last_mut()
@@ -279,6 +292,11 @@ pub(crate) fn claim(run: &mut RunRecord, now: u64, lease: Duration) -> u32 {
     {
         last.ended = Some(now);
         last.outcome = Some("abandoned".into());
+        if run.last_attempt() {
+            run.status = RunStatus::Dead;
+            run.lease_until = None;
+            return Claim::Dead;
+        }
     }
     run.status = RunStatus::Running;
     run.attempts.push(Attempt {
@@ -287,8 +305,18 @@ pub(crate) fn claim(run: &mut RunRecord, now: u64, lease: Duration) -> u32 {
         outcome: None,
     });
     run.lease_until = Some(now + u64::try_from(lease.as_millis()).unwrap_or(u64::MAX / 2));
-    run.updated = now;
-    u32::try_from(run.attempts.len()).unwrap_or(u32::MAX)
+    Claim::Attempt(u32::try_from(run.attempts.len()).unwrap_or(u32::MAX))
+}
+
+/// Whether `run` counts against its tenant's pending limit: queued or running.
+pub(crate) fn pending(run: &RunRecord) -> bool {
+    !run.status.ended()
+}
+
+/// Whether `run` holds an input that retention will destroy: dead, input kept. When
+/// (`updated`) it became so.
+pub(crate) fn expires(run: &RunRecord) -> Option<u64> {
+    (run.status == RunStatus::Dead && run.input_kept).then_some(run.updated)
 }
 
 /// Whether `claim` is the claim `run` holds now.
@@ -323,7 +351,7 @@ pub(crate) fn finish(run: &mut RunRecord, end: &RunEnd, now: u64) {
 
 /// Destroys the input of `run` if it is dead and last changed before `before`; whether it did.
 pub(crate) fn expire_input(run: &mut RunRecord, before: u64) -> bool {
-    let expired = run.status == RunStatus::Dead && run.input_kept && run.updated < before;
+    let expired = expires(run).is_some_and(|since| since < before);
     if expired {
         run.input_kept = false;
     }

@@ -1,7 +1,8 @@
 //! Runs on sled: all of it in one tree under prefixed keys, written with one atomic batch per
 //! change while the store's run lock is held (one process opens the data dir): the record, the
 //! sealed input, a wake index (when a queued run is due or a running run's claim lapses) and
-//! the history indexes (per tenant and per installation, oldest first).
+//! the history indexes (per tenant and per installation, oldest first), each tenant's count of
+//! pending runs and the index of dead runs' inputs that retention destroys.
 
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
@@ -9,8 +10,9 @@ use std::time::Duration;
 use airlock_host_api::credentials::vault::Sealed;
 
 use super::{
-    ClaimedRun, NewRun, Requeued, RunEnd, RunQuery, RunRecord, claim, decode, encode, expire_input,
-    finish, holds, matches, open_input, queued, requeue, seal_input,
+    Claim, ClaimedRun, NewRun, Requeued, RunEnd, RunQuery, RunRecord, claim, decode, encode,
+    expire_input, expires, finish, holds, matches, open_input, pending, queued, requeue,
+    seal_input,
 };
 use crate::traits::Runs;
 use crate::{Store, StoreError};
@@ -23,6 +25,8 @@ const INPUT: u8 = b'i';
 const WAKE: u8 = b'w';
 const BY_TENANT: u8 = b't';
 const BY_INSTALLATION: u8 = b'n';
+const PENDING: u8 = b'p';
+const EXPIRES: u8 = b'x';
 
 fn key(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
     let mut key = vec![prefix];
@@ -34,6 +38,22 @@ fn key(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
 
 fn wake_key(at: u64, id: &str) -> Vec<u8> {
     key(WAKE, &[&at.to_be_bytes(), id.as_bytes()])
+}
+
+fn expires_key(since: u64, id: &str) -> Vec<u8> {
+    key(EXPIRES, &[&since.to_be_bytes(), id.as_bytes()])
+}
+
+fn pending_key(tenant: &str) -> Vec<u8> {
+    key(PENDING, &[tenant.as_bytes()])
+}
+
+/// How many runs of `tenant` are queued or running.
+fn pending_of(tree: &sled::Tree, tenant: &str) -> Result<u64, StoreError> {
+    Ok(tree
+        .get(pending_key(tenant))?
+        .and_then(|n| <[u8; 8]>::try_from(n.as_ref()).ok())
+        .map_or(0, u64::from_be_bytes))
 }
 
 /// The prefix of a tenant's history, or of one installation's.
@@ -81,13 +101,29 @@ impl Store {
         input: Option<&Sealed>,
     ) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
-        if let Some(before) = before
-            && let Some(wake) = before.wakes()
-        {
-            batch.remove(wake_key(wake, &before.id));
+        if let Some(before) = before {
+            if let Some(wake) = before.wakes() {
+                batch.remove(wake_key(wake, &before.id));
+            }
+            if let Some(since) = expires(before) {
+                batch.remove(expires_key(since, &before.id));
+            }
         }
         if let Some(wake) = run.wakes() {
             batch.insert(wake_key(wake, &run.id), run.id.as_bytes());
+        }
+        if let Some(since) = expires(run) {
+            batch.insert(expires_key(since, &run.id), run.id.as_bytes());
+        }
+        let was_pending = before.is_some_and(pending);
+        if was_pending != pending(run) {
+            let count = pending_of(tree, &run.tenant)?;
+            let count = if was_pending {
+                count.saturating_sub(1)
+            } else {
+                count + 1
+            };
+            batch.insert(pending_key(&run.tenant), &count.to_be_bytes());
         }
         if before.is_none() {
             for history in history_keys(run) {
@@ -129,6 +165,7 @@ impl Store {
         let prefix = history_prefix(tenant.as_str(), installation.map(InstallationId::as_str));
         let mut batch = sled::Batch::default();
         let mut deleted = 0;
+        let mut pending_deleted = 0;
         for entry in tree.scan_prefix(&prefix) {
             let (_, id) = entry?;
             let id = String::from_utf8_lossy(&id).into_owned();
@@ -138,12 +175,21 @@ impl Store {
             if let Some(wake) = run.wakes() {
                 batch.remove(wake_key(wake, &id));
             }
+            if let Some(since) = expires(&run) {
+                batch.remove(expires_key(since, &id));
+            }
+            pending_deleted += u64::from(pending(&run));
             for history in history_keys(&run) {
                 batch.remove(history);
             }
             batch.remove(key(INPUT, &[id.as_bytes()]));
             batch.remove(key(RECORD, &[id.as_bytes()]));
             deleted += 1;
+        }
+        let left = pending_of(&tree, tenant.as_str())?.saturating_sub(pending_deleted);
+        match (installation, left) {
+            (Some(_), 1..) => batch.insert(pending_key(tenant.as_str()), &left.to_be_bytes()),
+            _ => batch.remove(pending_key(tenant.as_str())),
         }
         tree.apply_batch(batch)?;
         tree.flush()?;
@@ -159,6 +205,12 @@ impl Runs for Store {
         if tree.contains_key(key(RECORD, &[new.id.as_bytes()]))? {
             return Err(StoreError::Exists {
                 what: format!("run {}", new.id),
+            });
+        }
+        if pending_of(&tree, new.tenant.as_str())? >= new.pending_limit {
+            return Err(StoreError::QueueFull {
+                tenant: new.tenant.to_string(),
+                limit: new.pending_limit,
             });
         }
         let run = queued(new);
@@ -185,11 +237,13 @@ impl Runs for Store {
                 serde_json::from_slice(&sealed).map_err(|_| StoreError::Corrupt {
                     what: format!("the input of run {id}"),
                 })?;
-            let input = open_input(self, &before, &sealed)?;
             let mut run = before.clone();
-            let claim = claim(&mut run, now, lease);
+            let claimed = claim(&mut run, now, lease);
             Self::put_run(&tree, Some(&before), &run, None)?;
-            return Ok(Some(ClaimedRun { run, claim, input }));
+            if let Claim::Attempt(claim) = claimed {
+                let input = open_input(self, &before, &sealed)?;
+                return Ok(Some(ClaimedRun { run, claim, input }));
+            }
         }
         Ok(None)
     }
@@ -246,7 +300,13 @@ impl Runs for Store {
         Ok(runs)
     }
 
-    fn retry_run(&self, tenant: &TenantId, id: &str, now: u64) -> Result<Requeued, StoreError> {
+    fn retry_run(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        now: u64,
+        pending_limit: u64,
+    ) -> Result<Requeued, StoreError> {
         let _pass = self.writing();
         let _turn = self.lock_runs();
         let tree = self.runs_tree()?;
@@ -258,6 +318,12 @@ impl Runs for Store {
         if let Err(refused) = requeue(&mut run, now) {
             return Ok(refused);
         }
+        if pending_of(&tree, tenant.as_str())? >= pending_limit {
+            return Err(StoreError::QueueFull {
+                tenant: tenant.to_string(),
+                limit: pending_limit,
+            });
+        }
         Self::put_run(&tree, Some(&before), &run, None)?;
         Ok(Requeued::Queued(Box::new(run)))
     }
@@ -267,9 +333,11 @@ impl Runs for Store {
         let _turn = self.lock_runs();
         let tree = self.runs_tree()?;
         let mut purged = 0;
-        for entry in tree.scan_prefix([RECORD]) {
-            let (_, bytes) = entry?;
-            let old = decode(&bytes)?;
+        for entry in tree.range(vec![EXPIRES]..expires_key(before, "")) {
+            let (_, id) = entry?;
+            let Some(old) = Self::stored_run(&tree, &String::from_utf8_lossy(&id))? else {
+                continue;
+            };
             let mut run = old.clone();
             if expire_input(&mut run, before) {
                 Self::put_run(&tree, Some(&old), &run, None)?;
