@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::de::{self, Deserialize, Deserializer};
 
-use super::{Action, ActionName, ByteSize, RelativePath};
+use super::{Action, ActionName, ByteSize, MAX_ATTEMPTS, RelativePath};
 
 /// Longest accepted `description` (integration and actions), in characters.
 pub const MAX_DESCRIPTION_CHARS: usize = 500;
@@ -91,6 +91,18 @@ pub(super) fn required_positive_size<'de, D: Deserializer<'de>>(
         )));
     }
     Ok(size)
+}
+
+pub(super) fn max_attempts<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<u32>, D::Error> {
+    let n = u32::deserialize(deserializer)?;
+    if !(1..=MAX_ATTEMPTS).contains(&n) {
+        return Err(de::Error::custom(format!(
+            "max-attempts is {n}; it must be 1 to {MAX_ATTEMPTS}"
+        )));
+    }
+    Ok(Some(n))
 }
 
 pub(super) fn actions<'de, D: Deserializer<'de>>(

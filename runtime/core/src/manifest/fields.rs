@@ -176,26 +176,54 @@ impl FromStr for ActionName {
     type Err = InvalidValue;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let fail = |why: String| invalid(format!("invalid action name {s:?}: {why}"));
-        if s.is_empty() {
-            return Err(fail("must not be empty".into()));
-        }
-        if s.chars().count() > MAX_NAME_CHARS {
-            return Err(fail(format!("longer than {MAX_NAME_CHARS} characters")));
-        }
-        if let Some(c) = s.chars().find(|&c| !is_name_char(c)) {
-            return Err(fail(format!(
-                "contains {c:?}; only lowercase letters a-z, digits and '-' are allowed"
-            )));
-        }
-        if !s.starts_with(|c: char| c.is_ascii_lowercase()) {
-            return Err(fail("must start with a lowercase letter".into()));
-        }
+        check_kebab_name("action name", s)?;
         Ok(ActionName(s.to_owned()))
     }
 }
 
+/// Lowercase `[a-z0-9-]`, starting with a letter, 1 to [`MAX_NAME_CHARS`] characters.
+fn check_kebab_name(what: &str, s: &str) -> Result<(), InvalidValue> {
+    let fail = |why: String| invalid(format!("invalid {what} {s:?}: {why}"));
+    if s.is_empty() {
+        return Err(fail("must not be empty".into()));
+    }
+    if s.chars().count() > MAX_NAME_CHARS {
+        return Err(fail(format!("longer than {MAX_NAME_CHARS} characters")));
+    }
+    if let Some(c) = s.chars().find(|&c| !is_name_char(c)) {
+        return Err(fail(format!(
+            "contains {c:?}; only lowercase letters a-z, digits and '-' are allowed"
+        )));
+    }
+    if !s.starts_with(|c: char| c.is_ascii_lowercase()) {
+        return Err(fail("must start with a lowercase letter".into()));
+    }
+    Ok(())
+}
+
 string_newtype_serde!(ActionName, "an action name like \"map-contact\"");
+
+/// The code of an error an action returns (the WIT `error.code`), as a manifest names it:
+/// the same rules as an action name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ErrorCode(String);
+
+impl ErrorCode {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for ErrorCode {
+    type Err = InvalidValue;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        check_kebab_name("error code", s)?;
+        Ok(ErrorCode(s.to_owned()))
+    }
+}
+
+string_newtype_serde!(ErrorCode, "an error code like \"rate-limited\"");
 
 /// A path relative to the manifest's directory. May contain `..` (e.g.
 /// `../target/wasm32-wasip2/release/x.wasm`); must not be empty, absolute (`/x`, `\x`, `C:x`),

@@ -37,7 +37,9 @@ use serde::{Deserialize, Serialize};
 pub use airlock_host_api::policy::units::{ByteSize, HumanDuration};
 pub use checks::MAX_DESCRIPTION_CHARS;
 pub use egress::{ApiKey, CredentialDecl, CredentialName, EgressEntry, Grant, OAuth2};
-pub use fields::{ActionName, IntegrationId, InvalidValue, MAX_NAME_CHARS, RelativePath};
+pub use fields::{
+    ActionName, ErrorCode, IntegrationId, InvalidValue, MAX_NAME_CHARS, RelativePath,
+};
 pub use urls::{HttpsUrl, MAX_URL_BYTES, SupportContact};
 
 /// The manifest's file name inside an integration directory.
@@ -106,6 +108,13 @@ impl Manifest {
         origins.sort();
         origins.dedup();
         origins
+    }
+
+    /// The action named `name`, if declared.
+    pub fn action(&self, name: &str) -> Option<&Action> {
+        self.actions
+            .iter()
+            .find_map(|(n, action)| (n.as_str() == name).then_some(action))
     }
 
     /// The egress policy the broker enforces for this integration.
@@ -227,6 +236,64 @@ pub struct Action {
     pub input: RelativePath,
     /// JSON Schema for the action's output.
     pub output: RelativePath,
+    /// Attempts a queued run of this action makes before it is dead (1 to
+    /// [`MAX_ATTEMPTS`]; the operator's ceiling bounds it); default [`DEFAULT_ATTEMPTS`].
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "checks::max_attempts"
+    )]
+    pub max_attempts: Option<u32>,
+    /// Codes of the action's own errors worth another attempt: the failure may pass (an
+    /// upstream's `rate-limited`, say). Failures of the host's kind are judged by the host.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retryable: Vec<ErrorCode>,
+    /// Whether tenants may give the action cron schedules.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub schedulable: bool,
+    /// `[actions.<name>.webhook]`: how webhook deliveries run it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<WebhookSection>,
+}
+
+/// Attempts a queued run makes when its action does not say.
+pub const DEFAULT_ATTEMPTS: u32 = 3;
+/// The most attempts an action may ask for.
+pub const MAX_ATTEMPTS: u32 = 100;
+
+impl Action {
+    /// Attempts a queued run of the action makes, within the operator's `ceiling`.
+    pub fn attempts(&self, ceiling: u32) -> u32 {
+        self.max_attempts
+            .unwrap_or(DEFAULT_ATTEMPTS)
+            .min(ceiling)
+            .max(1)
+    }
+
+    /// Whether webhook deliveries wait for the action's output rather than queue a run.
+    pub fn answers_webhooks(&self) -> bool {
+        self.webhook
+            .as_ref()
+            .is_some_and(|w| w.mode == WebhookMode::Sync)
+    }
+}
+
+/// `[actions.<name>.webhook]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct WebhookSection {
+    pub mode: WebhookMode,
+}
+
+/// How a webhook delivery runs its action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WebhookMode {
+    /// Verified, deduplicated, queued as a run and answered `202` at once (the default).
+    Async,
+    /// Run while the sender waits, answered with the action's output (a sender that reads
+    /// it, like Slack's URL verification).
+    Sync,
 }
 
 /// Why a manifest could not be loaded. `Display` is one line, led by `path:line:column` for

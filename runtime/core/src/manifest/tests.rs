@@ -66,6 +66,36 @@ fn parse_err(text: &str) -> (usize, usize, String) {
 }
 
 #[test]
+fn an_action_declares_how_it_is_queued_retried_scheduled_and_delivered() {
+    let plain = parse(VALID).expect("valid manifest");
+    let action = plain.manifest.action("map-contact").expect("declared");
+    assert_eq!(action.attempts(10), DEFAULT_ATTEMPTS);
+    assert!(action.retryable.is_empty() && !action.schedulable && !action.answers_webhooks());
+    assert!(plain.manifest.action("map").is_none());
+
+    let text = format!(
+        "{VALID}max-attempts = 20\nretryable = [\"rate-limited\", \"upstream\"]\n\
+         schedulable = true\n[actions.map-contact.webhook]\nmode = \"sync\"\n"
+    );
+    let loaded = parse(&text).expect("valid manifest");
+    let action = loaded.manifest.action("map-contact").expect("declared");
+    assert_eq!(action.attempts(100), 20);
+    assert_eq!(action.attempts(5), 5, "the operator's ceiling bounds it");
+    assert_eq!(action.retryable[1].as_str(), "upstream");
+    assert!(action.schedulable && action.answers_webhooks());
+
+    for (bad, says) in [
+        ("max-attempts = 0", "must be 1 to 100"),
+        ("max-attempts = 101", "must be 1 to 100"),
+        ("retryable = [\"Rate Limited\"]", "invalid error code"),
+        ("[actions.map-contact.webhook]\nmode = \"later\"", "unknown variant `later`"),
+    ] {
+        let (_, _, message) = parse_err(&format!("{VALID}{bad}\n"));
+        assert!(message.contains(says), "{bad}: {message}");
+    }
+}
+
+#[test]
 fn valid_manifest_parses_into_typed_fields() {
     let loaded = parse(VALID).expect("valid manifest");
     let m = &loaded.manifest;
