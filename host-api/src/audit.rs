@@ -250,6 +250,8 @@ pub enum Trigger {
     Cli,
     Api,
     Webhook,
+    /// A tick of one of the installation's cron schedules.
+    Schedule,
 }
 
 /// Who an invocation ran for. Tenant and installation are validated ids, never free text.

@@ -182,6 +182,7 @@ impl BrokeredHttp {
                 decision: Decision::Denied,
                 reason: Some(reason.to_string()),
                 status: None,
+                retry_after_s: None,
                 duration_us: 0,
                 address: None,
                 bytes_out: 0,
@@ -379,6 +380,7 @@ impl WasiHttpHooks for BrokeredHttp {
                 decision: Decision::Allowed,
                 reason: None,
                 status: None,
+                retry_after_s: None,
                 duration_us: 0,
                 address: None,
                 bytes_out: 0,
@@ -444,6 +446,14 @@ impl WasiHttpHooks for BrokeredHttp {
             let outcome = match result {
                 Ok((response, io)) => {
                     event.status = Some(response.status().as_u16());
+                    event.retry_after_s = super::event::retry_after(
+                        response.status().as_u16(),
+                        response
+                            .headers()
+                            .get(http::header::RETRY_AFTER)
+                            .map(|v| v.as_bytes()),
+                        std::time::SystemTime::now(),
+                    );
                     Ok((response, io))
                 }
                 Err((error, reason)) => {

@@ -55,6 +55,10 @@ pub struct EgressEvent {
     pub reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
+    /// Seconds a 429 or 503 asked the client to wait (`Retry-After`, capped at a day): a
+    /// queued run that failed after it waits at least this long before its next attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_s: Option<u64>,
     pub duration_us: u64,
     /// The checked address the connection went to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -68,6 +72,30 @@ pub struct EgressEvent {
     /// Echoes of the injected credential scrubbed from this exchange's response.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub redactions: u64,
+}
+
+/// The longest `Retry-After` taken at its word.
+const MAX_RETRY_AFTER_S: u64 = 24 * 3600;
+
+/// The wait a 429 or 503 response asks for: `Retry-After` as delta-seconds or an HTTP date
+/// (from `now`), at most a day. Other statuses, and values that parse as neither, ask none.
+pub fn retry_after(
+    status: u16,
+    value: Option<&[u8]>,
+    now: std::time::SystemTime,
+) -> Option<u64> {
+    if !matches!(status, 429 | 503) {
+        return None;
+    }
+    let value = std::str::from_utf8(value?).ok()?.trim();
+    let seconds = match value.parse::<u64>() {
+        Ok(seconds) => seconds,
+        Err(_) => httpdate::parse_http_date(value)
+            .ok()?
+            .duration_since(now)
+            .map_or(0, |wait| wait.as_secs()),
+    };
+    Some(seconds.min(MAX_RETRY_AFTER_S))
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -227,5 +255,27 @@ impl EgressLog {
             })
             .collect();
         (events, suppressed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::{MAX_RETRY_AFTER_S, retry_after};
+
+    #[test]
+    fn retry_after_is_read_from_429_and_503_as_seconds_or_a_date_and_capped() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(retry_after(503, Some(b"120"), now), Some(120));
+        assert_eq!(retry_after(429, Some(b" 7 "), now), Some(7));
+        let later = httpdate::fmt_http_date(now + Duration::from_secs(90));
+        assert_eq!(retry_after(503, Some(later.as_bytes()), now), Some(90));
+        let earlier = httpdate::fmt_http_date(now - Duration::from_secs(90));
+        assert_eq!(retry_after(503, Some(earlier.as_bytes()), now), Some(0));
+        assert_eq!(retry_after(503, Some(b"99999999"), now), Some(MAX_RETRY_AFTER_S));
+        assert_eq!(retry_after(503, Some(b"soon"), now), None);
+        assert_eq!(retry_after(503, None, now), None);
+        assert_eq!(retry_after(500, Some(b"5"), now), None, "only 429 and 503 ask");
     }
 }

@@ -290,6 +290,7 @@ type = "bearer"
             decision,
             reason: None,
             status: None,
+            retry_after_s: None,
             duration_us: 0,
             address: None,
             bytes_out: 0,
