@@ -1,8 +1,13 @@
 //! Durable runs (docs/api.md, "Runs"): `?async=true` queues a run (`202`) after checking its
 //! input, a worker runs it under the tenant's caps, and its history shows how it went; a run
 //! queued before a SIGKILL runs once after the restart, or on another node of a cluster; a
-//! run that keeps timing out is retried with backoff, then dead, and `retry` queues it again.
+//! run that keeps timing out is retried with backoff, then dead, and `retry` queues it again;
+//! one whose upstream answers 503 twice succeeds on its third attempt, after the waits its
+//! upstream asked for; a webhook delivery is queued, answered `202`, survives a SIGKILL and
+//! runs once; a tenant's pending runs are capped.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
@@ -10,7 +15,9 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 
 use airlock_store::postgres::testing::TestDatabase;
+use airlock_testkit::{Reply, TestCa, Upstream};
 
+use crate::egress::UPSTREAM_IP;
 use crate::operator::Operator;
 use crate::serving::{
     Body, Server, TENANT_SCOPES, assert_trail_verifies, mapper_input, records_of,
@@ -398,4 +405,180 @@ async fn uninstall_leaves_nothing_of_the_installation_in_the_store() {
         .filter(|r| r["change"] == "deleted")
         .count();
     assert_eq!(webhooks, 2);
+}
+
+/// A stand-in GitHub that answers 503 with `Retry-After: 1` twice, then creates the issue: the
+/// run's first two attempts end `upstream-503`, each next one starts at least a second later,
+/// and the third succeeds. The tenant's limit on pending runs refuses the run past it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_upstream_answers_503_twice_succeeds_on_its_third_attempt() {
+    let ca = TestCa::new().expect("test CA");
+    let answered = Arc::new(AtomicUsize::new(0));
+    let counter = answered.clone();
+    let github = Upstream::start(&ca, &["api.github.com"], UPSTREAM_IP, move |_| {
+        if counter.fetch_add(1, Ordering::SeqCst) < 2 {
+            Reply::json(503, json!({"message": "Service Unavailable"})).header("retry-after", "1")
+        } else {
+            Reply::json(
+                201,
+                json!({"number": 7, "html_url": "https://github.com/acme/widgets/issues/7"}),
+            )
+        }
+    })
+    .expect("upstream starts");
+    let op = Operator::new();
+    let ca_path = ca.write_pem(op.keys.path()).expect("CA written");
+    let resolve = format!("api.github.com={}", github.addr());
+    let server = Server::start(
+        &op,
+        &[
+            "--resolve",
+            &resolve,
+            "--allow-private",
+            "127.0.0.0/8",
+            "--extra-root-ca",
+            &ca_path.display().to_string(),
+        ],
+        &["--dev-insecure", "--tenant-runs", "1"],
+    );
+    let digest = server
+        .upload(&op.example("github-issues", "github_issues.wasm"))
+        .await;
+    let mut scopes = TENANT_SCOPES.to_vec();
+    scopes.push("credentials:write");
+    let key = server.tenant("acme", &scopes).await;
+    let installed = server
+        .post(
+            "/v1/installations",
+            &key,
+            json!({"bundle": digest, "installation": "gh",
+                   "grant": {"egress": [{"url": "https://api.github.com/repos", "methods": ["POST"]}]}}),
+        )
+        .await;
+    assert_eq!(installed.status, StatusCode::CREATED, "{}", installed.body);
+    let stored = server
+        .call(
+            Method::PUT,
+            "/v1/installations/gh/credentials/github",
+            Some(&key),
+            Body::Json(json!({"value": "ghp_runs_canary"})),
+        )
+        .await;
+    assert_eq!(stored.status, StatusCode::CREATED, "{}", stored.body);
+
+    let path = "/v1/installations/gh/actions/create?async=true";
+    let issue = json!({"owner": "acme", "repo": "widgets", "title": "Flaky upstream"});
+    let run = queue(&server, &key, path, issue.clone()).await;
+    let second = server
+        .call(Method::POST, path, Some(&key), Body::Json(issue))
+        .await;
+    assert_eq!(
+        (second.status, second.body["error"]["code"].as_str()),
+        (StatusCode::TOO_MANY_REQUESTS, Some("busy")),
+        "one run pending is all --tenant-runs 1 allows: {}",
+        second.body
+    );
+
+    let done = until(&server, &key, &run, ended).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let attempts = done["attempts"].as_array().expect("attempts");
+    let outcomes: Vec<&str> = attempts
+        .iter()
+        .map(|a| a["outcome"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(outcomes, ["upstream-503", "upstream-503", "ok"], "{done}");
+    for pair in attempts.windows(2) {
+        let waited = pair[1]["started"].as_u64().unwrap_or(0)
+            - pair[0]["ended"].as_u64().unwrap_or(u64::MAX);
+        assert!(
+            waited >= 1_000,
+            "the next attempt waits at least the upstream's Retry-After: {done}"
+        );
+    }
+    assert_eq!(answered.load(Ordering::SeqCst), 3);
+    assert!(
+        !done.to_string().contains("Flaky upstream"),
+        "metadata only: {done}"
+    );
+    server.stop();
+    assert_trail_verifies(&op);
+}
+
+/// A webhook delivery to an action that does not ask for `mode = "sync"` is verified,
+/// deduplicated, queued and answered `202` at once; accepted by a node without workers and
+/// SIGKILLed, it runs once after the restart, with trigger `webhook`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_delivery_is_queued_answered_202_and_runs_once_after_a_sigkill() {
+    let op = Operator::new();
+    let accepting = Server::start(&op, &[], &["--workers", "0"]);
+    let digest = accepting
+        .upload(&op.example("hostile", "hostile.wasm"))
+        .await;
+    let key = accepting.tenant("acme", &TENANT_SCOPES).await;
+    let installed = accepting
+        .post(
+            "/v1/installations",
+            &key,
+            json!({"bundle": digest, "installation": "hooked"}),
+        )
+        .await;
+    assert_eq!(installed.status, StatusCode::CREATED, "{}", installed.body);
+    let (path, secret, _) = crate::webhooks::endpoint(
+        &accepting,
+        &key,
+        json!({"installation": "hooked", "action": "kv"}),
+    )
+    .await;
+    let body = serde_json::to_vec(&json!({"op": "set", "key": "hooked", "value": "once"}))
+        .expect("JSON");
+    let headers = crate::webhooks::standard(&secret, "msg_async_1", crate::webhooks::now(), &body);
+    let accepted = crate::webhooks::deliver(&accepting, &path, &headers, &body).await;
+    assert_eq!(accepted.status, StatusCode::ACCEPTED, "{}", accepted.body);
+    let run = accepted.body["run"].as_str().expect("a run id").to_string();
+    let replay = crate::webhooks::deliver(&accepting, &path, &headers, &body).await;
+    assert_eq!(
+        (replay.status, replay.code()),
+        (StatusCode::CONFLICT, "duplicate-delivery"),
+        "{}",
+        replay.body
+    );
+    let invalid = serde_json::to_vec(&json!({"op": 5})).expect("JSON");
+    let refused = crate::webhooks::deliver(
+        &accepting,
+        &path,
+        &crate::webhooks::standard(&secret, "msg_async_2", crate::webhooks::now(), &invalid),
+        &invalid,
+    )
+    .await;
+    assert_eq!(
+        (refused.status, refused.code()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "input-rejected"),
+        "a delivery its action could never take is refused, not queued: {}",
+        refused.body
+    );
+    let waiting = accepting.get(&format!("/v1/runs/{run}"), &key).await;
+    assert_eq!(waiting.body["status"], "queued", "{}", waiting.body);
+    assert_eq!(waiting.body["trigger"], "webhook", "{}", waiting.body);
+    accepting.kill();
+
+    let server = Server::start(&op, &[], &[]);
+    let done = until(&server, &key, &run, ended).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["attempts"].as_array().map(Vec::len), Some(1), "{done}");
+    let replay = crate::webhooks::deliver(&server, &path, &headers, &body).await;
+    assert_eq!(replay.status, StatusCode::CONFLICT, "{}", replay.body);
+    let listed = server
+        .get("/v1/runs?installation=hooked", &key)
+        .await;
+    assert_eq!(
+        listed.body["runs"].as_array().map(Vec::len),
+        Some(1),
+        "one delivery, one run: {}",
+        listed.body
+    );
+    server.stop();
+    assert_trail_verifies(&op);
+    let ran = records_of(&op, "invocation");
+    assert_eq!(ran.len(), 1, "{ran:?}");
+    assert_eq!(ran[0]["trigger"], "webhook", "{ran:?}");
 }

@@ -105,7 +105,8 @@ pub(crate) fn runs(args: RunsArgs) -> anyhow::Result<Exit> {
         }
         RunsCommand::Retry { tenant, run } => {
             let store = state.store()?;
-            match store.retry_run(&tenant, &run, clock::now_unix_ms())? {
+            // The operator is not held to a tenant's limit on pending runs.
+            match store.retry_run(&tenant, &run, clock::now_unix_ms(), u64::MAX)? {
                 Requeued::Queued(_) => eprintln!("queued run {run} again"),
                 Requeued::NoSuchRun => return Err(no_run(&tenant, &run)),
                 Requeued::NotEnded(status) => {

@@ -50,6 +50,13 @@ pub(crate) struct ServeArgs {
     /// 0 queues runs for other nodes only
     #[arg(long, default_value_t = 4)]
     workers: usize,
+    /// Runs one tenant may have queued or running (`?async=true`, webhooks, schedules,
+    /// retries); more are refused with 429
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    tenant_runs: u64,
+    /// The most attempts a queued run makes, whatever its manifest's `max-attempts` asks
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100))]
+    max_attempts: u32,
     /// Largest request body (bundle uploads aside)
     #[arg(long, default_value = "1MiB")]
     max_body: ByteSize,
@@ -155,6 +162,8 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<Exit> {
         max_connections,
         heartbeat: args.heartbeat.0,
         workers: args.workers,
+        tenant_runs: args.tenant_runs,
+        max_attempts: args.max_attempts,
         ..ServeLimits::default()
     };
     let public_url = args

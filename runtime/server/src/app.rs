@@ -49,8 +49,10 @@ pub struct ServeLimits {
     pub heartbeat: Duration,
     /// Workers running queued runs (0: this node only queues them).
     pub workers: usize,
-    /// Attempts a queued run makes before it is dead.
+    /// The most attempts a queued run makes before it is dead, whatever its manifest asks.
     pub max_attempts: u32,
+    /// Runs one tenant may have queued or running; more are refused with 429.
+    pub tenant_runs: u64,
 }
 
 impl Default for ServeLimits {
@@ -62,7 +64,8 @@ impl Default for ServeLimits {
             max_connections: 512,
             heartbeat: Duration::from_secs(5),
             workers: 4,
-            max_attempts: 3,
+            max_attempts: 10,
+            tenant_runs: 10_000,
         }
     }
 }

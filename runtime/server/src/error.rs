@@ -168,6 +168,11 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         self.body.code
     }
+
+    /// Whether the failure is ours or passing (5xx, 429): a caller's retry may succeed.
+    pub fn passing(&self) -> bool {
+        self.status.is_server_error() || self.status == StatusCode::TOO_MANY_REQUESTS
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -196,6 +201,10 @@ impl From<StoreError> for ApiError {
                 "exists",
                 format!("{what} already exists"),
             ),
+            full @ StoreError::QueueFull { .. } => Self {
+                retry_after: Some(RETRY_AFTER_SECS),
+                ..Self::new(StatusCode::TOO_MANY_REQUESTS, "busy", full.to_string())
+            },
             other => Self::internal(other),
         }
     }

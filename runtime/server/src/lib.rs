@@ -36,6 +36,8 @@ mod error;
 mod failures;
 pub mod local;
 pub mod members;
+mod queue;
+mod retries;
 mod routes;
 mod wire;
 mod worker;

@@ -16,6 +16,7 @@ use airlock_store::runs::{ClaimedRun, RunEnd, RunRecord, RunTrigger};
 use tokio::sync::watch;
 
 use super::app::App;
+use super::retries::{self, Judged};
 use super::routes::invoke;
 
 /// How long a claimed run is this node's before another may claim it again: longer than the
@@ -23,31 +24,8 @@ use super::routes::invoke;
 pub const LEASE: Duration = Duration::from_secs(180);
 /// The longest an idle worker sleeps before it looks again (runs queued by other nodes).
 const IDLE: Duration = Duration::from_secs(1);
-/// The first retry waits up to this long; each next one up to twice as long…
-const BACKOFF_BASE_MS: u64 = 1_000;
-/// …but never longer than this.
-const BACKOFF_CAP_MS: u64 = 300_000;
 /// Dead runs keep their input this long (for `retry`), then it is destroyed.
 pub const DEAD_INPUT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
-
-/// Outcome classes worth another attempt: the failure may not happen again.
-fn retryable(class: &str) -> bool {
-    matches!(
-        class,
-        "limit-timeout" | "host-failure" | "audit-unavailable" | "busy" | "internal"
-    )
-}
-
-/// Full jitter: a random wait up to the exponential bound of attempt `made` (1-based).
-fn backoff(made: usize) -> u64 {
-    let exponent = u32::try_from(made.saturating_sub(1))
-        .unwrap_or(u32::MAX)
-        .min(20);
-    let bound = BACKOFF_BASE_MS
-        .saturating_mul(1 << exponent)
-        .min(BACKOFF_CAP_MS);
-    rand::random_range(0..=bound)
-}
 
 /// Claims and runs runs until `stopped` turns true; the run under way finishes first.
 pub(crate) async fn work(app: Arc<App>, mut stopped: watch::Receiver<bool>) {
@@ -93,19 +71,22 @@ async fn idle(app: &Arc<App>, stopped: &mut watch::Receiver<bool>) {
 /// Invokes `claimed` and ends its attempt.
 async fn execute(app: &Arc<App>, claimed: ClaimedRun) {
     let ClaimedRun { run, claim, input } = claimed;
-    let outcome = invoke_run(app, &run, String::from_utf8_lossy(&input).into_owned()).await;
+    let judged = invoke_run(app, &run, String::from_utf8_lossy(&input).into_owned()).await;
     drop(input);
     let now = clock::now_unix_ms();
-    let end = match outcome {
-        Ok(()) => RunEnd::Succeeded {
-            outcome: "ok".into(),
+    let Judged {
+        outcome,
+        retryable,
+        wait_at_least,
+    } = judged;
+    let end = match (outcome.as_str(), retryable) {
+        ("ok", _) => RunEnd::Succeeded { outcome },
+        (_, true) if !run.last_attempt() => RunEnd::Retry {
+            at: retries::next_attempt_at(now, run.attempts_made(), wait_at_least),
+            outcome,
         },
-        Err(class) if retryable(&class) && !run.last_attempt() => RunEnd::Retry {
-            at: now + backoff(run.attempts_made()),
-            outcome: class,
-        },
-        Err(class) if retryable(&class) => RunEnd::Dead { outcome: class },
-        Err(class) => RunEnd::Failed { outcome: class },
+        (_, true) => RunEnd::Dead { outcome },
+        (_, false) => RunEnd::Failed { outcome },
     };
     let (app, id) = (app.clone(), run.id.clone());
     let ended =
@@ -121,53 +102,32 @@ async fn execute(app: &Arc<App>, claimed: ClaimedRun) {
     }
 }
 
-/// Runs `run` with `input`: `Ok` when the action succeeded, else its outcome class.
-async fn invoke_run(app: &Arc<App>, run: &RunRecord, input: String) -> Result<(), String> {
+/// Runs `run` with `input` and judges how the attempt went.
+async fn invoke_run(app: &Arc<App>, run: &RunRecord, input: String) -> Judged {
     let ids = run
         .tenant
         .parse::<TenantId>()
         .ok()
         .zip(run.installation.parse::<InstallationId>().ok());
     let Some((tenant, installation)) = ids else {
-        return Err("not-found".into());
+        return Judged::unstarted("not-found");
     };
     let trigger = match run.trigger {
         RunTrigger::Webhook => Trigger::Webhook,
-        RunTrigger::Api | RunTrigger::Schedule | RunTrigger::Retry => Trigger::Api,
+        RunTrigger::Schedule => Trigger::Schedule,
+        RunTrigger::Api | RunTrigger::Retry => Trigger::Api,
     };
-    let ready = invoke::prepare(app, tenant, installation, None, trigger)
-        .await
-        .map_err(|e| e.code().to_string())?;
-    let invocation = invoke::run(app.clone(), ready, run.action.clone(), input)
-        .await
-        .map_err(|e| e.code().to_string())?;
-    invocation
-        .result
-        .map(drop)
-        .map_err(|e| e.class().to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_is_jittered_below_a_doubling_bound_and_capped() {
-        for made in 1..30 {
-            let bound = (BACKOFF_BASE_MS << (made - 1).min(20)).min(BACKOFF_CAP_MS);
-            for _ in 0..50 {
-                assert!(backoff(made) <= bound, "attempt {made}");
-            }
-        }
-        let draws: std::collections::HashSet<u64> = (0..50).map(|_| backoff(5)).collect();
-        assert!(draws.len() > 10, "full jitter spreads the waits: {draws:?}");
-    }
-
-    #[test]
-    fn only_failures_that_may_pass_are_retried() {
-        assert!(retryable("limit-timeout"));
-        assert!(!retryable("input-rejected"));
-        assert!(!retryable("guest-trap"));
-        assert!(!retryable("unknown-action"));
+    let ready = match invoke::prepare(app, tenant, installation, None, trigger).await {
+        Ok(ready) => ready,
+        Err(e) => return Judged::unstarted(e.code()),
+    };
+    let action = ready.action(&run.action);
+    match invoke::run(app.clone(), ready, run.action.clone(), input).await {
+        Ok(invocation) => retries::judge(
+            invocation.result.as_ref().map(drop),
+            &invocation.egress,
+            action.as_ref(),
+        ),
+        Err(e) => Judged::unstarted(e.code()),
     }
 }

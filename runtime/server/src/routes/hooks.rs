@@ -6,14 +6,20 @@
 //! 2. the body is read raw, at most [`MAX_DELIVERY`] bytes, within [`READ_TIMEOUT`];
 //! 3. the signature is verified on those bytes under the endpoint's live secrets (read after
 //!    the body, so a rotation or deletion meanwhile counts);
-//! 4. an admission slot and the installation are obtained (a busy tenant gets 429 and the
-//!    sender's retry is not mistaken for a replay);
-//! 5. the delivery id is recorded, first writer wins (a replay gets 409);
-//! 6. the action runs with the body as input, which its schema validates like any input, and
-//!    is audited with trigger `webhook`. The response is the action's, so a sender that reads
-//!    it (Slack's URL verification) gets the output. When the run fails on our side (a 5xx:
-//!    the guest failed or trapped, a limit, the trail), the delivery id is released, so the
-//!    sender's retry runs; a delivery the action refused (4xx) stays consumed.
+//! 4. by default (asynchronously), the delivery id is recorded, first writer wins (a replay
+//!    gets 409), and a run is queued with the body as input (checked against the action's
+//!    input schema first) and answered `202` at once; the worker runs it with trigger
+//!    `webhook`, retried as any run. Its id derives from the endpoint and the delivery id, so
+//!    a replay racing its original queues nothing; a delivery whose id was recorded by a node
+//!    that died before queuing its run is queued by the sender's retry;
+//! 5. for an action whose manifest says `[actions.NAME.webhook] mode = "sync"`, an admission
+//!    slot and the installation are obtained (a busy tenant gets 429 and the sender's retry
+//!    is not mistaken for a replay), the delivery id recorded, and the action runs while the
+//!    sender waits, audited with trigger `webhook`. The response is the action's, so a sender
+//!    that reads it (Slack's URL verification) gets the output.
+//!
+//! When the delivery fails on our side or the tenant is busy (5xx, 429), its id is released,
+//! so the sender's retry runs; a delivery the action refused (4xx) stays consumed.
 //!
 //! Refusals are security events, at most ten per endpoint a minute; the rest are
 //! counted in `/metrics`, so a flood of forged deliveries cannot flood the trail.
@@ -30,14 +36,17 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
 use super::id;
-use super::invoke::{ActionResult, prepare, respond, run};
+use super::invoke::{ActionResult, Queued, prepare, queued, respond, run};
 use crate::app::App;
 use crate::client::Client;
 use crate::error::{ApiError, ErrorBody};
-use airlock_platform::deliveries::{self, DeliveryError};
+use crate::queue::{delivery_run_id, enqueue};
+use airlock_platform::deliveries::{self, DeliveryError, Verified};
 use airlock_policy::webhook::Refusal;
 use airlock_runtime::clock::now_unix;
 use airlock_runtime::ids::{EndpointId, InstallationId, TenantId};
+use airlock_runtime::manifest::Action;
+use airlock_store::runs::RunTrigger;
 
 /// Largest delivery body.
 pub(crate) const MAX_DELIVERY: usize = 1 << 20;
@@ -47,10 +56,12 @@ const READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// A webhook delivery
 ///
 /// No API key: the signature authenticates it. Verified on its raw body (Standard Webhooks,
-/// GitHub or Slack signature), deduplicated by delivery id, then the endpoint's action runs
-/// with the body as input and answers as an invocation does (headers `airlock-invocation` and
-/// `airlock-audit-record`). A run that fails on our side (5xx) releases the delivery id, so the
-/// sender's retry runs.
+/// GitHub or Slack signature), deduplicated by delivery id, then a run of the endpoint's action
+/// is queued with the body as input and answered `202` (`GET /v1/runs/{run}` follows it). An
+/// action whose manifest says `[actions.NAME.webhook] mode = "sync"` runs while the sender
+/// waits and answers as an invocation does (headers `airlock-invocation` and
+/// `airlock-audit-record`). A delivery that fails on our side or finds the tenant busy (5xx,
+/// 429) releases its delivery id, so the sender's retry runs.
 #[utoipa::path(
     post,
     path = "/v1/hooks/{endpoint}",
@@ -60,7 +71,8 @@ const READ_TIMEOUT: Duration = Duration::from_secs(10);
     params(("endpoint" = String, Path, description = "The endpoint id")),
     request_body(content = Value, description = "At most 1 MiB, sent within 10 s; signed as the endpoint's scheme says"),
     responses(
-        (status = 200, description = "The action's output, as from an invocation", body = ActionResult),
+        (status = 200, description = "`mode = \"sync\"`: the action's output, as from an invocation", body = ActionResult),
+        (status = 202, description = "The run queued (`Location: /v1/runs/{run}`)", body = Queued),
         (status = 400, description = "The body is not UTF-8 (`bad-request`)", body = ErrorBody),
         (status = 401, description = "Signature refused (`signature-refused`, with `reason`): missing or malformed header, algorithm not accepted, timestamp outside 300 s, or no match", body = ErrorBody),
         (status = 404, description = "No such endpoint, or the action is gone (`not-found`, `unknown-action`)", body = ErrorBody),
@@ -68,7 +80,7 @@ const READ_TIMEOUT: Duration = Duration::from_secs(10);
         (status = 409, description = "A delivery with this id was already received: a replay (`duplicate-delivery`)", body = ErrorBody),
         (status = 413, description = "Over 1 MiB (`too-large`)", body = ErrorBody),
         (status = 422, description = "Input or output refused by its schema (`input-rejected`, `output-rejected`)", body = ErrorBody),
-        (status = 429, description = "The tenant is busy; the retry is not a replay (`busy`, `Retry-After`)", body = ErrorBody),
+        (status = 429, description = "The tenant is busy, or has as many runs pending as it may; the retry is not a replay (`busy`, `Retry-After`)", body = ErrorBody),
         (status = 502, description = "The guest failed or trapped (`guest-error`, `guest-trap`)", body = ErrorBody),
         (status = 503, description = "The audit trail cannot take records (`audit-unavailable`)", body = ErrorBody),
         (status = 504, description = "A limit stopped it (`limit-timeout`, …)", body = ErrorBody),
@@ -115,6 +127,15 @@ pub(super) async fn deliver(
     };
     let tenant: TenantId = id(&verified.endpoint.tenant)?;
     let installation: InstallationId = id(&verified.endpoint.installation)?;
+    let loaded = app.installed(&tenant, &installation).await?;
+    let declared = loaded
+        .integration
+        .manifest()
+        .manifest
+        .action(&verified.endpoint.action);
+    if !declared.is_some_and(Action::answers_webhooks) {
+        return queue(&app, &verified, &tenant, &installation, &raw, client, now).await;
+    }
     let ready = prepare(&app, tenant, installation, None, Trigger::Webhook).await?;
     if let Err(e) = deliveries::claim(&*app.store, &verified, now) {
         return Err(refuse(&app, e, client).await);
@@ -132,6 +153,47 @@ pub(super) async fn deliver(
         deliveries::release(&*app.store, &verified)?;
     }
     response
+}
+
+/// Records the delivery id and queues its run, answered `202`.
+async fn queue(
+    app: &Arc<App>,
+    verified: &Verified,
+    tenant: &TenantId,
+    installation: &InstallationId,
+    raw: &[u8],
+    client: Client,
+    now: u64,
+) -> Result<Response, ApiError> {
+    let run_id = delivery_run_id(verified.id.as_str(), &verified.delivery);
+    match deliveries::claim(&*app.store, verified, now) {
+        Ok(()) => {}
+        // Recorded by a delivery that never queued its run (its node died in between).
+        Err(DeliveryError::Refused {
+            refusal: Refusal::Replayed,
+            ..
+        }) if app.store.run(tenant, &run_id)?.is_none() => {}
+        Err(e) => return Err(refuse(app, e, client).await),
+    }
+    let input = std::str::from_utf8(raw)
+        .map_err(|_| ApiError::bad_request("the delivery body is not UTF-8 JSON".to_string()))?;
+    let action = &verified.endpoint.action;
+    match enqueue(app, &run_id, tenant, installation, action, input, RunTrigger::Webhook).await {
+        Ok(run) => Ok(queued(&run)),
+        Err(e) if e.code() == "exists" => {
+            let replayed = DeliveryError::Refused {
+                endpoint: Box::new(verified.endpoint.clone()),
+                refusal: Refusal::Replayed,
+            };
+            Err(refuse(app, replayed, client).await)
+        }
+        Err(e) => {
+            if e.passing() {
+                deliveries::release(&*app.store, verified)?;
+            }
+            Err(e)
+        }
+    }
 }
 
 fn too_large() -> ApiError {

@@ -31,10 +31,9 @@ use crate::auth::Principal;
 use crate::error::{ApiError, ErrorBody};
 use crate::wire::GuestLog;
 use airlock_platform::api_keys::Scope;
-use airlock_runtime::clock;
 use airlock_runtime::ids::{InstallationId, TenantId, UserId};
-use airlock_runtime::invoke::{Caller, Invocation, check_input};
-use airlock_store::runs::{NewRun, RunTrigger};
+use airlock_runtime::invoke::{Caller, Invocation};
+use airlock_store::runs::{RunRecord, RunTrigger};
 
 /// `?tenant=` as on every route, `?user=`, and `?log=true`: the guest's log lines (scrubbed of injected
 /// credentials) come back with the result, to the caller who ran it, and are kept nowhere.
@@ -110,7 +109,7 @@ const RECORD_HEADER: &str = "airlock-audit-record";
         (status = 202, description = "With `?async=true`: the run queued (`Location: /v1/runs/{run}`)", body = Queued),
         (status = 404, description = "No such installation of the caller's tenant, or action (`not-found`, `unknown-action`)", body = ErrorBody),
         (status = 422, description = "Input or output refused by its schema (`input-rejected`, `output-rejected`)", body = ErrorBody),
-        (status = 429, description = "The tenant's queue is full, or no slot freed up in time (`busy`, `Retry-After`)", body = ErrorBody),
+        (status = 429, description = "The tenant's queue is full, no slot freed up in time, or (`?async=true`) it has as many runs pending as it may (`busy`, `Retry-After`)", body = ErrorBody),
         (status = 502, description = "The guest failed or trapped (`guest-error`, `guest-trap`)", body = ErrorBody),
         (status = 503, description = "The audit trail cannot take records: nothing runs (`audit-unavailable`)", body = ErrorBody),
         (status = 504, description = "A limit stopped it (`limit-timeout`, `limit-memory`, …)", body = ErrorBody),
@@ -153,8 +152,7 @@ pub(super) async fn invoke(
     Ok(respond(invocation, query.log))
 }
 
-/// The run queued by `?async=true`, answered `202` with its id and a `Location`. The action
-/// and the input are checked first: a run that could never start is not queued.
+/// The run queued by `?async=true`, answered `202` with its id and a `Location`.
 async fn queue(
     app: &Arc<App>,
     tenant: &TenantId,
@@ -162,20 +160,15 @@ async fn queue(
     action: &str,
     input: &str,
 ) -> Result<Response, ApiError> {
-    let loaded = app.installed(tenant, installation).await?;
-    check_input(&loaded.integration, action, input).map_err(|e| ApiError::invoke_error(&e))?;
-    let id = format!("run_{}", hex::encode(rand::random::<[u8; 12]>()));
-    let new = NewRun {
-        id: &id,
-        tenant,
-        installation,
-        action,
-        trigger: RunTrigger::Api,
-        max_attempts: app.limits.max_attempts,
-        now: clock::now_unix_ms(),
-    };
-    let run = app.store.enqueue_run(&new, input.as_bytes())?;
-    app.runs_queued.notify_one();
+    let id = crate::queue::new_run_id();
+    let run =
+        crate::queue::enqueue(app, &id, tenant, installation, action, input, RunTrigger::Api)
+            .await?;
+    Ok(queued(&run))
+}
+
+/// `202 Accepted` naming the queued `run`, with its `Location`.
+pub(super) fn queued(run: &RunRecord) -> Response {
     let mut response = (
         StatusCode::ACCEPTED,
         Json(Queued {
@@ -187,7 +180,7 @@ async fn queue(
     if let Ok(location) = HeaderValue::from_str(&format!("/v1/runs/{}", run.id)) {
         response.headers_mut().insert(LOCATION, location);
     }
-    Ok(response)
+    response
 }
 
 /// An invocation admitted and ready to run: a slot, the loaded installation, its caller.
@@ -195,6 +188,18 @@ pub(crate) struct Ready {
     admitted: Admitted,
     loaded: Arc<Loaded>,
     caller: Caller,
+}
+
+impl Ready {
+    /// The installed version's declaration of `action`, if it has one.
+    pub(crate) fn action(&self, action: &str) -> Option<airlock_runtime::manifest::Action> {
+        self.loaded
+            .integration
+            .manifest()
+            .manifest
+            .action(action)
+            .cloned()
+    }
 }
 
 /// Waits for an admission slot of `tenant`, then loads the installation (refused if its code

@@ -212,6 +212,7 @@ pub(super) async fn show(
         (status = 202, description = "Queued again", body = Run),
         (status = 404, description = "No such run of the caller's tenant (`not-found`)", body = ErrorBody),
         (status = 409, description = "Not dead or failed, or its input is gone (`conflict`)", body = ErrorBody),
+        (status = 429, description = "The tenant has as many runs queued or running as it may (`busy`, `Retry-After`)", body = ErrorBody),
     ),
 )]
 pub(super) async fn retry(
@@ -222,7 +223,9 @@ pub(super) async fn retry(
 ) -> Result<(StatusCode, Json<Run>), ApiError> {
     principal.require(&app, Scope::Invoke).await?;
     let tenant = principal.tenant(query.tenant.as_deref())?;
-    match app.store.retry_run(&tenant, &run, clock::now_unix_ms())? {
+    match app
+        .store
+        .retry_run(&tenant, &run, clock::now_unix_ms(), app.limits.tenant_runs)? {
         Requeued::Queued(record) => {
             app.runs_queued.notify_one();
             Ok((StatusCode::ACCEPTED, Json((*record).into())))
