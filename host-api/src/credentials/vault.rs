@@ -52,6 +52,7 @@ const CONNECTION_LABEL: &[u8] = b"airlock/oauth-connection/v1";
 const NAME_LABEL: &[u8] = b"airlock/name/v1";
 const CONFIG_LABEL: &[u8] = b"airlock/installation-config/v1";
 const RUN_INPUT_LABEL: &[u8] = b"airlock/run-input/v1";
+const SCHEDULE_INPUT_LABEL: &[u8] = b"airlock/schedule-input/v1";
 /// Derives the DEK's index key, so the AEAD key is never used as a MAC key too.
 const INDEX_KEY_LABEL: &[u8] = b"airlock/index-key/v1";
 const INDEX_LABEL: &[u8] = b"airlock/index/v1";
@@ -492,20 +493,36 @@ impl Aad for ConfigAad<'_> {
     }
 }
 
-/// Binds a queued run's input to its tenant, installation and run.
+/// What a kept action input belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InputOwner {
+    /// A queued run.
+    Run,
+    /// A schedule, whose ticks queue runs with it.
+    Schedule,
+}
+
+/// Binds a kept action input to its tenant, installation and owner (a run or a schedule),
+/// so one cannot be swapped for another's.
 #[derive(Clone, Copy, Debug)]
-pub struct RunInputAad<'a> {
+pub struct InputAad<'a> {
+    pub owner: InputOwner,
     pub tenant: &'a str,
     pub installation: &'a str,
-    pub run: &'a str,
+    /// The run's or the schedule's id.
+    pub id: &'a str,
     pub key_version: u32,
 }
 
-impl Aad for RunInputAad<'_> {
+impl Aad for InputAad<'_> {
     fn encode(&self) -> Vec<u8> {
+        let label = match self.owner {
+            InputOwner::Run => RUN_INPUT_LABEL,
+            InputOwner::Schedule => SCHEDULE_INPUT_LABEL,
+        };
         encode_aad(
-            RUN_INPUT_LABEL,
-            &[self.tenant, self.installation, self.run],
+            label,
+            &[self.tenant, self.installation, self.id],
             self.key_version,
         )
     }

@@ -49,6 +49,7 @@ mod pause;
 pub mod postgres;
 pub mod records;
 pub mod runs;
+pub mod schedules;
 pub mod tenants;
 pub mod traits;
 pub mod trust;

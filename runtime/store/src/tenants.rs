@@ -59,6 +59,7 @@ impl Tenants for Store {
         self.delete_webhooks_of(tenant)?;
         self.delete_connections_of(tenant)?;
         self.delete_runs_of(tenant, None)?;
+        self.delete_schedules_of(tenant, None)?;
         let prefix = format!("{tenant}\0");
         for tree in [
             super::credentials::CREDENTIALS,

@@ -25,6 +25,7 @@ use crate::records::{
     NewEndpoint, PendingConsent, SetOutcome, Stored, TakenState, TenantInfo,
 };
 use crate::runs::{ClaimedRun, NewRun, Requeued, RunEnd, RunQuery, RunRecord};
+use crate::schedules::{Fired, NewSchedule, ScheduleRecord, Tick};
 
 /// Tenants: the unit every other record belongs to.
 pub trait Tenants: Send + Sync {
@@ -439,6 +440,60 @@ pub trait Runs: Send + Sync {
     }
 }
 
+/// Cron schedules ([`crate::schedules`]): each tick fires once across every process sharing
+/// the store.
+pub trait Schedules: Send + Sync {
+    /// Creates `new` with its `input` sealed with the tenant's data key; refused if the id is
+    /// taken.
+    fn create_schedule(
+        &self,
+        new: &NewSchedule<'_>,
+        input: &[u8],
+    ) -> Result<ScheduleRecord, StoreError>;
+
+    /// `tenant`'s schedule `id`.
+    fn schedule(&self, tenant: &TenantId, id: &str) -> Result<Option<ScheduleRecord>, StoreError>;
+
+    /// `tenant`'s schedules, or one installation's, by id.
+    fn schedules(
+        &self,
+        tenant: &TenantId,
+        installation: Option<&InstallationId>,
+    ) -> Result<Vec<ScheduleRecord>, StoreError>;
+
+    /// Pauses `tenant`'s schedule `id`, or resumes it to fire next at `next_tick`.
+    fn pause_schedule(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        paused: bool,
+        next_tick: u64,
+        now: u64,
+    ) -> Result<Option<ScheduleRecord>, StoreError>;
+
+    /// Deletes `tenant`'s schedule `id` with its input; whether it was there.
+    fn delete_schedule(&self, tenant: &TenantId, id: &str) -> Result<bool, StoreError>;
+
+    /// Deletes every schedule of the installation; how many.
+    fn delete_schedules(
+        &self,
+        tenant: &TenantId,
+        installation: &InstallationId,
+    ) -> Result<u64, StoreError>;
+
+    /// Schedules not paused whose next tick is at or before `now`, earliest first, at most
+    /// `limit`.
+    fn due_schedules(&self, now: u64, limit: usize) -> Result<Vec<ScheduleRecord>, StoreError>;
+
+    /// Handles `tick` if its schedule still waits for it: advances the schedule and queues
+    /// the tick's run with the schedule's input, in one write. Guarantee: of any number of
+    /// callers handling the same tick, one gets `Queued` or `Skipped`, the rest `Taken`.
+    fn fire_schedule(&self, tick: &Tick<'_>) -> Result<Fired, StoreError>;
+
+    /// When the next schedule is due, if any waits.
+    fn next_schedule_tick(&self) -> Result<Option<u64>, StoreError>;
+}
+
 /// One entry of the audit index: its key and its value (empty for most).
 pub type IndexEntry<'a> = (&'a [u8], &'a [u8]);
 
@@ -525,6 +580,7 @@ pub trait Storage:
     + AuditLog
     + Members
     + Runs
+    + Schedules
 {
     /// The installation's credentials as the egress broker reads them: values opened only to
     /// be injected, OAuth connections refreshed in place.

@@ -30,6 +30,7 @@ fn new_run<'a>(
         max_attempts: 3,
         now,
         pending_limit,
+        tick: None,
     }
 }
 

@@ -34,6 +34,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "runs_pending",
         sql: include_str!("schema/0004_runs_pending.sql"),
     },
+    Migration {
+        version: 5,
+        name: "schedules",
+        sql: include_str!("schema/0005_schedules.sql"),
+    },
 ];
 
 /// The advisory lock the migrations run under (any fixed number; "airlock\0" in ASCII).

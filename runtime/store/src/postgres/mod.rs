@@ -28,6 +28,7 @@ mod kv;
 mod members;
 pub mod migrate;
 mod runs;
+mod schedules;
 mod tenants;
 #[cfg(any(test, feature = "conformance"))]
 pub mod testing;

@@ -5,13 +5,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use airlock_host_api::credentials::vault::Sealed;
+use airlock_host_api::credentials::vault::{InputOwner, Sealed};
 
 use super::{PgStore, bigint, is_unique_violation};
 use crate::StoreError;
 use crate::runs::{
     Claim, ClaimedRun, NewRun, Requeued, RunEnd, RunQuery, RunRecord, claim, decode, encode,
-    expire_input, finish, holds, matches, open_input, queued, requeue, seal_input,
+    expire_input, finish, holds, matches, open_run_input, queued, requeue, seal_input,
+    sealed_bytes, sealed_from,
 };
 use crate::traits::Runs;
 use airlock_runtime::ids::{InstallationId, TenantId};
@@ -21,12 +22,6 @@ const QUEUED: &str = "airlock_runs_queued";
 
 /// How long the watcher waits before it listens again after its connection ended.
 const RELISTEN: Duration = Duration::from_secs(1);
-
-fn sealed_bytes(sealed: &Sealed, id: &str) -> Result<Vec<u8>, StoreError> {
-    serde_json::to_vec(sealed).map_err(|_| StoreError::Corrupt {
-        what: format!("the input of run {id}"),
-    })
-}
 
 fn wakes(run: &RunRecord) -> Option<i64> {
     run.wakes().map(bigint)
@@ -59,6 +54,43 @@ async fn within_pending_limit(
         });
     }
     Ok(())
+}
+
+/// Inserts `run` (queued) with its `sealed` input within `tx`, within the tenant's pending
+/// `limit`, and announces it to every node's idle workers once `tx` commits.
+pub(super) async fn insert_run(
+    tx: &tokio_postgres::Transaction<'_>,
+    run: &RunRecord,
+    sealed: &Sealed,
+    limit: u64,
+) -> Result<(), StoreError> {
+    within_pending_limit(tx, &run.tenant, limit).await?;
+    let written = tx
+        .execute(
+            "INSERT INTO runs (id, tenant, installation, status, created, updated, \
+             wakes, record, input) VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8)",
+            &[
+                &run.id,
+                &run.tenant,
+                &run.installation,
+                &run.status.as_str(),
+                &bigint(run.created),
+                &wakes(run),
+                &encode(run)?,
+                &sealed_bytes(sealed, &run.id)?,
+            ],
+        )
+        .await;
+    match written {
+        Ok(_) => {
+            tx.execute("SELECT pg_notify($1, '')", &[&QUEUED]).await?;
+            Ok(())
+        }
+        Err(e) if is_unique_violation(&e) => Err(StoreError::Exists {
+            what: format!("run {}", run.id),
+        }),
+        Err(e) => Err(e.into()),
+    }
 }
 
 impl PgStore {
@@ -115,43 +147,21 @@ impl PgStore {
 impl Runs for PgStore {
     fn enqueue_run(&self, new: &NewRun<'_>, input: &[u8]) -> Result<RunRecord, StoreError> {
         let run = queued(new);
-        let sealed = sealed_bytes(
-            &seal_input(self, new.tenant, &run.installation, &run.id, input)?,
+        let sealed = seal_input(
+            self,
+            InputOwner::Run,
+            new.tenant,
+            &run.installation,
             &run.id,
+            input,
         )?;
-        let record = encode(&run)?;
         let row = run.clone();
         let limit = new.pending_limit;
         self.run(move |mut client| async move {
             let tx = client.transaction().await?;
-            within_pending_limit(&tx, &row.tenant, limit).await?;
-            let written = tx
-                .execute(
-                    "INSERT INTO runs (id, tenant, installation, status, created, updated, \
-                     wakes, record, input) VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8)",
-                    &[
-                        &row.id,
-                        &row.tenant,
-                        &row.installation,
-                        &row.status.as_str(),
-                        &bigint(row.created),
-                        &wakes(&row),
-                        &record,
-                        &sealed,
-                    ],
-                )
-                .await;
-            match written {
-                Ok(_) => {
-                    tx.execute("SELECT pg_notify($1, '')", &[&QUEUED]).await?;
-                    tx.commit().await?;
-                    Ok(())
-                }
-                Err(e) if is_unique_violation(&e) => Err(StoreError::Exists {
-                    what: format!("run {}", row.id),
-                }),
-                Err(e) => Err(e.into()),
-            }
+            insert_run(&tx, &row, &sealed, limit).await?;
+            tx.commit().await?;
+            Ok(())
         })?;
         Ok(run)
     }
@@ -196,10 +206,8 @@ impl Runs for PgStore {
         let Some((run, claim, input)) = claimed else {
             return Ok(None);
         };
-        let sealed: Sealed = serde_json::from_slice(&input).map_err(|_| StoreError::Corrupt {
-            what: format!("the input of run {}", run.id),
-        })?;
-        let input = open_input(self, &run, &sealed)?;
+        let sealed = sealed_from(&input, &run.id)?;
+        let input = open_run_input(self, &run, &sealed)?;
         Ok(Some(ClaimedRun { run, claim, input }))
     }
 
@@ -402,6 +410,7 @@ mod tests {
                 max_attempts: 1,
                 now: 100,
                 pending_limit: 1_000,
+                tick: None,
             };
             queuing.enqueue_run(&new, b"{}").expect("enqueue");
             if wakes.recv_timeout(Duration::from_millis(500)).is_ok() {

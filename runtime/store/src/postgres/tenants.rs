@@ -20,6 +20,7 @@ const TENANT_TABLES: &[&str] = &[
     "oauth_offers",
     "oauth_pending",
     "runs",
+    "schedules",
 ];
 
 impl Tenants for PgStore {

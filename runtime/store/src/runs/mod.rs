@@ -9,7 +9,7 @@ mod on_sled;
 
 use std::time::Duration;
 
-use airlock_host_api::credentials::vault::{RunInputAad, Sealed};
+use airlock_host_api::credentials::vault::{InputAad, InputOwner, Sealed};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
@@ -126,6 +126,9 @@ pub struct RunRecord {
     /// Attempts made before the last `retry`: each retry gets `max_attempts` more.
     #[serde(default)]
     pub retried_after: usize,
+    /// The schedule's tick that queued it (trigger `schedule`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tick: Option<u64>,
 }
 
 impl RunRecord {
@@ -162,6 +165,8 @@ pub struct NewRun<'a> {
     pub now: u64,
     /// The most runs the tenant may have queued or running: past it, [`StoreError::QueueFull`].
     pub pending_limit: u64,
+    /// The schedule's tick that queues it.
+    pub tick: Option<u64>,
 }
 
 /// A run a worker claimed: the record (status running, its attempt begun), its claim token
@@ -217,39 +222,77 @@ pub enum Requeued {
     NoSuchRun,
 }
 
+/// Seals an action input for `owner` (run or schedule) `id` with the tenant's data key.
 pub(crate) fn seal_input(
     keys: &impl TenantKeys,
+    owner: InputOwner,
     tenant: &TenantId,
     installation: &str,
-    run: &str,
+    id: &str,
     input: &[u8],
 ) -> Result<Sealed, StoreError> {
-    let aad = RunInputAad {
+    let aad = InputAad {
+        owner,
         tenant: tenant.as_str(),
         installation,
-        run,
+        id,
         key_version: DATA_KEY_VERSION,
     };
     Ok(keys.sealing_key(tenant)?.seal(&aad, input))
 }
 
+/// Opens what [`seal_input`] sealed.
 pub(crate) fn open_input(
+    keys: &impl TenantKeys,
+    owner: InputOwner,
+    tenant: &str,
+    installation: &str,
+    id: &str,
+    sealed: &Sealed,
+) -> Result<Zeroizing<Vec<u8>>, StoreError> {
+    let gone = || StoreError::Decrypt {
+        what: format!("the input of {id}"),
+    };
+    let tenant_id: TenantId = tenant.parse().map_err(|_| gone())?;
+    let key = keys.tenant_key(&tenant_id, false)?.ok_or_else(gone)?;
+    let aad = InputAad {
+        owner,
+        tenant,
+        installation,
+        id,
+        key_version: sealed.key_version,
+    };
+    key.open(&aad, sealed).map_err(|_| gone())
+}
+
+/// A sealed input as stored.
+pub(crate) fn sealed_bytes(sealed: &Sealed, id: &str) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(sealed).map_err(|_| StoreError::Corrupt {
+        what: format!("the input of {id}"),
+    })
+}
+
+/// A sealed input as [`sealed_bytes`] stored it.
+pub(crate) fn sealed_from(bytes: &[u8], id: &str) -> Result<Sealed, StoreError> {
+    serde_json::from_slice(bytes).map_err(|_| StoreError::Corrupt {
+        what: format!("the input of {id}"),
+    })
+}
+
+/// Opens the input of `run`.
+pub(crate) fn open_run_input(
     keys: &impl TenantKeys,
     run: &RunRecord,
     sealed: &Sealed,
 ) -> Result<Zeroizing<Vec<u8>>, StoreError> {
-    let gone = || StoreError::Decrypt {
-        what: format!("the input of run {}", run.id),
-    };
-    let tenant: TenantId = run.tenant.parse().map_err(|_| gone())?;
-    let key = keys.tenant_key(&tenant, false)?.ok_or_else(gone)?;
-    let aad = RunInputAad {
-        tenant: &run.tenant,
-        installation: &run.installation,
-        run: &run.id,
-        key_version: sealed.key_version,
-    };
-    key.open(&aad, sealed).map_err(|_| gone())
+    open_input(
+        keys,
+        InputOwner::Run,
+        &run.tenant,
+        &run.installation,
+        &run.id,
+        sealed,
+    )
 }
 
 /// A fresh run record, queued.
@@ -269,6 +312,7 @@ pub(crate) fn queued(new: &NewRun<'_>) -> RunRecord {
         lease_until: None,
         input_kept: true,
         retried_after: 0,
+        tick: new.tick,
     }
 }
 

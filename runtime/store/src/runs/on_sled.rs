@@ -7,12 +7,12 @@
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use airlock_host_api::credentials::vault::Sealed;
+use airlock_host_api::credentials::vault::{InputOwner, Sealed};
 
 use super::{
     Claim, ClaimedRun, NewRun, Requeued, RunEnd, RunQuery, RunRecord, claim, decode, encode,
-    expire_input, expires, finish, holds, matches, open_input, pending, queued, requeue,
-    seal_input,
+    expire_input, expires, finish, holds, matches, open_run_input, pending, queued, requeue,
+    seal_input, sealed_bytes, sealed_from,
 };
 use crate::traits::Runs;
 use crate::{Store, StoreError};
@@ -82,7 +82,7 @@ fn history_keys(run: &RunRecord) -> [Vec<u8>; 2] {
 pub(crate) struct RunLock(Mutex<()>);
 
 impl Store {
-    fn runs_tree(&self) -> Result<sled::Tree, StoreError> {
+    pub(crate) fn runs_tree(&self) -> Result<sled::Tree, StoreError> {
         self.tree(RUNS)
     }
 
@@ -101,6 +101,21 @@ impl Store {
         input: Option<&Sealed>,
     ) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
+        Self::stage_run(tree, &mut batch, before, run, input)?;
+        tree.apply_batch(batch)?;
+        tree.flush()?;
+        Ok(())
+    }
+
+    /// Adds the writes of [`Self::put_run`] to `batch` (one run per batch: the tenant's
+    /// pending count is read from the tree).
+    pub(crate) fn stage_run(
+        tree: &sled::Tree,
+        batch: &mut sled::Batch,
+        before: Option<&RunRecord>,
+        run: &RunRecord,
+        input: Option<&Sealed>,
+    ) -> Result<(), StoreError> {
         if let Some(before) = before {
             if let Some(wake) = before.wakes() {
                 batch.remove(wake_key(wake, &before.id));
@@ -132,22 +147,31 @@ impl Store {
         }
         let input_key = key(INPUT, &[run.id.as_bytes()]);
         match input {
-            Some(sealed) => {
-                let bytes = serde_json::to_vec(sealed).map_err(|_| StoreError::Corrupt {
-                    what: format!("the input of run {}", run.id),
-                })?;
-                batch.insert(input_key, bytes);
-            }
+            Some(sealed) => batch.insert(input_key, sealed_bytes(sealed, &run.id)?),
             None if !run.input_kept => batch.remove(input_key),
             None => {}
         }
         batch.insert(key(RECORD, &[run.id.as_bytes()]), encode(run)?);
-        tree.apply_batch(batch)?;
-        tree.flush()?;
         Ok(())
     }
 
-    fn lock_runs(&self) -> std::sync::MutexGuard<'_, ()> {
+    /// The record of `new`, queued, if its id is free and its tenant below its pending limit.
+    pub(crate) fn admit_run(tree: &sled::Tree, new: &NewRun<'_>) -> Result<RunRecord, StoreError> {
+        if tree.contains_key(key(RECORD, &[new.id.as_bytes()]))? {
+            return Err(StoreError::Exists {
+                what: format!("run {}", new.id),
+            });
+        }
+        if pending_of(tree, new.tenant.as_str())? >= new.pending_limit {
+            return Err(StoreError::QueueFull {
+                tenant: new.tenant.to_string(),
+                limit: new.pending_limit,
+            });
+        }
+        Ok(queued(new))
+    }
+
+    pub(crate) fn lock_runs(&self) -> std::sync::MutexGuard<'_, ()> {
         self.run_lock
             .0
             .lock()
@@ -202,19 +226,15 @@ impl Runs for Store {
         let _pass = self.writing();
         let _turn = self.lock_runs();
         let tree = self.runs_tree()?;
-        if tree.contains_key(key(RECORD, &[new.id.as_bytes()]))? {
-            return Err(StoreError::Exists {
-                what: format!("run {}", new.id),
-            });
-        }
-        if pending_of(&tree, new.tenant.as_str())? >= new.pending_limit {
-            return Err(StoreError::QueueFull {
-                tenant: new.tenant.to_string(),
-                limit: new.pending_limit,
-            });
-        }
-        let run = queued(new);
-        let sealed = seal_input(self, new.tenant, &run.installation, &run.id, input)?;
+        let run = Self::admit_run(&tree, new)?;
+        let sealed = seal_input(
+            self,
+            InputOwner::Run,
+            new.tenant,
+            &run.installation,
+            &run.id,
+            input,
+        )?;
         Self::put_run(&tree, None, &run, Some(&sealed))?;
         Ok(run)
     }
@@ -233,15 +253,12 @@ impl Runs for Store {
             let Some(sealed) = tree.get(key(INPUT, &[id.as_bytes()]))? else {
                 continue;
             };
-            let sealed: Sealed =
-                serde_json::from_slice(&sealed).map_err(|_| StoreError::Corrupt {
-                    what: format!("the input of run {id}"),
-                })?;
+            let sealed = sealed_from(&sealed, &id)?;
             let mut run = before.clone();
             let claimed = claim(&mut run, now, lease);
             Self::put_run(&tree, Some(&before), &run, None)?;
             if let Claim::Attempt(claim) = claimed {
-                let input = open_input(self, &before, &sealed)?;
+                let input = open_run_input(self, &before, &sealed)?;
                 return Ok(Some(ClaimedRun { run, claim, input }));
             }
         }
