@@ -11,6 +11,7 @@
 //! - [`tenants`]: creating and deleting tenants.
 //! - [`trust`]: trusting and revoking publisher keys.
 //! - [`deliveries`]: inbound webhook deliveries: verified, claimed once, given back on failure.
+//! - [`timetable`]: when a cron schedule's ticks fall, in its time zone, and which were missed.
 //! - [`backup`]: sealed backups of the embedded store, and restores checked before they are
 //!   put in place.
 //!
@@ -24,4 +25,5 @@ pub mod connections;
 pub mod deliveries;
 pub mod install;
 pub mod tenants;
+pub mod timetable;
 pub mod trust;
