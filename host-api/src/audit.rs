@@ -121,6 +121,16 @@ pub enum AuditEvent {
         action: String,
         change: Change,
     },
+    /// A cron schedule was created, paused, resumed or deleted.
+    ScheduleChanged {
+        tenant: String,
+        installation: String,
+        schedule: String,
+        action: String,
+        /// The cron expression and its time zone (`*/15 * * * * Europe/Berlin`).
+        cron: String,
+        change: Change,
+    },
     /// A delivery to a webhook endpoint was refused before anything parsed it: a missing or
     /// wrong signature, a timestamp outside the tolerance, a replayed delivery id.
     WebhookRefused {
@@ -141,6 +151,9 @@ pub enum Change {
     Revoked,
     /// Replaced by a new value (a webhook secret: the old one verifies until its overlap ends).
     Rotated,
+    /// Stopped for now (a schedule), and started again.
+    Paused,
+    Resumed,
 }
 
 /// What happened to an OAuth connection.
@@ -194,6 +207,7 @@ impl AuditEvent {
             | Self::ClockRegression { .. }
             | Self::AccessRefused { .. }
             | Self::WebhookChanged { .. }
+            | Self::ScheduleChanged { .. }
             | Self::WebhookRefused { .. }
             | Self::ConnectionChanged { .. }
             | Self::ConnectionRefused { .. } => true,
@@ -215,6 +229,7 @@ impl AuditEvent {
             Self::ClockRegression { .. } => "clock-regression",
             Self::AccessRefused { .. } => "access-refused",
             Self::WebhookChanged { .. } => "webhook-changed",
+            Self::ScheduleChanged { .. } => "schedule-changed",
             Self::ConnectionChanged { .. } => "connection-changed",
             Self::ConnectionRefused { .. } => "connection-refused",
             Self::WebhookRefused { .. } => "webhook-refused",
@@ -231,6 +246,7 @@ impl AuditEvent {
             | Self::InstallationChanged { tenant, .. }
             | Self::InstallationDataDeleted { tenant, .. }
             | Self::WebhookChanged { tenant, .. }
+            | Self::ScheduleChanged { tenant, .. }
             | Self::WebhookRefused { tenant, .. }
             | Self::ConnectionChanged { tenant, .. } => Some(tenant),
             Self::ApiKeyChanged { tenant, .. }

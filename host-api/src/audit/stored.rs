@@ -130,6 +130,18 @@ impl AuditEvent {
                 cut_all([tenant, installation, endpoint], ID);
                 cut(action, NAME);
             }
+            Self::ScheduleChanged {
+                tenant,
+                installation,
+                schedule,
+                action,
+                cron,
+                change: _,
+            } => {
+                cut_all([tenant, installation, schedule], ID);
+                cut(action, NAME);
+                cut(cron, TEXT);
+            }
             Self::WebhookRefused {
                 tenant,
                 endpoint,
@@ -449,6 +461,14 @@ mod tests {
                 endpoint: s(),
                 action: s(),
                 change: Change::Rotated,
+            },
+            AuditEvent::ScheduleChanged {
+                tenant: s(),
+                installation: s(),
+                schedule: s(),
+                action: s(),
+                cron: s(),
+                change: Change::Paused,
             },
             AuditEvent::WebhookRefused {
                 tenant: s(),

@@ -459,6 +459,17 @@ fn print_record(e: &Envelope) {
         } => println!(
             "{head} webhook-changed {tenant}/{installation} {endpoint} action {action} {change:?}"
         ),
+        AuditEvent::ScheduleChanged {
+            tenant,
+            installation,
+            schedule,
+            action,
+            cron,
+            change,
+        } => println!(
+            "{head} schedule-changed {tenant}/{installation} {schedule} action {action} {:?} {change:?}",
+            cron.escape_debug().to_string()
+        ),
         AuditEvent::WebhookRefused {
             tenant,
             endpoint,

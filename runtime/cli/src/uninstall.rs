@@ -30,11 +30,12 @@ pub(crate) fn uninstall(args: UninstallArgs) -> anyhow::Result<Exit> {
     opened.trail.checkpoint()?;
     eprintln!(
         "uninstalled {installation} of tenant {tenant}: {} credentials, {} connections, {} kv \
-         entries, {} webhook endpoints, {} runs removed",
+         entries, {} webhook endpoints, {} schedules, {} runs removed",
         removed.credentials,
         removed.connections,
         removed.kv_entries,
         removed.webhooks,
+        removed.schedules,
         removed.runs
     );
     Ok(Exit::Success)

@@ -68,7 +68,7 @@ pub use records::{
 };
 pub use traits::{
     ApiKeys, AuditLog, Connections, Consents, Credentials, IndexEntry, Installations, KvNamespaces,
-    Members, Rows, Runs, Storage, Tenants, Trust, Webhooks,
+    Members, Rows, Runs, Schedules, Storage, Tenants, Trust, Webhooks,
 };
 
 /// Name of the database directory inside the data dir.

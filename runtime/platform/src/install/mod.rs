@@ -12,8 +12,8 @@
 
 pub mod credentials;
 pub mod diff;
+pub mod schedules;
 pub mod uninstall;
-
 pub mod webhooks;
 
 use std::path::PathBuf;
@@ -22,6 +22,7 @@ use airlock_host_api::audit::{AuditEvent, AuditUnavailable, InstallChange};
 
 pub use airlock_policy::grant::{Grant, GrantError, GrantedEgress};
 pub use credentials::CredentialSetError;
+pub use schedules::{ScheduleError, ScheduleRequest};
 pub use webhooks::{CreatedWebhook, WebhookError};
 
 use airlock_audit::AuditTrail;

@@ -1,7 +1,7 @@
 //! Uninstalling: an installation and everything it owns go, in an order that leaves nothing
 //! usable behind if it stops part way: first what grants access (credentials, OAuth
-//! connections), then what it kept (kv), what could start it (webhook endpoints, queued
-//! runs), and its record last, so an interrupted uninstall is finished by running it again.
+//! connections), then what it kept (kv), what could start it (webhook endpoints, schedules,
+//! queued runs), and its record last, so an interrupted uninstall is finished by running it again.
 //! Each removal is audited; the audit records of the installation stay.
 
 use airlock_host_api::audit::{
@@ -19,6 +19,7 @@ pub struct Uninstalled {
     pub connections: usize,
     pub kv_entries: u64,
     pub webhooks: usize,
+    pub schedules: usize,
     pub runs: u64,
 }
 
@@ -92,6 +93,12 @@ impl Installer<'_> {
                     action: endpoint.action.clone(),
                     change: Change::Deleted,
                 })?;
+            }
+        }
+        for schedule in self.store.schedules(tenant, Some(installation))? {
+            if self.store.delete_schedule(tenant, &schedule.id)? {
+                removed.schedules += 1;
+                self.record_schedule(&schedule, Change::Deleted)?;
             }
         }
         removed.runs = self.store.delete_runs(tenant, installation)?;
