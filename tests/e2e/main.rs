@@ -31,6 +31,7 @@ mod policy;
 mod readme;
 mod runs;
 mod sandbox;
+mod schedules;
 mod scaffold;
 mod secrecy;
 mod server;

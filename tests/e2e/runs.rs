@@ -306,6 +306,14 @@ async fn uninstall_leaves_nothing_of_the_installation_in_the_store() {
         assert_eq!(set.status, StatusCode::OK, "{}", set.body);
         crate::webhooks::endpoint(&server, &key, json!({"installation": name, "action": "kv"}))
             .await;
+        let scheduled = server
+            .post(
+                &format!("/v1/installations/{name}/schedules"),
+                &key,
+                json!({"cron": "0 0 1 1 *", "input": {"op": "get", "key": "cursor"}}),
+            )
+            .await;
+        assert_eq!(scheduled.status, StatusCode::CREATED, "{}", scheduled.body);
         queue(
             &server,
             &key,
@@ -326,6 +334,7 @@ async fn uninstall_leaves_nothing_of_the_installation_in_the_store() {
     assert_eq!(removed.status, StatusCode::OK, "{}", removed.body);
     assert_eq!(removed.body["kv_entries"], 1, "{}", removed.body);
     assert_eq!(removed.body["webhooks"], 1, "{}", removed.body);
+    assert_eq!(removed.body["schedules"], 1, "{}", removed.body);
     assert_eq!(removed.body["runs"], 1, "{}", removed.body);
     let after = server.get("/v1/installations/gone", &key).await;
     assert_eq!(after.status, StatusCode::NOT_FOUND, "{}", after.body);
@@ -344,7 +353,7 @@ async fn uninstall_leaves_nothing_of_the_installation_in_the_store() {
     let out = op.ok(&["uninstall", "--tenant", "acme", "--installation", "kept"]);
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(
-        said.contains("1 kv entries, 1 webhook endpoints, 1 runs"),
+        said.contains("1 kv entries, 1 webhook endpoints, 1 schedules, 1 runs"),
         "{said}"
     );
     let missing = op.airlock(&["uninstall", "--tenant", "acme", "--installation", "kept"]);
@@ -360,7 +369,7 @@ async fn uninstall_leaves_nothing_of_the_installation_in_the_store() {
     for name in ["gone", "kept"] {
         let id: airlock_runtime::ids::InstallationId = name.parse().expect("installation");
         use airlock_store::{
-            Connections, Credentials, Installations, KvNamespaces, Runs, Webhooks,
+            Connections, Credentials, Installations, KvNamespaces, Runs, Schedules, Webhooks,
         };
         let runs = store
             .runs(
@@ -387,10 +396,11 @@ async fn uninstall_leaves_nothing_of_the_installation_in_the_store() {
                 + store.connections_of(&acme, &id).expect("connections").len(),
             store.kv_usage(&acme, &id).expect("kv").keys,
             webhooks,
+            store.schedules(&acme, Some(&id)).expect("schedules").len(),
             runs.len(),
         ));
     }
-    assert_eq!(left, [(false, 0, 0, 0, 0), (false, 0, 0, 0, 0)]);
+    assert_eq!(left, [(false, 0, 0, 0, 0, 0), (false, 0, 0, 0, 0, 0)]);
     drop(store);
     assert_trail_verifies(&op);
     let changed: Vec<Value> = records_of(&op, "installation-changed")
@@ -405,6 +415,12 @@ async fn uninstall_leaves_nothing_of_the_installation_in_the_store() {
         .filter(|r| r["change"] == "deleted")
         .count();
     assert_eq!(webhooks, 2);
+    let schedules = records_of(&op, "schedule-changed");
+    let changes: Vec<&str> = schedules
+        .iter()
+        .map(|r| r["change"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(changes, ["set", "set", "deleted", "deleted"], "{schedules:?}");
 }
 
 /// A stand-in GitHub that answers 503 with `Retry-After: 1` twice, then creates the issue: the

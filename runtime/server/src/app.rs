@@ -86,6 +86,11 @@ pub struct App {
     pub(crate) members: Membership,
     /// Wakes an idle worker when this node queues a run.
     pub(crate) runs_queued: tokio::sync::Notify,
+    /// Wakes the scheduler when this node creates or resumes a schedule.
+    pub(crate) schedules_changed: tokio::sync::Notify,
+    /// Schedule ticks this node fired, and those it found missed or could not queue.
+    pub(crate) schedule_ticks_fired: AtomicU64,
+    pub(crate) schedule_ticks_missed: AtomicU64,
     pub(crate) failures: KeyFailures,
     /// Refused OAuth callbacks per client: apart from API-key failures, so a page that makes a
     /// browser load forged callbacks cannot lock its user out of the API.
@@ -121,6 +126,9 @@ impl App {
             admission: Admission::new(limits.admission),
             members: Membership::new(trail.node(), limits.heartbeat),
             runs_queued: tokio::sync::Notify::new(),
+            schedules_changed: tokio::sync::Notify::new(),
+            schedule_ticks_fired: AtomicU64::new(0),
+            schedule_ticks_missed: AtomicU64::new(0),
             failures: KeyFailures::default(),
             callback_failures: FailureLimiter::default(),
             hook_refusals: FailureLimiter::default(),
@@ -319,6 +327,16 @@ impl App {
             "airlock_webhook_refusals_unrecorded",
             "Webhook deliveries refused beyond an endpoint's per-minute audit limit (counted, not recorded)",
             ConstCounter::new(self.hook_refusals_unrecorded.load(Ordering::Relaxed)),
+        );
+        registry.register(
+            "airlock_schedule_ticks_fired",
+            "Schedule ticks this node fired (each queued one run)",
+            ConstCounter::new(self.schedule_ticks_fired.load(Ordering::Relaxed)),
+        );
+        registry.register(
+            "airlock_schedule_ticks_skipped",
+            "Schedule ticks this node found missed while no node ran, too late to run, or refused by a full queue",
+            ConstCounter::new(self.schedule_ticks_missed.load(Ordering::Relaxed)),
         );
         exposition(&registry).map_err(ApiError::internal)
     }

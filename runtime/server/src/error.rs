@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 use super::admission::{Busy, RETRY_AFTER_SECS};
 use super::wire::GuestLog;
 use airlock_platform::connections::ConsentError;
-use airlock_platform::install::WebhookError;
+use airlock_platform::install::{ScheduleError, WebhookError};
 use airlock_platform::install::{CredentialSetError, InstallError};
 use airlock_policy::webhook::SecretRefused;
 use airlock_runtime::invoke::InvokeError;
@@ -265,6 +265,21 @@ impl From<WebhookError> for ApiError {
             other => Self::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "webhook-rejected",
+                other.to_string(),
+            ),
+        }
+    }
+}
+
+impl From<ScheduleError> for ApiError {
+    fn from(e: ScheduleError) -> Self {
+        match e {
+            ScheduleError::Install(e) => e.into(),
+            ScheduleError::NotFound(id) => Self::not_found(format!("schedule {id}")),
+            ScheduleError::TooMany(_) => Self::new(StatusCode::CONFLICT, "conflict", e.to_string()),
+            other => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "schedule-rejected",
                 other.to_string(),
             ),
         }

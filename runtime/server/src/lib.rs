@@ -39,6 +39,7 @@ pub mod members;
 mod queue;
 mod retries;
 mod routes;
+mod scheduler;
 mod wire;
 mod worker;
 
@@ -108,6 +109,7 @@ pub async fn serve(
     let workers: Vec<_> = (0..app.limits.workers)
         .map(|_| tokio::spawn(worker::work(app.clone(), stopped.clone())))
         .collect();
+    let scheduler = tokio::spawn(scheduler::fire(app.clone(), stopped.clone()));
     let operator = async {
         if let Some(local) = local {
             doors.accept(local, stopped.clone()).await;
@@ -124,6 +126,7 @@ pub async fn serve(
     for worker in workers {
         let _ = worker.await;
     }
+    let _ = scheduler.await;
     housekeeping.abort();
     heartbeat.abort();
     app.close();

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use crate::app::App;
+use crate::app::{App, Loaded};
 use crate::error::ApiError;
 use airlock_runtime::clock;
 use airlock_runtime::ids::{InstallationId, TenantId};
@@ -20,14 +20,45 @@ pub(crate) fn new_run_id() -> String {
 /// The id of the run a webhook delivery queues: one per endpoint and delivery id, so a
 /// delivery queued twice (a replay racing its original) is refused as existing.
 pub(crate) fn delivery_run_id(endpoint: &str, delivery: &str) -> String {
+    derived_id(&[b"airlock-delivery-run", endpoint.as_bytes(), delivery.as_bytes()])
+}
+
+/// The id of the run a schedule's tick queues: one per schedule and tick.
+pub(crate) fn tick_run_id(schedule: &str, tick: u64) -> String {
+    derived_id(&[b"airlock-tick-run", schedule.as_bytes(), &tick.to_be_bytes()])
+}
+
+fn derived_id(parts: &[&[u8]]) -> String {
     use sha2::Digest;
-    let digest = sha2::Sha256::new()
-        .chain_update(b"airlock-delivery-run\0")
-        .chain_update(endpoint.as_bytes())
-        .chain_update(b"\0")
-        .chain_update(delivery.as_bytes())
-        .finalize();
-    format!("run_{}", hex::encode(&digest[..12]))
+    let mut hash = sha2::Sha256::new();
+    for part in parts {
+        hash.update(part);
+        hash.update(b"\0");
+    }
+    format!("run_{}", hex::encode(&hash.finalize()[..12]))
+}
+
+/// Attempts a run of `action` makes: the installed version's, within the operator's ceiling;
+/// one if the installation cannot be loaded (its run then fails once, saying why).
+pub(crate) async fn attempts(
+    app: &Arc<App>,
+    tenant: &TenantId,
+    installation: &InstallationId,
+    action: &str,
+) -> u32 {
+    match app.installed(tenant, installation).await {
+        Ok(loaded) => declared_attempts(app, &loaded, action),
+        Err(_) => 1,
+    }
+}
+
+fn declared_attempts(app: &App, loaded: &Loaded, action: &str) -> u32 {
+    loaded
+        .integration
+        .manifest()
+        .manifest
+        .action(action)
+        .map_or(1, |a| a.attempts(app.limits.max_attempts))
 }
 
 /// Queues `action` of the installation with `input` as run `id`, as `trigger` asks, and
@@ -43,16 +74,16 @@ pub(crate) async fn enqueue(
 ) -> Result<RunRecord, ApiError> {
     let loaded = app.installed(tenant, installation).await?;
     check_input(&loaded.integration, action, input).map_err(|e| ApiError::invoke_error(&e))?;
-    let declared = loaded.integration.manifest().manifest.action(action);
     let new = NewRun {
         id,
         tenant,
         installation,
         action,
         trigger,
-        max_attempts: declared.map_or(1, |a| a.attempts(app.limits.max_attempts)),
+        max_attempts: declared_attempts(app, &loaded, action),
         now: clock::now_unix_ms(),
         pending_limit: app.limits.tenant_runs,
+        tick: None,
     };
     let run = app.store.enqueue_run(&new, input.as_bytes())?;
     app.runs_queued.notify_one();

@@ -176,13 +176,14 @@ pub(super) struct Uninstalled {
     connections: usize,
     kv_entries: u64,
     webhooks: usize,
+    schedules: usize,
     runs: u64,
 }
 
 /// Uninstall
 ///
 /// Removes the installation and everything it owns, in this order: its credentials, OAuth
-/// connections, kv entries, webhook endpoints and runs, then its record; each removal is
+/// connections, kv entries, webhook endpoints, schedules and runs, then its record; each removal is
 /// audited, and its audit records stay.
 #[utoipa::path(
     delete,
@@ -215,6 +216,7 @@ pub(super) async fn uninstall(
         connections: removed.connections,
         kv_entries: removed.kv_entries,
         webhooks: removed.webhooks,
+        schedules: removed.schedules,
         runs: removed.runs,
     }))
 }

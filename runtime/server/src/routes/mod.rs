@@ -21,6 +21,7 @@ mod keys;
 mod oauth;
 mod openapi;
 mod runs;
+mod schedules;
 mod tenants;
 #[cfg(test)]
 mod tests;
@@ -87,6 +88,11 @@ fn api(limits: &ServeLimits) -> OpenApiRouter<Arc<App>> {
         .routes(routes!(runs::list))
         .routes(routes!(runs::show))
         .routes(routes!(runs::retry))
+        .routes(routes!(schedules::create))
+        .routes(routes!(schedules::list))
+        .routes(routes!(schedules::pause))
+        .routes(routes!(schedules::resume))
+        .routes(routes!(schedules::delete))
         .routes(routes!(webhooks::create, webhooks::list))
         .routes(routes!(webhooks::delete))
         .routes(routes!(webhooks::rotate))

@@ -55,6 +55,10 @@ pub(super) struct Run {
     not_before: u64,
     /// Whether its input is still kept: a run without one cannot be retried.
     input_kept: bool,
+    /// The schedule's tick that queued it (Unix milliseconds).
+    #[schema(nullable = false)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tick: Option<u64>,
 }
 
 impl From<RunRecord> for Run {
@@ -86,6 +90,7 @@ impl From<RunRecord> for Run {
             updated: run.updated,
             not_before: run.not_before,
             input_kept: run.input_kept,
+            tick: run.tick,
         }
     }
 }

@@ -1,0 +1,135 @@
+//! The scheduler: every node looks for schedules whose tick is due and fires them (docs/api.md,
+//! "Schedules"). Firing is a compare-and-set on the schedule's next tick in the store, in the
+//! same write as the run it queues, so with any number of nodes each tick fires once. Ticks
+//! missed while no node ran are counted and skipped; the latest runs if it is recent
+//! ([`airlock_platform::timetable`]). A node sleeps until the next tick, at most [`LOOK`], or
+//! until it changes a schedule itself.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::app::App;
+use crate::queue;
+use airlock_platform::timetable::Timetable;
+use airlock_runtime::clock;
+use airlock_runtime::ids::{InstallationId, TenantId};
+use airlock_store::StoreError;
+use airlock_store::runs::{NewRun, RunTrigger};
+use airlock_store::schedules::{Fired, ScheduleRecord, Tick};
+
+/// The longest the scheduler sleeps before it looks again (schedules made on other nodes).
+const LOOK: Duration = Duration::from_secs(1);
+/// The most due schedules fired in one round.
+const ROUND: usize = 100;
+
+/// Fires due schedules until `stopped` turns true.
+pub(crate) async fn fire(app: Arc<App>, mut stopped: watch::Receiver<bool>) {
+    while !*stopped.borrow() {
+        let due = blocking(&app, move |app| {
+            app.store.due_schedules(clock::now_unix_ms(), ROUND)
+        })
+        .await;
+        for schedule in due.unwrap_or_default() {
+            fire_one(&app, schedule).await;
+        }
+        let next = blocking(&app, |app| app.store.next_schedule_tick())
+            .await
+            .flatten();
+        let now = clock::now_unix_ms();
+        let sleep = next.map_or(LOOK, |at| {
+            Duration::from_millis(at.saturating_sub(now)).min(LOOK)
+        });
+        tokio::select! {
+            () = tokio::time::sleep(sleep) => {}
+            () = app.schedules_changed.notified() => {}
+            _ = stopped.changed() => {}
+        }
+    }
+}
+
+/// Judges the due tick of `schedule` and fires it.
+async fn fire_one(app: &Arc<App>, schedule: ScheduleRecord) {
+    let Some(due) = schedule.next_tick else {
+        return;
+    };
+    let ids = schedule
+        .tenant
+        .parse::<TenantId>()
+        .ok()
+        .zip(schedule.installation.parse::<InstallationId>().ok());
+    let (Some((tenant, installation)), Ok(timetable)) = (
+        ids,
+        Timetable::parse(&schedule.cron, &schedule.timezone),
+    ) else {
+        tracing::error!(schedule = %schedule.id, "a stored schedule no longer parses");
+        return;
+    };
+    let now = clock::now_unix_ms();
+    let judged = timetable.judge(due, now);
+    let max_attempts = queue::attempts(app, &tenant, &installation, &schedule.action).await;
+    let pending_limit = app.limits.tenant_runs;
+    let app = app.clone();
+    let fired = tokio::task::spawn_blocking(move || {
+        let id = queue::tick_run_id(&schedule.id, judged.latest);
+        let run = judged.runs.then(|| NewRun {
+            id: &id,
+            tenant: &tenant,
+            installation: &installation,
+            action: &schedule.action,
+            trigger: RunTrigger::Schedule,
+            max_attempts,
+            now,
+            pending_limit,
+            tick: Some(judged.latest),
+        });
+        let tick = Tick {
+            schedule: &schedule.id,
+            due,
+            latest: judged.latest,
+            next: judged.next,
+            missed: judged.missed,
+            run,
+            now,
+        };
+        let skipped = match app.store.fire_schedule(&tick) {
+            Ok(Fired::Queued(_)) => {
+                app.schedule_ticks_fired.fetch_add(1, Ordering::Relaxed);
+                app.runs_queued.notify_one();
+                judged.missed
+            }
+            Ok(Fired::Skipped) => judged.missed + 1,
+            Ok(Fired::Taken) => 0,
+            Err(e) => {
+                tracing::warn!(schedule = %schedule.id, error = %e, "cannot fire a schedule");
+                0
+            }
+        };
+        app.schedule_ticks_missed
+            .fetch_add(skipped, Ordering::Relaxed);
+    })
+    .await;
+    if let Err(e) = fired {
+        tracing::warn!(error = %e, "firing a schedule failed");
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    app: &Arc<App>,
+    f: impl FnOnce(&App) -> Result<T, StoreError> + Send + 'static,
+) -> Option<T> {
+    let app = app.clone();
+    match tokio::task::spawn_blocking(move || f(&app)).await {
+        Ok(Ok(value)) => Some(value),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "cannot read the schedules");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "reading the schedules failed");
+            None
+        }
+    }
+}
