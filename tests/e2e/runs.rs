@@ -598,3 +598,85 @@ async fn a_webhook_delivery_is_queued_answered_202_and_runs_once_after_a_sigkill
     assert_eq!(ran.len(), 1, "{ran:?}");
     assert_eq!(ran[0]["trigger"], "webhook", "{ran:?}");
 }
+
+/// Runs per second end to end (queued through the API, run by the workers, recorded) against
+/// direct invocations through the same server in the same run, on sled and, when a server is
+/// named, on PostgreSQL. Figures go to stderr (docs/benchmarks.md); what is asserted is that
+/// every run and every invocation happened exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_runs_against_direct_invocations_per_second() {
+    let database = TestDatabase::create("runs_throughput");
+    let mut stores = vec![("sled", None)];
+    if let Some(database) = &database {
+        stores.push(("postgres", Some(database.url.clone())));
+    }
+    for (store, url) in stores {
+        let op = match &url {
+            Some(url) => Operator::on_postgres(url),
+            None => Operator::new(),
+        };
+        let server = std::sync::Arc::new(Server::start(&op, &[], &[]));
+        let key = mapper(&op, &server).await;
+        let direct = load(&server, &key, "/v1/installations/mapper/actions/map-contact", StatusCode::OK).await;
+        let started = Instant::now();
+        let queued = load(&server, &key, MAP, StatusCode::ACCEPTED).await;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while succeeded(&server, &key).await < LOAD {
+            assert!(Instant::now() < deadline, "queued runs never all succeeded");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let end_to_end = LOAD as f64 / started.elapsed().as_secs_f64();
+        eprintln!(
+            "throughput ({store}): {LOAD} direct invocations {direct:.0}/s; {LOAD} queued runs \
+             enqueued {queued:.0}/s, run and recorded {end_to_end:.0}/s end to end \
+             ({:.2} × direct)",
+            end_to_end / direct
+        );
+        let server = std::sync::Arc::into_inner(server).expect("clients are done");
+        server.stop();
+        assert_trail_verifies(&op);
+        assert_eq!(records_of(&op, "invocation").len(), 2 * LOAD, "each exactly once");
+    }
+}
+
+/// Invocations or runs of the load test.
+const LOAD: usize = 400;
+/// Clients sending them at once.
+const CLIENTS: usize = 8;
+
+/// Sends [`LOAD`] mapper inputs to `path` from [`CLIENTS`] clients, each answered `expect`;
+/// how many per second.
+async fn load(server: &std::sync::Arc<Server>, key: &str, path: &str, expect: StatusCode) -> f64 {
+    let started = Instant::now();
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let (server, key, path) = (server.clone(), key.to_string(), path.to_string());
+            tokio::spawn(async move {
+                for _ in 0..LOAD / CLIENTS {
+                    let reply = server.post(&path, &key, mapper_input()).await;
+                    assert_eq!(reply.status, expect, "{}", reply.body);
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.await.expect("client");
+    }
+    LOAD as f64 / started.elapsed().as_secs_f64()
+}
+
+/// How many of the tenant's runs succeeded, read a page at a time.
+async fn succeeded(server: &Server, key: &str) -> usize {
+    let mut count = 0;
+    let mut after = String::new();
+    loop {
+        let page = server
+            .get(&format!("/v1/runs?status=succeeded{after}"), key)
+            .await;
+        count += page.body["runs"].as_array().map_or(0, Vec::len);
+        match page.body["next"].as_str() {
+            Some(next) => after = format!("&after={next}"),
+            None => return count,
+        }
+    }
+}
