@@ -315,6 +315,14 @@ pub trait Consents: Send + Sync {
 
     /// Drops consents (offered or under way) whose ten minutes are over; returns how many.
     fn purge_consents(&self, now: u64) -> Result<usize, StoreError>;
+
+    /// Drops the installation's consents, offered or under way (it is being uninstalled:
+    /// none may complete, not even for a new installation of the same name); how many.
+    fn delete_consents(
+        &self,
+        tenant: &TenantId,
+        installation: &InstallationId,
+    ) -> Result<usize, StoreError>;
 }
 
 /// Guests' key-value namespaces, sealed, with usage kept for quotas.

@@ -67,6 +67,8 @@ impl Installer<'_> {
                 })?;
             }
         }
+        // No consent under way may complete into a connection once the installation is gone.
+        self.store.delete_consents(tenant, installation)?;
         removed.kv_entries = self.store.delete_kv(tenant, installation)?;
         self.record_data(
             tenant,

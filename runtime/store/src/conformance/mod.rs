@@ -121,6 +121,7 @@ macro_rules! conformance_suite {
             runs::each_claim_goes_to_one_caller,
             runs::an_installations_kv_runs_and_record_are_deleted_and_no_one_elses,
             runs::a_tenant_may_keep_only_so_many_runs_pending,
+            oauth::an_installations_consents_are_deleted_and_no_one_elses,
             schedules::each_tick_fires_once_and_queues_a_run_with_the_schedules_input,
             schedules::racing_callers_fire_a_tick_once,
             schedules::a_tick_a_full_queue_refuses_is_skipped,

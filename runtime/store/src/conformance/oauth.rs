@@ -185,3 +185,35 @@ pub fn offered_consents_are_taken_once_and_expired_ones_purged(subject: Subject)
     assert_eq!(s.purge_consents(200).expect("purge"), 1, "start-2 expired");
     assert_eq!(s.take_offered_consent("start-2").expect("take"), None);
 }
+
+pub fn an_installations_consents_are_deleted_and_no_one_elses(subject: Subject) {
+    let s = subject.storage;
+    let (acme, crm, erp) = (tenant("acme"), installation("crm"), installation("erp"));
+    s.create_tenant(&acme).expect("tenant");
+    let for_erp = PendingConsent {
+        installation: "erp".into(),
+        ..consent(None, 700)
+    };
+    s.offer_consent("start-crm", &consent(None, 700)).expect("offer");
+    s.offer_consent("start-erp", &for_erp).expect("offer");
+    let key = ConnectionKey {
+        tenant: &acme,
+        installation: &crm,
+        credential: "crm-oauth",
+        user: None,
+    };
+    s.begin_consent(key, consent(None, 700), "state-crm", "verifier", "nonce")
+        .expect("begin");
+    assert_eq!(s.delete_consents(&acme, &crm).expect("delete"), 2);
+    assert_eq!(s.take_offered_consent("start-crm").expect("take"), None);
+    assert!(matches!(
+        s.take_consent("state-crm", Some("nonce"), 200).expect("take"),
+        TakenState::Unknown
+    ));
+    assert_eq!(
+        s.take_offered_consent("start-erp").expect("take"),
+        Some(for_erp),
+        "another installation's consent stays"
+    );
+    assert_eq!(s.delete_consents(&acme, &erp).expect("delete"), 0);
+}

@@ -34,6 +34,25 @@ pub(super) struct OfferRecord {
 }
 
 /// The key of a state or start id: its SHA-256, so the value itself is never stored.
+/// Whether `consent` is for the installation.
+pub(crate) fn is_of(consent: &PendingConsent, tenant: &TenantId, installation: &InstallationId) -> bool {
+    consent.tenant == tenant.as_str() && consent.installation == installation.as_str()
+}
+
+/// The consent a stored record (offered, or under way) holds, its user still sealed; `None`
+/// if unreadable.
+pub(crate) fn consent_of(bytes: &[u8], offered: bool) -> Option<PendingConsent> {
+    if offered {
+        serde_json::from_slice::<OfferRecord>(bytes)
+            .ok()
+            .map(|r| r.consent)
+    } else {
+        serde_json::from_slice::<PendingRecord>(bytes)
+            .ok()
+            .map(|r| r.consent)
+    }
+}
+
 pub(crate) fn state_key(state: &str) -> Vec<u8> {
     Sha256::digest(state.as_bytes()).to_vec()
 }
@@ -95,14 +114,7 @@ impl Store {
             let tree = self.tree(name)?;
             for entry in tree.iter() {
                 let (key, bytes) = entry?;
-                let consent = match offered {
-                    true => serde_json::from_slice::<OfferRecord>(&bytes)
-                        .ok()
-                        .map(|r| r.consent),
-                    false => serde_json::from_slice::<PendingRecord>(&bytes)
-                        .ok()
-                        .map(|r| r.consent),
-                };
+                let consent = consent_of(&bytes, offered);
                 if remove(consent.as_ref()) && tree.remove(key)?.is_some() {
                     removed += 1;
                 }
@@ -166,6 +178,15 @@ impl Consents for Store {
     fn purge_consents(&self, now: u64) -> Result<usize, StoreError> {
         let _pass = self.writing();
         self.remove_consents(|consent| consent.is_none_or(|c| c.expires <= now))
+    }
+
+    fn delete_consents(
+        &self,
+        tenant: &TenantId,
+        installation: &InstallationId,
+    ) -> Result<usize, StoreError> {
+        let _pass = self.writing();
+        self.remove_consents(|consent| consent.is_some_and(|c| is_of(c, tenant, installation)))
     }
 }
 

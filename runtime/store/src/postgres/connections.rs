@@ -9,7 +9,7 @@ use airlock_host_api::credentials::vault::DataKey;
 use super::{PgStore, bigint};
 use crate::StoreError;
 use crate::connections::consents::{
-    offer_record, open_offer, open_pending, pending_record, state_key,
+    consent_of, is_of, offer_record, open_offer, open_pending, pending_record, state_key,
 };
 use crate::connections::{
     Record, decode, encode, listing, needing_reconsent, open_tokens, replacing, sealer, user_ref,
@@ -325,6 +325,40 @@ impl Consents for PgStore {
             Ok(offers + pending)
         })?;
         Ok(usize::try_from(purged).unwrap_or(usize::MAX))
+    }
+
+    fn delete_consents(
+        &self,
+        tenant: &TenantId,
+        installation: &InstallationId,
+    ) -> Result<usize, StoreError> {
+        let (tenant, installation) = (tenant.clone(), installation.clone());
+        self.run(move |mut client| async move {
+            let tx = client.transaction().await?;
+            let mut deleted = 0;
+            for (table, key, offered) in [
+                ("oauth_offers", "id", true),
+                ("oauth_pending", "state", false),
+            ] {
+                let rows = tx
+                    .query(
+                        &format!("SELECT {key}, record FROM {table} WHERE tenant = $1 FOR UPDATE"),
+                        &[&tenant.as_str()],
+                    )
+                    .await?;
+                for row in rows {
+                    let record: Vec<u8> = row.get(1);
+                    if consent_of(&record, offered).is_some_and(|c| is_of(&c, &tenant, &installation)) {
+                        let id: Vec<u8> = row.get(0);
+                        deleted += tx
+                            .execute(&format!("DELETE FROM {table} WHERE {key} = $1"), &[&id])
+                            .await?;
+                    }
+                }
+            }
+            tx.commit().await?;
+            Ok(usize::try_from(deleted).unwrap_or(usize::MAX))
+        })
     }
 }
 
