@@ -29,6 +29,63 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 /// Upper bounds (seconds) of the invocation duration histogram.
 const BUCKETS: [f64; 10] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0];
 
+/// Upper bounds of one installation's duration buckets: 0.5 ms doubling to 65 s (then +Inf),
+/// fine enough to read percentiles from, small enough to keep for every installation.
+const INSTALLATION_BUCKETS: usize = 18;
+
+/// The percentiles each installation's durations are reported at.
+const QUANTILES: [f64; 3] = [0.5, 0.9, 0.99];
+
+fn installation_bound(bucket: usize) -> f64 {
+    0.0005 * f64::from(1u32 << bucket.min(31))
+}
+
+/// One installation's invocations: how many succeeded and failed, and their durations.
+#[derive(Debug, Clone, Default)]
+struct Installation {
+    ok: u64,
+    failed: u64,
+    sum: f64,
+    /// Counts per bucket of [`installation_bound`], the last unbounded.
+    buckets: [u64; INSTALLATION_BUCKETS + 1],
+}
+
+impl Installation {
+    fn observe(&mut self, ok: bool, seconds: f64) {
+        if ok {
+            self.ok += 1;
+        } else {
+            self.failed += 1;
+        }
+        self.sum += seconds;
+        let bucket = (0..INSTALLATION_BUCKETS)
+            .find(|&b| seconds <= installation_bound(b))
+            .unwrap_or(INSTALLATION_BUCKETS);
+        self.buckets[bucket] += 1;
+    }
+
+    /// The `q` quantile, interpolated within its bucket as Prometheus's
+    /// `histogram_quantile` does (the unbounded bucket answers its lower bound).
+    fn quantile(&self, q: f64) -> f64 {
+        let total = self.ok + self.failed;
+        let rank = q * total as f64;
+        let mut below = 0u64;
+        for (bucket, &count) in self.buckets.iter().enumerate() {
+            if count > 0 && (below + count) as f64 >= rank {
+                let lower = bucket.checked_sub(1).map_or(0.0, installation_bound);
+                if bucket == INSTALLATION_BUCKETS {
+                    return lower;
+                }
+                let upper = installation_bound(bucket);
+                let within = (rank - below as f64) / count as f64;
+                return lower + (upper - lower) * within.clamp(0.0, 1.0);
+            }
+            below += count;
+        }
+        0.0
+    }
+}
+
 /// Counters accumulated from records.
 #[derive(Debug)]
 pub struct Metrics {
@@ -39,6 +96,8 @@ pub struct Metrics {
     denials: BTreeMap<String, u64>,
     redactions: u64,
     security: BTreeMap<String, u64>,
+    /// By tenant and installation.
+    installations: BTreeMap<(String, String), Installation>,
 }
 
 impl Default for Metrics {
@@ -51,6 +110,7 @@ impl Default for Metrics {
             denials: BTreeMap::new(),
             redactions: 0,
             security: BTreeMap::new(),
+            installations: BTreeMap::new(),
         }
     }
 }
@@ -83,7 +143,15 @@ impl Metrics {
             return;
         };
         *self.invocations.entry(label(&record.outcome)).or_default() += 1;
-        self.durations.observe(record.duration_us as f64 / 1e6);
+        let seconds = record.duration_us as f64 / 1e6;
+        self.durations.observe(seconds);
+        self.installations
+            .entry((
+                id_label(&record.subject.tenant),
+                id_label(&record.subject.installation),
+            ))
+            .or_default()
+            .observe(record.outcome == "ok", seconds);
         self.redactions += record.redactions;
         let detailed = record
             .egress
@@ -151,6 +219,17 @@ impl Metrics {
             "Security-flagged audit records by event type",
             Labelled::new("type", &self.security),
         );
+        registry.register(
+            "airlock_installation_invocations",
+            "Invocations of each installation, by result (ok or failed): its success rate",
+            PerInstallation::Results(self.installations.clone()),
+        );
+        registry.register_with_unit(
+            "airlock_installation_invocation_duration",
+            "Each installation's invocation durations at the 50th, 90th and 99th percentile",
+            Unit::Seconds,
+            PerInstallation::Percentiles(self.installations.clone()),
+        );
         registry
     }
 }
@@ -190,6 +269,67 @@ impl EncodeMetric for Labelled {
     fn metric_type(&self) -> MetricType {
         MetricType::Counter
     }
+}
+
+/// Per-installation series, written in the order of tenant and installation.
+#[derive(Debug)]
+enum PerInstallation {
+    Results(BTreeMap<(String, String), Installation>),
+    Percentiles(BTreeMap<(String, String), Installation>),
+}
+
+impl EncodeMetric for PerInstallation {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        match self {
+            Self::Results(installations) => {
+                for ((tenant, installation), counts) in installations {
+                    for (result, count) in [("ok", counts.ok), ("failed", counts.failed)] {
+                        let labels = [
+                            ("tenant", tenant.as_str()),
+                            ("installation", installation.as_str()),
+                            ("result", result),
+                        ];
+                        encoder
+                            .encode_family(&labels)?
+                            .encode_counter::<NoLabelSet, _, u64>(&count, None)?;
+                    }
+                }
+            }
+            Self::Percentiles(installations) => {
+                for ((tenant, installation), durations) in installations {
+                    for q in QUANTILES {
+                        let quantile = q.to_string();
+                        let labels = [
+                            ("tenant", tenant.as_str()),
+                            ("installation", installation.as_str()),
+                            ("quantile", quantile.as_str()),
+                        ];
+                        encoder
+                            .encode_family(&labels)?
+                            .encode_gauge(&durations.quantile(q))?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn metric_type(&self) -> MetricType {
+        match self {
+            Self::Results(_) => MetricType::Counter,
+            Self::Percentiles(_) => MetricType::Gauge,
+        }
+    }
+}
+
+/// A tenant or installation id as a label: ids are checked where they are made (1 to 64 of
+/// `a-z`, `0-9`, `-`), and checked again here; anything else is `other`.
+fn id_label(value: &str) -> String {
+    let ok = (1..=64).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if ok { value } else { "other" }.to_string()
 }
 
 /// A label value from Airlock's vocabularies: short kebab-case, else `other`.
@@ -235,6 +375,8 @@ mod tests {
                 ("airlock_audit_records", "counter"),
                 ("airlock_egress_denials", "counter"),
                 ("airlock_egress_requests", "counter"),
+                ("airlock_installation_invocation_duration_seconds", "gauge"),
+                ("airlock_installation_invocations", "counter"),
                 ("airlock_invocation_duration_seconds", "histogram"),
                 ("airlock_invocations", "counter"),
                 ("airlock_redactions", "counter"),
@@ -258,6 +400,61 @@ mod tests {
         );
         assert!(text.contains("\nairlock_invocation_duration_seconds_bucket{le=\"0.001\"} 0\n"));
         assert!(text.ends_with("\n# EOF\n"), "{text}");
+    }
+
+    #[test]
+    fn each_installation_has_its_success_rate_and_duration_percentiles() {
+        let mut metrics = Metrics::default();
+        let runs = [("crm", "ok", 2_000), ("crm", "ok", 3_000), ("crm", "guest-error", 900_000)]
+            .into_iter()
+            .chain((0..97).map(|_| ("crm", "ok", 2_500)))
+            .chain([("erp", "limit-timeout", 10_000_000)]);
+        for (seq, (installation, outcome, duration_us)) in runs.enumerate() {
+            let record = serde_json::from_value(serde_json::json!({
+                "invocation": format!("{seq:032x}"),
+                "tenant": "acme",
+                "installation": installation,
+                "integration": {"id": "acme/crm", "version": "1.0.0", "digest": "00"},
+                "trigger": "schedule",
+                "outcome": outcome,
+                "duration_us": duration_us,
+                "memory_peak_bytes": 0,
+            }))
+            .expect("an invocation record");
+            metrics.observe(&Envelope {
+                seq: seq as u64,
+                time: "2026-12-06T12:00:00.000Z".into(),
+                prev: hex::encode(record::GENESIS),
+                security: false,
+                node: None,
+                event: AuditEvent::Invocation(Box::new(record)),
+            });
+        }
+        let text = exposition(&metrics.registry()).expect("renders");
+        let parsed =
+            airlock_testkit::openmetrics::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let count = |installation: &str, result: &str| {
+            parsed.value(
+                "airlock_installation_invocations_total",
+                &[("tenant", "acme"), ("installation", installation), ("result", result)],
+            )
+        };
+        assert_eq!((count("crm", "ok"), count("crm", "failed")), (Some(99.0), Some(1.0)));
+        assert_eq!((count("erp", "ok"), count("erp", "failed")), (Some(0.0), Some(1.0)));
+        let percentile = |installation: &str, q: &str| {
+            parsed
+                .value(
+                    "airlock_installation_invocation_duration_seconds",
+                    &[("tenant", "acme"), ("installation", installation), ("quantile", q)],
+                )
+                .expect("a percentile")
+        };
+        // 2 to 3 ms falls in the bucket (2 ms, 4 ms]; the one slow call is past the 99th.
+        for q in ["0.5", "0.9"] {
+            assert!((0.002..=0.004).contains(&percentile("crm", q)), "{q}: {text}");
+        }
+        assert!(percentile("crm", "0.99") <= 0.004, "{text}");
+        assert!((8.0..=16.4).contains(&percentile("erp", "0.5")), "{text}");
     }
 
     #[test]
