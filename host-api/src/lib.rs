@@ -34,6 +34,7 @@ pub mod kv;
 pub mod limiter;
 pub mod log;
 pub mod random;
+pub mod scratch;
 pub mod state;
 pub mod stdio;
 pub mod wasi;

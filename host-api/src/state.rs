@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use wasmtime::component::ResourceTable;
+use wasmtime_wasi::filesystem::FsPerms;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
@@ -14,6 +15,7 @@ use crate::limiter::StoreLimiter;
 use crate::log::LogCtx;
 use crate::policy::Limits;
 use crate::random::RandomCtx;
+use crate::scratch::{GUEST_PATH, Scratch, ScratchFs};
 use crate::stdio::GuestStdio;
 
 /// Everything one invocation's `Store` holds. Built fresh per call and dropped with it.
@@ -29,21 +31,34 @@ pub struct HostState {
     seed: (u64, u64),
     http: WasiHttpCtx,
     broker: BrokeredHttp,
+    /// The invocation's scratch directory, removed with the state.
+    scratch: Option<Scratch>,
 }
 
 impl HostState {
-    /// Builds the state for one invocation: empty environment and arguments, no preopens,
-    /// stdio captured into the guest log, the given validated config, HTTP through `broker`,
-    /// and the installation's `kv` namespace.
-    pub fn new(limits: &Limits, config_json: Arc<str>, broker: BrokeredHttp, kv: KvCtx) -> Self {
+    /// Builds the state for one invocation: empty environment and arguments, stdio captured
+    /// into the guest log, the given validated config, HTTP through `broker`, the
+    /// installation's `kv` namespace, and no preopen but its `scratch` directory, if it has
+    /// one, at `/scratch`.
+    pub fn new(
+        limits: &Limits,
+        config_json: Arc<str>,
+        broker: BrokeredHttp,
+        kv: KvCtx,
+        scratch: Option<Scratch>,
+    ) -> std::io::Result<Self> {
         let log = LogCtx::new(limits.guest_log);
-        let wasi = WasiCtx::builder()
-            .stdout(GuestStdio::stdout(log.clone()))
-            .stderr(GuestStdio::stderr(log.clone()))
-            .build();
+        let mut wasi = WasiCtx::builder();
+        wasi.stdout(GuestStdio::stdout(log.clone()))
+            .stderr(GuestStdio::stderr(log.clone()));
+        if let Some(scratch) = &scratch {
+            wasi.preopened_dir(scratch.path(), GUEST_PATH, FsPerms::ReadWrite)
+                .map_err(std::io::Error::other)?;
+        }
+        let wasi = wasi.build();
         let mut table = ResourceTable::new();
         table.set_max_capacity(MAX_RESOURCES);
-        Self {
+        Ok(Self {
             wasi,
             table,
             log,
@@ -58,7 +73,8 @@ impl HostState {
                 http
             },
             broker,
-        }
+            scratch,
+        })
     }
 
     /// The broker: what the guest's requests did.
@@ -94,6 +110,15 @@ impl HostState {
             egress: self.broker.held(),
         };
         self.budget.after_call(&mut self.table, held)
+    }
+
+    /// The filesystem the guest reaches: its scratch directory, if any, within its size.
+    pub(crate) fn scratch_fs(&mut self) -> ScratchFs<'_> {
+        let quota = self.scratch.as_ref().map(Scratch::quota);
+        ScratchFs {
+            fs: wasmtime_wasi::filesystem::WasiFilesystemView::filesystem(self),
+            quota,
+        }
     }
 
     pub(crate) fn random(&mut self) -> RandomCtx<'_> {

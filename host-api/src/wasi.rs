@@ -3,7 +3,8 @@
 //!
 //! Rust std guests import clocks, random, cli and filesystem whether they use them or not, so
 //! those are linked with nothing behind them: empty environment and arguments, stdio captured
-//! into the guest log, and a filesystem with no preopens. Sockets and name lookup are never
+//! into the guest log, and a filesystem whose one preopen is the invocation's scratch
+//! directory, for an integration that declares one ([`crate::scratch`]). Sockets and name lookup are never
 //! linked, so a component that imports them fails to load instead of failing at first use.
 
 use wasmtime::component::{HasData, Linker};
@@ -13,6 +14,7 @@ use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView};
 use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random};
 
 use crate::random::RandomCtx;
+use crate::scratch::ScratchFilesystem;
 use crate::state::HostState;
 
 /// `wasi:random` through [`RandomCtx`], which charges what it hands out to the host budget.
@@ -74,7 +76,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
     cli::terminal_stdin::add_to_linker::<T, wasmtime_wasi::cli::WasiCli>(l, T::cli)?;
     cli::terminal_stdout::add_to_linker::<T, wasmtime_wasi::cli::WasiCli>(l, T::cli)?;
     cli::terminal_stderr::add_to_linker::<T, wasmtime_wasi::cli::WasiCli>(l, T::cli)?;
-    filesystem::types::add_to_linker::<T, WasiFilesystem>(l, T::filesystem)?;
+    filesystem::types::add_to_linker::<T, ScratchFilesystem>(l, T::scratch_fs)?;
     filesystem::preopens::add_to_linker::<T, WasiFilesystem>(l, T::filesystem)?;
     Ok(())
 }

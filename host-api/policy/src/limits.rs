@@ -14,6 +14,8 @@ pub struct RequestedLimits {
     pub timeout: Option<Duration>,
     pub output: Option<u64>,
     pub host_memory: Option<u64>,
+    /// `[scratch] size`: none means no scratch directory.
+    pub scratch: Option<u64>,
 }
 
 /// The operator's ceilings: no integration gets more than this, whatever its manifest says.
@@ -38,6 +40,8 @@ pub struct Ceilings {
     pub kv_keys: u64,
     /// Most memory the host may hold on one invocation's behalf (resources, buffers, log).
     pub host_memory: u64,
+    /// Largest scratch directory one invocation may declare.
+    pub scratch: u64,
 }
 
 impl Default for Ceilings {
@@ -51,6 +55,7 @@ impl Default for Ceilings {
             kv_bytes: 64 << 20,
             kv_keys: 100_000,
             host_memory: 64 << 20,
+            scratch: 256 << 20,
         }
     }
 }
@@ -66,6 +71,8 @@ pub struct Limits {
     pub guest_log: u64,
     /// What the host may hold for the guest outside its linear memory (`budget`).
     pub host_memory: u64,
+    /// Bytes of the invocation's scratch directory; 0: it has none.
+    pub scratch: u64,
 }
 
 impl Limits {
@@ -109,6 +116,15 @@ impl Limits {
             requested: ByteSize(requested),
             ceiling: ByteSize(ceiling),
         })?;
+        let scratch = match requested.scratch {
+            Some(size) if size > ceilings.scratch => {
+                return Err(LimitError::Scratch {
+                    requested: ByteSize(size),
+                    ceiling: ByteSize(ceilings.scratch),
+                });
+            }
+            size => size.unwrap_or(0),
+        };
         Ok(Self {
             memory,
             timeout,
@@ -116,6 +132,7 @@ impl Limits {
             input: ceilings.input,
             guest_log: ceilings.guest_log,
             host_memory,
+            scratch,
         })
     }
 }
@@ -151,6 +168,11 @@ pub enum LimitError {
     },
     #[error("limits.host-memory = {requested} exceeds the operator's ceiling of {ceiling}")]
     HostMemory {
+        requested: ByteSize,
+        ceiling: ByteSize,
+    },
+    #[error("scratch.size = {requested} exceeds the operator's ceiling of {ceiling}")]
+    Scratch {
         requested: ByteSize,
         ceiling: ByteSize,
     },

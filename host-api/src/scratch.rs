@@ -1,0 +1,259 @@
+//! Scratch space: a fresh, empty directory for one invocation of an integration that declares
+//! `[scratch] size`, preopened at `/scratch` (WASI filesystem over a `cap-std` directory, so
+//! `..`, absolute paths and symlinks cannot leave it) and removed when the invocation ends.
+//!
+//! The declared size is enforced here, not by the host's disk: every call that can make the
+//! directory larger (a write, a stream write, `set-size`) is charged the bytes it adds before
+//! it happens, and refused with `insufficient-space` (the guest's "no space left on device")
+//! once the files' sizes would pass it; a new file, directory or symlink past [`MAX_ENTRIES`]
+//! is refused the same way. Sizes are the files' lengths, so a sparse file counts in full.
+//! Calls that can shrink it (truncate, unlink, rename, remove) make the next charge count
+//! again. Hard links are refused: one file under two names would count twice or escape the
+//! count.
+
+mod fs;
+
+use std::io;
+use std::os::unix::fs::{DirBuilderExt as _, FileExt as _};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use bytes::Bytes;
+use wasmtime_wasi::p2::bindings::filesystem::types::ErrorCode;
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
+
+pub use fs::{ScratchFilesystem, ScratchFs};
+
+/// The guest path the directory is preopened at.
+pub const GUEST_PATH: &str = "/scratch";
+/// Most files, directories and symlinks one scratch directory may hold.
+pub const MAX_ENTRIES: u64 = 1024;
+/// The most one stream write takes at once.
+const STREAM_CAPACITY: usize = 64 * 1024;
+
+/// One invocation's scratch directory: removed, with everything in it, when dropped.
+pub struct Scratch {
+    dir: tempfile::TempDir,
+    quota: Arc<Quota>,
+}
+
+impl Scratch {
+    /// Makes a fresh directory of at most `size` bytes under `root` (created if missing,
+    /// readable by this user only).
+    pub fn create(root: &Path, size: u64) -> io::Result<Self> {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(root)?;
+        let dir = tempfile::Builder::new().prefix("inv-").tempdir_in(root)?;
+        let quota = Arc::new(Quota {
+            root: dir.path().to_path_buf(),
+            limit: size,
+            used: Mutex::new(Some(0)),
+        });
+        Ok(Self { dir, quota })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub(crate) fn quota(&self) -> Arc<Quota> {
+        self.quota.clone()
+    }
+}
+
+/// What one scratch directory may hold, and what it holds.
+#[derive(Debug)]
+pub(crate) struct Quota {
+    root: PathBuf,
+    limit: u64,
+    /// Bytes in use; `None` when a shrinking call means they must be counted again.
+    used: Mutex<Option<u64>>,
+}
+
+impl Quota {
+    /// Charges `bytes` about to be added, or refuses them if they would pass the size.
+    pub(crate) fn grow(&self, bytes: u64) -> Result<(), ErrorCode> {
+        if bytes == 0 {
+            return Ok(());
+        }
+        let mut used = self.used.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = match *used {
+            Some(now) => now,
+            None => self.count().map_err(|_| ErrorCode::Io)?.0,
+        };
+        match now.checked_add(bytes).filter(|&after| after <= self.limit) {
+            Some(after) => {
+                *used = Some(after);
+                Ok(())
+            }
+            None => {
+                *used = Some(now);
+                Err(ErrorCode::InsufficientSpace)
+            }
+        }
+    }
+
+    /// Something may have shrunk: count again before the next charge.
+    pub(crate) fn stale(&self) {
+        *self.used.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    }
+
+    /// Refuses a new entry past [`MAX_ENTRIES`].
+    pub(crate) fn room_for_entry(&self) -> Result<(), ErrorCode> {
+        let (_, entries) = self.count().map_err(|_| ErrorCode::Io)?;
+        if entries >= MAX_ENTRIES {
+            return Err(ErrorCode::InsufficientSpace);
+        }
+        Ok(())
+    }
+
+    /// The bytes of the files under the root and the entries, symlinks not followed.
+    fn count(&self) -> io::Result<(u64, u64)> {
+        let (mut bytes, mut entries) = (0u64, 0u64);
+        let mut dirs = vec![self.root.clone()];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir)? {
+                let entry = entry?;
+                let meta = std::fs::symlink_metadata(entry.path())?;
+                entries += 1;
+                if meta.is_dir() {
+                    dirs.push(entry.path());
+                } else if meta.is_file() {
+                    bytes = bytes.saturating_add(meta.len());
+                }
+            }
+        }
+        Ok((bytes, entries))
+    }
+}
+
+/// Where a stream writes: from a position on, or at the end.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum StreamAt {
+    Position(u64),
+    Append,
+}
+
+/// A file's output stream that charges the quota before each write. Writes are made at once,
+/// on the invocation's own thread (a scratch file is local and at most the declared size).
+pub(crate) struct QuotaStream {
+    pub(crate) file: Arc<std::fs::File>,
+    pub(crate) at: StreamAt,
+    pub(crate) quota: Arc<Quota>,
+}
+
+impl QuotaStream {
+    fn write_now(&mut self, bytes: &[u8]) -> Result<(), ErrorCode> {
+        let len = self.file.metadata().map_err(|e| ErrorCode::from(&e))?.len();
+        let at = match self.at {
+            StreamAt::Position(at) => at,
+            StreamAt::Append => len,
+        };
+        let end = at.saturating_add(bytes.len() as u64);
+        self.quota.grow(end.saturating_sub(len))?;
+        self.file
+            .write_all_at(bytes, at)
+            .map_err(|e| ErrorCode::from(&e))?;
+        if let StreamAt::Position(at) = &mut self.at {
+            *at = end;
+        }
+        Ok(())
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for QuotaStream {
+    async fn ready(&mut self) {}
+}
+
+impl OutputStream for QuotaStream {
+    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        self.write_now(&bytes).map_err(|code| {
+            // The guest reads the code back through `filesystem-error-code`, which knows
+            // `std::io::Error`s.
+            let error = match code {
+                ErrorCode::InsufficientSpace => io::Error::from_raw_os_error(libc::ENOSPC),
+                _ => io::Error::other(format!("{code:?}")),
+            };
+            StreamError::LastOperationFailed(wasmtime::Error::new(error))
+        })
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        Ok(STREAM_CAPACITY)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_quota_charges_growth_and_counts_again_after_a_shrink() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let scratch = Scratch::create(&root.path().join("scratch"), 1000).expect("scratch");
+        let quota = scratch.quota();
+        quota.grow(600).expect("within");
+        assert_eq!(quota.grow(401), Err(ErrorCode::InsufficientSpace));
+        quota.grow(400).expect("up to the size");
+        // Nothing was written: counted again, the directory is empty.
+        quota.stale();
+        quota.grow(1000).expect("all of it again");
+        std::fs::write(scratch.path().join("a"), vec![0; 900]).expect("write");
+        quota.stale();
+        assert_eq!(quota.grow(101), Err(ErrorCode::InsufficientSpace));
+        quota.grow(100).expect("what is left");
+        let path = scratch.path().to_path_buf();
+        drop(scratch);
+        assert!(!path.exists(), "removed with the invocation");
+    }
+
+    /// A stream write past the size fails as a full disk does: the guest's
+    /// `filesystem-error-code` reads `insufficient-space` from it.
+    #[test]
+    fn a_stream_write_past_the_size_fails_as_a_full_disk() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let scratch = Scratch::create(root.path(), 100).expect("scratch");
+        let file = std::fs::File::create(scratch.path().join("a")).expect("create");
+        let mut stream = QuotaStream {
+            file: Arc::new(file),
+            at: StreamAt::Position(0),
+            quota: scratch.quota(),
+        };
+        stream.write(Bytes::from(vec![1; 60])).expect("within");
+        stream.write(Bytes::from(vec![2; 40])).expect("up to the size");
+        let Err(StreamError::LastOperationFailed(error)) = stream.write(Bytes::from_static(b"x"))
+        else {
+            panic!("a byte past the size is refused");
+        };
+        let io = error.downcast_ref::<io::Error>().expect("an io error");
+        assert_eq!(ErrorCode::from(io), ErrorCode::InsufficientSpace);
+        assert_eq!(std::fs::metadata(scratch.path().join("a")).expect("a").len(), 100);
+        let mut overwrite = QuotaStream {
+            file: stream.file.clone(),
+            at: StreamAt::Position(0),
+            quota: scratch.quota(),
+        };
+        overwrite
+            .write(Bytes::from(vec![3; 100]))
+            .expect("rewriting what is there adds nothing");
+    }
+
+    #[test]
+    fn entries_past_the_most_are_refused() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let scratch = Scratch::create(root.path(), 1 << 20).expect("scratch");
+        let quota = scratch.quota();
+        for n in 0..MAX_ENTRIES {
+            quota.room_for_entry().expect("room");
+            std::fs::write(scratch.path().join(n.to_string()), b"").expect("create");
+        }
+        assert_eq!(quota.room_for_entry(), Err(ErrorCode::InsufficientSpace));
+    }
+}
