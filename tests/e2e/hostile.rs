@@ -107,3 +107,65 @@ async fn read_files_can_open_nothing() {
     let errors = output["errors"].as_array().expect("errors list");
     assert!(errors.len() >= 4, "every attempt should fail: {output}");
 }
+
+/// Scratch space (`[scratch] size = "1 MiB"`): a fresh, empty directory at `/scratch` each
+/// invocation, written up to its size and refused past it, `..` and absolute paths refused,
+/// and nothing left on the host once the invocation ends; a size above the operator's ceiling
+/// is refused at load.
+#[tokio::test]
+async fn scratch_holds_its_size_is_fresh_each_time_and_cannot_be_left() {
+    let (dir, runtime) = crate::support::fresh();
+    let hostile = runtime
+        .load(&crate::support::example("hostile"))
+        .expect("hostile loads");
+    let none = hostile.validate_config(None).expect("no config needed");
+    let write = |bytes: u64, name: &str| {
+        serde_json::json!({"bytes": bytes, "name": name}).to_string()
+    };
+    let within = runtime
+        .invoke(&hostile, &none, "scratch", &write(1 << 20, "all"))
+        .await;
+    let output = within.result.expect("scratch reports");
+    assert_eq!(output["found"], "", "empty at first: {output}");
+    assert_eq!(
+        (output["write"].as_str(), output["kept"].as_str()),
+        (Some("ok"), Some("1048576")),
+        "up to its size: {output}"
+    );
+    for escape in ["/scratch/../etc/passwd", "/etc/passwd", "../etc/passwd", "/scratch/../../etc/passwd"] {
+        let read = output[escape].as_str().unwrap_or("");
+        assert!(read.starts_with("error: "), "{escape} left the directory: {output}");
+    }
+
+    let past = runtime
+        .invoke(&hostile, &none, "scratch", &write(3 << 20, "more"))
+        .await;
+    let output = past.result.expect("scratch reports");
+    assert_eq!(output["found"], "", "the first invocation's file is gone: {output}");
+    assert!(
+        output["write"].as_str().unwrap_or("").starts_with("error: "),
+        "a write past the size fails: {output}"
+    );
+    assert_eq!(output["written"], "1048576", "{output}");
+    assert_eq!(output["kept"], "1048576", "not a byte past it: {output}");
+    let left: Vec<_> = std::fs::read_dir(dir.path().join("scratch"))
+        .expect("the scratch root")
+        .collect();
+    assert!(left.is_empty(), "every invocation's directory is removed: {left:?}");
+
+    let (_ceiling_dir, strict) = {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let mut settings = airlock_runtime::engine::EngineSettings::default();
+        settings.ceilings.scratch = 512 << 10;
+        let runtime = airlock_runtime::Runtime::new(dir.path(), settings).expect("runtime");
+        (dir, runtime)
+    };
+    let refused = strict
+        .load(&crate::support::example("hostile"))
+        .map(drop)
+        .expect_err("1 MiB is above a 512 KiB ceiling");
+    assert!(
+        refused.to_string().contains("scratch.size = 1 MiB exceeds the operator's ceiling of 512 KiB"),
+        "{refused}"
+    );
+}

@@ -28,6 +28,7 @@ impl Guest for Hostile {
             "flood-log" => Ok(flood_log()),
             "read-env" => airlock_guest::to_output(&read_env()),
             "read-files" => airlock_guest::to_output(&read_files()),
+            "scratch" => airlock_guest::handle(&input, scratch),
             "bad-output" => airlock_guest::handle(&input, bad_output),
             "kv" => airlock_guest::handle(&input, kv_op),
             "kv-fill" => airlock_guest::to_output(&kv_fill()),
@@ -176,6 +177,70 @@ fn read_files() -> FileProbe {
         }
     }
     probe
+}
+
+/// What the `scratch` action writes.
+#[derive(Deserialize)]
+struct ScratchAttempt {
+    bytes: u64,
+    name: String,
+}
+
+/// Lists `/scratch`, writes `bytes` bytes to `/scratch/{name}` 64 KiB at a time until a write
+/// is refused, then tries to leave the directory by `..` and absolute paths. Every answer is a string: what was found
+/// (`found`: the entries before writing), how much was written and why it stopped, and for
+/// each escape what reading through it gave.
+fn scratch(attempt: ScratchAttempt) -> Result<BTreeMap<String, String>, Error> {
+    let mut report = BTreeMap::new();
+    let found = match std::fs::read_dir("/scratch") {
+        Ok(entries) => entries
+            .map(|e| {
+                e.map_or_else(
+                    |e| e.kind().to_string(),
+                    |e| e.file_name().to_string_lossy().into_owned(),
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(","),
+        Err(e) => format!("error: {}", e.kind()),
+    };
+    report.insert("found".into(), found);
+    let path = format!("/scratch/{}", attempt.name);
+    let mut written = 0u64;
+    let outcome = match std::fs::File::create(&path) {
+        Ok(mut file) => {
+            let chunk = vec![0x5a; 64 * 1024];
+            loop {
+                let left = attempt.bytes - written;
+                if left == 0 {
+                    break "ok".to_string();
+                }
+                let n = left.min(chunk.len() as u64) as usize;
+                match file.write_all(&chunk[..n]) {
+                    Ok(()) => written += n as u64,
+                    Err(e) => break format!("error: {}", e.kind()),
+                }
+            }
+        }
+        Err(e) => format!("error: {}", e.kind()),
+    };
+    report.insert("written".into(), written.to_string());
+    report.insert("write".into(), outcome);
+    let kept = std::fs::metadata(&path).map_or(0, |m| m.len());
+    report.insert("kept".into(), kept.to_string());
+    for escape in [
+        "/scratch/../etc/passwd",
+        "/etc/passwd",
+        "../etc/passwd",
+        "/scratch/../../etc/passwd",
+    ] {
+        let read = std::fs::read(escape).map_or_else(
+            |e| format!("error: {}", e.kind()),
+            |bytes| format!("read {} bytes", bytes.len()),
+        );
+        report.insert(escape.into(), read);
+    }
+    Ok(report)
 }
 
 /// One kv call, as the `kv` action's input names it.

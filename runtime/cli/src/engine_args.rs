@@ -41,6 +41,9 @@ pub(crate) struct CeilingArgs {
     /// Most memory the host holds for one invocation outside its linear memory [default: 64 MiB]
     #[arg(long, value_name = "SIZE")]
     ceiling_host_memory: Option<ByteSize>,
+    /// Largest scratch directory (`[scratch] size`) per invocation [default: 256 MiB]
+    #[arg(long, value_name = "SIZE")]
+    ceiling_scratch: Option<ByteSize>,
 }
 
 impl CeilingArgs {
@@ -64,6 +67,9 @@ impl CeilingArgs {
         }
         if let Some(size) = self.ceiling_host_memory {
             c.host_memory = size.bytes();
+        }
+        if let Some(size) = self.ceiling_scratch {
+            c.scratch = size.bytes();
         }
         c
     }

@@ -20,6 +20,7 @@ use airlock_host_api::egress::{BrokeredHttp, EgressEvent, Suppressed};
 use airlock_host_api::kv::{KvBackend, KvCtx, KvUse};
 use airlock_host_api::limiter::LimitTripped;
 use airlock_host_api::log::GuestLog;
+use airlock_host_api::scratch::Scratch;
 use serde::Serialize;
 use serde_json::Value;
 use wasmtime::component::ResourceTableError;
@@ -34,6 +35,10 @@ use crate::runtime::Runtime;
 use crate::schema::Violations;
 use airlock_host_api::policy::units::{ByteSize, HumanDuration};
 
+
+/// Where invocations' scratch directories are made, under the data dir (each removed when its
+/// invocation ends).
+const SCRATCH_DIR: &str = "scratch";
 /// How long past its timeout an invocation may take to end, whatever the guest is doing:
 /// wasm code is interrupted at the first epoch slice past the deadline (20 ms), a host call is
 /// abandoned at the deadline itself, and tearing down the sandbox and its requests takes the
@@ -366,26 +371,25 @@ impl Runtime {
         let admitted = self
             .check_engine(integration)
             .and_then(|()| admit_input(integration, action, input));
+        let refused = |error| Invocation {
+            id: id.clone(),
+            action: action.to_string(),
+            duration: started.elapsed(),
+            memory_peak: 0,
+            host_memory_peak: 0,
+            host_resources_peak: 0,
+            fuel_used: None,
+            log: GuestLog::default(),
+            egress: Vec::new(),
+            egress_suppressed: Vec::new(),
+            redactions: 0,
+            kv: KvUse::default(),
+            record: None,
+            result: Err(error),
+        };
         let schemas = match admitted {
             Ok(schemas) => schemas,
-            Err(error) => {
-                return Invocation {
-                    id,
-                    action: action.to_string(),
-                    duration: started.elapsed(),
-                    memory_peak: 0,
-                    host_memory_peak: 0,
-                    host_resources_peak: 0,
-                    fuel_used: None,
-                    log: GuestLog::default(),
-                    egress: Vec::new(),
-                    egress_suppressed: Vec::new(),
-                    redactions: 0,
-                    kv: KvUse::default(),
-                    record: None,
-                    result: Err(error),
-                };
-            }
+            Err(error) => return refused(error),
         };
         let limits = integration.limits();
         let journal: Arc<dyn EgressJournal> = match &self.audit {
@@ -404,7 +408,19 @@ impl Runtime {
             &caller.subject.tenant,
         );
         let kv = KvCtx::new(caller.kv.clone().zip(integration.kv_quota()));
-        let state = HostState::new(limits, config.json.clone(), broker, kv);
+        let scratch = (limits.scratch > 0)
+            .then(|| Scratch::create(&self.data_dir().join(SCRATCH_DIR), limits.scratch))
+            .transpose();
+        let state = match scratch
+            .and_then(|scratch| HostState::new(limits, config.json.clone(), broker, kv, scratch))
+        {
+            Ok(state) => state,
+            Err(e) => {
+                return refused(InvokeError::Host(format!(
+                    "cannot make the scratch directory: {e}"
+                )));
+            }
+        };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| state.limiter());
         store.set_hostcall_fuel(hostcall_bytes(limits));

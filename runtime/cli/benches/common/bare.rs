@@ -56,7 +56,14 @@ impl Bare {
             Arc::new(NoJournal),
             "bench",
         );
-        let state = HostState::new(&self.limits, self.config.clone(), broker, KvCtx::new(None));
+        let state = HostState::new(
+            &self.limits,
+            self.config.clone(),
+            broker,
+            KvCtx::new(None),
+            None,
+        )
+        .expect("no scratch to make");
         let mut store = Store::new(&self.engine, state);
         store.set_epoch_deadline(1_000_000);
         let instance = self

@@ -70,6 +70,19 @@ pub struct Manifest {
     /// `[kv]`: a key-value store that outlives invocations; none means no store.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kv: Option<KvSection>,
+    /// `[scratch]`: a fresh directory at `/scratch` for each invocation; none means no
+    /// filesystem at all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scratch: Option<ScratchSection>,
+}
+
+/// `[scratch]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ScratchSection {
+    /// The most its files may hold together (the operator's ceiling bounds it).
+    #[serde(deserialize_with = "checks::required_positive_size")]
+    pub size: ByteSize,
 }
 
 impl Manifest {
@@ -80,6 +93,7 @@ impl Manifest {
             timeout: self.limits.timeout.map(|d| d.0),
             output: self.limits.output.map(|b| b.0),
             host_memory: self.limits.host_memory.map(|b| b.0),
+            scratch: self.scratch.as_ref().map(|s| s.size.0),
         }
     }
 
