@@ -217,8 +217,16 @@ mod tests {
                     timeout: Some(Duration::from_millis(1500)),
                     output: Some(2 * MIB),
                     host_memory: None,
+                    scratch: None,
                 },
                 Ok((32 * MIB, 1500, 2 * MIB)),
+            ),
+            (
+                RequestedLimits {
+                    scratch: Some(300 * MIB),
+                    ..Default::default()
+                },
+                Err("scratch.size = 300 MiB exceeds the operator's ceiling of 256 MiB"),
             ),
             (
                 RequestedLimits {
