@@ -499,7 +499,8 @@ mod tests {
             "via" => URL,
             "location" => LOCATION,
             "target_hash" => TARGET_HASH,
-            "artifact" | "publisher" | "route" | "peer" | "previous" | "scopes" | "widened" => TEXT,
+            "artifact" | "publisher" | "route" | "peer" | "previous" | "scopes" | "widened"
+            | "cron" => TEXT,
             "id" | "version" | "digest" | "action" | "integration" => NAME,
             "type" | "outcome" | "reason" | "keyword" | "direction" | "method" | "change"
             | "decision" | "trigger" => CODE,
