@@ -227,14 +227,21 @@ mod tests {
             quota: scratch.quota(),
         };
         stream.write(Bytes::from(vec![1; 60])).expect("within");
-        stream.write(Bytes::from(vec![2; 40])).expect("up to the size");
+        stream
+            .write(Bytes::from(vec![2; 40]))
+            .expect("up to the size");
         let Err(StreamError::LastOperationFailed(error)) = stream.write(Bytes::from_static(b"x"))
         else {
             panic!("a byte past the size is refused");
         };
         let io = error.downcast_ref::<io::Error>().expect("an io error");
         assert_eq!(ErrorCode::from(io), ErrorCode::InsufficientSpace);
-        assert_eq!(std::fs::metadata(scratch.path().join("a")).expect("a").len(), 100);
+        assert_eq!(
+            std::fs::metadata(scratch.path().join("a"))
+                .expect("a")
+                .len(),
+            100
+        );
         let mut overwrite = QuotaStream {
             file: stream.file.clone(),
             at: StreamAt::Position(0),

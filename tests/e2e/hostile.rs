@@ -119,9 +119,8 @@ async fn scratch_holds_its_size_is_fresh_each_time_and_cannot_be_left() {
         .load(&crate::support::example("hostile"))
         .expect("hostile loads");
     let none = hostile.validate_config(None).expect("no config needed");
-    let write = |bytes: u64, name: &str| {
-        serde_json::json!({"bytes": bytes, "name": name}).to_string()
-    };
+    let write =
+        |bytes: u64, name: &str| serde_json::json!({"bytes": bytes, "name": name}).to_string();
     let within = runtime
         .invoke(&hostile, &none, "scratch", &write(1 << 20, "all"))
         .await;
@@ -132,18 +131,32 @@ async fn scratch_holds_its_size_is_fresh_each_time_and_cannot_be_left() {
         (Some("ok"), Some("1048576")),
         "up to its size: {output}"
     );
-    for escape in ["/scratch/../etc/passwd", "/etc/passwd", "../etc/passwd", "/scratch/../../etc/passwd"] {
+    for escape in [
+        "/scratch/../etc/passwd",
+        "/etc/passwd",
+        "../etc/passwd",
+        "/scratch/../../etc/passwd",
+    ] {
         let read = output[escape].as_str().unwrap_or("");
-        assert!(read.starts_with("error: "), "{escape} left the directory: {output}");
+        assert!(
+            read.starts_with("error: "),
+            "{escape} left the directory: {output}"
+        );
     }
 
     let past = runtime
         .invoke(&hostile, &none, "scratch", &write(3 << 20, "more"))
         .await;
     let output = past.result.expect("scratch reports");
-    assert_eq!(output["found"], "", "the first invocation's file is gone: {output}");
+    assert_eq!(
+        output["found"], "",
+        "the first invocation's file is gone: {output}"
+    );
     assert!(
-        output["write"].as_str().unwrap_or("").starts_with("error: "),
+        output["write"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("error: "),
         "a write past the size fails: {output}"
     );
     assert_eq!(output["written"], "1048576", "{output}");
@@ -151,7 +164,10 @@ async fn scratch_holds_its_size_is_fresh_each_time_and_cannot_be_left() {
     let left: Vec<_> = std::fs::read_dir(dir.path().join("scratch"))
         .expect("the scratch root")
         .collect();
-    assert!(left.is_empty(), "every invocation's directory is removed: {left:?}");
+    assert!(
+        left.is_empty(),
+        "every invocation's directory is removed: {left:?}"
+    );
 
     let (_ceiling_dir, strict) = {
         let dir = tempfile::TempDir::new().expect("temp dir");
@@ -165,7 +181,9 @@ async fn scratch_holds_its_size_is_fresh_each_time_and_cannot_be_left() {
         .map(drop)
         .expect_err("1 MiB is above a 512 KiB ceiling");
     assert!(
-        refused.to_string().contains("scratch.size = 1 MiB exceeds the operator's ceiling of 512 KiB"),
+        refused
+            .to_string()
+            .contains("scratch.size = 1 MiB exceeds the operator's ceiling of 512 KiB"),
         "{refused}"
     );
 }

@@ -420,7 +420,11 @@ async fn uninstall_leaves_nothing_of_the_installation_in_the_store() {
         .iter()
         .map(|r| r["change"].as_str().unwrap_or(""))
         .collect();
-    assert_eq!(changes, ["set", "set", "deleted", "deleted"], "{schedules:?}");
+    assert_eq!(
+        changes,
+        ["set", "set", "deleted", "deleted"],
+        "{schedules:?}"
+    );
 }
 
 /// A stand-in GitHub that answers 503 with `Retry-After: 1` twice, then creates the issue: the
@@ -545,8 +549,8 @@ async fn a_webhook_delivery_is_queued_answered_202_and_runs_once_after_a_sigkill
         json!({"installation": "hooked", "action": "kv"}),
     )
     .await;
-    let body = serde_json::to_vec(&json!({"op": "set", "key": "hooked", "value": "once"}))
-        .expect("JSON");
+    let body =
+        serde_json::to_vec(&json!({"op": "set", "key": "hooked", "value": "once"})).expect("JSON");
     let headers = crate::webhooks::standard(&secret, "msg_async_1", crate::webhooks::now(), &body);
     let accepted = crate::webhooks::deliver(&accepting, &path, &headers, &body).await;
     assert_eq!(accepted.status, StatusCode::ACCEPTED, "{}", accepted.body);
@@ -583,9 +587,7 @@ async fn a_webhook_delivery_is_queued_answered_202_and_runs_once_after_a_sigkill
     assert_eq!(done["attempts"].as_array().map(Vec::len), Some(1), "{done}");
     let replay = crate::webhooks::deliver(&server, &path, &headers, &body).await;
     assert_eq!(replay.status, StatusCode::CONFLICT, "{}", replay.body);
-    let listed = server
-        .get("/v1/runs?installation=hooked", &key)
-        .await;
+    let listed = server.get("/v1/runs?installation=hooked", &key).await;
     assert_eq!(
         listed.body["runs"].as_array().map(Vec::len),
         Some(1),
@@ -617,7 +619,13 @@ async fn queued_runs_against_direct_invocations_per_second() {
         };
         let server = std::sync::Arc::new(Server::start(&op, &[], &[]));
         let key = mapper(&op, &server).await;
-        let direct = load(&server, &key, "/v1/installations/mapper/actions/map-contact", StatusCode::OK).await;
+        let direct = load(
+            &server,
+            &key,
+            "/v1/installations/mapper/actions/map-contact",
+            StatusCode::OK,
+        )
+        .await;
         let started = Instant::now();
         let queued = load(&server, &key, MAP, StatusCode::ACCEPTED).await;
         let deadline = Instant::now() + Duration::from_secs(120);
@@ -635,7 +643,11 @@ async fn queued_runs_against_direct_invocations_per_second() {
         let server = std::sync::Arc::into_inner(server).expect("clients are done");
         server.stop();
         assert_trail_verifies(&op);
-        assert_eq!(records_of(&op, "invocation").len(), 2 * LOAD, "each exactly once");
+        assert_eq!(
+            records_of(&op, "invocation").len(),
+            2 * LOAD,
+            "each exactly once"
+        );
     }
 }
 

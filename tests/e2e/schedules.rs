@@ -48,7 +48,10 @@ async fn until(server: &Server, key: &str, done: impl Fn(&Value) -> bool) -> Val
         if done(&schedule) {
             return schedule;
         }
-        assert!(Instant::now() < deadline, "the schedule never got there: {schedule}");
+        assert!(
+            Instant::now() < deadline,
+            "the schedule never got there: {schedule}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -77,7 +80,11 @@ async fn ticks(server: &Server, key: &str) -> Vec<u64> {
         if ended {
             assert!(runs.iter().all(|r| r["trigger"] == "schedule"), "{runs:?}");
             let mut ticks: Vec<u64> = runs.iter().filter_map(|r| r["tick"].as_u64()).collect();
-            assert_eq!(ticks.len(), runs.len(), "every run names its tick: {runs:?}");
+            assert_eq!(
+                ticks.len(),
+                runs.len(),
+                "every run names its tick: {runs:?}"
+            );
             ticks.sort_unstable();
             return ticks;
         }
@@ -102,21 +109,40 @@ async fn a_schedule_fires_each_tick_once_and_nothing_while_paused() {
     let key = ticker(&server, &op).await;
 
     for (request, says) in [
-        (json!({"action": "spin-forever", "cron": "* * * * *"}), "no schedulable action `spin-forever`"),
+        (
+            json!({"action": "spin-forever", "cron": "* * * * *"}),
+            "no schedulable action `spin-forever`",
+        ),
         (json!({"cron": "61 * * * *"}), "invalid cron expression"),
-        (json!({"cron": "* * * * *", "timezone": "Mars/Olympus"}), "unknown time zone"),
+        (
+            json!({"cron": "* * * * *", "timezone": "Mars/Olympus"}),
+            "unknown time zone",
+        ),
         (json!({"cron": "0 0 30 2 *"}), "never fires"),
     ] {
         let refused = schedule(&server, &key, request).await;
-        assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", refused.body);
+        assert_eq!(
+            refused.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{}",
+            refused.body
+        );
         assert_eq!(refused.body["error"]["code"], "schedule-rejected");
         assert!(
-            refused.body["error"]["message"].as_str().unwrap_or("").contains(says),
+            refused.body["error"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains(says),
             "{}",
             refused.body
         );
     }
-    let bad_input = schedule(&server, &key, json!({"cron": EVERY_SECOND, "input": {"op": 5}})).await;
+    let bad_input = schedule(
+        &server,
+        &key,
+        json!({"cron": EVERY_SECOND, "input": {"op": 5}}),
+    )
+    .await;
     assert_eq!(
         (bad_input.status, bad_input.body["error"]["code"].as_str()),
         (StatusCode::UNPROCESSABLE_ENTITY, Some("input-rejected")),
@@ -145,12 +171,24 @@ async fn a_schedule_fires_each_tick_once_and_nothing_while_paused() {
 
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let still = until(&server, &key, |_| true).await;
-    assert_eq!(still["fired"].as_u64(), Some(fired), "nothing fires while paused: {still}");
+    assert_eq!(
+        still["fired"].as_u64(),
+        Some(fired),
+        "nothing fires while paused: {still}"
+    );
     let resumed = set_paused(&server, &key, &id, false).await;
-    assert!(resumed["next_tick"].as_u64() > paused["last_tick"].as_u64(), "{resumed}");
+    assert!(
+        resumed["next_tick"].as_u64() > paused["last_tick"].as_u64(),
+        "{resumed}"
+    );
     until(&server, &key, |s| s["fired"].as_u64() > Some(fired)).await;
     let deleted = server
-        .call(Method::DELETE, &format!("/v1/schedules/{id}"), Some(&key), Body::None)
+        .call(
+            Method::DELETE,
+            &format!("/v1/schedules/{id}"),
+            Some(&key),
+            Body::None,
+        )
         .await;
     assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{}", deleted.body);
     let listed = server.get("/v1/schedules", &key).await;
@@ -189,7 +227,10 @@ async fn two_nodes_fire_each_tick_of_a_schedule_once() {
     let id = created.body["id"].as_str().expect("an id").to_string();
     until(&second, &key, |s| s["fired"].as_u64() >= Some(6)).await;
     let paused = set_paused(&second, &key, &id, true).await;
-    assert_eq!(paused["skipped"], 0, "no tick lost while the nodes lived: {paused}");
+    assert_eq!(
+        paused["skipped"], 0,
+        "no tick lost while the nodes lived: {paused}"
+    );
     let ticks = ticks(&first, &key).await;
     assert_eq!(ticks.len() as u64, paused["fired"].as_u64().expect("fired"));
     each_second_once(&ticks);

@@ -79,11 +79,7 @@ const MAX_RETRY_AFTER_S: u64 = 24 * 3600;
 
 /// The wait a 429 or 503 response asks for: `Retry-After` as delta-seconds or an HTTP date
 /// (from `now`), at most a day. Other statuses, and values that parse as neither, ask none.
-pub fn retry_after(
-    status: u16,
-    value: Option<&[u8]>,
-    now: std::time::SystemTime,
-) -> Option<u64> {
+pub fn retry_after(status: u16, value: Option<&[u8]>, now: std::time::SystemTime) -> Option<u64> {
     if !matches!(status, 429 | 503) {
         return None;
     }
@@ -273,9 +269,16 @@ mod tests {
         assert_eq!(retry_after(503, Some(later.as_bytes()), now), Some(90));
         let earlier = httpdate::fmt_http_date(now - Duration::from_secs(90));
         assert_eq!(retry_after(503, Some(earlier.as_bytes()), now), Some(0));
-        assert_eq!(retry_after(503, Some(b"99999999"), now), Some(MAX_RETRY_AFTER_S));
+        assert_eq!(
+            retry_after(503, Some(b"99999999"), now),
+            Some(MAX_RETRY_AFTER_S)
+        );
         assert_eq!(retry_after(503, Some(b"soon"), now), None);
         assert_eq!(retry_after(503, None, now), None);
-        assert_eq!(retry_after(500, Some(b"5"), now), None, "only 429 and 503 ask");
+        assert_eq!(
+            retry_after(500, Some(b"5"), now),
+            None,
+            "only 429 and 503 ask"
+        );
     }
 }

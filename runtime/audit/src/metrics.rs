@@ -405,10 +405,14 @@ mod tests {
     #[test]
     fn each_installation_has_its_success_rate_and_duration_percentiles() {
         let mut metrics = Metrics::default();
-        let runs = [("crm", "ok", 2_000), ("crm", "ok", 3_000), ("crm", "guest-error", 900_000)]
-            .into_iter()
-            .chain((0..97).map(|_| ("crm", "ok", 2_500)))
-            .chain([("erp", "limit-timeout", 10_000_000)]);
+        let runs = [
+            ("crm", "ok", 2_000),
+            ("crm", "ok", 3_000),
+            ("crm", "guest-error", 900_000),
+        ]
+        .into_iter()
+        .chain((0..97).map(|_| ("crm", "ok", 2_500)))
+        .chain([("erp", "limit-timeout", 10_000_000)]);
         for (seq, (installation, outcome, duration_us)) in runs.enumerate() {
             let record = serde_json::from_value(serde_json::json!({
                 "invocation": format!("{seq:032x}"),
@@ -436,22 +440,39 @@ mod tests {
         let count = |installation: &str, result: &str| {
             parsed.value(
                 "airlock_installation_invocations_total",
-                &[("tenant", "acme"), ("installation", installation), ("result", result)],
+                &[
+                    ("tenant", "acme"),
+                    ("installation", installation),
+                    ("result", result),
+                ],
             )
         };
-        assert_eq!((count("crm", "ok"), count("crm", "failed")), (Some(99.0), Some(1.0)));
-        assert_eq!((count("erp", "ok"), count("erp", "failed")), (Some(0.0), Some(1.0)));
+        assert_eq!(
+            (count("crm", "ok"), count("crm", "failed")),
+            (Some(99.0), Some(1.0))
+        );
+        assert_eq!(
+            (count("erp", "ok"), count("erp", "failed")),
+            (Some(0.0), Some(1.0))
+        );
         let percentile = |installation: &str, q: &str| {
             parsed
                 .value(
                     "airlock_installation_invocation_duration_seconds",
-                    &[("tenant", "acme"), ("installation", installation), ("quantile", q)],
+                    &[
+                        ("tenant", "acme"),
+                        ("installation", installation),
+                        ("quantile", q),
+                    ],
                 )
                 .expect("a percentile")
         };
         // 2 to 3 ms falls in the bucket (2 ms, 4 ms]; the one slow call is past the 99th.
         for q in ["0.5", "0.9"] {
-            assert!((0.002..=0.004).contains(&percentile("crm", q)), "{q}: {text}");
+            assert!(
+                (0.002..=0.004).contains(&percentile("crm", q)),
+                "{q}: {text}"
+            );
         }
         assert!(percentile("crm", "0.99") <= 0.004, "{text}");
         assert!((8.0..=16.4).contains(&percentile("erp", "0.5")), "{text}");

@@ -35,7 +35,6 @@ use crate::runtime::Runtime;
 use crate::schema::Violations;
 use airlock_host_api::policy::units::{ByteSize, HumanDuration};
 
-
 /// Where invocations' scratch directories are made, under the data dir (each removed when its
 /// invocation ends).
 const SCRATCH_DIR: &str = "scratch";

@@ -72,7 +72,10 @@ impl Timetable {
             .map_err(|e| refused(e.to_string()))?;
         let zone = Tz::from_str(zone).map_err(|_| TimetableError::Zone(zone.to_string()))?;
         let timetable = Self { cron: parsed, zone };
-        if timetable.after(airlock_runtime::clock::now_unix_ms()).is_none() {
+        if timetable
+            .after(airlock_runtime::clock::now_unix_ms())
+            .is_none()
+        {
             return Err(TimetableError::Never(cron.to_string()));
         }
         Ok(timetable)
@@ -118,7 +121,11 @@ impl Timetable {
     /// `at` in the zone, to the whole second (ticks fall on whole seconds).
     fn zoned(&self, at: u64) -> Option<DateTime<Tz>> {
         let at = i64::try_from(at - at % 1000).ok()?;
-        Some(Utc.timestamp_millis_opt(at).single()?.with_timezone(&self.zone))
+        Some(
+            Utc.timestamp_millis_opt(at)
+                .single()?
+                .with_timezone(&self.zone),
+        )
     }
 }
 
@@ -140,7 +147,10 @@ mod tests {
         // Nine o'clock in Berlin is 08:00 UTC in winter, 07:00 UTC in summer.
         let nine = Timetable::parse("0 9 * * *", "Europe/Berlin").expect("zoned");
         let day = 24 * 60 * MINUTE;
-        assert_eq!(nine.after(SPRING - day), Some(SPRING - day + 8 * 60 * MINUTE));
+        assert_eq!(
+            nine.after(SPRING - day),
+            Some(SPRING - day + 8 * 60 * MINUTE)
+        );
         assert_eq!(nine.after(SPRING), Some(SPRING + 7 * 60 * MINUTE));
         assert!(Timetable::parse("@hourly", "UTC").is_ok());
     }
@@ -149,7 +159,10 @@ mod tests {
     fn bad_expressions_and_zones_are_refused_by_name() {
         for bad in ["", "* * *", "61 * * * *", "* * * * * * * *", "every minute"] {
             let refused = Timetable::parse(bad, "UTC").expect_err(bad);
-            assert!(refused.to_string().contains("invalid cron expression"), "{refused}");
+            assert!(
+                refused.to_string().contains("invalid cron expression"),
+                "{refused}"
+            );
         }
         let refused = Timetable::parse(&"* ".repeat(200), "UTC").expect_err("long");
         assert!(refused.to_string().contains("longer than"), "{refused}");

@@ -20,12 +20,20 @@ pub(crate) fn new_run_id() -> String {
 /// The id of the run a webhook delivery queues: one per endpoint and delivery id, so a
 /// delivery queued twice (a replay racing its original) is refused as existing.
 pub(crate) fn delivery_run_id(endpoint: &str, delivery: &str) -> String {
-    derived_id(&[b"airlock-delivery-run", endpoint.as_bytes(), delivery.as_bytes()])
+    derived_id(&[
+        b"airlock-delivery-run",
+        endpoint.as_bytes(),
+        delivery.as_bytes(),
+    ])
 }
 
 /// The id of the run a schedule's tick queues: one per schedule and tick.
 pub(crate) fn tick_run_id(schedule: &str, tick: u64) -> String {
-    derived_id(&[b"airlock-tick-run", schedule.as_bytes(), &tick.to_be_bytes()])
+    derived_id(&[
+        b"airlock-tick-run",
+        schedule.as_bytes(),
+        &tick.to_be_bytes(),
+    ])
 }
 
 fn derived_id(parts: &[&[u8]]) -> String {

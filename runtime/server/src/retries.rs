@@ -61,8 +61,7 @@ pub(crate) fn judge(
         };
     };
     if let InvokeError::Guest { code, .. } = error
-        && let Some(code) = action
-            .and_then(|a| a.retryable.iter().find(|c| c.as_str() == code))
+        && let Some(code) = action.and_then(|a| a.retryable.iter().find(|c| c.as_str() == code))
     {
         return Judged {
             outcome: format!("guest-error:{code}"),
@@ -120,7 +119,11 @@ fn backoff(made: usize) -> u64 {
 mod tests {
     use super::*;
 
-    fn exchange(decision: Decision, status: Option<u16>, retry_after_s: Option<u64>) -> EgressEvent {
+    fn exchange(
+        decision: Decision,
+        status: Option<u16>,
+        retry_after_s: Option<u64>,
+    ) -> EgressEvent {
         EgressEvent {
             method: "GET".into(),
             target: None,
@@ -175,7 +178,10 @@ mod tests {
     fn an_upstreams_retry_after_is_the_least_wait() {
         for _ in 0..50 {
             let at = next_attempt_at(1_000, 1, Some(Duration::from_secs(30)));
-            assert!((31_000..=31_000 + BACKOFF_BASE_MS).contains(&at) || at == 31_000, "{at}");
+            assert!(
+                (31_000..=31_000 + BACKOFF_BASE_MS).contains(&at) || at == 31_000,
+                "{at}"
+            );
         }
         assert!(next_attempt_at(1_000, 1, None) <= 1_000 + BACKOFF_BASE_MS);
     }
@@ -191,7 +197,11 @@ mod tests {
         assert_eq!(judged.outcome, "upstream-503");
         assert!(judged.retryable);
         assert_eq!(judged.wait_at_least, Some(Duration::from_secs(7)));
-        let judged = judge(Err(&failed), &[exchange(Decision::Failed, None, None)], None);
+        let judged = judge(
+            Err(&failed),
+            &[exchange(Decision::Failed, None, None)],
+            None,
+        );
         assert_eq!(
             (judged.outcome.as_str(), judged.retryable),
             ("upstream-unreachable", true)
@@ -201,7 +211,10 @@ mod tests {
             &[exchange(Decision::Allowed, Some(404), None)],
             None,
         );
-        assert_eq!((judged.outcome.as_str(), judged.retryable), ("guest-error", false));
+        assert_eq!(
+            (judged.outcome.as_str(), judged.retryable),
+            ("guest-error", false)
+        );
         let judged = judge(
             Err(&failed),
             &[exchange(Decision::Denied, None, None)],

@@ -60,10 +60,9 @@ async fn fire_one(app: &Arc<App>, schedule: ScheduleRecord) {
         .parse::<TenantId>()
         .ok()
         .zip(schedule.installation.parse::<InstallationId>().ok());
-    let (Some((tenant, installation)), Ok(timetable)) = (
-        ids,
-        Timetable::parse(&schedule.cron, &schedule.timezone),
-    ) else {
+    let (Some((tenant, installation)), Ok(timetable)) =
+        (ids, Timetable::parse(&schedule.cron, &schedule.timezone))
+    else {
         tracing::error!(schedule = %schedule.id, "a stored schedule no longer parses");
         return;
     };

@@ -88,7 +88,10 @@ fn an_action_declares_how_it_is_queued_retried_scheduled_and_delivered() {
         ("max-attempts = 0", "must be 1 to 100"),
         ("max-attempts = 101", "must be 1 to 100"),
         ("retryable = [\"Rate Limited\"]", "invalid error code"),
-        ("[actions.map-contact.webhook]\nmode = \"later\"", "unknown variant `later`"),
+        (
+            "[actions.map-contact.webhook]\nmode = \"later\"",
+            "unknown variant `later`",
+        ),
     ] {
         let (_, _, message) = parse_err(&format!("{VALID}{bad}\n"));
         assert!(message.contains(says), "{bad}: {message}");

@@ -178,7 +178,17 @@ async fn queue(
     let input = std::str::from_utf8(raw)
         .map_err(|_| ApiError::bad_request("the delivery body is not UTF-8 JSON".to_string()))?;
     let action = &verified.endpoint.action;
-    match enqueue(app, &run_id, tenant, installation, action, input, RunTrigger::Webhook).await {
+    match enqueue(
+        app,
+        &run_id,
+        tenant,
+        installation,
+        action,
+        input,
+        RunTrigger::Webhook,
+    )
+    .await
+    {
         Ok(run) => Ok(queued(&run)),
         Err(e) if e.code() == "exists" => {
             let replayed = DeliveryError::Refused {

@@ -161,9 +161,16 @@ async fn queue(
     input: &str,
 ) -> Result<Response, ApiError> {
     let id = crate::queue::new_run_id();
-    let run =
-        crate::queue::enqueue(app, &id, tenant, installation, action, input, RunTrigger::Api)
-            .await?;
+    let run = crate::queue::enqueue(
+        app,
+        &id,
+        tenant,
+        installation,
+        action,
+        input,
+        RunTrigger::Api,
+    )
+    .await?;
     Ok(queued(&run))
 }
 

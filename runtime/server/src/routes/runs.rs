@@ -230,7 +230,8 @@ pub(super) async fn retry(
     let tenant = principal.tenant(query.tenant.as_deref())?;
     match app
         .store
-        .retry_run(&tenant, &run, clock::now_unix_ms(), app.limits.tenant_runs)? {
+        .retry_run(&tenant, &run, clock::now_unix_ms(), app.limits.tenant_runs)?
+    {
         Requeued::Queued(record) => {
             app.runs_queued.notify_one();
             Ok((StatusCode::ACCEPTED, Json((*record).into())))

@@ -154,8 +154,11 @@ pub(super) async fn create(
     let timezone = new.timezone.unwrap_or_else(|| "UTC".into());
     // The schedule is judged before its input, so a refusal names what is wrong with it.
     Timetable::parse(&new.cron, &timezone).map_err(ScheduleError::from)?;
-    let input = serde_json::to_string(&new.input.unwrap_or_else(|| Value::Object(Default::default())))
-        .map_err(ApiError::internal)?;
+    let input = serde_json::to_string(
+        &new.input
+            .unwrap_or_else(|| Value::Object(Default::default())),
+    )
+    .map_err(ApiError::internal)?;
     let loaded = app.installed(&tenant, &installation).await?;
     check_input(&loaded.integration, &action, &input).map_err(|e| ApiError::invoke_error(&e))?;
     let created = app

@@ -194,7 +194,8 @@ pub fn an_installations_consents_are_deleted_and_no_one_elses(subject: Subject) 
         installation: "erp".into(),
         ..consent(None, 700)
     };
-    s.offer_consent("start-crm", &consent(None, 700)).expect("offer");
+    s.offer_consent("start-crm", &consent(None, 700))
+        .expect("offer");
     s.offer_consent("start-erp", &for_erp).expect("offer");
     let key = ConnectionKey {
         tenant: &acme,
@@ -207,7 +208,8 @@ pub fn an_installations_consents_are_deleted_and_no_one_elses(subject: Subject) 
     assert_eq!(s.delete_consents(&acme, &crm).expect("delete"), 2);
     assert_eq!(s.take_offered_consent("start-crm").expect("take"), None);
     assert!(matches!(
-        s.take_consent("state-crm", Some("nonce"), 200).expect("take"),
+        s.take_consent("state-crm", Some("nonce"), 200)
+            .expect("take"),
         TakenState::Unknown
     ));
     assert_eq!(

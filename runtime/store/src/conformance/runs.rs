@@ -165,7 +165,8 @@ pub fn a_dead_run_is_retried_while_its_input_is_kept(subject: Subject) {
         Requeued::NotEnded(RunStatus::Queued)
     );
     assert_eq!(
-        s.retry_run(&tenant("beta"), "run-1", 300, LIMIT).expect("retry"),
+        s.retry_run(&tenant("beta"), "run-1", 300, LIMIT)
+            .expect("retry"),
         Requeued::NoSuchRun
     );
     let again = s.claim_run(300, LEASE).expect("claim").expect("due");
@@ -316,10 +317,7 @@ pub fn a_tenant_may_keep_only_so_many_runs_pending(subject: Subject) {
     assert_eq!(claimed.run.id, "run-1");
     enqueue(&beta, "beta-1").expect("another tenant's queue is its own");
     assert!(
-        matches!(
-            enqueue(&acme, "run-3"),
-            Err(StoreError::QueueFull { .. })
-        ),
+        matches!(enqueue(&acme, "run-3"), Err(StoreError::QueueFull { .. })),
         "a running run is pending too"
     );
     let dead = RunEnd::Dead {

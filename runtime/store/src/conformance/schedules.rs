@@ -29,7 +29,13 @@ fn create(s: &dyn Storage, id: &str, crm: &str, first_tick: u64) {
     assert_eq!(schedule.next_tick, Some(first_tick));
 }
 
-fn run_of<'a>(id: &'a str, acme: &'a TenantId, crm: &'a InstallationId, at: u64, limit: u64) -> NewRun<'a> {
+fn run_of<'a>(
+    id: &'a str,
+    acme: &'a TenantId,
+    crm: &'a InstallationId,
+    at: u64,
+    limit: u64,
+) -> NewRun<'a> {
     NewRun {
         id,
         tenant: acme,
@@ -82,7 +88,12 @@ pub fn each_tick_fires_once_and_queues_a_run_with_the_schedules_input(subject: S
     assert!(s.due_schedules(999, 10).expect("due").is_empty());
     assert_eq!(s.due_schedules(1000, 10).expect("due").len(), 1);
 
-    let first = tick("sch-1", 1000, Some(run_of("run-1000", &acme, &crm, 1000, 10)), 0);
+    let first = tick(
+        "sch-1",
+        1000,
+        Some(run_of("run-1000", &acme, &crm, 1000, 10)),
+        0,
+    );
     assert_eq!(
         s.fire_schedule(&first).expect("fire"),
         Fired::Queued("run-1000".into())
@@ -102,14 +113,22 @@ pub fn each_tick_fires_once_and_queues_a_run_with_the_schedules_input(subject: S
         .claim_run(1000, Duration::from_secs(1))
         .expect("claim")
         .expect("queued");
-    assert_eq!(&*claimed.input, INPUT, "the schedule's input, sealed for the run");
+    assert_eq!(
+        &*claimed.input, INPUT,
+        "the schedule's input, sealed for the run"
+    );
     assert_eq!(
         (claimed.run.trigger, claimed.run.tick),
         (RunTrigger::Schedule, Some(1000))
     );
 
     // Down from 2000 to 5000: three ticks missed, the latest one run.
-    let late = tick("sch-1", 2000, Some(run_of("run-5000", &acme, &crm, 5000, 10)), 3);
+    let late = tick(
+        "sch-1",
+        2000,
+        Some(run_of("run-5000", &acme, &crm, 5000, 10)),
+        3,
+    );
     assert_eq!(
         s.fire_schedule(&late).expect("fire"),
         Fired::Queued("run-5000".into())
@@ -135,7 +154,10 @@ pub fn racing_callers_fire_a_tick_once(subject: Subject) {
         s.fire_schedule(&tick("sch-1", 1000, Some(run), 0))
             .expect("fire")
     });
-    let queued = fired.iter().filter(|f| matches!(f, Fired::Queued(_))).count();
+    let queued = fired
+        .iter()
+        .filter(|f| matches!(f, Fired::Queued(_)))
+        .count();
     assert_eq!(queued, 1, "{fired:?}");
     assert!(
         fired
@@ -144,10 +166,13 @@ pub fn racing_callers_fire_a_tick_once(subject: Subject) {
         "{fired:?}"
     );
     let runs = s
-        .runs(&acme, &RunQuery {
-            limit: 10,
-            ..Default::default()
-        })
+        .runs(
+            &acme,
+            &RunQuery {
+                limit: 10,
+                ..Default::default()
+            },
+        )
         .expect("runs");
     assert_eq!(runs.len(), 1);
 }

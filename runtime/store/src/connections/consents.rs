@@ -35,7 +35,11 @@ pub(super) struct OfferRecord {
 
 /// The key of a state or start id: its SHA-256, so the value itself is never stored.
 /// Whether `consent` is for the installation.
-pub(crate) fn is_of(consent: &PendingConsent, tenant: &TenantId, installation: &InstallationId) -> bool {
+pub(crate) fn is_of(
+    consent: &PendingConsent,
+    tenant: &TenantId,
+    installation: &InstallationId,
+) -> bool {
     consent.tenant == tenant.as_str() && consent.installation == installation.as_str()
 }
 

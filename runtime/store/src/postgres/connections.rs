@@ -348,7 +348,9 @@ impl Consents for PgStore {
                     .await?;
                 for row in rows {
                     let record: Vec<u8> = row.get(1);
-                    if consent_of(&record, offered).is_some_and(|c| is_of(&c, &tenant, &installation)) {
+                    if consent_of(&record, offered)
+                        .is_some_and(|c| is_of(&c, &tenant, &installation))
+                    {
                         let id: Vec<u8> = row.get(0);
                         deleted += tx
                             .execute(&format!("DELETE FROM {table} WHERE {key} = $1"), &[&id])

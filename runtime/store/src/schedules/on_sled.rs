@@ -46,10 +46,7 @@ fn owner_key(schedule: &ScheduleRecord) -> Vec<u8> {
 }
 
 impl Store {
-    fn stored_schedule(
-        tree: &sled::Tree,
-        id: &str,
-    ) -> Result<Option<ScheduleRecord>, StoreError> {
+    fn stored_schedule(tree: &sled::Tree, id: &str) -> Result<Option<ScheduleRecord>, StoreError> {
         tree.get(record_key(id))?
             .map(|bytes| decode(&bytes))
             .transpose()
@@ -136,7 +133,10 @@ impl Schedules for Store {
         )?;
         let mut batch = sled::Batch::default();
         Self::stage_schedule(&mut batch, None, &schedule)?;
-        batch.insert(input_key(&schedule.id), sealed_bytes(&sealed, &schedule.id)?);
+        batch.insert(
+            input_key(&schedule.id),
+            sealed_bytes(&sealed, &schedule.id)?,
+        );
         Self::apply(&tree, batch)?;
         Ok(schedule)
     }
@@ -175,7 +175,8 @@ impl Schedules for Store {
         let _pass = self.writing();
         let _turn = self.lock_runs();
         let tree = self.runs_tree()?;
-        let Some(before) = Self::stored_schedule(&tree, id)?.filter(|s| s.tenant == tenant.as_str())
+        let Some(before) =
+            Self::stored_schedule(&tree, id)?.filter(|s| s.tenant == tenant.as_str())
         else {
             return Ok(None);
         };
@@ -191,7 +192,8 @@ impl Schedules for Store {
         let _pass = self.writing();
         let _turn = self.lock_runs();
         let tree = self.runs_tree()?;
-        let Some(schedule) = Self::stored_schedule(&tree, id)?.filter(|s| s.tenant == tenant.as_str())
+        let Some(schedule) =
+            Self::stored_schedule(&tree, id)?.filter(|s| s.tenant == tenant.as_str())
         else {
             return Ok(false);
         };
@@ -213,7 +215,10 @@ impl Schedules for Store {
     fn due_schedules(&self, now: u64, limit: usize) -> Result<Vec<ScheduleRecord>, StoreError> {
         let tree = self.runs_tree()?;
         let mut due = Vec::new();
-        for entry in tree.range(vec![DUE]..due_key(now, "\u{10FFFF}")).take(limit) {
+        for entry in tree
+            .range(vec![DUE]..due_key(now, "\u{10FFFF}"))
+            .take(limit)
+        {
             let (_, id) = entry?;
             if let Some(schedule) = Self::stored_schedule(&tree, &String::from_utf8_lossy(&id))? {
                 due.push(schedule);
@@ -236,11 +241,11 @@ impl Schedules for Store {
         let queued = match &tick.run {
             Some(new) => match Self::admit_run(&tree, new) {
                 Ok(run) => {
-                    let sealed = tree.get(input_key(&before.id))?.ok_or_else(|| {
-                        StoreError::Corrupt {
-                            what: format!("the input of schedule {}", before.id),
-                        }
-                    })?;
+                    let sealed =
+                        tree.get(input_key(&before.id))?
+                            .ok_or_else(|| StoreError::Corrupt {
+                                what: format!("the input of schedule {}", before.id),
+                            })?;
                     let sealed = sealed_from(&sealed, &before.id)?;
                     let input = open_input(
                         self,
