@@ -44,6 +44,7 @@ use tokio_postgres::error::SqlState;
 
 use crate::StoreError;
 use crate::keys::MasterSlot;
+use airlock_runtime::ids::{InstallationId, TenantId};
 pub use connect::StoreUrl;
 pub use migrate::{MigrationStatus, SchemaStatus};
 
@@ -175,6 +176,27 @@ impl From<tokio_postgres::Error> for StoreError {
 }
 
 /// Whether `error` is the database refusing a second row with one key (first writer wins).
+impl PgStore {
+    /// Deletes the installation's rows of `table` (one keyed by tenant and installation); how
+    /// many.
+    pub(crate) fn delete_installation_rows(
+        &self,
+        table: &'static str,
+        tenant: &TenantId,
+        installation: &InstallationId,
+    ) -> Result<u64, StoreError> {
+        let (tenant, installation) = (tenant.to_string(), installation.to_string());
+        self.run(move |client| async move {
+            Ok(client
+                .execute(
+                    &format!("DELETE FROM {table} WHERE tenant = $1 AND installation = $2"),
+                    &[&tenant, &installation],
+                )
+                .await?)
+        })
+    }
+}
+
 pub(crate) fn is_unique_violation(error: &tokio_postgres::Error) -> bool {
     error.code() == Some(&SqlState::UNIQUE_VIOLATION)
 }

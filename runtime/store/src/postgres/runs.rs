@@ -5,13 +5,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use airlock_host_api::credentials::vault::{InputOwner, Sealed};
+use airlock_host_api::credentials::vault::Sealed;
 
 use super::{PgStore, bigint, is_unique_violation};
 use crate::StoreError;
 use crate::runs::{
     Claim, ClaimedRun, NewRun, Requeued, RunEnd, RunQuery, RunRecord, claim, decode, encode,
-    expire_input, finish, holds, matches, open_run_input, queued, requeue, seal_input,
+    expire_input, finish, holds, matches, open_run_input, queued, requeue, seal_run_input,
     sealed_bytes, sealed_from,
 };
 use crate::traits::Runs;
@@ -147,14 +147,7 @@ impl PgStore {
 impl Runs for PgStore {
     fn enqueue_run(&self, new: &NewRun<'_>, input: &[u8]) -> Result<RunRecord, StoreError> {
         let run = queued(new);
-        let sealed = seal_input(
-            self,
-            InputOwner::Run,
-            new.tenant,
-            &run.installation,
-            &run.id,
-            input,
-        )?;
+        let sealed = seal_run_input(self, &run, input)?;
         let row = run.clone();
         let limit = new.pending_limit;
         self.run(move |mut client| async move {
@@ -336,15 +329,7 @@ impl Runs for PgStore {
         tenant: &TenantId,
         installation: &InstallationId,
     ) -> Result<u64, StoreError> {
-        let (tenant, installation) = (tenant.to_string(), installation.to_string());
-        self.run(move |client| async move {
-            Ok(client
-                .execute(
-                    "DELETE FROM runs WHERE tenant = $1 AND installation = $2",
-                    &[&tenant, &installation],
-                )
-                .await?)
-        })
+        self.delete_installation_rows("runs", tenant, installation)
     }
 
     fn watch_runs(&self, woken: Arc<dyn Fn() + Send + Sync>) {

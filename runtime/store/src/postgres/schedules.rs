@@ -3,14 +3,15 @@
 //! it still waits for that tick, queues the run and advances it: of nodes firing the same tick
 //! at once, one does, the others find it advanced.
 
-use airlock_host_api::credentials::vault::InputOwner;
+use airlock_host_api::credentials::vault::Sealed;
 
 use super::runs::insert_run;
 use super::{PgStore, bigint, is_unique_violation};
 use crate::StoreError;
-use crate::runs::{open_input, queued, seal_input, sealed_bytes, sealed_from};
+use crate::runs::{queued, sealed_bytes, sealed_from};
 use crate::schedules::{
-    Fired, NewSchedule, ScheduleRecord, Tick, advance, created, decode, encode, pause, waits_for,
+    Fired, NewSchedule, ScheduleRecord, Tick, advance, created, decode, encode, pause, reseal_for,
+    waits_for,
 };
 use crate::traits::Schedules;
 use airlock_runtime::ids::{InstallationId, TenantId};
@@ -20,14 +21,24 @@ fn records(rows: &[tokio_postgres::Row]) -> Result<Vec<ScheduleRecord>, StoreErr
 }
 
 impl PgStore {
-    fn schedule_input(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    /// Schedule `id` and its sealed input.
+    fn schedule_with_input(
+        &self,
+        id: &str,
+    ) -> Result<Option<(ScheduleRecord, Sealed)>, StoreError> {
         let id = id.to_string();
-        self.run(move |client| async move {
+        let row: Option<(Vec<u8>, Vec<u8>)> = self.run(move |client| async move {
             Ok(client
-                .query_opt("SELECT input FROM schedules WHERE id = $1", &[&id])
+                .query_opt("SELECT record, input FROM schedules WHERE id = $1", &[&id])
                 .await?
-                .map(|row| row.get(0)))
+                .map(|row| (row.get(0), row.get(1))))
+        })?;
+        row.map(|(record, input)| {
+            let schedule = decode(&record)?;
+            let sealed = sealed_from(&input, &schedule.id)?;
+            Ok((schedule, sealed))
         })
+        .transpose()
     }
 }
 
@@ -37,15 +48,7 @@ impl Schedules for PgStore {
         new: &NewSchedule<'_>,
         input: &[u8],
     ) -> Result<ScheduleRecord, StoreError> {
-        let schedule = created(new);
-        let sealed = seal_input(
-            self,
-            InputOwner::Schedule,
-            new.tenant,
-            &schedule.installation,
-            &schedule.id,
-            input,
-        )?;
+        let (schedule, sealed) = created(self, new, input)?;
         let (row, sealed) = (schedule.clone(), sealed_bytes(&sealed, &schedule.id)?);
         self.run(move |client| async move {
             let written = client
@@ -155,15 +158,7 @@ impl Schedules for PgStore {
         tenant: &TenantId,
         installation: &InstallationId,
     ) -> Result<u64, StoreError> {
-        let (tenant, installation) = (tenant.to_string(), installation.to_string());
-        self.run(move |client| async move {
-            Ok(client
-                .execute(
-                    "DELETE FROM schedules WHERE tenant = $1 AND installation = $2",
-                    &[&tenant, &installation],
-                )
-                .await?)
-        })
+        self.delete_installation_rows("schedules", tenant, installation)
     }
 
     fn due_schedules(&self, now: u64, limit: usize) -> Result<Vec<ScheduleRecord>, StoreError> {
@@ -185,27 +180,11 @@ impl Schedules for PgStore {
         // (a schedule's input never changes).
         let run = match &tick.run {
             Some(new) => {
-                let Some(stored) = self.schedule_input(tick.schedule)? else {
+                let Some((schedule, sealed)) = self.schedule_with_input(tick.schedule)? else {
                     return Ok(Fired::Taken);
                 };
-                let sealed = sealed_from(&stored, tick.schedule)?;
                 let run = queued(new);
-                let input = open_input(
-                    self,
-                    InputOwner::Schedule,
-                    &run.tenant,
-                    &run.installation,
-                    tick.schedule,
-                    &sealed,
-                )?;
-                let resealed = seal_input(
-                    self,
-                    InputOwner::Run,
-                    new.tenant,
-                    &run.installation,
-                    &run.id,
-                    &input,
-                )?;
+                let resealed = reseal_for(self, &schedule, &sealed, &run)?;
                 Some((run, resealed, new.pending_limit))
             }
             None => None,

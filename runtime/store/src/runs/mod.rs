@@ -279,6 +279,25 @@ pub(crate) fn sealed_from(bytes: &[u8], id: &str) -> Result<Sealed, StoreError> 
     })
 }
 
+/// Seals `input` as the input of `run`.
+pub(crate) fn seal_run_input(
+    keys: &impl TenantKeys,
+    run: &RunRecord,
+    input: &[u8],
+) -> Result<Sealed, StoreError> {
+    let tenant: TenantId = run.tenant.parse().map_err(|_| StoreError::Corrupt {
+        what: format!("the tenant of run {}", run.id),
+    })?;
+    seal_input(
+        keys,
+        InputOwner::Run,
+        &tenant,
+        &run.installation,
+        &run.id,
+        input,
+    )
+}
+
 /// Opens the input of `run`.
 pub(crate) fn open_run_input(
     keys: &impl TenantKeys,

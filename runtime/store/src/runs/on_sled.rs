@@ -7,12 +7,12 @@
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use airlock_host_api::credentials::vault::{InputOwner, Sealed};
+use airlock_host_api::credentials::vault::Sealed;
 
 use super::{
     Claim, ClaimedRun, NewRun, Requeued, RunEnd, RunQuery, RunRecord, claim, decode, encode,
     expire_input, expires, finish, holds, matches, open_run_input, pending, queued, requeue,
-    seal_input, sealed_bytes, sealed_from,
+    seal_run_input, sealed_bytes, sealed_from,
 };
 use crate::traits::Runs;
 use crate::{Store, StoreError};
@@ -227,14 +227,7 @@ impl Runs for Store {
         let _turn = self.lock_runs();
         let tree = self.runs_tree()?;
         let run = Self::admit_run(&tree, new)?;
-        let sealed = seal_input(
-            self,
-            InputOwner::Run,
-            new.tenant,
-            &run.installation,
-            &run.id,
-            input,
-        )?;
+        let sealed = seal_run_input(self, &run, input)?;
         Self::put_run(&tree, None, &run, Some(&sealed))?;
         Ok(run)
     }

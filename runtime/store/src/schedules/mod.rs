@@ -10,8 +10,11 @@ mod on_sled;
 
 use serde::{Deserialize, Serialize};
 
+use airlock_host_api::credentials::vault::{InputOwner, Sealed};
+
 use crate::StoreError;
-use crate::runs::NewRun;
+use crate::keys::TenantKeys;
+use crate::runs::{NewRun, RunRecord, open_input, seal_input, seal_run_input};
 use airlock_runtime::ids::{InstallationId, TenantId};
 
 /// A schedule as kept: metadata only. Times are Unix milliseconds.
@@ -85,8 +88,13 @@ pub enum Fired {
     Taken,
 }
 
-pub(crate) fn created(new: &NewSchedule<'_>) -> ScheduleRecord {
-    ScheduleRecord {
+/// A fresh schedule record for `new`, and its `input` sealed with the tenant's data key.
+pub(crate) fn created(
+    keys: &impl TenantKeys,
+    new: &NewSchedule<'_>,
+    input: &[u8],
+) -> Result<(ScheduleRecord, Sealed), StoreError> {
+    let schedule = ScheduleRecord {
         id: new.id.to_string(),
         tenant: new.tenant.to_string(),
         installation: new.installation.to_string(),
@@ -101,7 +109,16 @@ pub(crate) fn created(new: &NewSchedule<'_>) -> ScheduleRecord {
         skipped: 0,
         last_tick: None,
         last_run: None,
-    }
+    };
+    let sealed = seal_input(
+        keys,
+        InputOwner::Schedule,
+        new.tenant,
+        &schedule.installation,
+        &schedule.id,
+        input,
+    )?;
+    Ok((schedule, sealed))
 }
 
 /// `schedule` paused, or resumed to fire next at `next_tick`.
@@ -126,6 +143,25 @@ pub(crate) fn advance(schedule: &mut ScheduleRecord, tick: &Tick<'_>, queued: Op
 /// Whether `schedule` still waits for `tick` (nobody fired it, it was not paused).
 pub(crate) fn waits_for(schedule: &ScheduleRecord, tick: &Tick<'_>) -> bool {
     schedule.next_tick == Some(tick.due)
+}
+
+/// The input of `schedule`, `sealed` under it, sealed anew as the input of the `run` a tick
+/// queues.
+pub(crate) fn reseal_for(
+    keys: &impl TenantKeys,
+    schedule: &ScheduleRecord,
+    sealed: &Sealed,
+    run: &RunRecord,
+) -> Result<Sealed, StoreError> {
+    let input = open_input(
+        keys,
+        InputOwner::Schedule,
+        &schedule.tenant,
+        &schedule.installation,
+        &schedule.id,
+        sealed,
+    )?;
+    seal_run_input(keys, run, &input)
 }
 
 pub(crate) fn encode(schedule: &ScheduleRecord) -> Result<Vec<u8>, StoreError> {

@@ -1,12 +1,11 @@
 //! Schedules on sled: in the runs tree, under their own prefixes, so firing a tick (the
 //! schedule advanced, its run queued) is one atomic batch under the store's run lock.
 
-use airlock_host_api::credentials::vault::InputOwner;
-
 use super::{
-    Fired, NewSchedule, ScheduleRecord, Tick, advance, created, decode, encode, pause, waits_for,
+    Fired, NewSchedule, ScheduleRecord, Tick, advance, created, decode, encode, pause, reseal_for,
+    waits_for,
 };
-use crate::runs::{open_input, seal_input, sealed_bytes, sealed_from};
+use crate::runs::{sealed_bytes, sealed_from};
 use crate::traits::Schedules;
 use crate::{Store, StoreError};
 use airlock_runtime::ids::{InstallationId, TenantId};
@@ -122,15 +121,7 @@ impl Schedules for Store {
                 what: format!("schedule {}", new.id),
             });
         }
-        let schedule = created(new);
-        let sealed = seal_input(
-            self,
-            InputOwner::Schedule,
-            new.tenant,
-            &schedule.installation,
-            &schedule.id,
-            input,
-        )?;
+        let (schedule, sealed) = created(self, new, input)?;
         let mut batch = sled::Batch::default();
         Self::stage_schedule(&mut batch, None, &schedule)?;
         batch.insert(
@@ -247,22 +238,7 @@ impl Schedules for Store {
                                 what: format!("the input of schedule {}", before.id),
                             })?;
                     let sealed = sealed_from(&sealed, &before.id)?;
-                    let input = open_input(
-                        self,
-                        InputOwner::Schedule,
-                        &before.tenant,
-                        &before.installation,
-                        &before.id,
-                        &sealed,
-                    )?;
-                    let resealed = seal_input(
-                        self,
-                        InputOwner::Run,
-                        new.tenant,
-                        &run.installation,
-                        &run.id,
-                        &input,
-                    )?;
+                    let resealed = reseal_for(self, &before, &sealed, &run)?;
                     Self::stage_run(&tree, &mut batch, None, &run, Some(&resealed))?;
                     Some(run.id)
                 }
