@@ -57,6 +57,10 @@ pub(crate) struct ServeArgs {
     /// The most attempts a queued run makes, whatever its manifest's `max-attempts` asks
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100))]
     max_attempts: u32,
+    /// How long a dead run keeps its (sealed) input for `retry`; then it is destroyed and
+    /// only the run's metadata stays
+    #[arg(long, default_value = "7d", value_name = "DURATION")]
+    dead_run_retention: HumanDuration,
     /// Largest request body (bundle uploads aside)
     #[arg(long, default_value = "1MiB")]
     max_body: ByteSize,
@@ -164,6 +168,7 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<Exit> {
         workers: args.workers,
         tenant_runs: args.tenant_runs,
         max_attempts: args.max_attempts,
+        dead_input_retention: args.dead_run_retention.0,
         ..ServeLimits::default()
     };
     let public_url = args

@@ -53,6 +53,8 @@ pub struct ServeLimits {
     pub max_attempts: u32,
     /// Runs one tenant may have queued or running; more are refused with 429.
     pub tenant_runs: u64,
+    /// How long a dead run keeps its input for `retry` before it is destroyed.
+    pub dead_input_retention: Duration,
 }
 
 impl Default for ServeLimits {
@@ -66,6 +68,7 @@ impl Default for ServeLimits {
             workers: 4,
             max_attempts: 10,
             tenant_runs: 10_000,
+            dead_input_retention: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }

@@ -262,7 +262,8 @@ async fn housekeeping(app: Arc<App>) {
                 return;
             }
             let now = airlock_runtime::clock::now_unix();
-            let retention = u64::try_from(worker::DEAD_INPUT_RETENTION.as_millis()).unwrap_or(0);
+            let retention = u64::try_from(app.limits.dead_input_retention.as_millis())
+                .unwrap_or(u64::MAX);
             let purged = app
                 .store
                 .purge_deliveries(now)

@@ -5,11 +5,12 @@
 
 use std::sync::Arc;
 
-use crate::app::{App, Loaded};
+use crate::app::App;
 use crate::error::ApiError;
 use airlock_runtime::clock;
 use airlock_runtime::ids::{InstallationId, TenantId};
 use airlock_runtime::invoke::check_input;
+use airlock_runtime::manifest::Action;
 use airlock_store::runs::{NewRun, RunRecord, RunTrigger};
 
 /// A new run's id: `run_` and 24 random hex digits.
@@ -46,27 +47,26 @@ fn derived_id(parts: &[&[u8]]) -> String {
     format!("run_{}", hex::encode(&hash.finalize()[..12]))
 }
 
-/// Attempts a run of `action` makes: the installed version's, within the operator's ceiling;
-/// one if the installation cannot be loaded (its run then fails once, saying why).
-pub(crate) async fn attempts(
+/// The installed version's declaration of `action`, if the installation loads (its code
+/// still trusted) and declares it.
+pub(crate) async fn declared(
     app: &Arc<App>,
     tenant: &TenantId,
     installation: &InstallationId,
     action: &str,
-) -> u32 {
-    match app.installed(tenant, installation).await {
-        Ok(loaded) => declared_attempts(app, &loaded, action),
-        Err(_) => 1,
-    }
-}
-
-fn declared_attempts(app: &App, loaded: &Loaded, action: &str) -> u32 {
+) -> Option<Action> {
+    let loaded = app.installed(tenant, installation).await.ok()?;
     loaded
         .integration
         .manifest()
         .manifest
         .action(action)
-        .map_or(1, |a| a.attempts(app.limits.max_attempts))
+        .cloned()
+}
+
+/// Attempts a run of `action` makes: its manifest's, within the operator's ceiling.
+pub(crate) fn attempts(app: &App, action: Option<&Action>) -> u32 {
+    action.map_or(1, |a| a.attempts(app.limits.max_attempts))
 }
 
 /// Queues `action` of the installation with `input` as run `id`, as `trigger` asks, and
@@ -88,7 +88,7 @@ pub(crate) async fn enqueue(
         installation,
         action,
         trigger,
-        max_attempts: declared_attempts(app, &loaded, action),
+        max_attempts: attempts(app, loaded.integration.manifest().manifest.action(action)),
         now: clock::now_unix_ms(),
         pending_limit: app.limits.tenant_runs,
         tick: None,

@@ -68,12 +68,19 @@ async fn fire_one(app: &Arc<App>, schedule: ScheduleRecord) {
     };
     let now = clock::now_unix_ms();
     let judged = timetable.judge(due, now);
-    let max_attempts = queue::attempts(app, &tenant, &installation, &schedule.action).await;
+    // An upgrade that no longer lets the action be scheduled (or a revoked publisher) stops
+    // its ticks from running: each is skipped and counted.
+    let declared = queue::declared(app, &tenant, &installation, &schedule.action).await;
+    let schedulable = declared.as_ref().is_some_and(|a| a.schedulable);
+    if !schedulable {
+        tracing::warn!(schedule = %schedule.id, "the installed version does not let this action be scheduled: tick skipped");
+    }
+    let max_attempts = queue::attempts(app, declared.as_ref());
     let pending_limit = app.limits.tenant_runs;
     let app = app.clone();
     let fired = tokio::task::spawn_blocking(move || {
         let id = queue::tick_run_id(&schedule.id, judged.latest);
-        let run = judged.runs.then(|| NewRun {
+        let run = (judged.runs && schedulable).then(|| NewRun {
             id: &id,
             tenant: &tenant,
             installation: &installation,

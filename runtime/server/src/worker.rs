@@ -24,8 +24,6 @@ use super::routes::invoke;
 pub const LEASE: Duration = Duration::from_secs(180);
 /// The longest an idle worker sleeps before it looks again (runs queued by other nodes).
 const IDLE: Duration = Duration::from_secs(1);
-/// Dead runs keep their input this long (for `retry`), then it is destroyed.
-pub const DEAD_INPUT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Claims and runs runs until `stopped` turns true; the run under way finishes first.
 pub(crate) async fn work(app: Arc<App>, mut stopped: watch::Receiver<bool>) {
