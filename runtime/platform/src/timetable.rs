@@ -18,7 +18,7 @@ use croner::parser::{CronParser, Seconds};
 /// The latest a tick may run after its time; a later one is skipped.
 pub const GRACE: Duration = Duration::from_secs(60);
 /// The most ticks due at once that are still run one by one; more were missed.
-pub const CATCH_UP: u64 = 3;
+pub const CATCH_UP: u64 = 10;
 /// The most missed ticks counted one by one; past it the count is a lower bound.
 const MAX_COUNTED: u64 = 100_000;
 /// The longest cron expression accepted.
