@@ -287,6 +287,7 @@ async fn uninstall_leaves_nothing_of_the_installation_in_the_store() {
     let server = Server::start(&op, &[], &["--workers", "0"]);
     let digest = server.upload(&op.example("hostile", "hostile.wasm")).await;
     let key = server.tenant("acme", &TENANT_SCOPES).await;
+    let mut schedules = Vec::new();
     for name in ["gone", "kept"] {
         let installed = server
             .post(
@@ -314,6 +315,7 @@ async fn uninstall_leaves_nothing_of_the_installation_in_the_store() {
             )
             .await;
         assert_eq!(scheduled.status, StatusCode::CREATED, "{}", scheduled.body);
+        schedules.push(scheduled.body["id"].as_str().expect("an id").to_string());
         queue(
             &server,
             &key,
@@ -347,7 +349,24 @@ async fn uninstall_leaves_nothing_of_the_installation_in_the_store() {
         )
         .await;
     assert_eq!(again.status, StatusCode::NOT_FOUND, "{}", again.body);
+    // The CLI lists schedules through the running server, and changes them once it is gone.
+    let listed = op.ok(&["schedules", "list", "--tenant", "acme"]);
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert!(
+        listed.contains(&schedules[1]) && listed.contains("kept/kv \"0 0 1 1 *\" UTC"),
+        "{listed}"
+    );
+    assert!(
+        !listed.contains(&schedules[0]),
+        "uninstalled with gone: {listed}"
+    );
     server.stop();
+    op.ok(&["schedules", "pause", "--tenant", "acme", &schedules[1]]);
+    let listed = op.ok(&["schedules", "list", "--tenant", "acme", "--json"]);
+    let listed: Value = serde_json::from_slice(&listed.stdout).expect("JSON");
+    assert_eq!(listed[0]["paused"], true, "{listed}");
+    let unknown = op.airlock(&["schedules", "delete", "--tenant", "acme", "sch_nope"]);
+    assert_eq!(unknown.status.code(), Some(2), "{unknown:?}");
 
     // The CLI uninstalls too; an installation that is not there is a usage error.
     let out = op.ok(&["uninstall", "--tenant", "acme", "--installation", "kept"]);
@@ -415,15 +434,15 @@ async fn uninstall_leaves_nothing_of_the_installation_in_the_store() {
         .filter(|r| r["change"] == "deleted")
         .count();
     assert_eq!(webhooks, 2);
-    let schedules = records_of(&op, "schedule-changed");
-    let changes: Vec<&str> = schedules
+    let records = records_of(&op, "schedule-changed");
+    let changes: Vec<&str> = records
         .iter()
         .map(|r| r["change"].as_str().unwrap_or(""))
         .collect();
     assert_eq!(
         changes,
-        ["set", "set", "deleted", "deleted"],
-        "{schedules:?}"
+        ["set", "set", "deleted", "paused", "deleted"],
+        "{records:?}"
     );
 }
 

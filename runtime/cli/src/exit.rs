@@ -4,7 +4,7 @@
 //! A verb returns the [`Exit`] it ends with; a failure carries one through [`fail`], and an
 //! error without one is a host failure. clap's own usage errors exit 2 too.
 
-use airlock_platform::install::{CredentialSetError, InstallError, WebhookError};
+use airlock_platform::install::{CredentialSetError, InstallError, ScheduleError, WebhookError};
 use airlock_runtime::invoke::InvokeError;
 
 pub(crate) use airlock_runtime::exit::Exit;
@@ -45,6 +45,15 @@ impl Exits for WebhookError {
     fn exit(&self) -> Exit {
         match self {
             WebhookError::Install(e) => e.exit(),
+            _ => Exit::Usage,
+        }
+    }
+}
+
+impl Exits for ScheduleError {
+    fn exit(&self) -> Exit {
+        match self {
+            ScheduleError::Install(e) => e.exit(),
             _ => Exit::Usage,
         }
     }

@@ -34,6 +34,7 @@ mod report;
 mod restore;
 mod run;
 mod runs;
+mod schedules;
 mod secrets;
 mod serve;
 mod sign;
@@ -83,10 +84,12 @@ enum Command {
     /// installations and approve upgrades
     Install(install::InstallArgs),
     /// Remove an installation and everything it owns: credentials, connections, kv, webhook
-    /// endpoints, runs (each removal audited)
+    /// endpoints, schedules, runs (each removal audited)
     Uninstall(uninstall::UninstallArgs),
     /// List, show and retry queued runs (`?async=true`) of a tenant's installations
     Runs(runs::RunsArgs),
+    /// List, pause, resume and delete a tenant's cron schedules
+    Schedules(schedules::SchedulesArgs),
     /// Manage an installation's credentials (stored encrypted; values read from stdin)
     Credentials(credentials::CredentialsArgs),
     /// Make a publisher key pair (Ed25519)
@@ -163,6 +166,7 @@ async fn dispatch(command: Command) -> anyhow::Result<Exit> {
         Command::Credentials(args) => credentials::credentials(args),
         Command::Uninstall(args) => uninstall::uninstall(args),
         Command::Runs(args) => runs::runs(args),
+        Command::Schedules(args) => schedules::schedules(args),
         Command::Check(args) => check::check(args),
         Command::Build(args) => build::build(args),
         Command::Test(args) => test::test(args).await,

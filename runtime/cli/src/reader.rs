@@ -8,10 +8,11 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use airlock_runtime::ids::TenantId;
+use airlock_runtime::ids::{InstallationId, TenantId};
 use airlock_runtime::trust::TrustedKey;
 use airlock_store::postgres::StoreUrl;
 use airlock_store::runs::{RunQuery, RunRecord, RunStatus};
+use airlock_store::schedules::ScheduleRecord;
 use airlock_store::{Backend, InstallationRecord, StoreError, TenantInfo};
 use anyhow::{Context as _, bail};
 use serde::de::DeserializeOwned;
@@ -124,6 +125,28 @@ impl Reader {
                         String::from_utf8_lossy(&body).trim()
                     ),
                 }
+            }
+        }
+    }
+
+    /// `tenant`'s schedules, or one installation's.
+    pub(crate) fn schedules(
+        &self,
+        tenant: &TenantId,
+        installation: Option<&InstallationId>,
+    ) -> anyhow::Result<Vec<ScheduleRecord>> {
+        match self {
+            Self::Store(store) => Ok(store.schedules(tenant, installation)?),
+            Self::Server(socket) => {
+                #[derive(serde::Deserialize)]
+                struct List {
+                    schedules: Vec<ScheduleRecord>,
+                }
+                let mut path = format!("/v1/schedules?tenant={tenant}");
+                if let Some(installation) = installation {
+                    path.push_str(&format!("&installation={installation}"));
+                }
+                Ok(get::<List>(socket, &path)?.schedules)
             }
         }
     }

@@ -46,6 +46,7 @@ pub(super) struct NewSchedule {
 #[derive(Serialize, ToSchema)]
 pub(super) struct Schedule {
     id: String,
+    tenant: String,
     installation: String,
     action: String,
     cron: String,
@@ -53,6 +54,7 @@ pub(super) struct Schedule {
     paused: bool,
     /// Unix milliseconds, as are the other times.
     created: u64,
+    updated: u64,
     /// The next tick to fire; absent while paused.
     #[schema(nullable = false)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -74,12 +76,14 @@ impl From<ScheduleRecord> for Schedule {
     fn from(s: ScheduleRecord) -> Self {
         Self {
             id: s.id,
+            tenant: s.tenant,
             installation: s.installation,
             action: s.action,
             cron: s.cron,
             timezone: s.timezone,
             paused: s.paused,
             created: s.created,
+            updated: s.updated,
             next_tick: s.next_tick,
             fired: s.fired,
             skipped: s.skipped,
