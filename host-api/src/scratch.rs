@@ -6,17 +6,22 @@
 //! directory larger (a write, a stream write, `set-size`) is charged the bytes it adds before
 //! it happens, and refused with `insufficient-space` (the guest's "no space left on device")
 //! once the files' sizes would pass it; a new file, directory or symlink past [`MAX_ENTRIES`]
-//! is refused the same way. Sizes are the files' lengths, so a sparse file counts in full.
-//! Calls that can shrink it (truncate, unlink, rename, remove) make the next charge count
-//! again. Hard links are refused: one file under two names would count twice or escape the
-//! count.
+//! is refused the same way, and more than [`MAX_OPEN`] open at once with `quota`. Sizes are
+//! the files' lengths, so a sparse file counts in full. A call that shrank it (truncate,
+//! unlink, rename, remove) makes the next charge count again: the files under the directory,
+//! and the files the guest still holds open that no name reaches any more (an unlinked file
+//! keeps its bytes while it is open). Hard links are refused: one file under two names would
+//! count twice or escape the count.
+//!
+//! A directory left by a process that died mid-invocation is removed by the next runtime that
+//! starts on the data dir ([`sweep`]).
 
 mod fs;
 
 use std::io;
-use std::os::unix::fs::{DirBuilderExt as _, FileExt as _};
+use std::os::unix::fs::{DirBuilderExt as _, FileExt as _, MetadataExt as _};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use bytes::Bytes;
 use wasmtime_wasi::p2::bindings::filesystem::types::ErrorCode;
@@ -28,8 +33,31 @@ pub use fs::{ScratchFilesystem, ScratchFs};
 pub const GUEST_PATH: &str = "/scratch";
 /// Most files, directories and symlinks one scratch directory may hold.
 pub const MAX_ENTRIES: u64 = 1024;
+/// Most files and directories one invocation may hold open in it at once.
+pub const MAX_OPEN: usize = 64;
 /// The most one stream write takes at once.
 const STREAM_CAPACITY: usize = 64 * 1024;
+
+/// Removes the scratch directories under `root` whose process is gone (it died
+/// mid-invocation); the live ones of other processes sharing the data dir are left alone.
+pub fn sweep(root: &Path) {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let pid = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("inv-"))
+            .and_then(|n| n.split('-').next())
+            .and_then(|pid| pid.parse::<libc::pid_t>().ok());
+        // SAFETY: kill(2) with signal 0 sends nothing; it only asks whether the pid exists.
+        let gone = pid.is_some_and(|pid| unsafe { libc::kill(pid, 0) } != 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH));
+        if gone {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
 
 /// One invocation's scratch directory: removed, with everything in it, when dropped.
 pub struct Scratch {
@@ -45,11 +73,14 @@ impl Scratch {
             .recursive(true)
             .mode(0o700)
             .create(root)?;
-        let dir = tempfile::Builder::new().prefix("inv-").tempdir_in(root)?;
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("inv-{}-", std::process::id()))
+            .tempdir_in(root)?;
         let quota = Arc::new(Quota {
             root: dir.path().to_path_buf(),
             limit: size,
             used: Mutex::new(Some(0)),
+            open: Mutex::new(Vec::new()),
         });
         Ok(Self { dir, quota })
     }
@@ -70,6 +101,8 @@ pub(crate) struct Quota {
     limit: u64,
     /// Bytes in use; `None` when a shrinking call means they must be counted again.
     used: Mutex<Option<u64>>,
+    /// What the guest opened, to count files it holds that no name reaches.
+    open: Mutex<Vec<Weak<std::fs::File>>>,
 }
 
 impl Quota {
@@ -100,6 +133,23 @@ impl Quota {
         *self.used.lock().unwrap_or_else(PoisonError::into_inner) = None;
     }
 
+    /// Keeps `file` in mind while the guest holds it.
+    pub(crate) fn opened(&self, file: &Arc<std::fs::File>) {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        open.retain(|f| f.strong_count() > 0);
+        open.push(Arc::downgrade(file));
+    }
+
+    /// Refuses an open past [`MAX_OPEN`].
+    pub(crate) fn room_to_open(&self) -> Result<(), ErrorCode> {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        open.retain(|f| f.strong_count() > 0);
+        if open.len() >= MAX_OPEN {
+            return Err(ErrorCode::Quota);
+        }
+        Ok(())
+    }
+
     /// Refuses a new entry past [`MAX_ENTRIES`].
     pub(crate) fn room_for_entry(&self) -> Result<(), ErrorCode> {
         let (_, entries) = self.count().map_err(|_| ErrorCode::Io)?;
@@ -109,9 +159,23 @@ impl Quota {
         Ok(())
     }
 
-    /// The bytes of the files under the root and the entries, symlinks not followed.
+    /// The bytes of the files under the root and of the open files no name reaches, and the
+    /// entries, symlinks not followed.
     fn count(&self) -> io::Result<(u64, u64)> {
         let (mut bytes, mut entries) = (0u64, 0u64);
+        let held: Vec<Arc<std::fs::File>> = self
+            .open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
+        for file in held {
+            let meta = file.metadata()?;
+            if meta.is_file() && meta.nlink() == 0 {
+                bytes = bytes.saturating_add(meta.len());
+            }
+        }
         let mut dirs = vec![self.root.clone()];
         while let Some(dir) = dirs.pop() {
             for entry in std::fs::read_dir(&dir)? {
@@ -250,6 +314,37 @@ mod tests {
         overwrite
             .write(Bytes::from(vec![3; 100]))
             .expect("rewriting what is there adds nothing");
+    }
+
+    /// A file unlinked while it is held open keeps its bytes: the count sees it until it is
+    /// closed.
+    #[test]
+    fn an_unlinked_file_still_open_still_counts() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let scratch = Scratch::create(root.path(), 1000).expect("scratch");
+        let quota = scratch.quota();
+        let path = scratch.path().join("a");
+        let file = Arc::new(std::fs::File::create(&path).expect("create"));
+        quota.opened(&file);
+        quota.grow(900).expect("within");
+        file.write_all_at(&[7; 900], 0).expect("write");
+        std::fs::remove_file(&path).expect("unlink");
+        quota.stale();
+        assert_eq!(quota.grow(101), Err(ErrorCode::InsufficientSpace));
+        drop(file);
+        quota.stale();
+        quota.grow(1000).expect("closed: its bytes are gone");
+    }
+
+    #[test]
+    fn dead_processes_scratch_is_swept_and_live_ones_kept() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let live = Scratch::create(root.path(), 10).expect("scratch");
+        let dead = root.path().join("inv-999999999-abc");
+        std::fs::create_dir(&dead).expect("a dead process's");
+        sweep(root.path());
+        assert!(!dead.exists());
+        assert!(live.path().exists(), "this process is alive");
     }
 
     #[test]

@@ -57,9 +57,9 @@ impl ScratchFs<'_> {
         }
     }
 
-    /// After a call that may have shrunk the directory (whatever it returned).
+    /// After a call that may have shrunk the directory: if it did anything, count again.
     fn shrunk<T>(&self, result: FsResult<T>) -> FsResult<T> {
-        if let Some(quota) = &self.quota {
+        if let (Some(quota), Ok(_)) = (&self.quota, &result) {
             quota.stale();
         }
         result
@@ -226,14 +226,23 @@ impl HostDescriptor for ScratchFs<'_> {
         oflags: types::OpenFlags,
         flags: types::DescriptorFlags,
     ) -> FsResult<Resource<types::Descriptor>> {
+        let Some(quota) = self.quota.clone() else {
+            return self.fs.open_at(fd, path_flags, path, oflags, flags).await;
+        };
+        quota.room_to_open()?;
         if oflags.contains(types::OpenFlags::CREATE) {
-            self.room_for_entry()?;
+            quota.room_for_entry()?;
         }
-        let opened = self.fs.open_at(fd, path_flags, path, oflags, flags).await;
+        let opened = self.fs.open_at(fd, path_flags, path, oflags, flags).await?;
+        let held = match self.fs.table.get(&opened)? {
+            Descriptor::File(file) => file.file.clone(),
+            Descriptor::Dir(dir) => dir.dir.clone(),
+        };
+        quota.opened(&held);
         if oflags.contains(types::OpenFlags::TRUNCATE) {
-            return self.shrunk(opened);
+            quota.stale();
         }
-        opened
+        Ok(opened)
     }
 
     fn drop(&mut self, fd: Resource<types::Descriptor>) -> wasmtime::Result<()> {

@@ -35,9 +35,6 @@ use crate::runtime::Runtime;
 use crate::schema::Violations;
 use airlock_host_api::policy::units::{ByteSize, HumanDuration};
 
-/// Where invocations' scratch directories are made, under the data dir (each removed when its
-/// invocation ends).
-const SCRATCH_DIR: &str = "scratch";
 /// How long past its timeout an invocation may take to end, whatever the guest is doing:
 /// wasm code is interrupted at the first epoch slice past the deadline (20 ms), a host call is
 /// abandoned at the deadline itself, and tearing down the sandbox and its requests takes the
@@ -408,7 +405,7 @@ impl Runtime {
         );
         let kv = KvCtx::new(caller.kv.clone().zip(integration.kv_quota()));
         let scratch = (limits.scratch > 0)
-            .then(|| Scratch::create(&self.data_dir().join(SCRATCH_DIR), limits.scratch))
+            .then(|| Scratch::create(&self.scratch_root(), limits.scratch))
             .transpose();
         let state = match scratch
             .and_then(|scratch| HostState::new(limits, config.json.clone(), broker, kv, scratch))

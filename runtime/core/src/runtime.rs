@@ -17,6 +17,9 @@ use wasmtime::component::Linker;
 use crate::cache::{CacheError, CompileCache};
 use crate::engine::{self, EngineSettings, EpochTicker};
 
+/// The data dir's folder of scratch directories.
+const SCRATCH_DIR: &str = "scratch";
+
 /// The long-lived half of Airlock: built once per process, then loads and invokes integrations.
 pub struct Runtime {
     pub(crate) engine: wasmtime::Engine,
@@ -56,6 +59,7 @@ impl Runtime {
             .map_err(|e| RuntimeError::Link(format!("{e:#}")))?;
         let cache = CompileCache::open(data_dir, &engine)?;
         let egress = Arc::new(egress_settings(&settings)?);
+        airlock_host_api::scratch::sweep(&data_dir.join(SCRATCH_DIR));
         Ok(Self {
             engine,
             linker,
@@ -79,6 +83,12 @@ impl Runtime {
     /// The directory holding this runtime's state.
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
+    }
+
+    /// Where invocations' scratch directories are made, each removed when its invocation
+    /// ends.
+    pub(crate) fn scratch_root(&self) -> PathBuf {
+        self.data_dir.join(SCRATCH_DIR)
     }
 
     /// The engine settings this runtime was built with.
