@@ -31,17 +31,22 @@ pub(crate) async fn fire(app: Arc<App>, mut stopped: watch::Receiver<bool>) {
         let due = blocking(&app, move |app| {
             app.store.due_schedules(clock::now_unix_ms(), ROUND)
         })
-        .await;
-        for schedule in due.unwrap_or_default() {
-            fire_one(&app, schedule).await;
+        .await
+        .unwrap_or_default();
+        let mut moved = due.is_empty();
+        for schedule in due {
+            moved |= fire_one(&app, schedule).await;
         }
         let next = blocking(&app, |app| app.store.next_schedule_tick())
             .await
             .flatten();
         let now = clock::now_unix_ms();
-        let sleep = next.map_or(LOOK, |at| {
-            Duration::from_millis(at.saturating_sub(now)).min(LOOK)
-        });
+        // A round in which no due schedule could be moved on (the store failing) waits the
+        // whole look, not the tick that is still due.
+        let sleep = match next {
+            Some(at) if moved => Duration::from_millis(at.saturating_sub(now)).min(LOOK),
+            _ => LOOK,
+        };
         tokio::select! {
             () = tokio::time::sleep(sleep) => {}
             () = app.schedules_changed.notified() => {}
@@ -50,10 +55,11 @@ pub(crate) async fn fire(app: Arc<App>, mut stopped: watch::Receiver<bool>) {
     }
 }
 
-/// Judges the due tick of `schedule` and fires it.
-async fn fire_one(app: &Arc<App>, schedule: ScheduleRecord) {
+/// Judges the due tick of `schedule` and fires it; whether the schedule moved on (here or on
+/// another node).
+async fn fire_one(app: &Arc<App>, schedule: ScheduleRecord) -> bool {
     let Some(due) = schedule.next_tick else {
-        return;
+        return true;
     };
     let ids = schedule
         .tenant
@@ -64,10 +70,8 @@ async fn fire_one(app: &Arc<App>, schedule: ScheduleRecord) {
         (ids, Timetable::parse(&schedule.cron, &schedule.timezone))
     else {
         tracing::error!(schedule = %schedule.id, "a stored schedule no longer parses");
-        return;
+        return false;
     };
-    let now = clock::now_unix_ms();
-    let judged = timetable.judge(due, now);
     // An upgrade that no longer lets the action be scheduled (or a revoked publisher) stops
     // its ticks from running: each is skipped and counted.
     let declared = queue::declared(app, &tenant, &installation, &schedule.action).await;
@@ -79,6 +83,9 @@ async fn fire_one(app: &Arc<App>, schedule: ScheduleRecord) {
     let pending_limit = app.limits.tenant_runs;
     let app = app.clone();
     let fired = tokio::task::spawn_blocking(move || {
+        // Judging a long outage of a fast schedule walks many ticks: off the async workers.
+        let now = clock::now_unix_ms();
+        let judged = timetable.judge(due, now);
         let id = queue::tick_run_id(&schedule.id, judged.latest);
         let run = (judged.runs && schedulable).then(|| NewRun {
             id: &id,
@@ -100,26 +107,28 @@ async fn fire_one(app: &Arc<App>, schedule: ScheduleRecord) {
             run,
             now,
         };
-        let skipped = match app.store.fire_schedule(&tick) {
+        let (moved, skipped) = match app.store.fire_schedule(&tick) {
             Ok(Fired::Queued(_)) => {
                 app.schedule_ticks_fired.fetch_add(1, Ordering::Relaxed);
                 app.runs_queued.notify_one();
-                judged.missed
+                (true, judged.missed)
             }
-            Ok(Fired::Skipped) => judged.missed + 1,
-            Ok(Fired::Taken) => 0,
+            Ok(Fired::Skipped) => (true, judged.missed + 1),
+            Ok(Fired::Taken) => (true, 0),
             Err(e) => {
                 tracing::warn!(schedule = %schedule.id, error = %e, "cannot fire a schedule");
-                0
+                (false, 0)
             }
         };
         app.schedule_ticks_missed
             .fetch_add(skipped, Ordering::Relaxed);
+        moved
     })
     .await;
-    if let Err(e) = fired {
+    fired.unwrap_or_else(|e| {
         tracing::warn!(error = %e, "firing a schedule failed");
-    }
+        false
+    })
 }
 
 async fn blocking<T: Send + 'static>(

@@ -126,6 +126,7 @@ macro_rules! conformance_suite {
             schedules::racing_callers_fire_a_tick_once,
             schedules::a_tick_a_full_queue_refuses_is_skipped,
             schedules::schedules_are_paused_resumed_listed_and_deleted,
+            schedules::a_tick_whose_run_is_queued_already_only_moves_the_schedule_on,
         );
     };
     (@cases $fresh:expr; $($module:ident :: $case:ident),+ $(,)?) => {

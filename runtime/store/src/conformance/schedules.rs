@@ -243,3 +243,36 @@ pub fn schedules_are_paused_resumed_listed_and_deleted(subject: Subject) {
     assert_eq!(s.schedules(&acme, Some(&erp)).expect("list"), []);
     assert_eq!(s.next_schedule_tick().expect("next"), None);
 }
+
+pub fn a_tick_whose_run_is_queued_already_only_moves_the_schedule_on(subject: Subject) {
+    let s = &*subject.storage;
+    let (acme, crm) = (tenant("acme"), installation("crm"));
+    s.create_tenant(&acme).expect("tenant");
+    create(s, "sch-1", "crm", 1000);
+    let first = tick(
+        "sch-1",
+        1000,
+        Some(run_of("run-1000", &acme, &crm, 1000, 10)),
+        0,
+    );
+    assert!(matches!(s.fire_schedule(&first), Ok(Fired::Queued(_))));
+    // Resumed by a node whose clock lags: its next tick is one that fired already.
+    s.pause_schedule(&acme, "sch-1", true, 0, 1100)
+        .expect("pause");
+    s.pause_schedule(&acme, "sch-1", false, 1000, 1200)
+        .expect("resume");
+    let again = tick(
+        "sch-1",
+        1000,
+        Some(run_of("run-1000", &acme, &crm, 1000, 10)),
+        0,
+    );
+    assert_eq!(s.fire_schedule(&again).expect("fire"), Fired::Taken);
+    let schedule = s.schedule(&acme, "sch-1").expect("read").expect("kept");
+    assert_eq!(
+        (schedule.next_tick, schedule.fired, schedule.skipped),
+        (Some(2000), 1, 0),
+        "moved on, neither fired twice nor counted as skipped"
+    );
+    assert_eq!(s.due_schedules(1999, 10).expect("due"), []);
+}

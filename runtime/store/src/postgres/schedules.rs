@@ -10,14 +10,22 @@ use super::{PgStore, bigint, is_unique_violation};
 use crate::StoreError;
 use crate::runs::{queued, sealed_bytes, sealed_from};
 use crate::schedules::{
-    Fired, NewSchedule, ScheduleRecord, Tick, advance, created, decode, encode, pause, reseal_for,
-    waits_for,
+    Fired, Handled, NewSchedule, ScheduleRecord, Tick, advance, created, decode, encode, pause,
+    reseal_for, waits_for,
 };
 use crate::traits::Schedules;
 use airlock_runtime::ids::{InstallationId, TenantId};
 
 fn records(rows: &[tokio_postgres::Row]) -> Result<Vec<ScheduleRecord>, StoreError> {
     rows.iter().map(|row| decode(row.get(0))).collect()
+}
+
+/// Whether run `id` is stored.
+async fn run_exists(tx: &tokio_postgres::Transaction<'_>, id: &str) -> Result<bool, StoreError> {
+    Ok(tx
+        .query_one("SELECT EXISTS (SELECT 1 FROM runs WHERE id = $1)", &[&id])
+        .await?
+        .get(0))
 }
 
 impl PgStore {
@@ -219,23 +227,24 @@ impl Schedules for PgStore {
             if !waits_for(&schedule, &tick) {
                 return Ok(Fired::Taken);
             }
-            let queued = match &run {
+            let handled = match &run {
+                // Asked first: a failed insert would end the transaction.
+                Some((run, _, _)) if run_exists(&tx, &run.id).await? => Handled::Passed,
                 Some((run, sealed, limit)) => match insert_run(&tx, run, sealed, *limit).await {
-                    Ok(()) => Some(run.id.clone()),
-                    Err(StoreError::QueueFull { .. }) => None,
-                    Err(StoreError::Exists { .. }) => return Ok(Fired::Taken),
+                    Ok(()) => Handled::Queued(run.id.clone()),
+                    Err(StoreError::QueueFull { .. }) => Handled::Skipped,
                     Err(e) => return Err(e),
                 },
-                None => None,
+                None => Handled::Skipped,
             };
-            advance(&mut schedule, &tick, queued.as_deref());
+            let fired = advance(&mut schedule, &tick, handled);
             tx.execute(
                 "UPDATE schedules SET next_tick = $2, record = $3 WHERE id = $1",
                 &[&id, &schedule.next_tick.map(bigint), &encode(&schedule)?],
             )
             .await?;
             tx.commit().await?;
-            Ok(queued.map_or(Fired::Skipped, Fired::Queued))
+            Ok(fired)
         })
     }
 

@@ -128,16 +128,36 @@ pub(crate) fn pause(schedule: &mut ScheduleRecord, paused: bool, next_tick: u64,
     schedule.updated = now;
 }
 
-/// `schedule` after `tick` was handled: `queued` names the run it queued, if any.
-pub(crate) fn advance(schedule: &mut ScheduleRecord, tick: &Tick<'_>, queued: Option<&str>) {
+/// What became of a tick.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Handled {
+    /// Its run was queued (the run's id).
+    Queued(String),
+    /// Too late, or the tenant's queue was full.
+    Skipped,
+    /// Its run was queued before (a schedule resumed by a node whose clock lags): the schedule
+    /// only moves on.
+    Passed,
+}
+
+/// `schedule` after `tick` was `handled`; what the caller is told.
+pub(crate) fn advance(schedule: &mut ScheduleRecord, tick: &Tick<'_>, handled: Handled) -> Fired {
     schedule.next_tick = tick.next;
-    schedule.skipped += tick.missed + u64::from(queued.is_none());
-    if let Some(run) = queued {
-        schedule.fired += 1;
-        schedule.last_tick = Some(tick.latest);
-        schedule.last_run = Some(run.to_string());
-    }
     schedule.updated = tick.now;
+    schedule.skipped += tick.missed;
+    match handled {
+        Handled::Queued(run) => {
+            schedule.fired += 1;
+            schedule.last_tick = Some(tick.latest);
+            schedule.last_run = Some(run.clone());
+            Fired::Queued(run)
+        }
+        Handled::Skipped => {
+            schedule.skipped += 1;
+            Fired::Skipped
+        }
+        Handled::Passed => Fired::Taken,
+    }
 }
 
 /// Whether `schedule` still waits for `tick` (nobody fired it, it was not paused).

@@ -2,8 +2,8 @@
 //! schedule advanced, its run queued) is one atomic batch under the store's run lock.
 
 use super::{
-    Fired, NewSchedule, ScheduleRecord, Tick, advance, created, decode, encode, pause, reseal_for,
-    waits_for,
+    Fired, Handled, NewSchedule, ScheduleRecord, Tick, advance, created, decode, encode, pause,
+    reseal_for, waits_for,
 };
 use crate::runs::{sealed_bytes, sealed_from};
 use crate::traits::Schedules;
@@ -240,21 +240,19 @@ impl Schedules for Store {
                     let sealed = sealed_from(&sealed, &before.id)?;
                     let resealed = reseal_for(self, &before, &sealed, &run)?;
                     Self::stage_run(&tree, &mut batch, None, &run, Some(&resealed))?;
-                    Some(run.id)
+                    Handled::Queued(run.id)
                 }
-                // A full queue skips the tick; a run of this tick already queued means
-                // the tick was handled.
-                Err(StoreError::QueueFull { .. }) => None,
-                Err(StoreError::Exists { .. }) => return Ok(Fired::Taken),
+                Err(StoreError::QueueFull { .. }) => Handled::Skipped,
+                Err(StoreError::Exists { .. }) => Handled::Passed,
                 Err(e) => return Err(e),
             },
-            None => None,
+            None => Handled::Skipped,
         };
         let mut schedule = before.clone();
-        advance(&mut schedule, tick, queued.as_deref());
+        let fired = advance(&mut schedule, tick, queued);
         Self::stage_schedule(&mut batch, Some(&before), &schedule)?;
         Self::apply(&tree, batch)?;
-        Ok(queued.map_or(Fired::Skipped, Fired::Queued))
+        Ok(fired)
     }
 
     fn next_schedule_tick(&self) -> Result<Option<u64>, StoreError> {
