@@ -288,6 +288,15 @@ impl Connector<'_> {
             credential: &consent.credential,
             user: user.as_ref(),
         };
+        // The exchange took a while: an uninstall meanwhile (which also sweeps connections
+        // once its record is gone) leaves nothing to connect.
+        if self
+            .store
+            .installation(&tenant_id, &installation)?
+            .is_none()
+        {
+            return Err(self.refuse(tenant, Refusal::InstallationGone, peer).await);
+        }
         self.store.put_connection(key, &exchanged, now_unix())?;
         let mut scope = CredentialScope::new(consent.tenant.clone(), consent.installation.clone());
         scope.user = consent.user.clone();

@@ -126,6 +126,9 @@ pub enum Refusal {
     MissingCode,
     #[error("the credential is no longer declared")]
     CredentialGone,
+    /// Uninstalled while the person consented: no connection outlives its installation.
+    #[error("the installation was removed")]
+    InstallationGone,
     #[error("the code exchange failed: {0}")]
     ExchangeFailed(CredentialError),
 }
@@ -154,6 +157,7 @@ impl Refusal {
             Self::Provider(code) => format!("provider-{}", code.replace('_', "-")),
             Self::MissingCode => "missing-code".into(),
             Self::CredentialGone => "credential-gone".into(),
+            Self::InstallationGone => "installation-gone".into(),
             Self::ExchangeFailed(_) => "exchange-failed".into(),
         }
     }

@@ -1,8 +1,10 @@
 //! Uninstalling: an installation and everything it owns go, in an order that leaves nothing
-//! usable behind if it stops part way: first what grants access (credentials, OAuth
-//! connections), then what it kept (kv), what could start it (webhook endpoints, schedules,
-//! queued runs), and its record last, so an interrupted uninstall is finished by running it again.
-//! Each removal is audited; the audit records of the installation stay.
+//! usable behind if it stops part way: first what grants access (OAuth consents under way,
+//! credentials, OAuth connections), then what it kept (kv), what could start it (webhook
+//! endpoints, schedules, queued runs), and its record last, so an interrupted uninstall is
+//! finished by running it again. A connection or a schedule made by a request that raced the
+//! uninstall is swept once the record is gone (a consent finishing later finds no
+//! installation). Each removal is audited; the audit records of the installation stay.
 
 use airlock_host_api::audit::{
     AuditEvent, Change, ConnectionChange, InstallChange, InstallationData,
@@ -32,43 +34,14 @@ impl Installer<'_> {
     ) -> Result<Uninstalled, InstallError> {
         let record = self.get(tenant, installation)?;
         let mut removed = Uninstalled::default();
+        // First, so no consent under way completes into a connection from here on.
+        self.store.delete_consents(tenant, installation)?;
         for credential in self.store.list_credentials(tenant, installation)? {
             if self.delete_credential(tenant, installation, &credential.name)? {
                 removed.credentials += 1;
             }
         }
-        for connection in self.store.connections_of(tenant, installation)? {
-            let user: Option<UserId> = connection
-                .user
-                .as_deref()
-                .map(str::parse)
-                .transpose()
-                .map_err(|_| {
-                    InstallError::Store(airlock_store::StoreError::Corrupt {
-                        what: format!("a user of a connection of {installation}"),
-                    })
-                })?;
-            let key = ConnectionKey {
-                tenant,
-                installation,
-                credential: &connection.credential,
-                user: user.as_ref(),
-            };
-            if self.store.delete_connection(key)? {
-                removed.connections += 1;
-                self.trail.append_blocking(AuditEvent::ConnectionChanged {
-                    tenant: tenant.to_string(),
-                    installation: installation.to_string(),
-                    credential: connection.credential.clone(),
-                    user: connection.user_ref.clone(),
-                    change: ConnectionChange::Disconnected,
-                    scopes: Vec::new(),
-                    widened: Vec::new(),
-                })?;
-            }
-        }
-        // No consent under way may complete into a connection once the installation is gone.
-        self.store.delete_consents(tenant, installation)?;
+        removed.connections = self.disconnect_all(tenant, installation)?;
         removed.kv_entries = self.store.delete_kv(tenant, installation)?;
         self.record_data(
             tenant,
@@ -97,15 +70,14 @@ impl Installer<'_> {
                 })?;
             }
         }
-        for schedule in self.store.schedules(tenant, Some(installation))? {
-            if self.store.delete_schedule(tenant, &schedule.id)? {
-                removed.schedules += 1;
-                self.record_schedule(&schedule, Change::Deleted)?;
-            }
-        }
+        removed.schedules = self.unschedule_all(tenant, installation)?;
         removed.runs = self.store.delete_runs(tenant, installation)?;
         self.record_data(tenant, installation, InstallationData::Runs, removed.runs)?;
         self.store.delete_installation(tenant, installation)?;
+        // A consent whose exchange was under way may have connected meanwhile, and a schedule
+        // being created may have been stored.
+        removed.connections += self.disconnect_all(tenant, installation)?;
+        removed.schedules += self.unschedule_all(tenant, installation)?;
         self.trail
             .append_blocking(AuditEvent::InstallationChanged {
                 tenant: tenant.to_string(),
@@ -114,6 +86,64 @@ impl Installer<'_> {
                 version: record.version,
                 change: InstallChange::Uninstalled,
             })?;
+        Ok(removed)
+    }
+
+    /// Removes the installation's schedules, each audited; how many.
+    fn unschedule_all(
+        &self,
+        tenant: &TenantId,
+        installation: &InstallationId,
+    ) -> Result<usize, InstallError> {
+        let mut removed = 0;
+        for schedule in self.store.schedules(tenant, Some(installation))? {
+            if self.store.delete_schedule(tenant, &schedule.id)? {
+                removed += 1;
+                self.record_schedule(&schedule, Change::Deleted)?;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Removes the installation's OAuth connections, each audited; how many.
+    fn disconnect_all(
+        &self,
+        tenant: &TenantId,
+        installation: &InstallationId,
+    ) -> Result<usize, InstallError> {
+        let mut removed = 0;
+        for connection in self.store.connections_of(tenant, installation)? {
+            let user: Option<UserId> = connection
+                .user
+                .as_deref()
+                .map(str::parse)
+                .transpose()
+                .map_err(|_| {
+                    InstallError::Store(airlock_store::StoreError::Corrupt {
+                        what: format!("a user of a connection of {installation}"),
+                    })
+                })?;
+            let key = ConnectionKey {
+                tenant,
+                installation,
+                credential: &connection.credential,
+                user: user.as_ref(),
+            };
+            if self.store.delete_connection(key)? {
+                removed += 1;
+                self.trail.append_blocking(AuditEvent::ConnectionChanged {
+                    tenant: tenant.to_string(),
+                    installation: installation.to_string(),
+                    credential: connection.credential.clone(),
+                    user: connection.user_ref.clone(),
+                    change: ConnectionChange::Disconnected,
+                    scopes: Vec::new(),
+                    widened: Vec::new(),
+                })?;
+            }
+        }
+        // No consent under way may complete into a connection once the installation is gone.
+        self.store.delete_consents(tenant, installation)?;
         Ok(removed)
     }
 
