@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 
-use airlock_host_api::audit::AuditEvent;
+use airlock_host_api::audit::{AuditEvent, Change, InstallChange};
 use airlock_host_api::egress::Decision;
 use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
@@ -138,6 +138,27 @@ impl Metrics {
                 .security
                 .entry(label(envelope.event.kind()))
                 .or_default() += 1;
+        }
+        // An installation's series go with it: they would otherwise pile up with every
+        // installation and tenant ever seen.
+        match &envelope.event {
+            AuditEvent::InstallationChanged {
+                tenant,
+                installation,
+                change: InstallChange::Uninstalled,
+                ..
+            } => {
+                self.installations
+                    .remove(&(id_label(tenant), id_label(installation)));
+            }
+            AuditEvent::TenantChanged {
+                tenant,
+                change: Change::Deleted,
+            } => {
+                let tenant = id_label(tenant);
+                self.installations.retain(|(t, _), _| *t != tenant);
+            }
+            _ => {}
         }
         let AuditEvent::Invocation(record) = &envelope.event else {
             return;
@@ -476,6 +497,27 @@ mod tests {
         }
         assert!(percentile("crm", "0.99") <= 0.004, "{text}");
         assert!((8.0..=16.4).contains(&percentile("erp", "0.5")), "{text}");
+
+        metrics.observe(&Envelope {
+            seq: 101,
+            time: "2026-12-06T12:00:01.000Z".into(),
+            prev: hex::encode(record::GENESIS),
+            security: true,
+            node: None,
+            event: AuditEvent::InstallationChanged {
+                tenant: "acme".into(),
+                installation: "erp".into(),
+                integration: "acme/erp".into(),
+                version: "1.0.0".into(),
+                change: InstallChange::Uninstalled,
+            },
+        });
+        let text = exposition(&metrics.registry()).expect("renders");
+        assert!(
+            !text.contains("installation=\"erp\""),
+            "gone with it: {text}"
+        );
+        assert!(text.contains("installation=\"crm\""), "{text}");
     }
 
     #[test]
