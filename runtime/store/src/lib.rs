@@ -179,7 +179,9 @@ impl Store {
             run_lock: Arc::default(),
         };
         store.sweep_key_dir()?;
-        store.upgrade(fresh)
+        let store = store.upgrade(fresh)?;
+        store.index_runs()?;
+        Ok(store)
     }
 
     fn tree(&self, name: &str) -> Result<sled::Tree, StoreError> {

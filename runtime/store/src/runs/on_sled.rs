@@ -27,6 +27,9 @@ const BY_TENANT: u8 = b't';
 const BY_INSTALLATION: u8 = b'n';
 const PENDING: u8 = b'p';
 const EXPIRES: u8 = b'x';
+/// Set once the pending counts and the expiry index cover every run (runs queued before they
+/// were kept are counted on the first open after).
+const INDEXED: &[u8] = b"m-indexed-v1";
 
 fn key(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
     let mut key = vec![prefix];
@@ -176,6 +179,35 @@ impl Store {
             .0
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Builds each tenant's pending count and the index of dead runs' inputs from the records,
+    /// once: a data dir written before they were kept has runs neither covers.
+    pub(crate) fn index_runs(&self) -> Result<(), StoreError> {
+        let _turn = self.lock_runs();
+        let tree = self.runs_tree()?;
+        if tree.contains_key(INDEXED)? {
+            return Ok(());
+        }
+        let mut pending_of = std::collections::BTreeMap::<String, u64>::new();
+        let mut batch = sled::Batch::default();
+        for entry in tree.scan_prefix([RECORD]) {
+            let (_, bytes) = entry?;
+            let run = decode(&bytes)?;
+            if pending(&run) {
+                *pending_of.entry(run.tenant.clone()).or_default() += 1;
+            }
+            if let Some(since) = expires(&run) {
+                batch.insert(expires_key(since, &run.id), run.id.as_bytes());
+            }
+        }
+        for (tenant, count) in pending_of {
+            batch.insert(pending_key(&tenant), &count.to_be_bytes());
+        }
+        batch.insert(INDEXED, &[]);
+        tree.apply_batch(batch)?;
+        tree.flush()?;
+        Ok(())
     }
 
     /// Removes every run of `tenant`, or of one of its installations, with inputs and indexes.
@@ -374,5 +406,79 @@ impl Runs for Store {
             .transpose()?
             .and_then(|(key, _)| key.get(1..9).map(|b| b.try_into().map(u64::from_be_bytes)))
             .and_then(Result::ok))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runs::{RunEnd, RunTrigger};
+    use crate::traits::Tenants;
+
+    /// A data dir written before the pending counts and the expiry index were kept: the first
+    /// open builds them from the records.
+    #[test]
+    fn runs_stored_before_their_indexes_are_counted_on_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (data, key) = (dir.path().join("data"), dir.path().join("master.key"));
+        let (acme, crm) = (
+            "acme".parse::<TenantId>().expect("tenant"),
+            "crm".parse::<InstallationId>().expect("installation"),
+        );
+        let new = |id: &'static str| NewRun {
+            id,
+            tenant: &acme,
+            installation: &crm,
+            action: "sync",
+            trigger: RunTrigger::Api,
+            max_attempts: 1,
+            now: 100,
+            pending_limit: 2,
+            tick: None,
+        };
+        {
+            let store = Store::open(&data, Some(&key)).expect("store");
+            store.create_tenant(&acme).expect("tenant");
+            store.enqueue_run(&new("run-1"), b"{}").expect("queue");
+            store.enqueue_run(&new("run-2"), b"{}").expect("queue");
+            let claimed = store
+                .claim_run(100, Duration::from_secs(60))
+                .expect("claim")
+                .expect("due");
+            let dead = RunEnd::Dead {
+                outcome: "limit-timeout".into(),
+            };
+            assert!(
+                store
+                    .finish_run(&claimed.run.id, claimed.claim, &dead, 200)
+                    .expect("end")
+            );
+            // What an older build left: no counts, no index, no mark.
+            let tree = store.runs_tree().expect("tree");
+            for key in [pending_key("acme"), INDEXED.to_vec()] {
+                tree.remove(key).expect("remove");
+            }
+            for entry in tree.scan_prefix([EXPIRES]) {
+                tree.remove(entry.expect("entry").0).expect("remove");
+            }
+        }
+        let store = Store::open(&data, Some(&key)).expect("store");
+        assert_eq!(
+            pending_of(&store.runs_tree().expect("tree"), "acme").expect("count"),
+            1
+        );
+        assert!(store.enqueue_run(&new("run-3"), b"{}").is_ok());
+        assert!(
+            matches!(
+                store.enqueue_run(&new("run-4"), b"{}"),
+                Err(StoreError::QueueFull { .. })
+            ),
+            "the run queued before counts"
+        );
+        assert_eq!(
+            store.purge_run_inputs(201).expect("purge"),
+            1,
+            "the dead run's input"
+        );
     }
 }
