@@ -1,7 +1,8 @@
 //! Cron schedules (docs/api.md, "Schedules"): a tenant gives an action its installed version
 //! declares `schedulable` a cron expression, a time zone and an input; each tick queues a run
 //! with trigger `schedule`, once across the cluster. A schedule runs the action, so creating,
-//! pausing, resuming and deleting need `invoke` as well as `installations:write`.
+//! pausing and resuming need `invoke` as well as `installations:write`; deleting one needs
+//! only `installations:write`.
 
 use std::sync::Arc;
 
