@@ -11,6 +11,7 @@ mod canary;
 mod cli;
 mod cluster;
 mod connect;
+mod console;
 mod credentials;
 mod deadlines;
 mod dns;

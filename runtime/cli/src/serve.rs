@@ -61,6 +61,9 @@ pub(crate) struct ServeArgs {
     /// only the run's metadata stays
     #[arg(long, default_value = "7d", value_name = "DURATION")]
     dead_run_retention: HumanDuration,
+    /// Serve no operator console at /console (docs/api.md, "The console")
+    #[arg(long)]
+    no_console: bool,
     /// Largest request body (bundle uploads aside)
     #[arg(long, default_value = "1MiB")]
     max_body: ByteSize,
@@ -169,6 +172,7 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<Exit> {
         tenant_runs: args.tenant_runs,
         max_attempts: args.max_attempts,
         dead_input_retention: args.dead_run_retention.0,
+        console: !args.no_console,
         ..ServeLimits::default()
     };
     let public_url = args

@@ -55,6 +55,8 @@ pub struct ServeLimits {
     pub tenant_runs: u64,
     /// How long a dead run keeps its input for `retry` before it is destroyed.
     pub dead_input_retention: Duration,
+    /// Whether `/console` is served.
+    pub console: bool,
 }
 
 impl Default for ServeLimits {
@@ -69,6 +71,7 @@ impl Default for ServeLimits {
             max_attempts: 10,
             tenant_runs: 10_000,
             dead_input_retention: Duration::from_secs(7 * 24 * 3600),
+            console: true,
         }
     }
 }
@@ -89,6 +92,8 @@ pub struct App {
     pub(crate) members: Membership,
     /// Wakes an idle worker when this node queues a run.
     pub(crate) runs_queued: tokio::sync::Notify,
+    /// The console's signed-in browsers on this node.
+    pub(crate) sessions: crate::console::Sessions,
     /// Wakes the scheduler when this node creates or resumes a schedule.
     pub(crate) schedules_changed: tokio::sync::Notify,
     /// Schedule ticks this node fired, and those it found missed or could not queue.
@@ -130,6 +135,7 @@ impl App {
             members: Membership::new(trail.node(), limits.heartbeat),
             runs_queued: tokio::sync::Notify::new(),
             schedules_changed: tokio::sync::Notify::new(),
+            sessions: crate::console::Sessions::default(),
             schedule_ticks_fired: AtomicU64::new(0),
             schedule_ticks_missed: AtomicU64::new(0),
             failures: KeyFailures::default(),
@@ -144,6 +150,17 @@ impl App {
             trail,
             limits,
         })
+    }
+
+    /// The origin browsers reach this server at (`scheme://host[:port]`): a console form
+    /// must come from it.
+    pub(crate) fn public_origin(&self) -> &str {
+        &self.public_url
+    }
+
+    /// Whether browsers reach this server over https (its cookies are then `Secure`).
+    pub(crate) fn https(&self) -> bool {
+        self.public_url.starts_with("https://")
     }
 
     /// Believes `X-Forwarded-For` and `Forwarded` from peers in `proxies` (none by default).

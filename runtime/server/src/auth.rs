@@ -28,6 +28,7 @@ use super::error::ApiError;
 use super::failures::MAX_FAILURES;
 use super::local;
 use airlock_platform::api_keys::{self, KeyRefusal, Scope};
+use airlock_policy::apikey::ApiKeyRecord;
 use airlock_runtime::clock::now_unix;
 use airlock_runtime::ids::TenantId;
 
@@ -137,62 +138,105 @@ impl FromRequestParts<Arc<App>> for Principal {
             .get(AUTHORIZATION)
             .map(|v| v.to_str().unwrap_or_default());
         let token = presented.and_then(bearer);
-        // The key first: one that verifies passes whatever the failure limits say.
-        let checked = match (presented, token) {
-            (None, _) => Err(("no-key", KeyRefusal::Invalid)),
-            (Some(_), None) => Err(("not-bearer", KeyRefusal::Invalid)),
-            (Some(_), Some(key)) => match app.store.authenticate(key, now_unix())? {
-                Ok(record) => Ok(record),
-                Err(refusal) => Err((refusal.code(), refusal)),
-            },
-        };
-        let (reason, refusal) = match checked {
-            Ok(record) => {
-                return Ok(Principal {
-                    tenant: record
-                        .tenant
-                        .as_deref()
-                        .map(str::parse)
-                        .transpose()
-                        .map_err(|_| ApiError::internal("a stored key names an invalid tenant"))?,
-                    key: record.id,
-                    scopes: record.scopes,
-                    route,
-                    client,
-                });
-            }
-            Err(refused) => refused,
-        };
-        // A malformed key counts against the client only; a well-formed one also against the
-        // key id it claims, so guesses at one key from many clients are limited too.
-        let claimed = token.and_then(api_keys::claimed_id);
-        if let Some(retry) = app.failures.blocked(client, claimed) {
-            return Err(ApiError::too_many_failures(retry));
-        }
-        let reason = match app.failures.fail(client, claimed) {
-            Some(what) => format!("{reason}; {what} reached {MAX_FAILURES} failures, now limited"),
-            None => reason.to_string(),
-        };
-        let _ = app
-            .trail
-            .append(AuditEvent::AccessRefused {
-                key: claimed.map(str::to_string),
-                tenant: None,
-                reason,
-                route,
-                peer: client.to_string(),
-            })
-            .await;
-        Err(ApiError::unauthorized(match (presented, token, refusal) {
-            (None, ..) => "send an API key: Authorization: Bearer airlock_…",
-            (Some(_), None, _) => {
-                "only Bearer API keys are accepted (Authorization: Bearer airlock_…)"
-            }
-            (_, _, KeyRefusal::Expired) => "the API key has expired",
-            (_, _, KeyRefusal::Revoked) => "the API key was revoked",
-            (_, _, KeyRefusal::Invalid) => "the API key is not valid",
-        }))
+        verify(app, client, route, presented, token).await
     }
+}
+
+impl Principal {
+    /// The principal of a console session on key `id`, if the key is still usable: a key
+    /// revoked or expired since sign-in ends its sessions.
+    pub(crate) fn resumed(
+        app: &App,
+        id: &str,
+        route: String,
+        client: Client,
+    ) -> Result<Option<Self>, ApiError> {
+        let Some(record) = app.store.api_key(id)? else {
+            return Ok(None);
+        };
+        let now = now_unix();
+        if record.revoked.is_some() || record.expires.is_some_and(|at| at <= now) {
+            return Ok(None);
+        }
+        Ok(Some(Self::of(record, route, client)?))
+    }
+
+    /// The tenant a tenant key acts for; `None` for the admin key.
+    pub(crate) fn own_tenant(&self) -> Option<&TenantId> {
+        self.tenant.as_ref()
+    }
+
+    /// The id of the key the caller presented.
+    pub(crate) fn key_id(&self) -> &str {
+        &self.key
+    }
+
+    fn of(record: ApiKeyRecord, route: String, client: Client) -> Result<Self, ApiError> {
+        Ok(Principal {
+            tenant: record
+                .tenant
+                .as_deref()
+                .map(str::parse)
+                .transpose()
+                .map_err(|_| ApiError::internal("a stored key names an invalid tenant"))?,
+            key: record.id,
+            scopes: record.scopes,
+            route,
+            client,
+        })
+    }
+}
+
+/// Checks `presented` (the `Authorization` value, or the key a console sign-in form carries)
+/// whose key is `token`: the principal, or the refusal, recorded and counted against the
+/// client and the key id it claims.
+pub(crate) async fn verify(
+    app: &App,
+    client: Client,
+    route: String,
+    presented: Option<&str>,
+    token: Option<&str>,
+) -> Result<Principal, ApiError> {
+    // The key first: one that verifies passes whatever the failure limits say.
+    let checked = match (presented, token) {
+        (None, _) => Err(("no-key", KeyRefusal::Invalid)),
+        (Some(_), None) => Err(("not-bearer", KeyRefusal::Invalid)),
+        (Some(_), Some(key)) => match app.store.authenticate(key, now_unix())? {
+            Ok(record) => Ok(record),
+            Err(refusal) => Err((refusal.code(), refusal)),
+        },
+    };
+    let (reason, refusal) = match checked {
+        Ok(record) => return Principal::of(record, route, client),
+        Err(refused) => refused,
+    };
+    // A malformed key counts against the client only; a well-formed one also against the
+    // key id it claims, so guesses at one key from many clients are limited too.
+    let claimed = token.and_then(api_keys::claimed_id);
+    if let Some(retry) = app.failures.blocked(client, claimed) {
+        return Err(ApiError::too_many_failures(retry));
+    }
+    let reason = match app.failures.fail(client, claimed) {
+        Some(what) => format!("{reason}; {what} reached {MAX_FAILURES} failures, now limited"),
+        None => reason.to_string(),
+    };
+    let _ = app
+        .trail
+        .append(AuditEvent::AccessRefused {
+            key: claimed.map(str::to_string),
+            tenant: None,
+            reason,
+            route,
+            peer: client.to_string(),
+        })
+        .await;
+    Err(ApiError::unauthorized(match (presented, token, refusal) {
+        (None, ..) => "send an API key: Authorization: Bearer airlock_…",
+        (Some(_), None, _) => "only Bearer API keys are accepted (Authorization: Bearer airlock_…)",
+        (_, _, KeyRefusal::Expired) => "the API key has expired",
+        (_, _, KeyRefusal::Revoked) => "the API key was revoked",
+        (_, _, KeyRefusal::Invalid) => "the API key is not valid",
+    }))
 }
 
 /// The token of a `Bearer` authorization value (scheme case-insensitive, RFC 6750).

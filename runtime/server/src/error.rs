@@ -169,6 +169,15 @@ impl ApiError {
         self.body.code
     }
 
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// What the caller is told.
+    pub fn message(&self) -> String {
+        self.body.message.clone()
+    }
+
     /// Whether the failure is ours or passing (5xx, 429): a caller's retry may succeed.
     pub fn passing(&self) -> bool {
         self.status.is_server_error() || self.status == StatusCode::TOO_MANY_REQUESTS

@@ -31,6 +31,7 @@ pub mod admission;
 pub mod app;
 mod auth;
 mod client;
+mod console;
 mod deadline;
 mod error;
 mod failures;

@@ -20,7 +20,7 @@ pub(crate) mod invoke;
 mod keys;
 mod oauth;
 mod openapi;
-mod runs;
+pub(crate) mod runs;
 mod schedules;
 mod tenants;
 #[cfg(test)]
@@ -109,11 +109,16 @@ fn api(limits: &ServeLimits) -> OpenApiRouter<Arc<App>> {
 /// The server's routes over `app`, serving their own OpenAPI document.
 pub(crate) fn router(app: Arc<App>) -> Router {
     let (router, api) = api(&app.limits).split_for_parts();
-    router
+    let router = router
         // The operator's socket only, so not in the document (see `backup`).
         .route("/v1/backup", axum::routing::post(backup::take))
-        .layer(Extension(openapi::Document::new(api)))
-        .with_state(app)
+        .layer(Extension(openapi::Document::new(api)));
+    let router = if app.limits.console {
+        router.merge(crate::console::router())
+    } else {
+        router
+    };
+    router.with_state(app)
 }
 
 /// The OpenAPI document `GET /v1/openapi.json` serves (and `docs/openapi.json` holds).

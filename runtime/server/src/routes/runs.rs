@@ -15,6 +15,7 @@ use crate::auth::Principal;
 use crate::error::{ApiError, ErrorBody};
 use airlock_platform::api_keys::Scope;
 use airlock_runtime::clock;
+use airlock_runtime::ids::TenantId;
 use airlock_store::runs::{Attempt, Requeued, RunQuery, RunRecord, RunStatus};
 
 /// Most runs one page lists.
@@ -228,13 +229,19 @@ pub(super) async fn retry(
 ) -> Result<(StatusCode, Json<Run>), ApiError> {
     principal.require(&app, Scope::Invoke).await?;
     let tenant = principal.tenant(query.tenant.as_deref())?;
+    let record = requeue(&app, &tenant, &run)?;
+    Ok((StatusCode::ACCEPTED, Json(record.into())))
+}
+
+/// Queues `tenant`'s dead or failed run `run` again (for the API and the console).
+pub(crate) fn requeue(app: &App, tenant: &TenantId, run: &str) -> Result<RunRecord, ApiError> {
     match app
         .store
-        .retry_run(&tenant, &run, clock::now_unix_ms(), app.limits.tenant_runs)?
+        .retry_run(tenant, run, clock::now_unix_ms(), app.limits.tenant_runs)?
     {
         Requeued::Queued(record) => {
             app.runs_queued.notify_one();
-            Ok((StatusCode::ACCEPTED, Json((*record).into())))
+            Ok(*record)
         }
         Requeued::NoSuchRun => Err(ApiError::not_found(format!("run {run}"))),
         Requeued::NotEnded(status) => Err(ApiError::new(
