@@ -8,8 +8,10 @@ use reqwest::header::{CONTENT_SECURITY_POLICY, COOKIE, LOCATION, ORIGIN, SET_COO
 use reqwest::{Method, StatusCode, redirect};
 use serde_json::json;
 
+use crate::browser::Chrome;
 use crate::operator::Operator;
 use crate::serving::{Body, Server, TENANT_SCOPES};
+use crate::support::read_example;
 
 /// A browser: no redirects followed, the session cookie carried by hand.
 struct Browser<'a> {
@@ -317,5 +319,188 @@ async fn no_console_serves_no_console() {
     let server = Server::start(&op, &[], &["--no-console"]);
     let mut browser = Browser::new(&server);
     assert_eq!(browser.get("/console/").await.status, StatusCode::NOT_FOUND);
+    server.stop();
+}
+
+/// Where this run's screenshots go; with `AIRLOCK_BLESS=1` they also replace the committed set
+/// under `docs/console/` that the README shows.
+fn screenshot_dir() -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("console");
+    std::fs::create_dir_all(&dir).expect("screenshot dir");
+    dir
+}
+
+async fn shoot(chrome: &Chrome, name: &str) {
+    let path = screenshot_dir().join(format!("{name}.png"));
+    chrome.screenshot(&path).await;
+    if std::env::var_os("AIRLOCK_BLESS").is_some() {
+        let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/console");
+        std::fs::create_dir_all(&docs).expect("docs/console");
+        std::fs::copy(&path, docs.join(format!("{name}.png"))).expect("blessed");
+    }
+}
+
+/// In headless Chromium: the admin signs in, approves a pending upgrade and sees the version
+/// move, retries a dead run, finds the hostile guest's limit kills among the security events,
+/// and a publisher named `<script>…` renders as text with no script in the page; a tenant
+/// typing another tenant's URL is refused; the pages fit a phone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_browser_an_admin_approves_retries_and_reads_events_and_no_planted_script_runs() {
+    let Some(chrome) = Chrome::start(1280).await else {
+        return;
+    };
+    let op = Operator::new();
+    let server = Server::start(&op, &[], &[]);
+    let acme = server.tenant("acme", &TENANT_SCOPES).await;
+    server.tenant("beta", &TENANT_SCOPES).await;
+    let first = server.upload(&op.example("hostile", "hostile.wasm")).await;
+    let installed = server
+        .post(
+            "/v1/installations",
+            &acme,
+            json!({"bundle": first, "installation": "tools"}),
+        )
+        .await;
+    assert_eq!(installed.status, StatusCode::CREATED, "{}", installed.body);
+    let manifest = read_example("hostile", "airlock.toml")
+        .replace("version = \"0.1.0\"", "version = \"0.2.0\"")
+        .replace(
+            "# A small store that outlives invocations",
+            "[[egress]]\nurl = \"https://upgrade.hostile.test\"\nmethods = [\"GET\"]\n\n# A small store that outlives invocations",
+        );
+    let upgrade = op.sign("hostile", "hostile.wasm", &manifest, "hostile-2.airlock");
+    let second = server.upload(&upgrade).await;
+    let pending = server
+        .post(
+            "/v1/installations",
+            &acme,
+            json!({"bundle": second, "installation": "tools"}),
+        )
+        .await;
+    assert_eq!(
+        pending.status,
+        StatusCode::ACCEPTED,
+        "held: {}",
+        pending.body
+    );
+    let queued = server
+        .post(
+            "/v1/installations/tools/actions/spin-forever?async=true",
+            &acme,
+            json!({}),
+        )
+        .await;
+    let run = queued.body["run"].as_str().expect("run").to_string();
+    let key = op.keys.path().join("planted.key");
+    let line = op.ok(&["keygen", "--out", &key.display().to_string()]);
+    let line = String::from_utf8_lossy(&line.stdout).trim().to_string();
+    let planted = "<script>document.title='owned'</script>";
+    let trusted = server
+        .post(
+            "/v1/trust",
+            &server.admin,
+            json!({"public_key": line, "publisher": planted}),
+        )
+        .await;
+    assert!(trusted.status.is_success(), "{}", trusted.body);
+
+    let base = &server.base;
+    chrome.open(&format!("{base}/console/")).await;
+    shoot(&chrome, "sign-in").await;
+    chrome.type_into("#key", &server.admin).await;
+    chrome.click("button[type=submit]").await;
+    let signed = chrome.source_with("operator").await;
+    assert!(signed.contains("operator"), "signed in: {signed}");
+    shoot(&chrome, "overview").await;
+    chrome.open(&format!("{base}/console/tenants")).await;
+    assert!(chrome.source().await.contains("beta"));
+    shoot(&chrome, "tenants").await;
+
+    chrome
+        .open(&format!("{base}/console/installations/tools?tenant=acme"))
+        .await;
+    let detail = chrome.source().await;
+    assert!(
+        detail.contains("upgrade.hostile.test"),
+        "the diff: {detail}"
+    );
+    shoot(&chrome, "pending-upgrade").await;
+    chrome.click("form[action$='/approve'] button").await;
+    let approved = chrome.source_with("hostile 0.2.0").await;
+    assert!(
+        approved.contains("hostile 0.2.0")
+            && approved.contains("Pending upgrade</h2><p class=\"muted\">None."),
+        "moved to the new version: {approved}"
+    );
+    let record = server.get("/v1/installations/tools", &acme).await;
+    assert_eq!(record.body["version"], "0.2.0", "{}", record.body);
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while server.get(&format!("/v1/runs/{run}"), &acme).await.body["status"] != "dead" {
+        assert!(std::time::Instant::now() < deadline, "run {run} never died");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    chrome
+        .open(&format!("{base}/console/runs?tenant=acme&status=dead"))
+        .await;
+    shoot(&chrome, "runs").await;
+    chrome
+        .click(&format!("button[aria-label='Retry run {run}']"))
+        .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let retried = server.get(&format!("/v1/runs/{run}"), &acme).await;
+        if retried.body["trigger"] == "retry" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not retried: {}",
+            retried.body
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    chrome.open(&format!("{base}/console/events")).await;
+    let events = chrome.source().await;
+    assert!(
+        events.contains("limit-timeout"),
+        "the hostile guest's kills: {events}"
+    );
+    shoot(&chrome, "events").await;
+
+    chrome.open(&format!("{base}/console/trust")).await;
+    assert!(
+        chrome.all("script").await.is_empty(),
+        "no script element in the page"
+    );
+    assert!(
+        chrome.source().await.contains("&lt;script&gt;"),
+        "shown as text"
+    );
+    assert_ne!(chrome.url().await, "", "still on the page");
+    shoot(&chrome, "publishers").await;
+    chrome.quit().await;
+
+    // A tenant, on a phone, typing another tenant's URL.
+    let Some(phone) = Chrome::start(390).await else {
+        return;
+    };
+    phone.open(&format!("{base}/console/")).await;
+    phone.type_into("#key", &acme).await;
+    phone.click("button[type=submit]").await;
+    phone.source_with("tenant acme").await;
+    phone
+        .open(&format!("{base}/console/runs?tenant=acme"))
+        .await;
+    shoot(&phone, "runs-phone").await;
+    phone
+        .open(&format!("{base}/console/installations?tenant=beta"))
+        .await;
+    assert!(
+        phone.source().await.contains("acts for tenant acme only"),
+        "refused, saying why"
+    );
+    phone.quit().await;
     server.stop();
 }

@@ -6,6 +6,7 @@ mod support;
 mod apikey;
 mod audit;
 mod backup;
+mod browser;
 mod cache;
 mod canary;
 mod cli;

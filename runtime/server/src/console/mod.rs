@@ -32,6 +32,7 @@ use crate::auth::{Principal, verify};
 use crate::client::Client;
 use crate::error::ApiError;
 use airlock_platform::api_keys::Scope;
+use airlock_runtime::ids::InstallationId;
 use airlock_store::runs::{RunQuery, RunStatus};
 
 pub(crate) use session::Sessions;
@@ -52,7 +53,15 @@ pub(crate) fn router() -> Router<Arc<App>> {
         .route("/console/style.css", get(style))
         .route("/console/sign-in", post(sign_in))
         .route("/console/sign-out", post(sign_out))
+        .route("/console/tenants", get(tenants))
         .route("/console/installations", get(installations))
+        .route("/console/installations/{installation}", get(installation))
+        .route(
+            "/console/installations/{installation}/approve",
+            post(approve),
+        )
+        .route("/console/events", get(events))
+        .route("/console/trust", get(trust))
         .route("/console/runs", get(runs))
         .route("/console/runs/{run}/retry", post(retry))
         .layer(axum::middleware::map_response(harden))
@@ -64,7 +73,8 @@ async fn harden(mut response: Response) -> Response {
         (CONTENT_SECURITY_POLICY, POLICY),
         (X_FRAME_OPTIONS, "DENY"),
         (X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        (REFERRER_POLICY, "no-referrer"),
+        // `no-referrer` would make browsers send `Origin: null` with the forms.
+        (REFERRER_POLICY, "same-origin"),
         (CACHE_CONTROL, "no-store"),
     ] {
         headers.insert(name, HeaderValue::from_static(value));
@@ -320,6 +330,145 @@ async fn retry(
     };
     match retried.await {
         Ok(tenant) => see_other(&format!("/console/runs?tenant={tenant}")),
+        Err(e) => pages::refusal(&e),
+    }
+}
+
+async fn tenants(State(app): State<Arc<App>>, signed: Signed) -> Response {
+    let listed = async {
+        signed.principal.require_admin(&app).await?;
+        Ok::<_, ApiError>(app.store.tenants()?)
+    };
+    match listed.await {
+        Ok(tenants) => {
+            pages::tenants(&signed.principal, &signed.session.csrf, &tenants).into_response()
+        }
+        Err(e) => pages::refusal(&e),
+    }
+}
+
+async fn installation(
+    State(app): State<Arc<App>>,
+    signed: Signed,
+    Path(installation): Path<String>,
+    Query(query): Query<Scoped>,
+) -> Response {
+    let shown = async {
+        signed
+            .principal
+            .require(&app, Scope::InstallationsRead)
+            .await?;
+        let tenant = signed.principal.tenant(query.tenant.as_deref())?;
+        let installation: InstallationId = installation.parse().map_err(ApiError::invalid)?;
+        let record = app
+            .store
+            .installation(&tenant, &installation)?
+            .ok_or_else(|| ApiError::not_found(format!("installation {installation}")))?;
+        let credentials = app.store.list_credentials(&tenant, &installation)?;
+        let connections = app.store.connections_of(&tenant, &installation)?;
+        Ok::<_, ApiError>((record, credentials, connections))
+    };
+    match shown.await {
+        Ok((record, credentials, connections)) => pages::installation(
+            &signed.principal,
+            &signed.session.csrf,
+            &record,
+            &credentials,
+            &connections,
+        )
+        .into_response(),
+        Err(e) => pages::refusal(&e),
+    }
+}
+
+async fn approve(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    signed: Signed,
+    Path(installation): Path<String>,
+    Form(form): Form<RetryForm>,
+) -> Response {
+    if let Err(refused) = with_token(&app, &headers, &signed, &form.csrf) {
+        return refused.into_response();
+    }
+    let approved = async {
+        signed
+            .principal
+            .require(&app, Scope::InstallationsWrite)
+            .await?;
+        let tenant = signed.principal.tenant(Some(&form.tenant))?;
+        let installation: InstallationId = installation.parse().map_err(ApiError::invalid)?;
+        let approver = crate::routes::installations::approver(&signed.principal);
+        let (t, i) = (tenant.clone(), installation.clone());
+        let outcome = app
+            .installing(move |installer| installer.approve(&t, &i, None, approver))
+            .await?;
+        if let Err(e) = outcome {
+            return Err(app.refused(format!("installation {installation}"), e).await);
+        }
+        Ok((tenant, installation))
+    };
+    match approved.await {
+        Ok((tenant, installation)) => see_other(&format!(
+            "/console/installations/{installation}?tenant={tenant}"
+        )),
+        Err(e) => pages::refusal(&e),
+    }
+}
+
+/// How far back the events page looks, and the most records it reads.
+const EVENTS_SINCE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+const EVENTS_READ: usize = 1_000;
+
+async fn events(
+    State(app): State<Arc<App>>,
+    signed: Signed,
+    Query(query): Query<Scoped>,
+) -> Response {
+    let read = async {
+        signed.principal.require(&app, Scope::AuditRead).await?;
+        let tenant = signed.principal.tenant_filter(query.tenant.as_deref())?;
+        let now = airlock_runtime::clock::now_unix_ms();
+        let since = now.saturating_sub(u64::try_from(EVENTS_SINCE.as_millis()).unwrap_or(0));
+        let query = airlock_audit::Query {
+            tenant: tenant.map(|t| t.to_string()),
+            security: true,
+            since_ms: Some(since),
+            after: None,
+        };
+        let trail = app.trail.clone();
+        let page = tokio::task::spawn_blocking(move || trail.page(&query, EVENTS_READ))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(ApiError::internal)?;
+        let events: Vec<pages::Event> = page
+            .entries
+            .into_iter()
+            .filter_map(|entry| match entry {
+                airlock_audit::query::Entry::Record { record, .. } => {
+                    Some(pages::Event::of(&record.envelope))
+                }
+                airlock_audit::query::Entry::Damaged { .. } => None,
+            })
+            .collect();
+        Ok::<_, ApiError>((events, since, now))
+    };
+    match read.await {
+        Ok((events, since, now)) => {
+            pages::events(&signed.principal, &signed.session.csrf, &events, since, now)
+                .into_response()
+        }
+        Err(e) => pages::refusal(&e),
+    }
+}
+
+async fn trust(State(app): State<Arc<App>>, signed: Signed) -> Response {
+    let listed = async {
+        signed.principal.require_admin(&app).await?;
+        Ok::<_, ApiError>(app.store.trusted_keys()?)
+    };
+    match listed.await {
+        Ok(keys) => pages::trust(&signed.principal, &signed.session.csrf, &keys).into_response(),
         Err(e) => pages::refusal(&e),
     }
 }

@@ -11,8 +11,9 @@ use crate::auth::Principal;
 use crate::error::ApiError;
 use airlock_runtime::clock::rfc3339_ms;
 use airlock_runtime::ids::TenantId;
-use airlock_store::InstallationRecord;
+use airlock_runtime::trust::TrustedKey;
 use airlock_store::runs::{RunRecord, RunStatus};
+use airlock_store::{ConnectionInfo, CredentialInfo, InstallationRecord, TenantInfo};
 
 /// A whole page: `title`, the navigation when signed in, and `body`.
 fn page(title: &str, signed: Option<(&Principal, &str)>, body: Markup) -> Markup {
@@ -31,8 +32,17 @@ fn page(title: &str, signed: Option<(&Principal, &str)>, body: Markup) -> Markup
                     @if let Some((principal, csrf)) = signed {
                         nav aria-label="Console" {
                             a href="/console/" { "Overview" }
+                            @if principal.is_admin() {
+                                a href="/console/tenants" { "Tenants" }
+                            }
                             a href="/console/installations" { "Installations" }
-                            a href="/console/runs" { "Runs" }
+                            @if !principal.is_admin() {
+                                a href="/console/runs" { "Runs" }
+                            }
+                            a href="/console/events" { "Security events" }
+                            @if principal.is_admin() {
+                                a href="/console/trust" { "Publishers" }
+                            }
                         }
                         span.muted { (who(principal)) }
                         form.inline method="post" action="/console/sign-out" {
@@ -85,8 +95,17 @@ pub(super) fn overview(principal: &Principal, csrf: &str) -> Markup {
             h1 { "Overview" }
             p { "Signed in as " (who(principal)) "." }
             ul {
-                li { a href="/console/installations" { "Installations" } ": what each may do and its pending upgrade." }
-                li { a href="/console/runs" { "Runs" } ": queued, failed and dead runs, retried from here." }
+                @if principal.is_admin() {
+                    li { a href="/console/tenants" { "Tenants" } ": each tenant's installations and runs." }
+                }
+                li { a href="/console/installations" { "Installations" } ": what each may do and its pending upgrade, approved from here." }
+                @if let Some(tenant) = principal.own_tenant() {
+                    li { a href=(format!("/console/runs?tenant={tenant}")) { "Runs" } ": queued, failed and dead runs, retried from here." }
+                }
+                li { a href="/console/events" { "Security events" } ": denied egress, limit kills, trust and access refusals, over the last day." }
+                @if principal.is_admin() {
+                    li { a href="/console/trust" { "Publishers" } ": the keys whose bundles may run." }
+                }
             }
         },
     )
@@ -116,7 +135,9 @@ pub(super) fn installations(
                             @for record in records {
                                 tr {
                                     td { (record.tenant) }
-                                    td { (record.installation) }
+                                    td {
+                                        a href=(format!("/console/installations/{}?tenant={}", record.installation, record.tenant)) { (record.installation) }
+                                    }
                                     td { (record.integration) }
                                     td { (record.version) }
                                     td {
@@ -208,6 +229,227 @@ pub(super) fn runs(
                         }
                     }
                 }
+            }
+        },
+    )
+}
+
+pub(super) fn tenants(principal: &Principal, csrf: &str, tenants: &[TenantInfo]) -> Markup {
+    page(
+        "Tenants",
+        Some((principal, csrf)),
+        html! {
+            h1 { "Tenants" }
+            @if tenants.is_empty() {
+                p.muted { "No tenants." }
+            } @else {
+                div.scroll { table {
+                    thead { tr { th scope="col" { "Tenant" } th scope="col" { "Created" } th scope="col" { "See" } } }
+                    tbody {
+                        @for tenant in tenants {
+                            tr {
+                                td { (tenant.id) }
+                                td { (rfc3339_ms(tenant.created.saturating_mul(1000))) }
+                                td {
+                                    a href=(format!("/console/installations?tenant={}", tenant.id)) { "installations" }
+                                    " · "
+                                    a href=(format!("/console/runs?tenant={}", tenant.id)) { "runs" }
+                                    " · "
+                                    a href=(format!("/console/events?tenant={}", tenant.id)) { "events" }
+                                }
+                            }
+                        }
+                    }
+                } }
+            }
+        },
+    )
+}
+
+pub(super) fn installation(
+    principal: &Principal,
+    csrf: &str,
+    record: &InstallationRecord,
+    credentials: &[CredentialInfo],
+    connections: &[ConnectionInfo],
+) -> Markup {
+    page(
+        &format!("Installation {}", record.installation),
+        Some((principal, csrf)),
+        html! {
+            h1 { "Installation " (record.installation) }
+            dl {
+                dt { "Tenant" } dd { (record.tenant) }
+                dt { "Integration" } dd { (record.integration) " " (record.version) }
+                dt { "Bundle" } dd { code { (record.bundle) } }
+                dt { "Signed by key" } dd { code { (record.key) } }
+                dt { "Config" } dd { @if record.config.is_some() { "set (validated against its schema)" } @else { "none" } }
+            }
+            h2 { "Egress granted" }
+            @if record.grant.egress.is_empty() {
+                p.muted { "None: it reaches no network." }
+            } @else {
+                ul { @for rule in &record.grant.egress { li { (rule.methods.join(", ")) " " code { (rule.url) } } } }
+            }
+            h2 { "Credentials" }
+            @if credentials.is_empty() {
+                p.muted { "No stored credentials." }
+            } @else {
+                div.scroll { table {
+                    thead { tr { th scope="col" { "Name" } th scope="col" { "Type" } th scope="col" { "Sent to" } th scope="col" { "Rotated" } } }
+                    tbody { @for c in credentials { tr {
+                        td { (c.name) }
+                        td { (format!("{:?}", c.credential_type).to_lowercase()) }
+                        td { (c.origins.join(" ")) }
+                        td { (c.rotated.map_or_else(|| "never".to_string(), |at| rfc3339_ms(at.saturating_mul(1000)))) }
+                    } } }
+                } }
+            }
+            @if !connections.is_empty() {
+                h2 { "OAuth connections" }
+                div.scroll { table {
+                    thead { tr { th scope="col" { "Credential" } th scope="col" { "User" } th scope="col" { "Status" } th scope="col" { "Scopes" } } }
+                    tbody { @for c in connections { tr {
+                        td { (c.credential) }
+                        td { (c.user_ref.as_deref().unwrap_or("the installation")) }
+                        td { (format!("{:?}", c.status).to_lowercase()) }
+                        td { (c.scopes.join(" ")) }
+                    } } }
+                } }
+            }
+            h2 { "Pending upgrade" }
+            @match &record.pending {
+                None => p.muted { "None." },
+                Some(pending) => {
+                    p { (record.version) " → " strong { (pending.version) } ", signed by key " code { (pending.key) } ". It declares beyond the installed version:" }
+                    ul.additions {
+                        @for addition in &pending.additions {
+                            li {
+                                (addition)
+                                @if pending.admin_only.contains(addition) { " " strong { "(the operator's admin key only)" } }
+                            }
+                        }
+                    }
+                    p {
+                        "Approving lets " (pending.version) " run with what it declares, under the egress granted now ("
+                        @if record.grant.egress.is_empty() { "none" } @else { (record.grant.egress.len()) " rules, above" }
+                        "); more egress is granted with the installation's grant."
+                    }
+                    form method="post" action=(format!("/console/installations/{}/approve", record.installation)) {
+                        input type="hidden" name="csrf" value=(csrf);
+                        input type="hidden" name="tenant" value=(record.tenant);
+                        button type="submit" { "Approve " (pending.version) }
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// One security event as the events page shows it.
+pub(super) struct Event {
+    time: String,
+    at_ms: Option<u64>,
+    kind: &'static str,
+    tenant: String,
+    detail: String,
+}
+
+impl Event {
+    pub(super) fn of(envelope: &airlock_audit::record::Envelope) -> Self {
+        let fields = serde_json::to_value(&envelope.event).unwrap_or_default();
+        let field = |name: &str| {
+            fields
+                .get(name)
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+        };
+        Self {
+            time: envelope.time.clone(),
+            at_ms: airlock_runtime::clock::since_ms(&envelope.time),
+            kind: envelope.event.kind(),
+            tenant: envelope.event.tenant().unwrap_or("-").to_string(),
+            detail: field("outcome")
+                .or_else(|| field("reason"))
+                .or_else(|| field("change"))
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// Hours the events chart shows.
+const HOURS: u64 = 24;
+
+pub(super) fn events(
+    principal: &Principal,
+    csrf: &str,
+    events: &[Event],
+    since: u64,
+    now: u64,
+) -> Markup {
+    let mut by_kind: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
+    let mut by_hour = [0u64; HOURS as usize];
+    let span = now.saturating_sub(since).max(1);
+    for event in events {
+        *by_kind.entry(event.kind).or_default() += 1;
+        if let Some(at) = event.at_ms.filter(|&at| at >= since) {
+            let hour = ((at - since).saturating_mul(HOURS) / span).min(HOURS - 1);
+            by_hour[usize::try_from(hour).unwrap_or(0)] += 1;
+        }
+    }
+    let peak = by_hour.iter().copied().max().unwrap_or(0).max(1);
+    page(
+        "Security events",
+        Some((principal, csrf)),
+        html! {
+            h1 { "Security events, the last 24 hours" }
+            @if events.is_empty() {
+                p.muted { "None." }
+            } @else {
+                figure {
+                    svg.chart viewBox="0 0 480 120" role="img" aria-label=(format!("{} security events per hour over the last 24 hours, at most {peak} in one hour", events.len())) {
+                        @for (hour, count) in by_hour.iter().enumerate() {
+                            @let height = count * 100 / peak;
+                            rect x=(hour * 20 + 2) y=(110 - height) width="16" height=(height) fill="#b42318" {
+                                title { (count) " in hour " (hour + 1) }
+                            }
+                        }
+                        line x1="0" y1="110" x2="480" y2="110" stroke="#57606a" {}
+                    }
+                    figcaption.muted { "Per hour, oldest on the left." }
+                }
+                ul {
+                    @for (kind, count) in &by_kind { li { (kind) ": " (count) } }
+                }
+                div.scroll { table {
+                    thead { tr { th scope="col" { "When" } th scope="col" { "Event" } th scope="col" { "Tenant" } th scope="col" { "Detail" } } }
+                    tbody { @for event in events.iter().rev() { tr {
+                        td { (event.time) } td { (event.kind) } td { (event.tenant) } td { (event.detail) }
+                    } } }
+                } }
+            }
+        },
+    )
+}
+
+pub(super) fn trust(principal: &Principal, csrf: &str, keys: &[TrustedKey]) -> Markup {
+    page(
+        "Publishers",
+        Some((principal, csrf)),
+        html! {
+            h1 { "Trusted publishers" }
+            @if keys.is_empty() {
+                p.muted { "No keys: no bundle may run." }
+            } @else {
+                div.scroll { table {
+                    thead { tr { th scope="col" { "Publisher" } th scope="col" { "Key" } th scope="col" { "Added" } th scope="col" { "Status" } } }
+                    tbody { @for key in keys { tr {
+                        td { (key.publisher) }
+                        td { code { (key.key_id) } }
+                        td { (rfc3339_ms(key.added.saturating_mul(1000))) }
+                        td { @match key.revoked { Some(at) => span.status-dead { "revoked " (rfc3339_ms(at.saturating_mul(1000))) }, None => "trusted" } }
+                    } } }
+                } }
             }
         },
     )

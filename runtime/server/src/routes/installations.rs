@@ -327,7 +327,7 @@ async fn act<B: DeserializeOwned + Send + 'static>(
 }
 
 /// Who approves what a request grants: the admin key is the operator.
-fn approver(principal: &Principal) -> Approver {
+pub(crate) fn approver(principal: &Principal) -> Approver {
     if principal.is_admin() {
         Approver::Admin
     } else {

@@ -15,7 +15,7 @@ mod consent;
 mod credentials;
 mod health;
 mod hooks;
-mod installations;
+pub(crate) mod installations;
 pub(crate) mod invoke;
 mod keys;
 mod oauth;
