@@ -342,8 +342,9 @@ async fn shoot(chrome: &Chrome, name: &str) {
 
 /// In headless Chromium: the admin signs in, approves a pending upgrade and sees the version
 /// move, retries a dead run, finds the hostile guest's limit kills among the security events,
-/// and a publisher named `<script>…` renders as text with no script in the page; a tenant
-/// typing another tenant's URL is refused; the pages fit a phone.
+/// a publisher named `<script>…` renders as text with no script in the page, and the audit
+/// trail verifies from its page; a tenant pauses a schedule, and typing another tenant's URL
+/// is refused; the pages fit a phone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_a_browser_an_admin_approves_retries_and_reads_events_and_no_planted_script_runs() {
     let Some(chrome) = Chrome::start(1280).await else {
@@ -391,6 +392,16 @@ async fn in_a_browser_an_admin_approves_retries_and_reads_events_and_no_planted_
         )
         .await;
     let run = queued.body["run"].as_str().expect("run").to_string();
+    let scheduled = server
+        .post(
+            "/v1/installations/tools/schedules",
+            &acme,
+            json!({"cron": "0 3 * * *", "timezone": "Europe/Berlin",
+                   "input": {"op": "get", "key": "cursor"}}),
+        )
+        .await;
+    assert_eq!(scheduled.status, StatusCode::CREATED, "{}", scheduled.body);
+    let schedule = scheduled.body["id"].as_str().expect("id").to_string();
     let key = op.keys.path().join("planted.key");
     let line = op.ok(&["keygen", "--out", &key.display().to_string()]);
     let line = String::from_utf8_lossy(&line.stdout).trim().to_string();
@@ -480,6 +491,17 @@ async fn in_a_browser_an_admin_approves_retries_and_reads_events_and_no_planted_
     );
     assert_ne!(chrome.url().await, "", "still on the page");
     shoot(&chrome, "publishers").await;
+
+    chrome.open(&format!("{base}/console/audit")).await;
+    chrome
+        .click("form[action='/console/audit/verify'] button")
+        .await;
+    let verified = chrome.source_with("Verified.").await;
+    assert!(
+        verified.contains("Verified."),
+        "the trail verifies: {verified}"
+    );
+    shoot(&chrome, "audit").await;
     chrome.quit().await;
 
     // A tenant, on a phone, typing another tenant's URL.
@@ -494,6 +516,21 @@ async fn in_a_browser_an_admin_approves_retries_and_reads_events_and_no_planted_
         .open(&format!("{base}/console/runs?tenant=acme"))
         .await;
     shoot(&phone, "runs-phone").await;
+    phone
+        .open(&format!("{base}/console/hooks?tenant=acme"))
+        .await;
+    phone
+        .click(&format!("button[aria-label='pause schedule {schedule}']"))
+        .await;
+    let paused = phone.source_with("Resume").await;
+    assert!(paused.contains("Resume"), "{paused}");
+    shoot(&phone, "schedules-phone").await;
+    let listed = server.get("/v1/schedules", &acme).await;
+    assert_eq!(
+        listed.body["schedules"][0]["paused"], true,
+        "{}",
+        listed.body
+    );
     phone
         .open(&format!("{base}/console/installations?tenant=beta"))
         .await;

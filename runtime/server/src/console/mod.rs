@@ -60,7 +60,15 @@ pub(crate) fn router() -> Router<Arc<App>> {
             "/console/installations/{installation}/approve",
             post(approve),
         )
+        .route("/console/hooks", get(hooks))
+        .route("/console/schedules/{schedule}/pause", post(pause_schedule))
+        .route(
+            "/console/schedules/{schedule}/resume",
+            post(resume_schedule),
+        )
         .route("/console/events", get(events))
+        .route("/console/audit", get(audit))
+        .route("/console/audit/verify", post(verify_audit))
         .route("/console/trust", get(trust))
         .route("/console/runs", get(runs))
         .route("/console/runs/{run}/retry", post(retry))
@@ -469,6 +477,159 @@ async fn trust(State(app): State<Arc<App>>, signed: Signed) -> Response {
     };
     match listed.await {
         Ok(keys) => pages::trust(&signed.principal, &signed.session.csrf, &keys).into_response(),
+        Err(e) => pages::refusal(&e),
+    }
+}
+
+async fn hooks(
+    State(app): State<Arc<App>>,
+    signed: Signed,
+    Query(query): Query<Scoped>,
+) -> Response {
+    let listed = async {
+        signed
+            .principal
+            .require(&app, Scope::InstallationsRead)
+            .await?;
+        let tenant = signed.principal.tenant(query.tenant.as_deref())?;
+        let webhooks = app
+            .store
+            .webhooks_of(&tenant, airlock_runtime::clock::now_unix())?;
+        let schedules = app.store.schedules(&tenant, None)?;
+        Ok::<_, ApiError>((tenant, webhooks, schedules))
+    };
+    match listed.await {
+        Ok((tenant, webhooks, schedules)) => pages::hooks(
+            &signed.principal,
+            &signed.session.csrf,
+            &tenant,
+            &webhooks,
+            &schedules,
+        )
+        .into_response(),
+        Err(e) => pages::refusal(&e),
+    }
+}
+
+async fn pause_schedule(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    signed: Signed,
+    Path(schedule): Path<String>,
+    Form(form): Form<RetryForm>,
+) -> Response {
+    set_paused(app, headers, signed, schedule, form, true).await
+}
+
+async fn resume_schedule(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    signed: Signed,
+    Path(schedule): Path<String>,
+    Form(form): Form<RetryForm>,
+) -> Response {
+    set_paused(app, headers, signed, schedule, form, false).await
+}
+
+/// Pauses or resumes a schedule, as `POST /v1/schedules/{id}/pause|resume` does.
+async fn set_paused(
+    app: Arc<App>,
+    headers: HeaderMap,
+    signed: Signed,
+    schedule: String,
+    form: RetryForm,
+    paused: bool,
+) -> Response {
+    if let Err(refused) = with_token(&app, &headers, &signed, &form.csrf) {
+        return refused.into_response();
+    }
+    let changed = async {
+        signed
+            .principal
+            .require(&app, Scope::InstallationsWrite)
+            .await?;
+        signed.principal.require(&app, Scope::Invoke).await?;
+        let tenant = signed.principal.tenant(Some(&form.tenant))?;
+        let t = tenant.clone();
+        app.installing(move |i| i.pause_schedule(&t, &schedule, paused))
+            .await??;
+        app.schedules_changed.notify_one();
+        Ok::<_, ApiError>(tenant)
+    };
+    match changed.await {
+        Ok(tenant) => see_other(&format!("/console/hooks?tenant={tenant}")),
+        Err(e) => pages::refusal(&e),
+    }
+}
+
+async fn audit(State(app): State<Arc<App>>, signed: Signed) -> Response {
+    let read = async {
+        signed.principal.require_admin(&app).await?;
+        let trail = app.trail.clone();
+        tokio::task::spawn_blocking(move || {
+            let newest = trail
+                .dir()
+                .checkpoints(trail.chain())?
+                .into_iter()
+                .filter_map(Result::ok)
+                .next_back();
+            Ok::<_, airlock_audit::AuditError>((trail.chain().to_string(), newest))
+        })
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)
+    };
+    match read.await {
+        Ok((chain, newest)) => pages::audit(
+            &signed.principal,
+            &signed.session.csrf,
+            &chain,
+            newest.as_ref(),
+            None,
+        )
+        .into_response(),
+        Err(e) => pages::refusal(&e),
+    }
+}
+
+async fn verify_audit(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    signed: Signed,
+    Form(form): Form<Csrf>,
+) -> Response {
+    if let Err(refused) = with_token(&app, &headers, &signed, &form.csrf) {
+        return refused.into_response();
+    }
+    let verified = async {
+        signed.principal.require_admin(&app).await?;
+        let trail = app.trail.clone();
+        tokio::task::spawn_blocking(move || {
+            let key = trail.dir().public_key()?;
+            let lines: Vec<(u64, Vec<u8>)> = trail.lines().collect::<Result<_, _>>()?;
+            let checkpoints = trail.dir().checkpoints(trail.chain())?;
+            let newest = checkpoints
+                .iter()
+                .filter_map(|c| c.as_ref().ok())
+                .next_back()
+                .cloned();
+            let report =
+                airlock_audit::verify::verify(&lines, &checkpoints, &key, trail.checkpointed());
+            Ok::<_, airlock_audit::AuditError>((trail.chain().to_string(), newest, report))
+        })
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)
+    };
+    match verified.await {
+        Ok((chain, newest, report)) => pages::audit(
+            &signed.principal,
+            &signed.session.csrf,
+            &chain,
+            newest.as_ref(),
+            Some(&report),
+        )
+        .into_response(),
         Err(e) => pages::refusal(&e),
     }
 }

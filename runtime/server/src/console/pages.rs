@@ -9,11 +9,14 @@ use maud::{DOCTYPE, Markup, html};
 
 use crate::auth::Principal;
 use crate::error::ApiError;
+use airlock_audit::checkpoint::Checkpoint;
+use airlock_audit::verify::Report;
 use airlock_runtime::clock::rfc3339_ms;
 use airlock_runtime::ids::TenantId;
 use airlock_runtime::trust::TrustedKey;
 use airlock_store::runs::{RunRecord, RunStatus};
-use airlock_store::{ConnectionInfo, CredentialInfo, InstallationRecord, TenantInfo};
+use airlock_store::schedules::ScheduleRecord;
+use airlock_store::{ConnectionInfo, CredentialInfo, EndpointInfo, InstallationRecord, TenantInfo};
 
 /// A whole page: `title`, the navigation when signed in, and `body`.
 fn page(title: &str, signed: Option<(&Principal, &str)>, body: Markup) -> Markup {
@@ -39,9 +42,13 @@ fn page(title: &str, signed: Option<(&Principal, &str)>, body: Markup) -> Markup
                             @if !principal.is_admin() {
                                 a href="/console/runs" { "Runs" }
                             }
+                            @if let Some(tenant) = principal.own_tenant() {
+                                a href=(format!("/console/hooks?tenant={tenant}")) { "Webhooks & schedules" }
+                            }
                             a href="/console/events" { "Security events" }
                             @if principal.is_admin() {
                                 a href="/console/trust" { "Publishers" }
+                                a href="/console/audit" { "Audit trail" }
                             }
                         }
                         span.muted { (who(principal)) }
@@ -255,6 +262,8 @@ pub(super) fn tenants(principal: &Principal, csrf: &str, tenants: &[TenantInfo])
                                     " · "
                                     a href=(format!("/console/runs?tenant={}", tenant.id)) { "runs" }
                                     " · "
+                                    a href=(format!("/console/hooks?tenant={}", tenant.id)) { "webhooks & schedules" }
+                                    " · "
                                     a href=(format!("/console/events?tenant={}", tenant.id)) { "events" }
                                 }
                             }
@@ -450,6 +459,113 @@ pub(super) fn trust(principal: &Principal, csrf: &str, keys: &[TrustedKey]) -> M
                         td { @match key.revoked { Some(at) => span.status-dead { "revoked " (rfc3339_ms(at.saturating_mul(1000))) }, None => "trusted" } }
                     } } }
                 } }
+            }
+        },
+    )
+}
+
+pub(super) fn hooks(
+    principal: &Principal,
+    csrf: &str,
+    tenant: &TenantId,
+    webhooks: &[EndpointInfo],
+    schedules: &[ScheduleRecord],
+) -> Markup {
+    page(
+        "Webhooks and schedules",
+        Some((principal, csrf)),
+        html! {
+            h1 { "Webhooks of " (tenant) }
+            @if webhooks.is_empty() {
+                p.muted { "No webhook endpoints." }
+            } @else {
+                div.scroll { table {
+                    thead { tr { th scope="col" { "Endpoint" } th scope="col" { "Installation / action" } th scope="col" { "Scheme" } th scope="col" { "Live secrets" } } }
+                    tbody { @for hook in webhooks { tr {
+                        td { code { (hook.path) } }
+                        td { (hook.installation) " / " (hook.action) }
+                        td { (format!("{:?}", hook.scheme).to_lowercase()) }
+                        td { (hook.secrets.len()) }
+                    } } }
+                } }
+            }
+            h2 { "Schedules" }
+            @if schedules.is_empty() {
+                p.muted { "No schedules." }
+            } @else {
+                div.scroll { table {
+                    thead { tr {
+                        th scope="col" { "Schedule" } th scope="col" { "Installation / action" }
+                        th scope="col" { "When" } th scope="col" { "Next tick" }
+                        th scope="col" { "Fired / skipped" } th scope="col" { span.muted { "Action" } }
+                    } }
+                    tbody { @for schedule in schedules { tr {
+                        td { code { (schedule.id) } }
+                        td { (schedule.installation) " / " (schedule.action) }
+                        td { code { (schedule.cron) } " " (schedule.timezone) }
+                        td { @match (schedule.paused, schedule.next_tick) {
+                            (true, _) => "paused",
+                            (false, Some(at)) => (rfc3339_ms(at)),
+                            (false, None) => "none",
+                        } }
+                        td { (schedule.fired) " / " (schedule.skipped) }
+                        td {
+                            @let verb = if schedule.paused { "resume" } else { "pause" };
+                            form.inline method="post" action=(format!("/console/schedules/{}/{verb}", schedule.id)) {
+                                input type="hidden" name="csrf" value=(csrf);
+                                input type="hidden" name="tenant" value=(tenant);
+                                button type="submit" aria-label=(format!("{verb} schedule {}", schedule.id)) {
+                                    @if schedule.paused { "Resume" } @else { "Pause" }
+                                }
+                            }
+                        }
+                    } } }
+                } }
+            }
+        },
+    )
+}
+
+pub(super) fn audit(
+    principal: &Principal,
+    csrf: &str,
+    chain: &str,
+    newest: Option<&Checkpoint>,
+    report: Option<&Report>,
+) -> Markup {
+    page(
+        "Audit trail",
+        Some((principal, csrf)),
+        html! {
+            h1 { "Audit trail" }
+            dl {
+                dt { "Chain" } dd { code { (chain) } }
+                dt { "Newest signed checkpoint" }
+                dd {
+                    @match newest {
+                        Some(c) => { (c.count) " records, signed " (c.time) " by key " code { (c.key) } }
+                        None => "none yet",
+                    }
+                }
+            }
+            @match report {
+                None => p.muted { "Verifying reads every record: run it when you need to prove the trail intact." },
+                Some(report) => {
+                    @if report.is_ok() {
+                        p { strong { "Verified." } " " (report.verified) " records link from the first; "
+                            (report.checkpoints) " signed checkpoints, the newest covering " (report.covered) "." }
+                    } @else {
+                        p.refusal role="alert" {
+                            "Does not verify: "
+                            @if let Some(broken) = &report.broken { "broken at " (broken.to_string()) ". " }
+                            @for problem in &report.anchor_problems { (problem) ". " }
+                        }
+                    }
+                }
+            }
+            form method="post" action="/console/audit/verify" {
+                input type="hidden" name="csrf" value=(csrf);
+                button type="submit" { "Verify the whole trail now" }
             }
         },
     )
