@@ -402,6 +402,20 @@ async fn in_a_browser_an_admin_approves_retries_and_reads_events_and_no_planted_
         .await;
     assert_eq!(scheduled.status, StatusCode::CREATED, "{}", scheduled.body);
     let schedule = scheduled.body["id"].as_str().expect("id").to_string();
+    let described = read_example("hostile", "airlock.toml").replace(
+        "description = \"Misbehaves on purpose",
+        "description = \"<script>document.title='owned'</script> Misbehaves on purpose",
+    );
+    let planted_bundle = op.sign("hostile", "hostile.wasm", &described, "planted.airlock");
+    let digest = server.upload(&planted_bundle).await;
+    let installed = server
+        .post(
+            "/v1/installations",
+            &acme,
+            json!({"bundle": digest, "installation": "planted"}),
+        )
+        .await;
+    assert_eq!(installed.status, StatusCode::CREATED, "{}", installed.body);
     let key = op.keys.path().join("planted.key");
     let line = op.ok(&["keygen", "--out", &key.display().to_string()]);
     let line = String::from_utf8_lossy(&line.stdout).trim().to_string();
@@ -491,6 +505,35 @@ async fn in_a_browser_an_admin_approves_retries_and_reads_events_and_no_planted_
     );
     assert_ne!(chrome.url().await, "", "still on the page");
     shoot(&chrome, "publishers").await;
+
+    chrome
+        .open(&format!("{base}/console/installations/planted?tenant=acme"))
+        .await;
+    let described = chrome.source().await;
+    assert!(
+        chrome.all("script").await.is_empty(),
+        "no script element: {described}"
+    );
+    assert!(
+        described.contains("&lt;script&gt;document.title"),
+        "{described}"
+    );
+    assert!(
+        described.contains("<title>Installation planted"),
+        "the title stands: {described}"
+    );
+
+    chrome.open(&format!("{base}/console/metrics")).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
+    while !chrome.source().await.contains("Invocations that succeeded") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no chart after two samples"
+        );
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        chrome.open(&format!("{base}/console/metrics")).await;
+    }
+    shoot(&chrome, "metrics").await;
 
     chrome.open(&format!("{base}/console/audit")).await;
     chrome

@@ -200,6 +200,18 @@ impl Metrics {
         }
     }
 
+    /// Invocations counted so far: those that succeeded and those that failed.
+    pub fn invocations(&self) -> (u64, u64) {
+        let ok = self.invocations.get("ok").copied().unwrap_or(0);
+        let all: u64 = self.invocations.values().sum();
+        (ok, all - ok)
+    }
+
+    /// Security-flagged records counted so far.
+    pub fn security_events(&self) -> u64 {
+        self.security.values().sum()
+    }
+
     /// A registry holding the trail's metrics as counted so far. Counters are registered
     /// without `_total`: the encoder adds it to their samples.
     pub fn registry(&self) -> Registry {

@@ -76,6 +76,20 @@ impl Default for ServeLimits {
     }
 }
 
+/// How many samples of the trail's counts are kept: a day's at one per housekeeping round.
+const SAMPLES_KEPT: usize = 24 * 3600 / 15;
+
+/// The trail's totals at one moment (this node's count of the shared trail), and the
+/// invocations running on this node.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Sample {
+    pub at: u64,
+    pub ok: u64,
+    pub failed: u64,
+    pub security: u64,
+    pub running: u64,
+}
+
 /// An installation ready to invoke: what its record says, loaded and configured.
 pub struct Loaded {
     pub record: InstallationRecord,
@@ -116,6 +130,8 @@ pub struct App {
     loaded: Mutex<HashMap<(TenantId, InstallationId), Arc<Loaded>>>,
     /// Metrics counted from the trail so far, and the next record to count.
     metrics: Mutex<(Metrics, u64)>,
+    /// The trail's counts as they were at each housekeeping round, for the console's chart.
+    history: Mutex<std::collections::VecDeque<Sample>>,
 }
 
 impl App {
@@ -145,6 +161,7 @@ impl App {
             trusted_proxies: AllowRanges::none(),
             loaded: Mutex::new(HashMap::new()),
             metrics: Mutex::new((Metrics::default(), 0)),
+            history: Mutex::new(std::collections::VecDeque::new()),
             runtime: runtime.with_audit(trail.clone()),
             store,
             trail,
@@ -298,15 +315,52 @@ impl App {
             .await;
     }
 
-    /// The OpenMetrics text: counts from the audit trail (new records counted on each scrape)
-    /// and the server's own gauges, in one registry.
-    pub(crate) fn metrics(&self) -> Result<String, ApiError> {
+    /// Counts the trail's new records and keeps a [`Sample`] of the totals (at most a day's).
+    pub(crate) fn sample(&self) -> Result<(), ApiError> {
+        let (ok, failed, security) = {
+            let counted = self.counted()?;
+            let (ok, failed) = counted.0.invocations();
+            (ok, failed, counted.0.security_events())
+        };
+        let mut history = self.history.lock().unwrap_or_else(PoisonError::into_inner);
+        history.push_back(Sample {
+            at: airlock_runtime::clock::now_unix_ms(),
+            ok,
+            failed,
+            security,
+            running: u64::try_from(self.admission.running()).unwrap_or(u64::MAX),
+        });
+        while history.len() > SAMPLES_KEPT {
+            history.pop_front();
+        }
+        Ok(())
+    }
+
+    /// The trail's metrics with its records since the last look counted.
+    fn counted(&self) -> Result<std::sync::MutexGuard<'_, (Metrics, u64)>, ApiError> {
         let mut guard = self.metrics.lock().unwrap_or_else(PoisonError::into_inner);
         let (metrics, next) = &mut *guard;
         *next = metrics
             .count(&self.trail, *next)
             .map_err(ApiError::internal)?;
-        let mut registry = metrics.registry();
+        Ok(guard)
+    }
+
+    /// The samples kept, oldest first.
+    pub(crate) fn history(&self) -> Vec<Sample> {
+        self.history
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .copied()
+            .collect()
+    }
+
+    /// The OpenMetrics text: counts from the audit trail (new records counted on each scrape)
+    /// and the server's own gauges, in one registry.
+    pub(crate) fn metrics(&self) -> Result<String, ApiError> {
+        let counted = self.counted()?;
+        let mut registry = counted.0.registry();
         registry.register(
             "airlock_server_invocations_running",
             "Invocations running now",

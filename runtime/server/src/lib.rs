@@ -259,6 +259,11 @@ async fn housekeeping(app: Arc<App>) {
             if let Err(e) = app.trail.checkpoint_if_due() {
                 tracing::error!(error = %e, "cannot sign the audit checkpoint");
             }
+            if app.limits.console
+                && let Err(e) = app.sample()
+            {
+                tracing::warn!(error = ?e.code(), "cannot sample the trail's counts");
+            }
             if !purge {
                 return;
             }

@@ -70,6 +70,7 @@ pub(crate) fn router() -> Router<Arc<App>> {
         .route("/console/audit", get(audit))
         .route("/console/audit/verify", post(verify_audit))
         .route("/console/trust", get(trust))
+        .route("/console/metrics", get(metrics))
         .route("/console/runs", get(runs))
         .route("/console/runs/{run}/retry", post(retry))
         .layer(axum::middleware::map_response(harden))
@@ -374,15 +375,25 @@ async fn installation(
             .ok_or_else(|| ApiError::not_found(format!("installation {installation}")))?;
         let credentials = app.store.list_credentials(&tenant, &installation)?;
         let connections = app.store.connections_of(&tenant, &installation)?;
-        Ok::<_, ApiError>((record, credentials, connections))
+        // What the installed version says of itself, from its bundle verified again.
+        let installed = record.clone();
+        let manifest = app
+            .installing(move |i| i.installed_manifest(&installed))
+            .await?
+            .map_err(ApiError::from)?
+            .manifest;
+        Ok::<_, ApiError>((record, manifest, credentials, connections))
     };
     match shown.await {
-        Ok((record, credentials, connections)) => pages::installation(
+        Ok((record, manifest, credentials, connections)) => pages::installation(
             &signed.principal,
             &signed.session.csrf,
-            &record,
-            &credentials,
-            &connections,
+            &pages::Installed {
+                record: &record,
+                manifest: &manifest,
+                credentials: &credentials,
+                connections: &connections,
+            },
         )
         .into_response(),
         Err(e) => pages::refusal(&e),
@@ -632,4 +643,11 @@ async fn verify_audit(
         .into_response(),
         Err(e) => pages::refusal(&e),
     }
+}
+
+async fn metrics(State(app): State<Arc<App>>, signed: Signed) -> Response {
+    if let Err(e) = signed.principal.require_admin(&app).await {
+        return pages::refusal(&e);
+    }
+    pages::metrics(&signed.principal, &signed.session.csrf, &app.history()).into_response()
 }

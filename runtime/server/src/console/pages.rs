@@ -7,12 +7,14 @@ use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use maud::{DOCTYPE, Markup, html};
 
+use crate::app::Sample;
 use crate::auth::Principal;
 use crate::error::ApiError;
 use airlock_audit::checkpoint::Checkpoint;
 use airlock_audit::verify::Report;
 use airlock_runtime::clock::rfc3339_ms;
 use airlock_runtime::ids::TenantId;
+use airlock_runtime::manifest::Manifest;
 use airlock_runtime::trust::TrustedKey;
 use airlock_store::runs::{RunRecord, RunStatus};
 use airlock_store::schedules::ScheduleRecord;
@@ -49,6 +51,7 @@ fn page(title: &str, signed: Option<(&Principal, &str)>, body: Markup) -> Markup
                             @if principal.is_admin() {
                                 a href="/console/trust" { "Publishers" }
                                 a href="/console/audit" { "Audit trail" }
+                                a href="/console/metrics" { "Metrics" }
                             }
                         }
                         span.muted { (who(principal)) }
@@ -275,13 +278,22 @@ pub(super) fn tenants(principal: &Principal, csrf: &str, tenants: &[TenantInfo])
     )
 }
 
-pub(super) fn installation(
-    principal: &Principal,
-    csrf: &str,
-    record: &InstallationRecord,
-    credentials: &[CredentialInfo],
-    connections: &[ConnectionInfo],
-) -> Markup {
+/// What the installation page shows.
+pub(super) struct Installed<'a> {
+    pub record: &'a InstallationRecord,
+    /// The installed version's manifest.
+    pub manifest: &'a Manifest,
+    pub credentials: &'a [CredentialInfo],
+    pub connections: &'a [ConnectionInfo],
+}
+
+pub(super) fn installation(principal: &Principal, csrf: &str, installed: &Installed<'_>) -> Markup {
+    let &Installed {
+        record,
+        manifest,
+        credentials,
+        connections,
+    } = installed;
     page(
         &format!("Installation {}", record.installation),
         Some((principal, csrf)),
@@ -290,6 +302,12 @@ pub(super) fn installation(
             dl {
                 dt { "Tenant" } dd { (record.tenant) }
                 dt { "Integration" } dd { (record.integration) " " (record.version) }
+                dt { "Description" } dd { (manifest.integration.description) }
+                dt { "Publisher" } dd { (manifest.publisher.name) }
+                dt { "Config schema" } dd {
+                    @match &manifest.config { Some(config) => code { (config.schema.as_str()) }, None => "none: it takes no config" }
+                }
+                dt { "Actions" } dd { (manifest.actions.keys().map(|a| a.as_str()).collect::<Vec<_>>().join(", ")) }
                 dt { "Bundle" } dd { code { (record.bundle) } }
                 dt { "Signed by key" } dd { code { (record.key) } }
                 dt { "Config" } dd { @if record.config.is_some() { "set (validated against its schema)" } @else { "none" } }
@@ -406,7 +424,6 @@ pub(super) fn events(
             by_hour[usize::try_from(hour).unwrap_or(0)] += 1;
         }
     }
-    let peak = by_hour.iter().copied().max().unwrap_or(0).max(1);
     page(
         "Security events",
         Some((principal, csrf)),
@@ -415,18 +432,12 @@ pub(super) fn events(
             @if events.is_empty() {
                 p.muted { "None." }
             } @else {
-                figure {
-                    svg.chart viewBox="0 0 480 120" role="img" aria-label=(format!("{} security events per hour over the last 24 hours, at most {peak} in one hour", events.len())) {
-                        @for (hour, count) in by_hour.iter().enumerate() {
-                            @let height = count * 100 / peak;
-                            rect x=(hour * 20 + 2) y=(110 - height) width="16" height=(height) fill="#b42318" {
-                                title { (count) " in hour " (hour + 1) }
-                            }
-                        }
-                        line x1="0" y1="110" x2="480" y2="110" stroke="#57606a" {}
-                    }
-                    figcaption.muted { "Per hour, oldest on the left." }
-                }
+                (bars(
+                    &format!("{} security events per hour over the last 24 hours, oldest on the left", events.len()),
+                    &by_hour,
+                    "#b42318",
+                    HOURS as usize,
+                ))
                 ul {
                     @for (kind, count) in &by_kind { li { (kind) ": " (count) } }
                 }
@@ -566,6 +577,66 @@ pub(super) fn audit(
             form method="post" action="/console/audit/verify" {
                 input type="hidden" name="csrf" value=(csrf);
                 button type="submit" { "Verify the whole trail now" }
+            }
+        },
+    )
+}
+
+/// Samples the metrics page charts: the last hour's, one per housekeeping round.
+const CHARTED: usize = 240;
+
+/// A bar chart of `values` (oldest first) in the last of `slots` places (the newest at the
+/// right), `label` saying what it shows.
+fn bars(label: &str, values: &[u64], fill: &str, slots: usize) -> Markup {
+    let peak = values.iter().copied().max().unwrap_or(0).max(1);
+    let width = 960 / slots.max(1);
+    let first = slots.saturating_sub(values.len());
+    html! {
+        figure {
+            svg.chart viewBox="0 0 960 120" role="img" aria-label=(format!("{label}; at most {peak}")) {
+                @for (n, value) in values.iter().enumerate() {
+                    @let height = value * 100 / peak;
+                    rect x=((first + n) * width) y=(110 - height) width=(width.saturating_sub(1).max(1)) height=(height) fill=(fill) {
+                        title { (value) }
+                    }
+                }
+                line x1="0" y1="110" x2="960" y2="110" stroke="#57606a" {}
+            }
+            figcaption.muted { (label) " (at most " (peak) ")." }
+        }
+    }
+}
+
+pub(super) fn metrics(principal: &Principal, csrf: &str, samples: &[Sample]) -> Markup {
+    let recent = &samples[samples.len().saturating_sub(CHARTED + 1)..];
+    let delta = |f: fn(&Sample) -> u64| -> Vec<u64> {
+        recent
+            .windows(2)
+            .map(|w| f(&w[1]).saturating_sub(f(&w[0])))
+            .collect()
+    };
+    let ok = delta(|s| s.ok);
+    let failed = delta(|s| s.failed);
+    let security = delta(|s| s.security);
+    let running: Vec<u64> = recent.iter().map(|s| s.running).collect();
+    page(
+        "Metrics",
+        Some((principal, csrf)),
+        html! {
+            h1 { "Metrics, the last hour" }
+            @match (recent.first(), recent.last()) {
+                (Some(first), Some(last)) if recent.len() > 1 => {
+                    p.muted { "Every 15 seconds from " (rfc3339_ms(first.at)) " to " (rfc3339_ms(last.at)) ", as this node counts the trail; " code { "/metrics" } " has every counter." }
+                    h2 { "Invocations that succeeded" }
+                    (bars("Invocations that succeeded, per 15 s", &ok, "#0a5bc4", CHARTED))
+                    h2 { "Invocations that failed" }
+                    (bars("Invocations that failed, per 15 s", &failed, "#b42318", CHARTED))
+                    h2 { "Security events" }
+                    (bars("Security events, per 15 s", &security, "#9a6700", CHARTED))
+                    h2 { "Running on this node" }
+                    (bars("Invocations running on this node", &running, "#57606a", CHARTED + 1))
+                }
+                _ => p.muted { "Not enough samples yet: one is taken every 15 seconds." },
             }
         },
     )
