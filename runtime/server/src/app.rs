@@ -107,7 +107,7 @@ pub struct App {
     /// Wakes an idle worker when this node queues a run.
     pub(crate) runs_queued: tokio::sync::Notify,
     /// The console's signed-in browsers on this node.
-    pub(crate) sessions: crate::console::Sessions,
+    pub(crate) sessions: crate::console::session::Sessions,
     /// Wakes the scheduler when this node creates or resumes a schedule.
     pub(crate) schedules_changed: tokio::sync::Notify,
     /// Schedule ticks this node fired, and those it found missed or could not queue.
@@ -151,7 +151,7 @@ impl App {
             members: Membership::new(trail.node(), limits.heartbeat),
             runs_queued: tokio::sync::Notify::new(),
             schedules_changed: tokio::sync::Notify::new(),
-            sessions: crate::console::Sessions::default(),
+            sessions: crate::console::session::Sessions::default(),
             schedule_ticks_fired: AtomicU64::new(0),
             schedule_ticks_missed: AtomicU64::new(0),
             failures: KeyFailures::default(),

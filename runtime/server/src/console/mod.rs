@@ -10,7 +10,7 @@
 //! audit ([`crate::auth::verify`]); sessions are [`session`]'s.
 
 mod pages;
-mod session;
+pub(crate) mod session;
 
 use std::sync::Arc;
 
@@ -34,8 +34,6 @@ use crate::error::ApiError;
 use airlock_platform::api_keys::Scope;
 use airlock_runtime::ids::InstallationId;
 use airlock_store::runs::{RunQuery, RunStatus};
-
-pub(crate) use session::Sessions;
 
 /// The policy every console response carries: this origin's stylesheet, nothing else.
 const POLICY: &str = "default-src 'self'; script-src 'none'; style-src 'self'; img-src 'self'; \
