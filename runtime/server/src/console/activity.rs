@@ -3,12 +3,10 @@
 
 use std::sync::Arc;
 
-use axum::Form;
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 
-use super::{Scoped, Signed, TenantForm, pages, see_other, with_token};
+use super::{Posted, Scoped, Signed, TenantForm, pages, see_other};
 use crate::app::App;
 use crate::error::ApiError;
 use airlock_platform::api_keys::Scope;
@@ -69,14 +67,9 @@ pub(super) async fn runs(
 
 pub(super) async fn retry(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    signed: Signed,
     Path(run): Path<String>,
-    Form(form): Form<TenantForm>,
+    Posted { signed, form }: Posted<TenantForm>,
 ) -> Response {
-    if let Err(refused) = with_token(&app, &headers, &signed, &form.csrf) {
-        return refused.into_response();
-    }
     let retried = async {
         signed.principal.require(&app, Scope::Invoke).await?;
         let tenant = signed.principal.tenant(Some(&form.tenant))?;
@@ -167,36 +160,27 @@ pub(super) async fn hooks(
 
 pub(super) async fn pause_schedule(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    signed: Signed,
     Path(schedule): Path<String>,
-    Form(form): Form<TenantForm>,
+    posted: Posted<TenantForm>,
 ) -> Response {
-    set_paused(app, headers, signed, schedule, form, true).await
+    set_paused(app, schedule, posted, true).await
 }
 
 pub(super) async fn resume_schedule(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    signed: Signed,
     Path(schedule): Path<String>,
-    Form(form): Form<TenantForm>,
+    posted: Posted<TenantForm>,
 ) -> Response {
-    set_paused(app, headers, signed, schedule, form, false).await
+    set_paused(app, schedule, posted, false).await
 }
 
 /// Pauses or resumes a schedule, as `POST /v1/schedules/{id}/pause|resume` does.
-pub(super) async fn set_paused(
+async fn set_paused(
     app: Arc<App>,
-    headers: HeaderMap,
-    signed: Signed,
     schedule: String,
-    form: TenantForm,
+    Posted { signed, form }: Posted<TenantForm>,
     paused: bool,
 ) -> Response {
-    if let Err(refused) = with_token(&app, &headers, &signed, &form.csrf) {
-        return refused.into_response();
-    }
     let changed = async {
         signed
             .principal
@@ -248,13 +232,8 @@ pub(super) async fn audit(State(app): State<Arc<App>>, signed: Signed) -> Respon
 
 pub(super) async fn verify_audit(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    signed: Signed,
-    Form(form): Form<Csrf>,
+    Posted { signed, .. }: Posted<Csrf>,
 ) -> Response {
-    if let Err(refused) = with_token(&app, &headers, &signed, &form.csrf) {
-        return refused.into_response();
-    }
     let verified = async {
         signed.principal.require_admin(&app).await?;
         let trail = app.trail.clone();

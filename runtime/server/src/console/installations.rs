@@ -3,12 +3,10 @@
 
 use std::sync::Arc;
 
-use axum::Form;
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 
-use super::{Scoped, Signed, TenantForm, pages, see_other, with_token};
+use super::{Posted, Scoped, Signed, TenantForm, pages, see_other};
 use crate::app::App;
 use crate::error::ApiError;
 use airlock_platform::api_keys::Scope;
@@ -94,14 +92,9 @@ pub(super) async fn installation(
 
 pub(super) async fn approve(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    signed: Signed,
     Path(installation): Path<String>,
-    Form(form): Form<TenantForm>,
+    Posted { signed, form }: Posted<TenantForm>,
 ) -> Response {
-    if let Err(refused) = with_token(&app, &headers, &signed, &form.csrf) {
-        return refused.into_response();
-    }
     let approved = async {
         signed
             .principal

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use axum::Form;
 use axum::Router;
-use axum::extract::{FromRequestParts, State};
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::header::{
     CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, COOKIE, LOCATION, ORIGIN,
     REFERRER_POLICY, SET_COOKIE, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
@@ -28,6 +28,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
 use crate::app::App;
 use crate::auth::{Principal, verify};
@@ -159,21 +160,38 @@ fn same_origin(app: &App, headers: &HeaderMap) -> Result<(), Forged> {
     ))
 }
 
-/// Refuses a state-changing request without the session's anti-CSRF token.
-pub(super) fn with_token(
-    app: &App,
-    headers: &HeaderMap,
-    signed: &Signed,
-    offered: &str,
-) -> Result<(), Forged> {
-    same_origin(app, headers)?;
-    if signed.session.csrf_matches(offered) {
-        return Ok(());
+/// A form that carries the session's anti-CSRF token.
+pub(super) trait WithCsrf {
+    fn csrf(&self) -> &str;
+}
+
+/// A state-changing request of a signed-in browser, accepted only from this server's own
+/// pages (its `Origin`) with the session's anti-CSRF token in its form `F`; otherwise refused
+/// before anything is read further or done.
+pub(super) struct Posted<F> {
+    pub(super) signed: Signed,
+    pub(super) form: F,
+}
+
+impl<F: DeserializeOwned + WithCsrf + Send> FromRequest<Arc<App>> for Posted<F> {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, app: &Arc<App>) -> Result<Self, Response> {
+        let (mut parts, body) = request.into_parts();
+        let signed = Signed::from_request_parts(&mut parts, app).await?;
+        same_origin(app, &parts.headers).map_err(IntoResponse::into_response)?;
+        let Form(form) = Form::<F>::from_request(Request::from_parts(parts, body), app)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        if !signed.session.csrf_matches(form.csrf()) {
+            return Err(Forged(
+                "This form carries no valid anti-forgery token (it may be stale: reload the \
+                 page), so nothing was done.",
+            )
+            .into_response());
+        }
+        Ok(Self { signed, form })
     }
-    Err(Forged(
-        "This form carries no valid anti-forgery token (it may be stale: reload the page), so \
-         nothing was done.",
-    ))
 }
 
 async fn home(signed: Result<Signed, Response>) -> Response {
@@ -220,19 +238,17 @@ async fn sign_in(
 #[derive(Deserialize)]
 pub(super) struct Csrf {
     #[serde(default)]
-    pub(super) csrf: String,
+    csrf: String,
 }
 
-async fn sign_out(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    signed: Signed,
-    Form(form): Form<Csrf>,
-) -> Response {
-    if let Err(refused) = with_token(&app, &headers, &signed, &form.csrf) {
-        return refused.into_response();
+impl WithCsrf for Csrf {
+    fn csrf(&self) -> &str {
+        &self.csrf
     }
-    app.sessions.end(&signed.token);
+}
+
+async fn sign_out(State(app): State<Arc<App>>, posted: Posted<Csrf>) -> Response {
+    app.sessions.end(&posted.signed.token);
     let mut response = see_other("/console/");
     if let Ok(cookie) = HeaderValue::from_str(&session::cookie(None, app.https())) {
         response.headers_mut().insert(SET_COOKIE, cookie);
@@ -248,7 +264,13 @@ pub(super) struct Scoped {
 #[derive(Deserialize)]
 pub(super) struct TenantForm {
     #[serde(default)]
-    pub(super) csrf: String,
+    csrf: String,
     #[serde(default)]
     pub(super) tenant: String,
+}
+
+impl WithCsrf for TenantForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
 }
