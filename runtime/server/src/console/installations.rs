@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 
-use super::{Posted, Scoped, Signed, TenantForm, pages, see_other};
+use super::{Posted, Scoped, Signed, TenantForm, done, pages, shown};
 use crate::app::App;
 use crate::error::ApiError;
 use airlock_platform::api_keys::Scope;
@@ -17,33 +17,35 @@ pub(super) async fn installations(
     signed: Signed,
     Query(query): Query<Scoped>,
 ) -> Response {
-    let listed = async {
-        signed
-            .principal
-            .require(&app, Scope::InstallationsRead)
-            .await?;
-        let tenant = signed.principal.tenant_filter(query.tenant.as_deref())?;
-        Ok::<_, ApiError>(app.store.installations(tenant.as_ref())?)
-    };
-    match listed.await {
-        Ok(records) => {
-            pages::installations(&signed.principal, &signed.session.csrf, &records).into_response()
+    shown(
+        async {
+            let principal = &signed.principal;
+            principal.require(&app, Scope::InstallationsRead).await?;
+            let tenant = principal.tenant_filter(query.tenant.as_deref())?;
+            let records = app.store.installations(tenant.as_ref())?;
+            Ok(pages::installations(
+                principal,
+                &signed.session.csrf,
+                &records,
+            ))
         }
-        Err(e) => pages::refusal(&e),
-    }
+        .await,
+    )
 }
 
 pub(super) async fn tenants(State(app): State<Arc<App>>, signed: Signed) -> Response {
-    let listed = async {
-        signed.principal.require_admin(&app).await?;
-        Ok::<_, ApiError>(app.store.tenants()?)
-    };
-    match listed.await {
-        Ok(tenants) => {
-            pages::tenants(&signed.principal, &signed.session.csrf, &tenants).into_response()
+    shown(
+        async {
+            signed.principal.require_admin(&app).await?;
+            let tenants = app.store.tenants()?;
+            Ok(pages::tenants(
+                &signed.principal,
+                &signed.session.csrf,
+                &tenants,
+            ))
         }
-        Err(e) => pages::refusal(&e),
-    }
+        .await,
+    )
 }
 
 pub(super) async fn installation(
@@ -52,42 +54,35 @@ pub(super) async fn installation(
     Path(installation): Path<String>,
     Query(query): Query<Scoped>,
 ) -> Response {
-    let shown = async {
-        signed
-            .principal
-            .require(&app, Scope::InstallationsRead)
-            .await?;
-        let tenant = signed.principal.tenant(query.tenant.as_deref())?;
-        let installation: InstallationId = installation.parse().map_err(ApiError::invalid)?;
-        let record = app
-            .store
-            .installation(&tenant, &installation)?
-            .ok_or_else(|| ApiError::not_found(format!("installation {installation}")))?;
-        let credentials = app.store.list_credentials(&tenant, &installation)?;
-        let connections = app.store.connections_of(&tenant, &installation)?;
-        // What the installed version says of itself, from its bundle verified again.
-        let installed = record.clone();
-        let manifest = app
-            .installing(move |i| i.installed_manifest(&installed))
-            .await?
-            .map_err(ApiError::from)?
-            .manifest;
-        Ok::<_, ApiError>((record, manifest, credentials, connections))
-    };
-    match shown.await {
-        Ok((record, manifest, credentials, connections)) => pages::installation(
-            &signed.principal,
-            &signed.session.csrf,
-            &pages::Installed {
+    shown(
+        async {
+            let principal = &signed.principal;
+            principal.require(&app, Scope::InstallationsRead).await?;
+            let tenant = principal.tenant(query.tenant.as_deref())?;
+            let installation: InstallationId = installation.parse().map_err(ApiError::invalid)?;
+            let record = app
+                .store
+                .installation(&tenant, &installation)?
+                .ok_or_else(|| ApiError::not_found(format!("installation {installation}")))?;
+            let credentials = app.store.list_credentials(&tenant, &installation)?;
+            let connections = app.store.connections_of(&tenant, &installation)?;
+            // What the installed version says of itself, from its bundle verified again.
+            let installed = record.clone();
+            let manifest = app
+                .installing(move |i| i.installed_manifest(&installed))
+                .await?
+                .map_err(ApiError::from)?
+                .manifest;
+            let shown = pages::Installed {
                 record: &record,
                 manifest: &manifest,
                 credentials: &credentials,
                 connections: &connections,
-            },
-        )
-        .into_response(),
-        Err(e) => pages::refusal(&e),
-    }
+            };
+            Ok(pages::installation(principal, &signed.session.csrf, &shown))
+        }
+        .await,
+    )
 }
 
 pub(super) async fn approve(
@@ -95,38 +90,35 @@ pub(super) async fn approve(
     Path(installation): Path<String>,
     Posted { signed, form }: Posted<TenantForm>,
 ) -> Response {
-    let approved = async {
-        signed
-            .principal
-            .require(&app, Scope::InstallationsWrite)
-            .await?;
-        let tenant = signed.principal.tenant(Some(&form.tenant))?;
-        let installation: InstallationId = installation.parse().map_err(ApiError::invalid)?;
-        let approver = crate::routes::installations::approver(&signed.principal);
-        let (t, i) = (tenant.clone(), installation.clone());
-        let outcome = app
-            .installing(move |installer| installer.approve(&t, &i, None, approver))
-            .await?;
-        if let Err(e) = outcome {
-            return Err(app.refused(format!("installation {installation}"), e).await);
+    done(
+        async {
+            let principal = &signed.principal;
+            principal.require(&app, Scope::InstallationsWrite).await?;
+            let tenant = principal.tenant(Some(&form.tenant))?;
+            let installation: InstallationId = installation.parse().map_err(ApiError::invalid)?;
+            let approver = crate::routes::installations::approver(principal);
+            let (t, i) = (tenant.clone(), installation.clone());
+            let outcome = app
+                .installing(move |installer| installer.approve(&t, &i, None, approver))
+                .await?;
+            if let Err(e) = outcome {
+                return Err(app.refused(format!("installation {installation}"), e).await);
+            }
+            Ok(format!(
+                "/console/installations/{installation}?tenant={tenant}"
+            ))
         }
-        Ok((tenant, installation))
-    };
-    match approved.await {
-        Ok((tenant, installation)) => see_other(&format!(
-            "/console/installations/{installation}?tenant={tenant}"
-        )),
-        Err(e) => pages::refusal(&e),
-    }
+        .await,
+    )
 }
 
 pub(super) async fn trust(State(app): State<Arc<App>>, signed: Signed) -> Response {
-    let listed = async {
-        signed.principal.require_admin(&app).await?;
-        Ok::<_, ApiError>(app.store.trusted_keys()?)
-    };
-    match listed.await {
-        Ok(keys) => pages::trust(&signed.principal, &signed.session.csrf, &keys).into_response(),
-        Err(e) => pages::refusal(&e),
-    }
+    shown(
+        async {
+            signed.principal.require_admin(&app).await?;
+            let keys = app.store.trusted_keys()?;
+            Ok(pages::trust(&signed.principal, &signed.session.csrf, &keys))
+        }
+        .await,
+    )
 }

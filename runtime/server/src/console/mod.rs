@@ -33,6 +33,7 @@ use serde::de::DeserializeOwned;
 use crate::app::App;
 use crate::auth::{Principal, verify};
 use crate::client::Client;
+use crate::error::ApiError;
 
 /// The policy every console response carries: this origin's stylesheet, nothing else.
 const POLICY: &str = "default-src 'self'; script-src 'none'; style-src 'self'; img-src 'self'; \
@@ -132,6 +133,22 @@ impl FromRequestParts<Arc<App>> for Signed {
             }
             Err(e) => Err(e.into_response()),
         }
+    }
+}
+
+/// A page, or the refusal that stopped it.
+pub(super) fn shown(page: Result<maud::Markup, ApiError>) -> Response {
+    match page {
+        Ok(page) => page.into_response(),
+        Err(e) => pages::refusal(&e),
+    }
+}
+
+/// After a change: on to the page `to` names, or the refusal that stopped it.
+pub(super) fn done(to: Result<String, ApiError>) -> Response {
+    match to {
+        Ok(to) => see_other(&to),
+        Err(e) => pages::refusal(&e),
     }
 }
 
