@@ -115,14 +115,7 @@ impl FromRequestParts<Arc<App>> for Principal {
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
         let Ok(client) = Client::from_request_parts(parts, app).await;
-        let route = format!(
-            "{} {}",
-            parts.method,
-            parts
-                .extensions
-                .get::<MatchedPath>()
-                .map_or("(unmatched)", |m| m.as_str())
-        );
+        let route = route_of(parts);
         // The operator's socket: whoever reached it can read the data dir (super::local).
         if parts.extensions.get::<local::Operator>().is_some() {
             return Ok(Principal {
@@ -185,6 +178,19 @@ impl Principal {
             client,
         })
     }
+}
+
+/// The method and route template a refusal is recorded under: never the concrete path, which
+/// may carry what a caller typed (docs/audit.md).
+pub(crate) fn route_of(parts: &Parts) -> String {
+    format!(
+        "{} {}",
+        parts.method,
+        parts
+            .extensions
+            .get::<MatchedPath>()
+            .map_or("(unmatched)", |m| m.as_str())
+    )
 }
 
 /// Checks `presented` (the `Authorization` value, or the key a console sign-in form carries)

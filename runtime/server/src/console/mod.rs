@@ -31,7 +31,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::app::App;
-use crate::auth::{Principal, verify};
+use crate::auth::{Principal, route_of, verify};
 use crate::client::Client;
 use crate::error::ApiError;
 
@@ -120,7 +120,7 @@ impl FromRequestParts<Arc<App>> for Signed {
         else {
             return Err(see_other("/console/"));
         };
-        let route = format!("{} {}", parts.method, parts.uri.path());
+        let route = route_of(parts);
         match Principal::resumed(app, &session.key, route, client) {
             Ok(Some(principal)) => Ok(Self {
                 principal,
