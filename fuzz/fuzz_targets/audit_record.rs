@@ -1,9 +1,4 @@
-//! Audit records read back from the store: a damaged or forged line is refused, never a
-//! panic.
+//! What it checks: `airlock_fuzz_checks::audit::record`.
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
-
-fuzz_target!(|line: &[u8]| {
-    let _ = airlock_audit::record::open(line);
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| airlock_fuzz_checks::audit::record(data));

@@ -1,8 +1,4 @@
-//! Grants (TOML from the CLI, JSON through the API, converted): refused or parsed, no panic.
+//! What it checks: `airlock_fuzz_checks::policy::grant`.
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
-
-fuzz_target!(|text: &str| {
-    let _ = airlock_policy::grant::Grant::parse(text);
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| airlock_fuzz_checks::policy::grant(data));

@@ -1,9 +1,4 @@
-//! Webhook verification (github): headers and body from the sender, any bytes; a refusal,
-//! never a panic.
+//! What it checks: `airlock_fuzz_checks::policy::webhook_github`.
 #![no_main]
 
-use airlock_fuzz::{Delivery, verify_delivery};
-use airlock_policy::webhook::Scheme;
-use libfuzzer_sys::fuzz_target;
-
-fuzz_target!(|delivery: Delivery| verify_delivery(Scheme::Github, delivery));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| airlock_fuzz_checks::policy::webhook_github(data));

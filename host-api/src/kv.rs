@@ -169,7 +169,7 @@ impl KvCtx {
 
 /// A key is 1 to [`MAX_KEY_BYTES`] bytes of text without control characters. An empty
 /// `list-keys` prefix is checked separately (it is allowed).
-fn check_key(key: &str) -> Result<(), KvFailure> {
+pub fn check_key(key: &str) -> Result<(), KvFailure> {
     if key.is_empty() {
         return Err(KvFailure::InvalidKey("the key is empty".to_string()));
     }

@@ -151,6 +151,15 @@ pub fn generate(
     }
 }
 
+/// The token of an `Authorization: Bearer` value (scheme case-insensitive, RFC 6750).
+pub fn bearer(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
 /// The id a presented key claims, if it has the shape of a key.
 pub fn claimed_id(presented: &str) -> Option<&str> {
     let rest = presented.strip_prefix(PREFIX)?;
@@ -195,6 +204,15 @@ fn hash(secret: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_bearer_tokens_are_taken() {
+        assert_eq!(bearer("Bearer abc"), Some("abc"));
+        assert_eq!(bearer("bearer  abc "), Some("abc"));
+        assert_eq!(bearer("Basic YWxhZGRpbjpvcGVuc2VzYW1l"), None);
+        assert_eq!(bearer("Bearer "), None);
+        assert_eq!(bearer("abc"), None);
+    }
 
     fn key(expires: Option<u64>) -> NewKey {
         generate(Some("acme".into()), vec![Scope::Invoke], 1_000, expires)

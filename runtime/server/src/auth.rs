@@ -28,7 +28,7 @@ use super::error::ApiError;
 use super::failures::MAX_FAILURES;
 use super::local;
 use airlock_platform::api_keys::{self, KeyRefusal, Scope};
-use airlock_policy::apikey::ApiKeyRecord;
+use airlock_policy::apikey::{self, ApiKeyRecord};
 use airlock_runtime::clock::now_unix;
 use airlock_runtime::ids::TenantId;
 
@@ -130,7 +130,7 @@ impl FromRequestParts<Arc<App>> for Principal {
             .headers
             .get(AUTHORIZATION)
             .map(|v| v.to_str().unwrap_or_default());
-        let token = presented.and_then(bearer);
+        let token = presented.and_then(apikey::bearer);
         verify(app, client, route, presented, token).await
     }
 }
@@ -243,27 +243,4 @@ pub(crate) async fn verify(
         (_, _, KeyRefusal::Revoked) => "the API key was revoked",
         (_, _, KeyRefusal::Invalid) => "the API key is not valid",
     }))
-}
-
-/// The token of a `Bearer` authorization value (scheme case-insensitive, RFC 6750).
-fn bearer(value: &str) -> Option<&str> {
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
-        .filter(|t| !t.is_empty())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_bearer_tokens_are_taken() {
-        assert_eq!(bearer("Bearer abc"), Some("abc"));
-        assert_eq!(bearer("bearer  abc "), Some("abc"));
-        assert_eq!(bearer("Basic YWxhZGRpbjpvcGVuc2VzYW1l"), None);
-        assert_eq!(bearer("Bearer "), None);
-        assert_eq!(bearer("abc"), None);
-    }
 }

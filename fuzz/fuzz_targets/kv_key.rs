@@ -1,0 +1,4 @@
+//! What it checks: `airlock_fuzz_checks::host::kv_key`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| airlock_fuzz_checks::host::kv_key(data));

@@ -1,0 +1,4 @@
+//! What it checks: `airlock_fuzz_checks::runtime::schema`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| airlock_fuzz_checks::runtime::schema(data));
