@@ -112,6 +112,66 @@ async fn blocked_requests_end_at_the_timeout_and_are_aborted() {
     }
 }
 
+/// Upstream faults through the broker: whatever the upstream breaks, the invocation ends
+/// within its timeout and the exchange is recorded with the class of what happened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_faults_end_within_the_timeout_with_a_recorded_class() {
+    // (fault, outcome, the exchange's decision and reason, body bytes the guest read)
+    let cases = [
+        (Stall::NoHandshake, "limit-timeout", Decision::Failed, Some(ABORTED), None),
+        (Stall::Trickle, "limit-timeout", Decision::Failed, Some(ABORTED), None),
+        (
+            Stall::ResetMidBody,
+            "ok",
+            Decision::Failed,
+            Some("response-body-reset"),
+            Some(1000),
+        ),
+        (
+            Stall::EndlessBody,
+            "ok",
+            Decision::Failed,
+            Some("response-body-too-large"),
+            Some(10 << 20),
+        ),
+        (
+            Stall::LongerThanLength,
+            "guest-error",
+            Decision::Failed,
+            Some("connection-failed"),
+            None,
+        ),
+        (
+            Stall::BadChunks,
+            "ok",
+            Decision::Failed,
+            Some("response-body-invalid"),
+            Some(4),
+        ),
+        (
+            Stall::ManyHeaders,
+            "guest-error",
+            Decision::Failed,
+            Some("response-head-too-large"),
+            None,
+        ),
+    ];
+    for (stall, expected, decision, reason, read) in cases {
+        let (tarpit, egress) = tarpit(stall);
+        let ran = attack(&egress, "await-response", json!({ "url": URL }), expected).await;
+        let what = format!("{stall:?}");
+        assert_eq!(ran.egress.len(), 1, "{what}: {:?}", ran.egress);
+        let event = &ran.egress[0];
+        assert_eq!(event.decision, decision, "{what}: {event:?}");
+        assert_eq!(event.reason.as_deref(), reason, "{what}: {event:?}");
+        if let Some(read) = read {
+            let output = ran.result.as_ref().expect("an output");
+            assert_eq!(output["bytes"], read, "{what}: {output}");
+        }
+        assert_connections_closed(&tarpit, &what).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn responses_held_unread_are_aborted_with_the_invocation() {
     let (tarpit, egress) = tarpit(Stall::DripBody);

@@ -33,6 +33,20 @@ pub enum Stall {
     /// Reads the request head, answers `200` with a chunked body of one byte at a time, never
     /// ending it.
     DripBody,
+    /// Accepts the TCP connection and never answers the TLS handshake.
+    NoHandshake,
+    /// Reads the request head, then sends a response head one byte a second.
+    Trickle,
+    /// Answers part of a `Content-Length` body, then resets the connection.
+    ResetMidBody,
+    /// Answers a chunked body as fast as the client reads, never ending it.
+    EndlessBody,
+    /// Answers more body bytes than its `Content-Length` says, then closes.
+    LongerThanLength,
+    /// Answers a chunked body whose chunk size is not hexadecimal.
+    BadChunks,
+    /// Answers a head of 10,000 header fields.
+    ManyHeaders,
 }
 
 /// An HTTPS listener on loopback that completes TLS for `names` and then stalls each
@@ -102,6 +116,10 @@ pub fn sockets_to(peer: SocketAddr) -> usize {
 
 async fn stall_connection(tls: TlsAcceptor, stream: TcpStream, stall: Stall) {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    if stall == Stall::NoHandshake {
+        let _held = stream;
+        return std::future::pending().await;
+    }
     let Ok(mut tls) = tls.accept(stream).await else {
         return;
     };
@@ -121,15 +139,66 @@ async fn stall_connection(tls: TlsAcceptor, stream: TcpStream, stall: Stall) {
             break;
         }
     }
+    let answered = match stall {
+        Stall::ResetMidBody => {
+            let mut reply = b"HTTP/1.1 200 OK\r\ncontent-length: 65536\r\n\r\n".to_vec();
+            reply.extend(std::iter::repeat_n(b'x', 1000));
+            reply
+        }
+        Stall::LongerThanLength => {
+            let mut reply = b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n".to_vec();
+            reply.extend(std::iter::repeat_n(b'x', 10_000));
+            reply
+        }
+        Stall::BadChunks => {
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n4\r\nabcd\r\nzz\r\nxx\r\n"
+                .to_vec()
+        }
+        Stall::ManyHeaders => {
+            let mut reply = b"HTTP/1.1 200 OK\r\n".to_vec();
+            for i in 0..10_000 {
+                reply.extend(format!("x-h{i}: v\r\n").bytes());
+            }
+            reply.extend(b"content-length: 0\r\n\r\n");
+            reply
+        }
+        _ => Vec::new(),
+    };
+    if !answered.is_empty() {
+        if tls.write_all(&answered).await.is_err() || tls.flush().await.is_err() {
+            return;
+        }
+        if stall == Stall::ResetMidBody {
+            // Once the client has read what came (a reset discards what it has not), close with
+            // SO_LINGER 0: an RST, not a FIN.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let _ = tls.get_ref().0.set_zero_linger();
+            return;
+        }
+        // Close the write side and hold the connection until the client goes.
+        let _ = tls.shutdown().await;
+        while matches!(tls.read(&mut buf).await, Ok(n) if n > 0) {}
+        return;
+    }
     match stall {
-        Stall::Silent => {}
+        Stall::Silent
+        | Stall::NoHandshake
+        | Stall::ResetMidBody
+        | Stall::LongerThanLength
+        | Stall::BadChunks
+        | Stall::ManyHeaders => {}
         Stall::Swallow => loop {
             match tls.read(&mut buf).await {
                 Ok(0) | Err(_) => return,
                 Ok(_) => {}
             }
         },
-        Stall::DripHead => {
+        Stall::DripHead | Stall::Trickle => {
+            let every = if stall == Stall::Trickle {
+                Duration::from_secs(1)
+            } else {
+                DRIP
+            };
             for byte in b"HTTP/1.1 200 OK\r\nx-drip: "
                 .iter()
                 .chain(std::iter::repeat(&b'x'))
@@ -137,8 +206,18 @@ async fn stall_connection(tls: TlsAcceptor, stream: TcpStream, stall: Stall) {
                 if tls.write_all(&[*byte]).await.is_err() || tls.flush().await.is_err() {
                     return;
                 }
-                tokio::time::sleep(DRIP).await;
+                tokio::time::sleep(every).await;
             }
+        }
+        Stall::EndlessBody => {
+            let head = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n";
+            if tls.write_all(head).await.is_err() {
+                return;
+            }
+            let mut chunk = b"10000\r\n".to_vec();
+            chunk.extend(std::iter::repeat_n(b'x', 0x10000));
+            chunk.extend(b"\r\n");
+            while tls.write_all(&chunk).await.is_ok() {}
         }
         Stall::DripBody => {
             let head = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n";

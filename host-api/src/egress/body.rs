@@ -124,7 +124,7 @@ impl Body for LimitedResponseBody {
                     self.received += data.len() as u64;
                     self.traffic.add_received(data.len());
                     if self.received > self.limit {
-                        self.traffic.settle();
+                        self.traffic.fail_body("response-body-too-large");
                         return Poll::Ready(Some(Err(Error::HttpResponseBodySize(Some(
                             self.limit,
                         )))));
@@ -135,7 +135,7 @@ impl Body for LimitedResponseBody {
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => {
-                self.traffic.settle();
+                self.traffic.fail_body(body_failure(&e));
                 Poll::Ready(Some(Err(Error::from(e))))
             }
             Poll::Ready(None) => {
@@ -144,7 +144,7 @@ impl Body for LimitedResponseBody {
             }
             Poll::Pending => {
                 ready!(self.timer.as_mut().poll(cx));
-                self.traffic.settle();
+                self.traffic.fail_body("response-body-timeout");
                 Poll::Ready(Some(Err(Error::ConnectionReadTimeout)))
             }
         }
@@ -253,4 +253,28 @@ impl Body for RedactedResponseBody {
         // Redaction and decoding change the length: promise nothing.
         SizeHint::default()
     }
+}
+
+/// The class recorded for a response body the upstream broke off or malformed.
+fn body_failure(error: &hyper::Error) -> &'static str {
+    if error.is_incomplete_message() {
+        return "response-body-truncated";
+    }
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            return match io.kind() {
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted => {
+                    "response-body-reset"
+                }
+                std::io::ErrorKind::UnexpectedEof => "response-body-truncated",
+                std::io::ErrorKind::InvalidData | std::io::ErrorKind::InvalidInput => {
+                    "response-body-invalid"
+                }
+                _ => "response-body-failed",
+            };
+        }
+        source = cause.source();
+    }
+    "response-body-failed"
 }

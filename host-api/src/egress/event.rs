@@ -118,11 +118,20 @@ pub(crate) struct Traffic {
     pub(crate) capture: Option<Arc<super::tap::Capture>>,
     /// The response body reached its end, or was dropped by the guest: nothing is in flight.
     pub(crate) settled: AtomicBool,
+    /// Why the response body failed after its head came (a class such as
+    /// `response-body-reset`); the exchange is then recorded as failed with it.
+    pub(crate) body_failure: OnceLock<&'static str>,
 }
 
 impl Traffic {
     pub(crate) fn settle(&self) {
         self.settled.store(true, Ordering::Relaxed);
+    }
+
+    /// The response body failed as `class`: nothing more is in flight.
+    pub(crate) fn fail_body(&self, class: &'static str) {
+        let _ = self.body_failure.set(class);
+        self.settle();
     }
 
     pub(crate) fn add_sent(&self, n: usize) {
@@ -236,6 +245,9 @@ impl EgressLog {
                         && !traffic.settled.load(Ordering::Relaxed);
                     if in_flight {
                         event.reason = Some(ABORTED.to_string());
+                    } else if let Some(class) = traffic.body_failure.get() {
+                        event.decision = Decision::Failed;
+                        event.reason = Some((*class).to_string());
                     }
                 }
                 event
