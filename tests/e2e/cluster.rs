@@ -108,7 +108,7 @@ const KV: &str = "/v1/installations/hostile/actions/kv";
 
 /// The hostile example with room in its kv store for the load's writes (its own quota is 100
 /// keys in 64 KiB), signed as "Airlock Examples".
-fn roomy_hostile(op: &Operator) -> std::path::PathBuf {
+pub(crate) fn roomy_hostile(op: &Operator) -> std::path::PathBuf {
     let manifest = read_example("hostile", "airlock.toml");
     let quota = "[kv]\nmax-bytes = \"64 KiB\"\nmax-keys = 100\n";
     assert!(

@@ -14,6 +14,7 @@ mod cluster;
 mod connect;
 mod console;
 mod credentials;
+mod crashes;
 mod deadlines;
 mod dns;
 mod egress;
