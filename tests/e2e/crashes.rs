@@ -2,8 +2,8 @@
 //! (installs, credential writes, kv writes, invocations, webhook deliveries), 50 times in a row,
 //! and restarted on the same store each time. The store opens every time, the audit trail
 //! verifies after every crash, and every write the server acknowledged to a client is there,
-//! right after its crash and at the end (docs/operations.md, "Crashes and damage"). On sled,
-//! and on PostgreSQL (skipped, saying why, without one; CI never skips).
+//! right after its crash and at the end (docs/deploy.md, "Crashes, full disks and damaged
+//! stores"). On sled, and on PostgreSQL (skipped, saying why, without one; CI never skips).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -141,22 +141,42 @@ async fn load(
                     "grant": {"egress": [{"url": "https://api.github.com/repos", "methods": ["GET"]}]},
                 });
                 let path = "/v1/installations";
-                match send(&http, &base, Method::POST, path, key, &[], json_body(&request)).await {
+                match send(
+                    &http,
+                    &base,
+                    Method::POST,
+                    path,
+                    key,
+                    &[],
+                    json_body(&request),
+                )
+                .await
+                {
                     Ok((StatusCode::CREATED, ..)) => {
                         acked.push(Acked::Installed(installation.clone()));
                         let path = format!("/v1/installations/{installation}/credentials/github");
                         let value = json!({ "value": format!("ghp_{tag}") });
-                        send(&http, &base, Method::PUT, &path, key, &[], json_body(&value))
-                            .await
-                            .map(|(status, _, body)| {
-                                if status == StatusCode::CREATED {
-                                    acked.push(Acked::Credential(installation));
-                                } else {
-                                    wrong.push(format!("credential {tag}: {status} {body}"));
-                                }
-                            })
+                        send(
+                            &http,
+                            &base,
+                            Method::PUT,
+                            &path,
+                            key,
+                            &[],
+                            json_body(&value),
+                        )
+                        .await
+                        .map(|(status, _, body)| {
+                            if status == StatusCode::CREATED {
+                                acked.push(Acked::Credential(installation));
+                            } else {
+                                wrong.push(format!("credential {tag}: {status} {body}"));
+                            }
+                        })
                     }
-                    Ok((status, _, body)) => Ok(wrong.push(format!("install {tag}: {status} {body}"))),
+                    Ok((status, _, body)) => {
+                        Ok(wrong.push(format!("install {tag}: {status} {body}")))
+                    }
                     Err(e) => Err(e),
                 }
             }
@@ -173,23 +193,39 @@ async fn load(
                         }
                     })
             }
-            2 => send(&http, &base, Method::POST, MAPPER, key, &[], json_body(&mapper_input()))
-                .await
-                .map(|(status, record, body)| match record {
-                    Some(seq) if status == StatusCode::OK => acked.push(Acked::Invoked(seq)),
-                    _ => wrong.push(format!("invoke {tag}: {status} {body}")),
-                }),
+            2 => send(
+                &http,
+                &base,
+                Method::POST,
+                MAPPER,
+                key,
+                &[],
+                json_body(&mapper_input()),
+            )
+            .await
+            .map(|(status, record, body)| match record {
+                Some(seq) if status == StatusCode::OK => acked.push(Acked::Invoked(seq)),
+                _ => wrong.push(format!("invoke {tag}: {status} {body}")),
+            }),
             _ => {
                 let body = json_body(&json!({"op": "get", "key": format!("k-{tag}")}));
                 let headers = standard(&setup.secret, &format!("msg_{tag}"), now(), &body);
-                send(&http, &base, Method::POST, &setup.hook, None, &headers, body)
-                    .await
-                    .map(|(status, _, body)| match body["run"].as_str() {
-                        Some(run) if status == StatusCode::ACCEPTED => {
-                            acked.push(Acked::Queued(run.to_string()));
-                        }
-                        _ => wrong.push(format!("delivery {tag}: {status} {body}")),
-                    })
+                send(
+                    &http,
+                    &base,
+                    Method::POST,
+                    &setup.hook,
+                    None,
+                    &headers,
+                    body,
+                )
+                .await
+                .map(|(status, _, body)| match body["run"].as_str() {
+                    Some(run) if status == StatusCode::ACCEPTED => {
+                        acked.push(Acked::Queued(run.to_string()));
+                    }
+                    _ => wrong.push(format!("delivery {tag}: {status} {body}")),
+                })
             }
         };
         if answered.is_err() {
@@ -219,12 +255,28 @@ async fn missing(server: &Server, setup: &Setup, acked: &[Acked]) -> Vec<String>
         let there = match write {
             Acked::Installed(id) => {
                 let path = format!("/v1/installations/{id}");
-                let got = send(&server.http, &server.base, Method::GET, &path, key, &[], Vec::new());
+                let got = send(
+                    &server.http,
+                    &server.base,
+                    Method::GET,
+                    &path,
+                    key,
+                    &[],
+                    Vec::new(),
+                );
                 got.await.expect("the server answers").0 == StatusCode::OK
             }
             Acked::Credential(id) => {
                 let path = format!("/v1/installations/{id}/credentials");
-                let got = send(&server.http, &server.base, Method::GET, &path, key, &[], Vec::new());
+                let got = send(
+                    &server.http,
+                    &server.base,
+                    Method::GET,
+                    &path,
+                    key,
+                    &[],
+                    Vec::new(),
+                );
                 let (_, _, body) = got.await.expect("the server answers");
                 body["credentials"]
                     .as_array()
@@ -237,7 +289,15 @@ async fn missing(server: &Server, setup: &Setup, acked: &[Acked]) -> Vec<String>
             }
             Acked::Queued(run) => {
                 let path = format!("/v1/runs/{run}");
-                let got = send(&server.http, &server.base, Method::GET, &path, key, &[], Vec::new());
+                let got = send(
+                    &server.http,
+                    &server.base,
+                    Method::GET,
+                    &path,
+                    key,
+                    &[],
+                    Vec::new(),
+                );
                 got.await.expect("the server answers").0 == StatusCode::OK
             }
             Acked::Invoked(_) => true,
@@ -316,10 +376,17 @@ async fn crash_fifty_times(op: &Operator) {
         // answered; then it opens for a server that has every other write answered.
         op.ok(&["audit", "verify"]);
         let lost = unrecorded(&trail(op), &acked);
-        assert!(lost.is_empty(), "cycle {cycle}: answered, not in the trail: {lost:?}");
+        assert!(
+            lost.is_empty(),
+            "cycle {cycle}: answered, not in the trail: {lost:?}"
+        );
         server = Server::start(op, &[], &[]);
         let lost = missing(&server, &setup, &acked).await;
-        assert!(lost.is_empty(), "cycle {cycle}: {} writes lost: {lost:?}", lost.len());
+        assert!(
+            lost.is_empty(),
+            "cycle {cycle}: {} writes lost: {lost:?}",
+            lost.len()
+        );
         all.extend(acked);
     }
     let count = |kind: fn(&Acked) -> bool| all.iter().filter(|a| kind(a)).count();
@@ -341,13 +408,23 @@ async fn crash_fifty_times(op: &Operator) {
         wrong.len(),
         &wrong[..wrong.len().min(5)]
     );
-    assert!(counts.iter().all(|n| *n > 0), "every kind of write was made: {counts:?}");
+    assert!(
+        counts.iter().all(|n| *n > 0),
+        "every kind of write was made: {counts:?}"
+    );
     let lost = missing(&server, &setup, &all).await;
-    assert!(lost.is_empty(), "at the end, {} writes lost: {lost:?}", lost.len());
+    assert!(
+        lost.is_empty(),
+        "at the end, {} writes lost: {lost:?}",
+        lost.len()
+    );
     server.stop();
     op.ok(&["audit", "verify"]);
     let lost = unrecorded(&trail(op), &all);
-    assert!(lost.is_empty(), "at the end, answered, not in the trail: {lost:?}");
+    assert!(
+        lost.is_empty(),
+        "at the end, answered, not in the trail: {lost:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -118,8 +118,20 @@ async fn blocked_requests_end_at_the_timeout_and_are_aborted() {
 async fn upstream_faults_end_within_the_timeout_with_a_recorded_class() {
     // (fault, outcome, the exchange's decision and reason, body bytes the guest read)
     let cases = [
-        (Stall::NoHandshake, "limit-timeout", Decision::Failed, Some(ABORTED), None),
-        (Stall::Trickle, "limit-timeout", Decision::Failed, Some(ABORTED), None),
+        (
+            Stall::NoHandshake,
+            "limit-timeout",
+            Decision::Failed,
+            Some(ABORTED),
+            None,
+        ),
+        (
+            Stall::Trickle,
+            "limit-timeout",
+            Decision::Failed,
+            Some(ABORTED),
+            None,
+        ),
         (
             Stall::ResetMidBody,
             "ok",

@@ -27,7 +27,9 @@ pub fn record(data: &[u8]) {
             hash
         }
     );
-    let sum = data.iter().fold(0usize, |sum, b| sum.wrapping_add(usize::from(*b)));
+    let sum = data
+        .iter()
+        .fold(0usize, |sum, b| sum.wrapping_add(usize::from(*b)));
     let mut flipped = line.clone();
     flipped[sum % line.len()] ^= 0x20;
     assert!(record::open(&flipped).is_err(), "a flipped byte is refused");

@@ -28,7 +28,12 @@ fn echoing(data: &[u8]) -> Option<(Redactor, &str, [u8; 4], &[u8])> {
     let rest = &rest[4..];
     let secret = std::str::from_utf8(rest.get(..usize::from(len).max(1))?).ok()?;
     let body = &rest[secret.len()..];
-    Some((Redactor::new(&SecretForms::token(secret))?, secret, sizes, body))
+    Some((
+        Redactor::new(&SecretForms::token(secret))?,
+        secret,
+        sizes,
+        body,
+    ))
 }
 
 /// The response redactor, differentially: streamed in any chunks it gives what redacting the
@@ -54,7 +59,10 @@ pub fn redactor(data: &[u8]) {
         filtered.extend(filter.push(chunk).expect("identity never fails"));
     }
     filtered.extend(filter.finish().expect("identity never fails"));
-    assert_eq!(filtered, whole, "the body filter redacts as the redactor does");
+    assert_eq!(
+        filtered, whole,
+        "the body filter redacts as the redactor does"
+    );
 
     let mark = std::str::from_utf8(Redactor::MARK).expect("ASCII");
     if !secret.contains(['[', ']']) && !mark.contains(secret) {

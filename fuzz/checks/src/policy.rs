@@ -22,7 +22,11 @@ fn declared() -> Vec<EgressRule> {
             Some("github"),
         ),
         rule("https://*.slack.com", &["POST"], Some("slack")),
-        rule("https://hooks.example.com:8443/in/", &["PUT", "DELETE"], None),
+        rule(
+            "https://hooks.example.com:8443/in/",
+            &["PUT", "DELETE"],
+            None,
+        ),
         rule("https://xn--bcher-kva.example", &["GET"], None),
     ]
 }

@@ -25,13 +25,15 @@ pub fn json_strict(data: &[u8]) {
     let Ok(value) = parse_strict(text, 1 << 20) else {
         return;
     };
-    let again =
-        parse_strict(&value.to_string(), 1 << 21).expect("its own serialization parses");
+    let again = parse_strict(&value.to_string(), 1 << 21).expect("its own serialization parses");
     assert_eq!(again, value);
     if let Value::Object(map) = &value
         && let Some(first) = map.keys().next()
     {
-        let inner = text.trim_start().strip_prefix('{').expect("an object's text");
+        let inner = text
+            .trim_start()
+            .strip_prefix('{')
+            .expect("an object's text");
         let repeated = format!("{{{}:null,{inner}", Value::from(first.as_str()));
         assert!(
             matches!(

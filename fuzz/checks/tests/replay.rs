@@ -15,7 +15,12 @@ fn binaries() -> Vec<String> {
         .expect("fuzz/fuzz_targets")
         .map(|entry| entry.expect("an entry").path())
         .filter(|path| path.extension().is_some_and(|e| e == "rs"))
-        .map(|path| path.file_stem().expect("a name").to_string_lossy().into_owned())
+        .map(|path| {
+            path.file_stem()
+                .expect("a name")
+                .to_string_lossy()
+                .into_owned()
+        })
         .collect();
     names.sort();
     names
@@ -30,7 +35,11 @@ fn inputs(kind: &str, target: &str) -> Vec<(String, Vec<u8>)> {
         .map(|entry| entry.expect("an entry").path())
         .filter(|path| path.is_file())
         .map(|path| {
-            let name = path.file_name().expect("a name").to_string_lossy().into_owned();
+            let name = path
+                .file_name()
+                .expect("a name")
+                .to_string_lossy()
+                .into_owned();
             (name, fs::read(&path).expect("a readable input"))
         })
         .collect();
@@ -40,7 +49,10 @@ fn inputs(kind: &str, target: &str) -> Vec<(String, Vec<u8>)> {
 
 #[test]
 fn every_binary_runs_a_check_and_every_check_has_a_binary() {
-    let checks: Vec<&str> = airlock_fuzz_checks::TARGETS.iter().map(|(n, _)| *n).collect();
+    let checks: Vec<&str> = airlock_fuzz_checks::TARGETS
+        .iter()
+        .map(|(n, _)| *n)
+        .collect();
     assert_eq!(binaries(), checks);
 }
 
@@ -52,7 +64,10 @@ fn every_corpus_and_regression_input_passes_its_check() {
         for kind in ["corpus", "regressions"] {
             for (name, data) in inputs(kind, target) {
                 let outcome = std::panic::catch_unwind(|| check(&data));
-                assert!(outcome.is_ok(), "fuzz/{kind}/{target}/{name} fails its check");
+                assert!(
+                    outcome.is_ok(),
+                    "fuzz/{kind}/{target}/{name} fails its check"
+                );
             }
         }
     }
