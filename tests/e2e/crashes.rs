@@ -175,7 +175,8 @@ async fn load(
                         })
                     }
                     Ok((status, _, body)) => {
-                        Ok(wrong.push(format!("install {tag}: {status} {body}")))
+                        wrong.push(format!("install {tag}: {status} {body}"));
+                        Ok(())
                     }
                     Err(e) => Err(e),
                 }

@@ -110,7 +110,10 @@ pub fn body_decoding(data: &[u8]) {
     }
     let mut decoded = Vec::new();
     let reference = match encoding {
-        Encoding::Identity => Ok(decoded.extend_from_slice(body)),
+        Encoding::Identity => {
+            decoded.extend_from_slice(body);
+            Ok(())
+        }
         Encoding::Gzip => flate2::read::GzDecoder::new(body)
             .read_to_end(&mut decoded)
             .map(drop),

@@ -12,8 +12,11 @@ pub mod policy;
 pub mod runtime;
 pub mod schedule;
 
+/// One target's check: any bytes in, a panic on a broken invariant.
+pub type Check = fn(&[u8]);
+
 /// Every target by the name of its binary in `fuzz/fuzz_targets/`.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Check)] = &[
     ("api_key", policy::api_key),
     ("audit_chain", audit::chain),
     ("audit_record", audit::record),
