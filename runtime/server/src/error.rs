@@ -214,6 +214,14 @@ impl From<StoreError> for ApiError {
                 retry_after: Some(RETRY_AFTER_SECS),
                 ..Self::new(StatusCode::TOO_MANY_REQUESTS, "busy", full.to_string())
             },
+            down @ StoreError::Unavailable { .. } => Self {
+                retry_after: Some(RETRY_AFTER_SECS),
+                ..Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store-unavailable",
+                    down.to_string(),
+                )
+            },
             other => Self::internal(other),
         }
     }

@@ -92,7 +92,7 @@ impl KeyRecords for Store {
             Some(encode(record)?),
         )?;
         if swapped.is_ok() {
-            self.db.flush()?;
+            self.db()?.flush()?;
         }
         Ok(swapped.is_ok())
     }
@@ -114,7 +114,7 @@ impl ApiKeys for Store {
         let _pass = self.writing();
         self.tree(API_KEYS)?
             .insert(record.id.as_bytes(), encode(record)?)?;
-        self.db.flush()?;
+        self.db()?.flush()?;
         Ok(())
     }
 

@@ -19,7 +19,9 @@ pub(crate) const META: &str = "audit-meta";
 const CHAIN_KEY: &[u8] = b"chain";
 const CHECKPOINTED_KEY: &[u8] = b"checkpointed";
 
-/// The trail's trees, opened once per store: an append does not look them up again.
+/// The trail's trees, opened once per opening of the database: an append does not look them
+/// up again.
+#[derive(Clone)]
 pub(crate) struct AuditTrees {
     records: sled::Tree,
     index: sled::Tree,
@@ -32,26 +34,27 @@ struct Taken;
 impl Store {
     /// The trail's trees, opened (and created) on first use, so a store that never holds a
     /// trail gets none.
-    fn audit(&self) -> Result<&AuditTrees, StoreError> {
-        if let Some(trees) = self.audit.get() {
-            return Ok(trees);
+    fn audit(&self) -> Result<AuditTrees, StoreError> {
+        let db = self.db()?;
+        if let Some(trees) = db.audit.get() {
+            return Ok(trees.clone());
         }
         let trees = AuditTrees {
-            records: self.db.open_tree(RECORDS)?,
-            index: self.db.open_tree(INDEX)?,
-            meta: self.db.open_tree(META)?,
+            records: db.open_tree(RECORDS)?,
+            index: db.open_tree(INDEX)?,
+            meta: db.open_tree(META)?,
         };
-        Ok(self.audit.get_or_init(|| trees))
+        Ok(db.audit.get_or_init(|| trees).clone())
     }
 }
 
 impl AuditLog for Store {
     fn audit_chain(&self, fresh: &str) -> Result<String, StoreError> {
         let _pass = self.writing();
-        let meta = &self.audit()?.meta;
+        let meta = self.audit()?.meta;
         let stored = match meta.compare_and_swap(CHAIN_KEY, None as Option<&[u8]>, Some(fresh))? {
             Ok(()) => {
-                self.db.flush()?;
+                self.db()?.flush()?;
                 return Ok(fresh.to_string());
             }
             Err(lost) => lost.current,
@@ -98,7 +101,7 @@ impl AuditLog for Store {
     }
 
     fn flush_audit(&self) -> Result<(), StoreError> {
-        self.db.flush()?;
+        self.db()?.flush()?;
         Ok(())
     }
 

@@ -21,6 +21,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::Arc;
 
+use super::database::Database;
 use super::{DB_DIR, Store, StoreError, connections, installations, kv};
 use airlock_runtime::fsutil;
 use airlock_runtime::ids::TenantId;
@@ -113,7 +114,7 @@ impl Store {
     fn format(&self) -> Result<Option<u32>, StoreError> {
         // Looked up without creating the tree: a database of format 1 is not written to.
         if !self
-            .db
+            .db()?
             .tree_names()
             .iter()
             .any(|n| n.as_ref() == META.as_bytes())
@@ -131,7 +132,7 @@ impl Store {
 
     fn mark_format(&self) -> Result<(), StoreError> {
         self.tree(META)?.insert(FORMAT_KEY, &FORMAT.to_be_bytes())?;
-        self.db.flush()?;
+        self.db()?.flush()?;
         Ok(())
     }
 
@@ -154,8 +155,7 @@ impl Store {
             self.gate.clone(),
         );
         let built = Self {
-            db: super::open_db(&next)?,
-            audit: Arc::default(),
+            database: Arc::new(Database::open(&next)?),
             ..self.clone()
         };
         if let Err(e) = self.copy_into(&built) {
@@ -174,10 +174,9 @@ impl Store {
         fsutil::sync_dir(&data_dir).map_err(io(&data_dir))?;
         fsutil::shred_tree(&old).map_err(io(&old))?;
         Ok(Self {
-            db: super::open_db(&db)?,
+            database: Arc::new(Database::open(&db)?),
             data_dir,
             master,
-            audit: Arc::default(),
             trust_writer,
             gate,
             members: Arc::default(),
@@ -187,7 +186,7 @@ impl Store {
 
     /// Copies every record of this (format 1) store into `to`, converted.
     fn copy_into(&self, to: &Self) -> Result<(), StoreError> {
-        let names = self.db.tree_names();
+        let names = self.db()?.tree_names();
         // Keys first: converting the other records needs them.
         if names.iter().any(|n| n.as_ref() == TENANT_KEYS.as_bytes()) {
             for entry in self.tree(TENANT_KEYS)?.iter() {
@@ -202,7 +201,7 @@ impl Store {
             }
         }
         for name in names {
-            let from = self.db.open_tree(&name)?;
+            let from = self.db()?.open_tree(&name)?;
             match std::str::from_utf8(&name).unwrap_or("") {
                 TENANT_KEYS | META => {}
                 kv::KV => to.migrate_kv(&from)?,
@@ -210,7 +209,7 @@ impl Store {
                 connections::CONNECTIONS => to.migrate_connections(&from)?,
                 connections::PENDING => to.migrate_consents(&from)?,
                 connections::STARTS => to.migrate_offers(&from)?,
-                _ => copy_tree(&from, &to.db.open_tree(&name)?)?,
+                _ => copy_tree(&from, &to.db()?.open_tree(&name)?)?,
             }
         }
         Ok(())
@@ -398,7 +397,8 @@ mod tests {
         assert_eq!(listed[0].account, tokens.account);
         assert_eq!(
             store
-                .db
+                .db()
+                .expect("db")
                 .open_tree("audit")
                 .expect("tree")
                 .get("0001")
@@ -407,7 +407,7 @@ mod tests {
             Some(&b"a record"[..])
         );
         assert!(!data.join(OLD_DIR).exists() && !data.join(NEXT_DIR).exists());
-        store.db.flush().expect("flush");
+        store.db().expect("db").flush().expect("flush");
         let raw = raw_bytes(&data.join(DB_DIR));
         for needle in [USER, "kv-canary", "config-canary", &needle(wrapped)] {
             assert!(

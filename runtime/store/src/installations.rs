@@ -126,7 +126,7 @@ impl Installations for Store {
         let removed = self
             .tree(INSTALLATIONS)?
             .remove(record_key(tenant.as_str(), installation.as_str()))?;
-        self.db.flush()?;
+        self.db()?.flush()?;
         Ok(removed.is_some())
     }
 
@@ -135,7 +135,7 @@ impl Installations for Store {
         let key = record_key(&record.tenant, &record.installation);
         self.tree(INSTALLATIONS)?
             .insert(key, encode(self, record.clone())?)?;
-        self.db.flush()?;
+        self.db()?.flush()?;
         Ok(())
     }
 

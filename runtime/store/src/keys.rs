@@ -390,7 +390,7 @@ mod tests {
         let wrapped: WrappedKey =
             serde_json::from_slice(&fs::read(&path).expect("read")).expect("wrapped");
         let needle = serde_json::to_string(&wrapped.ciphertext).expect("json");
-        store.db.flush().expect("flush");
+        store.db().expect("db").flush().expect("flush");
         let db = raw_bytes(&dir.path().join(super::super::DB_DIR));
         assert!(!holds(&db, needle.as_bytes()) && !holds(&db, &wrapped.ciphertext));
         assert!(holds(&raw_bytes(dir.path()), needle.as_bytes()));

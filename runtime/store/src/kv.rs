@@ -440,7 +440,7 @@ impl KvNamespaces for Store {
             deleted += 1;
         }
         usage.remove(sled_usage_key(&ns))?;
-        self.db.flush()?;
+        self.db()?.flush()?;
         Ok(deleted)
     }
 }
@@ -549,7 +549,7 @@ mod tests {
         assert_eq!(a.usage().expect("usage"), KvUsage { keys: 2, bytes: 9 });
 
         // Another tenant's key cannot open a copied record.
-        store.db.flush().expect("flush");
+        store.db().expect("db").flush().expect("flush");
         let tree = store.tree(KV).expect("tree");
         let (acme_key, globex_key) = (data_key(&a), data_key(&c));
         let sealed = tree
@@ -601,7 +601,7 @@ mod tests {
             a.list("", Some(names[3]), 10),
             Ok(vec![names[2].to_string()])
         );
-        store.db.flush().expect("flush");
+        store.db().expect("db").flush().expect("flush");
         let raw = raw_bytes(data.path());
         for needle in ["acme-canary", "cursor-canary", "contact:"] {
             assert!(!holds(&raw, needle.as_bytes()), "{needle} is on disk");

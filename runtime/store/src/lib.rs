@@ -40,6 +40,7 @@ pub mod backup;
 pub mod conformance;
 pub mod connections;
 pub mod credentials;
+mod database;
 mod format;
 pub mod installations;
 pub mod keys;
@@ -56,7 +57,7 @@ pub mod trust;
 pub mod webhooks;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use airlock_host_api::credentials::vault::VaultError;
 
@@ -87,6 +88,17 @@ pub enum StoreError {
     /// The backend failed (its own error, boxed: the traits name no backend's types).
     #[error("database error: {0}")]
     Db(Box<dyn std::error::Error + Send + Sync>),
+    /// The database stopped taking writes (a full or read-only disk): nothing was written, and
+    /// it is reopened once the disk takes writes again ([`database`]).
+    #[error(
+        "the database cannot write to disk ({why}); it serves again once the disk takes writes"
+    )]
+    Unavailable { why: String },
+    /// sled found a page that fails its checksum, or a log that ends inside a record it needs.
+    #[error(
+        "the database is damaged ({why}); do not serve it: restore the data dir from a backup (docs/deploy.md, \"A damaged store\")"
+    )]
+    Damaged { why: String },
     #[error("master key: {0}")]
     MasterKey(#[from] VaultError),
     #[error("stored {what} is unreadable (the database may be damaged)")]
@@ -129,7 +141,16 @@ pub enum StoreError {
 
 impl From<sled::Error> for StoreError {
     fn from(error: sled::Error) -> Self {
-        Self::Db(Box::new(error))
+        database::note(&error);
+        match error {
+            sled::Error::Io(_) => Self::Unavailable {
+                why: database::why(&error),
+            },
+            sled::Error::Corruption { .. } => Self::Damaged {
+                why: error.to_string(),
+            },
+            other => Self::Db(Box::new(other)),
+        }
     }
 }
 
@@ -137,11 +158,9 @@ impl From<sled::Error> for StoreError {
 /// data dir. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    db: sled::Db,
+    database: Arc<database::Database>,
     data_dir: PathBuf,
     master: Arc<keys::MasterSlot>,
-    /// The audit trail's trees, once opened.
-    audit: Arc<OnceLock<audit::AuditTrees>>,
     /// Taken by each change of the trust file ([`trust`]).
     trust_writer: Arc<Mutex<()>>,
     /// Changes and backups take turns through it ([`pause`]).
@@ -167,12 +186,11 @@ impl Store {
         let path = data_dir.join(DB_DIR);
         let fresh = !path.exists();
         let store = Self {
-            db: open_db(&path)?,
+            database: Arc::new(database::Database::open(&path)?),
             data_dir: data_dir.to_path_buf(),
             master: Arc::new(keys::MasterSlot::new(
                 master_key.map_or_else(|| data_dir.join(keys::MASTER_KEY_FILE), Path::to_path_buf),
             )),
-            audit: Arc::default(),
             trust_writer: Arc::default(),
             gate: Arc::default(),
             members: Arc::default(),
@@ -184,24 +202,34 @@ impl Store {
         Ok(store)
     }
 
+    /// The database as it is open now (reopened after a failed write: [`database`]).
+    fn db(&self) -> Result<Arc<database::Opening>, StoreError> {
+        self.database.get()
+    }
+
     fn tree(&self, name: &str) -> Result<sled::Tree, StoreError> {
-        Ok(self.db.open_tree(name)?)
+        Ok(self.db()?.open_tree(name)?)
+    }
+
+    /// Reads every record of every tree back; returns how many there are. sled checks each
+    /// page it reads from disk against its checksum, so a damaged database is found here, when
+    /// `airlock serve` starts, rather than in the middle of a request.
+    pub fn read_all(&self) -> Result<u64, StoreError> {
+        let db = self.db()?;
+        let mut records = 0;
+        for name in db.tree_names() {
+            for entry in db.open_tree(&name)?.iter() {
+                entry?;
+                records += 1;
+            }
+        }
+        Ok(records)
     }
 
     /// Held by every change while it writes, so a backup sees it whole or not at all.
     fn writing(&self) -> pause::Pass<'_> {
         self.gate.pass()
     }
-}
-
-fn open_db(path: &Path) -> Result<sled::Db, StoreError> {
-    sled::Config::new()
-        .path(path)
-        .open()
-        .map_err(|source| StoreError::Open {
-            path: path.to_path_buf(),
-            source: Box::new(source),
-        })
 }
 
 /// Helpers for tests that look for plaintext in the files of a data dir.

@@ -27,7 +27,7 @@ impl Tenants for Store {
             .map_err(|_| StoreError::Exists {
                 what: format!("tenant {tenant}"),
             })?;
-        self.db.flush()?;
+        self.db()?.flush()?;
         Ok(info)
     }
 
@@ -54,7 +54,7 @@ impl Tenants for Store {
         }
         self.shred_tenant_key(tenant)?;
         self.delete_api_keys_of(tenant)?;
-        self.db.flush()?;
+        self.db()?.flush()?;
         self.delete_kv_of(tenant)?;
         self.delete_webhooks_of(tenant)?;
         self.delete_connections_of(tenant)?;
@@ -71,7 +71,7 @@ impl Tenants for Store {
             }
         }
         self.tree(TENANTS)?.remove(tenant.as_str())?;
-        self.db.flush()?;
+        self.db()?.flush()?;
         Ok(true)
     }
 }

@@ -248,7 +248,7 @@ impl Webhooks for Store {
             .map_err(|_| StoreError::Exists {
                 what: format!("webhook endpoint {id}"),
             })?;
-        self.db.flush()?;
+        self.db()?.flush()?;
         Ok(record.info(id, now))
     }
 
@@ -342,7 +342,7 @@ impl Webhooks for Store {
                 Some(encode(&record, id.as_str())?),
             )?;
             if swapped.is_ok() {
-                self.db.flush()?;
+                self.db()?.flush()?;
                 return Ok(Some(record.info(id.as_str(), now)));
             }
         }
@@ -356,7 +356,7 @@ impl Webhooks for Store {
         }
         self.tree(WEBHOOKS)?.remove(id.as_str())?;
         self.forget_deliveries(id.as_str())?;
-        self.db.flush()?;
+        self.db()?.flush()?;
         Ok(true)
     }
 

@@ -202,8 +202,9 @@ impl Store {
         counts: &mut Counts,
     ) -> io::Result<()> {
         let sled = |e: sled::Error| io::Error::other(e.to_string());
-        for name in self.db.tree_names() {
-            let tree = self.db.open_tree(&name).map_err(sled)?;
+        let db = self.db().map_err(|e| io::Error::other(e.to_string()))?;
+        for name in db.tree_names() {
+            let tree = db.open_tree(&name).map_err(sled)?;
             out.tree(&name)?;
             counts.trees += 1;
             for entry in tree.iter() {
@@ -409,7 +410,7 @@ enum Next {
 impl<'a> Import<'a> {
     fn new(root: &'a Path, from: &'a Path) -> Result<Self, BackupError> {
         Ok(Self {
-            db: super::open_db(&root.join(DB_DIR))?,
+            db: crate::database::open_db(&root.join(DB_DIR))?,
             root,
             from,
             into: Next::Nowhere,

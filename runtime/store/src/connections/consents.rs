@@ -134,7 +134,7 @@ impl Consents for Store {
         let id = state_key(id);
         let bytes = offer_record(self, &id, consent)?;
         self.tree(STARTS)?.insert(id, bytes)?;
-        self.db.flush()?;
+        self.db()?.flush()?;
         Ok(())
     }
 
@@ -144,7 +144,7 @@ impl Consents for Store {
         let Some(bytes) = self.tree(STARTS)?.remove(&id)? else {
             return Ok(None);
         };
-        self.db.flush()?;
+        self.db()?.flush()?;
         open_offer(self, &id, &bytes).map(Some)
     }
 
@@ -160,7 +160,7 @@ impl Consents for Store {
         let id = state_key(state);
         let bytes = pending_record(self, key, consent, &id, verifier, nonce)?;
         self.tree(PENDING)?.insert(id, bytes)?;
-        self.db.flush()?;
+        self.db()?.flush()?;
         Ok(())
     }
 
@@ -175,7 +175,7 @@ impl Consents for Store {
         let Some(bytes) = self.tree(PENDING)?.remove(&id)? else {
             return Ok(TakenState::Unknown);
         };
-        self.db.flush()?;
+        self.db()?.flush()?;
         open_pending(self, &id, &bytes, cookie, now)
     }
 

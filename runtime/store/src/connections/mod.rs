@@ -211,7 +211,7 @@ impl Store {
                 .compare_and_swap(id, current, Some(encode(&next)?))?
                 .is_ok()
             {
-                self.db.flush()?;
+                self.db()?.flush()?;
                 return Ok(true);
             }
         }
@@ -317,7 +317,7 @@ impl Connections for Store {
             return Ok(false);
         };
         let removed = self.tree(CONNECTIONS)?.remove(key.id(&data_key))?.is_some();
-        self.db.flush()?;
+        self.db()?.flush()?;
         Ok(removed)
     }
 }

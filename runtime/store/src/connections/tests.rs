@@ -49,7 +49,7 @@ fn user_ids_are_sealed_and_listed_with_their_reference() {
         ..ConnectionTokens::default()
     };
     store.put_connection(key, &tokens, 100).expect("put");
-    store.db.flush().expect("flush");
+    store.db().expect("db").flush().expect("flush");
     let raw = raw_bytes(dir.path());
     assert!(!holds(&raw, CANARY.as_bytes()), "the user id is on disk");
 
