@@ -202,13 +202,21 @@ impl AuditDir {
         options
             .open(&path)
             .and_then(|mut file| {
-                if file.write(&line)? != line.len() {
-                    return Err(io::Error::new(
+                // A line that could not be written whole and durable is cut off again, so the
+                // file never holds half a checkpoint (a full disk, a read-only one).
+                let before = file.metadata()?.len();
+                let written = match file.write(&line) {
+                    Ok(n) if n == line.len() => file.sync_all(),
+                    Ok(_) => Err(io::Error::new(
                         io::ErrorKind::WriteZero,
                         "the checkpoint line was written in part",
-                    ));
+                    )),
+                    Err(e) => Err(e),
+                };
+                if written.is_err() {
+                    let _ = file.set_len(before);
                 }
-                file.sync_all()
+                written
             })
             .map_err(|source| AuditError::Io { path, source })
     }

@@ -8,8 +8,11 @@
 //! far while the others wait for it, on a blocking thread; sled's own `flush_async` deadlocked
 //! under concurrent invocations when every sled I/O thread waited on a flush, so
 //! [`AuditLog::flush_audit`] is blocking). The first write or flush that fails marks the trail
-//! failed for the life of the process, and every later append is refused, so nothing that needs
-//! a record (an egress request, an invocation result) happens without one (AL-07).
+//! failed, and every later append is refused, so nothing that needs a record (an egress
+//! request, an invocation result) happens without one (AL-07). A failed trail tries again at
+//! most once a second ([`RETRY`]): once the store flushes again (the disk has room, the
+//! database is back), it reads the chain's end back from what is durable and chains after it.
+//! Records written but never flushed may be gone then; none of them was acknowledged.
 //!
 //! Several processes (nodes) may append to one chain in a shared store: a record's sequence
 //! number is taken by whoever writes it first ([`AuditLog::append_audit`] refuses a taken one),
@@ -34,6 +37,7 @@ use super::checkpoint::{AuditDir, Checkpoint, CheckpointSigner};
 use super::index;
 use super::node::Node;
 use super::record::{self, Envelope, GENESIS};
+use super::verify;
 use airlock_runtime::clock;
 use airlock_store::{AuditLog, IndexEntry, StoreError};
 
@@ -46,6 +50,9 @@ pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(60);
 /// fails the trail, as any write it cannot make does: each lost race means another node
 /// appended, so only a cluster that never lets this node in runs out.
 const ATTEMPTS: u32 = 64;
+
+/// How long a failed trail waits before it tries the store again.
+const RETRY: Duration = Duration::from_secs(1);
 
 /// The audit trail of one data dir. Cheap to clone; clones share the chain head.
 #[derive(Clone)]
@@ -69,6 +76,12 @@ struct Inner {
     state: Mutex<State>,
 }
 
+/// Why a trail stopped taking records, and when it last tried the store again.
+struct Failed {
+    reason: String,
+    tried: Instant,
+}
+
 /// The chain as this node last wrote or read it: `head` is always the hash of record
 /// `next - 1`, though other nodes may have appended since.
 struct State {
@@ -79,8 +92,8 @@ struct State {
     checkpoint_at: Instant,
     /// The highest record time so far (ms), which the time index is marked up to.
     time_mark: u64,
-    /// Why the trail stopped taking records, once it has.
-    failed: Option<String>,
+    /// Why the trail stopped taking records, while it does.
+    failed: Option<Failed>,
     /// Appends that found their sequence number taken by another node and chained again.
     lost_races: u64,
 }
@@ -205,7 +218,7 @@ impl AuditTrail {
 
     /// Why the trail refuses records, if it does.
     pub fn failure(&self) -> Option<String> {
-        self.state().failed.clone()
+        self.state().failed.as_ref().map(|f| f.reason.clone())
     }
 
     /// How many appends found their sequence number taken by another node and chained again:
@@ -291,6 +304,26 @@ impl AuditTrail {
         })
     }
 
+    /// [`verify::verify_since`] from the newest checkpoint of this chain this trail's key
+    /// signed: where the store was damaged or cut short since, if it was. `airlock serve`
+    /// refuses to start on one.
+    pub fn check_since_checkpoint(&self) -> Result<Option<verify::Break>, AuditError> {
+        let public = self.inner.signer.public();
+        let newest = self
+            .inner
+            .dir
+            .checkpoints(&self.inner.chain)?
+            .into_iter()
+            .flatten()
+            .filter(|c| c.is_signed_by(public))
+            .max_by_key(|c| c.count);
+        let (count, head) = newest.map_or((0, String::new()), |c| (c.count, c.head));
+        let lines = self
+            .lines_from(count.saturating_sub(1))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(verify::verify_since(count, &head, &lines))
+    }
+
     /// How many records the database says checkpoints were written for.
     pub fn checkpointed(&self) -> u64 {
         self.state().checkpointed
@@ -322,9 +355,7 @@ impl AuditTrail {
     pub(super) fn write(&self, event: AuditEvent) -> Result<u64, AuditUnavailable> {
         let event = event.for_trail(&|target| self.target_hash(target));
         let mut state = self.state();
-        if let Some(reason) = &state.failed {
-            return Err(AuditUnavailable(reason.clone()));
-        }
+        self.resume(&mut state)?;
         let now = clock::now_unix_ms();
         if now < state.last_ms {
             let previous = clock::rfc3339_ms(state.last_ms);
@@ -414,6 +445,29 @@ impl AuditTrail {
         Ok(())
     }
 
+    /// Takes records again after a failure once the store flushes (see the module doc); at
+    /// most once per [`RETRY`], else refuses with the failure's reason.
+    fn resume(&self, state: &mut State) -> Result<(), AuditUnavailable> {
+        let Some(failed) = &mut state.failed else {
+            return Ok(());
+        };
+        if failed.tried.elapsed() < RETRY {
+            return Err(AuditUnavailable(failed.reason.clone()));
+        }
+        failed.tried = Instant::now();
+        let reason = failed.reason.clone();
+        // Flushed first: the end read back is durable, not what the failed write left in memory.
+        let back = self.inner.log.flush_audit().map_err(AuditError::from);
+        match back.and_then(|()| self.reread(state)) {
+            Ok(()) => {
+                tracing::info!(records = state.next, "the audit trail takes records again");
+                state.failed = None;
+                Ok(())
+            }
+            Err(e) => Err(AuditUnavailable(format!("{reason}; still: {e}"))),
+        }
+    }
+
     /// After record `seq` is on disk: checkpoints when one is due.
     fn settle(&self, seq: u64) -> Result<u64, AuditUnavailable> {
         self.checkpoint_if_due().map(|()| seq)
@@ -424,9 +478,7 @@ impl AuditTrail {
     /// the tail of a trail that went quiet is signed too. A failure fails the trail.
     pub fn checkpoint_if_due(&self) -> Result<(), AuditUnavailable> {
         let mut state = self.state();
-        if let Some(reason) = &state.failed {
-            return Err(AuditUnavailable(reason.clone()));
-        }
+        self.resume(&mut state)?;
         let due = state.next.saturating_sub(state.checkpointed) >= CHECKPOINT_RECORDS
             || state.checkpoint_at.elapsed() >= CHECKPOINT_INTERVAL;
         if due && let Err(e) = self.checkpoint_locked(&mut state) {
@@ -465,11 +517,15 @@ impl AuditTrail {
     }
 }
 
-/// Marks the trail failed (for good: a store that lost one write may lose the next) and says so.
+/// Marks the trail failed until the store takes writes again ([`AuditTrail::resume`]) and says
+/// so.
 fn fail(state: &mut State, error: &dyn std::fmt::Display) -> AuditUnavailable {
     let reason = format!("cannot write the audit trail: {error}");
     tracing::error!(%reason, "audit trail failed; refusing egress and invocation results");
-    state.failed = Some(reason.clone());
+    state.failed = Some(Failed {
+        reason: reason.clone(),
+        tried: Instant::now(),
+    });
     AuditUnavailable(reason)
 }
 

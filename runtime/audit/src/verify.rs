@@ -108,7 +108,7 @@ pub fn verify(
         ));
     }
 
-    let (verified, mut broken, heads) = walk(lines, &signed);
+    let (verified, mut broken, heads) = walk(lines, &signed, 0, GENESIS);
     if broken.is_none() {
         broken = check_anchors(verified, &signed, &heads);
     }
@@ -160,15 +160,62 @@ pub fn verify_restored(
     (verify(lines, &earlier, key, checkpointed), later)
 }
 
-/// Follows the chain from the first record; returns how many records chain, the first break,
-/// and the hashes at the positions checkpoints sign.
+/// What `airlock serve` checks before it takes a request (docs/deploy.md, "A damaged store"):
+/// the chain holds the `count` records the newest checkpoint signed, the last of them hashes to
+/// the `head` it signed (hex), and every record after it (`lines`, from record `count - 1` on,
+/// in key order) opens and links to the one before. A database cut short or damaged since that
+/// checkpoint is found in time proportional to what was written since; `audit verify` checks
+/// everything.
+pub fn verify_since(count: u64, head: &str, lines: &[(u64, Vec<u8>)]) -> Option<Break> {
+    let at = |seq, reason: String| {
+        Some(Break {
+            seq,
+            reason,
+            writer: None,
+        })
+    };
+    let broken = match count.checked_sub(1) {
+        None => walk(lines, &BTreeMap::new(), 0, GENESIS).1,
+        Some(anchor) => match lines.first() {
+            Some((seq, line)) if *seq == anchor => match record::open(line) {
+                Ok(record) if hex::encode(record.hash) == head => {
+                    walk(&lines[1..], &BTreeMap::new(), count, record.hash).1
+                }
+                Ok(_) => at(
+                    anchor,
+                    format!(
+                        "it does not hash to the head the checkpoint over {count} records \
+                         signed: the chain was rewritten"
+                    ),
+                ),
+                Err(e) => at(anchor, e.to_string()),
+            },
+            _ => at(
+                anchor,
+                format!(
+                    "the trail ends before record {anchor}, but a signed checkpoint covers \
+                     {count} records: records were cut from the end"
+                ),
+            ),
+        },
+    };
+    broken.map(|mut broken| {
+        broken.writer = writer(lines, broken.seq);
+        broken
+    })
+}
+
+/// Follows the chain from record `first`, which must link to `prev`; returns how many records
+/// chain, the first break, and the hashes at the positions checkpoints sign.
 fn walk(
     lines: &[(u64, Vec<u8>)],
     signed: &BTreeMap<u64, &Checkpoint>,
+    first: u64,
+    prev: [u8; 32],
 ) -> (u64, Option<Break>, BTreeMap<u64, [u8; 32]>) {
     let mut heads = BTreeMap::new();
-    let mut prev = GENESIS;
-    let mut expected = 0u64;
+    let mut prev = prev;
+    let mut expected = first;
     let broken = |seq, reason: String| {
         Some(Break {
             seq,
