@@ -7,7 +7,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use airlock_audit::Node;
+use airlock_audit::{AuditTrail, Node};
 use airlock_host_api::egress::ip::AllowRanges;
 use clap::Args;
 
@@ -18,6 +18,7 @@ use airlock_runtime::engine::EngineSettings;
 use airlock_runtime::runtime::Runtime;
 use airlock_runtime::units::{ByteSize, HumanDuration};
 use airlock_server::{AdmissionLimits, App, ServeLimits};
+use airlock_store::Backend;
 
 /// How long an invocation runs at normal CPU priority before its thread is demoted: longer
 /// than almost every real call, short enough that a busy loop soon stops competing.
@@ -145,6 +146,7 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<Exit> {
     let trusted_proxies: AllowRanges = args.trusted_proxy.iter().cloned().collect();
     let node = args.node.clone().unwrap_or_else(Node::host);
     let (store, trail) = state.open_as(node.clone())?;
+    refuse_damaged(&store, &trail)?;
     // Bound before the runtime exists, so its egress knows the address to refuse (EG-19).
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -355,4 +357,36 @@ fn shutdown() -> std::io::Result<impl std::future::Future<Output = ()> + Send> {
             _ = interrupt.recv() => {}
         }
     })
+}
+
+/// Refuses to serve a damaged store (docs/deploy.md, "A damaged store"): every record of the
+/// embedded database reads back (sled checks each page's checksum), and the audit trail since
+/// its newest checkpoint is whole and as long as that checkpoint says.
+fn refuse_damaged(store: &Backend, trail: &AuditTrail) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let restore = "restore the data dir from a backup (docs/deploy.md, \"A damaged store\")";
+    let mut records = None;
+    if let Some(sled) = store.sled() {
+        records = Some(sled.read_all().map_err(|e| {
+            fail(
+                Exit::Host,
+                anyhow::anyhow!("the database does not read back whole: {e}; {restore}"),
+            )
+        })?);
+    }
+    if let Some(broken) = trail.check_since_checkpoint()? {
+        return Err(fail(
+            Exit::Audit,
+            anyhow::anyhow!(
+                "the audit trail in the store is damaged at {broken}; `airlock audit verify` \
+                 names every break; {restore}"
+            ),
+        ));
+    }
+    let records = records.map_or(String::new(), |n| format!("{n} records read back, "));
+    eprintln!(
+        "store checked: {records}the audit trail whole since its last checkpoint ({} ms)",
+        started.elapsed().as_millis()
+    );
+    Ok(())
 }
