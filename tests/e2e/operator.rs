@@ -34,7 +34,14 @@ pub struct Operator {
 
 impl Operator {
     pub fn new() -> Self {
-        Self::with_env(Vec::new())
+        Self::with_env(Vec::new(), TempDir::new().expect("temp dir"))
+    }
+
+    /// An operator whose data dir is made under `data` and whose audit dir is `audit`: disks
+    /// a test can fill or make read-only.
+    pub fn on_disks(data: &Path, audit: &Path) -> Self {
+        let env = vec![("AIRLOCK_AUDIT_DIR".into(), audit.display().to_string())];
+        Self::with_env(env, TempDir::new_in(data).expect("temp dir"))
     }
 
     /// An operator whose state is in the PostgreSQL database `url` (`--store`), with a master
@@ -47,14 +54,14 @@ impl Operator {
             .and_then(|mut random| random.read_exact(&mut key))
             .expect("random bytes");
         let master = base64::engine::general_purpose::STANDARD.encode(key);
-        Self::with_env(vec![
+        let env = vec![
             ("AIRLOCK_STORE".into(), url.into()),
             ("AIRLOCK_MASTER_KEY".into(), master),
-        ])
+        ];
+        Self::with_env(env, TempDir::new().expect("temp dir"))
     }
 
-    fn with_env(env: Vec<(String, String)>) -> Self {
-        let data = TempDir::new().expect("temp dir");
+    fn with_env(env: Vec<(String, String)>, data: TempDir) -> Self {
         let keys = TempDir::new().expect("temp dir");
         let op = Self { data, keys, env };
         let key = op.keys.path().join("publisher.key").display().to_string();

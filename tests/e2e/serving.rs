@@ -3,13 +3,14 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Stdio};
+use std::process::{Child, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::operator::Operator;
-use crate::support::{read_example, stdout};
+use crate::support::{read_example, stderr, stdout};
 
 /// Every scope a tenant key can have.
 pub const TENANT_SCOPES: [&str; 4] = [
@@ -65,7 +66,9 @@ impl Server {
     fn start_in(op: &Operator, data: &Path, args: &[&str]) -> Self {
         let out = op.ok(&["api-key", "create", "--admin"]);
         let admin = stdout(&out).trim().to_string();
-        let log = data.join("serve.log");
+        // Beside the operator's keys, not in the data dir: a test may fill that disk.
+        let name = data.file_name().unwrap_or_default().to_string_lossy();
+        let log = op.keys.path().join(format!("serve-{name}.log"));
         let mut child = op
             .command(data, &["serve"])
             .args(args)
@@ -94,6 +97,27 @@ impl Server {
             http: Client::new(),
             log,
         }
+    }
+
+    /// Starts `airlock serve` on the data dir `data` expecting it to refuse: returns how it
+    /// ended, or panics with what it said if it is still running after 60 s (it served).
+    pub fn refused(op: &Operator, data: &Path) -> Output {
+        let mut child = op
+            .command(data, &["serve", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("airlock serve starts");
+        let until = Instant::now() + Duration::from_secs(60);
+        while child.try_wait().expect("wait").is_none() {
+            if Instant::now() > until {
+                let _ = child.kill();
+                let out = child.wait_with_output().expect("output");
+                panic!("airlock serve served\n{}\n{}", stdout(&out), stderr(&out));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        child.wait_with_output().expect("output")
     }
 
     /// The server process's memory, from `/proc/PID/status`: (resident now, resident peak),
@@ -229,9 +253,17 @@ impl Server {
 }
 
 impl Drop for Server {
+    /// Kills the server; when a test failed, prints the end of its log, which goes with its
+    /// data dir.
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+            eprintln!("--- the end of airlock serve's log:\n{tail}\n---");
+        }
     }
 }
 
