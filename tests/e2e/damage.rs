@@ -122,7 +122,7 @@ async fn a_damaged_store_is_refused_named_and_restored_from_a_backup() {
         // sled finds these itself: a page fails its checksum, or the log ends inside one.
         let served = Server::refused(&op, &copy);
         let said = stderr(&served);
-        assert_ne!(served.status.code(), Some(0), "{damage:?}: {said}");
+        assert_eq!(served.status.code(), Some(1), "{damage:?}: {said}");
         assert!(
             said.contains("the database is damaged (") && said.contains("docs/deploy.md"),
             "{damage:?}: the refusal says what is damaged and what to do: {said}"
