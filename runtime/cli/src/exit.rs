@@ -60,11 +60,35 @@ impl Exits for ScheduleError {
 }
 
 /// An error that carries the exit it should produce.
-#[derive(Debug, thiserror::Error)]
-#[error("{error:#}")]
+#[derive(Debug)]
 pub(crate) struct Failure {
     pub(crate) exit: Exit,
     error: anyhow::Error,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&explain(&self.error))
+    }
+}
+
+impl std::error::Error for Failure {}
+
+/// `error` and its causes, joined by ": ", leaving out a cause whose words are already said:
+/// many typed errors quote their source in their own message.
+pub(crate) fn explain(error: &anyhow::Error) -> String {
+    let mut said = String::new();
+    for cause in error.chain() {
+        let cause = cause.to_string();
+        if said.contains(&cause) {
+            continue;
+        }
+        if !said.is_empty() {
+            said.push_str(": ");
+        }
+        said.push_str(&cause);
+    }
+    said
 }
 
 /// Wraps an error with the exit it should produce.
@@ -101,6 +125,21 @@ mod tests {
         assert_eq!(
             of_error(&fail(Exit::Trust, anyhow::anyhow!("revoked"))),
             Exit::Trust
+        );
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("audit database: {0}")]
+    struct Quoting(#[from] std::io::Error);
+
+    #[test]
+    fn a_cause_already_quoted_is_said_once() {
+        let quoted = anyhow::Error::from(Quoting(std::io::Error::other("disk on fire")));
+        assert_eq!(explain(&quoted), "audit database: disk on fire");
+        let wrapped = fail(Exit::Usage, quoted.context("cannot start"));
+        assert_eq!(
+            explain(&wrapped),
+            "cannot start: audit database: disk on fire"
         );
     }
 }

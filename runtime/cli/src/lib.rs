@@ -150,27 +150,10 @@ pub fn main() -> ExitCode {
     match result {
         Ok(exit) => exit.into(),
         Err(error) => {
-            eprintln!("error: {}", explain(&error));
+            eprintln!("error: {}", exit::explain(&error));
             exit::of_error(&error).into()
         }
     }
-}
-
-/// `error` and its causes, joined by ": ", leaving out a cause whose words are already said:
-/// many typed errors quote their source in their own message.
-fn explain(error: &anyhow::Error) -> String {
-    let mut said = String::new();
-    for cause in error.chain() {
-        let cause = cause.to_string();
-        if said.contains(&cause) {
-            continue;
-        }
-        if !said.is_empty() {
-            said.push_str(": ");
-        }
-        said.push_str(&cause);
-    }
-    said
 }
 
 async fn dispatch(command: Command) -> anyhow::Result<Exit> {
@@ -207,25 +190,5 @@ async fn dispatch(command: Command) -> anyhow::Result<Exit> {
             std::io::stdout().write_all(&script)?;
             Ok(Exit::Success)
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::explain;
-
-    #[derive(Debug, thiserror::Error)]
-    #[error("audit database: {0}")]
-    struct Quoting(#[from] std::io::Error);
-
-    #[test]
-    fn a_cause_already_quoted_is_said_once() {
-        let quoted = anyhow::Error::from(Quoting(std::io::Error::other("disk on fire")));
-        assert_eq!(explain(&quoted), "audit database: disk on fire");
-        let wrapped = quoted.context("cannot start");
-        assert_eq!(
-            explain(&wrapped),
-            "cannot start: audit database: disk on fire"
-        );
     }
 }
