@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use super::build::BuildFirst;
 use super::exit::{Exit, fail};
 use airlock_runtime::bundle::{self, load_signing_key};
 use airlock_runtime::fsutil::write_atomic;
@@ -23,6 +24,11 @@ pub(crate) struct SignArgs {
     /// Where to write the bundle [default: ./<id>-<version>.airlock]
     #[arg(long, value_name = "PATH")]
     out: Option<PathBuf>,
+    /// Replace the bundle at the output path if there is one
+    #[arg(long)]
+    force: bool,
+    #[command(flatten)]
+    build: BuildFirst,
 }
 
 pub(crate) fn sign(args: SignArgs) -> anyhow::Result<Exit> {
@@ -30,11 +36,20 @@ pub(crate) fn sign(args: SignArgs) -> anyhow::Result<Exit> {
     let manifest = LoadedManifest::load(&args.path).map_err(|e| invalid(e.into()))?;
     let m = &manifest.manifest;
     let key = load_signing_key(&args.key).map_err(|e| invalid(e.into()))?;
+    let out = args.out.unwrap_or_else(|| {
+        let (id, version) = (&m.integration.id, &m.integration.version);
+        PathBuf::from(bundle::file_name(&id.to_string(), &version.to_string()))
+    });
+    // Before the build: a bundle already published under this name is not replaced by accident.
+    if out.exists() && !args.force {
+        return Err(invalid(anyhow::anyhow!(
+            "{} exists: pass --force to replace it, or --out another path",
+            out.display()
+        )));
+    }
+    args.build.fresh(&manifest)?;
     let signed = bundle::sign_dir(&manifest, &key).map_err(|e| invalid(e.into()))?;
     let v = &signed.verified;
-    let out = args
-        .out
-        .unwrap_or_else(|| PathBuf::from(bundle::file_name(&v.id, &v.version)));
     write_atomic(&out, &signed.bytes)
         .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", out.display()))?;
     eprintln!(

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
+use super::build::BuildFirst;
 use super::engine_args::EngineArgs;
 use super::exit::{Exit, fail};
 use super::secrets::SecretArgs;
@@ -35,6 +36,8 @@ pub(crate) struct TestArgs {
     /// every injected secret scrubbed; then replay it offline
     #[arg(long, requires = "case")]
     record: bool,
+    #[command(flatten)]
+    build: BuildFirst,
     #[command(flatten)]
     secrets: SecretArgs,
     #[command(flatten)]
@@ -98,6 +101,7 @@ pub(crate) async fn test(args: TestArgs) -> anyhow::Result<Exit> {
             ),
         ));
     }
+    args.build.fresh(&manifest)?;
     let (_store, trail) = state.open()?;
     let verdict = if args.record {
         record(&args, &manifest, &loaded, state, &settings, &trail).await

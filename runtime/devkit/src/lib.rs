@@ -3,6 +3,7 @@
 //!
 //! # Layout
 //! - [`fixtures`]: fixture cases run offline through the real egress path, and `--record`.
+//! - [`freshness`]: whether a component is older than its sources.
 //! - [`privileges`]: which declared egress and credentials were used, and what to cut.
 //! - [`scaffold`]: `airlock new`: a ready integration crate from a template.
 //! - [`toolchain`]: making sure the wasm32-wasip2 target is installed before a build.
@@ -11,6 +12,7 @@
 //! axum: nothing here serves the operator API.
 
 pub mod fixtures;
+pub mod freshness;
 pub mod privileges;
 pub mod scaffold;
 pub mod toolchain;
