@@ -14,19 +14,55 @@ use airlock_runtime::clock::rfc3339;
 
 #[derive(Debug, Args)]
 pub(crate) struct KeygenArgs {
-    /// Where to write the private key (mode 0600; refused if the file exists)
+    /// Where to write the private key (mode 0600); the public key goes beside it, with the
+    /// extension .pub. Refused if either file exists
     #[arg(long, value_name = "FILE")]
     out: PathBuf,
 }
 
-/// Makes an Ed25519 key pair; prints the public key line to give operators.
+/// Makes an Ed25519 key pair: the private key in `--out`, the public key line beside it (for
+/// `airlock trust add @FILE`) and on stdout, to give operators.
 pub(crate) fn keygen(args: KeygenArgs) -> anyhow::Result<Exit> {
+    let public_path = args.out.with_extension("pub");
+    if public_path == args.out {
+        return Err(fail(
+            Exit::Usage,
+            anyhow::anyhow!(
+                "{} would be the public key's file: name the private key otherwise (acme.key)",
+                args.out.display()
+            ),
+        ));
+    }
+    // Checked first, so a refusal leaves no private key behind without its public half.
+    if public_path.exists() {
+        return Err(fail(
+            Exit::Usage,
+            anyhow::anyhow!(
+                "{} exists: keygen never replaces a key",
+                public_path.display()
+            ),
+        ));
+    }
     let public = generate(&args.out).map_err(|e| fail(Exit::Usage, e))?;
+    let line = public.to_line();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&public_path)
+        .and_then(|mut file| {
+            use std::io::Write as _;
+            writeln!(file, "{line}")?;
+            file.sync_all()
+        })
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", public_path.display()))?;
     eprintln!(
-        "wrote the private key to {} (mode 0600); keep it secret. The public key, for `airlock trust add`:",
-        args.out.display()
+        "wrote the private key to {} (mode 0600; keep it secret) and the public key to {}, \
+         for `airlock trust add @{}`:",
+        args.out.display(),
+        public_path.display(),
+        public_path.display()
     );
-    println!("{}", public.to_line());
+    println!("{line}");
     Ok(Exit::Success)
 }
 
