@@ -51,3 +51,76 @@ fn a_new_integration_builds_and_passes_its_tests_as_it_is() {
         assert!(dir.join("target").is_dir(), "the built crate is untouched");
     }
 }
+
+/// A connector author's edit loop: `airlock test` and `airlock sign` build first, so an edited
+/// source is what runs and what is signed; with `--no-build` a component older than its
+/// sources is refused, naming the file; `keygen` leaves the public key beside the private one;
+/// `sign` never replaces a bundle without `--force`.
+#[test]
+fn test_and_sign_never_use_a_stale_component_and_sign_never_replaces_a_bundle() {
+    let data = TempDir::new().expect("temp");
+    let work = TempDir::new().expect("temp");
+    ok(
+        &airlock_in(
+            work.path(),
+            data.path(),
+            &["new", "normalizer", "--template", "transform"],
+        ),
+        "new",
+    );
+    let dir = work.path().join("normalizer");
+    ok(&airlock_in(&dir, data.path(), &["build"]), "build");
+    ok(&airlock_in(&dir, data.path(), &["test"]), "test");
+
+    let source = dir.join("src/lib.rs");
+    let original = std::fs::read_to_string(&source).expect("source");
+    assert!(original.contains(".to_lowercase()"), "the template changed");
+    let edited = original.replace(".to_lowercase()", ".to_uppercase()");
+    std::fs::write(&source, &edited).expect("edit");
+
+    let stale = airlock_in(&dir, data.path(), &["test", "--no-build"]);
+    assert_eq!(stale.status.code(), Some(2), "{}", stdout(&stale));
+    assert!(
+        stderr(&stale).contains("is older than") && stderr(&stale).contains("src/lib.rs"),
+        "{}",
+        stderr(&stale)
+    );
+    // Built first: the edit runs, and the fixture's lower-case output no longer matches.
+    let rebuilt = airlock_in(&dir, data.path(), &["test"]);
+    assert_eq!(rebuilt.status.code(), Some(1), "{}", stdout(&rebuilt));
+    assert!(
+        stderr(&rebuilt).contains("airlock: built"),
+        "{}",
+        stderr(&rebuilt)
+    );
+    assert!(stdout(&rebuilt).contains("FAILED"), "{}", stdout(&rebuilt));
+    std::fs::write(&source, &original).expect("undo the edit");
+    ok(
+        &airlock_in(&dir, data.path(), &["test"]),
+        "test after the undo",
+    );
+
+    let key = work.path().join("acme.key");
+    let key_arg = key.display().to_string();
+    let made = airlock_in(work.path(), data.path(), &["keygen", "--out", &key_arg]);
+    ok(&made, "keygen");
+    let public = std::fs::read_to_string(work.path().join("acme.pub")).expect("acme.pub");
+    assert_eq!(public.trim(), stdout(&made).trim());
+
+    let bundle = work.path().join("normalizer.airlock");
+    let bundle_arg = bundle.display().to_string();
+    let sign = ["sign", ".", "--key", &key_arg, "--out", &bundle_arg];
+    ok(&airlock_in(&dir, data.path(), &sign), "sign");
+    let first = std::fs::read(&bundle).expect("bundle");
+    let again = airlock_in(&dir, data.path(), &sign);
+    assert_eq!(again.status.code(), Some(2), "{}", stderr(&again));
+    assert!(stderr(&again).contains("--force"), "{}", stderr(&again));
+    assert_eq!(
+        std::fs::read(&bundle).expect("bundle"),
+        first,
+        "left as it was"
+    );
+    let mut forced = sign.to_vec();
+    forced.push("--force");
+    ok(&airlock_in(&dir, data.path(), &forced), "sign --force");
+}

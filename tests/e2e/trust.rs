@@ -50,6 +50,7 @@ fn signed() -> Signed {
         data.path(),
         &[
             "sign",
+            "--no-build",
             &example("contact-mapper").display().to_string(),
             "--key",
             &key_arg,
@@ -286,6 +287,7 @@ fn sign_writes_its_default_output_in_the_current_directory() {
         .current_dir(dir.path())
         .args([
             "sign",
+            "--no-build",
             &example("contact-mapper").display().to_string(),
             "--key",
         ])
