@@ -161,6 +161,14 @@ fn compile_with(
     })
 }
 
+/// The format an "Unknown format: 'NAME'. …" compile error names.
+fn unknown_format(message: &str) -> Option<&str> {
+    message
+        .strip_prefix("Unknown format: '")
+        .and_then(|rest| rest.split_once('\''))
+        .map(|(format, _)| format)
+}
+
 /// Explains a build failure. Quoting jsonschema here is fine: its "instance" is the schema.
 fn build_error(origin: &str, error: &ValidationError<'_>) -> SchemaError {
     let origin = origin.to_owned();
@@ -178,6 +186,17 @@ fn build_error(origin: &str, error: &ValidationError<'_>) -> SchemaError {
              (no look-around or backreferences)",
             error.instance()
         ),
+        // jsonschema's own wording advises a setting Airlock does not have.
+        ValidationErrorKind::Custom { message, .. }
+            if let Some(format) = unknown_format(message) =>
+        {
+            format!(
+                "at {}: {format:?} is not a format Airlock knows (date, date-time, time, \
+                 duration, email, hostname, ipv4, ipv6, uri, uri-reference, uuid, regex, …); \
+                 remove it, or check the value with `pattern`",
+                display_pointer(error.schema_path().as_str())
+            )
+        }
         _ => format!("at {at}: {error}"),
     };
     SchemaError::Invalid { origin, reason }

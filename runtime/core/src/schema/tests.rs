@@ -370,3 +370,18 @@ fn schema_is_shareable_across_threads() {
     shareable::<Schema>();
     shareable::<Violations>();
 }
+
+#[test]
+fn an_unknown_format_is_named_without_advice_airlock_cannot_follow() {
+    let schema = serde_json::json!({"properties": {"id": {"format": "hubspot-id"}}});
+    let error = Schema::compile("schemas/in.json", &schema)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        error.contains("\"hubspot-id\" is not a format Airlock knows")
+            && error.contains("/properties/id/format")
+            && !error.contains("configuration"),
+        "{error}"
+    );
+}
