@@ -146,10 +146,12 @@ fn a_signed_bundle_from_a_trusted_key_runs() {
         "unknown-key",
         s.data.path(),
     );
+    // Inspecting comes before trusting: an unknown key is reported, not an error.
     let inspect = airlock(s.data.path(), &["inspect", &s.bundle.display().to_string()]);
-    assert_eq!(inspect.status.code(), Some(6));
+    assert_eq!(inspect.status.code(), Some(0));
     assert!(
-        stdout(&inspect).contains("NOT VERIFIED (unknown-key)"),
+        stdout(&inspect).contains("NOT VERIFIED (unknown-key)")
+            && stdout(&inspect).contains("does not trust key"),
         "{}",
         stdout(&inspect)
     );
@@ -183,6 +185,8 @@ fn a_signed_bundle_from_a_trusted_key_runs() {
     let out = run(s.data.path(), &s.bundle, &[]);
     assert_eq!(out.status.code(), Some(6));
     assert!(stderr(&out).contains("revoked-key"), "{}", stderr(&out));
+    let inspect = airlock(s.data.path(), &["inspect", &s.bundle.display().to_string()]);
+    assert_eq!(inspect.status.code(), Some(6), "a revoked key is a refusal");
     let again = airlock(
         s.data.path(),
         &["trust", "add", &s.public_key, "--publisher", PUBLISHER],

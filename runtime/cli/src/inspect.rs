@@ -1,7 +1,9 @@
 //! `airlock inspect <bundle>`: what an operator must see before trusting or installing a
 //! bundle — who signed it with which key, its digest, and every capability it declares.
-//! Nothing is compiled. Exit 0 when the signature verifies against a trusted key, else 6 (the
-//! capabilities are still shown, read from the unverified bundle and marked so).
+//! Nothing is compiled. Exit 0 when the signature verifies against a trusted key, and when the
+//! key is one this host does not know yet (inspecting comes before trusting); 6 when the bundle
+//! is refused for anything else (a changed byte, a revoked key, another publisher). Unverified
+//! capabilities are still shown, read from the bundle and marked so.
 
 use std::path::PathBuf;
 
@@ -86,16 +88,30 @@ pub(crate) fn inspect(args: InspectArgs) -> anyhow::Result<Exit> {
             m.integration.id, m.integration.version, m.integration.description
         );
         println!("  bundle     {}", args.bundle.display());
-        let status = if trusted {
+        let shown = if trusted {
             "verified against a trusted key".to_string()
         } else {
             format!("NOT VERIFIED ({status}); what follows is unverified")
         };
-        println!("  signature  {status}, key {key_id}");
+        println!("  signature  {shown}, key {key_id}");
+        if status == UNKNOWN_KEY {
+            println!(
+                "             this host does not trust key {key_id} yet: check it with {:?}, then \
+                 `airlock trust add @KEY.pub --publisher {:?}`",
+                m.publisher.name, m.publisher.name
+            );
+        }
         if let Some(digest) = &digest {
             println!("  digest     sha256:{digest}");
         }
         print_capabilities(m, &limits, ceilings);
     }
-    Ok(if trusted { Exit::Success } else { Exit::Trust })
+    Ok(if trusted || status == UNKNOWN_KEY {
+        Exit::Success
+    } else {
+        Exit::Trust
+    })
 }
+
+/// The refusal of a bundle signed by a key this host has not been given.
+const UNKNOWN_KEY: &str = "unknown-key";
