@@ -59,6 +59,17 @@ pub struct LogLine {
     pub fields: Vec<(String, String)>,
 }
 
+impl LogLine {
+    /// The message and its fields as `message key=value …`, as every report shows a line.
+    pub fn text(&self) -> String {
+        let mut text = self.message.clone();
+        for (key, value) in &self.fields {
+            text.push_str(&format!(" {key}={value}"));
+        }
+        text
+    }
+}
+
 /// Everything a guest said in one invocation, and how much was dropped past the cap.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct GuestLog {
@@ -216,6 +227,19 @@ fn escape(text: &str, budget: &mut usize) -> String {
 mod tests {
     use super::*;
     use crate::bindings::log::Host;
+
+    #[test]
+    fn a_line_shows_its_fields_after_its_message() {
+        let line = LogLine {
+            source: LogSource::Info,
+            message: "normalized".into(),
+            fields: vec![
+                ("name_words".into(), "2".into()),
+                ("ok".into(), "true".into()),
+            ],
+        };
+        assert_eq!(line.text(), "normalized name_words=2 ok=true");
+    }
 
     #[test]
     fn control_characters_and_bidi_overrides_are_escaped() {

@@ -12,11 +12,7 @@ use airlock_runtime::units::ByteSize;
 /// Prints the guest's log lines (already escaped by the host) to stderr.
 pub(crate) fn print_guest_log(log: &GuestLog) {
     for line in &log.lines {
-        let mut text = format!("[guest {:<6}] {}", line.source.label(), line.message);
-        for (key, value) in &line.fields {
-            text.push_str(&format!(" {key}={value}"));
-        }
-        eprintln!("{text}");
+        eprintln!("[guest {:<6}] {}", line.source.label(), line.text());
     }
     if log.dropped > 0 {
         eprintln!(
