@@ -54,7 +54,7 @@ fn a_new_integration_builds_and_passes_its_tests_as_it_is() {
 
 /// A connector author's edit loop: `airlock test` and `airlock sign` build first, so an edited
 /// source is what runs and what is signed; with `--no-build` a component older than its
-/// sources is refused, naming the file; `keygen` leaves the public key beside the private one;
+/// sources is refused, naming the file, and `check` warns of it; `keygen` leaves the public key beside the private one;
 /// `sign` never replaces a bundle without `--force`.
 #[test]
 fn test_and_sign_never_use_a_stale_component_and_sign_never_replaces_a_bundle() {
@@ -84,6 +84,14 @@ fn test_and_sign_never_use_a_stale_component_and_sign_never_replaces_a_bundle() 
         stderr(&stale).contains("is older than") && stderr(&stale).contains("src/lib.rs"),
         "{}",
         stderr(&stale)
+    );
+    let checked = airlock_in(&dir, data.path(), &["check", "."]);
+    ok(&checked, "check");
+    assert!(
+        stderr(&checked).contains("is older than") && stdout(&checked).contains("stale build"),
+        "{}\n{}",
+        stdout(&checked),
+        stderr(&checked)
     );
     // Built first: the edit runs, and the fixture's lower-case output no longer matches.
     let rebuilt = airlock_in(&dir, data.path(), &["test"]);

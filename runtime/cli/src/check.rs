@@ -30,6 +30,16 @@ pub(crate) fn check(args: CheckArgs) -> anyhow::Result<Exit> {
     let runtime = Runtime::new(&args.data.dir()?, args.ceilings.settings())?;
     let integration = runtime.load(&args.path).map_err(|e| fail(Exit::Usage, e))?;
     let summary = integration.describe();
+    let loaded = integration.manifest();
+    let component = loaded.resolve(&loaded.manifest.integration.component);
+    let stale = airlock_devkit::freshness::newer_source(&loaded.dir, &component)?;
+    if let Some(source) = &stale {
+        eprintln!(
+            "warning: {} is older than {}: what was checked is the old build; run `airlock build`",
+            component.display(),
+            source.display()
+        );
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
         return Ok(Exit::Success);
@@ -42,7 +52,10 @@ pub(crate) fn check(args: CheckArgs) -> anyhow::Result<Exit> {
     for import in summary.imports {
         println!("  import     {import}");
     }
-    println!("ok: {} is ready to run", summary.id);
+    match stale {
+        None => println!("ok: {} is ready to run", summary.id),
+        Some(_) => println!("ok: {} loads, from a stale build", summary.id),
+    }
     Ok(Exit::Success)
 }
 
