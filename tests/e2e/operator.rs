@@ -111,10 +111,12 @@ impl Operator {
         let dir = custom_integration(name, wasm, &manifest);
         let bundle = self.keys.path().join(file);
         let key = self.keys.path().join("publisher.key");
-        // Built by the tests' build script: nothing to build in the copy.
+        // Built by the tests' build script: nothing to build in the copy. A test may ask for
+        // the same example twice: the same files under the same key sign to the same bundle.
         self.ok(&[
             "sign",
             "--no-build",
+            "--force",
             &dir.path().display().to_string(),
             "--key",
             &key.display().to_string(),
