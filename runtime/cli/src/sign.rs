@@ -38,7 +38,7 @@ pub(crate) fn sign(args: SignArgs) -> anyhow::Result<Exit> {
     let key = load_signing_key(&args.key).map_err(|e| invalid(e.into()))?;
     let out = args.out.unwrap_or_else(|| {
         let (id, version) = (&m.integration.id, &m.integration.version);
-        PathBuf::from(bundle::file_name(&id.to_string(), &version.to_string()))
+        PathBuf::from(bundle::file_name(id.as_ref(), &version.to_string()))
     });
     // Before the build: a bundle already published under this name is not replaced by accident.
     if out.exists() && !args.force {
