@@ -119,6 +119,16 @@ output = { number = 2, url = "https://github.com/acme/widgets/issues/2" }
   json = { number = 3, html_url = "https://github.com/acme/widgets/issues/3" }
 
 [[case]]
+name = "a near miss"
+action = "create"
+input = { owner = "acme", repo = "widgets", title = "Bug" }
+output = { number = 5, url = "https://github.com/acme/widgets/issues/5" }
+
+  [[case.http]]
+  method = "POST"
+  url = "https://api.github.com/repos/acme/widget/issues"
+
+[[case]]
 name = "a passing case"
 action = "create"
 input = { owner = "acme", repo = "widgets", title = "Bug" }
@@ -136,7 +146,7 @@ output = { number = 4, url = "https://github.com/acme/widgets/issues/4" }
     let (code, out) = test(data.path(), &[&dir.path().display().to_string()]);
     assert_eq!(code, Some(1), "{out}");
     assert!(
-        out.contains("test result: FAILED. 1 passed, 2 failed"),
+        out.contains("test result: FAILED. 1 passed, 3 failed"),
         "{out}"
     );
     shows(
@@ -151,6 +161,10 @@ output = { number = 4, url = "https://github.com/acme/widgets/issues/4" }
             "-   \"number\": 2,",
             "+   \"number\": 3,",
             "header `authorization` is not the expected value (1 value(s) sent)",
+            // A request nothing expects names the nearest one and what differs.
+            "unexpected request: POST https://api.github.com/repos/acme/widgets/issues",
+            "nearest expected: POST https://api.github.com/repos/acme/widget/issues; differs \
+             (- expected, + actual): path /repos/acme/widget/issues (+ /repos/acme/widgets/issues)",
         ],
     );
     assert!(
