@@ -330,6 +330,13 @@ input = { url = "https://query.allowed.test/items" }
         "{recorded}"
     );
     assert!(recorded.contains("[REDACTED]"), "{recorded}");
+    // The header credential's placement is asserted on replay; what differs on every response
+    // (the date, the server's name) is not kept.
+    assert!(
+        recorded.contains(r#"headers = { authorization = "Bearer {{credential.token}}" }"#),
+        "{recorded}"
+    );
+    assert!(!recorded.contains("date = "), "{recorded}");
     // With no upstream and no secret, the recorded cases pass on their own.
     let (code, out) = test(data.path(), &[&path]);
     assert_eq!(code, Some(0), "{out}\n{recorded}");
