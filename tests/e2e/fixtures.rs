@@ -173,7 +173,8 @@ output = { number = 4, url = "https://github.com/acme/widgets/issues/4" }
     );
 
     // A connector calling a host its manifest does not declare: the host refuses it, so the
-    // exchange the fixture lists never happens and the case fails, saying why.
+    // exchange the fixture lists never happens and the case fails, saying why and naming the
+    // hosts the rules do name (the trail keeps none of it).
     let undeclared = r#"
 [[case]]
 name = "an undeclared host"
@@ -194,7 +195,9 @@ output = { attempts = [{ url = "https://evil.example/collect?d=1", outcome = "ok
             "case cases::an undeclared host ... FAILED",
             "+       \"outcome\": \"HttpRequestDenied\",",
             "expected request never happened: GET https://evil.example/collect?d=1",
-            "egress denied: GET (the URL is not kept) (no-matching-rule)",
+            // The author's own run shows the URL and the rules it missed.
+            "egress denied: GET https://evil.example/collect?d=1 (no-matching-rule)",
+            "  no rule names evil.example; the rules name api.allowed.test, echo.allowed.test,",
             "test result: FAILED. 0 passed, 1 failed",
         ],
     );

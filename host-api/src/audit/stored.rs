@@ -222,7 +222,9 @@ fn egress_event(event: &mut EgressEvent, keyed: &dyn Fn(&str) -> String) {
         bytes_out: _,
         bytes_in: _,
         redactions: _,
+        hint,
     } = event;
+    *hint = None;
     conceal(target, target_hash, keyed);
     cut(method, CODE);
     cut_opt(via, URL);
@@ -343,6 +345,7 @@ mod tests {
             bytes_out: 0,
             bytes_in: 0,
             redactions: 0,
+            hint: None,
         }
     }
 

@@ -173,6 +173,7 @@ impl BrokeredHttp {
             .to_string();
         let deny = |reason: &str, target: Option<String>, rule: Option<usize>, error: Error| {
             let event = EgressEvent {
+                hint: None,
                 method: method.clone(),
                 target,
                 via: None,
@@ -205,7 +206,15 @@ impl BrokeredHttp {
             .egress
             .policy
             .check(request.method().as_str(), &uri)
-            .map_err(|denial| deny(denial.code(), None, None, Error::HttpRequestDenied))?;
+            .map_err(|denial| {
+                let mut refusal = deny(denial.code(), None, None, Error::HttpRequestDenied);
+                if self.settings.explain_denials {
+                    let method = request.method().as_str();
+                    refusal.1.target = Some(uri.clone());
+                    refusal.1.hint = self.egress.policy.explain_denial(method, &uri);
+                }
+                refusal
+            })?;
         let target = allowed.target.to_string();
         let credential = match allowed.rule.credential() {
             None => None,
@@ -371,6 +380,7 @@ impl WasiHttpHooks for BrokeredHttp {
                 }
             };
             let mut event = EgressEvent {
+                hint: None,
                 method: admitted.method.clone(),
                 target: Some(admitted.target.clone()),
                 via: Some(admitted.via.clone()),

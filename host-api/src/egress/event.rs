@@ -72,6 +72,11 @@ pub struct EgressEvent {
     /// Echoes of the injected credential scrubbed from this exchange's response.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub redactions: u64,
+    /// An author's own run only ([`super::settings::EgressSettings::with_explained_denials`]):
+    /// for a request the policy denied, the rules on its host and what the request was. It
+    /// holds the request's path, so it is never serialized and the audit trail clears it.
+    #[serde(skip)]
+    pub hint: Option<String>,
 }
 
 /// The longest `Retry-After` taken at its word.

@@ -55,6 +55,8 @@ pub struct EgressSettings {
     pub limits: EgressLimits,
     /// Recording only (`airlock test --record`): every exchange in full, credential scrubbed.
     pub(crate) tap: Option<super::tap::Tap>,
+    /// Whether a denied request keeps its URL and a hint for the report (an author's own run).
+    pub(crate) explain_denials: bool,
     pub(crate) classifier: IpClassifier,
     pub(crate) resolve: Vec<ResolveOverride>,
     pub(crate) resolver: Resolver,
@@ -93,6 +95,7 @@ impl EgressSettings {
         Ok(Self {
             limits: EgressLimits::default(),
             tap: None,
+            explain_denials: false,
             classifier: IpClassifier::new(allow),
             resolve,
             resolver: Resolver::system(),
@@ -107,6 +110,14 @@ impl EgressSettings {
     /// never a server or an ordinary run.
     pub fn with_tap(mut self, tap: Option<super::tap::Tap>) -> Self {
         self.tap = tap;
+        self
+    }
+
+    /// A request the policy denies keeps its URL as its `target` and gets a `hint` naming the
+    /// rules on its host: for `airlock run` and `airlock test`, where the data is the author's
+    /// own, never a server.
+    pub fn with_explained_denials(mut self, explain: bool) -> Self {
+        self.explain_denials = explain;
         self
     }
 

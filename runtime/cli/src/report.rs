@@ -41,6 +41,9 @@ pub(crate) fn print_egress(events: &[EgressEvent], suppressed: &[Suppressed]) {
             event.method,
             event.duration_us as f64 / 1000.0
         );
+        if let Some(hint) = &event.hint {
+            eprintln!("[egress {:<7}]   {hint}", "");
+        }
     }
     for s in suppressed {
         eprintln!(

@@ -58,7 +58,10 @@ pub(crate) struct RunArgs {
 pub(crate) async fn run(args: RunArgs) -> anyhow::Result<Exit> {
     let state = args.state.state()?;
     let (store, trail) = state.open()?;
-    let runtime = Runtime::new(&state.data, args.engine.settings())?.with_audit(trail.clone());
+    let mut settings = args.engine.settings();
+    // The person running it owns the data: a denied request is shown with the rules to change.
+    settings.egress.explain_denials = true;
+    let runtime = Runtime::new(&state.data, settings)?.with_audit(trail.clone());
     let (integration, installed_config) = match &args.path {
         Some(path) => {
             if let Some((tenant, installation)) = args.secrets.scope() {

@@ -86,6 +86,9 @@ pub struct EgressOptions {
     pub extra_roots: Vec<PathBuf>,
     /// `airlock test --record` only: every exchange in full (it holds bodies).
     pub tap: Option<airlock_host_api::egress::tap::Tap>,
+    /// `airlock run` and `airlock test` only, where the data is the author's own: a denied
+    /// request keeps its URL and names the rules on its host, for the report (never recorded).
+    pub explain_denials: bool,
     /// Where names no pin covers are looked up: the system resolver, unless an embedder (or a
     /// test scripting DNS answers) supplies one. Its answers are classified like any other.
     pub resolver: Resolver,

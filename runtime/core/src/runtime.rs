@@ -141,6 +141,7 @@ fn egress_settings(settings: &EngineSettings) -> Result<EgressSettings, RuntimeE
     .map(|egress| {
         egress
             .with_tap(options.tap.clone())
+            .with_explained_denials(options.explain_denials)
             .with_resolver(options.resolver.clone())
             .with_self_addresses(options.self_addresses.clone())
     })

@@ -296,6 +296,7 @@ type = "bearer"
             bytes_out: 0,
             bytes_in: 0,
             redactions: 0,
+            hint: None,
         }
     }
 

@@ -140,6 +140,7 @@ mod tests {
             bytes_out: 0,
             bytes_in: 0,
             redactions: 0,
+            hint: None,
         }
     }
 

@@ -135,6 +135,49 @@ impl EgressPolicy {
     }
 }
 
+impl EgressPolicy {
+    /// For an author's own run, never a record (the URL carries the caller's data): the rules
+    /// on the host of a denied `url` and what the request is, side by side, so the report
+    /// points at the manifest line to change. `None` when the URL does not parse.
+    pub fn explain_denial(&self, method: &str, url: &str) -> Option<String> {
+        let target = RequestTarget::parse(url).ok()?;
+        let on_host: Vec<String> = self
+            .rules
+            .iter()
+            .filter(|rule| rule.origin().host().matches(target.host()))
+            .map(|rule| {
+                let methods: Vec<&str> = rule.methods().iter().map(|m| m.as_str()).collect();
+                format!("{} {}", methods.join(","), rule.url())
+            })
+            .collect();
+        if on_host.is_empty() {
+            let mut hosts: Vec<&str> = self
+                .rules
+                .iter()
+                .map(|rule| rule.origin().host().name())
+                .collect();
+            hosts.dedup();
+            return Some(match hosts.is_empty() {
+                true => "the manifest declares no egress".to_string(),
+                false => format!(
+                    "no rule names {}; the rules name {}",
+                    target.host(),
+                    hosts.join(", ")
+                ),
+            });
+        }
+        Some(format!(
+            "rules for {} allow {}; this request is {} {}:{}{}",
+            target.host(),
+            on_host.join("; "),
+            shown_method(method),
+            target.host(),
+            target.port(),
+            target.path()
+        ))
+    }
+}
+
 /// `host:port` with the port always shown, so a port denial says which port.
 fn origin_of(target: &RequestTarget) -> String {
     format!("{}:{}", target.host(), target.port())

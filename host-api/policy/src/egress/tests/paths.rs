@@ -250,3 +250,40 @@ fn an_empty_policy_denies_everything() {
         );
     }
 }
+
+#[test]
+fn a_denial_is_explained_by_the_rules_on_its_host() {
+    let policy = EgressPolicy::new(vec![
+        rule(
+            "https://api.hubapi.com/crm/v3/contacts",
+            &["GET", "POST"],
+            None,
+        ),
+        rule("https://slack.com/api", &["POST"], None),
+    ]);
+    let url = "https://api.hubapi.com/crm/v3/objects/contacts?limit=10";
+    assert_eq!(
+        policy.check("POST", url).err().map(|d| d.code()),
+        Some("path-not-allowed")
+    );
+    assert_eq!(
+        policy.explain_denial("POST", url).as_deref(),
+        Some(
+            "rules for api.hubapi.com allow GET,POST https://api.hubapi.com/crm/v3/contacts; \
+             this request is POST api.hubapi.com:443/crm/v3/objects/contacts"
+        )
+    );
+    assert_eq!(
+        policy
+            .explain_denial("GET", "https://evil.example/x")
+            .as_deref(),
+        Some("no rule names evil.example; the rules name api.hubapi.com, slack.com")
+    );
+    assert_eq!(policy.explain_denial("GET", "not a url"), None);
+    assert_eq!(
+        EgressPolicy::new(Vec::new())
+            .explain_denial("GET", "https://a.example/")
+            .as_deref(),
+        Some("the manifest declares no egress")
+    );
+}
