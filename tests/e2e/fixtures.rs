@@ -196,7 +196,7 @@ output = { attempts = [{ url = "https://evil.example/collect?d=1", outcome = "ok
             "+       \"outcome\": \"HttpRequestDenied\",",
             "expected request never happened: GET https://evil.example/collect?d=1",
             // The author's own run shows the URL and the rules it missed.
-            "egress denied: GET https://evil.example/collect?d=1 (no-matching-rule)",
+            "egress denied: GET https://evil.example/collect (no-matching-rule)",
             "  no rule names evil.example; the rules name api.allowed.test, echo.allowed.test,",
             "test result: FAILED. 0 passed, 1 failed",
         ],

@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use wasmtime_wasi_http::{Error, ForbiddenHeaderFilter, RequestOptions, WasiBody, WasiHttpHooks};
 
 use super::body::{LimitedRequestBody, RedactedResponseBody};
-use super::event::{Decision, EgressEvent, EgressLog, RedactionTally, Traffic};
+use super::event::{Decision, DenialHint, EgressEvent, EgressLog, RedactionTally, Traffic};
 use super::fields;
 use super::redact::{BodyFilter, Encoding, RedactError, Redactor};
 use super::settings::EgressSettings;
@@ -210,8 +210,13 @@ impl BrokeredHttp {
                 let mut refusal = deny(denial.code(), None, None, Error::HttpRequestDenied);
                 if self.settings.explain_denials {
                     let method = request.method().as_str();
-                    refusal.1.target = Some(uri.clone());
-                    refusal.1.hint = self.egress.policy.explain_denial(method, &uri);
+                    // Without its query, as every report shows a target: a query carries the
+                    // caller's data and the guest's, and a report may end up in a CI log.
+                    let url = uri.split(['?', '#']).next().unwrap_or_default().to_string();
+                    refusal.1.hint = Some(DenialHint {
+                        rules: self.egress.policy.explain_denial(method, &uri),
+                        url,
+                    });
                 }
                 refusal
             })?;

@@ -73,10 +73,19 @@ pub struct EgressEvent {
     #[serde(default, skip_serializing_if = "is_zero")]
     pub redactions: u64,
     /// An author's own run only ([`super::settings::EgressSettings::with_explained_denials`]):
-    /// for a request the policy denied, the rules on its host and what the request was. It
-    /// holds the request's path, so it is never serialized and the audit trail clears it.
+    /// a request the policy denied, and why. It holds the request's URL, so it is never
+    /// serialized and the audit trail clears it.
     #[serde(skip)]
-    pub hint: Option<String>,
+    pub hint: Option<DenialHint>,
+}
+
+/// A denied request as its author's report shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DenialHint {
+    /// The URL as the guest sent it, without its query (as every report shows a target).
+    pub url: String,
+    /// The rules on its host and what the request was ([`airlock_policy::egress::EgressPolicy::explain_denial`]).
+    pub rules: Option<String>,
 }
 
 /// The longest `Retry-After` taken at its word.

@@ -26,5 +26,7 @@ pub(crate) mod transport;
 
 pub use airlock_policy::ip;
 pub use broker::{BrokeredHttp, IntegrationEgress};
-pub use event::{ABORTED, Decision, EgressEvent, EgressLog, MAX_DETAILED_EVENTS, Suppressed};
+pub use event::{
+    ABORTED, Decision, DenialHint, EgressEvent, EgressLog, MAX_DETAILED_EVENTS, Suppressed,
+};
 pub use settings::{EgressLimits, EgressSettings, EgressSetupError};

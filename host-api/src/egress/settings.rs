@@ -113,9 +113,8 @@ impl EgressSettings {
         self
     }
 
-    /// A request the policy denies keeps its URL as its `target` and gets a `hint` naming the
-    /// rules on its host: for `airlock run` and `airlock test`, where the data is the author's
-    /// own, never a server.
+    /// A request the policy denies keeps its URL and the rules on its host in its `hint`: for
+    /// `airlock run` and `airlock test`, where the data is the author's own, never a server.
     pub fn with_explained_denials(mut self, explain: bool) -> Self {
         self.explain_denials = explain;
         self

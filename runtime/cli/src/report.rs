@@ -42,7 +42,10 @@ pub(crate) fn print_egress(events: &[EgressEvent], suppressed: &[Suppressed]) {
             event.duration_us as f64 / 1000.0
         );
         if let Some(hint) = &event.hint {
-            eprintln!("[egress {:<7}]   {hint}", "");
+            eprintln!("[egress {:<7}]   {}", "", hint.url);
+            if let Some(rules) = &hint.rules {
+                eprintln!("[egress {:<7}]   {rules}", "");
+            }
         }
     }
     for s in suppressed {
