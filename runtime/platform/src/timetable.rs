@@ -24,6 +24,45 @@ const MAX_COUNTED: u64 = 100_000;
 /// The longest cron expression accepted.
 const MAX_EXPRESSION: usize = 256;
 
+/// The first field of `cron` that selects no value at all, if one does. croner accepts such a
+/// field (`,`, a bare `+`) and then looks for a tick until the year 5000: seconds of CPU for
+/// each search (found by the `cron` fuzz target), for an expression that never fires.
+fn empty_field(cron: &Cron) -> Option<&'static str> {
+    // Every kind of value a field can select (plain, nth weekday, last, nearest weekday), and
+    // `L` alone in the day of the month, which croner keeps as a flag of the whole field.
+    const BITS: [u8; 8] = [1, 2, 4, 8, 16, 32, 64, 128];
+    const LAST: u8 = 64;
+    let p = &cron.pattern;
+    let fields = [
+        (
+            "second",
+            BITS.map(|bit| p.seconds.get_set_values(bit)),
+            false,
+        ),
+        (
+            "minute",
+            BITS.map(|bit| p.minutes.get_set_values(bit)),
+            false,
+        ),
+        ("hour", BITS.map(|bit| p.hours.get_set_values(bit)), false),
+        (
+            "day-of-month",
+            BITS.map(|bit| p.days.get_set_values(bit)),
+            p.days.is_feature_enabled(LAST),
+        ),
+        ("month", BITS.map(|bit| p.months.get_set_values(bit)), false),
+        (
+            "day-of-week",
+            BITS.map(|bit| p.days_of_week.get_set_values(bit)),
+            p.days_of_week.is_feature_enabled(LAST),
+        ),
+    ];
+    fields
+        .into_iter()
+        .find(|(_, values, last)| !last && values.iter().all(Vec::is_empty))
+        .map(|(field, _, _)| field)
+}
+
 /// A cron expression refused, or a time zone unknown.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TimetableError {
@@ -70,6 +109,9 @@ impl Timetable {
             .build()
             .parse(cron)
             .map_err(|e| refused(e.to_string()))?;
+        if let Some(field) = empty_field(&parsed) {
+            return Err(refused(format!("its {field} field selects no value")));
+        }
         let zone = Tz::from_str(zone).map_err(|_| TimetableError::Zone(zone.to_string()))?;
         let timetable = Self { cron: parsed, zone };
         if timetable
@@ -153,6 +195,29 @@ mod tests {
         );
         assert_eq!(nine.after(SPRING), Some(SPRING + 7 * 60 * MINUTE));
         assert!(Timetable::parse("@hourly", "UTC").is_ok());
+    }
+
+    #[test]
+    fn a_field_that_selects_nothing_is_refused_before_any_search() {
+        // Inputs the cron fuzz target found: croner accepts them, then searched for seconds.
+        for (cron, field) in [("0 8 * 3 +", "day-of-week"), (", * ,\u{c}* 6", "minute")] {
+            let refused = Timetable::parse(cron, "Etc/GMT+8").expect_err(cron);
+            assert!(
+                refused
+                    .to_string()
+                    .contains(&format!("its {field} field selects no value")),
+                "{refused}"
+            );
+        }
+        for fine in [
+            "0 9 ? * MON",
+            "0 0 L * *",
+            "0 0 * * 5#2",
+            "0 0 15W * *",
+            "@hourly",
+        ] {
+            Timetable::parse(fine, "UTC").unwrap_or_else(|e| panic!("{fine}: {e}"));
+        }
     }
 
     #[test]
