@@ -251,56 +251,36 @@ fn trail(op: &Operator) -> HashMap<u64, String> {
 /// Checks every write in `acked` is there, through `server`; returns those that are not.
 async fn missing(server: &Server, setup: &Setup, acked: &[Acked]) -> Vec<String> {
     let key = Some(setup.key.as_str());
+    let get = async |path: String| {
+        let got = send(
+            &server.http,
+            &server.base,
+            Method::GET,
+            &path,
+            key,
+            &[],
+            Vec::new(),
+        );
+        got.await.expect("the server answers")
+    };
     let mut lost = Vec::new();
     for write in acked {
         let there = match write {
             Acked::Installed(id) => {
-                let path = format!("/v1/installations/{id}");
-                let got = send(
-                    &server.http,
-                    &server.base,
-                    Method::GET,
-                    &path,
-                    key,
-                    &[],
-                    Vec::new(),
-                );
-                got.await.expect("the server answers").0 == StatusCode::OK
+                get(format!("/v1/installations/{id}")).await.0 == StatusCode::OK
             }
             Acked::Credential(id) => {
-                let path = format!("/v1/installations/{id}/credentials");
-                let got = send(
-                    &server.http,
-                    &server.base,
-                    Method::GET,
-                    &path,
-                    key,
-                    &[],
-                    Vec::new(),
-                );
-                let (_, _, body) = got.await.expect("the server answers");
+                let (_, _, body) = get(format!("/v1/installations/{id}/credentials")).await;
                 body["credentials"]
                     .as_array()
                     .is_some_and(|c| c.iter().any(|c| c["name"] == "github"))
             }
             Acked::Kv(k, v) => {
-                let get = json_body(&json!({"op": "get", "key": k}));
-                let got = send(&server.http, &server.base, Method::POST, KV, key, &[], get);
+                let read = json_body(&json!({"op": "get", "key": k}));
+                let got = send(&server.http, &server.base, Method::POST, KV, key, &[], read);
                 got.await.expect("the server answers").2 == json!({"found": true, "value": v})
             }
-            Acked::Queued(run) => {
-                let path = format!("/v1/runs/{run}");
-                let got = send(
-                    &server.http,
-                    &server.base,
-                    Method::GET,
-                    &path,
-                    key,
-                    &[],
-                    Vec::new(),
-                );
-                got.await.expect("the server answers").0 == StatusCode::OK
-            }
+            Acked::Queued(run) => get(format!("/v1/runs/{run}")).await.0 == StatusCode::OK,
             Acked::Invoked(_) => true,
         };
         if !there {
