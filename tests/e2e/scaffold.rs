@@ -131,4 +131,35 @@ fn test_and_sign_never_use_a_stale_component_and_sign_never_replaces_a_bundle() 
     let mut forced = sign.to_vec();
     forced.push("--force");
     ok(&airlock_in(&dir, data.path(), &forced), "sign --force");
+
+    // An action the manifest declares and the code does not answer: `check` names it.
+    let manifest = dir.join("airlock.toml");
+    let declared = std::fs::read_to_string(&manifest).expect("manifest");
+    let (_, action) = declared
+        .split_once("[actions.")
+        .expect("the template declares an action");
+    let schemas = &action[action.find("\ninput = ").expect("input")..];
+    let undone =
+        format!("{declared}\n[actions.denormalize]\ndescription = \"Not written yet.\"{schemas}");
+    std::fs::write(&manifest, &undone).expect("declare");
+    let checked = airlock_in(&dir, data.path(), &["check", "."]);
+    ok(&checked, "check");
+    assert!(
+        stderr(&checked)
+            .contains("declares action \"denormalize\", which the component does not export"),
+        "{}",
+        stderr(&checked)
+    );
+    assert!(
+        !stderr(&checked).contains("\"normalize"),
+        "the action it has is not named: {}",
+        stderr(&checked)
+    );
+    std::fs::write(&manifest, &declared).expect("undeclare");
+    let checked = airlock_in(&dir, data.path(), &["check", "."]);
+    assert!(
+        stdout(&checked).contains("is ready to run"),
+        "{}",
+        stdout(&checked)
+    );
 }

@@ -9,6 +9,8 @@ use super::exit::{Exit, fail};
 use super::state::DataArgs;
 use airlock_host_api::policy::{Ceilings, Limits};
 
+use airlock_runtime::invoke::{Invocation, InvokeError};
+use airlock_runtime::loader::Integration;
 use airlock_runtime::manifest::{ApiKey, CredentialDecl, Grant, Manifest};
 use airlock_runtime::runtime::Runtime;
 use airlock_runtime::units::{ByteSize, HumanDuration};
@@ -26,7 +28,7 @@ pub(crate) struct CheckArgs {
     data: DataArgs,
 }
 
-pub(crate) fn check(args: CheckArgs) -> anyhow::Result<Exit> {
+pub(crate) async fn check(args: CheckArgs) -> anyhow::Result<Exit> {
     let runtime = Runtime::new(&args.data.dir()?, args.ceilings.settings())?;
     let integration = runtime.load(&args.path).map_err(|e| fail(Exit::Usage, e))?;
     let summary = integration.describe();
@@ -38,6 +40,15 @@ pub(crate) fn check(args: CheckArgs) -> anyhow::Result<Exit> {
             "warning: {} is older than {}: what was checked is the old build; run `airlock build`",
             component.display(),
             source.display()
+        );
+    }
+    let missing = unexported(&runtime, &integration).await;
+    for action in &missing {
+        eprintln!(
+            "warning: {} declares action {action:?}, which the component does not export (it \
+             answers unknown-action): handle it in the component's `invoke`, or remove it from \
+             the manifest",
+            loaded.path.display()
         );
     }
     if args.json {
@@ -52,11 +63,38 @@ pub(crate) fn check(args: CheckArgs) -> anyhow::Result<Exit> {
     for import in summary.imports {
         println!("  import     {import}");
     }
-    match stale {
-        None => println!("ok: {} is ready to run", summary.id),
-        Some(_) => println!("ok: {} loads, from a stale build", summary.id),
+    match (stale, missing.is_empty()) {
+        (None, true) => println!("ok: {} is ready to run", summary.id),
+        (Some(_), _) => println!("ok: {} loads, from a stale build", summary.id),
+        (None, false) => println!(
+            "ok: {} loads, and lacks {} declared action(s)",
+            summary.id,
+            missing.len()
+        ),
     }
     Ok(Exit::Success)
+}
+
+/// The declared actions the component answers `unknown-action` for. Only when it answers so
+/// for a name nobody declares: a component that does not follow that convention cannot be
+/// told apart, and none are named. Each probe runs with no egress, credentials or kv, on input
+/// that is not JSON ([`Runtime::probe`]).
+async fn unexported(runtime: &Runtime, integration: &Integration) -> Vec<String> {
+    let unknown = |invocation: Invocation| matches!(invocation.result, Err(InvokeError::Guest { code, .. }) if code == "unknown-action");
+    if !unknown(
+        runtime
+            .probe(integration, "airlock-check: no such action")
+            .await,
+    ) {
+        return Vec::new();
+    }
+    let mut missing = Vec::new();
+    for action in integration.action_names() {
+        if unknown(runtime.probe(integration, action).await) {
+            missing.push(action.to_string());
+        }
+    }
+    missing
 }
 
 /// What an operator must approve: publisher identity, limits, config, actions, egress rules and

@@ -167,7 +167,7 @@ async fn dispatch(command: Command) -> anyhow::Result<Exit> {
         Command::Uninstall(args) => uninstall::uninstall(args),
         Command::Runs(args) => runs::runs(args),
         Command::Schedules(args) => schedules::schedules(args),
-        Command::Check(args) => check::check(args),
+        Command::Check(args) => check::check(args).await,
         Command::Build(args) => build::build(args),
         Command::Test(args) => test::test(args).await,
         Command::New(args) => new::new(args),

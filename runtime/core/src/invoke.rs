@@ -16,10 +16,11 @@ use airlock_host_api::budget::{
     FIELD_SIZE_LIMIT, HostLimitExceeded, MAX_HOST_CALLS, MAX_HOSTCALL_BYTES, MAX_RESOURCES,
 };
 use airlock_host_api::credentials::CredentialBroker;
-use airlock_host_api::egress::{BrokeredHttp, EgressEvent, Suppressed};
+use airlock_host_api::egress::{BrokeredHttp, EgressEvent, IntegrationEgress, Suppressed};
 use airlock_host_api::kv::{KvBackend, KvCtx, KvUse};
 use airlock_host_api::limiter::LimitTripped;
 use airlock_host_api::log::GuestLog;
+use airlock_host_api::policy::egress::EgressPolicy;
 use airlock_host_api::scratch::Scratch;
 use serde::Serialize;
 use serde_json::Value;
@@ -34,6 +35,17 @@ use crate::loader::{ActionSchemas, Integration, ValidatedConfig};
 use crate::runtime::Runtime;
 use crate::schema::Violations;
 use airlock_host_api::policy::units::{ByteSize, HumanDuration};
+
+/// What a probe sends: not JSON, so an action that parses its input returns at once.
+const PROBE_INPUT: &str = "airlock probe: not an input";
+
+/// What [`Runtime::execute`] runs: a declared action on input its schema accepted, or a probe
+/// ([`Runtime::probe`]).
+#[derive(Debug, Clone, Copy)]
+enum Call {
+    Action,
+    Probe,
+}
 
 /// How long past its timeout an invocation may take to end, whatever the guest is doing:
 /// wasm code is interrupted at the first epoch slice past the deadline (20 ms), a host call is
@@ -341,7 +353,7 @@ impl Runtime {
         input: &str,
     ) -> Invocation {
         let mut invocation = self
-            .execute(integration, config, caller, action, input)
+            .execute(integration, config, caller, action, input, Call::Action)
             .await;
         if let Some(trail) = &self.audit {
             let record = invocation.audit_record(integration, &caller.subject, caller.trigger);
@@ -353,6 +365,25 @@ impl Runtime {
         invocation
     }
 
+    /// Asks the component for `action` as it is, past the host's checks: on input that is not
+    /// JSON, with no egress, credentials, kv or config, unaudited. An action that parses its
+    /// input first (as the guest helper's `handle` does) answers `invalid-input` before doing
+    /// anything; one the code does not have answers `unknown-action`. `airlock check` asks this
+    /// to find declared actions the component does not export.
+    pub async fn probe(&self, integration: &Integration, action: &str) -> Invocation {
+        let caller = self.local_caller(self.no_credentials.clone());
+        let config = ValidatedConfig { json: "{}".into() };
+        self.execute(
+            integration,
+            &config,
+            &caller,
+            action,
+            PROBE_INPUT,
+            Call::Probe,
+        )
+        .await
+    }
+
     async fn execute(
         &self,
         integration: &Integration,
@@ -360,13 +391,15 @@ impl Runtime {
         caller: &Caller,
         action: &str,
         input: &str,
+        call: Call,
     ) -> Invocation {
         let started = Instant::now();
         let id = InvocationId::new();
         // Refused input never gets a sandbox: validate before building any per-call state.
-        let admitted = self
-            .check_engine(integration)
-            .and_then(|()| admit_input(integration, action, input));
+        let admitted = self.check_engine(integration).and_then(|()| match call {
+            Call::Action => admit_input(integration, action, input).map(Some),
+            Call::Probe => Ok(None),
+        });
         let refused = |error| Invocation {
             id: id.clone(),
             action: action.to_string(),
@@ -388,16 +421,23 @@ impl Runtime {
             Err(error) => return refused(error),
         };
         let limits = integration.limits();
-        let journal: Arc<dyn EgressJournal> = match &self.audit {
-            Some(trail) => Arc::new(InvocationJournal::new(
+        let journal: Arc<dyn EgressJournal> = match (&self.audit, call) {
+            (Some(trail), Call::Action) => Arc::new(InvocationJournal::new(
                 trail.clone(),
                 id.to_string(),
                 caller.subject.clone(),
             )),
-            None => Arc::new(NoJournal),
+            _ => Arc::new(NoJournal),
+        };
+        let egress = match call {
+            Call::Action => integration.egress.clone(),
+            Call::Probe => Arc::new(IntegrationEgress::new(
+                EgressPolicy::new(Vec::new()),
+                Default::default(),
+            )),
         };
         let broker = BrokeredHttp::new(
-            integration.egress.clone(),
+            egress,
             self.egress.clone(),
             caller.credentials.clone(),
             journal,
@@ -481,11 +521,12 @@ impl Runtime {
         }
     }
 
-    /// Calls the guest on input that passed its schema, then checks what it returned.
+    /// Calls the guest on input that passed its schema, then checks what it returned (a probe's
+    /// answer, which no schema judges, comes back as a JSON string).
     async fn run(
         &self,
         integration: &Integration,
-        schemas: &ActionSchemas,
+        schemas: Option<&ActionSchemas>,
         store: &mut Store<HostState>,
         deadline: Instant,
         action: &str,
@@ -519,6 +560,9 @@ impl Runtime {
                 limit: ByteSize(limits.output),
             }));
         }
+        let Some(schemas) = schemas else {
+            return Ok(Value::String(returned));
+        };
         let output = json::parse_strict(&returned, limits.output as usize)
             .map_err(InvokeError::OutputJson)?;
         schemas
