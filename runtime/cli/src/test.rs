@@ -49,91 +49,8 @@ pub(crate) struct TestArgs {
 pub(crate) async fn test(args: TestArgs) -> anyhow::Result<Exit> {
     let state = &args.state.state()?;
     let settings = args.engine.settings();
-    let dir = &args.dir;
-    let manifest = LoadedManifest::load(dir).map_err(|e| fail(Exit::Usage, e))?;
-    let files = fixture_files(&manifest.dir).map_err(|e| fail(Exit::Usage, e))?;
-    if files.is_empty() {
-        return Err(fail(
-            Exit::Usage,
-            anyhow::anyhow!(
-                "no fixture files in {}: write cases in tests/*.toml (docs/connector-guide.md)",
-                manifest
-                    .dir
-                    .join(airlock_devkit::fixtures::FIXTURE_DIR)
-                    .display()
-            ),
-        ));
-    }
-    let loaded: Vec<(PathBuf, FixtureFile)> = files
-        .iter()
-        .map(|path| Ok((path.clone(), FixtureFile::load(path)?)))
-        .collect::<Result<_, airlock_devkit::fixtures::FixtureError>>()
-        .map_err(|e| fail(Exit::Usage, e))?;
-    let load_error = loaded
-        .iter()
-        .find_map(|(path, f)| f.load_error.as_ref().map(|e| (path, e)));
-    if let (Some((path, _)), Some((other, _))) =
-        (load_error, loaded.iter().find(|(_, f)| !f.cases.is_empty()))
-    {
-        return Err(fail(
-            Exit::Usage,
-            anyhow::anyhow!(
-                "{} expects the integration to be refused at load, and {} has cases to run in \
-                 it: one of them is wrong",
-                path.display(),
-                other.display()
-            ),
-        ));
-    }
-    let selected = |name: &str| args.case.as_deref().is_none_or(|c| name.contains(c));
-    let total: usize = loaded
-        .iter()
-        .map(|(_, f)| f.cases.iter().filter(|c| selected(&c.name)).count())
-        .sum();
-    if total == 0 && load_error.is_none() {
-        return Err(fail(
-            Exit::Usage,
-            anyhow::anyhow!(
-                "no case to run{}",
-                args.case
-                    .as_deref()
-                    .map_or(String::new(), |c| format!(": no case name contains {c:?}"))
-            ),
-        ));
-    }
-    args.build.fresh(&manifest)?;
-    let (_store, trail) = state.open()?;
-    let verdict = if args.record {
-        record(&args, &manifest, &loaded, state, &settings, &trail).await
-    } else {
-        let cases = Cases {
-            loaded: &loaded,
-            total,
-        };
-        run_cases(&args, &manifest, cases, state, &settings, &trail).await
-    };
-    trail.checkpoint()?;
-    verdict
-}
-
-/// The fixture files with their parsed contents, and how many cases the selection runs.
-struct Cases<'a> {
-    loaded: &'a [(PathBuf, FixtureFile)],
-    total: usize,
-}
-
-/// Runs the selected cases and prints the report.
-async fn run_cases(
-    args: &TestArgs,
-    manifest: &LoadedManifest,
-    cases: Cases<'_>,
-    state: &State,
-    settings: &EngineSettings,
-    trail: &AuditTrail,
-) -> anyhow::Result<Exit> {
-    let Cases { loaded, total } = cases;
-    let files: Vec<&FixtureFile> = loaded.iter().map(|(_, file)| file).collect();
-    if args.secrets.is_given() {
+    let suite = Suite::load(&args.dir, args.case.as_deref())?;
+    if args.secrets.is_given() && !args.record {
         return Err(fail(
             Exit::Usage,
             anyhow::anyhow!(
@@ -141,64 +58,208 @@ async fn run_cases(
             ),
         ));
     }
-    let started = Runner::start(
-        &state.data,
-        settings,
-        trail,
-        &manifest.dir,
-        &files,
-        Upstream::Fixtures,
-    )
-    .await;
-    if let Some((path, expected)) = loaded
-        .iter()
-        .find_map(|(path, f)| f.load_error.as_ref().map(|e| (path, e)))
-    {
-        return refused_at_load(path, expected, started.err());
+    args.build.fresh(&suite.manifest)?;
+    let (_store, trail) = state.open()?;
+    let verdict = if args.record {
+        record(&args, &suite, state, &settings, &trail).await
+    } else {
+        run_cases(&args, &suite, state, &settings, &trail).await
+    };
+    trail.checkpoint()?;
+    verdict
+}
+
+/// An integration's fixture cases, loaded and selected: what `airlock test` and `airlock
+/// watch` run.
+pub(crate) struct Suite {
+    pub(crate) manifest: LoadedManifest,
+    loaded: Vec<(PathBuf, FixtureFile)>,
+    case: Option<String>,
+}
+
+impl Suite {
+    /// Loads the manifest and every fixture file of the integration in `dir`, keeping the
+    /// cases whose name contains `case`; refuses a suite with nothing to run.
+    pub(crate) fn load(dir: &Path, case: Option<&str>) -> anyhow::Result<Suite> {
+        let manifest = LoadedManifest::load(dir).map_err(|e| fail(Exit::Usage, e))?;
+        let files = fixture_files(&manifest.dir).map_err(|e| fail(Exit::Usage, e))?;
+        if files.is_empty() {
+            return Err(fail(
+                Exit::Usage,
+                anyhow::anyhow!(
+                    "no fixture files in {}: write cases in tests/*.toml (docs/connector-guide.md)",
+                    manifest
+                        .dir
+                        .join(airlock_devkit::fixtures::FIXTURE_DIR)
+                        .display()
+                ),
+            ));
+        }
+        let loaded: Vec<(PathBuf, FixtureFile)> = files
+            .iter()
+            .map(|path| Ok((path.clone(), FixtureFile::load(path)?)))
+            .collect::<Result<_, airlock_devkit::fixtures::FixtureError>>()
+            .map_err(|e| fail(Exit::Usage, e))?;
+        let suite = Suite {
+            manifest,
+            loaded,
+            case: case.map(str::to_string),
+        };
+        if let (Some((path, _)), Some((other, _))) = (
+            suite.load_error(),
+            suite.loaded.iter().find(|(_, f)| !f.cases.is_empty()),
+        ) {
+            return Err(fail(
+                Exit::Usage,
+                anyhow::anyhow!(
+                    "{} expects the integration to be refused at load, and {} has cases to run \
+                     in it: one of them is wrong",
+                    path.display(),
+                    other.display()
+                ),
+            ));
+        }
+        if suite.total() == 0 {
+            return Err(fail(
+                Exit::Usage,
+                anyhow::anyhow!(
+                    "no case to run{}",
+                    case.map_or(String::new(), |c| format!(": no case name contains {c:?}"))
+                ),
+            ));
+        }
+        Ok(suite)
     }
-    let runner = started.map_err(|e| fail(Exit::Usage, e))?;
-    let selected = |name: &str| args.case.as_deref().is_none_or(|c| name.contains(c));
-    println!("\nrunning {total} case(s)");
-    let mut failed: Vec<(String, CaseOutcome)> = Vec::new();
-    let mut passed = 0;
-    let mut usage = Usage::default();
-    for (path, file) in loaded {
-        let stem = file_stem(path);
-        for case in file.cases.iter().filter(|c| selected(&c.name)) {
-            let outcome = runner.run(file, case).await;
-            usage.record(&manifest.manifest, &outcome.egress);
-            let label = format!("{stem}::{}", case.name);
-            if outcome.passed() {
-                println!("case {label} ... ok");
-                passed += 1;
-            } else {
-                println!("case {label} ... FAILED");
-                failed.push((label, outcome));
+
+    fn selected(&self, name: &str) -> bool {
+        self.case.as_deref().is_none_or(|c| name.contains(c))
+    }
+
+    /// The fixture file that expects the integration to be refused at load, and the error it
+    /// expects.
+    fn load_error(&self) -> Option<(&Path, &str)> {
+        self.loaded
+            .iter()
+            .find_map(|(path, f)| f.load_error.as_deref().map(|e| (path.as_path(), e)))
+    }
+
+    /// How many cases a run reports: the selected ones, or the one load-error case.
+    pub(crate) fn total(&self) -> usize {
+        if self.load_error().is_some() {
+            return 1;
+        }
+        self.loaded
+            .iter()
+            .map(|(_, f)| f.cases.iter().filter(|c| self.selected(&c.name)).count())
+            .sum()
+    }
+
+    /// Runs the selected cases offline against their fixtures; `each` hears every verdict as
+    /// it comes, labelled `file::case`.
+    pub(crate) async fn run(
+        &self,
+        state: &State,
+        settings: &EngineSettings,
+        trail: &AuditTrail,
+        each: &mut dyn FnMut(&str, &CaseOutcome),
+    ) -> anyhow::Result<Tally> {
+        let files: Vec<&FixtureFile> = self.loaded.iter().map(|(_, file)| file).collect();
+        let started = Runner::start(
+            &state.data,
+            settings,
+            trail,
+            &self.manifest.dir,
+            &files,
+            Upstream::Fixtures,
+        )
+        .await;
+        let mut tally = Tally::default();
+        if let Some((path, expected)) = self.load_error() {
+            let outcome = refused_at_load(expected, started.err());
+            tally.add(&format!("{}::load-error", file_stem(path)), outcome, each);
+            return Ok(tally);
+        }
+        let runner = started.map_err(|e| fail(Exit::Usage, e))?;
+        for (path, file) in &self.loaded {
+            let stem = file_stem(path);
+            for case in file.cases.iter().filter(|c| self.selected(&c.name)) {
+                let outcome = runner.run(file, case).await;
+                tally.usage.record(&self.manifest.manifest, &outcome.egress);
+                tally.add(&format!("{stem}::{}", case.name), outcome, each);
             }
         }
+        Ok(tally)
     }
-    if !failed.is_empty() {
-        println!("\nfailures:");
-        for (label, outcome) in &failed {
+}
+
+/// What a run of a suite came to.
+#[derive(Default)]
+pub(crate) struct Tally {
+    pub(crate) passed: usize,
+    /// Each failed case's label and outcome, in the order they ran.
+    pub(crate) failed: Vec<(String, CaseOutcome)>,
+    /// What the cases used of the manifest's egress rules and credentials.
+    usage: Usage,
+}
+
+impl Tally {
+    fn add(&mut self, label: &str, outcome: CaseOutcome, each: &mut dyn FnMut(&str, &CaseOutcome)) {
+        each(label, &outcome);
+        if outcome.passed() {
+            self.passed += 1;
+        } else {
+            self.failed.push((label.to_string(), outcome));
+        }
+    }
+
+    /// The failures, each under its label, as `airlock test` prints them.
+    pub(crate) fn print_failures(&self) {
+        for (label, outcome) in &self.failed {
             println!("\n---- {label} ----");
             for problem in &outcome.problems {
                 println!("{problem}");
             }
         }
     }
-    let verdict = if failed.is_empty() { "ok" } else { "FAILED" };
+}
+
+/// Runs the selected cases and prints the report.
+async fn run_cases(
+    args: &TestArgs,
+    suite: &Suite,
+    state: &State,
+    settings: &EngineSettings,
+    trail: &AuditTrail,
+) -> anyhow::Result<Exit> {
+    println!("\nrunning {} case(s)", suite.total());
+    let tally = suite
+        .run(state, settings, trail, &mut |label, outcome| {
+            let verdict = if outcome.passed() { "ok" } else { "FAILED" };
+            println!("case {label} ... {verdict}");
+        })
+        .await?;
+    if !tally.failed.is_empty() {
+        println!("\nfailures:");
+        tally.print_failures();
+    }
+    let verdict = if tally.failed.is_empty() {
+        "ok"
+    } else {
+        "FAILED"
+    };
     println!(
-        "\ntest result: {verdict}. {passed} passed, {} failed",
-        failed.len()
+        "\ntest result: {verdict}. {} passed, {} failed",
+        tally.passed,
+        tally.failed.len()
     );
     if args.privileges {
-        let report = Report::new(&manifest.manifest, &usage);
+        let report = Report::new(&suite.manifest.manifest, &tally.usage);
         println!("\n{}", report.render());
         if let Some(fragment) = report.tightened() {
             println!("{fragment}");
         }
     }
-    Ok(if failed.is_empty() {
+    Ok(if tally.failed.is_empty() {
         Exit::Success
     } else {
         Exit::TEST_FAILED
@@ -208,14 +269,14 @@ async fn run_cases(
 /// `--record`: the one case `--case` names, run live, written back, then replayed offline.
 async fn record(
     args: &TestArgs,
-    manifest: &LoadedManifest,
-    loaded: &[(PathBuf, FixtureFile)],
+    suite: &Suite,
     state: &State,
     settings: &EngineSettings,
     trail: &AuditTrail,
 ) -> anyhow::Result<Exit> {
+    let manifest = &suite.manifest;
     let wanted = args.case.as_deref().unwrap_or_default();
-    let (path, file, case) = only_case(loaded, wanted)?;
+    let (path, file, case) = only_case(&suite.loaded, wanted)?;
     if args.secrets.scope().is_some() {
         return Err(fail(
             Exit::Usage,
@@ -337,14 +398,9 @@ fn only_case<'a>(
     }
 }
 
-/// The verdict on a fixture file that expects the integration to be refused at load.
-fn refused_at_load(
-    path: &Path,
-    expected: &str,
-    error: Option<airlock_devkit::fixtures::runner::RunnerError>,
-) -> anyhow::Result<Exit> {
-    let label = format!("{}::load-error", file_stem(path));
-    println!("\nrunning 1 case(s)");
+/// The verdict on a fixture file that expects the integration to be refused at load with an
+/// error containing `expected`.
+fn refused_at_load(expected: &str, error: Option<RunnerError>) -> CaseOutcome {
     let problem = match &error {
         Some(e) if format!("{e}").contains(expected) => None,
         Some(e) => Some(format!(
@@ -354,13 +410,11 @@ fn refused_at_load(
             "expected a load error containing {expected:?}, but the integration loaded"
         )),
     };
-    let Some(problem) = problem else {
-        println!("case {label} ... ok\n\ntest result: ok. 1 passed, 0 failed");
-        return Ok(Exit::Success);
-    };
-    println!("case {label} ... FAILED\n\nfailures:\n\n---- {label} ----\n{problem}");
-    println!("\ntest result: FAILED. 0 passed, 1 failed");
-    Ok(Exit::TEST_FAILED)
+    CaseOutcome {
+        name: "load-error".to_string(),
+        problems: problem.into_iter().collect(),
+        egress: Vec::new(),
+    }
 }
 
 fn file_stem(path: &Path) -> String {
