@@ -163,3 +163,130 @@ fn test_and_sign_never_use_a_stale_component_and_sign_never_replaces_a_bundle() 
         stdout(&checked)
     );
 }
+
+/// `airlock watch` reruns the cases when a source or a case file changes, one summary line a
+/// run, rebuilding first, and stops cleanly on Ctrl-C.
+#[test]
+fn watch_reruns_the_cases_on_every_change_and_stops_on_ctrl_c() {
+    let data = TempDir::new().expect("temp");
+    let work = TempDir::new().expect("temp");
+    ok(
+        &airlock_in(
+            work.path(),
+            data.path(),
+            &["new", "normalizer", "--template", "transform"],
+        ),
+        "new",
+    );
+    let dir = work.path().join("normalizer");
+    let mut watch = Watch::start(&dir, data.path());
+    watch.expect("[run 1] first run: ok. 3 passed, 0 failed");
+
+    let source = dir.join("src/lib.rs");
+    let original = std::fs::read_to_string(&source).expect("source");
+    let edited = original.replace(".to_lowercase()", ".to_uppercase()");
+    std::fs::write(&source, &edited).expect("edit");
+    watch.expect("[run 2] src/lib.rs changed: FAILED.");
+    std::fs::write(&source, &original).expect("undo");
+    watch.expect("[run 3] src/lib.rs changed: ok. 3 passed, 0 failed");
+    std::fs::write(&source, format!("{original}\nfn broken( {{\n")).expect("break");
+    watch.expect("[run 4] src/lib.rs changed: error: build command failed");
+    std::fs::write(&source, &original).expect("mend");
+    watch.expect("[run 5] src/lib.rs changed: ok. 3 passed, 0 failed");
+
+    let cases = std::fs::read_dir(dir.join("tests"))
+        .expect("tests/")
+        .map(|entry| entry.expect("entry").path())
+        .find(|path| path.extension().is_some_and(|e| e == "toml"))
+        .expect("a case file");
+    let text = std::fs::read_to_string(&cases).expect("cases");
+    std::fs::write(&cases, format!("{text}\n# touched\n")).expect("touch");
+    let name = cases
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    watch.expect(&format!(
+        "[run 6] tests/{name} changed: ok. 3 passed, 0 failed"
+    ));
+    // An editor's swap file is not a change.
+    std::fs::write(dir.join("src/.lib.rs.swp"), "editor").expect("swap");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+
+    let (code, rest) = watch.interrupt();
+    assert_eq!(code, Some(0), "{rest:?}");
+    assert_eq!(rest, ["airlock watch: stopped"], "nothing ran after run 6");
+}
+
+/// A running `airlock watch`, its stdout read line by line; killed if the test fails.
+struct Watch {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Watch {
+    fn start(dir: &std::path::Path, data: &std::path::Path) -> Watch {
+        let mut child = crate::support::airlock_command(data, &["watch"])
+            .current_dir(dir)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("airlock watch starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let (send, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Watch {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for the next summary line and asserts it starts with `wanted`.
+    fn expect(&mut self, wanted: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = self
+                .lines
+                .recv_timeout(left)
+                .unwrap_or_else(|e| panic!("no {wanted:?} ({e}); saw {:#?}", self.seen));
+            self.seen.push(line.clone());
+            if line.starts_with("[run ") {
+                assert!(
+                    line.starts_with(wanted),
+                    "wanted {wanted:?}; saw {:#?}",
+                    self.seen
+                );
+                return;
+            }
+        }
+    }
+
+    /// Sends SIGINT, as Ctrl-C does; returns the exit code and the lines printed after the
+    /// last summary.
+    fn interrupt(mut self) -> (Option<i32>, Vec<String>) {
+        // SAFETY: kill(2) on our own child's pid, which it still is until we wait for it.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGINT);
+        }
+        let status = self.child.wait().expect("wait");
+        let rest = self.lines.iter().collect();
+        (status.code(), rest)
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

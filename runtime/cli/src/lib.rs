@@ -43,6 +43,7 @@ mod tenant;
 mod test;
 mod trust;
 mod uninstall;
+mod watch;
 mod webhook;
 
 use std::io::Write;
@@ -70,6 +71,8 @@ enum Command {
     Build(build::BuildArgs),
     /// Run an integration's fixture cases (tests/*.toml) offline, through the real egress path
     Test(test::TestArgs),
+    /// Rebuild and rerun the fixture cases whenever a source, schema, manifest or case changes
+    Watch(watch::WatchArgs),
     /// Make a new integration crate that builds and passes its own tests as it is
     New(new::NewArgs),
     /// Build the example integrations and show them end to end
@@ -170,6 +173,7 @@ async fn dispatch(command: Command) -> anyhow::Result<Exit> {
         Command::Check(args) => check::check(args).await,
         Command::Build(args) => build::build(args),
         Command::Test(args) => test::test(args).await,
+        Command::Watch(args) => watch::watch(args).await,
         Command::New(args) => new::new(args),
         Command::Demo(args) => demo::demo(args).await,
         Command::Policy(args) => policy::policy(args),

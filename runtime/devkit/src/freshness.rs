@@ -6,14 +6,17 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 /// What a guest crate's component is built from, relative to its directory.
-const SOURCES: &[&str] = &["src", "wit", "build.rs", "Cargo.toml", "Cargo.lock"];
+pub(crate) const SOURCES: &[&str] = &["src", "wit", "build.rs", "Cargo.toml", "Cargo.lock"];
 
 /// The newest source file under `dir` changed after `component` was written, if one was.
 pub fn newer_source(dir: &Path, component: &Path) -> io::Result<Option<PathBuf>> {
     let built = std::fs::metadata(component)?.modified()?;
     let mut newest: Option<(SystemTime, PathBuf)> = None;
     for name in SOURCES {
-        visit(&dir.join(name), &mut |path, changed| {
+        visit(&dir.join(name), &mut |path, meta| {
+            let Ok(changed) = meta.modified() else {
+                return;
+            };
             if changed > built && newest.as_ref().is_none_or(|(at, _)| changed > *at) {
                 newest = Some((changed, path.to_path_buf()));
             }
@@ -22,8 +25,12 @@ pub fn newer_source(dir: &Path, component: &Path) -> io::Result<Option<PathBuf>>
     Ok(newest.map(|(_, path)| path))
 }
 
-/// Calls `seen` with every file under `path` (itself, if a file) and when it last changed.
-fn visit(path: &Path, seen: &mut dyn FnMut(&Path, SystemTime)) -> io::Result<()> {
+/// Calls `seen` with every file under `path` (itself, if a file) and when it last changed,
+/// with its size; hidden files and editor backups (`.lib.rs.swp`, `lib.rs~`) are not sources.
+pub(crate) fn visit(
+    path: &Path,
+    seen: &mut dyn FnMut(&Path, &std::fs::Metadata),
+) -> io::Result<()> {
     let meta = match std::fs::symlink_metadata(path) {
         Ok(meta) => meta,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
@@ -31,10 +38,15 @@ fn visit(path: &Path, seen: &mut dyn FnMut(&Path, SystemTime)) -> io::Result<()>
     };
     if meta.is_dir() {
         for entry in std::fs::read_dir(path)? {
-            visit(&entry?.path(), seen)?;
+            let entry = entry?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if !name.starts_with('.') && !name.ends_with('~') {
+                visit(&entry.path(), seen)?;
+            }
         }
     } else if meta.is_file() {
-        seen(path, meta.modified()?);
+        seen(path, &meta);
     }
     Ok(())
 }
@@ -53,7 +65,7 @@ mod tests {
     }
 
     #[test]
-    fn a_source_changed_after_the_build_is_named_and_other_files_are_not() {
+    fn a_source_changed_after_the_build_is_named_and_other_files_and_backups_are_not() {
         let dir = tempfile::tempdir().expect("temp dir");
         let root = dir.path();
         std::fs::create_dir_all(root.join("src/deep")).expect("src");
@@ -70,6 +82,9 @@ mod tests {
         assert_eq!(newer_source(root, &component).expect("check"), None);
 
         touch(&root.join("README.md"), then + Duration::from_secs(5));
+        for backup in ["src/.lib.rs.swp", "src/lib.rs~"] {
+            std::fs::write(root.join(backup), "editor").expect("backup");
+        }
         assert_eq!(newer_source(root, &component).expect("check"), None);
         touch(&root.join("Cargo.toml"), then + Duration::from_secs(5));
         touch(&root.join("src/deep/mod.rs"), then + Duration::from_secs(9));

@@ -7,6 +7,7 @@
 //! - [`privileges`]: which declared egress and credentials were used, and what to cut.
 //! - [`scaffold`]: `airlock new`: a ready integration crate from a template.
 //! - [`toolchain`]: making sure the wasm32-wasip2 target is installed before a build.
+//! - [`watch`]: the files `airlock watch` watches, and whether they changed.
 //!
 //! # Must never depend on
 //! axum: nothing here serves the operator API.
@@ -16,3 +17,4 @@ pub mod freshness;
 pub mod privileges;
 pub mod scaffold;
 pub mod toolchain;
+pub mod watch;
