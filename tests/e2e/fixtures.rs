@@ -58,6 +58,7 @@ fn every_example_passes_its_fixture_cases() {
             "github-issues",
             "hostile",
             "hostile-sockets",
+            "hubspot-contacts",
             "slack-notifier"
         ]
     );
