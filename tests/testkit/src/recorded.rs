@@ -15,6 +15,19 @@ pub struct Recorded {
     /// The server name the client sent in its TLS `ClientHello`; `None` if it sent none (rustls
     /// sends none when connecting to an IP address).
     pub sni: Option<String>,
+    /// Which of the upstream's TLS connections carried it, counted from 1 in the order their
+    /// handshakes completed: requests that share a number shared a connection.
+    pub connection: usize,
+    /// Whether that connection's TLS handshake resumed an earlier session.
+    pub resumed: bool,
+}
+
+/// The TLS connection a request came on (see [`Recorded::connection`]).
+#[derive(Debug, Clone)]
+pub(crate) struct Arrival {
+    pub sni: Option<String>,
+    pub connection: usize,
+    pub resumed: bool,
 }
 
 impl Recorded {
@@ -27,8 +40,8 @@ impl Recorded {
             .collect()
     }
 
-    /// The request as received: `sni` is what the TLS `ClientHello` named.
-    pub(crate) fn of(parts: &Parts, body: &[u8], sni: Option<String>) -> Self {
+    /// The request as received on the connection `arrival` describes.
+    pub(crate) fn of(parts: &Parts, body: &[u8], arrival: Arrival) -> Self {
         Self {
             method: parts.method.as_str().to_owned(),
             path_and_query: parts
@@ -46,7 +59,9 @@ impl Recorded {
                 })
                 .collect(),
             body: body.to_vec(),
-            sni,
+            sni: arrival.sni,
+            connection: arrival.connection,
+            resumed: arrival.resumed,
         }
     }
 }

@@ -3,6 +3,7 @@
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
@@ -16,7 +17,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::ca::TestCa;
 use crate::error::LoopbackError;
 use crate::listener::Listener;
-use crate::recorded::Recorded;
+use crate::recorded::{Arrival, Recorded};
 use crate::reply::{Reply, ReplyBody};
 
 /// Answers one request: given both the request as hyper parsed it and as recorded.
@@ -24,6 +25,8 @@ type Respond = dyn Fn(&Request<Bytes>, &Recorded) -> Reply + Send + Sync;
 
 struct State {
     tls: TlsAcceptor,
+    /// TLS connections established so far.
+    handshakes: AtomicUsize,
     respond: Box<Respond>,
     requests: Mutex<Vec<Recorded>>,
 }
@@ -81,6 +84,7 @@ impl Upstream {
     ) -> Result<Self, LoopbackError> {
         let state = Arc::new(State {
             tls: ca.acceptor(names)?,
+            handshakes: AtomicUsize::new(0),
             respond,
             requests: Mutex::new(Vec::new()),
         });
@@ -114,11 +118,16 @@ async fn connection(state: Arc<State>, stream: TcpStream) {
     let Ok(tls) = state.tls.accept(stream).await else {
         return;
     };
-    let sni = tls.get_ref().1.server_name().map(str::to_owned);
+    let session = tls.get_ref().1;
+    let arrival = Arrival {
+        sni: session.server_name().map(str::to_owned),
+        connection: state.handshakes.fetch_add(1, Ordering::Relaxed) + 1,
+        resumed: session.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
+    };
     let service = hyper::service::service_fn(move |request| {
         let state = Arc::clone(&state);
-        let sni = sni.clone();
-        async move { Ok::<_, Infallible>(answer(&state, request, sni).await) }
+        let arrival = arrival.clone();
+        async move { Ok::<_, Infallible>(answer(&state, request, arrival).await) }
     });
     // No `Date`: an answer is exactly what the handler made, so fixture runs see the same
     // bytes every time.
@@ -131,7 +140,7 @@ async fn connection(state: Arc<State>, stream: TcpStream) {
 async fn answer(
     state: &State,
     request: Request<Incoming>,
-    sni: Option<String>,
+    arrival: Arrival,
 ) -> Response<ReplyBody> {
     let (parts, body) = request.into_parts();
     // A body the client aborted is recorded as what arrived: nothing.
@@ -140,7 +149,7 @@ async fn answer(
         .await
         .map(|collected| collected.to_bytes())
         .unwrap_or_default();
-    let recorded = Recorded::of(&parts, &body, sni);
+    let recorded = Recorded::of(&parts, &body, arrival);
     state
         .requests
         .lock()
