@@ -34,6 +34,7 @@ mod oauth;
 mod operator;
 mod policy;
 mod readme;
+mod reuse;
 mod runs;
 mod sandbox;
 mod scaffold;

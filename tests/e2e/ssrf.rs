@@ -181,7 +181,11 @@ async fn the_dialed_port_is_the_checked_port() {
             "{url}: {got:?}"
         );
     }
-    assert_eq!(mock.accepts(), 3, "one connection per allowed request");
+    assert_eq!(
+        mock.accepts(),
+        1,
+        "one connection, reused by each allowed request"
+    );
     assert_eq!(other.accepts(), 0, "another port is never dialed");
 }
 
@@ -267,11 +271,11 @@ async fn host_and_authority_come_from_the_checked_url_only() {
     assert_eq!(seen.sni.as_deref(), Some("api.allowed.test"));
 }
 
-/// EG-24: there is no connection pool to outlive a policy. Every request is judged, resolved
-/// and dialed on its own (two requests, two connections), and an integration loaded without
-/// the rule is refused at once, though a connection to the host was made moments before.
+/// EG-24: a pooled connection never outlives a policy. Every request is judged and resolved on
+/// its own (two requests of one installation share one connection), and an integration loaded
+/// without the rule is refused at once, though the pool holds a connection to the host.
 #[tokio::test]
-async fn each_request_is_judged_and_dialed_on_its_own() {
+async fn each_request_is_judged_on_its_own_even_on_a_pooled_connection() {
     let (mock, egress) = upstreams(&["api.allowed.test"], |request| {
         if request.path_and_query == "/start" {
             Reply::redirect(302, "/again")
@@ -287,7 +291,11 @@ async fn each_request_is_judged_and_dialed_on_its_own() {
         )
         .await;
     assert_eq!(outcomes(&ran), ["ok 302", "ok 200"], "{:?}", ran.result);
-    assert_eq!(mock.accepts(), 2, "a fresh connection for each request");
+    assert_eq!(
+        mock.accepts(),
+        1,
+        "the second request reused the connection"
+    );
     // The same integration with the rule revoked, on the same runtime.
     let revoked = manifest(
         "exfil",
@@ -307,7 +315,12 @@ async fn each_request_is_judged_and_dialed_on_its_own() {
     )
     .await;
     assert_eq!(reasons(&ran), ["no-matching-rule"]);
-    assert_eq!(mock.accepts(), 2);
+    assert_eq!(mock.accepts(), 1);
+    assert_eq!(
+        mock.requests().len(),
+        2,
+        "nothing more reached the upstream"
+    );
 }
 
 /// A port nothing listens on (bound, then released).

@@ -12,6 +12,7 @@ use http_body::{Body, Frame, SizeHint};
 use wasmtime_wasi_http::{Error, WasiBody};
 
 use super::event::{RedactionTally, Traffic};
+use super::pool::Lease;
 use super::redact::{BodyFilter, RedactError, Redactor};
 
 /// The guest's request body, failing once it exceeds `limit` bytes.
@@ -68,7 +69,8 @@ impl Body for LimitedRequestBody {
 }
 
 /// The upstream's response body as the guest reads it: capped at `limit` bytes, and failed
-/// after `idle` without a frame (slowloris upstreams).
+/// after `idle` without a frame (slowloris upstreams). It holds the connection it arrives on,
+/// which goes back to its pool once the body ended cleanly, and closes otherwise.
 pub(crate) struct LimitedResponseBody {
     incoming: hyper::body::Incoming,
     received: u64,
@@ -76,6 +78,7 @@ pub(crate) struct LimitedResponseBody {
     idle: Duration,
     timer: Pin<Box<tokio::time::Sleep>>,
     traffic: Arc<Traffic>,
+    lease: Option<Lease>,
 }
 
 impl LimitedResponseBody {
@@ -84,24 +87,43 @@ impl LimitedResponseBody {
         limit: u64,
         idle: Duration,
         traffic: Arc<Traffic>,
+        lease: Lease,
     ) -> Self {
-        if incoming.is_end_stream() {
-            traffic.settle();
-        }
-        Self {
+        let mut body = Self {
             incoming,
             received: 0,
             limit,
             idle,
             timer: Box::pin(tokio::time::sleep(idle)),
             traffic,
+            lease: Some(lease),
+        };
+        if body.incoming.is_end_stream() {
+            body.ended();
         }
+        body
+    }
+
+    /// The body was read to its end within its limits: nothing is in flight, and the
+    /// connection may carry another request.
+    fn ended(&mut self) {
+        self.traffic.settle();
+        if let Some(lease) = self.lease.take() {
+            lease.release();
+        }
+    }
+
+    /// The body failed as `class`: the connection is in an unknown state and closes.
+    fn failed(&mut self, class: &'static str) {
+        self.lease = None;
+        self.traffic.fail_body(class);
     }
 }
 
 impl Drop for LimitedResponseBody {
     /// A body the guest dropped is no longer in flight, read or not; one dropped with its
     /// invocation's store was in flight when the invocation ended, and was recorded so first.
+    /// A connection whose body was not read to its end closes with it.
     fn drop(&mut self) {
         self.traffic.settle();
     }
@@ -117,34 +139,34 @@ impl Body for LimitedResponseBody {
     ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
         match Pin::new(&mut self.incoming).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                if self.incoming.is_end_stream() {
-                    self.traffic.settle();
-                }
                 if let Some(data) = frame.data_ref() {
                     self.received += data.len() as u64;
                     self.traffic.add_received(data.len());
                     if self.received > self.limit {
-                        self.traffic.fail_body("response-body-too-large");
+                        self.failed("response-body-too-large");
                         return Poll::Ready(Some(Err(Error::HttpResponseBodySize(Some(
                             self.limit,
                         )))));
                     }
+                }
+                if self.incoming.is_end_stream() {
+                    self.ended();
                 }
                 let deadline = tokio::time::Instant::now() + self.idle;
                 self.timer.as_mut().reset(deadline);
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => {
-                self.traffic.fail_body(body_failure(&e));
+                self.failed(body_failure(&e));
                 Poll::Ready(Some(Err(Error::from(e))))
             }
             Poll::Ready(None) => {
-                self.traffic.settle();
+                self.ended();
                 Poll::Ready(None)
             }
             Poll::Pending => {
                 ready!(self.timer.as_mut().poll(cx));
-                self.traffic.fail_body("response-body-timeout");
+                self.failed("response-body-timeout");
                 Poll::Ready(Some(Err(Error::ConnectionReadTimeout)))
             }
         }

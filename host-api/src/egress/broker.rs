@@ -29,11 +29,12 @@ use wasmtime_wasi_http::{Error, ForbiddenHeaderFilter, RequestOptions, WasiBody,
 use super::body::{LimitedRequestBody, RedactedResponseBody};
 use super::event::{Decision, DenialHint, EgressEvent, EgressLog, RedactionTally, Traffic};
 use super::fields;
+use super::pool::Scope;
 use super::redact::{BodyFilter, Encoding, RedactError, Redactor};
 use super::settings::EgressSettings;
 use super::tap::{Capture, TapBody};
 use super::transport::{self, DialError, IoFuture, Timeouts};
-use crate::audit::EgressJournal;
+use crate::audit::{EgressJournal, Subject};
 use crate::budget::{BODY_BUFFER_CHUNKS, BODY_CHUNK_SIZE};
 use crate::credentials::{CredentialBroker, CredentialSpec, Injection};
 use crate::log::GuestLog;
@@ -90,6 +91,8 @@ pub struct BrokeredHttp {
     tenant_in_flight: Arc<Semaphore>,
     /// Cancelled when the invocation ends: every request and connection still open stops.
     ended: CancellationToken,
+    /// Whose pooled connections its requests may reuse.
+    scope: Scope,
 }
 
 /// What the host holds per request in flight, charged to the host budget: the connection's
@@ -97,19 +100,25 @@ pub struct BrokeredHttp {
 pub const PER_EXCHANGE: u64 = 256 * 1024;
 
 impl BrokeredHttp {
-    /// A broker for one invocation of `tenant`: `journal` makes each request's intent durable
-    /// before it is sent.
+    /// A broker for one invocation for `subject`: `journal` makes each request's intent
+    /// durable before it is sent; connections are reused only within the subject's tenant,
+    /// installation and user.
     pub fn new(
         egress: Arc<IntegrationEgress>,
         settings: Arc<EgressSettings>,
         credentials: Arc<dyn CredentialBroker>,
         journal: Arc<dyn EgressJournal>,
-        tenant: &str,
+        subject: &Subject,
     ) -> Self {
         let in_flight = Arc::new(Semaphore::new(settings.limits.concurrent));
         let tenant_in_flight = settings
             .tenants
-            .of(tenant, settings.limits.tenant_concurrent);
+            .of(&subject.tenant, settings.limits.tenant_concurrent);
+        let scope = Scope::new(
+            &subject.tenant,
+            &subject.installation,
+            subject.user.as_deref(),
+        );
         Self {
             egress,
             settings,
@@ -122,6 +131,7 @@ impl BrokeredHttp {
             in_flight,
             tenant_in_flight,
             ended: CancellationToken::new(),
+            scope,
         }
     }
 
@@ -375,6 +385,7 @@ impl WasiHttpHooks for BrokeredHttp {
         let in_flight = self.in_flight.clone();
         let tenant_in_flight = self.tenant_in_flight.clone();
         let ended = self.ended.clone();
+        let scope = self.scope.clone();
         Box::new(async move {
             let admitted = match admitted {
                 Ok(admitted) => admitted,
@@ -429,24 +440,25 @@ impl WasiHttpHooks for BrokeredHttp {
                         "tenant-concurrency-limit".to_string(),
                     )
                 })?;
-                let (response, io) = send(
+                let response = send(
                     &settings,
                     credentials.as_ref(),
                     &admitted,
                     (request, options),
                     redactions,
-                    traffic.clone(),
+                    (traffic.clone(), &scope),
                 )
                 .await?;
-                // The permit lives as long as the connection: the body is still being read
-                // after the response head. The connection ends with the invocation too.
+                // The permits live as long as the exchange: the body is still being read after
+                // the response head. They go when it ends, is dropped, or the invocation ends.
                 let ended = ended.clone();
+                let exchange = traffic.clone();
                 let io: IoFuture = Box::new(async move {
                     let _permits = (permit, tenant_permit);
                     tokio::select! {
                         biased;
                         () = ended.cancelled() => Ok(()),
-                        done = Box::into_pin(io) => done,
+                        () = exchange.settled() => Ok(()),
                     }
                 });
                 Ok((response, io))
@@ -498,8 +510,8 @@ async fn send(
     admitted: &Admitted,
     (mut request, options): (Request<WasiBody>, Option<RequestOptions>),
     (redactions, injected): (Arc<AtomicU64>, Arc<Mutex<Vec<Redactor>>>),
-    traffic: Arc<Traffic>,
-) -> Result<(Response<WasiBody>, IoFuture), DialError> {
+    (traffic, scope): (Arc<Traffic>, &Scope),
+) -> Result<Response<WasiBody>, DialError> {
     let redactor = match &admitted.credential {
         None => None,
         Some((name, spec)) => {
@@ -549,18 +561,19 @@ async fn send(
     let request =
         request.map(|body| LimitedRequestBody::new(body, limits.request_body, traffic.clone()));
     let timeouts = Timeouts::clamped(limits, options);
-    let (response, io) = transport::exchange(
+    // The connection is driven by its own task: nothing is left to drive here.
+    let (response, _) = transport::exchange(
         settings,
-        &admitted.host,
-        admitted.port,
+        (&admitted.host, admitted.port),
         request,
         timeouts,
         traffic.clone(),
+        Some(scope),
     )
     .await?;
     let Some(redactor) = redactor else {
         let response = response.map(|body| body.boxed_unsync());
-        return Ok((tapped(response, capture), io));
+        return Ok(tapped(response, capture));
     };
     let (mut parts, body) = response.into_parts();
     let encoding = Encoding::of_response(&parts.headers).map_err(|e| {
@@ -584,7 +597,7 @@ async fn send(
     let filter = BodyFilter::new(&redactor, encoding, limits.response_body);
     let body = RedactedResponseBody::new(body, filter, redactor, tally);
     let response = Response::from_parts(parts, body.boxed_unsync());
-    Ok((tapped(response, capture), io))
+    Ok(tapped(response, capture))
 }
 
 /// With a tap (recording only), the response body is copied for it as the guest reads it.

@@ -132,6 +132,8 @@ pub(crate) struct Traffic {
     pub(crate) capture: Option<Arc<super::tap::Capture>>,
     /// The response body reached its end, or was dropped by the guest: nothing is in flight.
     pub(crate) settled: AtomicBool,
+    /// Wakes [`Traffic::settled`] waiters.
+    pub(crate) settling: tokio::sync::Notify,
     /// Why the response body failed after its head came (a class such as
     /// `response-body-reset`); the exchange is then recorded as failed with it.
     pub(crate) body_failure: OnceLock<&'static str>,
@@ -140,6 +142,19 @@ pub(crate) struct Traffic {
 impl Traffic {
     pub(crate) fn settle(&self) {
         self.settled.store(true, Ordering::Relaxed);
+        self.settling.notify_waiters();
+    }
+
+    /// Returns once nothing of the exchange is in flight any more.
+    pub(crate) async fn settled(&self) {
+        let notified = self.settling.notified();
+        tokio::pin!(notified);
+        // Registered before the flag is read, so a settle in between still wakes it.
+        notified.as_mut().enable();
+        if self.settled.load(Ordering::Relaxed) {
+            return;
+        }
+        notified.await;
     }
 
     /// The response body failed as `class`: nothing more is in flight.

@@ -11,12 +11,15 @@
 //! - [`tap`]: whole exchanges, credential scrubbed, for `airlock test --record` only.
 //! - `tenants`: the cap on one tenant's requests in flight across its invocations.
 //! - `transport`: resolve, check, dial, TLS and one HTTP/1.1 exchange (guest and host requests).
+//! - `pool`: keep-alive connections, reused only within one tenant's installation, origin and
+//!   checked address.
 //! - `body`: request and response bodies with size and idle limits, and the redacted body.
 
-mod body;
+pub(crate) mod body;
 pub mod broker;
 pub mod event;
 pub(crate) mod fields;
+mod pool;
 pub mod redact;
 pub mod resolve;
 pub mod settings;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use rustls::pki_types::CertificateDer;
 
 use super::ip::{AllowRanges, IpClassifier};
+use super::pool::ConnectionPool;
 use super::resolve::{ResolveOverride, Resolver};
 use super::tenants::TenantSlots;
 
@@ -62,6 +63,8 @@ pub struct EgressSettings {
     pub(crate) resolver: Resolver,
     pub(crate) tls: Arc<rustls::ClientConfig>,
     pub(crate) tenants: TenantSlots,
+    /// Keep-alive connections, reused within a tenant's installation only.
+    pub(crate) pool: ConnectionPool,
 }
 
 /// The TLS client configuration could not be built.
@@ -101,6 +104,7 @@ impl EgressSettings {
             resolver: Resolver::system(),
             tls: Arc::new(tls),
             tenants: TenantSlots::default(),
+            pool: ConnectionPool::new(),
         })
     }
 }

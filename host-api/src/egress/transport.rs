@@ -1,5 +1,6 @@
-//! The wire: resolve once (or take a `--resolve` pin), classify every address, connect to the
-//! first checked one that answers, negotiate TLS for the canonical name, exchange one request
+//! The wire: resolve once (or take a `--resolve` pin), classify every address, reuse an idle
+//! connection of the guest's scope to one of the checked addresses or connect to the first
+//! checked one that answers and negotiate TLS for the canonical name, exchange one request
 //! over HTTP/1.1 under the first-byte timeout, and hand back a size- and idle-limited body.
 //!
 //! Shared by guest requests and the host's own (OAuth token calls), so both pass the same
@@ -10,7 +11,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::{Request, Response};
 use wasmtime_wasi_http::RequestOptions;
 use wasmtime_wasi_http::io::TokioIo;
@@ -20,8 +20,9 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use wasmtime_wasi_http::Error;
 
-use super::body::LimitedResponseBody;
+use super::body::{LimitedRequestBody, LimitedResponseBody};
 use super::event::Traffic;
+use super::pool::{Conn, Lease, PoolKey, Scope};
 use super::settings::{EgressLimits, EgressSettings};
 
 /// A failure after admission: the guest-visible error and a reason code for the event.
@@ -61,25 +62,114 @@ impl Timeouts {
     }
 }
 
-/// Dials `host:port` (see [`dial`]) and exchanges `request`; the response body is capped at
-/// the operator's response-body limit. The peer address and body bytes go into `traffic`.
-pub(crate) async fn exchange<B>(
+/// Where an exchange's connection may come from and go back to: the pool of a guest's
+/// [`Scope`]; `None` for the host's own requests, which dial afresh every time.
+pub(crate) type Reuse<'a> = Option<&'a Scope>;
+
+/// Resolves and checks `host:port` (see [`checked_addresses`]), then exchanges `request` on an
+/// idle connection of the scope's pool to one of those addresses, else on a new one
+/// ([`dial`]); the response body is capped at the operator's response-body limit, and gives
+/// the connection back to the pool once read to its end. The peer address and body bytes go
+/// into `traffic`.
+pub(crate) async fn exchange(
     settings: &EgressSettings,
-    host: &str,
-    port: u16,
-    request: Request<B>,
+    (host, port): (&str, u16),
+    mut request: Request<LimitedRequestBody>,
     timeouts: Timeouts,
     traffic: Arc<Traffic>,
-) -> Result<(Response<LimitedResponseBody>, IoFuture), DialError>
-where
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let tls = dial(settings, host, port, timeouts.connect).await?;
-    if let Ok(peer) = tls.get_ref().0.peer_addr() {
-        let _ = traffic.peer.set(peer.ip());
-    }
-    let (mut sender, connection) = hyper::client::conn::http1::Builder::new()
+    reuse: Reuse<'_>,
+) -> Result<(Response<LimitedResponseBody>, IoFuture), DialError> {
+    let checked = checked_addresses(settings, host, port).await?;
+    let key = |addr: SocketAddr| {
+        reuse.map(|scope| PoolKey {
+            scope: scope.clone(),
+            host: host.to_string(),
+            port,
+            addr,
+        })
+    };
+    let pooled = checked.iter().find_map(|addr| {
+        let lease = settings.pool.take(&key(*addr)?)?;
+        Some((lease, *addr))
+    });
+    let (mut lease, mut peer, mut reused) = match pooled {
+        Some((lease, addr)) => (lease, addr, true),
+        None => {
+            let (lease, addr) =
+                connect_new(settings, (host, port), &checked, timeouts, reuse).await?;
+            (lease, addr, false)
+        }
+    };
+    let response = loop {
+        let sent = tokio::time::timeout(
+            timeouts.first_byte,
+            lease.sender().try_send_request(request),
+        )
+        .await
+        .map_err(|_| {
+            (
+                Error::ConnectionReadTimeout,
+                "first-byte-timeout".to_string(),
+            )
+        })?;
+        match sent {
+            Ok(response) => break response,
+            // A pooled connection the server closed before the request went out: the request
+            // was not sent, so it goes out once more on a new connection.
+            Err(mut failed) if reused && failed.message().is_some() => {
+                request = failed.take_message().expect("checked above");
+                (lease, peer) =
+                    connect_new(settings, (host, port), &checked, timeouts, reuse).await?;
+                reused = false;
+            }
+            Err(failed) => {
+                let e = failed.into_error();
+                if e.is_parse_too_large() {
+                    let limit = u32::try_from(settings.limits.response_head).ok();
+                    return Err((
+                        Error::HttpResponseHeaderSectionSize(limit),
+                        "response-head-too-large".to_string(),
+                    ));
+                }
+                let reason = if reused || !e.is_canceled() {
+                    "exchange-failed"
+                } else {
+                    "connection-failed"
+                };
+                return Err((Error::from(e), reason.to_string()));
+            }
+        }
+    };
+    let _ = traffic.peer.set(peer.ip());
+    let limit = settings.limits.response_body;
+    let response = response
+        .map(|incoming| LimitedResponseBody::new(incoming, limit, timeouts.idle, traffic, lease));
+    // The connection is driven by a task of its own, owned by the response body: nothing is
+    // left for the caller to drive.
+    Ok((response, Box::new(std::future::ready(Ok(())))))
+}
+
+/// Dials one of the `checked` addresses and opens an HTTP/1.1 connection on it, leased from
+/// the scope's pool (TLS sessions resumed from the scope's own cache) or, without a scope, for
+/// this exchange alone.
+async fn connect_new(
+    settings: &EgressSettings,
+    (host, port): (&str, u16),
+    checked: &[SocketAddr],
+    timeouts: Timeouts,
+    reuse: Reuse<'_>,
+) -> Result<(Lease, SocketAddr), DialError> {
+    let tls_config = match reuse {
+        Some(scope) => settings.pool.tls(scope, &settings.tls),
+        None => settings.tls.clone(),
+    };
+    let tls = dial(checked, host, tls_config, timeouts.connect).await?;
+    let peer = tls
+        .get_ref()
+        .0
+        .peer_addr()
+        .map_err(|_| (Error::ConnectionTerminated, "connection-failed".to_string()))?;
+    let (sender, connection) = hyper::client::conn::http1::Builder::new()
         .max_header_size(settings.limits.response_head)
         // The read buffer holds the response head, then one body chunk at a time: bounded, as
         // the host budget charges it (`PER_EXCHANGE`).
@@ -87,70 +177,51 @@ where
         .handshake(TokioIo::new(tls))
         .await
         .map_err(|e| (Error::from(e), "http-handshake".to_string()))?;
-    let mut connection = Box::pin(connection);
-    let mut send = Box::pin(tokio::time::timeout(
-        timeouts.first_byte,
-        sender.send_request(request),
-    ));
-    // Drive the connection while waiting for the response head.
-    let response = loop {
-        tokio::select! {
-            sent = &mut send => break sent,
-            done = &mut connection => {
-                if let Err(e) = done {
-                    return Err((Error::from(e), "connection-failed".to_string()));
-                }
-            }
-        }
+    let conn = Conn::spawn(sender, connection);
+    let lease = match reuse {
+        Some(scope) => settings.pool.lease(
+            PoolKey {
+                scope: scope.clone(),
+                host: host.to_string(),
+                port,
+                addr: peer,
+            },
+            conn,
+        ),
+        None => Lease::single(conn),
     };
-    let response = response
-        .map_err(|_| {
-            (
-                Error::ConnectionReadTimeout,
-                "first-byte-timeout".to_string(),
-            )
-        })?
-        .map_err(|e| {
-            if e.is_parse_too_large() {
-                let limit = u32::try_from(settings.limits.response_head).ok();
-                (
-                    Error::HttpResponseHeaderSectionSize(limit),
-                    "response-head-too-large".to_string(),
-                )
-            } else {
-                (Error::from(e), "exchange-failed".to_string())
-            }
-        })?;
-    let limit = settings.limits.response_body;
-    let response =
-        response.map(|incoming| LimitedResponseBody::new(incoming, limit, timeouts.idle, traffic));
-    Ok((
-        response,
-        Box::new(async move { connection.await.map_err(Error::from) }),
-    ))
+    Ok((lease, peer))
 }
 
-/// Resolves `host`, checks every address, connects to a checked one and verifies its
-/// certificate for `host`.
-pub(crate) async fn dial(
+/// Resolves `host` once (or takes its `--resolve` pins) and keeps the addresses the classifier
+/// passes: the only ones a request may be sent to, on a new connection or a pooled one.
+async fn checked_addresses(
     settings: &EgressSettings,
     host: &str,
     port: u16,
-    timeout: Duration,
-) -> Result<TlsStream<TcpStream>, DialError> {
+) -> Result<Vec<SocketAddr>, DialError> {
     let resolved = resolve(settings, host, port).await?;
-    let checked = settings.classifier.filter(&resolved).map_err(|reason| {
+    settings.classifier.filter(&resolved).map_err(|reason| {
         (
             Error::DestinationIpProhibited,
             format!("destination-ip-prohibited:{}", reason.code()),
         )
-    })?;
-    let tcp = connect(&checked, timeout).await?;
+    })
+}
+
+/// Connects to a checked address and verifies the certificate for `host`.
+async fn dial(
+    checked: &[SocketAddr],
+    host: &str,
+    tls: Arc<rustls::ClientConfig>,
+    timeout: Duration,
+) -> Result<TlsStream<TcpStream>, DialError> {
+    let tcp = connect(checked, timeout).await?;
     let name = ServerName::try_from(host.to_string())
         .map_err(|_| (Error::HttpRequestUriInvalid, "invalid-url".to_string()))?;
     tokio::time::timeout(
         timeout,
-        tokio_rustls::TlsConnector::from(settings.tls.clone()).connect(name, tcp),
+        tokio_rustls::TlsConnector::from(tls).connect(name, tcp),
     )
     .await
     .map_err(|_| (Error::ConnectionTimeout, "tls-timeout".to_string()))?

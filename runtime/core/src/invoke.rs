@@ -441,7 +441,7 @@ impl Runtime {
             self.egress.clone(),
             caller.credentials.clone(),
             journal,
-            &caller.subject.tenant,
+            &caller.subject,
         );
         let kv = KvCtx::new(caller.kv.clone().zip(integration.kv_quota()));
         let scratch = (limits.scratch > 0)

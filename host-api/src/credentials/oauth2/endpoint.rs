@@ -2,6 +2,8 @@
 //! what the response may say (a bearer token only, an RFC 6749 error code only, the account
 //! that consented).
 
+use std::sync::Arc;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use bytes::Bytes;
@@ -10,12 +12,15 @@ use http::{Method, Request};
 use http_body_util::{BodyExt, Full, Limited};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::Value;
+use wasmtime_wasi_http::WasiBody;
 use zeroize::Zeroizing;
 
 use super::client::{OAuthClient, OAuthGrant, OAuthSpec};
 use super::connection::{AccountSource, ProviderAccount};
 use crate::credentials::{CredentialError, CredentialType, Secret};
 use crate::egress::EgressSettings;
+use crate::egress::body::LimitedRequestBody;
+use crate::egress::event::Traffic;
 use crate::egress::transport::{self, Timeouts};
 use crate::policy::egress::RequestTarget;
 
@@ -117,17 +122,22 @@ pub(super) async fn request(
         .body(Full::new(Bytes::from(body.as_bytes().to_vec())))
         .map_err(|_| fail("invalid-url"))?;
     let timeouts = Timeouts::clamped(&settings.limits, None);
-    let (response, io) = transport::exchange(
+    let traffic = Arc::<Traffic>::default();
+    let request = request.map(|body| {
+        let body: WasiBody = body.map_err(|never| match never {}).boxed_unsync();
+        LimitedRequestBody::new(body, settings.limits.request_body, traffic.clone())
+    });
+    // A fresh connection each time: the host's own requests share no pool with guests'.
+    let (response, _) = transport::exchange(
         settings,
-        target.host(),
-        target.port(),
+        (target.host(), target.port()),
         request,
         timeouts,
-        Default::default(),
+        traffic,
+        None,
     )
     .await
     .map_err(|(_, reason)| fail(&reason))?;
-    tokio::spawn(Box::into_pin(io));
     let status = response.status();
     let body = Limited::new(response.into_body(), MAX_TOKEN_RESPONSE)
         .collect()

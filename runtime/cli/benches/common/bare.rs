@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use airlock_host_api::HostState;
-use airlock_host_api::audit::NoJournal;
+use airlock_host_api::audit::{NoJournal, Subject};
 use airlock_host_api::bindings::IntegrationPre;
 use airlock_host_api::credentials::{CredentialBroker, NoCredentials};
 use airlock_host_api::egress::{BrokeredHttp, EgressSettings, IntegrationEgress};
@@ -54,7 +54,7 @@ impl Bare {
             self.settings.clone(),
             self.credentials.clone(),
             Arc::new(NoJournal),
-            "bench",
+            &Subject::local(),
         );
         let state = HostState::new(
             &self.limits,
