@@ -1,6 +1,6 @@
 //! The mapping itself, free of any host API: plain Rust from a CRM contact and a config to a
 //! normalized contact. The component (`lib.rs`) wraps it; the comparison benchmark
-//! (`runtime/cli/benches/compare.rs`) runs the very same code natively, as the physical floor.
+//! (`runtime/core/benches/compare.rs`) runs the very same code natively, as the physical floor.
 
 use serde::{Deserialize, Serialize};
 

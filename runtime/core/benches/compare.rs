@@ -43,7 +43,7 @@ const HOST: &str = "vault.allowed.test";
 /// Where the stand-in upstream listens.
 const LOOPBACK: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 /// Concurrent tasks for the throughput rows.
-const CONCURRENCY: [usize; 4] = [1, 2, 8, 64];
+const CONCURRENCY: [usize; 5] = [1, 2, 4, 8, 64];
 
 /// How much to measure.
 struct Plan {
@@ -195,6 +195,7 @@ fn main() {
     let extism = extism_rows(&plan, &config_text, &input, floor, &mut table);
 
     // 5: throughput with N concurrent tasks on 2 worker threads.
+    let mut at64 = (0.0, 0.0);
     for tasks in CONCURRENCY {
         let (r, m, c, i) = (
             runtime.clone(),
@@ -220,7 +221,17 @@ fn main() {
             floor,
             "bare wasmtime",
         );
+        if tasks == 64 {
+            at64 = (airlock, floor);
+        }
     }
+    let audited64 = audited_throughput(&plan, &examples, &input, &config_text, &multi);
+    table.rate(
+        "throughput with the audit trail, 64 concurrent tasks (each record durable before its result; group commit)",
+        audited64,
+        at64.0,
+        "Airlock unaudited",
+    );
 
     // 6: cold start of a signed bundle, and where the warm one's time goes.
     let starts = cold_start(&plan, &examples, &settings, &input, &config_text, &current);
@@ -246,12 +257,12 @@ fn main() {
         reqwest_fresh,
     );
     table.latency(
-        "Airlock brokered GET: fresh sandbox, policy, pinned address, new TLS connection, injection, redaction",
+        "Airlock brokered GET: fresh sandbox, policy, pinned address, pooled keep-alive connection, injection, redaction",
         brokered,
         reqwest_fresh,
     );
     table.latency(
-        "reqwest, pooled keep-alive connection (context: what a connection pool would save)",
+        "reqwest, pooled keep-alive connection",
         reqwest_pooled,
         reqwest_fresh,
     );
@@ -292,10 +303,16 @@ fn main() {
         format!("{:.2}", ratio(airlock.median, fresh.median))
     });
     println!(
-        "\nratios: airlock/wasmtime={:.2} airlock/extism_fresh={extism_ratio} airlock/native={:.2} brokered/reqwest={:.2}",
+        "\nratios: airlock/wasmtime={:.2} airlock/extism_fresh={extism_ratio} airlock/native={:.2} \
+         brokered/reqwest={:.2} brokered/reqwest_pooled={:.2} warm_start_ms={:.3} \
+         throughput64/wasmtime64={:.2} audited64/unaudited64={:.2}",
         ratio(airlock.median, floor.median),
         ratio(airlock.median, native.median),
         ratio(brokered.median, reqwest_fresh.median),
+        ratio(brokered.median, reqwest_pooled.median),
+        starts.warm.median.as_secs_f64() * 1e3,
+        at64.0 / at64.1,
+        audited64 / at64.0,
     );
 }
 
@@ -364,6 +381,39 @@ fn audited_latency(
     sample(plan.samples.min(1_000), || {
         let ran = rt.block_on(runtime.invoke(&mapper, &config, "map-contact", input));
         assert!(ran.record.is_some());
+    })
+}
+
+/// Invocations per second with the durable audit trail, 64 concurrent tasks on 2 threads: each
+/// result waits for its record, and concurrent records share a flush.
+fn audited_throughput(
+    plan: &Plan,
+    examples: &Path,
+    input: &str,
+    config_text: &str,
+    rt: &tokio::runtime::Runtime,
+) -> f64 {
+    let data = tempfile::TempDir::new().expect("temp dir");
+    let audit_home = tempfile::TempDir::new().expect("temp dir");
+    let runtime = Arc::new(common::audited_runtime(data.path(), audit_home.path()));
+    let mapper = Arc::new(
+        runtime
+            .load(&examples.join("contact-mapper"))
+            .expect("loads"),
+    );
+    let config = Arc::new(mapper.validate_config(Some(config_text)).expect("config"));
+    let input = input.to_string();
+    throughput(rt, 64, plan.window, move || {
+        let (r, m, c, i) = (
+            runtime.clone(),
+            mapper.clone(),
+            config.clone(),
+            input.clone(),
+        );
+        async move {
+            let ran = r.invoke(&m, &c, "map-contact", &i).await;
+            assert!(ran.record.is_some());
+        }
     })
 }
 
