@@ -1,4 +1,5 @@
-//! The compiled-component cache: reused when its MAC verifies, never deserialized otherwise.
+//! The compiled-component cache: reused when its entry opens under this host's key for this
+//! component, never deserialized otherwise.
 
 use airlock_runtime::cache::CacheOutcome;
 
@@ -58,6 +59,24 @@ fn an_entry_from_another_host_key_is_not_trusted() {
     std::fs::copy(&entry, &planted).expect("plant");
     let loaded = runtime_b.load(&example("contact-mapper")).expect("loads");
     assert_eq!(loaded.cache_outcome(), CacheOutcome::Replaced);
+}
+
+#[test]
+fn an_entry_under_another_components_name_is_not_trusted() {
+    let (data, runtime) = fresh();
+    runtime.load(&example("contact-mapper")).expect("loads");
+    let mapper = cache_entries(data.path()).pop().expect("entry");
+    runtime.load(&example("exfil")).expect("loads");
+    let exfil = cache_entries(data.path())
+        .into_iter()
+        .find(|p| *p != mapper)
+        .expect("a second entry");
+    // The mapper's own valid entry, under exfil's name: bound to the mapper's digest, it must
+    // not open as exfil's code.
+    std::fs::copy(&mapper, &exfil).expect("swap");
+    let loaded = runtime.load(&example("exfil")).expect("loads");
+    assert_eq!(loaded.cache_outcome(), CacheOutcome::Replaced);
+    assert!(loaded.action_names().contains(&"fetch"));
 }
 
 #[test]

@@ -1,14 +1,17 @@
 //! Compiled-component cache: compile once per component digest, reuse across processes.
 //!
 //! `Component::deserialize` loads machine code, so an entry must never come from anyone but
-//! this host: every entry carries an HMAC under a key created in the data dir (0600) and is
-//! deserialized only after the MAC verifies. An entry that fails is recompiled and replaced.
+//! this host: every entry is sealed with AES-256-GCM under a key derived from one created in
+//! the data dir (0600), bound to the engine fingerprint and the component digest, and is
+//! deserialized only after it opens. An entry that fails is recompiled and replaced. Sealing
+//! rather than an HMAC because it is the faster check: opening the 500 KB artifact of a typical
+//! connector takes about a fifth of the time HMAC-SHA256 over it did (docs/benchmarks.md).
 
 use std::fs;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 
-use hmac::{Hmac, Mac};
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use sha2::{Digest as _, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
@@ -16,14 +19,14 @@ use wasmtime::component::Component;
 use crate::digest::Digest;
 use crate::fsutil::Confined;
 
-type HmacSha256 = Hmac<Sha256>;
-
 const KEY_FILE: &str = "cache.key";
 const DIR: &str = "compiled";
-const MAC_LEN: usize = 32;
 /// A compiled artifact is a few times its component, which a bundle caps at 128 MiB.
 const MAX_ENTRY_BYTES: u64 = 1 << 30;
-const DOMAIN: &[u8] = b"airlock compiled component v1\0";
+/// Binds an entry to this format, ahead of the engine fingerprint and component digest.
+const DOMAIN: &[u8] = b"airlock compiled component v2\0";
+/// Derives the sealing key from the key file, so the file's key is used for nothing else.
+const KEY_LABEL: &[u8] = b"airlock compile cache aes-256-gcm\0";
 
 /// Where a component came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -50,7 +53,7 @@ impl std::fmt::Display for CacheOutcome {
 /// The compiled-artifact cache under one data dir.
 pub struct CompileCache {
     dir: Confined,
-    key: [u8; 32],
+    key: LessSafeKey,
     engine_fingerprint: String,
 }
 
@@ -72,7 +75,15 @@ impl CompileCache {
         let path = data_dir.join(DIR);
         let dir =
             Confined::create(&path, 0o700).map_err(|source| CacheError::Io { path, source })?;
-        let key = load_or_create_key(&data_dir.join(KEY_FILE))?;
+        let file_key = load_or_create_key(&data_dir.join(KEY_FILE))?;
+        let derived: [u8; 32] = Sha256::new()
+            .chain_update(KEY_LABEL)
+            .chain_update(file_key)
+            .finalize()
+            .into();
+        let key = LessSafeKey::new(
+            UnboundKey::new(&AES_256_GCM, &derived).expect("AES-256 takes a 32-byte key"),
+        );
         Ok(Self {
             dir,
             key,
@@ -93,10 +104,10 @@ impl CompileCache {
         let name = self.entry_name(digest);
         let path = self.dir.path_of(&name);
         let mut outcome = CacheOutcome::Compiled;
-        if let Ok(Some(entry)) = self.dir.read(&name, MAX_ENTRY_BYTES) {
-            match self.verify(digest, &entry) {
+        if let Ok(Some(mut entry)) = self.dir.read(&name, MAX_ENTRY_BYTES) {
+            match self.unseal(digest, &mut entry) {
                 Some(artifact) => {
-                    // SAFETY: the artifact carries a MAC under this host's key over this engine's
+                    // SAFETY: the artifact opened under this host's key, bound to this engine's
                     // fingerprint and the component digest, so it is bytes this host serialized
                     // for a compatible engine; wasmtime also checks compatibility itself.
                     if let Ok(component) = unsafe { Component::deserialize(engine, artifact) } {
@@ -118,28 +129,44 @@ impl CompileCache {
     }
 
     fn entry_name(&self, digest: &Digest) -> String {
-        format!("{}-{}.cwasm", digest.hex(), self.engine_fingerprint)
+        format!("{}-{}.v2.cwasm", digest.hex(), self.engine_fingerprint)
     }
 
-    fn mac(&self, digest: &Digest, artifact: &[u8]) -> HmacSha256 {
-        let mut mac = HmacSha256::new_from_slice(&self.key).expect("HMAC takes keys of any length");
-        mac.update(DOMAIN);
-        mac.update(self.engine_fingerprint.as_bytes());
-        mac.update(digest.bytes());
-        mac.update(artifact);
-        mac
+    /// What an entry is bound to besides its key: this format, the engine, the component.
+    fn aad(&self, digest: &Digest) -> Vec<u8> {
+        let mut aad = DOMAIN.to_vec();
+        aad.extend_from_slice(self.engine_fingerprint.as_bytes());
+        aad.push(0);
+        aad.extend_from_slice(digest.bytes());
+        aad
     }
 
-    fn verify<'a>(&self, digest: &Digest, entry: &'a [u8]) -> Option<&'a [u8]> {
-        let (tag, artifact) = entry.split_at_checked(MAC_LEN)?;
-        self.mac(digest, artifact).verify_slice(tag).ok()?;
+    /// Opens an entry (`nonce ‖ sealed artifact ‖ tag`) in place; `None` if it does not open.
+    fn unseal<'a>(&self, digest: &Digest, entry: &'a mut [u8]) -> Option<&'a [u8]> {
+        let (nonce, sealed) = entry.split_at_mut_checked(NONCE_LEN)?;
+        let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+        let aad = self.aad(digest);
+        let artifact = self
+            .key
+            .open_in_place(nonce, Aad::from(&aad), sealed)
+            .ok()?;
         Some(artifact)
     }
 
     fn store(&self, name: &str, digest: &Digest, component: &Component) -> anyhow::Result<()> {
-        let artifact = component.serialize()?;
-        let mut entry = self.mac(digest, &artifact).finalize().into_bytes().to_vec();
-        entry.extend_from_slice(&artifact);
+        // A fresh random nonce per entry: far below GCM's 2^32 random-nonce bound per key.
+        let nonce: [u8; NONCE_LEN] = rand::random();
+        let mut entry = nonce.to_vec();
+        let mut sealed = component.serialize()?;
+        let aad = self.aad(digest);
+        self.key
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(&aad),
+                &mut sealed,
+            )
+            .map_err(|_| anyhow::anyhow!("cannot seal the compiled artifact"))?;
+        entry.extend_from_slice(&sealed);
         self.dir.write_atomic(name, &entry)?;
         Ok(())
     }
