@@ -153,6 +153,9 @@ pub struct VerifiedBundle {
     pub digest: [u8; 32],
     /// Every entry except SIGNATURE.
     pub files: BTreeMap<String, Vec<u8>>,
+    /// SHA-256 of each of `files`, as the signed statement lists them: taken once, while
+    /// verifying, so the loader need not hash the component again.
+    pub digests: BTreeMap<String, [u8; 32]>,
 }
 
 /// Signs `files` into bundle bytes. `files` must contain `airlock.toml` and
@@ -278,6 +281,11 @@ pub fn verify<'a>(
     require(&entries)?;
     Ok(VerifiedBundle {
         digest: st.digest(),
+        digests: st
+            .files
+            .iter()
+            .map(|(name, digest, _)| (name.clone(), *digest))
+            .collect(),
         id: sig_file.id,
         version: sig_file.version,
         publisher: sig_file.publisher,

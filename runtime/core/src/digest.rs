@@ -13,6 +13,11 @@ impl Digest {
         Self(Sha256::digest(bytes).into())
     }
 
+    /// A digest taken elsewhere (a verified bundle's statement lists each file's).
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
     pub fn bytes(&self) -> &[u8; 32] {
         &self.0
     }

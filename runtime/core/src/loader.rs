@@ -4,6 +4,7 @@
 //! Everything that can be checked once is checked here, so an invocation does no parsing
 //! beyond its own input.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use airlock_host_api::wasi::{UnlinkedImport, check_import};
 use serde::Serialize;
 use wasmtime::component::Component;
 
+use crate::bundle::VerifiedBundle;
 use crate::cache::CacheOutcome;
 use crate::digest::Digest;
 use crate::json::{self, JsonError};
@@ -133,7 +135,7 @@ pub enum ConfigError {
 /// files of a verified bundle in memory, so that what was verified is exactly what compiles.
 enum Files<'a> {
     Disk,
-    Bundle(&'a BTreeMap<String, Vec<u8>>),
+    Bundle(&'a VerifiedBundle),
 }
 
 impl Files<'_> {
@@ -141,8 +143,9 @@ impl Files<'_> {
         let path = manifest.resolve(rel);
         match self {
             Files::Disk => Ok(Schema::load(&path)?),
-            Files::Bundle(files) => {
-                let bytes = files
+            Files::Bundle(verified) => {
+                let bytes = verified
+                    .files
                     .get(rel.as_str())
                     .ok_or(LoadError::MissingFromBundle { path: path.clone() })?;
                 Ok(Schema::parse(&path, bytes.clone())?)
@@ -150,20 +153,31 @@ impl Files<'_> {
         }
     }
 
-    /// The component's bytes and the path that names it in errors.
-    fn component(&self, manifest: &LoadedManifest) -> Result<(PathBuf, Vec<u8>), LoadError> {
+    /// The component's bytes, the path that names it in errors, and its digest (from the
+    /// verified statement for a bundle, which hashed it already).
+    fn component(
+        &self,
+        manifest: &LoadedManifest,
+    ) -> Result<(PathBuf, Cow<'_, [u8]>, Digest), LoadError> {
         match self {
             Files::Disk => {
                 let path = manifest.resolve(&manifest.manifest.integration.component);
                 let bytes = read_component(&path)?;
-                Ok((path, bytes))
+                let digest = Digest::of(&bytes);
+                Ok((path, Cow::Owned(bytes), digest))
             }
-            Files::Bundle(files) => {
+            Files::Bundle(verified) => {
                 let path = manifest.dir.join(crate::bundle::COMPONENT);
-                let bytes = files
+                let missing = || LoadError::MissingFromBundle { path: path.clone() };
+                let bytes = verified
+                    .files
                     .get(crate::bundle::COMPONENT)
-                    .ok_or(LoadError::MissingFromBundle { path: path.clone() })?;
-                Ok((path, bytes.clone()))
+                    .ok_or_else(missing)?;
+                let digest = verified
+                    .digests
+                    .get(crate::bundle::COMPONENT)
+                    .ok_or_else(missing)?;
+                Ok((path, Cow::Borrowed(bytes), Digest::from_bytes(*digest)))
             }
         }
     }
@@ -177,14 +191,14 @@ impl Runtime {
 
     /// Loads an integration from a verified bundle's files; `origin` (the bundle's path) names
     /// it in errors. Nothing is read from disk, and nothing compiles unless the manifest's
-    /// publisher, id and version are the ones the signature covers.
+    /// publisher, id and version are the ones the signature covers. The integration carries the
+    /// bundle's signed identity and provenance (signing key, statement digest).
     pub fn load_bundle(
         &self,
         origin: &Path,
-        files: &BTreeMap<String, Vec<u8>>,
-        signed: &SignedIdentity,
+        verified: &VerifiedBundle,
     ) -> Result<Integration, LoadError> {
-        let manifest = bundle_manifest(origin, files)?;
+        let manifest = bundle_manifest(origin, &verified.files)?;
         let manifest_path = manifest.path.clone();
         let m = &manifest.manifest;
         let declared = SignedIdentity {
@@ -192,15 +206,21 @@ impl Runtime {
             id: m.integration.id.to_string(),
             version: m.integration.version.to_string(),
         };
-        if &declared != signed {
+        let signed = SignedIdentity {
+            publisher: verified.publisher.clone(),
+            id: verified.id.clone(),
+            version: verified.version.clone(),
+        };
+        if declared != signed {
             return Err(LoadError::Identity {
                 path: manifest_path,
                 declared: Box::new(declared),
-                signed: Box::new(signed.clone()),
+                signed: Box::new(signed),
             });
         }
-        let mut integration = self.load_files(manifest, &Files::Bundle(files))?;
-        integration.signed = Some(signed.clone());
+        let mut integration = self.load_files(manifest, &Files::Bundle(verified))?;
+        integration.signed = Some(signed);
+        integration.set_provenance(&verified.key_id, &verified.digest);
         Ok(integration)
     }
 
@@ -238,8 +258,7 @@ impl Runtime {
             actions.insert(name.to_string(), schemas);
         }
 
-        let (component_path, bytes) = files.component(&manifest)?;
-        let digest = Digest::of(&bytes);
+        let (component_path, bytes, digest) = files.component(&manifest)?;
         let (component, cache) = self
             .cache
             .load_or_compile(&self.engine, &digest, &bytes)

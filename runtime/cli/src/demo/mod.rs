@@ -17,7 +17,7 @@ use airlock_devkit::toolchain;
 use airlock_runtime::bundle::{self, PublicKey, SigningKey};
 use airlock_runtime::engine::EngineSettings;
 use airlock_runtime::invoke::Invocation;
-use airlock_runtime::loader::{Integration, SignedIdentity};
+use airlock_runtime::loader::Integration;
 use airlock_runtime::manifest::LoadedManifest;
 use airlock_runtime::runtime::Runtime;
 use airlock_runtime::units::ByteSize;
@@ -213,15 +213,8 @@ impl Signer {
         let manifest = LoadedManifest::load(dir)?;
         // sign_dir verifies the bytes against this (the trusted) key before returning them.
         let verified = bundle::sign_dir(&manifest, &self.key)?.verified;
-        let identity = SignedIdentity {
-            publisher: verified.publisher.clone(),
-            id: verified.id.clone(),
-            version: verified.version.clone(),
-        };
         let origin = dir.join(bundle::file_name(&verified.id, &verified.version));
-        let mut integration = runtime.load_bundle(&origin, &verified.files, &identity)?;
-        integration.set_provenance(self.key_id(), &verified.digest);
-        Ok(integration)
+        Ok(runtime.load_bundle(&origin, &verified)?)
     }
 }
 

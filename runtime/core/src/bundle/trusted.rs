@@ -4,7 +4,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use crate::loader::{Integration, LoadError, SignedIdentity};
+use crate::loader::{Integration, LoadError};
 use crate::runtime::Runtime;
 use crate::trust::TrustStore;
 use airlock_bundle::{BundleError, VerifiedBundle, verify};
@@ -86,12 +86,6 @@ pub fn load_verified(
     trust: &TrustStore,
 ) -> Result<(Integration, VerifiedBundle), OpenError> {
     let verified = verify_trusted(path, bytes, trust)?;
-    let signed = SignedIdentity {
-        publisher: verified.publisher.clone(),
-        id: verified.id.clone(),
-        version: verified.version.clone(),
-    };
-    let mut integration = runtime.load_bundle(path, &verified.files, &signed)?;
-    integration.set_provenance(&verified.key_id, &verified.digest);
+    let integration = runtime.load_bundle(path, &verified)?;
     Ok((integration, verified))
 }
