@@ -1,4 +1,5 @@
-//! `acme/contact-mapper`: maps a CRM contact export into a normalized contact record.
+//! `acme/contact-mapper`: maps CRM contact exports, one or a page at a time, into normalized
+//! contact records.
 //!
 //! Shows the shape of a well-behaved connector: typed input, output and config, business-rule
 //! failures as typed errors, and logs that carry ids and counts but never customer data. The
@@ -7,7 +8,7 @@
 pub mod mapping;
 
 use airlock_guest::{Error, Guest, Level, export};
-use mapping::{Config, Contact, CrmContact};
+use mapping::{Config, Contact, CrmContact, CrmPage, Page};
 
 struct ContactMapper;
 
@@ -15,6 +16,7 @@ impl Guest for ContactMapper {
     fn invoke(action: String, input: String) -> Result<String, Error> {
         match action.as_str() {
             "map-contact" => airlock_guest::handle(&input, map_contact),
+            "map-contacts" => airlock_guest::handle(&input, map_contacts),
             other => Err(Error::unknown_action(other)),
         }
     }
@@ -37,4 +39,18 @@ fn map_contact(crm: CrmContact) -> Result<Contact, Error> {
         ],
     );
     Ok(contact)
+}
+
+fn map_contacts(page: CrmPage) -> Result<Page, Error> {
+    let config: Config = airlock_guest::config()?;
+    let page = mapping::map_page(page, &config);
+    airlock_guest::log(
+        Level::Info,
+        "mapped contacts",
+        &[
+            ("mapped", &page.contacts.len()),
+            ("rejected", &page.rejected.len()),
+        ],
+    );
+    Ok(page)
 }

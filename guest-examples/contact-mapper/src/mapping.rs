@@ -40,6 +40,26 @@ pub struct Contact {
     pub tags: Vec<String>,
 }
 
+/// A page of contacts as the CRM exports it (`schemas/map-contacts.in.json`).
+#[derive(Deserialize)]
+pub struct CrmPage {
+    contacts: Vec<CrmContact>,
+}
+
+/// A page mapped (`schemas/map-contacts.out.json`): the contacts that map, and for each one that
+/// does not, its index in the page and why.
+#[derive(Serialize)]
+pub struct Page {
+    pub contacts: Vec<Contact>,
+    pub rejected: Vec<Rejected>,
+}
+
+#[derive(Serialize)]
+pub struct Rejected {
+    pub index: usize,
+    pub reason: &'static str,
+}
+
 /// Why a contact cannot be mapped: the input's fault, in words that quote none of it.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Invalid(pub &'static str);
@@ -68,6 +88,21 @@ pub fn map(crm: CrmContact, config: &Config) -> Result<Contact, Invalid> {
         company: non_blank(crm.company),
         tags: normalize_tags(crm.tags, &config.tag_prefix),
     })
+}
+
+/// Maps a page of contacts; one that cannot be mapped is rejected, the rest still map.
+pub fn map_page(page: CrmPage, config: &Config) -> Page {
+    let mut out = Page {
+        contacts: Vec::with_capacity(page.contacts.len()),
+        rejected: Vec::new(),
+    };
+    for (index, crm) in page.contacts.into_iter().enumerate() {
+        match map(crm, config) {
+            Ok(contact) => out.contacts.push(contact),
+            Err(Invalid(reason)) => out.rejected.push(Rejected { index, reason }),
+        }
+    }
+    out
 }
 
 /// Trims a CRM field, treating blank as absent (CRMs export empty fields as `""` or `null`).
