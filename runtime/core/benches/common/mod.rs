@@ -4,6 +4,7 @@
 
 pub mod bare;
 pub mod measure;
+pub mod plot;
 
 use std::path::{Path, PathBuf};
 
