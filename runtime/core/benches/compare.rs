@@ -1,18 +1,21 @@
-//! The comparison harness (issue 8): Airlock against its floors, in one process and one run.
+//! The comparison harness: Airlock against its floors, in one process and one run.
 //!
 //! `cargo bench -p airlock-runtime --bench compare` measures in full; under `cargo test` (no
 //! `--bench` argument) the same code runs in a quick mode of a few seconds so it cannot rot, and
 //! asserts nothing about time. It prints a markdown table and ends with one machine-readable
-//! line, `ratios: …`.
+//! line, `ratios: …`, whose keys stay stable so a script can compare runs. With
+//! `AIRLOCK_BENCH_PLOT=FILE` it also draws the scaling figure (SVG) into FILE.
 //!
 //! Rows: `contact-mapper`'s `map-contact` through Airlock's full path (with and without the
 //! durable audit trail), bare wasmtime on the same engine (`InstancePre` + fresh `Store` + call),
 //! and the same mapping compiled natively (the physical floor); throughput with N concurrent
-//! tasks; cold start of a new signed bundle with an empty and a warm compiled cache; one
-//! brokered HTTPS GET against native reqwest; and the resident memory of invocations parked in
-//! a host call. With `--features extism-baseline`, Extism runs the same mapping (the guest's
-//! own code behind extism-pdk, `benches/extism-guest`): a fresh plugin from a compiled one per
-//! call (its isolation per call), and a warm call on one reused plugin (no isolation).
+//! tasks, and with the audit trail at 64; `map-contacts` on 1 KB, 100 KB and 1 MB pages against
+//! native serde_json; cold start of a new signed bundle with an empty and a warm compiled
+//! cache; one brokered HTTPS GET (on the broker's keep-alive connection) against reqwest with a
+//! new connection and with a pooled one; and the resident memory of invocations parked in a
+//! host call. With `--features extism-baseline`, Extism runs the same mapping (the guest's own
+//! code behind extism-pdk, `benches/extism-guest`): a fresh plugin from a compiled one per call
+//! (its isolation per call), and a warm call on one reused plugin (no isolation).
 
 use std::net::SocketAddr;
 use std::path::Path;
