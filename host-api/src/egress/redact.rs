@@ -12,7 +12,7 @@
 use std::fmt;
 use std::io::{self, Write};
 
-use aho_corasick::{AhoCorasick, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use flate2::write::{GzDecoder, ZlibDecoder};
@@ -166,6 +166,9 @@ impl Redactor {
         let matcher = AhoCorasick::builder()
             // Longest wins so e.g. `user:password` is removed whole, not just its password part.
             .match_kind(MatchKind::LeftmostLongest)
+            // Built for every request that carries a credential: a contiguous NFA builds in a
+            // fraction of a DFA's time and still scans a body at memory speed for a few forms.
+            .kind(Some(AhoCorasickKind::ContiguousNFA))
             .build(forms.forms.iter().map(|f| f.as_slice()))
             .ok()?;
         Some(Self { matcher, max_len })
