@@ -52,12 +52,9 @@ fn a_new_integration_builds_and_passes_its_tests_as_it_is() {
     }
 }
 
-/// A connector author's edit loop: `airlock test` and `airlock sign` build first, so an edited
-/// source is what runs and what is signed; with `--no-build` a component older than its
-/// sources is refused, naming the file, and `check` warns of it; `keygen` leaves the public key beside the private one;
-/// `sign` never replaces a bundle without `--force`.
-#[test]
-fn test_and_sign_never_use_a_stale_component_and_sign_never_replaces_a_bundle() {
+/// A data dir, and a work dir holding a new `normalizer` crate from the transform template
+/// (its path third).
+fn normalizer() -> (TempDir, TempDir, std::path::PathBuf) {
     let data = TempDir::new().expect("temp");
     let work = TempDir::new().expect("temp");
     ok(
@@ -69,6 +66,16 @@ fn test_and_sign_never_use_a_stale_component_and_sign_never_replaces_a_bundle() 
         "new",
     );
     let dir = work.path().join("normalizer");
+    (data, work, dir)
+}
+
+/// A connector author's edit loop: `airlock test` and `airlock sign` build first, so an edited
+/// source is what runs and what is signed; with `--no-build` a component older than its
+/// sources is refused, naming the file, and `check` warns of it; `keygen` leaves the public key beside the private one;
+/// `sign` never replaces a bundle without `--force`.
+#[test]
+fn test_and_sign_never_use_a_stale_component_and_sign_never_replaces_a_bundle() {
+    let (data, work, dir) = normalizer();
     ok(&airlock_in(&dir, data.path(), &["build"]), "build");
     ok(&airlock_in(&dir, data.path(), &["test"]), "test");
 
@@ -168,17 +175,7 @@ fn test_and_sign_never_use_a_stale_component_and_sign_never_replaces_a_bundle() 
 /// run, rebuilding first, and stops cleanly on Ctrl-C.
 #[test]
 fn watch_reruns_the_cases_on_every_change_and_stops_on_ctrl_c() {
-    let data = TempDir::new().expect("temp");
-    let work = TempDir::new().expect("temp");
-    ok(
-        &airlock_in(
-            work.path(),
-            data.path(),
-            &["new", "normalizer", "--template", "transform"],
-        ),
-        "new",
-    );
-    let dir = work.path().join("normalizer");
+    let (data, _work, dir) = normalizer();
     let mut watch = Watch::start(&dir, data.path());
     watch.expect("[run 1] first run: ok. 3 passed, 0 failed");
 

@@ -75,15 +75,7 @@ fn main() {
     let examples = common::built_examples();
     let input = Arc::new(common::mapper_file(&examples, "sample-input.json"));
     let config = common::mapper_file(&examples, "sample-config.json");
-    let current = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio");
-    let multi = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio");
+    let (current, multi) = common::executors();
     let audit = TempDir::new().expect("temp dir");
     let mut table = Table::default();
 

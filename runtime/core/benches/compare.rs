@@ -129,15 +129,7 @@ fn main() {
     let examples = common::built_examples();
     let input = common::mapper_file(&examples, "sample-input.json");
     let config_text = common::mapper_file(&examples, "sample-config.json");
-    let current = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio");
-    let multi = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio");
+    let (current, multi) = common::executors();
     let settings = EngineSettings {
         max_concurrent: 1_100,
         ..EngineSettings::default()
@@ -399,6 +391,32 @@ fn extism_rows(_: &Plan, _: &str, _: &str, _: Stats, table: &mut Table) -> Optio
     None
 }
 
+/// `contact-mapper` on a runtime with a durable audit trail in temp dirs of its own.
+struct Audited {
+    _dirs: (tempfile::TempDir, tempfile::TempDir),
+    runtime: Arc<Runtime>,
+    mapper: Arc<airlock_runtime::Integration>,
+    config: Arc<airlock_runtime::ValidatedConfig>,
+}
+
+impl Audited {
+    fn new(examples: &Path, config_text: &str) -> Self {
+        let data = tempfile::TempDir::new().expect("temp dir");
+        let audit_home = tempfile::TempDir::new().expect("temp dir");
+        let runtime = Arc::new(common::audited_runtime(data.path(), audit_home.path()));
+        let mapper = runtime
+            .load(&examples.join("contact-mapper"))
+            .expect("loads");
+        let config = mapper.validate_config(Some(config_text)).expect("config");
+        Self {
+            _dirs: (data, audit_home),
+            runtime,
+            mapper: Arc::new(mapper),
+            config: Arc::new(config),
+        }
+    }
+}
+
 /// The full path with a durable audit trail (one fsync per sequential invocation).
 fn audited_latency(
     plan: &Plan,
@@ -407,15 +425,14 @@ fn audited_latency(
     config_text: &str,
     rt: &tokio::runtime::Runtime,
 ) -> Stats {
-    let data = tempfile::TempDir::new().expect("temp dir");
-    let audit_home = tempfile::TempDir::new().expect("temp dir");
-    let runtime = common::audited_runtime(data.path(), audit_home.path());
-    let mapper = runtime
-        .load(&examples.join("contact-mapper"))
-        .expect("loads");
-    let config = mapper.validate_config(Some(config_text)).expect("config");
+    let audited = Audited::new(examples, config_text);
     sample(plan.samples.min(1_000), || {
-        let ran = rt.block_on(runtime.invoke(&mapper, &config, "map-contact", input));
+        let ran = rt.block_on(audited.runtime.invoke(
+            &audited.mapper,
+            &audited.config,
+            "map-contact",
+            input,
+        ));
         assert!(ran.record.is_some());
     })
 }
@@ -441,37 +458,41 @@ fn input_sizes(
     let one: serde_json::Value =
         serde_json::from_str(&common::mapper_file(examples, "sample-input.json"))
             .expect("sample contact");
-    [("1 KB", 1_000usize), ("100 KB", 100_000), ("1 MB", 1_000_000)]
-        .into_iter()
-        .map(|(label, bytes)| {
-            let each = one.to_string().len() + 1;
-            let contacts: Vec<serde_json::Value> = (0..bytes.div_ceil(each))
-                .map(|i| {
-                    let mut contact = one.clone();
-                    contact["Id"] = format!("c{i}").into();
-                    contact
-                })
-                .collect();
-            let page = serde_json::json!({ "contacts": contacts }).to_string();
-            // Fewer samples for the larger pages: each takes milliseconds.
-            let n = (plan.samples * 1_000 / bytes).clamp(5, plan.samples);
-            let airlock = sample(n, || {
-                let ran = rt.block_on(runtime.invoke(mapper, config, "map-contacts", &page));
-                assert!(ran.result.is_ok(), "{:?}", ran.result.err());
-            });
-            let native = sample(n, || {
-                let crm: mapping::CrmPage = serde_json::from_str(&page).expect("page");
-                let mapped = mapping::map_page(crm, native_config);
-                std::hint::black_box(serde_json::to_string(&mapped).expect("output"));
-            });
-            InputSize {
-                label,
-                contacts: contacts.len(),
-                airlock,
-                native,
-            }
-        })
-        .collect()
+    [
+        ("1 KB", 1_000usize),
+        ("100 KB", 100_000),
+        ("1 MB", 1_000_000),
+    ]
+    .into_iter()
+    .map(|(label, bytes)| {
+        let each = one.to_string().len() + 1;
+        let contacts: Vec<serde_json::Value> = (0..bytes.div_ceil(each))
+            .map(|i| {
+                let mut contact = one.clone();
+                contact["Id"] = format!("c{i}").into();
+                contact
+            })
+            .collect();
+        let page = serde_json::json!({ "contacts": contacts }).to_string();
+        // Fewer samples for the larger pages: each takes milliseconds.
+        let n = (plan.samples * 1_000 / bytes).clamp(5, plan.samples);
+        let airlock = sample(n, || {
+            let ran = rt.block_on(runtime.invoke(mapper, config, "map-contacts", &page));
+            assert!(ran.result.is_ok(), "{:?}", ran.result.err());
+        });
+        let native = sample(n, || {
+            let crm: mapping::CrmPage = serde_json::from_str(&page).expect("page");
+            let mapped = mapping::map_page(crm, native_config);
+            std::hint::black_box(serde_json::to_string(&mapped).expect("output"));
+        });
+        InputSize {
+            label,
+            contacts: contacts.len(),
+            airlock,
+            native,
+        }
+    })
+    .collect()
 }
 
 /// The scaling figure: throughput by concurrent tasks, and cost by input size.
@@ -518,15 +539,8 @@ fn audited_throughput(
     config_text: &str,
     rt: &tokio::runtime::Runtime,
 ) -> f64 {
-    let data = tempfile::TempDir::new().expect("temp dir");
-    let audit_home = tempfile::TempDir::new().expect("temp dir");
-    let runtime = Arc::new(common::audited_runtime(data.path(), audit_home.path()));
-    let mapper = Arc::new(
-        runtime
-            .load(&examples.join("contact-mapper"))
-            .expect("loads"),
-    );
-    let config = Arc::new(mapper.validate_config(Some(config_text)).expect("config"));
+    let audited = Audited::new(examples, config_text);
+    let (runtime, mapper, config) = (audited.runtime, audited.mapper, audited.config);
     let input = input.to_string();
     throughput(rt, 64, plan.window, move || {
         let (r, m, c, i) = (

@@ -47,6 +47,21 @@ pub fn built_extism_guest() -> PathBuf {
         .join("release/extism_mapper.wasm")
 }
 
+/// The benchmarks' two executors: one thread (latency rows), and two worker threads (the
+/// throughput rows, as on the reference machine's two cores).
+pub fn executors() -> (tokio::runtime::Runtime, tokio::runtime::Runtime) {
+    let current = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio");
+    let multi = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio");
+    (current, multi)
+}
+
 /// A runtime on `data` that records every invocation to an audit trail (its key and
 /// checkpoints in `audit_home`), each record flushed before the result returns.
 pub fn audited_runtime(data: &Path, audit_home: &Path) -> Runtime {
