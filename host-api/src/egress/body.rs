@@ -78,7 +78,7 @@ pub(crate) struct LimitedResponseBody {
     idle: Duration,
     timer: Pin<Box<tokio::time::Sleep>>,
     traffic: Arc<Traffic>,
-    lease: Option<Lease>,
+    lease: Option<Lease<LimitedRequestBody>>,
 }
 
 impl LimitedResponseBody {
@@ -87,7 +87,7 @@ impl LimitedResponseBody {
         limit: u64,
         idle: Duration,
         traffic: Arc<Traffic>,
-        lease: Lease,
+        lease: Lease<LimitedRequestBody>,
     ) -> Self {
         let mut body = Self {
             incoming,

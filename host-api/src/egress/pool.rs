@@ -17,8 +17,6 @@ use std::time::{Duration, Instant};
 use hyper::client::conn::http1::SendRequest;
 use tokio::task::AbortHandle;
 
-use super::body::LimitedRequestBody;
-
 /// Idle connections kept for one key: a guest's concurrent requests to one API.
 const IDLE_PER_KEY: usize = 8;
 /// Idle connections kept in all; past it the longest idle is closed.
@@ -52,16 +50,16 @@ pub(crate) struct PoolKey {
     pub addr: SocketAddr,
 }
 
-/// An HTTP/1.1 connection: the handle to send on, and the task driving it, which stops when
-/// this is dropped.
-pub(crate) struct Conn {
-    pub sender: SendRequest<LimitedRequestBody>,
+/// An HTTP/1.1 connection sending request bodies of type `B`: the handle to send on, and the
+/// task driving it, which stops when this is dropped.
+pub(crate) struct Conn<B> {
+    pub sender: SendRequest<B>,
     _driver: AbortOnDrop,
 }
 
-impl Conn {
+impl<B> Conn<B> {
     /// Drives `connection` on a task of its own for as long as the returned `Conn` lives.
-    pub(crate) fn spawn<F>(sender: SendRequest<LimitedRequestBody>, connection: F) -> Self
+    pub(crate) fn spawn<F>(sender: SendRequest<B>, connection: F) -> Self
     where
         F: Future<Output = Result<(), hyper::Error>> + Send + 'static,
     {
@@ -88,18 +86,18 @@ impl Drop for AbortOnDrop {
 }
 
 /// A connection in use, and where it goes back to once its response ends cleanly.
-pub(crate) struct Lease {
-    conn: Conn,
-    home: Option<(Weak<Idle>, PoolKey)>,
+pub(crate) struct Lease<B> {
+    conn: Conn<B>,
+    home: Option<(Weak<Idle<B>>, PoolKey)>,
 }
 
-impl Lease {
+impl<B: Send + 'static> Lease<B> {
     /// A connection nobody will reuse (the host's own requests).
-    pub(crate) fn single(conn: Conn) -> Self {
+    pub(crate) fn single(conn: Conn<B>) -> Self {
         Self { conn, home: None }
     }
 
-    pub(crate) fn sender(&mut self) -> &mut SendRequest<LimitedRequestBody> {
+    pub(crate) fn sender(&mut self) -> &mut SendRequest<B> {
         &mut self.conn.sender
     }
 
@@ -124,24 +122,26 @@ impl Lease {
 }
 
 /// The idle connections of a runtime, and each scope's TLS client configuration.
-pub(crate) struct ConnectionPool {
-    idle: Arc<Idle>,
+pub(crate) struct ConnectionPool<B> {
+    idle: Arc<Idle<B>>,
     tls: Mutex<HashMap<Scope, Arc<rustls::ClientConfig>>>,
 }
 
-#[derive(Default)]
-struct Idle(Mutex<HashMap<PoolKey, Vec<(Instant, Conn)>>>);
+/// Idle connections by key, each with when it went idle, the most recent last.
+struct Idle<B>(Mutex<HashMap<PoolKey, Vec<Idled<B>>>>);
 
-impl ConnectionPool {
+type Idled<B> = (Instant, Conn<B>);
+
+impl<B: Send + 'static> ConnectionPool<B> {
     pub(crate) fn new() -> Self {
         Self {
-            idle: Arc::default(),
+            idle: Arc::new(Idle(Mutex::default())),
             tls: Mutex::default(),
         }
     }
 
     /// An idle connection for `key` that is still open, most recently used first.
-    pub(crate) fn take(&self, key: &PoolKey) -> Option<Lease> {
+    pub(crate) fn take(&self, key: &PoolKey) -> Option<Lease<B>> {
         let conn = self.idle.take(key)?;
         Some(Lease {
             conn,
@@ -150,7 +150,7 @@ impl ConnectionPool {
     }
 
     /// A new connection for `key`, which goes back to this pool when released.
-    pub(crate) fn lease(&self, key: PoolKey, conn: Conn) -> Lease {
+    pub(crate) fn lease(&self, key: PoolKey, conn: Conn<B>) -> Lease<B> {
         Lease {
             conn,
             home: Some((Arc::downgrade(&self.idle), key)),
@@ -181,8 +181,8 @@ impl ConnectionPool {
     }
 }
 
-impl Idle {
-    fn take(&self, key: &PoolKey) -> Option<Conn> {
+impl<B> Idle<B> {
+    fn take(&self, key: &PoolKey) -> Option<Conn<B>> {
         let mut idle = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         let conns = idle.get_mut(key)?;
         let now = Instant::now();
@@ -199,7 +199,7 @@ impl Idle {
         found
     }
 
-    fn put(&self, key: PoolKey, conn: Conn) {
+    fn put(&self, key: PoolKey, conn: Conn<B>) {
         let mut idle = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         let now = Instant::now();
         // Sweep: connections past their idle time or closed by the server go now.

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use rustls::pki_types::CertificateDer;
 
+use super::body::LimitedRequestBody;
 use super::ip::{AllowRanges, IpClassifier};
 use super::pool::ConnectionPool;
 use super::resolve::{ResolveOverride, Resolver};
@@ -64,7 +65,7 @@ pub struct EgressSettings {
     pub(crate) tls: Arc<rustls::ClientConfig>,
     pub(crate) tenants: TenantSlots,
     /// Keep-alive connections, reused within a tenant's installation only.
-    pub(crate) pool: ConnectionPool,
+    pub(crate) pool: ConnectionPool<LimitedRequestBody>,
 }
 
 /// The TLS client configuration could not be built.

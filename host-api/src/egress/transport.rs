@@ -158,7 +158,7 @@ async fn connect_new(
     checked: &[SocketAddr],
     timeouts: Timeouts,
     reuse: Reuse<'_>,
-) -> Result<(Lease, SocketAddr), DialError> {
+) -> Result<(Lease<LimitedRequestBody>, SocketAddr), DialError> {
     let tls_config = match reuse {
         Some(scope) => settings.pool.tls(scope, &settings.tls),
         None => settings.tls.clone(),
