@@ -126,7 +126,10 @@ fn check_lists_what_the_integration_declares() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let summary: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("JSON");
     assert_eq!(summary["id"], "acme/contact-mapper@0.1.0");
-    assert_eq!(summary["actions"], serde_json::json!(["map-contact"]));
+    assert_eq!(
+        summary["actions"],
+        serde_json::json!(["map-contact", "map-contacts"])
+    );
     assert!(
         summary["digest"]
             .as_str()
