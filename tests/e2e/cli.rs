@@ -302,3 +302,30 @@ fn check_shows_egress_rules_and_credentials_for_review() {
     assert_eq!(summary["egress"][0]["credential"], "crm");
     assert_eq!(summary["credentials"]["crm"]["type"], "oauth2");
 }
+
+/// `--version` names the commit the binary was built from and the wasmtime it links.
+#[test]
+fn version_names_the_commit_and_the_wasmtime() {
+    let data = TempDir::new().expect("temp");
+    let out = airlock(data.path(), &["--version"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(&root)
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .map_or_else(
+            || "unknown".to_string(),
+            |out| String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        );
+    let version = stdout(&out);
+    assert_eq!(
+        version.trim(),
+        format!(
+            "airlock {} (commit {head}, wasmtime 48.0.8)",
+            env!("CARGO_PKG_VERSION")
+        )
+    );
+}

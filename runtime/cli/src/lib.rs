@@ -53,9 +53,20 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use exit::Exit;
 
+/// What `--version` says: the crate version, the commit built and the wasmtime linked
+/// (`build.rs`).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("AIRLOCK_COMMIT"),
+    ", wasmtime ",
+    env!("AIRLOCK_WASMTIME"),
+    ")"
+);
+
 /// Run untrusted integration components under declared limits, with validated I/O.
 #[derive(Debug, Parser)]
-#[command(name = "airlock", version)]
+#[command(name = "airlock", version = VERSION)]
 pub(crate) struct Cli {
     #[command(subcommand)]
     command: Command,
