@@ -38,6 +38,9 @@ use airlock_host_api::policy::units::{ByteSize, HumanDuration};
 
 /// What a probe sends: not JSON, so an action that parses its input returns at once.
 const PROBE_INPUT: &str = "airlock probe: not an input";
+/// The longest a probe runs: an action still running by then did not answer `unknown-action`,
+/// which is all a probe asks, so `airlock check` never waits out a manifest's timeout.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// What [`Runtime::execute`] runs: a declared action on input its schema accepted, or a probe
 /// ([`Runtime::probe`]).
@@ -469,7 +472,11 @@ impl Runtime {
             }
             Ok(())
         });
-        let deadline = Instant::now() + limits.timeout;
+        let timeout = match call {
+            Call::Action => limits.timeout,
+            Call::Probe => limits.timeout.min(PROBE_TIMEOUT),
+        };
+        let deadline = Instant::now() + timeout;
         schedule(&mut store, deadline, self.settings.demote_after);
         if let Some(fuel) = self.settings.fuel {
             store
