@@ -33,7 +33,7 @@ use super::pool::Scope;
 use super::redact::{BodyFilter, Encoding, RedactError, Redactor};
 use super::settings::EgressSettings;
 use super::tap::{Capture, TapBody};
-use super::transport::{self, DialError, IoFuture, Timeouts};
+use super::transport::{self, DialError, Timeouts};
 use crate::audit::{EgressJournal, Subject};
 use crate::budget::{BODY_BUFFER_CHUNKS, BODY_CHUNK_SIZE};
 use crate::credentials::{CredentialBroker, CredentialSpec, Injection};
@@ -338,6 +338,10 @@ struct Admitted {
     credential: Option<(String, CredentialSpec)>,
 }
 
+/// What `wasi:http` runs beside a response until its body is read; here it holds the
+/// request's concurrency permits.
+type IoFuture = Box<dyn Future<Output = Result<(), Error>> + Send>;
+
 type SendFuture = Box<dyn Future<Output = Result<(Response<WasiBody>, IoFuture), Error>> + Send>;
 
 impl WasiHttpHooks for BrokeredHttp {
@@ -561,8 +565,7 @@ async fn send(
     let request =
         request.map(|body| LimitedRequestBody::new(body, limits.request_body, traffic.clone()));
     let timeouts = Timeouts::clamped(limits, options);
-    // The connection is driven by its own task: nothing is left to drive here.
-    let (response, _) = transport::exchange(
+    let response = transport::exchange(
         settings,
         (&admitted.host, admitted.port),
         request,

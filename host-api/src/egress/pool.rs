@@ -38,6 +38,16 @@ impl Scope {
         // Quoted and escaped, so no choice of names makes two scopes spell the same key.
         Self(format!("{:?}", (tenant, installation, user)).into())
     }
+
+    /// The key of this scope's connections to `host:port` dialed to `addr`.
+    pub(crate) fn key(&self, host: &str, port: u16, addr: SocketAddr) -> PoolKey {
+        PoolKey {
+            scope: self.clone(),
+            host: host.to_string(),
+            port,
+            addr,
+        }
+    }
 }
 
 /// What a pooled connection may be reused for: all of it must match.
@@ -107,12 +117,18 @@ impl<B: Send + 'static> Lease<B> {
         let Some((idle, key)) = self.home else {
             return;
         };
+        let mut conn = self.conn;
+        if conn.sender.is_ready() {
+            if let Some(idle) = idle.upgrade() {
+                idle.put(key, conn);
+            }
+            return;
+        }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let mut conn = self.conn;
         runtime.spawn(async move {
-            // The connection is ready as soon as its driver has seen the response end.
+            // Ready as soon as its driver has seen the response end.
             let ready = tokio::time::timeout(Duration::from_secs(1), conn.sender.ready()).await;
             if let (Ok(Ok(())), Some(idle)) = (ready, idle.upgrade()) {
                 idle.put(key, conn);
@@ -143,10 +159,7 @@ impl<B: Send + 'static> ConnectionPool<B> {
     /// An idle connection for `key` that is still open, most recently used first.
     pub(crate) fn take(&self, key: &PoolKey) -> Option<Lease<B>> {
         let conn = self.idle.take(key)?;
-        Some(Lease {
-            conn,
-            home: Some((Arc::downgrade(&self.idle), key.clone())),
-        })
+        Some(self.lease(key.clone(), conn))
     }
 
     /// A new connection for `key`, which goes back to this pool when released.

@@ -6,7 +6,6 @@
 //! Shared by guest requests and the host's own (OAuth token calls), so both pass the same
 //! address checks: a token URL is no way around the SSRF defence.
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,14 +21,11 @@ use wasmtime_wasi_http::Error;
 
 use super::body::{LimitedRequestBody, LimitedResponseBody};
 use super::event::Traffic;
-use super::pool::{Conn, Lease, PoolKey, Scope};
+use super::pool::{Conn, Lease, Scope};
 use super::settings::{EgressLimits, EgressSettings};
 
 /// A failure after admission: the guest-visible error and a reason code for the event.
 pub(crate) type DialError = (Error, String);
-
-/// Drives the connection after the response head, until the body is read.
-pub(crate) type IoFuture = Box<dyn Future<Output = Result<(), Error>> + Send>;
 
 /// The timeouts of one exchange.
 #[derive(Debug, Clone, Copy)]
@@ -78,19 +74,13 @@ pub(crate) async fn exchange(
     timeouts: Timeouts,
     traffic: Arc<Traffic>,
     reuse: Reuse<'_>,
-) -> Result<(Response<LimitedResponseBody>, IoFuture), DialError> {
+) -> Result<Response<LimitedResponseBody>, DialError> {
     let checked = checked_addresses(settings, host, port).await?;
-    let key = |addr: SocketAddr| {
-        reuse.map(|scope| PoolKey {
-            scope: scope.clone(),
-            host: host.to_string(),
-            port,
-            addr,
+    let pooled = reuse.and_then(|scope| {
+        checked.iter().find_map(|addr| {
+            let lease = settings.pool.take(&scope.key(host, port, *addr))?;
+            Some((lease, *addr))
         })
-    };
-    let pooled = checked.iter().find_map(|addr| {
-        let lease = settings.pool.take(&key(*addr)?)?;
-        Some((lease, *addr))
     });
     let (mut lease, mut peer, mut reused) = match pooled {
         Some((lease, addr)) => (lease, addr, true),
@@ -142,11 +132,10 @@ pub(crate) async fn exchange(
     };
     let _ = traffic.peer.set(peer.ip());
     let limit = settings.limits.response_body;
-    let response = response
-        .map(|incoming| LimitedResponseBody::new(incoming, limit, timeouts.idle, traffic, lease));
     // The connection is driven by a task of its own, owned by the response body: nothing is
     // left for the caller to drive.
-    Ok((response, Box::new(std::future::ready(Ok(())))))
+    Ok(response
+        .map(|incoming| LimitedResponseBody::new(incoming, limit, timeouts.idle, traffic, lease)))
 }
 
 /// Dials one of the `checked` addresses and opens an HTTP/1.1 connection on it, leased from
@@ -179,15 +168,7 @@ async fn connect_new(
         .map_err(|e| (Error::from(e), "http-handshake".to_string()))?;
     let conn = Conn::spawn(sender, connection);
     let lease = match reuse {
-        Some(scope) => settings.pool.lease(
-            PoolKey {
-                scope: scope.clone(),
-                host: host.to_string(),
-                port,
-                addr: peer,
-            },
-            conn,
-        ),
+        Some(scope) => settings.pool.lease(scope.key(host, port, peer), conn),
         None => Lease::single(conn),
     };
     Ok((lease, peer))

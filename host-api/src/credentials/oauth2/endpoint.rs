@@ -128,7 +128,7 @@ pub(super) async fn request(
         LimitedRequestBody::new(body, settings.limits.request_body, traffic.clone())
     });
     // A fresh connection each time: the host's own requests share no pool with guests'.
-    let (response, _) = transport::exchange(
+    let response = transport::exchange(
         settings,
         (target.host(), target.port()),
         request,
