@@ -180,7 +180,7 @@ fn refusal(response: &Response) -> Error {
         .json::<Problem>()
         .ok()
         .and_then(|p| p.category)
-        .unwrap_or_default();
+        .map_or_else(String::new, |category| format!(" {category}"));
     let status = response.status;
     let (code, what) = match status {
         401 => (
@@ -195,11 +195,6 @@ fn refusal(response: &Response) -> Error {
         429 => ("rate-limited", "HubSpot's rate limit; try again later"),
         500..=599 => ("upstream-unavailable", "HubSpot failed; try again later"),
         _ => ("upstream", "HubSpot refused the request"),
-    };
-    let category = if category.is_empty() {
-        String::new()
-    } else {
-        format!(" {category}")
     };
     Error::new(code, format!("{what} ({status}{category})"))
 }

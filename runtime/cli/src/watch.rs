@@ -53,17 +53,19 @@ pub(crate) async fn watch(args: WatchArgs) -> anyhow::Result<Exit> {
         "airlock watch: watching {} (sources, manifest, schemas, tests/); Ctrl-C stops",
         args.dir.display()
     );
-    let mut seen = look(&args.dir)?;
+    let mut seen = look(&args.dir, &watched(&args.dir))?;
     let mut reason = "first run".to_string();
     for number in 1.. {
         tokio::select! {
             line = once(&args, &state, &settings) => println!("[run {number}] {reason}: {line}"),
             _ = &mut stop => break,
         }
+        // Read once a run: only a manifest change, which is itself a change, names new schemas.
+        let paths = watched(&args.dir);
         // A build writes Cargo.lock when it resolves anew: that is no change to run again for.
-        seen.adopt(&look(&args.dir)?, &args.dir.join("Cargo.lock"));
+        seen.adopt(&look(&args.dir, &paths)?, &args.dir.join("Cargo.lock"));
         tokio::select! {
-            changed = next_change(&args.dir, &mut seen) => reason = changed?,
+            changed = next_change(&args.dir, &paths, &mut seen) => reason = changed?,
             _ = &mut stop => break,
         }
     }
@@ -120,24 +122,24 @@ fn first_line(text: &str) -> &str {
     text.lines().next().unwrap_or_default()
 }
 
-/// The watched files as they are now.
-fn look(dir: &Path) -> anyhow::Result<Snapshot> {
-    Snapshot::take(&watched(dir))
+/// The files under `paths` (the integration in `dir` watches) as they are now.
+fn look(dir: &Path, paths: &[PathBuf]) -> anyhow::Result<Snapshot> {
+    Snapshot::take(paths)
         .map_err(|e| anyhow::anyhow!("cannot read the files to watch in {}: {e}", dir.display()))
 }
 
-/// Waits until a watched file changes and stays unchanged for [`SETTLE`]; returns what to say
-/// about it ("src/lib.rs changed") and takes the new state as `seen`.
-async fn next_change(dir: &Path, seen: &mut Snapshot) -> anyhow::Result<String> {
+/// Waits until a file under `paths` changes and stays unchanged for [`SETTLE`]; returns what to
+/// say about it ("src/lib.rs changed") and takes the new state as `seen`.
+async fn next_change(dir: &Path, paths: &[PathBuf], seen: &mut Snapshot) -> anyhow::Result<String> {
     loop {
         tokio::time::sleep(POLL).await;
-        let mut now = look(dir)?;
+        let mut now = look(dir, paths)?;
         let Some(changed) = now.changed_since(seen).map(Path::to_path_buf) else {
             continue;
         };
         loop {
             tokio::time::sleep(SETTLE).await;
-            let settled = look(dir)?;
+            let settled = look(dir, paths)?;
             if settled == now {
                 break;
             }
