@@ -31,6 +31,7 @@ mod kv;
 mod loading;
 mod mock;
 mod oauth;
+mod operate;
 mod operator;
 mod policy;
 mod readme;

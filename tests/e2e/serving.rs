@@ -227,6 +227,11 @@ impl Server {
         .await
     }
 
+    /// What the server wrote on stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
     /// Stops the server with SIGTERM and asserts it drained and exited cleanly.
     pub fn stop(mut self) {
         // SAFETY: kill(2) on our own child's pid; no memory is involved.

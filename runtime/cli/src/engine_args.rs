@@ -10,6 +10,8 @@ use airlock_host_api::egress::resolve::ResolveOverride;
 use airlock_host_api::policy::Ceilings;
 use clap::Args;
 
+use super::logging;
+
 use airlock_runtime::engine::{EgressOptions, EngineSettings};
 use airlock_runtime::units::{ByteSize, HumanDuration};
 
@@ -101,13 +103,15 @@ impl AddressArgs {
     pub(crate) fn options(&self) -> EgressOptions {
         let allow_private: AllowRanges = self.allow_private.iter().cloned().collect();
         for pin in &self.resolve {
-            eprintln!("warning: dev switch --resolve {pin}: this name is not resolved through DNS");
+            logging::warn(&format!(
+                "dev switch --resolve {pin}: this name is not resolved through DNS"
+            ));
         }
         if !allow_private.is_empty() {
-            eprintln!(
-                "warning: dev switch --allow-private {allow_private}: egress may reach these \
-                 private addresses; for development and tests only"
-            );
+            logging::warn(&format!(
+                "dev switch --allow-private {allow_private}: egress may reach these private \
+                 addresses; for development and tests only"
+            ));
         }
         EgressOptions {
             resolve: self.resolve.clone(),
@@ -132,10 +136,10 @@ impl EgressArgs {
     /// The egress options these give, each switch announced on stderr.
     fn options(&self) -> EgressOptions {
         for root in &self.extra_root_ca {
-            eprintln!(
-                "warning: dev switch --extra-root-ca {}: egress TLS trusts this CA too",
+            logging::warn(&format!(
+                "dev switch --extra-root-ca {}: egress TLS trusts this CA too",
                 root.display()
-            );
+            ));
         }
         EgressOptions {
             extra_roots: self.extra_root_ca.clone(),

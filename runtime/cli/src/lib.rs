@@ -17,6 +17,7 @@ mod audit;
 mod backup;
 mod build;
 mod check;
+mod config;
 mod credentials;
 mod db;
 mod demo;
@@ -27,6 +28,7 @@ mod hints;
 mod input;
 mod inspect;
 mod install;
+mod logging;
 mod new;
 mod policy;
 mod reader;
@@ -46,10 +48,12 @@ mod uninstall;
 mod watch;
 mod webhook;
 
+use std::ffi::OsString;
 use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, CommandFactory, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use exit::Exit;
 
@@ -70,6 +74,16 @@ const VERSION: &str = concat!(
 pub(crate) struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// How log lines on stderr are written; AIRLOCK_LOG filters them (e.g. `info`,
+    /// `airlock_server=debug`)
+    #[arg(
+        long,
+        global = true,
+        env = "AIRLOCK_LOG_FORMAT",
+        value_enum,
+        default_value_t = logging::LogFormat::Human
+    )]
+    log_format: logging::LogFormat,
 }
 
 #[derive(Debug, Subcommand)]
@@ -147,15 +161,15 @@ pub fn main() -> ExitCode {
     }
     crate::hardening::install_panic_hook();
     let args: Vec<String> = std::env::args().collect();
-    let cli = Cli::try_parse_from(&args)
-        .unwrap_or_else(|e| hints::with_hint(e, &Cli::command(), &args).exit());
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("AIRLOCK_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let cli = match parse(&args) {
+        Ok(cli) => cli,
+        Err(Refused::Usage(e)) => hints::with_hint(e, &Cli::command(), &args).exit(),
+        Err(Refused::Config(e)) => {
+            eprintln!("error: {e}");
+            return Exit::Usage.into();
+        }
+    };
+    logging::init(cli.log_format);
     let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -164,10 +178,46 @@ pub fn main() -> ExitCode {
     match result {
         Ok(exit) => exit.into(),
         Err(error) => {
-            eprintln!("error: {}", exit::explain(&error));
-            exit::of_error(&error).into()
+            let exit = exit::of_error(&error);
+            logging::error(&exit::explain(&error), exit.code());
+            exit.into()
         }
     }
+}
+
+/// Why the command line was not taken.
+#[derive(Debug, thiserror::Error)]
+enum Refused {
+    #[error(transparent)]
+    Usage(#[from] clap::Error),
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+}
+
+/// The command line, with the settings of `serve --config FILE` in place of the flags it
+/// does not give (nor the environment).
+fn parse(args: &[String]) -> Result<Cli, Refused> {
+    let matches = Cli::command().try_get_matches_from(args)?;
+    let Some(("serve", given)) = matches.subcommand() else {
+        return Ok(Cli::from_arg_matches(&matches)?);
+    };
+    let Some(path) = given.get_one::<PathBuf>("config") else {
+        return Ok(Cli::from_arg_matches(&matches)?);
+    };
+    let file = config::ConfigFile::read(path)?;
+    let mut root = Cli::command();
+    root.build();
+    let serve = root
+        .find_subcommand("serve")
+        .expect("serve is a verb of the command line");
+    let from_file = file.arguments(serve, given, |one| {
+        let line = ["airlock", "serve"].map(OsString::from);
+        Cli::command()
+            .try_get_matches_from(line.into_iter().chain(one.iter().cloned()))
+            .map(drop)
+    })?;
+    let all = args.iter().map(OsString::from).chain(from_file);
+    Ok(Cli::try_parse_from(all)?)
 }
 
 async fn dispatch(command: Command) -> anyhow::Result<Exit> {

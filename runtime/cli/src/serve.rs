@@ -5,6 +5,7 @@
 //! operator says so twice (the switch itself, and `--dev-insecure`).
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use airlock_audit::{AuditTrail, Node};
@@ -13,6 +14,7 @@ use clap::Args;
 
 use super::engine_args::EngineArgs;
 use super::exit::{Exit, fail};
+use super::logging;
 use super::state::StateArgs;
 use airlock_runtime::engine::EngineSettings;
 use airlock_runtime::runtime::Runtime;
@@ -29,6 +31,15 @@ const MIN_HEARTBEAT: std::time::Duration = std::time::Duration::from_millis(100)
 
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
+    /// Settings from this TOML file, each key a flag of this command without its dashes
+    /// (`max-concurrent = 32`, `trusted-proxy = ["10.0.0.0/8"]`); a flag or environment
+    /// variable given wins over the file (docs/deploy.md, "The config file")
+    #[arg(long, env = "AIRLOCK_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Check the settings (the config file, flags and environment) and exit: 0 when the
+    /// server would start with them
+    #[arg(long)]
+    check_config: bool,
     /// Address to listen on (port 0 picks a free one; the address is printed on stdout)
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
@@ -139,10 +150,18 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<Exit> {
         ));
     }
     for switch in &loosened {
-        eprintln!("warning: DEV ONLY {switch} is on (--dev-insecure)");
+        logging::warn(&format!("DEV ONLY {switch} is on (--dev-insecure)"));
     }
     let max_connections = usize::try_from(args.max_connections).unwrap_or(usize::MAX);
     descriptors_for(max_connections)?;
+    if args.check_config {
+        let from = args
+            .config
+            .as_ref()
+            .map_or(String::new(), |file| format!(" ({} and the flags)", file.display()));
+        println!("airlock serve: the settings are valid{from}");
+        return Ok(Exit::Success);
+    }
     let trusted_proxies: AllowRanges = args.trusted_proxy.iter().cloned().collect();
     let node = args.node.clone().unwrap_or_else(Node::host);
     let (store, trail) = state.open_as(node.clone())?;
@@ -182,10 +201,10 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<Exit> {
         .clone()
         .unwrap_or_else(|| format!("http://{bound}"));
     if !trusted_proxies.is_empty() {
-        eprintln!(
+        logging::info(&format!(
             "airlock serve: client addresses taken from X-Forwarded-For or Forwarded sent by \
              {trusted_proxies}"
-        );
+        ));
     }
     let app = Arc::new(
         App::new(runtime, store, trail, limits, &public_url)?.with_trusted_proxies(trusted_proxies),
@@ -194,23 +213,23 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<Exit> {
     let local = match airlock_server::local::bind(&state.data) {
         Ok(local) => Some(local),
         Err(e) => {
-            eprintln!(
-                "warning: no operator socket ({e}): CLI verbs cannot read this data dir while \
-                 the server runs"
-            );
+            logging::warn(&format!(
+                "no operator socket ({e}): CLI verbs cannot read this data dir while the server \
+                 runs"
+            ));
             None
         }
     };
     let shutdown = shutdown()?;
     println!("listening on http://{bound}");
-    eprintln!(
+    logging::info(&format!(
         "airlock serve: data {}, node {node}; stop with Ctrl-C or SIGTERM",
         state.data.display()
-    );
+    ));
     let served = airlock_server::serve(listener, local, app, shutdown).await;
     airlock_server::local::unbind(&state.data);
     served?;
-    eprintln!("stopped: in-flight requests finished, audit checkpoint signed");
+    logging::info("stopped: in-flight requests finished, audit checkpoint signed");
     Ok(Exit::Success)
 }
 
@@ -384,9 +403,9 @@ fn refuse_damaged(store: &Backend, trail: &AuditTrail) -> anyhow::Result<()> {
         ));
     }
     let records = records.map_or(String::new(), |n| format!("{n} records read back, "));
-    eprintln!(
+    logging::info(&format!(
         "store checked: {records}the audit trail whole since its last checkpoint ({} ms)",
         started.elapsed().as_millis()
-    );
+    ));
     Ok(())
 }
