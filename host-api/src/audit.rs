@@ -140,6 +140,12 @@ pub enum AuditEvent {
         /// The peer's IP address.
         peer: String,
     },
+    /// The master key was rotated: every tenant's data key re-wrapped under a new one.
+    MasterKeyRotated {
+        /// How many data keys this rotation re-wrapped (the rest were already under the new
+        /// key: a rotation run again, or run before on another node).
+        rewrapped: u64,
+    },
 }
 
 /// What happened to a stored item.
@@ -210,7 +216,8 @@ impl AuditEvent {
             | Self::ScheduleChanged { .. }
             | Self::WebhookRefused { .. }
             | Self::ConnectionChanged { .. }
-            | Self::ConnectionRefused { .. } => true,
+            | Self::ConnectionRefused { .. }
+            | Self::MasterKeyRotated { .. } => true,
         }
     }
 
@@ -233,6 +240,7 @@ impl AuditEvent {
             Self::ConnectionChanged { .. } => "connection-changed",
             Self::ConnectionRefused { .. } => "connection-refused",
             Self::WebhookRefused { .. } => "webhook-refused",
+            Self::MasterKeyRotated { .. } => "master-key-rotated",
         }
     }
 
@@ -254,7 +262,8 @@ impl AuditEvent {
             | Self::ConnectionRefused { tenant, .. } => tenant.as_deref(),
             Self::TrustRefused { .. }
             | Self::TrustChanged { .. }
-            | Self::ClockRegression { .. } => None,
+            | Self::ClockRegression { .. }
+            | Self::MasterKeyRotated { .. } => None,
         }
     }
 }

@@ -25,9 +25,7 @@ async fn serve_takes_its_settings_from_one_file_and_the_flags_win() {
     // `--listen 127.0.0.1:0` on the command line wins over the file's port 1.
     let server = Server::start(&op, &[], &["--config", &config]);
 
-    let console = server
-        .call(Method::GET, "/console", None, Body::None)
-        .await;
+    let console = server.call(Method::GET, "/console", None, Body::None).await;
     assert_eq!(console.status, StatusCode::NOT_FOUND, "no-console = true");
     let large = server
         .call(
@@ -37,7 +35,12 @@ async fn serve_takes_its_settings_from_one_file_and_the_flags_win() {
             Body::Raw(vec![b' '; 2048]),
         )
         .await;
-    assert_eq!(large.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", large.body);
+    assert_eq!(
+        large.status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "{}",
+        large.body
+    );
     let small = server
         .post("/v1/tenants", &server.admin, json!({"id": "initech"}))
         .await;
@@ -49,13 +52,22 @@ async fn serve_takes_its_settings_from_one_file_and_the_flags_win() {
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
         .collect();
     let said = |text: &str| {
-        lines
-            .iter()
-            .any(|l| l["fields"]["message"].as_str().is_some_and(|m| m.contains(text)))
+        lines.iter().any(|l| {
+            l["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(text))
+        })
     };
     assert!(said("store checked"), "{log}");
-    assert!(said("10.1.0.0/16,10.2.0.0/16"), "both proxies from the file: {log}");
-    assert!(lines.iter().all(|l| l["level"].is_string() && l["timestamp"].is_string()));
+    assert!(
+        said("10.1.0.0/16,10.2.0.0/16"),
+        "both proxies from the file: {log}"
+    );
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["level"].is_string() && l["timestamp"].is_string())
+    );
     server.stop();
 }
 
@@ -86,12 +98,18 @@ fn a_config_file_is_checked_whole_and_its_errors_name_file_line_and_key() {
 
     let (code, said, path_value) = check("value.toml", "workers = 2\nmax-body = \"lots\"\n");
     assert_eq!(code, Some(2));
-    assert!(said.contains(&format!("{path_value}:2: max-body:")), "{said}");
+    assert!(
+        said.contains(&format!("{path_value}:2: max-body:")),
+        "{said}"
+    );
     assert!(said.contains("lots"), "{said}");
 
     let (code, said, _) = check("shape.toml", "no-console = \"yes\"\n");
     assert_eq!(code, Some(2));
-    assert!(said.contains("no-console: a string, where true or false is expected"), "{said}");
+    assert!(
+        said.contains("no-console: a string, where true or false is expected"),
+        "{said}"
+    );
 
     let (code, said, _) = check("itself.toml", "config = \"other.toml\"\n");
     assert_eq!(code, Some(2));
@@ -99,7 +117,10 @@ fn a_config_file_is_checked_whole_and_its_errors_name_file_line_and_key() {
 
     let (code, said, _) = check("broken.toml", "listen = [\n");
     assert_eq!(code, Some(2));
-    assert!(said.contains("not TOML") && said.contains("line 1"), "{said}");
+    assert!(
+        said.contains("not TOML") && said.contains("line 1"),
+        "{said}"
+    );
 
     // A dev switch in the file is still refused unless confirmed, as on the command line.
     let (code, said, _) = check("loose.toml", "allow-private = [\"127.0.0.0/8\"]\n");

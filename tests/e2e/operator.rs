@@ -34,35 +34,57 @@ pub struct Operator {
 
 impl Operator {
     pub fn new() -> Self {
-        Self::with_env(Vec::new(), TempDir::new().expect("temp dir"))
+        Self::with_env(
+            Vec::new(),
+            TempDir::new().expect("temp dir"),
+            TempDir::new().expect("temp dir"),
+        )
     }
 
     /// An operator whose data dir is made under `data` and whose audit dir is `audit`: disks
     /// a test can fill or make read-only.
     pub fn on_disks(data: &Path, audit: &Path) -> Self {
         let env = vec![("AIRLOCK_AUDIT_DIR".into(), audit.display().to_string())];
-        Self::with_env(env, TempDir::new_in(data).expect("temp dir"))
+        Self::with_env(
+            env,
+            TempDir::new_in(data).expect("temp dir"),
+            TempDir::new().expect("temp dir"),
+        )
     }
 
     /// An operator whose state is in the PostgreSQL database `url` (`--store`), with a master
-    /// key of its own in the environment, as every node of a cluster has it.
+    /// key file of its own (`AIRLOCK_MASTER_KEY_FILE`), as every node of a cluster has it.
     pub fn on_postgres(url: &str) -> Self {
         use base64::Engine as _;
-        use std::io::Read as _;
+        use std::io::{Read as _, Write as _};
+        use std::os::unix::fs::OpenOptionsExt as _;
         let mut key = [0u8; 32];
         std::fs::File::open("/dev/urandom")
             .and_then(|mut random| random.read_exact(&mut key))
             .expect("random bytes");
-        let master = base64::engine::general_purpose::STANDARD.encode(key);
+        let keys = TempDir::new().expect("temp dir");
+        let master = keys.path().join("master.key");
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&master)
+            .and_then(|mut file| {
+                let text = base64::engine::general_purpose::STANDARD.encode(key);
+                file.write_all(text.as_bytes())
+            })
+            .expect("master key file");
         let env = vec![
             ("AIRLOCK_STORE".into(), url.into()),
-            ("AIRLOCK_MASTER_KEY".into(), master),
+            (
+                "AIRLOCK_MASTER_KEY_FILE".into(),
+                master.display().to_string(),
+            ),
         ];
-        Self::with_env(env, TempDir::new().expect("temp dir"))
+        Self::with_env(env, TempDir::new().expect("temp dir"), keys)
     }
 
-    fn with_env(env: Vec<(String, String)>, data: TempDir) -> Self {
-        let keys = TempDir::new().expect("temp dir");
+    fn with_env(env: Vec<(String, String)>, data: TempDir, keys: TempDir) -> Self {
         let op = Self { data, keys, env };
         let key = op.keys.path().join("publisher.key").display().to_string();
         let out = op.ok(&["keygen", "--out", &key]);
@@ -70,6 +92,15 @@ impl Operator {
         op.ok(&["trust", "add", &public, "--publisher", "Airlock Examples"]);
         op.ok(&["tenant", "create", "acme"]);
         op
+    }
+
+    /// The master key file: `AIRLOCK_MASTER_KEY_FILE` if this operator sets it, else the
+    /// data dir's.
+    pub fn master_key(&self) -> PathBuf {
+        self.env
+            .iter()
+            .find(|(k, _)| k == "AIRLOCK_MASTER_KEY_FILE")
+            .map_or_else(|| self.data().join("master.key"), |(_, v)| PathBuf::from(v))
     }
 
     pub fn data(&self) -> &Path {

@@ -489,3 +489,113 @@ async fn names_config_and_user_ids_are_sealed_and_a_deleted_tenants_key_is_in_no
     );
     assert!(!stdout(&out).contains(CONFIG_CANARY));
 }
+
+#[test]
+fn a_rotated_master_key_opens_every_secret_and_the_retired_one_opens_none() {
+    let op = Operator::new();
+    let (mock, switches) = setup(op.data());
+    let bundle = op.exfil("0.1.0", "").display().to_string();
+    let grant = op.grant("vault.toml", VAULT_GRANT);
+    op.ok(&["tenant", "create", "globex"]);
+    for tenant in ["acme", "globex"] {
+        op.ok(&[
+            "install",
+            "--tenant",
+            tenant,
+            &bundle,
+            "--installation",
+            "exfil-1",
+            "--grant",
+            &grant,
+        ]);
+        let out = op.set_credential(tenant, "exfil-1", "token", &format!("{CANARY}-{tenant}"));
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    }
+    let key_file = op.master_key();
+    let old = std::fs::read_to_string(&key_file).expect("master key");
+
+    // Staging makes the next key beside the file, 0600, and uses nothing yet; again, the same.
+    let staged = stdout(&op.ok(&["master-key", "stage"])).trim().to_string();
+    assert_eq!(staged, format!("{}.next", key_file.display()));
+    let next = std::fs::read_to_string(&staged).expect("staged key");
+    let mode = std::fs::metadata(&staged)
+        .expect("staged")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    op.ok(&["master-key", "stage"]);
+    assert_eq!(std::fs::read_to_string(&staged).expect("staged"), next);
+
+    let out = op.ok(&["master-key", "rotate"]);
+    assert!(
+        stderr(&out).contains("2 data key(s) re-wrapped"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(std::fs::read_to_string(&key_file).expect("key"), next);
+    assert!(!Path::new(&staged).exists());
+    let retired: Vec<_> = std::fs::read_dir(key_file.parent().expect("parent"))
+        .expect("dir")
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("master.key.retired-")
+        })
+        .collect();
+    assert_eq!(retired.len(), 1);
+    assert_eq!(
+        std::fs::read_to_string(retired[0].path()).expect("old"),
+        old
+    );
+
+    // Every tenant's secret opens under the new key and is injected as before.
+    for (n, tenant) in ["acme", "globex"].into_iter().enumerate() {
+        let run = fetch_installed(&op, &switches, tenant, VAULT, &[]);
+        assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
+        assert_eq!(
+            mock.requests()[n].header("authorization"),
+            [format!("Bearer {CANARY}-{tenant}")]
+        );
+    }
+    // The retired key opens nothing any more: the request fails closed.
+    let run = fetch_installed(
+        &op,
+        &switches,
+        "acme",
+        VAULT,
+        &[("AIRLOCK_MASTER_KEY", old.trim())],
+    );
+    assert!(
+        egress(&run).contains("credential-store"),
+        "{}",
+        stderr(&run)
+    );
+    assert_eq!(mock.requests().len(), 2);
+
+    // Run again, a rotation re-wraps the keys under yet another key; it is recorded each time.
+    let out = op.ok(&["master-key", "rotate"]);
+    assert!(stderr(&out).contains("2 data key(s) re-wrapped"));
+    let export = stdout(&op.ok(&["audit", "export"]));
+    let rotations = export
+        .lines()
+        .filter(|l| l.contains("\"type\":\"master-key-rotated\""))
+        .count();
+    assert_eq!(rotations, 2, "{export}");
+    op.ok(&["audit", "verify"]);
+
+    // A key from the environment has no file to rotate.
+    let out = airlock_with(
+        op.data(),
+        &["master-key", "rotate"],
+        "",
+        &[("AIRLOCK_MASTER_KEY", next.trim())],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("AIRLOCK_MASTER_KEY"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -152,6 +152,7 @@ impl AuditEvent {
                 cut(reason, CODE);
                 cut(peer, TEXT);
             }
+            Self::MasterKeyRotated { rewrapped: _ } => {}
         }
         self
     }

@@ -476,5 +476,8 @@ fn print_record(e: &Envelope) {
             reason,
             peer,
         } => println!("{head} webhook-refused {tenant} {endpoint} {reason} from {peer}"),
+        AuditEvent::MasterKeyRotated { rewrapped } => {
+            println!("{head} master-key-rotated ({rewrapped} data keys re-wrapped)")
+        }
     }
 }

@@ -154,7 +154,10 @@ fn values_of(arg: &Arg, item: &toml_edit::Item) -> Result<Vec<Option<String>>, S
         return match value.as_bool() {
             Some(true) => Ok(vec![None]),
             Some(false) => Ok(Vec::new()),
-            None => Err(format!("a {}, where true or false is expected", value.type_name())),
+            None => Err(format!(
+                "a {}, where true or false is expected",
+                value.type_name()
+            )),
         };
     }
     match value.as_array() {

@@ -29,6 +29,7 @@ mod input;
 mod inspect;
 mod install;
 mod logging;
+mod master_key;
 mod new;
 mod policy;
 mod reader;
@@ -132,6 +133,8 @@ enum Command {
     Audit(audit::AuditArgs),
     /// Print metrics (OpenMetrics text format) derived from the audit trail
     Metrics(audit::MetricsArgs),
+    /// Rotate the master key that wraps the tenants' data keys
+    MasterKey(master_key::MasterKeyArgs),
     /// Write one consistent, sealed backup file of the data dir's store (never the master key)
     Backup(backup::BackupArgs),
     /// Restore a backup into an empty data dir, verifying its seal, keys and audit trail first
@@ -243,6 +246,7 @@ async fn dispatch(command: Command) -> anyhow::Result<Exit> {
         Command::ApiKey(args) => apikey::api_key(args),
         Command::Install(args) => install::install(args),
         Command::Metrics(args) => audit::metrics(args),
+        Command::MasterKey(args) => master_key::master_key(args),
         Command::Backup(args) => backup::backup(args),
         Command::Restore(args) => restore::restore(args),
         Command::Serve(args) => serve::serve(args).await,

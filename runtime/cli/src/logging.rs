@@ -46,7 +46,10 @@ pub(crate) fn init(format: LogFormat) {
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Human => builder.init(),
-        LogFormat::Json => builder.fmt_fields(JsonFields).event_format(JsonLines).init(),
+        LogFormat::Json => builder
+            .fmt_fields(JsonFields)
+            .event_format(JsonLines)
+            .init(),
     }
 }
 
@@ -115,7 +118,11 @@ impl Visit for Fields {
 struct JsonFields;
 
 impl<'writer> FormatFields<'writer> for JsonFields {
-    fn format_fields<R: RecordFields>(&self, mut writer: Writer<'writer>, fields: R) -> fmt::Result {
+    fn format_fields<R: RecordFields>(
+        &self,
+        mut writer: Writer<'writer>,
+        fields: R,
+    ) -> fmt::Result {
         let mut visitor = Fields::default();
         fields.record(&mut visitor);
         write!(writer, "{}", Value::Object(visitor.0))
@@ -208,10 +215,14 @@ mod tests {
         tracing::subscriber::with_default(subscriber, || {
             let span = tracing::info_span!("invoke", tenant = "acme", attempt = 2u64);
             let _entered = span.enter();
-            tracing::warn!(denied = true, host = "evil.test", "egress \"denied\"\nnext line");
+            tracing::warn!(
+                denied = true,
+                host = "evil.test",
+                "egress \"denied\"\nnext line"
+            );
         });
-        let text = String::from_utf8(captured.0.lock().expect("not poisoned").clone())
-            .expect("utf-8");
+        let text =
+            String::from_utf8(captured.0.lock().expect("not poisoned").clone()).expect("utf-8");
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 1, "{text}");
         let line: Value = serde_json::from_str(lines[0]).expect("a JSON line");

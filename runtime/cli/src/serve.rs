@@ -155,10 +155,9 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<Exit> {
     let max_connections = usize::try_from(args.max_connections).unwrap_or(usize::MAX);
     descriptors_for(max_connections)?;
     if args.check_config {
-        let from = args
-            .config
-            .as_ref()
-            .map_or(String::new(), |file| format!(" ({} and the flags)", file.display()));
+        let from = args.config.as_ref().map_or(String::new(), |file| {
+            format!(" ({} and the flags)", file.display())
+        });
         println!("airlock serve: the settings are valid{from}");
         return Ok(Exit::Success);
     }

@@ -10,6 +10,7 @@
 //! - [`api_keys`]: issuing and revoking API keys for Airlock's own API.
 //! - [`tenants`]: creating and deleting tenants.
 //! - [`trust`]: trusting and revoking publisher keys.
+//! - [`master_key`]: rotating the master key that wraps the tenants' data keys.
 //! - [`deliveries`]: inbound webhook deliveries: verified, claimed once, given back on failure.
 //! - [`timetable`]: when a cron schedule's ticks fall, in its time zone, and which were missed.
 //! - [`backup`]: sealed backups of the embedded store, and restores checked before they are
@@ -24,6 +25,7 @@ pub mod backup;
 pub mod connections;
 pub mod deliveries;
 pub mod install;
+pub mod master_key;
 pub mod tenants;
 pub mod timetable;
 pub mod trust;

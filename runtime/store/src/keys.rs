@@ -21,6 +21,15 @@ use airlock_runtime::ids::TenantId;
 
 /// Default master key file name inside the data dir (outside the database itself).
 pub const MASTER_KEY_FILE: &str = "master.key";
+/// What a rotation appends to the key file's name for the new key it stages beside it.
+pub const STAGED_SUFFIX: &str = ".next";
+
+/// Where the master key that replaces the one at `path` is staged during a rotation.
+pub fn staged_key_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(STAGED_SUFFIX);
+    PathBuf::from(name)
+}
 /// The directory of the data dir that holds the wrapped tenant data keys.
 pub const KEYS_DIR: &str = "keys";
 /// A wrapped key file is about 200 bytes of JSON; anything much larger is not one.
@@ -73,6 +82,31 @@ impl MasterSlot {
         let key = Arc::new(key);
         *slot = Some(key.clone());
         Ok(key)
+    }
+
+    /// The key read again, when the one held no longer opens what the store holds (the master
+    /// key was rotated while this process ran): the staged key beside the key file, then the
+    /// key file, the first that `check` accepts kept in place of the old one. `None` when
+    /// neither is there and accepted (a key from `AIRLOCK_MASTER_KEY` is never replaced).
+    pub(crate) fn reload(
+        &self,
+        check: impl Fn(&MasterKey) -> Result<(), StoreError>,
+    ) -> Result<Option<Arc<MasterKey>>, StoreError> {
+        for path in [staged_key_path(&self.path), self.path.clone()] {
+            let Ok(key) = MasterKey::load(&path) else {
+                continue;
+            };
+            match check(&key) {
+                Ok(()) => {
+                    let key = Arc::new(key);
+                    *self.key.lock().unwrap_or_else(PoisonError::into_inner) = Some(key.clone());
+                    return Ok(Some(key));
+                }
+                Err(StoreError::MasterKeyMismatch { .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
     }
 }
 
@@ -240,6 +274,35 @@ impl Store {
             opened += 1;
         }
         Ok(opened)
+    }
+
+    /// Re-wraps every tenant's key file under `new`, each file replaced atomically; a file
+    /// `new` already opens (a rotation interrupted and run again) is left as it is. Returns
+    /// how many were re-wrapped. The caller holds the store: no other process seals meanwhile.
+    pub(crate) fn rewrap_key_files(&self, new: &Arc<MasterKey>) -> Result<u64, StoreError> {
+        let _pass = self.writing();
+        let Some(dir) = self.keys_dir(false)? else {
+            return Ok(0);
+        };
+        let mut rewrapped = 0;
+        for (name, _) in self.key_files()? {
+            let tenant = tenant_of_key_file(&name).ok_or_else(|| StoreError::Corrupt {
+                what: format!("key file {name}"),
+            })?;
+            let wrapped = read_wrapped(&dir, &tenant)?.ok_or_else(|| corrupt(&tenant))?;
+            if new.unwrap(tenant.as_str(), &wrapped).is_ok() {
+                continue;
+            }
+            let key = self.unwrap_key(&tenant, &wrapped)?;
+            let bytes = encode(&new.wrap(tenant.as_str(), &key), &tenant)?;
+            dir.write_atomic(&name, &bytes)
+                .map_err(|source| StoreError::Io {
+                    path: dir.path_of(&name),
+                    source,
+                })?;
+            rewrapped += 1;
+        }
+        Ok(rewrapped)
     }
 
     /// Destroys what a crash left of key files being written (temp files never renamed into

@@ -4,6 +4,10 @@
 //! overwritten and unlinked, so everything it sealed is unreadable from that moment, including
 //! copies left in old database segments), then removes its records.
 
+use std::sync::Arc;
+
+use airlock_host_api::credentials::vault::MasterKey;
+
 use super::{Store, StoreError};
 use crate::records::*;
 use crate::traits::*;
@@ -13,6 +17,10 @@ use airlock_runtime::ids::TenantId;
 const TENANTS: &str = "tenants";
 
 impl Tenants for Store {
+    fn rewrap_data_keys(&self, new: &Arc<MasterKey>) -> Result<u64, StoreError> {
+        self.rewrap_key_files(new)
+    }
+
     fn create_tenant(&self, tenant: &TenantId) -> Result<TenantInfo, StoreError> {
         let _pass = self.writing();
         let info = TenantInfo {

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use airlock_host_api::credentials::vault::MasterKey;
 use airlock_host_api::credentials::{ConnectionTokens, CredentialType, Secret, SecretSource};
 use airlock_host_api::kv::KvBackend;
 use airlock_policy::apikey::{ApiKeyRecord, KeyRefusal};
@@ -42,6 +43,13 @@ pub trait Tenants: Send + Sync {
     /// API keys, then its kv values, webhook endpoints, connections, installations and
     /// credential records. Returns false if there was no such tenant.
     fn delete_tenant(&self, tenant: &TenantId) -> Result<bool, StoreError>;
+
+    /// Re-wraps every tenant's data key under `new`, the master key replacing the one the
+    /// store opened with (docs/deploy.md, "Rotating the master key"). Guarantee: a key `new`
+    /// already opens is left as it is, so a rotation interrupted and run again finishes; on
+    /// PostgreSQL every key (and the master key check) changes in one transaction. Returns how
+    /// many were re-wrapped.
+    fn rewrap_data_keys(&self, new: &Arc<MasterKey>) -> Result<u64, StoreError>;
 }
 
 /// API key records (hashes only) for Airlock's own API.

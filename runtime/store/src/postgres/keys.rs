@@ -27,6 +27,13 @@ impl PgStore {
         self.inner.master.get(|key| self.check_master(key))
     }
 
+    /// The master key after a rotation another process made while this one ran: read again
+    /// from its file (or the staged one beside it) and checked; `None` if neither opens the
+    /// database's check.
+    fn rotated_master(&self) -> Result<Option<Arc<MasterKey>>, StoreError> {
+        self.inner.master.reload(|key| self.check_master(key))
+    }
+
     fn check_master(&self, key: &MasterKey) -> Result<(), StoreError> {
         let fresh = encode(&key.wrap(MASTER_CHECK, &DataKey::generate()))?;
         let stored: Vec<u8> = self.run(move |client| async move {
@@ -47,6 +54,59 @@ impl PgStore {
             .map_err(|_| StoreError::MasterKeyMismatch {
                 store: self.shown().to_string(),
             })
+    }
+
+    /// Re-wraps every tenant's data key and the master key check under `new`, in one
+    /// transaction: every node sees all keys wrapped by the old master key or all by the new.
+    /// A key `new` already opens (a rotation run again, or from another node) is left as it
+    /// is. Returns how many were re-wrapped.
+    pub(crate) fn rewrap_data_keys(&self, new: &Arc<MasterKey>) -> Result<u64, StoreError> {
+        // Another node may have rotated already: then the old key no longer passes the check,
+        // and every key must open with `new`.
+        let old = match self.master() {
+            Ok(old) => Some(old),
+            Err(StoreError::MasterKeyMismatch { .. }) => {
+                self.check_master(new)?;
+                None
+            }
+            Err(e) => return Err(e),
+        };
+        let check = encode(&new.wrap(MASTER_CHECK, &DataKey::generate()))?;
+        let new = new.clone();
+        self.run(move |mut client| async move {
+            let tx = client.transaction().await?;
+            let rows = tx
+                .query("SELECT tenant, wrapped FROM data_keys FOR UPDATE", &[])
+                .await?;
+            let mut rewrapped = 0;
+            for row in rows {
+                let tenant: String = row.get(0);
+                let what = format!("data key of tenant {tenant}");
+                let wrapped = decode(row.get(1), &what)?;
+                if new.unwrap(&tenant, &wrapped).is_ok() {
+                    continue;
+                }
+                let key = old
+                    .as_ref()
+                    .and_then(|old| old.unwrap(&tenant, &wrapped).ok())
+                    .ok_or(StoreError::Decrypt { what })?;
+                let fresh = encode(&new.wrap(&tenant, &key))?;
+                tx.execute(
+                    "UPDATE data_keys SET wrapped = $2 WHERE tenant = $1",
+                    &[&tenant, &fresh],
+                )
+                .await?;
+                rewrapped += 1;
+            }
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES ($1, $2) \
+                 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                &[&MASTER_CHECK, &check],
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(rewrapped)
+        })
     }
 
     /// Destroys the tenant's wrapped data key: what it sealed can never be opened again.
@@ -79,10 +139,14 @@ impl TenantKeys for PgStore {
         };
         let what = format!("data key of tenant {tenant}");
         let wrapped = decode(&stored, &what)?;
-        master
-            .unwrap(tenant.as_str(), &wrapped)
+        if let Ok(key) = master.unwrap(tenant.as_str(), &wrapped) {
+            return Ok(Some(key));
+        }
+        // Rotated by another process since this one resolved its key?
+        self.rotated_master()?
+            .and_then(|master| master.unwrap(tenant.as_str(), &wrapped).ok())
             .map(Some)
-            .map_err(|_| StoreError::Decrypt { what })
+            .ok_or(StoreError::Decrypt { what })
     }
 }
 
@@ -125,4 +189,71 @@ fn decode(bytes: &[u8], what: &str) -> Result<WrappedKey, StoreError> {
     serde_json::from_slice(bytes).map_err(|_| StoreError::Corrupt {
         what: what.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::staged_key_path;
+    use crate::postgres::testing::TestDatabase;
+
+    #[test]
+    fn a_rotation_rewraps_in_one_go_and_a_running_node_picks_up_the_staged_key() {
+        let Some(database) = TestDatabase::create("a_rotation_rewraps_in_one_go") else {
+            return;
+        };
+        let (one, two) = (
+            tempfile::tempdir().expect("dir"),
+            tempfile::tempdir().expect("dir"),
+        );
+        let key_one = one.path().join("master.key");
+        let key_two = two.path().join("master.key");
+        let rotating = database.store(&key_one);
+        let acme: TenantId = "acme".parse().expect("tenant");
+        let globex: TenantId = "globex".parse().expect("tenant");
+        let before =
+            [&acme, &globex].map(|t| rotating.tenant_key(t, true).expect("key").expect("made"));
+        // A second node with the same master key, running before and after the rotation.
+        std::fs::copy(&key_one, &key_two).expect("the same key on node two");
+        let running = database.store(&key_two);
+        running.tenant_key(&acme, false).expect("opens before");
+
+        let staged = staged_key_path(&key_one);
+        let new = Arc::new(MasterKey::generate(&staged).expect("staged key"));
+        assert_eq!(rotating.rewrap_data_keys(&new).expect("rotated"), 2);
+        // Run again (or from another node), nothing is left to re-wrap.
+        assert_eq!(rotating.rewrap_data_keys(&new).expect("again"), 0);
+
+        // A node started with the old key alone is refused, naming the cause.
+        let stale = tempfile::tempdir().expect("dir");
+        let stale_key = stale.path().join("master.key");
+        std::fs::copy(&key_two, &stale_key).expect("old key");
+        assert!(matches!(
+            database.store(&stale_key).tenant_key(&acme, false),
+            Err(StoreError::MasterKeyMismatch { .. })
+        ));
+        // The running node holds the old key: without the staged one beside its file it cannot
+        // open the keys; once it is there, it reads it and carries on.
+        assert!(matches!(
+            running.tenant_key(&acme, false),
+            Err(StoreError::Decrypt { .. })
+        ));
+        std::fs::copy(&staged, staged_key_path(&key_two)).expect("staged on node two");
+        for (tenant, key) in [&acme, &globex].into_iter().zip(&before) {
+            let opened = running
+                .tenant_key(tenant, false)
+                .expect("opens")
+                .expect("key");
+            let aad = airlock_host_api::credentials::vault::ConfigAad {
+                tenant: tenant.as_str(),
+                installation: "one",
+                key_version: 1,
+            };
+            let sealed = key.seal(&aad, b"x");
+            assert_eq!(
+                &opened.open(&aad, &sealed).expect("the same data key")[..],
+                b"x"
+            );
+        }
+    }
 }

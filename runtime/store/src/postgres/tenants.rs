@@ -1,6 +1,10 @@
 //! Tenants, and their deletion: the data key first (crypto-shredding), then every row of the
 //! tenant in one transaction.
 
+use std::sync::Arc;
+
+use airlock_host_api::credentials::vault::MasterKey;
+
 use super::{PgStore, bigint, is_unique_violation, unsigned};
 use crate::StoreError;
 use crate::records::TenantInfo;
@@ -24,6 +28,10 @@ const TENANT_TABLES: &[&str] = &[
 ];
 
 impl Tenants for PgStore {
+    fn rewrap_data_keys(&self, new: &Arc<MasterKey>) -> Result<u64, StoreError> {
+        PgStore::rewrap_data_keys(self, new)
+    }
+
     fn create_tenant(&self, tenant: &TenantId) -> Result<TenantInfo, StoreError> {
         let info = TenantInfo {
             id: tenant.to_string(),
