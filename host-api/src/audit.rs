@@ -140,6 +140,25 @@ pub enum AuditEvent {
         /// The peer's IP address.
         peer: String,
     },
+    /// An alert rule tripped: more of its events than its threshold within its window, for
+    /// one installation, tenant or API key (docs/operate.md, "Alerts").
+    AlertRaised {
+        rule: String,
+        /// What the events were counted for: the installation's tenant, the tenant, or the
+        /// key's tenant (none for the admin key or an unknown one).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tenant: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        installation: Option<String>,
+        /// The API key id, for rules counted per key.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key: Option<String>,
+        /// Events counted in the window when it tripped.
+        count: u64,
+        window_s: u64,
+        /// Whether the rule quarantines what it counted.
+        quarantine: bool,
+    },
     /// The master key was rotated: every tenant's data key re-wrapped under a new one.
     MasterKeyRotated {
         /// How many data keys this rotation re-wrapped (the rest were already under the new
@@ -186,6 +205,11 @@ pub enum InstallChange {
     Reconfigured,
     /// Removed, with everything it owned.
     Uninstalled,
+    /// Suspended by an alert rule (or the operator): its invocations, webhook deliveries and
+    /// runs are refused as `quarantined` until it is released.
+    Quarantined,
+    /// Its quarantine lifted by the operator.
+    Released,
 }
 
 /// What an installation keeps besides its credentials, connections and webhooks.
@@ -217,7 +241,8 @@ impl AuditEvent {
             | Self::WebhookRefused { .. }
             | Self::ConnectionChanged { .. }
             | Self::ConnectionRefused { .. }
-            | Self::MasterKeyRotated { .. } => true,
+            | Self::MasterKeyRotated { .. }
+            | Self::AlertRaised { .. } => true,
         }
     }
 
@@ -241,6 +266,7 @@ impl AuditEvent {
             Self::ConnectionRefused { .. } => "connection-refused",
             Self::WebhookRefused { .. } => "webhook-refused",
             Self::MasterKeyRotated { .. } => "master-key-rotated",
+            Self::AlertRaised { .. } => "alert-raised",
         }
     }
 
@@ -259,7 +285,8 @@ impl AuditEvent {
             | Self::ConnectionChanged { tenant, .. } => Some(tenant),
             Self::ApiKeyChanged { tenant, .. }
             | Self::AccessRefused { tenant, .. }
-            | Self::ConnectionRefused { tenant, .. } => tenant.as_deref(),
+            | Self::ConnectionRefused { tenant, .. }
+            | Self::AlertRaised { tenant, .. } => tenant.as_deref(),
             Self::TrustRefused { .. }
             | Self::TrustChanged { .. }
             | Self::ClockRegression { .. }

@@ -1,11 +1,19 @@
-//! Operating `airlock serve`: one config file, JSON logs (docs/deploy.md).
+//! Operating `airlock serve`: one config file, JSON logs (docs/deploy.md); alert rules,
+//! quarantine and signed notifications (docs/operate.md).
 
+use std::os::unix::fs::PermissionsExt as _;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use hmac::{Hmac, Mac as _};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use sha2::Sha256;
 
 use crate::operator::Operator;
-use crate::serving::{Body, Server};
+use crate::serving::{Body, Server, assert_trail_verifies, records_of};
 use crate::support::stderr;
+use airlock_testkit::{Reply, TestCa, Upstream};
 
 #[tokio::test]
 async fn serve_takes_its_settings_from_one_file_and_the_flags_win() {
@@ -142,4 +150,172 @@ fn a_config_file_is_checked_whole_and_its_errors_name_file_line_and_key() {
         "--check-config",
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+/// The operator's alert endpoint: a TLS stand-in on loopback, answering 204.
+fn alert_endpoint(dir: &std::path::Path) -> (Upstream, String, String) {
+    let ca = TestCa::new().expect("test CA");
+    let ip = "127.0.0.3".parse().expect("ip");
+    let endpoint = Upstream::start(&ca, &["alerts.ops.test"], ip, |_| Reply::status(204))
+        .expect("endpoint starts");
+    let pem = ca.write_pem(dir).expect("CA written").display().to_string();
+    let pin = format!("alerts.ops.test={}", endpoint.addr());
+    (endpoint, pem, pin)
+}
+
+#[tokio::test]
+async fn an_installation_that_probes_is_quarantined_and_the_operator_told_once() {
+    let op = Operator::new();
+    let (endpoint, pem, pin) = alert_endpoint(op.keys.path());
+    let mut random = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut urandom| std::io::Read::read_exact(&mut urandom, &mut random))
+        .expect("random bytes");
+    let secret = format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode(random)
+    );
+    let secret_file = op.keys.path().join("notify.secret");
+    std::fs::write(&secret_file, &secret).expect("secret written");
+    std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    // The default rules (no [[alert]] table), and one endpoint on a private address it allows.
+    let config = op.keys.path().join("airlock.serve.toml");
+    std::fs::write(
+        &config,
+        "[[notify]]\n\
+         url = \"https://alerts.ops.test/hooks/airlock\"\n\
+         secret-file = \"notify.secret\"\n\
+         allow-private = [\"127.0.0.3/32\"]\n",
+    )
+    .expect("config written");
+    let config = config.display().to_string();
+    let server = Server::start(
+        &op,
+        &["--resolve", &pin, "--extra-root-ca", &pem],
+        &["--dev-insecure", "--config", &config],
+    );
+    assert!(
+        server.log().contains("alert rules: egress-probing"),
+        "{}",
+        server.log()
+    );
+    let digest = server.upload(&op.exfil("0.1.0", "")).await;
+    let key = server
+        .tenant(
+            "acme",
+            &["invoke", "installations:read", "installations:write"],
+        )
+        .await;
+    let installed = server
+        .post("/v1/installations", &key, json!({"bundle": digest}))
+        .await;
+    assert_eq!(installed.status, StatusCode::CREATED, "{}", installed.body);
+    let flood = "/v1/installations/exfil/actions/flood-denied";
+
+    // Ten undeclared requests: under the default threshold (20 a minute), nothing happens.
+    let quiet = server.post(flood, &key, json!({"count": 10})).await;
+    assert_eq!(quiet.status, StatusCode::OK, "{}", quiet.body);
+    // Fifteen more within the minute trip the rule.
+    let tripping = server.post(flood, &key, json!({"count": 15})).await;
+    assert_eq!(tripping.status, StatusCode::OK, "{}", tripping.body);
+
+    let until = Instant::now() + Duration::from_secs(20);
+    while endpoint.requests().is_empty() && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let sent = endpoint.requests();
+    assert_eq!(sent.len(), 1, "one notification");
+    let note = &sent[0];
+    assert_eq!(note.method, "POST");
+    assert_eq!(note.path_and_query, "/hooks/airlock");
+    let (id, timestamp) = (
+        note.header("webhook-id")[0],
+        note.header("webhook-timestamp")[0],
+    );
+    let mut mac = Hmac::<Sha256>::new_from_slice(
+        &base64::engine::general_purpose::STANDARD
+            .decode(&secret["whsec_".len()..])
+            .expect("base64"),
+    )
+    .expect("key");
+    mac.update(format!("{id}.{timestamp}.").as_bytes());
+    mac.update(&note.body);
+    let expected = format!(
+        "v1,{}",
+        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    );
+    assert_eq!(note.header("webhook-signature"), [expected.as_str()]);
+    let payload: Value = serde_json::from_slice(&note.body).expect("JSON");
+    assert_eq!(payload["type"], "airlock.alert");
+    assert_eq!(payload["data"]["rule"], "egress-probing");
+    assert_eq!(payload["data"]["tenant"], "acme");
+    assert_eq!(payload["data"]["installation"], "exfil");
+    assert_eq!(payload["data"]["count"], 25);
+    assert_eq!(payload["data"]["quarantined"], true);
+    assert!(payload["data"]["record"].is_u64(), "{payload}");
+
+    // Quarantined: the next invocation is refused, whatever it asks, and says why.
+    let refused = server
+        .post(
+            "/v1/installations/exfil/actions/undeclared-host",
+            &key,
+            json!({}),
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::LOCKED, "{}", refused.body);
+    assert_eq!(refused.body["error"]["code"], "quarantined");
+    let shown = server.get("/v1/installations/exfil", &key).await;
+    assert_eq!(
+        shown.body["quarantine"]["rule"], "egress-probing",
+        "{}",
+        shown.body
+    );
+
+    // The tenant cannot lift it; the operator can, and it runs again.
+    let release = "/v1/installations/exfil/quarantine?tenant=acme";
+    let by_tenant = server
+        .call(
+            Method::DELETE,
+            "/v1/installations/exfil/quarantine",
+            Some(&key),
+            Body::None,
+        )
+        .await;
+    assert_eq!(
+        by_tenant.status,
+        StatusCode::FORBIDDEN,
+        "{}",
+        by_tenant.body
+    );
+    let released = server
+        .call(Method::DELETE, release, Some(&server.admin), Body::None)
+        .await;
+    assert_eq!(released.status, StatusCode::OK, "{}", released.body);
+    assert!(released.body["quarantine"].is_null(), "{}", released.body);
+    let again = server
+        .post(
+            "/v1/installations/exfil/actions/undeclared-host",
+            &key,
+            json!({}),
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.body);
+    // The flood was one alert: no second notification came meanwhile.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(endpoint.requests().len(), 1);
+    server.stop();
+
+    let alerts = records_of(&op, "alert-raised");
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0]["security"], true);
+    assert_eq!(alerts[0]["quarantine"], true);
+    let changes: Vec<Value> = records_of(&op, "installation-changed")
+        .into_iter()
+        .map(|r| r["change"].clone())
+        .collect();
+    assert_eq!(
+        changes,
+        [json!("installed"), json!("quarantined"), json!("released")]
+    );
+    assert_trail_verifies(&op);
 }

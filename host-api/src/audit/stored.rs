@@ -153,6 +153,18 @@ impl AuditEvent {
                 cut(peer, TEXT);
             }
             Self::MasterKeyRotated { rewrapped: _ } => {}
+            Self::AlertRaised {
+                rule,
+                tenant,
+                installation,
+                key,
+                ..
+            } => {
+                cut(rule, NAME);
+                cut_opt(tenant, ID);
+                cut_opt(installation, ID);
+                cut_opt(key, ID);
+            }
         }
         self
     }

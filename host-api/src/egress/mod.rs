@@ -19,6 +19,7 @@ pub(crate) mod body;
 pub mod broker;
 pub mod event;
 pub(crate) mod fields;
+pub mod host;
 mod pool;
 pub mod redact;
 pub mod resolve;

@@ -44,7 +44,7 @@ use std::path::PathBuf;
 pub use checkpoint::{AuditDir, Checkpoint};
 pub use node::Node;
 pub use query::{Entry, Page, Query};
-pub use trail::AuditTrail;
+pub use trail::{AuditTrail, Observer};
 
 use airlock_bundle::keys::KeyError;
 

@@ -74,6 +74,15 @@ struct Inner {
     /// Keys the hashes recorded in place of egress targets.
     target_key: Zeroizing<[u8; 32]>,
     state: Mutex<State>,
+    /// Sees every record this process writes, as it is written (the alert rules).
+    observer: std::sync::OnceLock<Arc<dyn Observer>>,
+}
+
+/// Sees each record as this process writes it, in its trail form, after it is in the chain
+/// and before it is durable. Called outside the trail's lock, on the writer's thread: it must
+/// be quick and must not append (hand the work to a task instead).
+pub trait Observer: Send + Sync {
+    fn observe(&self, envelope: &Envelope);
 }
 
 /// Why a trail stopped taking records, and when it last tried the store again.
@@ -155,6 +164,7 @@ impl AuditTrail {
                     failed: None,
                     lost_races: 0,
                 }),
+                observer: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -350,8 +360,14 @@ impl AuditTrail {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Hands every record this trail writes from now on to `observer` as well. A trail has
+    /// one observer; `false` if it had one already.
+    pub fn observe(&self, observer: Arc<dyn Observer>) -> bool {
+        self.inner.observer.set(observer).is_ok()
+    }
+
     /// Chains and inserts `event` in its trail form (not yet durable); a clock that went
-    /// backwards gets its own record first.
+    /// backwards gets its own record first. The observer sees it once the lock is released.
     pub(super) fn write(&self, event: AuditEvent) -> Result<u64, AuditUnavailable> {
         let event = event.for_trail(&|target| self.target_hash(target));
         let mut state = self.state();
@@ -362,7 +378,12 @@ impl AuditTrail {
             self.insert(&mut state, now, AuditEvent::ClockRegression { previous })?;
         }
         state.last_ms = now;
-        self.insert(&mut state, now, event)
+        let envelope = self.insert(&mut state, now, event)?;
+        drop(state);
+        if let Some(observer) = self.inner.observer.get() {
+            observer.observe(&envelope);
+        }
+        Ok(envelope.seq)
     }
 
     /// Chains `event` after the head and writes it; when another node took that sequence
@@ -372,7 +393,7 @@ impl AuditTrail {
         state: &mut State,
         now_ms: u64,
         event: AuditEvent,
-    ) -> Result<u64, AuditUnavailable> {
+    ) -> Result<Envelope, AuditUnavailable> {
         let mut envelope = Envelope {
             seq: state.next,
             time: clock::rfc3339_ms(now_ms),
@@ -383,7 +404,7 @@ impl AuditTrail {
         };
         for _ in 0..ATTEMPTS {
             match self.try_insert(state, now_ms, &envelope) {
-                Ok(()) => return Ok(envelope.seq),
+                Ok(()) => return Ok(envelope),
                 Err(StoreError::Exists { .. }) => {
                     state.lost_races += 1;
                     if let Err(e) = self.reread(state) {

@@ -476,6 +476,24 @@ fn print_record(e: &Envelope) {
             reason,
             peer,
         } => println!("{head} webhook-refused {tenant} {endpoint} {reason} from {peer}"),
+        AuditEvent::AlertRaised {
+            rule,
+            tenant,
+            installation,
+            key,
+            count,
+            window_s,
+            quarantine,
+        } => {
+            let what = match (tenant, installation, key) {
+                (_, _, Some(key)) => format!("key {key}"),
+                (Some(t), Some(i), None) => format!("{t}/{i}"),
+                (Some(t), None, None) => t.clone(),
+                _ => "(admin)".to_string(),
+            };
+            let acted = if *quarantine { ", quarantined" } else { "" };
+            println!("{head} alert-raised {rule} {what}: {count} in {window_s}s{acted}")
+        }
         AuditEvent::MasterKeyRotated { rewrapped } => {
             println!("{head} master-key-rotated ({rewrapped} data keys re-wrapped)")
         }

@@ -12,11 +12,41 @@ use std::ffi::OsString;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+use airlock_host_api::egress::ip::AllowRanges;
+use airlock_platform::alerts::Rule;
+use airlock_policy::webhook::WebhookSecret;
+use airlock_runtime::fsutil;
+use airlock_server::alerting::{AlertSettings, NotifyEndpoint};
 use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, ArgMatches, Command};
+use zeroize::Zeroizing;
 
 /// The flags that say how to read the file, not what to serve: they cannot be in it.
 const NOT_IN_FILE: [&str; 4] = ["config", "check-config", "help", "version"];
+/// The file's tables, which no flag carries: alert rules and notification endpoints.
+const SECTIONS: [&str; 2] = ["alert", "notify"];
+
+/// The file's `[[alert]]` and `[[notify]]` tables.
+#[derive(Debug, Default, serde::Deserialize)]
+pub(crate) struct Sections {
+    /// The alert rules; `None` when the file has none (the defaults apply).
+    pub alert: Option<Vec<Rule>>,
+    #[serde(default)]
+    pub notify: Vec<Notify>,
+}
+
+/// One `[[notify]]` endpoint, as written.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct Notify {
+    /// An https:// URL.
+    pub url: String,
+    /// A file (mode 0600) holding the endpoint's Standard Webhooks secret, `whsec_…`.
+    pub secret_file: PathBuf,
+    /// Private ranges the endpoint may be in (CIDR).
+    #[serde(default)]
+    pub allow_private: Vec<String>,
+}
 
 /// What is wrong with a config file, named with where.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +58,12 @@ pub(crate) enum ConfigError {
     },
     #[error("{path}: not TOML: {message}")]
     Syntax { path: PathBuf, message: String },
+    #[error("{path}: {key}: {why}")]
+    Setting {
+        path: PathBuf,
+        key: String,
+        why: String,
+    },
     #[error("{path}:{line}: {key}: {why}")]
     Key {
         path: PathBuf,
@@ -35,6 +71,59 @@ pub(crate) enum ConfigError {
         key: String,
         why: String,
     },
+}
+
+impl Sections {
+    /// The server's alert settings: the file's rules (else the defaults), and each endpoint
+    /// with its secret read from its file (relative to the config file's directory).
+    pub(crate) fn alert_settings(self, file: Option<&Path>) -> Result<AlertSettings, ConfigError> {
+        let path = file.map(Path::to_path_buf).unwrap_or_default();
+        let invalid = |why: String| ConfigError::Setting {
+            path: path.clone(),
+            key: "notify".to_owned(),
+            why,
+        };
+        let base = file.map_or(Path::new("."), fsutil::parent_of);
+        let mut notify = Vec::new();
+        for endpoint in self.notify {
+            let url = &endpoint.url;
+            airlock_policy::egress::RequestTarget::parse(url)
+                .map_err(|d| invalid(format!("url {url:?}: {d}")))?;
+            let secret_file = base.join(&endpoint.secret_file);
+            let secret = read_secret(&secret_file)
+                .map_err(|why| invalid(format!("secret-file {}: {why}", secret_file.display())))?;
+            let allow_private = endpoint
+                .allow_private
+                .iter()
+                .map(|cidr| cidr.parse::<AllowRanges>())
+                .collect::<Result<AllowRanges, _>>()
+                .map_err(|e| invalid(format!("allow-private: {e}")))?;
+            notify.push(NotifyEndpoint {
+                url: endpoint.url,
+                secret,
+                allow_private,
+            });
+        }
+        Ok(AlertSettings {
+            rules: self.alert.unwrap_or_else(Rule::defaults),
+            notify,
+        })
+    }
+}
+
+/// A Standard Webhooks secret from a file only its owner can read.
+fn read_secret(path: &Path) -> Result<WebhookSecret, String> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "mode {mode:04o}: others could read it (chmod 600 {})",
+            path.display()
+        ));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    WebhookSecret::standard(Zeroizing::new(text)).map_err(|e| e.to_string())
 }
 
 /// A config file, read and parsed, not yet checked against the flags.
@@ -74,6 +163,9 @@ impl ConfigFile {
     ) -> Result<Vec<OsString>, ConfigError> {
         let mut args = Vec::new();
         for (key, item) in self.document.as_table().iter() {
+            if SECTIONS.contains(&key) {
+                continue;
+            }
             let at = self.line_of(
                 self.document
                     .as_table()
@@ -105,6 +197,54 @@ impl ConfigFile {
             }
         }
         Ok(args)
+    }
+
+    /// The file's `[[alert]]` and `[[notify]]` tables, each checked: an unknown key, a
+    /// missing one or a bad value named with its line.
+    pub(crate) fn sections(&self) -> Result<Sections, ConfigError> {
+        for name in SECTIONS {
+            if let Some(item) = self.document.as_table().get(name)
+                && item.as_array_of_tables().is_none()
+            {
+                return Err(ConfigError::Key {
+                    path: self.path.clone(),
+                    line: self.line_of(item.span()),
+                    key: name.to_owned(),
+                    why: format!("a table list is expected: write [[{name}]] before each"),
+                });
+            }
+        }
+        let sections: Sections = toml::from_str(&self.text).map_err(|e| {
+            let line = self.line_of(e.span());
+            ConfigError::Key {
+                path: self.path.clone(),
+                line,
+                key: "[[alert]] or [[notify]]".to_owned(),
+                why: e.message().to_owned(),
+            }
+        })?;
+        if let Some(rules) = &sections.alert {
+            let tables = self
+                .document
+                .as_table()
+                .get("alert")
+                .and_then(toml_edit::Item::as_array_of_tables);
+            let line = |index: Option<usize>| {
+                let table = tables.and_then(|t| index.and_then(|i| t.get(i)));
+                self.line_of(table.and_then(toml_edit::Table::span))
+            };
+            let refused = |index, e: airlock_platform::alerts::RuleError| ConfigError::Key {
+                path: self.path.clone(),
+                line: line(index),
+                key: "alert".to_owned(),
+                why: e.to_string(),
+            };
+            for (index, rule) in rules.iter().enumerate() {
+                Rule::check_all(std::slice::from_ref(rule)).map_err(|e| refused(Some(index), e))?;
+            }
+            Rule::check_all(rules).map_err(|e| refused(None, e))?;
+        }
+        Ok(sections)
     }
 
     /// The 1-based line of a byte span's start.

@@ -106,7 +106,7 @@ fn load_installed(
     let record = installer
         .get(tenant, installation)
         .map_err(|e| fail(Exit::Usage, e))?;
-    match installer.load(&record) {
+    match installer.load_runnable(&record) {
         Ok(integration) => Ok((integration, record.config)),
         Err(e) => {
             let stored = store.bundle_origin(&record.bundle);

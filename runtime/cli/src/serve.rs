@@ -12,6 +12,7 @@ use airlock_audit::{AuditTrail, Node};
 use airlock_host_api::egress::ip::AllowRanges;
 use clap::Args;
 
+use super::config;
 use super::engine_args::EngineArgs;
 use super::exit::{Exit, fail};
 use super::logging;
@@ -154,6 +155,15 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<Exit> {
     }
     let max_connections = usize::try_from(args.max_connections).unwrap_or(usize::MAX);
     descriptors_for(max_connections)?;
+    let sections = match &args.config {
+        Some(file) => config::ConfigFile::read(file)
+            .and_then(|file| file.sections())
+            .map_err(|e| fail(Exit::Usage, e))?,
+        None => config::Sections::default(),
+    };
+    let alerts = sections
+        .alert_settings(args.config.as_deref())
+        .map_err(|e| fail(Exit::Usage, e))?;
     if args.check_config {
         let from = args.config.as_ref().map_or(String::new(), |file| {
             format!(" ({} and the flags)", file.display())
@@ -208,6 +218,17 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<Exit> {
     let app = Arc::new(
         App::new(runtime, store, trail, limits, &public_url)?.with_trusted_proxies(trusted_proxies),
     );
+    let rules: Vec<&str> = alerts.rules.iter().map(|r| r.name.as_str()).collect();
+    logging::info(&format!(
+        "alert rules: {}; notifications to {} endpoint(s)",
+        if rules.is_empty() {
+            "none".to_string()
+        } else {
+            rules.join(", ")
+        },
+        alerts.notify.len()
+    ));
+    airlock_server::alerting::start(&app, alerts).map_err(|e| anyhow::anyhow!("alerts: {e}"))?;
     // The CLI's listing verbs reach the server here while it holds the store.
     let local = match airlock_server::local::bind(&state.data) {
         Ok(local) => Some(local),

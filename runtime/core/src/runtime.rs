@@ -4,6 +4,8 @@ use std::path::{Path, PathBuf};
 
 use std::sync::Arc;
 
+use airlock_host_api::egress::ip::AllowRanges;
+
 use airlock_host_api::HostState;
 use airlock_host_api::audit::AuditSink;
 use airlock_host_api::credentials::{
@@ -115,6 +117,22 @@ impl Runtime {
     /// The wasmtime engine, for callers (benchmarks) that compare against bare wasmtime.
     pub fn engine(&self) -> &wasmtime::Engine {
         &self.engine
+    }
+}
+
+impl Runtime {
+    /// Egress settings for the host's own requests to the operator's endpoints (alert
+    /// notifications): this runtime's, with `allow` also exempted from the private-address
+    /// denials (an operator's endpoint may live on a private network; a guest's never).
+    pub fn host_egress(&self, allow: &AllowRanges) -> Result<Arc<EgressSettings>, RuntimeError> {
+        if allow.is_empty() {
+            return Ok(self.egress.clone());
+        }
+        let mut settings = self.settings.clone();
+        settings.egress.allow_private = [settings.egress.allow_private.clone(), allow.clone()]
+            .into_iter()
+            .collect();
+        egress_settings(&settings).map(Arc::new)
     }
 }
 

@@ -7,6 +7,7 @@
 //!   installations' credentials and webhook endpoints.
 //! - [`connections`]: OAuth connections: offering a consent, the browser's start link and
 //!   callback, and disconnecting.
+//! - [`alerts`]: alert rules over the security events, counted as records are written.
 //! - [`api_keys`]: issuing and revoking API keys for Airlock's own API.
 //! - [`tenants`]: creating and deleting tenants.
 //! - [`trust`]: trusting and revoking publisher keys.
@@ -20,6 +21,7 @@
 //! axum or clap: services take typed values and return typed errors; HTTP status codes, cookies
 //! and exit codes are the adapters' business.
 
+pub mod alerts;
 pub mod api_keys;
 pub mod backup;
 pub mod connections;

@@ -261,7 +261,7 @@ impl App {
         let bundle = record.bundle.clone();
         let loaded = self
             .installing(move |installer| -> Result<Loaded, InstallError> {
-                let integration = installer.load(&record)?;
+                let integration = installer.load_runnable(&record)?;
                 let config = integration.validate_config(record.config.as_deref())?;
                 Ok(Loaded {
                     record,

@@ -251,6 +251,7 @@ impl From<InstallError> for ApiError {
             | InstallError::SameVersion { .. }
             | InstallError::Rollback { .. } => (StatusCode::CONFLICT, "conflict"),
             InstallError::AdminOnly { .. } => (StatusCode::FORBIDDEN, "admin-only"),
+            InstallError::Quarantined { .. } => (StatusCode::LOCKED, "quarantined"),
             InstallError::Audit(a) => return Self::from(a.clone()),
             InstallError::MissingBundle(..) | InstallError::Store(_) => return Self::internal(e),
         };

@@ -9,6 +9,7 @@
 //!
 //! # Layout
 //! - [`app`]: the shared state: store, trail, trust store, loaded installations, metrics.
+//! - [`alerting`]: what an alert rule that trips does: a record, a quarantine, notifications.
 //! - [`admission`]: per-tenant and global concurrency caps with bounded queues.
 //! - [`auth`]: API keys from the `Authorization` header, scopes.
 //! - [`failures`]: limits on failed attempts (keys, OAuth links, webhook signatures).
@@ -28,6 +29,7 @@
 //! the records of refusals at the edge.
 
 pub mod admission;
+pub mod alerting;
 pub mod app;
 mod auth;
 mod client;

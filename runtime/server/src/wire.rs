@@ -78,6 +78,20 @@ pub(super) struct Installation {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     pending: Option<Pending>,
+    /// Present while the installation is quarantined: nothing of it runs until the admin key
+    /// releases it (`DELETE /v1/installations/{installation}/quarantine`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    quarantine: Option<Quarantine>,
+}
+
+/// Why and since when an installation is quarantined.
+#[derive(Debug, Serialize, ToSchema)]
+struct Quarantine {
+    /// The alert rule that tripped, or `operator`.
+    rule: String,
+    /// Unix seconds.
+    since: u64,
 }
 
 impl From<InstallationRecord> for Installation {
@@ -94,6 +108,7 @@ impl From<InstallationRecord> for Installation {
             created,
             updated,
             pending,
+            quarantine,
         } = record;
         Self {
             tenant,
@@ -107,6 +122,10 @@ impl From<InstallationRecord> for Installation {
             created,
             updated,
             pending: pending.map(Pending::from),
+            quarantine: quarantine.map(|q| Quarantine {
+                rule: q.rule,
+                since: q.since,
+            }),
         }
     }
 }

@@ -239,6 +239,7 @@ mod tests {
             created: 1,
             updated: 1,
             pending: None,
+            quarantine: None,
         }
     }
 

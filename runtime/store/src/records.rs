@@ -34,6 +34,18 @@ pub struct InstallationRecord {
     pub updated: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending: Option<PendingUpgrade>,
+    /// Set while the installation is quarantined: nothing of it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quarantine: Option<Quarantine>,
+}
+
+/// Why and since when an installation is quarantined (docs/operate.md, "Quarantine").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quarantine {
+    /// The alert rule that tripped, or `operator`.
+    pub rule: String,
+    /// Unix seconds.
+    pub since: u64,
 }
 
 /// A newer version that asks for more than the installed one; it waits for approval.

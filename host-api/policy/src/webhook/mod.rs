@@ -18,7 +18,7 @@ use rand_core::{OsRng, RngCore};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-pub use verify::{TOLERANCE, Verified, retention};
+pub use verify::{TOLERANCE, Verified, retention, sign_standard};
 
 /// Random bytes in a generated secret (Standard Webhooks allows 24 to 64).
 const SECRET_BYTES: usize = 32;
@@ -120,6 +120,8 @@ pub enum SecretRefused {
     Required(&'static str),
     #[error("the signing secret must be {MIN_IMPORTED} to {MAX_IMPORTED} visible ASCII characters")]
     Shape,
+    #[error("a Standard Webhooks secret is `whsec_` and the base64 of 24 to 64 bytes")]
+    StandardShape,
     #[error("another endpoint of this tenant already uses this signing secret")]
     InUse,
 }
@@ -164,6 +166,20 @@ impl WebhookSecret {
             "{SECRET_PREFIX}{}",
             STANDARD.encode(*bytes)
         )))
+    }
+
+    /// A Standard Webhooks secret the operator gives (`whsec_` and the base64 of 24 to 64
+    /// bytes), for Airlock's own signed deliveries (alert notifications).
+    pub fn standard(text: Zeroizing<String>) -> Result<Self, SecretRefused> {
+        let text = Zeroizing::new(text.trim().to_string());
+        let decoded = text
+            .strip_prefix(SECRET_PREFIX)
+            .and_then(|b| STANDARD.decode(b).ok())
+            .map(Zeroizing::new);
+        match decoded {
+            Some(bytes) if (24..=64).contains(&bytes.len()) => Ok(Self(text)),
+            _ => Err(SecretRefused::StandardShape),
+        }
     }
 
     /// A stored secret, as opened.

@@ -300,3 +300,29 @@ fn a_rotated_endpoint_verifies_under_either_live_secret() {
         Err(Refusal::Signature)
     );
 }
+
+#[test]
+fn airlocks_own_deliveries_are_signed_as_the_standard_verifies_them() {
+    let secret = generated();
+    let parsed =
+        WebhookSecret::standard(Zeroizing::new(format!("{}\n", secret.expose()))).expect("valid");
+    assert!(parsed.same_as(&secret));
+    let key = parsed.signing_key(Scheme::Standard);
+    let signature = sign_standard(&key, "alert_7", NOW, BODY);
+    assert_eq!(
+        vec![("webhook-signature", signature.clone())],
+        standard(&secret, "alert_7", NOW, BODY)[2..].to_vec()
+    );
+    let delivered = headers(&[
+        ("webhook-id", "alert_7".to_string()),
+        ("webhook-timestamp", NOW.to_string()),
+        ("webhook-signature", signature),
+    ]);
+    assert!(verify(Scheme::Standard, &[key], &delivered, BODY, NOW).is_ok());
+    for bad in ["whsec_short", "not-a-secret", "whsec_!!!!"] {
+        assert_eq!(
+            WebhookSecret::standard(Zeroizing::new(bad.to_string())).err(),
+            Some(SecretRefused::StandardShape)
+        );
+    }
+}

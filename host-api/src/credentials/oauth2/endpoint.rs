@@ -2,27 +2,20 @@
 //! what the response may say (a bearer token only, an RFC 6749 error code only, the account
 //! that consented).
 
-use std::sync::Arc;
-
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use bytes::Bytes;
-use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST, HeaderValue};
-use http::{Method, Request};
-use http_body_util::{BodyExt, Full, Limited};
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use http::{HeaderMap, Method};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::Value;
-use wasmtime_wasi_http::WasiBody;
 use zeroize::Zeroizing;
 
 use super::client::{OAuthClient, OAuthGrant, OAuthSpec};
 use super::connection::{AccountSource, ProviderAccount};
 use crate::credentials::{CredentialError, CredentialType, Secret};
 use crate::egress::EgressSettings;
-use crate::egress::body::LimitedRequestBody;
-use crate::egress::event::Traffic;
-use crate::egress::transport::{self, Timeouts};
-use crate::policy::egress::RequestTarget;
+use crate::egress::host::{self, HostRequestError};
 
 /// What `application/x-www-form-urlencoded` leaves as it is: RFC 3986's unreserved characters.
 const FORM: &AsciiSet = &NON_ALPHANUMERIC
@@ -77,7 +70,6 @@ pub(super) async fn request(
         name: credential.to_string(),
         reason: reason.to_string(),
     };
-    let target = RequestTarget::parse(&spec.token_url).map_err(|d| fail(d.code()))?;
     let encode = |s: &str| utf8_percent_encode(s, FORM).to_string();
     let refreshing = matches!(form, TokenForm::Refresh(_));
     let mut body = Zeroizing::new(match form {
@@ -112,38 +104,26 @@ pub(super) async fn request(
     let mut authorization =
         HeaderValue::from_str(&basic).map_err(|_| fail("invalid-client-secret"))?;
     authorization.set_sensitive(true);
-    let request = Request::builder()
-        .method(Method::POST)
-        .uri(target.path_and_query())
-        .header(HOST, target.authority())
-        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .header(ACCEPT, "application/json")
-        .header(AUTHORIZATION, authorization)
-        .body(Full::new(Bytes::from(body.as_bytes().to_vec())))
-        .map_err(|_| fail("invalid-url"))?;
-    let timeouts = Timeouts::clamped(&settings.limits, None);
-    let traffic = Arc::<Traffic>::default();
-    let request = request.map(|body| {
-        let body: WasiBody = body.map_err(|never| match never {}).boxed_unsync();
-        LimitedRequestBody::new(body, settings.limits.request_body, traffic.clone())
-    });
-    // A fresh connection each time: the host's own requests share no pool with guests'.
-    let response = transport::exchange(
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/x-www-form-urlencoded"),
+    );
+    headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+    headers.insert(AUTHORIZATION, authorization);
+    let (status, body) = host::send(
         settings,
-        (target.host(), target.port()),
-        request,
-        timeouts,
-        traffic,
-        None,
+        Method::POST,
+        &spec.token_url,
+        headers,
+        Bytes::from(body.as_bytes().to_vec()),
+        MAX_TOKEN_RESPONSE,
     )
     .await
-    .map_err(|(_, reason)| fail(&reason))?;
-    let status = response.status();
-    let body = Limited::new(response.into_body(), MAX_TOKEN_RESPONSE)
-        .collect()
-        .await
-        .map_err(|_| fail("token-response-unreadable"))?
-        .to_bytes();
+    .map_err(|e| match e {
+        HostRequestError::Unreadable => fail("token-response-unreadable"),
+        other => fail(&other.to_string()),
+    })?;
     let body: TokenResponse =
         serde_json::from_slice(&body).map_err(|_| fail("token-response-invalid"))?;
     if !status.is_success() || body.access_token.is_none() {

@@ -9,9 +9,11 @@
 //! - [`grant`]: the grant format and the subset check.
 //! - [`diff`]: what an upgrade asks for beyond the installed version.
 //! - [`credentials`]: an installation's credentials, checked against what it declares.
+//! - [`quarantine`]: suspending an installation, and lifting it.
 
 pub mod credentials;
 pub mod diff;
+pub mod quarantine;
 pub mod schedules;
 pub mod uninstall;
 pub mod webhooks;
@@ -91,6 +93,16 @@ pub enum InstallError {
         installation: String,
         version: String,
         items: Vec<String>,
+    },
+    #[error(
+        "installation {installation} of tenant {tenant} is quarantined (rule {rule}, since {since}): \
+         nothing of it runs until the operator releases it"
+    )]
+    Quarantined {
+        tenant: String,
+        installation: String,
+        rule: String,
+        since: String,
     },
     #[error("the stored bundle of installation {0} is missing")]
     MissingBundle(InstallationId),
@@ -214,6 +226,7 @@ impl Installer<'_> {
                 created: now,
                 updated: now,
                 pending: None,
+                quarantine: None,
             };
             self.commit(&record, InstallChange::Installed, &request.bundle)?;
             return Ok(Outcome::Installed(record));
@@ -428,6 +441,19 @@ impl Installer<'_> {
                 tenant: tenant.clone(),
                 installation: installation.clone(),
             })
+    }
+
+    /// [`Self::load`] for running it: a quarantined installation is refused.
+    pub fn load_runnable(&self, record: &InstallationRecord) -> Result<Integration, InstallError> {
+        if let Some(quarantine) = &record.quarantine {
+            return Err(InstallError::Quarantined {
+                tenant: record.tenant.clone(),
+                installation: record.installation.clone(),
+                rule: quarantine.rule.clone(),
+                since: airlock_runtime::clock::rfc3339(quarantine.since),
+            });
+        }
+        self.load(record)
     }
 
     /// Loads what an installation runs: its stored bundle, verified again against the trust

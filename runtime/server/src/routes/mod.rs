@@ -20,6 +20,7 @@ pub(crate) mod invoke;
 mod keys;
 mod oauth;
 mod openapi;
+mod quarantine;
 pub(crate) mod runs;
 mod schedules;
 mod tenants;
@@ -78,6 +79,7 @@ fn api(limits: &ServeLimits) -> OpenApiRouter<Arc<App>> {
             installations::uninstall
         ))
         .routes(routes!(installations::approve))
+        .routes(routes!(quarantine::quarantine, quarantine::release))
         .routes(routes!(credentials::list))
         .routes(routes!(credentials::set, credentials::delete))
         .routes(routes!(oauth::connect))

@@ -68,7 +68,13 @@ fn installations_are_sent_as_stored() {
         created: 1,
         updated: 2,
         pending: None,
+        quarantine: None,
     };
+    same::<_, Installation>(&record);
+    record.quarantine = Some(airlock_store::records::Quarantine {
+        rule: "egress-probing".into(),
+        since: 4,
+    });
     same::<_, Installation>(&record);
     record.config = Some(r#"{"region":"eu"}"#.into());
     for admin_only in [vec![], vec!["credential github: token-url".to_string()]] {

@@ -26,6 +26,7 @@ pub fn record(tenant: &str, installation: &str) -> InstallationRecord {
         created: 1,
         updated: 1,
         pending: None,
+        quarantine: None,
     }
 }
 
