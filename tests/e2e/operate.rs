@@ -319,3 +319,15 @@ async fn an_installation_that_probes_is_quarantined_and_the_operator_told_once()
     );
     assert_trail_verifies(&op);
 }
+
+#[test]
+fn the_example_config_in_docs_checks() {
+    let op = Operator::new();
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/deploy/airlock.serve.toml"
+    );
+    // The data dir and audit dir are the operator's (the environment wins over the file).
+    let out = op.airlock(&["serve", "--config", example, "--check-config"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
