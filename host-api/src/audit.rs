@@ -159,6 +159,14 @@ pub enum AuditEvent {
         /// Whether the rule quarantines what it counted.
         quarantine: bool,
     },
+    /// The audit checkpoint key was replaced by a new one, which the old one introduced
+    /// (`audit.keys` in the audit dir).
+    AuditKeyRotated {
+        /// The retired key's id.
+        old: String,
+        /// The new key's id.
+        new: String,
+    },
     /// The master key was rotated: every tenant's data key re-wrapped under a new one.
     MasterKeyRotated {
         /// How many data keys this rotation re-wrapped (the rest were already under the new
@@ -242,7 +250,8 @@ impl AuditEvent {
             | Self::ConnectionChanged { .. }
             | Self::ConnectionRefused { .. }
             | Self::MasterKeyRotated { .. }
-            | Self::AlertRaised { .. } => true,
+            | Self::AlertRaised { .. }
+            | Self::AuditKeyRotated { .. } => true,
         }
     }
 
@@ -267,6 +276,7 @@ impl AuditEvent {
             Self::WebhookRefused { .. } => "webhook-refused",
             Self::MasterKeyRotated { .. } => "master-key-rotated",
             Self::AlertRaised { .. } => "alert-raised",
+            Self::AuditKeyRotated { .. } => "audit-key-rotated",
         }
     }
 
@@ -290,7 +300,8 @@ impl AuditEvent {
             Self::TrustRefused { .. }
             | Self::TrustChanged { .. }
             | Self::ClockRegression { .. }
-            | Self::MasterKeyRotated { .. } => None,
+            | Self::MasterKeyRotated { .. }
+            | Self::AuditKeyRotated { .. } => None,
         }
     }
 }

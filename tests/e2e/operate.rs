@@ -12,7 +12,7 @@ use sha2::Sha256;
 
 use crate::operator::Operator;
 use crate::serving::{Body, Server, assert_trail_verifies, records_of};
-use crate::support::stderr;
+use crate::support::{stderr, stdout};
 use airlock_testkit::{Reply, TestCa, Upstream};
 
 #[tokio::test]
@@ -330,4 +330,57 @@ fn the_example_config_in_docs_checks() {
     // The data dir and audit dir are the operator's (the environment wins over the file).
     let out = op.airlock(&["serve", "--config", example, "--check-config"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+#[test]
+fn the_audit_key_rotates_and_verify_follows_it_from_the_pinned_key() {
+    let (data, audit) = (
+        tempfile::TempDir::new().expect("dir"),
+        tempfile::TempDir::new().expect("dir"),
+    );
+    let op = Operator::on_disks(data.path(), audit.path());
+    let anchor = std::fs::read_to_string(audit.path().join("audit.pub")).expect("audit.pub");
+    let new = stdout(&op.ok(&["audit", "rotate-key"])).trim().to_string();
+    assert_ne!(new, anchor.trim());
+    op.ok(&["tenant", "create", "globex"]);
+    assert_eq!(
+        std::fs::read_to_string(audit.path().join("audit.pub")).expect("audit.pub"),
+        anchor,
+        "audit.pub keeps the anchor"
+    );
+    let verified = op.ok(&["audit", "verify"]);
+    assert!(
+        stdout(&verified).contains("checkpoint"),
+        "{}",
+        stdout(&verified)
+    );
+    op.ok(&["audit", "verify", "--key", anchor.trim()]);
+    let export = stdout(&op.ok(&["audit", "export"]));
+    assert_eq!(
+        export
+            .lines()
+            .filter(|l| l.contains("\"type\":\"audit-key-rotated\""))
+            .count(),
+        1,
+        "{export}"
+    );
+
+    // An introduction altered to vouch for another key breaks the chain of keys: exit 7.
+    let stranger = op.keys.path().join("stranger.key").display().to_string();
+    let stranger = stdout(&op.ok(&["keygen", "--out", &stranger]))
+        .trim()
+        .to_string();
+    let keys = audit.path().join("audit.keys");
+    let introduced: Value =
+        serde_json::from_str(&std::fs::read_to_string(&keys).expect("audit.keys")).expect("JSON");
+    let mut forged = introduced.clone();
+    forged["key"] = json!(stranger);
+    std::fs::write(&keys, format!("{forged}\n")).expect("tampered");
+    let out = op.airlock(&["audit", "verify"]);
+    assert_eq!(out.status.code(), Some(7), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("key introduction 1 is not signed"),
+        "{}",
+        stdout(&out)
+    );
 }

@@ -2,6 +2,7 @@
 
 use std::sync::OnceLock;
 
+use airlock_audit::KeyChain;
 use airlock_audit::record::{self, Envelope, GENESIS};
 use airlock_audit::verify::verify;
 use airlock_bundle::{PublicKey, SigningKey};
@@ -101,6 +102,6 @@ pub fn chain(data: &[u8]) {
         lines.push((next, rest.to_vec()));
     }
     let key = PublicKey::from_verifying_key(SigningKey::from_bytes(&[9; 32]).verifying_key());
-    let report = verify(&lines, &[], &key, 0);
+    let report = verify(&lines, &[], &KeyChain::single(key), 0);
     assert!(!tampered || !report.is_ok(), "a tampered chain verified");
 }

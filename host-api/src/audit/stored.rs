@@ -153,6 +153,7 @@ impl AuditEvent {
                 cut(peer, TEXT);
             }
             Self::MasterKeyRotated { rewrapped: _ } => {}
+            Self::AuditKeyRotated { old, new } => cut_all([old, new], ID),
             Self::AlertRaised {
                 rule,
                 tenant,

@@ -189,36 +189,8 @@ impl AuditDir {
     /// another process's (a short write is an error, never finished by a second `write` that
     /// another line could precede).
     pub fn append(&self, checkpoint: &Checkpoint) -> Result<(), AuditError> {
-        let path = self.file(&checkpoint.chain);
-        let mut line = serde_json::to_vec(checkpoint).expect("checkpoints always serialize");
-        line.push(b'\n');
-        let mut options = OpenOptions::new();
-        options.append(true).create(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        options
-            .open(&path)
-            .and_then(|mut file| {
-                // A line that could not be written whole and durable is cut off again, so the
-                // file never holds half a checkpoint (a full disk, a read-only one).
-                let before = file.metadata()?.len();
-                let written = match file.write(&line) {
-                    Ok(n) if n == line.len() => file.sync_all(),
-                    Ok(_) => Err(io::Error::new(
-                        io::ErrorKind::WriteZero,
-                        "the checkpoint line was written in part",
-                    )),
-                    Err(e) => Err(e),
-                };
-                if written.is_err() {
-                    let _ = file.set_len(before);
-                }
-                written
-            })
-            .map_err(|source| AuditError::Io { path, source })
+        let line = serde_json::to_vec(checkpoint).expect("checkpoints always serialize");
+        append_line(&self.file(&checkpoint.chain), line)
     }
 
     /// Every checkpoint of `chain`, in file order; a line that does not parse is reported as
@@ -273,6 +245,41 @@ impl CheckpointSigner {
     pub(crate) fn signature(&self, message: &[u8]) -> String {
         STANDARD.encode(self.key.sign(message).to_bytes())
     }
+}
+
+/// Appends `line` and a newline to the file at `path` (created 0600) in one `write`, synced;
+/// a line that cannot be written whole and durable is cut off again (a full disk, a read-only
+/// one), so the file never holds half a line.
+pub(crate) fn append_line(path: &Path, mut line: Vec<u8>) -> Result<(), AuditError> {
+    line.push(b'\n');
+    let mut options = OpenOptions::new();
+    options.append(true).create(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options
+        .open(path)
+        .and_then(|mut file| {
+            let before = file.metadata()?.len();
+            let written = match file.write(&line) {
+                Ok(n) if n == line.len() => file.sync_all(),
+                Ok(_) => Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "the line was written in part",
+                )),
+                Err(e) => Err(e),
+            };
+            if written.is_err() {
+                let _ = file.set_len(before);
+            }
+            written
+        })
+        .map_err(|source| AuditError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
 }
 
 fn create_private_dir(dir: &Path) -> io::Result<()> {

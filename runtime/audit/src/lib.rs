@@ -28,6 +28,7 @@
 
 pub mod checkpoint;
 mod index;
+pub mod keychain;
 pub mod metrics;
 pub mod node;
 pub mod query;
@@ -42,6 +43,7 @@ mod tests;
 use std::path::PathBuf;
 
 pub use checkpoint::{AuditDir, Checkpoint};
+pub use keychain::KeyChain;
 pub use node::Node;
 pub use query::{Entry, Page, Query};
 pub use trail::{AuditTrail, Observer};

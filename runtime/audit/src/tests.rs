@@ -11,6 +11,7 @@ use rand::Rng;
 use tempfile::TempDir;
 
 use super::checkpoint::AuditDir;
+use super::keychain::KeyChain;
 use super::node::Node;
 use super::query::{Entry, Page, Query};
 use super::record::{self, Envelope};
@@ -110,7 +111,7 @@ impl Fixture {
         verify(
             &lines,
             &checkpoints,
-            &dir.public_key().expect("public key"),
+            &KeyChain::single(dir.public_key().expect("public key")),
             self.store.audit_checkpointed().expect("count read"),
         )
     }
@@ -397,7 +398,7 @@ fn a_reopened_trail_continues_the_chain() {
     let report = verify(
         &lines,
         &dir.checkpoints(trail.chain()).expect("checkpoints read"),
-        &dir.public_key().expect("public key"),
+        &KeyChain::single(dir.public_key().expect("public key")),
         trail.checkpointed(),
     );
     assert!(report.is_ok(), "{report:?}");
@@ -417,7 +418,7 @@ fn a_restored_trail_is_checked_against_the_old_chain_and_goes_on_as_a_new_one() 
     }
     f.trail.checkpoint().expect("checkpoint signed");
     let (old, dir) = (f.trail.chain().to_string(), f.trail.dir());
-    let key = dir.public_key().expect("public key");
+    let key = KeyChain::single(dir.public_key().expect("public key"));
     let checkpoints = dir.checkpoints(&old).expect("checkpoints read");
     let plain = verify(&backed_up, &checkpoints, &key, 4);
     assert_eq!(broken_at(&plain), Some(4), "plain verify calls it a cut");
@@ -882,5 +883,82 @@ fn a_damaged_record_is_reported_with_its_node() {
             .to_string()
             .contains("record 2 before it was written by node node-a"),
         "{broken}"
+    );
+}
+
+#[test]
+fn a_rotated_checkpoint_key_is_followed_from_the_anchor_and_a_forged_one_is_not() {
+    let f = Fixture::new(3);
+    let anchor = f.trail.dir().public_key().expect("anchor");
+    // The old private key, kept aside to play a thief who took it.
+    let stolen = TempDir::new().expect("dir");
+    std::fs::copy(
+        f.trail.dir().path().join(crate::checkpoint::KEY_FILE),
+        stolen.path().join(crate::checkpoint::KEY_FILE),
+    )
+    .expect("copied");
+    // A second process rotates; this trail signs its next checkpoint with the new key.
+    let other = f.node("other");
+    let (old, new) = other.dir().rotate_key().expect("rotated");
+    assert_eq!(old, anchor.key_id());
+    f.trail.append_blocking(event(3)).expect("appended");
+    let signed = f.trail.checkpoint().expect("signed").expect("a checkpoint");
+    assert_eq!(signed.key, new.key_id());
+    assert_eq!(
+        f.trail.dir().public_key().expect("anchor").key_id(),
+        anchor.key_id(),
+        "audit.pub keeps the anchor"
+    );
+    let (report, newest) = f.trail.verify_whole(None).expect("verified");
+    assert!(report.is_ok(), "{report:?}");
+    assert_eq!((report.checkpoints, newest.as_str()), (2, new.key_id()));
+    // The anchor alone, without the introduction, does not vouch for the new key's checkpoint.
+    let lines = f.lines();
+    let checkpoints = f
+        .trail
+        .dir()
+        .checkpoints(f.trail.chain())
+        .expect("checkpoints");
+    let alone = verify(&lines, &checkpoints, &KeyChain::single(anchor.clone()), 0);
+    assert!(!alone.is_ok());
+
+    // An introduction signed by any other key is not followed, and says so.
+    let intruder = TempDir::new().expect("dir");
+    let forged_dir = AuditDir::open(intruder.path(), f._data.path()).expect("dir");
+    let forger = forged_dir.signer().expect("a key of the intruder's");
+    let mut introductions = f.trail.dir().introductions().expect("read");
+    let mut forged = introductions[0].clone().expect("parsed");
+    forged.key = forger.public().to_line();
+    introductions.push(Ok(forged));
+    let chain = KeyChain::follow(anchor.clone(), &introductions);
+    assert_eq!(chain.newest(), new.key_id());
+    assert_eq!(chain.problems.len(), 1, "{:?}", chain.problems);
+    let forged_checkpoint = forger.sign(f.trail.chain(), 4, &signed.head, &signed.time);
+    assert!(!chain.signed(&forged_checkpoint));
+
+    // The retired key's signature counts up to its retirement (and a minute's grace), not after.
+    let retired = f
+        .trail
+        .dir()
+        .introductions()
+        .expect("read")
+        .remove(0)
+        .expect("parsed");
+    let retired_at = airlock_runtime::clock::parse_rfc3339_ms(&retired.time).expect("time");
+    let chain = f.trail.dir().key_chain(anchor).expect("chain");
+    let thief = AuditDir::open(stolen.path(), f._data.path())
+        .expect("dir")
+        .signer()
+        .expect("the old key");
+    let at = |ms: u64| airlock_runtime::clock::rfc3339_ms(ms);
+    let within = thief.sign(f.trail.chain(), 4, &signed.head, &at(retired_at + 30_000));
+    assert!(
+        chain.signed(&within),
+        "a server may sign once more before it reads the new key"
+    );
+    let late = thief.sign(f.trail.chain(), 4, &signed.head, &at(retired_at + 120_000));
+    assert!(
+        !chain.signed(&late),
+        "a retired key signs nothing after its retirement"
     );
 }

@@ -32,6 +32,8 @@ use hmac::{Hmac, Mac as _};
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
+use airlock_bundle::keys::PublicKey;
+
 use super::AuditError;
 use super::checkpoint::{AuditDir, Checkpoint, CheckpointSigner};
 use super::index;
@@ -70,7 +72,8 @@ struct Inner {
     /// Named in every record this trail writes.
     node: Node,
     dir: AuditDir,
-    signer: CheckpointSigner,
+    /// The checkpoint key, and which file it was read from.
+    signer: Mutex<Signer>,
     /// Keys the hashes recorded in place of egress targets.
     target_key: Zeroizing<[u8; 32]>,
     state: Mutex<State>,
@@ -83,6 +86,33 @@ struct Inner {
 /// be quick and must not append (hand the work to a task instead).
 pub trait Observer: Send + Sync {
     fn observe(&self, envelope: &Envelope);
+}
+
+/// The checkpoint key as read from `audit.key`, with the file's identity (device and inode):
+/// a rotation by another process renames a new file over it, and the next checkpoint is signed
+/// with the new key ([`crate::keychain`]).
+struct Signer {
+    signer: CheckpointSigner,
+    file: Option<(u64, u64)>,
+}
+
+impl Signer {
+    fn read(dir: &AuditDir) -> Result<Self, AuditError> {
+        let file = key_file_id(dir);
+        Ok(Self {
+            signer: dir.signer()?,
+            // Made by `signer` if it was missing: identify what it read.
+            file: file.or_else(|| key_file_id(dir)),
+        })
+    }
+}
+
+/// Which file `audit.key` is now.
+fn key_file_id(dir: &AuditDir) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata(dir.path().join(crate::checkpoint::KEY_FILE))
+        .ok()
+        .map(|meta| (meta.dev(), meta.ino()))
 }
 
 /// Why a trail stopped taking records, and when it last tried the store again.
@@ -141,7 +171,7 @@ impl AuditTrail {
         }
         let (next, head) = chain_end(log.as_ref())?;
         let checkpointed = log.audit_checkpointed()?;
-        let signer = dir.signer()?;
+        let signer = Signer::read(&dir)?;
         let target_key = dir.target_key(&chain)?;
         let time_mark = catch_up(log.as_ref(), next)?;
         Ok(Self {
@@ -152,7 +182,7 @@ impl AuditTrail {
                 chain,
                 node,
                 dir,
-                signer,
+                signer: Mutex::new(signer),
                 target_key,
                 state: Mutex::new(State {
                     next,
@@ -314,18 +344,36 @@ impl AuditTrail {
         })
     }
 
+    /// Verifies the whole chain ([`verify::verify`]) against its checkpoints, signed by
+    /// `anchor` [default: the audit dir's `audit.pub`] or a key it was rotated to; also returns
+    /// the newest key's id.
+    pub fn verify_whole(
+        &self,
+        anchor: Option<PublicKey>,
+    ) -> Result<(verify::Report, String), AuditError> {
+        let anchor = match anchor {
+            Some(key) => key,
+            None => self.inner.dir.public_key()?,
+        };
+        let keys = self.inner.dir.key_chain(anchor)?;
+        let lines: Vec<(u64, Vec<u8>)> = self.lines().collect::<Result<_, _>>()?;
+        let checkpoints = self.inner.dir.checkpoints(&self.inner.chain)?;
+        let report = verify::verify(&lines, &checkpoints, &keys, self.checkpointed());
+        Ok((report, keys.newest().to_string()))
+    }
+
     /// [`verify::verify_since`] from the newest checkpoint of this chain this trail's key
     /// signed: where the store was damaged or cut short since, if it was. `airlock serve`
     /// refuses to start on one.
     pub fn check_since_checkpoint(&self) -> Result<Option<verify::Break>, AuditError> {
-        let public = self.inner.signer.public();
+        let keys = self.inner.dir.key_chain(self.inner.dir.public_key()?)?;
         let newest = self
             .inner
             .dir
             .checkpoints(&self.inner.chain)?
             .into_iter()
             .flatten()
-            .filter(|c| c.is_signed_by(public))
+            .filter(|c| keys.signed(c))
             .max_by_key(|c| c.count);
         let (count, head) = newest.map_or((0, String::new()), |c| (c.count, c.head));
         let lines = self
@@ -351,6 +399,24 @@ impl AuditTrail {
     #[cfg(test)]
     pub(crate) fn pretend_last_record_at(&self, ms: u64) {
         self.state().last_ms = ms;
+    }
+
+    /// The checkpoint key, read again if `audit.key` is another file than the one it came from.
+    fn signer(&self) -> Result<MutexGuard<'_, Signer>, AuditError> {
+        let mut current = self
+            .inner
+            .signer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let now = key_file_id(&self.inner.dir);
+        if now.is_some() && now != current.file {
+            *current = Signer::read(&self.inner.dir)?;
+            tracing::info!(
+                key = current.signer.public().key_id(),
+                "the audit checkpoint key was rotated; signing with the new key"
+            );
+        }
+        Ok(current)
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -524,7 +590,7 @@ impl AuditTrail {
         // Appends of other tasks may not be flushed yet: a checkpoint must never be durable
         // before the records it counts.
         self.inner.log.flush_audit()?;
-        let checkpoint = self.inner.signer.sign(
+        let checkpoint = self.signer()?.signer.sign(
             &self.inner.chain,
             state.next,
             &hex::encode(state.head),

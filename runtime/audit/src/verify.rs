@@ -13,9 +13,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use super::checkpoint::Checkpoint;
+use super::keychain::KeyChain;
 use super::node::Node;
 use super::record::{self, GENESIS};
-use airlock_bundle::keys::PublicKey;
 
 /// Where the chain first breaks, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,24 +76,25 @@ impl Report {
 }
 
 /// Verifies `lines` (sequence key and stored line, in key order) against `checkpoints`, which
-/// must be signed by `key`. `checkpointed` is how many records the database says checkpoints
+/// must be signed by a key of `keys` (while it was not retired). `checkpointed` is how many records the database says checkpoints
 /// were written for: a checkpoint file missing those is itself tampering.
 pub fn verify(
     lines: &[(u64, Vec<u8>)],
     checkpoints: &[Result<Checkpoint, usize>],
-    key: &PublicKey,
+    keys: &KeyChain,
     checkpointed: u64,
 ) -> Report {
-    let mut anchor_problems = Vec::new();
+    let mut anchor_problems = keys.problems.clone();
     let mut signed: BTreeMap<u64, &Checkpoint> = BTreeMap::new();
     for (i, checkpoint) in checkpoints.iter().enumerate() {
         match checkpoint {
             Err(line) => anchor_problems.push(format!("checkpoint line {line} is unreadable")),
-            Ok(c) if !c.is_signed_by(key) => anchor_problems.push(format!(
-                "checkpoint {} (count {}) is not signed by key {}: forged or altered",
+            Ok(c) if !keys.signed(c) => anchor_problems.push(format!(
+                "checkpoint {} (count {}) is not signed by the audit key (key {}, or one it \
+                 was rotated from while it was current): forged or altered",
                 i + 1,
                 c.count,
-                key.key_id()
+                keys.newest()
             )),
             Ok(c) => {
                 signed.insert(c.count, c);
@@ -140,7 +141,7 @@ pub struct Later {
 pub fn verify_restored(
     lines: &[(u64, Vec<u8>)],
     checkpoints: &[Result<Checkpoint, usize>],
-    key: &PublicKey,
+    keys: &KeyChain,
     checkpointed: u64,
 ) -> (Report, Later) {
     let ends = lines.len() as u64;
@@ -148,7 +149,7 @@ pub fn verify_restored(
     let earlier: Vec<Result<Checkpoint, usize>> = checkpoints
         .iter()
         .filter(|checkpoint| match checkpoint {
-            Ok(c) if c.count > ends && c.is_signed_by(key) => {
+            Ok(c) if c.count > ends && keys.signed(c) => {
                 later.checkpoints += 1;
                 later.newest = later.newest.max(c.count);
                 false
@@ -157,7 +158,7 @@ pub fn verify_restored(
         })
         .cloned()
         .collect();
-    (verify(lines, &earlier, key, checkpointed), later)
+    (verify(lines, &earlier, keys, checkpointed), later)
 }
 
 /// What `airlock serve` checks before it takes a request (docs/deploy.md, "A damaged store"):

@@ -11,7 +11,7 @@ use super::exit::{Exit, fail};
 use super::state::{State, StateArgs};
 use airlock_audit::metrics::{Metrics, exposition};
 use airlock_audit::record::Envelope;
-use airlock_audit::{AuditTrail, Entry, Query, verify};
+use airlock_audit::{AuditTrail, Entry, Query};
 use airlock_devkit::privileges::{Report, Usage};
 use airlock_runtime::bundle::PublicKey;
 use airlock_runtime::clock;
@@ -78,6 +78,10 @@ enum AuditCommand {
         #[arg(long, value_name = "KEY|@FILE")]
         key: Option<String>,
     },
+    /// Replace the checkpoint signing key with a new one, introduced by the old (signed, in
+    /// the audit dir's audit.keys); audit.pub keeps the first key, and `verify` follows the
+    /// introductions from it. On the embedded store, stop `airlock serve` first
+    RotateKey,
     /// Write every record, exactly as stored and hashed
     Export {
         #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
@@ -128,6 +132,26 @@ pub(crate) fn audit(args: AuditArgs) -> anyhow::Result<Exit> {
             Ok(Exit::Success)
         }
         AuditCommand::Verify { key } => verify_trail(&trail()?, checkpoint_key(key)?),
+        AuditCommand::RotateKey => {
+            let trail = trail()?;
+            let (old, new) = trail.dir().rotate_key()?;
+            trail.append_blocking(AuditEvent::AuditKeyRotated {
+                old: old.clone(),
+                new: new.key_id().to_string(),
+            })?;
+            trail.checkpoint()?;
+            println!("{}", new.to_line());
+            eprintln!(
+                "rotated the audit checkpoint key: {old} introduced {} (in {}); checkpoints are                  signed with it from now on, and `airlock audit verify` follows the                  introduction from audit.pub",
+                new.key_id(),
+                trail
+                    .dir()
+                    .path()
+                    .join(airlock_audit::keychain::KEYS_FILE)
+                    .display()
+            );
+            Ok(Exit::Success)
+        }
         AuditCommand::Privileges {
             tenant,
             installation,
@@ -166,13 +190,7 @@ pub(crate) fn checkpoint_key(key: Option<String>) -> anyhow::Result<Option<Publi
 /// `airlock audit verify` of `trail`, against `key` [default: the audit dir's]: prints the
 /// report and ends with exit 7 if it does not verify. `airlock restore` runs it too.
 pub(crate) fn verify_trail(trail: &AuditTrail, key: Option<PublicKey>) -> anyhow::Result<Exit> {
-    let key = match key {
-        Some(key) => key,
-        None => trail.dir().public_key()?,
-    };
-    let lines: Vec<(u64, Vec<u8>)> = trail.lines().collect::<Result<_, _>>()?;
-    let checkpoints = trail.dir().checkpoints(trail.chain())?;
-    let report = verify::verify(&lines, &checkpoints, &key, trail.checkpointed());
+    let (report, newest) = trail.verify_whole(key)?;
     let unindexed = trail.unindexed()?;
     println!(
         "chain {}: {} record(s) link from the first; {} signed checkpoint(s) by key {}, the \
@@ -180,7 +198,7 @@ pub(crate) fn verify_trail(trail: &AuditTrail, key: Option<PublicKey>) -> anyhow
         trail.chain(),
         report.verified,
         report.checkpoints,
-        key.key_id(),
+        newest,
         report.covered
     );
     for problem in &report.anchor_problems {
@@ -493,6 +511,9 @@ fn print_record(e: &Envelope) {
             };
             let acted = if *quarantine { ", quarantined" } else { "" };
             println!("{head} alert-raised {rule} {what}: {count} in {window_s}s{acted}")
+        }
+        AuditEvent::AuditKeyRotated { old, new } => {
+            println!("{head} audit-key-rotated {old} -> {new}")
         }
         AuditEvent::MasterKeyRotated { rewrapped } => {
             println!("{head} master-key-rotated ({rewrapped} data keys re-wrapped)")

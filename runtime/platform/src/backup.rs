@@ -126,8 +126,13 @@ pub fn restore(from: RestoreFrom<'_>) -> Result<Restoring, RestoreError> {
         Some(key) => key,
         None => dir.public_key()?,
     };
+    // The key and the keys it was rotated to (a backup may be sealed by any of them).
+    let audit_keys = dir.key_chain(key.clone())?;
     let manifest = staged.manifest();
-    if !seal::is_sealed_by(&manifest.seal, &manifest.digest, &manifest.created, &key) {
+    let sealed = audit_keys
+        .keys()
+        .any(|key| seal::is_sealed_by(&manifest.seal, &manifest.digest, &manifest.created, key));
+    if !sealed {
         return Err(RestoreError::Unsealed {
             key: key.key_id().to_string(),
         });
@@ -151,7 +156,7 @@ pub fn restore(from: RestoreFrom<'_>) -> Result<Restoring, RestoreError> {
         Some(chain) if trail::is_chain_id(chain) => {
             let checkpoints = dir.checkpoints(chain)?;
             let checkpointed = staged.trail().checkpointed;
-            let (report, later) = verify_restored(&lines, &checkpoints, &key, checkpointed);
+            let (report, later) = verify_restored(&lines, &checkpoints, &audit_keys, checkpointed);
             if !report.is_ok() {
                 return Err(RestoreError::Trail {
                     chain: chain.clone(),

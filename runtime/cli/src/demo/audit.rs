@@ -3,7 +3,7 @@
 use airlock_host_api::audit::AuditEvent;
 
 use super::Demo;
-use airlock_audit::{AuditTrail, record, verify};
+use airlock_audit::{AuditTrail, record};
 
 /// Signs a checkpoint, verifies the whole chain, and summarizes the records from `first` on.
 pub(super) fn show(demo: &mut Demo, trail: &AuditTrail, first: u64) -> anyhow::Result<()> {
@@ -24,16 +24,14 @@ pub(super) fn show(demo: &mut Demo, trail: &AuditTrail, first: u64) -> anyhow::R
          (written before each request left), {security} flagged as security events",
         lines.len() as u64 - first
     );
-    let checkpoints = trail.dir().checkpoints(trail.chain())?;
-    let key = trail.dir().public_key()?;
-    let report = verify::verify(&lines, &checkpoints, &key, trail.checkpointed());
+    let (report, key) = trail.verify_whole(None)?;
     if report.is_ok() {
         println!(
             "  ✓ the chain of {} records verifies against {} checkpoint(s) signed by key {} \
              (kept in {})",
             report.verified,
             report.checkpoints,
-            key.key_id(),
+            key,
             trail.dir().path().display()
         );
         println!("  see them with `airlock audit list`; check them with `airlock audit verify`");

@@ -2,7 +2,6 @@ use tempfile::TempDir;
 
 use super::*;
 use crate::tenants;
-use airlock_audit::verify::verify;
 use airlock_host_api::credentials::{CredentialType, Secret};
 use airlock_runtime::ids::{InstallationId, TenantId};
 use airlock_store::{Credentials as _, Tenants as _};
@@ -73,14 +72,7 @@ fn a_sealed_backup_is_restored_checked_and_goes_on_as_a_new_chain() {
     assert_eq!(restoring.later.checkpoints, 1);
     assert_ne!(restoring.trail().chain(), trail.chain());
     let restored = restoring.trail();
-    let lines: Vec<_> = restored.lines().collect::<Result<_, _>>().expect("lines");
-    let dir = restored.dir();
-    let report = verify(
-        &lines,
-        &dir.checkpoints(restored.chain()).expect("checkpoints"),
-        &dir.public_key().expect("key"),
-        restored.checkpointed(),
-    );
+    let (report, _) = restored.verify_whole(None).expect("verified");
     assert!(report.is_ok(), "{report:?}");
     assert_eq!(report.covered, records);
     assert!(

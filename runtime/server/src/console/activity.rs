@@ -205,14 +205,7 @@ async fn trail_state(
             .next_back()
             .cloned();
         let report = if verify {
-            let key = trail.dir().public_key()?;
-            let lines: Vec<(u64, Vec<u8>)> = trail.lines().collect::<Result<_, _>>()?;
-            Some(airlock_audit::verify::verify(
-                &lines,
-                &checkpoints,
-                &key,
-                trail.checkpointed(),
-            ))
+            Some(trail.verify_whole(None)?.0)
         } else {
             None
         };
