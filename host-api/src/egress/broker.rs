@@ -24,6 +24,7 @@ use http::{Request, Response};
 use http_body_util::BodyExt;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 use wasmtime_wasi_http::{Error, ForbiddenHeaderFilter, RequestOptions, WasiBody, WasiHttpHooks};
 
 use super::body::{LimitedRequestBody, RedactedResponseBody};
@@ -381,6 +382,18 @@ impl WasiHttpHooks for BrokeredHttp {
     ) -> SendFuture {
         let started = Instant::now();
         let admitted = self.admit(&mut request);
+        // Metadata only, as the audit record: the method, the rule's number and origin, the
+        // decision, its reason and the status; never the URL, a header or a body.
+        let span = tracing::info_span!(
+            "egress",
+            http.request.method = tracing::field::Empty,
+            airlock.egress.rule = tracing::field::Empty,
+            airlock.egress.via = tracing::field::Empty,
+            airlock.egress.decision = tracing::field::Empty,
+            airlock.egress.reason = tracing::field::Empty,
+            http.response.status_code = tracing::field::Empty,
+        );
+        let traced = span.clone();
         let log = self.log.clone();
         let settings = self.settings.clone();
         let credentials = self.credentials.clone();
@@ -390,119 +403,147 @@ impl WasiHttpHooks for BrokeredHttp {
         let tenant_in_flight = self.tenant_in_flight.clone();
         let ended = self.ended.clone();
         let scope = self.scope.clone();
-        Box::new(async move {
-            let admitted = match admitted {
-                Ok(admitted) => admitted,
-                Err(refused) => {
-                    let (error, event) = *refused;
-                    log.push(event, None);
-                    return Err(error);
-                }
-            };
-            let mut event = EgressEvent {
-                hint: None,
-                method: admitted.method.clone(),
-                target: Some(admitted.target.clone()),
-                via: Some(admitted.via.clone()),
-                target_hash: None,
-                rule: Some(admitted.rule),
-                credential: admitted.credential.as_ref().map(|(name, _)| name.clone()),
-                decision: Decision::Allowed,
-                reason: None,
-                status: None,
-                retry_after_s: None,
-                duration_us: 0,
-                address: None,
-                bytes_out: 0,
-                bytes_in: 0,
-                redactions: 0,
-            };
-            // Registered first: if the invocation ends before this request does, it is recorded
-            // as aborted, and the request stops with it.
-            let pending = log.start(event.clone(), started);
-            let traffic = Arc::new(Traffic {
-                capture: settings.tap.clone().map(Capture::new),
-                ..Traffic::default()
-            });
-            let exchange = async {
-                // No record, no request (AL-06/07).
-                let durable = journal.intent(&event).await;
-                if durable.is_err() {
-                    return Err((Error::HttpRequestDenied, "audit-unavailable".to_string()));
-                }
-                let Ok(permit) = in_flight.try_acquire_owned() else {
-                    return Err((
-                        Error::ConnectionLimitReached,
-                        "concurrency-limit".to_string(),
-                    ));
-                };
-                // The tenant's other invocations may hold every slot: wait for one, as long
-                // as this invocation lasts (its end cancels the wait).
-                let tenant_permit = tenant_in_flight.acquire_owned().await.map_err(|_| {
-                    (
-                        Error::ConnectionLimitReached,
-                        "tenant-concurrency-limit".to_string(),
-                    )
-                })?;
-                let response = send(
-                    &settings,
-                    credentials.as_ref(),
-                    &admitted,
-                    (request, options),
-                    redactions,
-                    (traffic.clone(), &scope),
-                )
-                .await?;
-                // The permits live as long as the exchange: the body is still being read after
-                // the response head. They go when it ends, is dropped, or the invocation ends.
-                let ended = ended.clone();
-                let exchange = traffic.clone();
-                let io: IoFuture = Box::new(async move {
-                    let _permits = (permit, tenant_permit);
-                    tokio::select! {
-                        biased;
-                        () = ended.cancelled() => Ok(()),
-                        () = exchange.settled() => Ok(()),
+        Box::new(
+            async move {
+                let admitted = match admitted {
+                    Ok(admitted) => admitted,
+                    Err(refused) => {
+                        let (error, event) = *refused;
+                        trace(&traced, &event);
+                        log.push(event, None);
+                        return Err(error);
                     }
+                };
+                let mut event = EgressEvent {
+                    hint: None,
+                    method: admitted.method.clone(),
+                    target: Some(admitted.target.clone()),
+                    via: Some(admitted.via.clone()),
+                    target_hash: None,
+                    rule: Some(admitted.rule),
+                    credential: admitted.credential.as_ref().map(|(name, _)| name.clone()),
+                    decision: Decision::Allowed,
+                    reason: None,
+                    status: None,
+                    retry_after_s: None,
+                    duration_us: 0,
+                    address: None,
+                    bytes_out: 0,
+                    bytes_in: 0,
+                    redactions: 0,
+                };
+                // Registered first: if the invocation ends before this request does, it is recorded
+                // as aborted, and the request stops with it.
+                let pending = log.start(event.clone(), started);
+                let traffic = Arc::new(Traffic {
+                    capture: settings.tap.clone().map(Capture::new),
+                    ..Traffic::default()
                 });
-                Ok((response, io))
-            };
-            let result = tokio::select! {
-                biased;
-                // Left pending in the log, which records it as aborted.
-                () = ended.cancelled() => return Err(Error::ConnectionTerminated),
-                result = exchange => result,
-            };
-            event.duration_us = started.elapsed().as_micros() as u64;
-            let outcome = match result {
-                Ok((response, io)) => {
-                    event.status = Some(response.status().as_u16());
-                    event.retry_after_s = super::event::retry_after(
-                        response.status().as_u16(),
-                        response
-                            .headers()
-                            .get(http::header::RETRY_AFTER)
-                            .map(|v| v.as_bytes()),
-                        std::time::SystemTime::now(),
-                    );
-                    Ok((response, io))
-                }
-                Err((error, reason)) => {
-                    event.decision = if reason.starts_with("destination-ip")
-                        || reason.starts_with("credential-")
-                        || reason == "audit-unavailable"
-                    {
-                        Decision::Denied
-                    } else {
-                        Decision::Failed
+                let exchange = async {
+                    // No record, no request (AL-06/07).
+                    let durable = journal.intent(&event).await;
+                    if durable.is_err() {
+                        return Err((Error::HttpRequestDenied, "audit-unavailable".to_string()));
+                    }
+                    let Ok(permit) = in_flight.try_acquire_owned() else {
+                        return Err((
+                            Error::ConnectionLimitReached,
+                            "concurrency-limit".to_string(),
+                        ));
                     };
-                    event.reason = Some(reason);
-                    Err(error)
-                }
-            };
-            log.finish(pending, event, traffic);
-            outcome
-        })
+                    // The tenant's other invocations may hold every slot: wait for one, as long
+                    // as this invocation lasts (its end cancels the wait).
+                    let tenant_permit = tenant_in_flight.acquire_owned().await.map_err(|_| {
+                        (
+                            Error::ConnectionLimitReached,
+                            "tenant-concurrency-limit".to_string(),
+                        )
+                    })?;
+                    let response = send(
+                        &settings,
+                        credentials.as_ref(),
+                        &admitted,
+                        (request, options),
+                        redactions,
+                        (traffic.clone(), &scope),
+                    )
+                    .await?;
+                    // The permits live as long as the exchange: the body is still being read after
+                    // the response head. They go when it ends, is dropped, or the invocation ends.
+                    let ended = ended.clone();
+                    let exchange = traffic.clone();
+                    let io: IoFuture = Box::new(async move {
+                        let _permits = (permit, tenant_permit);
+                        tokio::select! {
+                            biased;
+                            () = ended.cancelled() => Ok(()),
+                            () = exchange.settled() => Ok(()),
+                        }
+                    });
+                    Ok((response, io))
+                };
+                let result = tokio::select! {
+                    biased;
+                    // Left pending in the log, which records it as aborted.
+                    () = ended.cancelled() => return Err(Error::ConnectionTerminated),
+                    result = exchange => result,
+                };
+                event.duration_us = started.elapsed().as_micros() as u64;
+                let outcome = match result {
+                    Ok((response, io)) => {
+                        event.status = Some(response.status().as_u16());
+                        event.retry_after_s = super::event::retry_after(
+                            response.status().as_u16(),
+                            response
+                                .headers()
+                                .get(http::header::RETRY_AFTER)
+                                .map(|v| v.as_bytes()),
+                            std::time::SystemTime::now(),
+                        );
+                        Ok((response, io))
+                    }
+                    Err((error, reason)) => {
+                        event.decision = if reason.starts_with("destination-ip")
+                            || reason.starts_with("credential-")
+                            || reason == "audit-unavailable"
+                        {
+                            Decision::Denied
+                        } else {
+                            Decision::Failed
+                        };
+                        event.reason = Some(reason);
+                        Err(error)
+                    }
+                };
+                trace(&traced, &event);
+                log.finish(pending, event, traffic);
+                outcome
+            }
+            .instrument(span),
+        )
+    }
+}
+
+/// Records what the audit record of a request holds on its span.
+fn trace(span: &tracing::Span, event: &EgressEvent) {
+    span.record("http.request.method", event.method.as_str());
+    if let Some(rule) = event.rule {
+        span.record("airlock.egress.rule", rule);
+    }
+    if let Some(via) = &event.via {
+        span.record("airlock.egress.via", via.as_str());
+    }
+    let decision = match event.decision {
+        Decision::Allowed => "allowed",
+        Decision::Denied => "denied",
+        Decision::Failed => "failed",
+    };
+    span.record("airlock.egress.decision", decision);
+    if let Some(reason) = &event.reason {
+        span.record("airlock.egress.reason", reason.as_str());
+    }
+    if let Some(status) = event.status {
+        span.record("http.response.status_code", status);
     }
 }
 

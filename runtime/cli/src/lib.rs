@@ -172,7 +172,17 @@ pub fn main() -> ExitCode {
             return Exit::Usage.into();
         }
     };
-    logging::init(cli.log_format);
+    let traces = match &cli.command {
+        Command::Serve(args) => match args.traces() {
+            Ok(traces) => traces,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Exit::Usage.into();
+            }
+        },
+        _ => None,
+    };
+    logging::init(cli.log_format, traces);
     let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -9,15 +9,19 @@
 use std::fmt;
 use std::sync::OnceLock;
 
+use airlock_server::telemetry::{self, OtlpLayer};
 use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
-use tracing_subscriber::EnvFilter;
 use tracing_subscriber::field::RecordFields;
+use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
+use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{EnvFilter, Layer as _};
 
 /// How log lines are written.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -31,9 +35,10 @@ pub(crate) enum LogFormat {
 
 static FORMAT: OnceLock<LogFormat> = OnceLock::new();
 
-/// Installs the subscriber: `AIRLOCK_LOG` if set, else warnings (and `serve`'s notices in JSON
-/// mode, where a collector wants them).
-pub(crate) fn init(format: LogFormat) {
+/// Installs the subscriber: log lines filtered by `AIRLOCK_LOG` if set, else warnings (and
+/// `serve`'s notices in JSON mode, where a collector wants them); and, given `traces`,
+/// Airlock's spans exported as OpenTelemetry traces whatever the log filter says.
+pub(crate) fn init(format: LogFormat, traces: Option<OtlpLayer>) {
     let _ = FORMAT.set(format);
     let fallback = match format {
         LogFormat::Human => "warn",
@@ -41,16 +46,16 @@ pub(crate) fn init(format: LogFormat) {
     };
     let filter =
         EnvFilter::try_from_env("AIRLOCK_LOG").unwrap_or_else(|_| EnvFilter::new(fallback));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Human => builder.init(),
-        LogFormat::Json => builder
-            .fmt_fields(JsonFields)
-            .event_format(JsonLines)
-            .init(),
-    }
+    let lines = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let lines = match format {
+        LogFormat::Human => lines.boxed(),
+        LogFormat::Json => lines.fmt_fields(JsonFields).event_format(JsonLines).boxed(),
+    };
+    let traces = traces.map(|layer| layer.with_filter(filter_fn(telemetry::is_ours)));
+    tracing_subscriber::registry()
+        .with(lines.with_filter(filter))
+        .with(traces)
+        .init();
 }
 
 fn json() -> bool {

@@ -74,6 +74,10 @@ pub(crate) struct ServeArgs {
     /// only the run's metadata stays
     #[arg(long, default_value = "7d", value_name = "DURATION")]
     dead_run_retention: HumanDuration,
+    /// Export traces to this OpenTelemetry collector, OTLP/HTTP with JSON:
+    /// http://HOST:PORT[/PATH] (spans go to PATH/v1/traces; docs/operate.md, "Traces")
+    #[arg(long, env = "AIRLOCK_OTLP_ENDPOINT", value_name = "URL")]
+    otlp_endpoint: Option<String>,
     /// Serve no operator console at /console (docs/api.md, "The console")
     #[arg(long)]
     no_console: bool,
@@ -109,6 +113,20 @@ pub(crate) struct ServeArgs {
     engine: EngineArgs,
     #[command(flatten)]
     state: StateArgs,
+}
+
+impl ServeArgs {
+    /// The trace exporter `--otlp-endpoint` asks for, started.
+    pub(crate) fn traces(
+        &self,
+    ) -> Result<Option<airlock_server::telemetry::OtlpLayer>, airlock_server::telemetry::OtlpError>
+    {
+        let node = self.node.clone().unwrap_or_else(Node::host);
+        self.otlp_endpoint
+            .as_deref()
+            .map(|endpoint| airlock_server::telemetry::OtlpLayer::start(endpoint, node.as_str()))
+            .transpose()
+    }
 }
 
 pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<Exit> {

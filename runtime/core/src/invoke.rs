@@ -8,6 +8,8 @@ use crate::exit::Exit;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tracing::Instrument as _;
+
 use airlock_host_api::HostState;
 use airlock_host_api::audit::{
     AuditEvent, EgressJournal, InvocationRecord, NoJournal, Subject, Trigger, ValidationFailure,
@@ -360,7 +362,11 @@ impl Runtime {
             .await;
         if let Some(trail) = &self.audit {
             let record = invocation.audit_record(integration, &caller.subject, caller.trigger);
-            match trail.append(record).await {
+            let appended = trail
+                .append(record)
+                .instrument(tracing::info_span!("audit.append"))
+                .await;
+            match appended {
                 Ok(seq) => invocation.record = Some(seq),
                 Err(unavailable) => invocation.result = Err(InvokeError::Audit(unavailable.0)),
             }
@@ -541,10 +547,15 @@ impl Runtime {
     ) -> Result<Value, InvokeError> {
         let limits = *integration.limits();
         let call = async {
-            let instance = integration.pre.instantiate_async(&mut *store).await?;
+            let instance = integration
+                .pre
+                .instantiate_async(&mut *store)
+                .instrument(tracing::info_span!("instantiate"))
+                .await?;
             instance
                 .airlock_integration_handler()
                 .call_invoke(&mut *store, action, input)
+                .instrument(tracing::info_span!("guest.run"))
                 .await
         };
         // Epoch interruption stops wasm code; this stops a guest blocked in a host call, at the

@@ -19,6 +19,7 @@
 //! - [`error`]: one JSON error shape, with the status each failure maps to.
 //! - [`routes`]: the `/v1` API, `/healthz` and `/metrics`, one file per resource, and the
 //!   OpenAPI document generated from them (`GET /v1/openapi.json`).
+//! - [`telemetry`]: Airlock's spans as OpenTelemetry traces, exported over OTLP/HTTP.
 //! - [`wire`]: the API's JSON for records other modules own, so the document describes
 //!   exactly what is sent.
 //!
@@ -43,6 +44,7 @@ mod queue;
 mod retries;
 mod routes;
 mod scheduler;
+pub mod telemetry;
 mod wire;
 mod worker;
 

@@ -7,7 +7,9 @@
 //! [`IDLE`], or until this node queues one.
 
 use std::sync::Arc;
+
 use std::time::Duration;
+use tracing::Instrument as _;
 
 use airlock_host_api::audit::Trigger;
 use airlock_runtime::clock;
@@ -69,7 +71,17 @@ async fn idle(app: &Arc<App>, stopped: &mut watch::Receiver<bool>) {
 /// Invokes `claimed` and ends its attempt.
 async fn execute(app: &Arc<App>, claimed: ClaimedRun) {
     let ClaimedRun { run, claim, input } = claimed;
-    let judged = invoke_run(app, &run, String::from_utf8_lossy(&input).into_owned()).await;
+    let span = tracing::info_span!(
+        "queued.run",
+        airlock.run = %run.id,
+        airlock.tenant = %run.tenant,
+        airlock.installation = %run.installation,
+        airlock.outcome = tracing::field::Empty,
+    );
+    let judged = invoke_run(app, &run, String::from_utf8_lossy(&input).into_owned())
+        .instrument(span.clone())
+        .await;
+    span.record("airlock.outcome", judged.outcome.as_str());
     drop(input);
     let now = clock::now_unix_ms();
     let Judged {

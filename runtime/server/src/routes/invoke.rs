@@ -10,6 +10,8 @@
 
 use std::sync::Arc;
 
+use tracing::Instrument as _;
+
 use airlock_host_api::audit::{Subject, Trigger};
 use airlock_host_api::credentials::CredentialScope;
 use axum::Json;
@@ -266,6 +268,17 @@ pub(crate) async fn run(
 ) -> Result<Invocation, ApiError> {
     let runtime = tokio::runtime::Handle::current();
     let (done, task) = tokio::sync::oneshot::channel();
+    // Metadata only: ids, the trigger, and the action only if the integration declares it.
+    let declared = ready.action(&action).is_some().then_some(action.as_str());
+    let span = tracing::info_span!(
+        "invocation",
+        airlock.tenant = %ready.caller.subject.tenant,
+        airlock.installation = %ready.caller.subject.installation,
+        airlock.action = declared,
+        airlock.trigger = ?ready.caller.trigger,
+        airlock.outcome = tracing::field::Empty,
+    );
+    let traced = span.clone();
     std::thread::Builder::new()
         .name("airlock-guest".into())
         .spawn(move || {
@@ -274,18 +287,28 @@ pub(crate) async fn run(
                 loaded,
                 caller,
             } = ready;
-            let invocation = runtime.block_on(app.runtime.invoke_as(
-                &loaded.integration,
-                &loaded.config,
-                &caller,
-                &action,
-                &input,
-            ));
+            let invocation = runtime.block_on(
+                app.runtime
+                    .invoke_as(
+                        &loaded.integration,
+                        &loaded.config,
+                        &caller,
+                        &action,
+                        &input,
+                    )
+                    .instrument(traced),
+            );
             drop(admitted);
             let _ = done.send(invocation);
         })
         .map_err(ApiError::internal)?;
-    task.await.map_err(ApiError::internal)
+    let invocation = task.await.map_err(ApiError::internal)?;
+    let outcome = invocation
+        .result
+        .as_ref()
+        .map_or_else(|e| e.class(), |_| "ok");
+    span.record("airlock.outcome", outcome);
+    Ok(invocation)
 }
 
 /// The output (with the guest's log if asked for), or the typed error; headers name the

@@ -120,7 +120,38 @@ pub(crate) fn router(app: Arc<App>) -> Router {
     } else {
         router
     };
-    router.with_state(app)
+    router
+        .route_layer(axum::middleware::from_fn(traced))
+        .with_state(app)
+}
+
+/// Runs a request in its span (docs/operate.md, "Traces"): the method, the route template
+/// (never the path, which names tenants' ids and data) and the status; a valid W3C
+/// `traceparent` from the caller makes it a child of the caller's span.
+async fn traced(
+    matched: Option<axum::extract::MatchedPath>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use tracing::Instrument as _;
+    let route = matched
+        .as_ref()
+        .map_or("", axum::extract::MatchedPath::as_str);
+    let traceparent = request
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| crate::telemetry::parse(v).is_some());
+    let span = tracing::info_span!(
+        "api.request",
+        http.request.method = %request.method(),
+        http.route = route,
+        http.response.status_code = tracing::field::Empty,
+        traceparent,
+    );
+    let response = next.run(request).instrument(span.clone()).await;
+    span.record("http.response.status_code", response.status().as_u16());
+    response
 }
 
 /// The OpenAPI document `GET /v1/openapi.json` serves (and `docs/openapi.json` holds).
