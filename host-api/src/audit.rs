@@ -187,6 +187,8 @@ pub enum Change {
     /// Stopped for now (a schedule), and started again.
     Paused,
     Resumed,
+    /// An API key suspended by an alert rule or the operator (lifted: `resumed`).
+    Suspended,
 }
 
 /// What happened to an OAuth connection.

@@ -558,3 +558,103 @@ async fn traces_follow_the_callers_trace_into_the_invocation_and_its_egress() {
     assert!(!exported.contains(CANARY), "{exported}");
     server.stop();
 }
+
+#[tokio::test]
+async fn a_key_probing_scopes_it_lacks_is_suspended_and_a_guessed_one_never_is() {
+    let op = Operator::new();
+    let config = op.keys.path().join("airlock.serve.toml");
+    std::fs::write(
+        &config,
+        "[[alert]]\n\
+         name = \"scope-probing\"\n\
+         signal = \"access-refused\"\n\
+         per = \"key\"\n\
+         threshold = 3\n\
+         window = \"1m\"\n\
+         quarantine = true\n",
+    )
+    .expect("config written");
+    let config = config.display().to_string();
+    let server = Server::start(&op, &[], &["--config", &config]);
+    let key = server.tenant("acme", &["invoke"]).await;
+    let id = key
+        .strip_prefix("airlock_")
+        .and_then(|rest| rest.split('_').next())
+        .expect("a key id")
+        .to_string();
+
+    // Someone without the key guesses at it many times: limited, never suspending it.
+    let guessed = format!("airlock_{id}_{}", "A".repeat(43));
+    for _ in 0..6 {
+        let refused = server.get("/v1/installations", &guessed).await;
+        assert!(
+            refused.status == StatusCode::UNAUTHORIZED
+                || refused.status == StatusCode::TOO_MANY_REQUESTS
+        );
+    }
+    let listed = server.get("/v1/api-keys?tenant=acme", &server.admin).await;
+    let record = |listed: &Value| {
+        listed["keys"]
+            .as_array()
+            .and_then(|keys| keys.iter().find(|k| k["id"] == id.as_str()))
+            .cloned()
+            .expect("the key is listed")
+    };
+    assert!(
+        record(&listed.body)["suspended"].is_null(),
+        "{}",
+        listed.body
+    );
+
+    // The key itself reaching for a scope it lacks, four times: suspended.
+    for _ in 0..4 {
+        let refused = server.get("/v1/installations", &key).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    }
+    let until = Instant::now() + Duration::from_secs(20);
+    let suspended = loop {
+        let listed = server.get("/v1/api-keys?tenant=acme", &server.admin).await;
+        let key = record(&listed.body);
+        if !key["suspended"].is_null() || Instant::now() > until {
+            break key;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        suspended["suspended"]["rule"], "scope-probing",
+        "{suspended}"
+    );
+    let invoke = "/v1/installations/nothing/actions/x";
+    let refused = server.post(invoke, &key, json!({})).await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{}", refused.body);
+    assert!(
+        refused.body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("suspended")),
+        "{}",
+        refused.body
+    );
+
+    // The operator lifts it: it works again (the installation is simply not there).
+    let lifted = server
+        .call(
+            Method::DELETE,
+            &format!("/v1/api-keys/{id}/suspension"),
+            Some(&server.admin),
+            Body::None,
+        )
+        .await;
+    assert_eq!(lifted.status, StatusCode::OK, "{}", lifted.body);
+    let again = server.post(invoke, &key, json!({})).await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND, "{}", again.body);
+    server.stop();
+    let changes: Vec<Value> = records_of(&op, "api-key-changed")
+        .into_iter()
+        .filter(|r| r["key"] == id.as_str())
+        .map(|r| r["change"].clone())
+        .collect();
+    assert_eq!(
+        changes,
+        [json!("set"), json!("suspended"), json!("resumed")]
+    );
+}

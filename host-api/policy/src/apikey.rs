@@ -88,8 +88,21 @@ pub struct ApiKeyRecord {
     pub last_used: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked: Option<u64>,
+    /// Set while an alert rule (or the operator) has the key suspended: it is refused until
+    /// the operator lifts it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspended: Option<Suspension>,
     /// Hex SHA-256 of the secret part.
     pub hash: String,
+}
+
+/// Why and since when a key is suspended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Suspension {
+    /// The alert rule that tripped, or `operator`.
+    pub rule: String,
+    /// Unix seconds.
+    pub since: u64,
 }
 
 /// A freshly made key: shown once, then only its record remains.
@@ -108,6 +121,8 @@ pub enum KeyRefusal {
     Expired,
     #[error("the API key was revoked")]
     Revoked,
+    #[error("the API key is suspended until the operator lifts it")]
+    Suspended,
 }
 
 impl KeyRefusal {
@@ -117,6 +132,7 @@ impl KeyRefusal {
             Self::Invalid => "invalid-key",
             Self::Expired => "expired-key",
             Self::Revoked => "revoked-key",
+            Self::Suspended => "suspended-key",
         }
     }
 }
@@ -145,6 +161,7 @@ pub fn generate(
             expires,
             last_used: None,
             revoked: None,
+            suspended: None,
             hash: hash(encoded.as_bytes()),
         },
         key,
@@ -190,6 +207,9 @@ pub fn check(presented: &str, record: &ApiKeyRecord, now: u64) -> Result<(), Key
     }
     if record.revoked.is_some() {
         return Err(KeyRefusal::Revoked);
+    }
+    if record.suspended.is_some() {
+        return Err(KeyRefusal::Suspended);
     }
     if record.expires.is_some_and(|at| now >= at) {
         return Err(KeyRefusal::Expired);

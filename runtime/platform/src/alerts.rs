@@ -46,7 +46,9 @@ pub enum Signal {
 pub enum Per {
     Installation,
     Tenant,
-    /// The API key a refused request claimed (access refusals only).
+    /// The API key of a refused request (access refusals of valid keys only: a scope the key
+    /// lacks, another tenant named). A guessed key's refusals are the failure limits' business
+    /// and never count against the key they name, so no one can suspend a key they lack.
     Key,
 }
 
@@ -61,7 +63,8 @@ pub struct Rule {
     /// Trips when more than this many signals fall within the window.
     pub threshold: u64,
     pub window: HumanDuration,
-    /// Quarantine the installation it counted (rules per installation only).
+    /// Quarantine the installation it counted, or suspend the key (rules per installation or
+    /// per key).
     #[serde(default)]
     pub quarantine: bool,
 }
@@ -132,10 +135,10 @@ impl Rule {
                 false,
             ),
             rule(
-                "key-guessing",
+                "scope-probing",
                 Signal::AccessRefused,
-                Per::Tenant,
-                50,
+                Per::Key,
+                20,
                 60,
                 false,
             ),
@@ -186,7 +189,7 @@ impl Rule {
             (Signal::AccessRefused, _) | (_, Per::Installation | Per::Tenant) => {}
             (_, Per::Key) => return Err(RuleError::KeyPer(name.clone())),
         }
-        if self.quarantine && self.per != Per::Installation {
+        if self.quarantine && self.per == Per::Tenant {
             return Err(RuleError::QuarantinePer(name.clone()));
         }
         Ok(())
@@ -334,7 +337,7 @@ impl Subject<'_> {
             }),
             Per::Key => Some(Scope {
                 rule,
-                tenant: owned(self.tenant),
+                tenant: owned(Some(self.tenant?)),
                 installation: None,
                 key: owned(Some(self.key?)),
             }),

@@ -1,4 +1,4 @@
-//! Issuing and revoking API keys, each change recorded in the audit trail. The CLI and the
+//! Issuing, revoking and suspending API keys, each change recorded in the audit trail. The CLI and the
 //! server issue and revoke keys only here; the key format and its check are
 //! `airlock_policy::apikey`.
 
@@ -64,4 +64,37 @@ pub fn revoke(
         change: Change::Revoked,
     })?;
     Ok(Some(record))
+}
+
+/// Who suspends a key by hand, in place of a rule's name.
+pub const OPERATOR: &str = "operator";
+
+/// Suspends key `id` for `rule` (an alert rule's name, or `operator`), or lifts its suspension
+/// (`rule` `None`), and records the change: `None` if there is no such key, else its record as
+/// it is now. Suspending a suspended key, or lifting a key that is not, changes nothing.
+pub fn suspend(
+    store: &dyn Storage,
+    trail: &AuditTrail,
+    id: &str,
+    rule: Option<&str>,
+) -> Result<Option<ApiKeyRecord>, IssueError> {
+    let suspension = rule.map(|rule| Suspension {
+        rule: rule.to_string(),
+        since: now_unix(),
+    });
+    let Some(changed) = store.suspend_api_key(id, suspension)? else {
+        return Ok(None);
+    };
+    let record = store.api_key(id)?;
+    if changed && let Some(record) = &record {
+        trail.append_blocking(AuditEvent::ApiKeyChanged {
+            key: id.to_string(),
+            tenant: record.tenant.clone(),
+            change: match rule {
+                Some(_) => Change::Suspended,
+                None => Change::Resumed,
+            },
+        })?;
+    }
+    Ok(record)
 }

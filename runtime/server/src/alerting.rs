@@ -13,6 +13,7 @@ use airlock_host_api::egress::EgressSettings;
 use airlock_host_api::egress::host::{self, HostRequestError};
 use airlock_host_api::egress::ip::AllowRanges;
 use airlock_platform::alerts::{Alert, Alerts, Rule};
+use airlock_platform::api_keys;
 use airlock_policy::webhook::{Scheme, WebhookSecret, sign_standard};
 use airlock_runtime::clock::{now_unix, now_unix_ms, rfc3339_ms};
 use airlock_runtime::ids::{InstallationId, TenantId};
@@ -107,7 +108,11 @@ async fn act(app: &Weak<App>, endpoints: &[Arc<Endpoint>], alert: Alert) {
             None
         }
     };
-    let quarantined = alert.quarantine && quarantine(&app, &alert).await;
+    let quarantined = match (alert.quarantine, &alert.installation, &alert.key) {
+        (true, Some(_), _) => quarantine(&app, &alert).await,
+        (true, None, Some(key)) => suspend(&app, key, &alert.rule).await,
+        _ => false,
+    };
     tracing::warn!(
         rule = %alert.rule,
         tenant = alert.tenant.as_deref().unwrap_or(""),
@@ -172,6 +177,25 @@ async fn quarantine(app: &Arc<App>, alert: &Alert) -> bool {
         }
         Err(e) => {
             tracing::error!(rule = %alert.rule, error = ?e.code(), "an installation could not be quarantined");
+            false
+        }
+    }
+}
+
+/// Suspends API key `key` for `rule`; whether it is suspended now by this alert.
+async fn suspend(app: &Arc<App>, key: &str, rule: &str) -> bool {
+    let (key, rule) = (key.to_string(), rule.to_string());
+    let suspended = app
+        .blocking(move |app| api_keys::suspend(&*app.store, &app.trail, &key, Some(&rule)))
+        .await;
+    match suspended {
+        Ok(Ok(record)) => record.is_some_and(|r| r.suspended.is_some()),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "an API key could not be suspended");
+            false
+        }
+        Err(e) => {
+            tracing::error!(error = ?e.code(), "an API key could not be suspended");
             false
         }
     }

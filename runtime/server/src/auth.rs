@@ -241,6 +241,9 @@ pub(crate) async fn verify(
         (Some(_), None, _) => "only Bearer API keys are accepted (Authorization: Bearer airlock_…)",
         (_, _, KeyRefusal::Expired) => "the API key has expired",
         (_, _, KeyRefusal::Revoked) => "the API key was revoked",
+        (_, _, KeyRefusal::Suspended) => {
+            "the API key is suspended (an alert rule or the operator); the operator lifts it"
+        }
         (_, _, KeyRefusal::Invalid) => "the API key is not valid",
     }))
 }

@@ -4,7 +4,7 @@ use sled::IVec;
 
 use super::{Store, StoreError};
 use crate::traits::*;
-use airlock_policy::apikey::{self, ApiKeyRecord, KeyRefusal};
+use airlock_policy::apikey::{self, ApiKeyRecord, KeyRefusal, Suspension};
 use airlock_runtime::ids::TenantId;
 
 pub(super) const API_KEYS: &str = "api-keys";
@@ -25,21 +25,52 @@ pub(crate) trait KeyRecords {
     -> Result<bool, StoreError>;
 }
 
-/// [`ApiKeys::revoke_api_key`] on any backend: compare-and-set until the revoke is written
-/// or the key is gone.
-pub(crate) fn revoke(store: &impl KeyRecords, id: &str, now: u64) -> Result<bool, StoreError> {
+/// Compare-and-set `change` on key `id` until it is written, or `change` says there is nothing
+/// to change (false): `None` if there is no such key, else whether it changed.
+fn update(
+    store: &impl KeyRecords,
+    id: &str,
+    change: impl Fn(&mut ApiKeyRecord) -> bool,
+) -> Result<Option<bool>, StoreError> {
     loop {
         let Some((read, mut record)) = store.read_api_key(id)? else {
-            return Ok(false);
+            return Ok(None);
         };
-        if record.revoked.is_some() {
-            return Ok(true);
+        if !change(&mut record) {
+            return Ok(Some(false));
         }
-        record.revoked = Some(now);
         if store.replace_api_key(&read, &record)? {
-            return Ok(true);
+            return Ok(Some(true));
         }
     }
+}
+
+/// [`ApiKeys::revoke_api_key`] on any backend.
+pub(crate) fn revoke(store: &impl KeyRecords, id: &str, now: u64) -> Result<bool, StoreError> {
+    let revoked = update(store, id, |record| {
+        let fresh = record.revoked.is_none();
+        if fresh {
+            record.revoked = Some(now);
+        }
+        fresh
+    })?;
+    Ok(revoked.is_some())
+}
+
+/// [`ApiKeys::suspend_api_key`] on any backend.
+pub(crate) fn suspend(
+    store: &impl KeyRecords,
+    id: &str,
+    suspension: Option<Suspension>,
+) -> Result<Option<bool>, StoreError> {
+    update(store, id, |record| {
+        // Suspending keeps the first suspension; lifting needs one to lift.
+        let changes = record.suspended.is_some() != suspension.is_some();
+        if changes {
+            record.suspended = suspension.clone();
+        }
+        changes
+    })
 }
 
 /// [`ApiKeys::authenticate`] on any backend: `last_used` written only over the record that
@@ -135,6 +166,14 @@ impl ApiKeys for Store {
 
     fn revoke_api_key(&self, id: &str, now: u64) -> Result<bool, StoreError> {
         revoke(self, id, now)
+    }
+
+    fn suspend_api_key(
+        &self,
+        id: &str,
+        suspension: Option<Suspension>,
+    ) -> Result<Option<bool>, StoreError> {
+        suspend(self, id, suspension)
     }
 
     fn authenticate(

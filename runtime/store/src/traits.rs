@@ -14,7 +14,7 @@ use std::time::Duration;
 use airlock_host_api::credentials::vault::MasterKey;
 use airlock_host_api::credentials::{ConnectionTokens, CredentialType, Secret, SecretSource};
 use airlock_host_api::kv::KvBackend;
-use airlock_policy::apikey::{ApiKeyRecord, KeyRefusal};
+use airlock_policy::apikey::{ApiKeyRecord, KeyRefusal, Suspension};
 use airlock_policy::webhook::{SigningKey, WebhookSecret};
 use airlock_runtime::bundle::PublicKey;
 use airlock_runtime::ids::{EndpointId, InstallationId, TenantId, UserId};
@@ -67,6 +67,15 @@ pub trait ApiKeys: Send + Sync {
     /// meanwhile: a revoke never brings a key back). A revoke is never undone by a concurrent
     /// [`Self::authenticate`].
     fn revoke_api_key(&self, id: &str, now: u64) -> Result<bool, StoreError>;
+
+    /// Suspends key `id` (`Some`) or lifts its suspension (`None`): `None` if there is no such
+    /// key, else whether it changed. Guarantee: a suspended key fails [`Self::authenticate`]
+    /// from the moment this returns; suspending again keeps the first suspension.
+    fn suspend_api_key(
+        &self,
+        id: &str,
+        suspension: Option<Suspension>,
+    ) -> Result<Option<bool>, StoreError>;
 
     /// Checks a presented key at `now`: its record on success (with `last_used` updated to the
     /// minute), else why it was refused. An unknown id and a wrong secret are the same refusal.

@@ -97,6 +97,14 @@ fn signals_come_from_the_records_security_events_carry() {
         change: airlock_host_api::audit::Change::Set,
     };
     assert!(signals(&tenant_change).1.is_empty());
+    // A refusal of a key that did not verify names no tenant: it never counts per key.
+    let guessed = Subject {
+        tenant: None,
+        installation: None,
+        key: Some("ak_1"),
+    };
+    assert!(guessed.scope(0, Per::Key).is_none());
+    assert!(subject.scope(0, Per::Key).is_some());
 }
 
 #[test]
@@ -104,6 +112,7 @@ fn rules_are_checked_and_the_defaults_pass() {
     Rule::check_all(&Rule::defaults()).expect("the defaults are valid");
     let mut per_tenant = rule(1, 60);
     per_tenant.per = Per::Tenant;
+    per_tenant.signal = Signal::AccessRefused;
     assert_eq!(
         Rule::check_all(&[per_tenant]),
         Err(RuleError::QuarantinePer("probe".into()))

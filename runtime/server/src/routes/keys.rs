@@ -95,8 +95,22 @@ pub(super) struct ApiKey {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     revoked: Option<u64>,
+    /// Present while the key is suspended (an alert rule, or the operator): it is refused
+    /// until lifted (`DELETE /v1/api-keys/{key}/suspension`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    suspended: Option<KeySuspension>,
     /// Hex SHA-256 of the secret part.
     hash: String,
+}
+
+/// Why and since when a key is suspended.
+#[derive(Serialize, ToSchema)]
+pub(super) struct KeySuspension {
+    /// The alert rule that tripped, or `operator`.
+    rule: String,
+    /// Unix seconds.
+    since: u64,
 }
 
 impl From<ApiKeyRecord> for ApiKey {
@@ -109,6 +123,7 @@ impl From<ApiKeyRecord> for ApiKey {
             expires,
             last_used,
             revoked,
+            suspended,
             hash,
         } = record;
         Self {
@@ -119,6 +134,10 @@ impl From<ApiKeyRecord> for ApiKey {
             expires,
             last_used,
             revoked,
+            suspended: suspended.map(|s| KeySuspension {
+                rule: s.rule,
+                since: s.since,
+            }),
             hash,
         }
     }
@@ -248,6 +267,71 @@ pub(super) async fn revoke(
     match api_keys::revoke(&*app.store, &app.trail, &key) {
         Ok(Some(_)) => Ok(StatusCode::NO_CONTENT),
         Ok(None) => Err(ApiError::not_found(format!("API key {key}"))),
+        Err(IssueError::Audit(e)) => Err(e.into()),
+        Err(e) => Err(ApiError::internal(e)),
+    }
+}
+
+/// Suspend an API key
+///
+/// It is refused (`401`) until the suspension is lifted. Alert rules per key suspend the same
+/// way. Already suspended: unchanged, with its first rule and time.
+#[utoipa::path(
+    put,
+    path = "/v1/api-keys/{key}/suspension",
+    tag = "api-keys",
+    operation_id = "suspend_api_key",
+    extensions(("x-airlock-scope" = json!("admin"))),
+    params(("key" = String, Path, description = "The key id (16 hex digits)")),
+    responses(
+        (status = 200, description = "Suspended: the key's record", body = ApiKey),
+        (status = 404, description = "No such key (`not-found`)", body = ErrorBody),
+    ),
+)]
+pub(super) async fn suspend(
+    State(app): State<Arc<App>>,
+    principal: Principal,
+    Path(key): Path<String>,
+) -> Result<Json<ApiKey>, ApiError> {
+    suspension(&app, &principal, key, Some(api_keys::OPERATOR)).await
+}
+
+/// Lift an API key's suspension
+#[utoipa::path(
+    delete,
+    path = "/v1/api-keys/{key}/suspension",
+    tag = "api-keys",
+    operation_id = "lift_api_key_suspension",
+    extensions(("x-airlock-scope" = json!("admin"))),
+    params(("key" = String, Path, description = "The key id (16 hex digits)")),
+    responses(
+        (status = 200, description = "Lifted: the key's record", body = ApiKey),
+        (status = 404, description = "No such key (`not-found`)", body = ErrorBody),
+    ),
+)]
+pub(super) async fn lift(
+    State(app): State<Arc<App>>,
+    principal: Principal,
+    Path(key): Path<String>,
+) -> Result<Json<ApiKey>, ApiError> {
+    suspension(&app, &principal, key, None).await
+}
+
+/// Suspends key `key` for `rule`, or lifts its suspension.
+async fn suspension(
+    app: &Arc<App>,
+    principal: &Principal,
+    key: String,
+    rule: Option<&'static str>,
+) -> Result<Json<ApiKey>, ApiError> {
+    principal.require_admin(app).await?;
+    let shown = key.clone();
+    let changed = app
+        .blocking(move |app| api_keys::suspend(&*app.store, &app.trail, &key, rule))
+        .await?;
+    match changed {
+        Ok(Some(record)) => Ok(Json(record.into())),
+        Ok(None) => Err(ApiError::not_found(format!("API key {shown}"))),
         Err(IssueError::Audit(e)) => Err(e.into()),
         Err(e) => Err(ApiError::internal(e)),
     }

@@ -70,6 +70,7 @@ fn api(limits: &ServeLimits) -> OpenApiRouter<Arc<App>> {
         .routes(routes!(tenants::delete))
         .routes(routes!(keys::create, keys::list))
         .routes(routes!(keys::revoke))
+        .routes(routes!(keys::suspend, keys::lift))
         .routes(routes!(trust::add, trust::list))
         .routes(routes!(trust::revoke))
         .routes(routes!(installations::install, installations::list))

@@ -194,6 +194,7 @@ fn keys_tenants_and_trusted_keys_are_sent_as_stored() {
         expires: None,
         last_used: None,
         revoked: None,
+        suspended: None,
         hash: "ab".repeat(32),
     };
     same::<_, ApiKey>(&record);
@@ -202,6 +203,10 @@ fn keys_tenants_and_trusted_keys_are_sent_as_stored() {
     record.expires = Some(2);
     record.last_used = Some(3);
     record.revoked = Some(4);
+    record.suspended = Some(airlock_platform::api_keys::Suspension {
+        rule: "scope-probing".into(),
+        since: 5,
+    });
     same::<_, ApiKey>(&record);
     let scopes: Vec<String> = Scope::ALL.iter().map(|s| json!(s).to_string()).collect();
     let mut inputs: Vec<&str> = scopes.iter().map(String::as_str).collect();

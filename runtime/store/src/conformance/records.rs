@@ -2,7 +2,7 @@
 
 use airlock_host_api::credentials::{CredentialType, Secret};
 use airlock_host_api::kv::KvQuota;
-use airlock_policy::apikey::{KeyRefusal, Scope, generate};
+use airlock_policy::apikey::{KeyRefusal, Scope, Suspension, generate};
 use airlock_policy::grant::Grant;
 use airlock_policy::webhook::{Scheme, WebhookSecret};
 use airlock_runtime::ids::EndpointId;
@@ -122,6 +122,38 @@ pub fn api_keys_authenticate_until_revoked(subject: Subject) {
         s.authenticate(&forged, 2_000).expect("check"),
         Err(KeyRefusal::Invalid)
     );
+    // Suspended: refused until lifted; suspending again keeps the first suspension.
+    let first = Suspension {
+        rule: "scope-probing".into(),
+        since: 2_500,
+    };
+    let id = &new.record.id;
+    assert_eq!(
+        s.suspend_api_key(id, Some(first.clone())).expect("suspend"),
+        Some(true)
+    );
+    let again = Suspension {
+        rule: "operator".into(),
+        since: 2_600,
+    };
+    assert_eq!(
+        s.suspend_api_key(id, Some(again)).expect("suspend"),
+        Some(false)
+    );
+    let stored = s.api_key(id).expect("get").expect("the key");
+    assert_eq!(stored.suspended, Some(first));
+    assert_eq!(
+        s.authenticate(&new.key, 2_700).expect("check"),
+        Err(KeyRefusal::Suspended)
+    );
+    assert_eq!(s.suspend_api_key(id, None).expect("lift"), Some(true));
+    assert_eq!(s.suspend_api_key(id, None).expect("lift"), Some(false));
+    assert_eq!(
+        s.suspend_api_key("0123456789abcdef", None)
+            .expect("unknown"),
+        None
+    );
+    assert!(s.authenticate(&new.key, 2_800).expect("check").is_ok());
     assert!(s.revoke_api_key(&new.record.id, 3_000).expect("revoke"));
     assert_eq!(
         s.authenticate(&new.key, 4_000).expect("check"),

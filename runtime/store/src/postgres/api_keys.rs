@@ -2,9 +2,9 @@
 
 use super::PgStore;
 use crate::StoreError;
-use crate::api_keys::{KeyRecords, authenticate, decode, encode, revoke};
+use crate::api_keys::{KeyRecords, authenticate, decode, encode, revoke, suspend};
 use crate::traits::ApiKeys;
-use airlock_policy::apikey::{ApiKeyRecord, KeyRefusal};
+use airlock_policy::apikey::{ApiKeyRecord, KeyRefusal, Suspension};
 use airlock_runtime::ids::TenantId;
 
 impl KeyRecords for PgStore {
@@ -81,6 +81,14 @@ impl ApiKeys for PgStore {
 
     fn revoke_api_key(&self, id: &str, now: u64) -> Result<bool, StoreError> {
         revoke(self, id, now)
+    }
+
+    fn suspend_api_key(
+        &self,
+        id: &str,
+        suspension: Option<Suspension>,
+    ) -> Result<Option<bool>, StoreError> {
+        suspend(self, id, suspension)
     }
 
     fn authenticate(
