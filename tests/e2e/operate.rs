@@ -658,3 +658,112 @@ async fn a_key_probing_scopes_it_lacks_is_suspended_and_a_guessed_one_never_is()
         [json!("set"), json!("suspended"), json!("resumed")]
     );
 }
+
+#[tokio::test]
+async fn only_a_rule_that_says_trace_sends_the_trace_context_upstream() {
+    let op = Operator::new();
+    let collector = Collector::start().await;
+    let endpoint = format!("http://{}", collector.addr);
+    let ca = TestCa::new().expect("test CA");
+    let names = ["traced.allowed.test", "api.allowed.test"];
+    let upstream = Upstream::start(&ca, &names, "127.0.0.2".parse().expect("ip"), |_| {
+        Reply::status(204)
+    })
+    .expect("upstream starts");
+    let pem = ca
+        .write_pem(op.keys.path())
+        .expect("CA")
+        .display()
+        .to_string();
+    let pins: Vec<String> = names
+        .iter()
+        .map(|name| format!("{name}={}", upstream.addr()))
+        .collect();
+    let server = Server::start(
+        &op,
+        &[
+            "--resolve",
+            &pins[0],
+            "--resolve",
+            &pins[1],
+            "--allow-private",
+            "127.0.0.0/8",
+            "--extra-root-ca",
+            &pem,
+        ],
+        &["--dev-insecure", "--otlp-endpoint", &endpoint],
+    );
+    let traced =
+        "[[egress]]\nurl = \"https://traced.allowed.test\"\nmethods = [\"GET\"]\ntrace = true\n";
+    let digest = server.upload(&op.exfil("0.2.0", traced)).await;
+    let key = server
+        .tenant(
+            "acme",
+            &["invoke", "installations:read", "installations:write"],
+        )
+        .await;
+    let grant = json!({"egress": [
+        {"url": "https://traced.allowed.test", "methods": ["GET"]},
+        {"url": "https://api.allowed.test", "methods": ["GET"]},
+    ]});
+    let installed = server
+        .post(
+            "/v1/installations",
+            &key,
+            json!({"bundle": digest, "grant": grant}),
+        )
+        .await;
+    assert_eq!(installed.status, StatusCode::CREATED, "{}", installed.body);
+
+    let trace = "0af7651916cd43dd8448eb211c80319c";
+    let fetch = |url: &'static str| {
+        server
+            .http
+            .post(format!(
+                "{}/v1/installations/exfil/actions/fetch",
+                server.base
+            ))
+            .bearer_auth(&key)
+            .header("traceparent", format!("00-{trace}-b7ad6b7169203331-01"))
+            .header("content-type", "application/json")
+            .body(json!({ "url": url }).to_string())
+            .send()
+    };
+    for url in [
+        "https://traced.allowed.test/a",
+        "https://api.allowed.test/b",
+    ] {
+        let reply = fetch(url).await.expect("answered");
+        assert_eq!(reply.status(), StatusCode::OK);
+    }
+    let seen = upstream.requests();
+    assert_eq!(seen.len(), 2);
+    let sent = seen[0].header("traceparent");
+    assert_eq!(sent.len(), 1, "the traced rule's request carries one");
+    let (version, rest) = sent[0].split_at(3);
+    assert_eq!(version, "00-");
+    assert!(rest.starts_with(&format!("{trace}-")), "{}", sent[0]);
+    assert!(
+        seen[1].header("traceparent").is_empty(),
+        "the other rule's does not"
+    );
+
+    // It names the egress span the trace exported.
+    let parent = &rest[trace.len() + 1..trace.len() + 17];
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        let spans = collector.spans();
+        if spans
+            .iter()
+            .any(|s| s["name"] == "egress" && s["spanId"] == parent && s["traceId"] == trace)
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "no egress span {parent} in {spans:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    server.stop();
+}

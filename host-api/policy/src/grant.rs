@@ -154,6 +154,7 @@ fn narrow(rule: &EgressRule, methods: &[Method]) -> EgressRule {
     let methods: Vec<String> = methods.iter().map(|m| m.to_string()).collect();
     EgressRule::parse(rule.url(), &methods, rule.credential())
         .expect("a declared rule with fewer of its own methods is still valid")
+        .with_trace(rule.traces())
 }
 
 fn list<'a>(items: impl Iterator<Item = &'a str>) -> String {

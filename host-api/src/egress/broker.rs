@@ -279,6 +279,7 @@ impl BrokeredHttp {
             rule_origin: allowed.rule.origin().to_string(),
             method,
             credential,
+            trace: allowed.rule.traces(),
         })
     }
 }
@@ -337,6 +338,8 @@ struct Admitted {
     method: String,
     /// The credential to inject: its name and how it travels.
     credential: Option<(String, CredentialSpec)>,
+    /// Whether the rule sends the trace context.
+    trace: bool,
 }
 
 /// What `wasi:http` runs beside a response until its body is read; here it holds the
@@ -394,6 +397,15 @@ impl WasiHttpHooks for BrokeredHttp {
             http.response.status_code = tracing::field::Empty,
         );
         let traced = span.clone();
+        // The rule's choice, never the guest's: the host's context replaces whatever it sent.
+        if let Ok(admitted) = &admitted
+            && admitted.trace
+            && let Some(context) = super::trace::traceparent(&span)
+        {
+            request
+                .headers_mut()
+                .insert(super::trace::TRACEPARENT, context);
+        }
         let log = self.log.clone();
         let settings = self.settings.clone();
         let credentials = self.credentials.clone();

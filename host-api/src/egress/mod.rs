@@ -26,6 +26,7 @@ pub mod resolve;
 pub mod settings;
 pub mod tap;
 mod tenants;
+pub mod trace;
 pub(crate) mod transport;
 
 pub use airlock_policy::ip;

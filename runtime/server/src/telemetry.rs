@@ -101,6 +101,7 @@ impl OtlpLayer {
             .name("airlock-otlp".into())
             .spawn(move || exporter.run(queue))
             .map_err(OtlpError::Start)?;
+        airlock_host_api::egress::trace::set_context(traceparent_of);
         Ok(Self { finished, dropped })
     }
 }
@@ -204,6 +205,22 @@ impl Visit for Fields {
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
         self.record_str(field, &format!("{value:?}"));
     }
+}
+
+/// The `traceparent` that names `span` as the parent, for egress rules with `trace = true`.
+fn traceparent_of(span: &tracing::Span) -> Option<String> {
+    span.with_subscriber(|(id, dispatch)| {
+        let registry = dispatch.downcast_ref::<tracing_subscriber::Registry>()?;
+        let data = registry.span(id)?;
+        let extensions = data.extensions();
+        let open = extensions.get::<Open>()?;
+        Some(format!(
+            "00-{}-{}-01",
+            hex::encode(open.trace),
+            hex::encode(open.id)
+        ))
+    })
+    .flatten()
 }
 
 /// The trace id and parent span id of a W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`),

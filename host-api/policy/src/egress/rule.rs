@@ -29,6 +29,9 @@ pub struct EgressRule {
     methods: Vec<Method>,
     credential: Option<String>,
     url: String,
+    /// Whether requests this rule allows carry the invocation's W3C trace context
+    /// (`traceparent`), when the server traces.
+    trace: bool,
 }
 
 /// The (scheme, host pattern, port) a rule grants; credentials are bound to these so that a
@@ -63,7 +66,19 @@ impl EgressRule {
             methods,
             credential,
             url,
+            trace: false,
         })
+    }
+
+    /// This rule, its requests carrying the trace context (`trace = true`) or not.
+    pub fn with_trace(mut self, trace: bool) -> Self {
+        self.trace = trace;
+        self
+    }
+
+    /// Whether requests this rule allows carry the invocation's trace context.
+    pub fn traces(&self) -> bool {
+        self.trace
     }
 
     /// Canonical form, e.g. `https://*.svc.example.com` or `https://h.example.com:8443/api`.
@@ -116,10 +131,15 @@ impl EgressRule {
 
 impl serde::Serialize for EgressRule {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut rule = s.serialize_struct("EgressRule", 3)?;
+        let mut rule = s.serialize_struct("EgressRule", 4)?;
         rule.serialize_field("url", &self.url)?;
         rule.serialize_field("methods", &self.methods)?;
         rule.serialize_field("credential", &self.credential)?;
+        if self.trace {
+            rule.serialize_field("trace", &true)?;
+        } else {
+            rule.skip_field("trace")?;
+        }
         rule.end()
     }
 }

@@ -47,11 +47,15 @@ impl<'de> Deserialize<'de> for EgressEntry {
             methods: Vec<String>,
             #[serde(default)]
             credential: Option<Spanned<String>>,
+            /// Send the invocation's W3C trace context (`traceparent`) with these requests.
+            #[serde(default)]
+            trace: bool,
         }
         let raw = Raw::deserialize(deserializer)?;
         let credential = raw.credential.as_ref().map(|c| c.get_ref().as_str());
         let rule = EgressRule::parse(&raw.url, &raw.methods, credential)
-            .map_err(|e| de::Error::custom(format!("invalid egress rule {}: {e}", e.part())))?;
+            .map_err(|e| de::Error::custom(format!("invalid egress rule {}: {e}", e.part())))?
+            .with_trace(raw.trace);
         Ok(Self {
             rule,
             credential_span: raw.credential.map(|c| c.span()),

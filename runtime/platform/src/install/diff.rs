@@ -52,8 +52,13 @@ pub fn additions(old: &Manifest, new: &Manifest) -> Vec<Addition> {
         match before {
             None => {
                 let methods: Vec<&str> = rule.methods().iter().map(|m| m.as_str()).collect();
+                let traced = if rule.traces() {
+                    " with the trace context"
+                } else {
+                    ""
+                };
                 added.push(Addition::tenant(format!(
-                    "egress {} {}{credential}",
+                    "egress {} {}{credential}{traced}",
                     methods.join(","),
                     rule.url()
                 )));
@@ -76,6 +81,12 @@ pub fn additions(old: &Manifest, new: &Manifest) -> Vec<Addition> {
                 if rule.credential().is_some() && rule.credential() != before.credential() {
                     added.push(Addition::tenant(format!(
                         "egress {}{credential}",
+                        rule.url()
+                    )));
+                }
+                if rule.traces() && !before.traces() {
+                    added.push(Addition::tenant(format!(
+                        "egress {} with the trace context",
                         rule.url()
                     )));
                 }
@@ -237,6 +248,21 @@ mod tests {
     }
 
     const SLACK: &str = include_str!("../../../../guest-examples/slack-notifier/airlock.toml");
+
+    #[test]
+    fn sending_the_trace_context_is_an_addition() {
+        let old = parse(SLACK);
+        let rule = "url = \"https://slack.com/api/chat.postMessage\"";
+        let traced = parse(&SLACK.replacen(rule, &format!("{rule}\ntrace = true"), 1));
+        assert_eq!(
+            items(&additions(&old, &traced)),
+            [(
+                "egress https://slack.com/api/chat.postMessage with the trace context",
+                false
+            )]
+        );
+        assert!(additions(&traced, &old).is_empty());
+    }
 
     #[test]
     fn a_secret_sent_elsewhere_is_for_the_admin_to_approve() {
