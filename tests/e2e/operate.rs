@@ -150,6 +150,20 @@ fn a_config_file_is_checked_whole_and_its_errors_name_file_line_and_key() {
         "--check-config",
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // So does the environment: every flag of serve has its AIRLOCK_ variable.
+    let out = op
+        .command(op.data(), &["serve", "--config", &wide, "--check-config"])
+        .env("AIRLOCK_LISTEN", "127.0.0.1:8080")
+        .output()
+        .expect("airlock runs");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = op
+        .command(op.data(), &["serve", "--check-config"])
+        .env("AIRLOCK_MAX_BODY", "lots")
+        .output()
+        .expect("airlock runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--max-body"), "{}", stderr(&out));
 }
 
 /// The operator's alert endpoint: a TLS stand-in on loopback, answering 204.

@@ -166,7 +166,7 @@ pub fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     let cli = match parse(&args) {
         Ok(cli) => cli,
-        Err(Refused::Usage(e)) => hints::with_hint(e, &Cli::command(), &args).exit(),
+        Err(Refused::Usage(e)) => hints::with_hint(e, &command_line(), &args).exit(),
         Err(Refused::Config(e)) => {
             eprintln!("error: {e}");
             return Exit::Usage.into();
@@ -210,7 +210,7 @@ enum Refused {
 /// The command line, with the settings of `serve --config FILE` in place of the flags it
 /// does not give (nor the environment).
 fn parse(args: &[String]) -> Result<Cli, Refused> {
-    let matches = Cli::command().try_get_matches_from(args)?;
+    let matches = command_line().try_get_matches_from(args)?;
     let Some(("serve", given)) = matches.subcommand() else {
         return Ok(Cli::from_arg_matches(&matches)?);
     };
@@ -218,19 +218,40 @@ fn parse(args: &[String]) -> Result<Cli, Refused> {
         return Ok(Cli::from_arg_matches(&matches)?);
     };
     let file = config::ConfigFile::read(path)?;
-    let mut root = Cli::command();
+    let mut root = command_line();
     root.build();
     let serve = root
         .find_subcommand("serve")
         .expect("serve is a verb of the command line");
     let from_file = file.arguments(serve, given, |one| {
         let line = ["airlock", "serve"].map(OsString::from);
-        Cli::command()
+        command_line()
             .try_get_matches_from(line.into_iter().chain(one.iter().cloned()))
             .map(drop)
     })?;
     let all = args.iter().map(OsString::from).chain(from_file);
-    Ok(Cli::try_parse_from(all)?)
+    Ok(Cli::from_arg_matches(
+        &command_line().try_get_matches_from(all)?,
+    )?)
+}
+
+/// The command line: the derived one, with every flag of `serve` that has no environment
+/// variable of its own given `AIRLOCK_<FLAG>` (`--max-concurrent`: `AIRLOCK_MAX_CONCURRENT`), so
+/// each setting comes from a flag, the environment or the config file.
+fn command_line() -> clap::Command {
+    Cli::command().mut_subcommand("serve", |serve| {
+        serve.mut_args(|arg| {
+            let Some(long) = arg.get_long() else {
+                return arg;
+            };
+            if arg.get_env().is_some() || ["help", "version", "check-config"].contains(&long) {
+                return arg;
+            }
+            let name = format!("AIRLOCK_{}", long.to_uppercase().replace('-', "_"));
+            // Made once per process, for the handful of serve's flags.
+            arg.env(&*Box::leak(name.into_boxed_str()))
+        })
+    })
 }
 
 async fn dispatch(command: Command) -> anyhow::Result<Exit> {
@@ -265,7 +286,7 @@ async fn dispatch(command: Command) -> anyhow::Result<Exit> {
         Command::Completions(args) => {
             // Into memory first: the generator panics on a write error (a closed pipe).
             let mut script = Vec::new();
-            clap_complete::generate(args.shell, &mut Cli::command(), "airlock", &mut script);
+            clap_complete::generate(args.shell, &mut command_line(), "airlock", &mut script);
             std::io::stdout().write_all(&script)?;
             Ok(Exit::Success)
         }
