@@ -33,6 +33,7 @@ use sha2::Sha256;
 use zeroize::Zeroizing;
 
 use airlock_bundle::keys::PublicKey;
+use tracing::Instrument as _;
 
 use super::AuditError;
 use super::checkpoint::{AuditDir, Checkpoint, CheckpointSigner};
@@ -270,7 +271,8 @@ impl AuditTrail {
     /// Appends `event` and returns its sequence number once it is on disk.
     pub async fn append(&self, event: AuditEvent) -> Result<u64, AuditUnavailable> {
         let seq = self.write(event)?;
-        self.durable(seq).await?;
+        let span = tracing::info_span!("audit.append");
+        self.durable(seq).instrument(span).await?;
         self.settle(seq)
     }
 

@@ -362,11 +362,7 @@ impl Runtime {
             .await;
         if let Some(trail) = &self.audit {
             let record = invocation.audit_record(integration, &caller.subject, caller.trigger);
-            let appended = trail
-                .append(record)
-                .instrument(tracing::info_span!("audit.append"))
-                .await;
-            match appended {
+            match trail.append(record).await {
                 Ok(seq) => invocation.record = Some(seq),
                 Err(unavailable) => invocation.result = Err(InvokeError::Audit(unavailable.0)),
             }
