@@ -285,6 +285,34 @@ async fn an_installation_that_probes_is_quarantined_and_the_operator_told_once()
         shown.body
     );
 
+    // Nor can it change or uninstall it (a change would write over the quarantine, a
+    // reinstall would come back without one).
+    let patched = server
+        .call(
+            Method::PATCH,
+            "/v1/installations/exfil",
+            Some(&key),
+            Body::Json(json!({"grant": {"egress": [
+                {"url": "https://api.allowed.test", "methods": ["GET"]}
+            ]}})),
+        )
+        .await;
+    assert_eq!(patched.status, StatusCode::LOCKED, "{}", patched.body);
+    let uninstalled = server
+        .call(
+            Method::DELETE,
+            "/v1/installations/exfil",
+            Some(&key),
+            Body::None,
+        )
+        .await;
+    assert_eq!(
+        uninstalled.status,
+        StatusCode::LOCKED,
+        "{}",
+        uninstalled.body
+    );
+
     // The tenant cannot lift it; the operator can, and it runs again.
     let release = "/v1/installations/exfil/quarantine?tenant=acme";
     let by_tenant = server

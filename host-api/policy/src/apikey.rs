@@ -205,6 +205,12 @@ pub fn check(presented: &str, record: &ApiKeyRecord, now: u64) -> Result<(), Key
     if !matches {
         return Err(KeyRefusal::Invalid);
     }
+    usable(record, now)
+}
+
+/// Whether the key of `record` may act at `now`: not revoked, suspended or expired. Every
+/// use of a key passes here, its first (with its secret, [`check`]) and a console session's.
+pub fn usable(record: &ApiKeyRecord, now: u64) -> Result<(), KeyRefusal> {
     if record.revoked.is_some() {
         return Err(KeyRefusal::Revoked);
     }

@@ -197,7 +197,9 @@ impl AuditDir {
             append_line(&self.path().join(KEYS_FILE), line)?;
         }
         let key_path = self.path().join(KEY_FILE);
-        fs::rename(&next_path, &key_path)
+        // Owned as the old key was: a rotation run as root leaves the service its key.
+        airlock_runtime::fsutil::same_owner(&next_path, &key_path)
+            .and_then(|()| fs::rename(&next_path, &key_path))
             .and_then(|()| airlock_runtime::fsutil::sync_dir(self.path()))
             .map_err(|source| AuditError::Io {
                 path: key_path,

@@ -142,7 +142,9 @@ pub(crate) fn audit(args: AuditArgs) -> anyhow::Result<Exit> {
             trail.checkpoint()?;
             println!("{}", new.to_line());
             eprintln!(
-                "rotated the audit checkpoint key: {old} introduced {} (in {}); checkpoints are                  signed with it from now on, and `airlock audit verify` follows the                  introduction from audit.pub",
+                "rotated the audit checkpoint key: {old} introduced {} (in {}); checkpoints are \
+                 signed with it from now on, and `airlock audit verify` follows the \
+                 introduction from audit.pub",
                 new.key_id(),
                 trail
                     .dir()

@@ -85,10 +85,10 @@ impl Sections {
         };
         let base = file.map_or(Path::new("."), fsutil::parent_of);
         let mut notify = Vec::new();
-        for endpoint in self.notify {
-            let url = &endpoint.url;
-            airlock_policy::egress::RequestTarget::parse(url)
-                .map_err(|d| invalid(format!("url {url:?}: {d}")))?;
+        for (n, endpoint) in self.notify.into_iter().enumerate() {
+            // Not echoed: a webhook URL's path often holds a token.
+            airlock_policy::egress::RequestTarget::parse(&endpoint.url)
+                .map_err(|d| invalid(format!("the url of endpoint {}: {d}", n + 1)))?;
             let secret_file = base.join(&endpoint.secret_file);
             let secret = read_secret(&secret_file)
                 .map_err(|why| invalid(format!("secret-file {}: {why}", secret_file.display())))?;

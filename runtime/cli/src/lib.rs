@@ -235,16 +235,28 @@ fn parse(args: &[String]) -> Result<Cli, Refused> {
     )?)
 }
 
+/// `serve`'s flags that loosen a secure default: never taken from the environment, which a
+/// service inherits unseen, only from the command line or the config file.
+const DEV_SWITCHES: [&str; 5] = [
+    "dev-insecure",
+    "insecure-plain-http",
+    "resolve",
+    "allow-private",
+    "extra-root-ca",
+];
+
 /// The command line: the derived one, with every flag of `serve` that has no environment
 /// variable of its own given `AIRLOCK_<FLAG>` (`--max-concurrent`: `AIRLOCK_MAX_CONCURRENT`), so
-/// each setting comes from a flag, the environment or the config file.
+/// each setting comes from a flag, the environment or the config file; the dev switches
+/// excepted.
 fn command_line() -> clap::Command {
     Cli::command().mut_subcommand("serve", |serve| {
         serve.mut_args(|arg| {
             let Some(long) = arg.get_long() else {
                 return arg;
             };
-            if arg.get_env().is_some() || ["help", "version", "check-config"].contains(&long) {
+            let own = ["help", "version", "check-config"].contains(&long);
+            if arg.get_env().is_some() || own || DEV_SWITCHES.contains(&long) {
                 return arg;
             }
             let name = format!("AIRLOCK_{}", long.to_uppercase().replace('-', "_"));

@@ -132,6 +132,22 @@ impl<'writer> FormatFields<'writer> for JsonFields {
         fields.record(&mut visitor);
         write!(writer, "{}", Value::Object(visitor.0))
     }
+
+    /// Fields a span records after it began join its object (the default would append a
+    /// second object to the text, which then no longer parses).
+    fn add_fields(
+        &self,
+        current: &'writer mut FormattedFields<Self>,
+        fields: &tracing::span::Record<'_>,
+    ) -> fmt::Result {
+        let mut object: Map<String, Value> =
+            serde_json::from_str(&current.fields).unwrap_or_default();
+        let mut visitor = Fields::default();
+        fields.record(&mut visitor);
+        object.extend(visitor.0);
+        current.fields = Value::Object(object).to_string();
+        Ok(())
+    }
 }
 
 /// Writes each event as one JSON object on its own line.
@@ -218,7 +234,13 @@ mod tests {
             .event_format(JsonLines)
             .finish();
         tracing::subscriber::with_default(subscriber, || {
-            let span = tracing::info_span!("invoke", tenant = "acme", attempt = 2u64);
+            let span = tracing::info_span!(
+                "invoke",
+                tenant = "acme",
+                attempt = 2u64,
+                outcome = tracing::field::Empty
+            );
+            span.record("outcome", "ok");
             let _entered = span.enter();
             tracing::warn!(
                 denied = true,
@@ -238,6 +260,10 @@ mod tests {
         assert_eq!(line["spans"][0]["name"], "invoke");
         assert_eq!(line["spans"][0]["tenant"], "acme");
         assert_eq!(line["spans"][0]["attempt"], 2);
+        assert_eq!(
+            line["spans"][0]["outcome"], "ok",
+            "recorded after the span began"
+        );
         assert!(line["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')));
     }
 }

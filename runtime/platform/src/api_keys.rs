@@ -66,9 +66,6 @@ pub fn revoke(
     Ok(Some(record))
 }
 
-/// Who suspends a key by hand, in place of a rule's name.
-pub const OPERATOR: &str = "operator";
-
 /// Suspends key `id` for `rule` (an alert rule's name, or `operator`), or lifts its suspension
 /// (`rule` `None`), and records the change: `None` if there is no such key, else its record as
 /// it is now. Suspending a suspended key, or lifting a key that is not, changes nothing.

@@ -98,6 +98,9 @@ fn retire(key_file: &Path, staged: &Path) -> Result<PathBuf, RotateError> {
         path: key_file.to_path_buf(),
         source,
     };
+    // The new key belongs to whoever owned the old one (a rotation run as root must not leave
+    // the service a key it cannot read).
+    fsutil::same_owner(staged, key_file).map_err(swap)?;
     let now = now_unix();
     let mut retired;
     let mut n = 0u32;

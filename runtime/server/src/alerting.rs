@@ -56,6 +56,8 @@ pub struct AlertSettings {
 /// An endpoint with the egress settings its requests go out with.
 struct Endpoint {
     url: String,
+    /// What logs name it by: its origin (a webhook URL's path often holds a token).
+    origin: String,
     secret: WebhookSecret,
     egress: Arc<EgressSettings>,
 }
@@ -71,7 +73,11 @@ pub fn start(app: &Arc<App>, settings: AlertSettings) -> Result<(), String> {
                 .runtime
                 .host_egress(&endpoint.allow_private)
                 .map_err(|e| e.to_string())?;
+            let origin = url::Url::parse(&endpoint.url)
+                .map(|u| u.origin().ascii_serialization())
+                .unwrap_or_default();
             Ok(Arc::new(Endpoint {
+                origin,
                 url: endpoint.url,
                 secret: endpoint.secret,
                 egress,
@@ -237,10 +243,10 @@ async fn deliver(endpoint: Arc<Endpoint>, id: String, body: Bytes) {
             Err(e) => e.to_string(),
         };
         let Some(wait) = waits.next() else {
-            tracing::error!(url = %endpoint.url, id, failure, "an alert notification was given up");
+            tracing::error!(endpoint = %endpoint.origin, id, failure, "an alert notification was given up");
             return;
         };
-        tracing::warn!(url = %endpoint.url, id, failure, "an alert notification failed; retrying");
+        tracing::warn!(endpoint = %endpoint.origin, id, failure, "an alert notification failed; retrying");
         tokio::time::sleep(*wait).await;
     }
 }

@@ -137,7 +137,7 @@ impl FromRequestParts<Arc<App>> for Principal {
 
 impl Principal {
     /// The principal of a console session on key `id`, if the key is still usable: a key
-    /// revoked or expired since sign-in ends its sessions.
+    /// revoked, suspended or expired since sign-in ends its sessions.
     pub(crate) fn resumed(
         app: &App,
         id: &str,
@@ -147,8 +147,7 @@ impl Principal {
         let Some(record) = app.store.api_key(id)? else {
             return Ok(None);
         };
-        let now = now_unix();
-        if record.revoked.is_some() || record.expires.is_some_and(|at| at <= now) {
+        if api_keys::usable(&record, now_unix()).is_err() {
             return Ok(None);
         }
         Ok(Some(Self::of(record, route, client)?))

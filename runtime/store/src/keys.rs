@@ -276,7 +276,8 @@ impl Store {
         Ok(opened)
     }
 
-    /// Re-wraps every tenant's key file under `new`, each file replaced atomically; a file
+    /// Re-wraps every tenant's key file under `new`, each file replaced atomically and the old
+    /// one's bytes overwritten; a file
     /// `new` already opens (a rotation interrupted and run again) is left as it is. Returns
     /// how many were re-wrapped. The caller holds the store: no other process seals meanwhile.
     pub(crate) fn rewrap_key_files(&self, new: &Arc<MasterKey>) -> Result<u64, StoreError> {
@@ -295,7 +296,8 @@ impl Store {
             }
             let key = self.unwrap_key(&tenant, &wrapped)?;
             let bytes = encode(&new.wrap(tenant.as_str(), &key), &tenant)?;
-            dir.write_atomic(&name, &bytes)
+            // The old wrapping is destroyed: with the retired master key it would open the key.
+            dir.replace_shredding(&name, &bytes)
                 .map_err(|source| StoreError::Io {
                     path: dir.path_of(&name),
                     source,

@@ -98,6 +98,17 @@ impl Confined {
         self.sync()
     }
 
+    /// [`Self::write_atomic`] over an existing `name`, then the replaced file's bytes
+    /// overwritten with zeros and synced: only once the new file is durably in place, so a
+    /// crash leaves the old file or the new one, never neither.
+    pub fn replace_shredding(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
+        let mut old = self.dir.open_with(name, OpenOptions::new().write(true))?;
+        let len = old.metadata()?.len();
+        self.write_atomic(name, bytes)?;
+        super::zero_fill(&mut old, len)?;
+        old.sync_all()
+    }
+
     /// Creates `name` holding `bytes` (mode 0600) only if nothing is there yet, atomically: a
     /// reader sees no file or the whole of it. `AlreadyExists` when another writer got there
     /// first (its file is kept).

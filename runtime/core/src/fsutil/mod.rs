@@ -82,6 +82,16 @@ pub fn shred_tree(dir: &Path) -> std::io::Result<()> {
     sync_dir(parent_of(dir))
 }
 
+/// Gives `path` the owner and group of `like` (a no-op when they already match).
+pub fn same_owner(path: &Path, like: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt as _;
+    let (want, have) = (std::fs::metadata(like)?, std::fs::metadata(path)?);
+    if (want.uid(), want.gid()) == (have.uid(), have.gid()) {
+        return Ok(());
+    }
+    std::os::unix::fs::chown(path, Some(want.uid()), Some(want.gid()))
+}
+
 /// Makes the entries of `dir` (files created, renamed or removed in it) durable.
 pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()

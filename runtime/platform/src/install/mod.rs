@@ -445,14 +445,7 @@ impl Installer<'_> {
 
     /// [`Self::load`] for running it: a quarantined installation is refused.
     pub fn load_runnable(&self, record: &InstallationRecord) -> Result<Integration, InstallError> {
-        if let Some(quarantine) = &record.quarantine {
-            return Err(InstallError::Quarantined {
-                tenant: record.tenant.clone(),
-                installation: record.installation.clone(),
-                rule: quarantine.rule.clone(),
-                since: airlock_runtime::clock::rfc3339(quarantine.since),
-            });
-        }
+        quarantine::refuse(record)?;
         self.load(record)
     }
 
@@ -501,6 +494,17 @@ impl Installer<'_> {
         change: InstallChange,
         bundle: &[u8],
     ) -> Result<(), InstallError> {
+        // Read again just before the write: a quarantine that landed while this change was
+        // verified and compiled is not overwritten; the change is refused instead.
+        if let Some(current) = self.store.installation(
+            &record.tenant.parse().map_err(|_| self.corrupt(record))?,
+            &record
+                .installation
+                .parse()
+                .map_err(|_| self.corrupt(record))?,
+        )? {
+            quarantine::refuse(&current)?;
+        }
         self.store.put_bundle(bundle)?;
         self.store.put_installation(record)?;
         let version = match (&record.pending, change) {
@@ -516,6 +520,14 @@ impl Installer<'_> {
                 change,
             })?;
         Ok(())
+    }
+}
+
+impl Installer<'_> {
+    fn corrupt(&self, record: &InstallationRecord) -> InstallError {
+        InstallError::Store(StoreError::Corrupt {
+            what: format!("installation {}/{}", record.tenant, record.installation),
+        })
     }
 }
 

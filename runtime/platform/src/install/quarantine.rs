@@ -5,12 +5,28 @@
 use airlock_host_api::audit::{AuditEvent, InstallChange};
 use airlock_runtime::clock::now_unix;
 use airlock_runtime::ids::{InstallationId, TenantId};
+use airlock_store::InstallationRecord;
 use airlock_store::records::Quarantine;
 
 use super::{InstallError, Installer};
 
 /// Who quarantines by hand, in place of a rule's name.
 pub const OPERATOR: &str = "operator";
+
+/// Refuses anything but the operator's release for a quarantined installation: running it,
+/// changing it (a change would write over the quarantine) and uninstalling it (a reinstall
+/// would come back without one).
+pub(crate) fn refuse(record: &InstallationRecord) -> Result<(), InstallError> {
+    match &record.quarantine {
+        None => Ok(()),
+        Some(quarantine) => Err(InstallError::Quarantined {
+            tenant: record.tenant.clone(),
+            installation: record.installation.clone(),
+            rule: quarantine.rule.clone(),
+            since: airlock_runtime::clock::rfc3339(quarantine.since),
+        }),
+    }
+}
 
 impl Installer<'_> {
     /// Quarantines the installation for `rule`. `false` if it already was (it keeps its first

@@ -33,6 +33,7 @@ impl Installer<'_> {
         installation: &InstallationId,
     ) -> Result<Uninstalled, InstallError> {
         let record = self.get(tenant, installation)?;
+        super::quarantine::refuse(&record)?;
         let mut removed = Uninstalled::default();
         // First, so no consent under way completes into a connection from here on.
         self.store.delete_consents(tenant, installation)?;

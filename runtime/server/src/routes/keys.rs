@@ -17,6 +17,7 @@ use crate::app::App;
 use crate::auth::Principal;
 use crate::error::{ApiError, ErrorBody};
 use airlock_platform::api_keys::{self, ApiKeyRecord, IssueError, Scope};
+use airlock_platform::install::quarantine::OPERATOR;
 use airlock_runtime::clock::now_unix;
 use airlock_runtime::ids::TenantId;
 use airlock_runtime::units::HumanDuration;
@@ -293,7 +294,7 @@ pub(super) async fn suspend(
     principal: Principal,
     Path(key): Path<String>,
 ) -> Result<Json<ApiKey>, ApiError> {
-    suspension(&app, &principal, key, Some(api_keys::OPERATOR)).await
+    suspension(&app, &principal, key, Some(OPERATOR)).await
 }
 
 /// Lift an API key's suspension

@@ -24,7 +24,14 @@ const MASTER_CHECK: &str = "master-key-check";
 impl PgStore {
     /// The master key, resolved once per process and checked against the database's.
     pub(crate) fn master(&self) -> Result<Arc<MasterKey>, StoreError> {
-        self.inner.master.get(|key| self.check_master(key))
+        match self.inner.master.get(|key| self.check_master(key)) {
+            // Rotated, and this node started after the rotation with its staged key beside its
+            // key file but before that file was replaced.
+            Err(StoreError::MasterKeyMismatch { store }) => self
+                .rotated_master()?
+                .ok_or(StoreError::MasterKeyMismatch { store }),
+            other => other,
+        }
     }
 
     /// The master key after a rotation another process made while this one ran: read again
@@ -75,6 +82,14 @@ impl PgStore {
         let new = new.clone();
         self.run(move |mut client| async move {
             let tx = client.transaction().await?;
+            // First: a node creating a data key holds this row shared while it checks that its
+            // master key is still the database's (`insert_key`), so none is created under the
+            // old key once this transaction starts, and none created before is missed below.
+            tx.query_opt(
+                "SELECT value FROM meta WHERE key = $1 FOR UPDATE",
+                &[&MASTER_CHECK],
+            )
+            .await?;
             let rows = tx
                 .query("SELECT tenant, wrapped FROM data_keys FOR UPDATE", &[])
                 .await?;
@@ -127,12 +142,25 @@ impl PgStore {
 /// Of nodes creating a tenant's key at once, the first stored wins and all use it.
 impl TenantKeys for PgStore {
     fn tenant_key(&self, tenant: &TenantId, create: bool) -> Result<Option<DataKey>, StoreError> {
-        let master = self.master()?;
+        let mut master = self.master()?;
         let name = tenant.to_string();
-        let mut stored = self.wrapped_key(&name, None)?;
+        let mut stored = self.wrapped_key(&name)?;
         if stored.is_none() && create {
-            let fresh = encode(&master.wrap(tenant.as_str(), &DataKey::generate()))?;
-            stored = self.wrapped_key(&name, Some(fresh))?;
+            let key = DataKey::generate();
+            if !self.insert_key(&name, &master, &key)? {
+                // Rotated since this node read its key: wrap under the new one, or refuse.
+                master = self
+                    .rotated_master()?
+                    .ok_or_else(|| StoreError::MasterKeyMismatch {
+                        store: self.shown().to_string(),
+                    })?;
+                if !self.insert_key(&name, &master, &key)? {
+                    return Err(StoreError::MasterKeyMismatch {
+                        store: self.shown().to_string(),
+                    });
+                }
+            }
+            stored = self.wrapped_key(&name)?;
         }
         let Some(stored) = stored else {
             return Ok(None);
@@ -151,23 +179,10 @@ impl TenantKeys for PgStore {
 }
 
 impl PgStore {
-    /// The tenant's wrapped key as stored, after storing `fresh` if it had none.
-    fn wrapped_key(
-        &self,
-        tenant: &str,
-        fresh: Option<Vec<u8>>,
-    ) -> Result<Option<Vec<u8>>, StoreError> {
+    /// The tenant's wrapped key as stored.
+    fn wrapped_key(&self, tenant: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let tenant = tenant.to_string();
         self.run(move |client| async move {
-            if let Some(fresh) = fresh {
-                client
-                    .execute(
-                        "INSERT INTO data_keys (tenant, wrapped) VALUES ($1, $2) \
-                         ON CONFLICT DO NOTHING",
-                        &[&tenant, &fresh],
-                    )
-                    .await?;
-            }
             Ok(client
                 .query_opt(
                     "SELECT wrapped FROM data_keys WHERE tenant = $1",
@@ -175,6 +190,44 @@ impl PgStore {
                 )
                 .await?
                 .map(|row| row.get(0)))
+        })
+    }
+
+    /// Stores `key` wrapped by `master` as the tenant's, unless it has one (the first stored
+    /// wins), in a transaction that holds the master key check shared and finds it opens with
+    /// `master`: `false`, storing nothing, when it does not (the key was rotated).
+    fn insert_key(
+        &self,
+        tenant: &str,
+        master: &Arc<MasterKey>,
+        key: &DataKey,
+    ) -> Result<bool, StoreError> {
+        let tenant = tenant.to_string();
+        let fresh = encode(&master.wrap(&tenant, key))?;
+        let master = master.clone();
+        self.run(move |mut client| async move {
+            let tx = client.transaction().await?;
+            let check: Option<Vec<u8>> = tx
+                .query_opt(
+                    "SELECT value FROM meta WHERE key = $1 FOR SHARE",
+                    &[&MASTER_CHECK],
+                )
+                .await?
+                .map(|row| row.get(0));
+            let current = check
+                .as_deref()
+                .and_then(|check| decode(check, "the master key check").ok())
+                .is_some_and(|check| master.unwrap(MASTER_CHECK, &check).is_ok());
+            if !current {
+                return Ok(false);
+            }
+            tx.execute(
+                "INSERT INTO data_keys (tenant, wrapped) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&tenant, &fresh],
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(true)
         })
     }
 }
@@ -238,7 +291,35 @@ mod tests {
             running.tenant_key(&acme, false),
             Err(StoreError::Decrypt { .. })
         ));
+        // Nor does it make a new tenant's key under the old master key.
+        let initech: TenantId = "initech".parse().expect("tenant");
+        assert!(matches!(
+            running.tenant_key(&initech, true),
+            Err(StoreError::MasterKeyMismatch { .. })
+        ));
         std::fs::copy(&staged, staged_key_path(&key_two)).expect("staged on node two");
+        let made = running
+            .tenant_key(&initech, true)
+            .expect("made")
+            .expect("a key");
+        let three = tempfile::tempdir().expect("dir");
+        std::fs::copy(&staged, three.path().join("master.key")).expect("the new key alone");
+        let opened = database
+            .store(&three.path().join("master.key"))
+            .tenant_key(&initech, false)
+            .expect("opens under the new key")
+            .expect("a key");
+        let aad = airlock_host_api::credentials::vault::ConfigAad {
+            tenant: "initech",
+            installation: "one",
+            key_version: 1,
+        };
+        assert_eq!(
+            &opened
+                .open(&aad, &made.seal(&aad, b"y"))
+                .expect("the same key")[..],
+            b"y"
+        );
         for (tenant, key) in [&acme, &globex].into_iter().zip(&before) {
             let opened = running
                 .tenant_key(tenant, false)
