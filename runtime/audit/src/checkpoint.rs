@@ -196,23 +196,7 @@ impl AuditDir {
     /// Every checkpoint of `chain`, in file order; a line that does not parse is reported as
     /// its line number.
     pub fn checkpoints(&self, chain: &str) -> Result<Vec<Result<Checkpoint, usize>>, AuditError> {
-        let path = self.file(chain);
-        let file = match fs::File::open(&path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(source) => return Err(AuditError::Io { path, source }),
-        };
-        io::BufReader::new(file)
-            .lines()
-            .enumerate()
-            .map(|(i, line)| {
-                let line = line.map_err(|source| AuditError::Io {
-                    path: path.clone(),
-                    source,
-                })?;
-                Ok(serde_json::from_str(&line).map_err(|_| i + 1))
-            })
-            .collect()
+        read_lines(&self.file(chain))
     }
 }
 
@@ -245,6 +229,34 @@ impl CheckpointSigner {
     pub(crate) fn signature(&self, message: &[u8]) -> String {
         STANDARD.encode(self.key.sign(message).to_bytes())
     }
+}
+
+/// Every line of the JSON-lines file at `path` (none if there is no file), in file order; a
+/// line that does not parse as a `T` is its line number.
+pub(crate) fn read_lines<T: serde::de::DeserializeOwned>(
+    path: &Path,
+) -> Result<Vec<Result<T, usize>>, AuditError> {
+    let file = match fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(AuditError::Io {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+    };
+    io::BufReader::new(file)
+        .lines()
+        .enumerate()
+        .map(|(i, line)| {
+            let line = line.map_err(|source| AuditError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            Ok(serde_json::from_str(&line).map_err(|_| i + 1))
+        })
+        .collect()
 }
 
 /// Appends `line` and a newline to the file at `path` (created 0600) in one `write`, synced;

@@ -6,12 +6,12 @@
 //! server that signs with it before it reads the new key).
 
 use std::fs;
-use std::io::{self, BufRead};
+use std::io;
 
 use serde::{Deserialize, Serialize};
 
 use super::AuditError;
-use crate::checkpoint::{AuditDir, Checkpoint, KEY_FILE, append_line, verifies};
+use crate::checkpoint::{AuditDir, Checkpoint, KEY_FILE, append_line, read_lines, verifies};
 use airlock_bundle::keys::{self, KeyError, PublicKey};
 use airlock_runtime::clock;
 
@@ -144,23 +144,7 @@ impl AuditDir {
 
     /// Every introduction, in file order; a line that does not parse is its line number.
     pub fn introductions(&self) -> Result<Vec<Result<KeyIntroduction, usize>>, AuditError> {
-        let path = self.path().join(KEYS_FILE);
-        let file = match fs::File::open(&path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(source) => return Err(AuditError::Io { path, source }),
-        };
-        io::BufReader::new(file)
-            .lines()
-            .enumerate()
-            .map(|(i, line)| {
-                let line = line.map_err(|source| AuditError::Io {
-                    path: path.clone(),
-                    source,
-                })?;
-                Ok(serde_json::from_str(&line).map_err(|_| i + 1))
-            })
-            .collect()
+        read_lines(&self.path().join(KEYS_FILE))
     }
 
     /// Replaces the checkpoint key with a new one, introduced by the old: the new key is made
