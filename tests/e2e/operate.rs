@@ -130,6 +130,19 @@ fn a_config_file_is_checked_whole_and_its_errors_name_file_line_and_key() {
         "{said}"
     );
 
+    // Alert rules are checked too, each error at its line and table.
+    let rule = "[[alert]]\nname = \"probe\"\nsignal = \"egress-denied\"\nper = \"tenant\"\n\
+                threshold = 3\nwindow = \"1m\"\n";
+    let (code, said, path_rule) = check("rule.toml", &format!("{rule}severe = 1\n"));
+    assert_eq!(code, Some(2));
+    assert!(
+        said.contains(&format!("{path_rule}:7: [[alert]]: unknown field `severe`")),
+        "{said}"
+    );
+    let (code, said, _) = check("per.toml", &format!("{rule}quarantine = true\n"));
+    assert_eq!(code, Some(2));
+    assert!(said.contains("rule probe: quarantine needs"), "{said}");
+
     // A dev switch in the file is still refused unless confirmed, as on the command line.
     let (code, said, _) = check("loose.toml", "allow-private = [\"127.0.0.0/8\"]\n");
     assert_eq!(code, Some(2));

@@ -219,7 +219,7 @@ impl ConfigFile {
             ConfigError::Key {
                 path: self.path.clone(),
                 line,
-                key: "[[alert]] or [[notify]]".to_owned(),
+                key: self.table_at(line),
                 why: e.message().to_owned(),
             }
         })?;
@@ -245,6 +245,24 @@ impl ConfigFile {
             Rule::check_all(rules).map_err(|e| refused(None, e))?;
         }
         Ok(sections)
+    }
+
+    /// The `[[table]]` line `line` falls under, as written (`[[alert]]`), for errors inside one.
+    fn table_at(&self, line: usize) -> String {
+        self.text
+            .lines()
+            .take(line)
+            .filter_map(|l| {
+                l.trim()
+                    .strip_prefix("[[")?
+                    .split_once("]]")
+                    .map(|(t, _)| t)
+            })
+            .last()
+            .map_or_else(
+                || "[[alert]] or [[notify]]".to_owned(),
+                |t| format!("[[{}]]", t.trim()),
+            )
     }
 
     /// The 1-based line of a byte span's start.

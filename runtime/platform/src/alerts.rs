@@ -77,7 +77,8 @@ pub enum RuleError {
     #[error("rule {0}: two rules have this name")]
     Duplicate(String),
     #[error(
-        "rule {0}: quarantine needs per = \"installation\" (only an installation is quarantined)"
+        "rule {0}: quarantine needs per = \"installation\" (quarantined) or per = \"key\" \
+         (suspended)"
     )]
     QuarantinePer(String),
     #[error("rule {0}: per = \"key\" counts access refusals only")]
