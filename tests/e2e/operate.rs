@@ -358,6 +358,25 @@ async fn an_installation_that_probes_is_quarantined_and_the_operator_told_once()
     // The flood was one alert: no second notification came meanwhile.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(endpoint.requests().len(), 1);
+
+    // The operator quarantines by hand, and may remove a quarantined installation outright.
+    let by_hand = server
+        .call(Method::PUT, release, Some(&server.admin), Body::None)
+        .await;
+    assert_eq!(
+        by_hand.body["quarantine"]["rule"], "operator",
+        "{}",
+        by_hand.body
+    );
+    let removed = server
+        .call(
+            Method::DELETE,
+            "/v1/installations/exfil?tenant=acme",
+            Some(&server.admin),
+            Body::None,
+        )
+        .await;
+    assert_eq!(removed.status, StatusCode::OK, "{}", removed.body);
     server.stop();
 
     let alerts = records_of(&op, "alert-raised");
@@ -370,7 +389,13 @@ async fn an_installation_that_probes_is_quarantined_and_the_operator_told_once()
         .collect();
     assert_eq!(
         changes,
-        [json!("installed"), json!("quarantined"), json!("released")]
+        [
+            json!("installed"),
+            json!("quarantined"),
+            json!("released"),
+            json!("quarantined"),
+            json!("uninstalled")
+        ]
     );
     assert_trail_verifies(&op);
 }

@@ -6,6 +6,7 @@ use clap::Args;
 use super::credentials::Scope;
 use super::exit::{Exit, failed};
 use super::state::StateArgs;
+use airlock_platform::install::Approver;
 use airlock_runtime::engine::EngineSettings;
 
 #[derive(Debug, Args)]
@@ -25,7 +26,7 @@ pub(crate) fn uninstall(args: UninstallArgs) -> anyhow::Result<Exit> {
     } = &args.scope;
     let removed = opened
         .installer()
-        .uninstall(tenant, installation)
+        .uninstall(tenant, installation, Approver::Admin)
         .map_err(failed)?;
     opened.trail.checkpoint()?;
     eprintln!(

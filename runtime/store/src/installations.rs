@@ -74,6 +74,44 @@ pub(crate) fn encode(
     serde_json::to_vec(&stored).map_err(|_| corrupt(&stored.record))
 }
 
+/// The quarantine in a stored record, read without opening its config.
+pub(crate) fn stored_quarantine(bytes: &[u8]) -> Result<Option<Quarantine>, StoreError> {
+    #[derive(Deserialize)]
+    struct Only {
+        #[serde(default)]
+        quarantine: Option<Quarantine>,
+    }
+    serde_json::from_slice::<Only>(bytes)
+        .map(|only| only.quarantine)
+        .map_err(|_| StoreError::Corrupt {
+            what: "installation record".to_string(),
+        })
+}
+
+/// A stored record with `quarantine` in place of its own, nothing else changed.
+pub(crate) fn with_quarantine(
+    bytes: &[u8],
+    quarantine: Option<&Quarantine>,
+) -> Result<Vec<u8>, StoreError> {
+    let corrupt = || StoreError::Corrupt {
+        what: "installation record".to_string(),
+    };
+    let mut object: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(bytes).map_err(|_| corrupt())?;
+    match quarantine {
+        Some(q) => {
+            object.insert(
+                "quarantine".into(),
+                serde_json::to_value(q).map_err(|_| corrupt())?,
+            );
+        }
+        None => {
+            object.remove("quarantine");
+        }
+    }
+    serde_json::to_vec(&object).map_err(|_| corrupt())
+}
+
 /// The record [`encode`] stored, its config opened; a clear config, or one sealed for another
 /// installation, is refused.
 pub(crate) fn decode(
@@ -133,10 +171,49 @@ impl Installations for Store {
     fn put_installation(&self, record: &InstallationRecord) -> Result<(), StoreError> {
         let _pass = self.writing();
         let key = record_key(&record.tenant, &record.installation);
-        self.tree(INSTALLATIONS)?
-            .insert(key, encode(self, record.clone())?)?;
+        let tree = self.tree(INSTALLATIONS)?;
+        let fresh = encode(self, record.clone())?;
+        loop {
+            let current = tree.get(&key)?;
+            let kept = current
+                .as_deref()
+                .map(stored_quarantine)
+                .transpose()?
+                .flatten();
+            let bytes = with_quarantine(&fresh, kept.as_ref())?;
+            if tree.compare_and_swap(&key, current, Some(bytes))?.is_ok() {
+                break;
+            }
+        }
         self.db()?.flush()?;
         Ok(())
+    }
+
+    fn set_quarantine(
+        &self,
+        tenant: &TenantId,
+        installation: &InstallationId,
+        quarantine: Option<Quarantine>,
+    ) -> Result<Option<(InstallationRecord, bool)>, StoreError> {
+        let _pass = self.writing();
+        let key = record_key(tenant.as_str(), installation.as_str());
+        let tree = self.tree(INSTALLATIONS)?;
+        loop {
+            let Some(current) = tree.get(&key)? else {
+                return Ok(None);
+            };
+            if stored_quarantine(&current)?.is_some() == quarantine.is_some() {
+                return Ok(Some((decode(self, &current)?, false)));
+            }
+            let bytes = with_quarantine(&current, quarantine.as_ref())?;
+            if tree
+                .compare_and_swap(&key, Some(current), Some(bytes.clone()))?
+                .is_ok()
+            {
+                self.db()?.flush()?;
+                return Ok(Some((decode(self, &bytes)?, true)));
+            }
+        }
     }
 
     fn installations(

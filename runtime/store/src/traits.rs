@@ -23,7 +23,7 @@ use airlock_runtime::trust::{TrustError, TrustedKey};
 use crate::StoreError;
 use crate::records::{
     ConnectionInfo, ConnectionKey, CredentialInfo, EndpointInfo, InstallationRecord, KvUsage,
-    NewEndpoint, PendingConsent, SetOutcome, Stored, TakenState, TenantInfo,
+    NewEndpoint, PendingConsent, Quarantine, SetOutcome, Stored, TakenState, TenantInfo,
 };
 use crate::runs::{ClaimedRun, NewRun, Requeued, RunEnd, RunQuery, RunRecord};
 use crate::schedules::{Fired, NewSchedule, ScheduleRecord, Tick};
@@ -99,8 +99,22 @@ pub trait Installations: Send + Sync {
         installation: &InstallationId,
     ) -> Result<Option<InstallationRecord>, StoreError>;
 
-    /// Stores `record` (created or replaced), its config sealed, and flushes it.
+    /// Stores `record` (created or replaced), its config sealed, and flushes it. Guarantee: the
+    /// stored record's quarantine is kept, whatever `record` says (only
+    /// [`Self::set_quarantine`] changes it), in one atomic step: a change built from an older
+    /// read neither lifts a quarantine set meanwhile nor brings back one lifted.
     fn put_installation(&self, record: &InstallationRecord) -> Result<(), StoreError>;
+
+    /// Quarantines the installation (`Some`) or lifts its quarantine (`None`), changing nothing
+    /// else of its record, in one atomic step: `None` if there is no such installation, else
+    /// the record as it is now and whether this changed it (quarantining a quarantined one keeps
+    /// its first quarantine).
+    fn set_quarantine(
+        &self,
+        tenant: &TenantId,
+        installation: &InstallationId,
+        quarantine: Option<Quarantine>,
+    ) -> Result<Option<(InstallationRecord, bool)>, StoreError>;
 
     /// Deletes the installation's record (what it owns goes first: the uninstall service);
     /// false if there was none.

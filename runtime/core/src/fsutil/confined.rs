@@ -102,10 +102,16 @@ impl Confined {
     /// overwritten with zeros and synced: only once the new file is durably in place, so a
     /// crash leaves the old file or the new one, never neither.
     pub fn replace_shredding(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
-        let mut old = self.dir.open_with(name, OpenOptions::new().write(true))?;
-        let len = old.metadata()?.len();
+        use std::os::unix::fs::MetadataExt as _;
+        let mut old = self
+            .dir
+            .open_with(name, OpenOptions::new().write(true))?
+            .into_std();
+        let was = old.metadata()?;
         self.write_atomic(name, bytes)?;
-        super::zero_fill(&mut old, len)?;
+        // Owned as the old file was: a rotation run as root leaves the service its files.
+        std::os::unix::fs::lchown(self.path_of(name), Some(was.uid()), Some(was.gid()))?;
+        super::zero_fill(&mut old, was.len())?;
         old.sync_all()
     }
 

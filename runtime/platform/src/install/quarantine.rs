@@ -13,9 +13,9 @@ use super::{InstallError, Installer};
 /// Who quarantines by hand, in place of a rule's name.
 pub const OPERATOR: &str = "operator";
 
-/// Refuses anything but the operator's release for a quarantined installation: running it,
-/// changing it (a change would write over the quarantine) and uninstalling it (a reinstall
-/// would come back without one).
+/// Refuses running a quarantined installation, changing it, and its tenant's uninstalling it (a
+/// reinstall would come back without its quarantine). The store keeps a quarantine through any
+/// change written anyway ([`airlock_store::Installations::put_installation`]).
 pub(crate) fn refuse(record: &InstallationRecord) -> Result<(), InstallError> {
     match &record.quarantine {
         None => Ok(()),
@@ -55,15 +55,20 @@ impl Installer<'_> {
         installation: &InstallationId,
         rule: Option<&str>,
     ) -> Result<bool, InstallError> {
-        let mut record = self.get(tenant, installation)?;
-        if record.quarantine.is_some() == rule.is_some() {
-            return Ok(false);
-        }
-        record.quarantine = rule.map(|rule| Quarantine {
+        let quarantine = rule.map(|rule| Quarantine {
             rule: rule.to_string(),
             since: now_unix(),
         });
-        self.store.put_installation(&record)?;
+        let (record, changed) = self
+            .store
+            .set_quarantine(tenant, installation, quarantine)?
+            .ok_or_else(|| InstallError::NoInstallation {
+                tenant: tenant.clone(),
+                installation: installation.clone(),
+            })?;
+        if !changed {
+            return Ok(false);
+        }
         let change = match rule {
             Some(_) => InstallChange::Quarantined,
             None => InstallChange::Released,

@@ -26,14 +26,19 @@ pub struct Uninstalled {
 }
 
 impl Installer<'_> {
-    /// Removes the installation and what it owns (module doc), recording each removal.
+    /// Removes the installation and what it owns (module doc), recording each removal. A
+    /// quarantined installation only the operator removes (`by`): a tenant's reinstall would
+    /// come back without its quarantine.
     pub fn uninstall(
         &self,
         tenant: &TenantId,
         installation: &InstallationId,
+        by: super::Approver,
     ) -> Result<Uninstalled, InstallError> {
         let record = self.get(tenant, installation)?;
-        super::quarantine::refuse(&record)?;
+        if by == super::Approver::Tenant {
+            super::quarantine::refuse(&record)?;
+        }
         let mut removed = Uninstalled::default();
         // First, so no consent under way completes into a connection from here on.
         self.store.delete_consents(tenant, installation)?;

@@ -205,9 +205,9 @@ pub(super) async fn uninstall(
 ) -> Result<Json<Uninstalled>, ApiError> {
     principal.require(&app, Scope::InstallationsWrite).await?;
     let (tenant, installation) = scope(&principal, &query, &installation)?;
-    let (t, i) = (tenant.clone(), installation.clone());
+    let (t, i, by) = (tenant.clone(), installation.clone(), approver(&principal));
     let removed = app
-        .installing(move |installer| installer.uninstall(&t, &i))
+        .installing(move |installer| installer.uninstall(&t, &i, by))
         .await??;
     app.forget_installation(&tenant, &installation);
     Ok(Json(Uninstalled {

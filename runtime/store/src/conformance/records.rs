@@ -9,8 +9,8 @@ use airlock_runtime::ids::EndpointId;
 
 use super::{Subject, installation, tenant};
 use crate::StoreError;
-use crate::records::InstallationRecord;
 use crate::records::NewEndpoint;
+use crate::records::{InstallationRecord, Quarantine};
 
 /// An installation record of `tenant` for the cases.
 pub fn record(tenant: &str, installation: &str) -> InstallationRecord {
@@ -182,6 +182,68 @@ pub fn installations_and_bundles_round_trip(subject: Subject) {
     stored.config = None;
     stored.updated = 2;
     s.put_installation(&stored).expect("replace");
+    assert_eq!(
+        s.installation(&acme, &crm).expect("get"),
+        Some(stored.clone())
+    );
+    // A quarantine changes nothing else, and a change built from an older read keeps it.
+    let quarantine = Quarantine {
+        rule: "egress-probing".into(),
+        since: 3,
+    };
+    let (now, changed) = s
+        .set_quarantine(&acme, &crm, Some(quarantine.clone()))
+        .expect("quarantine")
+        .expect("the installation");
+    assert!(changed);
+    assert_eq!(
+        now,
+        InstallationRecord {
+            quarantine: Some(quarantine.clone()),
+            ..stored.clone()
+        }
+    );
+    let later = Quarantine {
+        rule: "operator".into(),
+        since: 4,
+    };
+    let again = s.set_quarantine(&acme, &crm, Some(later)).expect("again");
+    assert_eq!(
+        again.map(|(r, c)| (r.quarantine, c)),
+        Some((Some(quarantine.clone()), false))
+    );
+    stored.updated = 5;
+    s.put_installation(&stored)
+        .expect("a change from an older read");
+    let kept = s
+        .installation(&acme, &crm)
+        .expect("get")
+        .expect("the installation");
+    assert_eq!((kept.updated, kept.quarantine), (5, Some(quarantine)));
+    let (lifted, changed) = s
+        .set_quarantine(&acme, &crm, None)
+        .expect("lift")
+        .expect("the installation");
+    assert!(changed && lifted.quarantine.is_none());
+    stored.quarantine = Some(Quarantine {
+        rule: "stale".into(),
+        since: 1,
+    });
+    s.put_installation(&stored)
+        .expect("a change carrying a lifted quarantine");
+    assert_eq!(
+        s.installation(&acme, &crm)
+            .expect("get")
+            .map(|r| r.quarantine),
+        Some(None),
+        "no change brings back a quarantine"
+    );
+    assert_eq!(
+        s.set_quarantine(&acme, &installation("none"), None)
+            .expect("none"),
+        None
+    );
+    stored.quarantine = None;
     assert_eq!(s.installation(&acme, &crm).expect("get"), Some(stored));
     assert_eq!(s.installations(None).expect("all").len(), 2);
     assert_eq!(s.installations(Some(&acme)).expect("acme's").len(), 1);

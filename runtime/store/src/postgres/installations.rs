@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use super::PgStore;
 use crate::StoreError;
-use crate::installations::{bundle_digest, decode, encode};
-use crate::records::InstallationRecord;
+use crate::installations::{bundle_digest, decode, encode, stored_quarantine, with_quarantine};
+use crate::records::{InstallationRecord, Quarantine};
 use crate::traits::Installations;
 use airlock_runtime::bundle::trusted::MAX_BUNDLE_BYTES;
 use airlock_runtime::ids::{InstallationId, TenantId};
@@ -49,17 +49,67 @@ impl Installations for PgStore {
 
     fn put_installation(&self, record: &InstallationRecord) -> Result<(), StoreError> {
         let (tenant, id) = (record.tenant.clone(), record.installation.clone());
-        let bytes = encode(self, record.clone())?;
-        self.run(move |client| async move {
-            client
-                .execute(
-                    "INSERT INTO installations (tenant, id, record) VALUES ($1, $2, $3) \
-                     ON CONFLICT (tenant, id) DO UPDATE SET record = $3",
-                    &[&tenant, &id, &bytes],
+        let fresh = encode(self, record.clone())?;
+        self.run(move |mut client| async move {
+            let tx = client.transaction().await?;
+            let current: Option<Vec<u8>> = tx
+                .query_opt(
+                    "SELECT record FROM installations WHERE tenant = $1 AND id = $2 FOR UPDATE",
+                    &[&tenant, &id],
                 )
-                .await?;
+                .await?
+                .map(|row| row.get(0));
+            let kept = current
+                .as_deref()
+                .map(stored_quarantine)
+                .transpose()?
+                .flatten();
+            let bytes = with_quarantine(&fresh, kept.as_ref())?;
+            tx.execute(
+                "INSERT INTO installations (tenant, id, record) VALUES ($1, $2, $3) \
+                 ON CONFLICT (tenant, id) DO UPDATE SET record = $3",
+                &[&tenant, &id, &bytes],
+            )
+            .await?;
+            tx.commit().await?;
             Ok(())
         })
+    }
+
+    fn set_quarantine(
+        &self,
+        tenant: &TenantId,
+        installation: &InstallationId,
+        quarantine: Option<Quarantine>,
+    ) -> Result<Option<(InstallationRecord, bool)>, StoreError> {
+        let (tenant, id) = (tenant.to_string(), installation.to_string());
+        let stored: Option<(Vec<u8>, bool)> = self.run(move |mut client| async move {
+            let tx = client.transaction().await?;
+            let Some(current) = tx
+                .query_opt(
+                    "SELECT record FROM installations WHERE tenant = $1 AND id = $2 FOR UPDATE",
+                    &[&tenant, &id],
+                )
+                .await?
+                .map(|row| row.get::<_, Vec<u8>>(0))
+            else {
+                return Ok(None);
+            };
+            if stored_quarantine(&current)?.is_some() == quarantine.is_some() {
+                return Ok(Some((current, false)));
+            }
+            let bytes = with_quarantine(&current, quarantine.as_ref())?;
+            tx.execute(
+                "UPDATE installations SET record = $3 WHERE tenant = $1 AND id = $2",
+                &[&tenant, &id, &bytes],
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(Some((bytes, true)))
+        })?;
+        stored
+            .map(|(bytes, changed)| Ok((decode(self, &bytes)?, changed)))
+            .transpose()
     }
 
     fn installations(

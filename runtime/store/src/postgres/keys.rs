@@ -13,6 +13,8 @@ use std::sync::Arc;
 
 use airlock_host_api::credentials::vault::{DataKey, MasterKey, WrappedKey};
 
+use tokio_postgres::IsolationLevel;
+
 use super::PgStore;
 use crate::StoreError;
 use crate::keys::TenantKeys;
@@ -80,16 +82,37 @@ impl PgStore {
         };
         let check = encode(&new.wrap(MASTER_CHECK, &DataKey::generate()))?;
         let new = new.clone();
+        let shown = self.shown().to_string();
+        let current = old.clone();
         self.run(move |mut client| async move {
-            let tx = client.transaction().await?;
+            // Read committed, whatever the database's default: each statement below must see
+            // the keys committed while this transaction waited for its lock.
+            let tx = client
+                .build_transaction()
+                .isolation_level(IsolationLevel::ReadCommitted)
+                .start()
+                .await?;
             // First: a node creating a data key holds this row shared while it checks that its
             // master key is still the database's (`insert_key`), so none is created under the
             // old key once this transaction starts, and none created before is missed below.
-            tx.query_opt(
-                "SELECT value FROM meta WHERE key = $1 FOR UPDATE",
-                &[&MASTER_CHECK],
-            )
-            .await?;
+            let stored_check: Option<Vec<u8>> = tx
+                .query_opt(
+                    "SELECT value FROM meta WHERE key = $1 FOR UPDATE",
+                    &[&MASTER_CHECK],
+                )
+                .await?
+                .map(|row| row.get(0));
+            // Still the key this rotation started from (or already the new one): another
+            // rotation to a third key did not get there first.
+            let opens = |key: &MasterKey| {
+                stored_check
+                    .as_deref()
+                    .and_then(|c| decode(c, "the master key check").ok())
+                    .is_some_and(|c| key.unwrap(MASTER_CHECK, &c).is_ok())
+            };
+            if !(current.as_deref().is_some_and(opens) || opens(&new)) {
+                return Err(StoreError::MasterKeyMismatch { store: shown });
+            }
             let rows = tx
                 .query("SELECT tenant, wrapped FROM data_keys FOR UPDATE", &[])
                 .await?;
@@ -206,7 +229,11 @@ impl PgStore {
         let fresh = encode(&master.wrap(&tenant, key))?;
         let master = master.clone();
         self.run(move |mut client| async move {
-            let tx = client.transaction().await?;
+            let tx = client
+                .build_transaction()
+                .isolation_level(IsolationLevel::ReadCommitted)
+                .start()
+                .await?;
             let check: Option<Vec<u8>> = tx
                 .query_opt(
                     "SELECT value FROM meta WHERE key = $1 FOR SHARE",
