@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use airlock_host_api::credentials::vault::{DataKey, MasterKey, WrappedKey};
 
+use deadpool_postgres::{Object, Transaction};
 use tokio_postgres::IsolationLevel;
 
 use super::PgStore;
@@ -85,32 +86,14 @@ impl PgStore {
         let shown = self.shown().to_string();
         let current = old.clone();
         self.run(move |mut client| async move {
-            // Read committed, whatever the database's default: each statement below must see
-            // the keys committed while this transaction waited for its lock.
-            let tx = client
-                .build_transaction()
-                .isolation_level(IsolationLevel::ReadCommitted)
-                .start()
-                .await?;
             // First: a node creating a data key holds this row shared while it checks that its
             // master key is still the database's (`insert_key`), so none is created under the
             // old key once this transaction starts, and none created before is missed below.
-            let stored_check: Option<Vec<u8>> = tx
-                .query_opt(
-                    "SELECT value FROM meta WHERE key = $1 FOR UPDATE",
-                    &[&MASTER_CHECK],
-                )
-                .await?
-                .map(|row| row.get(0));
+            let (tx, stored) = holding_check(&mut client, "FOR UPDATE").await?;
             // Still the key this rotation started from (or already the new one): another
             // rotation to a third key did not get there first.
-            let opens = |key: &MasterKey| {
-                stored_check
-                    .as_deref()
-                    .and_then(|c| decode(c, "the master key check").ok())
-                    .is_some_and(|c| key.unwrap(MASTER_CHECK, &c).is_ok())
-            };
-            if !(current.as_deref().is_some_and(opens) || opens(&new)) {
+            let opened = |key: &MasterKey| opens(stored.as_ref(), key);
+            if !(current.as_deref().is_some_and(opened) || opened(&new)) {
                 return Err(StoreError::MasterKeyMismatch { store: shown });
             }
             let rows = tx
@@ -229,22 +212,8 @@ impl PgStore {
         let fresh = encode(&master.wrap(&tenant, key))?;
         let master = master.clone();
         self.run(move |mut client| async move {
-            let tx = client
-                .build_transaction()
-                .isolation_level(IsolationLevel::ReadCommitted)
-                .start()
-                .await?;
-            let check: Option<Vec<u8>> = tx
-                .query_opt(
-                    "SELECT value FROM meta WHERE key = $1 FOR SHARE",
-                    &[&MASTER_CHECK],
-                )
-                .await?
-                .map(|row| row.get(0));
-            let current = check
-                .as_deref()
-                .and_then(|check| decode(check, "the master key check").ok())
-                .is_some_and(|check| master.unwrap(MASTER_CHECK, &check).is_ok());
+            let (tx, stored) = holding_check(&mut client, "FOR SHARE").await?;
+            let current = opens(stored.as_ref(), &master);
             if !current {
                 return Ok(false);
             }
@@ -257,6 +226,37 @@ impl PgStore {
             Ok(true)
         })
     }
+}
+
+/// A read-committed transaction (whatever the database's default: each later statement must
+/// see what was committed while it waited) holding the master key check with `lock`, and the
+/// check as stored.
+async fn holding_check<'a>(
+    client: &'a mut Object,
+    lock: &str,
+) -> Result<(Transaction<'a>, Option<WrappedKey>), StoreError> {
+    let tx = client
+        .build_transaction()
+        .isolation_level(IsolationLevel::ReadCommitted)
+        .start()
+        .await?;
+    let stored: Option<Vec<u8>> = tx
+        .query_opt(
+            &format!("SELECT value FROM meta WHERE key = $1 {lock}"),
+            &[&MASTER_CHECK],
+        )
+        .await?
+        .map(|row| row.get(0));
+    let check = stored
+        .as_deref()
+        .map(|bytes| decode(bytes, "the master key check"))
+        .transpose()?;
+    Ok((tx, check))
+}
+
+/// Whether `key` opens the master key check.
+fn opens(check: Option<&WrappedKey>, key: &MasterKey) -> bool {
+    check.is_some_and(|check| key.unwrap(MASTER_CHECK, check).is_ok())
 }
 
 fn encode(wrapped: &WrappedKey) -> Result<Vec<u8>, StoreError> {
