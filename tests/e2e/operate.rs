@@ -368,6 +368,11 @@ async fn an_installation_that_probes_is_quarantined_and_the_operator_told_once()
         "{}",
         by_hand.body
     );
+    let listed = stdout(&op.ok(&["install", "list"]));
+    assert!(
+        listed.contains("acme/exfil") && listed.contains("QUARANTINED by operator since"),
+        "{listed}"
+    );
     let removed = server
         .call(
             Method::DELETE,

@@ -268,8 +268,11 @@ fn print_list(state: &State, args: &ListArgs, pending: bool) -> anyhow::Result<E
                 additions.join("; ")
             )
         });
+        let quarantined = r.quarantine.as_ref().map_or(String::new(), |q| {
+            format!("  QUARANTINED by {} since {}", q.rule, rfc3339(q.since))
+        });
         println!(
-            "{}/{}  {} {}  granted {} rule(s){pending}",
+            "{}/{}  {} {}  granted {} rule(s){quarantined}{pending}",
             r.tenant,
             r.installation,
             r.integration,
