@@ -218,6 +218,12 @@ impl MasterKey {
         }
     }
 
+    /// Whether the key comes from `AIRLOCK_MASTER_KEY` (set and not empty) rather than a file:
+    /// then no file holds it, and there is none to rotate or read again.
+    pub fn in_environment() -> bool {
+        std::env::var_os(ENV_VAR).is_some_and(|value| !value.is_empty())
+    }
+
     /// `AIRLOCK_MASTER_KEY`, if set.
     fn env() -> Result<Option<Zeroizing<String>>, VaultError> {
         match std::env::var(ENV_VAR) {

@@ -124,8 +124,8 @@ fn retire(key_file: &Path, staged: &Path) -> Result<PathBuf, RotateError> {
 
 /// A key from the environment has no file to replace.
 fn refuse_environment() -> Result<(), RotateError> {
-    match std::env::var_os("AIRLOCK_MASTER_KEY") {
-        Some(value) if !value.is_empty() => Err(RotateError::FromEnvironment),
-        _ => Ok(()),
+    if MasterKey::in_environment() {
+        return Err(RotateError::FromEnvironment);
     }
+    Ok(())
 }

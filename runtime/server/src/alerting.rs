@@ -169,23 +169,11 @@ async fn quarantine(app: &Arc<App>, alert: &Alert) -> bool {
     };
     let rule = alert.rule.clone();
     let (t, i) = (tenant.clone(), installation.clone());
-    match app
+    let quarantined = app
         .installing(move |installer| installer.quarantine(&t, &i, &rule))
-        .await
-    {
-        Ok(Ok(changed)) => {
-            app.forget_installation(&tenant, &installation);
-            changed
-        }
-        Ok(Err(e)) => {
-            tracing::error!(rule = %alert.rule, error = %e, "an installation could not be quarantined");
-            false
-        }
-        Err(e) => {
-            tracing::error!(rule = %alert.rule, error = ?e.code(), "an installation could not be quarantined");
-            false
-        }
-    }
+        .await;
+    app.forget_installation(&tenant, &installation);
+    done(quarantined, "an installation could not be quarantined").unwrap_or(false)
 }
 
 /// Suspends API key `key` for `rule`; whether it is suspended now by this alert.
@@ -194,15 +182,25 @@ async fn suspend(app: &Arc<App>, key: &str, rule: &str) -> bool {
     let suspended = app
         .blocking(move |app| api_keys::suspend(&*app.store, &app.trail, &key, Some(&rule)))
         .await;
-    match suspended {
-        Ok(Ok(record)) => record.is_some_and(|r| r.suspended.is_some()),
+    done(suspended, "an API key could not be suspended")
+        .flatten()
+        .is_some_and(|record| record.suspended.is_some())
+}
+
+/// What an action taken on a blocking thread returned, or `None` with the failure logged.
+fn done<T, E: std::fmt::Display>(
+    result: Result<Result<T, E>, crate::error::ApiError>,
+    failed: &str,
+) -> Option<T> {
+    match result {
+        Ok(Ok(value)) => Some(value),
         Ok(Err(e)) => {
-            tracing::error!(error = %e, "an API key could not be suspended");
-            false
+            tracing::error!(error = %e, "{failed}");
+            None
         }
         Err(e) => {
-            tracing::error!(error = ?e.code(), "an API key could not be suspended");
-            false
+            tracing::error!(error = ?e.code(), "{failed}");
+            None
         }
     }
 }

@@ -92,7 +92,7 @@ impl MasterSlot {
         &self,
         check: impl Fn(&MasterKey) -> Result<(), StoreError>,
     ) -> Result<Option<Arc<MasterKey>>, StoreError> {
-        if std::env::var_os("AIRLOCK_MASTER_KEY").is_some_and(|v| !v.is_empty()) {
+        if MasterKey::in_environment() {
             return Ok(None);
         }
         for path in [staged_key_path(&self.path), self.path.clone()] {

@@ -202,12 +202,11 @@ pub(crate) struct Ready {
 impl Ready {
     /// The installed version's declaration of `action`, if it has one.
     pub(crate) fn action(&self, action: &str) -> Option<airlock_runtime::manifest::Action> {
-        self.loaded
-            .integration
-            .manifest()
-            .manifest
-            .action(action)
-            .cloned()
+        self.declared(action).cloned()
+    }
+
+    fn declared(&self, action: &str) -> Option<&airlock_runtime::manifest::Action> {
+        self.loaded.integration.manifest().manifest.action(action)
     }
 }
 
@@ -269,7 +268,7 @@ pub(crate) async fn run(
     let runtime = tokio::runtime::Handle::current();
     let (done, task) = tokio::sync::oneshot::channel();
     // Metadata only: ids, the trigger, and the action only if the integration declares it.
-    let declared = ready.action(&action).is_some().then_some(action.as_str());
+    let declared = ready.declared(&action).is_some().then_some(action.as_str());
     let span = tracing::info_span!(
         "invocation",
         airlock.tenant = %ready.caller.subject.tenant,
