@@ -10,7 +10,12 @@ pub struct InvocationId(String);
 impl InvocationId {
     /// A fresh random id (128 bits, hex).
     pub fn new() -> Self {
-        Self(hex::encode(rand::random::<[u8; 16]>()))
+        // Encoded into a buffer rather than through `hex::encode`'s char iterator: one of these
+        // is made per invocation, on the hot path (docs/benchmarks.md).
+        let mut text = [0u8; 32];
+        hex::encode_to_slice(rand::random::<[u8; 16]>(), &mut text)
+            .expect("32 hex digits encode 16 bytes");
+        Self(String::from_utf8(text.to_vec()).expect("hex digits are ASCII"))
     }
 }
 
