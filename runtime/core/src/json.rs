@@ -14,6 +14,7 @@ use std::cell::RefCell;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde_json::map::Entry;
 use serde_json::{Map, Value};
 
 /// Why untrusted JSON text was refused.
@@ -173,19 +174,23 @@ impl<'de> Visitor<'de> for StrictValue<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
         let mut map = Map::new();
         while let Some(key) = access.next_key::<String>()? {
-            if map.contains_key(&key) {
-                *self.duplicate.borrow_mut() = Some(JsonError::DuplicateKey {
-                    pointer: self.path.to_string(),
-                    key,
-                });
-                return Err(de::Error::custom("duplicate key"));
-            }
-            let path = Path::Key(self.path, &key);
+            // One lookup per key: the vacant entry is where the value goes.
+            let slot = match map.entry(key) {
+                Entry::Vacant(slot) => slot,
+                Entry::Occupied(taken) => {
+                    *self.duplicate.borrow_mut() = Some(JsonError::DuplicateKey {
+                        pointer: self.path.to_string(),
+                        key: taken.key().clone(),
+                    });
+                    return Err(de::Error::custom("duplicate key"));
+                }
+            };
+            let path = Path::Key(self.path, slot.key());
             let value = access.next_value_seed(StrictValue {
                 path: &path,
                 duplicate: self.duplicate,
             })?;
-            map.insert(key, value);
+            slot.insert(value);
         }
         Ok(Value::Object(map))
     }
