@@ -4,7 +4,8 @@
 use airlock_runtime::LoadError;
 
 use crate::support::{
-    custom_integration, example, mapper_copy, mapper_manifest, mapper_with, shared,
+    custom_integration, example, fresh, mapper_config, mapper_copy, mapper_manifest, mapper_with,
+    outcome, read_example, shared,
 };
 
 fn load_error(dir: &std::path::Path) -> LoadError {
@@ -169,4 +170,64 @@ fn a_plain_component_passes_compile_and_fails_only_for_its_missing_export() {
         error.to_string().contains("airlock:integration/handler"),
         "{error}"
     );
+}
+
+/// An installed bundle loaded to run compiles each action's schemas on its first use: an action
+/// whose schema does not compile fails alone, naming the file, while the others run. Loaded to
+/// be installed, the same bundle is refused at load.
+#[test]
+fn an_installed_bundle_compiles_each_actions_schemas_on_first_use() {
+    use airlock_runtime::bundle::{self, PublicKey, SigningKey};
+    use airlock_runtime::manifest::LoadedManifest;
+    use airlock_runtime::trust::TrustStore;
+
+    // Strict JSON, so it parses at load; not a schema, so it fails to compile.
+    let dir = mapper_with("schemas/map-contacts.out.json", br#"{"type": "nonsense"}"#);
+    let manifest = LoadedManifest::load(dir.path()).expect("manifest");
+    let key = SigningKey::from_bytes(&[7; 32]);
+    let signed = bundle::sign_dir(&manifest, &key).expect("signs");
+    let mut trust = TrustStore::default();
+    let public = PublicKey::from_verifying_key(key.verifying_key());
+    trust
+        .add(&public, &manifest.manifest.publisher.name, 0)
+        .expect("trusted");
+    let origin = dir.path().join("mapper.airlock");
+    let (_data, runtime) = fresh();
+
+    let refused = match bundle::load_verified(&runtime, &origin, &signed.bytes, &trust) {
+        Ok(_) => panic!("a bundle with a schema that does not compile was installed"),
+        Err(error) => error.to_string(),
+    };
+    assert!(refused.contains("map-contacts.out.json"), "{refused}");
+
+    let mapper = bundle::load_installed(&runtime, &origin, &signed.bytes, &trust)
+        .expect("an installed bundle loads to run");
+    let config = mapper_config(&mapper);
+    let run = |action: &str, input: &str| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio");
+        rt.block_on(runtime.invoke(&mapper, &config, action, input))
+    };
+    let contact = read_example("contact-mapper", "sample-input.json");
+    let mapped = run("map-contact", &contact);
+    assert!(mapped.result.is_ok(), "{:?}", mapped.result);
+    // The deferred input schema judges as the eager one does.
+    let rejected = run("map-contact", r#"{"Id": 7}"#);
+    assert_eq!(outcome(&rejected), "input-rejected");
+
+    let page = format!(r#"{{"contacts": [{contact}]}}"#);
+    for _ in 0..2 {
+        let failed = run("map-contacts", &page);
+        let error = failed
+            .result
+            .expect_err("its output schema does not compile");
+        assert_eq!(error.class(), "host-failure");
+        let message = error.to_string();
+        assert!(
+            message.contains("map-contacts.out.json") && message.contains("invalid"),
+            "{message}"
+        );
+    }
 }

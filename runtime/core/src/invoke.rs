@@ -684,7 +684,8 @@ fn admit_input<'a>(
         .ok_or_else(|| InvokeError::UnknownAction {
             action: action.to_string(),
             available: integration.action_names().join(", "),
-        })?;
+        })?
+        .map_err(|reason| InvokeError::Host(reason.to_string()))?;
     let value = json::parse_strict(input, integration.limits().input as usize)
         .map_err(InvokeError::InputJson)?;
     schemas

@@ -17,7 +17,7 @@ use airlock_devkit::toolchain;
 use airlock_runtime::bundle::{self, PublicKey, SigningKey};
 use airlock_runtime::engine::EngineSettings;
 use airlock_runtime::invoke::Invocation;
-use airlock_runtime::loader::Integration;
+use airlock_runtime::loader::{Integration, SchemaCompile};
 use airlock_runtime::manifest::LoadedManifest;
 use airlock_runtime::runtime::Runtime;
 use airlock_runtime::units::ByteSize;
@@ -214,7 +214,7 @@ impl Signer {
         // sign_dir verifies the bytes against this (the trusted) key before returning them.
         let verified = bundle::sign_dir(&manifest, &self.key)?.verified;
         let origin = dir.join(bundle::file_name(&verified.id, &verified.version));
-        Ok(runtime.load_bundle(&origin, &verified)?)
+        Ok(runtime.load_bundle(&origin, &verified, SchemaCompile::AtLoad)?)
     }
 }
 

@@ -7,4 +7,6 @@ pub mod trusted;
 
 pub use airlock_bundle::*;
 pub use pack::{PackError, SignedBundle, collect, sign_dir};
-pub use trusted::{OpenError, load_trusted, load_verified, read_bundle, verify_trusted};
+pub use trusted::{
+    OpenError, load_installed, load_trusted, load_verified, read_bundle, verify_trusted,
+};

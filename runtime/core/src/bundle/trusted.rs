@@ -4,7 +4,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use crate::loader::{Integration, LoadError};
+use crate::loader::{Integration, LoadError, SchemaCompile};
 use crate::runtime::Runtime;
 use crate::trust::TrustStore;
 use airlock_bundle::{BundleError, VerifiedBundle, verify};
@@ -78,7 +78,8 @@ pub fn load_trusted(
     load_verified(runtime, path, &read_bundle(path)?, trust)
 }
 
-/// Verifies bundle `bytes` (read from `path`) against the trust store and loads them.
+/// Verifies bundle `bytes` (read from `path`) against the trust store and loads them, every
+/// schema compiled: for a bundle being checked or installed.
 pub fn load_verified(
     runtime: &Runtime,
     path: &Path,
@@ -86,6 +87,18 @@ pub fn load_verified(
     trust: &TrustStore,
 ) -> Result<(Integration, VerifiedBundle), OpenError> {
     let verified = verify_trusted(path, bytes, trust)?;
-    let integration = runtime.load_bundle(path, &verified)?;
+    let integration = runtime.load_bundle(path, &verified, SchemaCompile::AtLoad)?;
     Ok((integration, verified))
+}
+
+/// Verifies an installed bundle's `bytes` again and loads them to run: each action's schemas
+/// compile on its first use, since they all compiled when the bundle was installed.
+pub fn load_installed(
+    runtime: &Runtime,
+    path: &Path,
+    bytes: &[u8],
+    trust: &TrustStore,
+) -> Result<Integration, OpenError> {
+    let verified = verify_trusted(path, bytes, trust)?;
+    Ok(runtime.load_bundle(path, &verified, SchemaCompile::OnFirstUse)?)
 }

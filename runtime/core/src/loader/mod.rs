@@ -3,6 +3,12 @@
 //!
 //! Everything that can be checked once is checked here, so an invocation does no parsing
 //! beyond its own input.
+//!
+//! # Layout
+//! - this module: [`Integration`], loading from a directory or a verified bundle.
+//! - [`actions`]: each action's schemas, compiled at load or on the action's first use.
+
+mod actions;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -18,6 +24,10 @@ use airlock_host_api::policy::{LimitError, Limits};
 use airlock_host_api::wasi::{UnlinkedImport, check_import};
 use serde::Serialize;
 use wasmtime::component::Component;
+
+pub(crate) use actions::ActionSchemas;
+pub use actions::SchemaCompile;
+use actions::{Action, Parsed};
 
 use crate::bundle::VerifiedBundle;
 use crate::cache::CacheOutcome;
@@ -44,7 +54,7 @@ pub struct Integration {
     /// The kv quota, when the manifest declares `[kv]`.
     kv: Option<KvQuota>,
     config_schema: Option<Schema>,
-    actions: BTreeMap<String, ActionSchemas>,
+    actions: BTreeMap<String, Action>,
     imports: Vec<String>,
     cache: CacheOutcome,
     pub(crate) egress: Arc<IntegrationEgress>,
@@ -53,12 +63,6 @@ pub struct Integration {
     signed: Option<SignedIdentity>,
     /// The signing key id and statement digest, when loaded through the trust store.
     provenance: Option<(String, String)>,
-}
-
-/// The input and output schemas of one action.
-pub(crate) struct ActionSchemas {
-    pub input: Schema,
-    pub output: Schema,
 }
 
 /// Config that passed the integration's config schema; the only kind an invocation accepts.
@@ -135,7 +139,7 @@ pub enum ConfigError {
 /// files of a verified bundle in memory, so that what was verified is exactly what compiles.
 enum Files<'a> {
     Disk,
-    Bundle(&'a VerifiedBundle),
+    Bundle(&'a VerifiedBundle, SchemaCompile),
 }
 
 impl Files<'_> {
@@ -143,14 +147,30 @@ impl Files<'_> {
         let path = manifest.resolve(rel);
         match self {
             Files::Disk => Ok(Schema::load(&path)?),
-            Files::Bundle(verified) => {
-                let bytes = verified
-                    .files
-                    .get(rel.as_str())
-                    .ok_or(LoadError::MissingFromBundle { path: path.clone() })?;
-                Ok(Schema::parse(&path, bytes.clone())?)
-            }
+            Files::Bundle(verified, _) => Ok(Schema::parse(&path, bundled(verified, rel, &path)?)?),
         }
+    }
+
+    /// One action's schemas, compiled now or (a bundle loaded to run) parsed now and compiled
+    /// on the action's first use.
+    fn action(
+        &self,
+        manifest: &LoadedManifest,
+        input: &RelativePath,
+        output: &RelativePath,
+    ) -> Result<Action, LoadError> {
+        let Files::Bundle(verified, SchemaCompile::OnFirstUse) = self else {
+            return Ok(Action::compiled(ActionSchemas {
+                input: self.schema(manifest, input)?,
+                output: self.schema(manifest, output)?,
+            }));
+        };
+        let parsed = |rel: &RelativePath| -> Result<Parsed, LoadError> {
+            let path = manifest.resolve(rel);
+            let value = Schema::read(&path, bundled(verified, rel, &path)?)?;
+            Ok(Parsed { path, value })
+        };
+        Ok(Action::deferred(parsed(input)?, parsed(output)?))
     }
 
     /// The component's bytes, the path that names it in errors, and its digest (from the
@@ -166,7 +186,7 @@ impl Files<'_> {
                 let digest = Digest::of(&bytes);
                 Ok((path, Cow::Owned(bytes), digest))
             }
-            Files::Bundle(verified) => {
+            Files::Bundle(verified, _) => {
                 let path = manifest.dir.join(crate::bundle::COMPONENT);
                 let missing = || LoadError::MissingFromBundle { path: path.clone() };
                 let bytes = verified
@@ -183,6 +203,21 @@ impl Files<'_> {
     }
 }
 
+/// The bytes of the bundle file `rel` (`path` names it in errors).
+fn bundled(
+    verified: &VerifiedBundle,
+    rel: &RelativePath,
+    path: &Path,
+) -> Result<Vec<u8>, LoadError> {
+    verified
+        .files
+        .get(rel.as_str())
+        .cloned()
+        .ok_or_else(|| LoadError::MissingFromBundle {
+            path: path.to_path_buf(),
+        })
+}
+
 impl Runtime {
     /// Loads the integration whose manifest is at `path` (a directory or an `airlock.toml`).
     pub fn load(&self, path: &Path) -> Result<Integration, LoadError> {
@@ -192,11 +227,13 @@ impl Runtime {
     /// Loads an integration from a verified bundle's files; `origin` (the bundle's path) names
     /// it in errors. Nothing is read from disk, and nothing compiles unless the manifest's
     /// publisher, id and version are the ones the signature covers. The integration carries the
-    /// bundle's signed identity and provenance (signing key, statement digest).
+    /// bundle's signed identity and provenance (signing key, statement digest). `schemas` says
+    /// when the actions' schemas compile.
     pub fn load_bundle(
         &self,
         origin: &Path,
         verified: &VerifiedBundle,
+        schemas: SchemaCompile,
     ) -> Result<Integration, LoadError> {
         let manifest = bundle_manifest(origin, &verified.files)?;
         let manifest_path = manifest.path.clone();
@@ -218,7 +255,7 @@ impl Runtime {
                 signed: Box::new(signed),
             });
         }
-        let mut integration = self.load_files(manifest, &Files::Bundle(verified))?;
+        let mut integration = self.load_files(manifest, &Files::Bundle(verified, schemas))?;
         integration.signed = Some(signed);
         integration.set_provenance(&verified.key_id, &verified.digest);
         Ok(integration)
@@ -251,11 +288,8 @@ impl Runtime {
             .transpose()?;
         let mut actions = BTreeMap::new();
         for (name, action) in &m.actions {
-            let schemas = ActionSchemas {
-                input: files.schema(&manifest, &action.input)?,
-                output: files.schema(&manifest, &action.output)?,
-            };
-            actions.insert(name.to_string(), schemas);
+            let action = files.action(&manifest, &action.input, &action.output)?;
+            actions.insert(name.to_string(), action);
         }
 
         let (component_path, bytes, digest) = files.component(&manifest)?;
@@ -413,8 +447,9 @@ impl Integration {
         Some(self.manifest.resolve(&section.schema))
     }
 
-    pub(crate) fn action(&self, name: &str) -> Option<&ActionSchemas> {
-        self.actions.get(name)
+    /// The declared action `name`'s schemas, compiled on first use if they were deferred.
+    pub(crate) fn action(&self, name: &str) -> Option<Result<&ActionSchemas, &str>> {
+        self.actions.get(name).map(Action::schemas)
     }
 
     /// The names of the declared actions, sorted.

@@ -94,16 +94,20 @@ impl Schema {
     /// Strictly parses and compiles schema file bytes already in memory (from a bundle);
     /// `path` names them in errors.
     pub fn parse(path: &Path, bytes: Vec<u8>) -> Result<Schema, SchemaError> {
+        Self::compile(&path.display().to_string(), &Self::read(path, bytes)?)
+    }
+
+    /// Strictly parses schema file bytes without compiling them, for a schema compiled later
+    /// ([`Schema::compile`]); `path` names them in errors.
+    pub fn read(path: &Path, bytes: Vec<u8>) -> Result<Value, SchemaError> {
         let text = String::from_utf8(bytes).map_err(|error| SchemaError::Io {
             path: path.to_path_buf(),
             source: std::io::Error::new(std::io::ErrorKind::InvalidData, error),
         })?;
-        let value =
-            json::parse_strict(&text, MAX_SCHEMA_BYTES).map_err(|source| SchemaError::Json {
-                path: path.to_path_buf(),
-                source,
-            })?;
-        Self::compile(&path.display().to_string(), &value)
+        json::parse_strict(&text, MAX_SCHEMA_BYTES).map_err(|source| SchemaError::Json {
+            path: path.to_path_buf(),
+            source,
+        })
     }
 
     /// Compiles an already parsed schema; `origin` names it in errors.

@@ -28,7 +28,9 @@ pub use schedules::{ScheduleError, ScheduleRequest};
 pub use webhooks::{CreatedWebhook, WebhookError};
 
 use airlock_audit::AuditTrail;
-use airlock_runtime::bundle::{OpenError, VerifiedBundle, load_verified, verify_trusted};
+use airlock_runtime::bundle::{
+    OpenError, VerifiedBundle, load_installed, load_verified, verify_trusted,
+};
 use airlock_runtime::clock::now_unix;
 use airlock_runtime::ids::{IdError, InstallationId, TenantId};
 use airlock_runtime::loader::{ConfigError, Integration, bundle_manifest};
@@ -453,7 +455,7 @@ impl Installer<'_> {
     /// store, with egress cut down to its grant.
     pub fn load(&self, record: &InstallationRecord) -> Result<Integration, InstallError> {
         let (path, bundle) = self.stored_bundle(&record.installation, &record.bundle)?;
-        let (mut integration, _) = load_verified(self.runtime, &path, &bundle, &self.trust()?)?;
+        let mut integration = load_installed(self.runtime, &path, &bundle, &self.trust()?)?;
         integration.restrict_egress(&record.grant)?;
         Ok(integration)
     }
