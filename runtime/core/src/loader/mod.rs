@@ -46,7 +46,8 @@ use airlock_host_api::policy::grant::{self, GrantError};
 /// Largest component file accepted, checked before reading it whole.
 const MAX_COMPONENT_BYTES: u64 = 64 << 20;
 
-/// A loaded integration: validated manifest, compiled schemas and a pre-instantiated component.
+/// A loaded integration: validated manifest, its schemas (compiled, or parsed until their action
+/// first runs) and a pre-instantiated component.
 pub struct Integration {
     manifest: LoadedManifest,
     digest: Digest,
