@@ -59,7 +59,10 @@ impl Confined {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
-        let mut bytes = Vec::new();
+        // Sized from the metadata, so a large entry (a compiled artifact) is read into one
+        // allocation instead of a vector doubling its way up; still capped by `take`.
+        let size = file.metadata().map_or(0, |m| m.len().min(max + 1));
+        let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
         file.take(max + 1).read_to_end(&mut bytes)?;
         if bytes.len() as u64 > max {
             return Err(io::Error::other(format!("larger than {max} bytes")));
@@ -170,6 +173,21 @@ impl Confined {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_read_returns_the_whole_file_and_refuses_one_past_its_cap() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let confined = Confined::create(&dir.path().join("d"), 0o700).expect("dir");
+        let bytes: Vec<u8> = (0..70_000u32).map(|i| (i % 251) as u8).collect();
+        confined.write_atomic("entry", &bytes).expect("write");
+        assert_eq!(confined.read("entry", 70_000).expect("read"), Some(bytes));
+        let refused = confined.read("entry", 69_999).expect_err("one byte over");
+        assert!(
+            refused.to_string().contains("larger than 69999 bytes"),
+            "{refused}"
+        );
+        assert_eq!(confined.read("absent", 10).expect("read"), None);
+    }
 
     #[test]
     fn names_that_lead_outside_are_refused() {
