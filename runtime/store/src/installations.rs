@@ -88,6 +88,16 @@ pub(crate) fn stored_quarantine(bytes: &[u8]) -> Result<Option<Quarantine>, Stor
         })
 }
 
+/// `fresh` as it is to be stored over `current`: a put never sets or lifts a quarantine, so the
+/// stored one (if any) is kept and `fresh`'s own is replaced by it. Both backends' puts use this.
+pub(crate) fn keeping_quarantine(
+    fresh: &[u8],
+    current: Option<&[u8]>,
+) -> Result<Vec<u8>, StoreError> {
+    let kept = current.map(stored_quarantine).transpose()?.flatten();
+    with_quarantine(fresh, kept.as_ref())
+}
+
 /// A stored record with `quarantine` in place of its own, nothing else changed.
 pub(crate) fn with_quarantine(
     bytes: &[u8],
@@ -175,12 +185,7 @@ impl Installations for Store {
         let fresh = encode(self, record.clone())?;
         loop {
             let current = tree.get(&key)?;
-            let kept = current
-                .as_deref()
-                .map(stored_quarantine)
-                .transpose()?
-                .flatten();
-            let bytes = with_quarantine(&fresh, kept.as_ref())?;
+            let bytes = keeping_quarantine(&fresh, current.as_deref())?;
             if tree.compare_and_swap(&key, current, Some(bytes))?.is_ok() {
                 break;
             }

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 use super::PgStore;
 use crate::StoreError;
-use crate::installations::{bundle_digest, decode, encode, stored_quarantine, with_quarantine};
+use crate::installations::{
+    bundle_digest, decode, encode, keeping_quarantine, stored_quarantine, with_quarantine,
+};
 use crate::records::{InstallationRecord, Quarantine};
 use crate::traits::Installations;
 use airlock_runtime::bundle::trusted::MAX_BUNDLE_BYTES;
@@ -59,12 +61,7 @@ impl Installations for PgStore {
                 )
                 .await?
                 .map(|row| row.get(0));
-            let kept = current
-                .as_deref()
-                .map(stored_quarantine)
-                .transpose()?
-                .flatten();
-            let bytes = with_quarantine(&fresh, kept.as_ref())?;
+            let bytes = keeping_quarantine(&fresh, current.as_deref())?;
             tx.execute(
                 "INSERT INTO installations (tenant, id, record) VALUES ($1, $2, $3) \
                  ON CONFLICT (tenant, id) DO UPDATE SET record = $3",
