@@ -5,7 +5,6 @@
 //! it, and a retired key's signatures only up to its retirement (and a minute's grace for a
 //! server that signs with it before it reads the new key).
 
-use std::fs;
 use std::io;
 
 use serde::{Deserialize, Serialize};
@@ -181,10 +180,10 @@ impl AuditDir {
             append_line(&self.path().join(KEYS_FILE), line)?;
         }
         let key_path = self.path().join(KEY_FILE);
-        // Owned as the old key was: a rotation run as root leaves the service its key.
+        // Owned as the old key was: a rotation run as root leaves the service its key. The old
+        // key's bytes are overwritten once the new one is in place (docs/audit.md).
         airlock_runtime::fsutil::same_owner(&next_path, &key_path)
-            .and_then(|()| fs::rename(&next_path, &key_path))
-            .and_then(|()| airlock_runtime::fsutil::sync_dir(self.path()))
+            .and_then(|()| airlock_runtime::fsutil::rename_shredding(&next_path, &key_path))
             .map_err(|source| AuditError::Io {
                 path: key_path,
                 source,

@@ -897,10 +897,22 @@ fn a_rotated_checkpoint_key_is_followed_from_the_anchor_and_a_forged_one_is_not(
         stolen.path().join(crate::checkpoint::KEY_FILE),
     )
     .expect("copied");
+    // A second name for the old key file's bytes: the rotation must leave nothing in them.
+    let old_file = stolen.path().join("old-inode");
+    std::fs::hard_link(
+        f.trail.dir().path().join(crate::checkpoint::KEY_FILE),
+        &old_file,
+    )
+    .expect("linked");
     // A second process rotates; this trail signs its next checkpoint with the new key.
     let other = f.node("other");
     let (old, new) = other.dir().rotate_key().expect("rotated");
     assert_eq!(old, anchor.key_id());
+    let left = std::fs::read(&old_file).expect("old bytes");
+    assert!(
+        !left.is_empty() && left.iter().all(|b| *b == 0),
+        "the retired private key is overwritten"
+    );
     f.trail.append_blocking(event(3)).expect("appended");
     let signed = f.trail.checkpoint().expect("signed").expect("a checkpoint");
     assert_eq!(signed.key, new.key_id());

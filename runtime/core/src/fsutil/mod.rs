@@ -56,6 +56,18 @@ fn shred(path: &Path) -> std::io::Result<bool> {
     Ok(true)
 }
 
+/// Renames `from` over `to`, then overwrites the replaced file's bytes with zeros and syncs
+/// them: only once the new file is durably in place, so a crash leaves the old file or the new
+/// one, never neither. For a secret that is retired (a replaced key) and must not stay behind.
+pub fn rename_shredding(from: &Path, to: &Path) -> std::io::Result<()> {
+    let mut old = std::fs::OpenOptions::new().write(true).open(to)?;
+    let len = old.metadata()?.len();
+    std::fs::rename(from, to)?;
+    sync_dir(parent_of(to))?;
+    zero_fill(&mut old, len)?;
+    old.sync_all()
+}
+
 /// Overwrites the first `len` bytes of `file` with zeros.
 fn zero_fill(file: &mut impl Write, len: u64) -> std::io::Result<()> {
     let zeros = [0u8; 64 * 1024];
