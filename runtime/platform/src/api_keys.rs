@@ -68,13 +68,14 @@ pub fn revoke(
 
 /// Suspends key `id` for `rule` (an alert rule's name, or `operator`), or lifts its suspension
 /// (`rule` `None`), and records the change: `None` if there is no such key, else its record as
-/// it is now. Suspending a suspended key, or lifting a key that is not, changes nothing.
+/// it is now and whether this call changed it. Suspending a suspended key, or lifting a key
+/// that is not, changes nothing.
 pub fn suspend(
     store: &dyn Storage,
     trail: &AuditTrail,
     id: &str,
     rule: Option<&str>,
-) -> Result<Option<ApiKeyRecord>, IssueError> {
+) -> Result<Option<(ApiKeyRecord, bool)>, IssueError> {
     let suspension = rule.map(|rule| Suspension {
         rule: rule.to_string(),
         since: now_unix(),
@@ -82,8 +83,10 @@ pub fn suspend(
     let Some(changed) = store.suspend_api_key(id, suspension)? else {
         return Ok(None);
     };
-    let record = store.api_key(id)?;
-    if changed && let Some(record) = &record {
+    let Some(record) = store.api_key(id)? else {
+        return Ok(None);
+    };
+    if changed {
         trail.append_blocking(AuditEvent::ApiKeyChanged {
             key: id.to_string(),
             tenant: record.tenant.clone(),
@@ -93,5 +96,5 @@ pub fn suspend(
             },
         })?;
     }
-    Ok(record)
+    Ok(Some((record, changed)))
 }

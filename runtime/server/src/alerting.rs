@@ -184,7 +184,7 @@ async fn suspend(app: &Arc<App>, key: &str, rule: &str) -> bool {
         .await;
     done(suspended, "an API key could not be suspended")
         .flatten()
-        .is_some_and(|record| record.suspended.is_some())
+        .is_some_and(|(_, changed)| changed)
 }
 
 /// What an action taken on a blocking thread returned, or `None` with the failure logged.

@@ -331,7 +331,7 @@ async fn suspension(
         .blocking(move |app| api_keys::suspend(&*app.store, &app.trail, &key, rule))
         .await?;
     match changed {
-        Ok(Some(record)) => Ok(Json(record.into())),
+        Ok(Some((record, _))) => Ok(Json(record.into())),
         Ok(None) => Err(ApiError::not_found(format!("API key {shown}"))),
         Err(IssueError::Audit(e)) => Err(e.into()),
         Err(e) => Err(ApiError::internal(e)),
