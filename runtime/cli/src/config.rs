@@ -22,7 +22,7 @@ use clap::{Arg, ArgAction, ArgMatches, Command};
 use zeroize::Zeroizing;
 
 /// The flags that say how to read the file, not what to serve: they cannot be in it.
-const NOT_IN_FILE: [&str; 4] = ["config", "check-config", "help", "version"];
+pub(crate) const NOT_IN_FILE: [&str; 4] = ["config", "check-config", "help", "version"];
 /// The file's tables, which no flag carries: alert rules and notification endpoints.
 const SECTIONS: [&str; 2] = ["alert", "notify"];
 

@@ -247,23 +247,26 @@ const DEV_SWITCHES: [&str; 5] = [
 
 /// The command line: the derived one, with every flag of `serve` that has no environment
 /// variable of its own given `AIRLOCK_<FLAG>` (`--max-concurrent`: `AIRLOCK_MAX_CONCURRENT`), so
-/// each setting comes from a flag, the environment or the config file; the dev switches
-/// excepted.
+/// each setting comes from a flag, the environment or the config file; the dev switches and
+/// the flags that say how to read the file excepted. Built once: clap keeps the variables'
+/// names for good, so each is made (and leaked) once per process.
 fn command_line() -> clap::Command {
-    Cli::command().mut_subcommand("serve", |serve| {
-        serve.mut_args(|arg| {
-            let Some(long) = arg.get_long() else {
-                return arg;
-            };
-            let own = ["help", "version", "check-config"].contains(&long);
-            if arg.get_env().is_some() || own || DEV_SWITCHES.contains(&long) {
-                return arg;
-            }
-            let name = format!("AIRLOCK_{}", long.to_uppercase().replace('-', "_"));
-            // Made once per process, for the handful of serve's flags.
-            arg.env(&*Box::leak(name.into_boxed_str()))
+    static COMMAND: std::sync::LazyLock<clap::Command> = std::sync::LazyLock::new(|| {
+        Cli::command().mut_subcommand("serve", |serve| {
+            serve.mut_args(|arg| {
+                let Some(long) = arg.get_long() else {
+                    return arg;
+                };
+                let skip = config::NOT_IN_FILE.contains(&long) || DEV_SWITCHES.contains(&long);
+                if arg.get_env().is_some() || skip {
+                    return arg;
+                }
+                let name = format!("AIRLOCK_{}", long.to_uppercase().replace('-', "_"));
+                arg.env(&*Box::leak(name.into_boxed_str()))
+            })
         })
-    })
+    });
+    COMMAND.clone()
 }
 
 async fn dispatch(command: Command) -> anyhow::Result<Exit> {
