@@ -602,6 +602,8 @@ async fn traces_follow_the_callers_trace_into_the_invocation_and_its_egress() {
     };
     let request = named("api.request");
     assert_eq!(request["parentSpanId"], caller);
+    // SERVER, though the caller's span is its parent.
+    assert_eq!(request["kind"], 2);
     assert_eq!(
         attribute(request, "http.route")["stringValue"],
         "/v1/installations/{installation}/actions/{action}"
@@ -628,6 +630,10 @@ async fn traces_follow_the_callers_trace_into_the_invocation_and_its_egress() {
     assert_eq!(run["parentSpanId"], invocation["spanId"]);
     let egress = named("egress");
     assert_eq!(egress["parentSpanId"], run["spanId"]);
+    assert_eq!(
+        (run["kind"].clone(), egress["kind"].clone()),
+        (json!(1), json!(3))
+    );
     assert_eq!(
         attribute(egress, "airlock.egress.decision")["stringValue"],
         "denied"

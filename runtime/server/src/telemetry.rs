@@ -31,17 +31,19 @@ const QUEUE: usize = 8192;
 const BATCH: usize = 512;
 /// How long finished spans wait for a batch to fill.
 const INTERVAL: Duration = Duration::from_secs(1);
-/// The field that carries a caller's W3C trace context into a span; never an attribute.
-pub const TRACEPARENT: &str = "traceparent";
+/// The field that carries a caller's W3C trace context into a span (named as its header);
+/// never an attribute.
+pub use airlock_host_api::egress::trace::TRACEPARENT;
 
 /// Why traces cannot be exported to an endpoint.
 #[derive(Debug, thiserror::Error)]
 pub enum OtlpError {
+    /// Not echoed: a URL with a password in it would be.
     #[error(
-        "--otlp-endpoint {0}: give http://HOST:PORT[/PATH] of a collector (OTLP/HTTP; put the \
-         collector beside the server and let it forward with TLS)"
+        "--otlp-endpoint: give http://HOST:PORT[/PATH] of a collector, with no user, password or \
+         query (OTLP/HTTP; put the collector beside the server and let it forward with TLS)"
     )]
-    Endpoint(String),
+    Endpoint,
     #[error("cannot start the trace exporter: {0}")]
     Start(std::io::Error),
 }
@@ -84,8 +86,15 @@ impl OtlpLayer {
     pub fn start(endpoint: &str, node: &str) -> Result<Self, OtlpError> {
         let url = url::Url::parse(endpoint)
             .ok()
-            .filter(|u| u.scheme() == "http" && u.host_str().is_some())
-            .ok_or_else(|| OtlpError::Endpoint(endpoint.to_string()))?;
+            .filter(|u| {
+                u.scheme() == "http"
+                    && u.host_str().is_some()
+                    && u.username().is_empty()
+                    && u.password().is_none()
+                    && u.query().is_none()
+                    && u.fragment().is_none()
+            })
+            .ok_or(OtlpError::Endpoint)?;
         let (finished, queue) = std::sync::mpsc::sync_channel(QUEUE);
         let dropped = Arc::new(AtomicU64::new(0));
         let exporter = Exporter {
@@ -312,7 +321,7 @@ impl Exporter {
                     "traceId": hex::encode(span.trace),
                     "spanId": hex::encode(span.id),
                     "name": span.name,
-                    "kind": if span.parent.is_none() { 2 } else { 1 },
+                    "kind": kind(span.name),
                     "startTimeUnixNano": span.start.to_string(),
                     "endTimeUnixNano": span.end.to_string(),
                     "attributes": span
@@ -365,6 +374,16 @@ impl Exporter {
         } else {
             Err(format!("the collector answered {}", response.status()))
         }
+    }
+}
+
+/// OTLP's span kind: a request served (`SERVER`), a request sent upstream (`CLIENT`), or work
+/// inside one (`INTERNAL`), whatever the span's parent.
+fn kind(name: &str) -> u8 {
+    match name {
+        "api.request" => 2,
+        "egress" => 3,
+        _ => 1,
     }
 }
 

@@ -140,7 +140,7 @@ async fn traced(
         .map_or("", axum::extract::MatchedPath::as_str);
     let traceparent = request
         .headers()
-        .get("traceparent")
+        .get(crate::telemetry::TRACEPARENT)
         .and_then(|v| v.to_str().ok())
         .filter(|v| crate::telemetry::parse(v).is_some());
     let span = tracing::info_span!(
