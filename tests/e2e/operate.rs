@@ -12,7 +12,7 @@ use sha2::Sha256;
 
 use crate::operator::Operator;
 use crate::serving::{Body, Server, assert_trail_verifies, records_of};
-use crate::support::{stderr, stdout};
+use crate::support::{dev_switches, stderr, stdout};
 use airlock_testkit::{Reply, TestCa, Upstream};
 
 #[tokio::test]
@@ -761,27 +761,16 @@ async fn only_a_rule_that_says_trace_sends_the_trace_context_upstream() {
         Reply::status(204)
     })
     .expect("upstream starts");
-    let pem = ca
-        .write_pem(op.keys.path())
-        .expect("CA")
-        .display()
-        .to_string();
+    let pem = ca.write_pem(op.keys.path()).expect("CA");
     let pins: Vec<String> = names
         .iter()
         .map(|name| format!("{name}={}", upstream.addr()))
         .collect();
+    let switches = dev_switches(&pins, &pem);
+    let switches: Vec<&str> = switches.iter().map(String::as_str).collect();
     let server = Server::start(
         &op,
-        &[
-            "--resolve",
-            &pins[0],
-            "--resolve",
-            &pins[1],
-            "--allow-private",
-            "127.0.0.0/8",
-            "--extra-root-ca",
-            &pem,
-        ],
+        &switches,
         &["--dev-insecure", "--otlp-endpoint", &endpoint],
     );
     let traced =
