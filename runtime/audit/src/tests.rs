@@ -17,7 +17,7 @@ use super::query::{Entry, Page, Query};
 use super::record::{self, Envelope};
 use super::trail::AuditTrail;
 use super::verify::{Later, Report, Writer, verify, verify_restored};
-use airlock_store::{AuditLog as _, Store, StoreError};
+use airlock_store::{AuditAppend, AuditLog as _, Rows, Store, StoreError, Stored};
 
 /// A trail with `n` records and a checkpoint over all of them.
 struct Fixture {
@@ -41,18 +41,7 @@ impl Fixture {
     }
 
     fn open(data: TempDir, audit: TempDir) -> Self {
-        // A database just closed may still be held for a moment by sled's flusher thread,
-        // which lets go of the file lock when it next wakes.
-        let mut tries = 0;
-        let store = loop {
-            match Store::open(data.path(), None) {
-                Err(StoreError::Open { .. }) if tries < 100 => {
-                    tries += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                opened => break opened.expect("store opens"),
-            }
-        };
+        let store = once_unlocked(|| Store::open(data.path(), None)).expect("store opens");
         let trail = AuditTrail::open(
             &store,
             AuditDir::open(audit.path(), data.path()).expect("audit dir"),
@@ -77,7 +66,7 @@ impl Fixture {
         } = self;
         drop((trail, store));
         {
-            let db = sled::open(data.path().join("db")).expect("database opens");
+            let db = once_unlocked(|| sled::open(data.path().join("db"))).expect("database opens");
             let records = db.open_tree("audit").expect("records");
             let index = db.open_tree("audit-index").expect("index");
             tamper(&records, &index);
@@ -115,6 +104,18 @@ impl Fixture {
             self.store.audit_checkpointed().expect("count read"),
         )
     }
+}
+
+/// `open`ed, tried again for up to two seconds: a database just closed may still be held for
+/// a moment by sled's flusher thread, which lets go of the file lock when it next wakes.
+fn once_unlocked<T, E>(mut open: impl FnMut() -> Result<T, E>) -> Result<T, E> {
+    for _ in 0..100 {
+        if let Ok(opened) = open() {
+            return Ok(opened);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    open()
 }
 
 fn node(name: &str) -> Node {
@@ -441,9 +442,15 @@ fn a_restored_trail_is_checked_against_the_old_chain_and_goes_on_as_a_new_one() 
 
     let data = TempDir::new().expect("temp dir");
     let restored = Store::open(data.path(), None).expect("store opens");
-    for (seq, line) in &backed_up {
-        restored.append_audit(*seq, line, &[]).expect("restored");
-    }
+    let records: Vec<AuditAppend<'_>> = backed_up
+        .iter()
+        .map(|(seq, line)| AuditAppend {
+            seq: *seq,
+            line,
+            index: &[],
+        })
+        .collect();
+    restored.append_audit(&records).expect("restored");
     let audit = AuditDir::open(f._audit.path(), data.path()).expect("audit dir");
     assert!(AuditTrail::open_restored(&restored, audit, node("r"), "../escape").is_err());
     let audit = AuditDir::open(f._audit.path(), data.path()).expect("audit dir");
@@ -504,6 +511,102 @@ async fn many_concurrent_appends_share_flushes_and_all_become_durable() {
     assert_eq!(report.verified, 400);
 }
 
+/// The sled store, counting the writes the trail makes to it.
+struct Counting {
+    store: Store,
+    writes: std::sync::atomic::AtomicUsize,
+}
+
+impl airlock_store::AuditLog for Counting {
+    fn audit_chain(&self, fresh: &str) -> Result<String, StoreError> {
+        self.store.audit_chain(fresh)
+    }
+    fn append_audit(&self, records: &[AuditAppend<'_>]) -> Result<(), StoreError> {
+        self.writes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.store.append_audit(records)
+    }
+    fn put_audit_index(&self, entries: &[airlock_store::IndexEntry<'_>]) -> Result<(), StoreError> {
+        self.store.put_audit_index(entries)
+    }
+    fn flush_audit(&self) -> Result<(), StoreError> {
+        self.store.flush_audit()
+    }
+    fn audit_record(&self, seq: u64) -> Result<Option<Stored>, StoreError> {
+        self.store.audit_record(seq)
+    }
+    fn last_audit_record(&self) -> Result<Option<(u64, Stored)>, StoreError> {
+        self.store.last_audit_record()
+    }
+    fn audit_records(&self, first: u64) -> Rows<(u64, Stored)> {
+        self.store.audit_records(first)
+    }
+    fn audit_index_entry(&self, key: &[u8]) -> Result<Option<Stored>, StoreError> {
+        self.store.audit_index_entry(key)
+    }
+    fn audit_index(&self, prefix: &[u8], from: &[u8]) -> Rows<(Stored, Stored)> {
+        self.store.audit_index(prefix, from)
+    }
+    fn last_audit_index_entry(
+        &self,
+        prefix: &[u8],
+    ) -> Result<Option<(Stored, Stored)>, StoreError> {
+        self.store.last_audit_index_entry(prefix)
+    }
+    fn audit_checkpointed(&self) -> Result<u64, StoreError> {
+        self.store.audit_checkpointed()
+    }
+    fn set_audit_checkpointed(&self, count: u64) -> Result<(), StoreError> {
+        self.store.set_audit_checkpointed(count)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_appends_are_written_in_groups_and_a_dropped_one_stalls_no_one() {
+    let (data, audit) = (
+        TempDir::new().expect("temp dir"),
+        TempDir::new().expect("temp dir"),
+    );
+    let counting = std::sync::Arc::new(Counting {
+        store: Store::open(data.path(), None).expect("store opens"),
+        writes: Default::default(),
+    });
+    let dir = AuditDir::open(audit.path(), data.path()).expect("audit dir");
+    let trail = AuditTrail::open_shared(counting.clone(), dir, node("a")).expect("trail opens");
+    let mut kept = Vec::new();
+    for i in 0..400 {
+        let kept_one = trail.clone();
+        kept.push(tokio::spawn(async move { kept_one.append(event(i)).await }));
+        // Appenders given up while they wait, some of them while committing for the group.
+        let dropped = trail.clone();
+        tokio::spawn(async move {
+            let wait = std::time::Duration::from_micros(50);
+            let _ = tokio::time::timeout(wait, dropped.append(event(1_000 + i))).await;
+        });
+    }
+    let all = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        for task in kept {
+            task.await.expect("task").expect("appended");
+        }
+        trail
+            .append(event(9_999))
+            .await
+            .expect("appended after them")
+    });
+    all.await.expect("no append stalls");
+    let writes = counting.writes.load(std::sync::atomic::Ordering::Relaxed);
+    let records = trail.lines().count();
+    assert!(records >= 401, "{records} records");
+    assert!(
+        writes * 2 < records,
+        "{writes} store writes for {records} records"
+    );
+    trail.checkpoint().expect("checkpoint");
+    let (report, _) = trail.verify_whole(None).expect("verified");
+    assert!(report.is_ok(), "{report:?}");
+    assert_eq!(report.verified, records as u64);
+}
+
 /// A record about `tenant` that is not a security event.
 fn intent(tenant: &str, target: &str) -> AuditEvent {
     AuditEvent::EgressIntent(EgressIntent {
@@ -545,17 +648,22 @@ fn a_page_examines_at_most_one_page_of_the_callers_own_records() {
     // acme's reads examine acme's records only, one page at a time, and a query that matches
     // nothing examines nothing.
     let f = Fixture::new(0);
+    let events = (0..100_250u64).map(|i| match i % 401 {
+        0 if i % 4010 == 0 => changed("acme"),
+        0 => intent("acme", "https://api.example.com/contacts/a"),
+        _ => intent("globex", "https://api.example.com/contacts/g"),
+    });
+    let events: Vec<AuditEvent> = events
+        .map(|e| e.for_trail(&|t| f.trail.target_hash(t)))
+        .collect();
     let mut acme = Vec::new();
-    for i in 0..100_250u64 {
-        let event = match i % 401 {
-            0 if i % 4010 == 0 => changed("acme"),
-            0 => intent("acme", "https://api.example.com/contacts/a"),
-            _ => intent("globex", "https://api.example.com/contacts/g"),
-        };
-        let mine = event.tenant() == Some("acme");
-        let seq = f.trail.write(event).expect("written");
-        if mine {
-            acme.push(seq);
+    // Written in groups, as concurrent appenders are.
+    for group in events.chunks(1_000) {
+        let seqs = f.trail.write(group.to_vec()).expect("written");
+        for (event, seq) in group.iter().zip(seqs) {
+            if event.tenant() == Some("acme") {
+                acme.push(seq);
+            }
         }
     }
     f.store.flush_audit().expect("flushed");

@@ -4,10 +4,10 @@
 //! flush makes everything written so far durable.
 //!
 //! Appends are serialized (one chain head), then flushed to disk before they are acknowledged:
-//! concurrent appenders share a flush (group commit: one appender flushes everything written so
-//! far while the others wait for it, on a blocking thread; sled's own `flush_async` deadlocked
-//! under concurrent invocations when every sled I/O thread waited on a flush, so
-//! [`AuditLog::flush_audit`] is blocking). The first write or flush that fails marks the trail
+//! concurrent appenders are committed as a group, one store write and one flush for all of
+//! them, on a blocking thread ([`append`]; sled's own `flush_async` deadlocked under concurrent
+//! invocations when every sled I/O thread waited on a flush, so [`AuditLog::flush_audit`] is
+//! blocking). The first write or flush that fails marks the trail
 //! failed, and every later append is refused, so nothing that needs a record (an egress
 //! request, an invocation result) happens without one (AL-07). A failed trail tries again at
 //! most once a second ([`RETRY`]): once the store flushes again (the disk has room, the
@@ -16,14 +16,15 @@
 //!
 //! Several processes (nodes) may append to one chain in a shared store: a record's sequence
 //! number is taken by whoever writes it first ([`AuditLog::append_audit`] refuses a taken one),
-//! and a node that loses the race reads the chain's end again and chains its record after it
+//! and a node that loses the race reads the chain's end again and chains its records after it
 //! (docs/audit.md, "Many nodes"). Each record names the [`Node`] that wrote it.
 //!
 //! Every event is stored in its trail form ([`AuditEvent::for_trail`]): egress targets replaced
-//! by a hash keyed with the trail's target key, every string bounded. Each record is written in
-//! one transaction with its index entries, which reads use (`index`, [`super::query`]).
+//! by a hash keyed with the trail's target key, every string bounded. A group's records are
+//! written in one transaction with their index entries, which reads use (`index`,
+//! [`super::query`]).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -33,7 +34,8 @@ use sha2::Sha256;
 use zeroize::Zeroizing;
 
 use airlock_bundle::keys::PublicKey;
-use tracing::Instrument as _;
+
+mod append;
 
 use super::AuditError;
 use super::checkpoint::{AuditDir, Checkpoint, CheckpointSigner};
@@ -42,7 +44,7 @@ use super::node::Node;
 use super::record::{self, Envelope, GENESIS};
 use super::verify;
 use airlock_runtime::clock;
-use airlock_store::{AuditLog, IndexEntry, StoreError};
+use airlock_store::{AuditLog, IndexEntry};
 
 /// A checkpoint is due after this many records…
 pub const CHECKPOINT_RECORDS: u64 = 1_000;
@@ -65,10 +67,12 @@ pub struct AuditTrail {
 
 struct Inner {
     log: Arc<dyn AuditLog>,
-    /// How many records are known to be on disk (sequence numbers below it are durable).
-    durable: tokio::sync::watch::Sender<u64>,
-    /// Whether an appender is flushing for everyone.
-    flushing: AtomicBool,
+    /// The events waiting for the next group commit.
+    queue: Mutex<Vec<append::Queued>>,
+    /// Whether an appender is committing the queue for everyone.
+    committing: AtomicBool,
+    /// Counts the group commits done, for the appenders waiting on one.
+    rounds: tokio::sync::watch::Sender<u64>,
     chain: String,
     /// Named in every record this trail writes.
     node: Node,
@@ -177,8 +181,9 @@ impl AuditTrail {
         let time_mark = catch_up(log.as_ref(), next)?;
         Ok(Self {
             inner: Arc::new(Inner {
-                durable: tokio::sync::watch::Sender::new(next),
-                flushing: AtomicBool::new(false),
+                queue: Mutex::new(Vec::new()),
+                committing: AtomicBool::new(false),
+                rounds: tokio::sync::watch::Sender::new(0),
                 log,
                 chain,
                 node,
@@ -266,62 +271,6 @@ impl AuditTrail {
     /// how contended the cluster's one chain head is (0 with one node).
     pub fn lost_races(&self) -> u64 {
         self.state().lost_races
-    }
-
-    /// Appends `event` and returns its sequence number once it is on disk.
-    pub async fn append(&self, event: AuditEvent) -> Result<u64, AuditUnavailable> {
-        let seq = self.write(event)?;
-        let span = tracing::info_span!("audit.append");
-        self.durable(seq).instrument(span).await?;
-        self.settle(seq)
-    }
-
-    /// [`Self::append`] for callers outside an async context (the CLI's store verbs).
-    pub fn append_blocking(&self, event: AuditEvent) -> Result<u64, AuditUnavailable> {
-        let seq = self.write(event)?;
-        if let Err(e) = self.inner.log.flush_audit() {
-            return Err(fail(&mut self.state(), &e));
-        }
-        self.settle(seq)
-    }
-
-    /// Waits until record `seq` is on disk: flushes everything written so far if no one else is
-    /// flushing, else waits for that flush (and flushes again if it did not cover `seq`).
-    async fn durable(&self, seq: u64) -> Result<(), AuditUnavailable> {
-        let mut durable = self.inner.durable.subscribe();
-        loop {
-            if *durable.borrow_and_update() > seq {
-                return Ok(());
-            }
-            if let Some(reason) = self.failure() {
-                return Err(AuditUnavailable(reason));
-            }
-            let leader = self
-                .inner
-                .flushing
-                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok();
-            if !leader {
-                // The leader always publishes when it is done, even on failure.
-                let _ = durable.changed().await;
-                continue;
-            }
-            let target = self.state().next;
-            let log = Arc::clone(&self.inner.log);
-            let flushed = tokio::task::spawn_blocking(move || log.flush_audit()).await;
-            let result = match flushed {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(fail(&mut self.state(), &e)),
-                Err(e) => Err(fail(&mut self.state(), &e)),
-            };
-            self.inner.flushing.store(false, Ordering::Release);
-            self.inner.durable.send_modify(|d| {
-                if result.is_ok() {
-                    *d = (*d).max(target);
-                }
-            });
-            result?;
-        }
     }
 
     /// Signs a checkpoint over everything appended so far, unless the last one already does.
@@ -432,96 +381,6 @@ impl AuditTrail {
     /// one observer; `false` if it had one already.
     pub fn observe(&self, observer: Arc<dyn Observer>) -> bool {
         self.inner.observer.set(observer).is_ok()
-    }
-
-    /// Chains and inserts `event` in its trail form (not yet durable); a clock that went
-    /// backwards gets its own record first. The observer sees it once the lock is released.
-    pub(super) fn write(&self, event: AuditEvent) -> Result<u64, AuditUnavailable> {
-        let event = event.for_trail(&|target| self.target_hash(target));
-        let mut state = self.state();
-        self.resume(&mut state)?;
-        let now = clock::now_unix_ms();
-        if now < state.last_ms {
-            let previous = clock::rfc3339_ms(state.last_ms);
-            self.insert(&mut state, now, AuditEvent::ClockRegression { previous })?;
-        }
-        state.last_ms = now;
-        let envelope = self.insert(&mut state, now, event)?;
-        drop(state);
-        if let Some(observer) = self.inner.observer.get() {
-            observer.observe(&envelope);
-        }
-        Ok(envelope.seq)
-    }
-
-    /// Chains `event` after the head and writes it; when another node took that sequence
-    /// number, chains it after theirs instead (up to [`ATTEMPTS`] times).
-    fn insert(
-        &self,
-        state: &mut State,
-        now_ms: u64,
-        event: AuditEvent,
-    ) -> Result<Envelope, AuditUnavailable> {
-        let mut envelope = Envelope {
-            seq: state.next,
-            time: clock::rfc3339_ms(now_ms),
-            prev: hex::encode(state.head),
-            security: event.is_security(),
-            node: Some(self.inner.node.clone()),
-            event,
-        };
-        for _ in 0..ATTEMPTS {
-            match self.try_insert(state, now_ms, &envelope) {
-                Ok(()) => return Ok(envelope),
-                Err(StoreError::Exists { .. }) => {
-                    state.lost_races += 1;
-                    if let Err(e) = self.reread(state) {
-                        return Err(fail(state, &e));
-                    }
-                    envelope.seq = state.next;
-                    envelope.prev = hex::encode(state.head);
-                }
-                Err(e) => return Err(fail(state, &e)),
-            }
-        }
-        let contended = AuditError::Contended { attempts: ATTEMPTS };
-        Err(fail(state, &contended))
-    }
-
-    /// Seals `envelope` and writes it with its index entries; the head moves to it once written.
-    fn try_insert(
-        &self,
-        state: &mut State,
-        now_ms: u64,
-        envelope: &Envelope,
-    ) -> Result<(), StoreError> {
-        let seq = envelope.seq;
-        let (line, hash) = record::seal(envelope);
-        let keys = index::keys(seq, envelope);
-        let mark = (now_ms > state.time_mark).then(|| index::time_key(now_ms));
-        let (at, covered) = (seq.to_be_bytes(), (seq + 1).to_be_bytes());
-        // The pointers, the time mark and the coverage, on the stack: no allocation per record.
-        let mut entries: [IndexEntry<'_>; index::MOST_KEYS + 2] =
-            [(&[], &[]); index::MOST_KEYS + 2];
-        let mut n = 0;
-        for key in &keys {
-            entries[n] = (key.as_slice(), &[]);
-            n += 1;
-        }
-        if let Some(mark) = &mark {
-            entries[n] = (mark.as_slice(), at.as_slice());
-            n += 1;
-        }
-        entries[n] = (index::COVERED, covered.as_slice());
-        n += 1;
-        // The record and its index entries land together or not at all.
-        self.inner.log.append_audit(seq, &line, &entries[..n])?;
-        if mark.is_some() {
-            state.time_mark = now_ms;
-        }
-        state.next = seq + 1;
-        state.head = hash;
-        Ok(())
     }
 
     /// Moves the head to where the chain ends now, after another node appended, and the time

@@ -10,7 +10,7 @@ use sled::Transactional as _;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 use crate::records::Stored;
-use crate::traits::{AuditLog, IndexEntry, Rows};
+use crate::traits::{AuditAppend, AuditLog, IndexEntry, Rows};
 use crate::{Store, StoreError};
 
 const RECORDS: &str = "audit";
@@ -28,8 +28,8 @@ pub(crate) struct AuditTrees {
     meta: sled::Tree,
 }
 
-/// Why a record write was rolled back: its sequence number is taken.
-struct Taken;
+/// Why a record write was rolled back: this sequence number is taken.
+struct Taken(u64);
 
 impl Store {
     /// The trail's trees, opened (and created) on first use, so a store that never holds a
@@ -63,28 +63,27 @@ impl AuditLog for Store {
         String::from_utf8(stored.to_vec()).map_err(|_| corrupt("audit chain id"))
     }
 
-    fn append_audit(
-        &self,
-        seq: u64,
-        line: &[u8],
-        index: &[IndexEntry<'_>],
-    ) -> Result<(), StoreError> {
+    fn append_audit(&self, records: &[AuditAppend<'_>]) -> Result<(), StoreError> {
         let _pass = self.writing();
         let trees = self.audit()?;
-        let key = seq.to_be_bytes();
         // Inserting returns what was there: a taken number rolls the whole write back.
-        let written = (&trees.records, &trees.index).transaction(|(records, entries)| {
-            if records.insert(&key, line)?.is_some() {
-                return Err(ConflictableTransactionError::Abort(Taken));
-            }
-            for (k, v) in index {
-                entries.insert(*k, *v)?;
+        let written = (&trees.records, &trees.index).transaction(|(stored, entries)| {
+            for record in records {
+                if stored
+                    .insert(&record.seq.to_be_bytes(), record.line)?
+                    .is_some()
+                {
+                    return Err(ConflictableTransactionError::Abort(Taken(record.seq)));
+                }
+                for (k, v) in record.index {
+                    entries.insert(*k, *v)?;
+                }
             }
             Ok(())
         });
         match written {
             Ok(()) => Ok(()),
-            Err(TransactionError::Abort(Taken)) => Err(StoreError::Exists {
+            Err(TransactionError::Abort(Taken(seq))) => Err(StoreError::Exists {
                 what: format!("audit record {seq}"),
             }),
             Err(TransactionError::Storage(e)) => Err(e.into()),

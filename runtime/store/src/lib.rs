@@ -68,8 +68,8 @@ pub use records::{
     SetOutcome, Stored, TakenState, TenantInfo,
 };
 pub use traits::{
-    ApiKeys, AuditLog, Connections, Consents, Credentials, IndexEntry, Installations, KvNamespaces,
-    Members, Rows, Runs, Schedules, Storage, Tenants, Trust, Webhooks,
+    ApiKeys, AuditAppend, AuditLog, Connections, Consents, Credentials, IndexEntry, Installations,
+    KvNamespaces, Members, Rows, Runs, Schedules, Storage, Tenants, Trust, Webhooks,
 };
 
 /// Name of the database directory inside the data dir.

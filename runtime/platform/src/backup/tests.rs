@@ -4,7 +4,7 @@ use super::*;
 use crate::tenants;
 use airlock_host_api::credentials::{CredentialType, Secret};
 use airlock_runtime::ids::{InstallationId, TenantId};
-use airlock_store::{Credentials as _, Tenants as _};
+use airlock_store::{AuditAppend, Credentials as _, Tenants as _};
 
 /// A host's directories: the data dir, the audit dir and the master key, each apart.
 struct Host {
@@ -112,9 +112,12 @@ fn another_audit_key_a_missing_master_key_or_a_broken_trail_is_refused() {
 
     // A record that does not open, sealed into a backup like any other.
     let next = trail.lines().count() as u64;
-    store
-        .append_audit(next, b"not a record", &[])
-        .expect("written");
+    let broken = AuditAppend {
+        seq: next,
+        line: b"not a record",
+        index: &[],
+    };
+    store.append_audit(&[broken]).expect("written");
     take(&store, trail.dir(), &host.path("broken")).expect("backup");
     match host.restore("broken", "audit", "master.key") {
         Err(RestoreError::Trail { report, .. }) => {

@@ -10,7 +10,9 @@ use airlock_runtime::ids::{InstallationId, TenantId};
 
 use super::*;
 use crate::testing::holds;
-use crate::{AuditLog, Credentials, Installations, KvNamespaces, Storage, Tenants, Trust};
+use crate::{
+    AuditAppend, AuditLog, Credentials, Installations, KvNamespaces, Storage, Tenants, Trust,
+};
 
 const CHAIN: &str = "0123456789abcdef0123456789abcdef";
 
@@ -59,7 +61,12 @@ fn populated(root: &Path) -> Store {
         .expect("added");
     store.put_bundle(b"bundle bytes").expect("bundle");
     store.audit_chain(CHAIN).expect("chain");
-    store.append_audit(0, b"record 0", &[]).expect("record");
+    let record = AuditAppend {
+        seq: 0,
+        line: b"record 0",
+        index: &[],
+    };
+    store.append_audit(&[record]).expect("record");
     store.set_audit_checkpointed(1).expect("checkpointed");
     store
 }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::{RACERS, Subject, race};
 use crate::StoreError;
-use crate::traits::{AuditLog, IndexEntry};
+use crate::traits::{AuditAppend, AuditLog, IndexEntry};
 
 /// An index key: `prefix` then `n` big-endian, as the trail makes its pointers.
 fn key(prefix: &[u8], n: u64) -> Vec<u8> {
@@ -15,6 +15,16 @@ fn key(prefix: &[u8], n: u64) -> Vec<u8> {
 
 fn entry<'a>(key: &'a [u8], value: &'a [u8]) -> IndexEntry<'a> {
     (key, value)
+}
+
+/// Appends record `seq` alone.
+fn append(
+    log: &dyn AuditLog,
+    seq: u64,
+    line: &[u8],
+    index: &[IndexEntry<'_>],
+) -> Result<(), StoreError> {
+    log.append_audit(&[AuditAppend { seq, line, index }])
 }
 
 fn line(seq: u64) -> Vec<u8> {
@@ -40,10 +50,9 @@ fn entries(log: &dyn AuditLog, prefix: &[u8], from: &[u8]) -> Vec<(Vec<u8>, Vec<
 pub fn audit_records_are_never_overwritten(subject: Subject) {
     let s = subject.storage;
     let first = key(b"p", 0);
-    s.append_audit(0, b"first", &[entry(&first, b"")])
-        .expect("appended");
+    append(&*s, 0, b"first", &[entry(&first, b"")]).expect("appended");
     let stray = key(b"q", 0);
-    let again = s.append_audit(0, b"second", &[entry(&stray, b"")]);
+    let again = append(&*s, 0, b"second", &[entry(&stray, b"")]);
     assert!(matches!(again, Err(StoreError::Exists { .. })), "{again:?}");
     assert_eq!(
         s.audit_record(0).expect("read").as_deref(),
@@ -52,10 +61,39 @@ pub fn audit_records_are_never_overwritten(subject: Subject) {
     // The refused write left nothing behind, not even its index entries.
     assert_eq!(s.audit_index_entry(&stray).expect("read"), None);
     assert!(s.audit_index_entry(&first).expect("read").is_some());
-    s.append_audit(1, b"next", &[])
-        .expect("the next number is free");
+    append(&*s, 1, b"next", &[]).expect("the next number is free");
     s.flush_audit().expect("flushed");
     assert_eq!(records(&*s, 0).len(), 2);
+}
+
+pub fn records_appended_together_are_written_together_or_not_at_all(subject: Subject) {
+    let s = subject.storage;
+    let keys: Vec<Vec<u8>> = (0..4).map(|seq| key(b"p", seq)).collect();
+    let lines: Vec<Vec<u8>> = (0..4).map(line).collect();
+    let index: Vec<[IndexEntry<'_>; 1]> = keys.iter().map(|k| [entry(k, b"")]).collect();
+    let group = |seqs: &[u64]| -> Vec<AuditAppend<'_>> {
+        seqs.iter()
+            .map(|&seq| AuditAppend {
+                seq,
+                line: &lines[seq as usize],
+                index: &index[seq as usize],
+            })
+            .collect()
+    };
+    s.append_audit(&group(&[0, 1])).expect("appended");
+    // Record 1 is taken: neither 2 nor 3 is written, nor any of their entries.
+    let refused = s.append_audit(&group(&[2, 1, 3]));
+    assert!(
+        matches!(refused, Err(StoreError::Exists { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(records(&*s, 0), [(0, line(0)), (1, line(1))]);
+    assert_eq!(s.audit_index_entry(&keys[2]).expect("read"), None);
+    assert_eq!(s.audit_index_entry(&keys[3]).expect("read"), None);
+    s.append_audit(&group(&[2, 3])).expect("appended");
+    s.flush_audit().expect("flushed");
+    assert_eq!(records(&*s, 0).len(), 4);
+    assert_eq!(entries(&*s, b"p", b"p").len(), 4);
 }
 
 pub fn a_record_is_never_seen_without_its_index_entries(subject: Subject) {
@@ -78,7 +116,7 @@ pub fn a_record_is_never_seen_without_its_index_entries(subject: Subject) {
                 let pointer = key(b"p", seq);
                 let covered = (seq + 1).to_be_bytes();
                 let index = [entry(&pointer, b""), entry(b"n", &covered)];
-                s.append_audit(seq, &line(seq), &index).expect("appended");
+                append(&*s, seq, &line(seq), &index).expect("appended");
             }
         });
         for _ in 0..RACERS.min(4) {
@@ -109,7 +147,7 @@ pub fn audit_records_are_read_in_sequence_order(subject: Subject) {
         .chain((0..300).step_by(2))
         .collect();
     for &seq in &order {
-        s.append_audit(seq, &line(seq), &[]).expect("appended");
+        append(&*s, seq, &line(seq), &[]).expect("appended");
     }
     let all: Vec<(u64, Vec<u8>)> = (0..300).map(|seq| (seq, line(seq))).collect();
     assert_eq!(records(&*s, 0), all);

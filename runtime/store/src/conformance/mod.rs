@@ -101,6 +101,7 @@ macro_rules! conformance_suite {
             races::a_use_in_flight_never_undoes_a_revoke,
             races::concurrent_kv_writers_never_pass_the_quota_together,
             audit::audit_records_are_never_overwritten,
+            audit::records_appended_together_are_written_together_or_not_at_all,
             audit::a_record_is_never_seen_without_its_index_entries,
             audit::audit_records_are_read_in_sequence_order,
             audit::an_empty_audit_log_reads_nothing,

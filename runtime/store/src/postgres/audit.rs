@@ -2,7 +2,7 @@
 //!
 //! One chain for the cluster (docs/audit.md, "Many nodes"): the record's sequence number is
 //! the primary key, so of two nodes writing the same number one fails and re-chains after the
-//! other's record. A record and its index entries commit together, so the flush the trail
+//! other's record. A group of records and their index entries commit together, so the flush the trail
 //! calls after a group of records has nothing left to do.
 
 use std::collections::VecDeque;
@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 use super::{PgStore, bigint, unsigned};
 use crate::StoreError;
 use crate::records::Stored;
-use crate::traits::{AuditLog, IndexEntry, Rows};
+use crate::traits::{AuditAppend, AuditLog, IndexEntry, Rows};
 
 /// The `meta` rows of the chain's id and of the count its checkpoints cover.
 const CHAIN: &str = "audit-chain";
@@ -18,6 +18,9 @@ const CHECKPOINTED: &str = "audit-checkpointed";
 
 /// Rows fetched per query while a reader walks the records or the index.
 const PAGE: i64 = 512;
+
+/// A record to append, as the connection's task takes it: sequence number, line, index entries.
+type OwnedRecord = (i64, Vec<u8>, Vec<(Vec<u8>, Vec<u8>)>);
 
 fn owned(index: &[IndexEntry<'_>]) -> Vec<(Vec<u8>, Vec<u8>)> {
     index
@@ -77,29 +80,28 @@ impl AuditLog for PgStore {
         })
     }
 
-    fn append_audit(
-        &self,
-        seq: u64,
-        line: &[u8],
-        index: &[IndexEntry<'_>],
-    ) -> Result<(), StoreError> {
-        let (line, entries) = (line.to_vec(), owned(index));
+    fn append_audit(&self, records: &[AuditAppend<'_>]) -> Result<(), StoreError> {
+        let records: Vec<OwnedRecord> = records
+            .iter()
+            .map(|r| (bigint(r.seq), r.line.to_vec(), owned(r.index)))
+            .collect();
         self.run(move |mut client| async move {
             let tx = client.transaction().await?;
-            // A taken number fails here and the transaction writes nothing.
-            let inserted = tx
-                .execute(
+            let insert = tx
+                .prepare_cached(
                     "INSERT INTO audit_records (seq, line) VALUES ($1, $2) \
                      ON CONFLICT DO NOTHING",
-                    &[&bigint(seq), &line],
                 )
                 .await?;
-            if inserted == 0 {
-                return Err(StoreError::Exists {
-                    what: format!("audit record {seq}"),
-                });
+            for (seq, line, entries) in &records {
+                // A taken number fails here and the transaction writes nothing.
+                if tx.execute(&insert, &[seq, line]).await? == 0 {
+                    return Err(StoreError::Exists {
+                        what: format!("audit record {seq}"),
+                    });
+                }
+                put_index(&tx, entries).await?;
             }
-            put_index(&tx, &entries).await?;
             tx.commit().await?;
             Ok(())
         })
