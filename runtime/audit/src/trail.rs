@@ -25,7 +25,7 @@
 //! [`super::query`]).
 
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::{Duration, Instant};
 
 use airlock_host_api::audit::{AppendFuture, AuditEvent, AuditSink, AuditUnavailable};
@@ -416,21 +416,31 @@ impl AuditTrail {
         }
     }
 
-    /// After record `seq` is on disk: checkpoints when one is due.
+    /// After record `seq` is on disk: checkpoints when one is due. An appender does not wait
+    /// for the lock while a group's write holds it (its I/O would stall the appender's worker
+    /// thread): the next append, or the server's timer, signs the checkpoint instead.
     fn settle(&self, seq: u64) -> Result<u64, AuditUnavailable> {
-        self.checkpoint_if_due().map(|()| seq)
+        let mut state = match self.inner.state.try_lock() {
+            Ok(state) => state,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => return Ok(seq),
+        };
+        self.checkpoint_if_due_locked(&mut state).map(|()| seq)
     }
 
     /// Signs a checkpoint when one is due ([`CHECKPOINT_RECORDS`] records or
     /// [`CHECKPOINT_INTERVAL`] since the last). Appends call it; so does the server's timer, so
     /// the tail of a trail that went quiet is signed too. A failure fails the trail.
     pub fn checkpoint_if_due(&self) -> Result<(), AuditUnavailable> {
-        let mut state = self.state();
-        self.resume(&mut state)?;
+        self.checkpoint_if_due_locked(&mut self.state())
+    }
+
+    fn checkpoint_if_due_locked(&self, state: &mut State) -> Result<(), AuditUnavailable> {
+        self.resume(state)?;
         let due = state.next.saturating_sub(state.checkpointed) >= CHECKPOINT_RECORDS
             || state.checkpoint_at.elapsed() >= CHECKPOINT_INTERVAL;
-        if due && let Err(e) = self.checkpoint_locked(&mut state) {
-            return Err(fail(&mut state, &e));
+        if due && let Err(e) = self.checkpoint_locked(state) {
+            return Err(fail(state, &e));
         }
         Ok(())
     }

@@ -6,8 +6,9 @@
 //! own), so a group pays it once, not once per record (docs/benchmarks.md, "audited
 //! throughput").
 //!
-//! The commit runs on a blocking thread and gives the turn back itself, so an appender
-//! dropped while it waits (a cancelled invocation) never leaves the trail committing forever.
+//! The commit runs on a blocking thread of its own, which goes on with the next group while
+//! events wait and gives the turn back itself when none do, so an appender dropped while it
+//! waits (a cancelled invocation) never leaves the trail committing forever.
 
 use std::sync::atomic::Ordering;
 use std::sync::{MutexGuard, PoisonError};
@@ -62,9 +63,10 @@ impl AuditTrail {
                 );
                 if turn.is_ok() {
                     let trail = self.clone();
-                    // A panicking commit drops the answers: `unanswered` says so above.
-                    let _ = tokio::task::spawn_blocking(move || trail.commit_queued()).await;
-                    continue;
+                    // Not awaited: it commits group after group while events wait, and this
+                    // appender's answer comes with its own group. A panicking commit drops
+                    // the answers: `unanswered` says so.
+                    drop(tokio::task::spawn_blocking(move || trail.commit_queued()));
                 }
                 tokio::select! {
                     result = &mut answered => return result.unwrap_or_else(|_| Err(unanswered())),
@@ -85,24 +87,29 @@ impl AuditTrail {
         self.settle(seq)
     }
 
-    /// Commits everything queued, answering each appender (called with the turn taken).
+    /// Commits what is queued, group after group until the queue is empty, answering each
+    /// appender (called with the turn taken). Going on by itself, rather than handing the turn
+    /// to a waiting appender, keeps the disk busy: a woken appender may first wait for a
+    /// worker thread behind the invocations the last group's answers set running.
     fn commit_queued(&self) {
         let _turn = Turn(self);
-        let queued = std::mem::take(&mut *self.queue());
-        if queued.is_empty() {
-            return;
-        }
-        let (events, answers): (Vec<_>, Vec<_>) =
-            queued.into_iter().map(|q| (q.event, q.answer)).unzip();
-        match self.commit(events) {
-            Ok(seqs) => {
-                for (answer, seq) in answers.into_iter().zip(seqs) {
-                    let _ = answer.send(Ok(seq));
-                }
+        loop {
+            let queued = std::mem::take(&mut *self.queue());
+            if queued.is_empty() {
+                return;
             }
-            Err(e) => {
-                for answer in answers {
-                    let _ = answer.send(Err(e.clone()));
+            let (events, answers): (Vec<_>, Vec<_>) =
+                queued.into_iter().map(|q| (q.event, q.answer)).unzip();
+            match self.commit(events) {
+                Ok(seqs) => {
+                    for (answer, seq) in answers.into_iter().zip(seqs) {
+                        let _ = answer.send(Ok(seq));
+                    }
+                }
+                Err(e) => {
+                    for answer in answers {
+                        let _ = answer.send(Err(e.clone()));
+                    }
                 }
             }
         }
