@@ -648,13 +648,13 @@ fn a_page_examines_at_most_one_page_of_the_callers_own_records() {
     // acme's reads examine acme's records only, one page at a time, and a query that matches
     // nothing examines nothing.
     let f = Fixture::new(0);
-    let events = (0..100_250u64).map(|i| match i % 401 {
-        0 if i % 4010 == 0 => changed("acme"),
-        0 => intent("acme", "https://api.example.com/contacts/a"),
-        _ => intent("globex", "https://api.example.com/contacts/g"),
-    });
-    let events: Vec<AuditEvent> = events
-        .map(|e| e.for_trail(&|t| f.trail.target_hash(t)))
+    let events: Vec<AuditEvent> = (0..100_250u64)
+        .map(|i| match i % 401 {
+            0 if i % 4010 == 0 => changed("acme"),
+            0 => intent("acme", "https://api.example.com/contacts/a"),
+            _ => intent("globex", "https://api.example.com/contacts/g"),
+        })
+        .map(|event| f.trail.trail_form(event))
         .collect();
     let mut acme = Vec::new();
     // Written in groups, as concurrent appenders are.

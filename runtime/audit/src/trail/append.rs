@@ -43,7 +43,7 @@ impl Drop for Turn<'_> {
 impl AuditTrail {
     /// Appends `event` and returns its sequence number once it is on disk.
     pub async fn append(&self, event: AuditEvent) -> Result<u64, AuditUnavailable> {
-        let event = event.for_trail(&|target| self.target_hash(target));
+        let event = self.trail_form(event);
         let (answer, mut answered) = oneshot::channel();
         let mut rounds = self.inner.rounds.subscribe();
         self.queue().push(Queued { event, answer });
@@ -82,9 +82,15 @@ impl AuditTrail {
 
     /// [`Self::append`] for callers outside an async context (the CLI's store verbs).
     pub fn append_blocking(&self, event: AuditEvent) -> Result<u64, AuditUnavailable> {
-        let event = event.for_trail(&|target| self.target_hash(target));
+        let event = self.trail_form(event);
         let seq = self.commit(vec![event])?[0];
         self.settle(seq)
+    }
+
+    /// `event` as the trail stores it ([`AuditEvent::for_trail`], targets hashed with this
+    /// trail's key): what [`Self::write`] takes.
+    pub(crate) fn trail_form(&self, event: AuditEvent) -> AuditEvent {
+        event.for_trail(&|target| self.target_hash(target))
     }
 
     /// Commits what is queued, group after group until the queue is empty, answering each
@@ -208,28 +214,36 @@ impl AuditTrail {
         let mark = (now_ms > state.time_mark).then(|| index::time_key(now_ms));
         let (at, covered) = (state.next.to_be_bytes(), next.to_be_bytes());
         let last = sealed.len().saturating_sub(1);
-        let entries: Vec<Vec<IndexEntry<'_>>> = sealed
+        // Each record's pointers, time mark and coverage in an array: one allocation a group.
+        let entries: Vec<([IndexEntry<'_>; index::MOST_KEYS + 2], usize)> = sealed
             .iter()
             .enumerate()
             .map(|(i, (_, _, keys))| {
-                let mut entries: Vec<IndexEntry<'_>> = Vec::with_capacity(index::MOST_KEYS + 2);
-                entries.extend(keys.iter().map(|key| (key.as_slice(), &[][..])));
+                let mut entries: [IndexEntry<'_>; index::MOST_KEYS + 2] =
+                    [(&[], &[]); index::MOST_KEYS + 2];
+                let mut n = 0;
+                for key in keys {
+                    entries[n] = (key.as_slice(), &[]);
+                    n += 1;
+                }
                 if let Some(mark) = mark.as_deref().filter(|_| i == 0) {
-                    entries.push((mark, at.as_slice()));
+                    entries[n] = (mark, at.as_slice());
+                    n += 1;
                 }
                 if i == last {
-                    entries.push((index::COVERED, covered.as_slice()));
+                    entries[n] = (index::COVERED, covered.as_slice());
+                    n += 1;
                 }
-                entries
+                (entries, n)
             })
             .collect();
         let records: Vec<AuditAppend<'_>> = sealed
             .iter()
             .zip(&entries)
-            .map(|((seq, line, _), index)| AuditAppend {
+            .map(|((seq, line, _), (index, n))| AuditAppend {
                 seq: *seq,
                 line,
-                index,
+                index: &index[..*n],
             })
             .collect();
         // The records and their index entries land together or not at all.

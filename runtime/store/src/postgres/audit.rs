@@ -2,8 +2,8 @@
 //!
 //! One chain for the cluster (docs/audit.md, "Many nodes"): the record's sequence number is
 //! the primary key, so of two nodes writing the same number one fails and re-chains after the
-//! other's record. A group of records and their index entries commit together, so the flush the trail
-//! calls after a group of records has nothing left to do.
+//! other's record. A group of records and their index entries commit in one transaction, so
+//! the flush the trail calls after it has nothing left to do.
 
 use std::collections::VecDeque;
 
