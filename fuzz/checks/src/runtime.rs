@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use airlock_runtime::ids::{InstallationId, TenantId, UserId};
-use airlock_runtime::json::{JsonError, parse_strict};
+use airlock_runtime::json::{Document, JsonError, parse_strict};
 use airlock_runtime::manifest::LoadedManifest;
 use airlock_runtime::schema::Schema;
 use serde_json::Value;
@@ -17,7 +17,8 @@ pub fn manifest(data: &[u8]) {
 }
 
 /// Strict JSON: nothing panics; what parses reads back from its own serialization as the same
-/// value; an object given a duplicate of its first key is refused.
+/// value; an object's members are found by name in the document as in the value; an object
+/// given a duplicate of its first key is refused.
 pub fn json_strict(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
@@ -27,6 +28,16 @@ pub fn json_strict(data: &[u8]) {
     };
     let again = parse_strict(&value.to_string(), 1 << 21).expect("its own serialization parses");
     assert_eq!(again, value);
+    if let Value::Object(map) = &value {
+        let document = Document::parse(text, 1 << 20).expect("parse_strict accepted it");
+        for (name, member) in map {
+            let found = document.root().get(name).map(|cursor| cursor.to_value());
+            assert_eq!(found.as_ref(), Some(member), "member {name:?}");
+        }
+        assert!(
+            document.root().get("\u{0}not a key").is_none() || map.contains_key("\u{0}not a key")
+        );
+    }
     if let Value::Object(map) = &value
         && let Some(first) = map.keys().next()
     {
@@ -62,7 +73,7 @@ pub fn schema(data: &[u8]) {
     else {
         return;
     };
-    if let Ok(instance) = parse_strict(instance, 1 << 20)
+    if let Ok(instance) = Document::parse(instance, 1 << 20)
         && let Err(violations) = schema.validate(&instance)
     {
         assert!(!violations.to_string().is_empty());

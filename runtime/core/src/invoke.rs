@@ -32,7 +32,7 @@ use wasmtime::{CallHook, Store, Trap};
 use crate::engine::schedule;
 use crate::ids::InvocationId;
 use crate::journal::InvocationJournal;
-use crate::json::{self, JsonError};
+use crate::json::{Document, JsonError};
 use crate::loader::{ActionSchemas, Integration, ValidatedConfig};
 use crate::runtime::Runtime;
 use crate::schema::Violations;
@@ -577,8 +577,8 @@ impl Runtime {
         let Some(schemas) = schemas else {
             return Ok(Value::String(returned));
         };
-        let output = json::parse_strict(&returned, limits.output as usize)
-            .map_err(InvokeError::OutputJson)?;
+        let output =
+            Document::parse(&returned, limits.output as usize).map_err(InvokeError::OutputJson)?;
         schemas
             .output
             .validate(&output)
@@ -586,7 +586,7 @@ impl Runtime {
                 action: action.to_string(),
                 violations,
             })?;
-        Ok(output)
+        Ok(output.to_value())
     }
 
     /// Turns a failed call into the limit that stopped it, or a trap with its root cause.
@@ -686,11 +686,11 @@ fn admit_input<'a>(
             available: integration.action_names().join(", "),
         })?
         .map_err(|reason| InvokeError::Host(reason.to_string()))?;
-    let value = json::parse_strict(input, integration.limits().input as usize)
+    let document = Document::parse(input, integration.limits().input as usize)
         .map_err(InvokeError::InputJson)?;
     schemas
         .input
-        .validate(&value)
+        .validate(&document)
         .map_err(|violations| InvokeError::Input {
             action: action.to_string(),
             violations,

@@ -32,7 +32,7 @@ use actions::{Action, Parsed};
 use crate::bundle::VerifiedBundle;
 use crate::cache::CacheOutcome;
 use crate::digest::Digest;
-use crate::json::{self, JsonError};
+use crate::json::{Document, JsonError};
 use crate::manifest::{
     ApiKey, CredentialDecl, EgressEntry, Grant, LoadedManifest, MANIFEST_FILE_NAME, Manifest,
     ManifestError, RelativePath,
@@ -431,15 +431,16 @@ impl Integration {
                 Some(_) => Err(ConfigError::NotDeclared),
             };
         };
-        let value = json::parse_strict(text.unwrap_or("{}"), self.limits.input as usize)?;
+        let document = Document::parse(text.unwrap_or("{}"), self.limits.input as usize)?;
         schema
-            .validate(&value)
+            .validate(&document)
             .map_err(|violations| ConfigError::Schema {
                 schema: self.config_schema_path().unwrap_or_default(),
                 violations,
             })?;
         Ok(ValidatedConfig {
-            json: value.to_string().into(),
+            // Written again compactly: the config is kept and injected as Airlock wrote it.
+            json: document.to_value().to_string().into(),
         })
     }
 

@@ -15,10 +15,14 @@
 //! holds object keys, which may be customer data too: it is for the caller's own error; the
 //! audit trail records the schema location instead (docs/audit.md).
 //!
+//! Instances are validated as [`Document`]s, read in place; no `serde_json::Value` is built.
+//!
 //! # Layout
 //! - this module: [`Schema`], loading and compiling with those options.
+//! - [`instance`]: how the validator reads a [`Document`].
 //! - [`violation`]: [`Violations`], what a failed validation reports, from the schema side.
 
+mod instance;
 mod violation;
 
 use std::error::Error;
@@ -32,7 +36,8 @@ use serde_json::Value;
 
 pub use violation::{Violation, Violations};
 
-use crate::json::{self, JsonError, display_pointer};
+use crate::json::{self, Document, JsonError, display_pointer};
+use instance::Flat;
 
 /// Largest schema file accepted: schemas are small, and reading stops here.
 const MAX_SCHEMA_BYTES: usize = 1 << 20;
@@ -40,7 +45,7 @@ const MAX_SCHEMA_BYTES: usize = 1 << 20;
 /// A schema compiled with Airlock's safe options, ready to validate many instances.
 #[derive(Clone)]
 pub struct Schema {
-    validator: Validator,
+    validator: Validator<Flat>,
     origin: String,
 }
 
@@ -121,12 +126,12 @@ impl Schema {
     }
 
     /// Validates an instance; on failure returns every violation (cap at 16, note if more).
-    pub fn validate(&self, instance: &Value) -> Result<(), Violations> {
+    pub fn validate(&self, instance: &Document<'_>) -> Result<(), Violations> {
         // jsonschema collects all errors eagerly; the boolean check is much cheaper when valid.
-        if self.validator.is_valid(instance) {
+        if self.validator.is_valid(instance.root()) {
             return Ok(());
         }
-        Err(Violations::of(self.validator.iter_errors(instance)))
+        Err(Violations::of(self.validator.iter_errors(instance.root())))
     }
 }
 
@@ -152,7 +157,7 @@ fn compile_with(
     schema: &Value,
     retriever: impl Retrieve + 'static,
 ) -> Result<Schema, SchemaError> {
-    let validator = jsonschema::options()
+    let validator = jsonschema::options_for::<Flat>()
         .with_retriever(retriever)
         .with_pattern_options(PatternOptions::regex())
         .should_validate_formats(true)

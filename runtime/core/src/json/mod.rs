@@ -3,19 +3,23 @@
 //! `serde_json::from_str` is lenient in one way that matters here: an object with a repeated key
 //! silently keeps the last value. Two parsers that disagree on which duplicate wins let an
 //! attacker show one value to the validator and another to the consumer, so every untrusted JSON
-//! text goes through [`parse_strict`], which rejects duplicates, caps the size before any parsing
-//! work, rejects trailing characters and relies on serde_json's nesting limit (127 nested
-//! containers) so deep input fails cleanly instead of exhausting the stack.
+//! text goes through [`Document::parse`] (or [`parse_strict`], which builds a `Value` from it):
+//! it rejects duplicates, caps the size before any parsing work, rejects trailing characters and
+//! relies on serde_json's nesting limit (127 nested containers) so deep input fails cleanly
+//! instead of exhausting the stack.
+//!
+//! # Layout
+//! - this module: [`JsonError`], [`parse_strict`].
+//! - [`document`]: [`Document`], a parsed text kept flat, which the schema validator reads in place.
 //!
 //! Errors never quote the input text: sizes, positions, serde_json's fixed syntax messages and,
 //! for duplicates, the object's JSON pointer and the key (keys are structure, not data).
 
-use std::cell::RefCell;
-use std::fmt;
+pub mod document;
 
-use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
-use serde_json::map::Entry;
-use serde_json::{Map, Value};
+use serde_json::Value;
+
+pub use document::{Cursor, Document, Item};
 
 /// Why untrusted JSON text was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -37,30 +41,14 @@ pub enum JsonError {
     DuplicateKey { pointer: String, key: String },
 }
 
-/// Parses JSON text from an untrusted source.
+/// Parses JSON text from an untrusted source into a `Value`.
 ///
-/// Use this instead of `serde_json::from_str` for any text Airlock did not write itself: it
-/// refuses texts over `limit` bytes without looking at them, refuses duplicate object keys (so
-/// every later reader sees the same document the validator saw) and trailing characters.
+/// Use this (or [`Document::parse`], which it builds on) instead of `serde_json::from_str` for
+/// any text Airlock did not write itself: it refuses texts over `limit` bytes without looking at
+/// them, duplicate object keys (so every later reader sees the same document the validator saw)
+/// and trailing characters.
 pub fn parse_strict(text: &str, limit: usize) -> Result<Value, JsonError> {
-    if text.len() > limit {
-        return Err(JsonError::TooLarge {
-            size: text.len(),
-            limit,
-        });
-    }
-    let duplicate = RefCell::new(None);
-    let mut deserializer = serde_json::Deserializer::from_str(text);
-    let parsed = StrictValue {
-        path: &Path::Root,
-        duplicate: &duplicate,
-    }
-    .deserialize(&mut deserializer)
-    .and_then(|value| deserializer.end().map(|()| value));
-    parsed.map_err(|error| match duplicate.into_inner() {
-        Some(found) => found,
-        None => syntax_error(&error),
-    })
+    Document::parse(text, limit).map(|document| document.to_value())
 }
 
 /// Shows a JSON pointer in a message: the root (`""`) as `/`, control characters escaped so a
@@ -85,119 +73,10 @@ fn syntax_error(error: &serde_json::Error) -> JsonError {
     }
 }
 
-/// Where a value sits in the document, as a chain of borrowed segments: nothing is allocated
-/// unless a duplicate key needs its pointer rendered.
-enum Path<'a> {
-    Root,
-    Key(&'a Path<'a>, &'a str),
-    Index(&'a Path<'a>, usize),
-}
-
-impl fmt::Display for Path<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Path::Root => Ok(()),
-            Path::Key(parent, key) => {
-                write!(f, "{parent}/{}", key.replace('~', "~0").replace('/', "~1"))
-            }
-            Path::Index(parent, index) => write!(f, "{parent}/{index}"),
-        }
-    }
-}
-
-/// Deserializes one `Value`, recording the first duplicate key in `duplicate`.
-#[derive(Clone, Copy)]
-struct StrictValue<'a> {
-    path: &'a Path<'a>,
-    duplicate: &'a RefCell<Option<JsonError>>,
-}
-
-impl<'de> DeserializeSeed<'de> for StrictValue<'_> {
-    type Value = Value;
-
-    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for StrictValue<'_> {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
-    }
-
-    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-
-    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-
-    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
-        // serde_json never produces NaN or infinities from text, so this is never `Null`.
-        Ok(Value::from(v))
-    }
-
-    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::String(v.to_owned()))
-    }
-
-    fn visit_string<E>(self, v: String) -> Result<Value, E> {
-        Ok(Value::String(v))
-    }
-
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let mut items = Vec::new();
-        loop {
-            let path = Path::Index(self.path, items.len());
-            let seed = StrictValue {
-                path: &path,
-                duplicate: self.duplicate,
-            };
-            match seq.next_element_seed(seed)? {
-                Some(item) => items.push(item),
-                None => return Ok(Value::Array(items)),
-            }
-        }
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
-        let mut map = Map::new();
-        while let Some(key) = access.next_key::<String>()? {
-            // One lookup per key: the vacant entry is where the value goes.
-            let slot = match map.entry(key) {
-                Entry::Vacant(slot) => slot,
-                Entry::Occupied(taken) => {
-                    *self.duplicate.borrow_mut() = Some(JsonError::DuplicateKey {
-                        pointer: self.path.to_string(),
-                        key: taken.key().clone(),
-                    });
-                    return Err(de::Error::custom("duplicate key"));
-                }
-            };
-            let path = Path::Key(self.path, slot.key());
-            let value = access.next_value_seed(StrictValue {
-                path: &path,
-                duplicate: self.duplicate,
-            })?;
-            slot.insert(value);
-        }
-        Ok(Value::Object(map))
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::borrow::Cow;
+
     use super::*;
 
     const LIMIT: usize = 1 << 20;
@@ -240,6 +119,70 @@ mod tests {
             };
             assert_eq!(parse_strict(text, LIMIT), Err(expected), "{text}");
         }
+    }
+
+    /// An object of `n` members `k0`..`k{n-1}`, each holding its index, in the order given.
+    fn members(order: impl Iterator<Item = usize>) -> String {
+        let members: Vec<String> = order.map(|i| format!("\"k{i}\": {i}")).collect();
+        format!("{{{}}}", members.join(", "))
+    }
+
+    #[test]
+    fn members_are_found_by_name_in_small_and_large_objects() {
+        // 16 members are scanned; 17 and more are found through the sorted index.
+        for n in [0, 1, 16, 17, 300] {
+            let text = members((0..n).rev());
+            let document = Document::parse(&text, LIMIT).expect("parses");
+            let root = document.root();
+            for i in 0..n {
+                let found = root.get(&format!("k{i}")).map(|member| member.to_value());
+                assert_eq!(found, Some(Value::from(i)), "k{i} of {n}");
+            }
+            assert!(root.get("k").is_none() && root.get(&format!("k{n}")).is_none());
+            let names: Vec<&str> = root.members().map(|(name, _)| name).collect();
+            let expected: Vec<String> = (0..n).rev().map(|i| format!("k{i}")).collect();
+            assert_eq!(names, expected, "members in document order");
+        }
+    }
+
+    #[test]
+    fn duplicates_in_large_objects_are_found_where_they_are() {
+        for n in [16, 17, 40] {
+            // The last member repeats the first, spelled with an escape.
+            let text =
+                members(0..n).replace(&format!("\"k{}\": {}", n - 1, n - 1), "\"\\u006b0\": 1");
+            let nested = format!(r#"{{"outer": [{text}]}}"#);
+            let expected = JsonError::DuplicateKey {
+                pointer: "/outer/0".to_owned(),
+                key: "k0".to_owned(),
+            };
+            assert_eq!(
+                Document::parse(&nested, LIMIT),
+                Err(expected),
+                "{n} members"
+            );
+        }
+    }
+
+    #[test]
+    fn containers_hold_their_elements_and_strings_without_escapes_are_borrowed() {
+        let text = r#"[[1, [2, 3]], {"a": {"b": []}, "c": "plain"}, "esc\u00e9", 4.5, null, true]"#;
+        let document = Document::parse(text, LIMIT).expect("parses");
+        let elements: Vec<Cursor<'_>> = document.root().elements().collect();
+        assert_eq!(elements.len(), 6);
+        assert_eq!(elements[0].elements().count(), 2);
+        assert_eq!(elements[1].members().count(), 2);
+        let plain = elements[1].get("c").expect("c");
+        assert!(matches!(plain.item(), Item::String(Cow::Borrowed("plain"))));
+        assert!(matches!(elements[2].item(), Item::String(Cow::Owned(s)) if s == "esc\u{e9}"));
+        let reference: Value = serde_json::from_str(text).expect("reference parse");
+        for (element, expected) in elements.iter().zip(reference.as_array().expect("array")) {
+            assert_eq!(&element.to_value(), expected);
+        }
+        assert!(
+            document.root().get("a").is_none(),
+            "an array has no members"
+        );
     }
 
     #[test]
