@@ -199,27 +199,44 @@ impl log::Host for LogCtx {
 /// Escapes control characters and bidirectional overrides, spending at most `budget` bytes.
 ///
 /// Newlines, escape sequences and bidi controls are what let logged text forge records or
-/// rewrite a terminal; everything else printable passes through unchanged.
+/// rewrite a terminal; everything else printable passes through unchanged, a run at a time.
+/// Text past the budget is cut at a character boundary and ends in `…`.
 fn escape(text: &str, budget: &mut usize) -> String {
     let mut out = String::with_capacity(text.len().min(*budget));
-    for c in text.chars() {
-        let dangerous =
-            c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
-        let before = out.len();
-        if dangerous {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
+    let mut rest = text;
+    loop {
+        let (run, tail) = rest.split_at(rest.find(dangerous).unwrap_or(rest.len()));
+        if run.len() > *budget {
+            let mut cut = *budget;
+            while !run.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            out.push_str(&run[..cut]);
+            return cut_short(out, budget);
         }
-        let spent = out.len() - before;
-        if spent > *budget {
-            out.truncate(before);
-            out.push('…');
-            *budget = 0;
+        out.push_str(run);
+        *budget -= run.len();
+        let Some(c) = tail.chars().next() else {
             return out;
+        };
+        let escaped = c.escape_default();
+        if escaped.len() > *budget {
+            return cut_short(out, budget);
         }
-        *budget -= spent;
+        *budget -= escaped.len();
+        out.extend(escaped);
+        rest = &tail[c.len_utf8()..];
     }
+}
+
+fn dangerous(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Ends text that ran out of budget with `…`, and spends the rest.
+fn cut_short(mut out: String, budget: &mut usize) -> String {
+    out.push('…');
+    *budget = 0;
     out
 }
 
@@ -255,6 +272,41 @@ mod tests {
         for (input, expected) in cases {
             let mut budget = usize::MAX;
             assert_eq!(escape(input, &mut budget), expected, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn escaping_spends_the_budget_a_character_at_a_time() {
+        // What escaping one character at a time gives, cut where the next one does not fit.
+        fn by_character(text: &str, budget: &mut usize) -> String {
+            let mut out = String::new();
+            for c in text.chars() {
+                let piece: String = if dangerous(c) {
+                    c.escape_default().collect()
+                } else {
+                    c.into()
+                };
+                if piece.len() > *budget {
+                    *budget = 0;
+                    return out + "…";
+                }
+                *budget -= piece.len();
+                out += &piece;
+            }
+            out
+        }
+        let texts = ["plain ascii", "é日本\n\u{202E}x\u{1b}", "\0\0", "", "ü\tü"];
+        for text in texts {
+            for limit in 0..=text.len() * 10 + 1 {
+                let (mut fast, mut slow) = (limit, limit);
+                let escaped = escape(text, &mut fast);
+                assert_eq!(
+                    escaped,
+                    by_character(text, &mut slow),
+                    "{text:?} in {limit}"
+                );
+                assert_eq!(fast, slow, "budget left, {text:?} in {limit}");
+            }
         }
     }
 
