@@ -128,7 +128,11 @@ impl LogCtx {
         for (slot, source) in [(0, LogSource::Stdout), (1, LogSource::Stderr)] {
             let rest = std::mem::take(&mut buf.partial[slot]);
             if !rest.is_empty() {
-                buf.push(source, &String::from_utf8_lossy(&rest), &[]);
+                buf.push(
+                    source,
+                    String::from_utf8_lossy(&rest).into_owned(),
+                    Vec::new(),
+                );
             }
         }
         std::mem::take(&mut buf.log)
@@ -147,14 +151,14 @@ impl LogCtx {
         let mut start = 0;
         while let Some(end) = pending[start..].iter().position(|&b| b == b'\n') {
             let line = String::from_utf8_lossy(&pending[start..start + end]).into_owned();
-            buf.push(source, &line, &[]);
+            buf.push(source, line, Vec::new());
             start += end + 1;
         }
         pending.drain(..start);
         // A guest that never writes a newline must not grow the pending buffer past the cap.
         if pending.len() as u64 > buf.cap {
             let line = String::from_utf8_lossy(&pending).into_owned();
-            buf.push(source, &line, &[]);
+            buf.push(source, line, Vec::new());
             pending.clear();
         }
         buf.partial[slot] = pending;
@@ -167,7 +171,7 @@ impl LogCtx {
 }
 
 impl Buffer {
-    fn push(&mut self, source: LogSource, message: &str, fields: &[(String, String)]) {
+    fn push(&mut self, source: LogSource, message: String, fields: Vec<(String, String)>) {
         let remaining = self.cap.saturating_sub(self.used);
         if remaining == 0 {
             self.log.dropped += 1;
@@ -176,7 +180,7 @@ impl Buffer {
         let mut budget = remaining as usize;
         let message = escape(message, &mut budget);
         let fields: Vec<_> = fields
-            .iter()
+            .into_iter()
             .map(|(k, v)| (escape(k, &mut budget), escape(v, &mut budget)))
             .collect();
         // A line costs its bookkeeping too, so a flood of empty lines meets the cap as well.
@@ -192,7 +196,7 @@ impl Buffer {
 
 impl log::Host for LogCtx {
     fn log(&mut self, level: log::Level, message: String, fields: Vec<(String, String)>) {
-        self.lock().push(level.into(), &message, &fields);
+        self.lock().push(level.into(), message, fields);
     }
 }
 
@@ -200,10 +204,15 @@ impl log::Host for LogCtx {
 ///
 /// Newlines, escape sequences and bidi controls are what let logged text forge records or
 /// rewrite a terminal; everything else printable passes through unchanged, a run at a time.
-/// Text past the budget is cut at a character boundary and ends in `…`.
-fn escape(text: &str, budget: &mut usize) -> String {
+/// Text past the budget is cut at a character boundary and ends in `…`. Text with nothing to
+/// escape that fits is kept as it is, without a copy.
+fn escape(text: String, budget: &mut usize) -> String {
+    if text.len() <= *budget && !text.contains(dangerous) {
+        *budget -= text.len();
+        return text;
+    }
     let mut out = String::with_capacity(text.len().min(*budget));
-    let mut rest = text;
+    let mut rest = text.as_str();
     loop {
         let (run, tail) = rest.split_at(rest.find(dangerous).unwrap_or(rest.len()));
         if run.len() > *budget {
@@ -271,7 +280,7 @@ mod tests {
         ];
         for (input, expected) in cases {
             let mut budget = usize::MAX;
-            assert_eq!(escape(input, &mut budget), expected, "{input:?}");
+            assert_eq!(escape(input.into(), &mut budget), expected, "{input:?}");
         }
     }
 
@@ -299,7 +308,7 @@ mod tests {
         for text in texts {
             for limit in 0..=text.len() * 10 + 1 {
                 let (mut fast, mut slow) = (limit, limit);
-                let escaped = escape(text, &mut fast);
+                let escaped = escape(text.into(), &mut fast);
                 assert_eq!(
                     escaped,
                     by_character(text, &mut slow),
