@@ -124,6 +124,7 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    /// The item this cursor is on.
     pub fn item(&self) -> &'a Item<'a> {
         &self.items[self.at]
     }
