@@ -26,7 +26,7 @@ use super::{JsonError, syntax_error};
 const SCANNED_MEMBERS: usize = 16;
 
 /// A JSON text parsed strictly (see [`Document::parse`]), borrowing from the text.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, PartialEq)]
 pub struct Document<'t> {
     items: Vec<Item<'t>>,
     /// For each object with more than [`SCANNED_MEMBERS`] members, its key items' positions,
@@ -129,27 +129,35 @@ impl<'a> Cursor<'a> {
         &self.items[self.at]
     }
 
+    /// How many elements this value has, if it is an array.
+    pub fn array_len(&self) -> Option<usize> {
+        match self.item() {
+            Item::Array { len, .. } => Some(*len),
+            _ => None,
+        }
+    }
+
+    /// How many members this value has, if it is an object.
+    pub fn object_len(&self) -> Option<usize> {
+        match self.item() {
+            Item::Object { len, .. } => Some(*len),
+            _ => None,
+        }
+    }
+
     /// An array's elements in order; none for any other value.
     pub fn elements(&self) -> Elements<'a> {
-        let remaining = match self.item() {
-            Item::Array { len, .. } => *len,
-            _ => 0,
-        };
         Elements {
             next: self.at(self.at + 1),
-            remaining,
+            remaining: self.array_len().unwrap_or(0),
         }
     }
 
     /// An object's members in document order; none for any other value.
     pub fn members(&self) -> Members<'a> {
-        let remaining = match self.item() {
-            Item::Object { len, .. } => *len,
-            _ => 0,
-        };
         Members {
             next: self.at(self.at + 1),
-            remaining,
+            remaining: self.object_len().unwrap_or(0),
         }
     }
 
@@ -162,7 +170,7 @@ impl<'a> Cursor<'a> {
             return self.members().find(|(key, _)| *key == name).map(|(_, v)| v);
         };
         let keys = &self.sorted[start..start + len];
-        let found = keys.binary_search_by(|&at| key_at(self.items, at).cmp(name));
+        let found = keys.binary_search_by(|&at| key_at(self.items, at).as_ref().cmp(name));
         found.ok().map(|index| self.at(keys[index] + 1))
     }
 
@@ -236,7 +244,7 @@ impl<'a> Iterator for Members<'a> {
         let key = self.next;
         let value = key.at(key.at + 1);
         self.next = value.at(value.end());
-        Some((key_at(key.items, key.at), value))
+        Some((key_at(key.items, key.at).as_ref(), value))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -244,7 +252,7 @@ impl<'a> Iterator for Members<'a> {
     }
 }
 
-fn key_at<'a>(items: &'a [Item<'a>], at: usize) -> &'a str {
+fn key_at<'i, 't>(items: &'i [Item<'t>], at: usize) -> &'i Cow<'t, str> {
     match &items[at] {
         Item::Key(key) => key,
         _ => unreachable!("a member starts with its key"),
@@ -264,13 +272,6 @@ impl<'t> Builder<'t> {
         Builder {
             items: Vec::with_capacity((len / 8 + 1).min(4096)),
             sorted: Vec::new(),
-        }
-    }
-
-    fn key(&self, at: usize) -> &Cow<'t, str> {
-        match &self.items[at] {
-            Item::Key(key) => key,
-            _ => unreachable!("a member starts with its key"),
         }
     }
 
@@ -415,7 +416,9 @@ impl<'de> Visitor<'de> for Build<'_, 'de> {
         while let Some(key) = access.next_key_seed(KeySeed)? {
             let taken = match &mut seen {
                 Some(seen) => !seen.insert(key.clone()),
-                None => builder.keys_of(at).any(|at| *builder.key(at) == key),
+                None => builder
+                    .keys_of(at)
+                    .any(|at| *key_at(&builder.items, at) == key),
             };
             if taken {
                 *self.duplicate.borrow_mut() = Some(JsonError::DuplicateKey {
@@ -426,7 +429,9 @@ impl<'de> Visitor<'de> for Build<'_, 'de> {
             }
             len += 1;
             if seen.is_none() && len > SCANNED_MEMBERS {
-                let keys = builder.keys_of(at).map(|at| builder.key(at).clone());
+                let keys = builder
+                    .keys_of(at)
+                    .map(|at| key_at(&builder.items, at).clone());
                 seen = Some(keys.chain([key.clone()]).collect());
             }
             builder.items.push(Item::Key(key.clone()));

@@ -39,11 +39,11 @@ impl<'a> Node<'a, Flat> for Cursor<'a> {
     type Number = &'a Number;
 
     fn as_object(&self) -> Option<Cursor<'a>> {
-        matches!(self.item(), Item::Object { .. }).then_some(*self)
+        self.object_len().map(|_| *self)
     }
 
     fn as_array(&self) -> Option<Cursor<'a>> {
-        matches!(self.item(), Item::Array { .. }).then_some(*self)
+        self.array_len().map(|_| *self)
     }
 
     fn as_string(&self) -> Option<Cow<'a, str>> {
@@ -113,10 +113,7 @@ impl<'a> Object<'a, Flat> for Cursor<'a> {
     type MembersIter = Members<'a>;
 
     fn len(&self) -> usize {
-        match self.item() {
-            Item::Object { len, .. } => *len,
-            _ => 0,
-        }
+        self.object_len().unwrap_or(0)
     }
 
     fn get(&self, key: &Box<str>) -> Option<Cursor<'a>> {
@@ -133,10 +130,7 @@ impl<'a> Array<'a, Flat> for Cursor<'a> {
     type ElementsIter = Elements<'a>;
 
     fn len(&self) -> usize {
-        match self.item() {
-            Item::Array { len, .. } => *len,
-            _ => 0,
-        }
+        self.array_len().unwrap_or(0)
     }
 
     fn elements(&self) -> Elements<'a> {
