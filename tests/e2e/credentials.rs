@@ -5,7 +5,7 @@
 
 use std::io::Write;
 
-use airlock_runtime::Invocation;
+use airlock_runtime::{Invocation, Output};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
@@ -16,8 +16,11 @@ use airlock_testkit::{Recorded, Reply};
 const CANARY: &str = "canary-7f3a9c2e-tok";
 
 /// The exfil report, which every exfil action returns.
-fn report(ran: &Invocation) -> &Value {
-    ran.result.as_ref().expect("exfil reports, never fails")
+fn report(ran: &Invocation) -> Value {
+    ran.result
+        .as_ref()
+        .expect("exfil reports, never fails")
+        .to_value()
 }
 
 /// Asserts `needle` appears nowhere the guest could have put it: output, log, or (when the
@@ -30,7 +33,7 @@ fn assert_unseen(ran: &Invocation, needle: &str) {
     );
     let log = format!("{:?}", ran.log);
     assert!(!log.contains(needle), "guest log holds {needle:?}");
-    if let Ok(report) = &ran.result
+    if let Ok(report) = ran.result.as_ref().map(Output::to_value)
         && let Some(hits) = report.get("memory_hits")
     {
         assert_eq!(hits, 0, "guest memory holds {needle:?}");
@@ -419,7 +422,8 @@ async fn a_response_in_more_than_one_coding_is_refused_not_half_decoded() {
         )
         .await;
     assert_eq!(report(&ran)["attempts"][0]["outcome"], "ok 200");
-    let codings: Vec<&Value> = report(&ran)["headers"]
+    let report = report(&ran);
+    let codings: Vec<&Value> = report["headers"]
         .as_array()
         .expect("headers")
         .iter()
@@ -535,7 +539,7 @@ async fn github_issues_lists_every_page_with_the_injected_token() {
             &[("github", CANARY)],
         )
         .await;
-    let output = ran.result.as_ref().expect("lists issues");
+    let output = ran.result.as_ref().expect("lists issues").to_value();
     assert_eq!(output["pages"], 2, "{output}");
     let numbers: Vec<&Value> = output["issues"]
         .as_array()

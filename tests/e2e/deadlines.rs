@@ -179,7 +179,7 @@ async fn upstream_faults_end_within_the_timeout_with_a_recorded_class() {
         assert_eq!(event.decision, decision, "{what}: {event:?}");
         assert_eq!(event.reason.as_deref(), reason, "{what}: {event:?}");
         if let Some(read) = read {
-            let output = ran.result.as_ref().expect("an output");
+            let output = ran.result.as_ref().expect("an output").to_value();
             assert_eq!(output["bytes"], read, "{what}: {output}");
         }
         assert_connections_closed(&tarpit, &what).await;

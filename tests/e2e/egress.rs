@@ -172,7 +172,8 @@ pub(crate) fn outcomes(invocation: &Invocation) -> Vec<String> {
     let output = invocation
         .result
         .as_ref()
-        .expect("exfil reports, never fails");
+        .expect("exfil reports, never fails")
+        .to_value();
     output["attempts"]
         .as_array()
         .expect("attempts")
@@ -376,7 +377,7 @@ async fn routing_and_override_headers_are_refused_and_never_reach_the_upstream()
             "headers": [["Accept", "*/*"], [name, value]],
         });
         let ran = egress.run("exfil", "fetch", input).await;
-        let attempt = &ran.result.as_ref().expect("exfil reports")["attempts"][0];
+        let attempt = &ran.result.as_ref().expect("exfil reports").to_value()["attempts"][0];
         assert_eq!(attempt["outcome"], "HeaderForbidden", "{name}: {attempt}");
         assert_eq!(
             attempt["detail"],

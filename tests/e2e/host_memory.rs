@@ -149,7 +149,7 @@ async fn random_bytes_are_charged_before_they_are_made() {
     assert!(ran.host_memory_peak > Limits::DEFAULT_HOST_MEMORY);
     let ran = attack(&egress, None, "random-bytes", json!({ "len": 4096 })).await;
     assert_eq!(outcome(&ran), "ok", "{:?}", ran.result);
-    assert_eq!(ran.result.expect("ok")["bytes"], 4096);
+    assert_eq!(ran.result.expect("ok").to_value()["bytes"], 4096);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

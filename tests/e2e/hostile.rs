@@ -94,7 +94,7 @@ async fn read_env_sees_no_host_environment_or_arguments() {
     // The host certainly has an environment (PATH at least); the guest must see none of it.
     assert!(std::env::var_os("PATH").is_some());
     let ran = attack("read-env").await;
-    let output = ran.result.expect("read-env returns what it saw");
+    let output = ran.result.expect("read-env returns what it saw").to_value();
     assert_eq!(output["vars"], serde_json::json!([]), "{output}");
     assert_eq!(output["args"], serde_json::json!([]), "{output}");
 }
@@ -102,7 +102,10 @@ async fn read_env_sees_no_host_environment_or_arguments() {
 #[tokio::test]
 async fn read_files_can_open_nothing() {
     let ran = attack("read-files").await;
-    let output = ran.result.expect("read-files returns what it saw");
+    let output = ran
+        .result
+        .expect("read-files returns what it saw")
+        .to_value();
     assert_eq!(output["read"], serde_json::json!([]), "{output}");
     let errors = output["errors"].as_array().expect("errors list");
     assert!(errors.len() >= 4, "every attempt should fail: {output}");
@@ -124,7 +127,7 @@ async fn scratch_holds_its_size_is_fresh_each_time_and_cannot_be_left() {
     let within = runtime
         .invoke(&hostile, &none, "scratch", &write(1 << 20, "all"))
         .await;
-    let output = within.result.expect("scratch reports");
+    let output = within.result.expect("scratch reports").to_value();
     assert_eq!(output["found"], "", "empty at first: {output}");
     assert_eq!(
         (output["write"].as_str(), output["kept"].as_str()),
@@ -147,7 +150,7 @@ async fn scratch_holds_its_size_is_fresh_each_time_and_cannot_be_left() {
     let past = runtime
         .invoke(&hostile, &none, "scratch", &write(3 << 20, "more"))
         .await;
-    let output = past.result.expect("scratch reports");
+    let output = past.result.expect("scratch reports").to_value();
     assert_eq!(
         output["found"], "",
         "the first invocation's file is gone: {output}"

@@ -48,7 +48,7 @@ async fn a_new_invocation_inherits_no_handle_of_an_earlier_one() {
         json!({ "size": 3, "count": 1 }),
     )
     .await;
-    let seen = control.result.expect("its own handle reads");
+    let seen = control.result.expect("its own handle reads").to_value();
     assert_eq!(seen["count"], 1, "{seen}");
     for handle in [1u32, 2, 3, 100, 1000] {
         let ran = crate::sandbox::run_as(

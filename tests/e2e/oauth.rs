@@ -84,7 +84,7 @@ async fn fifty_concurrent_invocations_cause_one_token_call() {
     let mut outputs = Vec::new();
     while let Some(ran) = runs.join_next().await {
         let ran = ran.expect("invocation task");
-        let report = ran.result.expect("exfil reports");
+        let report = ran.result.expect("exfil reports").to_value();
         assert_eq!(report["attempts"][0]["outcome"], "ok 200", "{report}");
         outputs.push(report.to_string());
     }
@@ -193,7 +193,7 @@ async fn post_alert(egress: &Egress) -> airlock_runtime::Invocation {
 async fn slack_notifier_posts_with_a_refreshed_token_it_never_sees() {
     let (mock, egress) = upstreams(&["slack.com"], slack(false));
     let ran = post_alert(&egress).await;
-    let output = ran.result.as_ref().expect("posted");
+    let output = ran.result.as_ref().expect("posted").to_value();
     assert_eq!(output["ts"], "1700000000.000100");
     let requests = mock.requests();
     assert_eq!(requests.len(), 2);

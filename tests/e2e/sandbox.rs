@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 use airlock_host_api::audit::{Subject, Trigger};
 use airlock_host_api::egress::Decision;
 use airlock_runtime::invoke::DEADLINE_GRACE;
-use airlock_runtime::{Caller, EngineSettings, Integration, Invocation, LoadError, Runtime};
+use airlock_runtime::{
+    Caller, EngineSettings, Integration, Invocation, LoadError, Output, Runtime,
+};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
@@ -234,8 +236,8 @@ async fn a_table_cannot_grow_past_ten_thousand_elements() {
     let ran = run(&runtime, &core, "table-grow", json!({ "n": 10_000 })).await;
     // `table.grow` returns the old size: 4.
     assert_eq!(
-        ran.result.as_ref().ok(),
-        Some(&json!({ "value": 4 })),
+        ran.result.as_ref().ok().map(Output::to_value),
+        Some(json!({ "value": 4 })),
         "{:?}",
         ran.result
     );
@@ -267,8 +269,8 @@ async fn bulk_operations_under_a_one_tick_deadline_end_cleanly() {
         if round % 10 == 9 {
             let scan = run(&runtime, &scanner, "scan", json!({ "n": PAGES })).await;
             assert_eq!(
-                scan.result.as_ref().ok(),
-                Some(&json!({ "memory": 0, "table": 0, "globals": 0 })),
+                scan.result.as_ref().ok().map(Output::to_value),
+                Some(json!({ "memory": 0, "table": 0, "globals": 0 })),
                 "round {round}: {:?}",
                 scan.result
             );
@@ -362,8 +364,8 @@ async fn out_of_bounds_accesses_always_trap_and_in_bounds_ones_read_true() {
         let ran = run(&runtime, &core, action, json!({ "n": n })).await;
         match expected {
             Some(value) => assert_eq!(
-                ran.result.as_ref().ok(),
-                Some(&json!({ "value": value })),
+                ran.result.as_ref().ok().map(Output::to_value),
+                Some(json!({ "value": value })),
                 "{action} {n:#x}: {:?}",
                 ran.result
             ),
@@ -404,7 +406,7 @@ async fn a_reused_sandbox_slot_holds_nothing_of_another_tenant() {
     assert_ne!(core.digest(), other.digest());
 
     let control = run(&runtime, &core, "check", json!({ "n": PAGES })).await;
-    let seen = control.result.expect("check runs");
+    let seen = control.result.expect("check runs").to_value();
     let words = (PAGES as u64 - 1) * 65_536 / 8;
     assert!(
         seen["memory"].as_u64().is_some_and(|m| m >= words),
@@ -419,8 +421,8 @@ async fn a_reused_sandbox_slot_holds_nothing_of_another_tenant() {
         assert!(filled.memory_peak >= 64 << 20, "{}", filled.memory_peak);
         let scanned = run_as(&runtime, reader, "globex", "scan", json!({ "n": PAGES })).await;
         assert_eq!(
-            scanned.result.as_ref().ok(),
-            Some(&json!({ "memory": 0, "table": 0, "globals": 0 })),
+            scanned.result.as_ref().ok().map(Output::to_value),
+            Some(json!({ "memory": 0, "table": 0, "globals": 0 })),
             "round {round}: {:?}",
             scanned.result
         );
@@ -586,7 +588,7 @@ async fn one_fields_resource_stops_growing_at_its_size_cap() {
         json!({ "count": 15, "size": 1024 }),
     )
     .await;
-    let output = fits.result.expect("fifteen fit");
+    let output = fits.result.expect("fifteen fit").to_value();
     assert_eq!(output["count"], 15, "{output}");
     for input in [
         json!({ "count": 16, "size": 1024 }),
@@ -624,7 +626,11 @@ async fn absurd_request_timeouts_are_clamped_to_the_operators() {
             json!({ "url": deadlines::URL, "ns": ns }),
         )
         .await;
-        let output = ran.result.as_ref().expect("the guest reads the failure");
+        let output = ran
+            .result
+            .as_ref()
+            .expect("the guest reads the failure")
+            .to_value();
         assert!(
             output["error"]
                 .as_str()
@@ -686,8 +692,8 @@ async fn an_invocation_dropped_midway_gives_everything_back() {
             assert!(dropped.is_err(), "{action} ended before {after} ms");
             let next = run(&runtime, &core, "scan", json!({ "n": 2 })).await;
             assert_eq!(
-                next.result.as_ref().ok(),
-                Some(&json!({ "memory": 0, "table": 0, "globals": 0 })),
+                next.result.as_ref().ok().map(Output::to_value),
+                Some(json!({ "memory": 0, "table": 0, "globals": 0 })),
                 "after dropping {action} at {after} ms: {:?}",
                 next.result
             );

@@ -11,7 +11,7 @@ async fn sample_contact_is_mapped() {
     let config = mapper_config(&mapper);
     let sample = read_example("contact-mapper", "sample-input.json");
     let ran = invoke(&mapper, &config, "map-contact", &sample).await;
-    let output = ran.result.expect("sample maps");
+    let output = ran.result.expect("sample maps").to_value();
     let email = output["email"].as_str().expect("email mapped");
     assert_eq!(email, email.trim().to_lowercase(), "email is normalised");
     assert!(ran.memory_peak > 0);

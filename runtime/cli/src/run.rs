@@ -151,7 +151,7 @@ async fn invoke(
     } else {
         print_egress(&invocation.egress, &invocation.egress_suppressed);
         if let Ok(output) = &invocation.result {
-            println!("{}", serde_json::to_string_pretty(output)?);
+            println!("{}", serde_json::to_string_pretty(&output.to_value())?);
         }
         print_error(&invocation);
         print_summary(&invocation, integration);

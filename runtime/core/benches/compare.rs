@@ -691,7 +691,7 @@ fn https_get(plan: &Plan, examples: &Path, rt: &tokio::runtime::Runtime) -> (Sta
     let n = plan.samples.min(2_000);
     let brokered = sample(n, || {
         let ran = rt.block_on(runtime.invoke_as(&exfil, &config, &caller, "fetch", &input));
-        let report = ran.result.expect("fetch reports");
+        let report = ran.result.expect("fetch reports").to_value();
         assert_eq!(report["attempts"][0]["outcome"], "ok 200");
     });
     let get = |client: &reqwest::Client| {

@@ -25,7 +25,6 @@ use airlock_host_api::log::GuestLog;
 use airlock_host_api::policy::egress::EgressPolicy;
 use airlock_host_api::scratch::Scratch;
 use serde::Serialize;
-use serde_json::Value;
 use wasmtime::component::ResourceTableError;
 use wasmtime::{CallHook, Store, Trap};
 
@@ -34,6 +33,7 @@ use crate::ids::InvocationId;
 use crate::journal::InvocationJournal;
 use crate::json::{Document, JsonError};
 use crate::loader::{ActionSchemas, Integration, ValidatedConfig};
+use crate::output::Output;
 use crate::runtime::Runtime;
 use crate::schema::Violations;
 use airlock_host_api::policy::units::{ByteSize, HumanDuration};
@@ -86,7 +86,7 @@ pub struct Invocation {
     pub kv: KvUse,
     /// The sequence number of this invocation's audit record, when the runtime keeps a trail.
     pub record: Option<u64>,
-    pub result: Result<Value, InvokeError>,
+    pub result: Result<Output, InvokeError>,
 }
 
 /// Who an invocation runs for, how it was started, the credentials its requests may use, and
@@ -540,7 +540,7 @@ impl Runtime {
         deadline: Instant,
         action: &str,
         input: &str,
-    ) -> Result<Value, InvokeError> {
+    ) -> Result<Output, InvokeError> {
         let limits = *integration.limits();
         let call = async {
             let instance = integration
@@ -575,7 +575,7 @@ impl Runtime {
             }));
         }
         let Some(schemas) = schemas else {
-            return Ok(Value::String(returned));
+            return Ok(Output::quoted(&returned));
         };
         let output =
             Document::parse(&returned, limits.output as usize).map_err(InvokeError::OutputJson)?;
@@ -586,7 +586,7 @@ impl Runtime {
                 action: action.to_string(),
                 violations,
             })?;
-        Ok(output.to_value())
+        Ok(Output::validated(returned))
     }
 
     /// Turns a failed call into the limit that stopped it, or a trap with its root cause.

@@ -81,7 +81,7 @@ pub(super) async fn show(
     let output = ran
         .result
         .as_ref()
-        .map(|o| o.to_string())
+        .map(|o| o.to_value().to_string())
         .unwrap_or_default();
     println!(
         "  the stand-in saw the token {} time(s) and echoed it back; the guest saw `[REDACTED]` \

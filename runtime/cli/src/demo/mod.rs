@@ -79,7 +79,10 @@ pub(crate) async fn demo(args: DemoArgs) -> anyhow::Result<Exit> {
         .invoke(&mapper, &config, "map-contact", &sample)
         .await;
     if let Ok(output) = &ran.result {
-        println!("{}", indent(&serde_json::to_string_pretty(output)?));
+        println!(
+            "{}",
+            indent(&serde_json::to_string_pretty(&output.to_value())?)
+        );
     }
     demo.expect(&ran, "ok");
 
@@ -105,7 +108,7 @@ pub(crate) async fn demo(args: DemoArgs) -> anyhow::Result<Exit> {
         let attempt = runtime.invoke(&hostile, &none, action, "{}").await;
         demo.expect(&attempt, expected);
         if let Ok(output) = &attempt.result {
-            println!("      output: {output}");
+            println!("      output: {}", output.to_value());
         }
     }
 

@@ -22,7 +22,6 @@ use axum::http::header::LOCATION;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use super::installations::scope;
@@ -33,6 +32,7 @@ use crate::auth::Principal;
 use crate::error::{ApiError, ErrorBody};
 use crate::wire::GuestLog;
 use airlock_platform::api_keys::Scope;
+use airlock_runtime::Output;
 use airlock_runtime::ids::{InstallationId, TenantId, UserId};
 use airlock_runtime::invoke::{Caller, Invocation};
 use airlock_store::runs::{RunRecord, RunTrigger};
@@ -71,8 +71,14 @@ pub(super) struct ActionPath {
 #[derive(Serialize, ToSchema)]
 #[serde(untagged)]
 pub(super) enum ActionResult {
-    Output(Value),
-    Logged { output: Value, log: GuestLog },
+    /// The output as the action wrote it, byte for byte (numbers keep their digits).
+    #[schema(value_type = Value)]
+    Output(Output),
+    Logged {
+        #[schema(value_type = Value)]
+        output: Output,
+        log: GuestLog,
+    },
 }
 
 /// A run queued by `?async=true`.
