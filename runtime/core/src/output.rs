@@ -1,8 +1,8 @@
 //! An action's output as the guest wrote it: JSON text that passed the output schema.
 //!
 //! The host validates the output where it lies (docs/benchmarks.md) and hands it on as text, so
-//! a caller that forwards it (the server's response, a run's history) neither builds a tree nor
-//! prints one again, and the guest's numbers reach the client digit for digit.
+//! a caller that forwards it (the server's response) neither builds a tree nor prints one again,
+//! and the guest's numbers reach the client digit for digit.
 
 use std::fmt;
 
@@ -30,11 +30,6 @@ impl Output {
         &self.0
     }
 
-    /// The JSON text, owned.
-    pub fn into_string(self) -> String {
-        self.0
-    }
-
     /// The output as a tree, for a caller that reads into it.
     pub fn to_value(&self) -> Value {
         serde_json::from_str(&self.0).expect("an output is strict JSON the host has parsed")
@@ -52,12 +47,6 @@ impl Serialize for Output {
 impl fmt::Debug for Output {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Output({})", self.0)
-    }
-}
-
-impl fmt::Display for Output {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
     }
 }
 
