@@ -35,7 +35,9 @@ use bytes::Bytes;
 
 mod common;
 
-use common::measure::{Stats, Table, micros, ratio, sample, throughput};
+use common::measure::{
+    Load, Stats, Table, micros, ratio, sample, sample_side_by_side, throughput_side_by_side,
+};
 
 /// The guest's own mapping code, compiled natively. Its unit tests are the guest's to run.
 #[path = "../../../guest-examples/contact-mapper/src/mapping.rs"]
@@ -151,15 +153,14 @@ fn main() {
     ));
     let mut table = Table::default();
 
-    // 1, 2, 4: one invocation at a time.
-    let invoke = || {
+    // 1, 2, 4: one invocation at a time, Airlock, bare wasmtime and Extism side by side.
+    let mut invoke = || {
         let ran = current.block_on(runtime.invoke(&mapper, &config, "map-contact", &input));
         assert!(ran.result.is_ok());
     };
-    let airlock = sample(plan.samples, invoke);
-    let floor = sample(plan.samples, || {
-        current.block_on(bare.call("map-contact", &input))
-    });
+    let mut bare_call = || current.block_on(bare.call("map-contact", &input));
+    let (airlock, floor, extism) =
+        invocation_latencies(&plan, &config_text, &input, &mut invoke, &mut bare_call);
     let native_config: mapping::Config = serde_json::from_str(&config_text).expect("config");
     let native = sample(plan.samples * 10, || {
         let crm: mapping::CrmContact = serde_json::from_str(&input).expect("input");
@@ -187,30 +188,43 @@ fn main() {
         native,
         floor,
     );
-    let extism = extism_rows(&plan, &config_text, &input, floor, &mut table);
+    match extism {
+        Some((fresh, warm)) => {
+            table.latency(
+                "Extism 1.30, a fresh plugin from a compiled one per call (its per-call isolation)",
+                fresh,
+                floor,
+            );
+            table.latency(
+                "Extism 1.30, warm call on one reused plugin (no isolation between calls)",
+                warm,
+                floor,
+            );
+        }
+        None => table.row(
+            "Extism",
+            "not measured".into(),
+            "build with --features extism-baseline",
+        ),
+    }
 
-    // 5: throughput with N concurrent tasks on 2 worker threads.
+    // 5: throughput with N concurrent tasks on 2 worker threads, side by side.
+    let unaudited = MapContact {
+        runtime: runtime.clone(),
+        mapper: mapper.clone(),
+        config: config.clone(),
+        input: input.as_str().into(),
+        audited: false,
+    };
     let mut at64 = (0.0, 0.0);
     let mut curves = (Vec::new(), Vec::new());
     for tasks in CONCURRENCY {
-        let (r, m, c, i) = (
-            runtime.clone(),
-            mapper.clone(),
-            config.clone(),
-            input.clone(),
-        );
-        let airlock = throughput(&multi, tasks, plan.window, move || {
-            let (r, m, c, i) = (r.clone(), m.clone(), c.clone(), i.clone());
-            async move {
-                let ran = r.invoke(&m, &c, "map-contact", &i).await;
-                assert!(ran.result.is_ok());
-            }
-        });
-        let (b, i) = (bare.clone(), input.clone());
-        let floor = throughput(&multi, tasks, plan.window, move || {
-            let (b, i) = (b.clone(), i.clone());
-            async move { b.call("map-contact", &i).await }
-        });
+        let floor = BareMapContact {
+            bare: bare.clone(),
+            input: input.as_str().into(),
+        };
+        let (airlock, floor) =
+            throughput_side_by_side(&multi, tasks, plan.window, unaudited.clone(), floor);
         table.rate(
             &format!("throughput, Airlock, {tasks} concurrent task(s) on 2 threads"),
             airlock,
@@ -223,11 +237,12 @@ fn main() {
         curves.0.push(airlock);
         curves.1.push(floor);
     }
-    let audited64 = audited_throughput(&plan, &examples, &input, &config_text, &multi);
+    let (audited64, unaudited64) =
+        audited_throughput(&plan, &examples, &config_text, unaudited, &multi);
     table.rate(
         "throughput with the audit trail, 64 concurrent tasks (each record durable before its result; group commit)",
         audited64,
-        at64.0,
+        unaudited64,
         "Airlock unaudited",
     );
 
@@ -327,7 +342,7 @@ fn main() {
         if plan.full { "full" } else { "quick" }
     );
     table.print();
-    let extism_ratio = extism.map_or("n/a".to_string(), |fresh| {
+    let extism_ratio = extism.map_or("n/a".to_string(), |(fresh, _)| {
         format!("{:.2}", ratio(airlock.median, fresh.median))
     });
     println!(
@@ -340,19 +355,20 @@ fn main() {
         ratio(brokered.median, reqwest_pooled.median),
         starts.warm.median.as_secs_f64() * 1e3,
         at64.0 / at64.1,
-        audited64 / at64.0,
+        audited64 / unaudited64,
     );
 }
 
-/// Extism's rows: a fresh plugin per call, and a warm call; returns the fresh-plugin figures.
+/// Airlock's and bare wasmtime's invocation, and Extism's fresh-plugin and warm calls of the same
+/// mapping, sampled side by side; returns Airlock's, bare wasmtime's and Extism's figures.
 #[cfg(feature = "extism-baseline")]
-fn extism_rows(
+fn invocation_latencies(
     plan: &Plan,
     config_text: &str,
     input: &str,
-    floor: Stats,
-    table: &mut Table,
-) -> Option<Stats> {
+    airlock: &mut dyn FnMut(),
+    floor: &mut dyn FnMut(),
+) -> (Stats, Stats, Option<(Stats, Stats)>) {
     use extism::{CompiledPlugin, Manifest, Plugin, PluginBuilder, Wasm};
     let wasm = std::fs::read(common::built_extism_guest()).expect("extism plugin");
     let manifest = Manifest::new([Wasm::data(wasm)]).with_config_key("config", config_text);
@@ -362,33 +378,64 @@ fn extism_rows(
         let output: String = plugin.call("map_contact", input).expect("maps");
         assert!(output.contains("ada@example.com"));
     };
-    let fresh = sample(plan.samples, || {
-        call(&mut Plugin::new_from_compiled(&compiled).expect("plugin"));
-    });
     let mut reused = Plugin::new_from_compiled(&compiled).expect("plugin");
-    let warm = sample(plan.samples, || call(&mut reused));
-    table.latency(
-        "Extism 1.30, a fresh plugin from a compiled one per call (its per-call isolation)",
-        fresh,
-        floor,
+    let stats = sample_side_by_side(
+        plan.samples,
+        &mut [
+            airlock,
+            floor,
+            &mut || call(&mut Plugin::new_from_compiled(&compiled).expect("plugin")),
+            &mut || call(&mut reused),
+        ],
     );
-    table.latency(
-        "Extism 1.30, warm call on one reused plugin (no isolation between calls)",
-        warm,
-        floor,
-    );
-    Some(fresh)
+    (stats[0], stats[1], Some((stats[2], stats[3])))
 }
 
-/// Without the `extism-baseline` feature there is no Extism to compare with; the row says so.
+/// Without the `extism-baseline` feature there is no Extism to compare with.
 #[cfg(not(feature = "extism-baseline"))]
-fn extism_rows(_: &Plan, _: &str, _: &str, _: Stats, table: &mut Table) -> Option<Stats> {
-    table.row(
-        "Extism",
-        "not measured".into(),
-        "build with --features extism-baseline",
-    );
-    None
+fn invocation_latencies(
+    plan: &Plan,
+    _: &str,
+    _: &str,
+    airlock: &mut dyn FnMut(),
+    floor: &mut dyn FnMut(),
+) -> (Stats, Stats, Option<(Stats, Stats)>) {
+    let stats = sample_side_by_side(plan.samples, &mut [airlock, floor]);
+    (stats[0], stats[1], None)
+}
+
+/// `map-contact` through Airlock's full path, as the throughput rows drive it.
+#[derive(Clone)]
+struct MapContact {
+    runtime: Arc<Runtime>,
+    mapper: Arc<airlock_runtime::Integration>,
+    config: Arc<airlock_runtime::ValidatedConfig>,
+    input: Arc<str>,
+    /// Whether the runtime keeps an audit trail, so each invocation must bring its record.
+    audited: bool,
+}
+
+impl Load for MapContact {
+    async fn call(&self) {
+        let ran = self
+            .runtime
+            .invoke(&self.mapper, &self.config, "map-contact", &self.input)
+            .await;
+        assert!(ran.result.is_ok());
+        assert_eq!(ran.record.is_some(), self.audited);
+    }
+}
+
+/// `map-contact` on bare wasmtime, as the throughput rows drive it.
+struct BareMapContact {
+    bare: Arc<common::bare::Bare>,
+    input: Arc<str>,
+}
+
+impl Load for BareMapContact {
+    async fn call(&self) {
+        self.bare.call("map-contact", &self.input).await
+    }
 }
 
 /// `contact-mapper` on a runtime with a durable audit trail in temp dirs of its own.
@@ -530,30 +577,25 @@ fn scaling_plot(curves: &(Vec<f64>, Vec<f64>), sizes: &[InputSize]) -> String {
     svg(&[throughput, cost])
 }
 
-/// Invocations per second with the durable audit trail, 64 concurrent tasks on 2 threads: each
-/// result waits for its record, and concurrent records share a flush.
+/// Invocations per second with the durable audit trail, 64 concurrent tasks on 2 threads, side
+/// by side with `unaudited`: each result waits for its record, and concurrent records share a
+/// flush. Returns the audited rate and the unaudited one.
 fn audited_throughput(
     plan: &Plan,
     examples: &Path,
-    input: &str,
     config_text: &str,
+    unaudited: MapContact,
     rt: &tokio::runtime::Runtime,
-) -> f64 {
+) -> (f64, f64) {
     let audited = Audited::new(examples, config_text);
-    let (runtime, mapper, config) = (audited.runtime, audited.mapper, audited.config);
-    let input = input.to_string();
-    throughput(rt, 64, plan.window, move || {
-        let (r, m, c, i) = (
-            runtime.clone(),
-            mapper.clone(),
-            config.clone(),
-            input.clone(),
-        );
-        async move {
-            let ran = r.invoke(&m, &c, "map-contact", &i).await;
-            assert!(ran.record.is_some());
-        }
-    })
+    let load = MapContact {
+        runtime: audited.runtime.clone(),
+        mapper: audited.mapper.clone(),
+        config: audited.config.clone(),
+        input: unaudited.input.clone(),
+        audited: true,
+    };
+    throughput_side_by_side(rt, 64, plan.window, load, unaudited)
 }
 
 /// Cold starts: with an empty compiled cache, with a warm one, and the warm one's phases
